@@ -1,0 +1,143 @@
+// fastrnn — fused forward and BPTT kernels for recurrent layers, on Eigen.
+//
+// This is the one public header of the C++ core. It knows nothing of Python.
+//
+// Conventions (stated once, here)
+// -------------------------------
+// * Shape letters: T time steps, B batch, I input features, H hidden units, G gates of the cell
+//   (RNN 1, GRU 3, LSTM 4). "GH" is G*H.
+// * Every array is dense and row-major ("C order"): the rightmost dimension changes fastest.
+//   x is (T, B, I), time-major. Row r = t*B + b of the (T*B, I) matrix view is step t, sequence b.
+// * Weights use PyTorch's layout so that trained weights load unchanged:
+//       w_ih (GH, I), w_hh (GH, H), b_ih (GH), b_hh (GH)
+//   with the gate blocks stacked along the first axis, each H rows:
+//
+//         w_ih                     LSTM      GRU       RNN
+//        +----------------+ 0
+//        |  gate 0 (H, I) |        i         r         h
+//        +----------------+ H
+//        |  gate 1 (H, I) |        f         z
+//        +----------------+ 2H
+//        |  gate 2 (H, I) |        g         n
+//        +----------------+ 3H
+//        |  gate 3 (H, I) |        o
+//        +----------------+ 4H
+//
+// * Cell formulas (see ../shared/DOMAIN.md; `*` is the element-wise product):
+//     RNN      h' = act(W_ih x + b_ih + W_hh h + b_hh),  act = tanh or relu
+//     LSTM     i,f,o = sigmoid(.), g = tanh(.);  c' = f*c + i*g;  h' = o*tanh(c')
+//     GRU      r,z = sigmoid(.);  h' = (1 - z)*n + z*h   with
+//                reset_after  (default):  n = tanh(W_in x + b_in + r*(W_hn h + b_hn))
+//                reset_before           :  n = tanh(W_in x + b_in + W_hn (r*h) + b_hn)
+// * Biases are optional (nullptr): a layer built with bias=False has none, and then no bias gradients.
+// * Initial states are optional (nullptr means zeros); so are the incoming gradients dy, dh_n, dc_n.
+// * Aliasing: no output may overlap any input. The workspace is the only in/out buffer.
+// * The workspace: forward in training mode saves, in one caller-owned buffer of
+//   workspace_size(...) scalars, what backward needs (activated gates, the states of every step and
+//   a per-step extra for GRU). backward CONSUMES it: it overwrites the saved gates with their
+//   gradients, so one forward supports exactly one backward. The buffer starts with a small header
+//   (cell, sizes, state) that backward checks, so a mismatched or already-consumed workspace is an
+//   error, never silently wrong numbers. Its layout is otherwise private.
+// * Errors are reported by throwing std::invalid_argument (bad sizes, bad workspace).
+#pragma once
+
+#include <cstdint>
+
+namespace fastrnn {
+
+using index_t = std::int64_t;
+
+/// The recurrent cells. The numeric values are part of the binding's ABI; do not reorder.
+enum class CellKind : int {
+  RnnTanh = 0,
+  RnnRelu = 1,
+  Lstm = 2,
+  Gru = 3,             ///< GRU with reset_after=True (PyTorch, cuDNN, Keras default)
+  GruResetBefore = 4,  ///< GRU with reset_after=False (Cho et al., the course notes)
+};
+
+/// Number of gates G of a cell: the weight matrices have G*H rows.
+int num_gates(CellKind cell) noexcept;
+/// True for LSTM, the only cell with a second state c.
+bool has_cell_state(CellKind cell) noexcept;
+/// Short name ("lstm", "gru", ...) for messages.
+const char* cell_name(CellKind cell) noexcept;
+
+struct Dims {
+  index_t T = 0;  ///< time steps
+  index_t B = 0;  ///< batch size
+  index_t I = 0;  ///< input features
+  index_t H = 0;  ///< hidden units
+};
+
+/// The parameters of one layer, PyTorch layout (see the diagram above). Not owned.
+template <class S>
+struct Weights {
+  const S* w_ih = nullptr;  ///< (G*H, I)
+  const S* w_hh = nullptr;  ///< (G*H, H)
+  const S* b_ih = nullptr;  ///< (G*H) or nullptr (no bias)
+  const S* b_hh = nullptr;  ///< (G*H) or nullptr (no bias); both or neither
+};
+
+template <class S>
+struct ForwardArgs {
+  const S* x = nullptr;   ///< (T, B, I) input
+  const S* h0 = nullptr;  ///< (B, H) initial hidden state, nullptr = zeros
+  const S* c0 = nullptr;  ///< (B, H) initial cell state (LSTM only), nullptr = zeros
+  S* y = nullptr;         ///< (T, B, H) out: h of every step
+  S* h_n = nullptr;       ///< (B, H) out: last hidden state
+  S* c_n = nullptr;       ///< (B, H) out: last cell state (LSTM only; ignored otherwise)
+  /// workspace_size(...) scalars to save for backward (training), or nullptr (inference: nothing
+  /// per step is kept, memory beyond the output is O(B*G*H)).
+  S* workspace = nullptr;
+};
+
+template <class S>
+struct BackwardArgs {
+  const S* x = nullptr;     ///< (T, B, I) the input given to forward
+  S* workspace = nullptr;   ///< in/out: filled by forward(training), consumed here
+  const S* dy = nullptr;    ///< (T, B, H) dL/dy, nullptr = zeros
+  const S* dh_n = nullptr;  ///< (B, H) dL/dh_n, nullptr = zeros
+  const S* dc_n = nullptr;  ///< (B, H) dL/dc_n (LSTM only), nullptr = zeros
+  S* dx = nullptr;          ///< (T, B, I) out
+  S* dh0 = nullptr;         ///< (B, H) out
+  S* dc0 = nullptr;         ///< (B, H) out (LSTM only; ignored otherwise)
+  S* dw_ih = nullptr;       ///< (G*H, I) out, overwritten (not accumulated)
+  S* dw_hh = nullptr;       ///< (G*H, H) out, overwritten
+  S* db_ih = nullptr;       ///< (G*H) out, required when the layer has biases
+  S* db_hh = nullptr;       ///< (G*H) out, required when the layer has biases
+};
+
+/// Number of scalars of type S the training workspace needs.
+template <class S>
+index_t workspace_size(CellKind cell, const Dims& dims);
+
+/// Forward pass over all T steps. Throws std::invalid_argument on inconsistent arguments.
+template <class S>
+void forward(CellKind cell, const Dims& dims, const Weights<S>& w, const ForwardArgs<S>& args);
+
+/// Backpropagation through time over all T steps, consuming the workspace of the matching forward.
+/// The weights must be the ones forward used.
+template <class S>
+void backward(CellKind cell, const Dims& dims, const Weights<S>& w, const BackwardArgs<S>& args);
+
+extern template index_t workspace_size<float>(CellKind, const Dims&);
+extern template index_t workspace_size<double>(CellKind, const Dims&);
+extern template void forward<float>(CellKind, const Dims&, const Weights<float>&,
+                                    const ForwardArgs<float>&);
+extern template void forward<double>(CellKind, const Dims&, const Weights<double>&,
+                                     const ForwardArgs<double>&);
+extern template void backward<float>(CellKind, const Dims&, const Weights<float>&,
+                                     const BackwardArgs<float>&);
+extern template void backward<double>(CellKind, const Dims&, const Weights<double>&,
+                                      const BackwardArgs<double>&);
+
+/// Compile-time facts about this build, for diagnostics (`fastrnn.build_info()`).
+struct BuildInfo {
+  const char* eigen_version;
+  const char* simd;  ///< Eigen's SIMD instruction sets in use
+  bool openmp;
+};
+BuildInfo build_info() noexcept;
+
+}  // namespace fastrnn

@@ -1,0 +1,8 @@
+// Explicit instantiation of the kernels for double (see fastrnn/dispatch.hpp).
+#include "fastrnn/dispatch.hpp"
+
+namespace fastrnn {
+template index_t workspace_size<double>(CellKind, const Dims&);
+template void forward<double>(CellKind, const Dims&, const Weights<double>&, const ForwardArgs<double>&);
+template void backward<double>(CellKind, const Dims&, const Weights<double>&, const BackwardArgs<double>&);
+}  // namespace fastrnn

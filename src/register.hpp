@@ -1,0 +1,7 @@
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+namespace fastrnn::py_bind {
+void register_rnn(pybind11::module_& m);
+}
