@@ -9,6 +9,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -34,13 +35,17 @@ std::string shape_of(const py::array& a) {
   return shape_str(s);
 }
 
-/// The array behind `obj`, checked against the expected dtype and shape, or nullptr when
+/// An array argument that may be absent (None). Note that a default-constructed py::array is
+/// an empty array, not "no array": absence must be explicit.
+using Opt = std::optional<py::array>;
+
+/// The array behind `obj`, checked against the expected dtype and shape, or nullopt when
 /// `obj` is None and the argument is optional.
 template <class S>
-py::array checked(const py::object& obj, const char* name, const std::vector<index_t>& shape,
-                  bool optional = false, bool writeable = false) {
+Opt checked(const py::object& obj, const char* name, const std::vector<index_t>& shape,
+            bool optional = false, bool writeable = false) {
   if (obj.is_none()) {
-    if (optional) return py::array();
+    if (optional) return std::nullopt;
     throw py::type_error(std::string(name) + ": required, got None");
   }
   if (!py::isinstance<py::array>(obj)) {
@@ -69,13 +74,14 @@ py::array checked(const py::object& obj, const char* name, const std::vector<ind
 }
 
 template <class S>
-const S* ptr(const py::array& a) {
-  return a ? static_cast<const S*>(a.data()) : nullptr;
+const S* ptr(const Opt& a) {
+  return a ? static_cast<const S*>(a->data()) : nullptr;
 }
 template <class S>
-S* mut_ptr(py::array& a) {
-  return a ? static_cast<S*>(a.mutable_data()) : nullptr;
+S* mut_ptr(Opt& a) {
+  return a ? static_cast<S*>(a->mutable_data()) : nullptr;
 }
+py::object or_none(const Opt& a) { return a ? py::object(*a) : py::object(py::none()); }
 
 
 struct Sizes {
@@ -113,15 +119,15 @@ py::tuple forward_impl(CellKind cell, const py::array& x_in, const py::object& w
                        bool training) {
   const Sizes z = sizes_of<S>(cell, x_in, weight_hh);
   const Dims& d = z.d;
-  py::array x = checked<S>(x_in, "x", {d.T, d.B, d.I});
-  py::array w_ih = checked<S>(weight_ih, "weight_ih", {z.GH, d.I});
-  py::array w_hh = checked<S>(weight_hh, "weight_hh", {z.GH, d.H});
-  py::array b_ih = checked<S>(bias_ih, "bias_ih", {z.GH}, true);
-  py::array b_hh = checked<S>(bias_hh, "bias_hh", {z.GH}, true);
+  Opt x = checked<S>(x_in, "x", {d.T, d.B, d.I});
+  Opt w_ih = checked<S>(weight_ih, "weight_ih", {z.GH, d.I});
+  Opt w_hh = checked<S>(weight_hh, "weight_hh", {z.GH, d.H});
+  Opt b_ih = checked<S>(bias_ih, "bias_ih", {z.GH}, true);
+  Opt b_hh = checked<S>(bias_hh, "bias_hh", {z.GH}, true);
   if (bool(b_ih) != bool(b_hh)) throw py::value_error("bias_ih, bias_hh: give both or neither");
-  py::array h0a = checked<S>(h0, "h0", {d.B, d.H}, true);
+  Opt h0a = checked<S>(h0, "h0", {d.B, d.H}, true);
   const bool lstm = has_cell_state(cell);
-  py::array c0a;
+  Opt c0a;
   if (lstm) {
     c0a = checked<S>(c0, "c0", {d.B, d.H}, true);
   } else if (!c0.is_none()) {
@@ -129,10 +135,11 @@ py::tuple forward_impl(CellKind cell, const py::array& x_in, const py::object& w
                           cell_name(cell));
   }
 
-  py::array y = py::array_t<S>({d.T, d.B, d.H});
-  py::array h_n = py::array_t<S>({d.B, d.H});
-  py::array c_n = lstm ? py::array(py::array_t<S>({d.B, d.H})) : py::array();
-  py::array ws = training ? py::array(py::array_t<S>(workspace_size<S>(cell, d))) : py::array();
+  Opt y = py::array_t<S>({d.T, d.B, d.H});
+  Opt h_n = py::array_t<S>({d.B, d.H});
+  Opt c_n, ws;
+  if (lstm) c_n = py::array_t<S>({d.B, d.H});
+  if (training) ws = py::array_t<S>(workspace_size<S>(cell, d));
 
   Weights<S> w{ptr<S>(w_ih), ptr<S>(w_hh), ptr<S>(b_ih), ptr<S>(b_hh)};
   ForwardArgs<S> a;
@@ -147,8 +154,7 @@ py::tuple forward_impl(CellKind cell, const py::array& x_in, const py::object& w
     py::gil_scoped_release release;  // raw buffers only from here, see the file comment
     forward<S>(cell, d, w, a);
   }
-  return py::make_tuple(y, h_n, lstm ? py::object(c_n) : py::object(py::none()),
-                        training ? py::object(ws) : py::object(py::none()));
+  return py::make_tuple(*y, *h_n, or_none(c_n), or_none(ws));
 }
 
 template <class S>
@@ -158,17 +164,17 @@ py::tuple backward_impl(CellKind cell, const py::array& x_in, const py::object& 
                         const py::object& dy, const py::object& dh_n, const py::object& dc_n) {
   const Sizes z = sizes_of<S>(cell, x_in, weight_hh);
   const Dims& d = z.d;
-  py::array x = checked<S>(x_in, "x", {d.T, d.B, d.I});
-  py::array w_ih = checked<S>(weight_ih, "weight_ih", {z.GH, d.I});
-  py::array w_hh = checked<S>(weight_hh, "weight_hh", {z.GH, d.H});
-  py::array b_ih = checked<S>(bias_ih, "bias_ih", {z.GH}, true);
-  py::array b_hh = checked<S>(bias_hh, "bias_hh", {z.GH}, true);
+  Opt x = checked<S>(x_in, "x", {d.T, d.B, d.I});
+  Opt w_ih = checked<S>(weight_ih, "weight_ih", {z.GH, d.I});
+  Opt w_hh = checked<S>(weight_hh, "weight_hh", {z.GH, d.H});
+  Opt b_ih = checked<S>(bias_ih, "bias_ih", {z.GH}, true);
+  Opt b_hh = checked<S>(bias_hh, "bias_hh", {z.GH}, true);
   if (bool(b_ih) != bool(b_hh)) throw py::value_error("bias_ih, bias_hh: give both or neither");
-  py::array ws = checked<S>(workspace, "workspace", {workspace_size<S>(cell, d)}, false, true);
-  py::array dya = checked<S>(dy, "dy", {d.T, d.B, d.H}, true);
-  py::array dhn = checked<S>(dh_n, "dh_n", {d.B, d.H}, true);
+  Opt ws = checked<S>(workspace, "workspace", {workspace_size<S>(cell, d)}, false, true);
+  Opt dya = checked<S>(dy, "dy", {d.T, d.B, d.H}, true);
+  Opt dhn = checked<S>(dh_n, "dh_n", {d.B, d.H}, true);
   const bool lstm = has_cell_state(cell);
-  py::array dcn;
+  Opt dcn;
   if (lstm) {
     dcn = checked<S>(dc_n, "dc_n", {d.B, d.H}, true);
   } else if (!dc_n.is_none()) {
@@ -176,13 +182,16 @@ py::tuple backward_impl(CellKind cell, const py::array& x_in, const py::object& 
                           cell_name(cell));
   }
 
-  py::array dx = py::array_t<S>({d.T, d.B, d.I});
-  py::array dh0 = py::array_t<S>({d.B, d.H});
-  py::array dc0 = lstm ? py::array(py::array_t<S>({d.B, d.H})) : py::array();
-  py::array dw_ih = py::array_t<S>({z.GH, d.I});
-  py::array dw_hh = py::array_t<S>({z.GH, d.H});
-  py::array db_ih = b_ih ? py::array(py::array_t<S>(z.GH)) : py::array();
-  py::array db_hh = b_hh ? py::array(py::array_t<S>(z.GH)) : py::array();
+  Opt dx = py::array_t<S>({d.T, d.B, d.I});
+  Opt dh0 = py::array_t<S>({d.B, d.H});
+  Opt dw_ih = py::array_t<S>({z.GH, d.I});
+  Opt dw_hh = py::array_t<S>({z.GH, d.H});
+  Opt dc0, db_ih, db_hh;
+  if (lstm) dc0 = py::array_t<S>({d.B, d.H});
+  if (b_ih) {
+    db_ih = py::array_t<S>(z.GH);
+    db_hh = py::array_t<S>(z.GH);
+  }
 
   Weights<S> w{ptr<S>(w_ih), ptr<S>(w_hh), ptr<S>(b_ih), ptr<S>(b_hh)};
   BackwardArgs<S> a;
@@ -202,8 +211,7 @@ py::tuple backward_impl(CellKind cell, const py::array& x_in, const py::object& 
     py::gil_scoped_release release;  // raw buffers only from here, see the file comment
     backward<S>(cell, d, w, a);
   }
-  auto opt = [](const py::array& arr) { return arr ? py::object(arr) : py::object(py::none()); };
-  return py::make_tuple(dx, dh0, opt(dc0), dw_ih, dw_hh, opt(db_ih), opt(db_hh));
+  return py::make_tuple(*dx, *dh0, or_none(dc0), *dw_ih, *dw_hh, or_none(db_ih), or_none(db_hh));
 }
 
 /// The scalar type of a call is the dtype of x; every other array must match it.
