@@ -1,0 +1,161 @@
+"""The compiled kernels (fastrnn.functional) against the NumPy reference, for every cell and option."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import CELLS, assert_close, make_problem
+
+from fastrnn import functional as F
+from fastrnn import reference as R
+
+SHAPES = [  # T, B, I, H
+    (1, 1, 1, 1),
+    (1, 1, 3, 5),
+    (7, 1, 4, 6),
+    (5, 3, 4, 6),
+    (6, 4, 7, 3),
+    (4, 2, 5, 17),
+    (12, 5, 16, 33),
+    (3, 9, 64, 130),
+]
+OPTIONS = {  # name: (bias, initial states given, dy and final-state gradients given)
+    "full": (True, True, True),
+    "no_bias": (False, True, True),
+    "zero_states": (True, False, True),
+    "no_incoming_grads": (True, True, False),
+}
+
+
+def run_both(p: Any, dtype: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Kernels in `dtype`, reference in float64 on the same (rounded) inputs."""
+    pk = p.astype(dtype)
+    fw = F.forward(p.cell, pk.x, *pk.params, pk.h0, pk.c0, training=True)
+    bw = F.backward(p.cell, pk.x, *pk.params, fw.workspace, pk.dy, pk.dh_n, pk.dc_n)
+    pr = pk.astype(np.float64)
+    y, h_n, c_n, cache = R.forward(p.cell, pr.x, *pr.params, pr.h0, pr.c0)
+    g = R.backward(cache, pr.dy, pr.dh_n, pr.dc_n)
+    kern = {
+        "y": fw.y, "h_n": fw.h_n, "c_n": fw.c_n, "dx": bw.dx, "dh0": bw.dh0, "dc0": bw.dc0,
+        "weight_ih": bw.dweight_ih, "weight_hh": bw.dweight_hh,
+        "bias_ih": bw.dbias_ih, "bias_hh": bw.dbias_hh,
+    }  # fmt: skip
+    ref = {"y": y, "h_n": h_n, "c_n": c_n, **g}
+    return kern, ref
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "T{}B{}I{}H{}".format(*s))
+@pytest.mark.parametrize("option", list(OPTIONS))
+def test_against_reference(cell: str, dtype: Any, shape: tuple[int, ...], option: str) -> None:
+    bias, states, grads = OPTIONS[option]
+    p = make_problem(cell, *shape, bias=bias, states=states, grads=grads or False)
+    if not grads:  # only the loss through y: dy given, final-state gradients absent
+        p.dy = np.random.default_rng(1).standard_normal(p.x.shape[:2] + (shape[3],))
+    kern, ref = run_both(p, dtype)
+    for name, expected in ref.items():
+        if expected is None:
+            assert kern[name] is None, name
+            continue
+        assert kern[name].dtype == np.dtype(dtype), name
+        assert_close(kern[name], expected, dtype, name)
+
+
+@pytest.mark.parametrize("T", [1, 5, 600])  # 600 steps x B=1 spans several inference chunks
+def test_inference_equals_training_forward(cell: str, dtype: Any, T: int) -> None:
+    p = make_problem(cell, T, 1 if T > 100 else 3, 4, 6, dtype=dtype)
+    a = F.forward(cell, p.x, *p.params, p.h0, p.c0, training=True)
+    b = F.forward(cell, p.x, *p.params, p.h0, p.c0, training=False)
+    assert b.workspace is None and a.workspace is not None
+    np.testing.assert_array_equal(a.y, b.y)
+    np.testing.assert_array_equal(a.h_n, b.h_n)
+    if cell == "lstm":
+        np.testing.assert_array_equal(a.c_n, b.c_n)
+
+
+def test_outputs_and_final_states(cell: str) -> None:
+    p = make_problem(cell, 5, 3, 4, 6)
+    r = F.forward(cell, p.x, *p.params, p.h0, p.c0)
+    np.testing.assert_array_equal(r.y[-1], r.h_n)
+    assert (r.c_n is not None) == (cell == "lstm")
+
+
+def test_dy_none_equals_zero_dy(cell: str) -> None:
+    p = make_problem(cell, 5, 3, 4, 6)
+    outs = []
+    for dy in (None, np.zeros_like(p.dy)):
+        fw = F.forward(cell, p.x, *p.params, p.h0, p.c0)
+        outs.append(F.backward(cell, p.x, *p.params, fw.workspace, dy, p.dh_n, p.dc_n))
+    for a, b in zip(*outs):
+        if a is None:
+            assert b is None
+        else:
+            np.testing.assert_array_equal(a, b)
+
+
+def test_empty_sequence(cell: str, dtype: Any) -> None:
+    """T = 0: empty output, the final state is the initial state, the gradients pass through."""
+    p = make_problem(cell, 0, 3, 4, 6, dtype=dtype)
+    fw = F.forward(cell, p.x, *p.params, p.h0, p.c0)
+    assert fw.y.shape == (0, 3, 6)
+    np.testing.assert_array_equal(fw.h_n, p.h0)
+    bw = F.backward(cell, p.x, *p.params, fw.workspace, p.dy, p.dh_n, p.dc_n)
+    assert bw.dx.shape == (0, 3, 4)
+    np.testing.assert_array_equal(bw.dh0, p.dh_n)
+    assert not bw.dweight_ih.any() and not bw.dweight_hh.any()
+    if cell == "lstm":
+        np.testing.assert_array_equal(fw.c_n, p.c0)
+        np.testing.assert_array_equal(bw.dc0, p.dc_n)
+
+
+def test_empty_batch(cell: str) -> None:
+    p = make_problem(cell, 4, 0, 3, 5)
+    for training in (True, False):
+        fw = F.forward(cell, p.x, *p.params, p.h0, p.c0, training=training)
+        assert fw.y.shape == (4, 0, 5) and fw.h_n.shape == (0, 5)
+    fw = F.forward(cell, p.x, *p.params, p.h0, p.c0)
+    bw = F.backward(cell, p.x, *p.params, fw.workspace, p.dy, p.dh_n, p.dc_n)
+    assert bw.dx.shape == (4, 0, 3)
+    assert not bw.dweight_hh.any()
+
+
+def test_workspace_size_matches(cell: str, dtype: Any) -> None:
+    p = make_problem(cell, 5, 3, 4, 6, dtype=dtype)
+    fw = F.forward(cell, p.x, *p.params)
+    assert fw.workspace is not None
+    assert fw.workspace.shape == (F.workspace_size(cell, 5, 3, 4, 6, dtype),)
+
+
+def test_inputs_not_modified(cell: str) -> None:
+    p = make_problem(cell, 5, 3, 4, 6)
+    before = [None if a is None else a.copy() for a in (p.x, *p.params, p.h0, p.c0, p.dy)]
+    fw = F.forward(cell, p.x, *p.params, p.h0, p.c0)
+    F.backward(cell, p.x, *p.params, fw.workspace, p.dy, p.dh_n, p.dc_n)
+    for a, b in zip(before, (p.x, *p.params, p.h0, p.c0, p.dy)):
+        if a is not None:
+            np.testing.assert_array_equal(a, b)
+
+
+def test_non_contiguous_inputs_accepted(cell: str) -> None:
+    p = make_problem(cell, 5, 3, 4, 6)
+    x_f = np.asfortranarray(p.x)
+    w_t = np.ascontiguousarray(p.weight_ih.T).T  # a transposed view, not C-contiguous
+    assert not w_t.flags.c_contiguous
+    a = F.forward(cell, x_f, w_t, *p.params[1:], p.h0, p.c0, training=False)
+    b = F.forward(cell, p.x, *p.params, p.h0, p.c0, training=False)
+    np.testing.assert_array_equal(a.y, b.y)
+
+
+@pytest.mark.parametrize("cell_name", CELLS)
+def test_repeatable(cell_name: str) -> None:
+    """The same inputs give bit-identical results, run after run."""
+    p = make_problem(cell_name, 8, 4, 16, 32, dtype=np.float32)
+    res = []
+    for _ in range(3):
+        fw = F.forward(cell_name, p.x, *p.params, p.h0, p.c0)
+        bw = F.backward(cell_name, p.x, *p.params, fw.workspace, p.dy, p.dh_n, p.dc_n)
+        res.append((fw.y, *[a for a in bw if a is not None]))
+    for other in res[1:]:
+        for a, b in zip(res[0], other):
+            np.testing.assert_array_equal(a, b)
