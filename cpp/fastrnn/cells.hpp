@@ -9,7 +9,6 @@
 //   kExtra          true if the cell saves one more (B, H) array per step ("extra")
 //   kHiddenGradDiffers  true if the gradient w.r.t. the recurrent product differs from the one
 //                   w.r.t. the input projection (GRU reset_after: the n block is scaled by r)
-//   kScratch        number of H-sized scratch vectors the pointwise passes need per row
 // and static functions that each make ONE pass over the (B, G*H) gates of one step:
 //   forward(FwdStep)      [forward_stage1 first, for two-stage cells]
 //   backward(BwdStep)     [backward_stage1, then the driver's extra GEMM, then backward for
@@ -19,15 +18,33 @@
 #pragma once
 
 #include <Eigen/Core>
+#include <algorithm>
+#include <type_traits>
 
 #include "fastrnn/fastrnn.hpp"
 
 namespace fastrnn::detail {
 
-template <class S>
-using Vec = Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>>;
-template <class S>
-using CVec = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>;
+/// A fixed-size segment of N scalars at an arbitrary (unaligned) address.
+template <class S, int N>
+using Seg = Eigen::Map<Eigen::Array<S, N, 1>>;
+template <class S, int N>
+using CSeg = Eigen::Map<const Eigen::Array<S, N, 1>>;
+template <class S, int N>
+using Tmp = Eigen::Array<S, N, 1>;  // a chunk-local temporary (registers / stack, never heap)
+
+/// Calls f(j, std::integral_constant<int, N>) over [0, H): chunks of the SIMD width N = P, then
+/// single elements (N = 1). Which elements take the SIMD code thus depends only on H, never on
+/// the buffers' addresses: on dynamic-size maps Eigen peels a scalar head up to the first aligned
+/// address, and its scalar and SIMD sigmoid differ in the last bit, so results would depend on
+/// where the allocator put the arrays. The chunk also keeps all gates of 16 units in registers.
+template <class S, class F>
+EIGEN_STRONG_INLINE void for_each_chunk(index_t H, F&& f) {
+  constexpr int P = Eigen::internal::packet_traits<S>::size;
+  index_t j = 0;
+  for (; j + P <= H; j += P) f(j, std::integral_constant<int, P>{});
+  for (; j < H; ++j) f(j, std::integral_constant<int, 1>{});
+}
 
 /// What one forward step sees. Pointers to row-major (B, width) blocks of one time step.
 template <class S>
@@ -42,7 +59,6 @@ struct FwdStep {
   const S* c_prev;      ///< (B, H) LSTM only
   S* c;                 ///< (B, H) out, LSTM only
   S* extra;             ///< (B, H) out, cells with kExtra
-  S* scratch;           ///< kScratch * H
 };
 
 /// What one backward step sees. `gates` holds the saved activated gates on entry and is
@@ -60,12 +76,11 @@ struct BwdStep {
   const S* c;           ///< (B, H) LSTM only
   const S* extra;       ///< (B, H) saved extra, cells with kExtra
   const S* dextra;      ///< (B, H) dL/d(extra) through W_hh[G1:] (two-stage cells)
-  S* scratch;           ///< kScratch * H
 };
 
-/// Numerically safe logistic function: never NaN, saturates to exactly 0 and 1.
+/// Logistic function: never NaN for finite input, saturates to exactly 0 and 1.
 template <class Derived>
-auto sigmoid(const Eigen::ArrayBase<Derived>& a) {
+EIGEN_STRONG_INLINE auto sigmoid(const Eigen::ArrayBase<Derived>& a) {
   return a.logistic();
 }
 
@@ -79,21 +94,24 @@ struct RnnCell {
   static constexpr bool kCellState = false;
   static constexpr bool kExtra = false;
   static constexpr bool kHiddenGradDiffers = false;
-  static constexpr int kScratch = 0;
 
   template <class S>
   static void forward(const FwdStep<S>& s) {
     const index_t H = s.H;
-    CVec<S> bh(s.b_hh, H);
     for (index_t b = 0; b < s.B; ++b) {
-      Vec<S> a(s.gates + b * H, H);
-      CVec<S> hp(s.hproj + b * H, H);
-      if constexpr (kRelu) {
-        a = (a + hp + bh).max(S(0));
-      } else {
-        a = (a + hp + bh).tanh();
-      }
-      Vec<S>(s.h + b * H, H) = a;
+      S* g = s.gates + b * H;
+      const S* hp = s.hproj + b * H;
+      S* h = s.h + b * H;
+      for_each_chunk<S>(H, [&](index_t j, auto n) {
+        constexpr int N = decltype(n)::value;
+        Seg<S, N> a(g + j);
+        if constexpr (kRelu) {
+          a = (a + CSeg<S, N>(hp + j) + CSeg<S, N>(s.b_hh + j)).template max<Eigen::PropagateNaN>(S(0));
+        } else {
+          a = (a + CSeg<S, N>(hp + j) + CSeg<S, N>(s.b_hh + j)).tanh();
+        }
+        Seg<S, N>(h + j) = a;
+      });
     }
   }
 
@@ -101,14 +119,19 @@ struct RnnCell {
   static void backward(const BwdStep<S>& s) {
     const index_t H = s.H;
     for (index_t b = 0; b < s.B; ++b) {
-      Vec<S> g(s.gates + b * H, H);  // h_t on entry
-      CVec<S> dh(s.dh + b * H, H);
-      if constexpr (kRelu) {
-        g = (g > S(0)).select(dh, S(0));  // da = dh * [h > 0]
-      } else {
-        g = dh * (S(1) - g.square());     // da = dh * (1 - h^2)
-      }
-      Vec<S>(s.dh_prev + b * H, H).setZero();
+      S* g = s.gates + b * H;
+      const S* dh = s.dh + b * H;
+      for_each_chunk<S>(H, [&](index_t j, auto n) {
+        constexpr int N = decltype(n)::value;
+        Seg<S, N> a(g + j);  // h_t on entry
+        CSeg<S, N> d(dh + j);
+        if constexpr (kRelu) {
+          a = (a > S(0)).select(d, S(0));  // da = dh * [h > 0]
+        } else {
+          a = d * (S(1) - a.square());     // da = dh * (1 - h^2)
+        }
+      });
+      std::fill(s.dh_prev + b * H, s.dh_prev + (b + 1) * H, S(0));
     }
   }
 };
@@ -122,44 +145,54 @@ struct LstmCell {
   static constexpr bool kCellState = true;
   static constexpr bool kExtra = false;
   static constexpr bool kHiddenGradDiffers = false;
-  static constexpr int kScratch = 2;
 
   template <class S>
   static void forward(const FwdStep<S>& s) {
     const index_t H = s.H, GH = 4 * H;
+    const S* bh = s.b_hh;
     for (index_t b = 0; b < s.B; ++b) {
       S* g = s.gates + b * GH;
       const S* hp = s.hproj + b * GH;
-      Vec<S> gi(g, H), gf(g + H, H), gg(g + 2 * H, H), go(g + 3 * H, H);
-      gi = sigmoid(gi + CVec<S>(hp, H) + CVec<S>(s.b_hh, H));
-      gf = sigmoid(gf + CVec<S>(hp + H, H) + CVec<S>(s.b_hh + H, H));
-      gg = (gg + CVec<S>(hp + 2 * H, H) + CVec<S>(s.b_hh + 2 * H, H)).tanh();
-      go = sigmoid(go + CVec<S>(hp + 3 * H, H) + CVec<S>(s.b_hh + 3 * H, H));
-      Vec<S> c(s.c + b * H, H);
-      c = gf * CVec<S>(s.c_prev + b * H, H) + gi * gg;  // c' = f*c + i*g
-      Vec<S>(s.h + b * H, H) = go * c.tanh();           // h' = o*tanh(c')
+      const S* c_prev = s.c_prev + b * H;
+      S* c = s.c + b * H;
+      S* h = s.h + b * H;
+      for_each_chunk<S>(H, [&](index_t j, auto n) {
+        constexpr int N = decltype(n)::value;
+        Seg<S, N> i(g + j), f(g + H + j), gg(g + 2 * H + j), o(g + 3 * H + j);
+        i = sigmoid(i + CSeg<S, N>(hp + j) + CSeg<S, N>(bh + j));
+        f = sigmoid(f + CSeg<S, N>(hp + H + j) + CSeg<S, N>(bh + H + j));
+        gg = (gg + CSeg<S, N>(hp + 2 * H + j) + CSeg<S, N>(bh + 2 * H + j)).tanh();
+        o = sigmoid(o + CSeg<S, N>(hp + 3 * H + j) + CSeg<S, N>(bh + 3 * H + j));
+        const Tmp<S, N> cn = f * CSeg<S, N>(c_prev + j) + i * gg;  // c' = f*c + i*g
+        Seg<S, N>(c + j) = cn;
+        Seg<S, N>(h + j) = o * cn.tanh();                           // h' = o*tanh(c')
+      });
     }
   }
 
   template <class S>
   static void backward(const BwdStep<S>& s) {
     const index_t H = s.H, GH = 4 * H;
-    Vec<S> tc(s.scratch, H), tmp(s.scratch + H, H);
     for (index_t b = 0; b < s.B; ++b) {
       S* g = s.gates + b * GH;
-      Vec<S> i(g, H), f(g + H, H), gg(g + 2 * H, H), o(g + 3 * H, H);
-      CVec<S> dh(s.dh + b * H, H), c_prev(s.c_prev + b * H, H);
-      Vec<S> dc(s.dc + b * H, H);
-      tc = CVec<S>(s.c + b * H, H).tanh();
-      dc += dh * o * (S(1) - tc.square());           // dc_t = dc_t(from t+1) + dh*o*(1 - tanh^2 c)
-      o = dh * tc * o * (S(1) - o);                  // do = dh * tanh(c) * o(1-o)
-      tmp = dc * gg * i * (S(1) - i);                // di = dc * g * i(1-i)
-      gg = dc * i * (S(1) - gg.square());            // dg = dc * i * (1 - g^2)
-      i = tmp;
-      tmp = dc * f;                                  // dc_{t-1} = dc * f
-      f = dc * c_prev * f * (S(1) - f);              // df = dc * c_{t-1} * f(1-f)
-      dc = tmp;
-      Vec<S>(s.dh_prev + b * H, H).setZero();
+      const S* dhp = s.dh + b * H;
+      const S* cp = s.c_prev + b * H;
+      const S* cc = s.c + b * H;
+      S* dcp = s.dc + b * H;
+      for_each_chunk<S>(H, [&](index_t j, auto n) {
+        constexpr int N = decltype(n)::value;
+        Seg<S, N> i(g + j), f(g + H + j), gg(g + 2 * H + j), o(g + 3 * H + j), dc(dcp + j);
+        const Tmp<S, N> dh = CSeg<S, N>(dhp + j);
+        const Tmp<S, N> tc = CSeg<S, N>(cc + j).tanh();
+        const Tmp<S, N> dct = dc + dh * o * (S(1) - tc.square());  // dc_t += dh*o*(1 - tanh^2 c)
+        const Tmp<S, N> di = dct * gg * i * (S(1) - i);              // di = dc * g * i(1-i)
+        dc = dct * f;                                                // dc_{t-1} = dc * f
+        f = dct * CSeg<S, N>(cp + j) * f * (S(1) - f);               // df = dc * c_{t-1} * f(1-f)
+        gg = dct * i * (S(1) - gg.square());                         // dg = dc * i * (1 - g^2)
+        o = dh * tc * o * (S(1) - o);                                // do = dh * tanh(c) * o(1-o)
+        i = di;
+      });
+      std::fill(s.dh_prev + b * H, s.dh_prev + (b + 1) * H, S(0));
     }
   }
 };
@@ -173,40 +206,52 @@ struct GruCell {
   static constexpr bool kCellState = false;
   static constexpr bool kExtra = true;
   static constexpr bool kHiddenGradDiffers = true;
-  static constexpr int kScratch = 1;
 
   template <class S>
   static void forward(const FwdStep<S>& s) {
     const index_t H = s.H, GH = 3 * H;
+    const S* bh = s.b_hh;
     for (index_t b = 0; b < s.B; ++b) {
       S* g = s.gates + b * GH;
       const S* hp = s.hproj + b * GH;
-      Vec<S> r(g, H), z(g + H, H), n(g + 2 * H, H), hn(s.extra + b * H, H);
-      CVec<S> h_prev(s.h_prev + b * H, H);
-      r = sigmoid(r + CVec<S>(hp, H) + CVec<S>(s.b_hh, H));
-      z = sigmoid(z + CVec<S>(hp + H, H) + CVec<S>(s.b_hh + H, H));
-      hn = CVec<S>(hp + 2 * H, H) + CVec<S>(s.b_hh + 2 * H, H);
-      n = (n + r * hn).tanh();
-      Vec<S>(s.h + b * H, H) = (S(1) - z) * n + z * h_prev;  // h' = (1-z)*n + z*h
+      const S* h_prev = s.h_prev + b * H;
+      S* ex = s.extra + b * H;
+      S* h = s.h + b * H;
+      for_each_chunk<S>(H, [&](index_t j, auto n_) {
+        constexpr int N = decltype(n_)::value;
+        Seg<S, N> r(g + j), z(g + H + j), n(g + 2 * H + j), hn(ex + j);
+        r = sigmoid(r + CSeg<S, N>(hp + j) + CSeg<S, N>(bh + j));
+        z = sigmoid(z + CSeg<S, N>(hp + H + j) + CSeg<S, N>(bh + H + j));
+        hn = CSeg<S, N>(hp + 2 * H + j) + CSeg<S, N>(bh + 2 * H + j);
+        n = (n + r * hn).tanh();
+        Seg<S, N>(h + j) = (S(1) - z) * n + z * CSeg<S, N>(h_prev + j);  // h' = (1-z)*n + z*h
+      });
     }
   }
 
   template <class S>
   static void backward(const BwdStep<S>& s) {
     const index_t H = s.H, GH = 3 * H;
-    Vec<S> dn(s.scratch, H);
     for (index_t b = 0; b < s.B; ++b) {
       S* g = s.gates + b * GH;
       S* gh = s.dgh + b * GH;
-      Vec<S> r(g, H), z(g + H, H), n(g + 2 * H, H);
-      CVec<S> dh(s.dh + b * H, H), h_prev(s.h_prev + b * H, H), hn(s.extra + b * H, H);
-      Vec<S>(s.dh_prev + b * H, H) = dh * z;               // dh_{t-1} (direct) = dh * z
-      dn = dh * (S(1) - z) * (S(1) - n.square());          // dn = dh * (1-z) * (1 - n^2)
-      z = dh * (h_prev - n) * z * (S(1) - z);              // dz = dh * (h_{t-1} - n) * z(1-z)
-      Vec<S>(gh + 2 * H, H) = dn * r;                      // d(W_hn h + b_hn) = dn * r
-      r = dn * hn * r * (S(1) - r);                        // dr = dn * hn * r(1-r)
-      n = dn;
-      Vec<S>(gh, 2 * H) = Vec<S>(g, 2 * H);                // r, z: both sides share the gradient
+      const S* dhp = s.dh + b * H;
+      const S* hpp = s.h_prev + b * H;
+      const S* hnp = s.extra + b * H;
+      S* dhprev = s.dh_prev + b * H;
+      for_each_chunk<S>(H, [&](index_t j, auto n_) {
+        constexpr int N = decltype(n_)::value;
+        Seg<S, N> r(g + j), z(g + H + j), n(g + 2 * H + j);
+        const Tmp<S, N> dh = CSeg<S, N>(dhp + j);
+        Seg<S, N>(dhprev + j) = dh * z;                              // dh_{t-1} (direct) = dh*z
+        const Tmp<S, N> dn = dh * (S(1) - z) * (S(1) - n.square());  // dn = dh*(1-z)*(1-n^2)
+        z = dh * (CSeg<S, N>(hpp + j) - n) * z * (S(1) - z);         // dz = dh*(h_{t-1}-n)*z(1-z)
+        Seg<S, N>(gh + 2 * H + j) = dn * r;                          // d(W_hn h + b_hn) = dn*r
+        r = dn * CSeg<S, N>(hnp + j) * r * (S(1) - r);               // dr = dn * hn * r(1-r)
+        n = dn;
+        Seg<S, N>(gh + j) = r;                                       // r, z: both sides share
+        Seg<S, N>(gh + H + j) = z;                                   //   the same gradient
+      });
     }
   }
 };
@@ -221,29 +266,41 @@ struct GruResetBeforeCell {
   static constexpr bool kCellState = false;
   static constexpr bool kExtra = true;
   static constexpr bool kHiddenGradDiffers = false;
-  static constexpr int kScratch = 1;
 
   template <class S>
   static void forward_stage1(const FwdStep<S>& s) {
     const index_t H = s.H, GH = 3 * H;
+    const S* bh = s.b_hh;
     for (index_t b = 0; b < s.B; ++b) {
       S* g = s.gates + b * GH;
       const S* hp = s.hproj + b * 2 * H;
-      Vec<S> r(g, H), z(g + H, H);
-      r = sigmoid(r + CVec<S>(hp, H) + CVec<S>(s.b_hh, H));
-      z = sigmoid(z + CVec<S>(hp + H, H) + CVec<S>(s.b_hh + H, H));
-      Vec<S>(s.extra + b * H, H) = r * CVec<S>(s.h_prev + b * H, H);  // r*h
+      const S* h_prev = s.h_prev + b * H;
+      S* ex = s.extra + b * H;
+      for_each_chunk<S>(H, [&](index_t j, auto n_) {
+        constexpr int N = decltype(n_)::value;
+        Seg<S, N> r(g + j), z(g + H + j);
+        r = sigmoid(r + CSeg<S, N>(hp + j) + CSeg<S, N>(bh + j));
+        z = sigmoid(z + CSeg<S, N>(hp + H + j) + CSeg<S, N>(bh + H + j));
+        Seg<S, N>(ex + j) = r * CSeg<S, N>(h_prev + j);  // r*h
+      });
     }
   }
 
   template <class S>
   static void forward(const FwdStep<S>& s) {
     const index_t H = s.H, GH = 3 * H;
+    const S* bh = s.b_hh + 2 * H;
     for (index_t b = 0; b < s.B; ++b) {
       S* g = s.gates + b * GH;
-      Vec<S> z(g + H, H), n(g + 2 * H, H);
-      n = (n + CVec<S>(s.hproj2 + b * H, H) + CVec<S>(s.b_hh + 2 * H, H)).tanh();
-      Vec<S>(s.h + b * H, H) = (S(1) - z) * n + z * CVec<S>(s.h_prev + b * H, H);
+      const S* hp2 = s.hproj2 + b * H;
+      const S* h_prev = s.h_prev + b * H;
+      S* h = s.h + b * H;
+      for_each_chunk<S>(H, [&](index_t j, auto n_) {
+        constexpr int N = decltype(n_)::value;
+        Seg<S, N> z(g + H + j), n(g + 2 * H + j);
+        n = (n + CSeg<S, N>(hp2 + j) + CSeg<S, N>(bh + j)).tanh();
+        Seg<S, N>(h + j) = (S(1) - z) * n + z * CSeg<S, N>(h_prev + j);
+      });
     }
   }
 
@@ -251,15 +308,20 @@ struct GruResetBeforeCell {
   template <class S>
   static void backward_stage1(const BwdStep<S>& s) {
     const index_t H = s.H, GH = 3 * H;
-    Vec<S> dn(s.scratch, H);
     for (index_t b = 0; b < s.B; ++b) {
       S* g = s.gates + b * GH;
-      Vec<S> z(g + H, H), n(g + 2 * H, H);
-      CVec<S> dh(s.dh + b * H, H), h_prev(s.h_prev + b * H, H);
-      Vec<S>(s.dh_prev + b * H, H) = dh * z;               // dh_{t-1} (direct) = dh * z
-      dn = dh * (S(1) - z) * (S(1) - n.square());          // dn = dh * (1-z) * (1 - n^2)
-      z = dh * (h_prev - n) * z * (S(1) - z);              // dz = dh * (h_{t-1} - n) * z(1-z)
-      n = dn;
+      const S* dhp = s.dh + b * H;
+      const S* hpp = s.h_prev + b * H;
+      S* dhprev = s.dh_prev + b * H;
+      for_each_chunk<S>(H, [&](index_t j, auto n_) {
+        constexpr int N = decltype(n_)::value;
+        Seg<S, N> z(g + H + j), n(g + 2 * H + j);
+        const Tmp<S, N> dh = CSeg<S, N>(dhp + j);
+        Seg<S, N>(dhprev + j) = dh * z;                       // dh_{t-1} (direct) = dh * z
+        const Tmp<S, N> dn = dh * (S(1) - z) * (S(1) - n.square());  // dn = dh*(1-z)*(1-n^2)
+        z = dh * (CSeg<S, N>(hpp + j) - n) * z * (S(1) - z);  // dz = dh*(h_{t-1}-n)*z(1-z)
+        n = dn;
+      });
     }
   }
 
@@ -268,10 +330,17 @@ struct GruResetBeforeCell {
   static void backward(const BwdStep<S>& s) {
     const index_t H = s.H, GH = 3 * H;
     for (index_t b = 0; b < s.B; ++b) {
-      Vec<S> r(s.gates + b * GH, H);
-      CVec<S> drh(s.dextra + b * H, H), h_prev(s.h_prev + b * H, H);
-      Vec<S>(s.dh_prev + b * H, H) += drh * r;             // dh_{t-1} += d(r*h) * r
-      r = drh * h_prev * r * (S(1) - r);                   // dr = d(r*h) * h_{t-1} * r(1-r)
+      S* g = s.gates + b * GH;
+      const S* drhp = s.dextra + b * H;
+      const S* hpp = s.h_prev + b * H;
+      S* dhprev = s.dh_prev + b * H;
+      for_each_chunk<S>(H, [&](index_t j, auto n_) {
+        constexpr int N = decltype(n_)::value;
+        Seg<S, N> r(g + j);
+        const Tmp<S, N> drh = CSeg<S, N>(drhp + j);
+        Seg<S, N>(dhprev + j) += drh * r;                       // dh_{t-1} += d(r*h) * r
+        r = drh * CSeg<S, N>(hpp + j) * r * (S(1) - r);         // dr = d(r*h) * h_{t-1} * r(1-r)
+      });
     }
   }
 };

@@ -74,7 +74,6 @@ void forward_loop(const Dims& d, const Weights<S>& w, const ForwardArgs<S>& a) {
   }
   std::vector<S> hproj(static_cast<size_t>(B * G1 * H));
   std::vector<S> hproj2(G > G1 ? static_cast<size_t>(B * (G - G1) * H) : 0);
-  std::vector<S> scratch(static_cast<size_t>(std::max(Cell::kScratch, 1) * H));
   const index_t chunk = training ? std::max<index_t>(T, 1)
                                  : std::clamp<index_t>(kInferenceChunkRows / std::max<index_t>(B, 1),
                                                        1, std::max<index_t>(T, 1));
@@ -127,7 +126,6 @@ void forward_loop(const Dims& d, const Weights<S>& w, const ForwardArgs<S>& a) {
       s.hproj = hproj.data();
       s.hproj2 = hproj2.empty() ? nullptr : hproj2.data();
       s.b_hh = b_hh;
-      s.scratch = scratch.data();
       if (training) {
         s.h_prev = hs + t * BH;
         s.h = hs + (t + 1) * BH;
@@ -190,7 +188,6 @@ void backward_loop(const Dims& d, const Weights<S>& w, const BackwardArgs<S>& a)
   std::vector<S> dh_carry(static_cast<size_t>(BH)), dh_cur(static_cast<size_t>(BH));
   std::vector<S> dc(Cell::kCellState ? static_cast<size_t>(BH) : 0);
   std::vector<S> dextra(G > G1 ? static_cast<size_t>(BH) : 0);
-  std::vector<S> scratch(static_cast<size_t>(std::max(Cell::kScratch, 1) * H));
   copy_or_zero(dh_carry.data(), a.dh_n, BH);
   if constexpr (Cell::kCellState) copy_or_zero(dc.data(), a.dc_n, BH);
 
@@ -215,7 +212,6 @@ void backward_loop(const Dims& d, const Weights<S>& w, const BackwardArgs<S>& a)
     s.dh = dh_cur.data();
     s.dh_prev = dh_carry.data();
     s.h_prev = hs + t * BH;
-    s.scratch = scratch.data();
     if constexpr (Cell::kCellState) {
       s.dc = dc.data();
       s.c_prev = cs + t * BH;

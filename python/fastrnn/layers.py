@@ -145,7 +145,6 @@ class _RNNBase:
             name: rng.uniform(-k, k, shape).astype(self.dtype)
             for name, shape in self._shapes().items()
         }
-        self._saved = None
 
     def __getattr__(self, name: str) -> Array:
         params = self.__dict__.get("_params", {})
@@ -187,8 +186,8 @@ class _RNNBase:
             if not np.isfinite(v).all():
                 raise ValueError(f"state_dict[{name!r}]: contains NaN or infinity")
             new[name] = np.array(v, dtype=self.dtype, order="C", copy=True)
+        # new arrays, not in-place: a pending backward keeps the weights its forward used
         self._params = new
-        self._saved = None
 
     # ---- modes --------------------------------------------------------------------------------
 

@@ -1,0 +1,272 @@
+"""The layer API: constructors, parameters, modes, the once-per-forward backward, layouts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import assert_close
+
+import fastrnn
+from fastrnn import reference as R
+
+LAYERS = {
+    "rnn_tanh": lambda **kw: fastrnn.RNN(4, 6, **kw),
+    "rnn_relu": lambda **kw: fastrnn.RNN(4, 6, nonlinearity="relu", **kw),
+    "lstm": lambda **kw: fastrnn.LSTM(4, 6, **kw),
+    "gru": lambda **kw: fastrnn.GRU(4, 6, **kw),
+    "gru_reset_before": lambda **kw: fastrnn.GRU(4, 6, reset_after=False, **kw),
+}
+
+
+@pytest.fixture(params=list(LAYERS))
+def kind(request: pytest.FixtureRequest) -> str:
+    return request.param  # type: ignore[no-any-return]
+
+
+def make(kind: str, **kw: Any) -> Any:
+    return LAYERS[kind](**kw)
+
+
+def states_of(kind: str, st: Any) -> tuple[Any, ...]:
+    return st if kind == "lstm" else (st,)
+
+
+def test_constructor_signature_positional_like_torch() -> None:
+    # torch.nn.RNN(input_size, hidden_size, num_layers, nonlinearity, bias, batch_first, ...)
+    r = fastrnn.RNN(3, 5, 1, "relu", False, True)
+    assert (r.nonlinearity, r.bias, r.batch_first) == ("relu", False, True)
+    # torch.nn.LSTM / GRU(input_size, hidden_size, num_layers, bias, batch_first, ...)
+    for cls in (fastrnn.LSTM, fastrnn.GRU):
+        m = cls(3, 5, 1, False, True)
+        assert (m.bias, m.batch_first, m.num_layers) == (False, True, 1)
+        assert "bias_ih_l0" not in m.state_dict()
+
+
+def test_defaults(kind: str) -> None:
+    m = make(kind)
+    assert m.dtype == np.float32 and m.training and not m.batch_first and m.bias
+    assert all(p.dtype == np.float32 for _, p in m.named_parameters())
+    m64 = make(kind, dtype=np.float64)
+    assert all(p.dtype == np.float64 for _, p in m64.named_parameters())
+
+
+def test_seed_reproducible_and_init_range(kind: str) -> None:
+    a, b, c = make(kind, seed=7), make(kind, seed=7), make(kind, seed=8)
+    for (n, p), (_, q), (_, r) in zip(
+        a.named_parameters(), b.named_parameters(), c.named_parameters()
+    ):
+        np.testing.assert_array_equal(p, q)
+        assert not np.array_equal(p, r), n
+        assert np.abs(p).max() <= 1 / np.sqrt(6)
+
+
+def test_init_distribution() -> None:
+    """uniform(-k, k), k = 1/sqrt(H): the range is filled and the mean is ~0 (5 sigma)."""
+    H = 64
+    k = 1 / np.sqrt(H)
+    for name, p in fastrnn.LSTM(10, H, seed=0).named_parameters():
+        assert np.abs(p).max() <= k and np.abs(p).max() > 0.95 * k, name
+        assert abs(float(p.mean())) < 5 * k / np.sqrt(3 * p.size), name
+
+
+def test_state_dict_round_trip(kind: str) -> None:
+    a, b = make(kind, seed=1), make(kind, seed=2)
+    b.load_state_dict(a.state_dict())
+    x = np.random.default_rng(0).standard_normal((5, 3, 4)).astype(np.float32)
+    np.testing.assert_array_equal(a(x)[0], b(x)[0])
+    sd = a.state_dict()
+    sd["weight_hh_l0"][:] = 0  # a copy: the layer is unchanged
+    assert a.weight_hh_l0.any()
+
+
+def test_load_converts_dtype(kind: str) -> None:
+    a = make(kind, dtype=np.float64, seed=3)
+    b = make(kind)  # float32
+    b.load_state_dict(a.state_dict())
+    for _, p in b.named_parameters():
+        assert p.dtype == np.float32
+
+
+def test_outputs_shapes(kind: str) -> None:
+    m = make(kind)
+    x = np.zeros((5, 3, 4), np.float32)
+    y, st = m(x)
+    assert y.shape == (5, 3, 6) and y.dtype == np.float32
+    assert all(s.shape == (1, 3, 6) for s in states_of(kind, st))
+    if kind == "lstm":
+        assert isinstance(st, tuple) and len(st) == 2
+    else:
+        assert isinstance(st, np.ndarray)
+
+
+def test_layer_matches_reference_with_batch_first(kind: str) -> None:
+    m = make(kind, dtype=np.float64, batch_first=True, seed=4)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 5, 4))  # (B, T, I)
+    h0 = rng.standard_normal((1, 3, 6))
+    hx = (h0, rng.standard_normal((1, 3, 6))) if kind == "lstm" else h0
+    y, st = m(x, hx)
+    p = m.state_dict()
+    c0 = hx[1][0] if kind == "lstm" else None
+    yr, hr, cr, cache = R.forward(
+        m._cell, x.swapaxes(0, 1), p["weight_ih_l0"], p["weight_hh_l0"],
+        p["bias_ih_l0"], p["bias_hh_l0"], h0[0], c0,
+    )  # fmt: skip
+    assert_close(y, yr.swapaxes(0, 1), np.float64, "y")
+    assert_close(states_of(kind, st)[0][0], hr, np.float64, "h_n")
+    dy = rng.standard_normal(y.shape)
+    dx, dst = m.backward(dy)
+    g = R.backward(cache, dy.swapaxes(0, 1))
+    assert dx.shape == x.shape
+    assert_close(dx, g["dx"].swapaxes(0, 1), np.float64, "dx")
+    assert_close(states_of(kind, dst)[0][0], g["dh0"], np.float64, "dh0")
+    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+        assert_close(m.grads[name + "_l0"], g[name], np.float64, name)
+
+
+def test_unbatched(kind: str) -> None:
+    m = make(kind, dtype=np.float64, seed=2)
+    x = np.random.default_rng(0).standard_normal((5, 4))
+    y, st = m(x)
+    yb, stb = m(x[:, None, :])
+    assert y.shape == (5, 6)
+    np.testing.assert_array_equal(y, yb[:, 0])
+    for s, sb in zip(states_of(kind, st), states_of(kind, stb)):
+        assert s.shape == (1, 6)
+        np.testing.assert_array_equal(s, sb[:, 0])
+    m(x)
+    dx, dst = m.backward(np.ones((5, 6)))
+    assert dx.shape == (5, 4)
+    assert all(s.shape == (1, 6) for s in states_of(kind, dst))
+
+
+def test_backward_state_gradient_parts_may_be_none(kind: str) -> None:
+    m = make(kind, dtype=np.float64)
+    x = np.random.default_rng(0).standard_normal((5, 3, 4))
+    dy = np.random.default_rng(1).standard_normal((5, 3, 6))
+    results = []
+    z = np.zeros((1, 3, 6))
+    dstates: list[Any] = [None, z]
+    if kind == "lstm":
+        dstates = [None, (None, None), (z, None), (None, z), (z, z)]
+    for ds in dstates:
+        m(x)
+        results.append(m.backward(dy, ds))
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0][0], other[0])
+
+
+def test_backward_only_once_per_forward(kind: str) -> None:
+    m = make(kind)
+    x = np.zeros((5, 3, 4), np.float32)
+    with pytest.raises(RuntimeError, match="no saved forward"):
+        m.backward(np.zeros((5, 3, 6), np.float32))
+    y, _ = m(x)
+    m.backward(np.ones_like(y))
+    with pytest.raises(RuntimeError, match="exactly one backward"):
+        m.backward(np.ones_like(y))
+    m(x)
+    m.backward(np.ones_like(y))  # a new forward makes backward valid again
+
+
+def test_eval_mode_saves_nothing(kind: str) -> None:
+    m = make(kind)
+    x = np.random.default_rng(0).standard_normal((5, 3, 4)).astype(np.float32)
+    y_train, _ = m(x)
+    assert m.eval() is m and not m.training
+    y_eval, _ = m(x)
+    np.testing.assert_array_equal(y_train, y_eval)
+    assert m._saved is None
+    with pytest.raises(RuntimeError, match="no saved forward"):
+        m.backward(np.ones_like(y_eval))
+    m.train()
+    m(x)
+    m.backward(np.ones_like(y_eval))
+
+
+def test_failed_backward_keeps_the_saved_forward(kind: str) -> None:
+    """A backward rejected for a bad argument does not use up the forward."""
+    m = make(kind)
+    y, _ = m(np.zeros((5, 3, 4), np.float32))
+    with pytest.raises(ValueError, match="dy"):
+        m.backward(np.ones((5, 3, 7), np.float32))
+    m.backward(np.ones_like(y))
+
+
+def test_modifying_x_after_forward_does_not_change_gradients(kind: str) -> None:
+    m = make(kind, dtype=np.float64, seed=1)
+    x = np.random.default_rng(0).standard_normal((5, 3, 4))
+    dy = np.ones((5, 3, 6))
+    m(x.copy())
+    m.backward(dy)
+    expected = m.grads["weight_ih_l0"].copy()
+    m(x)
+    x[:] = 100.0  # the caller reuses its buffer before backward
+    m.backward(dy)
+    np.testing.assert_array_equal(m.grads["weight_ih_l0"], expected)
+
+
+def test_load_state_dict_between_forward_and_backward_uses_forward_weights(kind: str) -> None:
+    m = make(kind, dtype=np.float64, seed=1)
+    other = make(kind, dtype=np.float64, seed=2).state_dict()
+    x = np.random.default_rng(0).standard_normal((5, 3, 4))
+    dy = np.ones((5, 3, 6))
+    m(x)
+    dx_ref, _ = m.backward(dy)
+    m2 = make(kind, dtype=np.float64, seed=1)
+    m2(x)
+    m2.load_state_dict(other)
+    dx, _ = m2.backward(dy)
+    np.testing.assert_array_equal(dx, dx_ref)
+
+
+def test_float64_input_to_float32_layer_is_converted(kind: str) -> None:
+    m = make(kind)
+    x = np.random.default_rng(0).standard_normal((5, 3, 4))
+    y64, _ = m(x)
+    y32, _ = m(x.astype(np.float32))
+    assert y64.dtype == np.float32
+    np.testing.assert_array_equal(y64, y32)
+
+
+def test_grads_keys_match_state_dict(kind: str) -> None:
+    for bias in (True, False):
+        m = make(kind, bias=bias)
+        y, _ = m(np.zeros((2, 1, 4), np.float32))
+        m.backward(np.ones_like(y))
+        assert set(m.grads) == set(m.state_dict())
+        for k, v in m.state_dict().items():
+            assert m.grads[k].shape == v.shape and m.grads[k].dtype == v.dtype
+
+
+def test_unsupported_options_raise() -> None:
+    with pytest.raises(NotImplementedError, match="num_layers"):
+        fastrnn.LSTM(3, 4, num_layers=2)
+    with pytest.raises(NotImplementedError, match="bidirectional"):
+        fastrnn.GRU(3, 4, bidirectional=True)
+    with pytest.raises(NotImplementedError, match="proj_size"):
+        fastrnn.LSTM(3, 4, proj_size=2)
+
+
+def test_dropout_on_one_layer_warns_like_torch() -> None:
+    with pytest.warns(UserWarning, match="dropout"):
+        fastrnn.GRU(3, 4, dropout=0.5)
+
+
+def test_repr() -> None:
+    assert repr(fastrnn.LSTM(3, 4)) == "LSTM(3, 4)"
+    assert repr(fastrnn.GRU(3, 4, batch_first=True, reset_after=False)) == (
+        "GRU(3, 4, batch_first=True, reset_after=False)"
+    )
+    assert repr(fastrnn.RNN(3, 4, nonlinearity="relu", dtype=np.float64)) == (
+        "RNN(3, 4, dtype=float64, nonlinearity='relu')"
+    )
+
+
+def test_attribute_access_to_parameters() -> None:
+    m = fastrnn.LSTM(3, 4)
+    assert m.weight_ih_l0.shape == (16, 3)
+    with pytest.raises(AttributeError):
+        _ = m.weight_ih_l1
