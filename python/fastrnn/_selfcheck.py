@@ -1,0 +1,183 @@
+"""``python -m fastrnn``: check every cell against the NumPy reference and time both.
+
+For each cell, the compiled kernels and :mod:`fastrnn.reference` run the same problem; the largest
+relative difference of the outputs and of every gradient is reported (float64 and float32), then
+forward (inference) and forward+backward times, kernels vs reference. Exits with status 1 if any
+difference is above its tolerance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from . import __version__, build_info
+from . import functional as F
+from . import reference as R
+
+TOLERANCE = {np.float64: 1e-12, np.float32: 1e-5}
+LABELS = {
+    "rnn_tanh": "RNN tanh",
+    "rnn_relu": "RNN relu",
+    "lstm": "LSTM",
+    "gru": "GRU",
+    "gru_reset_before": "GRU reset_before",
+}
+
+
+def _problem(cell: str, T: int, B: int, I: int, H: int, seed: int = 0) -> dict[str, Any]:  # noqa: E741
+    rng = np.random.default_rng(seed)
+    G = F.num_gates(cell)
+    k = 1 / np.sqrt(H)
+    lstm = cell == "lstm"
+    return {
+        "x": rng.standard_normal((T, B, I)),
+        "params": [rng.uniform(-k, k, s) for s in ((G * H, I), (G * H, H), (G * H,), (G * H,))],
+        "h0": rng.uniform(-1, 1, (B, H)),
+        "c0": rng.uniform(-1, 1, (B, H)) if lstm else None,
+        "dy": rng.standard_normal((T, B, H)),
+        "dh": rng.standard_normal((B, H)),
+        "dc": rng.standard_normal((B, H)) if lstm else None,
+    }
+
+
+def _cast(p: dict[str, Any], dtype: Any) -> dict[str, Any]:
+    def c(v: Any) -> Any:
+        if v is None:
+            return None
+        if isinstance(v, list):
+            return [a.astype(dtype) for a in v]
+        return v.astype(dtype)
+
+    return {k: c(v) for k, v in p.items()}
+
+
+def _kernels(cell: str, p: dict[str, Any]) -> list[Optional[np.ndarray]]:
+    fw = F.forward(cell, p["x"], *p["params"], p["h0"], p["c0"])
+    bw = F.backward(cell, p["x"], *p["params"], fw.workspace, p["dy"], p["dh"], p["dc"])
+    return [fw.y, fw.h_n, fw.c_n, *bw]
+
+
+def _reference(cell: str, p: dict[str, Any]) -> list[Optional[np.ndarray]]:
+    y, h, c, cache = R.forward(cell, p["x"], *p["params"], p["h0"], p["c0"])
+    g = R.backward(cache, p["dy"], p["dh"], p["dc"])
+    keys = ("dx", "dh0", "dc0", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    return [y, h, c, *(g[k] for k in keys)]
+
+
+def max_error(cell: str, dtype: Any, shape: tuple[int, int, int, int]) -> float:
+    """Largest |kernel - reference| / max(1, max|reference|) over outputs and all gradients.
+    The reference runs in float64 on the kernel's (rounded) inputs."""
+    p = _cast(_problem(cell, *shape), dtype)
+    ref = _reference(cell, _cast(p, np.float64))
+    worst = 0.0
+    for a, b in zip(_kernels(cell, p), ref):
+        if a is None or b is None:
+            assert a is None and b is None
+            continue
+        scale = max(1.0, float(np.abs(b).max()))
+        worst = max(worst, float(np.abs(a.astype(np.float64) - b).max()) / scale)
+    return worst
+
+
+def best_time(fn: Callable[[], Any], repeat: int, budget: float = 2.0) -> float:
+    """Best of `repeat` runs (fewer if they exceed `budget` seconds), in milliseconds."""
+    fn()  # warm up
+    best = float("inf")
+    start = time.perf_counter()
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+        if time.perf_counter() - start > budget:
+            break
+    return best * 1e3
+
+
+def timings(cell: str, shape: tuple[int, int, int, int], repeat: int) -> tuple[float, ...]:
+    """(kernel fwd, reference fwd, kernel fwd+bwd, reference fwd+bwd) in ms, float32."""
+    p = _cast(_problem(cell, *shape), np.float32)
+    args = (p["x"], *p["params"], p["h0"], p["c0"])
+
+    def k_fwd() -> None:
+        F.forward(cell, *args, training=False)
+
+    def r_fwd() -> None:
+        R.forward(cell, *args)
+
+    def k_step() -> None:
+        fw = F.forward(cell, *args)
+        F.backward(cell, p["x"], *p["params"], fw.workspace, p["dy"], p["dh"], p["dc"])
+
+    def r_step() -> None:
+        cache = R.forward(cell, *args)[3]
+        R.backward(cache, p["dy"], p["dh"], p["dc"])
+
+    return (
+        best_time(k_fwd, repeat),
+        best_time(r_fwd, repeat),
+        best_time(k_step, repeat),
+        best_time(r_step, repeat),
+    )
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m fastrnn",
+        description="Check every fastrnn cell against the NumPy reference and time both.",
+    )
+    ap.add_argument(
+        "--shape", type=int, nargs=4, metavar=("T", "B", "I", "H"), default=(50, 32, 128, 128),
+        help="problem size for the timings (default: 50 32 128 128)",
+    )  # fmt: skip
+    ap.add_argument("--repeat", type=int, default=5, help="timing runs per entry, best kept")
+    ap.add_argument("--no-timing", action="store_true", help="only the correctness checks")
+    args = ap.parse_args(argv)
+    shape = tuple(args.shape)
+    check_shape = (7, 3, 5, 9)
+
+    info = build_info()
+    threads = os.environ.get("OMP_NUM_THREADS", str(os.cpu_count()))
+    print(f"fastrnn {__version__} self-check  (Python {platform.python_version()}, "
+          f"NumPy {np.__version__}, Eigen {info['eigen']}, OpenMP {'on' if info['openmp'] else 'off'}, "
+          f"{threads} threads)")  # fmt: skip
+    print(f"SIMD: {info['simd']}")
+    print(f"max relative error vs reference on T,B,I,H = {check_shape} (all outputs and gradients); "
+          f"timings float32, T,B,I,H = {shape}, best of {args.repeat}\n")  # fmt: skip
+
+    head = f"{'cell':<17} {'err f64':>8} {'err f32':>8}  "
+    if not args.no_timing:
+        head += (f"{'fwd ms':>8} {'ref ms':>8} {'speed-up':>8}   "
+                 f"{'fwd+bwd ms':>10} {'ref ms':>8} {'speed-up':>8}")  # fmt: skip
+    print(head)
+    print("-" * len(head))
+    failed = []
+    for cell in F.CELLS:
+        e64 = max_error(cell, np.float64, check_shape)
+        e32 = max_error(cell, np.float32, check_shape)
+        ok = e64 <= TOLERANCE[np.float64] and e32 <= TOLERANCE[np.float32]
+        if not ok:
+            failed.append(cell)
+        row = f"{LABELS[cell]:<17} {e64:8.1e} {e32:8.1e}  "
+        if not args.no_timing:
+            kf, rf, ks, rs = timings(cell, shape, args.repeat)  # type: ignore[arg-type]
+            row += f"{kf:8.2f} {rf:8.2f} {rf / kf:7.1f}x   {ks:10.2f} {rs:8.2f} {rs / ks:7.1f}x"
+        print(row + ("" if ok else "   FAILED"))
+    print()
+    if failed:
+        print(f"FAILED: {', '.join(failed)} differ from the reference beyond tolerance "
+              f"(float64 {TOLERANCE[np.float64]:g}, float32 {TOLERANCE[np.float32]:g})")  # fmt: skip
+        return 1
+    print(f"all cells agree with the reference (tolerance float64 {TOLERANCE[np.float64]:g}, "
+          f"float32 {TOLERANCE[np.float32]:g})")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
