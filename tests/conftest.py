@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,7 +17,9 @@ DTYPES = (np.float64, np.float32)
 RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
 
 
-def assert_close(actual: Any, expected: Any, dtype: Any, what: str = "", factor: float = 1.0) -> None:
+def assert_close(
+    actual: Any, expected: Any, dtype: Any, what: str = "", factor: float = 1.0
+) -> None:
     """|actual - expected| <= rtol * max(1, max|expected|), elementwise; rtol from the dtype."""
     assert actual is not None and expected is not None, what
     actual = np.asarray(actual, dtype=np.float64)
@@ -39,20 +41,20 @@ class Problem:
     x: np.ndarray
     weight_ih: np.ndarray
     weight_hh: np.ndarray
-    bias_ih: Optional[np.ndarray]
-    bias_hh: Optional[np.ndarray]
-    h0: Optional[np.ndarray]
-    c0: Optional[np.ndarray]
-    dy: Optional[np.ndarray]
-    dh_n: Optional[np.ndarray]
-    dc_n: Optional[np.ndarray]
+    bias_ih: np.ndarray | None
+    bias_hh: np.ndarray | None
+    h0: np.ndarray | None
+    c0: np.ndarray | None
+    dy: np.ndarray | None
+    dh_n: np.ndarray | None
+    dc_n: np.ndarray | None
 
     @property
     def params(self) -> tuple[Any, ...]:
         return (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
 
     def astype(self, dtype: Any) -> Problem:
-        def cast(a: Optional[np.ndarray]) -> Optional[np.ndarray]:
+        def cast(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else a.astype(dtype)
 
         return Problem(self.cell, *[cast(getattr(self, f)) for f in _FIELDS])
@@ -65,7 +67,7 @@ def make_problem(
     cell: str,
     T: int,
     B: int,
-    I: int,  # noqa: E741
+    I: int,
     H: int,
     *,
     seed: int = 0,

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import CELLS, DTYPES
 
+from conftest import CELLS, DTYPES
 from fastrnn import functional as F
 
 
@@ -29,7 +29,7 @@ def at_offset(a: np.ndarray, offset: int) -> np.ndarray:
 @pytest.mark.parametrize("shape", [(5, 3, 4, 6), (4, 1, 3, 37), (3, 5, 33, 70)], ids=str)
 @pytest.mark.parametrize("cell", CELLS)
 def test_results_do_not_depend_on_addresses(cell: str, dtype: Any, shape: tuple[int, ...]) -> None:
-    T, B, I, H = shape  # noqa: E741
+    T, B, I, H = shape
     G = F.num_gates(cell)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((T, B, I)).astype(dtype)

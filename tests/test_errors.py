@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import make_problem
 
 import fastrnn
+from conftest import make_problem
 from fastrnn import functional as F
 
 # ------------------------------------------------------------------------------- constructors
@@ -122,10 +122,10 @@ def test_load_state_dict_rejects(layer: Any) -> None:
     with pytest.raises(ValueError, match=r"unexpected keys \['weight_ih_l1'\]"):
         layer.load_state_dict(extra)
     wrong = {**sd, "weight_hh_l0": sd["weight_hh_l0"][:, :3]}
-    with pytest.raises(ValueError, match="weight_hh_l0.*expected shape"):
+    with pytest.raises(ValueError, match=r"weight_hh_l0.*expected shape"):
         layer.load_state_dict(wrong)
     nan = {**sd, "bias_ih_l0": np.full_like(sd["bias_ih_l0"], np.nan)}
-    with pytest.raises(ValueError, match="bias_ih_l0.*NaN"):
+    with pytest.raises(ValueError, match=r"bias_ih_l0.*NaN"):
         layer.load_state_dict(nan)
     ints = {**sd, "weight_ih_l0": sd["weight_ih_l0"].astype(np.int64)}
     with pytest.raises(TypeError, match="weight_ih_l0"):
@@ -211,7 +211,7 @@ def test_workspace_misuse_is_an_error() -> None:
         F.backward("lstm", p.x, *p.params, np.zeros_like(ws))
     with pytest.raises(TypeError, match="workspace: expected dtype float64"):
         F.backward("lstm", p.x, *p.params, ws.astype(np.float32))
-    with pytest.raises(TypeError, match="workspace: expected the numpy.ndarray"):
+    with pytest.raises(TypeError, match=r"workspace: expected the numpy\.ndarray"):
         F.backward("lstm", p.x, *p.params, list(ws))
     ro = ws.copy()
     ro.flags.writeable = False

@@ -8,12 +8,13 @@ error of central differences is O(eps^2) and the rounding error O(eps_machine / 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
-from conftest import make_problem
 
+from conftest import make_problem
 from fastrnn import functional as F
 from fastrnn import reference as R
 
@@ -101,5 +102,5 @@ def test_gru_notes_convention_conversion() -> None:
     _, h_n, _, _ = F.forward("gru_reset_before", p.x, *conv, p.h0, training=False)
     np.testing.assert_allclose(h_n, h, rtol=1e-12, atol=1e-12)
     back = R.gru_notes_to_torch(*conv)
-    for a, b in zip(back, p.params):
+    for a, b in zip(back, p.params, strict=False):
         np.testing.assert_array_equal(a, b)

@@ -1,4 +1,4 @@
-"""The compiled kernels (fastrnn.functional) against the NumPy reference, for every cell and option."""
+"""The compiled kernels (fastrnn.functional) against the NumPy reference, every cell and option."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import CELLS, assert_close, make_problem
 
+from conftest import CELLS, assert_close, make_problem
 from fastrnn import functional as F
 from fastrnn import reference as R
 
@@ -52,7 +52,7 @@ def test_against_reference(cell: str, dtype: Any, shape: tuple[int, ...], option
     bias, states, grads = OPTIONS[option]
     p = make_problem(cell, *shape, bias=bias, states=states, grads=grads or False)
     if not grads:  # only the loss through y: dy given, final-state gradients absent
-        p.dy = np.random.default_rng(1).standard_normal(p.x.shape[:2] + (shape[3],))
+        p.dy = np.random.default_rng(1).standard_normal((*p.x.shape[:2], shape[3]))
     kern, ref = run_both(p, dtype)
     for name, expected in ref.items():
         if expected is None:
@@ -87,7 +87,7 @@ def test_dy_none_equals_zero_dy(cell: str) -> None:
     for dy in (None, np.zeros_like(p.dy)):
         fw = F.forward(cell, p.x, *p.params, p.h0, p.c0)
         outs.append(F.backward(cell, p.x, *p.params, fw.workspace, dy, p.dh_n, p.dc_n))
-    for a, b in zip(*outs):
+    for a, b in zip(*outs, strict=False):
         if a is None:
             assert b is None
         else:
@@ -132,7 +132,7 @@ def test_inputs_not_modified(cell: str) -> None:
     before = [None if a is None else a.copy() for a in (p.x, *p.params, p.h0, p.c0, p.dy)]
     fw = F.forward(cell, p.x, *p.params, p.h0, p.c0)
     F.backward(cell, p.x, *p.params, fw.workspace, p.dy, p.dh_n, p.dc_n)
-    for a, b in zip(before, (p.x, *p.params, p.h0, p.c0, p.dy)):
+    for a, b in zip(before, (p.x, *p.params, p.h0, p.c0, p.dy), strict=False):
         if a is not None:
             np.testing.assert_array_equal(a, b)
 
@@ -157,5 +157,5 @@ def test_repeatable(cell_name: str) -> None:
         bw = F.backward(cell_name, p.x, *p.params, fw.workspace, p.dy, p.dh_n, p.dc_n)
         res.append((fw.y, *[a for a in bw if a is not None]))
     for other in res[1:]:
-        for a, b in zip(res[0], other):
+        for a, b in zip(res[0], other, strict=False):
             np.testing.assert_array_equal(a, b)

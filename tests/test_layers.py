@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import assert_close
 
 import fastrnn
+from conftest import assert_close
 from fastrnn import reference as R
 
 LAYERS = {
@@ -55,7 +55,7 @@ def test_defaults(kind: str) -> None:
 def test_seed_reproducible_and_init_range(kind: str) -> None:
     a, b, c = make(kind, seed=7), make(kind, seed=7), make(kind, seed=8)
     for (n, p), (_, q), (_, r) in zip(
-        a.named_parameters(), b.named_parameters(), c.named_parameters()
+        a.named_parameters(), b.named_parameters(), c.named_parameters(), strict=False
     ):
         np.testing.assert_array_equal(p, q)
         assert not np.array_equal(p, r), n
@@ -110,7 +110,7 @@ def test_layer_matches_reference_with_batch_first(kind: str) -> None:
     y, st = m(x, hx)
     p = m.state_dict()
     c0 = hx[1][0] if kind == "lstm" else None
-    yr, hr, cr, cache = R.forward(
+    yr, hr, _cr, cache = R.forward(
         m._cell, x.swapaxes(0, 1), p["weight_ih_l0"], p["weight_hh_l0"],
         p["bias_ih_l0"], p["bias_hh_l0"], h0[0], c0,
     )  # fmt: skip
@@ -133,7 +133,7 @@ def test_unbatched(kind: str) -> None:
     yb, stb = m(x[:, None, :])
     assert y.shape == (5, 6)
     np.testing.assert_array_equal(y, yb[:, 0])
-    for s, sb in zip(states_of(kind, st), states_of(kind, stb)):
+    for s, sb in zip(states_of(kind, st), states_of(kind, stb), strict=False):
         assert s.shape == (1, 6)
         np.testing.assert_array_equal(s, sb[:, 0])
     m(x)

@@ -40,7 +40,7 @@ def _close(a: Any, b: Any, dtype: Any, what: str) -> None:
 @pytest.mark.parametrize("kind", list(MODULES))
 def test_parity(kind: str, dtype: Any, batch_first: bool, bias: bool, with_hx: bool) -> None:
     name, kw = MODULES[kind]
-    T, B, I, H = 6, 3, 5, 7  # noqa: E741
+    T, B, I, H = 6, 3, 5, 7
     torch.manual_seed(0)
     tdtype = torch.float64 if dtype == np.float64 else torch.float32
     tm = getattr(torch.nn, name)(I, H, bias=bias, batch_first=batch_first, **kw).to(tdtype)
@@ -63,18 +63,18 @@ def test_parity(kind: str, dtype: Any, batch_first: bool, bias: bool, with_hx: b
     _close(y_f, y_t.detach().numpy(), dtype, "y")
     states_t = st_t if lstm else (st_t,)
     states_f = st_f if lstm else (st_f,)
-    for a, b in zip(states_f, states_t):
+    for a, b in zip(states_f, states_t, strict=False):
         _close(a, b.detach().numpy(), dtype, "final state")
 
     dy = torch.randn_like(y_t)
     dstates = [torch.randn_like(s) for s in states_t]
-    loss = (y_t * dy).sum() + sum((s * d).sum() for s, d in zip(states_t, dstates))
+    loss = (y_t * dy).sum() + sum((s * d).sum() for s, d in zip(states_t, dstates, strict=False))
     loss.backward()
     d_np = [d.numpy() for d in dstates]
     dx, dst = fm.backward(dy.numpy(), tuple(d_np) if lstm else d_np[0])
     _close(dx, x.grad.numpy(), dtype, "dx")
     if with_hx:
-        for a, b in zip(dst if lstm else (dst,), hx_t if lstm else (hx_t,)):
+        for a, b in zip(dst if lstm else (dst,), hx_t if lstm else (hx_t,), strict=False):
             _close(a, b.grad.numpy(), dtype, "d initial state")
     for pname, par in tm.named_parameters():
         _close(fm.grads[pname], par.grad.numpy(), dtype, f"grad {pname}")

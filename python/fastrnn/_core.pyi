@@ -1,6 +1,6 @@
 """Type stubs of the compiled extension fastrnn._core (private; use fastrnn.functional)."""
 
-from typing import Any, Optional
+from typing import Any
 
 from numpy.typing import NDArray
 
@@ -18,37 +18,36 @@ class Cell:
     def value(self) -> int: ...
 
 def num_gates(cell: Cell) -> int: ...
-def workspace_size(cell: Cell, T: int, B: int, I: int, H: int, dtype: Any) -> int: ...  # noqa: E741
+def workspace_size(cell: Cell, T: int, B: int, I: int, H: int, dtype: Any) -> int: ...
 def forward(
     cell: Cell,
     x: NDArray[Any],
-    weight_ih: Optional[NDArray[Any]],
-    weight_hh: Optional[NDArray[Any]],
-    bias_ih: Optional[NDArray[Any]],
-    bias_hh: Optional[NDArray[Any]],
-    h0: Optional[NDArray[Any]],
-    c0: Optional[NDArray[Any]],
+    weight_ih: NDArray[Any] | None,
+    weight_hh: NDArray[Any] | None,
+    bias_ih: NDArray[Any] | None,
+    bias_hh: NDArray[Any] | None,
+    h0: NDArray[Any] | None,
+    c0: NDArray[Any] | None,
     training: bool,
-) -> tuple[NDArray[Any], NDArray[Any], Optional[NDArray[Any]], Optional[NDArray[Any]]]: ...
+) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any] | None, NDArray[Any] | None]: ...
 def backward(
     cell: Cell,
     x: NDArray[Any],
-    weight_ih: Optional[NDArray[Any]],
-    weight_hh: Optional[NDArray[Any]],
-    bias_ih: Optional[NDArray[Any]],
-    bias_hh: Optional[NDArray[Any]],
+    weight_ih: NDArray[Any] | None,
+    weight_hh: NDArray[Any] | None,
+    bias_ih: NDArray[Any] | None,
+    bias_hh: NDArray[Any] | None,
     workspace: NDArray[Any],
-    dy: Optional[NDArray[Any]],
-    dh_n: Optional[NDArray[Any]],
-    dc_n: Optional[NDArray[Any]],
+    dy: NDArray[Any] | None,
+    dh_n: NDArray[Any] | None,
+    dc_n: NDArray[Any] | None,
 ) -> tuple[
     NDArray[Any],
     NDArray[Any],
-    Optional[NDArray[Any]],
+    NDArray[Any] | None,
     NDArray[Any],
     NDArray[Any],
-    Optional[NDArray[Any]],
-    Optional[NDArray[Any]],
+    NDArray[Any] | None,
+    NDArray[Any] | None,
 ]: ...
 def build_info() -> dict[str, Any]: ...
-

@@ -13,7 +13,8 @@ import os
 import platform
 import sys
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ LABELS = {
 }
 
 
-def _problem(cell: str, T: int, B: int, I: int, H: int, seed: int = 0) -> dict[str, Any]:  # noqa: E741
+def _problem(cell: str, T: int, B: int, I: int, H: int, seed: int = 0) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     G = F.num_gates(cell)
     k = 1 / np.sqrt(H)
@@ -58,14 +59,18 @@ def _cast(p: dict[str, Any], dtype: Any) -> dict[str, Any]:
     return {k: c(v) for k, v in p.items()}
 
 
-def _kernels(cell: str, p: dict[str, Any]) -> list[Optional[np.ndarray]]:
-    fw = F.forward(cell, p["x"], *p["params"], p["h0"], p["c0"])
-    bw = F.backward(cell, p["x"], *p["params"], fw.workspace, p["dy"], p["dh"], p["dc"])
+def _kernels(cell: str, p: dict[str, Any], training: bool = True) -> list[np.ndarray | None]:
+    w_ih, w_hh, b_ih, b_hh = p["params"]
+    fw = F.forward(cell, p["x"], w_ih, w_hh, b_ih, b_hh, p["h0"], p["c0"], training=training)
+    if fw.workspace is None:
+        return [fw.y]
+    bw = F.backward(cell, p["x"], w_ih, w_hh, b_ih, b_hh, fw.workspace, p["dy"], p["dh"], p["dc"])
     return [fw.y, fw.h_n, fw.c_n, *bw]
 
 
-def _reference(cell: str, p: dict[str, Any]) -> list[Optional[np.ndarray]]:
-    y, h, c, cache = R.forward(cell, p["x"], *p["params"], p["h0"], p["c0"])
+def _reference(cell: str, p: dict[str, Any]) -> list[np.ndarray | None]:
+    w_ih, w_hh, b_ih, b_hh = p["params"]
+    y, h, c, cache = R.forward(cell, p["x"], w_ih, w_hh, b_ih, b_hh, p["h0"], p["c0"])
     g = R.backward(cache, p["dy"], p["dh"], p["dc"])
     keys = ("dx", "dh0", "dc0", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
     return [y, h, c, *(g[k] for k in keys)]
@@ -77,7 +82,7 @@ def max_error(cell: str, dtype: Any, shape: tuple[int, int, int, int]) -> float:
     p = _cast(_problem(cell, *shape), dtype)
     ref = _reference(cell, _cast(p, np.float64))
     worst = 0.0
-    for a, b in zip(_kernels(cell, p), ref):
+    for a, b in zip(_kernels(cell, p), ref, strict=False):
         if a is None or b is None:
             assert a is None and b is None
             continue
@@ -103,31 +108,26 @@ def best_time(fn: Callable[[], Any], repeat: int, budget: float = 2.0) -> float:
 def timings(cell: str, shape: tuple[int, int, int, int], repeat: int) -> tuple[float, ...]:
     """(kernel fwd, reference fwd, kernel fwd+bwd, reference fwd+bwd) in ms, float32."""
     p = _cast(_problem(cell, *shape), np.float32)
-    args = (p["x"], *p["params"], p["h0"], p["c0"])
+    p_inference = {**p, "dy": None}
 
-    def k_fwd() -> None:
-        F.forward(cell, *args, training=False)
+    w_ih, w_hh, b_ih, b_hh = p["params"]
 
     def r_fwd() -> None:
-        R.forward(cell, *args)
-
-    def k_step() -> None:
-        fw = F.forward(cell, *args)
-        F.backward(cell, p["x"], *p["params"], fw.workspace, p["dy"], p["dh"], p["dc"])
+        R.forward(cell, p["x"], w_ih, w_hh, b_ih, b_hh, p["h0"], p["c0"])
 
     def r_step() -> None:
-        cache = R.forward(cell, *args)[3]
+        cache = R.forward(cell, p["x"], w_ih, w_hh, b_ih, b_hh, p["h0"], p["c0"])[3]
         R.backward(cache, p["dy"], p["dh"], p["dc"])
 
     return (
-        best_time(k_fwd, repeat),
+        best_time(lambda: _kernels(cell, p_inference, training=False), repeat),
         best_time(r_fwd, repeat),
-        best_time(k_step, repeat),
+        best_time(lambda: _kernels(cell, p), repeat),
         best_time(r_step, repeat),
     )
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m fastrnn",
         description="Check every fastrnn cell against the NumPy reference and time both.",
@@ -139,17 +139,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--repeat", type=int, default=5, help="timing runs per entry, best kept")
     ap.add_argument("--no-timing", action="store_true", help="only the correctness checks")
     args = ap.parse_args(argv)
-    shape = tuple(args.shape)
+    shape: tuple[int, int, int, int] = tuple(args.shape)
     check_shape = (7, 3, 5, 9)
 
     info = build_info()
     threads = os.environ.get("OMP_NUM_THREADS", str(os.cpu_count()))
-    print(f"fastrnn {__version__} self-check  (Python {platform.python_version()}, "
-          f"NumPy {np.__version__}, Eigen {info['eigen']}, OpenMP {'on' if info['openmp'] else 'off'}, "
-          f"{threads} threads)")  # fmt: skip
+    omp = "on" if info["openmp"] else "off"
+    print(
+        f"fastrnn {__version__} self-check  (Python {platform.python_version()}, "
+        f"NumPy {np.__version__}, Eigen {info['eigen']}, OpenMP {omp}, {threads} threads)"
+    )
     print(f"SIMD: {info['simd']}")
-    print(f"max relative error vs reference on T,B,I,H = {check_shape} (all outputs and gradients); "
-          f"timings float32, T,B,I,H = {shape}, best of {args.repeat}\n")  # fmt: skip
+    print(f"max relative error vs reference on T,B,I,H = {check_shape} (all outputs and "
+          f"gradients); timings float32, T,B,I,H = {shape}, best of {args.repeat}\n")  # fmt: skip
 
     head = f"{'cell':<17} {'err f64':>8} {'err f32':>8}  "
     if not args.no_timing:
@@ -166,16 +168,15 @@ def main(argv: Optional[list[str]] = None) -> int:
             failed.append(cell)
         row = f"{LABELS[cell]:<17} {e64:8.1e} {e32:8.1e}  "
         if not args.no_timing:
-            kf, rf, ks, rs = timings(cell, shape, args.repeat)  # type: ignore[arg-type]
+            kf, rf, ks, rs = timings(cell, shape, args.repeat)
             row += f"{kf:8.2f} {rf:8.2f} {rf / kf:7.1f}x   {ks:10.2f} {rs:8.2f} {rs / ks:7.1f}x"
         print(row + ("" if ok else "   FAILED"))
     print()
+    tol = f"float64 {TOLERANCE[np.float64]:g}, float32 {TOLERANCE[np.float32]:g}"
     if failed:
-        print(f"FAILED: {', '.join(failed)} differ from the reference beyond tolerance "
-              f"(float64 {TOLERANCE[np.float64]:g}, float32 {TOLERANCE[np.float32]:g})")  # fmt: skip
+        print(f"FAILED: {', '.join(failed)} differ from the reference beyond tolerance ({tol})")
         return 1
-    print(f"all cells agree with the reference (tolerance float64 {TOLERANCE[np.float64]:g}, "
-          f"float32 {TOLERANCE[np.float32]:g})")  # fmt: skip
+    print(f"all cells agree with the reference (tolerance {tol})")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Low-level functional API over the compiled kernels, for projects that manage their own parameters.
+"""Low-level functional API over the compiled kernels, for projects managing their own parameters.
 
 Everything here takes and returns plain NumPy arrays, time-major, one layer, one direction:
 
@@ -20,7 +20,7 @@ it with other arguments is an error too. The weights given to backward must be t
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
@@ -48,8 +48,8 @@ class ForwardResult(NamedTuple):
 
     y: Array  #: (T, B, H) the hidden state of every step
     h_n: Array  #: (B, H) the last hidden state
-    c_n: Optional[Array]  #: (B, H) the last cell state (LSTM), else None
-    workspace: Optional[Array]  #: 1-D, what backward needs (training), else None
+    c_n: Array | None  #: (B, H) the last cell state (LSTM), else None
+    workspace: Array | None  #: 1-D, what backward needs (training), else None
 
 
 class BackwardResult(NamedTuple):
@@ -57,11 +57,11 @@ class BackwardResult(NamedTuple):
 
     dx: Array  #: (T, B, I)
     dh0: Array  #: (B, H)
-    dc0: Optional[Array]  #: (B, H) for LSTM, else None
+    dc0: Array | None  #: (B, H) for LSTM, else None
     dweight_ih: Array  #: (G*H, I)
     dweight_hh: Array  #: (G*H, H)
-    dbias_ih: Optional[Array]  #: (G*H,) or None without biases
-    dbias_hh: Optional[Array]  #: (G*H,) or None without biases
+    dbias_ih: Array | None  #: (G*H,) or None without biases
+    dbias_hh: Array | None  #: (G*H,) or None without biases
 
 
 def _cell(cell: str) -> Any:
@@ -76,7 +76,7 @@ def num_gates(cell: str) -> int:
     return int(_core.num_gates(_cell(cell)))
 
 
-def workspace_size(cell: str, T: int, B: int, I: int, H: int, dtype: DTypeLike) -> int:  # noqa: E741
+def workspace_size(cell: str, T: int, B: int, I: int, H: int, dtype: DTypeLike) -> int:
     """Number of elements of the training workspace for these sizes."""
     return int(_core.workspace_size(_cell(cell), T, B, I, H, np.dtype(dtype)))
 
@@ -87,7 +87,7 @@ def _float_dtype(name: str, a: Array) -> np.dtype[Any]:
     return a.dtype
 
 
-def _arr(name: str, a: Optional[ArrayLike], dtype: np.dtype[Any]) -> Optional[Array]:
+def _arr(name: str, a: ArrayLike | None, dtype: np.dtype[Any]) -> Array | None:
     """``a`` as a C-contiguous array of exactly ``dtype`` (copied only if not contiguous)."""
     if a is None:
         return None
@@ -102,10 +102,10 @@ def forward(
     x: ArrayLike,
     weight_ih: ArrayLike,
     weight_hh: ArrayLike,
-    bias_ih: Optional[ArrayLike] = None,
-    bias_hh: Optional[ArrayLike] = None,
-    h0: Optional[ArrayLike] = None,
-    c0: Optional[ArrayLike] = None,
+    bias_ih: ArrayLike | None = None,
+    bias_hh: ArrayLike | None = None,
+    h0: ArrayLike | None = None,
+    c0: ArrayLike | None = None,
     *,
     training: bool = True,
 ) -> ForwardResult:
@@ -147,12 +147,12 @@ def backward(
     x: ArrayLike,
     weight_ih: ArrayLike,
     weight_hh: ArrayLike,
-    bias_ih: Optional[ArrayLike],
-    bias_hh: Optional[ArrayLike],
+    bias_ih: ArrayLike | None,
+    bias_hh: ArrayLike | None,
     workspace: Array,
-    dy: Optional[ArrayLike] = None,
-    dh_n: Optional[ArrayLike] = None,
-    dc_n: Optional[ArrayLike] = None,
+    dy: ArrayLike | None = None,
+    dh_n: ArrayLike | None = None,
+    dc_n: ArrayLike | None = None,
 ) -> BackwardResult:
     """Backpropagation through time for the forward that filled ``workspace``.
 
@@ -173,7 +173,8 @@ def backward(
     xa = np.ascontiguousarray(xa)
     if not isinstance(workspace, np.ndarray):
         raise TypeError(
-            f"workspace: expected the numpy.ndarray returned by forward, got {type(workspace).__name__}"
+            "workspace: expected the numpy.ndarray returned by forward, got "
+            f"{type(workspace).__name__}"
         )
     if workspace.dtype != dt:
         raise TypeError(f"workspace: expected dtype {dt} (the dtype of x), got {workspace.dtype}")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numbers
 import warnings
 from collections.abc import Iterator, Mapping
-from typing import Any, Optional, Union
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
@@ -27,7 +27,8 @@ from . import functional as F
 __all__ = ["GRU", "LSTM", "RNN"]
 
 Array = NDArray[Any]
-State = Union[Array, tuple[Array, Array]]
+State = Array | tuple[Array, Array]
+Params = tuple[Array, Array, Array | None, Array | None]
 
 
 def _positive_int(name: str, v: Any) -> int:
@@ -61,7 +62,7 @@ class _Saved:
     __slots__ = ("batch_shape", "params", "workspace", "x")
 
     def __init__(
-        self, x: Array, params: tuple[Any, ...], workspace: Array, batch_shape: tuple[int, ...]
+        self, x: Array, params: Params, workspace: Array, batch_shape: tuple[int, ...]
     ) -> None:
         self.x = x
         self.params = params
@@ -73,6 +74,9 @@ class _RNNBase:
     """Common machinery of :class:`RNN`, :class:`LSTM` and :class:`GRU`."""
 
     _num_states = 1  # 2 for LSTM
+    dtype: np.dtype[Any]
+    training: bool
+    grads: dict[str, Array]
 
     def __init__(
         self,
@@ -87,7 +91,7 @@ class _RNNBase:
         proj_size: int = 0,
         *,
         dtype: DTypeLike = np.float32,
-        seed: Union[None, int, np.random.Generator] = None,
+        seed: int | np.random.Generator | None = None,
     ) -> None:
         self._cell = cell
         self.input_size = _positive_int("input_size", input_size)
@@ -124,7 +128,7 @@ class _RNNBase:
         self.dtype = _layer_dtype(dtype)
         self.training = True
         self.grads: dict[str, Array] = {}
-        self._saved: Optional[_Saved] = None
+        self._saved: _Saved | None = None
         self._params: dict[str, Array] = {}
         self.reset_parameters(seed)
 
@@ -132,12 +136,15 @@ class _RNNBase:
 
     def _shapes(self) -> dict[str, tuple[int, ...]]:
         G, H, I = F.num_gates(self._cell), self.hidden_size, self.input_size
-        shapes: dict[str, tuple[int, ...]] = {"weight_ih_l0": (G * H, I), "weight_hh_l0": (G * H, H)}
+        shapes: dict[str, tuple[int, ...]] = {
+            "weight_ih_l0": (G * H, I),
+            "weight_hh_l0": (G * H, H),
+        }
         if self.bias:
             shapes.update({"bias_ih_l0": (G * H,), "bias_hh_l0": (G * H,)})
         return shapes
 
-    def reset_parameters(self, seed: Union[None, int, np.random.Generator] = None) -> None:
+    def reset_parameters(self, seed: int | np.random.Generator | None = None) -> None:
         """PyTorch's default initialisation: every parameter uniform(-1/sqrt(H), 1/sqrt(H))."""
         rng = np.random.default_rng(seed)
         k = 1.0 / np.sqrt(self.hidden_size)
@@ -224,7 +231,7 @@ class _RNNBase:
 
     def _check_state(
         self, name: str, v: Any, B: int, batched: bool, *, allow_none: bool = True
-    ) -> Optional[Array]:
+    ) -> Array | None:
         """A (1, B, H) state (or (1, H) unbatched) as a (B, H) array of the layer's dtype."""
         if v is None:
             return None
@@ -239,7 +246,9 @@ class _RNNBase:
     def _split_state(self, name: str, v: Any) -> tuple[Any, Any]:
         if self._num_states == 1:
             if isinstance(v, (tuple, list)):
-                raise TypeError(f"{name}: expected one array for {type(self).__name__}, got a tuple")
+                raise TypeError(
+                    f"{name}: expected one array for {type(self).__name__}, got a tuple"
+                )
             return v, None
         if v is None:
             return None, None
@@ -247,7 +256,7 @@ class _RNNBase:
             raise TypeError(f"{name}: expected a tuple (h, c) for LSTM, got {type(v).__name__}")
         return v[0], v[1]
 
-    def _out_state(self, s: Optional[Array], batched: bool) -> Array:
+    def _out_state(self, s: Array | None, batched: bool) -> Array:
         assert s is not None
         return s[None] if batched else s
 
@@ -270,7 +279,7 @@ class _RNNBase:
         h0a = self._check_state("hx" if self._num_states == 1 else "hx[0]", h0, B, batched)
         c0a = self._check_state("hx[1]", c0, B, batched)
         p = self._params
-        params = (
+        params: Params = (
             p["weight_ih_l0"],
             p["weight_hh_l0"],
             p.get("bias_ih_l0"),
@@ -297,7 +306,7 @@ class _RNNBase:
 
     __call__ = forward
 
-    def backward(self, dy: Optional[ArrayLike], dstate: Any = None) -> tuple[Array, State]:
+    def backward(self, dy: ArrayLike | None, dstate: Any = None) -> tuple[Array, State]:
         """Backpropagation through time for the last (training-mode) forward; fills :attr:`grads`.
 
         Args:
@@ -321,7 +330,7 @@ class _RNNBase:
             )
         batched = len(saved.batch_shape) == 3
         B = saved.x.shape[1]
-        dya: Optional[Array] = None
+        dya: Array | None = None
         if dy is not None:
             dya = np.asarray(dy)
             if dya.dtype not in (np.float32, np.float64):
@@ -391,11 +400,11 @@ class RNN(_RNNBase):
         bidirectional: bool = False,
         *,
         dtype: DTypeLike = np.float32,
-        seed: Union[None, int, np.random.Generator] = None,
+        seed: int | np.random.Generator | None = None,
     ) -> None:
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(
-                f"nonlinearity: unknown nonlinearity {nonlinearity!r}. Select from 'tanh' or 'relu'."
+                f"nonlinearity: unknown nonlinearity {nonlinearity!r}; select 'tanh' or 'relu'"
             )
         self.nonlinearity = nonlinearity
         super().__init__(
@@ -438,7 +447,7 @@ class LSTM(_RNNBase):
         proj_size: int = 0,
         *,
         dtype: DTypeLike = np.float32,
-        seed: Union[None, int, np.random.Generator] = None,
+        seed: int | np.random.Generator | None = None,
     ) -> None:
         super().__init__(
             "lstm",
@@ -479,7 +488,7 @@ class GRU(_RNNBase):
         *,
         reset_after: bool = True,
         dtype: DTypeLike = np.float32,
-        seed: Union[None, int, np.random.Generator] = None,
+        seed: int | np.random.Generator | None = None,
     ) -> None:
         self.reset_after = bool(reset_after)
         super().__init__(

@@ -26,7 +26,7 @@ functions ``*_step`` / ``*_step_backward`` they are made of.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -182,7 +182,7 @@ class Cache(NamedTuple):
 
 
 def _params(
-    weight_ih: Array, weight_hh: Array, bias_ih: Optional[Array], bias_hh: Optional[Array]
+    weight_ih: Array, weight_hh: Array, bias_ih: Array | None, bias_hh: Array | None
 ) -> dict[str, Array]:
     zeros = np.zeros(weight_ih.shape[0], dtype=weight_ih.dtype)
     return {
@@ -198,11 +198,11 @@ def forward(
     x: Array,
     weight_ih: Array,
     weight_hh: Array,
-    bias_ih: Optional[Array] = None,
-    bias_hh: Optional[Array] = None,
-    h0: Optional[Array] = None,
-    c0: Optional[Array] = None,
-) -> tuple[Array, Array, Optional[Array], Cache]:
+    bias_ih: Array | None = None,
+    bias_hh: Array | None = None,
+    h0: Array | None = None,
+    c0: Array | None = None,
+) -> tuple[Array, Array, Array | None, Cache]:
     """Run ``cell`` over ``x (T, B, I)``. Returns ``(y, h_n, c_n, cache)``; ``c_n`` is None
     except for LSTM. States are ``(B, H)``; missing initial states are zeros."""
     num_gates(cell)
@@ -228,10 +228,10 @@ def forward(
 
 def backward(
     cache: Cache,
-    dy: Optional[Array] = None,
-    dh_n: Optional[Array] = None,
-    dc_n: Optional[Array] = None,
-) -> dict[str, Optional[Array]]:
+    dy: Array | None = None,
+    dh_n: Array | None = None,
+    dc_n: Array | None = None,
+) -> dict[str, Array | None]:
     """Backpropagation through time for the sequence of ``cache``.
 
     ``dy (T, B, H)``, ``dh_n`` and ``dc_n (B, H)`` are the gradients of the loss with respect to
@@ -270,8 +270,8 @@ def backward(
 
 
 def gru_notes_to_torch(
-    weight_ih: Array, weight_hh: Array, bias_ih: Optional[Array], bias_hh: Optional[Array]
-) -> tuple[Array, Array, Optional[Array], Optional[Array]]:
+    weight_ih: Array, weight_hh: Array, bias_ih: Array | None, bias_hh: Array | None
+) -> tuple[Array, Array, Array | None, Array | None]:
     """Convert GRU weights written with the course notes' update gate to PyTorch's convention.
 
     The notes write ``h' = (1 - z) * h + z * n``; PyTorch writes ``h' = (1 - z) * n + z * h``.
@@ -280,7 +280,7 @@ def gru_notes_to_torch(
     """
     H = weight_hh.shape[1]
 
-    def flip(a: Optional[Array]) -> Optional[Array]:
+    def flip(a: Array | None) -> Array | None:
         if a is None:
             return None
         out = np.array(a, copy=True)
