@@ -1,7 +1,7 @@
 // Bindings of the recurrent kernels: forward, backward, workspace_size.
 //
-// Every array argument is checked here (type, dtype, C order, shape, writeability) and a clear
-// TypeError/ValueError names it; nothing is converted or copied silently (the Python layer makes
+// Every array argument is checked here (type, dtype, C order, alignment, shape, writeability)
+// and a clear TypeError/ValueError names it; nothing is converted or copied silently (the Python layer makes
 // arrays contiguous and of the right dtype, explicitly). Outputs are allocated while the GIL is
 // held, then the GIL is released for the math: safe because from then on the C++ code touches
 // only raw buffers whose owners (the py::array objects below) stay alive on this stack frame, and
@@ -9,6 +9,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstdint>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -53,7 +54,7 @@ Opt checked(const py::object& obj, const char* name, const std::vector<index_t>&
                          std::string(py::str(py::type::of(obj).attr("__name__"))));
   }
   auto a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().is(py::dtype::of<S>())) {
+  if (!a.dtype().equal(py::dtype::of<S>())) {
     throw py::type_error(std::string(name) + ": expected dtype " +
                          std::string(py::str(py::dtype::of<S>())) + ", got " +
                          std::string(py::str(a.dtype())));
@@ -66,6 +67,9 @@ Opt checked(const py::object& obj, const char* name, const std::vector<index_t>&
   }
   if (!(a.flags() & py::array::c_style)) {
     throw py::value_error(std::string(name) + ": must be C-contiguous");
+  }
+  if (reinterpret_cast<std::uintptr_t>(a.data()) % alignof(S) != 0) {
+    throw py::value_error(std::string(name) + ": must be aligned to its dtype");
   }
   if (writeable && !a.writeable()) {
     throw py::value_error(std::string(name) + ": must be writeable");
@@ -222,8 +226,8 @@ auto on_dtype(const py::object& x, F&& f) {
                          std::string(py::str(py::type::of(x).attr("__name__"))));
   }
   auto a = py::reinterpret_borrow<py::array>(x);
-  if (a.dtype().is(py::dtype::of<float>())) return f(float{}, a);
-  if (a.dtype().is(py::dtype::of<double>())) return f(double{}, a);
+  if (a.dtype().equal(py::dtype::of<float>())) return f(float{}, a);
+  if (a.dtype().equal(py::dtype::of<double>())) return f(double{}, a);
   throw py::type_error("x: expected dtype float32 or float64, got " + std::string(py::str(a.dtype())));
 }
 
@@ -244,8 +248,8 @@ void register_rnn(py::module_& m) {
       [](CellKind cell, index_t T, index_t B, index_t I, index_t H, const py::object& dtype) {
         const py::dtype dt = py::dtype::from_args(dtype);
         const Dims d{T, B, I, H};
-        if (dt.is(py::dtype::of<float>())) return workspace_size<float>(cell, d);
-        if (dt.is(py::dtype::of<double>())) return workspace_size<double>(cell, d);
+        if (dt.equal(py::dtype::of<float>())) return workspace_size<float>(cell, d);
+        if (dt.equal(py::dtype::of<double>())) return workspace_size<double>(cell, d);
         throw py::type_error("dtype: expected float32 or float64");
       },
       py::arg("cell"), py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"), py::arg("dtype"),

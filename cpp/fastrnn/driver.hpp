@@ -37,14 +37,25 @@ using RowVec = Eigen::Map<Eigen::Matrix<S, 1, Eigen::Dynamic>>;
 template <class S>
 using CRowVec = Eigen::Map<const Eigen::Matrix<S, 1, Eigen::Dynamic>>;
 
-/// Rows of the input projection computed per GEMM in inference mode: enough for the GEMM to run
-/// at full speed, few enough that memory stays O(B*G*H) whatever T is.
-inline constexpr index_t kInferenceChunkRows = 512;
+/// Rows of the input projection computed per GEMM: enough for the GEMM to run at full speed, few
+/// enough that inference memory stays O(B*G*H) whatever T is. Training uses the same chunks
+/// (written straight into the workspace), so both modes give bit-identical outputs.
+inline constexpr index_t kProjectionChunkRows = 512;
+
+inline index_t projection_chunk_steps(index_t T, index_t B) {
+  return std::clamp<index_t>(kProjectionChunkRows / std::max<index_t>(B, 1), 1,
+                             std::max<index_t>(T, 1));
+}
+
+template <class S>
+void copy_n(S* dst, const S* src, index_t n) {
+  if (n > 0) std::memcpy(dst, src, sizeof(S) * static_cast<size_t>(n));
+}
 
 template <class S>
 void copy_or_zero(S* dst, const S* src, index_t n) {
   if (src) {
-    std::memcpy(dst, src, sizeof(S) * static_cast<size_t>(n));
+    copy_n(dst, src, n);
   } else {
     std::fill(dst, dst + n, S(0));
   }
@@ -74,9 +85,7 @@ void forward_loop(const Dims& d, const Weights<S>& w, const ForwardArgs<S>& a) {
   }
   std::vector<S> hproj(static_cast<size_t>(B * G1 * H));
   std::vector<S> hproj2(G > G1 ? static_cast<size_t>(B * (G - G1) * H) : 0);
-  const index_t chunk = training ? std::max<index_t>(T, 1)
-                                 : std::clamp<index_t>(kInferenceChunkRows / std::max<index_t>(B, 1),
-                                                       1, std::max<index_t>(T, 1));
+  const index_t chunk = projection_chunk_steps(T, B);
   std::vector<S> gate_chunk(training ? 0 : static_cast<size_t>(chunk * B * GH));
   // Inference keeps only the current and previous states: h in y (or h0), c and extra ping-pong.
   std::vector<S> state_buf(training ? 0 : static_cast<size_t>((Cell::kCellState ? 3 : 1) * BH));
@@ -156,18 +165,14 @@ void forward_loop(const Dims& d, const Weights<S>& w, const ForwardArgs<S>& a) {
   }
 
   if (training) {
-    if (T > 0) std::memcpy(a.y, hs + BH, sizeof(S) * static_cast<size_t>(T * BH));
-    std::memcpy(a.h_n, hs + T * BH, sizeof(S) * static_cast<size_t>(BH));
-    if constexpr (Cell::kCellState) {
-      std::memcpy(a.c_n, cs + T * BH, sizeof(S) * static_cast<size_t>(BH));
-    }
-    write_header<S>(a.workspace, cell_kind_of<Cell>(), d, WorkspaceState::Ready);
+    copy_n(a.y, hs + BH, T * BH);
+    copy_n(a.h_n, hs + T * BH, BH);
+    if constexpr (Cell::kCellState) copy_n(a.c_n, cs + T * BH, BH);
+    write_header<S>(a.workspace, cell_kind_of<Cell>(), d, w.b_ih != nullptr,
+                    WorkspaceState::Ready);
   } else {
-    const S* h_last = T == 0 ? h0 : a.y + (T - 1) * BH;
-    std::memcpy(a.h_n, h_last, sizeof(S) * static_cast<size_t>(BH));
-    if constexpr (Cell::kCellState) {
-      std::memcpy(a.c_n, c_a, sizeof(S) * static_cast<size_t>(BH));
-    }
+    copy_n(a.h_n, T == 0 ? h0 : a.y + (T - 1) * BH, BH);
+    if constexpr (Cell::kCellState) copy_n(a.c_n, static_cast<const S*>(c_a), BH);
   }
 }
 
@@ -176,7 +181,7 @@ void backward_loop(const Dims& d, const Weights<S>& w, const BackwardArgs<S>& a)
   constexpr int G = Cell::kGates, G1 = Cell::kGates1;
   const index_t T = d.T, B = d.B, I = d.I, H = d.H, GH = G * H, BH = B * H;
   const WorkspaceLayout L = workspace_layout<S>(Cell::kGates, Cell::kCellState, Cell::kExtra, d);
-  check_and_consume_header<S>(a.workspace, cell_kind_of<Cell>(), d);
+  check_header<S>(a.workspace, cell_kind_of<Cell>(), d, w.b_ih != nullptr);
 
   S* dG = a.workspace + L.gates;  // saved gates, overwritten in place by their gradients
   const S* hs = a.workspace + L.hs;
@@ -190,6 +195,7 @@ void backward_loop(const Dims& d, const Weights<S>& w, const BackwardArgs<S>& a)
   std::vector<S> dextra(G > G1 ? static_cast<size_t>(BH) : 0);
   copy_or_zero(dh_carry.data(), a.dh_n, BH);
   if constexpr (Cell::kCellState) copy_or_zero(dc.data(), a.dc_n, BH);
+  claim_workspace(a.workspace);  // after every allocation: a bad_alloc leaves it usable
 
   CMat<S> W_hh1(w.w_hh, G1 * H, H);
   CMat<S> W_hh2(w.w_hh + G1 * H * H, (G - G1) * H, H);
@@ -235,10 +241,8 @@ void backward_loop(const Dims& d, const Weights<S>& w, const BackwardArgs<S>& a)
     dH.noalias() += dg1 * W_hh1;
   }
 
-  std::memcpy(a.dh0, dh_carry.data(), sizeof(S) * static_cast<size_t>(BH));
-  if constexpr (Cell::kCellState) {
-    std::memcpy(a.dc0, dc.data(), sizeof(S) * static_cast<size_t>(BH));
-  }
+  copy_n(a.dh0, static_cast<const S*>(dh_carry.data()), BH);
+  if constexpr (Cell::kCellState) copy_n(a.dc0, static_cast<const S*>(dc.data()), BH);
 
   // --- the weight and input gradients: one GEMM each over all T*B rows ---
   const index_t R = T * B;

@@ -8,6 +8,7 @@
 // workspace made for another cell or size, never filled, or already consumed.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
@@ -41,6 +42,22 @@ inline constexpr std::int64_t kMagic = 0x3130535752524e46;  // "FNRRWS01" little
 
 enum class WorkspaceState : std::int64_t { Ready = 1, Consumed = 2 };
 
+/// a * b, or std::invalid_argument if it overflows int64
+inline index_t checked_mul(index_t a, index_t b) {
+  index_t r;
+  if (__builtin_mul_overflow(a, b, &r)) {
+    throw std::invalid_argument("dims: sizes too large (the workspace size overflows int64)");
+  }
+  return r;
+}
+inline index_t checked_add(index_t a, index_t b) {
+  index_t r;
+  if (__builtin_add_overflow(a, b, &r)) {
+    throw std::invalid_argument("dims: sizes too large (the workspace size overflows int64)");
+  }
+  return r;
+}
+
 /// Offsets (in scalars) of the regions of the workspace, and its total size.
 struct WorkspaceLayout {
   index_t gates = 0, hs = 0, cs = 0, extra = 0, total = 0;
@@ -49,35 +66,46 @@ struct WorkspaceLayout {
 template <class S>
 WorkspaceLayout workspace_layout(int gates, bool cell_state, bool extra, const Dims& d) {
   static_assert(kHeaderBytes % sizeof(S) == 0);
-  const index_t BH = d.B * d.H;
+  const index_t BH = checked_mul(d.B, d.H);
+  const index_t steps_BH = checked_mul(d.T, BH);
+  const index_t states = checked_add(steps_BH, BH);  // (T+1) * B * H
   WorkspaceLayout L;
   L.gates = kHeaderBytes / static_cast<index_t>(sizeof(S));
-  L.hs = L.gates + d.T * d.B * gates * d.H;
-  L.cs = L.hs + (d.T + 1) * BH;
-  L.extra = L.cs + (cell_state ? (d.T + 1) * BH : 0);
-  L.total = L.extra + (extra ? d.T * BH : 0);
+  L.hs = checked_add(L.gates, checked_mul(steps_BH, gates));
+  L.cs = checked_add(L.hs, states);
+  L.extra = checked_add(L.cs, cell_state ? states : 0);
+  L.total = checked_add(L.extra, extra ? steps_BH : 0);
+  // the largest byte offset must fit too
+  checked_mul(L.total, static_cast<index_t>(sizeof(S)));
   return L;
 }
 
 struct Header {
-  std::int64_t magic, cell, T, B, I, H, state, scalar_size;
+  std::int64_t magic, cell, T, B, I, H, state, info;  // info: sizeof(S) | has_bias << 8
 };
 static_assert(sizeof(Header) == kHeaderBytes);
 
+inline std::int64_t header_info(size_t scalar_size, bool has_bias) {
+  return static_cast<std::int64_t>(scalar_size) | (has_bias ? 256 : 0);
+}
+
 template <class S>
-void write_header(S* ws, CellKind cell, const Dims& d, WorkspaceState state) {
+void write_header(S* ws, CellKind cell, const Dims& d, bool has_bias, WorkspaceState state) {
   const Header h{kMagic, static_cast<std::int64_t>(cell), d.T, d.B, d.I, d.H,
-                 static_cast<std::int64_t>(state), static_cast<std::int64_t>(sizeof(S))};
+                 static_cast<std::int64_t>(state), header_info(sizeof(S), has_bias)};
   std::memcpy(ws, &h, sizeof h);
 }
 
-/// Checks that the workspace was filled by a training forward of this cell and these sizes and
-/// not yet used by a backward, then marks it consumed (before any of it is overwritten).
+/// Checks that the workspace was filled by a training forward of this cell, sizes and bias, and
+/// not yet used by a backward. Does not modify it.
 template <class S>
-void check_and_consume_header(S* ws, CellKind cell, const Dims& d) {
+void check_header(const S* ws, CellKind cell, const Dims& d, bool has_bias) {
+  if (reinterpret_cast<std::uintptr_t>(ws) % alignof(std::int64_t) != 0) {
+    throw std::invalid_argument("workspace: misaligned; pass the array that forward returned");
+  }
   Header h;
   std::memcpy(&h, ws, sizeof h);
-  if (h.magic != kMagic || h.scalar_size != static_cast<std::int64_t>(sizeof(S))) {
+  if (h.magic != kMagic || (h.info & 255) != static_cast<std::int64_t>(sizeof(S))) {
     throw std::invalid_argument(
         "workspace: not filled by a training-mode forward (wrong buffer or dtype)");
   }
@@ -93,6 +121,11 @@ void check_and_consume_header(S* ws, CellKind cell, const Dims& d) {
         "), not (" + std::to_string(d.T) + ", " + std::to_string(d.B) + ", " +
         std::to_string(d.I) + ", " + std::to_string(d.H) + ")");
   }
+  if (h.info != header_info(sizeof(S), has_bias)) {
+    throw std::invalid_argument(std::string("workspace: made by a forward ") +
+                                (has_bias ? "without" : "with") + " biases, not " +
+                                (has_bias ? "with" : "without"));
+  }
   if (h.state == static_cast<std::int64_t>(WorkspaceState::Consumed)) {
     throw std::invalid_argument(
         "workspace: already consumed by a backward; run forward again (backward overwrites "
@@ -101,8 +134,22 @@ void check_and_consume_header(S* ws, CellKind cell, const Dims& d) {
   if (h.state != static_cast<std::int64_t>(WorkspaceState::Ready)) {
     throw std::invalid_argument("workspace: header is corrupt");
   }
-  h.state = static_cast<std::int64_t>(WorkspaceState::Consumed);
-  std::memcpy(ws, &h, sizeof h);
+}
+
+/// Marks a checked workspace consumed, atomically, so that of two concurrent backward calls on
+/// one workspace exactly one proceeds and the other gets the "already consumed" error.
+template <class S>
+void claim_workspace(S* ws) {
+  auto* state = reinterpret_cast<std::int64_t*>(reinterpret_cast<char*>(ws) +
+                                                offsetof(Header, state));
+  std::int64_t expected = static_cast<std::int64_t>(WorkspaceState::Ready);
+  if (!__atomic_compare_exchange_n(state, &expected,
+                                   static_cast<std::int64_t>(WorkspaceState::Consumed), false,
+                                   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    throw std::invalid_argument(
+        "workspace: already consumed by a backward; run forward again (backward overwrites "
+        "the saved activations with their gradients)");
+  }
 }
 
 }  // namespace fastrnn::detail

@@ -9,7 +9,7 @@ Everything here takes and returns plain NumPy arrays, time-major, one layer, one
   GRU, ``reset_after=True``) or ``"gru_reset_before"`` (the original GRU, ``reset_after=False``).
 
 All arrays of a call must have the same dtype, float32 or float64: nothing is converted silently
-(a mismatch is a ``TypeError`` naming the argument). Non-contiguous arrays are copied to C order.
+(a mismatch is a ``TypeError`` naming the argument). Non-contiguous or misaligned arrays are copied (to C order).
 
 A training-mode :func:`forward` returns a *workspace*, a 1-D array holding what :func:`backward`
 needs. :func:`backward` consumes it (it overwrites the saved activations with their gradients, to
@@ -88,13 +88,13 @@ def _float_dtype(name: str, a: Array) -> np.dtype[Any]:
 
 
 def _arr(name: str, a: ArrayLike | None, dtype: np.dtype[Any]) -> Array | None:
-    """``a`` as a C-contiguous array of exactly ``dtype`` (copied only if not contiguous)."""
+    """``a`` as a C-contiguous, aligned array of exactly ``dtype`` (copied only if it is not)."""
     if a is None:
         return None
     arr = np.asarray(a)
     if arr.dtype != dtype:
         raise TypeError(f"{name}: expected dtype {dtype} (the dtype of x), got {arr.dtype}")
-    return np.ascontiguousarray(arr)
+    return np.require(arr, requirements="CA")
 
 
 def forward(
@@ -127,7 +127,7 @@ def forward(
     c = _cell(cell)
     xa = np.asarray(x)
     dt = _float_dtype("x", xa)
-    xa = np.ascontiguousarray(xa)
+    xa = np.require(xa, requirements="CA")
     y, h_n, c_n, ws = _core.forward(
         c,
         xa,
@@ -170,7 +170,7 @@ def backward(
     c = _cell(cell)
     xa = np.asarray(x)
     dt = _float_dtype("x", xa)
-    xa = np.ascontiguousarray(xa)
+    xa = np.require(xa, requirements="CA")
     if not isinstance(workspace, np.ndarray):
         raise TypeError(
             "workspace: expected the numpy.ndarray returned by forward, got "

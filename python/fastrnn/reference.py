@@ -74,7 +74,7 @@ def rnn_step_backward(
 ) -> tuple[Array, Array, dict[str, Array]]:
     """Gradients of one RNN step: returns dx, dh (previous state) and the parameter gradients."""
     x, h, h_new = cache
-    da = dh_new * (h_new > 0) if relu else dh_new * (1 - h_new**2)
+    da = np.where(h_new > 0, dh_new, 0) if relu else dh_new * (1 - h_new**2)
     grads = {"w_ih": da.T @ x, "w_hh": da.T @ h, "b_ih": da.sum(0), "b_hh": da.sum(0)}
     return da @ p["w_ih"], da @ p["w_hh"], grads
 
