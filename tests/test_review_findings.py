@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import CELLS, make_problem
 
+from conftest import CELLS, make_problem
 from fastrnn import functional as F
 from fastrnn import reference as R
 
@@ -106,7 +106,7 @@ def test_concurrent_backward_on_one_workspace_runs_once() -> None:
         barrier = threading.Barrier(2)
         outcomes: list[Any] = []
 
-        def run(ws: Any = fw.workspace, out: list[Any] = outcomes) -> None:
+        def run(ws: Any = fw.workspace, out: list[Any] = outcomes, barrier: Any = barrier) -> None:
             barrier.wait()
             try:
                 F.backward("gru", p.x, *p.params, ws, p.dy)

@@ -9,7 +9,8 @@ Everything here takes and returns plain NumPy arrays, time-major, one layer, one
   GRU, ``reset_after=True``) or ``"gru_reset_before"`` (the original GRU, ``reset_after=False``).
 
 All arrays of a call must have the same dtype, float32 or float64: nothing is converted silently
-(a mismatch is a ``TypeError`` naming the argument). Non-contiguous or misaligned arrays are copied (to C order).
+(a mismatch is a ``TypeError`` naming the argument). Non-contiguous or misaligned arrays are
+copied (to C order).
 
 A training-mode :func:`forward` returns a *workspace*, a 1-D array holding what :func:`backward`
 needs. :func:`backward` consumes it (it overwrites the saved activations with their gradients, to
