@@ -95,7 +95,7 @@ def _arr(name: str, a: ArrayLike | None, dtype: np.dtype[Any]) -> Array | None:
     arr = np.asarray(a)
     if arr.dtype != dtype:
         raise TypeError(f"{name}: expected dtype {dtype} (the dtype of x), got {arr.dtype}")
-    return np.require(arr, requirements="CA")
+    return np.require(arr, requirements=("C", "A"))
 
 
 def forward(
@@ -128,7 +128,7 @@ def forward(
     c = _cell(cell)
     xa = np.asarray(x)
     dt = _float_dtype("x", xa)
-    xa = np.require(xa, requirements="CA")
+    xa = np.require(xa, requirements=("C", "A"))
     y, h_n, c_n, ws = _core.forward(
         c,
         xa,
@@ -171,7 +171,7 @@ def backward(
     c = _cell(cell)
     xa = np.asarray(x)
     dt = _float_dtype("x", xa)
-    xa = np.require(xa, requirements="CA")
+    xa = np.require(xa, requirements=("C", "A"))
     if not isinstance(workspace, np.ndarray):
         raise TypeError(
             "workspace: expected the numpy.ndarray returned by forward, got "
