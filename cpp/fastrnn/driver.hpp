@@ -17,6 +17,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -46,6 +47,22 @@ inline index_t projection_chunk_steps(index_t T, index_t B) {
   return std::clamp<index_t>(kProjectionChunkRows / std::max<index_t>(B, 1), 1,
                              std::max<index_t>(T, 1));
 }
+
+/// A scratch buffer of n scalars, NOT initialised (std::vector would zero-fill megabytes that
+/// are overwritten anyway). Made before the time loop, freed after it.
+template <class S>
+class Scratch {
+ public:
+  explicit Scratch(index_t n) : p_(n > 0 ? new S[static_cast<size_t>(n)] : nullptr), n_(n) {}
+  S* data() { return p_.get(); }
+  const S* data() const { return p_.get(); }
+  index_t size() const { return n_; }
+  bool empty() const { return n_ == 0; }
+
+ private:
+  std::unique_ptr<S[]> p_;
+  index_t n_;
+};
 
 template <class S>
 void copy_n(S* dst, const S* src, index_t n) {
@@ -83,13 +100,13 @@ void forward_loop(const Dims& d, const Weights<S>& w, const ForwardArgs<S>& a) {
     b_hh_zero.assign(static_cast<size_t>(GH), S(0));
     b_hh = b_hh_zero.data();
   }
-  std::vector<S> hproj(static_cast<size_t>(B * G1 * H));
-  std::vector<S> hproj2(G > G1 ? static_cast<size_t>(B * (G - G1) * H) : 0);
+  Scratch<S> hproj(B * G1 * H);
+  Scratch<S> hproj2(G > G1 ? B * (G - G1) * H : 0);
   const index_t chunk = projection_chunk_steps(T, B);
-  std::vector<S> gate_chunk(training ? 0 : static_cast<size_t>(chunk * B * GH));
+  Scratch<S> gate_chunk(training ? 0 : chunk * B * GH);
   // Inference keeps only the current and previous states: h in y (or h0), c and extra ping-pong.
-  std::vector<S> state_buf(training ? 0 : static_cast<size_t>((Cell::kCellState ? 3 : 1) * BH));
-  std::vector<S> extra_buf(!training && Cell::kExtra ? static_cast<size_t>(BH) : 0);
+  Scratch<S> state_buf(training ? 0 : (Cell::kCellState ? 3 : 1) * BH);
+  Scratch<S> extra_buf(!training && Cell::kExtra ? BH : 0);
 
   S* ws_gates = training ? a.workspace + L.gates : nullptr;
   S* hs = training ? a.workspace + L.hs : nullptr;  // (T+1, B, H): h_0 .. h_T
@@ -101,7 +118,7 @@ void forward_loop(const Dims& d, const Weights<S>& w, const ForwardArgs<S>& a) {
     copy_or_zero(hs, a.h0, BH);
     h0 = hs;
   } else if (!h0) {
-    std::fill(state_buf.begin(), state_buf.begin() + BH, S(0));
+    std::fill(state_buf.data(), state_buf.data() + BH, S(0));
     h0 = state_buf.data();
   }
   S* c_a = nullptr;  // inference ping-pong for c
@@ -188,11 +205,11 @@ void backward_loop(const Dims& d, const Weights<S>& w, const BackwardArgs<S>& a)
   const S* cs = Cell::kCellState ? a.workspace + L.cs : nullptr;
   const S* ex = Cell::kExtra ? a.workspace + L.extra : nullptr;
 
-  std::vector<S> dgh_buf(Cell::kHiddenGradDiffers ? static_cast<size_t>(T * B * GH) : 0);
+  Scratch<S> dgh_buf(Cell::kHiddenGradDiffers ? T * B * GH : 0);
   S* dGh = Cell::kHiddenGradDiffers ? dgh_buf.data() : dG;
-  std::vector<S> dh_carry(static_cast<size_t>(BH)), dh_cur(static_cast<size_t>(BH));
-  std::vector<S> dc(Cell::kCellState ? static_cast<size_t>(BH) : 0);
-  std::vector<S> dextra(G > G1 ? static_cast<size_t>(BH) : 0);
+  Scratch<S> dh_carry(BH), dh_cur(BH);
+  Scratch<S> dc(Cell::kCellState ? BH : 0);
+  Scratch<S> dextra(G > G1 ? BH : 0);
   copy_or_zero(dh_carry.data(), a.dh_n, BH);
   if constexpr (Cell::kCellState) copy_or_zero(dc.data(), a.dc_n, BH);
   claim_workspace(a.workspace);  // after every allocation: a bad_alloc leaves it usable
@@ -208,7 +225,7 @@ void backward_loop(const Dims& d, const Weights<S>& w, const BackwardArgs<S>& a)
           Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>(dh_carry.data(), BH) +
           Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>(a.dy + t * BH, BH);
     } else {
-      std::copy(dh_carry.begin(), dh_carry.end(), dh_cur.begin());
+      copy_n(dh_cur.data(), static_cast<const S*>(dh_carry.data()), BH);
     }
     BwdStep<S> s{};
     s.B = B;
