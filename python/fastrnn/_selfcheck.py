@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -91,18 +92,20 @@ def max_error(cell: str, dtype: Any, shape: tuple[int, int, int, int]) -> float:
     return worst
 
 
-def best_time(fn: Callable[[], Any], repeat: int, budget: float = 2.0) -> float:
-    """Best of `repeat` runs (fewer if they exceed `budget` seconds), in milliseconds."""
-    fn()  # warm up
-    best = float("inf")
+def median_time(fn: Callable[[], Any], repeat: int, budget: float = 2.0) -> float:
+    """Median of up to `repeat` runs (fewer if they exceed `budget` seconds) after three warm-up
+    runs (the first calls of a process also pay for faulting in fresh memory), in milliseconds."""
+    for _ in range(3):
+        fn()
+    times = []
     start = time.perf_counter()
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
-        best = min(best, time.perf_counter() - t0)
+        times.append(time.perf_counter() - t0)
         if time.perf_counter() - start > budget:
             break
-    return best * 1e3
+    return statistics.median(times) * 1e3
 
 
 def timings(cell: str, shape: tuple[int, int, int, int], repeat: int) -> tuple[float, ...]:
@@ -120,10 +123,10 @@ def timings(cell: str, shape: tuple[int, int, int, int], repeat: int) -> tuple[f
         R.backward(cache, p["dy"], p["dh"], p["dc"])
 
     return (
-        best_time(lambda: _kernels(cell, p_inference, training=False), repeat),
-        best_time(r_fwd, repeat),
-        best_time(lambda: _kernels(cell, p), repeat),
-        best_time(r_step, repeat),
+        median_time(lambda: _kernels(cell, p_inference, training=False), repeat),
+        median_time(r_fwd, repeat),
+        median_time(lambda: _kernels(cell, p), repeat),
+        median_time(r_step, repeat),
     )
 
 
@@ -136,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         "--shape", type=int, nargs=4, metavar=("T", "B", "I", "H"), default=(50, 32, 128, 128),
         help="problem size for the timings (default: 50 32 128 128)",
     )  # fmt: skip
-    ap.add_argument("--repeat", type=int, default=5, help="timing runs per entry, best kept")
+    ap.add_argument("--repeat", type=int, default=20, help="timing runs per entry (median)")
     ap.add_argument("--no-timing", action="store_true", help="only the correctness checks")
     args = ap.parse_args(argv)
     shape: tuple[int, int, int, int] = tuple(args.shape)
@@ -151,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"SIMD: {info['simd']}")
     print(f"max relative error vs reference on T,B,I,H = {check_shape} (all outputs and "
-          f"gradients); timings float32, T,B,I,H = {shape}, best of {args.repeat}\n")  # fmt: skip
+          f"gradients); timings float32, T,B,I,H = {shape}, "
+          f"median of up to {args.repeat} runs\n")  # fmt: skip
 
     head = f"{'cell':<17} {'err f64':>8} {'err f32':>8}  "
     if not args.no_timing:
