@@ -3,6 +3,6 @@
 
 namespace fastrnn {
 template index_t workspace_size<double>(CellKind, const Dims&);
-template void forward<double>(CellKind, const Dims&, const Weights<double>&, const ForwardArgs<double>&);
-template void backward<double>(CellKind, const Dims&, const Weights<double>&, const BackwardArgs<double>&);
+template void forward<double>(CellKind, const Dims&, const ForwardArgs<double>&);
+template void backward<double>(CellKind, const Dims&, const BackwardArgs<double>&);
 }  // namespace fastrnn

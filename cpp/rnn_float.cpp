@@ -3,6 +3,6 @@
 
 namespace fastrnn {
 template index_t workspace_size<float>(CellKind, const Dims&);
-template void forward<float>(CellKind, const Dims&, const Weights<float>&, const ForwardArgs<float>&);
-template void backward<float>(CellKind, const Dims&, const Weights<float>&, const BackwardArgs<float>&);
+template void forward<float>(CellKind, const Dims&, const ForwardArgs<float>&);
+template void backward<float>(CellKind, const Dims&, const BackwardArgs<float>&);
 }  // namespace fastrnn

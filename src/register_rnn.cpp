@@ -88,118 +88,206 @@ S* mut_ptr(Opt& a) {
 py::object or_none(const Opt& a) { return a ? py::object(*a) : py::object(py::none()); }
 
 
-struct Sizes {
-  Dims d;
-  index_t GH;
-};
+std::string param_name(const char* kind, index_t k, index_t D) {
+  return std::string(kind) + "_l" + std::to_string(k / D) + (k % D ? "_reverse" : "");
+}
 
-template <class S>
-Sizes sizes_of(CellKind cell, const py::array& x, const py::object& weight_hh) {
+/// Sizes from x and the options, after checking the weight list's length.
+Dims dims_of(CellKind cell, const py::array& x, const py::list& weights, index_t num_layers,
+             bool bidirectional, index_t proj_size, index_t hidden_size) {
   if (x.ndim() != 3) {
     throw py::value_error("x: expected a 3-D array (T, B, I), got shape " + shape_of(x));
   }
-  if (!py::isinstance<py::array>(weight_hh)) {
-    throw py::type_error("weight_hh: expected a numpy.ndarray");
+  Dims d;
+  d.T = x.shape(0);
+  d.B = x.shape(1);
+  d.I = x.shape(2);
+  d.H = hidden_size;
+  d.P = proj_size;
+  d.L = num_layers;
+  d.D = bidirectional ? 2 : 1;
+  if (d.I < 1) throw py::value_error("x: the input size (last axis) must be >= 1");
+  if (d.H < 1) throw py::value_error("hidden_size: must be >= 1");
+  if (d.L < 1) throw py::value_error("num_layers: must be >= 1");
+  if (d.P < 0 || d.P >= d.H) {
+    throw py::value_error("proj_size: must be >= 0 and smaller than hidden_size");
   }
-  auto w = py::reinterpret_borrow<py::array>(weight_hh);
-  if (w.ndim() != 2) {
-    throw py::value_error("weight_hh: expected a 2-D array (G*H, H), got shape " + shape_of(w));
+  if (d.P > 0 && cell != CellKind::Lstm) {
+    throw py::value_error("proj_size: only LSTM layers have a projection");
   }
-  Sizes s;
-  s.d.T = x.shape(0);
-  s.d.B = x.shape(1);
-  s.d.I = x.shape(2);
-  s.d.H = w.shape(1);
-  if (s.d.I < 1) throw py::value_error("x: the input size (last axis) must be >= 1");
-  if (s.d.H < 1) throw py::value_error("weight_hh: the hidden size (axis 1) must be >= 1");
-  s.GH = num_gates(cell) * s.d.H;
-  return s;
+  if (static_cast<index_t>(py::len(weights)) != d.L * d.D) {
+    throw py::value_error("weights: expected " + std::to_string(d.L * d.D) +
+                          " (layer, direction) entries, got " + std::to_string(py::len(weights)));
+  }
+  return d;
+}
+
+/// The weights of every (layer, direction): tuples (w_ih, w_hh, b_ih, b_hh, w_hr).
+template <class S>
+struct CheckedWeights {
+  std::vector<Opt> keep;  // owners of the buffers
+  std::vector<Weights<S>> w;
+  bool bias = false;
+};
+
+template <class S>
+CheckedWeights<S> checked_weights(CellKind cell, const Dims& d, const py::list& weights) {
+  CheckedWeights<S> out;
+  const index_t GH = num_gates(cell) * d.H, Hs = d.hs();
+  for (index_t k = 0; k < d.L * d.D; ++k) {
+    py::object item = weights[static_cast<size_t>(k)];
+    if (!py::isinstance<py::tuple>(item) || py::len(item) != 5) {
+      throw py::type_error("weights[" + std::to_string(k) +
+                           "]: expected a tuple (w_ih, w_hh, b_ih, b_hh, w_hr)");
+    }
+    auto t = py::reinterpret_borrow<py::tuple>(item);
+    const index_t I = d.input_size(k / d.D);
+    Opt w_ih = checked<S>(t[0], param_name("weight_ih", k, d.D).c_str(), {GH, I});
+    Opt w_hh = checked<S>(t[1], param_name("weight_hh", k, d.D).c_str(), {GH, Hs});
+    Opt b_ih = checked<S>(t[2], param_name("bias_ih", k, d.D).c_str(), {GH}, true);
+    Opt b_hh = checked<S>(t[3], param_name("bias_hh", k, d.D).c_str(), {GH}, true);
+    Opt w_hr;
+    if (d.P > 0) {
+      w_hr = checked<S>(t[4], param_name("weight_hr", k, d.D).c_str(), {d.P, d.H});
+    } else if (!t[4].is_none()) {
+      throw py::value_error(param_name("weight_hr", k, d.D) + ": only with proj_size > 0");
+    }
+    if (k == 0) out.bias = bool(b_ih);
+    if (bool(b_ih) != out.bias || bool(b_hh) != out.bias) {
+      throw py::value_error("bias_ih, bias_hh: give both biases or neither, in every layer");
+    }
+    out.w.push_back(Weights<S>{ptr<S>(w_ih), ptr<S>(w_hh), ptr<S>(b_ih), ptr<S>(b_hh),
+                               ptr<S>(w_hr)});
+    for (Opt* o : {&w_ih, &w_hh, &b_ih, &b_hh, &w_hr}) out.keep.push_back(*o);
+  }
+  return out;
+}
+
+/// lengths: None, or a (B,) int64 array of values in [0, T]
+Opt checked_lengths(const py::object& lengths, const Dims& d) {
+  if (lengths.is_none()) return std::nullopt;
+  if (!py::isinstance<py::array>(lengths)) {
+    throw py::type_error("lengths: expected a numpy.ndarray of int64");
+  }
+  auto a = py::reinterpret_borrow<py::array>(lengths);
+  if (!a.dtype().equal(py::dtype::of<std::int64_t>())) {
+    throw py::type_error("lengths: expected dtype int64, got " + std::string(py::str(a.dtype())));
+  }
+  if (a.ndim() != 1 || a.shape(0) != d.B) {
+    throw py::value_error("lengths: expected shape (" + std::to_string(d.B) + ",), got " +
+                          shape_of(a));
+  }
+  if (!(a.flags() & py::array::c_style) ||
+      reinterpret_cast<std::uintptr_t>(a.data()) % alignof(std::int64_t) != 0) {
+    throw py::value_error("lengths: must be C-contiguous and aligned");
+  }
+  const auto* l = static_cast<const std::int64_t*>(a.data());
+  for (index_t b = 0; b < d.B; ++b) {
+    if (l[b] < 0 || l[b] > d.T) {
+      throw py::value_error("lengths: entry " + std::to_string(b) + " is " +
+                            std::to_string(l[b]) + ", outside [0, T=" + std::to_string(d.T) +
+                            "]");
+    }
+  }
+  return a;
 }
 
 template <class S>
-py::tuple forward_impl(CellKind cell, const py::array& x_in, const py::object& weight_ih,
-                       const py::object& weight_hh, const py::object& bias_ih,
-                       const py::object& bias_hh, const py::object& h0, const py::object& c0,
-                       bool training) {
-  const Sizes z = sizes_of<S>(cell, x_in, weight_hh);
-  const Dims& d = z.d;
+py::tuple forward_impl(CellKind cell, const py::array& x_in, const py::list& weights,
+                       const py::object& h0, const py::object& c0, const py::object& lengths,
+                       const py::object& dropout, index_t num_layers, bool bidirectional,
+                       index_t proj_size, index_t hidden_size, bool training) {
+  const Dims d = dims_of(cell, x_in, weights, num_layers, bidirectional, proj_size, hidden_size);
+  const index_t LD = d.L * d.D, Hs = d.hs();
   Opt x = checked<S>(x_in, "x", {d.T, d.B, d.I});
-  Opt w_ih = checked<S>(weight_ih, "weight_ih", {z.GH, d.I});
-  Opt w_hh = checked<S>(weight_hh, "weight_hh", {z.GH, d.H});
-  Opt b_ih = checked<S>(bias_ih, "bias_ih", {z.GH}, true);
-  Opt b_hh = checked<S>(bias_hh, "bias_hh", {z.GH}, true);
-  if (bool(b_ih) != bool(b_hh)) throw py::value_error("bias_ih, bias_hh: give both or neither");
-  Opt h0a = checked<S>(h0, "h0", {d.B, d.H}, true);
+  CheckedWeights<S> cw = checked_weights<S>(cell, d, weights);
+  Opt h0a = checked<S>(h0, "h0", {LD, d.B, Hs}, true);
   const bool lstm = has_cell_state(cell);
   Opt c0a;
   if (lstm) {
-    c0a = checked<S>(c0, "c0", {d.B, d.H}, true);
+    c0a = checked<S>(c0, "c0", {LD, d.B, d.H}, true);
   } else if (!c0.is_none()) {
     throw py::value_error(std::string("c0: only an LSTM has a cell state, not ") +
                           cell_name(cell));
   }
+  Opt len = checked_lengths(lengths, d);
+  Opt drop;
+  if (!dropout.is_none()) {
+    if (d.L < 2) throw py::value_error("dropout: masks apply between layers; num_layers is 1");
+    drop = checked<S>(dropout, "dropout", {d.L - 1, d.T, d.B, d.D * Hs});
+  }
 
-  Opt y = py::array_t<S>({d.T, d.B, d.H});
-  Opt h_n = py::array_t<S>({d.B, d.H});
+  Opt y = py::array_t<S>({d.T, d.B, d.D * Hs});
+  Opt h_n = py::array_t<S>({LD, d.B, Hs});
   Opt c_n, ws;
-  if (lstm) c_n = py::array_t<S>({d.B, d.H});
+  if (lstm) c_n = py::array_t<S>({LD, d.B, d.H});
   if (training) ws = py::array_t<S>(workspace_size<S>(cell, d));
 
-  Weights<S> w{ptr<S>(w_ih), ptr<S>(w_hh), ptr<S>(b_ih), ptr<S>(b_hh)};
   ForwardArgs<S> a;
+  a.weights = cw.w.data();
   a.x = ptr<S>(x);
   a.h0 = ptr<S>(h0a);
   a.c0 = ptr<S>(c0a);
+  a.lengths = len ? static_cast<const index_t*>(len->data()) : nullptr;
+  a.dropout = ptr<S>(drop);
   a.y = mut_ptr<S>(y);
   a.h_n = mut_ptr<S>(h_n);
   a.c_n = mut_ptr<S>(c_n);
   a.workspace = mut_ptr<S>(ws);
   {
     py::gil_scoped_release release;  // raw buffers only from here, see the file comment
-    forward<S>(cell, d, w, a);
+    forward<S>(cell, d, a);
   }
   return py::make_tuple(*y, *h_n, or_none(c_n), or_none(ws));
 }
 
 template <class S>
-py::tuple backward_impl(CellKind cell, const py::array& x_in, const py::object& weight_ih,
-                        const py::object& weight_hh, const py::object& bias_ih,
-                        const py::object& bias_hh, const py::object& workspace,
-                        const py::object& dy, const py::object& dh_n, const py::object& dc_n) {
-  const Sizes z = sizes_of<S>(cell, x_in, weight_hh);
-  const Dims& d = z.d;
+py::tuple backward_impl(CellKind cell, const py::array& x_in, const py::list& weights,
+                        const py::object& lengths, const py::object& workspace,
+                        const py::object& dy, const py::object& dh_n, const py::object& dc_n,
+                        index_t num_layers, bool bidirectional, index_t proj_size,
+                        index_t hidden_size) {
+  const Dims d = dims_of(cell, x_in, weights, num_layers, bidirectional, proj_size, hidden_size);
+  const index_t LD = d.L * d.D, Hs = d.hs(), GH = num_gates(cell) * d.H;
   Opt x = checked<S>(x_in, "x", {d.T, d.B, d.I});
-  Opt w_ih = checked<S>(weight_ih, "weight_ih", {z.GH, d.I});
-  Opt w_hh = checked<S>(weight_hh, "weight_hh", {z.GH, d.H});
-  Opt b_ih = checked<S>(bias_ih, "bias_ih", {z.GH}, true);
-  Opt b_hh = checked<S>(bias_hh, "bias_hh", {z.GH}, true);
-  if (bool(b_ih) != bool(b_hh)) throw py::value_error("bias_ih, bias_hh: give both or neither");
+  CheckedWeights<S> cw = checked_weights<S>(cell, d, weights);
+  Opt len = checked_lengths(lengths, d);
   Opt ws = checked<S>(workspace, "workspace", {workspace_size<S>(cell, d)}, false, true);
-  Opt dya = checked<S>(dy, "dy", {d.T, d.B, d.H}, true);
-  Opt dhn = checked<S>(dh_n, "dh_n", {d.B, d.H}, true);
+  Opt dya = checked<S>(dy, "dy", {d.T, d.B, d.D * Hs}, true);
+  Opt dhn = checked<S>(dh_n, "dh_n", {LD, d.B, Hs}, true);
   const bool lstm = has_cell_state(cell);
   Opt dcn;
   if (lstm) {
-    dcn = checked<S>(dc_n, "dc_n", {d.B, d.H}, true);
+    dcn = checked<S>(dc_n, "dc_n", {LD, d.B, d.H}, true);
   } else if (!dc_n.is_none()) {
     throw py::value_error(std::string("dc_n: only an LSTM has a cell state, not ") +
                           cell_name(cell));
   }
 
   Opt dx = py::array_t<S>({d.T, d.B, d.I});
-  Opt dh0 = py::array_t<S>({d.B, d.H});
-  Opt dw_ih = py::array_t<S>({z.GH, d.I});
-  Opt dw_hh = py::array_t<S>({z.GH, d.H});
-  Opt dc0, db_ih, db_hh;
-  if (lstm) dc0 = py::array_t<S>({d.B, d.H});
-  if (b_ih) {
-    db_ih = py::array_t<S>(z.GH);
-    db_hh = py::array_t<S>(z.GH);
+  Opt dh0 = py::array_t<S>({LD, d.B, Hs});
+  Opt dc0;
+  if (lstm) dc0 = py::array_t<S>({LD, d.B, d.H});
+  std::vector<Opt> keep;
+  std::vector<WeightGrads<S>> grads;
+  for (index_t k = 0; k < LD; ++k) {
+    Opt gw_ih = py::array_t<S>({GH, d.input_size(k / d.D)});
+    Opt gw_hh = py::array_t<S>({GH, Hs});
+    Opt gb_ih, gb_hh, gw_hr;
+    if (cw.bias) {
+      gb_ih = py::array_t<S>(GH);
+      gb_hh = py::array_t<S>(GH);
+    }
+    if (d.P > 0) gw_hr = py::array_t<S>({d.P, d.H});
+    grads.push_back(WeightGrads<S>{mut_ptr<S>(gw_ih), mut_ptr<S>(gw_hh), mut_ptr<S>(gb_ih),
+                                   mut_ptr<S>(gb_hh), mut_ptr<S>(gw_hr)});
+    for (Opt* o : {&gw_ih, &gw_hh, &gb_ih, &gb_hh, &gw_hr}) keep.push_back(*o);
   }
 
-  Weights<S> w{ptr<S>(w_ih), ptr<S>(w_hh), ptr<S>(b_ih), ptr<S>(b_hh)};
   BackwardArgs<S> a;
+  a.weights = cw.w.data();
   a.x = ptr<S>(x);
+  a.lengths = len ? static_cast<const index_t*>(len->data()) : nullptr;
   a.workspace = mut_ptr<S>(ws);
   a.dy = ptr<S>(dya);
   a.dh_n = ptr<S>(dhn);
@@ -207,15 +295,18 @@ py::tuple backward_impl(CellKind cell, const py::array& x_in, const py::object& 
   a.dx = mut_ptr<S>(dx);
   a.dh0 = mut_ptr<S>(dh0);
   a.dc0 = mut_ptr<S>(dc0);
-  a.dw_ih = mut_ptr<S>(dw_ih);
-  a.dw_hh = mut_ptr<S>(dw_hh);
-  a.db_ih = mut_ptr<S>(db_ih);
-  a.db_hh = mut_ptr<S>(db_hh);
+  a.grads = grads.data();
   {
     py::gil_scoped_release release;  // raw buffers only from here, see the file comment
-    backward<S>(cell, d, w, a);
+    backward<S>(cell, d, a);
   }
-  return py::make_tuple(*dx, *dh0, or_none(dc0), *dw_ih, *dw_hh, or_none(db_ih), or_none(db_hh));
+  py::list g;
+  for (index_t k = 0; k < LD; ++k) {
+    const size_t o = static_cast<size_t>(5 * k);
+    g.append(py::make_tuple(*keep[o], *keep[o + 1], or_none(keep[o + 2]), or_none(keep[o + 3]),
+                            or_none(keep[o + 4])));
+  }
+  return py::make_tuple(*dx, *dh0, or_none(dc0), g);
 }
 
 /// The scalar type of a call is the dtype of x; every other array must match it.
@@ -245,49 +336,61 @@ void register_rnn(py::module_& m) {
 
   m.def(
       "workspace_size",
-      [](CellKind cell, index_t T, index_t B, index_t I, index_t H, const py::object& dtype) {
+      [](CellKind cell, index_t T, index_t B, index_t I, index_t H, const py::object& dtype,
+         index_t num_layers, bool bidirectional, index_t proj_size) {
         const py::dtype dt = py::dtype::from_args(dtype);
-        const Dims d{T, B, I, H};
+        Dims d;
+        d.T = T;
+        d.B = B;
+        d.I = I;
+        d.H = H;
+        d.P = proj_size;
+        d.L = num_layers;
+        d.D = bidirectional ? 2 : 1;
         if (dt.equal(py::dtype::of<float>())) return workspace_size<float>(cell, d);
         if (dt.equal(py::dtype::of<double>())) return workspace_size<double>(cell, d);
         throw py::type_error("dtype: expected float32 or float64");
       },
       py::arg("cell"), py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"), py::arg("dtype"),
+      py::arg("num_layers") = 1, py::arg("bidirectional") = false, py::arg("proj_size") = 0,
       "Number of scalars of the training workspace.");
 
   m.def(
       "forward",
-      [](CellKind cell, const py::object& x, const py::object& weight_ih,
-         const py::object& weight_hh, const py::object& bias_ih, const py::object& bias_hh,
-         const py::object& h0, const py::object& c0, bool training) {
+      [](CellKind cell, const py::object& x, const py::list& weights, const py::object& h0,
+         const py::object& c0, const py::object& lengths, const py::object& dropout,
+         index_t num_layers, bool bidirectional, index_t proj_size, index_t hidden_size,
+         bool training) {
         return on_dtype(x, [&](auto s, const py::array& xa) {
           using S = decltype(s);
-          return forward_impl<S>(cell, xa, weight_ih, weight_hh, bias_ih, bias_hh, h0, c0,
-                                 training);
+          return forward_impl<S>(cell, xa, weights, h0, c0, lengths, dropout, num_layers,
+                                 bidirectional, proj_size, hidden_size, training);
         });
       },
-      py::arg("cell"), py::arg("x"), py::arg("weight_ih"), py::arg("weight_hh"),
-      py::arg("bias_ih").none(true), py::arg("bias_hh").none(true), py::arg("h0").none(true),
-      py::arg("c0").none(true), py::arg("training"),
-      "Forward over all steps -> (y, h_n, c_n or None, workspace or None).");
+      py::arg("cell"), py::arg("x"), py::arg("weights"), py::arg("h0").none(true),
+      py::arg("c0").none(true), py::arg("lengths").none(true), py::arg("dropout").none(true),
+      py::arg("num_layers"), py::arg("bidirectional"), py::arg("proj_size"),
+      py::arg("hidden_size"), py::arg("training"),
+      "Forward through all layers and directions -> (y, h_n, c_n or None, workspace or None).");
 
   m.def(
       "backward",
-      [](CellKind cell, const py::object& x, const py::object& weight_ih,
-         const py::object& weight_hh, const py::object& bias_ih, const py::object& bias_hh,
+      [](CellKind cell, const py::object& x, const py::list& weights, const py::object& lengths,
          const py::object& workspace, const py::object& dy, const py::object& dh_n,
-         const py::object& dc_n) {
+         const py::object& dc_n, index_t num_layers, bool bidirectional, index_t proj_size,
+         index_t hidden_size) {
         return on_dtype(x, [&](auto s, const py::array& xa) {
           using S = decltype(s);
-          return backward_impl<S>(cell, xa, weight_ih, weight_hh, bias_ih, bias_hh, workspace,
-                                  dy, dh_n, dc_n);
+          return backward_impl<S>(cell, xa, weights, lengths, workspace, dy, dh_n, dc_n,
+                                  num_layers, bidirectional, proj_size, hidden_size);
         });
       },
-      py::arg("cell"), py::arg("x"), py::arg("weight_ih"), py::arg("weight_hh"),
-      py::arg("bias_ih").none(true), py::arg("bias_hh").none(true), py::arg("workspace"),
-      py::arg("dy").none(true), py::arg("dh_n").none(true), py::arg("dc_n").none(true),
-      "BPTT, consuming the workspace -> (dx, dh0, dc0 or None, dweight_ih, dweight_hh, "
-      "dbias_ih or None, dbias_hh or None).");
+      py::arg("cell"), py::arg("x"), py::arg("weights"), py::arg("lengths").none(true),
+      py::arg("workspace"), py::arg("dy").none(true), py::arg("dh_n").none(true),
+      py::arg("dc_n").none(true), py::arg("num_layers"), py::arg("bidirectional"),
+      py::arg("proj_size"), py::arg("hidden_size"),
+      "BPTT, consuming the workspace -> (dx, dh0, dc0 or None, [(dw_ih, dw_hh, db_ih, db_hh, "
+      "dw_hr) per layer and direction]).");
 
   m.def("build_info", []() {
     const BuildInfo b = build_info();

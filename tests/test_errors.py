@@ -148,7 +148,7 @@ def test_functional_rejects_unknown_cell() -> None:
 
 def test_functional_rejects_mixed_dtypes() -> None:
     p = make_problem("gru", 3, 2, 4, 5)
-    with pytest.raises(TypeError, match=r"weight_hh: expected dtype float64 \(the dtype of x\)"):
+    with pytest.raises(TypeError, match=r"weight_hh_l0: expected dtype float64 \(the dtype of x\)"):
         F.forward("gru", p.x, p.weight_ih, p.weight_hh.astype(np.float32), p.bias_ih, p.bias_hh)
     with pytest.raises(TypeError, match="x: expected dtype float32 or float64, got int64"):
         F.forward("gru", p.x.astype(np.int64), *p.params)
@@ -157,12 +157,12 @@ def test_functional_rejects_mixed_dtypes() -> None:
 @pytest.mark.parametrize(
     ("name", "bad", "match"),
     [
-        ("weight_ih", np.zeros((15, 3)), r"weight_ih: expected shape \(15, 4\), got \(15, 3\)"),
-        ("weight_ih", np.zeros((12, 4)), r"weight_ih: expected shape \(15, 4\)"),
-        ("weight_hh", np.zeros((15, 4)), r"weight_ih: expected shape \(12, 4\)"),
-        ("weight_hh", np.zeros((15,)), r"weight_hh: expected a 2-D array"),
-        ("bias_ih", np.zeros(14), r"bias_ih: expected shape \(15,\)"),
-        ("h0", np.zeros((3, 5)), r"h0: expected shape \(2, 5\)"),
+        ("weight_ih", np.zeros((15, 3)), r"weight_ih_l0: expected shape \(15, 4\), got \(15, 3\)"),
+        ("weight_ih", np.zeros((12, 4)), r"weight_ih_l0: expected shape \(15, 4\), got \(12, 4\)"),
+        ("weight_hh", np.zeros((15, 4)), r"weight_hh_l0: expected shape \(15, 5\), got \(15, 4\)"),
+        ("weight_hh", np.zeros((15,)), r"weight_hh_l0: expected shape \(G\*H, Hs\)"),
+        ("bias_ih", np.zeros(14), r"bias_ih_l0: expected shape \(15,\)"),
+        ("h0", np.zeros((3, 5)), r"h0: expected shape \(B, H\) = \(2, 5\), got \(3, 5\)"),
         ("x", np.zeros((3, 2)), r"x: expected a 3-D array"),
     ],
 )
@@ -177,7 +177,7 @@ def test_functional_rejects_bad_shapes(name: str, bad: np.ndarray, match: str) -
 
 def test_functional_rejects_one_bias_only() -> None:
     p = make_problem("rnn_tanh", 3, 2, 4, 5)
-    with pytest.raises(ValueError, match="bias_ih, bias_hh: give both or neither"):
+    with pytest.raises(ValueError, match="bias_ih, bias_hh: give both biases or neither"):
         F.forward("rnn_tanh", p.x, p.weight_ih, p.weight_hh, p.bias_ih, None)
 
 
@@ -204,7 +204,8 @@ def test_workspace_misuse_is_an_error() -> None:
     with pytest.raises(ValueError, match="workspace: expected shape"):
         F.backward("lstm", np.zeros((2, 3, 4)), *p.params, ws)
     r = make_problem("lstm", 3, 2, 6, 5)
-    with pytest.raises(ValueError, match=r"\(T, B, I, H\) = \(3, 2, 4, 5\), not \(3, 2, 6, 5\)"):
+    dims = r"\(T, B, I, H, P, L, D\) = "
+    with pytest.raises(ValueError, match=dims + r"\(3, 2, 4, 5, 0, 1, 1\), not " + dims):
         F.backward("lstm", r.x, *r.params, ws)
     # never filled
     with pytest.raises(ValueError, match="not filled by a training-mode forward"):
@@ -228,7 +229,7 @@ def test_functional_backward_rejects_bad_gradients() -> None:
     fw = F.forward("lstm", p.x, *p.params)
     with pytest.raises(ValueError, match=r"dy: expected shape \(3, 2, 5\)"):
         F.backward("lstm", p.x, *p.params, fw.workspace, np.zeros((3, 2, 4)))
-    with pytest.raises(ValueError, match=r"dc_n: expected shape \(2, 5\)"):
+    with pytest.raises(ValueError, match=r"dc_n: expected shape \(B, H\) = \(2, 5\)"):
         F.backward("lstm", p.x, *p.params, fw.workspace, None, None, np.zeros((5, 2)))
     # the rejected calls did not consume the workspace
     F.backward("lstm", p.x, *p.params, fw.workspace)

@@ -8,6 +8,7 @@
 
 #include "fastrnn/cells.hpp"
 #include "fastrnn/driver.hpp"
+#include "fastrnn/stack.hpp"
 #include "fastrnn/fastrnn.hpp"
 #include "fastrnn/workspace.hpp"
 
@@ -26,9 +27,17 @@ decltype(auto) with_cell(CellKind cell, F&& f) {
   throw std::invalid_argument("cell: unknown cell kind " + std::to_string(static_cast<int>(cell)));
 }
 
-inline void check_dims(const Dims& d) {
+inline void check_dims(CellKind cell, const Dims& d) {
   if (d.T < 0 || d.B < 0) throw std::invalid_argument("dims: T and B must be >= 0");
   if (d.I < 1 || d.H < 1) throw std::invalid_argument("dims: I and H must be >= 1");
+  if (d.L < 1) throw std::invalid_argument("num_layers: must be >= 1");
+  if (d.D != 1 && d.D != 2) throw std::invalid_argument("directions: must be 1 or 2");
+  if (d.P < 0 || d.P >= d.H) {
+    throw std::invalid_argument("proj_size: must be >= 0 and smaller than hidden_size");
+  }
+  if (d.P > 0 && cell != CellKind::Lstm) {
+    throw std::invalid_argument("proj_size: only LSTM layers have a projection");
+  }
 }
 
 inline void require(const void* p, const char* name) {
@@ -36,11 +45,18 @@ inline void require(const void* p, const char* name) {
 }
 
 template <class S>
-void check_weights(const Weights<S>& w) {
-  require(w.w_ih, "w_ih");
-  require(w.w_hh, "w_hh");
-  if ((w.b_ih == nullptr) != (w.b_hh == nullptr)) {
-    throw std::invalid_argument("b_ih, b_hh: give both biases or neither");
+void check_weights(const Weights<S>* w, const Dims& d) {
+  require(w, "weights");
+  const bool bias = w[0].b_ih != nullptr;
+  for (index_t k = 0; k < d.L * d.D; ++k) {
+    require(w[k].w_ih, "w_ih");
+    require(w[k].w_hh, "w_hh");
+    if ((w[k].b_ih == nullptr) != (w[k].b_hh == nullptr) || (w[k].b_ih != nullptr) != bias) {
+      throw std::invalid_argument("b_ih, b_hh: give both biases or neither, in every layer");
+    }
+    if ((w[k].w_hr != nullptr) != (d.P > 0)) {
+      throw std::invalid_argument("w_hr: required exactly when proj_size > 0");
+    }
   }
 }
 
@@ -48,42 +64,51 @@ void check_weights(const Weights<S>& w) {
 
 template <class S>
 index_t workspace_size(CellKind cell, const Dims& dims) {
-  detail::check_dims(dims);
+  detail::check_dims(cell, dims);
   return detail::with_cell(cell, [&](auto c) {
     using Cell = decltype(c);
-    return detail::workspace_layout<S>(Cell::kGates, Cell::kCellState, Cell::kExtra, dims).total;
+    // room for dropout multipliers whenever there is more than one layer
+    return detail::stack_layout<S>(Cell::kGates, Cell::kCellState, Cell::kExtra, dims,
+                                   dims.L > 1)
+        .total;
   });
 }
 
 template <class S>
-void forward(CellKind cell, const Dims& dims, const Weights<S>& w, const ForwardArgs<S>& a) {
-  detail::check_dims(dims);
-  detail::check_weights(w);
-  if (dims.T * dims.B > 0) detail::require(a.x, "x");
-  detail::require(a.y, "y");
+void forward(CellKind cell, const Dims& dims, const ForwardArgs<S>& a) {
+  detail::check_dims(cell, dims);
+  detail::check_weights(a.weights, dims);
+  if (dims.T * dims.B > 0) {
+    detail::require(a.x, "x");
+    detail::require(a.y, "y");
+  }
   detail::require(a.h_n, "h_n");
   if (has_cell_state(cell)) detail::require(a.c_n, "c_n");
-  detail::with_cell(cell, [&](auto c) { detail::forward_loop<decltype(c)>(dims, w, a); });
+  detail::with_cell(cell, [&](auto c) { detail::stack_forward<decltype(c)>(dims, a); });
 }
 
 template <class S>
-void backward(CellKind cell, const Dims& dims, const Weights<S>& w, const BackwardArgs<S>& a) {
-  detail::check_dims(dims);
-  detail::check_weights(w);
+void backward(CellKind cell, const Dims& dims, const BackwardArgs<S>& a) {
+  detail::check_dims(cell, dims);
+  detail::check_weights(a.weights, dims);
   detail::require(a.workspace, "workspace");
+  detail::require(a.grads, "grads");
   if (dims.T * dims.B > 0) {
     detail::require(a.x, "x");
     detail::require(a.dx, "dx");
   }
   detail::require(a.dh0, "dh0");
-  detail::require(a.dw_ih, "dw_ih");
-  detail::require(a.dw_hh, "dw_hh");
-  if (w.b_ih) {
-    detail::require(a.db_ih, "db_ih");
-    detail::require(a.db_hh, "db_hh");
-  }
   if (has_cell_state(cell)) detail::require(a.dc0, "dc0");
-  detail::with_cell(cell, [&](auto c) { detail::backward_loop<decltype(c)>(dims, w, a); });
+  for (index_t k = 0; k < dims.L * dims.D; ++k) {
+    detail::require(a.grads[k].dw_ih, "dw_ih");
+    detail::require(a.grads[k].dw_hh, "dw_hh");
+    if (a.weights[k].b_ih) {
+      detail::require(a.grads[k].db_ih, "db_ih");
+      detail::require(a.grads[k].db_hh, "db_hh");
+    }
+    if (dims.P > 0) detail::require(a.grads[k].dw_hr, "dw_hr");
+  }
+  detail::with_cell(cell, [&](auto c) { detail::stack_backward<decltype(c)>(dims, a); });
 }
 
 }  // namespace fastrnn

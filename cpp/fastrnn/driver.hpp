@@ -1,4 +1,5 @@
-// The generic time-loop driver: one forward and one backward loop for every cell policy.
+// The generic time-loop driver: one forward and one backward loop for every cell policy, for one
+// layer and one direction (stack.hpp runs it over layers and directions).
 //
 // Forward, for all cells:
 //   gates[0:T]  = x W_ih^T + b_ih                          one GEMM before the loop (in chunks of
@@ -12,6 +13,10 @@
 //               dh_{t-1} += dgates_h[:G1] W_hh[:G1]        one GEMM
 //   after:      dW_ih = dG^T x, dW_hh = dG_h^T h_{0..T-1}, dx = dG W_ih, biases = column sums
 // Nothing is allocated inside the time loops: every buffer is the workspace or made before.
+// Options: the reverse direction (steps in decreasing t), strided rows of y / dy (the directions
+// of a bidirectional layer write their halves of one output), LSTM projection h = W_hr hc, and
+// variable lengths as a per-step count of active rows: rows [0, active[t]) run step t, the
+// others keep their state, output zeros and pass their gradient through unchanged.
 #pragma once
 
 #include <Eigen/Core>
@@ -86,12 +91,56 @@ void column_sums(const S* m, index_t rows, index_t cols, S* out) {
   for (index_t r = 0; r < rows; ++r) acc += CRowVec<S>(m + r * cols, cols);
 }
 
+/// One layer, one direction: what forward_dir needs. Row (t, b) of y is y + (t*B + b)*ldy.
+template <class S>
+struct DirForward {
+  Dims d;                             ///< T, B, H, P of the stack; I is this layer's input size
+  const Weights<S>* w = nullptr;
+  const S* x = nullptr;               ///< (T, B, I), padded rows zero
+  const S* h0 = nullptr;              ///< (B, Hs) or nullptr
+  const S* c0 = nullptr;              ///< (B, H) or nullptr
+  S* y = nullptr;                     ///< rows of Hs values, stride ldy
+  index_t ldy = 0;
+  S* h_n = nullptr;                   ///< (B, Hs)
+  S* c_n = nullptr;                   ///< (B, H)
+  S* ws = nullptr;                    ///< this direction's region (DirLayout) or nullptr
+  bool reverse = false;
+  const index_t* active = nullptr;    ///< (T) rows running step t (a prefix), nullptr = all
+};
+
+template <class S>
+struct DirBackward {
+  Dims d;
+  const Weights<S>* w = nullptr;
+  const WeightGrads<S>* g = nullptr;
+  const S* x = nullptr;               ///< (T, B, I) as in forward
+  S* ws = nullptr;                    ///< this direction's region, consumed
+  const S* dy = nullptr;              ///< rows of Hs values, stride lddy, or nullptr
+  index_t lddy = 0;
+  const S* dh_n = nullptr;            ///< (B, Hs) or nullptr
+  const S* dc_n = nullptr;            ///< (B, H) or nullptr
+  S* dx = nullptr;                    ///< (T, B, I)
+  bool accumulate_dx = false;         ///< dx += (the other direction wrote it already)
+  S* dh0 = nullptr;                   ///< (B, Hs)
+  S* dc0 = nullptr;                   ///< (B, H)
+  bool reverse = false;
+  const index_t* active = nullptr;
+};
+
+template <class S>
+using StridedMat = Eigen::Map<RowMat<S>, 0, Eigen::OuterStride<>>;
+template <class S>
+using CStridedMat = Eigen::Map<const RowMat<S>, 0, Eigen::OuterStride<>>;
+
 template <class Cell, class S>
-void forward_loop(const Dims& d, const Weights<S>& w, const ForwardArgs<S>& a) {
+void forward_dir(const DirForward<S>& a) {
   constexpr int G = Cell::kGates, G1 = Cell::kGates1;
-  const index_t T = d.T, B = d.B, I = d.I, H = d.H, GH = G * H, BH = B * H;
-  const bool training = a.workspace != nullptr;
-  const WorkspaceLayout L = workspace_layout<S>(Cell::kGates, Cell::kCellState, Cell::kExtra, d);
+  const Dims& d = a.d;
+  const index_t T = d.T, B = d.B, I = d.I, H = d.H, Hs = d.hs(), GH = G * H;
+  const index_t BH = B * H, BHs = B * Hs;
+  const bool training = a.ws != nullptr, proj = d.P > 0;
+  const Weights<S>& w = *a.w;
+  const DirLayout L = dir_layout(G, Cell::kCellState, Cell::kExtra, d);
 
   // --- everything the loop needs, allocated before it ---
   std::vector<S> b_hh_zero;
@@ -104,178 +153,227 @@ void forward_loop(const Dims& d, const Weights<S>& w, const ForwardArgs<S>& a) {
   Scratch<S> hproj2(G > G1 ? B * (G - G1) * H : 0);
   const index_t chunk = projection_chunk_steps(T, B);
   Scratch<S> gate_chunk(training ? 0 : chunk * B * GH);
-  // Inference keeps only the current and previous states: h in y (or h0), c and extra ping-pong.
-  Scratch<S> state_buf(training ? 0 : (Cell::kCellState ? 3 : 1) * BH);
-  Scratch<S> extra_buf(!training && Cell::kExtra ? BH : 0);
+  // inference keeps only the current and previous states (ping-pong), training all T+1 slots
+  Scratch<S> state_buf(training ? 0 : 2 * BHs + (Cell::kCellState ? 2 * BH : 0));
+  Scratch<S> step_buf(!training && (Cell::kExtra || proj) ? BH : 0);  // extra or hc of a step
+  Scratch<S> hc_buf(!training && proj && Cell::kExtra ? BH : 0);
 
-  S* ws_gates = training ? a.workspace + L.gates : nullptr;
-  S* hs = training ? a.workspace + L.hs : nullptr;  // (T+1, B, H): h_0 .. h_T
-  S* cs = training && Cell::kCellState ? a.workspace + L.cs : nullptr;
-  S* ex = training && Cell::kExtra ? a.workspace + L.extra : nullptr;
+  S* gates = training ? a.ws + L.gates : nullptr;
+  S* hs = training ? a.ws + L.states : state_buf.data();
+  S* cs = !Cell::kCellState ? nullptr : training ? a.ws + L.cstates : state_buf.data() + 2 * BHs;
+  S* ex = training && Cell::kExtra ? a.ws + L.extra : nullptr;
+  S* hcs = training && proj ? a.ws + L.hc : nullptr;
 
-  const S* h0 = a.h0;
-  if (training) {
-    copy_or_zero(hs, a.h0, BH);
-    h0 = hs;
-  } else if (!h0) {
-    std::fill(state_buf.data(), state_buf.data() + BH, S(0));
-    h0 = state_buf.data();
-  }
-  S* c_a = nullptr;  // inference ping-pong for c
-  S* c_b = nullptr;
-  if constexpr (Cell::kCellState) {
-    if (training) {
-      copy_or_zero(cs, a.c0, BH);
-    } else {
-      c_a = state_buf.data() + BH;
-      c_b = state_buf.data() + 2 * BH;
-      copy_or_zero(c_a, a.c0, BH);
-    }
-  }
+  // state slots: training uses T+1 slots, inference two (k & 1)
+  const index_t first_slot = training && a.reverse ? T : 0;
+  copy_or_zero(hs + first_slot * BHs, a.h0, BHs);
+  if constexpr (Cell::kCellState) copy_or_zero(cs + first_slot * BH, a.c0, BH);
 
   CMat<S> W_ih(w.w_ih, GH, I);
-  CMat<S> W_hh1(w.w_hh, G1 * H, H);
-  CMat<S> W_hh2(w.w_hh + G1 * H * H, (G - G1) * H, H);
+  CMat<S> W_hh1(w.w_hh, G1 * H, Hs);
+  CMat<S> W_hh2(w.w_hh + G1 * H * Hs, (G - G1) * H, Hs);
+  CMat<S> W_hr(proj ? w.w_hr : w.w_hh, proj ? Hs : 0, proj ? H : 0);
 
-  for (index_t t0 = 0; t0 < T; t0 += chunk) {
-    const index_t n = std::min(chunk, T - t0);
-    S* gbase = training ? ws_gates + t0 * B * GH : gate_chunk.data();
+  index_t rd = first_slot, wr = first_slot;
+  for (index_t k0 = 0; k0 < T; k0 += chunk) {
+    const index_t n = std::min(chunk, T - k0);
+    // the chunk's steps cover times [tlo, tlo + n) in either direction
+    const index_t tlo = a.reverse ? T - k0 - n : k0;
+    S* gbase = training ? gates + tlo * B * GH : gate_chunk.data();
     Mat<S> Xp(gbase, n * B, GH);
-    Xp.noalias() = CMat<S>(a.x + t0 * B * I, n * B, I) * W_ih.transpose();
+    Xp.noalias() = CMat<S>(a.x + tlo * B * I, n * B, I) * W_ih.transpose();
     if (w.b_ih) Xp.rowwise() += CRowVec<S>(w.b_ih, GH);
 
-    for (index_t t = t0; t < t0 + n; ++t) {
+    for (index_t k = k0; k < k0 + n; ++k) {
+      const index_t t = a.reverse ? T - 1 - k : k;
+      const index_t Bt = a.active ? a.active[t] : B;
+      if (training) {
+        rd = a.reverse ? t + 1 : t;
+        wr = a.reverse ? t : t + 1;
+      } else {
+        rd = k & 1;
+        wr = rd ^ 1;
+      }
+      S* h_prev = hs + rd * BHs;
+      S* h_out = hs + wr * BHs;
       FwdStep<S> s{};
-      s.B = B;
+      s.B = Bt;
       s.H = H;
-      s.gates = gbase + (t - t0) * B * GH;
+      s.gates = gbase + (t - tlo) * B * GH;
       s.hproj = hproj.data();
       s.hproj2 = hproj2.empty() ? nullptr : hproj2.data();
       s.b_hh = b_hh;
-      if (training) {
-        s.h_prev = hs + t * BH;
-        s.h = hs + (t + 1) * BH;
-      } else {
-        s.h_prev = t == 0 ? h0 : a.y + (t - 1) * BH;
-        s.h = a.y + t * BH;
-      }
+      s.h_prev = h_prev;
       if constexpr (Cell::kCellState) {
-        if (training) {
-          s.c_prev = cs + t * BH;
-          s.c = cs + (t + 1) * BH;
-        } else {
-          s.c_prev = c_a;
-          s.c = c_b;
-          std::swap(c_a, c_b);  // after this step c_a holds c_t
-        }
+        s.c_prev = cs + rd * BH;
+        s.c = cs + wr * BH;
       }
-      if constexpr (Cell::kExtra) s.extra = training ? ex + t * BH : extra_buf.data();
+      S* hc = proj ? (training ? hcs + t * BH : step_buf.data()) : nullptr;
+      s.h = proj ? hc : h_out;
+      if constexpr (Cell::kExtra) {
+        s.extra = training ? ex + t * BH : (proj ? hc_buf.data() : step_buf.data());
+      }
 
-      Mat<S>(hproj.data(), B, G1 * H).noalias() = CMat<S>(s.h_prev, B, H) * W_hh1.transpose();
+      Mat<S>(hproj.data(), Bt, G1 * H).noalias() = CMat<S>(h_prev, Bt, Hs) * W_hh1.transpose();
       if constexpr (G > G1) {
         Cell::forward_stage1(s);
-        Mat<S>(hproj2.data(), B, (G - G1) * H).noalias() =
-            CMat<S>(s.extra, B, H) * W_hh2.transpose();
+        Mat<S>(hproj2.data(), Bt, (G - G1) * H).noalias() =
+            CMat<S>(s.extra, Bt, H) * W_hh2.transpose();
       }
       Cell::forward(s);
+      if (proj) Mat<S>(h_out, Bt, Hs).noalias() = CMat<S>(hc, Bt, H) * W_hr.transpose();
+
+      if (Bt < B) {  // finished (or not yet started) sequences keep their state
+        copy_n(h_out + Bt * Hs, static_cast<const S*>(h_prev + Bt * Hs), (B - Bt) * Hs);
+        if constexpr (Cell::kCellState) {
+          copy_n(cs + wr * BH + Bt * H, static_cast<const S*>(cs + rd * BH + Bt * H), (B - Bt) * H);
+        }
+        // saved per-step values of skipped rows are zero, so the weight GEMMs ignore them
+        if (training && proj) std::fill(hc + Bt * H, hc + BH, S(0));
+        if constexpr (Cell::kExtra) {
+          if (training) std::fill(s.extra + Bt * H, s.extra + BH, S(0));
+        }
+      }
+      // output rows: h for running sequences, zeros for the others
+      S* yt = a.y + t * B * a.ldy;
+      for (index_t b = 0; b < B; ++b) {
+        if (b < Bt) {
+          copy_n(yt + b * a.ldy, static_cast<const S*>(h_out + b * Hs), Hs);
+        } else {
+          std::fill(yt + b * a.ldy, yt + b * a.ldy + Hs, S(0));
+        }
+      }
     }
   }
-
-  if (training) {
-    copy_n(a.y, hs + BH, T * BH);
-    copy_n(a.h_n, hs + T * BH, BH);
-    if constexpr (Cell::kCellState) copy_n(a.c_n, cs + T * BH, BH);
-    write_header<S>(a.workspace, cell_kind_of<Cell>(), d, w.b_ih != nullptr,
-                    WorkspaceState::Ready);
-  } else {
-    copy_n(a.h_n, T == 0 ? h0 : a.y + (T - 1) * BH, BH);
-    if constexpr (Cell::kCellState) copy_n(a.c_n, static_cast<const S*>(c_a), BH);
-  }
+  const index_t last = T == 0 ? first_slot : wr;
+  copy_n(a.h_n, static_cast<const S*>(hs + last * BHs), BHs);
+  if constexpr (Cell::kCellState) copy_n(a.c_n, static_cast<const S*>(cs + last * BH), BH);
 }
 
 template <class Cell, class S>
-void backward_loop(const Dims& d, const Weights<S>& w, const BackwardArgs<S>& a) {
+void backward_dir(const DirBackward<S>& a) {
   constexpr int G = Cell::kGates, G1 = Cell::kGates1;
-  const index_t T = d.T, B = d.B, I = d.I, H = d.H, GH = G * H, BH = B * H;
-  const WorkspaceLayout L = workspace_layout<S>(Cell::kGates, Cell::kCellState, Cell::kExtra, d);
-  check_header<S>(a.workspace, cell_kind_of<Cell>(), d, w.b_ih != nullptr);
+  const Dims& d = a.d;
+  const index_t T = d.T, B = d.B, I = d.I, H = d.H, Hs = d.hs(), GH = G * H;
+  const index_t BH = B * H, BHs = B * Hs;
+  const bool proj = d.P > 0;
+  const Weights<S>& w = *a.w;
+  const WeightGrads<S>& g = *a.g;
+  const DirLayout L = dir_layout(G, Cell::kCellState, Cell::kExtra, d);
 
-  S* dG = a.workspace + L.gates;  // saved gates, overwritten in place by their gradients
-  const S* hs = a.workspace + L.hs;
-  const S* cs = Cell::kCellState ? a.workspace + L.cs : nullptr;
-  const S* ex = Cell::kExtra ? a.workspace + L.extra : nullptr;
+  S* dG = a.ws + L.gates;  // saved gates, overwritten in place by their gradients
+  const S* hs = a.ws + L.states;
+  const S* cs = Cell::kCellState ? a.ws + L.cstates : nullptr;
+  const S* ex = Cell::kExtra ? a.ws + L.extra : nullptr;
+  const S* hcs = proj ? a.ws + L.hc : nullptr;
 
   Scratch<S> dgh_buf(Cell::kHiddenGradDiffers ? T * B * GH : 0);
   S* dGh = Cell::kHiddenGradDiffers ? dgh_buf.data() : dG;
-  Scratch<S> dh_carry(BH), dh_cur(BH);
+  Scratch<S> dh_carry(BHs), dh_cur(BHs);
+  Scratch<S> dhc(proj ? BH : 0);
+  Scratch<S> dh_all(proj ? T * BHs : 0);  // dL/dh of every step, for dW_hr
   Scratch<S> dc(Cell::kCellState ? BH : 0);
   Scratch<S> dextra(G > G1 ? BH : 0);
-  copy_or_zero(dh_carry.data(), a.dh_n, BH);
+  copy_or_zero(dh_carry.data(), a.dh_n, BHs);
   if constexpr (Cell::kCellState) copy_or_zero(dc.data(), a.dc_n, BH);
-  claim_workspace(a.workspace);  // after every allocation: a bad_alloc leaves it usable
 
-  CMat<S> W_hh1(w.w_hh, G1 * H, H);
-  CMat<S> W_hh2(w.w_hh + G1 * H * H, (G - G1) * H, H);
-  Mat<S> dH(dh_carry.data(), B, H);
+  CMat<S> W_hh1(w.w_hh, G1 * H, Hs);
+  CMat<S> W_hh2(w.w_hh + G1 * H * Hs, (G - G1) * H, Hs);
+  CMat<S> W_hr(proj ? w.w_hr : w.w_hh, proj ? Hs : 0, proj ? H : 0);
 
-  for (index_t t = T - 1; t >= 0; --t) {
-    // dL/dh_t = dy_t + (what step t+1 sent back)
-    if (a.dy) {
-      Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>>(dh_cur.data(), BH) =
-          Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>(dh_carry.data(), BH) +
-          Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>(a.dy + t * BH, BH);
-    } else {
-      copy_n(dh_cur.data(), static_cast<const S*>(dh_carry.data()), BH);
+  for (index_t k = T - 1; k >= 0; --k) {  // the forward's steps, last first
+    const index_t t = a.reverse ? T - 1 - k : k;
+    const index_t Bt = a.active ? a.active[t] : B;
+    const index_t rd = a.reverse ? t + 1 : t, wr = a.reverse ? t : t + 1;
+    // dL/dh_t = dy_t + (what the next step sent back), for the running rows
+    S* dh = dh_cur.data();
+    for (index_t b = 0; b < Bt; ++b) {
+      Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>> out(dh + b * Hs, Hs);
+      Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>> carry(dh_carry.data() + b * Hs, Hs);
+      if (a.dy) {
+        out = carry + Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>(
+                          a.dy + (t * B + b) * a.lddy, Hs);
+      } else {
+        out = carry;
+      }
     }
     BwdStep<S> s{};
-    s.B = B;
+    s.B = Bt;
     s.H = H;
     s.gates = dG + t * B * GH;
     s.dgh = Cell::kHiddenGradDiffers ? dGh + t * B * GH : nullptr;
-    s.dh = dh_cur.data();
+    s.dh = dh;
     s.dh_prev = dh_carry.data();
-    s.h_prev = hs + t * BH;
+    s.h_prev = hs + rd * BHs;
     if constexpr (Cell::kCellState) {
       s.dc = dc.data();
-      s.c_prev = cs + t * BH;
-      s.c = cs + (t + 1) * BH;
+      s.c_prev = cs + rd * BH;
+      s.c = cs + wr * BH;
     }
     if constexpr (Cell::kExtra) s.extra = ex + t * BH;
+    if (proj) {  // h = W_hr hc:  dhc = dh W_hr, and dh is kept for dW_hr
+      S* dht = dh_all.data() + t * BHs;
+      copy_n(dht, static_cast<const S*>(dh), Bt * Hs);
+      std::fill(dht + Bt * Hs, dht + BHs, S(0));
+      Mat<S>(dhc.data(), Bt, H).noalias() = CMat<S>(dh, Bt, Hs) * W_hr;
+      s.dh = dhc.data();
+      // the LSTM cell writes its (zero) direct part in H columns; the carry has Hs
+      s.dh_prev = dhc.data();
+    }
 
     const S* dgh_t = dGh + t * B * GH;
     if constexpr (G > G1) {
       Cell::backward_stage1(s);
       // dL/d(extra) = dgates[:, G1:] W_hh[G1:]   (a column block of the step's gradients)
-      Eigen::Map<const RowMat<S>, 0, Eigen::OuterStride<>> dg2(dgh_t + G1 * H, B, (G - G1) * H,
-                                                               Eigen::OuterStride<>(GH));
-      Mat<S>(dextra.data(), B, H).noalias() = dg2 * W_hh2;
+      CStridedMat<S> dg2(dgh_t + G1 * H, Bt, (G - G1) * H, Eigen::OuterStride<>(GH));
+      Mat<S>(dextra.data(), Bt, H).noalias() = dg2 * W_hh2;
       s.dextra = dextra.data();
     }
     Cell::backward(s);
-    // dh_{t-1} += dgates[:, :G1] W_hh[:G1]
-    Eigen::Map<const RowMat<S>, 0, Eigen::OuterStride<>> dg1(dgh_t, B, G1 * H,
-                                                             Eigen::OuterStride<>(GH));
-    dH.noalias() += dg1 * W_hh1;
+    // dh_{t-1} = (direct part) + dgates[:, :G1] W_hh[:G1]
+    CStridedMat<S> dg1(dgh_t, Bt, G1 * H, Eigen::OuterStride<>(GH));
+    Mat<S> dH(dh_carry.data(), Bt, Hs);
+    if (proj) {
+      dH.noalias() = dg1 * W_hh1;  // LSTM: no direct part
+    } else {
+      dH.noalias() += dg1 * W_hh1;
+    }
+    if (Bt < B) {  // skipped rows: no gradient through this step's gates
+      std::fill(dG + t * B * GH + Bt * GH, dG + (t + 1) * B * GH, S(0));
+      if constexpr (Cell::kHiddenGradDiffers) {
+        std::fill(dGh + t * B * GH + Bt * GH, dGh + (t + 1) * B * GH, S(0));
+      }
+    }
   }
 
-  copy_n(a.dh0, static_cast<const S*>(dh_carry.data()), BH);
+  copy_n(a.dh0, static_cast<const S*>(dh_carry.data()), BHs);
   if constexpr (Cell::kCellState) copy_n(a.dc0, static_cast<const S*>(dc.data()), BH);
 
   // --- the weight and input gradients: one GEMM each over all T*B rows ---
   const index_t R = T * B;
+  const index_t first_in = a.reverse ? 1 : 0;  // the slots read by the T steps
   CMat<S> dGx_all(dG, R, GH);
   CMat<S> dGh_all(dGh, R, GH);
-  Mat<S> dW_ih(a.dw_ih, GH, I);
-  Mat<S> dW_hh(a.dw_hh, GH, H);
+  Mat<S> dW_ih(g.dw_ih, GH, I);
+  Mat<S> dW_hh(g.dw_hh, GH, Hs);
   dW_ih.noalias() = dGx_all.transpose() * CMat<S>(a.x, R, I);
-  dW_hh.topRows(G1 * H).noalias() = dGh_all.leftCols(G1 * H).transpose() * CMat<S>(hs, R, H);
+  dW_hh.topRows(G1 * H).noalias() =
+      dGh_all.leftCols(G1 * H).transpose() * CMat<S>(hs + first_in * BHs, R, Hs);
   if constexpr (G > G1) {
     dW_hh.bottomRows((G - G1) * H).noalias() =
         dGh_all.rightCols((G - G1) * H).transpose() * CMat<S>(ex, R, H);
   }
-  if (a.db_ih) column_sums(dG, R, GH, a.db_ih);
-  if (a.db_hh) column_sums(dGh, R, GH, a.db_hh);
-  Mat<S>(a.dx, R, I).noalias() = dGx_all * CMat<S>(w.w_ih, GH, I);
+  if (proj) {
+    Mat<S>(g.dw_hr, Hs, H).noalias() = CMat<S>(dh_all.data(), R, Hs).transpose() * CMat<S>(hcs, R, H);
+  }
+  if (g.db_ih) column_sums(dG, R, GH, g.db_ih);
+  if (g.db_hh) column_sums(dGh, R, GH, g.db_hh);
+  Mat<S> dX(a.dx, R, I);
+  if (a.accumulate_dx) {
+    dX.noalias() += dGx_all * CMat<S>(w.w_ih, GH, I);
+  } else {
+    dX.noalias() = dGx_all * CMat<S>(w.w_ih, GH, I);
+  }
 }
 
 }  // namespace fastrnn::detail

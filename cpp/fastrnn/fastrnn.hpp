@@ -5,7 +5,8 @@
 // Conventions (stated once, here)
 // -------------------------------
 // * Shape letters: T time steps, B batch, I input features, H hidden units, G gates of the cell
-//   (RNN 1, GRU 3, LSTM 4). "GH" is G*H.
+//   (RNN 1, GRU 3, LSTM 4), "GH" is G*H; P the LSTM projection size and Hs the size of h (P if
+//   projected, else H); L layers, D directions (2 = bidirectional).
 // * Every array is dense and row-major ("C order"): the rightmost dimension changes fastest.
 //   x is (T, B, I), time-major. Row r = t*B + b of the (T*B, I) matrix view is step t, sequence b.
 // * Weights use PyTorch's layout so that trained weights load unchanged:
@@ -31,6 +32,9 @@
 //                reset_before           :  n = tanh(W_in x + b_in + W_hn (r*h) + b_hn)
 // * Biases are optional (nullptr): a layer built with bias=False has none, and then no bias gradients.
 // * Initial states are optional (nullptr means zeros); so are the incoming gradients dy, dh_n, dc_n.
+// * LSTM with projection (PyTorch's proj_size): h' = W_hr (o*tanh(c')), h has P < H units.
+// * Variable lengths: the batch is sorted by decreasing length inside (a stable permutation), so
+//   that the sequences still running at step t are a prefix of the rows; padded steps are skipped.
 // * Aliasing: no output may overlap any input. The workspace is the only in/out buffer.
 // * The workspace: forward in training mode saves, in one caller-owned buffer of
 //   workspace_size(...) scalars, what backward needs (activated gates, the states of every step and
@@ -63,74 +67,100 @@ bool has_cell_state(CellKind cell) noexcept;
 /// Short name ("lstm", "gru", ...) for messages.
 const char* cell_name(CellKind cell) noexcept;
 
+/// Sizes of a recurrent layer stack (PyTorch's torch.nn.RNN/LSTM/GRU with all their options).
 struct Dims {
   index_t T = 0;  ///< time steps
   index_t B = 0;  ///< batch size
-  index_t I = 0;  ///< input features
-  index_t H = 0;  ///< hidden units
+  index_t I = 0;  ///< input features of layer 0
+  index_t H = 0;  ///< hidden units (of the gates and of LSTM's c)
+  index_t P = 0;  ///< LSTM projection size (h has P units); 0 = no projection
+  index_t L = 1;  ///< layers
+  index_t D = 1;  ///< directions: 1, or 2 (bidirectional)
+  /// size of h: P with a projection, else H
+  index_t hs() const { return P > 0 ? P : H; }
+  /// input features of layer l
+  index_t input_size(index_t l) const { return l == 0 ? I : D * hs(); }
 };
 
-/// The parameters of one layer, PyTorch layout (see the diagram above). Not owned.
+/// The parameters of one layer and direction, PyTorch layout. Not owned.
 template <class S>
 struct Weights {
-  const S* w_ih = nullptr;  ///< (G*H, I)
-  const S* w_hh = nullptr;  ///< (G*H, H)
+  const S* w_ih = nullptr;  ///< (G*H, I_l)
+  const S* w_hh = nullptr;  ///< (G*H, Hs)
   const S* b_ih = nullptr;  ///< (G*H) or nullptr (no bias)
-  const S* b_hh = nullptr;  ///< (G*H) or nullptr (no bias); both or neither
+  const S* b_hh = nullptr;  ///< (G*H) or nullptr; both biases or neither, in every layer
+  const S* w_hr = nullptr;  ///< (P, H) LSTM projection, required iff P > 0
 };
+
+/// Where the gradients of one layer and direction go; overwritten, not accumulated.
+template <class S>
+struct WeightGrads {
+  S* dw_ih = nullptr;  ///< (G*H, I_l)
+  S* dw_hh = nullptr;  ///< (G*H, Hs)
+  S* db_ih = nullptr;  ///< (G*H), required when the layers have biases
+  S* db_hh = nullptr;  ///< (G*H), required when the layers have biases
+  S* dw_hr = nullptr;  ///< (P, H), required iff P > 0
+};
+
+// Layer l, direction d is entry l*D + d of the weight arrays and of the state arrays
+// (PyTorch's order: weight_ih_l{l} then weight_ih_l{l}_reverse).
 
 template <class S>
 struct ForwardArgs {
-  const S* x = nullptr;   ///< (T, B, I) input
-  const S* h0 = nullptr;  ///< (B, H) initial hidden state, nullptr = zeros
-  const S* c0 = nullptr;  ///< (B, H) initial cell state (LSTM only), nullptr = zeros
-  S* y = nullptr;         ///< (T, B, H) out: h of every step
-  S* h_n = nullptr;       ///< (B, H) out: last hidden state
-  S* c_n = nullptr;       ///< (B, H) out: last cell state (LSTM only; ignored otherwise)
+  const Weights<S>* weights = nullptr;  ///< L*D entries
+  const S* x = nullptr;                 ///< (T, B, I) input
+  const S* h0 = nullptr;                ///< (L*D, B, Hs) initial hidden states, nullptr = zeros
+  const S* c0 = nullptr;                ///< (L*D, B, H) initial cell states (LSTM), nullptr = zeros
+  /// (B) valid steps of each sequence, 0..T, in any order; nullptr = all T. Steps past a
+  /// sequence's length leave its state unchanged and output zeros; the reverse direction starts
+  /// at its last valid step (PyTorch's packed sequences).
+  const index_t* lengths = nullptr;
+  /// (L-1, T, B, D*Hs) multipliers applied to the outputs of layers 0..L-2 (inverted dropout:
+  /// 0 or 1/(1-p)), nullptr = none
+  const S* dropout = nullptr;
+  S* y = nullptr;    ///< (T, B, D*Hs) out: the last layer's h of every step, directions concatenated
+  S* h_n = nullptr;  ///< (L*D, B, Hs) out: final hidden states
+  S* c_n = nullptr;  ///< (L*D, B, H) out: final cell states (LSTM only; ignored otherwise)
   /// workspace_size(...) scalars to save for backward (training), or nullptr (inference: nothing
-  /// per step is kept, memory beyond the output is O(B*G*H)).
+  /// per step is kept; one layer's output is the extra memory, O(T*B*D*Hs) with L > 1)
   S* workspace = nullptr;
 };
 
 template <class S>
 struct BackwardArgs {
-  const S* x = nullptr;     ///< (T, B, I) the input given to forward
-  S* workspace = nullptr;   ///< in/out: filled by forward(training), consumed here
-  const S* dy = nullptr;    ///< (T, B, H) dL/dy, nullptr = zeros
-  const S* dh_n = nullptr;  ///< (B, H) dL/dh_n, nullptr = zeros
-  const S* dc_n = nullptr;  ///< (B, H) dL/dc_n (LSTM only), nullptr = zeros
-  S* dx = nullptr;          ///< (T, B, I) out
-  S* dh0 = nullptr;         ///< (B, H) out
-  S* dc0 = nullptr;         ///< (B, H) out (LSTM only; ignored otherwise)
-  S* dw_ih = nullptr;       ///< (G*H, I) out, overwritten (not accumulated)
-  S* dw_hh = nullptr;       ///< (G*H, H) out, overwritten
-  S* db_ih = nullptr;       ///< (G*H) out, required when the layer has biases
-  S* db_hh = nullptr;       ///< (G*H) out, required when the layer has biases
+  const Weights<S>* weights = nullptr;    ///< as given to forward
+  const S* x = nullptr;                   ///< (T, B, I) as given to forward
+  const index_t* lengths = nullptr;       ///< as given to forward (checked against the workspace)
+  S* workspace = nullptr;                 ///< in/out: filled by forward(training), consumed here
+  const S* dy = nullptr;                  ///< (T, B, D*Hs) dL/dy, nullptr = zeros
+  const S* dh_n = nullptr;                ///< (L*D, B, Hs), nullptr = zeros
+  const S* dc_n = nullptr;                ///< (L*D, B, H) (LSTM), nullptr = zeros
+  S* dx = nullptr;                        ///< (T, B, I) out
+  S* dh0 = nullptr;                       ///< (L*D, B, Hs) out
+  S* dc0 = nullptr;                       ///< (L*D, B, H) out (LSTM only)
+  const WeightGrads<S>* grads = nullptr;  ///< L*D entries, out
 };
 
 /// Number of scalars of type S the training workspace needs.
 template <class S>
 index_t workspace_size(CellKind cell, const Dims& dims);
 
-/// Forward pass over all T steps. Throws std::invalid_argument on inconsistent arguments.
+/// Forward pass over all steps, layers and directions. Throws std::invalid_argument on
+/// inconsistent arguments.
 template <class S>
-void forward(CellKind cell, const Dims& dims, const Weights<S>& w, const ForwardArgs<S>& args);
+void forward(CellKind cell, const Dims& dims, const ForwardArgs<S>& args);
 
-/// Backpropagation through time over all T steps, consuming the workspace of the matching forward.
-/// The weights must be the ones forward used.
+/// Backpropagation through time through all layers and directions, consuming the workspace of
+/// the matching forward. The weights must be the ones forward used.
 template <class S>
-void backward(CellKind cell, const Dims& dims, const Weights<S>& w, const BackwardArgs<S>& args);
+void backward(CellKind cell, const Dims& dims, const BackwardArgs<S>& args);
 
 extern template index_t workspace_size<float>(CellKind, const Dims&);
 extern template index_t workspace_size<double>(CellKind, const Dims&);
-extern template void forward<float>(CellKind, const Dims&, const Weights<float>&,
-                                    const ForwardArgs<float>&);
-extern template void forward<double>(CellKind, const Dims&, const Weights<double>&,
-                                     const ForwardArgs<double>&);
-extern template void backward<float>(CellKind, const Dims&, const Weights<float>&,
-                                     const BackwardArgs<float>&);
-extern template void backward<double>(CellKind, const Dims&, const Weights<double>&,
-                                      const BackwardArgs<double>&);
+extern template void forward<float>(CellKind, const Dims&, const ForwardArgs<float>&);
+extern template void forward<double>(CellKind, const Dims&, const ForwardArgs<double>&);
+extern template void backward<float>(CellKind, const Dims&, const BackwardArgs<float>&);
+extern template void backward<double>(CellKind, const Dims&, const BackwardArgs<double>&);
 
 /// Compile-time facts about this build, for diagnostics (`fastrnn.build_info()`).
 struct BuildInfo {

@@ -1,11 +1,7 @@
-// The training workspace: one caller-owned buffer of scalars, laid out as
-//
-//   [ header: 64 bytes | gates (T, B, G*H) | hs (T+1, B, H) | cs (T+1, B, H) | extra (T, B, H) ]
-//                                               h_0..h_T       LSTM: c_0..c_T   GRU: W_hn h + b_hn
-//                                                                               or r*h (reset_before)
-//
-// The header holds int64 fields (magic, cell, T, B, I, H, state) so that backward can refuse a
-// workspace made for another cell or size, never filled, or already consumed.
+// The training workspace: one caller-owned buffer of scalars (see StackLayout and DirLayout).
+// Its header holds int64 fields (magic, cell, sizes, bias, a hash of the lengths, state) so that
+// backward can refuse a workspace made for another cell or size, never filled, or already
+// consumed.
 #pragma once
 
 #include <cstddef>
@@ -37,7 +33,6 @@ constexpr CellKind cell_kind_of<GruCell>() { return CellKind::Gru; }
 template <>
 constexpr CellKind cell_kind_of<GruResetBeforeCell>() { return CellKind::GruResetBefore; }
 
-inline constexpr std::int64_t kHeaderBytes = 64;
 inline constexpr std::int64_t kMagic = 0x3130535752524e46;  // "FNRRWS01" little-endian
 
 enum class WorkspaceState : std::int64_t { Ready = 1, Consumed = 2 };
@@ -58,48 +53,113 @@ inline index_t checked_add(index_t a, index_t b) {
   return r;
 }
 
-/// Offsets (in scalars) of the regions of the workspace, and its total size.
-struct WorkspaceLayout {
-  index_t gates = 0, hs = 0, cs = 0, extra = 0, total = 0;
+/// Offsets (in scalars, from the start of its region) of the saved arrays of one layer and
+/// direction, and the region's size.
+///   gates (T, B, G*H) | states (T+1, B, Hs) | cstates (T+1, B, H) LSTM | extra (T, B, H) GRU |
+///   hc (T, B, H) LSTM with projection: o*tanh(c) before W_hr
+/// States live in T+1 slots: the forward direction reads slot t and writes slot t+1 at step t,
+/// the reverse direction reads slot t+1 and writes slot t, so that for both the inputs of the T
+/// steps are one contiguous block (one GEMM for dW_hh).
+struct DirLayout {
+  index_t gates = 0, states = 0, cstates = 0, extra = 0, hc = 0, total = 0;
 };
 
-template <class S>
-WorkspaceLayout workspace_layout(int gates, bool cell_state, bool extra, const Dims& d) {
-  static_assert(kHeaderBytes % sizeof(S) == 0);
+inline DirLayout dir_layout(int gates, bool cell_state, bool extra, const Dims& d) {
   const index_t BH = checked_mul(d.B, d.H);
-  const index_t steps_BH = checked_mul(d.T, BH);
-  const index_t states = checked_add(steps_BH, BH);  // (T+1) * B * H
-  WorkspaceLayout L;
-  L.gates = kHeaderBytes / static_cast<index_t>(sizeof(S));
-  L.hs = checked_add(L.gates, checked_mul(steps_BH, gates));
-  L.cs = checked_add(L.hs, states);
-  L.extra = checked_add(L.cs, cell_state ? states : 0);
-  L.total = checked_add(L.extra, extra ? steps_BH : 0);
-  // the largest byte offset must fit too
-  checked_mul(L.total, static_cast<index_t>(sizeof(S)));
+  const index_t TBH = checked_mul(d.T, BH);
+  const index_t slots = checked_add(d.T, 1);
+  DirLayout L;
+  L.gates = 0;
+  L.states = checked_mul(TBH, gates);
+  L.cstates = checked_add(L.states, checked_mul(slots, checked_mul(d.B, d.hs())));
+  L.extra = checked_add(L.cstates, cell_state ? checked_mul(slots, BH) : 0);
+  L.hc = checked_add(L.extra, extra ? TBH : 0);
+  L.total = checked_add(L.hc, d.P > 0 ? TBH : 0);
+  return L;
+}
+
+/// The whole workspace:
+///   [ header | (layer, direction) regions, l*D + d | outputs of layers 0..L-2 (T, B, D*Hs),
+///     after dropout (the inputs of layers 1..L-1) | dropout multipliers (L-1, T, B, D*Hs) ]
+struct StackLayout {
+  index_t header = 0, dirs = 0, dir_size = 0, outputs = 0, masks = 0, total = 0;
+  index_t dir(index_t l, index_t d, index_t D) const { return dirs + (l * D + d) * dir_size; }
+};
+
+inline constexpr std::int64_t kHeaderBytes = 128;
+
+template <class S>
+StackLayout stack_layout(int gates, bool cell_state, bool extra, const Dims& d, bool dropout) {
+  static_assert(kHeaderBytes % sizeof(S) == 0);
+  StackLayout L;
+  L.header = 0;
+  L.dirs = kHeaderBytes / static_cast<index_t>(sizeof(S));
+  L.dir_size = dir_layout(gates, cell_state, extra, d).total;
+  const index_t layer_out = checked_mul(checked_mul(d.T, d.B), checked_mul(d.D, d.hs()));
+  L.outputs = checked_add(L.dirs, checked_mul(checked_mul(d.L, d.D), L.dir_size));
+  L.masks = checked_add(L.outputs, checked_mul(d.L - 1, layer_out));
+  L.total = checked_add(L.masks, dropout ? checked_mul(d.L - 1, layer_out) : 0);
+  checked_mul(L.total, static_cast<index_t>(sizeof(S)));  // the byte size must fit too
   return L;
 }
 
 struct Header {
-  std::int64_t magic, cell, T, B, I, H, state, info;  // info: sizeof(S) | has_bias << 8
+  std::int64_t magic, cell, T, B, I, H, P, L, D, state, info, lengths_hash, reserved[4];
 };
 static_assert(sizeof(Header) == kHeaderBytes);
 
-inline std::int64_t header_info(size_t scalar_size, bool has_bias) {
-  return static_cast<std::int64_t>(scalar_size) | (has_bias ? 256 : 0);
+/// info: sizeof(S) | has_bias << 8 | has_dropout << 9
+inline std::int64_t header_info(size_t scalar_size, bool has_bias, bool has_dropout) {
+  return static_cast<std::int64_t>(scalar_size) | (has_bias ? 256 : 0) | (has_dropout ? 512 : 0);
 }
 
+/// FNV-1a over the lengths (0 when there are none), to check backward gets forward's lengths.
+inline std::int64_t lengths_hash(const index_t* lengths, index_t B) {
+  if (!lengths) return 0;
+  std::uint64_t h = 1469598103934665603ULL;
+  for (index_t b = 0; b < B; ++b) {
+    h = (h ^ static_cast<std::uint64_t>(lengths[b])) * 1099511628211ULL;
+  }
+  return static_cast<std::int64_t>(h | 1);
+}
+
+struct HeaderFacts {
+  CellKind cell;
+  Dims d;
+  bool has_bias, has_dropout;
+  std::int64_t lengths_hash;
+};
+
 template <class S>
-void write_header(S* ws, CellKind cell, const Dims& d, bool has_bias, WorkspaceState state) {
-  const Header h{kMagic, static_cast<std::int64_t>(cell), d.T, d.B, d.I, d.H,
-                 static_cast<std::int64_t>(state), header_info(sizeof(S), has_bias)};
+void write_header(S* ws, const HeaderFacts& f, WorkspaceState state) {
+  Header h{};
+  h.magic = kMagic;
+  h.cell = static_cast<std::int64_t>(f.cell);
+  h.T = f.d.T;
+  h.B = f.d.B;
+  h.I = f.d.I;
+  h.H = f.d.H;
+  h.P = f.d.P;
+  h.L = f.d.L;
+  h.D = f.d.D;
+  h.state = static_cast<std::int64_t>(state);
+  h.info = header_info(sizeof(S), f.has_bias, f.has_dropout);
+  h.lengths_hash = f.lengths_hash;
   std::memcpy(ws, &h, sizeof h);
 }
 
-/// Checks that the workspace was filled by a training forward of this cell, sizes and bias, and
-/// not yet used by a backward. Does not modify it.
+inline std::string dims_str(std::int64_t T, std::int64_t B, std::int64_t I, std::int64_t H,
+                            std::int64_t P, std::int64_t L, std::int64_t D) {
+  return "(T, B, I, H, P, L, D) = (" + std::to_string(T) + ", " + std::to_string(B) + ", " +
+         std::to_string(I) + ", " + std::to_string(H) + ", " + std::to_string(P) + ", " +
+         std::to_string(L) + ", " + std::to_string(D) + ")";
+}
+
+/// Checks that the workspace was filled by a training forward of this cell, sizes, bias and
+/// lengths, and not yet used by a backward; returns whether it holds dropout multipliers.
+/// Does not modify it.
 template <class S>
-void check_header(const S* ws, CellKind cell, const Dims& d, bool has_bias) {
+bool check_header(const S* ws, const HeaderFacts& f) {
   if (reinterpret_cast<std::uintptr_t>(ws) % alignof(std::int64_t) != 0) {
     throw std::invalid_argument("workspace: misaligned; pass the array that forward returned");
   }
@@ -109,22 +169,26 @@ void check_header(const S* ws, CellKind cell, const Dims& d, bool has_bias) {
     throw std::invalid_argument(
         "workspace: not filled by a training-mode forward (wrong buffer or dtype)");
   }
-  if (h.cell != static_cast<std::int64_t>(cell)) {
+  if (h.cell != static_cast<std::int64_t>(f.cell)) {
     throw std::invalid_argument(std::string("workspace: made by a forward of cell '") +
                                 cell_name(static_cast<CellKind>(h.cell)) + "', not '" +
-                                cell_name(cell) + "'");
+                                cell_name(f.cell) + "'");
   }
-  if (h.T != d.T || h.B != d.B || h.I != d.I || h.H != d.H) {
-    throw std::invalid_argument(
-        "workspace: made by a forward with (T, B, I, H) = (" + std::to_string(h.T) + ", " +
-        std::to_string(h.B) + ", " + std::to_string(h.I) + ", " + std::to_string(h.H) +
-        "), not (" + std::to_string(d.T) + ", " + std::to_string(d.B) + ", " +
-        std::to_string(d.I) + ", " + std::to_string(d.H) + ")");
+  const Dims& d = f.d;
+  if (h.T != d.T || h.B != d.B || h.I != d.I || h.H != d.H || h.P != d.P || h.L != d.L ||
+      h.D != d.D) {
+    throw std::invalid_argument("workspace: made by a forward with " +
+                                dims_str(h.T, h.B, h.I, h.H, h.P, h.L, h.D) + ", not " +
+                                dims_str(d.T, d.B, d.I, d.H, d.P, d.L, d.D));
   }
-  if (h.info != header_info(sizeof(S), has_bias)) {
+  const bool ws_bias = (h.info & 256) != 0;
+  if (ws_bias != f.has_bias) {
     throw std::invalid_argument(std::string("workspace: made by a forward ") +
-                                (has_bias ? "without" : "with") + " biases, not " +
-                                (has_bias ? "with" : "without"));
+                                (f.has_bias ? "without" : "with") + " biases, not " +
+                                (f.has_bias ? "with" : "without"));
+  }
+  if (h.lengths_hash != f.lengths_hash) {
+    throw std::invalid_argument("lengths: not the lengths the forward of this workspace used");
   }
   if (h.state == static_cast<std::int64_t>(WorkspaceState::Consumed)) {
     throw std::invalid_argument(
@@ -134,6 +198,7 @@ void check_header(const S* ws, CellKind cell, const Dims& d, bool has_bias) {
   if (h.state != static_cast<std::int64_t>(WorkspaceState::Ready)) {
     throw std::invalid_argument("workspace: header is corrupt");
   }
+  return (h.info & 512) != 0;
 }
 
 /// Marks a checked workspace consumed, atomically, so that of two concurrent backward calls on

@@ -21,6 +21,7 @@ it with other arguments is an error too. The weights given to backward must be t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -32,9 +33,13 @@ __all__ = [
     "CELLS",
     "BackwardResult",
     "ForwardResult",
+    "LayerParams",
+    "StackBackwardResult",
     "backward",
     "forward",
     "num_gates",
+    "stack_backward",
+    "stack_forward",
     "workspace_size",
 ]
 
@@ -51,6 +56,26 @@ class ForwardResult(NamedTuple):
     h_n: Array  #: (B, H) the last hidden state
     c_n: Array | None  #: (B, H) the last cell state (LSTM), else None
     workspace: Array | None  #: 1-D, what backward needs (training), else None
+
+
+class LayerParams(NamedTuple):
+    """The parameters of one layer and direction, PyTorch's shapes (``I_l`` is ``I`` for layer
+    0, ``D*Hs`` above; ``Hs`` is ``proj_size`` if set, else ``H``)."""
+
+    weight_ih: Any  #: (G*H, I_l)
+    weight_hh: Any  #: (G*H, Hs)
+    bias_ih: Any = None  #: (G*H,) or None
+    bias_hh: Any = None  #: (G*H,) or None
+    weight_hr: Any = None  #: (P, H) LSTM projection, with proj_size only
+
+
+class StackBackwardResult(NamedTuple):
+    """Result of :func:`stack_backward`."""
+
+    dx: Array  #: (T, B, I)
+    dh0: Array  #: (L*D, B, Hs)
+    dc0: Array | None  #: (L*D, B, H) for LSTM, else None
+    grads: list[LayerParams]  #: per layer and direction, in the order of the parameters
 
 
 class BackwardResult(NamedTuple):
@@ -98,6 +123,182 @@ def _arr(name: str, a: ArrayLike | None, dtype: np.dtype[Any]) -> Array | None:
     return np.require(arr, requirements=("C", "A"))
 
 
+def _params(params: Sequence[Any], dt: np.dtype[Any], num_layers: int, D: int) -> list[Any]:
+    if len(params) != num_layers * D:
+        raise ValueError(
+            f"params: expected {num_layers * D} (layer, direction) entries, got {len(params)}"
+        )
+    out = []
+    for k, p in enumerate(params):
+        p = LayerParams(*p)
+        name = f"l{k // D}{'_reverse' if k % D else ''}"
+        out.append(
+            (
+                _arr(f"weight_ih_{name}", p.weight_ih, dt),
+                _arr(f"weight_hh_{name}", p.weight_hh, dt),
+                _arr(f"bias_ih_{name}", p.bias_ih, dt),
+                _arr(f"bias_hh_{name}", p.bias_hh, dt),
+                _arr(f"weight_hr_{name}", p.weight_hr, dt),
+            )
+        )
+    return out
+
+
+def _hidden_size(cell: str, params: Sequence[Any]) -> int:
+    if not params:
+        raise ValueError("params: expected at least one (layer, direction) entry")
+    w_hh = np.asarray(LayerParams(*params[0]).weight_hh)
+    if w_hh.ndim != 2 or w_hh.shape[0] % num_gates(cell):
+        raise ValueError(
+            f"weight_hh_l0: expected shape (G*H, Hs) with G = {num_gates(cell)}, got {w_hh.shape}"
+        )
+    return int(w_hh.shape[0] // num_gates(cell))
+
+
+def _lengths(lengths: ArrayLike | None, T: int) -> Array | None:
+    if lengths is None:
+        return None
+    la = np.asarray(lengths)
+    if la.dtype.kind not in "iu":
+        if la.dtype.kind == "f" and np.isfinite(la).all() and (la == np.round(la)).all():
+            la = la.astype(np.int64)
+        else:
+            raise TypeError(f"lengths: expected integers, got dtype {la.dtype}")
+    if la.ndim != 1:
+        raise ValueError(f"lengths: expected a 1-D array, got shape {la.shape}")
+    if la.size and (la.min() < 0 or la.max() > T):
+        raise ValueError(f"lengths: values must be in [0, T={T}], got [{la.min()}, {la.max()}]")
+    return np.ascontiguousarray(la, dtype=np.int64)
+
+
+def stack_forward(
+    cell: str,
+    x: ArrayLike,
+    params: Sequence[Any],
+    h0: ArrayLike | None = None,
+    c0: ArrayLike | None = None,
+    *,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    proj_size: int = 0,
+    lengths: ArrayLike | None = None,
+    dropout_masks: ArrayLike | None = None,
+    training: bool = True,
+) -> ForwardResult:
+    """Run a stack of recurrent layers (torch.nn.RNN/LSTM/GRU with every option) over ``x``.
+
+    Args:
+        cell: one of :data:`CELLS`.
+        x: ``(T, B, I)`` input, time-major.
+        params: ``num_layers * D`` :class:`LayerParams` (or 5-tuples), layer by layer, the forward
+            direction before the reverse one (D = 2 when ``bidirectional``).
+        h0: ``(L*D, B, Hs)`` initial hidden states, None for zeros.
+        c0: ``(L*D, B, H)`` initial cell states (LSTM only), None for zeros.
+        num_layers, bidirectional, proj_size: as in PyTorch (``proj_size`` for LSTM only).
+        lengths: ``(B,)`` valid steps of each (padded) sequence, in any order, None for all T.
+            Padded steps do not change a sequence's state and output zeros; the reverse
+            direction starts at the sequence's own last step (PyTorch's packed sequences).
+        dropout_masks: ``(L-1, T, B, D*Hs)`` multipliers for the outputs of layers 0..L-2
+            (inverted dropout: 0 or 1/(1-p)), None for no dropout.
+        training: save what :func:`stack_backward` needs in a workspace.
+
+    Returns:
+        :class:`ForwardResult` with ``y (T, B, D*Hs)``, ``h_n (L*D, B, Hs)``,
+        ``c_n (L*D, B, H)`` or None, and the workspace or None.
+    """
+    c = _cell(cell)
+    xa = np.asarray(x)
+    dt = _float_dtype("x", xa)
+    xa = np.require(xa, requirements=("C", "A"))
+    D = 2 if bidirectional else 1
+    H = _hidden_size(cell, params)
+    y, h_n, c_n, ws = _core.forward(
+        c,
+        xa,
+        _params(params, dt, num_layers, D),
+        _arr("h0", h0, dt),
+        _arr("c0", c0, dt),
+        _lengths(lengths, xa.shape[0] if xa.ndim == 3 else 0),
+        _arr("dropout_masks", dropout_masks, dt),
+        num_layers,
+        bool(bidirectional),
+        proj_size,
+        H,
+        bool(training),
+    )
+    return ForwardResult(y, h_n, c_n, ws)
+
+
+def stack_backward(
+    cell: str,
+    x: ArrayLike,
+    params: Sequence[Any],
+    workspace: Array,
+    dy: ArrayLike | None = None,
+    dh_n: ArrayLike | None = None,
+    dc_n: ArrayLike | None = None,
+    *,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    proj_size: int = 0,
+    lengths: ArrayLike | None = None,
+) -> StackBackwardResult:
+    """Backpropagation through time through every layer and direction of :func:`stack_forward`.
+
+    ``x``, ``params`` and the options must be those of the forward that filled ``workspace``
+    (consumed). ``dy (T, B, D*Hs)``, ``dh_n (L*D, B, Hs)``, ``dc_n (L*D, B, H)``: gradients of
+    the loss w.r.t. the outputs, None for zeros. Gradients of padded steps are ignored (and the
+    padded steps of ``x`` get zero gradient).
+    """
+    c = _cell(cell)
+    xa = np.asarray(x)
+    dt = _float_dtype("x", xa)
+    xa = np.require(xa, requirements=("C", "A"))
+    _check_workspace(workspace, dt)
+    D = 2 if bidirectional else 1
+    H = _hidden_size(cell, params)
+    dx, dh0, dc0, grads = _core.backward(
+        c,
+        xa,
+        _params(params, dt, num_layers, D),
+        _lengths(lengths, xa.shape[0] if xa.ndim == 3 else 0),
+        workspace,
+        _arr("dy", dy, dt),
+        _arr("dh_n", dh_n, dt),
+        _arr("dc_n", dc_n, dt),
+        num_layers,
+        bool(bidirectional),
+        proj_size,
+        H,
+    )
+    return StackBackwardResult(dx, dh0, dc0, [LayerParams(*g) for g in grads])
+
+
+def _check_workspace(workspace: Any, dt: np.dtype[Any]) -> None:
+    if not isinstance(workspace, np.ndarray):
+        raise TypeError(
+            "workspace: expected the numpy.ndarray returned by forward, got "
+            f"{type(workspace).__name__}"
+        )
+    if workspace.dtype != dt:
+        raise TypeError(f"workspace: expected dtype {dt} (the dtype of x), got {workspace.dtype}")
+
+
+def _state(
+    name: str, a: ArrayLike | None, cell: str, x: ArrayLike, weight_hh: ArrayLike
+) -> Array | None:
+    """A (B, H) state of the one-layer API as the (1, B, H) of the stack API."""
+    if a is None:
+        return None
+    arr = np.asarray(a)
+    B = np.shape(x)[1] if np.ndim(x) == 3 else None
+    H = np.shape(weight_hh)[0] // num_gates(cell) if np.ndim(weight_hh) >= 1 else None
+    expected = (B, H)
+    if arr.ndim != 2 or (None not in expected and arr.shape != expected):
+        raise ValueError(f"{name}: expected shape (B, H) = {expected}, got {arr.shape}")
+    return arr[None]
+
+
 def forward(
     cell: str,
     x: ArrayLike,
@@ -110,7 +311,7 @@ def forward(
     *,
     training: bool = True,
 ) -> ForwardResult:
-    """Run one recurrent layer over all steps of ``x``.
+    """Run one recurrent layer (one direction) over all steps of ``x``.
 
     Args:
         cell: one of :data:`CELLS`.
@@ -123,24 +324,17 @@ def forward(
             is kept (memory beyond the output stays O(B*H)) and ``workspace`` is None.
 
     Returns:
-        :class:`ForwardResult` ``(y, h_n, c_n, workspace)``.
+        :class:`ForwardResult` ``(y, h_n, c_n, workspace)``, states ``(B, H)``.
     """
-    c = _cell(cell)
-    xa = np.asarray(x)
-    dt = _float_dtype("x", xa)
-    xa = np.require(xa, requirements=("C", "A"))
-    y, h_n, c_n, ws = _core.forward(
-        c,
-        xa,
-        _arr("weight_ih", weight_ih, dt),
-        _arr("weight_hh", weight_hh, dt),
-        _arr("bias_ih", bias_ih, dt),
-        _arr("bias_hh", bias_hh, dt),
-        _arr("h0", h0, dt),
-        _arr("c0", c0, dt),
-        bool(training),
+    r = stack_forward(
+        cell,
+        x,
+        [(weight_ih, weight_hh, bias_ih, bias_hh, None)],
+        _state("h0", h0, cell, x, weight_hh),
+        _state("c0", c0, cell, x, weight_hh),
+        training=training,
     )
-    return ForwardResult(y, h_n, c_n, ws)
+    return ForwardResult(r.y, r.h_n[0], None if r.c_n is None else r.c_n[0], r.workspace)
 
 
 def backward(
@@ -155,7 +349,7 @@ def backward(
     dh_n: ArrayLike | None = None,
     dc_n: ArrayLike | None = None,
 ) -> BackwardResult:
-    """Backpropagation through time for the forward that filled ``workspace``.
+    """Backpropagation through time for the one-layer :func:`forward` that filled ``workspace``.
 
     Args:
         cell, x, weight_ih, weight_hh, bias_ih, bias_hh: exactly as given to :func:`forward`.
@@ -168,27 +362,22 @@ def backward(
         :class:`BackwardResult` with the gradients w.r.t. ``x``, the initial states and every
         parameter (freshly allocated; not accumulated into anything).
     """
-    c = _cell(cell)
-    xa = np.asarray(x)
-    dt = _float_dtype("x", xa)
-    xa = np.require(xa, requirements=("C", "A"))
-    if not isinstance(workspace, np.ndarray):
-        raise TypeError(
-            "workspace: expected the numpy.ndarray returned by forward, got "
-            f"{type(workspace).__name__}"
-        )
-    if workspace.dtype != dt:
-        raise TypeError(f"workspace: expected dtype {dt} (the dtype of x), got {workspace.dtype}")
-    out = _core.backward(
-        c,
-        xa,
-        _arr("weight_ih", weight_ih, dt),
-        _arr("weight_hh", weight_hh, dt),
-        _arr("bias_ih", bias_ih, dt),
-        _arr("bias_hh", bias_hh, dt),
+    r = stack_backward(
+        cell,
+        x,
+        [(weight_ih, weight_hh, bias_ih, bias_hh, None)],
         workspace,
-        _arr("dy", dy, dt),
-        _arr("dh_n", dh_n, dt),
-        _arr("dc_n", dc_n, dt),
+        dy,
+        _state("dh_n", dh_n, cell, x, weight_hh),
+        _state("dc_n", dc_n, cell, x, weight_hh),
     )
-    return BackwardResult(*out)
+    g = r.grads[0]
+    return BackwardResult(
+        r.dx,
+        r.dh0[0],
+        None if r.dc0 is None else r.dc0[0],
+        g.weight_ih,
+        g.weight_hh,
+        g.bias_ih,
+        g.bias_hh,
+    )

@@ -1,0 +1,274 @@
+// Layers and directions: runs the per-direction driver (driver.hpp) over a stack, as
+// torch.nn.RNN/LSTM/GRU do, in one call.
+//
+//   x --> layer 0 (forward dir -> y[:, :, :Hs], reverse dir -> y[:, :, Hs:]) --dropout--> layer 1 ...
+//
+// Variable lengths: the batch is put in order of decreasing length (a stable sort), so that the
+// sequences running at step t are the first active[t] rows; x is gathered in that order with its
+// padded steps zeroed (so that no padding value, not even NaN, reaches a GEMM), and the results
+// are scattered back. Without lengths nothing is copied or permuted.
+#pragma once
+
+#include <algorithm>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "fastrnn/driver.hpp"
+#include "fastrnn/workspace.hpp"
+
+namespace fastrnn::detail {
+
+/// The batch order and per-step active counts for variable lengths.
+struct LengthPlan {
+  bool any = false;                 ///< lengths were given
+  std::vector<index_t> order;       ///< order[i] = the caller's row at sorted row i
+  std::vector<index_t> active;      ///< (T) rows running step t
+};
+
+inline LengthPlan plan_lengths(const index_t* lengths, index_t T, index_t B) {
+  LengthPlan p;
+  if (!lengths) return p;
+  for (index_t b = 0; b < B; ++b) {
+    if (lengths[b] < 0 || lengths[b] > T) {
+      throw std::invalid_argument("lengths: entry " + std::to_string(b) + " is " +
+                                  std::to_string(lengths[b]) + ", outside [0, T=" +
+                                  std::to_string(T) + "]");
+    }
+  }
+  p.any = true;
+  p.order.resize(static_cast<size_t>(B));
+  std::iota(p.order.begin(), p.order.end(), index_t(0));
+  std::stable_sort(p.order.begin(), p.order.end(),
+                   [&](index_t a, index_t b) { return lengths[a] > lengths[b]; });
+  p.active.assign(static_cast<size_t>(T), 0);
+  for (index_t i = 0; i < B; ++i) {
+    for (index_t t = 0; t < lengths[p.order[static_cast<size_t>(i)]]; ++t) ++p.active[static_cast<size_t>(t)];
+  }
+  return p;
+}
+
+/// dst (T, B, W) = src rows in sorted order; with `lengths`, rows past a sequence's length zero.
+template <class S>
+void gather_rows(const LengthPlan& p, const index_t* lengths, const S* src, S* dst, index_t T,
+                 index_t B, index_t W) {
+  for (index_t t = 0; t < T; ++t) {
+    for (index_t i = 0; i < B; ++i) {
+      const index_t b = p.order[static_cast<size_t>(i)];
+      S* out = dst + (t * B + i) * W;
+      if (lengths && t >= lengths[b]) {
+        std::fill(out, out + W, S(0));
+      } else {
+        copy_n(out, src + (t * B + b) * W, W);
+      }
+    }
+  }
+}
+
+/// dst rows in the caller's order from sorted src: (N, B, W) blocks
+template <class S>
+void scatter_rows(const LengthPlan& p, const S* src, S* dst, index_t N, index_t B, index_t W) {
+  for (index_t n = 0; n < N; ++n) {
+    for (index_t i = 0; i < B; ++i) {
+      copy_n(dst + (n * B + p.order[static_cast<size_t>(i)]) * W, src + (n * B + i) * W, W);
+    }
+  }
+}
+
+template <class S>
+void gather_states(const LengthPlan& p, const S* src, S* dst, index_t N, index_t B, index_t W) {
+  for (index_t n = 0; n < N; ++n) {
+    for (index_t i = 0; i < B; ++i) {
+      copy_n(dst + (n * B + i) * W, src + (n * B + p.order[static_cast<size_t>(i)]) * W, W);
+    }
+  }
+}
+
+template <class Cell, class S>
+void stack_forward(const Dims& d, const ForwardArgs<S>& a) {
+  const index_t T = d.T, B = d.B, Hs = d.hs(), H = d.H, LD = d.L * d.D, DHs = d.D * Hs;
+  const bool training = a.workspace != nullptr;
+  const bool dropout = a.dropout != nullptr && d.L > 1;
+  const StackLayout SL =
+      stack_layout<S>(Cell::kGates, Cell::kCellState, Cell::kExtra, d, dropout && training);
+  const LengthPlan plan = plan_lengths(a.lengths, T, B);
+  const index_t* active = plan.any ? plan.active.data() : nullptr;
+
+  // inputs and outputs in sorted order (copies only with lengths)
+  Scratch<S> x_sorted(plan.any ? T * B * d.I : 0);
+  Scratch<S> h0_sorted(plan.any && a.h0 ? LD * B * Hs : 0);
+  Scratch<S> c0_sorted(plan.any && a.c0 && Cell::kCellState ? LD * B * H : 0);
+  Scratch<S> y_sorted(plan.any ? T * B * DHs : 0);
+  Scratch<S> hn_sorted(plan.any ? LD * B * Hs : 0);
+  Scratch<S> cn_sorted(plan.any && Cell::kCellState ? LD * B * H : 0);
+  const S* x = a.x;
+  const S* h0 = a.h0;
+  const S* c0 = a.c0;
+  S* y = a.y;
+  S* h_n = a.h_n;
+  S* c_n = a.c_n;
+  if (plan.any) {
+    gather_rows(plan, a.lengths, a.x, x_sorted.data(), T, B, d.I);
+    x = x_sorted.data();
+    if (a.h0) {
+      gather_states(plan, a.h0, h0_sorted.data(), LD, B, Hs);
+      h0 = h0_sorted.data();
+    }
+    if (a.c0 && Cell::kCellState) {
+      gather_states(plan, a.c0, c0_sorted.data(), LD, B, H);
+      c0 = c0_sorted.data();
+    }
+    y = y_sorted.data();
+    h_n = hn_sorted.data();
+    c_n = Cell::kCellState ? cn_sorted.data() : nullptr;
+  }
+  // inference: the outputs of inner layers in two ping-pong buffers
+  Scratch<S> inner(training || d.L == 1 ? 0 : (d.L > 2 ? 2 : 1) * T * B * DHs);
+  const index_t layer_out = T * B * DHs;
+
+  const S* in = x;
+  for (index_t l = 0; l < d.L; ++l) {
+    S* out = l == d.L - 1 ? y
+             : training   ? a.workspace + SL.outputs + l * layer_out
+                          : inner.data() + (l % 2) * layer_out;
+    Dims dl = d;
+    dl.I = d.input_size(l);
+    for (index_t dir = 0; dir < d.D; ++dir) {
+      const index_t k = l * d.D + dir;
+      DirForward<S> f;
+      f.d = dl;
+      f.w = &a.weights[k];
+      f.x = in;
+      f.h0 = h0 ? h0 + k * B * Hs : nullptr;
+      f.c0 = c0 ? c0 + k * B * H : nullptr;
+      f.y = out + dir * Hs;
+      f.ldy = DHs;
+      f.h_n = h_n + k * B * Hs;
+      f.c_n = Cell::kCellState ? c_n + k * B * H : nullptr;
+      f.ws = training ? a.workspace + SL.dir(l, dir, d.D) : nullptr;
+      f.reverse = dir == 1;
+      f.active = active;
+      forward_dir<Cell>(f);
+    }
+    if (dropout && l < d.L - 1) {  // inverted dropout between layers (training only)
+      const S* mask = a.dropout + l * layer_out;
+      S* saved = training ? a.workspace + SL.masks + l * layer_out : nullptr;
+      Scratch<S> sorted_mask(plan.any ? layer_out : 0);
+      if (plan.any) {
+        gather_rows(plan, static_cast<const index_t*>(nullptr), mask, sorted_mask.data(), T, B,
+                    DHs);
+        mask = sorted_mask.data();
+      }
+      Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>>(out, layer_out) *=
+          Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>(mask, layer_out);
+      if (saved) copy_n(saved, mask, layer_out);
+    }
+    in = out;
+  }
+
+  if (plan.any) {
+    scatter_rows(plan, static_cast<const S*>(y), a.y, T, B, DHs);
+    scatter_rows(plan, static_cast<const S*>(h_n), a.h_n, LD, B, Hs);
+    if constexpr (Cell::kCellState) scatter_rows(plan, static_cast<const S*>(c_n), a.c_n, LD, B, H);
+  }
+  if (training) {
+    write_header<S>(a.workspace,
+                    HeaderFacts{cell_kind_of<Cell>(), d, a.weights[0].b_ih != nullptr,
+                                dropout, lengths_hash(a.lengths, B)},
+                    WorkspaceState::Ready);
+  }
+}
+
+template <class Cell, class S>
+void stack_backward(const Dims& d, const BackwardArgs<S>& a) {
+  const index_t T = d.T, B = d.B, Hs = d.hs(), H = d.H, LD = d.L * d.D, DHs = d.D * Hs;
+  const HeaderFacts facts{cell_kind_of<Cell>(), d, a.weights[0].b_ih != nullptr, false,
+                          lengths_hash(a.lengths, B)};
+  const bool dropout = check_header<S>(a.workspace, facts);
+  const StackLayout SL = stack_layout<S>(Cell::kGates, Cell::kCellState, Cell::kExtra, d, dropout);
+  const LengthPlan plan = plan_lengths(a.lengths, T, B);
+  const index_t* active = plan.any ? plan.active.data() : nullptr;
+  const index_t layer_out = T * B * DHs;
+
+  // --- everything allocated before the workspace is claimed ---
+  Scratch<S> x_sorted(plan.any ? T * B * d.I : 0);
+  Scratch<S> dy_sorted(plan.any && a.dy ? layer_out : 0);
+  Scratch<S> dhn_sorted(plan.any && a.dh_n ? LD * B * Hs : 0);
+  Scratch<S> dcn_sorted(plan.any && a.dc_n && Cell::kCellState ? LD * B * H : 0);
+  Scratch<S> dx_sorted(plan.any ? T * B * d.I : 0);
+  Scratch<S> dh0_sorted(plan.any ? LD * B * Hs : 0);
+  Scratch<S> dc0_sorted(plan.any && Cell::kCellState ? LD * B * H : 0);
+  Scratch<S> dinner(d.L > 1 ? (d.L > 2 ? 2 : 1) * layer_out : 0);
+  claim_workspace(a.workspace);
+
+  const S* x = a.x;
+  const S* dy = a.dy;
+  const S* dh_n = a.dh_n;
+  const S* dc_n = a.dc_n;
+  S* dx = a.dx;
+  S* dh0 = a.dh0;
+  S* dc0 = a.dc0;
+  if (plan.any) {
+    gather_rows(plan, a.lengths, a.x, x_sorted.data(), T, B, d.I);
+    x = x_sorted.data();
+    if (a.dy) {
+      gather_rows(plan, a.lengths, a.dy, dy_sorted.data(), T, B, DHs);
+      dy = dy_sorted.data();
+    }
+    if (a.dh_n) {
+      gather_states(plan, a.dh_n, dhn_sorted.data(), LD, B, Hs);
+      dh_n = dhn_sorted.data();
+    }
+    if (a.dc_n && Cell::kCellState) {
+      gather_states(plan, a.dc_n, dcn_sorted.data(), LD, B, H);
+      dc_n = dcn_sorted.data();
+    }
+    dx = dx_sorted.data();
+    dh0 = dh0_sorted.data();
+    dc0 = Cell::kCellState ? dc0_sorted.data() : nullptr;
+  }
+
+  const S* dout = dy;  // gradient w.r.t. this layer's output (nullptr = zeros)
+  for (index_t l = d.L - 1; l >= 0; --l) {
+    const S* in = l == 0 ? x : a.workspace + SL.outputs + (l - 1) * layer_out;
+    S* din = l == 0 ? dx : dinner.data() + ((l - 1) % 2) * layer_out;
+    Dims dl = d;
+    dl.I = d.input_size(l);
+    for (index_t dir = 0; dir < d.D; ++dir) {
+      const index_t k = l * d.D + dir;
+      DirBackward<S> b;
+      b.d = dl;
+      b.w = &a.weights[k];
+      b.g = &a.grads[k];
+      b.x = in;
+      b.ws = a.workspace + SL.dir(l, dir, d.D);
+      b.dy = dout ? dout + dir * Hs : nullptr;
+      b.lddy = DHs;
+      b.dh_n = dh_n ? dh_n + k * B * Hs : nullptr;
+      b.dc_n = dc_n ? dc_n + k * B * H : nullptr;
+      b.dx = din;
+      b.accumulate_dx = dir > 0;
+      b.dh0 = dh0 + k * B * Hs;
+      b.dc0 = Cell::kCellState ? dc0 + k * B * H : nullptr;
+      b.reverse = dir == 1;
+      b.active = active;
+      backward_dir<Cell>(b);
+    }
+    if (l > 0 && dropout) {  // through the dropout that made this layer's input
+      Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>>(din, layer_out) *=
+          Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>(
+              a.workspace + SL.masks + (l - 1) * layer_out, layer_out);
+    }
+    dout = din;
+  }
+
+  if (plan.any) {
+    // padded steps of x get zero gradient: dx_sorted has zeros there already (zero gates)
+    scatter_rows(plan, static_cast<const S*>(dx), a.dx, T, B, d.I);
+    scatter_rows(plan, static_cast<const S*>(dh0), a.dh0, LD, B, Hs);
+    if constexpr (Cell::kCellState) scatter_rows(plan, static_cast<const S*>(dc0), a.dc0, LD, B, H);
+  }
+}
+
+}  // namespace fastrnn::detail
