@@ -17,37 +17,47 @@ class Cell:
     @property
     def value(self) -> int: ...
 
+_A = NDArray[Any]
+_Weights = list[tuple[_A, _A, _A | None, _A | None, _A | None]]
+
 def num_gates(cell: Cell) -> int: ...
-def workspace_size(cell: Cell, T: int, B: int, I: int, H: int, dtype: Any) -> int: ...
+def workspace_size(
+    cell: Cell,
+    T: int,
+    B: int,
+    I: int,
+    H: int,
+    dtype: Any,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    proj_size: int = 0,
+) -> int: ...
 def forward(
     cell: Cell,
-    x: NDArray[Any],
-    weight_ih: NDArray[Any] | None,
-    weight_hh: NDArray[Any] | None,
-    bias_ih: NDArray[Any] | None,
-    bias_hh: NDArray[Any] | None,
-    h0: NDArray[Any] | None,
-    c0: NDArray[Any] | None,
+    x: _A,
+    weights: _Weights,
+    h0: _A | None,
+    c0: _A | None,
+    lengths: _A | None,
+    dropout: _A | None,
+    num_layers: int,
+    bidirectional: bool,
+    proj_size: int,
+    hidden_size: int,
     training: bool,
-) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any] | None, NDArray[Any] | None]: ...
+) -> tuple[_A, _A, _A | None, _A | None]: ...
 def backward(
     cell: Cell,
-    x: NDArray[Any],
-    weight_ih: NDArray[Any] | None,
-    weight_hh: NDArray[Any] | None,
-    bias_ih: NDArray[Any] | None,
-    bias_hh: NDArray[Any] | None,
-    workspace: NDArray[Any],
-    dy: NDArray[Any] | None,
-    dh_n: NDArray[Any] | None,
-    dc_n: NDArray[Any] | None,
-) -> tuple[
-    NDArray[Any],
-    NDArray[Any],
-    NDArray[Any] | None,
-    NDArray[Any],
-    NDArray[Any],
-    NDArray[Any] | None,
-    NDArray[Any] | None,
-]: ...
+    x: _A,
+    weights: _Weights,
+    lengths: _A | None,
+    workspace: _A,
+    dy: _A | None,
+    dh_n: _A | None,
+    dc_n: _A | None,
+    num_layers: int,
+    bidirectional: bool,
+    proj_size: int,
+    hidden_size: int,
+) -> tuple[_A, _A, _A | None, list[tuple[_A, _A, _A | None, _A | None, _A | None]]]: ...
 def build_info() -> dict[str, Any]: ...
