@@ -241,18 +241,45 @@ def test_grads_keys_match_state_dict(kind: str) -> None:
             assert m.grads[k].shape == v.shape and m.grads[k].dtype == v.dtype
 
 
-def test_unsupported_options_raise() -> None:
-    with pytest.raises(NotImplementedError, match="num_layers"):
-        fastrnn.LSTM(3, 4, num_layers=2)
-    with pytest.raises(NotImplementedError, match="bidirectional"):
-        fastrnn.GRU(3, 4, bidirectional=True)
-    with pytest.raises(NotImplementedError, match="proj_size"):
-        fastrnn.LSTM(3, 4, proj_size=2)
+def test_proj_size_must_be_smaller_than_hidden_size() -> None:
+    with pytest.raises(ValueError, match="proj_size: must be smaller than hidden_size"):
+        fastrnn.LSTM(3, 4, proj_size=4)
+    with pytest.raises(TypeError):
+        fastrnn.GRU(3, 4, proj_size=2)  # type: ignore[call-arg]
+
+
+def test_dropout_is_seeded_train_only_and_matches_the_reference() -> None:
+    kw = {"num_layers": 3, "dropout": 0.4, "bidirectional": True, "dtype": np.float64}
+    x = np.random.default_rng(0).standard_normal((6, 4, 3))
+    lengths = np.array([6, 2, 0, 4])
+    a, b, c = (fastrnn.GRU(3, 5, **kw, seed=s) for s in (11, 11, 12))
+    ya, yb, yc = (m(x, lengths=lengths)[0] for m in (a, b, c))
+    np.testing.assert_array_equal(ya, yb)  # same seed, same masks
+    assert not np.array_equal(ya, yc)
+    # the masks a used are the next ones of a fresh layer with the same seed
+    twin = fastrnn.GRU(3, 5, **kw, seed=11)
+    masks = twin._dropout_masks(6, 4)
+    assert masks is not None and set(np.unique(masks)) == {0.0, 1 / 0.6}
+    params = [tuple(p) for p in twin._param_list()]
+    y_ref = fastrnn.reference.stack_forward(
+        "gru", x, params, num_layers=3, bidirectional=True, lengths=lengths, dropout_masks=masks
+    )[0]
+    np.testing.assert_allclose(ya, y_ref, rtol=1e-12, atol=1e-12)
+    # eval mode: no dropout, and the same as the reference without masks
+    a.eval()
+    y_eval = a(x, lengths=lengths)[0]
+    y_ref = fastrnn.reference.stack_forward(
+        "gru", x, params, num_layers=3, bidirectional=True, lengths=lengths
+    )[0]
+    np.testing.assert_allclose(y_eval, y_ref, rtol=1e-12, atol=1e-12)
 
 
 def test_dropout_on_one_layer_warns_like_torch() -> None:
     with pytest.warns(UserWarning, match="dropout"):
         fastrnn.GRU(3, 4, dropout=0.5)
+    assert repr(fastrnn.GRU(3, 4, num_layers=2, dropout=0.5, bidirectional=True)) == (
+        "GRU(3, 4, num_layers=2, dropout=0.5, bidirectional=True)"
+    )
 
 
 def test_repr() -> None:

@@ -8,8 +8,10 @@ their parameters under the same names and shapes (``weight_ih_l0 (G*H, I)``, ``w
 autograd: :meth:`backward` takes the gradient of the loss w.r.t. the outputs and returns the one
 w.r.t. the inputs, and fills :attr:`grads`.
 
-This version implements one unidirectional layer (``num_layers=1``, ``bidirectional=False``,
-``proj_size=0``); other values of those arguments raise ``NotImplementedError``.
+Every option of PyTorch's modules is supported: ``num_layers``, ``bidirectional``, ``batch_first``,
+``bias``, ``dropout`` (between layers, in training mode, from the layer's seed) and ``proj_size``
+(LSTM), plus variable-length batches through ``layer(x, hx, lengths=...)``. All layers and
+directions run in one call into the compiled core, forward and backward.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ __all__ = ["GRU", "LSTM", "RNN"]
 
 Array = NDArray[Any]
 State = Array | tuple[Array, Array]
-Params = tuple[Array, Array, Array | None, Array | None]
+Params = tuple[Array, Array, Array | None, Array | None, Array | None]
 
 
 def _positive_int(name: str, v: Any) -> int:
@@ -59,15 +61,21 @@ def _to_numpy(v: Any) -> Any:
 class _Saved:
     """What a training-mode forward keeps for its one backward."""
 
-    __slots__ = ("batch_shape", "params", "workspace", "x")
+    __slots__ = ("batch_shape", "lengths", "params", "workspace", "x")
 
     def __init__(
-        self, x: Array, params: Params, workspace: Array, batch_shape: tuple[int, ...]
+        self,
+        x: Array,
+        params: list[Params],
+        workspace: Array,
+        batch_shape: tuple[int, ...],
+        lengths: Array | None,
     ) -> None:
         self.x = x
         self.params = params
         self.workspace = workspace
         self.batch_shape = batch_shape  # shape of y as the caller saw it
+        self.lengths = lengths
 
 
 class _RNNBase:
@@ -111,13 +119,12 @@ class _RNNBase:
             raise TypeError(f"proj_size: expected an int, got {type(proj_size).__name__}")
         if proj_size < 0:
             raise ValueError(f"proj_size: must be >= 0, got {proj_size}")
-        self.proj_size = int(proj_size)
-        if self.num_layers != 1 or self.bidirectional or self.proj_size != 0:
-            raise NotImplementedError(
-                "fastrnn currently implements one unidirectional layer: num_layers=1, "
-                "bidirectional=False, proj_size=0"
+        if proj_size >= self.hidden_size:
+            raise ValueError(
+                f"proj_size: must be smaller than hidden_size ({self.hidden_size}), got {proj_size}"
             )
-        if self.dropout > 0:
+        self.proj_size = int(proj_size)
+        if self.dropout > 0 and self.num_layers == 1:
             warnings.warn(
                 "dropout option adds dropout after all but last recurrent layer, so non-zero "
                 f"dropout expects num_layers greater than 1, but got dropout={self.dropout} and "
@@ -127,22 +134,59 @@ class _RNNBase:
             )
         self.dtype = _layer_dtype(dtype)
         self.training = True
-        self.grads: dict[str, Array] = {}
+        self.grads = {}
         self._saved: _Saved | None = None
         self._params: dict[str, Array] = {}
-        self.reset_parameters(seed)
+        # one seed makes both the initial weights and the dropout masks reproducible
+        root = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        init_rng, self._dropout_rng = root.spawn(2)
+        self.reset_parameters(init_rng)
 
     # ---- parameters ---------------------------------------------------------------------------
 
+    @property
+    def _D(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def _Hs(self) -> int:
+        return self.proj_size or self.hidden_size
+
     def _shapes(self) -> dict[str, tuple[int, ...]]:
-        G, H, I = F.num_gates(self._cell), self.hidden_size, self.input_size
-        shapes: dict[str, tuple[int, ...]] = {
-            "weight_ih_l0": (G * H, I),
-            "weight_hh_l0": (G * H, H),
-        }
-        if self.bias:
-            shapes.update({"bias_ih_l0": (G * H,), "bias_hh_l0": (G * H,)})
+        """PyTorch's parameters, in its order: per layer, per direction, w_ih, w_hh, b_ih, b_hh,
+        w_hr."""
+        G, H, Hs, P = F.num_gates(self._cell), self.hidden_size, self._Hs, self.proj_size
+        shapes: dict[str, tuple[int, ...]] = {}
+        for layer in range(self.num_layers):
+            In = self.input_size if layer == 0 else self._D * Hs
+            for d in range(self._D):
+                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                shapes[f"weight_ih{sfx}"] = (G * H, In)
+                shapes[f"weight_hh{sfx}"] = (G * H, Hs)
+                if self.bias:
+                    shapes[f"bias_ih{sfx}"] = (G * H,)
+                    shapes[f"bias_hh{sfx}"] = (G * H,)
+                if P:
+                    shapes[f"weight_hr{sfx}"] = (P, H)
         return shapes
+
+    def _param_list(self) -> list[Params]:
+        """(w_ih, w_hh, b_ih, b_hh, w_hr) per layer and direction."""
+        p = self._params
+        out = []
+        for layer in range(self.num_layers):
+            for d in range(self._D):
+                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                out.append(
+                    (
+                        p[f"weight_ih{sfx}"],
+                        p[f"weight_hh{sfx}"],
+                        p.get(f"bias_ih{sfx}"),
+                        p.get(f"bias_hh{sfx}"),
+                        p.get(f"weight_hr{sfx}"),
+                    )
+                )
+        return out
 
     def reset_parameters(self, seed: int | np.random.Generator | None = None) -> None:
         """PyTorch's default initialisation: every parameter uniform(-1/sqrt(H), 1/sqrt(H))."""
@@ -199,12 +243,12 @@ class _RNNBase:
     # ---- modes --------------------------------------------------------------------------------
 
     def train(self, mode: bool = True) -> _RNNBase:
-        """Training mode (the default): forward saves what backward needs."""
+        """Training mode (the default): forward saves what backward needs, dropout is active."""
         self.training = bool(mode)
         return self
 
     def eval(self) -> _RNNBase:
-        """Inference mode: forward saves nothing (and backward is unavailable)."""
+        """Inference mode: forward saves nothing (backward is unavailable), no dropout."""
         return self.train(False)
 
     # ---- forward / backward -------------------------------------------------------------------
@@ -229,80 +273,120 @@ class _RNNBase:
             xa = xa.swapaxes(0, 1)
         return np.ascontiguousarray(xa, dtype=self.dtype), batched
 
-    def _check_state(
-        self, name: str, v: Any, B: int, batched: bool, *, allow_none: bool = True
-    ) -> Array | None:
-        """A (1, B, H) state (or (1, H) unbatched) as a (B, H) array of the layer's dtype."""
+    def _check_state(self, name: str, v: Any, B: int, batched: bool, size: int) -> Array | None:
+        """A (L*D, B, size) state (or (L*D, size) unbatched) as an array of the layer's dtype."""
         if v is None:
             return None
         a = np.asarray(v)
         if a.dtype not in (np.float32, np.float64):
             raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {a.dtype}")
-        expected = (1, B, self.hidden_size) if batched else (1, self.hidden_size)
+        LD = self.num_layers * self._D
+        expected = (LD, B, size) if batched else (LD, size)
         if a.shape != expected:
             raise ValueError(f"{name}: expected shape {expected}, got {a.shape}")
-        return np.ascontiguousarray(a.reshape(B, self.hidden_size), dtype=self.dtype)
+        return np.ascontiguousarray(a.reshape(LD, B, size), dtype=self.dtype)
 
-    def _split_state(self, name: str, v: Any) -> tuple[Any, Any]:
+    def _states(self, name: str, v: Any, B: int, batched: bool) -> tuple[Array | None, ...]:
+        """hx (or dstate) as (h, c) arrays, c None except LSTM."""
         if self._num_states == 1:
             if isinstance(v, (tuple, list)):
                 raise TypeError(
                     f"{name}: expected one array for {type(self).__name__}, got a tuple"
                 )
-            return v, None
+            return self._check_state(name, v, B, batched, self._Hs), None
         if v is None:
             return None, None
         if not isinstance(v, (tuple, list)) or len(v) != 2:
             raise TypeError(f"{name}: expected a tuple (h, c) for LSTM, got {type(v).__name__}")
-        return v[0], v[1]
+        return (
+            self._check_state(f"{name}[0]", v[0], B, batched, self._Hs),
+            self._check_state(f"{name}[1]", v[1], B, batched, self.hidden_size),
+        )
 
-    def _out_state(self, s: Array | None, batched: bool) -> Array:
-        assert s is not None
-        return s[None] if batched else s
+    def _out_states(self, h: Array, c: Array | None, batched: bool) -> State:
+        if not batched:
+            h = h[:, 0]
+            c = None if c is None else c[:, 0]
+        if self._num_states == 2:
+            assert c is not None
+            return h, c
+        return h
 
-    def forward(self, x: ArrayLike, hx: Any = None) -> tuple[Array, State]:
+    def _to_caller(self, a: Array, batched: bool) -> Array:
+        """A time-major (T, B, F) array in the caller's layout."""
+        if not batched:
+            return a[:, 0, :]
+        return a.swapaxes(0, 1) if self.batch_first else a
+
+    def _dropout_masks(self, T: int, B: int) -> Array | None:
+        if not (self.training and self.dropout > 0 and self.num_layers > 1):
+            return None
+        shape = (self.num_layers - 1, T, B, self._D * self._Hs)
+        if self.dropout >= 1:
+            return np.zeros(shape, self.dtype)
+        keep = self._dropout_rng.random(shape, dtype=np.float32) >= self.dropout
+        return keep.astype(self.dtype) * self.dtype.type(1 / (1 - self.dropout))
+
+    def _check_lengths(self, lengths: ArrayLike | None, T: int, B: int, batched: bool) -> Any:
+        if lengths is None:
+            return None
+        if not batched:
+            raise ValueError("lengths: only for batched input (a 3-D x)")
+        la = F._lengths(lengths, T)
+        assert la is not None
+        if la.shape != (B,):
+            raise ValueError(
+                f"lengths: expected one length per sequence, shape ({B},), got {la.shape}"
+            )
+        return la
+
+    def forward(
+        self, x: ArrayLike, hx: Any = None, lengths: ArrayLike | None = None
+    ) -> tuple[Array, State]:
         """Run the layer over a sequence.
 
         Args:
             x: ``(T, B, I)``, or ``(B, T, I)`` with ``batch_first``, or ``(T, I)`` unbatched.
                 float32 or float64 (converted to the layer's dtype).
-            hx: initial state, ``(1, B, H)`` (``(1, H)`` unbatched); for LSTM a tuple
-                ``(h0, c0)``. None (or a None part) means zeros.
+            hx: initial state, ``(L*D, B, Hs)`` (``(L*D, Hs)`` unbatched); for LSTM a tuple
+                ``(h0, c0)`` with ``c0`` of size H. None (or a None part) means zeros.
+            lengths: ``(B,)`` valid steps of each padded sequence, in any order (what
+                ``pack_padded_sequence`` takes). Padded steps leave the state unchanged and
+                output zeros; the reverse direction starts at each sequence's last valid step.
 
         Returns:
-            ``(y, h_n)`` or, for LSTM, ``(y, (h_n, c_n))``; ``y`` is ``(T, B, H)`` (``(B, T, H)``
-            with ``batch_first``), ``h_n`` and ``c_n`` are ``(1, B, H)``.
+            ``(y, h_n)`` or, for LSTM, ``(y, (h_n, c_n))``; ``y`` is ``(T, B, D*Hs)``
+            (``(B, T, D*Hs)`` with ``batch_first``), ``h_n`` ``(L*D, B, Hs)``, ``c_n``
+            ``(L*D, B, H)``.
         """
         xt, batched = self._check_input(x)
-        B = xt.shape[1]
-        h0, c0 = self._split_state("hx", hx)
-        h0a = self._check_state("hx" if self._num_states == 1 else "hx[0]", h0, B, batched)
-        c0a = self._check_state("hx[1]", c0, B, batched)
-        p = self._params
-        params: Params = (
-            p["weight_ih_l0"],
-            p["weight_hh_l0"],
-            p.get("bias_ih_l0"),
-            p.get("bias_hh_l0"),
+        T, B = xt.shape[:2]
+        h0, c0 = self._states("hx", hx, B, batched)
+        la = self._check_lengths(lengths, T, B, batched)
+        params = self._param_list()
+        res = F.stack_forward(
+            self._cell,
+            xt,
+            params,
+            h0,
+            c0,
+            num_layers=self.num_layers,
+            bidirectional=self.bidirectional,
+            proj_size=self.proj_size,
+            lengths=la,
+            dropout_masks=self._dropout_masks(T, B),
+            training=self.training,
         )
-        res = F.forward(self._cell, xt, *params, h0a, c0a, training=self.training)
-        y = res.y
-        if not batched:
-            y = y[:, 0, :]
-        elif self.batch_first:
-            y = y.swapaxes(0, 1)
+        y = self._to_caller(res.y, batched)
         if self.training:
             assert res.workspace is not None
             # keep x for the weight gradients; a private copy if it is the caller's own buffer,
             # so that modifying x after forward cannot change the gradients
             x_saved = xt.copy() if np.may_share_memory(xt, np.asarray(x)) else xt
-            self._saved = _Saved(x_saved, params, res.workspace, y.shape)
+            self._saved = _Saved(x_saved, params, res.workspace, y.shape, la)
         else:
             self._saved = None
-        h_n = self._out_state(res.h_n, batched)
-        if self._num_states == 2:
-            return y, (h_n, self._out_state(res.c_n, batched))
-        return y, h_n
+        return y, self._out_states(res.h_n, res.c_n, batched)
 
     __call__ = forward
 
@@ -310,9 +394,10 @@ class _RNNBase:
         """Backpropagation through time for the last (training-mode) forward; fills :attr:`grads`.
 
         Args:
-            dy: gradient of the loss w.r.t. ``y``, same shape as ``y``; None for zeros.
-            dstate: gradient w.r.t. the final state, shaped like it (``(1, B, H)``; a tuple
-                ``(dh_n, dc_n)`` for LSTM); None, or a None part, for zeros.
+            dy: gradient of the loss w.r.t. ``y``, same shape as ``y``; None for zeros. Its
+                values at padded steps are ignored.
+            dstate: gradient w.r.t. the final state, shaped like it (a tuple ``(dh_n, dc_n)``
+                for LSTM); None, or a None part, for zeros.
 
         Returns:
             ``(dx, dh0)`` or, for LSTM, ``(dx, (dh0, dc0))``, shaped like ``x`` and ``hx``.
@@ -344,34 +429,43 @@ class _RNNBase:
             elif self.batch_first:
                 dya = dya.swapaxes(0, 1)
             dya = np.ascontiguousarray(dya, dtype=self.dtype)
-        dh, dc = self._split_state("dstate", dstate)
-        dha = self._check_state("dstate" if self._num_states == 1 else "dstate[0]", dh, B, batched)
-        dca = self._check_state("dstate[1]", dc, B, batched)
+        dh, dc = self._states("dstate", dstate, B, batched)
 
         self._saved = None  # one backward per forward
-        r = F.backward(self._cell, saved.x, *saved.params, saved.workspace, dya, dha, dca)
-        self.grads = {"weight_ih_l0": r.dweight_ih, "weight_hh_l0": r.dweight_hh}
-        if self.bias:
-            assert r.dbias_ih is not None and r.dbias_hh is not None
-            self.grads.update({"bias_ih_l0": r.dbias_ih, "bias_hh_l0": r.dbias_hh})
-        dx = r.dx
-        if not batched:
-            dx = dx[:, 0, :]
-        elif self.batch_first:
-            dx = dx.swapaxes(0, 1)
-        dh0 = self._out_state(r.dh0, batched)
-        if self._num_states == 2:
-            return dx, (dh0, self._out_state(r.dc0, batched))
-        return dx, dh0
+        r = F.stack_backward(
+            self._cell,
+            saved.x,
+            saved.params,
+            saved.workspace,
+            dya,
+            dh,
+            dc,
+            num_layers=self.num_layers,
+            bidirectional=self.bidirectional,
+            proj_size=self.proj_size,
+            lengths=saved.lengths,
+        )
+        names = list(self._shapes())
+        flat = [a for g in r.grads for a in g if a is not None]
+        self.grads = dict(zip(names, flat, strict=True))
+        return self._to_caller(r.dx, batched), self._out_states(r.dh0, r.dc0, batched)
 
     # ---- misc ---------------------------------------------------------------------------------
 
     def _extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
         if not self.bias:
             s += ", bias=False"
         if self.batch_first:
             s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        if self.proj_size:
+            s += f", proj_size={self.proj_size}"
         if self.dtype != np.float32:
             s += f", dtype={self.dtype.name}"
         return s
