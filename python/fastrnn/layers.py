@@ -82,9 +82,18 @@ class _RNNBase:
     """Common machinery of :class:`RNN`, :class:`LSTM` and :class:`GRU`."""
 
     _num_states = 1  # 2 for LSTM
+    input_size: int
+    hidden_size: int
+    num_layers: int
+    bias: bool
+    batch_first: bool
+    dropout: float
+    bidirectional: bool
+    proj_size: int
     dtype: np.dtype[Any]
     training: bool
     grads: dict[str, Array]
+    _dropout_rng: np.random.Generator
 
     def __init__(
         self,
@@ -325,7 +334,8 @@ class _RNNBase:
         if self.dropout >= 1:
             return np.zeros(shape, self.dtype)
         keep = self._dropout_rng.random(shape, dtype=np.float32) >= self.dropout
-        return keep.astype(self.dtype) * self.dtype.type(1 / (1 - self.dropout))
+        masks: Array = keep.astype(self.dtype) * self.dtype.type(1 / (1 - self.dropout))
+        return masks
 
     def _check_lengths(self, lengths: ArrayLike | None, T: int, B: int, batched: bool) -> Any:
         if lengths is None:
