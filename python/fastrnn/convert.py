@@ -1,0 +1,227 @@
+"""Weight conventions of other frameworks, to and from fastrnn's (which are PyTorch's).
+
+fastrnn stores one layer and direction as ``weight_ih (G*H, I)``, ``weight_hh (G*H, H)``,
+``bias_ih``, ``bias_hh (G*H,)`` with the gates stacked in PyTorch's order. The others:
+
+* PyTorch (and fastrnn): ``weight_ih (G*H, I)``, ``weight_hh (G*H, H)``, ``bias_ih``, ``bias_hh``;
+  gates LSTM i f g o, GRU r z n.
+* Keras: ``kernel (I, G*H)``, ``recurrent_kernel (H, G*H)``, one ``bias (G*H,)`` (GRU with
+  ``reset_after=True``: ``(2, 3H)``, input and recurrent rows); gates LSTM i f c o, GRU z r h.
+* ONNX: ``W (D, G*H, I)``, ``R (D, G*H, H)``, ``B (D, 2*G*H) = [Wb, Rb]``, directions stacked on
+  the first axis (forward, reverse); gates LSTM i o f c, GRU z r h.
+
+The update gate ``z`` means the same in PyTorch, Keras and ONNX (``h' = (1-z)*n + z*h``). Keras'
+and ONNX's GRU ``reset_after=True`` / ``linear_before_reset=1`` is PyTorch's GRU (fastrnn's
+``"gru"``); ``reset_after=False`` / ``linear_before_reset=0`` (ONNX's default) is fastrnn's
+``"gru_reset_before"``. With a single bias (Keras LSTM, SimpleRNN, GRU ``reset_after=False``) the
+import puts it in ``bias_ih`` and sets ``bias_hh`` to zeros, the export sums the two: the same
+model either way. The course notes' GRU writes ``h' = (1-z)*h + z*n``: see :func:`notes_gru`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .reference import gru_notes_to_torch
+
+__all__ = [
+    "GATE_ORDER",
+    "from_keras",
+    "from_onnx",
+    "notes_gru",
+    "to_keras",
+    "to_onnx",
+]
+
+Array = NDArray[Any]
+
+#: gate order of each convention, per cell family; "g", "c" and "h"/"n" name the candidate
+GATE_ORDER = {
+    "torch": {"lstm": "ifgo", "gru": "rzn", "rnn": "n"},
+    "keras": {"lstm": "ifgo", "gru": "zrn", "rnn": "n"},
+    "onnx": {"lstm": "iofg", "gru": "zrn", "rnn": "n"},  # ONNX writes LSTM i, o, f, c
+}
+
+
+def _family(cell: str) -> str:
+    if cell == "lstm":
+        return "lstm"
+    if cell in ("gru", "gru_reset_before"):
+        return "gru"
+    if cell in ("rnn_tanh", "rnn_relu"):
+        return "rnn"
+    raise ValueError(
+        f"cell: expected one of rnn_tanh, rnn_relu, lstm, gru, gru_reset_before, got {cell!r}"
+    )
+
+
+def _reorder(a: Array, src: str, dst: str, axis: int) -> Array:
+    """Permute the gate blocks of `a` along `axis` from order `src` to order `dst`."""
+    blocks = np.split(np.asarray(a), len(src), axis=axis)
+    return np.concatenate([blocks[src.index(g)] for g in dst], axis=axis)
+
+
+def _as2d(name: str, a: ArrayLike, rows: int | None = None) -> Array:
+    arr = np.asarray(a)
+    if arr.ndim != 2 or (rows is not None and arr.shape[0] != rows):
+        raise ValueError(f"{name}: expected a 2-D array, got shape {arr.shape}")
+    if arr.dtype.kind != "f":
+        raise TypeError(f"{name}: expected a floating-point array, got {arr.dtype}")
+    return arr
+
+
+def _gates(name: str, n: int, G: int) -> int:
+    if n % G:
+        raise ValueError(f"{name}: the gate axis has {n} entries, not a multiple of {G} gates")
+    return n // G
+
+
+def from_keras(
+    cell: str,
+    kernel: ArrayLike,
+    recurrent_kernel: ArrayLike,
+    bias: ArrayLike | None = None,
+) -> dict[str, Array | None]:
+    """Keras ``LSTM``/``GRU``/``SimpleRNN`` weights (``layer.get_weights()``) as fastrnn's.
+
+    Args:
+        cell: the fastrnn cell: ``"lstm"``; ``"gru"`` for Keras ``GRU(reset_after=True)`` (its
+            default, with a ``(2, 3H)`` bias) or ``"gru_reset_before"`` for
+            ``reset_after=False`` (a ``(3H,)`` bias); ``"rnn_tanh"``/``"rnn_relu"`` for
+            ``SimpleRNN``.
+        kernel: ``(I, G*H)``; recurrent_kernel: ``(H, G*H)``; bias as above, or None
+            (``use_bias=False``).
+
+    Returns:
+        ``{"weight_ih", "weight_hh", "bias_ih", "bias_hh"}`` (biases None without bias).
+    """
+    fam = _family(cell)
+    G = len(GATE_ORDER["torch"][fam])
+    k = _as2d("kernel", kernel)
+    rk = _as2d("recurrent_kernel", recurrent_kernel)
+    H = _gates("kernel", k.shape[1], G)
+    if rk.shape != (H, G * H):
+        raise ValueError(f"recurrent_kernel: expected shape {(H, G * H)}, got {rk.shape}")
+    src, dst = GATE_ORDER["keras"][fam], GATE_ORDER["torch"][fam]
+    out: dict[str, Array | None] = {
+        "weight_ih": _reorder(k, src, dst, axis=1).T.copy(),
+        "weight_hh": _reorder(rk, src, dst, axis=1).T.copy(),
+        "bias_ih": None,
+        "bias_hh": None,
+    }
+    if bias is not None:
+        b = np.asarray(bias)
+        if cell == "gru":
+            if b.shape != (2, G * H):
+                raise ValueError(
+                    f"bias: Keras GRU(reset_after=True) has a (2, {G * H}) bias, got {b.shape}"
+                )
+            out["bias_ih"] = _reorder(b[0], src, dst, axis=0)
+            out["bias_hh"] = _reorder(b[1], src, dst, axis=0)
+        else:
+            if b.shape != (G * H,):
+                raise ValueError(f"bias: expected shape ({G * H},), got {b.shape}")
+            out["bias_ih"] = _reorder(b, src, dst, axis=0)
+            out["bias_hh"] = np.zeros_like(out["bias_ih"])
+    return out
+
+
+def to_keras(
+    cell: str,
+    weight_ih: ArrayLike,
+    weight_hh: ArrayLike,
+    bias_ih: ArrayLike | None = None,
+    bias_hh: ArrayLike | None = None,
+) -> list[Array]:
+    """fastrnn's weights of one layer and direction as Keras' ``layer.set_weights()`` list:
+    ``[kernel, recurrent_kernel]`` plus the bias when there is one (see :func:`from_keras`)."""
+    fam = _family(cell)
+    G = len(GATE_ORDER["torch"][fam])
+    w = _as2d("weight_ih", weight_ih)
+    r = _as2d("weight_hh", weight_hh)
+    _gates("weight_ih", w.shape[0], G)
+    src, dst = GATE_ORDER["torch"][fam], GATE_ORDER["keras"][fam]
+    out = [_reorder(w, src, dst, axis=0).T.copy(), _reorder(r, src, dst, axis=0).T.copy()]
+    if (bias_ih is None) != (bias_hh is None):
+        raise ValueError("bias_ih, bias_hh: give both or neither")
+    if bias_ih is not None and bias_hh is not None:
+        bi = _reorder(np.asarray(bias_ih), src, dst, axis=0)
+        bh = _reorder(np.asarray(bias_hh), src, dst, axis=0)
+        out.append(np.stack([bi, bh]) if cell == "gru" else bi + bh)
+    return out
+
+
+def to_onnx(cell: str, params: list[Any]) -> dict[str, Array]:
+    """fastrnn's weights of one layer, one tuple ``(weight_ih, weight_hh, bias_ih, bias_hh)``
+    per direction (forward first), as the ONNX ``LSTM``/``GRU``/``RNN`` inputs ``W (D, G*H, I)``,
+    ``R (D, G*H, H)`` and ``B (D, 2*G*H)`` (zeros when the layer has no bias)."""
+    fam = _family(cell)
+    src, dst = GATE_ORDER["torch"][fam], GATE_ORDER["onnx"][fam]
+    Ws, Rs, Bs = [], [], []
+    for k, p in enumerate(params):
+        w_ih, w_hh, b_ih, b_hh = (list(p) + [None] * 4)[:4]
+        w = _as2d(f"params[{k}].weight_ih", w_ih)
+        r = _as2d(f"params[{k}].weight_hh", w_hh)
+        Ws.append(_reorder(w, src, dst, axis=0))
+        Rs.append(_reorder(r, src, dst, axis=0))
+        if b_ih is None:
+            Bs.append(np.zeros(2 * w.shape[0], w.dtype))
+        else:
+            Bs.append(
+                np.concatenate(
+                    [
+                        _reorder(np.asarray(b_ih), src, dst, 0),
+                        _reorder(np.asarray(b_hh), src, dst, 0),
+                    ]
+                )
+            )
+    return {"W": np.stack(Ws), "R": np.stack(Rs), "B": np.stack(Bs)}
+
+
+def from_onnx(
+    cell: str, W: ArrayLike, R: ArrayLike, B: ArrayLike | None = None
+) -> list[tuple[Array, Array, Array, Array]]:
+    """ONNX ``W (D, G*H, I)``, ``R (D, G*H, H)``, ``B (D, 2*G*H)`` (None: zeros) as one tuple
+    ``(weight_ih, weight_hh, bias_ih, bias_hh)`` per direction. For GRU, pick ``cell`` from the
+    node's ``linear_before_reset``: 1 is ``"gru"``, 0 (ONNX's default) ``"gru_reset_before"``."""
+    fam = _family(cell)
+    src, dst = GATE_ORDER["onnx"][fam], GATE_ORDER["torch"][fam]
+    Wa, Ra = np.asarray(W), np.asarray(R)
+    if Wa.ndim != 3 or Ra.ndim != 3 or Wa.shape[0] != Ra.shape[0] or Wa.shape[1] != Ra.shape[1]:
+        raise ValueError(f"W, R: expected (D, G*H, I) and (D, G*H, H), got {Wa.shape}, {Ra.shape}")
+    D, GH = Wa.shape[:2]
+    Ba = np.zeros((D, 2 * GH), Wa.dtype) if B is None else np.asarray(B)
+    if Ba.shape != (D, 2 * GH):
+        raise ValueError(f"B: expected shape {(D, 2 * GH)}, got {Ba.shape}")
+    out = []
+    for d in range(D):
+        out.append(
+            (
+                _reorder(Wa[d], src, dst, 0),
+                _reorder(Ra[d], src, dst, 0),
+                _reorder(Ba[d, :GH], src, dst, 0),
+                _reorder(Ba[d, GH:], src, dst, 0),
+            )
+        )
+    return out
+
+
+def notes_gru(
+    weight_ih: ArrayLike,
+    weight_hh: ArrayLike,
+    bias_ih: ArrayLike | None = None,
+    bias_hh: ArrayLike | None = None,
+) -> tuple[Array, Array, Array | None, Array | None]:
+    """GRU weights written with the course notes' update gate (``h' = (1-z)*h + z*n``, their z is
+    our 1 - z) to PyTorch's convention, and back: the z rows are negated (it is its own inverse).
+    The notes apply the reset gate before the product: use the result with
+    ``GRU(..., reset_after=False)`` (cell ``"gru_reset_before"``)."""
+    return gru_notes_to_torch(
+        np.asarray(weight_ih),
+        np.asarray(weight_hh),
+        None if bias_ih is None else np.asarray(bias_ih),
+        None if bias_hh is None else np.asarray(bias_hh),
+    )
