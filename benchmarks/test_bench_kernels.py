@@ -106,3 +106,26 @@ def test_torch_forward_backward(benchmark: Any, cell: str, name: str) -> None:
 
     dx = benchmark(step)
     check(dx.numpy(), reference(cell, name, p)["dx"], "torch dx")
+
+
+@pytest.mark.parametrize("lengths", ["none", "all_full", "mixed"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_lengths_overhead(benchmark: Any, cell: str, lengths: str) -> None:
+    """Bidirectional 2-layer stack on S1 with lengths not given, given but all T (the cost of the
+    sorting and copies alone), and mixed (less work: finished sequences are skipped)."""
+    T, B, I, H = SHAPES["S1-T100-B64-I256-H256"]
+    benchmark.group = f"lengths {cell} S1 2 layers bidirectional"
+    rng = np.random.default_rng(0)
+    G = F.num_gates(cell)
+    k = 1 / np.sqrt(H)
+    params = [
+        tuple(rng.uniform(-k, k, s).astype(np.float32) for s in ((G * H, In), (G * H, H)))
+        for In in (I, I, 2 * H, 2 * H)
+    ]
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    lens = {"none": None, "all_full": np.full(B, T), "mixed": rng.integers(1, T + 1, B)}[lengths]
+    opts = {"num_layers": 2, "bidirectional": True, "lengths": lens, "training": False}
+    res = benchmark(lambda: F.stack_forward(cell, x, params, **opts))
+    if lengths == "all_full":
+        ref = F.stack_forward(cell, x, params, **{**opts, "lengths": None})
+        np.testing.assert_array_equal(res.y, ref.y)

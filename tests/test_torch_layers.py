@@ -56,11 +56,29 @@ def test_parity(
     kind: str, num_layers: int, bidirectional: bool, batch_first: bool, with_lengths: bool,
     dtype: Any,
 ) -> None:  # fmt: skip
+    check(kind, num_layers, bidirectional, batch_first, with_lengths, dtype, bias=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_parity_without_bias(kind: str, dtype: Any) -> None:
+    check(kind, 2, True, True, True, dtype, bias=False)
+
+
+def check(
+    kind: str, num_layers: int, bidirectional: bool, batch_first: bool, with_lengths: bool,
+    dtype: Any, bias: bool,
+) -> None:  # fmt: skip
     name, kw = KINDS[kind]
     lstm = name == "LSTM"
     tdt = torch.float64 if dtype == np.float64 else torch.float32
     torch.manual_seed(0)
-    opts = {"num_layers": num_layers, "bidirectional": bidirectional, "batch_first": batch_first}
+    opts = {
+        "num_layers": num_layers,
+        "bidirectional": bidirectional,
+        "batch_first": batch_first,
+        "bias": bias,
+    }
     tm = getattr(torch.nn, name)(I, H, **opts, **kw).to(tdt)
     fm = getattr(fastrnn, name)(I, H, **opts, **kw, dtype=dtype)
     fm.load_state_dict({k: v.detach().numpy() for k, v in tm.state_dict().items()})
