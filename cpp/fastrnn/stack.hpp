@@ -85,6 +85,24 @@ void gather_states(const LengthPlan& p, const S* src, S* dst, index_t N, index_t
   }
 }
 
+/// `src` (N, B, W) in sorted row order: gathered into `buf` with lengths, else `src` itself.
+template <class S>
+const S* sorted_states(const LengthPlan& p, const S* src, Scratch<S>& buf, index_t N, index_t B,
+                       index_t W) {
+  if (!p.any || !src) return src;
+  gather_states(p, src, buf.data(), N, B, W);
+  return buf.data();
+}
+
+/// `src` (T, B, W) in sorted row order with padded steps zeroed, or `src` without lengths.
+template <class S>
+const S* sorted_steps(const LengthPlan& p, const index_t* lengths, const S* src, Scratch<S>& buf,
+                      index_t T, index_t B, index_t W) {
+  if (!p.any || !src) return src;
+  gather_rows(p, lengths, src, buf.data(), T, B, W);
+  return buf.data();
+}
+
 template <class Cell, class S>
 void stack_forward(const Dims& d, const ForwardArgs<S>& a) {
   const index_t T = d.T, B = d.B, Hs = d.hs(), H = d.H, LD = d.L * d.D, DHs = d.D * Hs;
@@ -102,27 +120,12 @@ void stack_forward(const Dims& d, const ForwardArgs<S>& a) {
   Scratch<S> y_sorted(plan.any ? T * B * DHs : 0);
   Scratch<S> hn_sorted(plan.any ? LD * B * Hs : 0);
   Scratch<S> cn_sorted(plan.any && Cell::kCellState ? LD * B * H : 0);
-  const S* x = a.x;
-  const S* h0 = a.h0;
-  const S* c0 = a.c0;
-  S* y = a.y;
-  S* h_n = a.h_n;
-  S* c_n = a.c_n;
-  if (plan.any) {
-    gather_rows(plan, a.lengths, a.x, x_sorted.data(), T, B, d.I);
-    x = x_sorted.data();
-    if (a.h0) {
-      gather_states(plan, a.h0, h0_sorted.data(), LD, B, Hs);
-      h0 = h0_sorted.data();
-    }
-    if (a.c0 && Cell::kCellState) {
-      gather_states(plan, a.c0, c0_sorted.data(), LD, B, H);
-      c0 = c0_sorted.data();
-    }
-    y = y_sorted.data();
-    h_n = hn_sorted.data();
-    c_n = Cell::kCellState ? cn_sorted.data() : nullptr;
-  }
+  const S* x = sorted_steps(plan, a.lengths, a.x, x_sorted, T, B, d.I);
+  const S* h0 = sorted_states(plan, a.h0, h0_sorted, LD, B, Hs);
+  const S* c0 = Cell::kCellState ? sorted_states(plan, a.c0, c0_sorted, LD, B, H) : nullptr;
+  S* y = plan.any ? y_sorted.data() : a.y;
+  S* h_n = plan.any ? hn_sorted.data() : a.h_n;
+  S* c_n = !Cell::kCellState ? nullptr : plan.any ? cn_sorted.data() : a.c_n;
   // inference: the outputs of inner layers in two ping-pong buffers
   Scratch<S> inner(training || d.L == 1 ? 0 : (d.L > 2 ? 2 : 1) * T * B * DHs);
   const index_t layer_out = T * B * DHs;
@@ -202,32 +205,13 @@ void stack_backward(const Dims& d, const BackwardArgs<S>& a) {
   Scratch<S> dinner(d.L > 1 ? (d.L > 2 ? 2 : 1) * layer_out : 0);
   claim_workspace(a.workspace);
 
-  const S* x = a.x;
-  const S* dy = a.dy;
-  const S* dh_n = a.dh_n;
-  const S* dc_n = a.dc_n;
-  S* dx = a.dx;
-  S* dh0 = a.dh0;
-  S* dc0 = a.dc0;
-  if (plan.any) {
-    gather_rows(plan, a.lengths, a.x, x_sorted.data(), T, B, d.I);
-    x = x_sorted.data();
-    if (a.dy) {
-      gather_rows(plan, a.lengths, a.dy, dy_sorted.data(), T, B, DHs);
-      dy = dy_sorted.data();
-    }
-    if (a.dh_n) {
-      gather_states(plan, a.dh_n, dhn_sorted.data(), LD, B, Hs);
-      dh_n = dhn_sorted.data();
-    }
-    if (a.dc_n && Cell::kCellState) {
-      gather_states(plan, a.dc_n, dcn_sorted.data(), LD, B, H);
-      dc_n = dcn_sorted.data();
-    }
-    dx = dx_sorted.data();
-    dh0 = dh0_sorted.data();
-    dc0 = Cell::kCellState ? dc0_sorted.data() : nullptr;
-  }
+  const S* x = sorted_steps(plan, a.lengths, a.x, x_sorted, T, B, d.I);
+  const S* dy = sorted_steps(plan, a.lengths, a.dy, dy_sorted, T, B, DHs);
+  const S* dh_n = sorted_states(plan, a.dh_n, dhn_sorted, LD, B, Hs);
+  const S* dc_n = Cell::kCellState ? sorted_states(plan, a.dc_n, dcn_sorted, LD, B, H) : nullptr;
+  S* dx = plan.any ? dx_sorted.data() : a.dx;
+  S* dh0 = plan.any ? dh0_sorted.data() : a.dh0;
+  S* dc0 = !Cell::kCellState ? nullptr : plan.any ? dc0_sorted.data() : a.dc0;
 
   const S* dout = dy;  // gradient w.r.t. this layer's output (nullptr = zeros)
   for (index_t l = d.L - 1; l >= 0; --l) {
