@@ -1,7 +1,14 @@
 // Non-template helpers of the core.
 #include <Eigen/Core>
+#include <algorithm>
+#include <atomic>
+#include <stdexcept>
 
 #include "fastrnn/fastrnn.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace fastrnn {
 
@@ -25,6 +32,33 @@ const char* cell_name(CellKind cell) noexcept {
     case CellKind::GruResetBefore: return "gru_reset_before";
   }
   return "unknown";
+}
+
+namespace {
+int default_threads() noexcept {
+#ifdef _OPENMP
+  return std::max(1, omp_get_max_threads());  // OMP_NUM_THREADS, else the cores
+#else
+  return 1;
+#endif
+}
+std::atomic<int> g_threads{0};  // 0: not set yet
+}  // namespace
+
+int num_threads() noexcept {
+  int n = g_threads.load(std::memory_order_relaxed);
+  if (n == 0) {
+    n = default_threads();
+    int expected = 0;
+    g_threads.compare_exchange_strong(expected, n);
+    n = g_threads.load(std::memory_order_relaxed);
+  }
+  return n;
+}
+
+void set_num_threads(int n) {
+  if (n < 1) throw std::invalid_argument("n: the number of threads must be >= 1");
+  g_threads.store(n, std::memory_order_relaxed);
 }
 
 #define FASTRNN_STR2(x) #x

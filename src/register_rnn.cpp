@@ -392,6 +392,10 @@ void register_rnn(py::module_& m) {
       "BPTT, consuming the workspace -> (dx, dh0, dc0 or None, [(dw_ih, dw_hh, db_ih, db_hh, "
       "dw_hr) per layer and direction]).");
 
+  m.def("set_num_threads", &set_num_threads, py::arg("n"),
+        "Sets the threads fastrnn's kernels use (independent of NumPy's or PyTorch's).");
+  m.def("get_num_threads", &num_threads, "The threads fastrnn's kernels use.");
+
   m.def("build_info", []() {
     const BuildInfo b = build_info();
     py::dict d;

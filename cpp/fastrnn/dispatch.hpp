@@ -84,6 +84,7 @@ void forward(CellKind cell, const Dims& dims, const ForwardArgs<S>& a) {
   }
   detail::require(a.h_n, "h_n");
   if (has_cell_state(cell)) detail::require(a.c_n, "c_n");
+  Eigen::setNbThreads(1);  // parallelism is fastrnn's own, over fixed tiles (parallel.hpp)
   detail::with_cell(cell, [&](auto c) { detail::stack_forward<decltype(c)>(dims, a); });
 }
 
@@ -108,6 +109,7 @@ void backward(CellKind cell, const Dims& dims, const BackwardArgs<S>& a) {
     }
     if (dims.P > 0) detail::require(a.grads[k].dw_hr, "dw_hr");
   }
+  Eigen::setNbThreads(1);  // parallelism is fastrnn's own, over fixed tiles (parallel.hpp)
   detail::with_cell(cell, [&](auto c) { detail::stack_backward<decltype(c)>(dims, a); });
 }
 

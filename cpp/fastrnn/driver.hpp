@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "fastrnn/cells.hpp"
+#include "fastrnn/parallel.hpp"
 #include "fastrnn/workspace.hpp"
 
 namespace fastrnn::detail {
@@ -181,7 +182,7 @@ void forward_dir(const DirForward<S>& a) {
     const index_t tlo = a.reverse ? T - k0 - n : k0;
     S* gbase = training ? gates + tlo * B * GH : gate_chunk.data();
     Mat<S> Xp(gbase, n * B, GH);
-    Xp.noalias() = CMat<S>(a.x + tlo * B * I, n * B, I) * W_ih.transpose();
+    gemm(Xp, CMat<S>(a.x + tlo * B * I, n * B, I), W_ih.transpose());
     if (w.b_ih) Xp.rowwise() += CRowVec<S>(w.b_ih, GH);
 
     for (index_t k = k0; k < k0 + n; ++k) {
@@ -214,14 +215,14 @@ void forward_dir(const DirForward<S>& a) {
         s.extra = training ? ex + t * BH : (proj ? hc_buf.data() : step_buf.data());
       }
 
-      Mat<S>(hproj.data(), Bt, G1 * H).noalias() = CMat<S>(h_prev, Bt, Hs) * W_hh1.transpose();
+      gemm(Mat<S>(hproj.data(), Bt, G1 * H), CMat<S>(h_prev, Bt, Hs), W_hh1.transpose());
       if constexpr (G > G1) {
         Cell::forward_stage1(s);
-        Mat<S>(hproj2.data(), Bt, (G - G1) * H).noalias() =
-            CMat<S>(s.extra, Bt, H) * W_hh2.transpose();
+        gemm(Mat<S>(hproj2.data(), Bt, (G - G1) * H), CMat<S>(s.extra, Bt, H),
+             W_hh2.transpose());
       }
       Cell::forward(s);
-      if (proj) Mat<S>(h_out, Bt, Hs).noalias() = CMat<S>(hc, Bt, H) * W_hr.transpose();
+      if (proj) gemm(Mat<S>(h_out, Bt, Hs), CMat<S>(hc, Bt, H), W_hr.transpose());
 
       if (Bt < B) {  // finished (or not yet started) sequences keep their state
         copy_n(h_out + Bt * Hs, static_cast<const S*>(h_prev + Bt * Hs), (B - Bt) * Hs);
@@ -315,7 +316,7 @@ void backward_dir(const DirBackward<S>& a) {
       S* dht = dh_all.data() + t * BHs;
       copy_n(dht, static_cast<const S*>(dh), Bt * Hs);
       std::fill(dht + Bt * Hs, dht + BHs, S(0));
-      Mat<S>(dhc.data(), Bt, H).noalias() = CMat<S>(dh, Bt, Hs) * W_hr;
+      gemm(Mat<S>(dhc.data(), Bt, H), CMat<S>(dh, Bt, Hs), W_hr);
       s.dh = dhc.data();
       // the LSTM cell writes its (zero) direct part in H columns; the carry has Hs
       s.dh_prev = dhc.data();
@@ -326,18 +327,14 @@ void backward_dir(const DirBackward<S>& a) {
       Cell::backward_stage1(s);
       // dL/d(extra) = dgates[:, G1:] W_hh[G1:]   (a column block of the step's gradients)
       CStridedMat<S> dg2(dgh_t + G1 * H, Bt, (G - G1) * H, Eigen::OuterStride<>(GH));
-      Mat<S>(dextra.data(), Bt, H).noalias() = dg2 * W_hh2;
+      gemm(Mat<S>(dextra.data(), Bt, H), dg2, W_hh2);
       s.dextra = dextra.data();
     }
     Cell::backward(s);
     // dh_{t-1} = (direct part) + dgates[:, :G1] W_hh[:G1]
     CStridedMat<S> dg1(dgh_t, Bt, G1 * H, Eigen::OuterStride<>(GH));
-    Mat<S> dH(dh_carry.data(), Bt, Hs);
-    if (proj) {
-      dH.noalias() = dg1 * W_hh1;  // LSTM: no direct part
-    } else {
-      dH.noalias() += dg1 * W_hh1;
-    }
+    gemm(Mat<S>(dh_carry.data(), Bt, Hs), dg1, W_hh1, /*accumulate=*/!proj);  // proj: LSTM,
+                                                                                 // no direct part
     if (Bt < B) {  // skipped rows: no gradient through this step's gates
       std::fill(dG + t * B * GH + Bt * GH, dG + (t + 1) * B * GH, S(0));
       if constexpr (Cell::kHiddenGradDiffers) {
@@ -356,24 +353,19 @@ void backward_dir(const DirBackward<S>& a) {
   CMat<S> dGh_all(dGh, R, GH);
   Mat<S> dW_ih(g.dw_ih, GH, I);
   Mat<S> dW_hh(g.dw_hh, GH, Hs);
-  dW_ih.noalias() = dGx_all.transpose() * CMat<S>(a.x, R, I);
-  dW_hh.topRows(G1 * H).noalias() =
-      dGh_all.leftCols(G1 * H).transpose() * CMat<S>(hs + first_in * BHs, R, Hs);
+  gemm(dW_ih, dGx_all.transpose(), CMat<S>(a.x, R, I));
+  gemm(dW_hh.topRows(G1 * H), dGh_all.leftCols(G1 * H).transpose(),
+       CMat<S>(hs + first_in * BHs, R, Hs));
   if constexpr (G > G1) {
-    dW_hh.bottomRows((G - G1) * H).noalias() =
-        dGh_all.rightCols((G - G1) * H).transpose() * CMat<S>(ex, R, H);
+    gemm(dW_hh.bottomRows((G - G1) * H), dGh_all.rightCols((G - G1) * H).transpose(),
+         CMat<S>(ex, R, H));
   }
   if (proj) {
-    Mat<S>(g.dw_hr, Hs, H).noalias() = CMat<S>(dh_all.data(), R, Hs).transpose() * CMat<S>(hcs, R, H);
+    gemm(Mat<S>(g.dw_hr, Hs, H), CMat<S>(dh_all.data(), R, Hs).transpose(), CMat<S>(hcs, R, H));
   }
   if (g.db_ih) column_sums(dG, R, GH, g.db_ih);
   if (g.db_hh) column_sums(dGh, R, GH, g.db_hh);
-  Mat<S> dX(a.dx, R, I);
-  if (a.accumulate_dx) {
-    dX.noalias() += dGx_all * CMat<S>(w.w_ih, GH, I);
-  } else {
-    dX.noalias() = dGx_all * CMat<S>(w.w_ih, GH, I);
-  }
+  gemm(Mat<S>(a.dx, R, I), dGx_all, CMat<S>(w.w_ih, GH, I), a.accumulate_dx);
 }
 
 }  // namespace fastrnn::detail

@@ -162,6 +162,13 @@ extern template void forward<double>(CellKind, const Dims&, const ForwardArgs<do
 extern template void backward<float>(CellKind, const Dims&, const BackwardArgs<float>&);
 extern template void backward<double>(CellKind, const Dims&, const BackwardArgs<double>&);
 
+/// Threads the kernels use (fastrnn's own setting, independent of any other library's pool).
+/// Default: OMP_NUM_THREADS when set, else the machine's cores. Results are bit-identical for
+/// every value.
+int num_threads() noexcept;
+/// Sets the threads the kernels use; n >= 1 (throws std::invalid_argument otherwise).
+void set_num_threads(int n);
+
 /// Compile-time facts about this build, for diagnostics (`fastrnn.build_info()`).
 struct BuildInfo {
   const char* eigen_version;

@@ -25,7 +25,40 @@ from .layers import GRU, LSTM, RNN
 
 __version__ = "0.1.0"
 
-__all__ = ["GRU", "LSTM", "RNN", "__version__", "build_info", "functional", "reference"]
+__all__ = [
+    "GRU",
+    "LSTM",
+    "RNN",
+    "__version__",
+    "build_info",
+    "functional",
+    "get_num_threads",
+    "reference",
+    "set_num_threads",
+]
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of threads fastrnn's kernels use (default: ``OMP_NUM_THREADS`` when set,
+    else the machine's cores). Independent of NumPy's and PyTorch's thread pools. Results are
+    bit-identical for every value: products are cut into tiles of a fixed shape, whatever the
+    thread count, and each tile is computed by one thread."""
+    import numbers
+
+    from . import _core
+
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"n: expected an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"n: the number of threads must be >= 1, got {n}")
+    _core.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    """The number of threads fastrnn's kernels use."""
+    from . import _core
+
+    return int(_core.get_num_threads())
 
 
 def build_info() -> dict[str, Any]:

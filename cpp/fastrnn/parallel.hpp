@@ -1,0 +1,58 @@
+// Threads: fastrnn's own thread count, and a matrix product whose result does not depend on it.
+//
+// Eigen's multi-threaded GEMM chooses its depth blocking from the number of threads, so its
+// results change (in the last bits) with the thread count. Here Eigen always runs one thread per
+// product, and a product is cut into output tiles of a fixed shape (kTileRows x kTileCols,
+// whatever the thread count); each tile is one single-threaded Eigen product and the tiles are
+// shared among the threads. Every output element is thus computed by the same code in the same
+// order for any thread count: results are bit-identical across set_num_threads values.
+#pragma once
+
+#include <Eigen/Core>
+#include <algorithm>
+
+#include "fastrnn/fastrnn.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace fastrnn::detail {
+
+inline constexpr index_t kTileRows = 256;
+inline constexpr index_t kTileCols = 128;
+
+/// dst = lhs * rhs (or dst += lhs * rhs), over fixed tiles of dst, in parallel.
+/// dst is a writable Eigen expression (a Map or a block of one); lhs and rhs any expressions.
+template <class Dst, class Lhs, class Rhs>
+void gemm(Dst&& dst, const Lhs& lhs, const Rhs& rhs, bool accumulate = false) {
+  const index_t M = dst.rows(), N = dst.cols();
+  if (M == 0 || N == 0) return;
+  if (lhs.cols() == 0) {
+    if (!accumulate) dst.setZero();
+    return;
+  }
+  const index_t tm = (M + kTileRows - 1) / kTileRows, tn = (N + kTileCols - 1) / kTileCols;
+  const index_t tiles = tm * tn;
+  auto tile = [&](index_t k) {
+    const index_t r0 = (k / tn) * kTileRows, c0 = (k % tn) * kTileCols;
+    const index_t rm = std::min(kTileRows, M - r0), cn = std::min(kTileCols, N - c0);
+    auto d = dst.block(r0, c0, rm, cn);
+    if (accumulate) {
+      d.noalias() += lhs.middleRows(r0, rm) * rhs.middleCols(c0, cn);
+    } else {
+      d.noalias() = lhs.middleRows(r0, rm) * rhs.middleCols(c0, cn);
+    }
+  };
+  const int threads = static_cast<int>(std::min<index_t>(num_threads(), tiles));
+#ifdef _OPENMP
+  if (threads > 1) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (index_t k = 0; k < tiles; ++k) tile(k);
+    return;
+  }
+#endif
+  for (index_t k = 0; k < tiles; ++k) tile(k);
+}
+
+}  // namespace fastrnn::detail

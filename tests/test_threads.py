@@ -1,0 +1,130 @@
+"""Threads: fastrnn's own thread count, results bit-identical for every thread count, and
+concurrent Python threads bit-identical to running one after another."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn import functional as F
+
+
+@pytest.fixture
+def restore_threads() -> Iterator[None]:
+    n = fastrnn.get_num_threads()
+    yield
+    fastrnn.set_num_threads(n)
+
+
+def run_all(cell: str, shape: tuple[int, ...], **opts: Any) -> bytes:
+    T, B, I, H = shape
+    G = F.num_gates(cell)
+    rng = np.random.default_rng(0)
+    D = 2 if opts.get("bidirectional") else 1
+    L = opts.get("num_layers", 1)
+    k = 1 / np.sqrt(H)
+
+    def u(*shape: int) -> np.ndarray:
+        return rng.uniform(-k, k, shape).astype(np.float32)
+
+    inputs = [I] * D + [D * H] * D * (L - 1)
+    params = [(u(G * H, In), u(G * H, H), u(G * H), u(G * H), None) for In in inputs]
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    dy = rng.standard_normal((T, B, D * H)).astype(np.float32)
+    fw = F.stack_forward(cell, x, params, **opts)
+    bw = F.stack_backward(cell, x, params, fw.workspace, dy, **opts)
+    arrays = [fw.y, fw.h_n, bw.dx, bw.dh0] + [a for g in bw.grads for a in g if a is not None]
+    return b"".join(a.tobytes() for a in arrays)
+
+
+# shapes whose products Eigen's own threading computed differently for 1 and 2 threads
+SHAPES = [(20, 64, 1024, 256), (10, 32, 512, 1024), (30, 1, 128, 256), (5, 300, 700, 130)]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("cell", ["lstm", "gru", "gru_reset_before", "rnn_tanh"])
+def test_bit_identical_for_every_thread_count(
+    cell: str, shape: tuple[int, ...], restore_threads: None
+) -> None:
+    results = set()
+    for n in (1, 2, 3, 4):
+        fastrnn.set_num_threads(n)
+        results.add(run_all(cell, shape))
+    assert len(results) == 1
+
+
+def test_bit_identical_stacks_for_every_thread_count(restore_threads: None) -> None:
+    opts = {"num_layers": 2, "bidirectional": True, "lengths": np.array([9, 3, 0, 7] * 8)}
+    results = set()
+    for n in (1, 2, 4):
+        fastrnn.set_num_threads(n)
+        results.add(run_all("lstm", (9, 32, 64, 96), **opts))
+    assert len(results) == 1
+
+
+def test_set_and_get(restore_threads: None) -> None:
+    fastrnn.set_num_threads(3)
+    assert fastrnn.get_num_threads() == 3
+    with pytest.raises(ValueError, match="n: the number of threads must be >= 1"):
+        fastrnn.set_num_threads(0)
+    with pytest.raises(TypeError, match="n: expected an int"):
+        fastrnn.set_num_threads(2.0)  # type: ignore[arg-type]
+    assert fastrnn.get_num_threads() == 3
+
+
+def test_default_follows_omp_num_threads() -> None:
+    code = "import fastrnn; print(fastrnn.get_num_threads())"
+    env = {**os.environ, "OMP_NUM_THREADS": "3"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "3"
+    env.pop("OMP_NUM_THREADS")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert int(out.stdout) == len(os.sched_getaffinity(0))
+
+
+def test_independent_of_other_pools(restore_threads: None) -> None:
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    fastrnn.set_num_threads(1)
+    assert torch.get_num_threads() == before
+    torch.set_num_threads(1)
+    fastrnn.set_num_threads(2)
+    assert torch.get_num_threads() == 1 and fastrnn.get_num_threads() == 2
+    torch.set_num_threads(before)
+
+
+def test_eight_python_threads_equal_serial() -> None:
+    """8 threads, each with its own layer, forward+backward concurrently: bit-identical to
+    running the same work one after another."""
+    kinds = [fastrnn.LSTM, fastrnn.GRU, fastrnn.RNN, fastrnn.LSTM] * 2
+
+    def work(i: int) -> bytes:
+        m = kinds[i](16, 24, num_layers=2, bidirectional=i % 2 == 1, seed=i)
+        x = np.random.default_rng(i).standard_normal((30, 8, 16)).astype(np.float32)
+        out = []
+        for _ in range(5):
+            y, _ = m(x, lengths=np.array([30, 5, 17, 30, 1, 9, 22, 30]))
+            dx, _ = m.backward(np.ones_like(y))
+            out += [y.tobytes(), dx.tobytes(), *[g.tobytes() for g in m.grads.values()]]
+        return b"".join(out)
+
+    serial = [work(i) for i in range(8)]
+    concurrent: list[bytes | None] = [None] * 8
+
+    def run(i: int) -> None:
+        concurrent[i] = work(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert concurrent == serial
