@@ -128,3 +128,23 @@ def test_eight_python_threads_equal_serial() -> None:
     for t in threads:
         t.join()
     assert concurrent == serial
+
+
+def test_one_layer_in_two_threads_is_a_clear_error() -> None:
+    """A layer holds one forward; a backward in another thread than its forward is refused."""
+    m = fastrnn.GRU(4, 6)
+    x = np.zeros((3, 2, 4), np.float32)
+    y, _ = m(x)
+    errors: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            m.backward(np.ones_like(y))
+        except RuntimeError as e:
+            errors.append(e)
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert errors and "another thread" in str(errors[0])
+    m.backward(np.ones_like(y))  # the forward's own thread still can

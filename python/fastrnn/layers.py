@@ -17,6 +17,7 @@ directions run in one call into the compiled core, forward and backward.
 from __future__ import annotations
 
 import numbers
+import threading
 import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -61,7 +62,7 @@ def _to_numpy(v: Any) -> Any:
 class _Saved:
     """What a training-mode forward keeps for its one backward."""
 
-    __slots__ = ("batch_shape", "lengths", "params", "workspace", "x")
+    __slots__ = ("batch_shape", "lengths", "params", "thread", "workspace", "x")
 
     def __init__(
         self,
@@ -76,6 +77,7 @@ class _Saved:
         self.workspace = workspace
         self.batch_shape = batch_shape  # shape of y as the caller saw it
         self.lengths = lengths
+        self.thread = threading.get_ident()  # the thread whose backward this is
 
 
 class _RNNBase:
@@ -422,6 +424,12 @@ class _RNNBase:
             raise RuntimeError(
                 "backward: no saved forward. Call the layer in training mode first; each forward "
                 "supports exactly one backward."
+            )
+        if saved.thread != threading.get_ident():
+            raise RuntimeError(
+                "backward: the last forward of this layer ran in another thread. A layer holds "
+                "one forward at a time; give each thread its own layer (they can share weights "
+                "through load_state_dict)."
             )
         batched = len(saved.batch_shape) == 3
         B = saved.x.shape[1]

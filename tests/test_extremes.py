@@ -1,0 +1,107 @@
+"""Empty inputs have defined results; extreme values never make NaN or inf by themselves; NaN
+and inf in the input propagate as NaN instead of crashing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import fastrnn
+
+LAYERS = {
+    "rnn_tanh": lambda **kw: fastrnn.RNN(3, 4, **kw),
+    "rnn_relu": lambda **kw: fastrnn.RNN(3, 4, nonlinearity="relu", **kw),
+    "lstm": lambda **kw: fastrnn.LSTM(3, 4, **kw),
+    "lstm_proj": lambda **kw: fastrnn.LSTM(3, 4, proj_size=2, **kw),
+    "gru": lambda **kw: fastrnn.GRU(3, 4, **kw),
+    "gru_reset_before": lambda **kw: fastrnn.GRU(3, 4, reset_after=False, **kw),
+}
+OPTS = {"num_layers": 2, "bidirectional": True}
+
+
+@pytest.fixture(params=list(LAYERS))
+def kind(request: pytest.FixtureRequest) -> str:
+    return request.param  # type: ignore[no-any-return]
+
+
+def states(st: Any) -> tuple[Any, ...]:
+    return st if isinstance(st, tuple) else (st,)
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_zero_steps_returns_empty_output_and_the_initial_state(
+    kind: str, batch_first: bool
+) -> None:
+    m = LAYERS[kind](**OPTS, batch_first=batch_first, dtype=np.float64)
+    Hs = m._Hs
+    x = np.zeros((2, 0, 3) if batch_first else (0, 2, 3))
+    rng = np.random.default_rng(0)
+    h0 = rng.standard_normal((4, 2, Hs))
+    c0 = rng.standard_normal((4, 2, 4))
+    hx = (h0, c0) if kind.startswith("lstm") else h0
+    y, st = m(x, hx)
+    assert y.shape == ((2, 0, 2 * Hs) if batch_first else (0, 2, 2 * Hs))
+    for a, b in zip(states(st), states(hx), strict=True):
+        np.testing.assert_array_equal(a, b)
+    dh = rng.standard_normal(h0.shape)
+    dc = rng.standard_normal(c0.shape)
+    dx, dst = m.backward(np.zeros_like(y), (dh, dc) if kind.startswith("lstm") else dh)
+    assert dx.shape == x.shape
+    for a, b in zip(states(dst), (dh, dc), strict=False):
+        np.testing.assert_array_equal(a, b)
+    assert all(not g.any() for g in m.grads.values())
+
+
+def test_empty_batch_returns_empty_arrays(kind: str) -> None:
+    m = LAYERS[kind](**OPTS)
+    y, st = m(np.zeros((5, 0, 3), np.float32), lengths=np.zeros(0, int))
+    assert y.shape == (5, 0, 2 * m._Hs)
+    assert all(s.shape[1] == 0 for s in states(st))
+    dx, _ = m.backward(y)
+    assert dx.shape == (5, 0, 3)
+
+
+@pytest.mark.parametrize("scale", [1e4, 1e-30, 1e30], ids=["pre_1e4", "tiny_w", "huge_w"])
+def test_extreme_values_stay_finite(kind: str, scale: float) -> None:
+    """Pre-activations of +-1e4 (and weights of 1e-30 or 1e30 with unit inputs): the outputs and
+    gradients are finite; saturated gates give exact 0/1 (relu: large but finite)."""
+    for dtype in (np.float32, np.float64):
+        m = LAYERS[kind](**OPTS, dtype=dtype, seed=1)
+        rng = np.random.default_rng(2)
+        if scale == 1e4:
+            sd = {k: np.sign(v) * 1e4 / max(1, v.shape[-1] if v.ndim > 1 else 1)
+                  for k, v in m.state_dict().items()}  # fmt: skip
+        else:
+            sd = {k: v * scale for k, v in m.state_dict().items()}
+        if kind in ("rnn_relu", "lstm_proj") and scale > 1:
+            continue  # relu and the linear projection are unbounded: overflow is the right answer
+        m.load_state_dict(sd)
+        x = np.sign(rng.standard_normal((50, 3, 3))).astype(dtype)
+        y, st = m(x)
+        dx, _ = m.backward(np.ones_like(y))
+        for a in (y, *states(st), dx, *m.grads.values()):
+            assert np.isfinite(a).all()
+
+
+def test_long_sequence_stays_bounded(kind: str) -> None:
+    m = LAYERS[kind](seed=3).eval()
+    x = np.random.default_rng(0).standard_normal((20000, 2, 3)).astype(np.float32)
+    y, _ = m(x)
+    assert np.isfinite(y).all()
+    if kind != "rnn_relu":
+        assert np.abs(y).max() <= 1.0 + 1e-6 or kind == "lstm_proj"
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nonfinite_input_propagates_as_nan_not_a_crash(kind: str, bad: float) -> None:
+    m = LAYERS[kind](**OPTS, seed=4)
+    x = np.random.default_rng(0).standard_normal((6, 3, 3)).astype(np.float32)
+    x[2, 1, 0] = bad
+    y, _ = m(x)
+    dx, _ = m.backward(np.ones_like(y))  # runs, no exception
+    assert np.isfinite(y[:, 0]).all() and np.isfinite(y[:, 2]).all()  # other sequences untouched
+    assert np.isfinite(dx[:, 0]).all() and np.isfinite(dx[:, 2]).all()
+    if np.isnan(bad):
+        assert np.isnan(y[5, 1]).any()  # NaN reaches the later steps of its sequence
