@@ -2,6 +2,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <stdexcept>
 
 #include "fastrnn/fastrnn.hpp"
@@ -59,6 +60,32 @@ int num_threads() noexcept {
 void set_num_threads(int n) {
   if (n < 1) throw std::invalid_argument("n: the number of threads must be >= 1");
   g_threads.store(n, std::memory_order_relaxed);
+}
+
+namespace detail {
+thread_local ScopedInterruptHook::Poll t_poll = nullptr;
+thread_local void* t_poll_ctx = nullptr;
+thread_local std::chrono::steady_clock::time_point t_last_poll{};
+
+void check_interrupt() {
+  if (!t_poll) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - t_last_poll < std::chrono::milliseconds(20)) return;
+  t_last_poll = now;
+  if (t_poll(t_poll_ctx)) throw Interrupted();
+}
+}  // namespace detail
+
+ScopedInterruptHook::ScopedInterruptHook(Poll poll, void* ctx) noexcept
+    : prev_poll_(detail::t_poll), prev_ctx_(detail::t_poll_ctx) {
+  detail::t_poll = poll;
+  detail::t_poll_ctx = ctx;
+  detail::t_last_poll = std::chrono::steady_clock::now();
+}
+
+ScopedInterruptHook::~ScopedInterruptHook() {
+  detail::t_poll = prev_poll_;
+  detail::t_poll_ctx = prev_ctx_;
 }
 
 #define FASTRNN_STR2(x) #x

@@ -192,6 +192,30 @@ Opt checked_lengths(const py::object& lengths, const Dims& d) {
   return a;
 }
 
+/// The interrupt hook of calls from Python: with the GIL taken back for a moment, run Python's
+/// signal handlers (Ctrl-C raises KeyboardInterrupt there); a pending exception stops the call.
+bool python_signals_pending(void*) {
+  py::gil_scoped_acquire gil;
+  return PyErr_CheckSignals() != 0;
+}
+
+/// Runs the compute with the GIL released and the interrupt hook installed; a KeyboardInterrupt
+/// (or any exception a signal handler raised) is re-raised once the C++ call has unwound.
+template <class F>
+void run_released(F&& compute) {
+  bool interrupted = false;
+  {
+    py::gil_scoped_release release;  // raw buffers only from here, see the file comment
+    ScopedInterruptHook hook(&python_signals_pending, nullptr);
+    try {
+      compute();
+    } catch (const Interrupted&) {
+      interrupted = true;
+    }
+  }
+  if (interrupted) throw py::error_already_set();
+}
+
 template <class S>
 py::tuple forward_impl(CellKind cell, const py::array& x_in, const py::list& weights,
                        const py::object& h0, const py::object& c0, const py::object& lengths,
@@ -234,10 +258,7 @@ py::tuple forward_impl(CellKind cell, const py::array& x_in, const py::list& wei
   a.h_n = mut_ptr<S>(h_n);
   a.c_n = mut_ptr<S>(c_n);
   a.workspace = mut_ptr<S>(ws);
-  {
-    py::gil_scoped_release release;  // raw buffers only from here, see the file comment
-    forward<S>(cell, d, a);
-  }
+  run_released([&] { forward<S>(cell, d, a); });
   return py::make_tuple(*y, *h_n, or_none(c_n), or_none(ws));
 }
 
@@ -296,10 +317,7 @@ py::tuple backward_impl(CellKind cell, const py::array& x_in, const py::list& we
   a.dh0 = mut_ptr<S>(dh0);
   a.dc0 = mut_ptr<S>(dc0);
   a.grads = grads.data();
-  {
-    py::gil_scoped_release release;  // raw buffers only from here, see the file comment
-    backward<S>(cell, d, a);
-  }
+  run_released([&] { backward<S>(cell, d, a); });
   py::list g;
   for (index_t k = 0; k < LD; ++k) {
     const size_t o = static_cast<size_t>(5 * k);

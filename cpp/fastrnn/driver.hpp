@@ -186,6 +186,7 @@ void forward_dir(const DirForward<S>& a) {
     if (w.b_ih) Xp.rowwise() += CRowVec<S>(w.b_ih, GH);
 
     for (index_t k = k0; k < k0 + n; ++k) {
+      check_interrupt();
       const index_t t = a.reverse ? T - 1 - k : k;
       const index_t Bt = a.active ? a.active[t] : B;
       if (training) {
@@ -283,6 +284,7 @@ void backward_dir(const DirBackward<S>& a) {
   CMat<S> W_hr(proj ? w.w_hr : w.w_hh, proj ? Hs : 0, proj ? H : 0);
 
   for (index_t k = T - 1; k >= 0; --k) {  // the forward's steps, last first
+    check_interrupt();
     const index_t t = a.reverse ? T - 1 - k : k;
     const index_t Bt = a.active ? a.active[t] : B;
     const index_t rd = a.reverse ? t + 1 : t, wr = a.reverse ? t : t + 1;

@@ -46,6 +46,7 @@
 #pragma once
 
 #include <cstdint>
+#include <stdexcept>
 
 namespace fastrnn {
 
@@ -161,6 +162,27 @@ extern template void forward<float>(CellKind, const Dims&, const ForwardArgs<flo
 extern template void forward<double>(CellKind, const Dims&, const ForwardArgs<double>&);
 extern template void backward<float>(CellKind, const Dims&, const BackwardArgs<float>&);
 extern template void backward<double>(CellKind, const Dims&, const BackwardArgs<double>&);
+
+/// Thrown when an interrupt hook asks a running call to stop.
+struct Interrupted : std::runtime_error {
+  Interrupted() : std::runtime_error("interrupted") {}
+};
+
+/// While one of these lives on a thread, the time loops of calls made on that thread call
+/// poll(ctx) about every 20 ms; when it returns true the call stops by throwing Interrupted
+/// (outputs and workspace are then undefined; a consumed workspace stays consumed).
+class ScopedInterruptHook {
+ public:
+  using Poll = bool (*)(void*);
+  ScopedInterruptHook(Poll poll, void* ctx) noexcept;
+  ~ScopedInterruptHook();
+  ScopedInterruptHook(const ScopedInterruptHook&) = delete;
+  ScopedInterruptHook& operator=(const ScopedInterruptHook&) = delete;
+
+ private:
+  Poll prev_poll_;
+  void* prev_ctx_;
+};
 
 /// Threads the kernels use (fastrnn's own setting, independent of any other library's pool).
 /// Default: OMP_NUM_THREADS when set, else the machine's cores. Results are bit-identical for

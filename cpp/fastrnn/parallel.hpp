@@ -21,6 +21,12 @@ namespace fastrnn::detail {
 
 inline constexpr index_t kTileRows = 256;
 inline constexpr index_t kTileCols = 128;
+/// Products smaller than this (multiply-adds) run on one thread: waking a second one costs more.
+/// (Tiles are the same either way, so this does not change any result.)
+inline constexpr index_t kParallelMinWork = index_t(1) << 16;
+
+/// Polls the calling thread's interrupt hook (see ScopedInterruptHook), at most every 20 ms.
+void check_interrupt();
 
 /// dst = lhs * rhs (or dst += lhs * rhs), over fixed tiles of dst, in parallel.
 /// dst is a writable Eigen expression (a Map or a block of one); lhs and rhs any expressions.
@@ -44,7 +50,8 @@ void gemm(Dst&& dst, const Lhs& lhs, const Rhs& rhs, bool accumulate = false) {
       d.noalias() = lhs.middleRows(r0, rm) * rhs.middleCols(c0, cn);
     }
   };
-  const int threads = static_cast<int>(std::min<index_t>(num_threads(), tiles));
+  const bool small = M * N * lhs.cols() < kParallelMinWork;
+  const int threads = small ? 1 : static_cast<int>(std::min<index_t>(num_threads(), tiles));
 #ifdef _OPENMP
   if (threads > 1) {
 #pragma omp parallel for num_threads(threads) schedule(static)
