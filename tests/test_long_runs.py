@@ -31,9 +31,7 @@ def test_million_steps_in_one_call_memory_bounded_by_the_output() -> None:
         print(peak - before, y.nbytes)
     """)
     grown, output = map(int, out.split())
-    print(
-        f"\npeak memory growth {grown / 2**20:.1f} MiB for an output of {output / 2**20:.1f} MiB"
-    )
+    print(f"\npeak memory growth {grown / 2**20:.1f} MiB for an output of {output / 2**20:.1f} MiB")
     assert grown <= output + 16 * 2**20
 
 
