@@ -297,3 +297,28 @@ def test_attribute_access_to_parameters() -> None:
     assert m.weight_ih_l0.shape == (16, 3)
     with pytest.raises(AttributeError):
         _ = m.weight_ih_l1
+
+
+def test_read_only_fortran_and_strided_inputs_are_accepted(kind: str) -> None:
+    m = make(kind, dtype=np.float64, seed=5)
+    x = np.random.default_rng(0).standard_normal((5, 3, 4))
+    y_ref, _ = m(x.copy())
+    ro = x.copy()
+    ro.flags.writeable = False
+    fortran = np.asfortranarray(x)
+    strided = np.zeros((10, 3, 8))[::2, :, ::2]
+    strided[...] = x
+    for variant in (ro, fortran, strided):
+        y, _ = m(variant)
+        np.testing.assert_array_equal(y, y_ref)
+        dx, _ = m.backward(np.ones_like(y))
+        assert np.isfinite(dx).all()
+    y0, _ = m(ro)
+    assert y0.flags.writeable  # outputs are the caller's to modify
+
+
+def test_contiguous_input_of_the_layer_dtype_is_not_copied_for_the_forward() -> None:
+    m = fastrnn.GRU(4, 6).eval()
+    x = np.zeros((5, 3, 4), np.float32)
+    xt, _ = m._check_input(x)
+    assert xt is x or np.shares_memory(xt, x)
