@@ -7,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 
 def run(code: str, timeout: float = 600) -> str:
     proc = subprocess.run(
@@ -35,6 +37,7 @@ def test_million_steps_in_one_call_memory_bounded_by_the_output() -> None:
     assert grown <= output + 16 * 2**20
 
 
+@pytest.mark.resources
 def test_ctrl_c_interrupts_a_long_call_quickly() -> None:
     out = run("""
         import os, signal, threading, time, numpy as np, fastrnn
@@ -62,6 +65,7 @@ def test_ctrl_c_interrupts_a_long_call_quickly() -> None:
     assert "usable True" in out
 
 
+@pytest.mark.resources
 def test_repeated_calls_keep_memory_flat() -> None:
     out = run("""
         import resource, numpy as np, fastrnn
