@@ -78,6 +78,42 @@ struct BwdStep {
   const S* dextra;      ///< (B, H) dL/d(extra) through W_hh[G1:] (two-stage cells)
 };
 
+/// The rows [b0, b1) of a step: every pointer moved by b0 rows of its own width (gates G*H,
+/// recurrent products G1*H and (G-G1)*H, h_prev Hs, everything else H).
+template <class S>
+FwdStep<S> step_rows(const FwdStep<S>& s, index_t b0, index_t b1, int G, int G1, index_t Hs) {
+  auto at = [&](auto* p, index_t w) { return p ? p + b0 * w : p; };
+  FwdStep<S> r = s;
+  r.B = b1 - b0;
+  r.gates = at(s.gates, G * s.H);
+  r.hproj = at(s.hproj, G1 * s.H);
+  r.hproj2 = at(s.hproj2, (G - G1) * s.H);
+  r.h_prev = at(s.h_prev, Hs);
+  r.h = at(s.h, s.H);
+  r.c_prev = at(s.c_prev, s.H);
+  r.c = at(s.c, s.H);
+  r.extra = at(s.extra, s.H);
+  return r;
+}
+
+template <class S>
+BwdStep<S> step_rows(const BwdStep<S>& s, index_t b0, index_t b1, int G, int, index_t Hs) {
+  auto at = [&](auto* p, index_t w) { return p ? p + b0 * w : p; };
+  BwdStep<S> r = s;
+  r.B = b1 - b0;
+  r.gates = at(s.gates, G * s.H);
+  r.dgh = at(s.dgh, G * s.H);
+  r.dh = at(s.dh, s.H);
+  r.dc = at(s.dc, s.H);
+  r.dh_prev = at(s.dh_prev, s.H);
+  r.h_prev = at(s.h_prev, Hs);
+  r.c_prev = at(s.c_prev, s.H);
+  r.c = at(s.c, s.H);
+  r.extra = at(s.extra, s.H);
+  r.dextra = at(s.dextra, s.H);
+  return r;
+}
+
 /// Logistic function 1 / (1 + exp(-a)): accurate to a few ulp over the whole range (Eigen 3.4's
 /// float logistic() returns exp(a) below -9, ~1000 ulp off), no NaN for finite input (exp(-a)
 /// overflows to inf and the result to 0), NaN in gives NaN out.

@@ -218,11 +218,15 @@ void forward_dir(const DirForward<S>& a) {
 
       gemm(Mat<S>(hproj.data(), Bt, G1 * H), CMat<S>(h_prev, Bt, Hs), W_hh1.transpose());
       if constexpr (G > G1) {
-        Cell::forward_stage1(s);
+        parallel_rows(Bt, GH, [&](index_t b0, index_t b1) {
+          Cell::forward_stage1(step_rows(s, b0, b1, G, G1, Hs));
+        });
         gemm(Mat<S>(hproj2.data(), Bt, (G - G1) * H), CMat<S>(s.extra, Bt, H),
              W_hh2.transpose());
       }
-      Cell::forward(s);
+      parallel_rows(Bt, GH, [&](index_t b0, index_t b1) {
+        Cell::forward(step_rows(s, b0, b1, G, G1, Hs));
+      });
       if (proj) gemm(Mat<S>(h_out, Bt, Hs), CMat<S>(hc, Bt, H), W_hr.transpose());
 
       if (Bt < B) {  // finished (or not yet started) sequences keep their state
@@ -326,13 +330,17 @@ void backward_dir(const DirBackward<S>& a) {
 
     const S* dgh_t = dGh + t * B * GH;
     if constexpr (G > G1) {
-      Cell::backward_stage1(s);
+      parallel_rows(Bt, GH, [&](index_t b0, index_t b1) {
+        Cell::backward_stage1(step_rows(s, b0, b1, G, G1, Hs));
+      });
       // dL/d(extra) = dgates[:, G1:] W_hh[G1:]   (a column block of the step's gradients)
       CStridedMat<S> dg2(dgh_t + G1 * H, Bt, (G - G1) * H, Eigen::OuterStride<>(GH));
       gemm(Mat<S>(dextra.data(), Bt, H), dg2, W_hh2);
       s.dextra = dextra.data();
     }
-    Cell::backward(s);
+    parallel_rows(Bt, GH, [&](index_t b0, index_t b1) {
+      Cell::backward(step_rows(s, b0, b1, G, G1, Hs));
+    });
     // dh_{t-1} = (direct part) + dgates[:, :G1] W_hh[:G1]
     CStridedMat<S> dg1(dgh_t, Bt, G1 * H, Eigen::OuterStride<>(GH));
     gemm(Mat<S>(dh_carry.data(), Bt, Hs), dg1, W_hh1, /*accumulate=*/!proj);  // proj: LSTM,

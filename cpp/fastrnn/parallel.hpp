@@ -62,4 +62,25 @@ void gemm(Dst&& dst, const Lhs& lhs, const Rhs& rhs, bool accumulate = false) {
   for (index_t k = 0; k < tiles; ++k) tile(k);
 }
 
+/// Calls f(b0, b1) over a split of the rows [0, rows) among the threads, when there are at
+/// least `min_elements` elements (rows * width) to share. For element-wise work only: any split
+/// gives the same results.
+template <class F>
+void parallel_rows(index_t rows, index_t width, F&& f, index_t min_elements = index_t(1) << 14) {
+  const int threads = static_cast<int>(std::min<index_t>(num_threads(), rows));
+#ifdef _OPENMP
+  if (threads > 1 && rows * width >= min_elements) {
+#pragma omp parallel num_threads(threads)
+    {
+      const index_t n = omp_get_num_threads(), i = omp_get_thread_num();
+      const index_t b0 = rows * i / n, b1 = rows * (i + 1) / n;
+      if (b1 > b0) f(b0, b1);
+    }
+    return;
+  }
+#endif
+  (void)threads;
+  if (rows > 0) f(0, rows);
+}
+
 }  // namespace fastrnn::detail

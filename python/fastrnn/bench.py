@@ -1,0 +1,321 @@
+"""``python -m fastrnn.bench``: fastrnn against PyTorch, ONNX Runtime and the NumPy reference.
+
+In one run, on the standard shapes, at each thread count, every peer (where installed) is timed in
+a process of its own with that many threads (fastrnn.set_num_threads, torch.set_num_threads, ORT
+intra_op_num_threads, OpenBLAS for NumPy): forward (inference) and forward+backward (a training
+step, the input gradient included; not ONNX Runtime). The same run times the machine's float32
+GEMM (NumPy's, 2048^3) as the peak to compare with. Prints a table of milliseconds, GFLOP/s
+(forward FLOPs = 2*T*B*G*H*(I+H); forward+backward = 3x), the fraction of the GEMM peak and
+fastrnn's speed-up over each peer; writes JSON (``--json``) and a PNG chart (``--png``, needs
+matplotlib).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+SHAPES = {  # T, B, I, H
+    "S1": (100, 64, 256, 256),
+    "S2": (100, 32, 512, 512),
+    "S3": (200, 1, 128, 256),
+    "S4": (50, 128, 1024, 1024),
+}
+CELLS = {"lstm": 4, "gru": 3, "rnn": 1}
+PEERS = ("fastrnn", "torch", "ort", "reference")
+
+
+def flops(cell: str, shape: tuple[int, ...], passes: str) -> float:
+    T, B, I, H = shape
+    f = 2.0 * T * B * CELLS[cell] * H * (I + H)
+    return f if passes == "forward" else 3 * f
+
+
+# ------------------------------------------------------------------------------------ workers
+
+
+def _time(fn: Any, repeat: int, budget: float) -> float:
+    """Median seconds of up to `repeat` runs after one warm-up, within about `budget` seconds."""
+    fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < repeat and (not times or time.perf_counter() - start < budget):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _gemm_peak(repeat: int) -> float:
+    n = 2048
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    b = a.T.copy()
+    return 2.0 * n**3 / _time(lambda: a @ b, repeat, 3.0) / 1e9
+
+
+def _case(peer: str, cell: str, shape: tuple[int, ...], passes: str) -> Any:
+    """A callable running one case for a peer, or None if the peer cannot run it."""
+    T, B, I, H = shape
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    dy = rng.standard_normal((T, B, H)).astype(np.float32)
+    name = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[cell]
+    if peer == "fastrnn":
+        import fastrnn
+
+        m = getattr(fastrnn, name)(I, H, seed=0)
+        if passes == "forward":
+            m.eval()
+            return lambda: m(x)
+
+        def step() -> Any:
+            m(x)
+            return m.backward(dy)
+
+        return step
+    if peer == "torch":
+        import torch
+
+        tm = getattr(torch.nn, name)(I, H)
+        xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
+        if passes == "forward":
+
+            def fwd() -> Any:
+                with torch.inference_mode():
+                    return tm(xt)
+
+            return fwd
+        xg = xt.clone().requires_grad_(True)
+
+        def tstep() -> Any:
+            xg.grad = None
+            y, _ = tm(xg)
+            y.backward(dyt)
+            return xg.grad
+
+        return tstep
+    if peer == "ort":
+        if passes != "forward":
+            return None
+        import onnxruntime as ort  # type: ignore[import-untyped]
+
+        import fastrnn
+        from fastrnn import onnx as fonnx
+
+        model = fonnx.export(getattr(fastrnn, name)(I, H, seed=0))
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(os.environ["FASTRNN_BENCH_THREADS"])
+        opts.inter_op_num_threads = 1
+        sess = ort.InferenceSession(model.SerializeToString(), opts)
+        return lambda: sess.run(None, {"X": x})
+    if peer == "reference":
+        from fastrnn import reference as R
+
+        G = CELLS[cell]
+        k = 1 / np.sqrt(H)
+        params = [tuple(rng.uniform(-k, k, s).astype(np.float32) for s in
+                        ((G * H, I), (G * H, H), (G * H,), (G * H,)))]  # fmt: skip
+        rcell = {"lstm": "lstm", "gru": "gru", "rnn": "rnn_tanh"}[cell]
+        if passes == "forward":
+            return lambda: R.stack_forward(rcell, x, params)
+
+        def rstep() -> Any:
+            cache = R.stack_forward(rcell, x, params)[3]
+            return R.stack_backward(cache, dy)
+
+        return rstep
+    raise ValueError(peer)
+
+
+def worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Runs in its own process, with its thread count set through the environment."""
+    threads = spec["threads"]
+    peer = spec["peer"]
+    if peer == "fastrnn":
+        import fastrnn
+
+        fastrnn.set_num_threads(threads)
+    elif peer == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    out: dict[str, Any] = {"peer": peer, "threads": threads, "results": []}
+    if spec.get("peak"):
+        out["gemm_peak"] = _gemm_peak(spec["repeat"])
+    for case in spec["cases"]:
+        fn = _case(peer, case["cell"], tuple(case["shape"]), case["passes"])
+        if fn is None:
+            continue
+        secs = _time(fn, spec["repeat"], spec["budget"])
+        out["results"].append({**case, "ms": secs * 1e3})
+    return out
+
+
+def _available(peer: str) -> bool:
+    mod = {"fastrnn": "fastrnn", "torch": "torch", "ort": "onnxruntime", "reference": "numpy"}
+    try:
+        __import__(mod[peer])
+        if peer == "ort":
+            __import__("onnx")
+    except ImportError:
+        return False
+    return True
+
+
+def _spawn(spec: dict[str, Any]) -> dict[str, Any]:
+    env = dict(os.environ)
+    n = str(spec["threads"])
+    env.update({"OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n,
+                "FASTRNN_BENCH_THREADS": n})  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastrnn.bench", "--worker", json.dumps(spec)],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"{spec['peer']} worker failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+# ------------------------------------------------------------------------------------ report
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    peers = [p for p in args.peers if _available(p)]
+    cases = [
+        {"shape_name": s, "shape": list(SHAPES[s]), "cell": c, "passes": p}
+        for s in args.shapes
+        for c in args.cells
+        for p in ("forward", "forward+backward")
+    ]
+    report: dict[str, Any] = {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+        "peers": peers,
+        "threads": args.threads,
+        "runs": [],
+    }
+    try:
+        import fastrnn
+
+        report["machine"]["fastrnn"] = fastrnn.build_info()
+    except ImportError:  # pragma: no cover
+        pass
+    for threads in args.threads:
+        for peer in peers:
+            pcases = cases if peer != "reference" else [c for c in cases if c["shape_name"] in
+                                                       args.reference_shapes]  # fmt: skip
+            print(f"  timing {peer} with {threads} thread(s) ...", file=sys.stderr, flush=True)
+            spec = {"peer": peer, "threads": threads, "cases": pcases, "repeat": args.repeat,
+                    "budget": args.budget, "peak": peer == "fastrnn"}  # fmt: skip
+            report["runs"].append(_spawn(spec))
+    return report
+
+
+def table(report: dict[str, Any]) -> str:
+    runs = report["runs"]
+    peak = {r["threads"]: r["gemm_peak"] for r in runs if "gemm_peak" in r}
+    ms: dict[tuple[Any, ...], float] = {}
+    for r in runs:
+        for c in r["results"]:
+            ms[(r["peer"], r["threads"], c["shape_name"], c["cell"], c["passes"])] = c["ms"]
+    others = [p for p in report["peers"] if p != "fastrnn"]
+    head = (
+        f"{'shape':<5} {'cell':<5} {'pass':<8} {'thr':>3} {'fastrnn ms':>10} {'GFLOP/s':>8} "
+        f"{'%peak':>6}"
+    )
+    for p in others:
+        head += f" {p + ' ms':>13} {'x':>6}"
+    lines = [head, "-" * len(head)]
+    keys = sorted({k[1:] for k in ms if k[0] == "fastrnn"},
+                  key=lambda k: (k[1], k[2], k[3], k[0]))  # fmt: skip
+    for threads, shape, cell, passes in keys:
+        t = ms[("fastrnn", threads, shape, cell, passes)]
+        gf = flops(cell, SHAPES[shape], passes) / t / 1e6
+        row = (f"{shape:<5} {cell:<5} {'fwd' if passes == 'forward' else 'fwd+bwd':<8} "
+               f"{threads:>3} {t:>10.2f} {gf:>8.1f} {100 * gf / peak[threads]:>5.0f}%")  # fmt: skip
+        for p in others:
+            o = ms.get((p, threads, shape, cell, passes))
+            row += f" {o:>13.2f} {o / t:>5.2f}x" if o else f" {'-':>13} {'':>6}"
+        lines.append(row)
+    lines.append("")
+    peaks = ", ".join(f"{v:.0f} GFLOP/s at {k} thread(s)" for k, v in sorted(peak.items()))
+    lines.append(f"float32 GEMM peak (NumPy 2048^3, same run): {peaks}")
+    return "\n".join(lines)
+
+
+def chart(report: dict[str, Any], path: str) -> None:
+    try:
+        import matplotlib  # type: ignore[import-not-found, unused-ignore]
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        print("--png needs matplotlib: pip install matplotlib", file=sys.stderr)
+        return
+    runs = report["runs"]
+    labels, series = [], {p: [] for p in report["peers"]}  # type: ignore[var-annotated]
+    base = {(r["threads"], c["shape_name"], c["cell"], c["passes"]): c["ms"]
+            for r in runs if r["peer"] == "fastrnn" for c in r["results"]}  # fmt: skip
+    for key in sorted(base, key=lambda k: (k[1], k[2], k[3], k[0])):
+        labels.append(f"{key[1]} {key[2]} {'fwd' if key[3] == 'forward' else 'f+b'} {key[0]}t")
+        for p in series:
+            val = next((c["ms"] for r in runs if r["peer"] == p and r["threads"] == key[0]
+                        for c in r["results"] if (c["shape_name"], c["cell"], c["passes"]) ==
+                        key[1:]), None)  # fmt: skip
+            series[p].append(base[key] / val if val else 0.0)
+    fig, ax = plt.subplots(figsize=(max(8, len(labels) * 0.35), 4.5))
+    width = 0.8 / max(1, len(series))
+    for i, (p, vals) in enumerate(series.items()):
+        ax.bar(
+            np.arange(len(labels)) + i * width, [1 / v if v else 0 for v in vals], width, label=p
+        )
+    ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels, rotation=90, fontsize=7)
+    ax.set_ylabel("speed relative to fastrnn (1 = fastrnn)")
+    ax.axhline(1.0, color="k", lw=0.5)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m fastrnn.bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    ap.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
+    ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    ap.add_argument("--peers", nargs="+", default=list(PEERS), choices=list(PEERS))
+    ap.add_argument("--reference-shapes", nargs="*", default=["S1", "S3"],
+                    help="shapes the (slow) NumPy reference runs on")  # fmt: skip
+    ap.add_argument("--repeat", type=int, default=5, help="runs per case (median)")
+    ap.add_argument("--budget", type=float, default=4.0, help="seconds per case, at most about")
+    ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--png", help="draw a chart here (needs matplotlib)")
+    args = ap.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return 0
+    report = run(args)
+    print(table(report))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    if args.png:
+        chart(report, args.png)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

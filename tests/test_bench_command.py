@@ -1,0 +1,22 @@
+"""The comparison command runs end to end and writes its JSON (a tiny configuration)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_bench_command(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastrnn.bench", "--shapes", "S3", "--cells", "rnn",
+         "--threads", "1", "--peers", "fastrnn", "reference", "--repeat", "1",
+         "--budget", "0.1", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, check=True,
+    )  # fmt: skip
+    assert "S3    rnn   fwd+bwd" in proc.stdout and "GEMM peak" in proc.stdout
+    report = json.loads(out.read_text())
+    assert {r["peer"] for r in report["runs"]} == {"fastrnn", "reference"}
+    assert all(c["ms"] > 0 for r in report["runs"] for c in r["results"])
