@@ -283,7 +283,8 @@ def chart(report: dict[str, Any], path: str) -> None:
             np.arange(len(labels)) + i * width, [1 / v if v else 0 for v in vals], width, label=p
         )
     ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels, rotation=90, fontsize=7)
-    ax.set_ylabel("speed relative to fastrnn (1 = fastrnn)")
+    ax.set_ylabel("peer time / fastrnn time (above 1: fastrnn faster)")
+    ax.set_yscale("log")
     ax.axhline(1.0, color="k", lw=0.5)
     ax.legend()
     fig.tight_layout()
