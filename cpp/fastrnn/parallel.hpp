@@ -2,10 +2,11 @@
 //
 // Eigen's multi-threaded GEMM chooses its depth blocking from the number of threads, so its
 // results change (in the last bits) with the thread count. Here Eigen always runs one thread per
-// product, and a product is cut into output tiles of a fixed shape (kTileRows x kTileCols,
-// whatever the thread count); each tile is one single-threaded Eigen product and the tiles are
-// shared among the threads. Every output element is thus computed by the same code in the same
-// order for any thread count: results are bit-identical across set_num_threads values.
+// product, and a product is cut into output tiles whose shape does not depend on the thread
+// count; each tile is one single-threaded Eigen product and the tiles are shared among the
+// threads. Every output element is thus computed by the same code in the same
+// order for any thread count: results are bit-identical across set_num_threads values. The tile
+// shape depends on the product's shape only (see tile_shape).
 #pragma once
 
 #include <Eigen/Core>
@@ -19,8 +20,37 @@
 
 namespace fastrnn::detail {
 
-inline constexpr index_t kTileRows = 256;
-inline constexpr index_t kTileCols = 128;
+/// Tiles per product aimed at: enough to share among 8 threads, few enough that the operands
+/// are not packed again and again (Eigen packs a tile's operands for each tile). Tiles are never
+/// smaller than kMinTileRows x kMinTileCols (narrower tiles cost more than they share).
+inline constexpr index_t kTargetTiles = 8;
+inline constexpr index_t kMinTileRows = 256;
+inline constexpr index_t kMinTileCols = 128;
+
+struct TileShape {
+  index_t rows, cols;
+};
+
+/// The tile shape of an M x N product: a function of M and N only (never of the thread count),
+/// halving the larger side while there are fewer than kTargetTiles tiles and the halves stay
+/// at least the minimum size.
+inline TileShape tile_shape(index_t M, index_t N) {
+  auto ceil_div = [](index_t a, index_t b) { return (a + b - 1) / b; };
+  TileShape t{M, N};
+  while (ceil_div(M, t.rows) * ceil_div(N, t.cols) < kTargetTiles) {
+    const index_t hc = ceil_div(t.cols, 2), hr = ceil_div(t.rows, 2);
+    const bool can_c = hc >= kMinTileCols, can_r = hr >= kMinTileRows;
+    if (can_c && (t.cols >= t.rows || !can_r)) {
+      t.cols = hc;
+    } else if (can_r) {
+      t.rows = hr;
+    } else {
+      break;
+    }
+  }
+  return t;
+}
+
 /// Products smaller than this (multiply-adds) run on one thread: waking a second one costs more.
 /// (Tiles are the same either way, so this does not change any result.)
 inline constexpr index_t kParallelMinWork = index_t(1) << 16;
@@ -38,11 +68,12 @@ void gemm(Dst&& dst, const Lhs& lhs, const Rhs& rhs, bool accumulate = false) {
     if (!accumulate) dst.setZero();
     return;
   }
-  const index_t tm = (M + kTileRows - 1) / kTileRows, tn = (N + kTileCols - 1) / kTileCols;
+  const TileShape ts = tile_shape(M, N);
+  const index_t tm = (M + ts.rows - 1) / ts.rows, tn = (N + ts.cols - 1) / ts.cols;
   const index_t tiles = tm * tn;
   auto tile = [&](index_t k) {
-    const index_t r0 = (k / tn) * kTileRows, c0 = (k % tn) * kTileCols;
-    const index_t rm = std::min(kTileRows, M - r0), cn = std::min(kTileCols, N - c0);
+    const index_t r0 = (k / tn) * ts.rows, c0 = (k % tn) * ts.cols;
+    const index_t rm = std::min(ts.rows, M - r0), cn = std::min(ts.cols, N - c0);
     auto d = dst.block(r0, c0, rm, cn);
     if (accumulate) {
       d.noalias() += lhs.middleRows(r0, rm) * rhs.middleCols(c0, cn);
