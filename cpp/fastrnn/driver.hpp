@@ -277,6 +277,7 @@ void backward_dir(const DirBackward<S>& a) {
   S* dGh = Cell::kHiddenGradDiffers ? dgh_buf.data() : dG;
   Scratch<S> dh_carry(BHs), dh_cur(BHs);
   Scratch<S> dhc(proj ? BH : 0);
+  Scratch<S> dh_direct(proj ? BH : 0);  // the LSTM cell's (zero) direct part, H wide; unused
   Scratch<S> dh_all(proj ? T * BHs : 0);  // dL/dh of every step, for dW_hr
   Scratch<S> dc(Cell::kCellState ? BH : 0);
   Scratch<S> dextra(G > G1 ? BH : 0);
@@ -325,7 +326,7 @@ void backward_dir(const DirBackward<S>& a) {
       gemm(Mat<S>(dhc.data(), Bt, H), CMat<S>(dh, Bt, Hs), W_hr);
       s.dh = dhc.data();
       // the LSTM cell writes its (zero) direct part in H columns; the carry has Hs
-      s.dh_prev = dhc.data();
+      s.dh_prev = dh_direct.data();
     }
 
     const S* dgh_t = dGh + t * B * GH;

@@ -155,17 +155,18 @@ void stack_forward(const Dims& d, const ForwardArgs<S>& a) {
       forward_dir<Cell>(f);
     }
     if (dropout && l < d.L - 1) {  // inverted dropout between layers (training only)
+      // the multipliers in sorted row order, kept in the workspace for backward when training
       const S* mask = a.dropout + l * layer_out;
-      S* saved = training ? a.workspace + SL.masks + l * layer_out : nullptr;
-      Scratch<S> sorted_mask(plan.any ? layer_out : 0);
+      Scratch<S> sorted_mask(plan.any && !training ? layer_out : 0);
+      S* keep = training ? a.workspace + SL.masks + l * layer_out : sorted_mask.data();
       if (plan.any) {
-        gather_rows(plan, static_cast<const index_t*>(nullptr), mask, sorted_mask.data(), T, B,
-                    DHs);
-        mask = sorted_mask.data();
+        gather_rows(plan, static_cast<const index_t*>(nullptr), mask, keep, T, B, DHs);
+        mask = keep;
+      } else if (training) {
+        copy_n(keep, mask, layer_out);
       }
       Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>>(out, layer_out) *=
           Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>(mask, layer_out);
-      if (saved) copy_n(saved, mask, layer_out);
     }
     in = out;
   }
