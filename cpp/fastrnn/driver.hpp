@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "fastrnn/cells.hpp"
+#include "fastrnn/packed.hpp"
 #include "fastrnn/parallel.hpp"
 #include "fastrnn/workspace.hpp"
 
@@ -170,10 +171,13 @@ void forward_dir(const DirForward<S>& a) {
   copy_or_zero(hs + first_slot * BHs, a.h0, BHs);
   if constexpr (Cell::kCellState) copy_or_zero(cs + first_slot * BH, a.c0, BH);
 
-  CMat<S> W_ih(w.w_ih, GH, I);
-  CMat<S> W_hh1(w.w_hh, G1 * H, Hs);
-  CMat<S> W_hh2(w.w_hh + G1 * H * Hs, (G - G1) * H, Hs);
-  CMat<S> W_hr(proj ? w.w_hr : w.w_hh, proj ? Hs : 0, proj ? H : 0);
+  // the weights, packed once for the products of every step (packed.hpp)
+  PackedGemm<S> P_ih(w.w_ih, GH, I, I, /*row_major=*/true, chunk * B);
+  PackedGemm<S> P_hh1(w.w_hh, G1 * H, Hs, Hs, true, B);
+  PackedGemm<S> P_hh2;
+  if constexpr (G > G1) P_hh2 = PackedGemm<S>(w.w_hh + G1 * H * Hs, (G - G1) * H, Hs, Hs, true, B);
+  PackedGemm<S> P_hr;
+  if (proj) P_hr = PackedGemm<S>(w.w_hr, Hs, H, H, true, B);
 
   index_t rd = first_slot, wr = first_slot;
   for (index_t k0 = 0; k0 < T; k0 += chunk) {
@@ -182,7 +186,7 @@ void forward_dir(const DirForward<S>& a) {
     const index_t tlo = a.reverse ? T - k0 - n : k0;
     S* gbase = training ? gates + tlo * B * GH : gate_chunk.data();
     Mat<S> Xp(gbase, n * B, GH);
-    gemm(Xp, CMat<S>(a.x + tlo * B * I, n * B, I), W_ih.transpose());
+    P_ih.multiply(gbase, GH, a.x + tlo * B * I, I, n * B, /*accumulate=*/false);
     if (w.b_ih) Xp.rowwise() += CRowVec<S>(w.b_ih, GH);
 
     for (index_t k = k0; k < k0 + n; ++k) {
@@ -216,18 +220,17 @@ void forward_dir(const DirForward<S>& a) {
         s.extra = training ? ex + t * BH : (proj ? hc_buf.data() : step_buf.data());
       }
 
-      gemm(Mat<S>(hproj.data(), Bt, G1 * H), CMat<S>(h_prev, Bt, Hs), W_hh1.transpose());
+      P_hh1.multiply(hproj.data(), G1 * H, h_prev, Hs, Bt, false);
       if constexpr (G > G1) {
         parallel_rows(Bt, GH, [&](index_t b0, index_t b1) {
           Cell::forward_stage1(step_rows(s, b0, b1, G, G1, Hs));
         });
-        gemm(Mat<S>(hproj2.data(), Bt, (G - G1) * H), CMat<S>(s.extra, Bt, H),
-             W_hh2.transpose());
+        P_hh2.multiply(hproj2.data(), (G - G1) * H, s.extra, H, Bt, false);
       }
       parallel_rows(Bt, GH, [&](index_t b0, index_t b1) {
         Cell::forward(step_rows(s, b0, b1, G, G1, Hs));
       });
-      if (proj) gemm(Mat<S>(h_out, Bt, Hs), CMat<S>(hc, Bt, H), W_hr.transpose());
+      if (proj) P_hr.multiply(h_out, Hs, hc, H, Bt, false);
 
       if (Bt < B) {  // finished (or not yet started) sequences keep their state
         copy_n(h_out + Bt * Hs, static_cast<const S*>(h_prev + Bt * Hs), (B - Bt) * Hs);
@@ -284,9 +287,12 @@ void backward_dir(const DirBackward<S>& a) {
   copy_or_zero(dh_carry.data(), a.dh_n, BHs);
   if constexpr (Cell::kCellState) copy_or_zero(dc.data(), a.dc_n, BH);
 
-  CMat<S> W_hh1(w.w_hh, G1 * H, Hs);
-  CMat<S> W_hh2(w.w_hh + G1 * H * Hs, (G - G1) * H, Hs);
-  CMat<S> W_hr(proj ? w.w_hr : w.w_hh, proj ? Hs : 0, proj ? H : 0);
+  // the transposed weights of the per-step products, packed once (packed.hpp)
+  PackedGemm<S> P_hh1(w.w_hh, Hs, G1 * H, Hs, /*row_major=*/false, B);  // A = W_hh1^T
+  PackedGemm<S> P_hh2;
+  if constexpr (G > G1) P_hh2 = PackedGemm<S>(w.w_hh + G1 * H * Hs, H, (G - G1) * H, Hs, false, B);
+  PackedGemm<S> P_hr;
+  if (proj) P_hr = PackedGemm<S>(w.w_hr, H, Hs, H, false, B);  // A = W_hr^T
 
   for (index_t k = T - 1; k >= 0; --k) {  // the forward's steps, last first
     check_interrupt();
@@ -323,7 +329,7 @@ void backward_dir(const DirBackward<S>& a) {
       S* dht = dh_all.data() + t * BHs;
       copy_n(dht, static_cast<const S*>(dh), Bt * Hs);
       std::fill(dht + Bt * Hs, dht + BHs, S(0));
-      gemm(Mat<S>(dhc.data(), Bt, H), CMat<S>(dh, Bt, Hs), W_hr);
+      P_hr.multiply(dhc.data(), H, dh, Hs, Bt, false);
       s.dh = dhc.data();
       // the LSTM cell writes its (zero) direct part in H columns; the carry has Hs
       s.dh_prev = dh_direct.data();
@@ -335,17 +341,15 @@ void backward_dir(const DirBackward<S>& a) {
         Cell::backward_stage1(step_rows(s, b0, b1, G, G1, Hs));
       });
       // dL/d(extra) = dgates[:, G1:] W_hh[G1:]   (a column block of the step's gradients)
-      CStridedMat<S> dg2(dgh_t + G1 * H, Bt, (G - G1) * H, Eigen::OuterStride<>(GH));
-      gemm(Mat<S>(dextra.data(), Bt, H), dg2, W_hh2);
+      P_hh2.multiply(dextra.data(), H, dgh_t + G1 * H, GH, Bt, false);
       s.dextra = dextra.data();
     }
     parallel_rows(Bt, GH, [&](index_t b0, index_t b1) {
       Cell::backward(step_rows(s, b0, b1, G, G1, Hs));
     });
     // dh_{t-1} = (direct part) + dgates[:, :G1] W_hh[:G1]
-    CStridedMat<S> dg1(dgh_t, Bt, G1 * H, Eigen::OuterStride<>(GH));
-    gemm(Mat<S>(dh_carry.data(), Bt, Hs), dg1, W_hh1, /*accumulate=*/!proj);  // proj: LSTM,
-                                                                                 // no direct part
+    // (with a projection the cell is an LSTM: no direct part, the product is all of it)
+    P_hh1.multiply(dh_carry.data(), Hs, dgh_t, GH, Bt, /*accumulate=*/!proj);
     if (Bt < B) {  // skipped rows: no gradient through this step's gates
       std::fill(dG + t * B * GH + Bt * GH, dG + (t + 1) * B * GH, S(0));
       if constexpr (Cell::kHiddenGradDiffers) {

@@ -1,0 +1,225 @@
+// A weight matrix packed once per call for Eigen's GEMM micro-kernel, then multiplied by a new
+// small operand at every time step.
+//
+// An Eigen product packs both operands into the micro-kernel's panel layout every time it runs.
+// In the time loop the weights are the large operand (W_hh is G*H x H, the step's states only
+// B x H), so a per-step product spends much of its time re-packing the same weights. Here the
+// weights are packed once (gemm_pack_lhs) and each step packs only its own small operand
+// (gemm_pack_rhs) before calling Eigen's block-panel kernel (gebp_kernel) directly. Measured on
+// the per-step shapes (one thread, float32, AVX-512): 64x256 by 256x1024 97 -> 108 GFLOP/s,
+// 32x512 by 512x2048 87 -> 97, 128x1024 by 1024x4096 84-90 -> 100.
+//
+// Determinism: the weight rows are cut into blocks whose size depends on the matrix's shape only,
+// each block packed as a matrix of its own, and depth and output columns are cut at fixed sizes
+// too. Every output element is therefore computed by the same kernel code, in the same order,
+// whatever the thread count: results are bit-identical across set_num_threads values, as with
+// parallel.hpp's tiled products.
+//
+// Uses Eigen's internal (but long-stable) gebp interface: gemm_pack_lhs, gemm_pack_rhs,
+// gebp_kernel, as in Eigen 3.4's GeneralMatrixMatrix.h.
+#pragma once
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cstdlib>
+#include <memory>
+#include <new>
+#include <vector>
+
+#include "fastrnn/fastrnn.hpp"
+#include "fastrnn/parallel.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace fastrnn::detail {
+
+/// n scalars aligned to 64 bytes (the micro-kernel loads packed weights with aligned loads),
+/// not initialised.
+template <class S>
+class AlignedBuffer {
+ public:
+  AlignedBuffer() = default;
+  explicit AlignedBuffer(index_t n) { reset(n); }
+  void reset(index_t n) {
+    p_.reset();
+    if (n <= 0) return;
+    const size_t bytes = (sizeof(S) * static_cast<size_t>(n) + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, bytes);
+    if (!p) throw std::bad_alloc();
+    p_.reset(static_cast<S*>(p));
+  }
+  S* data() { return p_.get(); }
+  const S* data() const { return p_.get(); }
+
+ private:
+  struct Free {
+    void operator()(S* p) const { std::free(p); }
+  };
+  std::unique_ptr<S, Free> p_;
+};
+
+/// out (n x m, row-major, leading dimension ldo) (+)= in (n x k, row-major, ldi) * A^T, with the
+/// m x k matrix A packed once at construction. In the driver: A = W_hh (the step's recurrent
+/// product h W_hh^T, A row-major) or A = W_hh^T (the backward's dG W_hh, A column-major).
+template <class S>
+class PackedGemm {
+  using Traits = Eigen::internal::gebp_traits<S, S>;
+  using LhsRow = Eigen::internal::const_blas_data_mapper<S, index_t, Eigen::RowMajor>;
+  using LhsCol = Eigen::internal::const_blas_data_mapper<S, index_t, Eigen::ColMajor>;
+  using RhsMap = Eigen::internal::const_blas_data_mapper<S, index_t, Eigen::ColMajor>;
+  using ResMap = Eigen::internal::blas_data_mapper<S, index_t, Eigen::ColMajor, Eigen::Unaligned, 1>;
+
+ public:
+  /// Depth (k) per packed panel, and output columns (rows of `in`) per packed right-hand side.
+  static constexpr index_t kDepthBlock = 512;
+  static constexpr index_t kColBlock = 128;
+  /// The weight rows are cut into kBlocks blocks of (nearly) equal size, in whole SIMD packets
+  /// (a function of m only). Equal blocks share evenly among 1, 2, 4 or 8 threads; the block
+  /// size itself hardly matters to the kernel (measured: 109-114 GFLOP/s from 16 to 256 rows).
+  static constexpr index_t kBlocks = 8;
+  static constexpr index_t kPacket = Eigen::internal::packet_traits<S>::size;
+  static constexpr index_t kAlign = 64 / sizeof(S);  ///< scalars per 64 bytes
+
+  PackedGemm() = default;
+
+  /// A(i, j) = a[i * lda + j] if row_major, else a[i + j * lda]. max_n: the most rows of `in`
+  /// any multiply() will get (sizes the packing buffer of the right-hand side).
+  PackedGemm(const S* a, index_t m, index_t k, index_t lda, bool row_major, index_t max_n)
+      : m_(m), k_(k) {
+    if (m <= 0 || k <= 0) return;
+    const index_t units = (m + kPacket - 1) / kPacket;
+    blocks_ = std::min(kBlocks, units);
+    row0_.resize(static_cast<size_t>(blocks_ + 1));
+    for (index_t bi = 0; bi <= blocks_; ++bi) {
+      row0_[static_cast<size_t>(bi)] = std::min(m, units * bi / blocks_ * kPacket);
+    }
+    depth_blocks_ = (k + kDepthBlock - 1) / kDepthBlock;
+    // segment (block, depth block) offsets, each aligned
+    seg_.assign(static_cast<size_t>(blocks_ * depth_blocks_ + 1), 0);
+    index_t off = 0;
+    for (index_t bi = 0; bi < blocks_; ++bi) {
+      for (index_t kb = 0; kb < depth_blocks_; ++kb) {
+        seg_[static_cast<size_t>(bi * depth_blocks_ + kb)] = off;
+        off += round_up(rows_of(bi) * depth_of(kb));
+      }
+    }
+    packed_.reset(off);
+    auto pack = [&](index_t bi) {
+      const index_t r0 = row0_[static_cast<size_t>(bi)], rows = rows_of(bi);
+      for (index_t kb = 0; kb < depth_blocks_; ++kb) {
+        S* dst = packed_.data() + seg_[static_cast<size_t>(bi * depth_blocks_ + kb)];
+        const index_t k0 = kb * kDepthBlock, depth = depth_of(kb);
+        if (row_major) {
+          Eigen::internal::gemm_pack_lhs<S, index_t, LhsRow, Traits::mr, Traits::LhsProgress,
+                                         typename Traits::LhsPacket4Packing, Eigen::RowMajor>
+              p;
+          p(dst, LhsRow(a, lda).getSubMapper(r0, k0), depth, rows);
+        } else {
+          Eigen::internal::gemm_pack_lhs<S, index_t, LhsCol, Traits::mr, Traits::LhsProgress,
+                                         typename Traits::LhsPacket4Packing, Eigen::ColMajor>
+              p;
+          p(dst, LhsCol(a, lda).getSubMapper(r0, k0), depth, rows);
+        }
+      }
+    };
+    for_blocks(blocks_, m * k, [&](index_t bi) { pack(bi); });
+    const index_t nmax = std::min(std::max<index_t>(max_n, 1), kColBlock);
+    rhs_stride_ = round_up(std::min(kDepthBlock, k) * nmax);
+    rhs_size_ = depth_blocks_ * rhs_stride_;
+    rhs_threads_ = std::max(1, static_cast<int>(std::min<index_t>(num_threads(), blocks_)));
+    rhs_.reset(rhs_threads_ * rhs_size_);
+  }
+
+  index_t rows() const { return m_; }
+  index_t depth() const { return k_; }
+
+  /// out = in * A^T (accumulate: out += in * A^T); in has n rows, n <= max_n of construction.
+  /// Each thread packs the right-hand side for itself (n x k scalars, small next to its share of
+  /// the product), so the threads never wait for each other inside the product.
+  void multiply(S* out, index_t ldo, const S* in, index_t ldi, index_t n, bool accumulate) {
+    if (n <= 0 || m_ <= 0) return;
+    if (k_ <= 0) {
+      if (!accumulate) zero_rows(out, ldo, n, 0, m_);
+      return;
+    }
+    auto run = [&](index_t b0, index_t b1, S* rhs) {
+      Eigen::internal::gemm_pack_rhs<S, index_t, RhsMap, Traits::nr, Eigen::ColMajor> pack;
+      Eigen::internal::gebp_kernel<S, S, index_t, ResMap, Traits::mr, Traits::nr, false, false>
+          gebp;
+      for (index_t c0 = 0; c0 < n; c0 += kColBlock) {
+        const index_t nc = std::min(kColBlock, n - c0);
+        S* o = out + c0 * ldo;
+        const RhsMap x(in + c0 * ldi, ldi);
+        for (index_t kb = 0; kb < depth_blocks_; ++kb) {
+          pack(rhs + kb * rhs_stride_, x.getSubMapper(kb * kDepthBlock, 0), depth_of(kb), nc);
+        }
+        for (index_t bi = b0; bi < b1; ++bi) {
+          const index_t r0 = row0_[static_cast<size_t>(bi)], rows = rows_of(bi);
+          if (!accumulate) zero_rows(o, ldo, nc, r0, rows);
+          for (index_t kb = 0; kb < depth_blocks_; ++kb) {
+            gebp(ResMap(o + r0, ldo),
+                 packed_.data() + seg_[static_cast<size_t>(bi * depth_blocks_ + kb)],
+                 rhs + kb * rhs_stride_, rows, depth_of(kb), nc, S(1));
+          }
+        }
+      }
+    };
+    const int threads = std::min(pick_threads(m_ * k_ * n), rhs_threads_);
+#ifdef _OPENMP
+    if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+      {
+        // the same contiguous runs of blocks as schedule(static); any split gives the same results
+        const index_t nt = omp_get_num_threads(), i = omp_get_thread_num();
+        const index_t b0 = blocks_ * i / nt, b1 = blocks_ * (i + 1) / nt;
+        if (b1 > b0) run(b0, b1, rhs_.data() + i * rhs_size_);
+      }
+      return;
+    }
+#endif
+    run(0, blocks_, rhs_.data());
+  }
+
+ private:
+  static index_t round_up(index_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+  index_t rows_of(index_t bi) const {
+    return row0_[static_cast<size_t>(bi + 1)] - row0_[static_cast<size_t>(bi)];
+  }
+  index_t depth_of(index_t kb) const { return std::min(kDepthBlock, k_ - kb * kDepthBlock); }
+
+  int pick_threads(index_t work) const {
+    if (work < kParallelMinWork) return 1;
+    return static_cast<int>(std::min<index_t>(num_threads(), blocks_));
+  }
+
+  template <class F>
+  void for_blocks(index_t count, index_t work, F&& f) const {
+    const int threads = pick_threads(work);
+#ifdef _OPENMP
+    if (threads > 1) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+      for (index_t i = 0; i < count; ++i) f(i);
+      return;
+    }
+#endif
+    (void)threads;
+    for (index_t i = 0; i < count; ++i) f(i);
+  }
+
+  static void zero_rows(S* o, index_t ldo, index_t n, index_t c0, index_t cols) {
+    for (index_t r = 0; r < n; ++r) std::fill(o + r * ldo + c0, o + r * ldo + c0 + cols, S(0));
+  }
+
+  index_t m_ = 0, k_ = 0;
+  index_t blocks_ = 0, depth_blocks_ = 0;
+  index_t rhs_stride_ = 0, rhs_size_ = 0;  ///< per depth block, per thread
+  int rhs_threads_ = 1;                    ///< threads with a right-hand-side buffer
+  std::vector<index_t> row0_;  ///< first row of each block, and m
+  std::vector<index_t> seg_;
+  AlignedBuffer<S> packed_;
+  AlignedBuffer<S> rhs_;
+};
+
+}  // namespace fastrnn::detail
