@@ -11,4 +11,5 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "fastrnn's compiled kernels. Private: use the fastrnn package.";
   m.attr("__version__") = FASTRNN_VERSION;
   fastrnn::py_bind::register_rnn(m);
+  fastrnn::py_bind::register_train(m);
 }

@@ -4,4 +4,5 @@
 
 namespace fastrnn::py_bind {
 void register_rnn(pybind11::module_& m);
+void register_train(pybind11::module_& m);
 }
