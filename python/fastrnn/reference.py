@@ -28,10 +28,11 @@ dropout masks), :func:`forward` / :func:`backward` for one layer, and the per-st
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 Array = NDArray[np.floating[Any]]
 
@@ -455,3 +456,324 @@ def gru_notes_to_torch(
         return out
 
     return flip(weight_ih), flip(weight_hh), flip(bias_ih), flip(bias_hh)  # type: ignore[return-value]
+
+
+# ================================================================================================
+# Training pieces
+#
+# The layers around a recurrent stack and the steps of a training loop, each written from its
+# formula: the output layer y = W h + b, an embedding lookup, the two losses of the notes, gradient
+# clipping and the SGD and Adam updates. They follow PyTorch (torch.nn.functional.linear,
+# torch.nn.Embedding, torch.nn.CrossEntropyLoss, torch.nn.MSELoss, torch.nn.utils.clip_grad_*_,
+# torch.optim.SGD, torch.optim.Adam) and are the oracle of the compiled versions.
+# ================================================================================================
+
+
+def linear_forward(x: Array, weight: Array, bias: Array | None = None) -> Array:
+    """Affine map ``y = x W^T + b``, as ``torch.nn.functional.linear``.
+
+    Args:
+        x: ``(..., in)``, any number of leading axes.
+        weight: ``(out, in)`` (PyTorch's layout).
+        bias: ``(out,)`` or None.
+
+    Returns:
+        ``y (..., out)``.
+    """
+    y: Array = x @ weight.T
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def linear_backward(
+    x: Array, weight: Array, dy: Array, has_bias: bool = True
+) -> tuple[Array, Array, Array | None]:
+    """Gradients of :func:`linear_forward` given ``dy = dL/dy (..., out)``.
+
+    Every leading axis is a batch axis: the parameter gradients sum over all of them.
+
+    Returns:
+        ``(dx, dweight, dbias)``: ``dx = dy W`` ``(..., in)``; ``dweight = sum dy^T x`` ``(out,
+        in)``; ``dbias = sum dy`` ``(out,)``, or None if ``has_bias`` is False.
+    """
+    dx = dy @ weight
+    dy_rows = dy.reshape(-1, weight.shape[0])  # (N, out), N = product of the leading axes
+    x_rows = x.reshape(-1, weight.shape[1])  # (N, in)
+    dweight = dy_rows.T @ x_rows
+    dbias = dy_rows.sum(axis=0) if has_bias else None
+    return dx, dweight, dbias
+
+
+def _check_ids(ids: ArrayLike, num_embeddings: int) -> NDArray[np.integer[Any]]:
+    """ids as an integer array with every value in ``[0, num_embeddings)``."""
+    a = np.asarray(ids)
+    if not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"ids: expected an integer array, got dtype {a.dtype}")
+    if a.size and (a.min() < 0 or a.max() >= num_embeddings):
+        raise ValueError(
+            f"ids: values must be in [0, {num_embeddings}), got [{a.min()}, {a.max()}]"
+        )
+    return a
+
+
+def embedding_forward(ids: ArrayLike, weight: Array) -> Array:
+    """Embedding lookup ``weight[ids]``, as ``torch.nn.functional.embedding``.
+
+    Args:
+        ids: integers of any shape, each in ``[0, num_embeddings)``.
+        weight: ``(num_embeddings, D)``.
+
+    Returns:
+        ``ids.shape + (D,)``, the rows of ``weight`` (a new array).
+    """
+    rows: Array = weight[_check_ids(ids, weight.shape[0])]
+    return rows
+
+
+def embedding_backward(
+    ids: ArrayLike, dy: Array, num_embeddings: int, padding_idx: int | None = None
+) -> Array:
+    """Gradient of :func:`embedding_forward` w.r.t. ``weight``, given ``dy (ids.shape + (D,))``.
+
+    Row ``k`` of the result is the sum of ``dy`` over every position where ``ids == k`` (a row
+    used twice gets both contributions). As ``torch.nn.Embedding(padding_idx=...)``, the row
+    ``padding_idx`` (negative values count from the end) gets zero gradient.
+
+    Returns:
+        ``dweight (num_embeddings, D)``, of ``dy``'s dtype.
+    """
+    a = _check_ids(ids, num_embeddings)
+    D = dy.shape[-1]
+    expected = (*a.shape, D)
+    if dy.shape != expected:
+        raise ValueError(f"dy: expected shape {expected} (ids.shape + (D,)), got {dy.shape}")
+    dweight = np.zeros((num_embeddings, D), dtype=dy.dtype)
+    np.add.at(dweight, a.reshape(-1), dy.reshape(-1, D))
+    if padding_idx is not None:
+        if not -num_embeddings <= padding_idx < num_embeddings:
+            raise ValueError(
+                f"padding_idx: must be in [{-num_embeddings}, {num_embeddings}), got {padding_idx}"
+            )
+        dweight[padding_idx] = 0
+    return dweight
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction: expected 'mean' or 'sum', got {reduction!r}")
+
+
+def softmax_cross_entropy(
+    logits: Array, targets: ArrayLike, ignore_index: int = -100, reduction: str = "mean"
+) -> tuple[float, Array]:
+    """Cross-entropy of the softmax of ``logits``, as ``torch.nn.CrossEntropyLoss``.
+
+    For a row with target ``t``: ``loss = logsumexp(a) - a_t``, and its gradient is
+    ``softmax(a) - onehot(t)``. The log-sum-exp subtracts the row maximum first, so logits of any
+    finite size (1e4, say) give finite values.
+
+    Args:
+        logits: ``(N, C)``.
+        targets: ``(N,)`` integers in ``[0, C)``, or ``ignore_index`` for rows that do not count.
+        ignore_index: target value of ignored rows; they add nothing and get zero gradient.
+        reduction: ``"mean"`` divides the sum over the counted rows by their number (not by N);
+            ``"sum"`` does not divide.
+
+    Returns:
+        ``(loss, dlogits)``, ``dlogits = dloss/dlogits (N, C)``.
+
+    When every target is ignored (or N is 0), ``"mean"`` returns a NaN loss with an all-zero
+    gradient and ``"sum"`` returns 0.0 with an all-zero gradient: what torch 2.13 returns.
+    """
+    _check_reduction(reduction)
+    t = np.asarray(targets)
+    N, C = logits.shape
+    if not np.issubdtype(t.dtype, np.integer) or t.shape != (N,):
+        raise ValueError(f"targets: expected ({N},) integers, got {t.shape} of dtype {t.dtype}")
+    counted = t != ignore_index
+    if ((t[counted] < 0) | (t[counted] >= C)).any():
+        raise ValueError(f"targets: values must be in [0, {C}) or ignore_index ({ignore_index})")
+
+    shifted = logits - logits.max(axis=1, keepdims=True)  # the largest logit of a row becomes 0
+    log_sum_exp = np.log(np.exp(shifted).sum(axis=1))
+    log_probs = shifted - log_sum_exp[:, None]  # log softmax
+    rows = np.flatnonzero(counted)
+    losses = -log_probs[rows, t[rows]]  # per counted row
+
+    dlogits = np.exp(log_probs)  # softmax
+    dlogits[rows, t[rows]] -= 1.0
+    dlogits[~counted] = 0.0
+
+    total = float(losses.sum())
+    if reduction == "sum":
+        return total, dlogits
+    count = len(rows)
+    if count == 0:
+        return float("nan"), dlogits  # torch's 0/0; its gradient stays zero
+    return total / count, dlogits / count
+
+
+def mse_loss(
+    pred: Array, target: Array, reduction: str = "mean", half: bool = False
+) -> tuple[float, Array]:
+    """Squared error and its gradient.
+
+    Convention: by default PyTorch's ``torch.nn.MSELoss``, ``L = mean((pred - target)^2)`` (or
+    the sum with ``reduction="sum"``), gradient ``2 (pred - target) / n`` (``n`` the number of
+    elements; 1 for the sum). ``half=True`` is the course notes' ``L = 1/2 mean((pred -
+    target)^2)``, whose gradient ``(pred - target) / n`` has no factor 2: both loss and gradient
+    are exactly half of the default's. A mean over zero elements is NaN, as in torch.
+
+    Returns:
+        ``(loss, dpred)``.
+    """
+    _check_reduction(reduction)
+    if pred.shape != target.shape:
+        raise ValueError(f"target: expected the shape of pred, {pred.shape}, got {target.shape}")
+    diff = pred - target
+    loss = float((diff**2).sum())
+    dpred = 2.0 * diff
+    if reduction == "mean":
+        n = diff.size
+        loss = loss / n if n else float("nan")
+        dpred = dpred / max(n, 1)
+    if half:
+        loss = 0.5 * loss
+        dpred = 0.5 * dpred
+    return loss, dpred
+
+
+def _global_norm(grads: list[NDArray[Any]], norm_type: float) -> float:
+    """The ``norm_type``-norm of all the arrays seen as one vector: the norm of their norms."""
+    if not grads:
+        return 0.0
+    norms = [np.linalg.norm(g.reshape(-1), ord=norm_type) for g in grads]
+    return float(np.linalg.norm(np.array(norms), ord=norm_type))
+
+
+def clip_grad_norm(grads: list[NDArray[Any]], max_norm: float, norm_type: float = 2.0) -> float:
+    """Scale ``grads`` in place so that their global norm is at most ``max_norm``, as
+    ``torch.nn.utils.clip_grad_norm_``.
+
+    ``total`` is the ``norm_type``-norm of all the arrays together (``inf``: the largest absolute
+    value). With ``coef = max_norm / (total + 1e-6)``, every array is multiplied by ``coef`` if
+    ``coef < 1`` and left alone otherwise. A NaN total (a NaN gradient) gives a NaN ``coef``,
+    which torch multiplies in as well (``clamp(nan, max=1)`` is NaN): so does this function.
+
+    Returns:
+        ``total``, the norm before clipping.
+    """
+    if not (norm_type > 0):
+        raise ValueError(f"norm_type: expected a positive number or inf, got {norm_type}")
+    total = _global_norm(grads, norm_type)
+    coef = max_norm / (total + 1e-6)
+    if coef < 1 or math.isnan(coef):
+        for g in grads:
+            g *= coef
+    return total
+
+
+def clip_grad_value(grads: list[NDArray[Any]], clip_value: float) -> float:
+    """Clamp every gradient element in place to ``[-clip_value, clip_value]``, as
+    ``torch.nn.utils.clip_grad_value_``.
+
+    Returns:
+        The global 2-norm of ``grads`` before clipping (torch returns None).
+    """
+    if not (clip_value >= 0):
+        raise ValueError(f"clip_value: expected a number >= 0, got {clip_value}")
+    total = _global_norm(grads, 2.0)
+    for g in grads:
+        np.clip(g, -clip_value, clip_value, out=g)
+    return total
+
+
+def sgd_step(
+    params: list[NDArray[Any]],
+    grads: list[NDArray[Any]],
+    bufs: list[NDArray[Any] | None],
+    lr: float,
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    weight_decay: float = 0.0,
+    nesterov: bool = False,
+) -> None:
+    """One update of ``torch.optim.SGD``, in place on ``params`` (and ``bufs``).
+
+    For each parameter ``p`` with gradient ``g``::
+
+        g = g + weight_decay * p
+        if momentum != 0:
+            buf = g                                        first step (``bufs[i]`` is None)
+            buf = momentum * buf + (1 - dampening) * g     later steps
+            g = g + momentum * buf  if nesterov  else  buf
+        p = p - lr * g
+
+    ``bufs`` holds one momentum buffer per parameter: start with ``[None] * len(params)``; the
+    None entries are replaced by new arrays on the first step (untouched when ``momentum`` is 0).
+    ``grads`` are not modified. With momentum 0 this is the notes' ``theta = theta - lr * g``.
+    """
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError("nesterov: requires a momentum > 0 and zero dampening (as torch)")
+    if not len(params) == len(grads) == len(bufs):
+        raise ValueError(
+            f"bufs: params, grads and bufs must have the same length, got "
+            f"{len(params)}, {len(grads)}, {len(bufs)}"
+        )
+    for i, (p, g) in enumerate(zip(params, grads, strict=True)):
+        d = g + weight_decay * p if weight_decay != 0 else g
+        if momentum != 0:
+            buf = bufs[i]
+            if buf is None:
+                buf = np.array(d, copy=True)
+            else:
+                buf[...] = momentum * buf + (1 - dampening) * d  # in place: bufs[i] is updated
+            bufs[i] = buf
+            d = d + momentum * buf if nesterov else buf
+        p -= lr * d
+
+
+def adam_step(
+    params: list[NDArray[Any]],
+    grads: list[NDArray[Any]],
+    m: list[NDArray[Any]],
+    v: list[NDArray[Any]],
+    step: int,
+    lr: float = 1e-3,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+) -> None:
+    """One update of ``torch.optim.Adam`` (``amsgrad=False``), in place on ``params``, ``m``, ``v``.
+
+    For each parameter ``p`` with gradient ``g`` (``weight_decay`` is added to the gradient, L2
+    style, as torch's Adam does; AdamW would decay ``p`` directly)::
+
+        g = g + weight_decay * p
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g^2
+        p = p - lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
+
+    ``step`` is the 1-based number of this update (1 on the first call: the count after
+    incrementing). ``m`` and ``v`` start as zeros shaped like the parameters. The last line is
+    torch's arrangement of the notes' ``p = p - lr * m_hat / (sqrt(v_hat) + eps)`` with the
+    bias-corrected ``m_hat = m / (1 - beta1^step)``, ``v_hat = v / (1 - beta2^step)``: the same
+    formula, ``eps`` added to ``sqrt(v_hat)``.
+    """
+    if step < 1:
+        raise ValueError(f"step: the 1-based step count, must be >= 1, got {step}")
+    if not len(params) == len(grads) == len(m) == len(v):
+        raise ValueError(
+            f"m: params, grads, m and v must have the same length, got "
+            f"{len(params)}, {len(grads)}, {len(m)}, {len(v)}"
+        )
+    bias_correction1 = 1 - beta1**step
+    bias_correction2 = 1 - beta2**step
+    for p, g, m_i, v_i in zip(params, grads, m, v, strict=True):
+        d = g + weight_decay * p if weight_decay != 0 else g
+        m_i[...] = beta1 * m_i + (1 - beta1) * d  # [...] = : in place, the caller's arrays
+        v_i[...] = beta2 * v_i + (1 - beta2) * d**2
+        denom = np.sqrt(v_i) / np.sqrt(bias_correction2) + eps
+        p -= lr / bias_correction1 * m_i / denom

@@ -1,0 +1,377 @@
+"""Weight initialisers with ``torch.nn.init``'s definitions, and :func:`init_recurrent` for layers.
+
+Each initialiser takes a shape and returns a new array (float32 by default) drawn from ``rng``:
+a seed, a ``numpy.random.Generator`` or None (fresh entropy). The same seed gives the same array.
+The numbers differ from torch's (a different random generator); the distributions are the same.
+
+Fans follow ``torch.nn.init``: for a weight of shape ``(out, in, *k)``, ``fan_in = in * prod(k)``
+and ``fan_out = out * prod(k)``; so for an RNN's ``weight_ih (G*H, I)``, ``fan_in = I`` and
+``fan_out = G*H``.
+
+============================  =========================================================
+``xavier_uniform``            U(-a, a), ``a = gain * sqrt(6 / (fan_in + fan_out))`` (Glorot)
+``xavier_normal``             N(0, std), ``std = gain * sqrt(2 / (fan_in + fan_out))``
+``kaiming_uniform``           U(-a, a), ``a = gain * sqrt(3 / fan)`` (He)
+``kaiming_normal``            N(0, std), ``std = gain / sqrt(fan)``, ``fan`` by ``mode``
+``orthogonal``                ``gain * Q``, Q (semi-)orthogonal from the QR of a Gaussian
+``uniform_default``           U(-1/sqrt(H), 1/sqrt(H)): PyTorch's RNN/LSTM/GRU default
+``zeros``                     zeros
+============================  =========================================================
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+from numpy.typing import DTypeLike, NDArray
+
+from .layers import LSTM, _RNNBase
+
+__all__ = [
+    "SCHEMES",
+    "calculate_gain",
+    "init_recurrent",
+    "kaiming_normal",
+    "kaiming_uniform",
+    "orthogonal",
+    "uniform_default",
+    "xavier_normal",
+    "xavier_uniform",
+    "zeros",
+]
+
+Array = NDArray[Any]
+Shape = int | Sequence[int]
+RngLike = int | np.random.Generator | None
+_Layer = TypeVar("_Layer", bound=_RNNBase)
+
+#: scheme names accepted by :func:`init_recurrent`
+SCHEMES = (
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_uniform",
+    "kaiming_normal",
+    "orthogonal",
+    "default",
+    "zeros",
+)
+
+_LINEAR_FNS = (
+    "linear",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+)
+
+
+# ---- helpers ----------------------------------------------------------------------------------
+
+
+def _shape(shape: Shape, min_ndim: int = 0) -> tuple[int, ...]:
+    """``shape`` as a tuple of non-negative ints with at least ``min_ndim`` axes."""
+    dims: tuple[Any, ...] = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    for d in dims:
+        if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 0:
+            raise ValueError(f"shape: expected non-negative ints, got {shape!r}")
+    if len(dims) < min_ndim:
+        raise ValueError(
+            f"shape: expected at least {min_ndim} dimensions (out, in, ...), got {tuple(dims)}"
+        )
+    return tuple(int(d) for d in dims)
+
+
+def _dtype(dtype: DTypeLike) -> np.dtype[Any]:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype: expected a floating dtype, got {dtype!r}") from None
+    if not np.issubdtype(dt, np.floating):
+        raise TypeError(f"dtype: expected a floating dtype, got {dt}")
+    return dt
+
+
+def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    """torch.nn.init's ``(fan_in, fan_out)`` of a weight ``(out, in, *receptive_field)``."""
+    receptive_field = math.prod(shape[2:])
+    return shape[1] * receptive_field, shape[0] * receptive_field
+
+
+def _fan(shape: tuple[int, ...], mode: str) -> int:
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError(f"mode: expected 'fan_in' or 'fan_out', got {mode!r}")
+    fan_in, fan_out = _fans(shape)
+    fan = fan_in if mode == "fan_in" else fan_out
+    if fan == 0:
+        raise ValueError(f"shape: {mode} is zero for shape {shape}")
+    return fan
+
+
+def _uniform(shape: tuple[int, ...], bound: float, rng: RngLike, dtype: DTypeLike) -> Array:
+    dt = _dtype(dtype)
+    g = np.random.default_rng(rng)
+    return g.uniform(-bound, bound, shape).astype(dt)
+
+
+def _normal(shape: tuple[int, ...], std: float, rng: RngLike, dtype: DTypeLike) -> Array:
+    dt = _dtype(dtype)
+    g = np.random.default_rng(rng)
+    return g.normal(0.0, std, shape).astype(dt)
+
+
+# ---- gains and initialisers -------------------------------------------------------------------
+
+
+def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
+    """The recommended gain for ``nonlinearity``, as ``torch.nn.init.calculate_gain``.
+
+    ``linear``, ``conv*``, ``conv_transpose*``, ``sigmoid``: 1; ``tanh``: 5/3; ``relu``:
+    sqrt(2); ``leaky_relu``: sqrt(2 / (1 + slope^2)) with ``slope = param`` (default 0.01);
+    ``selu``: 3/4.
+
+    Raises:
+        ValueError: unknown ``nonlinearity``, or a ``param`` that is not a number.
+    """
+    if nonlinearity in _LINEAR_FNS or nonlinearity == "sigmoid":
+        return 1.0
+    if nonlinearity == "tanh":
+        return 5.0 / 3
+    if nonlinearity == "relu":
+        return math.sqrt(2.0)
+    if nonlinearity == "leaky_relu":
+        if param is None:
+            slope = 0.01
+        elif isinstance(param, bool) or not isinstance(param, (int, float)):
+            raise ValueError(f"param: negative slope {param!r} is not a valid number")
+        else:
+            slope = float(param)
+        return math.sqrt(2.0 / (1 + slope**2))
+    if nonlinearity == "selu":
+        return 3.0 / 4
+    raise ValueError(f"nonlinearity: unsupported nonlinearity {nonlinearity!r}")
+
+
+def xavier_uniform(
+    shape: Shape, gain: float = 1.0, *, rng: RngLike = None, dtype: DTypeLike = np.float32
+) -> Array:
+    """Glorot uniform: U(-a, a) with ``a = gain * sqrt(6 / (fan_in + fan_out))``, as
+    ``torch.nn.init.xavier_uniform_``. ``shape`` needs at least 2 axes ``(out, in, ...)``."""
+    s = _shape(shape, 2)
+    fan_in, fan_out = _fans(s)
+    if fan_in + fan_out == 0:
+        raise ValueError(f"shape: fan_in + fan_out is zero for shape {s}")
+    std = gain * math.sqrt(2.0 / (fan_in + fan_out))
+    return _uniform(s, math.sqrt(3.0) * std, rng, dtype)
+
+
+def xavier_normal(
+    shape: Shape, gain: float = 1.0, *, rng: RngLike = None, dtype: DTypeLike = np.float32
+) -> Array:
+    """Glorot normal: N(0, std) with ``std = gain * sqrt(2 / (fan_in + fan_out))``, as
+    ``torch.nn.init.xavier_normal_``. ``shape`` needs at least 2 axes ``(out, in, ...)``."""
+    s = _shape(shape, 2)
+    fan_in, fan_out = _fans(s)
+    if fan_in + fan_out == 0:
+        raise ValueError(f"shape: fan_in + fan_out is zero for shape {s}")
+    return _normal(s, gain * math.sqrt(2.0 / (fan_in + fan_out)), rng, dtype)
+
+
+def kaiming_uniform(
+    shape: Shape,
+    a: float = 0.0,
+    mode: str = "fan_in",
+    nonlinearity: str = "leaky_relu",
+    *,
+    rng: RngLike = None,
+    dtype: DTypeLike = np.float32,
+) -> Array:
+    """He uniform: U(-b, b) with ``b = gain * sqrt(3 / fan)``, as
+    ``torch.nn.init.kaiming_uniform_``.
+
+    ``gain = calculate_gain(nonlinearity, a)`` (``a`` is the negative slope of a leaky ReLU; with
+    the defaults the gain is sqrt(2), ReLU's); ``fan`` is ``fan_in`` or ``fan_out`` by ``mode``.
+    """
+    s = _shape(shape, 2)
+    std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(s, mode))
+    return _uniform(s, math.sqrt(3.0) * std, rng, dtype)
+
+
+def kaiming_normal(
+    shape: Shape,
+    a: float = 0.0,
+    mode: str = "fan_in",
+    nonlinearity: str = "leaky_relu",
+    *,
+    rng: RngLike = None,
+    dtype: DTypeLike = np.float32,
+) -> Array:
+    """He normal: N(0, std) with ``std = gain / sqrt(fan)``, as ``torch.nn.init.kaiming_normal_``
+    (``gain`` and ``fan`` as in :func:`kaiming_uniform`)."""
+    s = _shape(shape, 2)
+    std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(s, mode))
+    return _normal(s, std, rng, dtype)
+
+
+def orthogonal(
+    shape: Shape, gain: float = 1.0, *, rng: RngLike = None, dtype: DTypeLike = np.float32
+) -> Array:
+    """A (semi-)orthogonal matrix times ``gain``, as ``torch.nn.init.orthogonal_`` (Saxe et al.).
+
+    The matrix is ``(rows, cols) = (shape[0], prod(shape[1:]))`` (reshaped to ``shape``). A
+    Gaussian matrix (transposed if wide) is factored ``A = QR``, and the columns of ``Q`` are
+    multiplied by the signs of ``diag(R)``, which makes ``Q`` uniformly (Haar) distributed.
+    Square: ``W W^T = W^T W = gain^2 I``; wide: orthonormal rows, ``W W^T = gain^2 I``; tall:
+    orthonormal columns, ``W^T W = gain^2 I``. Computed in float64, then cast to ``dtype``.
+    """
+    s = _shape(shape, 2)
+    dt = _dtype(dtype)
+    rows = s[0]
+    cols = math.prod(s[1:])
+    if rows * cols == 0:
+        return np.zeros(s, dt)
+    g = np.random.default_rng(rng)
+    a = g.standard_normal((rows, cols))
+    wide = rows < cols
+    if wide:
+        a = a.T
+    q, r = np.linalg.qr(a)  # reduced: q (max, min) with orthonormal columns
+    q = q * np.sign(np.diag(r))  # the sign fix
+    if wide:
+        q = q.T
+    w: Array = (gain * q).reshape(s).astype(dt)
+    return w
+
+
+def uniform_default(
+    shape: Shape, hidden_size: int, *, rng: RngLike = None, dtype: DTypeLike = np.float32
+) -> Array:
+    """PyTorch's default for every RNN/LSTM/GRU parameter: U(-k, k) with ``k = 1/sqrt(H)``,
+    ``H = hidden_size``. Any shape (biases too)."""
+    if isinstance(hidden_size, bool) or not isinstance(hidden_size, numbers.Integral):
+        raise ValueError(f"hidden_size: expected a positive int, got {hidden_size!r}")
+    if hidden_size <= 0:
+        raise ValueError(f"hidden_size: expected a positive int, got {hidden_size}")
+    return _uniform(_shape(shape), 1.0 / math.sqrt(hidden_size), rng, dtype)
+
+
+def zeros(shape: Shape, *, rng: RngLike = None, dtype: DTypeLike = np.float32) -> Array:
+    """An array of zeros. ``rng`` is accepted (and unused) so that every initialiser of this
+    module can be called the same way."""
+    del rng
+    return np.zeros(_shape(shape), _dtype(dtype))
+
+
+# ---- layers -----------------------------------------------------------------------------------
+
+
+def _check_scheme(name: str, scheme: str, allowed: Sequence[str]) -> None:
+    if scheme not in allowed:
+        raise ValueError(f"{name}: expected one of {tuple(allowed)}, got {scheme!r}")
+
+
+def _init_matrix(
+    scheme: str,
+    shape: tuple[int, int],
+    blocks: int,
+    hidden_size: int,
+    rng: np.random.Generator,
+    dtype: np.dtype[Any],
+) -> Array:
+    """A weight matrix ``(rows, cols)`` by ``scheme``; "orthogonal" draws each of the ``blocks``
+    row blocks (the gates) on its own, every other scheme the whole matrix (torch's fans)."""
+    if scheme == "orthogonal":
+        rows, cols = shape
+        parts = [orthogonal((rows // blocks, cols), rng=rng, dtype=dtype) for _ in range(blocks)]
+        return np.concatenate(parts, axis=0)
+    schemes: dict[str, Callable[..., Array]] = {
+        "xavier_uniform": xavier_uniform,
+        "xavier_normal": xavier_normal,
+        "kaiming_uniform": kaiming_uniform,
+        "kaiming_normal": kaiming_normal,
+        "zeros": zeros,
+    }
+    if scheme == "default":
+        return uniform_default(shape, hidden_size, rng=rng, dtype=dtype)
+    return schemes[scheme](shape, rng=rng, dtype=dtype)
+
+
+def init_recurrent(
+    layer: _Layer,
+    *,
+    weight_ih: str = "xavier_uniform",
+    weight_hh: str = "orthogonal",
+    bias: str = "zeros",
+    forget_bias: float | None = None,
+    rng: RngLike = None,
+) -> _Layer:
+    """Re-initialise every parameter of a :class:`fastrnn.RNN`, :class:`~fastrnn.LSTM` or
+    :class:`~fastrnn.GRU` layer (all layers and directions); returns the layer.
+
+    Args:
+        layer: the layer; its parameters are replaced through ``layer.load_state_dict`` and keep
+            the layer's dtype.
+        weight_ih: scheme of the input matrices ``weight_ih_l*`` ``(G*H, I)`` and of an LSTM's
+            projections ``weight_hr_l*`` ``(P, H)``.
+        weight_hh: scheme of the recurrent matrices ``weight_hh_l*`` ``(G*H, Hs)``.
+        bias: ``"zeros"`` or ``"default"`` for ``bias_ih_l*`` and ``bias_hh_l*`` (ignored if the
+            layer has no biases).
+        forget_bias: LSTM only: the f block (rows ``H:2H``) of every ``bias_ih`` is set to it
+            and that of ``bias_hh`` to 0, so that the forget gate's bias sums to ``forget_bias``
+            (1.0 is the usual choice, which keeps the cell's memory early in training).
+        rng: seed or ``numpy.random.Generator``; the same seed gives the same weights.
+
+    Schemes: ``"xavier_uniform"``, ``"xavier_normal"``, ``"kaiming_uniform"``,
+    ``"kaiming_normal"`` (torch's defaults: ``a=0``, ``fan_in``, leaky_relu, i.e. He for ReLU),
+    ``"orthogonal"``, ``"default"`` (PyTorch's U(-1/sqrt(H), 1/sqrt(H))) and ``"zeros"``.
+    ``"orthogonal"`` draws each gate block ``(H, Hs)`` of a matrix on its own (each block of
+    ``weight_hh`` is orthogonal when ``Hs = H``; with a projection, ``Hs < H``, each block has
+    orthonormal columns); the Xavier and Kaiming schemes see the whole matrix, with torch's fans
+    (``fan_in = I``, ``fan_out = G*H`` for ``weight_ih``).
+
+    Raises:
+        TypeError: ``layer`` is not a fastrnn recurrent layer.
+        ValueError: an unknown scheme (naming the argument), a weight scheme for ``bias``, or
+            ``forget_bias`` for a layer that is not an LSTM with biases.
+    """
+    if not isinstance(layer, _RNNBase):
+        raise TypeError(f"layer: expected a fastrnn.RNN, LSTM or GRU, got {type(layer).__name__}")
+    _check_scheme("weight_ih", weight_ih, SCHEMES)
+    _check_scheme("weight_hh", weight_hh, SCHEMES)
+    _check_scheme("bias", bias, ("zeros", "default"))
+    if forget_bias is not None:
+        if not isinstance(layer, LSTM):
+            raise ValueError(
+                f"forget_bias: only for LSTM layers, got a {type(layer).__name__} layer"
+            )
+        if not layer.bias:
+            raise ValueError("forget_bias: the layer has no biases (bias=False)")
+        if isinstance(forget_bias, bool) or not isinstance(forget_bias, numbers.Real):
+            raise ValueError(f"forget_bias: expected a number, got {forget_bias!r}")
+        if not math.isfinite(forget_bias):
+            raise ValueError(f"forget_bias: expected a finite number, got {forget_bias}")
+
+    g = np.random.default_rng(rng)
+    H = layer.hidden_size
+    dtype = layer.dtype
+    new: dict[str, Array] = {}
+    for name, old in layer.state_dict().items():
+        if name.startswith("weight_ih") or name.startswith("weight_hr"):
+            blocks = old.shape[0] // H if name.startswith("weight_ih") else 1
+            new[name] = _init_matrix(weight_ih, old.shape, blocks, H, g, dtype)
+        elif name.startswith("weight_hh"):
+            new[name] = _init_matrix(weight_hh, old.shape, old.shape[0] // H, H, g, dtype)
+        else:  # bias_ih_*, bias_hh_*
+            if bias == "default":
+                new[name] = uniform_default(old.shape, H, rng=g, dtype=dtype)
+            else:
+                new[name] = zeros(old.shape, dtype=dtype)
+            if forget_bias is not None:
+                new[name][H : 2 * H] = forget_bias if name.startswith("bias_ih") else 0.0
+    layer.load_state_dict(new)
+    return layer
