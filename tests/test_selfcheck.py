@@ -12,7 +12,19 @@ from fastrnn import _selfcheck
 
 def test_module_runs_and_reports_every_cell() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "fastrnn", "--shape", "4", "2", "8", "8", "--repeat", "2"],
+        [
+            sys.executable,
+            "-m",
+            "fastrnn",
+            "selfcheck",
+            "--shape",
+            "4",
+            "2",
+            "8",
+            "8",
+            "--repeat",
+            "2",
+        ],
         capture_output=True,
         text=True,
         check=True,

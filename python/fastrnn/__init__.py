@@ -4,6 +4,9 @@
   outputs, plus an explicit :meth:`~LSTM.backward`.
 * :mod:`fastrnn.functional`: the kernels as plain functions of arrays, for use as a backend.
 * :mod:`fastrnn.reference`: the same cells in readable NumPy, the oracle of the tests.
+* Training: :class:`Linear`, :class:`Embedding`, :mod:`fastrnn.losses`, :mod:`fastrnn.optim`
+  (SGD, Adam, clipping), :mod:`fastrnn.init`, :class:`SequenceModel`, :mod:`fastrnn.tasks`
+  (adding problem, copy memory), :mod:`fastrnn.text`; the ``fastrnn`` command (:mod:`fastrnn.cli`).
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from typing import Any
 if "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ:
     os.environ["GOMP_SPINCOUNT"] = "300000"
 
-from . import functional, reference
+from . import functional, init, losses, optim, reference, tasks, text
 from ._core import __version__ as _core_version
 from .layers import GRU, LSTM, RNN
+from .model import SequenceModel
+from .nn import Embedding, Linear
 
 __version__ = "0.1.0"
 
@@ -29,12 +34,20 @@ __all__ = [
     "GRU",
     "LSTM",
     "RNN",
+    "Embedding",
+    "Linear",
+    "SequenceModel",
     "__version__",
     "build_info",
     "functional",
     "get_num_threads",
+    "init",
+    "losses",
+    "optim",
     "reference",
     "set_num_threads",
+    "tasks",
+    "text",
 ]
 
 

@@ -1,7 +1,7 @@
-"""``python -m fastrnn``: the self-check (see :mod:`fastrnn._selfcheck`)."""
+"""``python -m fastrnn``: the ``fastrnn`` command (see :mod:`fastrnn.cli`)."""
 
 import sys
 
-from ._selfcheck import main
+from .cli import main
 
 sys.exit(main())

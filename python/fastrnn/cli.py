@@ -1,0 +1,328 @@
+"""The ``fastrnn`` command (also ``python -m fastrnn``).
+
+Subcommands:
+
+* ``demo``: train a character-level model on a built-in corpus (the source of Python's standard
+  library, no download) or ``--text FILE``, report loss and speed, print samples.
+* ``adding``: RNN, GRU and LSTM of the same size on the adding problem; final test MSE against
+  the constant predictor's, and the learning curves (PNG with matplotlib).
+* ``gradflow``: ``||dL/dh_t||`` against t for RNN, GRU and LSTM at initialisation (PNG).
+* ``bench``: the speed comparison (:mod:`fastrnn.bench`); ``selfcheck``: kernels against the
+  NumPy reference (:mod:`fastrnn._selfcheck`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+import numpy as np
+
+from . import optim, tasks, text
+from .model import SequenceModel
+
+__all__ = ["Progress", "main"]
+
+_NO_PLOT = "(no plot: install matplotlib, e.g. pip install 'fastrnn[plot]', to get {})"
+
+
+class Progress:
+    """A one-line progress bar on stderr: count, rate, ETA and the latest metrics.
+
+    Redrawn in place on a terminal (at most 10 times a second); elsewhere (logs, CI) a line at
+    every 10% of the run.
+    """
+
+    def __init__(self, total: int, desc: str, unit: str = "step", stream: TextIO | None = None):
+        self.total, self.desc, self.unit = max(int(total), 1), desc, unit
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.start = time.perf_counter()
+        self.count = 0
+        self._units = 0.0
+        self._last_draw = 0.0
+        self._last_decile = -1
+
+    def update(self, n: int = 1, units: float | None = None, **metrics: float) -> None:
+        """Advance by ``n`` steps; ``units`` overrides the rate's numerator (e.g. characters)."""
+        self.count += n
+        self._units += n if units is None else units
+        now = time.perf_counter()
+        decile = 10 * self.count // self.total
+        done = self.count >= self.total
+        if self.tty and (now - self._last_draw > 0.1 or done):
+            self._draw(now, metrics, end="\n" if done else "\r")
+        elif not self.tty and (decile != self._last_decile or done):
+            self._draw(now, metrics, end="\n")
+        self._last_decile = decile
+
+    def _draw(self, now: float, metrics: dict[str, float], end: str) -> None:
+        self._last_draw = now
+        el = max(now - self.start, 1e-9)
+        rate = self._units / el
+        eta = (self.total - self.count) * el / max(self.count, 1)
+        frac = self.count / self.total
+        bar = "#" * int(20 * frac) + "." * (20 - int(20 * frac))
+        ms = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+        self.stream.write(
+            f"{self.desc} [{bar}] {self.count}/{self.total}  {ms}  {rate:,.0f} {self.unit}/s  "
+            f"ETA {eta:4.0f}s{end}"
+        )
+        self.stream.flush()
+
+
+def _plt() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+def _set_threads(n: int | None) -> None:
+    if n is not None:
+        from . import set_num_threads
+
+        set_num_threads(n)
+
+
+# ---------------------------------------------------------------------------------------- demo
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Character-level language model: train, report, sample."""
+    _set_threads(args.threads)
+    corpus = text.load_text(args.text) if args.text else text.default_corpus(args.max_chars)
+    source = args.text or "the Python standard library's source (built in)"
+    vocab = text.CharVocab.from_text(corpus)
+    ids = vocab.encode(corpus)
+    train_ids, test_ids = text.train_test_split(ids, 0.05)
+    print(f"corpus: {source}: {len(corpus):,} characters, vocabulary {vocab.size}")
+    model = SequenceModel(
+        args.cell, vocab.size, args.hidden, vocab.size, num_layers=args.layers,
+        embedding_dim=args.embedding, seed=args.seed,
+    )  # fmt: skip
+    n_par = sum(p.size for p in model.named_parameters().values())
+    print(f"model: {args.cell.upper()} {args.layers}x{args.hidden}, embedding {args.embedding}, "
+          f"{n_par:,} parameters; batch {args.batch} x {args.seq_len} characters, truncated BPTT "
+          f"with the state carried across chunks; Adam lr {args.lr}, clip norm 5")  # fmt: skip
+    opt = optim.Adam(lr=args.lr)
+    per_epoch = text.num_stream_batches(len(train_ids), args.batch, args.seq_len)
+    if per_epoch == 0:
+        print("error: the text is too short for one batch; use a longer --text", file=sys.stderr)
+        return 2
+    bar = Progress(args.steps, "demo", unit="chars")
+    step, state, losses = 0, None, []
+    t0 = time.perf_counter()
+    while step < args.steps:
+        for x, y in text.stream_batches(train_ids, args.batch, args.seq_len):
+            r = model.train_step(x, y, opt, loss="cross_entropy", state=state, clip_norm=5.0)
+            state, step = r.state, step + 1
+            losses.append(r.loss)
+            bar.update(1, units=x.size, loss=float(np.mean(losses[-20:])))
+            if step >= args.steps:
+                break
+        state = None  # a new pass over the text starts each stream afresh
+    secs = time.perf_counter() - t0
+    chars = args.steps * args.batch * args.seq_len
+    # held-out loss, in one pass over the test text
+    model.eval()
+    tx = test_ids[: (len(test_ids) - 1) // args.batch * args.batch + 1]
+    test_loss = float("nan")
+    if len(tx) > args.batch:
+        xs = tx[:-1].reshape(args.batch, -1).T
+        ys = tx[1:].reshape(args.batch, -1).T
+        test_loss = model.evaluate(xs, ys, loss="cross_entropy")
+    first = float(np.mean(losses[: min(20, len(losses))]))
+    last = float(np.mean(losses[-20:]))
+    print(f"\ntrained {args.steps} steps ({chars:,} characters) in {secs:.1f} s: "
+          f"{chars / secs:,.0f} characters/s, {args.steps / secs:.1f} steps/s")  # fmt: skip
+    print(
+        f"train loss {first:.3f} -> {last:.3f} nats/char ({last / math.log(2):.3f} bits); "
+        f"held-out {test_loss:.3f} nats/char; uniform guess {math.log(vocab.size):.3f}"
+    )
+    prime = args.prime if args.prime else corpus[:1]
+    prime = "".join(c for c in prime if c in vocab.chars) or corpus[:1]
+    for temp in args.temperatures:
+        out = model.generate(vocab.encode(prime), args.sample_len, temperature=temp,
+                             seed=args.seed)  # fmt: skip
+        print(f"\n--- sample, temperature {temp} ---\n{prime}{vocab.decode(out)}")
+    if args.save:
+        model.save(args.save, opt, vocab=vocab.chars)
+        print(f"\nsaved model and optimizer state to {args.save}")
+    return 0
+
+
+# -------------------------------------------------------------------------------------- adding
+
+
+def _adding_run(cell: str, args: argparse.Namespace, x_test: Any, y_test: Any) -> dict[str, Any]:
+    model = SequenceModel(cell, 2, args.hidden, 1, many_to_one=True, seed=args.seed)
+    opt = optim.Adam(lr=args.lr)
+    rng = np.random.default_rng(args.seed + 1)
+    curve: list[tuple[int, float]] = []
+    bar = Progress(args.steps, f"adding {cell:>4}", unit="seq")
+    every = max(args.steps // 20, 1)
+    for step in range(1, args.steps + 1):
+        x, y = tasks.adding_problem(args.batch, args.T, rng)
+        r = model.train_step(x, y, opt, clip_norm=1.0)
+        if step % every == 0 or step == args.steps:
+            curve.append((step, model.evaluate(x_test, y_test)))
+        bar.update(1, units=args.batch, loss=r.loss, test=curve[-1][1] if curve else math.nan)
+    return {"cell": cell, "curve": curve, "test_mse": curve[-1][1]}
+
+
+def adding(args: argparse.Namespace) -> int:
+    """The adding problem: gated cells bridge the lag, the vanilla RNN does not."""
+    _set_threads(args.threads)
+    x_test, y_test = tasks.adding_problem(1000, args.T, args.seed + 12345)
+    base = tasks.adding_baseline_mse()
+    print(f"adding problem, T={args.T}: hidden {args.hidden}, batch {args.batch}, "
+          f"{args.steps} Adam steps (lr {args.lr}, clip norm 1), test set of 1000")  # fmt: skip
+    runs = [_adding_run(c, args, x_test, y_test) for c in args.cells]
+    print(f"\n{'cell':<6} {'test MSE':>10} {'/ baseline':>11}  solved (< 0.1 x baseline)")
+    for r in runs:
+        ratio = r["test_mse"] / base
+        solved = "yes" if ratio < 0.1 else "no"
+        print(f"{r['cell']:<6} {r['test_mse']:>10.4f} {ratio:>11.3f}  {solved}")
+    print(f"{'const':<6} {base:>10.4f} {1:>11.3f}  (predicting the mean, 2/12)")
+    plt = _plt()
+    if args.plot and plt is None:
+        print(_NO_PLOT.format("the learning curves"))
+    elif args.plot:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for r in runs:
+            s, v = zip(*r["curve"], strict=True)
+            ax.plot(s, v, label=r["cell"].upper())
+        ax.axhline(base, color="gray", ls="--", label="constant predictor")
+        ax.set(xlabel="training step", ylabel="test MSE", yscale="log",
+               title=f"Adding problem, T={args.T}")  # fmt: skip
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=120)
+        print(f"learning curves: {args.plot}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------ gradflow
+
+
+def gradflow(args: argparse.Namespace) -> int:
+    """||dL/dh_t|| against t at initialisation, for each cell."""
+    _set_threads(args.threads)
+    x, y = tasks.adding_problem(args.batch, args.T, args.seed)
+    rows = {}
+    for cell in args.cells:
+        m = SequenceModel(cell, 2, args.hidden, 1, many_to_one=True, seed=args.seed,
+                          dtype=np.float64)  # fmt: skip
+        rows[cell] = m.hidden_grad_norms(x.astype(np.float64), y.astype(np.float64))
+    T = args.T
+    cols = sorted({0, T // 4, T // 2, 3 * T // 4, T - 1})
+    print(
+        f"||dL/dh_t|| at initialisation (PyTorch's default init), adding problem T={T}, "
+        f"batch {args.batch}, hidden {args.hidden}; loss at the last step"
+    )
+    print(f"{'cell':<6}" + "".join(f"{f't={c}':>11}" for c in cols) + f"{'first/last':>12}")
+    for cell, n in rows.items():
+        print(f"{cell:<6}" + "".join(f"{n[c]:>11.3e}" for c in cols) + f"{n[0] / n[-1]:>12.2e}")
+    plt = _plt()
+    if args.plot and plt is None:
+        print(_NO_PLOT.format("the plot"))
+    elif args.plot:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for cell, n in rows.items():
+            ax.plot(np.arange(T), n, label=cell.upper())
+        ax.set(xlabel="step t", ylabel="||dL/dh_t||", yscale="log",
+               title=f"Gradient flowing back from the loss at t={T - 1}")  # fmt: skip
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=120)
+        print(f"plot: {args.plot}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- main
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="fastrnn", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    cells = ["rnn", "rnn_relu", "gru", "lstm"]
+
+    d = sub.add_parser("demo", help="train a character-level model and sample from it")
+    d.add_argument("--text", help="train on this UTF-8 text file (default: built-in corpus)")
+    d.add_argument("--max-chars", type=int, default=1_000_000, help="of the built-in corpus")
+    d.add_argument("--cell", choices=cells, default="lstm")
+    d.add_argument("--hidden", type=int, default=256)
+    d.add_argument("--layers", type=int, default=1)
+    d.add_argument("--embedding", type=int, default=32)
+    d.add_argument("--steps", type=int, default=600)
+    d.add_argument("--batch", type=int, default=32)
+    d.add_argument("--seq-len", type=int, default=64)
+    d.add_argument("--lr", type=float, default=3e-3)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--prime", default="def ", help="start of the samples")
+    d.add_argument("--sample-len", type=int, default=300)
+    d.add_argument("--temperatures", type=float, nargs="+", default=[0.2, 0.6, 1.0])
+    d.add_argument("--save", help="save model + optimizer state to this .npz")
+    d.add_argument("--threads", type=int)
+    d.set_defaults(func=demo)
+
+    a = sub.add_parser("adding", help="RNN vs GRU vs LSTM on the adding problem")
+    a.add_argument("--T", type=int, default=100)
+    a.add_argument("--hidden", type=int, default=32)
+    a.add_argument("--batch", type=int, default=64)
+    a.add_argument("--steps", type=int, default=2000)
+    a.add_argument("--lr", type=float, default=1e-2)
+    a.add_argument("--cells", nargs="+", choices=cells, default=["rnn", "gru", "lstm"])
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--plot", default="adding.png", help="PNG of the learning curves ('' for none)")
+    a.add_argument("--threads", type=int)
+    a.set_defaults(func=adding)
+
+    g = sub.add_parser("gradflow", help="plot ||dL/dh_t|| over t at initialisation")
+    g.add_argument("--T", type=int, default=100)
+    g.add_argument("--hidden", type=int, default=64)
+    g.add_argument("--batch", type=int, default=32)
+    g.add_argument("--cells", nargs="+", choices=cells, default=["rnn", "gru", "lstm"])
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--plot", default="gradflow.png", help="PNG file ('' for none)")
+    g.add_argument("--threads", type=int)
+    g.set_defaults(func=gradflow)
+
+    sub.add_parser("bench", help="speed against PyTorch / ONNX Runtime (fastrnn.bench)",
+                   add_help=False)  # fmt: skip
+    sub.add_parser("selfcheck", help="kernels against the NumPy reference, timed", add_help=False)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fastrnn`` console script and of ``python -m fastrnn``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "bench":
+        from . import bench
+
+        return bench.main(argv[1:])
+    if argv and argv[0] == "selfcheck":
+        from . import _selfcheck
+
+        return _selfcheck.main(argv[1:])
+    ap = _parser()
+    args = ap.parse_args(argv)
+    if args.command is None:
+        ap.print_help()
+        return 0
+    for name in ("steps", "hidden", "batch", "T", "seq_len", "layers", "embedding"):
+        v = getattr(args, name, None)
+        if v is not None and v < 1:
+            ap.error(f"--{name.replace('_', '-')}: must be >= 1")
+    if getattr(args, "T", 2) < 2:
+        ap.error("--T: must be >= 2")
+    return int(args.func(args))
