@@ -47,6 +47,9 @@ def test_adding_and_gradflow_tiny(tmp_path: Path) -> None:
     out = run("gradflow", "--T", "6", "--hidden", "4", "--batch", "2", "--plot", "",
               cwd=tmp_path)  # fmt: skip
     assert "||dL/dh_t||" in out and "lstm" in out
+    out = run("gradflow", "--T", "6", "--hidden", "4", "--batch", "2", "--plot", "",
+              "--init", "orthogonal", "--scale", "3", cwd=tmp_path)  # fmt: skip
+    assert "orthogonal" in out and "x 3.0" in out
 
 
 def test_plot_written_or_explained(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from . import optim, tasks, text
+from . import init, optim, tasks, text
 from .model import SequenceModel
 
 __all__ = ["Progress", "main"]
@@ -222,11 +222,22 @@ def gradflow(args: argparse.Namespace) -> int:
     for cell in args.cells:
         m = SequenceModel(cell, 2, args.hidden, 1, many_to_one=True, seed=args.seed,
                           dtype=np.float64)  # fmt: skip
+        if args.init == "orthogonal":
+            init.init_recurrent(m.rnn, forget_bias=1.0 if cell == "lstm" else None, rng=args.seed)
+        if args.scale != 1:
+            sd = m.rnn.state_dict()
+            m.rnn.load_state_dict(
+                {k: v * args.scale if k.startswith("weight_hh") else v for k, v in sd.items()}
+            )
         rows[cell] = m.hidden_grad_norms(x.astype(np.float64), y.astype(np.float64))
     T = args.T
     cols = sorted({0, T // 4, T // 2, 3 * T // 4, T - 1})
+    how = ("PyTorch's default init" if args.init == "default" else
+           "orthogonal W_hh, Xavier W_ih, zero biases, LSTM forget bias 1")  # fmt: skip
+    if args.scale != 1:
+        how += f", W_hh x {args.scale}"
     print(
-        f"||dL/dh_t|| at initialisation (PyTorch's default init), adding problem T={T}, "
+        f"||dL/dh_t|| at initialisation ({how}), adding problem T={T}, "
         f"batch {args.batch}, hidden {args.hidden}; loss at the last step"
     )
     print(f"{'cell':<6}" + "".join(f"{f't={c}':>11}" for c in cols) + f"{'first/last':>12}")
@@ -293,6 +304,18 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--batch", type=int, default=32)
     g.add_argument("--cells", nargs="+", choices=cells, default=["rnn", "gru", "lstm"])
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument(
+        "--init",
+        choices=["default", "orthogonal"],
+        default="default",
+        help="PyTorch's default, or orthogonal recurrent weights (LSTM forget bias 1)",
+    )
+    g.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiply the recurrent weights (e.g. 3 to see gradients explode)",
+    )
     g.add_argument("--plot", default="gradflow.png", help="PNG file ('' for none)")
     g.add_argument("--threads", type=int)
     g.set_defaults(func=gradflow)
