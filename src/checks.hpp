@@ -34,15 +34,9 @@ inline std::string shape_of(const py::array& a) {
 /// an empty array, not "no array": absence must be explicit.
 using Opt = std::optional<py::array>;
 
-/// The array behind `obj`, checked against the expected dtype and shape, or nullopt when
-/// `obj` is None and the argument is optional.
+/// `obj` as a numpy array of dtype S (any shape), or a TypeError naming the argument.
 template <class S>
-Opt checked(const py::object& obj, const char* name, const std::vector<index_t>& shape,
-            bool optional = false, bool writeable = false) {
-  if (obj.is_none()) {
-    if (optional) return std::nullopt;
-    throw py::type_error(std::string(name) + ": required, got None");
-  }
+py::array typed_array(const py::object& obj, const char* name) {
   if (!py::isinstance<py::array>(obj)) {
     throw py::type_error(std::string(name) + ": expected a numpy.ndarray, got " +
                          std::string(py::str(py::type::of(obj).attr("__name__"))));
@@ -53,6 +47,19 @@ Opt checked(const py::object& obj, const char* name, const std::vector<index_t>&
                          std::string(py::str(py::dtype::of<S>())) + ", got " +
                          std::string(py::str(a.dtype())));
   }
+  return a;
+}
+
+/// The array behind `obj`, checked against the expected dtype and shape, or nullopt when
+/// `obj` is None and the argument is optional.
+template <class S>
+Opt checked(const py::object& obj, const char* name, const std::vector<index_t>& shape,
+            bool optional = false, bool writeable = false) {
+  if (obj.is_none()) {
+    if (optional) return std::nullopt;
+    throw py::type_error(std::string(name) + ": required, got None");
+  }
+  py::array a = typed_array<S>(obj, name);
   bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
   for (size_t k = 0; ok && k < shape.size(); ++k) ok = a.shape(k) == shape[k];
   if (!ok) {

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <tuple>
 
 #include "checks.hpp"
 #include "fastrnn/train.hpp"
@@ -21,16 +22,7 @@ namespace {
 /// A C-contiguous, aligned array of dtype S and any shape, with n elements (n < 0: any).
 template <class S>
 py::array flat(const py::object& obj, const char* name, index_t n, bool writeable) {
-  if (!py::isinstance<py::array>(obj)) {
-    throw py::type_error(std::string(name) + ": expected a numpy.ndarray, got " +
-                         std::string(py::str(py::type::of(obj).attr("__name__"))));
-  }
-  auto a = py::reinterpret_borrow<py::array>(obj);
-  if (!a.dtype().equal(py::dtype::of<S>())) {
-    throw py::type_error(std::string(name) + ": expected dtype " +
-                         std::string(py::str(py::dtype::of<S>())) + ", got " +
-                         std::string(py::str(a.dtype())));
-  }
+  py::array a = typed_array<S>(obj, name);
   if (n >= 0 && a.size() != n) {
     throw py::value_error(std::string(name) + ": expected " + std::to_string(n) +
                           " elements (the parameter's shape), got shape " + shape_of(a));
@@ -164,16 +156,21 @@ void clamp_impl(const py::object& a_in, double c) {
   run_released([&] { train::clamp<S>(p, a.size(), static_cast<S>(c)); });
 }
 
+/// (N, in, out) of a linear layer's x (N, in) and weight (out, in), checked
+std::tuple<index_t, index_t, index_t> linear_sizes(const py::array& x, const py::array& w) {
+  if (x.ndim() != 2 || w.ndim() != 2 || x.shape(1) != w.shape(1)) {
+    throw py::value_error("x, weight: expected (N, in) and (out, in), got " + shape_of(x) +
+                          " and " + shape_of(w));
+  }
+  return {x.shape(0), x.shape(1), w.shape(0)};
+}
+
 template <class S>
 py::array linear_forward_impl(const py::object& x_in, const py::object& w_in,
                               const py::object& b_in) {
   auto x = flat<S>(x_in, "x", -1, false);
   auto w = flat<S>(w_in, "weight", -1, false);
-  if (x.ndim() != 2 || w.ndim() != 2 || x.shape(1) != w.shape(1)) {
-    throw py::value_error("x, weight: expected (N, in) and (out, in), got " + shape_of(x) +
-                          " and " + shape_of(w));
-  }
-  const index_t N = x.shape(0), In = x.shape(1), Out = w.shape(0);
+  const auto [N, In, Out] = linear_sizes(x, w);
   Opt b = checked<S>(b_in, "bias", {Out}, true);
   py::array_t<S> y({N, Out});
   const S* xp = static_cast<const S*>(x.data());
@@ -189,11 +186,7 @@ py::tuple linear_backward_impl(const py::object& x_in, const py::object& w_in,
                                const py::object& dy_in, bool has_bias) {
   auto x = flat<S>(x_in, "x", -1, false);
   auto w = flat<S>(w_in, "weight", -1, false);
-  if (x.ndim() != 2 || w.ndim() != 2 || x.shape(1) != w.shape(1)) {
-    throw py::value_error("x, weight: expected (N, in) and (out, in), got " + shape_of(x) +
-                          " and " + shape_of(w));
-  }
-  const index_t N = x.shape(0), In = x.shape(1), Out = w.shape(0);
+  const auto [N, In, Out] = linear_sizes(x, w);
   Opt dy = checked<S>(dy_in, "dy", {N, Out});
   py::array_t<S> dx({N, In}), dW({Out, In});
   Opt db;

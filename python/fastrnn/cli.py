@@ -75,15 +75,25 @@ class Progress:
         self.stream.flush()
 
 
-def _plt() -> Any:
+def _plot(path: str, what: str, draw: Any) -> None:
+    """Draws a log-scale chart into ``path`` (nothing for ''), or says how to get matplotlib."""
+    if not path:
+        return
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return None
-    return plt
+        print(_NO_PLOT.format(what))
+        return
+    fig, ax = plt.subplots(figsize=(7, 4))
+    draw(ax)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"{what}: {path}")
 
 
 def _set_threads(n: int | None) -> None:
@@ -193,21 +203,16 @@ def adding(args: argparse.Namespace) -> int:
         solved = "yes" if ratio < 0.1 else "no"
         print(f"{r['cell']:<6} {r['test_mse']:>10.4f} {ratio:>11.3f}  {solved}")
     print(f"{'const':<6} {base:>10.4f} {1:>11.3f}  (predicting the mean, 2/12)")
-    plt = _plt()
-    if args.plot and plt is None:
-        print(_NO_PLOT.format("the learning curves"))
-    elif args.plot:
-        fig, ax = plt.subplots(figsize=(7, 4))
+
+    def draw(ax: Any) -> None:
         for r in runs:
             s, v = zip(*r["curve"], strict=True)
             ax.plot(s, v, label=r["cell"].upper())
         ax.axhline(base, color="gray", ls="--", label="constant predictor")
         ax.set(xlabel="training step", ylabel="test MSE", yscale="log",
                title=f"Adding problem, T={args.T}")  # fmt: skip
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=120)
-        print(f"learning curves: {args.plot}")
+
+    _plot(args.plot, "the learning curves", draw)
     return 0
 
 
@@ -243,19 +248,14 @@ def gradflow(args: argparse.Namespace) -> int:
     print(f"{'cell':<6}" + "".join(f"{f't={c}':>11}" for c in cols) + f"{'first/last':>12}")
     for cell, n in rows.items():
         print(f"{cell:<6}" + "".join(f"{n[c]:>11.3e}" for c in cols) + f"{n[0] / n[-1]:>12.2e}")
-    plt = _plt()
-    if args.plot and plt is None:
-        print(_NO_PLOT.format("the plot"))
-    elif args.plot:
-        fig, ax = plt.subplots(figsize=(7, 4))
+
+    def draw(ax: Any) -> None:
         for cell, n in rows.items():
             ax.plot(np.arange(T), n, label=cell.upper())
         ax.set(xlabel="step t", ylabel="||dL/dh_t||", yscale="log",
                title=f"Gradient flowing back from the loss at t={T - 1}")  # fmt: skip
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(args.plot, dpi=120)
-        print(f"plot: {args.plot}")
+
+    _plot(args.plot, "the plot", draw)
     return 0
 
 
