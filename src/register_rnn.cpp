@@ -181,7 +181,7 @@ py::tuple backward_impl(CellKind cell, const py::array& x_in, const py::list& we
                         const py::object& lengths, const py::object& workspace,
                         const py::object& dy, const py::object& dh_n, const py::object& dc_n,
                         index_t num_layers, bool bidirectional, index_t proj_size,
-                        index_t hidden_size) {
+                        index_t hidden_size, bool need_dx) {
   const Dims d = dims_of(cell, x_in, weights, num_layers, bidirectional, proj_size, hidden_size);
   const index_t LD = d.L * d.D, Hs = d.hs(), GH = num_gates(cell) * d.H;
   Opt x = checked<S>(x_in, "x", {d.T, d.B, d.I});
@@ -199,7 +199,8 @@ py::tuple backward_impl(CellKind cell, const py::array& x_in, const py::list& we
                           cell_name(cell));
   }
 
-  Opt dx = py::array_t<S>({d.T, d.B, d.I});
+  Opt dx;
+  if (need_dx) dx = py::array_t<S>({d.T, d.B, d.I});
   Opt dh0 = py::array_t<S>({LD, d.B, Hs});
   Opt dc0;
   if (lstm) dc0 = py::array_t<S>({LD, d.B, d.H});
@@ -238,7 +239,7 @@ py::tuple backward_impl(CellKind cell, const py::array& x_in, const py::list& we
     g.append(py::make_tuple(*keep[o], *keep[o + 1], or_none(keep[o + 2]), or_none(keep[o + 3]),
                             or_none(keep[o + 4])));
   }
-  return py::make_tuple(*dx, *dh0, or_none(dc0), g);
+  return py::make_tuple(or_none(dx), *dh0, or_none(dc0), g);
 }
 
 /// The scalar type of a call is the dtype of x; every other array must match it.
@@ -310,19 +311,19 @@ void register_rnn(py::module_& m) {
       [](CellKind cell, const py::object& x, const py::list& weights, const py::object& lengths,
          const py::object& workspace, const py::object& dy, const py::object& dh_n,
          const py::object& dc_n, index_t num_layers, bool bidirectional, index_t proj_size,
-         index_t hidden_size) {
+         index_t hidden_size, bool need_dx) {
         return on_dtype(x, [&](auto s, const py::array& xa) {
           using S = decltype(s);
           return backward_impl<S>(cell, xa, weights, lengths, workspace, dy, dh_n, dc_n,
-                                  num_layers, bidirectional, proj_size, hidden_size);
+                                  num_layers, bidirectional, proj_size, hidden_size, need_dx);
         });
       },
       py::arg("cell"), py::arg("x"), py::arg("weights"), py::arg("lengths").none(true),
       py::arg("workspace"), py::arg("dy").none(true), py::arg("dh_n").none(true),
       py::arg("dc_n").none(true), py::arg("num_layers"), py::arg("bidirectional"),
-      py::arg("proj_size"), py::arg("hidden_size"),
-      "BPTT, consuming the workspace -> (dx, dh0, dc0 or None, [(dw_ih, dw_hh, db_ih, db_hh, "
-      "dw_hr) per layer and direction]).");
+      py::arg("proj_size"), py::arg("hidden_size"), py::arg("need_dx") = true,
+      "BPTT, consuming the workspace -> (dx or None, dh0, dc0 or None, [(dw_ih, dw_hh, db_ih, "
+      "db_hh, dw_hr) per layer and direction]); need_dx=False skips the input gradient.");
 
   m.def("set_num_threads", &set_num_threads, py::arg("n"),
         "Sets the threads fastrnn's kernels use (independent of NumPy's or PyTorch's).");

@@ -132,6 +132,27 @@ def test_inference_equals_training_for_stacks() -> None:
         np.testing.assert_array_equal(a.h_n, b.h_n, err_msg=kind)
 
 
+@pytest.mark.parametrize("lengths", [None, LENGTHS], ids=["full", "lengths"])
+def test_need_dx_false_skips_only_dx(lengths: Any) -> None:
+    """need_dx=False returns dx=None and bit-identical other gradients."""
+    for kind, (cell, P) in KINDS.items():
+        s = make_stack(cell, 2, 2, P, np.float32)
+        opts = {"num_layers": 2, "bidirectional": True, "lengths": lengths, "proj_size": P}
+        out = []
+        for need in (True, False):
+            fw = F.stack_forward(cell, s["x"], s["params"], s["h0"], s["c0"], **opts)
+            out.append(F.stack_backward(cell, s["x"], s["params"], fw.workspace, s["dy"],
+                                        s["dh"], s["dc"], need_dx=need, **opts))  # fmt: skip
+        full, skip = out
+        assert full.dx is not None and skip.dx is None
+        np.testing.assert_array_equal(full.dh0, skip.dh0, err_msg=kind)
+        for a, b in zip(full.grads, skip.grads, strict=True):
+            for u, v in zip(a, b, strict=True):
+                assert (u is None) == (v is None)
+                if u is not None:
+                    np.testing.assert_array_equal(u, v, err_msg=kind)
+
+
 def test_padding_values_never_matter() -> None:
     """NaN in the padded steps of x and dy changes nothing (they never reach a GEMM)."""
     s = make_stack("gru", 2, 2, 0, np.float64)

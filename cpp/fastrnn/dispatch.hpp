@@ -94,10 +94,7 @@ void backward(CellKind cell, const Dims& dims, const BackwardArgs<S>& a) {
   detail::check_weights(a.weights, dims);
   detail::require(a.workspace, "workspace");
   detail::require(a.grads, "grads");
-  if (dims.T * dims.B > 0) {
-    detail::require(a.x, "x");
-    detail::require(a.dx, "dx");
-  }
+  if (dims.T * dims.B > 0) detail::require(a.x, "x");
   detail::require(a.dh0, "dh0");
   if (has_cell_state(cell)) detail::require(a.dc0, "dc0");
   for (index_t k = 0; k < dims.L * dims.D; ++k) {

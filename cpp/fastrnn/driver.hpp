@@ -121,7 +121,7 @@ struct DirBackward {
   index_t lddy = 0;
   const S* dh_n = nullptr;            ///< (B, Hs) or nullptr
   const S* dc_n = nullptr;            ///< (B, H) or nullptr
-  S* dx = nullptr;                    ///< (T, B, I)
+  S* dx = nullptr;                    ///< (T, B, I), nullptr = not wanted
   bool accumulate_dx = false;         ///< dx += (the other direction wrote it already)
   S* dh0 = nullptr;                   ///< (B, Hs)
   S* dc0 = nullptr;                   ///< (B, H)
@@ -380,7 +380,7 @@ void backward_dir(const DirBackward<S>& a) {
   }
   if (g.db_ih) column_sums(dG, R, GH, g.db_ih);
   if (g.db_hh) column_sums(dGh, R, GH, g.db_hh);
-  gemm(Mat<S>(a.dx, R, I), dGx_all, CMat<S>(w.w_ih, GH, I), a.accumulate_dx);
+  if (a.dx) gemm(Mat<S>(a.dx, R, I), dGx_all, CMat<S>(w.w_ih, GH, I), a.accumulate_dx);
 }
 
 }  // namespace fastrnn::detail

@@ -136,7 +136,7 @@ struct BackwardArgs {
   const S* dy = nullptr;                  ///< (T, B, D*Hs) dL/dy, nullptr = zeros
   const S* dh_n = nullptr;                ///< (L*D, B, Hs), nullptr = zeros
   const S* dc_n = nullptr;                ///< (L*D, B, H) (LSTM), nullptr = zeros
-  S* dx = nullptr;                        ///< (T, B, I) out
+  S* dx = nullptr;                        ///< (T, B, I) out; nullptr = not wanted (skips its GEMM)
   S* dh0 = nullptr;                       ///< (L*D, B, Hs) out
   S* dc0 = nullptr;                       ///< (L*D, B, H) out (LSTM only)
   const WeightGrads<S>* grads = nullptr;  ///< L*D entries, out

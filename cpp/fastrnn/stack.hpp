@@ -200,7 +200,7 @@ void stack_backward(const Dims& d, const BackwardArgs<S>& a) {
   Scratch<S> dy_sorted(plan.any && a.dy ? layer_out : 0);
   Scratch<S> dhn_sorted(plan.any && a.dh_n ? LD * B * Hs : 0);
   Scratch<S> dcn_sorted(plan.any && a.dc_n && Cell::kCellState ? LD * B * H : 0);
-  Scratch<S> dx_sorted(plan.any ? T * B * d.I : 0);
+  Scratch<S> dx_sorted(plan.any && a.dx ? T * B * d.I : 0);
   Scratch<S> dh0_sorted(plan.any ? LD * B * Hs : 0);
   Scratch<S> dc0_sorted(plan.any && Cell::kCellState ? LD * B * H : 0);
   Scratch<S> dinner(d.L > 1 ? (d.L > 2 ? 2 : 1) * layer_out : 0);
@@ -210,7 +210,7 @@ void stack_backward(const Dims& d, const BackwardArgs<S>& a) {
   const S* dy = sorted_steps(plan, a.lengths, a.dy, dy_sorted, T, B, DHs);
   const S* dh_n = sorted_states(plan, a.dh_n, dhn_sorted, LD, B, Hs);
   const S* dc_n = Cell::kCellState ? sorted_states(plan, a.dc_n, dcn_sorted, LD, B, H) : nullptr;
-  S* dx = plan.any ? dx_sorted.data() : a.dx;
+  S* dx = plan.any && a.dx ? dx_sorted.data() : a.dx;
   S* dh0 = plan.any ? dh0_sorted.data() : a.dh0;
   S* dc0 = !Cell::kCellState ? nullptr : plan.any ? dc0_sorted.data() : a.dc0;
 
@@ -250,7 +250,7 @@ void stack_backward(const Dims& d, const BackwardArgs<S>& a) {
 
   if (plan.any) {
     // padded steps of x get zero gradient: dx_sorted has zeros there already (zero gates)
-    scatter_rows(plan, static_cast<const S*>(dx), a.dx, T, B, d.I);
+    if (a.dx) scatter_rows(plan, static_cast<const S*>(dx), a.dx, T, B, d.I);
     scatter_rows(plan, static_cast<const S*>(dh0), a.dh0, LD, B, Hs);
     if constexpr (Cell::kCellState) scatter_rows(plan, static_cast<const S*>(dc0), a.dc0, LD, B, H);
   }

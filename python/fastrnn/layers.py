@@ -466,6 +466,7 @@ class _RNNBase:
         names = list(self._shapes())
         flat = [a for g in r.grads for a in g if a is not None]
         self.grads = dict(zip(names, flat, strict=True))
+        assert r.dx is not None
         return self._to_caller(r.dx, batched), self._out_states(r.dh0, r.dc0, batched)
 
     # ---- misc ---------------------------------------------------------------------------------
