@@ -31,7 +31,34 @@ SHAPES = {  # T, B, I, H
     "S4": (50, 128, 1024, 1024),
 }
 CELLS = {"lstm": 4, "gru": 3, "rnn": 1}
-PEERS = ("fastrnn", "torch", "ort", "reference")
+PEERS = ("fastrnn", "torch", "ort", "reference", "fastrnn.torch")
+PASSES = ("forward", "forward+backward", "train-step")
+
+
+def _train_step(peer: str, cell: str, shape: tuple[int, ...]) -> Any:
+    """One PyTorch training step (recurrent layer, Linear head on every step, MSE, Adam) with the
+    layer from torch.nn or from fastrnn.torch; everything else is the same torch code."""
+    import torch
+
+    mod: Any = torch.nn
+    if peer == "fastrnn.torch":
+        import fastrnn.torch as mod
+    T, B, I, H = shape
+    torch.manual_seed(0)
+    rnn = getattr(mod, {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[cell])(I, H)
+    head = torch.nn.Linear(H, 16)
+    opt = torch.optim.Adam([*rnn.parameters(), *head.parameters()], lr=1e-3)
+    x, target = torch.randn(T, B, I), torch.randn(T, B, 16)
+
+    def step() -> Any:
+        opt.zero_grad()
+        y, _ = rnn(x)
+        loss = torch.nn.functional.mse_loss(head(y), target)
+        loss.backward()  # type: ignore[no-untyped-call]
+        opt.step()
+        return loss
+
+    return step
 
 
 def flops(cell: str, shape: tuple[int, ...], passes: str) -> float:
@@ -64,6 +91,10 @@ def _gemm_peak(repeat: int) -> float:
 
 def _case(peer: str, cell: str, shape: tuple[int, ...], passes: str) -> Any:
     """A callable running one case for a peer, or None if the peer cannot run it."""
+    if passes == "train-step":
+        return _train_step(peer, cell, shape) if peer in ("torch", "fastrnn.torch") else None
+    if peer == "fastrnn.torch":
+        return None
     T, B, I, H = shape
     rng = np.random.default_rng(0)
     x = rng.standard_normal((T, B, I)).astype(np.float32)
@@ -140,11 +171,11 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Runs in its own process, with its thread count set through the environment."""
     threads = spec["threads"]
     peer = spec["peer"]
-    if peer == "fastrnn":
+    if peer.startswith("fastrnn"):
         import fastrnn
 
         fastrnn.set_num_threads(threads)
-    elif peer == "torch":
+    if peer in ("torch", "fastrnn.torch"):
         import torch
 
         torch.set_num_threads(threads)
@@ -161,7 +192,8 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _available(peer: str) -> bool:
-    mod = {"fastrnn": "fastrnn", "torch": "torch", "ort": "onnxruntime", "reference": "numpy"}
+    mod = {"fastrnn": "fastrnn", "torch": "torch", "ort": "onnxruntime", "reference": "numpy",
+           "fastrnn.torch": "torch"}  # fmt: skip
     try:
         __import__(mod[peer])
         if peer == "ort":
@@ -194,7 +226,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         {"shape_name": s, "shape": list(SHAPES[s]), "cell": c, "passes": p}
         for s in args.shapes
         for c in args.cells
-        for p in ("forward", "forward+backward")
+        for p in PASSES
+        if p != "train-step" or args.train_step
     ]
     report: dict[str, Any] = {
         "machine": {
@@ -217,6 +250,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for peer in peers:
             pcases = cases if peer != "reference" else [c for c in cases if c["shape_name"] in
                                                        args.reference_shapes]  # fmt: skip
+            if peer == "fastrnn.torch":
+                pcases = [c for c in cases if c["passes"] == "train-step"]
+            if not pcases:
+                continue
             print(f"  timing {peer} with {threads} thread(s) ...", file=sys.stderr, flush=True)
             spec = {"peer": peer, "threads": threads, "cases": pcases, "repeat": args.repeat,
                     "budget": args.budget, "peak": peer == "fastrnn"}  # fmt: skip
@@ -231,7 +268,7 @@ def table(report: dict[str, Any]) -> str:
     for r in runs:
         for c in r["results"]:
             ms[(r["peer"], r["threads"], c["shape_name"], c["cell"], c["passes"])] = c["ms"]
-    others = [p for p in report["peers"] if p != "fastrnn"]
+    others = [p for p in report["peers"] if p not in ("fastrnn", "fastrnn.torch")]
     head = (
         f"{'shape':<5} {'cell':<5} {'pass':<8} {'thr':>3} {'fastrnn ms':>10} {'GFLOP/s':>8} "
         f"{'%peak':>6}"
@@ -253,6 +290,18 @@ def table(report: dict[str, Any]) -> str:
     lines.append("")
     peaks = ", ".join(f"{v:.0f} GFLOP/s at {k} thread(s)" for k, v in sorted(peak.items()))
     lines.append(f"float32 GEMM peak (NumPy 2048^3, same run): {peaks}")
+    steps = sorted({k[1:4] for k in ms if k[0] == "fastrnn.torch"},
+                   key=lambda k: (k[1], k[2], k[0]))  # fmt: skip
+    if steps:
+        lines += ["", "Inside a PyTorch training step (layer + Linear head + MSE + Adam, float32):",
+                  f"{'shape':<5} {'cell':<5} {'thr':>3} {'torch.nn ms':>12} "
+                  f"{'fastrnn.torch ms':>17} {'speed-up':>9}"]  # fmt: skip
+        for threads, shape, cell in steps:
+            f = ms[("fastrnn.torch", threads, shape, cell, "train-step")]
+            o = ms.get(("torch", threads, shape, cell, "train-step"))
+            lines.append(f"{shape:<5} {cell:<5} {threads:>3} "
+                         + (f"{o:>12.2f}" if o else f"{'-':>12}")
+                         + f" {f:>17.2f} " + (f"{o / f:>8.2f}x" if o else ""))  # fmt: skip
     return "\n".join(lines)
 
 
@@ -266,7 +315,8 @@ def chart(report: dict[str, Any], path: str) -> None:
         print("--png needs matplotlib: pip install matplotlib", file=sys.stderr)
         return
     runs = report["runs"]
-    labels, series = [], {p: [] for p in report["peers"]}  # type: ignore[var-annotated]
+    labels = []
+    series = {p: [] for p in report["peers"] if p != "fastrnn.torch"}  # type: ignore[var-annotated]
     base = {(r["threads"], c["shape_name"], c["cell"], c["passes"]): c["ms"]
             for r in runs if r["peer"] == "fastrnn" for c in r["results"]}  # fmt: skip
     for key in sorted(base, key=lambda k: (k[1], k[2], k[3], k[0])):
@@ -302,6 +352,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="shapes the (slow) NumPy reference runs on")  # fmt: skip
     ap.add_argument("--repeat", type=int, default=5, help="runs per case (median)")
     ap.add_argument("--budget", type=float, default=4.0, help="seconds per case, at most about")
+    ap.add_argument(
+        "--no-train-step",
+        dest="train_step",
+        action="store_false",
+        help="skip the rows of a whole PyTorch training step (torch.nn vs fastrnn.torch)",
+    )
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--png", help="draw a chart here (needs matplotlib)")
     args = ap.parse_args(argv)

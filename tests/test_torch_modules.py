@@ -1,0 +1,336 @@
+"""fastrnn.torch: drop-in torch.nn.LSTM/GRU/RNN modules with autograd (skipped without torch).
+
+Parity with torch.nn through autograd for every option combination: cell (RNN tanh/relu, LSTM,
+LSTM with proj_size, GRU) x num_layers 1-3 x bidirectional x batch_first x input (a tensor, a
+PackedSequence of sorted or unsorted lengths) x float32/float64: outputs, final states, and the
+gradients of the input, the initial states and every parameter. Plus gradcheck in float64,
+no_grad/inference_mode (no saved activations), retain_graph, dropout, unbatched input, bad
+input, a 20-step Adam training loop against torch.nn.GRU, and torch staying optional.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch.nn.utils.rnn import (  # noqa: E402
+    PackedSequence,
+    pack_padded_sequence,
+    pad_packed_sequence,
+)
+
+import fastrnn.torch as frt  # noqa: E402
+
+KINDS = {  # id: (class name, constructor kwargs)
+    "rnn_tanh": ("RNN", {}),
+    "rnn_relu": ("RNN", {"nonlinearity": "relu"}),
+    "lstm": ("LSTM", {}),
+    "lstm_proj": ("LSTM", {"proj_size": 3}),
+    "gru": ("GRU", {}),
+}
+TOL = {torch.float64: 1e-11, torch.float32: 5e-5}
+T, I, H, B = 6, 4, 5, 4
+
+
+def close(a: Any, b: Any, dtype: Any, what: str) -> None:
+    a = a.detach().double().numpy()
+    b = b.detach().double().numpy()
+    assert a.shape == b.shape, f"{what}: {a.shape} != {b.shape}"
+    scale = max(1.0, float(np.abs(b).max()))
+    err = float(np.abs(a - b).max()) / scale
+    assert err <= TOL[dtype], f"{what}: relative error {err:.2e}"
+
+
+def pair(kind: str, dtype: Any, **opts: Any) -> tuple[Any, Any]:
+    """A torch.nn module and the fastrnn.torch one with the same weights."""
+    name, kw = KINDS[kind]
+    torch.manual_seed(0)
+    tm = getattr(torch.nn, name)(I, H, **opts, **kw).to(dtype)
+    fm = getattr(frt, name)(I, H, **opts, **kw).to(dtype)
+    fm.load_state_dict(tm.state_dict())
+    return tm, fm
+
+
+def run(m: Any, x: Any, hx: Any, mode: str, lengths: Any, batch_first: bool) -> tuple[Any, Any]:
+    """y (padded) and the final state(s) as a tuple."""
+    if mode == "tensor":
+        y, st = m(x, hx)
+    else:
+        packed = pack_padded_sequence(
+            x, lengths, batch_first=batch_first, enforce_sorted=mode == "sorted"
+        )
+        out, st = m(packed, hx)
+        assert isinstance(out, PackedSequence)
+        y, _ = pad_packed_sequence(out, batch_first=batch_first, total_length=T)
+    return y, st if isinstance(st, tuple) else (st,)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("mode", ["tensor", "sorted", "unsorted"])
+@pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("num_layers", [1, 2, 3], ids=lambda n: f"L{n}")
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_parity(
+    kind: str, num_layers: int, bidirectional: bool, batch_first: bool, mode: str, dtype: Any
+) -> None:
+    check(kind, dtype, mode, num_layers=num_layers, bidirectional=bidirectional,
+          batch_first=batch_first)  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_parity_without_bias(kind: str, dtype: Any) -> None:
+    check(kind, dtype, "unsorted", num_layers=2, bidirectional=True, batch_first=True, bias=False)
+
+
+def check(kind: str, dtype: Any, mode: str, **opts: Any) -> None:
+    tm, fm = pair(kind, dtype, **opts)
+    lstm = KINDS[kind][0] == "LSTM"
+    D = 2 if opts["bidirectional"] else 1
+    L = opts["num_layers"]
+    Hs = KINDS[kind][1].get("proj_size") or H
+    bf = opts["batch_first"]
+    lengths = torch.tensor([6, 3, 6, 1] if mode == "unsorted" else [6, 6, 3, 1])
+    if mode == "tensor":
+        lengths = torch.full((B,), T)
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.randn((B, T, I) if bf else (T, B, I), generator=g, dtype=dtype)
+    h00 = torch.randn(L * D, B, Hs, generator=g, dtype=dtype)
+    c00 = torch.randn(L * D, B, H, generator=g, dtype=dtype)
+    dy = torch.randn((B, T, D * Hs) if bf else (T, B, D * Hs), generator=g, dtype=dtype)
+    dh = torch.randn(L * D, B, Hs, generator=g, dtype=dtype)
+    dc = torch.randn(L * D, B, H, generator=g, dtype=dtype)
+    # the padded steps' output is zero in both, so dy there does not matter
+
+    results = []
+    for m in (tm, fm):
+        x = x0.clone().requires_grad_(True)
+        h0 = h00.clone().requires_grad_(True)
+        c0 = c00.clone().requires_grad_(True)
+        y, st = run(m, x, (h0, c0) if lstm else h0, mode, lengths, bf)
+        loss = (
+            (y * dy).sum() + (st[0] * dh).sum() + (st[1] * dc).sum()
+            if lstm
+            else ((y * dy).sum() + (st[0] * dh).sum())
+        )
+        m.zero_grad()
+        loss.backward()
+        results.append((y, st, x.grad, h0.grad, c0.grad if lstm else None,
+                        {n: p.grad.clone() for n, p in m.named_parameters()}))  # fmt: skip
+    (yt, stt, dxt, dh0t, dc0t, gt), (yf, stf, dxf, dh0f, dc0f, gf) = results
+    close(yf, yt, dtype, "output")
+    for a, b in zip(stf, stt, strict=True):
+        close(a, b, dtype, "final state")
+    close(dxf, dxt, dtype, "input gradient")
+    close(dh0f, dh0t, dtype, "h0 gradient")
+    if lstm:
+        close(dc0f, dc0t, dtype, "c0 gradient")
+    assert gf.keys() == gt.keys()
+    for n in gt:
+        close(gf[n], gt[n], dtype, f"grad {n}")
+
+
+def test_same_module_surface() -> None:
+    for name, kw in KINDS.values():
+        opts = {"num_layers": 2, "bidirectional": True, **kw}
+        tm, fm = getattr(torch.nn, name)(I, H, **opts), getattr(frt, name)(I, H, **opts)
+        assert isinstance(fm, getattr(torch.nn, name))
+        assert list(fm.state_dict()) == list(tm.state_dict())
+        assert [p.shape for p in fm.parameters()] == [p.shape for p in tm.parameters()]
+        assert repr(fm) == repr(tm)
+        fm.load_state_dict(tm.state_dict())  # strict
+        y, _ = fm(torch.randn(T, B, I, requires_grad=True))
+        assert type(y.grad_fn).__name__ == "RNNFunctionBackward"  # the kernels, not torch's
+
+
+@pytest.mark.parametrize("kind", ["rnn_tanh", "lstm", "lstm_proj", "gru"])
+def test_gradcheck(kind: str) -> None:
+    name, kw = KINDS[kind]
+    torch.manual_seed(0)
+    m = getattr(frt, name)(3, 4, num_layers=2, bidirectional=True, **kw).double()
+    lstm = name == "LSTM"
+    Hs = kw.get("proj_size") or 4
+    x = torch.randn(5, 3, 3, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(4, 3, Hs, dtype=torch.float64, requires_grad=True)
+    c0 = torch.randn(4, 3, 4, dtype=torch.float64, requires_grad=True)
+    params = list(m.parameters())
+    names = [n for n, _ in m.named_parameters()]
+
+    def f(x: Any, h0: Any, c0: Any, *ps: Any) -> Any:
+        out = torch.func.functional_call(m, dict(zip(names, ps, strict=True)),
+                                         (x, (h0, c0) if lstm else h0))  # fmt: skip
+        y, st = out
+        return (y, *st) if lstm else (y, st)
+
+    inputs = (x, h0, c0, *[p.detach().clone().requires_grad_(True) for p in params])
+    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+def test_gradcheck_packed() -> None:
+    torch.manual_seed(0)
+    m = frt.GRU(3, 4, bidirectional=True).double()
+    x = torch.randn(4, 5, 3, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([2, 5, 1, 4])
+
+    def f(x: Any) -> Any:
+        out, h = m(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
+        return out.data, h
+
+    assert torch.autograd.gradcheck(f, (x,), eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+@pytest.mark.parametrize("ctx", ["no_grad", "inference_mode", "no_requires_grad"])
+def test_inference_saves_nothing(ctx: str) -> None:
+    tm, fm = pair("lstm", torch.float32, num_layers=2)
+    x = torch.randn(T, B, I)
+    if ctx == "no_requires_grad":
+        for p in fm.parameters():
+            p.requires_grad_(False)
+        yf, (_, cf) = fm(x)
+    else:
+        with getattr(torch, ctx)():
+            yf, (_, cf) = fm(x)
+    assert yf.grad_fn is None and not yf.requires_grad
+    with torch.no_grad():
+        yt, (_, ct) = tm(x)
+    close(yf, yt, torch.float32, "output")
+    close(cf, ct, torch.float32, "c_n")
+
+
+def test_retain_graph_second_backward_same_gradients() -> None:
+    _, fm = pair("gru", torch.float64, num_layers=2)
+    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    y, h = fm(x)
+    loss = (y**2).sum() + h.sum()
+    loss.backward(retain_graph=True)
+    first = [x.grad.clone()] + [p.grad.clone() for p in fm.parameters()]
+    x.grad = None
+    fm.zero_grad()
+    loss.backward()
+    second = [x.grad] + [p.grad for p in fm.parameters()]
+    for a, b in zip(first, second, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_data_input_skips_its_gradient_same_weight_gradients() -> None:
+    _, fm = pair("lstm", torch.float32, num_layers=2, bidirectional=True)
+    x = torch.randn(T, B, I)
+    grads = []
+    for xx in (x, x.clone().requires_grad_(True)):
+        fm.zero_grad()
+        fm(xx)[0].pow(2).sum().backward()
+        grads.append([p.grad.clone() for p in fm.parameters()])
+    assert x.grad is None
+    for a, b in zip(*grads, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_modified_weight_before_backward_is_an_error() -> None:
+    _, fm = pair("lstm", torch.float32)
+    y, _ = fm(torch.randn(T, B, I))
+    with torch.no_grad():
+        fm.weight_hh_l0.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+
+
+def test_unbatched_and_hidden_only_loss() -> None:
+    for kind in ("lstm", "gru", "rnn_relu"):
+        tm, fm = pair(kind, torch.float64, num_layers=2, bidirectional=True)
+        x = torch.randn(T, I, dtype=torch.float64)
+        outs = []
+        for m in (tm, fm):
+            xx = x.clone().requires_grad_(True)
+            y, st = m(xx)
+            h = st[0] if isinstance(st, tuple) else st
+            assert y.shape == (T, 2 * H) and h.shape == (4, H)
+            h.sum().backward()  # the output y is not used: its gradient is None
+            outs.append((y, h, xx.grad))
+        for a, b in zip(*outs, strict=True):
+            close(a, b, torch.float64, kind)
+
+
+def test_dropout() -> None:
+    """p=1 drops every output between layers in both implementations (deterministic); p in (0, 1)
+    is reproducible with torch.manual_seed and inactive in eval mode."""
+    tm, fm = pair("lstm", torch.float64, num_layers=3, dropout=1.0)
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    close(fm(x)[0], tm(x)[0], torch.float64, "dropout=1")
+    _, fm = pair("gru", torch.float32, num_layers=2, dropout=0.5)
+    x = torch.randn(T, B, I)
+    torch.manual_seed(5)
+    a = fm(x)[0]
+    torch.manual_seed(5)
+    b = fm(x)[0]
+    c = fm(x)[0]
+    assert torch.equal(a, b) and not torch.equal(b, c)
+    fm.eval()
+    tm, _ = pair("gru", torch.float32, num_layers=2, dropout=0.5)
+    tm.eval()
+    close(fm(x)[0], tm(x)[0], torch.float32, "eval mode")
+
+
+def test_bad_input() -> None:
+    fm = frt.LSTM(I, H, num_layers=2)
+    with pytest.raises(ValueError, match=r"input: dtype torch\.float64 does not match"):
+        fm(torch.randn(T, B, I, dtype=torch.float64))
+    with pytest.raises(ValueError, match="input: expected a 2-D"):
+        fm(torch.randn(T))
+    with pytest.raises(RuntimeError, match="input_size=4"):
+        fm(torch.randn(T, B, I + 1))
+    with pytest.raises(RuntimeError, match=r"hx\[0\]: expected size \(2, 4, 5\)"):
+        fm(torch.randn(T, B, I), (torch.zeros(2, 3, H), torch.zeros(2, B, H)))
+    with pytest.raises(TypeError, match="hx: expected a tuple"):
+        fm(torch.randn(T, B, I), torch.zeros(2, B, H))
+    with pytest.raises(ValueError, match=r"input: fastrnn\.torch runs on CPU tensors only"):
+        fm(torch.empty(T, B, I, device="meta"))
+    with pytest.raises(TypeError, match="input: expected a tensor"):
+        fm(np.zeros((T, B, I), np.float32))
+    with pytest.raises(TypeError, match="fastrnn runs float32 and float64"):
+        frt.GRU(I, H).half()(torch.randn(T, B, I).half())
+
+
+def test_training_loop_matches_torch_gru() -> None:
+    """Same init, same batches, Adam: 20 steps of a GRU + Linear regression, losses to ~1e-5."""
+    losses = {}
+    for lib in (torch.nn, frt):
+        torch.manual_seed(0)
+        rnn = lib.GRU(I, 16, num_layers=2, batch_first=True)
+        head = torch.nn.Linear(16, 1)
+        opt = torch.optim.Adam([*rnn.parameters(), *head.parameters()], lr=1e-2)
+        g = torch.Generator().manual_seed(1)
+        seen = []
+        for _ in range(20):
+            x = torch.randn(8, 12, I, generator=g)
+            target = x.sum(dim=(1, 2)).unsqueeze(1) / 10
+            opt.zero_grad()
+            y, _ = rnn(x)
+            loss = torch.nn.functional.mse_loss(head(y[:, -1]), target)
+            loss.backward()
+            opt.step()
+            seen.append(loss.item())
+        losses[lib.__name__] = seen
+    a, b = np.array(losses["torch.nn"]), np.array(losses["fastrnn.torch"])
+    assert a[-1] < 0.5 * a[0]  # it learns
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_import_fastrnn_does_not_import_torch() -> None:
+    code = "import sys, fastrnn; import fastrnn.functional; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_without_torch_a_clear_import_error() -> None:
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "try:\n    import fastrnn.torch\nexcept ImportError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert 'pip install "fastrnn[torch]"' in out.stdout
