@@ -334,3 +334,42 @@ def test_without_torch_a_clear_import_error() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert 'pip install "fastrnn[torch]"' in out.stdout
+
+
+def test_second_derivative_is_an_error_not_zero() -> None:
+    """create_graph=True then differentiating the gradient again raises (it must never silently
+    give a zero second derivative, e.g. in a gradient penalty)."""
+    _, fm = pair("gru", torch.float64)
+    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad(fm(x)[0].sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="not differentiable"):
+        (g**2).sum().backward()
+    # first-order gradients taken with create_graph=True are still right
+    tm, _ = pair("gru", torch.float64)
+    (gt,) = torch.autograd.grad(tm(x)[0].sum(), x, create_graph=True)
+    close(g, gt, torch.float64, "first-order gradient under create_graph")
+
+
+def test_checkpoint_and_torch_func() -> None:
+    tm, fm = pair("lstm", torch.float64, num_layers=2)
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    tm(x)[0].pow(2).sum().backward()
+    # activation checkpointing: the workspace is a saved tensor, so it is recomputed too
+    xg = x.clone().requires_grad_(True)
+    y = torch.utils.checkpoint.checkpoint(lambda a: fm(a)[0], xg, use_reentrant=False)
+    y.pow(2).sum().backward()
+    for (n, p), q in zip(fm.named_parameters(), tm.parameters(), strict=True):
+        close(p.grad, q.grad, torch.float64, f"checkpoint {n}")
+    # the torch.func transforms are not supported: a clear error, not a crash
+    params = {n: p.detach() for n, p in fm.named_parameters()}
+
+    def loss(p: Any) -> Any:
+        return torch.func.functional_call(fm, p, (x,))[0].pow(2).sum()
+
+    with pytest.raises(RuntimeError, match=r"torch\.func transforms"):
+        torch.func.grad(loss)(params)
+
+
+def test_empty_sequence_is_an_error_as_in_torch() -> None:
+    with pytest.raises(RuntimeError, match="sequence length"):
+        frt.GRU(I, H)(torch.randn(0, B, I))

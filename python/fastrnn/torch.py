@@ -25,9 +25,13 @@ torch's own kernel makes), ``proj_size`` (LSTM), ``nonlinearity`` (RNN).
   silent copies). Input and parameters must have the same dtype (as in torch).
 * Under ``torch.no_grad()`` / ``torch.inference_mode()``, or when nothing requires a gradient,
   the forward keeps no per-step activations (inference kernels).
-* ``torch.autograd.gradcheck`` passes in float64. The backward is not itself differentiable
-  (no double backward); ``retain_graph=True`` works (a second backward recomputes the saved
-  activations, which are bit-identical).
+* ``torch.autograd.gradcheck`` passes in float64; ``retain_graph=True`` works (a second backward
+  recomputes the saved activations, bit-identical) and so does activation checkpointing (the
+  saved activations are an ordinary saved tensor). The backward is not itself differentiable:
+  differentiating a gradient again (``create_graph=True``, a gradient penalty) raises
+  RuntimeError rather than giving a silent zero. Not supported: the ``torch.func`` transforms
+  (a clear RuntimeError), forward-mode AD, ``torch.jit`` tracing or scripting, autocast (the
+  kernels compute in the module's dtype).
 * Threads: fastrnn's kernels use :func:`fastrnn.set_num_threads` (default ``OMP_NUM_THREADS``,
   else every core), not ``torch.set_num_threads``; set both when you change one.
 
@@ -42,7 +46,6 @@ from typing import Any
 
 try:
     import torch
-    from torch.autograd.function import FunctionCtx, once_differentiable
     from torch.nn.utils.rnn import PackedSequence
 except ImportError as e:  # pragma: no cover - exercised in a subprocess without torch
     raise ImportError(
@@ -135,16 +138,17 @@ def _tensor(a: np.ndarray[Any, Any] | None) -> Tensor | None:
 
 
 class RNNFunction(torch.autograd.Function):
-    """``(x, h0, c0, masks, *weights) -> (y, h_n[, c_n])`` for a whole stack, time-major.
+    """``(cfg, x, h0, c0, masks, *weights) -> (y, h_n[, c_n], workspace)`` for a whole stack.
 
-    ``x (T, B, I)``, ``h0 (L*D, B, Hs)`` or None, ``c0 (L*D, B, H)`` or None (LSTM), ``masks
-    (L-1, T, B, D*Hs)`` or None (dropout multipliers), ``weights``: the module's flat weight list in
-    torch's order. All contiguous CPU tensors of one dtype. Use the modules rather than this.
+    ``x (T, B, I)`` time-major, ``h0 (L*D, B, Hs)`` or None, ``c0 (L*D, B, H)`` or None (LSTM),
+    ``masks (L-1, T, B, D*Hs)`` or None (dropout multipliers), ``weights``: the module's flat weight
+    list in torch's order; all contiguous CPU tensors of one dtype. ``workspace`` (not
+    differentiable) is what the backward needs, returned so that it is saved like any tensor
+    (saved-tensor hooks and checkpointing see it). Use the modules rather than this.
     """
 
     @staticmethod
     def forward(
-        ctx: FunctionCtx,
         cfg: _Config,
         x: Tensor,
         h0: Tensor | None,
@@ -154,54 +158,80 @@ class RNNFunction(torch.autograd.Function):
     ) -> tuple[Tensor, ...]:
         ws_np = tuple(_np(w) for w in weights)
         res = cfg.forward(_np(x), ws_np, _np(h0), _np(c0), _np(masks), True)  # type: ignore[arg-type]
-        ctx.cfg = cfg  # type: ignore[attr-defined]
-        ctx.workspace = res.workspace  # type: ignore[attr-defined]
-        ctx.save_for_backward(x, h0, c0, masks, *weights)  # type: ignore[arg-type]
-        ctx.set_materialize_grads(False)
-        out: tuple[Tensor, ...] = (torch.from_numpy(res.y), torch.from_numpy(res.h_n))
-        if cfg.has_c:
-            assert res.c_n is not None
-            out += (torch.from_numpy(res.c_n),)
-        return out
+        assert res.workspace is not None
+        out = [res.y, res.h_n] + ([res.c_n] if cfg.has_c else []) + [res.workspace]
+        return tuple(torch.from_numpy(a) for a in out)
 
     @staticmethod
-    @once_differentiable
-    def backward(
-        ctx: Any, dy: Tensor | None, dh_n: Tensor | None, dc_n: Tensor | None = None
-    ) -> Any:
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+        cfg, x, h0, c0, masks, *weights = inputs
+        ctx.cfg = cfg
+        ctx.consumed = False
+        ctx.mark_non_differentiable(output[-1])
+        ctx.save_for_backward(x, h0, c0, masks, output[-1], *weights)
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def backward(ctx: Any, dy: Tensor | None, dh_n: Tensor | None, *rest: Tensor | None) -> Any:
         cfg: _Config = ctx.cfg
-        x, h0, c0, masks, *weights = ctx.saved_tensors
-        xn, ws_np = _np(x), tuple(_np(w) for w in weights)
-        workspace = ctx.workspace
-        ctx.workspace = None  # the kernels' backward consumes it
-        if workspace is None:
-            # a second backward through the same graph (retain_graph=True, gradcheck): the
-            # forward is deterministic, so recomputing gives exactly the activations saved
-            workspace = cfg.forward(xn, ws_np, _np(h0), _np(c0), _np(masks), True).workspace  # type: ignore[arg-type]
-        r = F.stack_backward(
-            cfg.cell,
-            xn,  # type: ignore[arg-type]
-            cfg.params(ws_np),  # type: ignore[arg-type]
-            workspace,
-            _np(dy),
-            _np(dh_n),
-            _np(dc_n),
-            num_layers=cfg.num_layers,
-            bidirectional=cfg.bidirectional,
-            proj_size=cfg.proj,
-            lengths=cfg.lengths,
-            need_dx=ctx.needs_input_grad[1],  # skipped when the input is data
-        )
+        dc_n = rest[0] if cfg.has_c else None
+        saved = ctx.saved_tensors
+        x, h0, c0, masks, workspace, *weights = saved
+        with torch.no_grad():
+            try:
+                xn, ws_np = _np(x), tuple(_np(w) for w in weights)
+                wsn = _np(workspace)
+                _np(dy), _np(dh_n), _np(dc_n)
+            except RuntimeError as e:  # functorch's wrapped tensors have no storage
+                raise RuntimeError(
+                    "fastrnn.torch: the torch.func transforms (grad, vjp, jacrev, vmap) are not "
+                    "supported; use torch.autograd (loss.backward(), torch.autograd.grad)"
+                ) from e
+            if ctx.consumed:
+                # a second backward through the same graph (retain_graph=True, gradcheck): the
+                # forward is deterministic, so recomputing gives exactly the activations saved
+                wsn = cfg.forward(xn, ws_np, _np(h0), _np(c0), _np(masks), True).workspace  # type: ignore[arg-type]
+            ctx.consumed = True  # the kernels' backward overwrites the workspace
+            r = F.stack_backward(
+                cfg.cell,
+                xn,  # type: ignore[arg-type]
+                cfg.params(ws_np),  # type: ignore[arg-type]
+                wsn,  # type: ignore[arg-type]
+                _np(dy),
+                _np(dh_n),
+                _np(dc_n),
+                num_layers=cfg.num_layers,
+                bidirectional=cfg.bidirectional,
+                proj_size=cfg.proj,
+                lengths=cfg.lengths,
+                need_dx=ctx.needs_input_grad[1],  # skipped when the input is data
+            )
         need = ctx.needs_input_grad
         grads = [g for layer in r.grads for g in layer if g is not None]
-        return (
-            None,
+        out: list[Tensor | None] = [
             _tensor(r.dx),
             _tensor(r.dh0) if need[2] else None,
             _tensor(r.dc0) if need[3] else None,
             None,
             *(torch.from_numpy(g) if n else None for g, n in zip(grads, need[5:], strict=True)),
-        )
+        ]
+        # The gradients are not differentiable again. With create_graph=True they would silently
+        # be constants (a zero second derivative); like torch's @once_differentiable, but also when
+        # only the inputs (not the incoming gradients) require grad, attach a node that raises if
+        # anything is differentiated through them.
+        inputs = [t for t in (*saved, dy, dh_n, dc_n) if t is not None]
+        if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+            idx = [i for i, t in enumerate(out) if t is not None]
+            err = torch._C._functions.DelayedError(
+                b"fastrnn.torch: the backward of the kernels is not differentiable "
+                b"(no double backward / second derivatives; use torch.nn's module for those)",
+                len(idx),
+            )
+            wrapped = err(*[t.detach().requires_grad_(True) for t in out if t is not None])
+            wrapped = wrapped if isinstance(wrapped, tuple) else (wrapped,)
+            for i, t in zip(idx, wrapped, strict=True):
+                out[i] = t
+        return (None, *out)
 
 
 def _check_cpu(name: str, t: Tensor) -> None:
@@ -279,6 +309,10 @@ class _FastForward:
                 data = data.transpose(0, 1)
             T, B = data.shape[0], data.shape[1]
         _check_cpu("input", data)
+        if data.layout != torch.strided:
+            raise TypeError(f"input: expected a dense (strided) tensor, got layout {data.layout}")
+        if T == 0:
+            raise RuntimeError("input: expected sequence length to be larger than 0 (as torch.nn)")
         if data.dtype != wdtype:
             raise ValueError(
                 f"input: dtype {data.dtype} does not match the weights' dtype {wdtype}; "
@@ -342,7 +376,7 @@ class _FastForward:
         )
         tensors = [t for t in (x, h0, c0, *weights) if t is not None]
         if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-            outs = RNNFunction.apply(cfg, x, h0, c0, masks, *weights)  # type: ignore[no-untyped-call]
+            outs = RNNFunction.apply(cfg, x, h0, c0, masks, *weights)[:-1]  # type: ignore[no-untyped-call]
         else:  # inference: no workspace, no per-step activations
             res = cfg.forward(
                 _np(x),  # type: ignore[arg-type]
