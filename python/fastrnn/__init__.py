@@ -2,6 +2,8 @@
 
 * :class:`RNN`, :class:`LSTM`, :class:`GRU`: layers with PyTorch's arguments, weight names and
   outputs, plus an explicit :meth:`~LSTM.backward`.
+* :mod:`fastrnn.torch` (imported on its own, needs torch): ``torch.nn.LSTM/GRU/RNN`` drop-ins
+  whose forward and backward run these kernels.
 * :mod:`fastrnn.functional`: the kernels as plain functions of arrays, for use as a backend.
 * :mod:`fastrnn.reference`: the same cells in readable NumPy, the oracle of the tests.
 * Training: :class:`Linear`, :class:`Embedding`, :mod:`fastrnn.losses`, :mod:`fastrnn.optim`
