@@ -60,14 +60,14 @@ inline index_t projection_chunk_steps(index_t T, index_t B) {
 template <class S>
 class Scratch {
  public:
-  explicit Scratch(index_t n) : p_(n > 0 ? new S[static_cast<size_t>(n)] : nullptr), n_(n) {}
-  S* data() { return p_.get(); }
-  const S* data() const { return p_.get(); }
+  explicit Scratch(index_t n) : buf_(n), n_(n) {}
+  S* data() { return buf_.data(); }
+  const S* data() const { return buf_.data(); }
   index_t size() const { return n_; }
   bool empty() const { return n_ == 0; }
 
  private:
-  std::unique_ptr<S[]> p_;
+  AlignedBuffer<S> buf_;  // reused across calls (BlockCache): no page faults per call
   index_t n_;
 };
 
