@@ -291,16 +291,7 @@ class PackedGemm {
 
   template <class F>
   void for_blocks(index_t count, index_t work, F&& f) const {
-    const int threads = pick_threads(work);
-#ifdef _OPENMP
-    if (threads > 1) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-      for (index_t i = 0; i < count; ++i) f(i);
-      return;
-    }
-#endif
-    (void)threads;
-    for (index_t i = 0; i < count; ++i) f(i);
+    parallel_for(count, pick_threads(work), f);
   }
 
   static void zero_rows(S* o, index_t ldo, index_t n, index_t c0, index_t cols) {

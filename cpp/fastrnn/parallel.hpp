@@ -58,6 +58,21 @@ inline constexpr index_t kParallelMinWork = index_t(1) << 16;
 /// Polls the calling thread's interrupt hook (see ScopedInterruptHook), at most every 20 ms.
 void check_interrupt();
 
+/// f(0), ..., f(count - 1), split statically over `threads` threads (1: in this thread). The
+/// items must be independent: which thread runs an item never changes its result.
+template <class F>
+void parallel_for(index_t count, int threads, F&& f) {
+#ifdef _OPENMP
+  if (threads > 1) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (index_t i = 0; i < count; ++i) f(i);
+    return;
+  }
+#endif
+  (void)threads;
+  for (index_t i = 0; i < count; ++i) f(i);
+}
+
 /// dst = lhs * rhs (or dst += lhs * rhs), over fixed tiles of dst, in parallel.
 /// dst is a writable Eigen expression (a Map or a block of one); lhs and rhs any expressions.
 template <class Dst, class Lhs, class Rhs>
@@ -83,14 +98,7 @@ void gemm(Dst&& dst, const Lhs& lhs, const Rhs& rhs, bool accumulate = false) {
   };
   const bool small = M * N * lhs.cols() < kParallelMinWork;
   const int threads = small ? 1 : static_cast<int>(std::min<index_t>(num_threads(), tiles));
-#ifdef _OPENMP
-  if (threads > 1) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (index_t k = 0; k < tiles; ++k) tile(k);
-    return;
-  }
-#endif
-  for (index_t k = 0; k < tiles; ++k) tile(k);
+  parallel_for(tiles, threads, tile);
 }
 
 /// Calls f(b0, b1) over a split of the rows [0, rows) among the threads, when there are at
