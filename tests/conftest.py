@@ -11,6 +11,15 @@ import pytest
 from fastrnn import functional as F
 
 CELLS = F.CELLS
+
+# the torch.nn module kinds of the PyTorch parity tests: id -> (class name, constructor kwargs)
+TORCH_KINDS: dict[str, tuple[str, dict[str, Any]]] = {
+    "rnn_tanh": ("RNN", {}),
+    "rnn_relu": ("RNN", {"nonlinearity": "relu"}),
+    "lstm": ("LSTM", {}),
+    "lstm_proj": ("LSTM", {"proj_size": 3}),
+    "gru": ("GRU", {}),
+}
 DTYPES = (np.float64, np.float32)
 
 # relative tolerance (against the largest magnitude of the expected array)

@@ -16,17 +16,12 @@ import numpy as np
 import pytest
 
 import fastrnn
+from conftest import TORCH_KINDS
 
 torch = pytest.importorskip("torch")
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
-KINDS = {  # id: (class name, constructor kwargs)
-    "rnn_tanh": ("RNN", {}),
-    "rnn_relu": ("RNN", {"nonlinearity": "relu"}),
-    "lstm": ("LSTM", {}),
-    "lstm_proj": ("LSTM", {"proj_size": 3}),
-    "gru": ("GRU", {}),
-}
+KINDS = TORCH_KINDS
 TOL = {np.float64: 1e-11, np.float32: 5e-5}
 T, I, H = 6, 4, 5
 LENGTHS = [6, 2, 0, 4, 6]  # unsorted; zero and full lengths

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from conftest import TORCH_KINDS
+
 torch = pytest.importorskip("torch")
 from torch.nn.utils.rnn import (  # noqa: E402
     PackedSequence,
@@ -26,13 +28,7 @@ from torch.nn.utils.rnn import (  # noqa: E402
 
 import fastrnn.torch as frt  # noqa: E402
 
-KINDS = {  # id: (class name, constructor kwargs)
-    "rnn_tanh": ("RNN", {}),
-    "rnn_relu": ("RNN", {"nonlinearity": "relu"}),
-    "lstm": ("LSTM", {}),
-    "lstm_proj": ("LSTM", {"proj_size": 3}),
-    "gru": ("GRU", {}),
-}
+KINDS = TORCH_KINDS
 TOL = {torch.float64: 1e-11, torch.float32: 5e-5}
 T, I, H, B = 6, 4, 5, 4
 

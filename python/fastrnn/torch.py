@@ -181,7 +181,7 @@ class RNNFunction(torch.autograd.Function):
             try:
                 xn, ws_np = _np(x), tuple(_np(w) for w in weights)
                 wsn = _np(workspace)
-                _np(dy), _np(dh_n), _np(dc_n)
+                dyn, dhn, dcn = _np(dy), _np(dh_n), _np(dc_n)
             except RuntimeError as e:  # functorch's wrapped tensors have no storage
                 raise RuntimeError(
                     "fastrnn.torch: the torch.func transforms (grad, vjp, jacrev, vmap) are not "
@@ -197,9 +197,9 @@ class RNNFunction(torch.autograd.Function):
                 xn,  # type: ignore[arg-type]
                 cfg.params(ws_np),  # type: ignore[arg-type]
                 wsn,  # type: ignore[arg-type]
-                _np(dy),
-                _np(dh_n),
-                _np(dc_n),
+                dyn,
+                dhn,
+                dcn,
                 num_layers=cfg.num_layers,
                 bidirectional=cfg.bidirectional,
                 proj_size=cfg.proj,
