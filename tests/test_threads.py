@@ -30,15 +30,19 @@ def run_all(cell: str, shape: tuple[int, ...], **opts: Any) -> bytes:
     rng = np.random.default_rng(0)
     D = 2 if opts.get("bidirectional") else 1
     L = opts.get("num_layers", 1)
+    P = opts.get("proj_size", 0)
+    Hs = P or H
     k = 1 / np.sqrt(H)
 
     def u(*shape: int) -> np.ndarray:
         return rng.uniform(-k, k, shape).astype(np.float32)
 
-    inputs = [I] * D + [D * H] * D * (L - 1)
-    params = [(u(G * H, In), u(G * H, H), u(G * H), u(G * H), None) for In in inputs]
+    inputs = [I] * D + [D * Hs] * D * (L - 1)
+    params = [
+        (u(G * H, In), u(G * H, Hs), u(G * H), u(G * H), u(P, H) if P else None) for In in inputs
+    ]
     x = rng.standard_normal((T, B, I)).astype(np.float32)
-    dy = rng.standard_normal((T, B, D * H)).astype(np.float32)
+    dy = rng.standard_normal((T, B, D * Hs)).astype(np.float32)
     fw = F.stack_forward(cell, x, params, **opts)
     bw = F.stack_backward(cell, x, params, fw.workspace, dy, **opts)
     arrays = [fw.y, fw.h_n, bw.dx, bw.dh0] + [a for g in bw.grads for a in g if a is not None]
@@ -67,6 +71,20 @@ def test_bit_identical_stacks_for_every_thread_count(restore_threads: None) -> N
     for n in (1, 2, 4):
         fastrnn.set_num_threads(n)
         results.add(run_all("lstm", (9, 32, 64, 96), **opts))
+    assert len(results) == 1
+
+
+@pytest.mark.parametrize("proj_size", [40, 130])
+def test_bit_identical_projection_for_every_thread_count(
+    proj_size: int, restore_threads: None
+) -> None:
+    # the projection's units are split among the threads apart from the cell's (two barriers
+    # per step); H = 200 and proj_size = 130 are not whole SIMD packets
+    opts = {"proj_size": proj_size, "bidirectional": True, "lengths": np.array([12, 5, 1] * 6)}
+    results = set()
+    for n in (1, 2, 3, 4):
+        fastrnn.set_num_threads(n)
+        results.add(run_all("lstm", (12, 18, 72, 200), **opts))
     assert len(results) == 1
 
 

@@ -46,10 +46,12 @@ EIGEN_STRONG_INLINE void for_each_chunk(index_t H, F&& f) {
   for (; j < H; ++j) f(j, std::integral_constant<int, 1>{});
 }
 
-/// What one forward step sees. Pointers to row-major (B, width) blocks of one time step.
+/// What one forward step sees. Pointers to row-major (B, width) blocks of one time step, rows
+/// of stride H (gates: G*H); the cell works on the units [0, units) of each gate (a thread's
+/// slice, pointers moved to its first unit by step_cols).
 template <class S>
 struct FwdStep {
-  index_t B, H;
+  index_t B, H, units;
   S* gates;             ///< (B, G*H) in: x projection (+ b_ih); out: activated gates (saved)
   const S* hproj;       ///< (B, G1*H) W_hh[:G1] h_{t-1}, no bias
   const S* hproj2;      ///< (B, (G-G1)*H) W_hh[G1:] extra_t (two-stage cells), else nullptr
@@ -65,7 +67,7 @@ struct FwdStep {
 /// overwritten in place with the gradients w.r.t. the gate pre-activations (input side).
 template <class S>
 struct BwdStep {
-  index_t B, H;
+  index_t B, H, units;
   S* gates;             ///< (B, G*H) in: activated gates; out: dL/d(pre-activation), input side
   S* dgh;               ///< (B, G*H) out: same, recurrent side (kHiddenGradDiffers), else nullptr
   const S* dh;          ///< (B, H) dL/dh_t, total (from y_t and from step t+1)
@@ -78,39 +80,41 @@ struct BwdStep {
   const S* dextra;      ///< (B, H) dL/d(extra) through W_hh[G1:] (two-stage cells)
 };
 
-/// The rows [b0, b1) of a step: every pointer moved by b0 rows of its own width (gates G*H,
-/// recurrent products G1*H and (G-G1)*H, h_prev Hs, everything else H).
+/// The units [u0, u1) of a step: every pointer moved by u0 (the cells add g*H for gate g).
+/// With u0 a multiple of the SIMD width, for_each_chunk's chunks are those of the whole row, so
+/// a slice computes exactly what the whole step computes on those units.
 template <class S>
-FwdStep<S> step_rows(const FwdStep<S>& s, index_t b0, index_t b1, int G, int G1, index_t Hs) {
-  auto at = [&](auto* p, index_t w) { return p ? p + b0 * w : p; };
+FwdStep<S> step_cols(const FwdStep<S>& s, index_t u0, index_t u1) {
+  auto at = [&](auto* p) { return p ? p + u0 : p; };
   FwdStep<S> r = s;
-  r.B = b1 - b0;
-  r.gates = at(s.gates, G * s.H);
-  r.hproj = at(s.hproj, G1 * s.H);
-  r.hproj2 = at(s.hproj2, (G - G1) * s.H);
-  r.h_prev = at(s.h_prev, Hs);
-  r.h = at(s.h, s.H);
-  r.c_prev = at(s.c_prev, s.H);
-  r.c = at(s.c, s.H);
-  r.extra = at(s.extra, s.H);
+  r.units = u1 - u0;
+  r.gates = at(s.gates);
+  r.hproj = at(s.hproj);
+  r.hproj2 = at(s.hproj2);
+  r.b_hh = at(s.b_hh);
+  r.h_prev = at(s.h_prev);
+  r.h = at(s.h);
+  r.c_prev = at(s.c_prev);
+  r.c = at(s.c);
+  r.extra = at(s.extra);
   return r;
 }
 
 template <class S>
-BwdStep<S> step_rows(const BwdStep<S>& s, index_t b0, index_t b1, int G, int, index_t Hs) {
-  auto at = [&](auto* p, index_t w) { return p ? p + b0 * w : p; };
+BwdStep<S> step_cols(const BwdStep<S>& s, index_t u0, index_t u1) {
+  auto at = [&](auto* p) { return p ? p + u0 : p; };
   BwdStep<S> r = s;
-  r.B = b1 - b0;
-  r.gates = at(s.gates, G * s.H);
-  r.dgh = at(s.dgh, G * s.H);
-  r.dh = at(s.dh, s.H);
-  r.dc = at(s.dc, s.H);
-  r.dh_prev = at(s.dh_prev, s.H);
-  r.h_prev = at(s.h_prev, Hs);
-  r.c_prev = at(s.c_prev, s.H);
-  r.c = at(s.c, s.H);
-  r.extra = at(s.extra, s.H);
-  r.dextra = at(s.dextra, s.H);
+  r.units = u1 - u0;
+  r.gates = at(s.gates);
+  r.dgh = at(s.dgh);
+  r.dh = at(s.dh);
+  r.dc = at(s.dc);
+  r.dh_prev = at(s.dh_prev);
+  r.h_prev = at(s.h_prev);
+  r.c_prev = at(s.c_prev);
+  r.c = at(s.c);
+  r.extra = at(s.extra);
+  r.dextra = at(s.dextra);
   return r;
 }
 
@@ -141,7 +145,7 @@ struct RnnCell {
       S* g = s.gates + b * H;
       const S* hp = s.hproj + b * H;
       S* h = s.h + b * H;
-      for_each_chunk<S>(H, [&](index_t j, auto n) {
+      for_each_chunk<S>(s.units, [&](index_t j, auto n) {
         constexpr int N = decltype(n)::value;
         Seg<S, N> a(g + j);
         if constexpr (kRelu) {
@@ -161,7 +165,7 @@ struct RnnCell {
     for (index_t b = 0; b < s.B; ++b) {
       S* g = s.gates + b * H;
       const S* dh = s.dh + b * H;
-      for_each_chunk<S>(H, [&](index_t j, auto n) {
+      for_each_chunk<S>(s.units, [&](index_t j, auto n) {
         constexpr int N = decltype(n)::value;
         Seg<S, N> a(g + j);  // h_t on entry
         CSeg<S, N> d(dh + j);
@@ -171,7 +175,7 @@ struct RnnCell {
           a = d * (S(1) - a.square());     // da = dh * (1 - h^2)
         }
       });
-      std::fill(s.dh_prev + b * H, s.dh_prev + (b + 1) * H, S(0));
+      std::fill(s.dh_prev + b * H, s.dh_prev + b * H + s.units, S(0));
     }
   }
 };
@@ -196,7 +200,7 @@ struct LstmCell {
       const S* c_prev = s.c_prev + b * H;
       S* c = s.c + b * H;
       S* h = s.h + b * H;
-      for_each_chunk<S>(H, [&](index_t j, auto n) {
+      for_each_chunk<S>(s.units, [&](index_t j, auto n) {
         constexpr int N = decltype(n)::value;
         Seg<S, N> i(g + j), f(g + H + j), gg(g + 2 * H + j), o(g + 3 * H + j);
         i = sigmoid(i + CSeg<S, N>(hp + j) + CSeg<S, N>(bh + j));
@@ -219,7 +223,7 @@ struct LstmCell {
       const S* cp = s.c_prev + b * H;
       const S* cc = s.c + b * H;
       S* dcp = s.dc + b * H;
-      for_each_chunk<S>(H, [&](index_t j, auto n) {
+      for_each_chunk<S>(s.units, [&](index_t j, auto n) {
         constexpr int N = decltype(n)::value;
         Seg<S, N> i(g + j), f(g + H + j), gg(g + 2 * H + j), o(g + 3 * H + j), dc(dcp + j);
         const Tmp<S, N> dh = CSeg<S, N>(dhp + j);
@@ -232,7 +236,7 @@ struct LstmCell {
         o = dh * tc * o * (S(1) - o);                                // do = dh * tanh(c) * o(1-o)
         i = di;
       });
-      std::fill(s.dh_prev + b * H, s.dh_prev + (b + 1) * H, S(0));
+      std::fill(s.dh_prev + b * H, s.dh_prev + b * H + s.units, S(0));
     }
   }
 };
@@ -257,7 +261,7 @@ struct GruCell {
       const S* h_prev = s.h_prev + b * H;
       S* ex = s.extra + b * H;
       S* h = s.h + b * H;
-      for_each_chunk<S>(H, [&](index_t j, auto n_) {
+      for_each_chunk<S>(s.units, [&](index_t j, auto n_) {
         constexpr int N = decltype(n_)::value;
         Seg<S, N> r(g + j), z(g + H + j), n(g + 2 * H + j), hn(ex + j);
         r = sigmoid(r + CSeg<S, N>(hp + j) + CSeg<S, N>(bh + j));
@@ -279,7 +283,7 @@ struct GruCell {
       const S* hpp = s.h_prev + b * H;
       const S* hnp = s.extra + b * H;
       S* dhprev = s.dh_prev + b * H;
-      for_each_chunk<S>(H, [&](index_t j, auto n_) {
+      for_each_chunk<S>(s.units, [&](index_t j, auto n_) {
         constexpr int N = decltype(n_)::value;
         Seg<S, N> r(g + j), z(g + H + j), n(g + 2 * H + j);
         const Tmp<S, N> dh = CSeg<S, N>(dhp + j);
@@ -316,7 +320,7 @@ struct GruResetBeforeCell {
       const S* hp = s.hproj + b * 2 * H;
       const S* h_prev = s.h_prev + b * H;
       S* ex = s.extra + b * H;
-      for_each_chunk<S>(H, [&](index_t j, auto n_) {
+      for_each_chunk<S>(s.units, [&](index_t j, auto n_) {
         constexpr int N = decltype(n_)::value;
         Seg<S, N> r(g + j), z(g + H + j);
         r = sigmoid(r + CSeg<S, N>(hp + j) + CSeg<S, N>(bh + j));
@@ -335,7 +339,7 @@ struct GruResetBeforeCell {
       const S* hp2 = s.hproj2 + b * H;
       const S* h_prev = s.h_prev + b * H;
       S* h = s.h + b * H;
-      for_each_chunk<S>(H, [&](index_t j, auto n_) {
+      for_each_chunk<S>(s.units, [&](index_t j, auto n_) {
         constexpr int N = decltype(n_)::value;
         Seg<S, N> z(g + H + j), n(g + 2 * H + j);
         n = (n + CSeg<S, N>(hp2 + j) + CSeg<S, N>(bh + j)).tanh();
@@ -353,7 +357,7 @@ struct GruResetBeforeCell {
       const S* dhp = s.dh + b * H;
       const S* hpp = s.h_prev + b * H;
       S* dhprev = s.dh_prev + b * H;
-      for_each_chunk<S>(H, [&](index_t j, auto n_) {
+      for_each_chunk<S>(s.units, [&](index_t j, auto n_) {
         constexpr int N = decltype(n_)::value;
         Seg<S, N> z(g + H + j), n(g + 2 * H + j);
         const Tmp<S, N> dh = CSeg<S, N>(dhp + j);
@@ -374,7 +378,7 @@ struct GruResetBeforeCell {
       const S* drhp = s.dextra + b * H;
       const S* hpp = s.h_prev + b * H;
       S* dhprev = s.dh_prev + b * H;
-      for_each_chunk<S>(H, [&](index_t j, auto n_) {
+      for_each_chunk<S>(s.units, [&](index_t j, auto n_) {
         constexpr int N = decltype(n_)::value;
         Seg<S, N> r(g + j);
         const Tmp<S, N> drh = CSeg<S, N>(drhp + j);

@@ -21,7 +21,10 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <exception>
+#include <initializer_list>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -134,6 +137,48 @@ using StridedMat = Eigen::Map<RowMat<S>, 0, Eigen::OuterStride<>>;
 template <class S>
 using CStridedMat = Eigen::Map<const RowMat<S>, 0, Eigen::OuterStride<>>;
 
+/// Threads for a direction's time loop: fastrnn's thread count, at most the parts each packed
+/// product offers, and 1 when a step's recurrent product (step_work multiply-adds) is too small
+/// to share. (The split never changes a result, see run_team below.)
+inline int team_threads(index_t step_work, std::initializer_list<int> parts) {
+  if (step_work < kParallelMinWork) return 1;
+  int n = num_threads();
+  for (int p : parts) n = std::min(n, p);
+  return std::max(n, 1);
+}
+
+/// Stops a team between steps: thread 0 polls the interrupt hook (an exception must not leave
+/// an OpenMP region), every thread reads the flag after the step's barrier, so all stop at the
+/// same step; the caller rethrows after the team.
+class TeamStop {
+ public:
+  void poll() noexcept {
+    try {
+      check_interrupt();
+    } catch (...) {
+      err_ = std::current_exception();
+      stop_.store(true, std::memory_order_relaxed);
+    }
+  }
+  bool stopped() const noexcept { return stop_.load(std::memory_order_relaxed); }
+  void rethrow() const {
+    if (err_) std::rethrow_exception(err_);
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::exception_ptr err_;
+};
+
+/// The time loops run in one team of threads for the whole direction (run_team). Thread i of n
+/// owns the hidden units [part_begin(H, i, n), part_begin(H, i + 1, n)) in every gate: it
+/// computes those columns of the input projection and of each step's recurrent product
+/// (PackedGemm::multiply_part, whose packed weight rows stay in that core's cache from step to
+/// step), then the cell's pointwise pass on them, and writes those units of h. The next step's
+/// product reads all of h, so the threads meet once per step (twice with a projection or a
+/// two-stage cell, whose second product reads all of the first stage's output). Every element is
+/// computed by the same code in the same order whatever the split: bit-identical results for
+/// any thread count.
 template <class Cell, class S>
 void forward_dir(const DirForward<S>& a) {
   constexpr int G = Cell::kGates, G1 = Cell::kGates1;
@@ -171,94 +216,118 @@ void forward_dir(const DirForward<S>& a) {
   copy_or_zero(hs + first_slot * BHs, a.h0, BHs);
   if constexpr (Cell::kCellState) copy_or_zero(cs + first_slot * BH, a.c0, BH);
 
-  // the weights, packed once for the products of every step (packed.hpp)
-  PackedGemm<S> P_ih(w.w_ih, GH, I, I, /*row_major=*/true, chunk * B);
-  PackedGemm<S> P_hh1(w.w_hh, G1 * H, Hs, Hs, true, B);
+  // the weights, packed once for the products of every step (packed.hpp), rows by gate
+  PackedGemm<S> P_ih(w.w_ih, GH, I, I, /*row_major=*/true, chunk * B, G);
+  PackedGemm<S> P_hh1(w.w_hh, G1 * H, Hs, Hs, true, B, G1);
   PackedGemm<S> P_hh2;
-  if constexpr (G > G1) P_hh2 = PackedGemm<S>(w.w_hh + G1 * H * Hs, (G - G1) * H, Hs, Hs, true, B);
+  if constexpr (G > G1) {
+    P_hh2 = PackedGemm<S>(w.w_hh + G1 * H * Hs, (G - G1) * H, Hs, Hs, true, B, G - G1);
+  }
   PackedGemm<S> P_hr;
   if (proj) P_hr = PackedGemm<S>(w.w_hr, Hs, H, H, true, B);
 
-  index_t rd = first_slot, wr = first_slot;
-  for (index_t k0 = 0; k0 < T; k0 += chunk) {
-    const index_t n = std::min(chunk, T - k0);
-    // the chunk's steps cover times [tlo, tlo + n) in either direction
-    const index_t tlo = a.reverse ? T - k0 - n : k0;
-    S* gbase = training ? gates + tlo * B * GH : gate_chunk.data();
-    Mat<S> Xp(gbase, n * B, GH);
-    P_ih.multiply(gbase, GH, a.x + tlo * B * I, I, n * B, /*accumulate=*/false);
-    if (w.b_ih) Xp.rowwise() += CRowVec<S>(w.b_ih, GH);
+  int threads = team_threads(B * G * H * Hs, {P_ih.max_parts(), P_hh1.max_parts()});
+  if constexpr (G > G1) threads = std::min(threads, P_hh2.max_parts());
+  if (proj) threads = std::min(threads, P_hr.max_parts());
+  TeamStop stop;
 
-    for (index_t k = k0; k < k0 + n; ++k) {
-      check_interrupt();
-      const index_t t = a.reverse ? T - 1 - k : k;
-      const index_t Bt = a.active ? a.active[t] : B;
-      if (training) {
-        rd = a.reverse ? t + 1 : t;
-        wr = a.reverse ? t : t + 1;
-      } else {
-        rd = k & 1;
-        wr = rd ^ 1;
-      }
-      S* h_prev = hs + rd * BHs;
-      S* h_out = hs + wr * BHs;
-      FwdStep<S> s{};
-      s.B = Bt;
-      s.H = H;
-      s.gates = gbase + (t - tlo) * B * GH;
-      s.hproj = hproj.data();
-      s.hproj2 = hproj2.empty() ? nullptr : hproj2.data();
-      s.b_hh = b_hh;
-      s.h_prev = h_prev;
-      if constexpr (Cell::kCellState) {
-        s.c_prev = cs + rd * BH;
-        s.c = cs + wr * BH;
-      }
-      S* hc = proj ? (training ? hcs + t * BH : step_buf.data()) : nullptr;
-      s.h = proj ? hc : h_out;
-      if constexpr (Cell::kExtra) {
-        s.extra = training ? ex + t * BH : (proj ? hc_buf.data() : step_buf.data());
+  run_team(threads, [&](index_t ti, index_t nt) {
+    const index_t u0 = PackedGemm<S>::part_begin(H, ti, nt);
+    const index_t u1 = PackedGemm<S>::part_begin(H, ti + 1, nt);
+    const index_t v0 = proj ? PackedGemm<S>::part_begin(Hs, ti, nt) : u0;  // units of h
+    const index_t v1 = proj ? PackedGemm<S>::part_begin(Hs, ti + 1, nt) : u1;
+    for (index_t k0 = 0; k0 < T; k0 += chunk) {
+      const index_t n = std::min(chunk, T - k0);
+      // the chunk's steps cover times [tlo, tlo + n) in either direction
+      const index_t tlo = a.reverse ? T - k0 - n : k0;
+      S* gbase = training ? gates + tlo * B * GH : gate_chunk.data();
+      P_ih.multiply_part(gbase, GH, a.x + tlo * B * I, I, n * B, /*accumulate=*/false, ti, nt);
+      if (w.b_ih && u1 > u0) {
+        for (index_t r = 0; r < n * B; ++r) {
+          for (index_t gi = 0; gi < G; ++gi) {
+            RowVec<S>(gbase + r * GH + gi * H + u0, u1 - u0) +=
+                CRowVec<S>(w.b_ih + gi * H + u0, u1 - u0);
+          }
+        }
       }
 
-      P_hh1.multiply(hproj.data(), G1 * H, h_prev, Hs, Bt, false);
-      if constexpr (G > G1) {
-        parallel_rows(Bt, GH, [&](index_t b0, index_t b1) {
-          Cell::forward_stage1(step_rows(s, b0, b1, G, G1, Hs));
-        });
-        P_hh2.multiply(hproj2.data(), (G - G1) * H, s.extra, H, Bt, false);
-      }
-      parallel_rows(Bt, GH, [&](index_t b0, index_t b1) {
-        Cell::forward(step_rows(s, b0, b1, G, G1, Hs));
-      });
-      if (proj) P_hr.multiply(h_out, Hs, hc, H, Bt, false);
-
-      if (Bt < B) {  // finished (or not yet started) sequences keep their state
-        copy_n(h_out + Bt * Hs, static_cast<const S*>(h_prev + Bt * Hs), (B - Bt) * Hs);
+      for (index_t k = k0; k < k0 + n; ++k) {
+        if (ti == 0) stop.poll();
+        const index_t t = a.reverse ? T - 1 - k : k;
+        const index_t Bt = a.active ? a.active[t] : B;
+        const index_t rd = training ? (a.reverse ? t + 1 : t) : k & 1;
+        const index_t wr = training ? (a.reverse ? t : t + 1) : rd ^ 1;
+        S* h_prev = hs + rd * BHs;
+        S* h_out = hs + wr * BHs;
+        FwdStep<S> s{};
+        s.B = Bt;
+        s.H = H;
+        s.units = H;
+        s.gates = gbase + (t - tlo) * B * GH;
+        s.hproj = hproj.data();
+        s.hproj2 = hproj2.empty() ? nullptr : hproj2.data();
+        s.b_hh = b_hh;
+        s.h_prev = h_prev;
         if constexpr (Cell::kCellState) {
-          copy_n(cs + wr * BH + Bt * H, static_cast<const S*>(cs + rd * BH + Bt * H), (B - Bt) * H);
+          s.c_prev = cs + rd * BH;
+          s.c = cs + wr * BH;
         }
-        // saved per-step values of skipped rows are zero, so the weight GEMMs ignore them
-        if (training && proj) std::fill(hc + Bt * H, hc + BH, S(0));
+        S* hc = proj ? (training ? hcs + t * BH : step_buf.data()) : nullptr;
+        s.h = proj ? hc : h_out;
         if constexpr (Cell::kExtra) {
-          if (training) std::fill(s.extra + Bt * H, s.extra + BH, S(0));
+          s.extra = training ? ex + t * BH : (proj ? hc_buf.data() : step_buf.data());
         }
-      }
-      // output rows: h for running sequences, zeros for the others
-      S* yt = a.y + t * B * a.ldy;
-      for (index_t b = 0; b < B; ++b) {
-        if (b < Bt) {
-          copy_n(yt + b * a.ldy, static_cast<const S*>(h_out + b * Hs), Hs);
-        } else {
-          std::fill(yt + b * a.ldy, yt + b * a.ldy + Hs, S(0));
+
+        P_hh1.multiply_part(hproj.data(), G1 * H, h_prev, Hs, Bt, false, ti, nt);
+        if constexpr (G > G1) {
+          Cell::forward_stage1(step_cols(s, u0, u1));
+          team_barrier();  // the second product reads all of stage 1's extra
+          P_hh2.multiply_part(hproj2.data(), (G - G1) * H, s.extra, H, Bt, false, ti, nt);
         }
+        Cell::forward(step_cols(s, u0, u1));
+        if (proj) {
+          team_barrier();  // h = W_hr hc reads all of hc
+          P_hr.multiply_part(h_out, Hs, hc, H, Bt, false, ti, nt);
+        }
+
+        // finished (or not yet started) sequences keep their state; their saved per-step
+        // values are zero, so the weight GEMMs ignore them
+        for (index_t b = Bt; b < B; ++b) {
+          copy_n(h_out + b * Hs + v0, static_cast<const S*>(h_prev + b * Hs + v0), v1 - v0);
+          if constexpr (Cell::kCellState) {
+            copy_n(cs + wr * BH + b * H + u0, static_cast<const S*>(cs + rd * BH + b * H + u0),
+                   u1 - u0);
+          }
+          if (training && proj) std::fill(hc + b * H + u0, hc + b * H + u1, S(0));
+          if constexpr (Cell::kExtra) {
+            if (training) std::fill(s.extra + b * H + u0, s.extra + b * H + u1, S(0));
+          }
+        }
+        // output rows: h for running sequences, zeros for the others
+        S* yt = a.y + t * B * a.ldy;
+        for (index_t b = 0; b < B; ++b) {
+          S* yb = yt + b * a.ldy;
+          if (b < Bt) {
+            copy_n(yb + v0, static_cast<const S*>(h_out + b * Hs + v0), v1 - v0);
+          } else {
+            std::fill(yb + v0, yb + v1, S(0));
+          }
+        }
+        team_barrier();  // the next step's product reads all of h
+        if (stop.stopped()) return;
       }
     }
-  }
-  const index_t last = T == 0 ? first_slot : wr;
+  });
+  stop.rethrow();
+  const index_t last = T == 0 ? first_slot : training ? (a.reverse ? 0 : T) : (T & 1);
   copy_n(a.h_n, static_cast<const S*>(hs + last * BHs), BHs);
   if constexpr (Cell::kCellState) copy_n(a.c_n, static_cast<const S*>(cs + last * BH), BH);
 }
 
+/// Backward in one team as forward: thread i owns the same units of the pointwise pass and
+/// the units [part_begin(Hs, i, n), ...) of h in the product dh_{t-1} = dgates W_hh, which
+/// reads all of the step's dgates (one barrier per step; two with a projection or a two-stage
+/// cell). The weight and input gradients are one tiled GEMM each after the loop.
 template <class Cell, class S>
 void backward_dir(const DirBackward<S>& a) {
   constexpr int G = Cell::kGates, G1 = Cell::kGates1;
@@ -294,69 +363,89 @@ void backward_dir(const DirBackward<S>& a) {
   PackedGemm<S> P_hr;
   if (proj) P_hr = PackedGemm<S>(w.w_hr, H, Hs, H, false, B);  // A = W_hr^T
 
-  for (index_t k = T - 1; k >= 0; --k) {  // the forward's steps, last first
-    check_interrupt();
-    const index_t t = a.reverse ? T - 1 - k : k;
-    const index_t Bt = a.active ? a.active[t] : B;
-    const index_t rd = a.reverse ? t + 1 : t, wr = a.reverse ? t : t + 1;
-    // dL/dh_t = dy_t + (what the next step sent back), for the running rows
-    S* dh = dh_cur.data();
-    for (index_t b = 0; b < Bt; ++b) {
-      Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>> out(dh + b * Hs, Hs);
-      Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>> carry(dh_carry.data() + b * Hs, Hs);
-      if (a.dy) {
-        out = carry + Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>(
-                          a.dy + (t * B + b) * a.lddy, Hs);
-      } else {
-        out = carry;
-      }
-    }
-    BwdStep<S> s{};
-    s.B = Bt;
-    s.H = H;
-    s.gates = dG + t * B * GH;
-    s.dgh = Cell::kHiddenGradDiffers ? dGh + t * B * GH : nullptr;
-    s.dh = dh;
-    s.dh_prev = dh_carry.data();
-    s.h_prev = hs + rd * BHs;
-    if constexpr (Cell::kCellState) {
-      s.dc = dc.data();
-      s.c_prev = cs + rd * BH;
-      s.c = cs + wr * BH;
-    }
-    if constexpr (Cell::kExtra) s.extra = ex + t * BH;
-    if (proj) {  // h = W_hr hc:  dhc = dh W_hr, and dh is kept for dW_hr
-      S* dht = dh_all.data() + t * BHs;
-      copy_n(dht, static_cast<const S*>(dh), Bt * Hs);
-      std::fill(dht + Bt * Hs, dht + BHs, S(0));
-      P_hr.multiply(dhc.data(), H, dh, Hs, Bt, false);
-      s.dh = dhc.data();
-      // the LSTM cell writes its (zero) direct part in H columns; the carry has Hs
-      s.dh_prev = dh_direct.data();
-    }
+  int threads = team_threads(B * G * H * Hs, {P_hh1.max_parts()});
+  if constexpr (G > G1) threads = std::min(threads, P_hh2.max_parts());
+  if (proj) threads = std::min(threads, P_hr.max_parts());
+  TeamStop stop;
 
-    const S* dgh_t = dGh + t * B * GH;
-    if constexpr (G > G1) {
-      parallel_rows(Bt, GH, [&](index_t b0, index_t b1) {
-        Cell::backward_stage1(step_rows(s, b0, b1, G, G1, Hs));
-      });
-      // dL/d(extra) = dgates[:, G1:] W_hh[G1:]   (a column block of the step's gradients)
-      P_hh2.multiply(dextra.data(), H, dgh_t + G1 * H, GH, Bt, false);
-      s.dextra = dextra.data();
-    }
-    parallel_rows(Bt, GH, [&](index_t b0, index_t b1) {
-      Cell::backward(step_rows(s, b0, b1, G, G1, Hs));
-    });
-    // dh_{t-1} = (direct part) + dgates[:, :G1] W_hh[:G1]
-    // (with a projection the cell is an LSTM: no direct part, the product is all of it)
-    P_hh1.multiply(dh_carry.data(), Hs, dgh_t, GH, Bt, /*accumulate=*/!proj);
-    if (Bt < B) {  // skipped rows: no gradient through this step's gates
-      std::fill(dG + t * B * GH + Bt * GH, dG + (t + 1) * B * GH, S(0));
-      if constexpr (Cell::kHiddenGradDiffers) {
-        std::fill(dGh + t * B * GH + Bt * GH, dGh + (t + 1) * B * GH, S(0));
+  run_team(threads, [&](index_t ti, index_t nt) {
+    const index_t u0 = PackedGemm<S>::part_begin(H, ti, nt);
+    const index_t u1 = PackedGemm<S>::part_begin(H, ti + 1, nt);
+    const index_t v0 = proj ? PackedGemm<S>::part_begin(Hs, ti, nt) : u0;  // units of h
+    const index_t v1 = proj ? PackedGemm<S>::part_begin(Hs, ti + 1, nt) : u1;
+    for (index_t k = T - 1; k >= 0; --k) {  // the forward's steps, last first
+      if (ti == 0) stop.poll();
+      const index_t t = a.reverse ? T - 1 - k : k;
+      const index_t Bt = a.active ? a.active[t] : B;
+      const index_t rd = a.reverse ? t + 1 : t, wr = a.reverse ? t : t + 1;
+      // dL/dh_t = dy_t + (what the next step sent back), for the running rows
+      S* dh = dh_cur.data();
+      for (index_t b = 0; b < Bt; ++b) {
+        RowVec<S> out(dh + b * Hs + v0, v1 - v0);
+        CRowVec<S> carry(dh_carry.data() + b * Hs + v0, v1 - v0);
+        if (a.dy) {
+          out = carry + CRowVec<S>(a.dy + (t * B + b) * a.lddy + v0, v1 - v0);
+        } else {
+          out = carry;
+        }
+      }
+      BwdStep<S> s{};
+      s.B = Bt;
+      s.H = H;
+      s.units = H;
+      s.gates = dG + t * B * GH;
+      s.dgh = Cell::kHiddenGradDiffers ? dGh + t * B * GH : nullptr;
+      s.dh = dh;
+      s.dh_prev = dh_carry.data();
+      s.h_prev = hs + rd * BHs;
+      if constexpr (Cell::kCellState) {
+        s.dc = dc.data();
+        s.c_prev = cs + rd * BH;
+        s.c = cs + wr * BH;
+      }
+      if constexpr (Cell::kExtra) s.extra = ex + t * BH;
+      if (proj) {  // h = W_hr hc:  dhc = dh W_hr, and dh is kept for dW_hr
+        S* dht = dh_all.data() + t * BHs;
+        for (index_t b = 0; b < B; ++b) {
+          if (b < Bt) {
+            copy_n(dht + b * Hs + v0, static_cast<const S*>(dh + b * Hs + v0), v1 - v0);
+          } else {
+            std::fill(dht + b * Hs + v0, dht + b * Hs + v1, S(0));
+          }
+        }
+        team_barrier();  // the product reads all of dh
+        P_hr.multiply_part(dhc.data(), H, dh, Hs, Bt, false, ti, nt);
+        s.dh = dhc.data();
+        // the LSTM cell writes its (zero) direct part in H columns; the carry has Hs
+        s.dh_prev = dh_direct.data();
+      }
+
+      const S* dgh_t = dGh + t * B * GH;
+      if constexpr (G > G1) {
+        Cell::backward_stage1(step_cols(s, u0, u1));
+        team_barrier();  // dL/d(extra) = dgates[:, G1:] W_hh[G1:] reads all of them
+        P_hh2.multiply_part(dextra.data(), H, dgh_t + G1 * H, GH, Bt, false, ti, nt);
+        s.dextra = dextra.data();
+      }
+      Cell::backward(step_cols(s, u0, u1));
+      team_barrier();  // the product reads all of the step's gradients
+      if (stop.stopped()) return;
+      // dh_{t-1} = (direct part) + dgates[:, :G1] W_hh[:G1]
+      // (with a projection the cell is an LSTM: no direct part, the product is all of it)
+      P_hh1.multiply_part(dh_carry.data(), Hs, dgh_t, GH, Bt, /*accumulate=*/!proj, ti, nt);
+      for (index_t b = Bt; b < B; ++b) {  // skipped rows: no gradient through this step's gates
+        for (index_t gi = 0; gi < G; ++gi) {
+          S* row = dG + (t * B + b) * GH + gi * H;
+          std::fill(row + u0, row + u1, S(0));
+          if constexpr (Cell::kHiddenGradDiffers) {
+            S* rowh = dGh + (t * B + b) * GH + gi * H;
+            std::fill(rowh + u0, rowh + u1, S(0));
+          }
+        }
       }
     }
-  }
+  });
+  stop.rethrow();
 
   copy_n(a.dh0, static_cast<const S*>(dh_carry.data()), BHs);
   if constexpr (Cell::kCellState) copy_n(a.dc0, static_cast<const S*>(dc.data()), BH);

@@ -158,6 +158,13 @@ class AlignedBuffer {
 /// out (n x m, row-major, leading dimension ldo) (+)= in (n x k, row-major, ldi) * A^T, with the
 /// m x k matrix A packed once at construction. In the driver: A = W_hh (the step's recurrent
 /// product h W_hh^T, A row-major) or A = W_hh^T (the backward's dG W_hh, A column-major).
+///
+/// Parts: A's rows are `gates` stacked blocks of U = m / gates rows (one per gate, U units
+/// each). The units are cut into at most kBlocks unit blocks, in whole SIMD packets (a function of
+/// U only); a unit block holds the rows of its units in every gate. multiply_part(i, n) computes
+/// the output columns of the units [part_begin(U, i, n), part_begin(U, i + 1, n)) in every gate,
+/// so a thread of a team can run its part of the product and then the pointwise work on the same
+/// units, with no other thread's output needed (driver.hpp).
 template <class S>
 class PackedGemm {
   using Traits = Eigen::internal::gebp_traits<S, S>;
@@ -170,41 +177,63 @@ class PackedGemm {
   /// Depth (k) per packed panel, and output columns (rows of `in`) per packed right-hand side.
   static constexpr index_t kDepthBlock = 512;
   static constexpr index_t kColBlock = 128;
-  /// The weight rows are cut into kBlocks blocks of (nearly) equal size, in whole SIMD packets
-  /// (a function of m only). Equal blocks share evenly among 1, 2, 4 or 8 threads; the block
-  /// size itself hardly matters to the kernel (measured: 109-114 GFLOP/s from 16 to 256 rows).
+  /// The units are cut into kBlocks blocks of (nearly) equal size, in whole SIMD packets (a
+  /// function of the unit count only). Equal blocks share evenly among 1, 2, 4 or 8 threads; the
+  /// block size itself hardly matters to the kernel (measured: 109-114 GFLOP/s from 16 to 256 rows).
   static constexpr index_t kBlocks = 8;
   static constexpr index_t kPacket = Eigen::internal::packet_traits<S>::size;
   static constexpr index_t kAlign = 64 / sizeof(S);  ///< scalars per 64 bytes
 
+  /// Unit blocks of U units: min(kBlocks, packets of U).
+  static index_t blocks_for(index_t U) {
+    return std::min(kBlocks, std::max<index_t>((U + kPacket - 1) / kPacket, 1));
+  }
+  /// First unit of unit block bi (bi = blocks_for(U) gives U).
+  static index_t block_begin(index_t U, index_t bi) {
+    const index_t packets = (U + kPacket - 1) / kPacket;
+    return std::min(U, packets * bi / blocks_for(U) * kPacket);
+  }
+  /// First unit of part i of n (the unit blocks split in n contiguous runs, as schedule(static)).
+  static index_t part_begin(index_t U, index_t i, index_t n) {
+    return block_begin(U, blocks_for(U) * i / n);
+  }
+
   PackedGemm() = default;
 
   /// A(i, j) = a[i * lda + j] if row_major, else a[i + j * lda]. max_n: the most rows of `in`
-  /// any multiply() will get (sizes the packing buffer of the right-hand side).
-  PackedGemm(const S* a, index_t m, index_t k, index_t lda, bool row_major, index_t max_n)
-      : m_(m), k_(k) {
+  /// any multiply() will get (sizes the packing buffer of the right-hand side). gates: how many
+  /// stacked gate blocks A's rows form (m must be a multiple).
+  PackedGemm(const S* a, index_t m, index_t k, index_t lda, bool row_major, index_t max_n,
+             index_t gates = 1)
+      : m_(m), k_(k), gates_(gates) {
     if (m <= 0 || k <= 0) return;
-    const index_t units = (m + kPacket - 1) / kPacket;
-    blocks_ = std::min(kBlocks, units);
-    row0_.resize(static_cast<size_t>(blocks_ + 1));
-    for (index_t bi = 0; bi <= blocks_; ++bi) {
-      row0_[static_cast<size_t>(bi)] = std::min(m, units * bi / blocks_ * kPacket);
+    const index_t U = m / gates;
+    blocks_ = blocks_for(U);
+    seg_row_.resize(static_cast<size_t>(blocks_ * gates));
+    seg_rows_.resize(seg_row_.size());
+    for (index_t bi = 0; bi < blocks_; ++bi) {
+      const index_t u0 = block_begin(U, bi), u1 = block_begin(U, bi + 1);
+      for (index_t g = 0; g < gates; ++g) {
+        seg_row_[static_cast<size_t>(bi * gates + g)] = g * U + u0;
+        seg_rows_[static_cast<size_t>(bi * gates + g)] = u1 - u0;
+      }
     }
     depth_blocks_ = (k + kDepthBlock - 1) / kDepthBlock;
-    // segment (block, depth block) offsets, each aligned
-    seg_.assign(static_cast<size_t>(blocks_ * depth_blocks_ + 1), 0);
+    const index_t segs = blocks_ * gates;
+    // (segment, depth block) offsets, each aligned
+    seg_.assign(static_cast<size_t>(segs * depth_blocks_ + 1), 0);
     index_t off = 0;
-    for (index_t bi = 0; bi < blocks_; ++bi) {
+    for (index_t si = 0; si < segs; ++si) {
       for (index_t kb = 0; kb < depth_blocks_; ++kb) {
-        seg_[static_cast<size_t>(bi * depth_blocks_ + kb)] = off;
-        off += round_up(rows_of(bi) * depth_of(kb));
+        seg_[static_cast<size_t>(si * depth_blocks_ + kb)] = off;
+        off += round_up(seg_rows_[static_cast<size_t>(si)] * depth_of(kb));
       }
     }
     packed_.reset(off);
-    auto pack = [&](index_t bi) {
-      const index_t r0 = row0_[static_cast<size_t>(bi)], rows = rows_of(bi);
+    auto pack = [&](index_t si) {
+      const index_t r0 = seg_row_[static_cast<size_t>(si)], rows = seg_rows_[static_cast<size_t>(si)];
       for (index_t kb = 0; kb < depth_blocks_; ++kb) {
-        S* dst = packed_.data() + seg_[static_cast<size_t>(bi * depth_blocks_ + kb)];
+        S* dst = packed_.data() + seg_[static_cast<size_t>(si * depth_blocks_ + kb)];
         const index_t k0 = kb * kDepthBlock, depth = depth_of(kb);
         if (row_major) {
           Eigen::internal::gemm_pack_lhs<S, index_t, LhsRow, Traits::mr, Traits::LhsProgress,
@@ -219,69 +248,72 @@ class PackedGemm {
         }
       }
     };
-    for_blocks(blocks_, m * k, [&](index_t bi) { pack(bi); });
+    parallel_for(segs, pick_threads(m * k), pack);
     const index_t nmax = std::min(std::max<index_t>(max_n, 1), kColBlock);
     rhs_stride_ = round_up(std::min(kDepthBlock, k) * nmax);
     rhs_size_ = depth_blocks_ * rhs_stride_;
-    rhs_threads_ = std::max(1, static_cast<int>(std::min<index_t>(num_threads(), blocks_)));
-    rhs_.reset(rhs_threads_ * rhs_size_);
+    rhs_parts_ = std::max(1, static_cast<int>(std::min<index_t>(num_threads(), blocks_)));
+    rhs_.reset(rhs_parts_ * rhs_size_);
   }
 
   index_t rows() const { return m_; }
   index_t depth() const { return k_; }
+  /// The most parts multiply_part() accepts (one right-hand-side buffer each).
+  int max_parts() const { return rhs_parts_; }
 
   /// out = in * A^T (accumulate: out += in * A^T); in has n rows, n <= max_n of construction.
-  /// Each thread packs the right-hand side for itself (n x k scalars, small next to its share of
-  /// the product), so the threads never wait for each other inside the product.
+  /// Shared among the threads when the product is large enough.
   void multiply(S* out, index_t ldo, const S* in, index_t ldi, index_t n, bool accumulate) {
     if (n <= 0 || m_ <= 0) return;
-    if (k_ <= 0) {
-      if (!accumulate) zero_rows(out, ldo, n, 0, m_);
-      return;
-    }
-    auto run = [&](index_t b0, index_t b1, S* rhs) {
-      Eigen::internal::gemm_pack_rhs<S, index_t, RhsMap, Traits::nr, Eigen::ColMajor> pack;
-      Eigen::internal::gebp_kernel<S, S, index_t, ResMap, Traits::mr, Traits::nr, false, false>
-          gebp;
-      for (index_t c0 = 0; c0 < n; c0 += kColBlock) {
-        const index_t nc = std::min(kColBlock, n - c0);
-        S* o = out + c0 * ldo;
-        const RhsMap x(in + c0 * ldi, ldi);
-        for (index_t kb = 0; kb < depth_blocks_; ++kb) {
-          pack(rhs + kb * rhs_stride_, x.getSubMapper(kb * kDepthBlock, 0), depth_of(kb), nc);
-        }
-        for (index_t bi = b0; bi < b1; ++bi) {
-          const index_t r0 = row0_[static_cast<size_t>(bi)], rows = rows_of(bi);
-          if (!accumulate) zero_rows(o, ldo, nc, r0, rows);
-          for (index_t kb = 0; kb < depth_blocks_; ++kb) {
-            gebp(ResMap(o + r0, ldo),
-                 packed_.data() + seg_[static_cast<size_t>(bi * depth_blocks_ + kb)],
-                 rhs + kb * rhs_stride_, rows, depth_of(kb), nc, S(1));
-          }
-        }
-      }
-    };
-    const int threads = std::min(pick_threads(m_ * k_ * n), rhs_threads_);
+    const int threads = std::min(pick_threads(m_ * k_ * n), rhs_parts_);
 #ifdef _OPENMP
     if (threads > 1) {
 #pragma omp parallel num_threads(threads)
-      {
-        // the same contiguous runs of blocks as schedule(static); any split gives the same results
-        const index_t nt = omp_get_num_threads(), i = omp_get_thread_num();
-        const index_t b0 = blocks_ * i / nt, b1 = blocks_ * (i + 1) / nt;
-        if (b1 > b0) run(b0, b1, rhs_.data() + i * rhs_size_);
-      }
+      multiply_part(out, ldo, in, ldi, n, accumulate, omp_get_thread_num(), omp_get_num_threads());
       return;
     }
 #endif
-    run(0, blocks_, rhs_.data());
+    multiply_part(out, ldo, in, ldi, n, accumulate, 0, 1);
+  }
+
+  /// Part `part` of `parts` (< max_parts()) of multiply(), in the calling thread: the output
+  /// columns of its units (see part_begin). Each part packs the right-hand side for itself
+  /// (n x k scalars, small next to its share of the product), so parts never wait for each other.
+  void multiply_part(S* out, index_t ldo, const S* in, index_t ldi, index_t n, bool accumulate,
+                     index_t part, index_t parts) {
+    if (n <= 0 || m_ <= 0) return;
+    const index_t b0 = blocks_ * part / parts, b1 = blocks_ * (part + 1) / parts;
+    if (b1 <= b0) return;
+    const index_t s0 = b0 * gates_, s1 = b1 * gates_;
+    if (k_ <= 0) {
+      if (!accumulate) {
+        for (index_t si = s0; si < s1; ++si) zero_cols(out, ldo, n, si);
+      }
+      return;
+    }
+    S* rhs = rhs_.data() + part * rhs_size_;
+    Eigen::internal::gemm_pack_rhs<S, index_t, RhsMap, Traits::nr, Eigen::ColMajor> pack;
+    Eigen::internal::gebp_kernel<S, S, index_t, ResMap, Traits::mr, Traits::nr, false, false> gebp;
+    for (index_t c0 = 0; c0 < n; c0 += kColBlock) {
+      const index_t nc = std::min(kColBlock, n - c0);
+      S* o = out + c0 * ldo;
+      const RhsMap x(in + c0 * ldi, ldi);
+      for (index_t kb = 0; kb < depth_blocks_; ++kb) {
+        pack(rhs + kb * rhs_stride_, x.getSubMapper(kb * kDepthBlock, 0), depth_of(kb), nc);
+      }
+      for (index_t si = s0; si < s1; ++si) {
+        const index_t r0 = seg_row_[static_cast<size_t>(si)], rows = seg_rows_[static_cast<size_t>(si)];
+        if (!accumulate) zero_cols(o, ldo, nc, si);
+        for (index_t kb = 0; kb < depth_blocks_; ++kb) {
+          gebp(ResMap(o + r0, ldo), packed_.data() + seg_[static_cast<size_t>(si * depth_blocks_ + kb)],
+               rhs + kb * rhs_stride_, rows, depth_of(kb), nc, S(1));
+        }
+      }
+    }
   }
 
  private:
   static index_t round_up(index_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
-  index_t rows_of(index_t bi) const {
-    return row0_[static_cast<size_t>(bi + 1)] - row0_[static_cast<size_t>(bi)];
-  }
   index_t depth_of(index_t kb) const { return std::min(kDepthBlock, k_ - kb * kDepthBlock); }
 
   int pick_threads(index_t work) const {
@@ -289,21 +321,19 @@ class PackedGemm {
     return static_cast<int>(std::min<index_t>(num_threads(), blocks_));
   }
 
-  template <class F>
-  void for_blocks(index_t count, index_t work, F&& f) const {
-    parallel_for(count, pick_threads(work), f);
-  }
-
-  static void zero_rows(S* o, index_t ldo, index_t n, index_t c0, index_t cols) {
+  /// zeroes segment si's output columns in n rows of o
+  void zero_cols(S* o, index_t ldo, index_t n, index_t si) const {
+    const index_t c0 = seg_row_[static_cast<size_t>(si)], cols = seg_rows_[static_cast<size_t>(si)];
     for (index_t r = 0; r < n; ++r) std::fill(o + r * ldo + c0, o + r * ldo + c0 + cols, S(0));
   }
 
-  index_t m_ = 0, k_ = 0;
+  index_t m_ = 0, k_ = 0, gates_ = 1;
   index_t blocks_ = 0, depth_blocks_ = 0;
-  index_t rhs_stride_ = 0, rhs_size_ = 0;  ///< per depth block, per thread
-  int rhs_threads_ = 1;                    ///< threads with a right-hand-side buffer
-  std::vector<index_t> row0_;  ///< first row of each block, and m
-  std::vector<index_t> seg_;
+  index_t rhs_stride_ = 0, rhs_size_ = 0;  ///< per depth block, per part
+  int rhs_parts_ = 1;                      ///< parts with a right-hand-side buffer
+  std::vector<index_t> seg_row_;   ///< first row of A of each (unit block, gate) segment
+  std::vector<index_t> seg_rows_;  ///< its rows
+  std::vector<index_t> seg_;       ///< offset of each (segment, depth block) in packed_
   AlignedBuffer<S> packed_;
   AlignedBuffer<S> rhs_;
 };

@@ -73,6 +73,29 @@ void parallel_for(index_t count, int threads, F&& f) {
   for (index_t i = 0; i < count; ++i) f(i);
 }
 
+/// Runs f(i, n) once in each of n = `threads` threads (i = 0 in the calling thread), which stay
+/// together for the whole call: the time loops run inside one team and meet at team_barrier()
+/// once or twice per step, instead of starting threads for every product. f must not throw.
+template <class F>
+void run_team(int threads, F&& f) {
+#ifdef _OPENMP
+  if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+    f(static_cast<index_t>(omp_get_thread_num()), static_cast<index_t>(omp_get_num_threads()));
+    return;
+  }
+#endif
+  (void)threads;
+  f(index_t(0), index_t(1));
+}
+
+/// Waits for every thread of the team (a no-op outside one).
+inline void team_barrier() {
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+}
+
 /// dst = lhs * rhs (or dst += lhs * rhs), over fixed tiles of dst, in parallel.
 /// dst is a writable Eigen expression (a Map or a block of one); lhs and rhs any expressions.
 template <class Dst, class Lhs, class Rhs>
