@@ -454,19 +454,12 @@ void backward_dir(const DirBackward<S>& a) {
   const index_t R = T * B;
   const index_t first_in = a.reverse ? 1 : 0;  // the slots read by the T steps
   CMat<S> dGx_all(dG, R, GH);
-  CMat<S> dGh_all(dGh, R, GH);
-  Mat<S> dW_ih(g.dw_ih, GH, I);
-  Mat<S> dW_hh(g.dw_hh, GH, Hs);
-  gemm(dW_ih, dGx_all.transpose(), CMat<S>(a.x, R, I));
-  gemm(dW_hh.topRows(G1 * H), dGh_all.leftCols(G1 * H).transpose(),
-       CMat<S>(hs + first_in * BHs, R, Hs));
+  gemm_tn(g.dw_ih, I, dG, GH, a.x, I, GH, I, R);
+  gemm_tn(g.dw_hh, Hs, dGh, GH, hs + first_in * BHs, Hs, G1 * H, Hs, R);
   if constexpr (G > G1) {
-    gemm(dW_hh.bottomRows((G - G1) * H), dGh_all.rightCols((G - G1) * H).transpose(),
-         CMat<S>(ex, R, H));
+    gemm_tn(g.dw_hh + G1 * H * Hs, Hs, dGh + G1 * H, GH, ex, H, (G - G1) * H, H, R);
   }
-  if (proj) {
-    gemm(Mat<S>(g.dw_hr, Hs, H), CMat<S>(dh_all.data(), R, Hs).transpose(), CMat<S>(hcs, R, H));
-  }
+  if (proj) gemm_tn(g.dw_hr, H, dh_all.data(), Hs, hcs, H, Hs, H, R);
   if (g.db_ih) column_sums(dG, R, GH, g.db_ih);
   if (g.db_hh) column_sums(dGh, R, GH, g.db_hh);
   if (a.dx) gemm(Mat<S>(a.dx, R, I), dGx_all, CMat<S>(w.w_ih, GH, I), a.accumulate_dx);

@@ -22,6 +22,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -337,5 +338,99 @@ class PackedGemm {
   AlignedBuffer<S> packed_;
   AlignedBuffer<S> rhs_;
 };
+
+/// Packs rows [0, depth) x columns [0, cols) of the row-major matrix a (leading dimension lda) as
+/// the right-hand side of Eigen's gebp kernel, with `stride` scalars per column (the layout of
+/// gemm_pack_rhs for nr = 4 when stride = depth: panels of 4 columns, 4 values per k, column j's
+/// panel at j * stride; then the remaining columns one by one). Eigen's own packer walks a
+/// row-major operand down each 4-column panel, one row (often one page) per load, where the
+/// hardware prefetcher cannot follow; this one reads each row once, front to back. A stride of
+/// depth + 16 keeps the panels' store streams off one cache set (depth * 16 bytes is often a
+/// multiple of 4 KiB).
+template <class S>
+void pack_rhs_by_rows(S* dst, const S* a, index_t lda, index_t depth, index_t cols, index_t stride) {
+  static_assert(Eigen::internal::gebp_traits<S, S>::nr == 4, "the layout of nr = 4 panels");
+  const index_t c4 = cols / 4 * 4;
+  for (index_t k = 0; k < depth; ++k) {
+    const S* row = a + k * lda;
+    for (index_t p = 0; p < c4; p += 4) std::memcpy(dst + p * stride + 4 * k, row + p, 4 * sizeof(S));
+    for (index_t j = c4; j < cols; ++j) dst[j * stride + k] = row[j];
+  }
+}
+
+/// C (M x N, row-major, ldc) = A^T B (accumulate: C += A^T B), with A (K x M, lda) and B (K x N,
+/// ldb) row-major: both operands run along the long dimension K, as in the weight gradients
+/// dW = dG^T X over all T*B rows. B is packed once, in blocks, for the kernel's left-hand side
+/// (Eigen's packer); C is cut into tiles whose shape depends on M and N only, each computed by
+/// one thread over the depth blocks in order, packing its columns of A for the kernel's
+/// right-hand side with pack_rhs_by_rows (Eigen's product spent ~14% of an LSTM backward
+/// packing A and B again for every tile, measured). Results do not depend on the thread count.
+template <class S>
+void gemm_tn(S* C, index_t ldc, const S* A, index_t lda, const S* B, index_t ldb, index_t M,
+             index_t N, index_t K, bool accumulate = false) {
+  using Traits = Eigen::internal::gebp_traits<S, S>;
+  using LhsCol = Eigen::internal::const_blas_data_mapper<S, index_t, Eigen::ColMajor>;
+  using ResMap = Eigen::internal::blas_data_mapper<S, index_t, Eigen::ColMajor, Eigen::Unaligned, 1>;
+  // depth block: the kernel's 48-row panel of packed B (48 x kDepth) stays in L1; sub-blocks
+  // of A of kSubM columns keep a packed block of A and one of B in L2
+  constexpr index_t kTileN = 256, kSubM = 128, kDepth = 128, kStride = kDepth + 16;
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    if (!accumulate) {
+      for (index_t r = 0; r < M; ++r) std::fill(C + r * ldc, C + r * ldc + N, S(0));
+    }
+    return;
+  }
+  const index_t tn = (N + kTileN - 1) / kTileN, kb_count = (K + kDepth - 1) / kDepth;
+  index_t tile_m = 512;  // at least 8 tiles where the columns allow, to share among threads
+  while (tile_m > kSubM && (M + tile_m - 1) / tile_m * tn < 8) tile_m /= 2;
+  const index_t tm = (M + tile_m - 1) / tile_m, tiles = tm * tn;
+  const bool small = M * N * K < kParallelMinWork;
+  const int threads = small ? 1 : static_cast<int>(std::min<index_t>(num_threads(), tiles));
+
+  // B^T in packed blocks (n tile j, depth block kb), each kTileN * kDepth scalars
+  constexpr index_t kSlot = kTileN * kDepth;
+  AlignedBuffer<S> packed_b(tn * kb_count * kSlot);
+  parallel_for(tn * kb_count, small ? 1 : num_threads(), [&](index_t item) {
+    const index_t j = item / kb_count, kb = item % kb_count;
+    const index_t n0 = j * kTileN, k0 = kb * kDepth;
+    Eigen::internal::gemm_pack_lhs<S, index_t, LhsCol, Traits::mr, Traits::LhsProgress,
+                                   typename Traits::LhsPacket4Packing, Eigen::ColMajor>
+        pack_lhs;
+    pack_lhs(packed_b.data() + item * kSlot, LhsCol(B + k0 * ldb + n0, ldb),
+             std::min(kDepth, K - k0), std::min(kTileN, N - n0));
+  });
+
+  AlignedBuffer<S> buf(threads * kStride * kSubM);  // each thread's packed block of A
+  auto run = [&](index_t i, index_t nt) {
+    S* rhs = buf.data() + i * kStride * kSubM;
+    Eigen::internal::gebp_kernel<S, S, index_t, ResMap, Traits::mr, Traits::nr, false, false> gebp;
+    for (index_t t = tiles * i / nt; t < tiles * (i + 1) / nt; ++t) {
+      const index_t m0 = (t / tn) * tile_m, j = t % tn, n0 = j * kTileN;
+      const index_t mt = std::min(tile_m, M - m0), ntl = std::min(kTileN, N - n0);
+      S* c = C + m0 * ldc + n0;  // the kernel computes C^T: (n, m) at c + n + m * ldc
+      if (!accumulate) {
+        for (index_t r = 0; r < mt; ++r) std::fill(c + r * ldc, c + r * ldc + ntl, S(0));
+      }
+      for (index_t kb = 0; kb < kb_count; ++kb) {
+        const index_t k0 = kb * kDepth, kd = std::min(kDepth, K - k0);
+        const S* lhs = packed_b.data() + (j * kb_count + kb) * kSlot;
+        for (index_t s0 = 0; s0 < mt; s0 += kSubM) {
+          const index_t ms = std::min(kSubM, mt - s0);
+          pack_rhs_by_rows(rhs, A + k0 * lda + m0 + s0, lda, kd, ms, kStride);  // A: (k, m)
+          gebp(ResMap(c + s0 * ldc, ldc), lhs, rhs, ntl, kd, ms, S(1), -1, kStride);
+        }
+      }
+    }
+  };
+#ifdef _OPENMP
+  if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+    run(omp_get_thread_num(), omp_get_num_threads());
+    return;
+  }
+#endif
+  run(0, 1);
+}
 
 }  // namespace fastrnn::detail

@@ -38,7 +38,7 @@ void linear_backward(const S* x, index_t N, index_t In, const S* W, index_t Out,
                      S* dx, S* dW, S* db) {
   detail::CMat<S> DY(dy, N, Out);
   detail::gemm(detail::Mat<S>(dx, N, In), DY, detail::CMat<S>(W, Out, In));
-  detail::gemm(detail::Mat<S>(dW, Out, In), DY.transpose(), detail::CMat<S>(x, N, In));
+  detail::gemm_tn(dW, In, dy, Out, x, In, Out, In, N);
   if (db) detail::column_sums(dy, N, Out, db);
 }
 
