@@ -72,8 +72,17 @@ double softmax_cross_entropy(const S* logits, index_t N, index_t C, const std::i
         continue;
       }
       const S zmax = z.maxCoeff();
-      d = (z - zmax).exp();  // exp(z - max): at most 1, the sum at least 1
-      const double sum = static_cast<double>(d.sum());
+      // exp(z - max): at most 1, the sum at least 1. In fixed SIMD-width chunks, summed in
+      // chunk order: on a dynamic-size map Eigen peels a scalar head up to the first aligned
+      // address, so d = (z - zmax).exp() and d.sum() changed in the last bits with where the
+      // rows sit in memory (measured: 3 different results over 16 offsets of one array).
+      double sum = 0;
+      detail::for_each_chunk<S>(C, [&](index_t j, auto n) {
+        constexpr int W = decltype(n)::value;
+        detail::Seg<S, W> dj(d.data() + j);
+        dj = (detail::CSeg<S, W>(z.data() + j) - zmax).exp();
+        sum += static_cast<double>(dj.sum());
+      });
       const double lse = static_cast<double>(zmax) + std::log(sum);
       row_loss[static_cast<size_t>(r)] = lse - static_cast<double>(z[t]);
       d *= static_cast<S>(scale / sum);
