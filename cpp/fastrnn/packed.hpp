@@ -262,24 +262,10 @@ class PackedGemm {
   /// The most parts multiply_part() accepts (one right-hand-side buffer each).
   int max_parts() const { return rhs_parts_; }
 
-  /// out = in * A^T (accumulate: out += in * A^T); in has n rows, n <= max_n of construction.
-  /// Shared among the threads when the product is large enough.
-  void multiply(S* out, index_t ldo, const S* in, index_t ldi, index_t n, bool accumulate) {
-    if (n <= 0 || m_ <= 0) return;
-    const int threads = std::min(pick_threads(m_ * k_ * n), rhs_parts_);
-#ifdef _OPENMP
-    if (threads > 1) {
-#pragma omp parallel num_threads(threads)
-      multiply_part(out, ldo, in, ldi, n, accumulate, omp_get_thread_num(), omp_get_num_threads());
-      return;
-    }
-#endif
-    multiply_part(out, ldo, in, ldi, n, accumulate, 0, 1);
-  }
-
-  /// Part `part` of `parts` (< max_parts()) of multiply(), in the calling thread: the output
-  /// columns of its units (see part_begin). Each part packs the right-hand side for itself
-  /// (n x k scalars, small next to its share of the product), so parts never wait for each other.
+  /// out = in * A^T (accumulate: out += in * A^T), in n <= max_n rows: part `part` of `parts`
+  /// (< max_parts()), in the calling thread, i.e. the output columns of its units (part_begin).
+  /// Each part packs the right-hand side for itself (n x k scalars, small next to its share of
+  /// the product), so parts never wait for each other.
   void multiply_part(S* out, index_t ldo, const S* in, index_t ldi, index_t n, bool accumulate,
                      index_t part, index_t parts) {
     if (n <= 0 || m_ <= 0) return;
