@@ -138,13 +138,26 @@ template <class S>
 using CStridedMat = Eigen::Map<const RowMat<S>, 0, Eigen::OuterStride<>>;
 
 /// Threads for a direction's time loop: fastrnn's thread count, at most the parts each packed
-/// product offers, and 1 when a step's recurrent product (step_work multiply-adds) is too small
+/// product offers (an unused, empty product sets no limit), and 1 when a step's recurrent product (step_work multiply-adds) is too small
 /// to share. (The split never changes a result, see run_team below.)
 inline int team_threads(index_t step_work, std::initializer_list<int> parts) {
   if (step_work < kParallelMinWork) return 1;
   int n = num_threads();
   for (int p : parts) n = std::min(n, p);
   return std::max(n, 1);
+}
+
+/// The units thread ti of nt owns: [u0, u1) of the cell's H (in every gate) and [v0, v1) of h's
+/// Hs (the same units without a projection), as PackedGemm::multiply_part splits them.
+struct TeamUnits {
+  index_t u0, u1, v0, v1;
+};
+
+template <class S>
+TeamUnits team_units(index_t H, index_t Hs, index_t ti, index_t nt) {
+  using P = PackedGemm<S>;
+  return {P::part_begin(H, ti, nt), P::part_begin(H, ti + 1, nt), P::part_begin(Hs, ti, nt),
+          P::part_begin(Hs, ti + 1, nt)};
 }
 
 /// Stops a team between steps: thread 0 polls the interrupt hook (an exception must not leave
@@ -226,16 +239,12 @@ void forward_dir(const DirForward<S>& a) {
   PackedGemm<S> P_hr;
   if (proj) P_hr = PackedGemm<S>(w.w_hr, Hs, H, H, true, B);
 
-  int threads = team_threads(B * G * H * Hs, {P_ih.max_parts(), P_hh1.max_parts()});
-  if constexpr (G > G1) threads = std::min(threads, P_hh2.max_parts());
-  if (proj) threads = std::min(threads, P_hr.max_parts());
+  const int threads = team_threads(
+      B * G * H * Hs, {P_ih.max_parts(), P_hh1.max_parts(), P_hh2.max_parts(), P_hr.max_parts()});
   TeamStop stop;
 
   run_team(threads, [&](index_t ti, index_t nt) {
-    const index_t u0 = PackedGemm<S>::part_begin(H, ti, nt);
-    const index_t u1 = PackedGemm<S>::part_begin(H, ti + 1, nt);
-    const index_t v0 = proj ? PackedGemm<S>::part_begin(Hs, ti, nt) : u0;  // units of h
-    const index_t v1 = proj ? PackedGemm<S>::part_begin(Hs, ti + 1, nt) : u1;
+    const auto [u0, u1, v0, v1] = team_units<S>(H, Hs, ti, nt);
     for (index_t k0 = 0; k0 < T; k0 += chunk) {
       const index_t n = std::min(chunk, T - k0);
       // the chunk's steps cover times [tlo, tlo + n) in either direction
@@ -363,16 +372,12 @@ void backward_dir(const DirBackward<S>& a) {
   PackedGemm<S> P_hr;
   if (proj) P_hr = PackedGemm<S>(w.w_hr, H, Hs, H, false, B);  // A = W_hr^T
 
-  int threads = team_threads(B * G * H * Hs, {P_hh1.max_parts()});
-  if constexpr (G > G1) threads = std::min(threads, P_hh2.max_parts());
-  if (proj) threads = std::min(threads, P_hr.max_parts());
+  const int threads =
+      team_threads(B * G * H * Hs, {P_hh1.max_parts(), P_hh2.max_parts(), P_hr.max_parts()});
   TeamStop stop;
 
   run_team(threads, [&](index_t ti, index_t nt) {
-    const index_t u0 = PackedGemm<S>::part_begin(H, ti, nt);
-    const index_t u1 = PackedGemm<S>::part_begin(H, ti + 1, nt);
-    const index_t v0 = proj ? PackedGemm<S>::part_begin(Hs, ti, nt) : u0;  // units of h
-    const index_t v1 = proj ? PackedGemm<S>::part_begin(Hs, ti + 1, nt) : u1;
+    const auto [u0, u1, v0, v1] = team_units<S>(H, Hs, ti, nt);
     for (index_t k = T - 1; k >= 0; --k) {  // the forward's steps, last first
       if (ti == 0) stop.poll();
       const index_t t = a.reverse ? T - 1 - k : k;

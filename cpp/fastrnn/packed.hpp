@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -317,7 +318,8 @@ class PackedGemm {
   index_t m_ = 0, k_ = 0, gates_ = 1;
   index_t blocks_ = 0, depth_blocks_ = 0;
   index_t rhs_stride_ = 0, rhs_size_ = 0;  ///< per depth block, per part
-  int rhs_parts_ = 1;                      ///< parts with a right-hand-side buffer
+  /// parts with a right-hand-side buffer; an empty product (m or k zero) needs none: no limit
+  int rhs_parts_ = std::numeric_limits<int>::max();
   std::vector<index_t> seg_row_;   ///< first row of A of each (unit block, gate) segment
   std::vector<index_t> seg_rows_;  ///< its rows
   std::vector<index_t> seg_;       ///< offset of each (segment, depth block) in packed_
