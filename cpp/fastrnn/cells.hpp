@@ -7,6 +7,9 @@
 //                   per-step "extra" input, which stage 1 of the cell computes (r*h_{t-1})
 //   kCellState      true if the cell carries a second state c (LSTM)
 //   kExtra          true if the cell saves one more (B, H) array per step ("extra")
+//   kIntoGates      true if the recurrent product goes straight into the gates: the driver
+//                   adds h_{t-1} W_hh^T onto the input projection (which then carries b_ih +
+//                   b_hh) and the cell reads no hproj (LSTM, RNN: every gate is a plain sum)
 //   kHiddenGradDiffers  true if the gradient w.r.t. the recurrent product differs from the one
 //                   w.r.t. the input projection (GRU reset_after: the n block is scaled by r)
 // and static functions that each make ONE pass over the (B, G*H) gates of one step:
@@ -52,10 +55,10 @@ EIGEN_STRONG_INLINE void for_each_chunk(index_t H, F&& f) {
 template <class S>
 struct FwdStep {
   index_t B, H, units;
-  S* gates;             ///< (B, G*H) in: x projection (+ b_ih); out: activated gates (saved)
-  const S* hproj;       ///< (B, G1*H) W_hh[:G1] h_{t-1}, no bias
-  const S* hproj2;      ///< (B, (G-G1)*H) W_hh[G1:] extra_t (two-stage cells), else nullptr
-  const S* b_hh;        ///< (G*H) recurrent bias (zeros when the layer has none)
+  S* gates;             ///< (B, G*H) in: x projection (+ b_ih), kIntoGates cells: + b_hh +
+                        ///< h_{t-1} W_hh^T; out: activated gates (saved)
+  const S* hproj;       ///< (B, G1*H) W_hh[:G1] h_{t-1} + b_hh[:G1]; nullptr for kIntoGates
+  const S* hproj2;      ///< (B, (G-G1)*H) W_hh[G1:] extra_t + b_hh[G1:] (two-stage), else nullptr
   const S* h_prev;      ///< (B, H)
   S* h;                 ///< (B, H) out
   const S* c_prev;      ///< (B, H) LSTM only
@@ -91,7 +94,6 @@ FwdStep<S> step_cols(const FwdStep<S>& s, index_t u0, index_t u1) {
   r.gates = at(s.gates);
   r.hproj = at(s.hproj);
   r.hproj2 = at(s.hproj2);
-  r.b_hh = at(s.b_hh);
   r.h_prev = at(s.h_prev);
   r.h = at(s.h);
   r.c_prev = at(s.c_prev);
@@ -136,6 +138,7 @@ struct RnnCell {
   static constexpr int kGates1 = 1;
   static constexpr bool kCellState = false;
   static constexpr bool kExtra = false;
+  static constexpr bool kIntoGates = true;
   static constexpr bool kHiddenGradDiffers = false;
 
   template <class S>
@@ -143,16 +146,14 @@ struct RnnCell {
     const index_t H = s.H;
     for (index_t b = 0; b < s.B; ++b) {
       S* g = s.gates + b * H;
-      const S* hp = s.hproj + b * H;
       S* h = s.h + b * H;
       for_each_chunk<S>(s.units, [&](index_t j, auto n) {
         constexpr int N = decltype(n)::value;
         Seg<S, N> a(g + j);
         if constexpr (kRelu) {
-          a = a + CSeg<S, N>(hp + j) + CSeg<S, N>(s.b_hh + j);
           a = (a < S(0)).select(S(0), a);  // relu; NaN stays NaN
         } else {
-          a = (a + CSeg<S, N>(hp + j) + CSeg<S, N>(s.b_hh + j)).tanh();
+          a = a.tanh();
         }
         Seg<S, N>(h + j) = a;
       });
@@ -188,25 +189,24 @@ struct LstmCell {
   static constexpr int kGates1 = 4;
   static constexpr bool kCellState = true;
   static constexpr bool kExtra = false;
+  static constexpr bool kIntoGates = true;
   static constexpr bool kHiddenGradDiffers = false;
 
   template <class S>
   static void forward(const FwdStep<S>& s) {
     const index_t H = s.H, GH = 4 * H;
-    const S* bh = s.b_hh;
     for (index_t b = 0; b < s.B; ++b) {
       S* g = s.gates + b * GH;
-      const S* hp = s.hproj + b * GH;
       const S* c_prev = s.c_prev + b * H;
       S* c = s.c + b * H;
       S* h = s.h + b * H;
       for_each_chunk<S>(s.units, [&](index_t j, auto n) {
         constexpr int N = decltype(n)::value;
         Seg<S, N> i(g + j), f(g + H + j), gg(g + 2 * H + j), o(g + 3 * H + j);
-        i = sigmoid(i + CSeg<S, N>(hp + j) + CSeg<S, N>(bh + j));
-        f = sigmoid(f + CSeg<S, N>(hp + H + j) + CSeg<S, N>(bh + H + j));
-        gg = (gg + CSeg<S, N>(hp + 2 * H + j) + CSeg<S, N>(bh + 2 * H + j)).tanh();
-        o = sigmoid(o + CSeg<S, N>(hp + 3 * H + j) + CSeg<S, N>(bh + 3 * H + j));
+        i = sigmoid(i);
+        f = sigmoid(f);
+        gg = gg.tanh();
+        o = sigmoid(o);
         const Tmp<S, N> cn = f * CSeg<S, N>(c_prev + j) + i * gg;  // c' = f*c + i*g
         Seg<S, N>(c + j) = cn;
         Seg<S, N>(h + j) = o * cn.tanh();                           // h' = o*tanh(c')
@@ -249,12 +249,12 @@ struct GruCell {
   static constexpr int kGates1 = 3;
   static constexpr bool kCellState = false;
   static constexpr bool kExtra = true;
+  static constexpr bool kIntoGates = false;
   static constexpr bool kHiddenGradDiffers = true;
 
   template <class S>
   static void forward(const FwdStep<S>& s) {
     const index_t H = s.H, GH = 3 * H;
-    const S* bh = s.b_hh;
     for (index_t b = 0; b < s.B; ++b) {
       S* g = s.gates + b * GH;
       const S* hp = s.hproj + b * GH;
@@ -264,9 +264,9 @@ struct GruCell {
       for_each_chunk<S>(s.units, [&](index_t j, auto n_) {
         constexpr int N = decltype(n_)::value;
         Seg<S, N> r(g + j), z(g + H + j), n(g + 2 * H + j), hn(ex + j);
-        r = sigmoid(r + CSeg<S, N>(hp + j) + CSeg<S, N>(bh + j));
-        z = sigmoid(z + CSeg<S, N>(hp + H + j) + CSeg<S, N>(bh + H + j));
-        hn = CSeg<S, N>(hp + 2 * H + j) + CSeg<S, N>(bh + 2 * H + j);
+        r = sigmoid(r + CSeg<S, N>(hp + j));
+        z = sigmoid(z + CSeg<S, N>(hp + H + j));
+        hn = CSeg<S, N>(hp + 2 * H + j);
         n = (n + r * hn).tanh();
         Seg<S, N>(h + j) = (S(1) - z) * n + z * CSeg<S, N>(h_prev + j);  // h' = (1-z)*n + z*h
       });
@@ -309,12 +309,12 @@ struct GruResetBeforeCell {
   static constexpr int kGates1 = 2;
   static constexpr bool kCellState = false;
   static constexpr bool kExtra = true;
+  static constexpr bool kIntoGates = false;
   static constexpr bool kHiddenGradDiffers = false;
 
   template <class S>
   static void forward_stage1(const FwdStep<S>& s) {
     const index_t H = s.H, GH = 3 * H;
-    const S* bh = s.b_hh;
     for (index_t b = 0; b < s.B; ++b) {
       S* g = s.gates + b * GH;
       const S* hp = s.hproj + b * 2 * H;
@@ -323,8 +323,8 @@ struct GruResetBeforeCell {
       for_each_chunk<S>(s.units, [&](index_t j, auto n_) {
         constexpr int N = decltype(n_)::value;
         Seg<S, N> r(g + j), z(g + H + j);
-        r = sigmoid(r + CSeg<S, N>(hp + j) + CSeg<S, N>(bh + j));
-        z = sigmoid(z + CSeg<S, N>(hp + H + j) + CSeg<S, N>(bh + H + j));
+        r = sigmoid(r + CSeg<S, N>(hp + j));
+        z = sigmoid(z + CSeg<S, N>(hp + H + j));
         Seg<S, N>(ex + j) = r * CSeg<S, N>(h_prev + j);  // r*h
       });
     }
@@ -333,7 +333,6 @@ struct GruResetBeforeCell {
   template <class S>
   static void forward(const FwdStep<S>& s) {
     const index_t H = s.H, GH = 3 * H;
-    const S* bh = s.b_hh + 2 * H;
     for (index_t b = 0; b < s.B; ++b) {
       S* g = s.gates + b * GH;
       const S* hp2 = s.hproj2 + b * H;
@@ -342,7 +341,7 @@ struct GruResetBeforeCell {
       for_each_chunk<S>(s.units, [&](index_t j, auto n_) {
         constexpr int N = decltype(n_)::value;
         Seg<S, N> z(g + H + j), n(g + 2 * H + j);
-        n = (n + CSeg<S, N>(hp2 + j) + CSeg<S, N>(bh + j)).tanh();
+        n = (n + CSeg<S, N>(hp2 + j)).tanh();
         Seg<S, N>(h + j) = (S(1) - z) * n + z * CSeg<S, N>(h_prev + j);
       });
     }

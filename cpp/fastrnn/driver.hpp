@@ -4,8 +4,12 @@
 // Forward, for all cells:
 //   gates[0:T]  = x W_ih^T + b_ih                          one GEMM before the loop (in chunks of
 //                                                          steps in inference, to bound memory)
-//   each step:  hproj = h_{t-1} W_hh[:G1]^T                one recurrent GEMM
-//               [stage 1; hproj2 = extra_t W_hh[G1:]^T]    two-stage cells only (GRU reset_before)
+//   each step:  hproj = h_{t-1} W_hh[:G1]^T + b_hh[:G1]    one recurrent GEMM (LSTM, RNN: added
+//                                                          onto the gates, which then carry
+//                                                          b_ih + b_hh: no hproj)
+//               [stage 1; hproj2 = extra_t W_hh[G1:]^T + b_hh[G1:]]  two-stage cells only
+//                                                          (GRU reset_before)
+//   (the GEMMs accumulate onto their bias: no pass of its own)
 //               one fused pointwise pass over the gates    (the cell policy)
 // Backward:
 //   each step:  one fused pointwise pass                   (the cell policy; gates -> dgates)
@@ -203,13 +207,17 @@ void forward_dir(const DirForward<S>& a) {
   const DirLayout L = dir_layout(G, Cell::kCellState, Cell::kExtra, d);
 
   // --- everything the loop needs, allocated before it ---
-  std::vector<S> b_hh_zero;
-  const S* b_hh = w.b_hh;
-  if (!b_hh) {
-    b_hh_zero.assign(static_cast<size_t>(GH), S(0));
-    b_hh = b_hh_zero.data();
+  // kIntoGates cells: the recurrent product accumulates onto the gates, whose projection then
+  // carries both biases (no hproj buffer: one (B, G*H) stream less per step)
+  constexpr bool kInto = Cell::kIntoGates;
+  std::vector<S> bias_sum;
+  const S* b_proj = w.b_ih;
+  if (kInto && w.b_ih) {
+    bias_sum.resize(static_cast<size_t>(GH));
+    for (index_t j = 0; j < GH; ++j) bias_sum[static_cast<size_t>(j)] = w.b_ih[j] + w.b_hh[j];
+    b_proj = bias_sum.data();
   }
-  Scratch<S> hproj(B * G1 * H);
+  Scratch<S> hproj(kInto ? 0 : B * G1 * H);
   Scratch<S> hproj2(G > G1 ? B * (G - G1) * H : 0);
   const index_t chunk = projection_chunk_steps(T, B);
   Scratch<S> gate_chunk(training ? 0 : chunk * B * GH);
@@ -250,15 +258,8 @@ void forward_dir(const DirForward<S>& a) {
       // the chunk's steps cover times [tlo, tlo + n) in either direction
       const index_t tlo = a.reverse ? T - k0 - n : k0;
       S* gbase = training ? gates + tlo * B * GH : gate_chunk.data();
-      P_ih.multiply_part(gbase, GH, a.x + tlo * B * I, I, n * B, /*accumulate=*/false, ti, nt);
-      if (w.b_ih && u1 > u0) {
-        for (index_t r = 0; r < n * B; ++r) {
-          for (index_t gi = 0; gi < G; ++gi) {
-            RowVec<S>(gbase + r * GH + gi * H + u0, u1 - u0) +=
-                CRowVec<S>(w.b_ih + gi * H + u0, u1 - u0);
-          }
-        }
-      }
+      P_ih.multiply_part(gbase, GH, a.x + tlo * B * I, I, n * B, /*accumulate=*/false, ti, nt,
+                         b_proj);
 
       for (index_t k = k0; k < k0 + n; ++k) {
         if (ti == 0) stop.poll();
@@ -273,9 +274,8 @@ void forward_dir(const DirForward<S>& a) {
         s.H = H;
         s.units = H;
         s.gates = gbase + (t - tlo) * B * GH;
-        s.hproj = hproj.data();
+        s.hproj = kInto ? nullptr : hproj.data();
         s.hproj2 = hproj2.empty() ? nullptr : hproj2.data();
-        s.b_hh = b_hh;
         s.h_prev = h_prev;
         if constexpr (Cell::kCellState) {
           s.c_prev = cs + rd * BH;
@@ -287,11 +287,16 @@ void forward_dir(const DirForward<S>& a) {
           s.extra = training ? ex + t * BH : (proj ? hc_buf.data() : step_buf.data());
         }
 
-        P_hh1.multiply_part(hproj.data(), G1 * H, h_prev, Hs, Bt, false, ti, nt);
+        if constexpr (kInto) {
+          P_hh1.multiply_part(s.gates, GH, h_prev, Hs, Bt, /*accumulate=*/true, ti, nt);
+        } else {
+          P_hh1.multiply_part(hproj.data(), G1 * H, h_prev, Hs, Bt, false, ti, nt, w.b_hh);
+        }
         if constexpr (G > G1) {
           Cell::forward_stage1(step_cols(s, u0, u1));
           team_barrier();  // the second product reads all of stage 1's extra
-          P_hh2.multiply_part(hproj2.data(), (G - G1) * H, s.extra, H, Bt, false, ti, nt);
+          P_hh2.multiply_part(hproj2.data(), (G - G1) * H, s.extra, H, Bt, false, ti, nt,
+                              w.b_hh ? w.b_hh + G1 * H : nullptr);
         }
         Cell::forward(step_cols(s, u0, u1));
         if (proj) {
