@@ -9,13 +9,16 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <new>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "fastrnn/fastrnn.hpp"
+#include "fastrnn/packed.hpp"
 #include "checks.hpp"
 #include "register.hpp"
 
@@ -24,7 +27,31 @@ namespace py = pybind11;
 namespace fastrnn::py_bind {
 namespace {
 
-
+/// A 1-D array of n scalars whose memory comes from the kernels' BlockCache (packed.hpp) and goes
+/// back to it when the array dies. For the training workspace: tens of MB per call, above the C
+/// library's mmap threshold, so a fresh NumPy array page-faults (and the kernel zeroes) all of it
+/// on every forward; a forward after a backward of the same sizes gets the same block back.
+template <class S>
+py::array cached_array(index_t n) {
+  struct Block {
+    void* p;
+    size_t bytes;
+  };
+  const size_t want = std::max<size_t>((sizeof(S) * static_cast<size_t>(n) + 63) / 64 * 64, 64);
+  size_t got = 0;
+  void* p = detail::BlockCache::instance().take(want, got);
+  auto* blk = new (std::nothrow) Block{p, got};
+  if (!blk) {
+    detail::BlockCache::instance().give(p, got);
+    throw std::bad_alloc();
+  }
+  py::capsule owner(blk, [](void* q) {
+    auto* b = static_cast<Block*>(q);
+    detail::BlockCache::instance().give(b->p, b->bytes);
+    delete b;
+  });
+  return py::array_t<S>({n}, {static_cast<py::ssize_t>(sizeof(S))}, static_cast<S*>(p), owner);
+}
 
 std::string param_name(const char* kind, index_t k, index_t D) {
   return std::string(kind) + "_l" + std::to_string(k / D) + (k % D ? "_reverse" : "");
@@ -159,7 +186,7 @@ py::tuple forward_impl(CellKind cell, const py::array& x_in, const py::list& wei
   Opt h_n = py::array_t<S>({LD, d.B, Hs});
   Opt c_n, ws;
   if (lstm) c_n = py::array_t<S>({LD, d.B, d.H});
-  if (training) ws = py::array_t<S>(workspace_size<S>(cell, d));
+  if (training) ws = cached_array<S>(workspace_size<S>(cell, d));
 
   ForwardArgs<S> a;
   a.weights = cw.w.data();

@@ -59,3 +59,26 @@ def test_cross_entropy_does_not_depend_on_addresses(dtype: Any, classes: int) ->
         loss, d = cross_entropy(at_offset(logits, off), targets)
         seen.add((loss, d.tobytes()))
     assert len(seen) == 1
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_workspaces_reuse_memory_but_never_share_it(cell: str) -> None:
+    # training workspaces come from the kernels' block cache: a workspace that died is reused
+    # by the next forward of those sizes, one still alive never is
+    T, B, I, H = 30, 8, 16, 64
+    G = F.num_gates(cell)
+    rng = np.random.default_rng(2)
+    w = [rng.standard_normal((G * H, I)), 0.3 * rng.standard_normal((G * H, H))]
+    w = [a.astype(np.float32) for a in w] + [rng.standard_normal(G * H).astype(np.float32)] * 2
+    xs = [rng.standard_normal((T, B, I)).astype(np.float32) for _ in range(3)]
+    dy = rng.standard_normal((T, B, H)).astype(np.float32)
+
+    def result(fw: F.ForwardResult, x: np.ndarray) -> bytes:
+        bw = F.backward(cell, x, *w, fw.workspace, dy)
+        return b"".join(a.tobytes() for a in (fw.y, *bw) if a is not None)
+
+    alone = [result(F.forward(cell, x, *w), x) for x in xs]  # each workspace dies, then reused
+    alive = [F.forward(cell, x, *w) for x in xs]  # all alive at once
+    ptrs = {fw.workspace.__array_interface__["data"][0] for fw in alive}
+    assert len(ptrs) == 3
+    assert [result(fw, x) for fw, x in zip(alive, xs, strict=True)] == alone

@@ -99,9 +99,11 @@ class BlockCache {
     for (const Block& b : blocks_) std::free(b.p);
   }
 
+  /// Never destroyed: a block may come back after static destructors ran (a NumPy array owning a
+  /// workspace block, freed at interpreter exit).
   static BlockCache& instance() {
-    static BlockCache cache;
-    return cache;
+    static BlockCache* cache = new BlockCache;
+    return *cache;
   }
 
  private:
