@@ -13,10 +13,18 @@ def test_bench_command(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "fastrnn.bench", "--shapes", "S3", "--cells", "rnn",
          "--threads", "1", "--peers", "fastrnn", "reference", "--repeat", "1",
-         "--budget", "0.1", "--json", str(out)],
+         "--budget", "0.1", "--memory-shapes", "S3", "--json", str(out)],
         capture_output=True, text=True, timeout=600, check=True,
     )  # fmt: skip
     assert "S3    rnn   fwd+bwd" in proc.stdout and "GEMM peak" in proc.stdout
     report = json.loads(out.read_text())
     assert {r["peer"] for r in report["runs"]} == {"fastrnn", "reference"}
     assert all(c["ms"] > 0 for r in report["runs"] for c in r["results"])
+    # peak memory: one fresh process per case, fastrnn only here (torch not among the peers)
+    assert "Peak resident memory" in proc.stdout
+    mem = report["memory"]
+    assert {(m["peer"], m["passes"]) for m in mem} == {
+        ("fastrnn", "forward"),
+        ("fastrnn", "forward+backward"),
+    }
+    assert all(0 <= m["peak_mib"] < 1024 for m in mem)

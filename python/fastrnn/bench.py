@@ -7,12 +7,16 @@ step, the input gradient included; not ONNX Runtime). The same run times the mac
 GEMM (NumPy's, 2048^3) as the peak to compare with. Prints a table of milliseconds, GFLOP/s
 (forward FLOPs = 2*T*B*G*H*(I+H); forward+backward = 3x), the fraction of the GEMM peak and
 fastrnn's speed-up over each peer; writes JSON (``--json``) and a PNG chart (``--png``, needs
-matplotlib).
+matplotlib). On ``--memory-shapes`` (default S4), fastrnn and PyTorch also run each forward and
+forward+backward in a fresh process of their own, which reports its peak resident memory during
+two calls beyond what it held before them (the inputs and the model: Linux's VmHWM, reset first).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import json
 import os
 import platform
@@ -87,6 +91,33 @@ def _gemm_peak(repeat: int) -> float:
     a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
     b = a.T.copy()
     return 2.0 * n**3 / _time(lambda: a @ b, repeat, 3.0) / 1e9
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _peak_growth(fn: Any) -> float | None:
+    """MiB: the process's peak resident memory while fn runs twice, minus its resident memory
+    before (Linux only: the peak, VmHWM, is reset through /proc/self/clear_refs first)."""
+    gc.collect()
+    try:  # give the C library's free heap memory back first, so that it is not counted as held
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        before = _status_kib("VmRSS")
+    except (OSError, KeyError):
+        return None
+    fn()
+    fn()
+    return (_status_kib("VmHWM") - before) / 1024
 
 
 def _case(peer: str, cell: str, shape: tuple[int, ...], passes: str) -> Any:
@@ -186,6 +217,11 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         fn = _case(peer, case["cell"], tuple(case["shape"]), case["passes"])
         if fn is None:
             continue
+        if spec.get("memory"):
+            mib = _peak_growth(fn)
+            if mib is not None:
+                out["results"].append({**case, "peak_mib": mib})
+            continue
         secs = _time(fn, spec["repeat"], spec["budget"])
         out["results"].append({**case, "ms": secs * 1e3})
     return out
@@ -258,6 +294,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             spec = {"peer": peer, "threads": threads, "cases": pcases, "repeat": args.repeat,
                     "budget": args.budget, "peak": peer == "fastrnn"}  # fmt: skip
             report["runs"].append(_spawn(spec))
+    mem_peers = [p for p in ("fastrnn", "torch") if p in peers]
+    if args.memory_shapes and mem_peers:
+        print("  peak memory, one process per case ...", file=sys.stderr, flush=True)
+    report["memory"] = []
+    for s in args.memory_shapes:
+        for c in args.cells:
+            for p in ("forward", "forward+backward"):
+                for peer in mem_peers:
+                    case = {"shape_name": s, "shape": list(SHAPES[s]), "cell": c, "passes": p}
+                    spec = {"peer": peer, "threads": min(args.threads), "cases": [case],
+                            "memory": True}  # fmt: skip
+                    report["memory"] += [{"peer": peer, **r} for r in _spawn(spec)["results"]]
     return report
 
 
@@ -302,6 +350,20 @@ def table(report: dict[str, Any]) -> str:
             lines.append(f"{shape:<5} {cell:<5} {threads:>3} "
                          + (f"{o:>12.2f}" if o else f"{'-':>12}")
                          + f" {f:>17.2f} " + (f"{o / f:>8.2f}x" if o else ""))  # fmt: skip
+    mem = {(m["peer"], m["shape_name"], m["cell"], m["passes"]): m["peak_mib"]
+           for m in report.get("memory", [])}  # fmt: skip
+    if mem:
+        lines += ["", "Peak resident memory of a call beyond the inputs and the model (MiB, one "
+                  "process per case; fastrnn's forward includes its output):",
+                  f"{'shape':<5} {'cell':<5} {'pass':<8} {'fastrnn':>9} {'torch':>9} "
+                  f"{'fastrnn/torch':>14}"]  # fmt: skip
+        for shape, cell, passes in sorted({k[1:] for k in mem}):
+            fm = mem.get(("fastrnn", shape, cell, passes))
+            om = mem.get(("torch", shape, cell, passes))
+            lines.append(f"{shape:<5} {cell:<5} {'fwd' if passes == 'forward' else 'fwd+bwd':<8} "
+                         + (f"{fm:>9.1f}" if fm is not None else f"{'-':>9}")
+                         + (f" {om:>9.1f}" if om is not None else f" {'-':>9}")
+                         + (f" {fm / om:>13.2f}x" if fm is not None and om else ""))  # fmt: skip
     return "\n".join(lines)
 
 
@@ -350,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peers", nargs="+", default=list(PEERS), choices=list(PEERS))
     ap.add_argument("--reference-shapes", nargs="*", default=["S1", "S3"],
                     help="shapes the (slow) NumPy reference runs on")  # fmt: skip
+    ap.add_argument("--memory-shapes", nargs="*", default=["S4"], choices=list(SHAPES),
+                    help="shapes whose peak memory is measured (none: skip)")  # fmt: skip
     ap.add_argument("--repeat", type=int, default=5, help="runs per case (median)")
     ap.add_argument("--budget", type=float, default=4.0, help="seconds per case, at most about")
     ap.add_argument(
