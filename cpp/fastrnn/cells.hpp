@@ -7,9 +7,10 @@
 //                   per-step "extra" input, which stage 1 of the cell computes (r*h_{t-1})
 //   kCellState      true if the cell carries a second state c (LSTM)
 //   kExtra          true if the cell saves one more (B, H) array per step ("extra")
-//   kIntoGates      true if the recurrent product goes straight into the gates: the driver
-//                   adds h_{t-1} W_hh^T onto the input projection (which then carries b_ih +
-//                   b_hh) and the cell reads no hproj (LSTM, RNN: every gate is a plain sum)
+//   kIntoGates      how many leading gate blocks are a plain sum x W_ih^T + h W_hh^T + biases:
+//                   the driver adds their recurrent product straight onto the gates (whose
+//                   projection then carries b_ih + b_hh); only the blocks [kIntoGates, kGates1)
+//                   come in hproj (GRU reset_after: n, which r scales)
 //   kHiddenGradDiffers  true if the gradient w.r.t. the recurrent product differs from the one
 //                   w.r.t. the input projection (GRU reset_after: the n block is scaled by r)
 // and static functions that each make ONE pass over the (B, G*H) gates of one step:
@@ -55,9 +56,10 @@ EIGEN_STRONG_INLINE void for_each_chunk(index_t H, F&& f) {
 template <class S>
 struct FwdStep {
   index_t B, H, units;
-  S* gates;             ///< (B, G*H) in: x projection (+ b_ih), kIntoGates cells: + b_hh +
-                        ///< h_{t-1} W_hh^T; out: activated gates (saved)
-  const S* hproj;       ///< (B, G1*H) W_hh[:G1] h_{t-1} + b_hh[:G1]; nullptr for kIntoGates
+  S* gates;             ///< (B, G*H) in: x W_ih^T + b_ih, and for the first kIntoGates blocks
+                        ///< + h_{t-1} W_hh^T + b_hh; out: activated gates (saved)
+  const S* hproj;       ///< (B, (G1-kIntoGates)*H) the other blocks' h_{t-1} W_hh^T + b_hh, or
+                        ///< nullptr
   const S* hproj2;      ///< (B, (G-G1)*H) W_hh[G1:] extra_t + b_hh[G1:] (two-stage), else nullptr
   const S* h_prev;      ///< (B, H)
   S* h;                 ///< (B, H) out
@@ -138,7 +140,7 @@ struct RnnCell {
   static constexpr int kGates1 = 1;
   static constexpr bool kCellState = false;
   static constexpr bool kExtra = false;
-  static constexpr bool kIntoGates = true;
+  static constexpr int kIntoGates = kGates;
   static constexpr bool kHiddenGradDiffers = false;
 
   template <class S>
@@ -189,7 +191,7 @@ struct LstmCell {
   static constexpr int kGates1 = 4;
   static constexpr bool kCellState = true;
   static constexpr bool kExtra = false;
-  static constexpr bool kIntoGates = true;
+  static constexpr int kIntoGates = kGates;
   static constexpr bool kHiddenGradDiffers = false;
 
   template <class S>
@@ -249,7 +251,7 @@ struct GruCell {
   static constexpr int kGates1 = 3;
   static constexpr bool kCellState = false;
   static constexpr bool kExtra = true;
-  static constexpr bool kIntoGates = false;
+  static constexpr int kIntoGates = 2;  // r, z
   static constexpr bool kHiddenGradDiffers = true;
 
   template <class S>
@@ -257,16 +259,16 @@ struct GruCell {
     const index_t H = s.H, GH = 3 * H;
     for (index_t b = 0; b < s.B; ++b) {
       S* g = s.gates + b * GH;
-      const S* hp = s.hproj + b * GH;
+      const S* hp = s.hproj + b * H;  // the n block only
       const S* h_prev = s.h_prev + b * H;
       S* ex = s.extra + b * H;
       S* h = s.h + b * H;
       for_each_chunk<S>(s.units, [&](index_t j, auto n_) {
         constexpr int N = decltype(n_)::value;
         Seg<S, N> r(g + j), z(g + H + j), n(g + 2 * H + j), hn(ex + j);
-        r = sigmoid(r + CSeg<S, N>(hp + j));
-        z = sigmoid(z + CSeg<S, N>(hp + H + j));
-        hn = CSeg<S, N>(hp + 2 * H + j);
+        r = sigmoid(r);
+        z = sigmoid(z);
+        hn = CSeg<S, N>(hp + j);
         n = (n + r * hn).tanh();
         Seg<S, N>(h + j) = (S(1) - z) * n + z * CSeg<S, N>(h_prev + j);  // h' = (1-z)*n + z*h
       });
@@ -309,7 +311,7 @@ struct GruResetBeforeCell {
   static constexpr int kGates1 = 2;
   static constexpr bool kCellState = false;
   static constexpr bool kExtra = true;
-  static constexpr bool kIntoGates = false;
+  static constexpr int kIntoGates = 2;  // r, z
   static constexpr bool kHiddenGradDiffers = false;
 
   template <class S>
@@ -317,14 +319,13 @@ struct GruResetBeforeCell {
     const index_t H = s.H, GH = 3 * H;
     for (index_t b = 0; b < s.B; ++b) {
       S* g = s.gates + b * GH;
-      const S* hp = s.hproj + b * 2 * H;
       const S* h_prev = s.h_prev + b * H;
       S* ex = s.extra + b * H;
       for_each_chunk<S>(s.units, [&](index_t j, auto n_) {
         constexpr int N = decltype(n_)::value;
         Seg<S, N> r(g + j), z(g + H + j);
-        r = sigmoid(r + CSeg<S, N>(hp + j));
-        z = sigmoid(z + CSeg<S, N>(hp + H + j));
+        r = sigmoid(r);
+        z = sigmoid(z);
         Seg<S, N>(ex + j) = r * CSeg<S, N>(h_prev + j);  // r*h
       });
     }

@@ -2,15 +2,16 @@
 // layer and one direction (stack.hpp runs it over layers and directions).
 //
 // Forward, for all cells:
-//   gates[0:T]  = x W_ih^T + b_ih                          one GEMM before the loop (in chunks of
+//   gates[0:T]  = x W_ih^T + b_ih (+ b_hh, see below)      one GEMM before the loop (in chunks of
 //                                                          steps in inference, to bound memory)
-//   each step:  hproj = h_{t-1} W_hh[:G1]^T + b_hh[:G1]    one recurrent GEMM (LSTM, RNN: added
-//                                                          onto the gates, which then carry
-//                                                          b_ih + b_hh: no hproj)
+//   each step:  gates[t] += h_{t-1} W_hh[:G1]^T            one recurrent GEMM; GRU's n block (r
+//                                                          scales it) goes to its own buffer:
+//                                                          hproj = h_{t-1} W_hn^T + b_hn
 //               [stage 1; hproj2 = extra_t W_hh[G1:]^T + b_hh[G1:]]  two-stage cells only
 //                                                          (GRU reset_before)
-//   (the GEMMs accumulate onto their bias: no pass of its own)
 //               one fused pointwise pass over the gates    (the cell policy)
+//   The GEMMs start from their bias (no pass of its own); the projection carries b_ih + b_hh for
+//   the blocks whose recurrent product it receives.
 // Backward:
 //   each step:  one fused pointwise pass                   (the cell policy; gates -> dgates)
 //               [dextra = dgates[G1:] W_hh[G1:]; stage 2]  two-stage cells only
@@ -207,17 +208,18 @@ void forward_dir(const DirForward<S>& a) {
   const DirLayout L = dir_layout(G, Cell::kCellState, Cell::kExtra, d);
 
   // --- everything the loop needs, allocated before it ---
-  // kIntoGates cells: the recurrent product accumulates onto the gates, whose projection then
-  // carries both biases (no hproj buffer: one (B, G*H) stream less per step)
-  constexpr bool kInto = Cell::kIntoGates;
+  // the first kIntoGates gate blocks: the recurrent product accumulates onto the gates, whose
+  // projection then carries both biases; only the others (GRU: n) go through hproj
+  constexpr int kInto = Cell::kIntoGates;
+  static_assert(kInto >= 1 && kInto <= G1);
   std::vector<S> bias_sum;
   const S* b_proj = w.b_ih;
-  if (kInto && w.b_ih) {
-    bias_sum.resize(static_cast<size_t>(GH));
-    for (index_t j = 0; j < GH; ++j) bias_sum[static_cast<size_t>(j)] = w.b_ih[j] + w.b_hh[j];
+  if (w.b_ih) {
+    bias_sum.assign(w.b_ih, w.b_ih + GH);
+    for (index_t j = 0; j < kInto * H; ++j) bias_sum[static_cast<size_t>(j)] += w.b_hh[j];
     b_proj = bias_sum.data();
   }
-  Scratch<S> hproj(kInto ? 0 : B * G1 * H);
+  Scratch<S> hproj(B * (G1 - kInto) * H);
   Scratch<S> hproj2(G > G1 ? B * (G - G1) * H : 0);
   const index_t chunk = projection_chunk_steps(T, B);
   Scratch<S> gate_chunk(training ? 0 : chunk * B * GH);
@@ -274,7 +276,7 @@ void forward_dir(const DirForward<S>& a) {
         s.H = H;
         s.units = H;
         s.gates = gbase + (t - tlo) * B * GH;
-        s.hproj = kInto ? nullptr : hproj.data();
+        s.hproj = hproj.empty() ? nullptr : hproj.data();
         s.hproj2 = hproj2.empty() ? nullptr : hproj2.data();
         s.h_prev = h_prev;
         if constexpr (Cell::kCellState) {
@@ -287,11 +289,8 @@ void forward_dir(const DirForward<S>& a) {
           s.extra = training ? ex + t * BH : (proj ? hc_buf.data() : step_buf.data());
         }
 
-        if constexpr (kInto) {
-          P_hh1.multiply_part(s.gates, GH, h_prev, Hs, Bt, /*accumulate=*/true, ti, nt);
-        } else {
-          P_hh1.multiply_part(hproj.data(), G1 * H, h_prev, Hs, Bt, false, ti, nt, w.b_hh);
-        }
+        P_hh1.multiply_part(s.gates, GH, h_prev, Hs, Bt, /*accumulate=*/true, ti, nt, nullptr,
+                            {kInto, hproj.data(), (G1 - kInto) * H, w.b_hh});
         if constexpr (G > G1) {
           Cell::forward_stage1(step_cols(s, u0, u1));
           team_barrier();  // the second product reads all of stage 1's extra

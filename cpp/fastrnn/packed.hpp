@@ -27,6 +27,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <tuple>
 #include <vector>
 
 #include "fastrnn/fastrnn.hpp"
@@ -272,13 +273,37 @@ class PackedGemm {
   /// (n x k scalars, small next to its share of the product), so parts never wait for each other.
   void multiply_part(S* out, index_t ldo, const S* in, index_t ldi, index_t n, bool accumulate,
                      index_t part, index_t parts, const S* bias = nullptr) {
+    multiply_part(out, ldo, in, ldi, n, accumulate, part, parts, bias, Tail{});
+  }
+
+  /// The last gates of A (from `gate` on) sent elsewhere: their output columns are
+  /// tail.out[(g - gate) * U + u] (leading dimension tail.ldo), set to tail.bias (m values, the
+  /// tail's part used; nullptr = zeros) + the product. Lets a GRU add its r and z products
+  /// onto the gates while the n product, which the reset gate scales, goes to a buffer.
+  struct Tail {
+    index_t gate = std::numeric_limits<index_t>::max();
+    S* out = nullptr;
+    index_t ldo = 0;
+    const S* bias = nullptr;
+  };
+
+  void multiply_part(S* out, index_t ldo, const S* in, index_t ldi, index_t n, bool accumulate,
+                     index_t part, index_t parts, const S* bias, const Tail& tail) {
     if (n <= 0 || m_ <= 0) return;
     const index_t b0 = blocks_ * part / parts, b1 = blocks_ * (part + 1) / parts;
     if (b1 <= b0) return;
     const index_t s0 = b0 * gates_, s1 = b1 * gates_;
+    const index_t tail_col = tail.gate < gates_ ? tail.gate * (m_ / gates_) : 0;
+    // segment si's output: (pointer to its column 0, leading dimension, accumulate?, bias)
+    auto target = [&](index_t si, S* o_main, S* o_tail) {
+      const bool in_tail = si % gates_ >= tail.gate;
+      return std::make_tuple(in_tail ? o_tail - tail_col : o_main, in_tail ? tail.ldo : ldo,
+                             in_tail ? false : accumulate, in_tail ? tail.bias : bias);
+    };
     if (k_ <= 0) {
-      if (!accumulate) {
-        for (index_t si = s0; si < s1; ++si) init_cols(out, ldo, n, si, bias);
+      for (index_t si = s0; si < s1; ++si) {
+        const auto [o, ld, acc, bs] = target(si, out, tail.out);
+        if (!acc) init_cols(o, ld, n, si, bs);
       }
       return;
     }
@@ -287,16 +312,17 @@ class PackedGemm {
     Eigen::internal::gebp_kernel<S, S, index_t, ResMap, Traits::mr, Traits::nr, false, false> gebp;
     for (index_t c0 = 0; c0 < n; c0 += kColBlock) {
       const index_t nc = std::min(kColBlock, n - c0);
-      S* o = out + c0 * ldo;
       const RhsMap x(in + c0 * ldi, ldi);
       for (index_t kb = 0; kb < depth_blocks_; ++kb) {
         pack(rhs + kb * rhs_stride_, x.getSubMapper(kb * kDepthBlock, 0), depth_of(kb), nc);
       }
       for (index_t si = s0; si < s1; ++si) {
         const index_t r0 = seg_row_[static_cast<size_t>(si)], rows = seg_rows_[static_cast<size_t>(si)];
-        if (!accumulate) init_cols(o, ldo, nc, si, bias);
+        const auto [o0, ld, acc, bs] = target(si, out, tail.out);
+        S* o = o0 + c0 * ld;
+        if (!acc) init_cols(o, ld, nc, si, bs);
         for (index_t kb = 0; kb < depth_blocks_; ++kb) {
-          gebp(ResMap(o + r0, ldo), packed_.data() + seg_[static_cast<size_t>(si * depth_blocks_ + kb)],
+          gebp(ResMap(o + r0, ld), packed_.data() + seg_[static_cast<size_t>(si * depth_blocks_ + kb)],
                rhs + kb * rhs_stride_, rows, depth_of(kb), nc, S(1));
         }
       }
