@@ -93,12 +93,21 @@ void copy_or_zero(S* dst, const S* src, index_t n) {
   }
 }
 
-/// sum over rows of a row-major (rows, cols) matrix, in row order (deterministic)
+/// sum over rows of a row-major (rows, cols) matrix, in row order (deterministic); blocks of
+/// columns are shared among threads (each column is summed by one thread, in the same order)
 template <class S>
 void column_sums(const S* m, index_t rows, index_t cols, S* out) {
-  RowVec<S> acc(out, cols);
-  acc.setZero();
-  for (index_t r = 0; r < rows; ++r) acc += CRowVec<S>(m + r * cols, cols);
+  constexpr index_t kCols = 256;
+  const index_t blocks = (cols + kCols - 1) / kCols;
+  const int threads = rows * cols < kParallelMinWork
+                          ? 1
+                          : static_cast<int>(std::min<index_t>(num_threads(), blocks));
+  parallel_for(blocks, threads, [&](index_t bi) {
+    const index_t c0 = bi * kCols, n = std::min(kCols, cols - c0);
+    RowVec<S> acc(out + c0, n);
+    acc.setZero();
+    for (index_t r = 0; r < rows; ++r) acc += CRowVec<S>(m + r * cols + c0, n);
+  });
 }
 
 /// One layer, one direction: what forward_dir needs. Row (t, b) of y is y + (t*B + b)*ldy.
@@ -470,7 +479,13 @@ void backward_dir(const DirBackward<S>& a) {
   }
   if (proj) gemm_tn(g.dw_hr, H, dh_all.data(), Hs, hcs, H, Hs, H, R);
   if (g.db_ih) column_sums(dG, R, GH, g.db_ih);
-  if (g.db_hh) column_sums(dGh, R, GH, g.db_hh);
+  if (g.db_hh) {
+    if (dGh == dG && g.db_ih) {
+      copy_n(g.db_hh, static_cast<const S*>(g.db_ih), GH);  // the same sums (LSTM, RNN, ...)
+    } else {
+      column_sums(dGh, R, GH, g.db_hh);
+    }
+  }
   if (a.dx) gemm(Mat<S>(a.dx, R, I), dGx_all, CMat<S>(w.w_ih, GH, I), a.accumulate_dx);
 }
 
