@@ -294,16 +294,18 @@ class PackedGemm {
     if (b1 <= b0) return;
     const index_t s0 = b0 * gates_, s1 = b1 * gates_;
     const index_t tail_col = tail.gate < gates_ ? tail.gate * (m_ / gates_) : 0;
-    // segment si's output: (pointer to its column 0, leading dimension, accumulate?, bias)
-    auto target = [&](index_t si, S* o_main, S* o_tail) {
+    // segment si's output: (buffer, leading dimension, accumulate?, bias, the buffer's first
+    // column of A)
+    auto target = [&](index_t si) {
       const bool in_tail = si % gates_ >= tail.gate;
-      return std::make_tuple(in_tail ? o_tail - tail_col : o_main, in_tail ? tail.ldo : ldo,
-                             in_tail ? false : accumulate, in_tail ? tail.bias : bias);
+      return std::make_tuple(in_tail ? tail.out : out, in_tail ? tail.ldo : ldo,
+                             in_tail ? false : accumulate, in_tail ? tail.bias : bias,
+                             in_tail ? tail_col : index_t(0));
     };
     if (k_ <= 0) {
       for (index_t si = s0; si < s1; ++si) {
-        const auto [o, ld, acc, bs] = target(si, out, tail.out);
-        if (!acc) init_cols(o, ld, n, si, bs);
+        const auto [o, ld, acc, bs, shift] = target(si);
+        if (!acc) init_cols(o, ld, n, si, bs, shift);
       }
       return;
     }
@@ -318,11 +320,12 @@ class PackedGemm {
       }
       for (index_t si = s0; si < s1; ++si) {
         const index_t r0 = seg_row_[static_cast<size_t>(si)], rows = seg_rows_[static_cast<size_t>(si)];
-        const auto [o0, ld, acc, bs] = target(si, out, tail.out);
+        const auto [o0, ld, acc, bs, shift] = target(si);
         S* o = o0 + c0 * ld;
-        if (!acc) init_cols(o, ld, nc, si, bs);
+        if (!acc) init_cols(o, ld, nc, si, bs, shift);
         for (index_t kb = 0; kb < depth_blocks_; ++kb) {
-          gebp(ResMap(o + r0, ld), packed_.data() + seg_[static_cast<size_t>(si * depth_blocks_ + kb)],
+          gebp(ResMap(o + (r0 - shift), ld),
+               packed_.data() + seg_[static_cast<size_t>(si * depth_blocks_ + kb)],
                rhs + kb * rhs_stride_, rows, depth_of(kb), nc, S(1));
         }
       }
@@ -338,17 +341,18 @@ class PackedGemm {
     return static_cast<int>(std::min<index_t>(num_threads(), blocks_));
   }
 
-  /// sets segment si's output columns in n rows of o to the bias (nullptr: zeros), with inline
-  /// SIMD stores (a segment is a few packets; a memset call per row cost ~7% of an LSTM forward)
-  void init_cols(S* o, index_t ldo, index_t n, index_t si, const S* bias) const {
+  /// sets segment si's output columns in n rows of o to the bias (nullptr: zeros); o's column 0
+  /// is column `shift` of A's rows (a Tail buffer), the bias is indexed by A's row
+  void init_cols(S* o, index_t ldo, index_t n, index_t si, const S* bias, index_t shift) const {
     using Row = Eigen::Map<Eigen::Array<S, 1, Eigen::Dynamic>>;
     using CRow = Eigen::Map<const Eigen::Array<S, 1, Eigen::Dynamic>>;
     const index_t c0 = seg_row_[static_cast<size_t>(si)], cols = seg_rows_[static_cast<size_t>(si)];
+    S* first = o + (c0 - shift);
     if (bias) {
       const CRow b(bias + c0, cols);
-      for (index_t r = 0; r < n; ++r) Row(o + r * ldo + c0, cols) = b;
+      for (index_t r = 0; r < n; ++r) Row(first + r * ldo, cols) = b;
     } else {
-      for (index_t r = 0; r < n; ++r) Row(o + r * ldo + c0, cols).setZero();
+      for (index_t r = 0; r < n; ++r) Row(first + r * ldo, cols).setZero();
     }
   }
 
