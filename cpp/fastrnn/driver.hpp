@@ -93,10 +93,12 @@ void copy_or_zero(S* dst, const S* src, index_t n) {
   }
 }
 
-/// sum over rows of a row-major (rows, cols) matrix, in row order (deterministic); blocks of
-/// columns are shared among threads (each column is summed by one thread, in the same order)
+/// sum over rows of a row-major (rows, cols) matrix (leading dimension ld, default cols), in row
+/// order (deterministic); blocks of columns are shared among threads (each column is summed by
+/// one thread, in the same order)
 template <class S>
-void column_sums(const S* m, index_t rows, index_t cols, S* out) {
+void column_sums(const S* m, index_t rows, index_t cols, S* out, index_t ld = 0) {
+  if (ld == 0) ld = cols;
   constexpr index_t kCols = 256;
   const index_t blocks = (cols + kCols - 1) / kCols;
   const int threads = rows * cols < kParallelMinWork
@@ -106,7 +108,7 @@ void column_sums(const S* m, index_t rows, index_t cols, S* out) {
     const index_t c0 = bi * kCols, n = std::min(kCols, cols - c0);
     RowVec<S> acc(out + c0, n);
     acc.setZero();
-    for (index_t r = 0; r < rows; ++r) acc += CRowVec<S>(m + r * cols + c0, n);
+    for (index_t r = 0; r < rows; ++r) acc += CRowVec<S>(m + r * ld + c0, n);
   });
 }
 
@@ -472,19 +474,31 @@ void backward_dir(const DirBackward<S>& a) {
   const index_t R = T * B;
   const index_t first_in = a.reverse ? 1 : 0;  // the slots read by the T steps
   CMat<S> dGx_all(dG, R, GH);
-  gemm_tn(g.dw_ih, I, dG, GH, a.x, I, GH, I, R);
-  gemm_tn(g.dw_hh, Hs, dGh, GH, hs + first_in * BHs, Hs, G1 * H, Hs, R);
-  if constexpr (G > G1) {
-    gemm_tn(g.dw_hh + G1 * H * Hs, Hs, dGh + G1 * H, GH, ex, H, (G - G1) * H, H, R);
+  // dW_ih = dG^T x and dW_hh = dG^T h (rows of the gate blocks whose gradient is the same on
+  // both sides: all of them, or GRU reset_after's r and z) in one call, sharing dG's packing
+  constexpr int kSame = Cell::kHiddenGradDiffers ? Cell::kIntoGates : G1;
+  const S* h_in = hs + first_in * BHs;
+  if constexpr (G > G1) {  // the last blocks' recurrent input is the extra (GRU reset_before)
+    static_assert(!Cell::kHiddenGradDiffers, "dW_hh[G1:] is taken from dG");
+    gemm_tn(dG, GH, R,
+            {TnProduct<S>{g.dw_ih, I, a.x, I, I, 0, GH},
+             TnProduct<S>{g.dw_hh, Hs, h_in, Hs, Hs, 0, G1 * H},
+             TnProduct<S>{g.dw_hh + G1 * H * Hs, Hs, ex, H, H, G1 * H, GH}});
+  } else {
+    gemm_tn(dG, GH, R,
+            {TnProduct<S>{g.dw_ih, I, a.x, I, I, 0, GH},
+             TnProduct<S>{g.dw_hh, Hs, h_in, Hs, Hs, 0, kSame * H}});
+  }
+  if constexpr (kSame < G1) {  // the blocks whose recurrent gradient differs (GRU's n)
+    gemm_tn(g.dw_hh + kSame * H * Hs, Hs, dGh + kSame * H, GH, h_in, Hs, (G1 - kSame) * H, Hs, R);
   }
   if (proj) gemm_tn(g.dw_hr, H, dh_all.data(), Hs, hcs, H, Hs, H, R);
   if (g.db_ih) column_sums(dG, R, GH, g.db_ih);
   if (g.db_hh) {
-    if (dGh == dG && g.db_ih) {
-      copy_n(g.db_hh, static_cast<const S*>(g.db_ih), GH);  // the same sums (LSTM, RNN, ...)
-    } else {
-      column_sums(dGh, R, GH, g.db_hh);
-    }
+    // the blocks with the same gradient on both sides have the same sums (LSTM, RNN: all)
+    const index_t same = g.db_ih ? (Cell::kHiddenGradDiffers ? kSame * H : GH) : 0;
+    copy_n(g.db_hh, static_cast<const S*>(g.db_ih), same);
+    if (same < GH) column_sums(dGh + same, R, GH - same, g.db_hh + same, GH);
   }
   if (a.dx) gemm(Mat<S>(a.dx, R, I), dGx_all, CMat<S>(w.w_ih, GH, I), a.accumulate_dx);
 }

@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -380,74 +381,157 @@ template <class S>
 void pack_rhs_by_rows(S* dst, const S* a, index_t lda, index_t depth, index_t cols, index_t stride) {
   static_assert(Eigen::internal::gebp_traits<S, S>::nr == 4, "the layout of nr = 4 panels");
   const index_t c4 = cols / 4 * 4;
+  constexpr index_t kAhead = 8, kLine = 64 / sizeof(S);
   for (index_t k = 0; k < depth; ++k) {
     const S* row = a + k * lda;
+    if (k + kAhead < depth) {
+      const S* next = row + kAhead * lda;
+      for (index_t j = 0; j < cols; j += kLine) __builtin_prefetch(next + j);
+    }
     for (index_t p = 0; p < c4; p += 4) std::memcpy(dst + p * stride + 4 * k, row + p, 4 * sizeof(S));
     for (index_t j = c4; j < cols; ++j) dst[j * stride + k] = row[j];
   }
 }
 
-/// C (M x N, row-major, ldc) = A^T B (accumulate: C += A^T B), with A (K x M, lda) and B (K x N,
-/// ldb) row-major: both operands run along the long dimension K, as in the weight gradients
-/// dW = dG^T X over all T*B rows. B is packed once, in blocks, for the kernel's left-hand side
-/// (Eigen's packer); C is cut into tiles whose shape depends on M and N only, each computed by
-/// one thread over the depth blocks in order, packing its columns of A for the kernel's
-/// right-hand side with pack_rhs_by_rows (Eigen's product spent ~14% of an LSTM backward
-/// packing A and B again for every tile, measured). Results do not depend on the thread count.
+/// One product of gemm_tn: C (m1 - m0 rows x N, row-major, ldc) = A[:, m0:m1]^T B, with B (K x N,
+/// row-major, ldb) and A gemm_tn's shared operand.
 template <class S>
-void gemm_tn(S* C, index_t ldc, const S* A, index_t lda, const S* B, index_t ldb, index_t M,
-             index_t N, index_t K, bool accumulate = false) {
+struct TnProduct {
+  S* C;
+  index_t ldc;
+  const S* B;
+  index_t ldb;
+  index_t N;
+  index_t m0, m1;
+};
+
+/// Several products C_p = A[:, m0_p:m1_p]^T B_p sharing one operand A (K x M, row-major, lda):
+/// both operands run along the long dimension K, as in the weight gradients of a layer,
+/// dW_ih = dG^T X and dW_hh = dG^T H over all T*B rows.
+///
+/// Each B_p is packed once, in blocks (n tile, depth block), for the kernel's left-hand side
+/// (Eigen's packer). The columns of A are cut into segments at every m0 and m1, each segment into
+/// tiles of tile_m columns; a work item is (one such tile, one n tile of a product covering it),
+/// the items run over the depth blocks in order, and the threads take contiguous runs of items.
+/// Items of one thread on the same tile of A form a group (up to kGroupBytes of C): for each
+/// depth block the group packs that tile's block of A once (pack_rhs_by_rows) and runs the
+/// kernel for each of its items; A, which is the largest operand and the slowest to pack (its
+/// rows are a page apart), is packed once for both weight gradients instead of once each (and
+/// Eigen's own product spent ~14% of an LSTM backward packing A and B again for every tile,
+/// measured). Every element of every C is computed by one item in the same order whatever the
+/// grouping: results do not depend on the thread count.
+template <class S>
+void gemm_tn(const S* A, index_t lda, index_t K, std::initializer_list<TnProduct<S>> products) {
   using Traits = Eigen::internal::gebp_traits<S, S>;
   using LhsCol = Eigen::internal::const_blas_data_mapper<S, index_t, Eigen::ColMajor>;
   using ResMap = Eigen::internal::blas_data_mapper<S, index_t, Eigen::ColMajor, Eigen::Unaligned, 1>;
   // depth block: the kernel's 48-row panel of packed B (48 x kDepth) stays in L1; sub-blocks
   // of A of kSubM columns keep a packed block of A and one of B in L2
   constexpr index_t kTileN = 256, kSubM = 128, kDepth = 128, kStride = kDepth + 16;
-  if (M <= 0 || N <= 0) return;
+  // measured (float32, 1 and 2 threads, the weight gradients of LSTM S1 S2 S4): tiles of 256
+  // columns of A and groups of up to 1 MiB of C beat 512 / 512 KiB (no sharing on S2 and S4,
+  // 3-8% slower) and 128-column tiles (B packed blocks re-read more often)
+  constexpr index_t kGroupBytes = index_t(1) << 20;
+  const std::vector<TnProduct<S>> ps(products);
   if (K <= 0) {
-    if (!accumulate) {
-      for (index_t r = 0; r < M; ++r) std::fill(C + r * ldc, C + r * ldc + N, S(0));
+    for (const auto& p : ps) {
+      for (index_t r = 0; r < p.m1 - p.m0; ++r) std::fill(p.C + r * p.ldc, p.C + r * p.ldc + p.N, S(0));
     }
     return;
   }
-  const index_t tn = (N + kTileN - 1) / kTileN, kb_count = (K + kDepth - 1) / kDepth;
-  index_t tile_m = 512;  // at least 8 tiles where the columns allow, to share among threads
-  while (tile_m > kSubM && (M + tile_m - 1) / tile_m * tn < 8) tile_m /= 2;
-  const index_t tm = (M + tile_m - 1) / tile_m, tiles = tm * tn;
-  const bool small = M * N * K < kParallelMinWork;
-  const int threads = small ? 1 : static_cast<int>(std::min<index_t>(num_threads(), tiles));
 
-  // B^T in packed blocks (n tile j, depth block kb), each kTileN * kDepth scalars
+  // B_p^T in packed blocks (n tile, depth block kb), each kTileN * kDepth scalars
+  struct NTile {
+    index_t p, n0, n;
+  };
+  std::vector<NTile> ntiles;
+  std::vector<index_t> bounds;
+  index_t work = 0;
+  for (index_t p = 0; p < static_cast<index_t>(ps.size()); ++p) {
+    if (ps[p].m1 <= ps[p].m0 || ps[p].N <= 0) continue;
+    for (index_t n0 = 0; n0 < ps[p].N; n0 += kTileN) ntiles.push_back({p, n0, std::min(kTileN, ps[p].N - n0)});
+    bounds.push_back(ps[p].m0);
+    bounds.push_back(ps[p].m1);
+    work += (ps[p].m1 - ps[p].m0) * ps[p].N * K;
+  }
+  if (ntiles.empty()) return;
+  std::sort(bounds.begin(), bounds.end());
+  bounds.erase(std::unique(bounds.begin(), bounds.end()), bounds.end());
+  const index_t kb_count = (K + kDepth - 1) / kDepth;
+  const index_t tn = static_cast<index_t>(ntiles.size());
+  const bool small = work < kParallelMinWork;
   constexpr index_t kSlot = kTileN * kDepth;
   AlignedBuffer<S> packed_b(tn * kb_count * kSlot);
   parallel_for(tn * kb_count, small ? 1 : num_threads(), [&](index_t item) {
-    const index_t j = item / kb_count, kb = item % kb_count;
-    const index_t n0 = j * kTileN, k0 = kb * kDepth;
+    const NTile& nt = ntiles[static_cast<size_t>(item / kb_count)];
+    const TnProduct<S>& p = ps[static_cast<size_t>(nt.p)];
+    const index_t k0 = item % kb_count * kDepth;
     Eigen::internal::gemm_pack_lhs<S, index_t, LhsCol, Traits::mr, Traits::LhsProgress,
                                    typename Traits::LhsPacket4Packing, Eigen::ColMajor>
         pack_lhs;
-    pack_lhs(packed_b.data() + item * kSlot, LhsCol(B + k0 * ldb + n0, ldb),
-             std::min(kDepth, K - k0), std::min(kTileN, N - n0));
+    pack_lhs(packed_b.data() + item * kSlot, LhsCol(p.B + k0 * p.ldb + nt.n0, p.ldb),
+             std::min(kDepth, K - k0), nt.n);
   });
+
+  // the work items: (tile of A's columns, n tile), tiles in column order
+  struct Item {
+    index_t m0, m, j;  // A's columns [m0, m0 + m), n tile j
+  };
+  std::vector<Item> items;
+  auto make_items = [&](index_t tile_m) {
+    items.clear();
+    for (size_t b = 0; b + 1 < bounds.size(); ++b) {
+      for (index_t m0 = bounds[b]; m0 < bounds[b + 1]; m0 += tile_m) {
+        const index_t m = std::min(tile_m, bounds[b + 1] - m0);
+        for (index_t j = 0; j < tn; ++j) {
+          const TnProduct<S>& p = ps[static_cast<size_t>(ntiles[static_cast<size_t>(j)].p)];
+          if (p.m0 <= m0 && m0 < p.m1) items.push_back({m0, m, j});
+        }
+      }
+    }
+  };
+  index_t tile_m = 256;  // at least 8 items where the columns allow, to share among threads
+  make_items(tile_m);
+  while (tile_m > kSubM && items.size() < 8) make_items(tile_m /= 2);
+  const index_t count = static_cast<index_t>(items.size());
+  const int threads = small ? 1 : static_cast<int>(std::min<index_t>(num_threads(), count));
 
   AlignedBuffer<S> buf(threads * kStride * kSubM);  // each thread's packed block of A
   auto run = [&](index_t i, index_t nt) {
     S* rhs = buf.data() + i * kStride * kSubM;
     Eigen::internal::gebp_kernel<S, S, index_t, ResMap, Traits::mr, Traits::nr, false, false> gebp;
-    for (index_t t = tiles * i / nt; t < tiles * (i + 1) / nt; ++t) {
-      const index_t m0 = (t / tn) * tile_m, j = t % tn, n0 = j * kTileN;
-      const index_t mt = std::min(tile_m, M - m0), ntl = std::min(kTileN, N - n0);
-      S* c = C + m0 * ldc + n0;  // the kernel computes C^T: (n, m) at c + n + m * ldc
-      if (!accumulate) {
-        for (index_t r = 0; r < mt; ++r) std::fill(c + r * ldc, c + r * ldc + ntl, S(0));
+    const index_t last = count * (i + 1) / nt;
+    for (index_t g0 = count * i / nt, g1; g0 < last; g0 = g1) {
+      const Item& first = items[static_cast<size_t>(g0)];
+      index_t width = ntiles[static_cast<size_t>(first.j)].n;
+      for (g1 = g0 + 1; g1 < last && items[static_cast<size_t>(g1)].m0 == first.m0; ++g1) {
+        const index_t w = width + ntiles[static_cast<size_t>(items[static_cast<size_t>(g1)].j)].n;
+        if (w * first.m * static_cast<index_t>(sizeof(S)) > kGroupBytes) break;
+        width = w;
+      }
+      auto c_of = [&](const Item& it) {  // the kernel computes C^T: (n, m) at c + n + m * ldc
+        const NTile& t = ntiles[static_cast<size_t>(it.j)];
+        const TnProduct<S>& p = ps[static_cast<size_t>(t.p)];
+        return p.C + (it.m0 - p.m0) * p.ldc + t.n0;
+      };
+      for (index_t g = g0; g < g1; ++g) {
+        const Item& it = items[static_cast<size_t>(g)];
+        S* c = c_of(it);
+        const index_t ldc = ps[static_cast<size_t>(ntiles[static_cast<size_t>(it.j)].p)].ldc;
+        for (index_t r = 0; r < it.m; ++r) std::fill(c + r * ldc, c + r * ldc + ntiles[static_cast<size_t>(it.j)].n, S(0));
       }
       for (index_t kb = 0; kb < kb_count; ++kb) {
         const index_t k0 = kb * kDepth, kd = std::min(kDepth, K - k0);
-        const S* lhs = packed_b.data() + (j * kb_count + kb) * kSlot;
-        for (index_t s0 = 0; s0 < mt; s0 += kSubM) {
-          const index_t ms = std::min(kSubM, mt - s0);
-          pack_rhs_by_rows(rhs, A + k0 * lda + m0 + s0, lda, kd, ms, kStride);  // A: (k, m)
-          gebp(ResMap(c + s0 * ldc, ldc), lhs, rhs, ntl, kd, ms, S(1), -1, kStride);
+        for (index_t s0 = 0; s0 < first.m; s0 += kSubM) {
+          const index_t ms = std::min(kSubM, first.m - s0);
+          pack_rhs_by_rows(rhs, A + k0 * lda + first.m0 + s0, lda, kd, ms, kStride);  // A: (k, m)
+          for (index_t g = g0; g < g1; ++g) {
+            const Item& it = items[static_cast<size_t>(g)];
+            const NTile& t = ntiles[static_cast<size_t>(it.j)];
+            const index_t ldc = ps[static_cast<size_t>(t.p)].ldc;
+            const S* lhs = packed_b.data() + (it.j * kb_count + kb) * kSlot;
+            gebp(ResMap(c_of(it) + s0 * ldc, ldc), lhs, rhs, t.n, kd, ms, S(1), -1, kStride);
+          }
         }
       }
     }
@@ -460,6 +544,14 @@ void gemm_tn(S* C, index_t ldc, const S* A, index_t lda, const S* B, index_t ldb
   }
 #endif
   run(0, 1);
+}
+
+/// C (M x N, row-major, ldc) = A^T B, with A (K x M, lda) and B (K x N, ldb) row-major: one
+/// product of the gemm_tn above.
+template <class S>
+void gemm_tn(S* C, index_t ldc, const S* A, index_t lda, const S* B, index_t ldb, index_t M,
+             index_t N, index_t K) {
+  gemm_tn(A, lda, K, {TnProduct<S>{C, ldc, B, ldb, N, 0, M}});
 }
 
 }  // namespace fastrnn::detail
