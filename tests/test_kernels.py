@@ -20,6 +20,8 @@ SHAPES = [  # T, B, I, H
     (4, 2, 5, 17),
     (12, 5, 16, 33),
     (3, 9, 64, 130),
+    (4, 3, 80, 48),  # weight gradients: panels of 3, 2 and 1 SIMD packets
+    (2, 3, 272, 16),  # more than one 256-column tile of dW_ih
 ]
 OPTIONS = {  # name: (bias, initial states given, dy and final-state gradients given)
     "full": (True, True, True),

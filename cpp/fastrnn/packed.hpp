@@ -393,6 +393,27 @@ void pack_rhs_by_rows(S* dst, const S* a, index_t lda, index_t depth, index_t co
   }
 }
 
+/// Packs rows [0, depth) x columns [0, cols) of the row-major matrix a (leading dimension lda),
+/// cols a multiple of the packet size P, as the left-hand side of Eigen's gebp kernel: the
+/// layout of gemm_pack_lhs for a column-major (cols x depth) operand, i.e. panels of 3P columns,
+/// then one of 2P and one of P for the rest, each panel holding its values of row 0, then row 1,
+/// ... contiguously. gemm_pack_lhs reads the operand one panel at a time, down all the rows
+/// (rows 1 KiB or more apart); this reads each row once, front to back.
+template <class S>
+void pack_lhs_by_rows(S* dst, const S* a, index_t lda, index_t depth, index_t cols) {
+  constexpr index_t P = Eigen::internal::packet_traits<S>::size;
+  static_assert(Eigen::internal::gebp_traits<S, S>::mr == 3 * P, "the layout of mr = 3P panels");
+  const index_t c3 = cols / (3 * P) * (3 * P);
+  const index_t w = cols - c3;  // the rest: one panel of 2P or P (cols is a multiple of P)
+  for (index_t k = 0; k < depth; ++k) {
+    const S* row = a + k * lda;
+    for (index_t p = 0; p < c3; p += 3 * P) {
+      std::memcpy(dst + p * depth + 3 * P * k, row + p, 3 * P * sizeof(S));
+    }
+    if (w) std::memcpy(dst + c3 * depth + w * k, row + c3, static_cast<size_t>(w) * sizeof(S));
+  }
+}
+
 /// One product of gemm_tn: C (m1 - m0 rows x N, row-major, ldc) = A[:, m0:m1]^T B, with B (K x N,
 /// row-major, ldb) and A gemm_tn's shared operand.
 template <class S>
@@ -432,6 +453,7 @@ void gemm_tn(const S* A, index_t lda, index_t K, std::initializer_list<TnProduct
   // columns of A and groups of up to 1 MiB of C beat 512 / 512 KiB (no sharing on S2 and S4,
   // 3-8% slower) and 128-column tiles (B packed blocks re-read more often)
   constexpr index_t kGroupBytes = index_t(1) << 20;
+  constexpr index_t kPacket = Eigen::internal::packet_traits<S>::size;
   const std::vector<TnProduct<S>> ps(products);
   if (K <= 0) {
     for (const auto& p : ps) {
@@ -466,11 +488,17 @@ void gemm_tn(const S* A, index_t lda, index_t K, std::initializer_list<TnProduct
     const NTile& nt = ntiles[static_cast<size_t>(item / kb_count)];
     const TnProduct<S>& p = ps[static_cast<size_t>(nt.p)];
     const index_t k0 = item % kb_count * kDepth;
-    Eigen::internal::gemm_pack_lhs<S, index_t, LhsCol, Traits::mr, Traits::LhsProgress,
-                                   typename Traits::LhsPacket4Packing, Eigen::ColMajor>
-        pack_lhs;
-    pack_lhs(packed_b.data() + item * kSlot, LhsCol(p.B + k0 * p.ldb + nt.n0, p.ldb),
-             std::min(kDepth, K - k0), nt.n);
+    S* dst = packed_b.data() + item * kSlot;
+    const S* src = p.B + k0 * p.ldb + nt.n0;
+    const index_t kd = std::min(kDepth, K - k0);
+    if (nt.n % kPacket == 0) {
+      pack_lhs_by_rows(dst, src, p.ldb, kd, nt.n);
+    } else {
+      Eigen::internal::gemm_pack_lhs<S, index_t, LhsCol, Traits::mr, Traits::LhsProgress,
+                                     typename Traits::LhsPacket4Packing, Eigen::ColMajor>
+          pack_lhs;
+      pack_lhs(dst, LhsCol(src, p.ldb), kd, nt.n);
+    }
   });
 
   // the work items: (tile of A's columns, n tile), tiles in column order
