@@ -369,8 +369,16 @@ void backward_dir(const DirBackward<S>& a) {
   const S* ex = Cell::kExtra ? a.ws + L.extra : nullptr;
   const S* hcs = proj ? a.ws + L.hc : nullptr;
 
-  Scratch<S> dgh_buf(Cell::kHiddenGradDiffers ? T * B * GH : 0);
-  S* dGh = Cell::kHiddenGradDiffers ? dgh_buf.data() : dG;
+  // Gate blocks [0, kSame) have the same gradient on the input and the recurrent side (all of
+  // them unless kHiddenGradDiffers; GRU reset_after: r and z). A cell whose blocks differ writes
+  // the recurrent side of a step into one of two (B, G*H) step buffers (steps alternate: a
+  // thread may start the next step while another still reads this one in the product), and
+  // the driver keeps the blocks [kSame, G1) that differ, (B, DH) a step, for dW_hh and db_hh.
+  constexpr int kSame = Cell::kHiddenGradDiffers ? Cell::kIntoGates : G;
+  static_assert(!Cell::kHiddenGradDiffers || G == G1, "a two-stage cell's blocks are the same");
+  const index_t DH = Cell::kHiddenGradDiffers ? (G1 - kSame) * H : 0;
+  Scratch<S> dgh_step(Cell::kHiddenGradDiffers ? 2 * B * GH : 0);
+  Scratch<S> dgh_keep(Cell::kHiddenGradDiffers ? T * B * DH : 0);
   Scratch<S> dh_carry(BHs), dh_cur(BHs);
   Scratch<S> dhc(proj ? BH : 0);
   Scratch<S> dh_direct(proj ? BH : 0);  // the LSTM cell's (zero) direct part, H wide; unused
@@ -414,7 +422,7 @@ void backward_dir(const DirBackward<S>& a) {
       s.H = H;
       s.units = H;
       s.gates = dG + t * B * GH;
-      s.dgh = Cell::kHiddenGradDiffers ? dGh + t * B * GH : nullptr;
+      s.dgh = Cell::kHiddenGradDiffers ? dgh_step.data() + (k % 2) * B * GH : nullptr;
       s.dh = dh;
       s.dh_prev = dh_carry.data();
       s.h_prev = hs + rd * BHs;
@@ -440,7 +448,7 @@ void backward_dir(const DirBackward<S>& a) {
         s.dh_prev = dh_direct.data();
       }
 
-      const S* dgh_t = dGh + t * B * GH;
+      const S* dgh_t = Cell::kHiddenGradDiffers ? s.dgh : dG + t * B * GH;
       if constexpr (G > G1) {
         Cell::backward_stage1(step_cols(s, u0, u1));
         team_barrier();  // dL/d(extra) = dgates[:, G1:] W_hh[G1:] reads all of them
@@ -453,13 +461,21 @@ void backward_dir(const DirBackward<S>& a) {
       // dh_{t-1} = (direct part) + dgates[:, :G1] W_hh[:G1]
       // (with a projection the cell is an LSTM: no direct part, the product is all of it)
       P_hh1.multiply_part(dh_carry.data(), Hs, dgh_t, GH, Bt, /*accumulate=*/!proj, ti, nt);
-      for (index_t b = Bt; b < B; ++b) {  // skipped rows: no gradient through this step's gates
+      for (index_t b = Bt; b < B; ++b) {  // skipped rows: no gradient through the step's gates
         for (index_t gi = 0; gi < G; ++gi) {
           S* row = dG + (t * B + b) * GH + gi * H;
           std::fill(row + u0, row + u1, S(0));
-          if constexpr (Cell::kHiddenGradDiffers) {
-            S* rowh = dGh + (t * B + b) * GH + gi * H;
-            std::fill(rowh + u0, rowh + u1, S(0));
+        }
+      }
+      if constexpr (Cell::kHiddenGradDiffers) {  // keep the blocks that differ, zero if skipped
+        for (index_t b = 0; b < B; ++b) {
+          for (index_t gi = kSame; gi < G1; ++gi) {
+            S* keep = dgh_keep.data() + (t * B + b) * DH + (gi - kSame) * H;
+            if (b < Bt) {
+              copy_n(keep + u0, static_cast<const S*>(dgh_t + b * GH + gi * H + u0), u1 - u0);
+            } else {
+              std::fill(keep + u0, keep + u1, S(0));
+            }
           }
         }
       }
@@ -474,12 +490,9 @@ void backward_dir(const DirBackward<S>& a) {
   const index_t R = T * B;
   const index_t first_in = a.reverse ? 1 : 0;  // the slots read by the T steps
   CMat<S> dGx_all(dG, R, GH);
-  // dW_ih = dG^T x and dW_hh = dG^T h (rows of the gate blocks whose gradient is the same on
-  // both sides: all of them, or GRU reset_after's r and z) in one call, sharing dG's packing
-  constexpr int kSame = Cell::kHiddenGradDiffers ? Cell::kIntoGates : G1;
+  // dW_ih = dG^T x and dW_hh = dG^T h (the blocks [0, kSame)) in one call, sharing dG's packing
   const S* h_in = hs + first_in * BHs;
   if constexpr (G > G1) {  // the last blocks' recurrent input is the extra (GRU reset_before)
-    static_assert(!Cell::kHiddenGradDiffers, "dW_hh[G1:] is taken from dG");
     gemm_tn(dG, GH, R,
             {TnProduct<S>{g.dw_ih, I, a.x, I, I, 0, GH},
              TnProduct<S>{g.dw_hh, Hs, h_in, Hs, Hs, 0, G1 * H},
@@ -487,18 +500,23 @@ void backward_dir(const DirBackward<S>& a) {
   } else {
     gemm_tn(dG, GH, R,
             {TnProduct<S>{g.dw_ih, I, a.x, I, I, 0, GH},
-             TnProduct<S>{g.dw_hh, Hs, h_in, Hs, Hs, 0, kSame * H}});
+             TnProduct<S>{g.dw_hh, Hs, h_in, Hs, Hs, 0, std::min(kSame, G1) * H}});
   }
-  if constexpr (kSame < G1) {  // the blocks whose recurrent gradient differs (GRU's n)
-    gemm_tn(g.dw_hh + kSame * H * Hs, Hs, dGh + kSame * H, GH, h_in, Hs, (G1 - kSame) * H, Hs, R);
+  if constexpr (Cell::kHiddenGradDiffers) {  // the blocks whose recurrent gradient differs (n)
+    gemm_tn(g.dw_hh + kSame * H * Hs, Hs, dgh_keep.data(), DH, h_in, Hs, DH, Hs, R);
   }
   if (proj) gemm_tn(g.dw_hr, H, dh_all.data(), Hs, hcs, H, Hs, H, R);
   if (g.db_ih) column_sums(dG, R, GH, g.db_ih);
   if (g.db_hh) {
     // the blocks with the same gradient on both sides have the same sums (LSTM, RNN: all)
-    const index_t same = g.db_ih ? (Cell::kHiddenGradDiffers ? kSame * H : GH) : 0;
-    copy_n(g.db_hh, static_cast<const S*>(g.db_ih), same);
-    if (same < GH) column_sums(dGh + same, R, GH - same, g.db_hh + same, GH);
+    if (g.db_ih) {
+      copy_n(g.db_hh, static_cast<const S*>(g.db_ih), kSame * H);
+    } else {
+      column_sums(dG, R, kSame * H, g.db_hh, GH);
+    }
+    if constexpr (Cell::kHiddenGradDiffers) {
+      column_sums(dgh_keep.data(), R, DH, g.db_hh + kSame * H);
+    }
   }
   if (a.dx) gemm(Mat<S>(a.dx, R, I), dGx_all, CMat<S>(w.w_ih, GH, I), a.accumulate_dx);
 }
