@@ -431,8 +431,9 @@ struct TnProduct {
 /// dW_ih = dG^T X and dW_hh = dG^T H over all T*B rows.
 ///
 /// Each B_p is packed once, in blocks (n tile, depth block), for the kernel's left-hand side
-/// (Eigen's packer). The columns of A are cut into segments at every m0 and m1, each segment into
-/// tiles of tile_m columns; a work item is (one such tile, one n tile of a product covering it),
+/// (pack_lhs_by_rows, or Eigen's packer for a tile that is not whole SIMD packets wide). The
+/// columns of A are cut into segments at every m0 and m1, each segment into tiles of tile_m
+/// columns; a work item is (one such tile, one n tile of a product covering it),
 /// the items run over the depth blocks in order, and the threads take contiguous runs of items.
 /// Items of one thread on the same tile of A form a group (up to kGroupBytes of C): for each
 /// depth block the group packs that tile's block of A once (pack_rhs_by_rows) and runs the
@@ -457,7 +458,9 @@ void gemm_tn(const S* A, index_t lda, index_t K, std::initializer_list<TnProduct
   const std::vector<TnProduct<S>> ps(products);
   if (K <= 0) {
     for (const auto& p : ps) {
-      for (index_t r = 0; r < p.m1 - p.m0; ++r) std::fill(p.C + r * p.ldc, p.C + r * p.ldc + p.N, S(0));
+      for (index_t r = 0; r < p.m1 - p.m0; ++r) {
+        std::fill(p.C + r * p.ldc, p.C + r * p.ldc + p.N, S(0));
+      }
     }
     return;
   }
@@ -471,7 +474,9 @@ void gemm_tn(const S* A, index_t lda, index_t K, std::initializer_list<TnProduct
   index_t work = 0;
   for (index_t p = 0; p < static_cast<index_t>(ps.size()); ++p) {
     if (ps[p].m1 <= ps[p].m0 || ps[p].N <= 0) continue;
-    for (index_t n0 = 0; n0 < ps[p].N; n0 += kTileN) ntiles.push_back({p, n0, std::min(kTileN, ps[p].N - n0)});
+    for (index_t n0 = 0; n0 < ps[p].N; n0 += kTileN) {
+      ntiles.push_back({p, n0, std::min(kTileN, ps[p].N - n0)});
+    }
     bounds.push_back(ps[p].m0);
     bounds.push_back(ps[p].m1);
     work += (ps[p].m1 - ps[p].m0) * ps[p].N * K;
@@ -544,9 +549,10 @@ void gemm_tn(const S* A, index_t lda, index_t K, std::initializer_list<TnProduct
       };
       for (index_t g = g0; g < g1; ++g) {
         const Item& it = items[static_cast<size_t>(g)];
+        const NTile& t = ntiles[static_cast<size_t>(it.j)];
+        const index_t ldc = ps[static_cast<size_t>(t.p)].ldc;
         S* c = c_of(it);
-        const index_t ldc = ps[static_cast<size_t>(ntiles[static_cast<size_t>(it.j)].p)].ldc;
-        for (index_t r = 0; r < it.m; ++r) std::fill(c + r * ldc, c + r * ldc + ntiles[static_cast<size_t>(it.j)].n, S(0));
+        for (index_t r = 0; r < it.m; ++r) std::fill(c + r * ldc, c + r * ldc + t.n, S(0));
       }
       for (index_t kb = 0; kb < kb_count; ++kb) {
         const index_t k0 = kb * kDepth, kd = std::min(kDepth, K - k0);
