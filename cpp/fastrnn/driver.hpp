@@ -16,7 +16,8 @@
 //   each step:  one fused pointwise pass                   (the cell policy; gates -> dgates)
 //               [dextra = dgates[G1:] W_hh[G1:]; stage 2]  two-stage cells only
 //               dh_{t-1} += dgates_h[:G1] W_hh[:G1]        one GEMM
-//   after:      dW_ih = dG^T x, dW_hh = dG_h^T h_{0..T-1}, dx = dG W_ih, biases = column sums
+//   after:      dW_ih = dG^T x, dW_hh = dG_h^T h_{0..T-1} (one call, dG packed once for both),
+//               dx = dG W_ih, biases = column sums
 // Nothing is allocated inside the time loops: every buffer is the workspace or made before.
 // Options: the reverse direction (steps in decreasing t), strided rows of y / dy (the directions
 // of a bidirectional layer write their halves of one output), LSTM projection h = W_hr hc, and
@@ -154,8 +155,9 @@ template <class S>
 using CStridedMat = Eigen::Map<const RowMat<S>, 0, Eigen::OuterStride<>>;
 
 /// Threads for a direction's time loop: fastrnn's thread count, at most the parts each packed
-/// product offers (an unused, empty product sets no limit), and 1 when a step's recurrent product (step_work multiply-adds) is too small
-/// to share. (The split never changes a result, see run_team below.)
+/// product offers (an unused, empty product sets no limit), and 1 when a step's recurrent
+/// product (step_work multiply-adds) is too small to share. (The split never changes a result,
+/// see forward_dir below.)
 inline int team_threads(index_t step_work, std::initializer_list<int> parts) {
   if (step_work < kParallelMinWork) return 1;
   int n = num_threads();
@@ -351,7 +353,7 @@ void forward_dir(const DirForward<S>& a) {
 /// Backward in one team as forward: thread i owns the same units of the pointwise pass and
 /// the units [part_begin(Hs, i, n), ...) of h in the product dh_{t-1} = dgates W_hh, which
 /// reads all of the step's dgates (one barrier per step; two with a projection or a two-stage
-/// cell). The weight and input gradients are one tiled GEMM each after the loop.
+/// cell). After the loop: the weight gradients in one gemm_tn call, dx as one tiled GEMM.
 template <class Cell, class S>
 void backward_dir(const DirBackward<S>& a) {
   constexpr int G = Cell::kGates, G1 = Cell::kGates1;
@@ -490,30 +492,23 @@ void backward_dir(const DirBackward<S>& a) {
   const index_t R = T * B;
   const index_t first_in = a.reverse ? 1 : 0;  // the slots read by the T steps
   CMat<S> dGx_all(dG, R, GH);
-  // dW_ih = dG^T x and dW_hh = dG^T h (the blocks [0, kSame)) in one call, sharing dG's packing
+  // dW_ih = dG^T x and dW_hh = dG^T h (the blocks [0, kSame)) in one call, sharing dG's packing;
+  // a two-stage cell's last blocks take the extra as their recurrent input (an empty product,
+  // rows [GH, GH), for the others)
   const S* h_in = hs + first_in * BHs;
-  if constexpr (G > G1) {  // the last blocks' recurrent input is the extra (GRU reset_before)
-    gemm_tn(dG, GH, R,
-            {TnProduct<S>{g.dw_ih, I, a.x, I, I, 0, GH},
-             TnProduct<S>{g.dw_hh, Hs, h_in, Hs, Hs, 0, G1 * H},
-             TnProduct<S>{g.dw_hh + G1 * H * Hs, Hs, ex, H, H, G1 * H, GH}});
-  } else {
-    gemm_tn(dG, GH, R,
-            {TnProduct<S>{g.dw_ih, I, a.x, I, I, 0, GH},
-             TnProduct<S>{g.dw_hh, Hs, h_in, Hs, Hs, 0, std::min(kSame, G1) * H}});
-  }
+  const index_t h_rows = std::min(kSame, G1) * H;
+  gemm_tn(dG, GH, R,
+          {TnProduct<S>{g.dw_ih, I, a.x, I, I, 0, GH},
+           TnProduct<S>{g.dw_hh, Hs, h_in, Hs, Hs, 0, h_rows},
+           TnProduct<S>{g.dw_hh + G1 * H * Hs, Hs, ex, H, H, G > G1 ? G1 * H : GH, GH}});
   if constexpr (Cell::kHiddenGradDiffers) {  // the blocks whose recurrent gradient differs (n)
     gemm_tn(g.dw_hh + kSame * H * Hs, Hs, dgh_keep.data(), DH, h_in, Hs, DH, Hs, R);
   }
   if (proj) gemm_tn(g.dw_hr, H, dh_all.data(), Hs, hcs, H, Hs, H, R);
   if (g.db_ih) column_sums(dG, R, GH, g.db_ih);
-  if (g.db_hh) {
+  if (g.db_hh) {  // with db_ih (both biases or neither, fastrnn.hpp)
     // the blocks with the same gradient on both sides have the same sums (LSTM, RNN: all)
-    if (g.db_ih) {
-      copy_n(g.db_hh, static_cast<const S*>(g.db_ih), kSame * H);
-    } else {
-      column_sums(dG, R, kSame * H, g.db_hh, GH);
-    }
+    copy_n(g.db_hh, static_cast<const S*>(g.db_ih), kSame * H);
     if constexpr (Cell::kHiddenGradDiffers) {
       column_sums(dgh_keep.data(), R, DH, g.db_hh + kSame * H);
     }
