@@ -49,8 +49,12 @@ def run_all(cell: str, shape: tuple[int, ...], **opts: Any) -> bytes:
     return b"".join(a.tobytes() for a in arrays)
 
 
-# shapes whose products Eigen's own threading computed differently for 1 and 2 threads
-SHAPES = [(20, 64, 1024, 256), (10, 32, 512, 1024), (30, 1, 128, 256), (5, 300, 700, 130)]
+# shapes whose products Eigen's own threading computed differently for 1 and 2 threads; batch 1
+# with few steps (the products read the weights unpacked), H not a whole number of packets
+SHAPES = [
+    (20, 64, 1024, 256), (10, 32, 512, 1024), (30, 1, 128, 256), (5, 300, 700, 130),
+    (1, 1, 200, 300), (4, 1, 50, 200),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
@@ -75,16 +79,20 @@ def test_bit_identical_stacks_for_every_thread_count(restore_threads: None) -> N
 
 
 @pytest.mark.parametrize("proj_size", [40, 130])
+@pytest.mark.parametrize("batch", [18, 1])
 def test_bit_identical_projection_for_every_thread_count(
-    proj_size: int, restore_threads: None
+    proj_size: int, batch: int, restore_threads: None
 ) -> None:
     # the projection's units are split among the threads apart from the cell's (two barriers
-    # per step); H = 200 and proj_size = 130 are not whole SIMD packets
-    opts = {"proj_size": proj_size, "bidirectional": True, "lengths": np.array([12, 5, 1] * 6)}
+    # per step); H = 200 and proj_size = 130 are not whole SIMD packets; batch 1 with 3 steps
+    # runs the unpacked products
+    T = 12 if batch > 1 else 3
+    lengths = np.array([12, 5, 1] * 6) if batch > 1 else np.array([3])
+    opts = {"proj_size": proj_size, "bidirectional": True, "lengths": lengths}
     results = set()
     for n in (1, 2, 3, 4):
         fastrnn.set_num_threads(n)
-        results.add(run_all("lstm", (12, 18, 72, 200), **opts))
+        results.add(run_all("lstm", (T, batch, 72, 200), **opts))
     assert len(results) == 1
 
 

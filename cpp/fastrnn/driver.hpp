@@ -253,14 +253,16 @@ void forward_dir(const DirForward<S>& a) {
   if constexpr (Cell::kCellState) copy_or_zero(cs + first_slot * BH, a.c0, BH);
 
   // the weights, packed once for the products of every step (packed.hpp), rows by gate
-  PackedGemm<S> P_ih(w.w_ih, GH, I, I, /*row_major=*/true, chunk * B, G);
-  PackedGemm<S> P_hh1(w.w_hh, G1 * H, Hs, Hs, true, B, G1);
+  // (the last argument: how many products each runs; a few one-row ones are not packed)
+  const index_t chunks = T == 0 ? 0 : (T + chunk - 1) / chunk;
+  PackedGemm<S> P_ih(w.w_ih, GH, I, I, /*row_major=*/true, chunk * B, G, chunks);
+  PackedGemm<S> P_hh1(w.w_hh, G1 * H, Hs, Hs, true, B, G1, T);
   PackedGemm<S> P_hh2;
   if constexpr (G > G1) {
-    P_hh2 = PackedGemm<S>(w.w_hh + G1 * H * Hs, (G - G1) * H, Hs, Hs, true, B, G - G1);
+    P_hh2 = PackedGemm<S>(w.w_hh + G1 * H * Hs, (G - G1) * H, Hs, Hs, true, B, G - G1, T);
   }
   PackedGemm<S> P_hr;
-  if (proj) P_hr = PackedGemm<S>(w.w_hr, Hs, H, H, true, B);
+  if (proj) P_hr = PackedGemm<S>(w.w_hr, Hs, H, H, true, B, 1, T);
 
   const int threads = team_threads(
       B * G * H * Hs, {P_ih.max_parts(), P_hh1.max_parts(), P_hh2.max_parts(), P_hr.max_parts()});
@@ -391,11 +393,14 @@ void backward_dir(const DirBackward<S>& a) {
   if constexpr (Cell::kCellState) copy_or_zero(dc.data(), a.dc_n, BH);
 
   // the transposed weights of the per-step products, packed once (packed.hpp)
-  PackedGemm<S> P_hh1(w.w_hh, Hs, G1 * H, Hs, /*row_major=*/false, B);  // A = W_hh1^T
+  // (the last argument: how many products each runs; a few one-row ones are not packed)
+  PackedGemm<S> P_hh1(w.w_hh, Hs, G1 * H, Hs, /*row_major=*/false, B, 1, T);  // A = W_hh1^T
   PackedGemm<S> P_hh2;
-  if constexpr (G > G1) P_hh2 = PackedGemm<S>(w.w_hh + G1 * H * Hs, H, (G - G1) * H, Hs, false, B);
+  if constexpr (G > G1) {
+    P_hh2 = PackedGemm<S>(w.w_hh + G1 * H * Hs, H, (G - G1) * H, Hs, false, B, 1, T);
+  }
   PackedGemm<S> P_hr;
-  if (proj) P_hr = PackedGemm<S>(w.w_hr, H, Hs, H, false, B);  // A = W_hr^T
+  if (proj) P_hr = PackedGemm<S>(w.w_hr, H, Hs, H, false, B, 1, T);  // A = W_hr^T
 
   const int threads =
       team_threads(B * G * H * Hs, {P_hh1.max_parts(), P_hh2.max_parts(), P_hr.max_parts()});
