@@ -379,29 +379,21 @@ class PackedGemm {
   }
 
   /// Direct mode, A row-major: sums[q] = A's row (a + q * lda) . x over k, for kRows rows at a
-  /// time (independent chains), each summed the same way whatever kRows: two packet accumulators
-  /// (even and odd packets), added and reduced, then the remaining scalars in order.
+  /// time (independent chains), each summed the same way whatever kRows: one packet accumulator
+  /// over the whole packets in order, reduced, then the remaining scalars in order.
   template <int kRows>
   static void dot_rows(const S* a, index_t lda, index_t k, const S* x, S* sums) {
     using namespace Eigen::internal;
     constexpr index_t P = kPacket;
-    Packet acc0[kRows], acc1[kRows];
-    for (int q = 0; q < kRows; ++q) acc0[q] = acc1[q] = pset1<Packet>(S(0));
+    Packet acc[kRows];
+    for (int q = 0; q < kRows; ++q) acc[q] = pset1<Packet>(S(0));
     index_t j = 0;
-    for (; j + 2 * P <= k; j += 2 * P) {
-      const Packet x0 = ploadu<Packet>(x + j), x1 = ploadu<Packet>(x + j + P);
-      for (int q = 0; q < kRows; ++q) {
-        acc0[q] = pmadd(ploadu<Packet>(a + q * lda + j), x0, acc0[q]);
-        acc1[q] = pmadd(ploadu<Packet>(a + q * lda + j + P), x1, acc1[q]);
-      }
-    }
-    if (j + P <= k) {
-      const Packet x0 = ploadu<Packet>(x + j);
-      for (int q = 0; q < kRows; ++q) acc0[q] = pmadd(ploadu<Packet>(a + q * lda + j), x0, acc0[q]);
-      j += P;
+    for (; j + P <= k; j += P) {
+      const Packet xj = ploadu<Packet>(x + j);
+      for (int q = 0; q < kRows; ++q) acc[q] = pmadd(ploadu<Packet>(a + q * lda + j), xj, acc[q]);
     }
     for (int q = 0; q < kRows; ++q) {
-      S sum = predux(padd(acc0[q], acc1[q]));
+      S sum = predux(acc[q]);
       for (index_t jj = j; jj < k; ++jj) sum = std::fma(a[q * lda + jj], x[jj], sum);
       sums[q] = sum;
     }
@@ -410,7 +402,7 @@ class PackedGemm {
   /// Direct mode, A row-major: segment si's outputs for the row x of `in` (row c of the output)
   void direct_rows(const Target& t, index_t si, const S* x, index_t c) const {
     const index_t r0 = seg_row_[static_cast<size_t>(si)], r1 = r0 + seg_rows_[static_cast<size_t>(si)];
-    constexpr int kRows = 4;
+    constexpr int kRows = 8;
     S sums[kRows];
     index_t r = r0;
     for (; r + kRows <= r1; r += kRows) {

@@ -1,16 +1,17 @@
 """``python -m fastrnn.bench``: fastrnn against PyTorch, ONNX Runtime and the NumPy reference.
 
-In one run, on the standard shapes, at each thread count, every peer (where installed) is timed in
-a process of its own with that many threads (fastrnn.set_num_threads, torch.set_num_threads, ORT
-intra_op_num_threads, OpenBLAS for NumPy): forward (inference) and forward+backward (a training
-step, the input gradient included; not ONNX Runtime). The same run times the machine's float32
-GEMM (NumPy's, 2048^3) as the peak to compare with. Prints a table of milliseconds, GFLOP/s
-(forward FLOPs = 2*T*B*G*H*(I+H); forward+backward = 3x), the fraction of the GEMM peak and
-fastrnn's speed-up over each peer; writes JSON (``--json``) and a PNG chart (``--png``, needs
-matplotlib). On ``--memory-shapes`` (default S4), fastrnn and PyTorch also run each forward and
-forward+backward in a fresh process of their own, which reports its peak resident memory during
-two calls beyond what it held before them (the inputs and the model: Linux's VmHWM, reset first).
-"""
+In one run, on the standard shapes (S5: one step of batch 1, as a generation loop calls the layer),
+at each thread count, every peer (where installed) is timed in a process of its own with that many
+threads (fastrnn.set_num_threads, torch.set_num_threads, ORT intra_op_num_threads, OpenBLAS for
+NumPy): forward (inference) and forward+backward (a training step, the input gradient included;
+not ONNX Runtime); the median of at least --repeat runs, and of 0.25 s of runs for short calls.
+The same run times the machine's float32 GEMM (NumPy's, 2048^3, after the cases) as the peak to
+compare with. Prints a table of milliseconds, GFLOP/s (forward FLOPs = 2*T*B*G*H*(I+H);
+forward+backward = 3x), the fraction of the GEMM peak and fastrnn's speed-up over each peer;
+writes JSON (``--json``) and a PNG chart (``--png``, needs matplotlib). On ``--memory-shapes``
+(default S4), fastrnn and PyTorch also run each forward and forward+backward in a fresh process of
+their own, which reports its peak resident memory during two calls beyond what it held before
+them (the inputs and the model: Linux's VmHWM, reset first)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ SHAPES = {  # T, B, I, H
     "S2": (100, 32, 512, 512),
     "S3": (200, 1, 128, 256),
     "S4": (50, 128, 1024, 1024),
+    "S5": (1, 1, 256, 512),  # one step of one sequence: a generation loop's call
 }
 CELLS = {"lstm": 4, "gru": 3, "rnn": 1}
 PEERS = ("fastrnn", "torch", "ort", "reference", "fastrnn.torch")
@@ -74,12 +76,19 @@ def flops(cell: str, shape: tuple[int, ...], passes: str) -> float:
 # ------------------------------------------------------------------------------------ workers
 
 
+MIN_SECONDS = 0.25  # short calls run until this long, so that their median has many runs
+
+
 def _time(fn: Any, repeat: int, budget: float) -> float:
-    """Median seconds of up to `repeat` runs after one warm-up, within about `budget` seconds."""
+    """Median seconds after one warm-up: of `repeat` runs, or more until MIN_SECONDS have passed
+    (short calls), stopping after about `budget` seconds (at least one run)."""
     fn()
     times: list[float] = []
     start = time.perf_counter()
-    while len(times) < repeat and (not times or time.perf_counter() - start < budget):
+    while not times or (
+        (elapsed := time.perf_counter() - start) < budget
+        and (len(times) < repeat or elapsed < MIN_SECONDS)
+    ):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
@@ -211,8 +220,6 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
         torch.set_num_threads(threads)
     out: dict[str, Any] = {"peer": peer, "threads": threads, "results": []}
-    if spec.get("peak"):
-        out["gemm_peak"] = _gemm_peak(spec["repeat"])
     for case in spec["cases"]:
         fn = _case(peer, case["cell"], tuple(case["shape"]), case["passes"])
         if fn is None:
@@ -224,6 +231,11 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
             continue
         secs = _time(fn, spec["repeat"], spec["budget"])
         out["results"].append({**case, "ms": secs * 1e3})
+    # after the cases: OpenBLAS's threads keep spinning for a while after a multi-threaded GEMM,
+    # and a fastrnn team timed then lost whole scheduler slices to them (measured: the next calls
+    # of a 0.1 ms, 2-thread forward took 8-16 ms each for ~80 ms)
+    if spec.get("peak"):
+        out["gemm_peak"] = _gemm_peak(spec["repeat"])
     return out
 
 
@@ -309,6 +321,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def _ms(v: float, width: int) -> str:
+    """Milliseconds with 2 decimals, 3 under 1 ms (S5's calls take tens of microseconds)."""
+    return f"{v:>{width}.{2 if v >= 1 else 3}f}"
+
+
 def table(report: dict[str, Any]) -> str:
     runs = report["runs"]
     peak = {r["threads"]: r["gemm_peak"] for r in runs if "gemm_peak" in r}
@@ -330,10 +347,11 @@ def table(report: dict[str, Any]) -> str:
         t = ms[("fastrnn", threads, shape, cell, passes)]
         gf = flops(cell, SHAPES[shape], passes) / t / 1e6
         row = (f"{shape:<5} {cell:<5} {'fwd' if passes == 'forward' else 'fwd+bwd':<8} "
-               f"{threads:>3} {t:>10.2f} {gf:>8.1f} {100 * gf / peak[threads]:>5.0f}%")  # fmt: skip
+               f"{threads:>3} {_ms(t, 10)} {gf:>8.1f} "
+               f"{100 * gf / peak[threads]:>5.0f}%")  # fmt: skip
         for p in others:
             o = ms.get((p, threads, shape, cell, passes))
-            row += f" {o:>13.2f} {o / t:>5.2f}x" if o else f" {'-':>13} {'':>6}"
+            row += f" {_ms(o, 13)} {o / t:>5.2f}x" if o else f" {'-':>13} {'':>6}"
         lines.append(row)
     lines.append("")
     peaks = ", ".join(f"{v:.0f} GFLOP/s at {k} thread(s)" for k, v in sorted(peak.items()))
@@ -348,8 +366,8 @@ def table(report: dict[str, Any]) -> str:
             f = ms[("fastrnn.torch", threads, shape, cell, "train-step")]
             o = ms.get(("torch", threads, shape, cell, "train-step"))
             lines.append(f"{shape:<5} {cell:<5} {threads:>3} "
-                         + (f"{o:>12.2f}" if o else f"{'-':>12}")
-                         + f" {f:>17.2f} " + (f"{o / f:>8.2f}x" if o else ""))  # fmt: skip
+                         + (_ms(o, 12) if o else f"{'-':>12}")
+                         + f" {_ms(f, 17)} " + (f"{o / f:>8.2f}x" if o else ""))  # fmt: skip
     mem = {(m["peer"], m["shape_name"], m["cell"], m["passes"]): m["peak_mib"]
            for m in report.get("memory", [])}  # fmt: skip
     if mem:
