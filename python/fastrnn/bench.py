@@ -5,10 +5,10 @@ at each thread count, every peer (where installed) is timed in a process of its 
 threads (fastrnn.set_num_threads, torch.set_num_threads, ORT intra_op_num_threads, OpenBLAS for
 NumPy): forward (inference) and forward+backward (a training step, the input gradient included;
 not ONNX Runtime); the median of at least --repeat runs, and of 0.25 s of runs for short calls.
-The same run times the machine's float32 GEMM (NumPy's, 2048^3, after the cases) as the peak to
-compare with. Prints a table of milliseconds, GFLOP/s (forward FLOPs = 2*T*B*G*H*(I+H);
-forward+backward = 3x), the fraction of the GEMM peak and fastrnn's speed-up over each peer;
-writes JSON (``--json``) and a PNG chart (``--png``, needs matplotlib). On ``--memory-shapes``
+The same run times the machine's float32 GEMM (NumPy's, 2048^3) as the peak to compare with.
+Prints a table of milliseconds, GFLOP/s (forward FLOPs = 2*T*B*G*H*(I+H); forward+backward =
+3x), the fraction of the GEMM peak and fastrnn's speed-up over each peer; writes JSON
+(``--json``) and a PNG chart (``--png``, needs matplotlib). On ``--memory-shapes``
 (default S4), fastrnn and PyTorch also run each forward and forward+backward in a fresh process of
 their own, which reports its peak resident memory during two calls beyond what it held before
 them (the inputs and the model: Linux's VmHWM, reset first)."""
@@ -220,6 +220,12 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
         torch.set_num_threads(threads)
     out: dict[str, Any] = {"peer": peer, "threads": threads, "results": []}
+    if spec.get("peak"):
+        out["gemm_peak"] = _gemm_peak(spec["repeat"])
+        # OpenBLAS's threads keep spinning for a while after a multi-threaded GEMM, and a
+        # fastrnn team timed then loses whole scheduler slices to them (measured: the next calls
+        # of a 0.1 ms, 2-thread forward took 8-16 ms each for ~80 ms): let them go to sleep
+        time.sleep(0.5)
     for case in spec["cases"]:
         fn = _case(peer, case["cell"], tuple(case["shape"]), case["passes"])
         if fn is None:
@@ -231,11 +237,6 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
             continue
         secs = _time(fn, spec["repeat"], spec["budget"])
         out["results"].append({**case, "ms": secs * 1e3})
-    # after the cases: OpenBLAS's threads keep spinning for a while after a multi-threaded GEMM,
-    # and a fastrnn team timed then lost whole scheduler slices to them (measured: the next calls
-    # of a 0.1 ms, 2-thread forward took 8-16 ms each for ~80 ms)
-    if spec.get("peak"):
-        out["gemm_peak"] = _gemm_peak(spec["repeat"])
     return out
 
 
