@@ -254,7 +254,7 @@ void forward_dir(const DirForward<S>& a) {
 
   // the weights, packed once for the products of every step (packed.hpp), rows by gate
   // (the last argument: how many products each runs; a few one-row ones are not packed)
-  const index_t chunks = T == 0 ? 0 : (T + chunk - 1) / chunk;
+  const index_t chunks = (T + chunk - 1) / chunk;  // chunk >= 1
   PackedGemm<S> P_ih(w.w_ih, GH, I, I, /*row_major=*/true, chunk * B, G, chunks);
   PackedGemm<S> P_hh1(w.w_hh, G1 * H, Hs, Hs, true, B, G1, T);
   PackedGemm<S> P_hh2;

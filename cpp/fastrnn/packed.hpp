@@ -370,7 +370,6 @@ class PackedGemm {
   using Packet = typename Eigen::internal::packet_traits<S>::type;
   using Target = std::tuple<S*, index_t, bool, const S*, index_t>;
 
-
   /// out(c, r) = (accumulate ? out(c, r) : bias[r] or 0) + sum, for A's row r
   static void store(const Target& t, index_t c, index_t r, S sum) {
     const auto& [o, ld, acc, bias, shift] = t;
@@ -416,10 +415,11 @@ class PackedGemm {
   }
 
   /// Direct mode, A column-major (A(r, j) = a[r + j * lda], one contiguous run of rows per j):
-  /// the outputs of segments [s0, s1) (one target) for the row x of
-  /// `in`. Each output sums x[j] * A(r, j) over j in order in one accumulator, kChunks packets of
-  /// rows at a time (independent chains); rows past the last whole packet of a segment one by
-  /// one, the same way. Every element's sum is the same whatever the grouping.
+  /// the outputs of segments [s0, s1) (one target) for the row x of `in`. Each output sums
+  /// x[j] * A(r, j) over j in order in one accumulator, kChunks packets of rows at a time
+  /// (independent chains); a segment's rows past its last whole packet one by one, the same way.
+  /// Which path an element takes depends on the segments only (fixed by the shapes), so every
+  /// element's sum is the same whatever the grouping and the thread count.
   void direct_cols(const Target& t, index_t s0, index_t s1, const S* x, index_t c) const {
     using namespace Eigen::internal;
     constexpr index_t P = kPacket;
