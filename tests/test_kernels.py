@@ -25,6 +25,7 @@ SHAPES = [  # T, B, I, H
     (3, 1, 37, 70),  # batch 1, few steps: unpacked products; rows and depth past whole packets
     (2, 1, 20, 48),  # the same, depth of one packet and a half
     (9, 1, 20, 33),  # batch 1, more steps: packed again
+    (2, 4, 75, 40),  # weight gradients over 8 rows, unpacked: 4-packet runs, packets, last columns
 ]
 OPTIONS = {  # name: (bias, initial states given, dy and final-state gradients given)
     "full": (True, True, True),
