@@ -253,7 +253,7 @@ void forward_dir(const DirForward<S>& a) {
   if constexpr (Cell::kCellState) copy_or_zero(cs + first_slot * BH, a.c0, BH);
 
   // the weights, packed once for the products of every step (packed.hpp), rows by gate
-  // (the last argument: how many products each runs; a few one-row ones are not packed)
+  // (the last argument: how many products each runs; a few small ones are not packed)
   const index_t chunks = (T + chunk - 1) / chunk;  // chunk >= 1
   PackedGemm<S> P_ih(w.w_ih, GH, I, I, /*row_major=*/true, chunk * B, G, chunks);
   PackedGemm<S> P_hh1(w.w_hh, G1 * H, Hs, Hs, true, B, G1, T);
@@ -393,7 +393,7 @@ void backward_dir(const DirBackward<S>& a) {
   if constexpr (Cell::kCellState) copy_or_zero(dc.data(), a.dc_n, BH);
 
   // the transposed weights of the per-step products, packed once (packed.hpp)
-  // (the last argument: how many products each runs; a few one-row ones are not packed)
+  // (the last argument: how many products each runs; a few small ones are not packed)
   PackedGemm<S> P_hh1(w.w_hh, Hs, G1 * H, Hs, /*row_major=*/false, B, 1, T);  // A = W_hh1^T
   PackedGemm<S> P_hh2;
   if constexpr (G > G1) {

@@ -18,14 +18,15 @@
 // Uses Eigen's internal (but long-stable) gebp interface: gemm_pack_lhs, gemm_pack_rhs,
 // gebp_kernel, as in Eigen 3.4's GeneralMatrixMatrix.h.
 //
-// A call that runs only a few one-row products (batch 1, at most kDirectMaxSteps steps: a
-// generation loop calls one step at a time) does not pack: packing the weights cost several
-// times the products it served (LSTM forward, T = B = 1, I = H = 512, one thread: 0.97 ms
-// packed, 0.14 without), while a one-row product gains little from the panel layout. Such
-// products read the weights where they are ("direct" mode, below), with the same partition into
-// parts. Over more steps, or more rows a step (the direct kernels read the weights once per row),
-// packing pays (LSTM forward, I, H = 128, 256, one thread: T = 8, B = 1 0.19 ms packed, 0.25
-// direct; T = 200 3.2 ms, 3.9; T = 1, B = 4 0.10 ms, 0.12).
+// A call that runs only a few products of a few rows (batch at most kDirectMaxRows, at most
+// kDirectMaxSteps steps: a generation loop calls one step at a time) does not pack: packing the
+// weights cost several times the products it served (LSTM forward, T = B = 1, I = H = 512, one
+// thread: 0.97 ms packed, 0.14 without), while a product of a few rows gains little from the
+// panel layout. Such products read the weights where they are ("direct" mode, below), each
+// weight once for all the rows, with the same partition into parts (LSTM forward, T = 1, B = 4,
+// I = H = 512, one thread: 1.29 ms packed, 0.32 direct). Over more steps packing pays (LSTM
+// forward, B = 1, I, H = 128, 256, one thread: T = 8 0.19 ms packed, 0.25 direct; T = 200 3.2 ms,
+// 3.9).
 #pragma once
 
 #include <Eigen/Core>
@@ -39,6 +40,7 @@
 #include <mutex>
 #include <new>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "fastrnn/fastrnn.hpp"
@@ -199,8 +201,10 @@ class PackedGemm {
   static constexpr index_t kBlocks = 8;
   static constexpr index_t kPacket = Eigen::internal::packet_traits<S>::size;
   static constexpr index_t kAlign = 64 / sizeof(S);  ///< scalars per 64 bytes
-  /// Direct mode (no packing) for at most this many one-row products (see the top of this file).
+  /// Direct mode (no packing) for at most this many products of at most kDirectMaxRows rows
+  /// (see the top of this file).
   static constexpr index_t kDirectMaxSteps = 4;
+  static constexpr index_t kDirectMaxRows = 4;
 
   /// Unit blocks of U units: min(kBlocks, packets of U).
   static index_t blocks_for(index_t U) {
@@ -221,8 +225,8 @@ class PackedGemm {
   /// A(i, j) = a[i * lda + j] if row_major, else a[i + j * lda]. max_n: the most rows of `in`
   /// any multiply() will get (sizes the packing buffer of the right-hand side). gates: how many
   /// stacked gate blocks A's rows form (m must be a multiple). products: how many multiplies
-  /// the caller will run (with max_n = 1, at most kDirectMaxSteps: direct mode). The mode
-  /// depends on these shapes only, never on the thread count.
+  /// the caller will run (with max_n <= kDirectMaxRows, at most kDirectMaxSteps: direct
+  /// mode). The mode depends on these shapes only, never on the thread count.
   PackedGemm(const S* a, index_t m, index_t k, index_t lda, bool row_major, index_t max_n,
              index_t gates = 1, index_t products = std::numeric_limits<index_t>::max())
       : m_(m), k_(k), gates_(gates), a_(a), lda_(lda), row_major_(row_major) {
@@ -239,7 +243,7 @@ class PackedGemm {
       }
     }
     rhs_parts_ = std::max(1, static_cast<int>(std::min<index_t>(num_threads(), blocks_)));
-    if (max_n <= 1 && products <= kDirectMaxSteps) {  // read A where it is (file top)
+    if (max_n <= kDirectMaxRows && products <= kDirectMaxSteps) {  // read A where it is (file top)
       direct_ = true;
       return;
     }
@@ -328,15 +332,13 @@ class PackedGemm {
       }
       return;
     }
-    if (direct_) {
-      for (index_t c = 0; c < n; ++c) {
-        if (row_major_) {
-          for (index_t si = s0; si < s1; ++si) direct_rows(target(si), si, in + c * ldi, c);
-        } else if (gates_ == 1) {  // one target: all the part's rows in one pass
-          direct_cols(target(s0), s0, s1, in + c * ldi, c);
-        } else {
-          for (index_t si = s0; si < s1; ++si) direct_cols(target(si), si, si + 1, in + c * ldi, c);
-        }
+    if (direct_) {  // all n <= kDirectMaxRows rows of `in` at once: A is read once
+      if (row_major_) {
+        for (index_t si = s0; si < s1; ++si) direct_rows(target(si), si, in, ldi, n);
+      } else if (gates_ == 1) {  // one target: all the part's rows in one pass
+        direct_cols(target(s0), s0, s1, in, ldi, n);
+      } else {
+        for (index_t si = s0; si < s1; ++si) direct_cols(target(si), si, si + 1, in, ldi, n);
       }
       return;
     }
@@ -377,85 +379,126 @@ class PackedGemm {
     dst = (acc ? dst : bias ? bias[r] : S(0)) + sum;
   }
 
-  /// Direct mode, A row-major: sums[q] = A's row (a + q * lda) . x over k, for kRows rows at a
-  /// time (independent chains), each summed the same way whatever kRows: one packet accumulator
-  /// over the whole packets in order, reduced, then the remaining scalars in order.
-  template <int kRows>
-  static void dot_rows(const S* a, index_t lda, index_t k, const S* x, S* sums) {
-    using namespace Eigen::internal;
-    constexpr index_t P = kPacket;
-    Packet acc[kRows];
-    for (int q = 0; q < kRows; ++q) acc[q] = pset1<Packet>(S(0));
-    index_t j = 0;
-    for (; j + P <= k; j += P) {
-      const Packet xj = ploadu<Packet>(x + j);
-      for (int q = 0; q < kRows; ++q) acc[q] = pmadd(ploadu<Packet>(a + q * lda + j), xj, acc[q]);
-    }
-    for (int q = 0; q < kRows; ++q) {
-      S sum = predux(acc[q]);
-      for (index_t jj = j; jj < k; ++jj) sum = std::fma(a[q * lda + jj], x[jj], sum);
-      sums[q] = sum;
+  /// Calls f(std::integral_constant<int, N>{}) for n = N in [1, kDirectMaxRows]
+  template <class F>
+  static void with_rows(index_t n, F&& f) {
+    static_assert(kDirectMaxRows == 4);
+    switch (n) {
+      case 1: f(std::integral_constant<int, 1>{}); break;
+      case 2: f(std::integral_constant<int, 2>{}); break;
+      case 3: f(std::integral_constant<int, 3>{}); break;
+      default: f(std::integral_constant<int, 4>{}); break;
     }
   }
 
-  /// Direct mode, A row-major: segment si's outputs for the row x of `in` (row c of the output)
-  void direct_rows(const Target& t, index_t si, const S* x, index_t c) const {
-    const index_t r0 = seg_row_[static_cast<size_t>(si)], r1 = r0 + seg_rows_[static_cast<size_t>(si)];
-    constexpr int kRows = 8;
-    S sums[kRows];
-    index_t r = r0;
-    for (; r + kRows <= r1; r += kRows) {
-      dot_rows<kRows>(a_ + r * lda_, lda_, k_, x, sums);
-      for (int q = 0; q < kRows; ++q) store(t, c, r + q, sums[q]);
+  /// Direct mode, A row-major: sums[q * N + c] = A's row (a + q * lda) . (x + c * ldx) over k,
+  /// for kRows rows and N rows of x at a time (independent chains), each dot product summed the
+  /// same way whatever kRows and N: one packet accumulator over the whole packets in order,
+  /// reduced, then the remaining scalars in order.
+  template <int kRows, int N>
+  static void dot_rows(const S* a, index_t lda, index_t k, const S* x, index_t ldx, S* sums) {
+    using namespace Eigen::internal;
+    constexpr index_t P = kPacket;
+    Packet acc[kRows][N];
+    for (int q = 0; q < kRows; ++q) {
+      for (int c = 0; c < N; ++c) acc[q][c] = pset1<Packet>(S(0));
     }
-    for (; r < r1; ++r) {
-      dot_rows<1>(a_ + r * lda_, lda_, k_, x, sums);
-      store(t, c, r, sums[0]);
+    index_t j = 0;
+    for (; j + P <= k; j += P) {
+      Packet xj[N];
+      for (int c = 0; c < N; ++c) xj[c] = ploadu<Packet>(x + c * ldx + j);
+      for (int q = 0; q < kRows; ++q) {
+        const Packet aj = ploadu<Packet>(a + q * lda + j);
+        for (int c = 0; c < N; ++c) acc[q][c] = pmadd(aj, xj[c], acc[q][c]);
+      }
     }
+    for (int q = 0; q < kRows; ++q) {
+      for (int c = 0; c < N; ++c) {
+        S sum = predux(acc[q][c]);
+        for (index_t jj = j; jj < k; ++jj) sum = std::fma(a[q * lda + jj], x[c * ldx + jj], sum);
+        sums[q * N + c] = sum;
+      }
+    }
+  }
+
+  /// Direct mode, A row-major: segment si's outputs for the n rows of `in` (rows of the output)
+  void direct_rows(const Target& t, index_t si, const S* in, index_t ldi, index_t n) const {
+    with_rows(n, [&](auto rows_of_in) {
+      constexpr int N = decltype(rows_of_in)::value;
+      constexpr int kRows = N == 1 ? 8 : N == 2 ? 4 : 2;  // at most 8 accumulators
+      const index_t r0 = seg_row_[static_cast<size_t>(si)];
+      const index_t r1 = r0 + seg_rows_[static_cast<size_t>(si)];
+      S sums[kRows * N];
+      index_t r = r0;
+      for (; r + kRows <= r1; r += kRows) {
+        dot_rows<kRows, N>(a_ + r * lda_, lda_, k_, in, ldi, sums);
+        for (int q = 0; q < kRows; ++q) {
+          for (int c = 0; c < N; ++c) store(t, c, r + q, sums[q * N + c]);
+        }
+      }
+      for (; r < r1; ++r) {
+        dot_rows<1, N>(a_ + r * lda_, lda_, k_, in, ldi, sums);
+        for (int c = 0; c < N; ++c) store(t, c, r, sums[c]);
+      }
+    });
   }
 
   /// Direct mode, A column-major (A(r, j) = a[r + j * lda], one contiguous run of rows per j):
-  /// the outputs of segments [s0, s1) (one target) for the row x of `in`. Each output sums
-  /// x[j] * A(r, j) over j in order in one accumulator, kChunks packets of rows at a time
-  /// (independent chains); a segment's rows past its last whole packet one by one, the same way.
-  /// Which path an element takes depends on the segments only (fixed by the shapes), so every
-  /// element's sum is the same whatever the grouping and the thread count.
-  void direct_cols(const Target& t, index_t s0, index_t s1, const S* x, index_t c) const {
-    using namespace Eigen::internal;
-    constexpr index_t P = kPacket;
-    constexpr int kChunks = 8;
-    index_t first[kChunks];
-    int got = 0;
-    auto flush = [&] {
-      Packet acc[kChunks];
-      for (int q = 0; q < got; ++q) acc[q] = pset1<Packet>(S(0));
-      for (index_t j = 0; j < k_; ++j) {
-        const Packet xj = pset1<Packet>(x[j]);
-        const S* col = a_ + j * lda_;
-        for (int q = 0; q < got; ++q) acc[q] = pmadd(ploadu<Packet>(col + first[q]), xj, acc[q]);
+  /// the outputs of segments [s0, s1) (one target) for the n rows of `in`. Each output sums
+  /// x[j] * A(r, j) over j in order in one accumulator, kChunks packets of rows and all n rows
+  /// of `in` at a time (independent chains); a segment's rows past its last whole packet one by
+  /// one, the same way. Which path an element takes depends on the segments only (fixed by the
+  /// shapes), so every element's sum is the same whatever the grouping and the thread count.
+  void direct_cols(const Target& t, index_t s0, index_t s1, const S* in, index_t ldi,
+                   index_t n) const {
+    with_rows(n, [&](auto rows_of_in) {
+      using namespace Eigen::internal;
+      constexpr int N = decltype(rows_of_in)::value;
+      constexpr index_t P = kPacket;
+      constexpr int kChunks = N == 1 ? 8 : N == 2 ? 4 : 2;  // at most 8 accumulators
+      index_t first[kChunks];
+      int got = 0;
+      auto flush = [&] {
+        Packet acc[kChunks][N];
+        for (int q = 0; q < got; ++q) {
+          for (int c = 0; c < N; ++c) acc[q][c] = pset1<Packet>(S(0));
+        }
+        for (index_t j = 0; j < k_; ++j) {
+          Packet xj[N];
+          for (int c = 0; c < N; ++c) xj[c] = pset1<Packet>(in[c * ldi + j]);
+          const S* col = a_ + j * lda_;
+          for (int q = 0; q < got; ++q) {
+            const Packet aj = ploadu<Packet>(col + first[q]);
+            for (int c = 0; c < N; ++c) acc[q][c] = pmadd(aj, xj[c], acc[q][c]);
+          }
+        }
+        alignas(64) S lanes[P];
+        for (int q = 0; q < got; ++q) {
+          for (int c = 0; c < N; ++c) {
+            pstore(lanes, acc[q][c]);
+            for (index_t l = 0; l < P; ++l) store(t, c, first[q] + l, lanes[l]);
+          }
+        }
+        got = 0;
+      };
+      for (index_t si = s0; si < s1; ++si) {
+        const index_t r0 = seg_row_[static_cast<size_t>(si)];
+        const index_t r1 = r0 + seg_rows_[static_cast<size_t>(si)];
+        index_t r = r0;
+        for (; r + P <= r1; r += P) {
+          first[got++] = r;
+          if (got == kChunks) flush();
+        }
+        for (; r < r1; ++r) {  // the segment's last rows, not a whole packet
+          for (int c = 0; c < N; ++c) {
+            S sum(0);
+            for (index_t j = 0; j < k_; ++j) sum = std::fma(in[c * ldi + j], a_[r + j * lda_], sum);
+            store(t, c, r, sum);
+          }
+        }
       }
-      alignas(64) S lanes[P];
-      for (int q = 0; q < got; ++q) {
-        pstore(lanes, acc[q]);
-        for (index_t l = 0; l < P; ++l) store(t, c, first[q] + l, lanes[l]);
-      }
-      got = 0;
-    };
-    for (index_t si = s0; si < s1; ++si) {
-      const index_t r0 = seg_row_[static_cast<size_t>(si)];
-      const index_t r1 = r0 + seg_rows_[static_cast<size_t>(si)];
-      index_t r = r0;
-      for (; r + P <= r1; r += P) {
-        first[got++] = r;
-        if (got == kChunks) flush();
-      }
-      for (; r < r1; ++r) {  // the segment's last rows, not a whole packet
-        S sum(0);
-        for (index_t j = 0; j < k_; ++j) sum = std::fma(x[j], a_[r + j * lda_], sum);
-        store(t, c, r, sum);
-      }
-    }
-    if (got) flush();
+      if (got) flush();
+    });
   }
 
   int pick_threads(index_t work) const {
