@@ -237,6 +237,22 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
             continue
         secs = _time(fn, spec["repeat"], spec["budget"])
         out["results"].append({**case, "ms": secs * 1e3})
+    if spec.get("peak") and not spec.get("memory"):
+        out["overhead_us"] = _overhead(sorted({c["cell"] for c in spec["cases"]}))
+    return out
+
+
+def _overhead(cells: list[str]) -> dict[str, float]:
+    """Microseconds per call of a fastrnn layer's forward on T = B = 1, I = H = 32 (median over
+    MIN_SECONDS of calls): what Python, the argument checks and the call itself cost."""
+    import fastrnn
+
+    x = np.zeros((1, 1, 32), np.float32)
+    out = {}
+    for cell in cells:
+        m = getattr(fastrnn, {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[cell])(32, 32, seed=0)
+        m.eval()
+        out[cell] = _time(lambda m=m: m(x), 1000, 2 * MIN_SECONDS) * 1e6
     return out
 
 
@@ -357,6 +373,11 @@ def table(report: dict[str, Any]) -> str:
     lines.append("")
     peaks = ", ".join(f"{v:.0f} GFLOP/s at {k} thread(s)" for k, v in sorted(peak.items()))
     lines.append(f"float32 GEMM peak (NumPy 2048^3, same run): {peaks}")
+    overhead = [(r["threads"], r["overhead_us"]) for r in runs if "overhead_us" in r]
+    for threads, us in sorted(overhead, key=lambda o: o[0]):
+        calls = ", ".join(f"{cell.upper()} {v:.1f}" for cell, v in us.items())
+        lines.append(f"fastrnn layer forward call, T = B = 1, I = H = 32, {threads} thread(s), "
+                     f"median µs: {calls}")  # fmt: skip
     steps = sorted({k[1:4] for k in ms if k[0] == "fastrnn.torch"},
                    key=lambda k: (k[1], k[2], k[0]))  # fmt: skip
     if steps:

@@ -47,6 +47,7 @@ Array = NDArray[Any]
 
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_before")
 _CELL = {name: getattr(_core.Cell, name) for name in CELLS}
+_GATES = {name: int(_core.num_gates(c)) for name, c in _CELL.items()}
 
 
 class ForwardResult(NamedTuple):
@@ -99,7 +100,8 @@ def _cell(cell: str) -> Any:
 
 def num_gates(cell: str) -> int:
     """Number of stacked gate blocks ``G`` of ``cell``: 1 (RNN), 3 (GRU) or 4 (LSTM)."""
-    return int(_core.num_gates(_cell(cell)))
+    g = _GATES.get(cell) if isinstance(cell, str) else None
+    return g if g is not None else int(_core.num_gates(_cell(cell)))
 
 
 def workspace_size(cell: str, T: int, B: int, I: int, H: int, dtype: DTypeLike) -> int:
@@ -113,10 +115,21 @@ def _float_dtype(name: str, a: Array) -> np.dtype[Any]:
     return a.dtype
 
 
+def _ready(a: Any, dtype: np.dtype[Any]) -> bool:
+    """Whether ``a`` is already a C-contiguous, aligned ndarray of ``dtype`` (the common case,
+    checked without np.require's ~1 µs: a generation loop calls a layer once per step)."""
+    if type(a) is not np.ndarray or a.dtype != dtype:
+        return False
+    flags = a.flags
+    return bool(flags.c_contiguous and flags.aligned)
+
+
 def _arr(name: str, a: ArrayLike | None, dtype: np.dtype[Any]) -> Array | None:
     """``a`` as a C-contiguous, aligned array of exactly ``dtype`` (copied only if it is not)."""
     if a is None:
         return None
+    if _ready(a, dtype):
+        return a  # type: ignore[return-value]
     arr = np.asarray(a)
     if arr.dtype != dtype:
         raise TypeError(f"{name}: expected dtype {dtype} (the dtype of x), got {arr.dtype}")
@@ -130,24 +143,21 @@ def _params(params: Sequence[Any], dt: np.dtype[Any], num_layers: int, D: int) -
         )
     out = []
     for k, p in enumerate(params):
-        p = LayerParams(*p)
-        name = f"l{k // D}{'_reverse' if k % D else ''}"
-        out.append(
-            (
-                _arr(f"weight_ih_{name}", p.weight_ih, dt),
-                _arr(f"weight_hh_{name}", p.weight_hh, dt),
-                _arr(f"bias_ih_{name}", p.bias_ih, dt),
-                _arr(f"bias_hh_{name}", p.bias_hh, dt),
-                _arr(f"weight_hr_{name}", p.weight_hr, dt),
-            )
-        )
+        entry = p if type(p) is tuple and len(p) == 5 else tuple(LayerParams(*p))
+        if not all(a is None or _ready(a, dt) for a in entry):  # names only for conversions
+            sfx = f"_l{k // D}{'_reverse' if k % D else ''}"
+            names = (f"{n}{sfx}" for n in LayerParams._fields)
+            entry = tuple(_arr(n, a, dt) for n, a in zip(names, entry, strict=True))
+        out.append(entry)
     return out
 
 
 def _hidden_size(cell: str, params: Sequence[Any]) -> int:
     if not params:
         raise ValueError("params: expected at least one (layer, direction) entry")
-    w_hh = np.asarray(LayerParams(*params[0]).weight_hh)
+    first = params[0]
+    w_hh = first[1] if type(first) is tuple and len(first) == 5 else LayerParams(*first).weight_hh
+    w_hh = np.asarray(w_hh)
     if w_hh.ndim != 2 or w_hh.shape[0] % num_gates(cell):
         raise ValueError(
             f"weight_hh_l0: expected shape (G*H, Hs) with G = {num_gates(cell)}, got {w_hh.shape}"
@@ -209,7 +219,8 @@ def stack_forward(
     c = _cell(cell)
     xa = np.asarray(x)
     dt = _float_dtype("x", xa)
-    xa = np.require(xa, requirements=("C", "A"))
+    if not _ready(xa, dt):
+        xa = np.require(xa, requirements=("C", "A"))
     D = 2 if bidirectional else 1
     H = _hidden_size(cell, params)
     y, h_n, c_n, ws = _core.forward(
@@ -255,7 +266,8 @@ def stack_backward(
     c = _cell(cell)
     xa = np.asarray(x)
     dt = _float_dtype("x", xa)
-    xa = np.require(xa, requirements=("C", "A"))
+    if not _ready(xa, dt):
+        xa = np.require(xa, requirements=("C", "A"))
     _check_workspace(workspace, dt)
     D = 2 if bidirectional else 1
     H = _hidden_size(cell, params)

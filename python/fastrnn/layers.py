@@ -148,6 +148,11 @@ class _RNNBase:
         self.grads = {}
         self._saved: _Saved | None = None
         self._params: dict[str, Array] = {}
+        self._param_names: list[tuple[str, ...]] = [  # per layer and direction, for _param_list
+            tuple(f"{kind}_l{layer}{'_reverse' if d else ''}" for kind in F.LayerParams._fields)
+            for layer in range(self.num_layers)
+            for d in range(self._D)
+        ]
         # one seed makes both the initial weights and the dropout masks reproducible
         root = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         init_rng, self._dropout_rng = root.spawn(2)
@@ -184,20 +189,10 @@ class _RNNBase:
     def _param_list(self) -> list[Params]:
         """(w_ih, w_hh, b_ih, b_hh, w_hr) per layer and direction."""
         p = self._params
-        out = []
-        for layer in range(self.num_layers):
-            for d in range(self._D):
-                sfx = f"_l{layer}" + ("_reverse" if d else "")
-                out.append(
-                    (
-                        p[f"weight_ih{sfx}"],
-                        p[f"weight_hh{sfx}"],
-                        p.get(f"bias_ih{sfx}"),
-                        p.get(f"bias_hh{sfx}"),
-                        p.get(f"weight_hr{sfx}"),
-                    )
-                )
-        return out
+        return [
+            (p[w_ih], p[w_hh], p.get(b_ih), p.get(b_hh), p.get(w_hr))
+            for w_ih, w_hh, b_ih, b_hh, w_hr in self._param_names
+        ]
 
     def reset_parameters(self, seed: int | np.random.Generator | None = None) -> None:
         """PyTorch's default initialisation: every parameter uniform(-1/sqrt(H), 1/sqrt(H))."""
