@@ -1,8 +1,8 @@
 """``python -m fastrnn.bench``: fastrnn against PyTorch, ONNX Runtime and the NumPy reference.
 
-In one run, on the standard shapes (S5: one step of batch 1, as a generation loop calls the layer),
-at each thread count, every peer (where installed) is timed in a process of its own with that many
-threads (fastrnn.set_num_threads, torch.set_num_threads, ORT intra_op_num_threads, OpenBLAS for
+In one run, on the standard shapes (S5: one step of batch 1 from a given state, as a generation
+loop calls the layer), at each thread count, every peer (where installed) is timed in a process
+of its own with that many threads (fastrnn.set_num_threads, torch.set_num_threads, ORT intra_op_num_threads, OpenBLAS for
 NumPy): forward (inference) and forward+backward (a training step, the input gradient included;
 not ONNX Runtime); the median of at least --repeat runs, and of 0.25 s of runs for short calls.
 The same run times the machine's float32 GEMM (NumPy's, 2048^3) as the peak to compare with.
@@ -36,6 +36,10 @@ SHAPES = {  # T, B, I, H
     "S4": (50, 128, 1024, 1024),
     "S5": (1, 1, 256, 512),  # one step of one sequence: a generation loop's call
 }
+# shapes whose calls get initial states, for every peer: a generation loop carries the state from
+# step to step. Without them ONNX Runtime skips the first step's recurrent product (measured on
+# S5: RNN 18 µs without, 38 with), a saving no step of a generation loop gets but the first.
+WITH_STATES = ("S5",)
 CELLS = {"lstm": 4, "gru": 3, "rnn": 1}
 PEERS = ("fastrnn", "torch", "ort", "reference", "fastrnn.torch")
 PASSES = ("forward", "forward+backward", "train-step")
@@ -129,8 +133,11 @@ def _peak_growth(fn: Any) -> float | None:
     return (_status_kib("VmHWM") - before) / 1024
 
 
-def _case(peer: str, cell: str, shape: tuple[int, ...], passes: str) -> Any:
-    """A callable running one case for a peer, or None if the peer cannot run it."""
+def _case(
+    peer: str, cell: str, shape: tuple[int, ...], passes: str, states: bool = False
+) -> Any:
+    """A callable running one case for a peer, or None if the peer cannot run it. states: every
+    call gets initial states (h0, and c0 for LSTM), the same for every peer."""
     if passes == "train-step":
         return _train_step(peer, cell, shape) if peer in ("torch", "fastrnn.torch") else None
     if peer == "fastrnn.torch":
@@ -139,17 +146,21 @@ def _case(peer: str, cell: str, shape: tuple[int, ...], passes: str) -> Any:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((T, B, I)).astype(np.float32)
     dy = rng.standard_normal((T, B, H)).astype(np.float32)
+    h0 = c0 = None
+    if states:
+        h0, c0 = (np.tanh(rng.standard_normal((1, B, H))).astype(np.float32) for _ in range(2))
     name = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[cell]
     if peer == "fastrnn":
         import fastrnn
 
         m = getattr(fastrnn, name)(I, H, seed=0)
+        hx = None if h0 is None else (h0, c0) if cell == "lstm" else h0
         if passes == "forward":
             m.eval()
-            return lambda: m(x)
+            return lambda: m(x, hx)
 
         def step() -> Any:
-            m(x)
+            m(x, hx)
             return m.backward(dy)
 
         return step
@@ -158,18 +169,22 @@ def _case(peer: str, cell: str, shape: tuple[int, ...], passes: str) -> Any:
 
         tm = getattr(torch.nn, name)(I, H)
         xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
+        thx: Any = None
+        if h0 is not None:
+            ht, ct = torch.from_numpy(h0), torch.from_numpy(c0)
+            thx = (ht, ct) if cell == "lstm" else ht
         if passes == "forward":
 
             def fwd() -> Any:
                 with torch.inference_mode():
-                    return tm(xt)
+                    return tm(xt, thx)
 
             return fwd
         xg = xt.clone().requires_grad_(True)
 
         def tstep() -> Any:
             xg.grad = None
-            y, _ = tm(xg)
+            y, _ = tm(xg, thx)
             y.backward(dyt)
             return xg.grad
 
@@ -182,12 +197,17 @@ def _case(peer: str, cell: str, shape: tuple[int, ...], passes: str) -> Any:
         import fastrnn
         from fastrnn import onnx as fonnx
 
-        model = fonnx.export(getattr(fastrnn, name)(I, H, seed=0))
+        model = fonnx.export(getattr(fastrnn, name)(I, H, seed=0), initial_states=states)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = int(os.environ["FASTRNN_BENCH_THREADS"])
         opts.inter_op_num_threads = 1
         sess = ort.InferenceSession(model.SerializeToString(), opts)
-        return lambda: sess.run(None, {"X": x})
+        feeds = {"X": x}
+        if h0 is not None:
+            feeds["initial_h"] = h0
+            if cell == "lstm":
+                feeds["initial_c"] = c0
+        return lambda: sess.run(None, feeds)
     if peer == "reference":
         from fastrnn import reference as R
 
@@ -197,10 +217,10 @@ def _case(peer: str, cell: str, shape: tuple[int, ...], passes: str) -> Any:
                         ((G * H, I), (G * H, H), (G * H,), (G * H,)))]  # fmt: skip
         rcell = {"lstm": "lstm", "gru": "gru", "rnn": "rnn_tanh"}[cell]
         if passes == "forward":
-            return lambda: R.stack_forward(rcell, x, params)
+            return lambda: R.stack_forward(rcell, x, params, h0, c0 if cell == "lstm" else None)
 
         def rstep() -> Any:
-            cache = R.stack_forward(rcell, x, params)[3]
+            cache = R.stack_forward(rcell, x, params, h0, c0 if cell == "lstm" else None)[3]
             return R.stack_backward(cache, dy)
 
         return rstep
@@ -227,7 +247,8 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         # of a 0.1 ms, 2-thread forward took 8-16 ms each for ~80 ms): let them go to sleep
         time.sleep(0.5)
     for case in spec["cases"]:
-        fn = _case(peer, case["cell"], tuple(case["shape"]), case["passes"])
+        states = case["shape_name"] in WITH_STATES
+        fn = _case(peer, case["cell"], tuple(case["shape"]), case["passes"], states)
         if fn is None:
             continue
         if spec.get("memory"):

@@ -94,7 +94,9 @@ def export(
             const("B" + sfx, w["B"].astype(np.float32)),
             "sequence_lens" if sequence_lens else "",
         ]
-        if initial_states:
+        if initial_states and L == 1:  # the whole inputs: no Slice nodes
+            node_in += ["initial_h", "initial_c"] if op == "LSTM" else ["initial_h"]
+        elif initial_states:
             starts = const("start" + sfx, np.array([layer_idx * D], np.int64))
             ends = const("end" + sfx, np.array([(layer_idx + 1) * D], np.int64))
             axes = const("axes" + sfx, np.array([0], np.int64))
