@@ -383,6 +383,7 @@ class PackedGemm {
   template <class F>
   static void with_rows(index_t n, F&& f) {
     static_assert(kDirectMaxRows == 4);
+    eigen_assert(n >= 1 && n <= kDirectMaxRows);  // direct mode: n <= max_n <= kDirectMaxRows
     switch (n) {
       case 1: f(std::integral_constant<int, 1>{}); break;
       case 2: f(std::integral_constant<int, 2>{}); break;
@@ -599,7 +600,7 @@ struct TnProduct {
 /// few steps of one sequence), without packing: C(m, :) = sum over k of A(k, m) B(k, :), each
 /// row of C written once. The packed path zeroes C and has the kernel read and write it again,
 /// three passes over C where there are only K multiply-adds per element (an LSTM's W_hh
-/// gradient for one step, H = 512: a 4 MiB C for 4 MFLOP). Every element is summed over k in
+/// gradient for one step, H = 512: a 4 MiB C for 2 MFLOP). Every element is summed over k in
 /// order (a product, then one fused multiply-add per k), in packets of columns and the row's
 /// last columns one by one: its path depends on N only, and rows are independent, so the
 /// results do not depend on the split among threads. Measured (float32, I, H = 256, 512, a

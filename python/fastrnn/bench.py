@@ -2,10 +2,11 @@
 
 In one run, on the standard shapes (S5: one step of batch 1 from a given state, as a generation
 loop calls the layer), at each thread count, every peer (where installed) is timed in a process
-of its own with that many threads (fastrnn.set_num_threads, torch.set_num_threads, ORT intra_op_num_threads, OpenBLAS for
-NumPy): forward (inference) and forward+backward (a training step, the input gradient included;
-not ONNX Runtime); the median of at least --repeat runs, and of 0.25 s of runs for short calls.
-The same run times the machine's float32 GEMM (NumPy's, 2048^3) as the peak to compare with.
+of its own with that many threads (fastrnn.set_num_threads, torch.set_num_threads, ORT
+intra_op_num_threads, OpenBLAS for NumPy): forward (inference) and forward+backward (a training
+step, the input gradient included; not ONNX Runtime); the median of at least --repeat runs, and
+of 0.25 s of runs for short calls. The same run times the machine's float32 GEMM (NumPy's,
+2048^3) as the peak to compare with, and a fastrnn layer's forward call on T = B = 1, H = 32.
 Prints a table of milliseconds, GFLOP/s (forward FLOPs = 2*T*B*G*H*(I+H); forward+backward =
 3x), the fraction of the GEMM peak and fastrnn's speed-up over each peer; writes JSON
 (``--json``) and a PNG chart (``--png``, needs matplotlib). On ``--memory-shapes``
@@ -133,9 +134,7 @@ def _peak_growth(fn: Any) -> float | None:
     return (_status_kib("VmHWM") - before) / 1024
 
 
-def _case(
-    peer: str, cell: str, shape: tuple[int, ...], passes: str, states: bool = False
-) -> Any:
+def _case(peer: str, cell: str, shape: tuple[int, ...], passes: str, states: bool = False) -> Any:
     """A callable running one case for a peer, or None if the peer cannot run it. states: every
     call gets initial states (h0, and c0 for LSTM), the same for every peer."""
     if passes == "train-step":
