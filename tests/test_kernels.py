@@ -22,7 +22,7 @@ SHAPES = [  # T, B, I, H
     (3, 9, 64, 130),
     (4, 3, 80, 48),  # weight gradients: panels of 3, 2 and 1 SIMD packets
     (2, 3, 272, 16),  # more than one 256-column tile of dW_ih
-    (3, 1, 37, 70),  # batch 1, few steps: unpacked products; rows and depth past whole packets
+    (3, 1, 37, 70),  # few steps, few rows: unpacked products; rows and depth past whole packets
     (2, 1, 20, 48),  # the same, depth of one packet and a half
     (9, 1, 20, 33),  # batch 1, more steps: packed again
     (2, 4, 75, 40),  # weight gradients over 8 rows, unpacked: 4-packet runs, packets, last columns

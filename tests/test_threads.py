@@ -50,7 +50,7 @@ def run_all(cell: str, shape: tuple[int, ...], **opts: Any) -> bytes:
 
 
 # shapes whose products Eigen's own threading computed differently for 1 and 2 threads; batch 1
-# with few steps (the products read the weights unpacked), H not a whole number of packets
+# and 4 with few steps (the products read the weights unpacked), H not a whole number of packets
 SHAPES = [
     (20, 64, 1024, 256), (10, 32, 512, 1024), (30, 1, 128, 256), (5, 300, 700, 130),
     (1, 1, 200, 300), (4, 1, 50, 200), (3, 4, 130, 200),

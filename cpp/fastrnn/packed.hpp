@@ -635,24 +635,23 @@ void gemm_tn_direct(const S* A, index_t lda, index_t K, const std::vector<TnProd
     for (index_t m = t.r0; m < t.r1; ++m) {
       S* c = p.C + (m - p.m0) * p.ldc;
       index_t n = 0;
-      for (; n + kChunks * P <= p.N; n += kChunks * P) {
-        Packet acc[kChunks];
-        const Packet a0 = pset1<Packet>(A[m]);
-        for (index_t q = 0; q < kChunks; ++q) acc[q] = pmul(a0, ploadu<Packet>(p.B + n + q * P));
-        for (index_t k = 1; k < K; ++k) {
-          const Packet ak = pset1<Packet>(A[k * lda + m]);
-          const S* b = p.B + k * p.ldb + n;
-          for (index_t q = 0; q < kChunks; ++q) acc[q] = pmadd(ak, ploadu<Packet>(b + q * P), acc[q]);
+      // Q packets of columns from n on (independent chains), while Q whole packets remain
+      auto packets = [&](auto chunks) {
+        constexpr index_t Q = decltype(chunks)::value;
+        for (; n + Q * P <= p.N; n += Q * P) {
+          Packet acc[Q];
+          const Packet a0 = pset1<Packet>(A[m]);
+          for (index_t q = 0; q < Q; ++q) acc[q] = pmul(a0, ploadu<Packet>(p.B + n + q * P));
+          for (index_t k = 1; k < K; ++k) {
+            const Packet ak = pset1<Packet>(A[k * lda + m]);
+            const S* b = p.B + k * p.ldb + n;
+            for (index_t q = 0; q < Q; ++q) acc[q] = pmadd(ak, ploadu<Packet>(b + q * P), acc[q]);
+          }
+          for (index_t q = 0; q < Q; ++q) pstoreu(c + n + q * P, acc[q]);
         }
-        for (index_t q = 0; q < kChunks; ++q) pstoreu(c + n + q * P, acc[q]);
-      }
-      for (; n + P <= p.N; n += P) {
-        Packet acc = pmul(pset1<Packet>(A[m]), ploadu<Packet>(p.B + n));
-        for (index_t k = 1; k < K; ++k) {
-          acc = pmadd(pset1<Packet>(A[k * lda + m]), ploadu<Packet>(p.B + k * p.ldb + n), acc);
-        }
-        pstoreu(c + n, acc);
-      }
+      };
+      packets(std::integral_constant<index_t, kChunks>{});
+      packets(std::integral_constant<index_t, 1>{});
       for (; n < p.N; ++n) {
         S acc = A[m] * p.B[n];
         for (index_t k = 1; k < K; ++k) acc = std::fma(A[k * lda + m], p.B[k * p.ldb + n], acc);
