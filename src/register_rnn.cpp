@@ -8,6 +8,7 @@
 // creates no Python object.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -18,7 +19,6 @@
 #include <vector>
 
 #include "fastrnn/fastrnn.hpp"
-#include "fastrnn/packed.hpp"
 #include "checks.hpp"
 #include "register.hpp"
 
@@ -27,8 +27,8 @@ namespace py = pybind11;
 namespace fastrnn::py_bind {
 namespace {
 
-/// A 1-D array of n scalars whose memory comes from the kernels' BlockCache (packed.hpp) and goes
-/// back to it when the array dies. For the training workspace: tens of MB per call, above the C
+/// A 1-D array of n scalars whose memory comes from the kernels' block cache (alloc_block) and
+/// goes back to it when the array dies. For the training workspace: tens of MB per call, above the C
 /// library's mmap threshold, so a fresh NumPy array page-faults (and the kernel zeroes) all of it
 /// on every forward; a forward after a backward of the same sizes gets the same block back.
 template <class S>
@@ -39,15 +39,15 @@ py::array cached_array(index_t n) {
   };
   const size_t want = std::max<size_t>((sizeof(S) * static_cast<size_t>(n) + 63) / 64 * 64, 64);
   size_t got = 0;
-  void* p = detail::BlockCache::instance().take(want, got);
+  void* p = alloc_block(want, got);
   auto* blk = new (std::nothrow) Block{p, got};
   if (!blk) {
-    detail::BlockCache::instance().give(p, got);
+    free_block(p, got);
     throw std::bad_alloc();
   }
   py::capsule owner(blk, [](void* q) {
     auto* b = static_cast<Block*>(q);
-    detail::BlockCache::instance().give(b->p, b->bytes);
+    free_block(b->p, b->bytes);
     delete b;
   });
   return py::array_t<S>({n}, {static_cast<py::ssize_t>(sizeof(S))}, static_cast<S*>(p), owner);
@@ -362,6 +362,9 @@ void register_rnn(py::module_& m) {
     d["eigen"] = b.eigen_version;
     d["simd"] = b.simd;
     d["openmp"] = b.openmp;
+    d["isa"] = b.isa;
+    d["isa_available"] = isa_available();
+    d["isa_compiled"] = isa_compiled();
     return d;
   });
 }

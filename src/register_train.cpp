@@ -1,4 +1,4 @@
-// Bindings of the training kernels (cpp/fastrnn/train.hpp): fused softmax cross-entropy, the
+// Bindings of the training kernels (declared in fastrnn.hpp, namespace train): fused softmax cross-entropy, the
 // embedding gradient, in-place optimizer updates and the sums behind gradient clipping.
 // Arrays are checked as in register_rnn.cpp (dtype, C order, alignment, sizes, writeability);
 // float32 and float64 both, chosen by the first array's dtype. The GIL is released around
@@ -11,7 +11,7 @@
 #include <tuple>
 
 #include "checks.hpp"
-#include "fastrnn/train.hpp"
+#include "fastrnn/fastrnn.hpp"
 #include "register.hpp"
 
 namespace py = pybind11;

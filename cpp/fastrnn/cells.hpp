@@ -21,6 +21,8 @@
 // each backward line carries its formula.
 #pragma once
 
+#include "fastrnn/isa_namespace.hpp"  // first: only kernel units compile this
+
 #include <Eigen/Core>
 #include <algorithm>
 #include <type_traits>
@@ -28,6 +30,7 @@
 #include "fastrnn/fastrnn.hpp"
 
 namespace fastrnn::detail {
+inline namespace FASTRNN_ISA_NS {
 
 /// A fixed-size segment of N scalars at an arbitrary (unaligned) address.
 template <class S, int N>
@@ -389,4 +392,5 @@ struct GruResetBeforeCell {
   }
 };
 
+}  // namespace FASTRNN_ISA_NS
 }  // namespace fastrnn::detail

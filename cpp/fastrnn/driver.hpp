@@ -25,6 +25,8 @@
 // others keep their state, output zeros and pass their gradient through unchanged.
 #pragma once
 
+#include "fastrnn/isa_namespace.hpp"  // first: only kernel units compile this
+
 #include <Eigen/Core>
 #include <algorithm>
 #include <atomic>
@@ -42,6 +44,7 @@
 #include "fastrnn/workspace.hpp"
 
 namespace fastrnn::detail {
+inline namespace FASTRNN_ISA_NS {
 
 template <class S>
 using RowMat = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
@@ -521,4 +524,5 @@ void backward_dir(const DirBackward<S>& a) {
   if (a.dx) gemm(Mat<S>(a.dx, R, I), dGx_all, CMat<S>(w.w_ih, GH, I), a.accumulate_dx);
 }
 
+}  // namespace FASTRNN_ISA_NS
 }  // namespace fastrnn::detail

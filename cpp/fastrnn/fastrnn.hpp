@@ -43,10 +43,17 @@
 //   (cell, sizes, state) that backward checks, so a mismatched or already-consumed workspace is an
 //   error, never silently wrong numbers. Its layout is otherwise private.
 // * Errors are reported by throwing std::invalid_argument (bad sizes, bad workspace).
+// * Instruction sets: the kernels are compiled once per ISA level (variant) and one is chosen at
+//   run time for this CPU (see isa() below). Every variant computes the same formulas; different
+//   variants may round differently in the last bits (FMA or not, SIMD width), while within a
+//   variant results are bit-identical across thread counts and runs.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 namespace fastrnn {
 
@@ -163,6 +170,77 @@ extern template void forward<double>(CellKind, const Dims&, const ForwardArgs<do
 extern template void backward<float>(CellKind, const Dims&, const BackwardArgs<float>&);
 extern template void backward<double>(CellKind, const Dims&, const BackwardArgs<double>&);
 
+/// Training kernels around the recurrent layers, for S = float or double. Every result is
+/// independent of the thread count.
+namespace train {
+/// The output layer y (N, Out) = x (N, In) W^T + b, W (Out, In) as torch.nn.Linear; b may be
+/// nullptr (no bias).
+template <class S>
+void linear_forward(const S* x, index_t N, index_t In, const S* W, index_t Out, const S* b, S* y);
+/// dx = dy W, dW = dy^T x, db = column sums of dy (db may be nullptr: no bias).
+template <class S>
+void linear_backward(const S* x, index_t N, index_t In, const S* W, index_t Out, const S* dy,
+                     S* dx, S* dW, S* db);
+/// Softmax cross-entropy over the rows of logits (N, C) with integer targets (N,): returns the
+/// loss (mean over the rows whose target is not ignore_index, or their sum) and writes
+/// dlogits = (softmax - onehot) / count (or without the division), zero on ignored rows.
+/// A target outside [0, C) (and not ignore_index) is std::invalid_argument.
+template <class S>
+double softmax_cross_entropy(const S* logits, index_t N, index_t C, const std::int64_t* targets,
+                             std::int64_t ignore_index, bool mean, S* dlogits);
+/// dW (num_embeddings, D) = sum over i of dy[i] into row ids[i]; padding_idx (if >= 0) gets no
+/// gradient. An id outside [0, num_embeddings) is std::invalid_argument.
+template <class S>
+void embedding_backward(const std::int64_t* ids, index_t n, const S* dy, index_t D,
+                        index_t num_embeddings, std::int64_t padding_idx, S* dW);
+/// torch.optim.SGD's update of one parameter array, in place (buf: the momentum buffer, used
+/// when momentum != 0).
+template <class S>
+void sgd_update(S* p, const S* g, S* buf, index_t n, S lr, S momentum, S dampening,
+                S weight_decay, bool nesterov, bool first);
+/// torch.optim.Adam's update (no amsgrad) of one parameter array, in place; step >= 1.
+template <class S>
+void adam_update(S* p, const S* g, S* m, S* v, index_t n, double lr, double beta1, double beta2,
+                 double eps, double weight_decay, std::int64_t step);
+/// Sum of squares of a[0..n), in double, in a fixed order.
+template <class S>
+double sum_squares(const S* a, index_t n);
+/// max |a[i]| (NaN if any element is NaN).
+template <class S>
+double max_abs(const S* a, index_t n);
+/// a *= s, in place.
+template <class S>
+void scale(S* a, index_t n, S s);
+/// a = clamp(a, -c, c), in place (NaN stays NaN).
+template <class S>
+void clamp(S* a, index_t n, S c);
+}  // namespace train
+
+/// Instruction-set variants. A build holds one or more compilations of the kernels ("variants",
+/// e.g. x86-64-v2, x86-64-v3, x86-64-v4, x86-64-v4-bf16 on x86, neon on aarch64); one of them
+/// runs every call. Which one is chosen at the first call (or at import in Python): the one named
+/// by the environment variable FASTRNN_ISA when it is set and not empty, else the best this CPU
+/// and its OS support (CPUID and XGETBV on x86). A name that is unknown or that this CPU cannot
+/// run is an error naming the choices, never an illegal instruction.
+///
+/// The variants compiled into this build, lowest first.
+std::vector<std::string> isa_compiled();
+/// The compiled variants this CPU and OS can run, best last.
+std::vector<std::string> isa_available();
+/// The variant in use (chooses it on first use; throws std::invalid_argument for a bad
+/// FASTRNN_ISA and std::runtime_error when this CPU can run none of the variants).
+std::string isa();
+/// Runs the kernels of the named variant from now on (a call already running finishes with its
+/// own); std::invalid_argument, naming the choices, for an unknown name or one this CPU cannot
+/// run. An empty name selects the best available.
+void set_isa(const std::string& name);
+
+/// Memory blocks of at least `bytes` bytes (a multiple of 64), 64-byte aligned, from the cache
+/// the kernels use for their scratch buffers (freed blocks are kept for calls of the same sizes,
+/// already mapped, up to 64 MiB). `got` receives the block's usable size, which free_block needs.
+void* alloc_block(std::size_t bytes, std::size_t& got);
+void free_block(void* p, std::size_t bytes) noexcept;
+
 /// Thrown when an interrupt hook asks a running call to stop.
 struct Interrupted : std::runtime_error {
   Interrupted() : std::runtime_error("interrupted") {}
@@ -191,12 +269,14 @@ int num_threads() noexcept;
 /// Sets the threads the kernels use; n >= 1 (throws std::invalid_argument otherwise).
 void set_num_threads(int n);
 
-/// Compile-time facts about this build, for diagnostics (`fastrnn.build_info()`).
+/// Facts about this build and the variant in use, for diagnostics (`fastrnn.build_info()`).
 struct BuildInfo {
   const char* eigen_version;
-  const char* simd;  ///< Eigen's SIMD instruction sets in use
+  const char* simd;  ///< Eigen's SIMD instruction sets in the variant in use
+  const char* isa;   ///< the variant in use (isa())
   bool openmp;
 };
-BuildInfo build_info() noexcept;
+/// (Chooses the variant on first use, as isa(), and throws as it does.)
+BuildInfo build_info();
 
 }  // namespace fastrnn

@@ -29,6 +29,8 @@
 // 3.9).
 #pragma once
 
+#include "fastrnn/isa_namespace.hpp"  // first: only kernel units compile this
+
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
@@ -37,7 +39,6 @@
 #include <initializer_list>
 #include <limits>
 #include <memory>
-#include <mutex>
 #include <new>
 #include <tuple>
 #include <type_traits>
@@ -51,87 +52,34 @@
 #endif
 
 namespace fastrnn::detail {
+inline namespace FASTRNN_ISA_NS {
 
-/// Freed scratch blocks kept for the next call. Every call packs its weights and allocates its
-/// per-call scratch afresh; from the C library, blocks of more than 128 KiB are new mappings whose
-/// pages fault on first touch (measured: ~590 faults per batch-1 GRU forward, T, I, H = 200,
-/// 128, 256, which then took 2.1-2.2 ms instead of 1.3 at 2 threads). Calls with the same shapes
-/// get their blocks back here, already mapped. At most kMaxBytes are kept (oldest freed first).
-class BlockCache {
- public:
-  static constexpr size_t kMaxBytes = size_t{64} << 20;
+/// a * b + c for the scalar tails of the SIMD loops: one fused operation where the target has
+/// FMA (as the packet loops' pmadd then), a multiply and an add where it has not (std::fma
+/// would be a slow library call there). Fixed per variant, so per-element paths still depend on
+/// the shapes only.
+template <class S>
+EIGEN_STRONG_INLINE S madd(S a, S b, S c) {
+#if defined(__FMA__) || defined(__aarch64__) || defined(_M_ARM64) || \
+    (defined(_MSC_VER) && defined(__AVX2__))
+  return std::fma(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
 
-  /// A 64-byte aligned block of at least `bytes` (a multiple of 64); its usable size in `got`.
-  void* take(size_t bytes, size_t& got) {
-    {
-      std::lock_guard<std::mutex> lock(m_);
-      size_t best = blocks_.size();
-      for (size_t i = 0; i < blocks_.size(); ++i) {  // smallest block that fits, within 2x
-        const size_t b = blocks_[i].bytes;
-        if (b >= bytes && b <= 2 * bytes && (best == blocks_.size() || b < blocks_[best].bytes))
-          best = i;
-      }
-      if (best != blocks_.size()) {
-        Block blk = blocks_[best];
-        blocks_.erase(blocks_.begin() + static_cast<std::ptrdiff_t>(best));
-        held_ -= blk.bytes;
-        got = blk.bytes;
-        return blk.p;
-      }
-    }
-    void* p = std::aligned_alloc(64, bytes);
-    if (!p) throw std::bad_alloc();
-    got = bytes;
-    return p;
-  }
-
-  void give(void* p, size_t bytes) noexcept {
-    if (bytes > kMaxBytes) {
-      std::free(p);
-      return;
-    }
-    std::vector<void*> drop;
-    {
-      std::lock_guard<std::mutex> lock(m_);
-      while (held_ + bytes > kMaxBytes && !blocks_.empty()) {
-        drop.push_back(blocks_.front().p);
-        held_ -= blocks_.front().bytes;
-        blocks_.erase(blocks_.begin());
-      }
-      try {
-        blocks_.push_back(Block{p, bytes});
-        held_ += bytes;
-        p = nullptr;
-      } catch (...) {  // no memory for the bookkeeping: just free the block
-      }
-    }
-    for (void* q : drop) std::free(q);
-    std::free(p);
-  }
-
-  ~BlockCache() {
-    for (const Block& b : blocks_) std::free(b.p);
-  }
-
-  /// Never destroyed: a block may come back after static destructors ran (a NumPy array owning a
-  /// workspace block, freed at interpreter exit).
-  static BlockCache& instance() {
-    static BlockCache* cache = new BlockCache;
-    return *cache;
-  }
-
- private:
-  struct Block {
-    void* p;
-    size_t bytes;
-  };
-  std::mutex m_;
-  std::vector<Block> blocks_;
-  size_t held_ = 0;
-};
+/// A hint to fetch the cache line at p (nothing where the compiler has no such builtin).
+EIGEN_STRONG_INLINE void prefetch(const void* p) {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(p);
+#else
+  (void)p;
+#endif
+}
 
 /// n scalars aligned to 64 bytes (the micro-kernel loads packed weights with aligned loads),
-/// not initialised; the memory comes from and goes back to the BlockCache.
+/// not initialised; the memory comes from and goes back to the block cache (alloc_block, shared
+/// by all variants: freed blocks stay mapped for the next call of the same sizes).
 template <class S>
 class AlignedBuffer {
  public:
@@ -158,14 +106,14 @@ class AlignedBuffer {
     release();
     if (n <= 0) return;
     const size_t bytes = (sizeof(S) * static_cast<size_t>(n) + 63) / 64 * 64;
-    p_ = static_cast<S*>(BlockCache::instance().take(bytes, bytes_));
+    p_ = static_cast<S*>(alloc_block(bytes, bytes_));
   }
   S* data() { return p_; }
   const S* data() const { return p_; }
 
  private:
   void release() noexcept {
-    if (p_) BlockCache::instance().give(p_, bytes_);
+    if (p_) free_block(p_, bytes_);
     p_ = nullptr;
     bytes_ = 0;
   }
@@ -416,7 +364,7 @@ class PackedGemm {
     for (int q = 0; q < kRows; ++q) {
       for (int c = 0; c < N; ++c) {
         S sum = predux(acc[q][c]);
-        for (index_t jj = j; jj < k; ++jj) sum = std::fma(a[q * lda + jj], x[c * ldx + jj], sum);
+        for (index_t jj = j; jj < k; ++jj) sum = madd(a[q * lda + jj], x[c * ldx + jj], sum);
         sums[q * N + c] = sum;
       }
     }
@@ -493,7 +441,7 @@ class PackedGemm {
         for (; r < r1; ++r) {  // the segment's last rows, not a whole packet
           for (int c = 0; c < N; ++c) {
             S sum(0);
-            for (index_t j = 0; j < k_; ++j) sum = std::fma(in[c * ldi + j], a_[r + j * lda_], sum);
+            for (index_t j = 0; j < k_; ++j) sum = madd(in[c * ldi + j], a_[r + j * lda_], sum);
             store(t, c, r, sum);
           }
         }
@@ -546,41 +494,60 @@ class PackedGemm {
 /// row-major operand down each 4-column panel, one row (often one page) per load, where the
 /// hardware prefetcher cannot follow; this one reads each row once, front to back. A stride of
 /// depth + 16 keeps the panels' store streams off one cache set (depth * 16 bytes is often a
-/// multiple of 4 KiB).
+/// multiple of 4 KiB). Where the kernel's panels are not 4 columns wide (nr is Eigen's choice
+/// for the target), Eigen's packer does it.
 template <class S>
 void pack_rhs_by_rows(S* dst, const S* a, index_t lda, index_t depth, index_t cols, index_t stride) {
-  static_assert(Eigen::internal::gebp_traits<S, S>::nr == 4, "the layout of nr = 4 panels");
-  const index_t c4 = cols / 4 * 4;
-  constexpr index_t kAhead = 8, kLine = 64 / sizeof(S);
-  for (index_t k = 0; k < depth; ++k) {
-    const S* row = a + k * lda;
-    if (k + kAhead < depth) {
-      const S* next = row + kAhead * lda;
-      for (index_t j = 0; j < cols; j += kLine) __builtin_prefetch(next + j);
+  constexpr int kNr = Eigen::internal::gebp_traits<S, S>::nr;
+  if constexpr (kNr != 4) {
+    using Map = Eigen::internal::const_blas_data_mapper<S, index_t, Eigen::RowMajor>;
+    Eigen::internal::gemm_pack_rhs<S, index_t, Map, kNr, Eigen::RowMajor, false, true> pack;
+    pack(dst, Map(a, lda), depth, cols, stride, 0);
+  } else {
+    const index_t c4 = cols / 4 * 4;
+    constexpr index_t kAhead = 8, kLine = 64 / sizeof(S);
+    for (index_t k = 0; k < depth; ++k) {
+      const S* row = a + k * lda;
+      if (k + kAhead < depth) {
+        const S* next = row + kAhead * lda;
+        for (index_t j = 0; j < cols; j += kLine) prefetch(next + j);
+      }
+      for (index_t p = 0; p < c4; p += 4) {
+        std::memcpy(dst + p * stride + 4 * k, row + p, 4 * sizeof(S));
+      }
+      for (index_t j = c4; j < cols; ++j) dst[j * stride + k] = row[j];
     }
-    for (index_t p = 0; p < c4; p += 4) std::memcpy(dst + p * stride + 4 * k, row + p, 4 * sizeof(S));
-    for (index_t j = c4; j < cols; ++j) dst[j * stride + k] = row[j];
   }
 }
 
+/// The packet size of the left-hand side panels of Eigen's gebp kernel for S on this target.
+template <class S>
+inline constexpr index_t kLhsPacket = Eigen::internal::unpacket_traits<
+    typename Eigen::internal::gebp_traits<S, S>::LhsPacket4Packing>::size;
+
 /// Packs rows [0, depth) x columns [0, cols) of the row-major matrix a (leading dimension lda),
-/// cols a multiple of the packet size P, as the left-hand side of Eigen's gebp kernel: the
-/// layout of gemm_pack_lhs for a column-major (cols x depth) operand, i.e. panels of 3P columns,
-/// then one of 2P and one of P for the rest, each panel holding its values of row 0, then row 1,
-/// ... contiguously. gemm_pack_lhs reads the operand one panel at a time, down all the rows
-/// (rows 1 KiB or more apart); this reads each row once, front to back.
+/// cols a multiple of the packet size P (kLhsPacket), as the left-hand side of Eigen's gebp
+/// kernel: the layout of gemm_pack_lhs for a column-major (cols x depth) operand, i.e. panels
+/// of mr columns (the kernel's register block, Eigen's choice for the target: 3P with FMA, on
+/// x86 with AVX2 or AVX-512 and on NEON, 2P without), then one panel of the rest (fewer than mr
+/// columns, a multiple of P: gemm_pack_lhs peels 3, 2 and 1 packets in that order, which leaves
+/// one panel), each panel holding its values of row 0, then row 1, ... contiguously.
+/// gemm_pack_lhs reads the operand one panel at a time, down all the rows (rows 1 KiB or more
+/// apart); this reads each row once, front to back.
 template <class S>
 void pack_lhs_by_rows(S* dst, const S* a, index_t lda, index_t depth, index_t cols) {
-  constexpr index_t P = Eigen::internal::packet_traits<S>::size;
-  static_assert(Eigen::internal::gebp_traits<S, S>::mr == 3 * P, "the layout of mr = 3P panels");
-  const index_t c3 = cols / (3 * P) * (3 * P);
-  const index_t w = cols - c3;  // the rest: one panel of 2P or P (cols is a multiple of P)
+  constexpr index_t P = kLhsPacket<S>;
+  constexpr index_t kMr = Eigen::internal::gebp_traits<S, S>::mr;
+  static_assert(kMr % P == 0 && kMr >= P && kMr <= 3 * P,
+                "gemm_pack_lhs's panels are mr columns, then one of the rest, for mr <= 3P");
+  const index_t cm = cols / kMr * kMr;
+  const index_t w = cols - cm;  // the rest: one panel (cols is a multiple of P)
   for (index_t k = 0; k < depth; ++k) {
     const S* row = a + k * lda;
-    for (index_t p = 0; p < c3; p += 3 * P) {
-      std::memcpy(dst + p * depth + 3 * P * k, row + p, 3 * P * sizeof(S));
+    for (index_t p = 0; p < cm; p += kMr) {
+      std::memcpy(dst + p * depth + kMr * k, row + p, kMr * sizeof(S));
     }
-    if (w) std::memcpy(dst + c3 * depth + w * k, row + c3, static_cast<size_t>(w) * sizeof(S));
+    if (w) std::memcpy(dst + cm * depth + w * k, row + cm, static_cast<size_t>(w) * sizeof(S));
   }
 }
 
@@ -654,7 +621,7 @@ void gemm_tn_direct(const S* A, index_t lda, index_t K, const std::vector<TnProd
       packets(std::integral_constant<index_t, 1>{});
       for (; n < p.N; ++n) {
         S acc = A[m] * p.B[n];
-        for (index_t k = 1; k < K; ++k) acc = std::fma(A[k * lda + m], p.B[k * p.ldb + n], acc);
+        for (index_t k = 1; k < K; ++k) acc = madd(A[k * lda + m], p.B[k * p.ldb + n], acc);
         c[n] = acc;
       }
     }
@@ -691,7 +658,7 @@ void gemm_tn(const S* A, index_t lda, index_t K, std::initializer_list<TnProduct
   // columns of A and groups of up to 1 MiB of C beat 512 / 512 KiB (no sharing on S2 and S4,
   // 3-8% slower) and 128-column tiles (B packed blocks re-read more often)
   constexpr index_t kGroupBytes = index_t(1) << 20;
-  constexpr index_t kPacket = Eigen::internal::packet_traits<S>::size;
+  constexpr index_t kPacket = kLhsPacket<S>;  // pack_lhs_by_rows takes whole packets
   const std::vector<TnProduct<S>> ps(products);
   if (K <= 0) {
     for (const auto& p : ps) {
@@ -829,4 +796,5 @@ void gemm_tn(S* C, index_t ldc, const S* A, index_t lda, const S* B, index_t ldb
   gemm_tn(A, lda, K, {TnProduct<S>{C, ldc, B, ldb, N, 0, M}});
 }
 
+}  // namespace FASTRNN_ISA_NS
 }  // namespace fastrnn::detail

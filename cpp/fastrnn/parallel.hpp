@@ -9,16 +9,20 @@
 // shape depends on the product's shape only (see tile_shape).
 #pragma once
 
+#include "fastrnn/isa_namespace.hpp"  // first: only kernel units compile this
+
 #include <Eigen/Core>
 #include <algorithm>
 
 #include "fastrnn/fastrnn.hpp"
+#include "fastrnn/kernel_table.hpp"  // check_interrupt
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
 namespace fastrnn::detail {
+inline namespace FASTRNN_ISA_NS {
 
 /// Tiles per product aimed at: enough to share among 8 threads, few enough that the operands
 /// are not packed again and again (Eigen packs a tile's operands for each tile). Tiles are never
@@ -54,9 +58,6 @@ inline TileShape tile_shape(index_t M, index_t N) {
 /// Products smaller than this (multiply-adds) run on one thread: waking a second one costs more.
 /// (Tiles are the same either way, so this does not change any result.)
 inline constexpr index_t kParallelMinWork = index_t(1) << 16;
-
-/// Polls the calling thread's interrupt hook (see ScopedInterruptHook), at most every 20 ms.
-void check_interrupt();
 
 /// f(0), ..., f(count - 1), split statically over `threads` threads (1: in this thread). The
 /// items must be independent: which thread runs an item never changes its result.
@@ -145,4 +146,5 @@ void parallel_rows(index_t rows, index_t width, F&& f, index_t min_elements = in
   if (rows > 0) f(0, rows);
 }
 
+}  // namespace FASTRNN_ISA_NS
 }  // namespace fastrnn::detail

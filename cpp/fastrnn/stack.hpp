@@ -9,6 +9,8 @@
 // are scattered back. Without lengths nothing is copied or permuted.
 #pragma once
 
+#include "fastrnn/isa_namespace.hpp"  // first: only kernel units compile this
+
 #include <algorithm>
 #include <numeric>
 #include <stdexcept>
@@ -19,6 +21,7 @@
 #include "fastrnn/workspace.hpp"
 
 namespace fastrnn::detail {
+inline namespace FASTRNN_ISA_NS {
 
 /// The batch order and per-step active counts for variable lengths.
 struct LengthPlan {
@@ -256,4 +259,5 @@ void stack_backward(const Dims& d, const BackwardArgs<S>& a) {
   }
 }
 
+}  // namespace FASTRNN_ISA_NS
 }  // namespace fastrnn::detail

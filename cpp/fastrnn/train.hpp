@@ -6,6 +6,8 @@
 // reductions are made in fixed-size pieces summed in order (in double).
 #pragma once
 
+#include "fastrnn/isa_namespace.hpp"  // first: only kernel units compile this
+
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
@@ -18,7 +20,9 @@
 #include "fastrnn/fastrnn.hpp"
 #include "fastrnn/parallel.hpp"
 
-namespace fastrnn::train {
+namespace fastrnn::detail {
+inline namespace FASTRNN_ISA_NS {
+namespace train {
 
 using detail::parallel_rows;
 
@@ -27,6 +31,7 @@ using detail::parallel_rows;
 /// a char-model training step went from 36 to 226 ms on 2 cores when the head ran in NumPy).
 template <class S>
 void linear_forward(const S* x, index_t N, index_t In, const S* W, index_t Out, const S* b, S* y) {
+  Eigen::setNbThreads(1);  // parallelism is fastrnn's own, over fixed tiles (parallel.hpp)
   detail::Mat<S> Y(y, N, Out);
   detail::gemm(Y, detail::CMat<S>(x, N, In), detail::CMat<S>(W, Out, In).transpose());
   if (b) Y.rowwise() += detail::CRowVec<S>(b, Out);
@@ -36,6 +41,7 @@ void linear_forward(const S* x, index_t N, index_t In, const S* W, index_t Out, 
 template <class S>
 void linear_backward(const S* x, index_t N, index_t In, const S* W, index_t Out, const S* dy,
                      S* dx, S* dW, S* db) {
+  Eigen::setNbThreads(1);
   detail::CMat<S> DY(dy, N, Out);
   detail::gemm(detail::Mat<S>(dx, N, In), DY, detail::CMat<S>(W, Out, In));
   detail::gemm_tn(dW, In, dy, Out, x, In, Out, In, N);
@@ -217,4 +223,6 @@ void adam_update(S* p, const S* g, S* m, S* v, index_t n, double lr, double beta
   });
 }
 
-}  // namespace fastrnn::train
+}  // namespace train
+}  // namespace FASTRNN_ISA_NS
+}  // namespace fastrnn::detail

@@ -4,6 +4,8 @@
 // consumed.
 #pragma once
 
+#include "fastrnn/isa_namespace.hpp"  // first: only kernel units compile this
+
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -13,6 +15,7 @@
 #include "fastrnn/fastrnn.hpp"
 
 namespace fastrnn::detail {
+inline namespace FASTRNN_ISA_NS {
 
 struct LstmCell;
 struct GruCell;
@@ -37,19 +40,28 @@ inline constexpr std::int64_t kMagic = 0x3130535752524e46;  // "FNRRWS01" little
 
 enum class WorkspaceState : std::int64_t { Ready = 1, Consumed = 2 };
 
+[[noreturn]] inline void throw_too_large() {
+  throw std::invalid_argument("dims: sizes too large (the workspace size overflows int64)");
+}
 /// a * b, or std::invalid_argument if it overflows int64
 inline index_t checked_mul(index_t a, index_t b) {
   index_t r;
-  if (__builtin_mul_overflow(a, b, &r)) {
-    throw std::invalid_argument("dims: sizes too large (the workspace size overflows int64)");
-  }
+#if defined(__GNUC__) || defined(__clang__)
+  if (__builtin_mul_overflow(a, b, &r)) throw_too_large();
+#else  // sizes are >= 0 here (check_dims)
+  if (a < 0 || b < 0 || (a != 0 && b > INT64_MAX / a)) throw_too_large();
+  r = a * b;
+#endif
   return r;
 }
 inline index_t checked_add(index_t a, index_t b) {
   index_t r;
-  if (__builtin_add_overflow(a, b, &r)) {
-    throw std::invalid_argument("dims: sizes too large (the workspace size overflows int64)");
-  }
+#if defined(__GNUC__) || defined(__clang__)
+  if (__builtin_add_overflow(a, b, &r)) throw_too_large();
+#else
+  if (a < 0 || b < 0 || b > INT64_MAX - a) throw_too_large();
+  r = a + b;
+#endif
   return r;
 }
 
@@ -217,4 +229,5 @@ void claim_workspace(S* ws) {
   }
 }
 
+}  // namespace FASTRNN_ISA_NS
 }  // namespace fastrnn::detail

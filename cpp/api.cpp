@@ -1,0 +1,177 @@
+// The public entry points of fastrnn.hpp: argument checks (compiled once), then one call through
+// the table of the kernel variant in use (kernel_table.hpp).
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "fastrnn/fastrnn.hpp"
+#include "fastrnn/kernel_table.hpp"
+
+namespace fastrnn {
+namespace detail {
+namespace {
+
+inline void check_dims(CellKind cell, const Dims& d) {
+  if (d.T < 0 || d.B < 0) throw std::invalid_argument("dims: T and B must be >= 0");
+  if (d.I < 1 || d.H < 1) throw std::invalid_argument("dims: I and H must be >= 1");
+  if (d.L < 1) throw std::invalid_argument("num_layers: must be >= 1");
+  if (d.D != 1 && d.D != 2) throw std::invalid_argument("directions: must be 1 or 2");
+  if (d.P < 0 || d.P >= d.H) {
+    throw std::invalid_argument("proj_size: must be >= 0 and smaller than hidden_size");
+  }
+  if (d.P > 0 && cell != CellKind::Lstm) {
+    throw std::invalid_argument("proj_size: only LSTM layers have a projection");
+  }
+}
+
+inline void require(const void* p, const char* name) {
+  if (!p) throw std::invalid_argument(std::string(name) + ": required, got a null pointer");
+}
+
+template <class S>
+void check_weights(const Weights<S>* w, const Dims& d) {
+  require(w, "weights");
+  const bool bias = w[0].b_ih != nullptr;
+  for (index_t k = 0; k < d.L * d.D; ++k) {
+    require(w[k].w_ih, "w_ih");
+    require(w[k].w_hh, "w_hh");
+    if ((w[k].b_ih == nullptr) != (w[k].b_hh == nullptr) || (w[k].b_ih != nullptr) != bias) {
+      throw std::invalid_argument("b_ih, b_hh: give both biases or neither, in every layer");
+    }
+    if ((w[k].w_hr != nullptr) != (d.P > 0)) {
+      throw std::invalid_argument("w_hr: required exactly when proj_size > 0");
+    }
+  }
+}
+
+
+}  // namespace
+}  // namespace detail
+
+template <class S>
+index_t workspace_size(CellKind cell, const Dims& dims) {
+  detail::check_dims(cell, dims);
+  return detail::kernels().of<S>().workspace_size(cell, dims);
+}
+
+template <class S>
+void forward(CellKind cell, const Dims& dims, const ForwardArgs<S>& a) {
+  detail::check_dims(cell, dims);
+  detail::check_weights(a.weights, dims);
+  if (dims.T * dims.B > 0) {
+    detail::require(a.x, "x");
+    detail::require(a.y, "y");
+  }
+  detail::require(a.h_n, "h_n");
+  if (has_cell_state(cell)) detail::require(a.c_n, "c_n");
+  detail::kernels().of<S>().forward(cell, dims, a);
+}
+
+template <class S>
+void backward(CellKind cell, const Dims& dims, const BackwardArgs<S>& a) {
+  detail::check_dims(cell, dims);
+  detail::check_weights(a.weights, dims);
+  detail::require(a.workspace, "workspace");
+  detail::require(a.grads, "grads");
+  if (dims.T * dims.B > 0) detail::require(a.x, "x");
+  detail::require(a.dh0, "dh0");
+  if (has_cell_state(cell)) detail::require(a.dc0, "dc0");
+  for (index_t k = 0; k < dims.L * dims.D; ++k) {
+    detail::require(a.grads[k].dw_ih, "dw_ih");
+    detail::require(a.grads[k].dw_hh, "dw_hh");
+    if (a.weights[k].b_ih) {
+      detail::require(a.grads[k].db_ih, "db_ih");
+      detail::require(a.grads[k].db_hh, "db_hh");
+    }
+    if (dims.P > 0) detail::require(a.grads[k].dw_hr, "dw_hr");
+  }
+  detail::kernels().of<S>().backward(cell, dims, a);
+}
+
+template index_t workspace_size<float>(CellKind, const Dims&);
+template index_t workspace_size<double>(CellKind, const Dims&);
+template void forward<float>(CellKind, const Dims&, const ForwardArgs<float>&);
+template void forward<double>(CellKind, const Dims&, const ForwardArgs<double>&);
+template void backward<float>(CellKind, const Dims&, const BackwardArgs<float>&);
+template void backward<double>(CellKind, const Dims&, const BackwardArgs<double>&);
+
+namespace train {
+
+template <class S>
+void linear_forward(const S* x, index_t N, index_t In, const S* W, index_t Out, const S* b, S* y) {
+  detail::kernels().of<S>().linear_forward(x, N, In, W, Out, b, y);
+}
+
+template <class S>
+void linear_backward(const S* x, index_t N, index_t In, const S* W, index_t Out, const S* dy,
+                     S* dx, S* dW, S* db) {
+  detail::kernels().of<S>().linear_backward(x, N, In, W, Out, dy, dx, dW, db);
+}
+
+template <class S>
+double softmax_cross_entropy(const S* logits, index_t N, index_t C, const std::int64_t* targets,
+                             std::int64_t ignore_index, bool mean, S* dlogits) {
+  return detail::kernels().of<S>().softmax_cross_entropy(logits, N, C, targets, ignore_index,
+                                                         mean, dlogits);
+}
+
+template <class S>
+void embedding_backward(const std::int64_t* ids, index_t n, const S* dy, index_t D,
+                        index_t num_embeddings, std::int64_t padding_idx, S* dW) {
+  detail::kernels().of<S>().embedding_backward(ids, n, dy, D, num_embeddings, padding_idx, dW);
+}
+
+template <class S>
+void sgd_update(S* p, const S* g, S* buf, index_t n, S lr, S momentum, S dampening,
+                S weight_decay, bool nesterov, bool first) {
+  detail::kernels().of<S>().sgd_update(p, g, buf, n, lr, momentum, dampening, weight_decay,
+                                       nesterov, first);
+}
+
+template <class S>
+void adam_update(S* p, const S* g, S* m, S* v, index_t n, double lr, double beta1, double beta2,
+                 double eps, double weight_decay, std::int64_t step) {
+  detail::kernels().of<S>().adam_update(p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, step);
+}
+
+template <class S>
+double sum_squares(const S* a, index_t n) {
+  return detail::kernels().of<S>().sum_squares(a, n);
+}
+
+template <class S>
+double max_abs(const S* a, index_t n) {
+  return detail::kernels().of<S>().max_abs(a, n);
+}
+
+template <class S>
+void scale(S* a, index_t n, S s) {
+  detail::kernels().of<S>().scale(a, n, s);
+}
+
+template <class S>
+void clamp(S* a, index_t n, S c) {
+  detail::kernels().of<S>().clamp(a, n, c);
+}
+
+#define FASTRNN_INSTANTIATE_TRAIN(S)                                                            \
+  template void linear_forward<S>(const S*, index_t, index_t, const S*, index_t, const S*, S*); \
+  template void linear_backward<S>(const S*, index_t, index_t, const S*, index_t, const S*, S*, \
+                                   S*, S*);                                                     \
+  template double softmax_cross_entropy<S>(const S*, index_t, index_t, const std::int64_t*,    \
+                                           std::int64_t, bool, S*);                             \
+  template void embedding_backward<S>(const std::int64_t*, index_t, const S*, index_t, index_t, \
+                                      std::int64_t, S*);                                        \
+  template void sgd_update<S>(S*, const S*, S*, index_t, S, S, S, S, bool, bool);              \
+  template void adam_update<S>(S*, const S*, S*, S*, index_t, double, double, double, double,  \
+                               double, std::int64_t);                                           \
+  template double sum_squares<S>(const S*, index_t);                                            \
+  template double max_abs<S>(const S*, index_t);                                                \
+  template void scale<S>(S*, index_t, S);                                                       \
+  template void clamp<S>(S*, index_t, S);
+FASTRNN_INSTANTIATE_TRAIN(float)
+FASTRNN_INSTANTIATE_TRAIN(double)
+#undef FASTRNN_INSTANTIATE_TRAIN
+
+}  // namespace train
+}  // namespace fastrnn
