@@ -3,7 +3,9 @@
 For each cell, the compiled kernels and :mod:`fastrnn.reference` run the same problem; the largest
 relative difference of the outputs and of every gradient is reported (float64 and float32), then
 forward (inference) and forward+backward times, kernels vs reference. Exits with status 1 if any
-difference is above its tolerance.
+difference is above its tolerance. Prints the kernel variant (instruction set) in use and those
+this CPU can run; ``--every-isa`` repeats the checks under each of them (``FASTRNN_ISA``, one
+process each).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -141,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     ap.add_argument("--repeat", type=int, default=20, help="timing runs per entry (median)")
     ap.add_argument("--no-timing", action="store_true", help="only the correctness checks")
+    ap.add_argument(
+        "--every-isa",
+        action="store_true",
+        help="also run the correctness checks under every kernel variant this CPU can run",
+    )
     args = ap.parse_args(argv)
     shape: tuple[int, int, int, int] = tuple(args.shape)
     check_shape = (7, 3, 5, 9)
@@ -152,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         f"fastrnn {__version__} self-check  (Python {platform.python_version()}, "
         f"NumPy {np.__version__}, Eigen {info['eigen']}, OpenMP {omp}, {threads} threads)"
     )
+    print(f"kernel variant: {info['isa']} (this CPU can run: {', '.join(info['isa_available'])}; "
+          f"FASTRNN_ISA=<name> chooses one)")  # fmt: skip
     print(f"SIMD: {info['simd']}")
     print(f"max relative error vs reference on T,B,I,H = {check_shape} (all outputs and "
           f"gradients); timings float32, T,B,I,H = {shape}, "
@@ -177,11 +187,32 @@ def main(argv: list[str] | None = None) -> int:
         print(row + ("" if ok else "   FAILED"))
     print()
     tol = f"float64 {TOLERANCE[np.float64]:g}, float32 {TOLERANCE[np.float32]:g}"
+    if args.every_isa:
+        failed += _every_isa(info)
     if failed:
         print(f"FAILED: {', '.join(failed)} differ from the reference beyond tolerance ({tol})")
         return 1
     print(f"all cells agree with the reference (tolerance {tol})")
     return 0
+
+
+def _every_isa(info: dict[str, Any]) -> list[str]:
+    """Runs the correctness checks under each variant this CPU can run but the one in use, each
+    in a process of its own; returns the variants whose checks failed."""
+    failed = []
+    for name in info["isa_available"]:
+        if name == info["isa"]:
+            continue
+        proc = subprocess.run(
+            [sys.executable, "-m", "fastrnn", "selfcheck", "--no-timing"],
+            env={**os.environ, "FASTRNN_ISA": name}, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        ok = proc.returncode == 0
+        print(f"kernel variant {name}: " + ("all cells agree with the reference" if ok else
+                                             "FAILED\n" + proc.stdout + proc.stderr))  # fmt: skip
+        if not ok:
+            failed.append(name)
+    return failed
 
 
 if __name__ == "__main__":

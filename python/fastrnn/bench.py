@@ -12,7 +12,9 @@ Prints a table of milliseconds, GFLOP/s (forward FLOPs = 2*T*B*G*H*(I+H); forwar
 (``--json``) and a PNG chart (``--png``, needs matplotlib). On ``--memory-shapes``
 (default S4), fastrnn and PyTorch also run each forward and forward+backward in a fresh process of
 their own, which reports its peak resident memory during two calls beyond what it held before
-them (the inputs and the model: Linux's VmHWM, reset first)."""
+them (the inputs and the model: Linux's VmHWM, reset first). ``--isa x86-64-v3 x86-64-v4`` (or
+``--isa all``) times fastrnn's kernels under each of those variants (FASTRNN_ISA, a process each)
+against the same peers' timings of the run, one table per variant."""
 
 from __future__ import annotations
 
@@ -239,6 +241,8 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
         torch.set_num_threads(threads)
     out: dict[str, Any] = {"peer": peer, "threads": threads, "results": []}
+    if peer.startswith("fastrnn"):
+        out["isa"] = fastrnn.build_info()["isa"]
     if spec.get("peak"):
         out["gemm_peak"] = _gemm_peak(spec["repeat"])
         # OpenBLAS's threads keep spinning for a while after a multi-threaded GEMM, and a
@@ -257,7 +261,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
             continue
         secs = _time(fn, spec["repeat"], spec["budget"])
         out["results"].append({**case, "ms": secs * 1e3})
-    if spec.get("peak") and not spec.get("memory"):
+    if spec.get("overhead") and not spec.get("memory"):
         out["overhead_us"] = _overhead(sorted({c["cell"] for c in spec["cases"]}))
     return out
 
@@ -293,6 +297,8 @@ def _spawn(spec: dict[str, Any]) -> dict[str, Any]:
     n = str(spec["threads"])
     env.update({"OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n,
                 "FASTRNN_BENCH_THREADS": n})  # fmt: skip
+    if spec.get("isa"):
+        env["FASTRNN_ISA"] = spec["isa"]
     proc = subprocess.run(
         [sys.executable, "-m", "fastrnn.bench", "--worker", json.dumps(spec)],
         capture_output=True, text=True, env=env, check=False,
@@ -331,6 +337,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         report["machine"]["fastrnn"] = fastrnn.build_info()
     except ImportError:  # pragma: no cover
         pass
+    isas = _isas(args.isa)
+    report["isas"] = isas
     for threads in args.threads:
         for peer in peers:
             pcases = cases if peer != "reference" else [c for c in cases if c["shape_name"] in
@@ -339,10 +347,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 pcases = [c for c in cases if c["passes"] == "train-step"]
             if not pcases:
                 continue
-            print(f"  timing {peer} with {threads} thread(s) ...", file=sys.stderr, flush=True)
-            spec = {"peer": peer, "threads": threads, "cases": pcases, "repeat": args.repeat,
-                    "budget": args.budget, "peak": peer == "fastrnn"}  # fmt: skip
-            report["runs"].append(_spawn(spec))
+            # fastrnn's kernels under each variant asked for (None: the default choice)
+            for i, isa in enumerate(isas if peer == "fastrnn" else [None]):
+                what = f"{peer} ({isa})" if isa else peer
+                print(f"  timing {what} with {threads} thread(s) ...", file=sys.stderr, flush=True)
+                spec = {"peer": peer, "threads": threads, "cases": pcases, "repeat": args.repeat,
+                        "budget": args.budget, "peak": peer == "fastrnn" and i == 0,
+                        "overhead": peer == "fastrnn", "isa": isa}  # fmt: skip
+                report["runs"].append(_spawn(spec))
     mem_peers = [p for p in ("fastrnn", "torch") if p in peers]
     if args.memory_shapes and mem_peers:
         print("  peak memory, one process per case ...", file=sys.stderr, flush=True)
@@ -358,6 +370,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def _isas(wanted: list[str] | None) -> list[str | None]:
+    """The variants to time fastrnn under: None (the default choice) unless --isa names some;
+    "all" means every variant this CPU runs. An unknown one is an error here, before timing."""
+    if not wanted:
+        return [None]
+    import fastrnn
+
+    info = fastrnn.build_info()
+    names = info["isa_available"] if wanted == ["all"] else wanted
+    for n in names:
+        if n not in info["isa_available"]:
+            raise SystemExit(f"--isa: {n!r} is not a variant this CPU runs; choose from "
+                             f"{', '.join(info['isa_available'])} (or all)")  # fmt: skip
+    return list(names)
+
+
 def _ms(v: float, width: int) -> str:
     """Milliseconds with 2 decimals, 3 under 1 ms (S5's calls take tens of microseconds)."""
     return f"{v:>{width}.{2 if v >= 1 else 3}f}"
@@ -367,9 +395,12 @@ def table(report: dict[str, Any]) -> str:
     runs = report["runs"]
     peak = {r["threads"]: r["gemm_peak"] for r in runs if "gemm_peak" in r}
     ms: dict[tuple[Any, ...], float] = {}
+    isas: list[str | None] = report.get("isas", [None])
     for r in runs:
+        # fastrnn's runs under --isa variants are kept apart: ("fastrnn", isa)
+        peer = (r["peer"], r.get("isa")) if r["peer"] == "fastrnn" and isas != [None] else r["peer"]
         for c in r["results"]:
-            ms[(r["peer"], r["threads"], c["shape_name"], c["cell"], c["passes"])] = c["ms"]
+            ms[(peer, r["threads"], c["shape_name"], c["cell"], c["passes"])] = c["ms"]
     others = [p for p in report["peers"] if p not in ("fastrnn", "fastrnn.torch")]
     head = (
         f"{'shape':<5} {'cell':<5} {'pass':<8} {'thr':>3} {'fastrnn ms':>10} {'GFLOP/s':>8} "
@@ -377,27 +408,32 @@ def table(report: dict[str, Any]) -> str:
     )
     for p in others:
         head += f" {p + ' ms':>13} {'x':>6}"
-    lines = [head, "-" * len(head)]
-    keys = sorted({k[1:] for k in ms if k[0] == "fastrnn"},
-                  key=lambda k: (k[1], k[2], k[3], k[0]))  # fmt: skip
-    for threads, shape, cell, passes in keys:
-        t = ms[("fastrnn", threads, shape, cell, passes)]
-        gf = flops(cell, SHAPES[shape], passes) / t / 1e6
-        row = (f"{shape:<5} {cell:<5} {'fwd' if passes == 'forward' else 'fwd+bwd':<8} "
-               f"{threads:>3} {_ms(t, 10)} {gf:>8.1f} "
-               f"{100 * gf / peak[threads]:>5.0f}%")  # fmt: skip
-        for p in others:
-            o = ms.get((p, threads, shape, cell, passes))
-            row += f" {_ms(o, 13)} {o / t:>5.2f}x" if o else f" {'-':>13} {'':>6}"
-        lines.append(row)
+    lines: list[str] = []
+    for isa in isas:
+        me: Any = "fastrnn" if isa is None else ("fastrnn", isa)
+        if isa is not None:
+            lines += ([""] if lines else []) + [f"fastrnn kernel variant {isa}:"]
+        lines += [head, "-" * len(head)]
+        keys = sorted({k[1:] for k in ms if k[0] == me},
+                      key=lambda k: (k[1], k[2], k[3], k[0]))  # fmt: skip
+        for threads, shape, cell, passes in keys:
+            t = ms[(me, threads, shape, cell, passes)]
+            gf = flops(cell, SHAPES[shape], passes) / t / 1e6
+            row = (f"{shape:<5} {cell:<5} {'fwd' if passes == 'forward' else 'fwd+bwd':<8} "
+                   f"{threads:>3} {_ms(t, 10)} {gf:>8.1f} "
+                   f"{100 * gf / peak[threads]:>5.0f}%")  # fmt: skip
+            for p in others:
+                o = ms.get((p, threads, shape, cell, passes))
+                row += f" {_ms(o, 13)} {o / t:>5.2f}x" if o else f" {'-':>13} {'':>6}"
+            lines.append(row)
     lines.append("")
     peaks = ", ".join(f"{v:.0f} GFLOP/s at {k} thread(s)" for k, v in sorted(peak.items()))
     lines.append(f"float32 GEMM peak (NumPy 2048^3, same run): {peaks}")
-    overhead = [(r["threads"], r["overhead_us"]) for r in runs if "overhead_us" in r]
-    for threads, us in sorted(overhead, key=lambda o: o[0]):
+    overhead = [(r["threads"], r.get("isa"), r["overhead_us"]) for r in runs if "overhead_us" in r]
+    for threads, isa, us in sorted(overhead, key=lambda o: o[0]):
         calls = ", ".join(f"{cell.upper()} {v:.1f}" for cell, v in us.items())
-        lines.append(f"fastrnn layer forward call, T = B = 1, I = H = 32, {threads} thread(s), "
-                     f"median µs: {calls}")  # fmt: skip
+        lines.append(f"fastrnn layer forward call ({isa}), T = B = 1, I = H = 32, {threads} "
+                     f"thread(s), median µs: {calls}")  # fmt: skip
     steps = sorted({k[1:4] for k in ms if k[0] == "fastrnn.torch"},
                    key=lambda k: (k[1], k[2], k[0]))  # fmt: skip
     if steps:
@@ -439,8 +475,10 @@ def chart(report: dict[str, Any], path: str) -> None:
     runs = report["runs"]
     labels = []
     series = {p: [] for p in report["peers"] if p != "fastrnn.torch"}  # type: ignore[var-annotated]
+    first = report.get("isas", [None])[0]  # with --isa: the first variant's timings
     base = {(r["threads"], c["shape_name"], c["cell"], c["passes"]): c["ms"]
-            for r in runs if r["peer"] == "fastrnn" for c in r["results"]}  # fmt: skip
+            for r in runs if r["peer"] == "fastrnn" and first in (None, r.get("isa"))
+            for c in r["results"]}  # fmt: skip
     for key in sorted(base, key=lambda k: (k[1], k[2], k[3], k[0])):
         labels.append(f"{key[1]} {key[2]} {'fwd' if key[3] == 'forward' else 'f+b'} {key[0]}t")
         for p in series:
@@ -482,6 +520,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_false",
         help="skip the rows of a whole PyTorch training step (torch.nn vs fastrnn.torch)",
     )
+    ap.add_argument("--isa", nargs="+", metavar="VARIANT",
+                    help="time fastrnn under these kernel variants (FASTRNN_ISA), or 'all' "
+                    "(default: the one chosen at import)")  # fmt: skip
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--png", help="draw a chart here (needs matplotlib)")
     args = ap.parse_args(argv)
