@@ -206,7 +206,7 @@ def _case(peer: str, cell: str, shape: tuple[int, ...], passes: str, states: boo
         feeds = {"X": x}
         if h0 is not None:
             feeds["initial_h"] = h0
-            if cell == "lstm":
+            if cell == "lstm" and c0 is not None:
                 feeds["initial_c"] = c0
         return lambda: sess.run(None, feeds)
     if peer == "reference":
