@@ -27,6 +27,11 @@
 // I = H = 512, one thread: 1.29 ms packed, 0.32 direct). Over more steps packing pays (LSTM
 // forward, B = 1, I, H = 128, 256, one thread: T = 8 0.19 ms packed, 0.25 direct; T = 200 3.2 ms,
 // 3.9).
+//
+// A packed product of fewer rows of `in` than the kernel's nr (a batch of 1 to 3 over many steps)
+// does not call gebp_kernel, whose loop for a single column keeps three accumulators and waits on
+// each multiply-add's latency: few_rows runs the same arithmetic on the same packed weights, bit
+// for bit, with twelve independent accumulators.
 #pragma once
 
 #include "fastrnn/isa_namespace.hpp"  // first: only kernel units compile this
@@ -67,6 +72,11 @@ EIGEN_STRONG_INLINE S madd(S a, S b, S c) {
   return a * b + c;
 #endif
 }
+
+/// The packet size of the left-hand side panels of Eigen's gebp kernel for S on this target.
+template <class S>
+inline constexpr index_t kLhsPacket = Eigen::internal::unpacket_traits<
+    typename Eigen::internal::gebp_traits<S, S>::LhsPacket4Packing>::size;
 
 /// A hint to fetch the cache line at p (nothing where the compiler has no such builtin).
 EIGEN_STRONG_INLINE void prefetch(const void* p) {
@@ -290,6 +300,10 @@ class PackedGemm {
       }
       return;
     }
+    if (n < Traits::nr && whole_packets(s0, s1)) {  // batch 1-3: gebp's one-column path
+      few_rows(s0, s1, target, in, ldi, n);
+      return;
+    }
     S* rhs = rhs_.data() + part * rhs_size_;
     Eigen::internal::gemm_pack_rhs<S, index_t, RhsMap, Traits::nr, Eigen::ColMajor> pack;
     Eigen::internal::gebp_kernel<S, S, index_t, ResMap, Traits::mr, Traits::nr, false, false> gebp;
@@ -450,6 +464,92 @@ class PackedGemm {
     });
   }
 
+  /// An output packet of a product with fewer rows of `in` than the kernel's nr: the packed
+  /// weights of its rows advance by `step` scalars per k, its sums go to `out`.
+  struct Chain {
+    const S* a;
+    index_t step;
+    S* out;
+  };
+
+  /// True when every segment of [s0, s1) has whole SIMD packets of rows (then its packed panels
+  /// are mr rows, then one of the rest: the layout pack_lhs_by_rows describes).
+  bool whole_packets(index_t s0, index_t s1) const {
+    constexpr index_t P = kLhsPacket<S>;
+    for (index_t si = s0; si < s1; ++si) {
+      if (seg_rows_[static_cast<size_t>(si)] % P != 0) return false;
+    }
+    return true;
+  }
+
+  /// G chains over one depth block: acc = sum over k of a[k * step] * x[k], one fused
+  /// multiply-add per k in order from zero, then out += acc -- gebp_kernel's arithmetic for a
+  /// single column of the right-hand side, bit for bit, with G independent chains instead of
+  /// gebp's three (its "3pX1" loop waits on the latency of each multiply-add: half the speed
+  /// or less for a batch of one).
+  template <int G>
+  static void run_chains(const Chain* c, const S* x, index_t depth) {
+    using namespace Eigen::internal;
+    Packet acc[G];
+    for (int g = 0; g < G; ++g) acc[g] = pset1<Packet>(S(0));
+    for (index_t k = 0; k < depth; ++k) {
+      const Packet b = pset1<Packet>(x[k]);
+      for (int g = 0; g < G; ++g) acc[g] = pmadd(ploadu<Packet>(c[g].a + k * c[g].step), b, acc[g]);
+    }
+    for (int g = 0; g < G; ++g) pstoreu(c[g].out, padd(acc[g], ploadu<Packet>(c[g].out)));
+  }
+
+  /// The packed product for n < nr rows of `in` (a batch of 1 to 3): for each row of `in` and
+  /// depth block, the output packets of segments [s0, s1) in chains of kChains (see run_chains).
+  /// Every output packet is computed as gebp computes it, so the results are those of the gebp
+  /// path and do not depend on the grouping or the thread count.
+  template <class TargetOf>
+  void few_rows(index_t s0, index_t s1, const TargetOf& target, const S* in, index_t ldi,
+                index_t n) const {
+    constexpr index_t P = kLhsPacket<S>;
+    constexpr index_t kMr = Eigen::internal::gebp_traits<S, S>::mr;
+    constexpr int kChains = 12;  // 12 accumulators: with AVX2's 16 registers, room for the rest
+    for (index_t si = s0; si < s1; ++si) {
+      const auto [o, ld, acc, bs, shift] = target(si);
+      if (!acc) init_cols(o, ld, n, si, bs, shift);
+    }
+    Chain chain[kChains];
+    int got = 0;
+    const S* x = nullptr;
+    index_t depth = 0;
+    auto flush = [&] {
+      int g = 0;
+      for (; g + kChains <= got; g += kChains) run_chains<kChains>(chain + g, x, depth);
+      for (; g + 4 <= got; g += 4) run_chains<4>(chain + g, x, depth);
+      for (; g < got; ++g) run_chains<1>(chain + g, x, depth);
+      got = 0;
+    };
+    for (index_t c = 0; c < n; ++c) {
+      for (index_t kb = 0; kb < depth_blocks_; ++kb) {
+        x = in + c * ldi + kb * kDepthBlock;
+        depth = depth_of(kb);
+        for (index_t si = s0; si < s1; ++si) {
+          const index_t r0 = seg_row_[static_cast<size_t>(si)];
+          const index_t rows = seg_rows_[static_cast<size_t>(si)];
+          const auto [o, ld, acc, bs, shift] = target(si);
+          (void)acc;
+          (void)bs;
+          const S* a = packed_.data() + seg_[static_cast<size_t>(si * depth_blocks_ + kb)];
+          S* out = o + c * ld + (r0 - shift);
+          for (index_t p0 = 0; p0 < rows;) {  // panels of mr rows, then one of the rest
+            const index_t w = std::min(kMr, rows - p0);
+            for (index_t q = 0; q < w; q += P) {
+              chain[got++] = Chain{a + p0 * depth + q, w, out + p0 + q};
+              if (got == kChains) flush();
+            }
+            p0 += w;
+          }
+        }
+        flush();
+      }
+    }
+  }
+
   int pick_threads(index_t work) const {
     if (work < kParallelMinWork) return 1;
     return static_cast<int>(std::min<index_t>(num_threads(), blocks_));
@@ -519,11 +619,6 @@ void pack_rhs_by_rows(S* dst, const S* a, index_t lda, index_t depth, index_t co
     }
   }
 }
-
-/// The packet size of the left-hand side panels of Eigen's gebp kernel for S on this target.
-template <class S>
-inline constexpr index_t kLhsPacket = Eigen::internal::unpacket_traits<
-    typename Eigen::internal::gebp_traits<S, S>::LhsPacket4Packing>::size;
 
 /// Packs rows [0, depth) x columns [0, cols) of the row-major matrix a (leading dimension lda),
 /// cols a multiple of the packet size P (kLhsPacket), as the left-hand side of Eigen's gebp
