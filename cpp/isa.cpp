@@ -204,7 +204,13 @@ const KernelTable& kernels() {
   t = g_active.load(std::memory_order_relaxed);
   if (!t) {
     const char* env = std::getenv("FASTRNN_ISA");
-    t = choose(env ? env : "", "FASTRNN_ISA");
+    std::string name = env ? env : "";
+    const char* space = " \t\r\n";  // surrounding white space is not part of the name
+    const auto first = name.find_first_not_of(space);
+    name = first == std::string::npos
+               ? ""
+               : name.substr(first, name.find_last_not_of(space) - first + 1);
+    t = choose(name, "FASTRNN_ISA");
     g_active.store(t, std::memory_order_release);
   }
   return *t;

@@ -25,8 +25,12 @@ SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "emulated_cpus.sh"
     not (sys.platform.startswith("linux") and platform.machine() == "x86_64"),
     reason="emulates x86-64 CPUs with qemu-user on x86-64 Linux",
 )
-@pytest.mark.skipif(shutil.which("qemu-x86_64") is None, reason="needs qemu-x86_64 (qemu-user)")
+@pytest.mark.skipif(
+    shutil.which("qemu-x86_64") is None and not os.environ.get("FASTRNN_REQUIRE_QEMU"),
+    reason="needs qemu-x86_64 (qemu-user); FASTRNN_REQUIRE_QEMU=1 makes its absence a failure",
+)
 def test_emulated_cpus() -> None:
+    assert shutil.which("qemu-x86_64"), "FASTRNN_REQUIRE_QEMU is set but qemu-x86_64 is missing"
     r = subprocess.run(
         ["bash", str(SCRIPT)],
         env={**os.environ, "PYTHON": sys.executable},

@@ -75,6 +75,12 @@ def test_fastrnn_isa_selects_a_variant(isa: str) -> None:
     assert out.stdout.split() == [isa]
 
 
+def test_fastrnn_isa_ignores_surrounding_white_space() -> None:
+    isa = INFO["isa_available"][0]
+    out = _run("import fastrnn; print(fastrnn.build_info()['isa'])", f" {isa}\n", check=True)
+    assert out.stdout.split() == [isa]
+
+
 def test_empty_fastrnn_isa_means_the_best() -> None:
     out = _run("import fastrnn; print(fastrnn.build_info()['isa'])", "", check=True)
     assert out.stdout.split() == [INFO["isa_available"][-1]]

@@ -1,8 +1,11 @@
 // CPU features, for choosing a kernel variant at run time (internal to the core).
 //
 // A variant states what it needs by what its compiler was allowed to use: its table unit
-// (cpp/kernels/table.cpp) reads the compiler's predefined macros (__AVX2__, __FMA__, __AVX512F__,
-// ...), so an -march level, -march=native or any other flag set states its own requirements. cpu_features() asks the CPU (CPUID) and the OS (XGETBV: the OS saves the
+// (cpp/kernels/table.cpp) reads the compiler's predefined macros for the features below
+// (__AVX2__, __FMA__, __AVX512F__, ...). That covers the variants of a dispatch build exactly. A
+// single-variant build with -march=native or another -march may use more (AVX512_VBMI, AMX, SVE,
+// ...) than these bits say: it is meant for the machine it was built on, and is checked only for
+// the features listed here. cpu_features() asks the CPU (CPUID) and the OS (XGETBV: the OS saves the
 // YMM / ZMM registers on a context switch; macOS enables AVX-512 state on first use, so there
 // sysctl answers). A variant runs only where (needs & cpu_features()) == needs.
 #pragma once

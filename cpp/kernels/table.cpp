@@ -122,8 +122,10 @@ constexpr Kernels<S> kernels_of() {
 }  // namespace fastrnn::detail
 
 /// The table's symbol, fastrnn_kernels_<namespace>: declared by the code compiled once through
-/// the list of variants CMake generates (isa_list.hpp).
-extern "C" constexpr fastrnn::detail::KernelTable FASTRNN_CAT(fastrnn_kernels_, FASTRNN_ISA_NS) = {
+/// the list of variants CMake generates (isa_list.hpp). Its initialiser is a constant expression,
+/// so it is initialised statically, with no code run at load time. (`const`, not `constexpr`:
+/// MSVC gives an extern constexpr variable internal linkage unless /Zc:externConstexpr.)
+extern "C" const fastrnn::detail::KernelTable FASTRNN_CAT(fastrnn_kernels_, FASTRNN_ISA_NS) = {
     FASTRNN_ISA_NAME,
     fastrnn::detail::compiled_features(),
     &fastrnn::detail::simd_in_use,
