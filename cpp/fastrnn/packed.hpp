@@ -509,6 +509,8 @@ class PackedGemm {
     constexpr index_t P = kLhsPacket<S>;
     constexpr index_t kMr = Eigen::internal::gebp_traits<S, S>::mr;
     constexpr int kChains = 12;  // 12 accumulators: with AVX2's 16 registers, room for the rest
+    static_assert(Eigen::internal::unpacket_traits<Packet>::size == P,
+                  "run_chains loads the packed panels in packets of the kernel's lhs packet");
     for (index_t si = s0; si < s1; ++si) {
       const auto [o, ld, acc, bs, shift] = target(si);
       if (!acc) init_cols(o, ld, n, si, bs, shift);
