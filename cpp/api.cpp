@@ -11,7 +11,7 @@ namespace fastrnn {
 namespace detail {
 namespace {
 
-inline void check_dims(CellKind cell, const Dims& d) {
+void check_dims(CellKind cell, const Dims& d) {
   if (d.T < 0 || d.B < 0) throw std::invalid_argument("dims: T and B must be >= 0");
   if (d.I < 1 || d.H < 1) throw std::invalid_argument("dims: I and H must be >= 1");
   if (d.L < 1) throw std::invalid_argument("num_layers: must be >= 1");
@@ -24,7 +24,7 @@ inline void check_dims(CellKind cell, const Dims& d) {
   }
 }
 
-inline void require(const void* p, const char* name) {
+void require(const void* p, const char* name) {
   if (!p) throw std::invalid_argument(std::string(name) + ": required, got a null pointer");
 }
 
@@ -43,7 +43,6 @@ void check_weights(const Weights<S>* w, const Dims& d) {
     }
   }
 }
-
 
 }  // namespace
 }  // namespace detail

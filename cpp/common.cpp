@@ -94,7 +94,8 @@ class BlockCache {
  public:
   static constexpr size_t kMaxBytes = size_t{64} << 20;
 
-  /// A 64-byte aligned block of at least `bytes` (a multiple of 64); its usable size in `got`.
+  /// A 64-byte aligned block of at least `bytes` (a multiple of 64, alloc_block rounds up); its
+  /// usable size in `got`.
   void* take(size_t bytes, size_t& got) {
     {
       std::lock_guard<std::mutex> lock(m_);

@@ -37,9 +37,8 @@ py::array cached_array(index_t n) {
     void* p;
     size_t bytes;
   };
-  const size_t want = std::max<size_t>((sizeof(S) * static_cast<size_t>(n) + 63) / 64 * 64, 64);
   size_t got = 0;
-  void* p = alloc_block(want, got);
+  void* p = alloc_block(sizeof(S) * static_cast<size_t>(n), got);  // rounded up to 64 bytes there
   auto* blk = new (std::nothrow) Block{p, got};
   if (!blk) {
     free_block(p, got);

@@ -115,8 +115,7 @@ class AlignedBuffer {
   void reset(index_t n) {
     release();
     if (n <= 0) return;
-    const size_t bytes = (sizeof(S) * static_cast<size_t>(n) + 63) / 64 * 64;
-    p_ = static_cast<S*>(alloc_block(bytes, bytes_));
+    p_ = static_cast<S*>(alloc_block(sizeof(S) * static_cast<size_t>(n), bytes_));
   }
   S* data() { return p_; }
   const S* data() const { return p_; }
