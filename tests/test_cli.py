@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fastrnn import cli
+from fastrnn.tools import cli
 
 
 def run(*args: str, cwd: Path) -> str:

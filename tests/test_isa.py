@@ -117,7 +117,7 @@ def test_a_variant_this_cpu_cannot_run_is_an_import_error(isa: str | None) -> No
 @pytest.mark.parametrize("isa", INFO["isa_available"])
 def test_every_variant_agrees_with_the_reference(isa: str) -> None:
     """A quick check of every cell, float64 and float32, in each variant (the selfcheck's)."""
-    code = "import sys, fastrnn._selfcheck as s; sys.exit(s.main(['--no-timing']))"
+    code = "import sys, fastrnn.tools.selfcheck as s; sys.exit(s.main(['--no-timing']))"
     out = _run(code, isa)
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"kernel variant: {isa}" in out.stdout

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from fastrnn import _selfcheck
+from fastrnn.tools import selfcheck as _selfcheck
 
 
 def test_module_runs_and_reports_every_cell() -> None:

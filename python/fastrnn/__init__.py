@@ -6,9 +6,15 @@
   whose forward and backward run these kernels.
 * :mod:`fastrnn.functional`: the kernels as plain functions of arrays, for use as a backend.
 * :mod:`fastrnn.reference`: the same cells in readable NumPy, the oracle of the tests.
-* Training: :class:`Linear`, :class:`Embedding`, :mod:`fastrnn.losses`, :mod:`fastrnn.optim`
-  (SGD, Adam, clipping), :mod:`fastrnn.init`, :class:`SequenceModel`, :mod:`fastrnn.tasks`
-  (adding problem, copy memory), :mod:`fastrnn.text`; the ``fastrnn`` command (:mod:`fastrnn.cli`).
+* :mod:`fastrnn.spec`: :class:`StackSpec`, the contract of a recurrent stack (parameter names and
+  shapes, state, mask and workspace shapes, every argument rule), stated once.
+* Interop: :mod:`fastrnn.convert` (Keras, the course notes' GRU), :mod:`fastrnn.onnx`,
+  :mod:`fastrnn.torch`.
+* :mod:`fastrnn.training`, the training kit: :class:`Linear`, :class:`Embedding`, losses, optim
+  (SGD, Adam, clipping), init, :class:`SequenceModel`, tasks (adding problem, copy memory), text;
+  its modules are also ``fastrnn.losses``, ``fastrnn.optim``, ``fastrnn.init``, ``fastrnn.tasks``,
+  ``fastrnn.text``.
+* :mod:`fastrnn.tools`: the ``fastrnn`` command, the peer benchmark, the self-check.
 """
 
 from __future__ import annotations
@@ -24,13 +30,18 @@ from typing import Any
 if "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ:
     os.environ["GOMP_SPINCOUNT"] = "300000"
 
-from . import functional, init, losses, optim, reference, tasks, text
-from ._core import __version__ as _core_version
-from .layers import GRU, LSTM, RNN
-from .model import SequenceModel
-from .nn import Embedding, Linear
+import sys
 
-__version__ = "0.1.0"
+from . import functional, reference, training
+from ._core import __version__
+from .layers import GRU, LSTM, RNN
+from .training import Embedding, Linear, SequenceModel, init, losses, model, nn, optim, tasks, text
+
+# the training kit's modules under their short names: `import fastrnn.optim` and
+# `from fastrnn.losses import ...` keep working
+for _m in (init, losses, model, nn, optim, tasks, text):
+    sys.modules.setdefault(f"{__name__}.{_m.__name__.rsplit('.', 1)[1]}", _m)
+del _m
 
 __all__ = [
     "GRU",
@@ -50,6 +61,7 @@ __all__ = [
     "set_num_threads",
     "tasks",
     "text",
+    "training",
 ]
 
 
@@ -91,5 +103,5 @@ def build_info() -> dict[str, Any]:
     from . import _core
 
     info: dict[str, Any] = dict(_core.build_info())
-    info["version"] = _core_version
+    info["version"] = __version__
     return info

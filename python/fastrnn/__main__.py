@@ -1,7 +1,7 @@
-"""``python -m fastrnn``: the ``fastrnn`` command (see :mod:`fastrnn.cli`)."""
+"""``python -m fastrnn``: the ``fastrnn`` command (see :mod:`fastrnn.tools.cli`)."""
 
 import sys
 
-from .cli import main
+from .tools.cli import main
 
 sys.exit(main())

@@ -22,8 +22,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from . import init, optim, tasks, text
-from .model import SequenceModel
+from ..training import init, optim, tasks, text
+from ..training.model import SequenceModel
 
 __all__ = ["Progress", "main"]
 
@@ -98,7 +98,7 @@ def _plot(path: str, what: str, draw: Any) -> None:
 
 def _set_threads(n: int | None) -> None:
     if n is not None:
-        from . import set_num_threads
+        from .. import set_num_threads
 
         set_num_threads(n)
 
@@ -334,9 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return bench.main(argv[1:])
     if argv and argv[0] == "selfcheck":
-        from . import _selfcheck
+        from . import selfcheck
 
-        return _selfcheck.main(argv[1:])
+        return selfcheck.main(argv[1:])
     ap = _parser()
     args = ap.parse_args(argv)
     if args.command is None:

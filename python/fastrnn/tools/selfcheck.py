@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, build_info
-from . import functional as F
-from . import reference as R
+from .. import __version__, build_info
+from .. import functional as F
+from .. import reference as R
 
 TOLERANCE = {np.float64: 1e-12, np.float32: 1e-5}
 LABELS = {

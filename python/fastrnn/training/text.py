@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .tasks import _int, _real
+from .._args import check_int, check_real
 
 __all__ = [
     "CharVocab",
@@ -88,7 +88,7 @@ def default_corpus(max_chars: int = 1_000_000) -> str:
     used instead; if even those are under 10,000 characters, RuntimeError is raised: pass a text
     file (``--text FILE``, :func:`load_text`).
     """
-    max_chars = _int("max_chars", max_chars, 1)
+    max_chars = check_int("max_chars", max_chars, 1)
     root = Path(sysconfig.get_paths()["stdlib"])
     parts: list[str] = []
     total = 0
@@ -117,7 +117,7 @@ def load_text(path: str | os.PathLike[str], max_chars: int | None = None) -> str
     """The text of a UTF-8 file (undecodable bytes become U+FFFD, line endings ``\\n``), at most
     ``max_chars`` characters of it. Raises ValueError for an empty file."""
     if max_chars is not None:
-        max_chars = _int("max_chars", max_chars, 1)
+        max_chars = check_int("max_chars", max_chars, 1)
     with open(path, encoding="utf-8", errors="replace") as f:
         text = f.read(max_chars)
     if not text:
@@ -244,9 +244,9 @@ def _ids(ids: ArrayLike) -> IntArray:
 
 def num_stream_batches(n_ids: int, batch_size: int, seq_len: int) -> int:
     """The number of batches :func:`stream_batches` yields for ``n_ids`` ids."""
-    n_ids = _int("n_ids", n_ids, 0)
-    batch_size = _int("batch_size", batch_size, 1)
-    seq_len = _int("seq_len", seq_len, 1)
+    n_ids = check_int("n_ids", n_ids, 0)
+    batch_size = check_int("batch_size", batch_size, 1)
+    seq_len = check_int("seq_len", seq_len, 1)
     return max(0, (n_ids // batch_size - 1) // seq_len)
 
 
@@ -264,8 +264,8 @@ def stream_batches(
     the call, not at the first iteration.
     """
     a = _ids(ids)
-    batch_size = _int("batch_size", batch_size, 1)
-    seq_len = _int("seq_len", seq_len, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
+    seq_len = check_int("seq_len", seq_len, 1)
     count = num_stream_batches(a.size, batch_size, seq_len)
     length = a.size // batch_size
     streams = np.ascontiguousarray(a[: batch_size * length].reshape(batch_size, length).T)
@@ -287,8 +287,8 @@ def random_windows(
     ``rng`` is a ``numpy.random.Generator`` (``np.random.default_rng(seed)``), advanced by the call.
     """
     a = _ids(ids)
-    batch_size = _int("batch_size", batch_size, 1)
-    seq_len = _int("seq_len", seq_len, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
+    seq_len = check_int("seq_len", seq_len, 1)
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng: expected a numpy.random.Generator, got {type(rng).__name__}")
     if a.size < seq_len + 1:
@@ -308,7 +308,7 @@ def sample_index(logits: ArrayLike, temperature: float, rng: np.random.Generator
     z = np.asarray(logits, dtype=np.float64)
     if z.ndim != 1 or z.size == 0:
         raise ValueError(f"logits: expected a non-empty 1-d array, got shape {z.shape}")
-    temperature = _real("temperature", temperature)
+    temperature = check_real("temperature", temperature)
     if temperature < 0:
         raise ValueError(f"temperature: must be >= 0, got {temperature}")
     top = z.max()
@@ -330,7 +330,7 @@ def train_test_split(ids: ArrayLike, test_fraction: float = 0.1) -> tuple[IntArr
     text is unseen text, as it would be for a held-out document.
     """
     a = _ids(ids)
-    f = _real("test_fraction", test_fraction)
+    f = check_real("test_fraction", test_fraction)
     if not 0 < f < 1:
         raise ValueError(f"test_fraction: must be in (0, 1), got {f}")
     n_test = round(a.size * f)

@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ..layers import GRU, LSTM, RNN, _RNNBase
 from . import losses, optim
-from .layers import GRU, LSTM, RNN, _RNNBase
 from .nn import Embedding, Linear
 
 __all__ = ["SequenceModel", "StepResult"]

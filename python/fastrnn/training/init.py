@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from .layers import LSTM, _RNNBase
+from ..layers import LSTM, _RNNBase
 
 __all__ = [
     "SCHEMES",

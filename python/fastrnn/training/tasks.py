@@ -14,11 +14,12 @@ model must beat to show that it carries information across ``T`` steps:
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
+
+from .._args import as_rng, check_int, check_real, float_dtype
 
 __all__ = [
     "adding_baseline_mse",
@@ -31,33 +32,8 @@ FloatArray = NDArray[np.floating[Any]]
 IntArray = NDArray[np.int64]
 
 
-def _int(name: str, v: Any, minimum: int) -> int:
-    """``v`` as an int >= ``minimum``; bools and non-integers are rejected."""
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
-    if v < minimum:
-        raise ValueError(f"{name}: must be >= {minimum}, got {v}")
-    return int(v)
-
-
-def _real(name: str, v: Any) -> float:
-    """``v`` as a finite float; bools and non-numbers are rejected."""
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{name}: expected a real number, got {type(v).__name__}")
-    if not math.isfinite(v):
-        raise ValueError(f"{name}: must be finite, got {v}")
-    return float(v)
-
-
-def _as_rng(seed: int | np.random.Generator | None) -> np.random.Generator:
-    """A Generator from an int seed >= 0, a Generator (used as is) or None (fresh entropy)."""
-    if seed is None or isinstance(seed, np.random.Generator):
-        return np.random.default_rng(seed)
-    return np.random.default_rng(_int("seed", seed, 0))
-
-
 def _interval(low: Any, high: Any) -> tuple[float, float]:
-    lo, hi = _real("low", low), _real("high", high)
+    lo, hi = check_real("low", low), check_real("high", high)
     if not lo < hi:
         raise ValueError(f"high: must be greater than low, got low={lo}, high={hi}")
     return lo, hi
@@ -81,16 +57,11 @@ def adding_problem(
     two marked values. ``seed`` is an int, a ``numpy.random.Generator`` (advanced by the call) or
     None; the same int seed gives the same data.
     """
-    n = _int("n", n, 1)
-    T = _int("T", T, 2)
+    n = check_int("n", n, 1)
+    T = check_int("T", T, 2)
     lo, hi = _interval(low, high)
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}") from None
-    if dt not in (np.float32, np.float64):
-        raise TypeError(f"dtype: expected float32 or float64, got {dt}")
-    rng = _as_rng(seed)
+    dt = float_dtype("dtype", dtype)
+    rng = as_rng(seed)
 
     values = rng.uniform(lo, hi, (T, n)).astype(dt)
     # rounding to float32 can reach `high`: keep the interval half-open
@@ -138,11 +109,11 @@ def copy_memory(
 
     ``seed`` is as in :func:`adding_problem`.
     """
-    n = _int("n", n, 1)
-    T = _int("T", T, 1)
-    num_symbols = _int("num_symbols", num_symbols, 1)
-    copy_len = _int("copy_len", copy_len, 1)
-    rng = _as_rng(seed)
+    n = check_int("n", n, 1)
+    T = check_int("T", T, 1)
+    num_symbols = check_int("num_symbols", num_symbols, 1)
+    copy_len = check_int("copy_len", copy_len, 1)
+    rng = as_rng(seed)
 
     symbols = rng.integers(1, num_symbols + 1, (copy_len, n), dtype=np.int64)
     x = np.zeros((T + 2 * copy_len, n), dtype=np.int64)
@@ -160,7 +131,7 @@ def copy_memory_baseline(T: int, num_symbols: int = 8, copy_len: int = 10) -> fl
     uniform guess over the ``num_symbols`` symbols: ``copy_len * log(num_symbols) / (T +
     2*copy_len)``. A model below it remembers something of the symbols.
     """
-    T = _int("T", T, 1)
-    num_symbols = _int("num_symbols", num_symbols, 1)
-    copy_len = _int("copy_len", copy_len, 1)
+    T = check_int("T", T, 1)
+    num_symbols = check_int("num_symbols", num_symbols, 1)
+    copy_len = check_int("copy_len", copy_len, 1)
     return copy_len * math.log(num_symbols) / (T + 2 * copy_len)

@@ -1,0 +1,67 @@
+"""The argument rules shared by every public function: one place for each rule and its message.
+
+Each checker takes the argument's public name first, so that its error names it
+(``"hidden_size: must be >= 1, got 0"``). Bools are never accepted as numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+from numpy.typing import DTypeLike
+
+__all__ = ["as_rng", "check_int", "check_real", "float_dtype", "to_numpy"]
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_int(name: str, v: Any, minimum: int | None = None) -> int:
+    """``v`` as an int (>= ``minimum`` if given); bools and non-integers are a TypeError."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
+    if minimum is not None and v < minimum:
+        raise ValueError(f"{name}: must be >= {minimum}, got {v}")
+    return int(v)
+
+
+def check_real(name: str, v: Any, low: float | None = None, high: float | None = None) -> float:
+    """``v`` as a finite float in ``[low, high]`` (each bound if given); bools and non-numbers are
+    a TypeError, values outside a ValueError."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {type(v).__name__}")
+    if not math.isfinite(v):
+        raise ValueError(f"{name}: must be finite, got {v}")
+    if low is not None and v < low:
+        raise ValueError(f"{name}: must be >= {low:g}, got {v}")
+    if high is not None and v > high:
+        raise ValueError(f"{name}: must be <= {high:g}, got {v}")
+    return float(v)
+
+
+def float_dtype(name: str, dtype: DTypeLike) -> np.dtype[Any]:
+    """``dtype`` as float32 or float64; anything else is a TypeError naming ``name``."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{name}: expected float32 or float64, got {dtype!r}") from None
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected float32 or float64, got {dt}")
+    return dt
+
+
+def as_rng(seed: int | np.random.Generator | None) -> np.random.Generator:
+    """A Generator from an int seed >= 0, a Generator (used as is) or None (fresh entropy)."""
+    if seed is None or isinstance(seed, np.random.Generator):
+        return np.random.default_rng(seed)
+    return np.random.default_rng(check_int("seed", seed, 0))
+
+
+def to_numpy(v: Any) -> Any:
+    """A torch tensor (detached, on CPU) as a NumPy array, without importing torch; anything
+    else unchanged."""
+    if hasattr(v, "detach") and hasattr(v, "cpu"):
+        return v.detach().cpu().numpy()
+    return v

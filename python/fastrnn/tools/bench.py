@@ -1,0 +1,543 @@
+"""``python -m fastrnn.bench``: fastrnn against PyTorch, ONNX Runtime and the NumPy reference.
+
+In one run, on the standard shapes (S5: one step of batch 1 from a given state, as a generation
+loop calls the layer), at each thread count, every peer (where installed) is timed in a process
+of its own with that many threads (fastrnn.set_num_threads, torch.set_num_threads, ORT
+intra_op_num_threads, OpenBLAS for NumPy): forward (inference) and forward+backward (a training
+step, the input gradient included; not ONNX Runtime); the median of at least --repeat runs, and
+of 0.25 s of runs for short calls. The same run times the machine's float32 GEMM (NumPy's,
+2048^3) as the peak to compare with, and a fastrnn layer's forward call on T = B = 1, H = 32.
+Prints a table of milliseconds, GFLOP/s (forward FLOPs = 2*T*B*G*H*(I+H); forward+backward =
+3x), the fraction of the GEMM peak and fastrnn's speed-up over each peer; writes JSON
+(``--json``) and a PNG chart (``--png``, needs matplotlib). On ``--memory-shapes``
+(default S4), fastrnn and PyTorch also run each forward and forward+backward in a fresh process of
+their own, which reports its peak resident memory during two calls beyond what it held before
+them (the inputs and the model: Linux's VmHWM, reset first). ``--isa x86-64-v3 x86-64-v4`` (or
+``--isa all``) times fastrnn's kernels under each of those variants (FASTRNN_ISA, a process each)
+against the same peers' timings of the run, one table per variant."""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+SHAPES = {  # T, B, I, H
+    "S1": (100, 64, 256, 256),
+    "S2": (100, 32, 512, 512),
+    "S3": (200, 1, 128, 256),
+    "S4": (50, 128, 1024, 1024),
+    "S5": (1, 1, 256, 512),  # one step of one sequence: a generation loop's call
+}
+# shapes whose calls get initial states, for every peer: a generation loop carries the state from
+# step to step. Without them ONNX Runtime skips the first step's recurrent product (measured on
+# S5: RNN 18 µs without, 38 with), a saving no step of a generation loop gets but the first.
+WITH_STATES = ("S5",)
+CELLS = {"lstm": 4, "gru": 3, "rnn": 1}
+PEERS = ("fastrnn", "torch", "ort", "reference", "fastrnn.torch")
+PASSES = ("forward", "forward+backward", "train-step")
+
+
+def _train_step(peer: str, cell: str, shape: tuple[int, ...]) -> Any:
+    """One PyTorch training step (recurrent layer, Linear head on every step, MSE, Adam) with the
+    layer from torch.nn or from fastrnn.torch; everything else is the same torch code."""
+    import torch
+
+    mod: Any = torch.nn
+    if peer == "fastrnn.torch":
+        import fastrnn.torch as mod
+    T, B, I, H = shape
+    torch.manual_seed(0)
+    rnn = getattr(mod, {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[cell])(I, H)
+    head = torch.nn.Linear(H, 16)
+    opt = torch.optim.Adam([*rnn.parameters(), *head.parameters()], lr=1e-3)
+    x, target = torch.randn(T, B, I), torch.randn(T, B, 16)
+
+    def step() -> Any:
+        opt.zero_grad()
+        y, _ = rnn(x)
+        loss = torch.nn.functional.mse_loss(head(y), target)
+        loss.backward()  # type: ignore[no-untyped-call]
+        opt.step()
+        return loss
+
+    return step
+
+
+def flops(cell: str, shape: tuple[int, ...], passes: str) -> float:
+    T, B, I, H = shape
+    f = 2.0 * T * B * CELLS[cell] * H * (I + H)
+    return f if passes == "forward" else 3 * f
+
+
+# ------------------------------------------------------------------------------------ workers
+
+
+MIN_SECONDS = 0.25  # short calls run until this long, so that their median has many runs
+
+
+def _time(fn: Any, repeat: int, budget: float) -> float:
+    """Median seconds after one warm-up: of `repeat` runs, or more until MIN_SECONDS have passed
+    (short calls), stopping after about `budget` seconds (at least one run)."""
+    fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while not times or (
+        (elapsed := time.perf_counter() - start) < budget
+        and (len(times) < repeat or elapsed < MIN_SECONDS)
+    ):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _gemm_peak(repeat: int) -> float:
+    n = 2048
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    b = a.T.copy()
+    return 2.0 * n**3 / _time(lambda: a @ b, repeat, 3.0) / 1e9
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _peak_growth(fn: Any) -> float | None:
+    """MiB: the process's peak resident memory while fn runs twice, minus its resident memory
+    before (Linux only: the peak, VmHWM, is reset through /proc/self/clear_refs first)."""
+    gc.collect()
+    try:  # give the C library's free heap memory back first, so that it is not counted as held
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        before = _status_kib("VmRSS")
+    except (OSError, KeyError):
+        return None
+    fn()
+    fn()
+    return (_status_kib("VmHWM") - before) / 1024
+
+
+def _case(peer: str, cell: str, shape: tuple[int, ...], passes: str, states: bool = False) -> Any:
+    """A callable running one case for a peer, or None if the peer cannot run it. states: every
+    call gets initial states (h0, and c0 for LSTM), the same for every peer."""
+    if passes == "train-step":
+        return _train_step(peer, cell, shape) if peer in ("torch", "fastrnn.torch") else None
+    if peer == "fastrnn.torch":
+        return None
+    T, B, I, H = shape
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    dy = rng.standard_normal((T, B, H)).astype(np.float32)
+    h0 = c0 = None
+    if states:
+        h0, c0 = (np.tanh(rng.standard_normal((1, B, H))).astype(np.float32) for _ in range(2))
+    name = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[cell]
+    if peer == "fastrnn":
+        import fastrnn
+
+        m = getattr(fastrnn, name)(I, H, seed=0)
+        hx = None if h0 is None else (h0, c0) if cell == "lstm" else h0
+        if passes == "forward":
+            m.eval()
+            return lambda: m(x, hx)
+
+        def step() -> Any:
+            m(x, hx)
+            return m.backward(dy)
+
+        return step
+    if peer == "torch":
+        import torch
+
+        tm = getattr(torch.nn, name)(I, H)
+        xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
+        thx: Any = None
+        if h0 is not None:
+            ht, ct = torch.from_numpy(h0), torch.from_numpy(c0)
+            thx = (ht, ct) if cell == "lstm" else ht
+        if passes == "forward":
+
+            def fwd() -> Any:
+                with torch.inference_mode():
+                    return tm(xt, thx)
+
+            return fwd
+        xg = xt.clone().requires_grad_(True)
+
+        def tstep() -> Any:
+            xg.grad = None
+            y, _ = tm(xg, thx)
+            y.backward(dyt)
+            return xg.grad
+
+        return tstep
+    if peer == "ort":
+        if passes != "forward":
+            return None
+        import onnxruntime as ort  # type: ignore[import-untyped]
+
+        import fastrnn
+        from fastrnn import onnx as fonnx
+
+        model = fonnx.export(getattr(fastrnn, name)(I, H, seed=0), initial_states=states)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(os.environ["FASTRNN_BENCH_THREADS"])
+        opts.inter_op_num_threads = 1
+        sess = ort.InferenceSession(model.SerializeToString(), opts)
+        feeds = {"X": x}
+        if h0 is not None:
+            feeds["initial_h"] = h0
+            if cell == "lstm" and c0 is not None:
+                feeds["initial_c"] = c0
+        return lambda: sess.run(None, feeds)
+    if peer == "reference":
+        from fastrnn import reference as R
+
+        G = CELLS[cell]
+        k = 1 / np.sqrt(H)
+        params = [tuple(rng.uniform(-k, k, s).astype(np.float32) for s in
+                        ((G * H, I), (G * H, H), (G * H,), (G * H,)))]  # fmt: skip
+        rcell = {"lstm": "lstm", "gru": "gru", "rnn": "rnn_tanh"}[cell]
+        if passes == "forward":
+            return lambda: R.stack_forward(rcell, x, params, h0, c0 if cell == "lstm" else None)
+
+        def rstep() -> Any:
+            cache = R.stack_forward(rcell, x, params, h0, c0 if cell == "lstm" else None)[3]
+            return R.stack_backward(cache, dy)
+
+        return rstep
+    raise ValueError(peer)
+
+
+def worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Runs in its own process, with its thread count set through the environment."""
+    threads = spec["threads"]
+    peer = spec["peer"]
+    if peer.startswith("fastrnn"):
+        import fastrnn
+
+        fastrnn.set_num_threads(threads)
+    if peer in ("torch", "fastrnn.torch"):
+        import torch
+
+        torch.set_num_threads(threads)
+    out: dict[str, Any] = {"peer": peer, "threads": threads, "results": []}
+    if peer.startswith("fastrnn"):
+        out["isa"] = fastrnn.build_info()["isa"]
+    if spec.get("peak"):
+        out["gemm_peak"] = _gemm_peak(spec["repeat"])
+        # OpenBLAS's threads keep spinning for a while after a multi-threaded GEMM, and a
+        # fastrnn team timed then loses whole scheduler slices to them (measured: the next calls
+        # of a 0.1 ms, 2-thread forward took 8-16 ms each for ~80 ms): let them go to sleep
+        time.sleep(0.5)
+    for case in spec["cases"]:
+        states = case["shape_name"] in WITH_STATES
+        fn = _case(peer, case["cell"], tuple(case["shape"]), case["passes"], states)
+        if fn is None:
+            continue
+        if spec.get("memory"):
+            mib = _peak_growth(fn)
+            if mib is not None:
+                out["results"].append({**case, "peak_mib": mib})
+            continue
+        secs = _time(fn, spec["repeat"], spec["budget"])
+        out["results"].append({**case, "ms": secs * 1e3})
+    if spec.get("overhead") and not spec.get("memory"):
+        out["overhead_us"] = _overhead(sorted({c["cell"] for c in spec["cases"]}))
+    return out
+
+
+def _overhead(cells: list[str]) -> dict[str, float]:
+    """Microseconds per call of a fastrnn layer's forward on T = B = 1, I = H = 32 (median over
+    MIN_SECONDS of calls): what Python, the argument checks and the call itself cost."""
+    import fastrnn
+
+    x = np.zeros((1, 1, 32), np.float32)
+    out = {}
+    for cell in cells:
+        m = getattr(fastrnn, {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[cell])(32, 32, seed=0)
+        m.eval()
+        out[cell] = _time(lambda m=m: m(x), 1000, 2 * MIN_SECONDS) * 1e6
+    return out
+
+
+def _available(peer: str) -> bool:
+    mod = {"fastrnn": "fastrnn", "torch": "torch", "ort": "onnxruntime", "reference": "numpy",
+           "fastrnn.torch": "torch"}  # fmt: skip
+    try:
+        __import__(mod[peer])
+        if peer == "ort":
+            __import__("onnx")
+    except ImportError:
+        return False
+    return True
+
+
+def _spawn(spec: dict[str, Any]) -> dict[str, Any]:
+    env = dict(os.environ)
+    n = str(spec["threads"])
+    env.update({"OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n,
+                "FASTRNN_BENCH_THREADS": n})  # fmt: skip
+    if spec.get("isa"):
+        env["FASTRNN_ISA"] = spec["isa"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastrnn.tools.bench", "--worker", json.dumps(spec)],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"{spec['peer']} worker failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+# ------------------------------------------------------------------------------------ report
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    peers = [p for p in args.peers if _available(p)]
+    cases = [
+        {"shape_name": s, "shape": list(SHAPES[s]), "cell": c, "passes": p}
+        for s in args.shapes
+        for c in args.cells
+        for p in PASSES
+        if p != "train-step" or args.train_step
+    ]
+    report: dict[str, Any] = {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+        "peers": peers,
+        "threads": args.threads,
+        "runs": [],
+    }
+    try:
+        import fastrnn
+
+        report["machine"]["fastrnn"] = fastrnn.build_info()
+    except ImportError:  # pragma: no cover
+        pass
+    isas = _isas(args.isa)
+    report["isas"] = isas
+    for threads in args.threads:
+        for peer in peers:
+            pcases = cases if peer != "reference" else [c for c in cases if c["shape_name"] in
+                                                       args.reference_shapes]  # fmt: skip
+            if peer == "fastrnn.torch":
+                pcases = [c for c in cases if c["passes"] == "train-step"]
+            if not pcases:
+                continue
+            # fastrnn's kernels under each variant asked for (None: the default choice)
+            for i, isa in enumerate(isas if peer == "fastrnn" else [None]):
+                what = f"{peer} ({isa})" if isa else peer
+                print(f"  timing {what} with {threads} thread(s) ...", file=sys.stderr, flush=True)
+                spec = {"peer": peer, "threads": threads, "cases": pcases, "repeat": args.repeat,
+                        "budget": args.budget, "peak": peer == "fastrnn" and i == 0,
+                        "overhead": peer == "fastrnn", "isa": isa}  # fmt: skip
+                report["runs"].append(_spawn(spec))
+    mem_peers = [p for p in ("fastrnn", "torch") if p in peers]
+    if args.memory_shapes and mem_peers:
+        print("  peak memory, one process per case ...", file=sys.stderr, flush=True)
+    report["memory"] = []
+    for s in args.memory_shapes:
+        for c in args.cells:
+            for p in ("forward", "forward+backward"):
+                for peer in mem_peers:
+                    case = {"shape_name": s, "shape": list(SHAPES[s]), "cell": c, "passes": p}
+                    spec = {"peer": peer, "threads": min(args.threads), "cases": [case],
+                            "memory": True}  # fmt: skip
+                    report["memory"] += [{"peer": peer, **r} for r in _spawn(spec)["results"]]
+    return report
+
+
+def _isas(wanted: list[str] | None) -> list[str | None]:
+    """The variants to time fastrnn under: None (the default choice) unless --isa names some;
+    "all" means every variant this CPU runs. An unknown one is an error here, before timing."""
+    if not wanted:
+        return [None]
+    import fastrnn
+
+    info = fastrnn.build_info()
+    names = info["isa_available"] if wanted == ["all"] else wanted
+    for n in names:
+        if n not in info["isa_available"]:
+            raise SystemExit(f"--isa: {n!r} is not a variant this CPU runs; choose from "
+                             f"{', '.join(info['isa_available'])} (or all)")  # fmt: skip
+    return list(names)
+
+
+def _ms(v: float, width: int) -> str:
+    """Milliseconds with 2 decimals, 3 under 1 ms (S5's calls take tens of microseconds)."""
+    return f"{v:>{width}.{2 if v >= 1 else 3}f}"
+
+
+def table(report: dict[str, Any]) -> str:
+    runs = report["runs"]
+    peak = {r["threads"]: r["gemm_peak"] for r in runs if "gemm_peak" in r}
+    ms: dict[tuple[Any, ...], float] = {}
+    isas: list[str | None] = report.get("isas", [None])
+    for r in runs:
+        # fastrnn's runs under --isa variants are kept apart: ("fastrnn", isa)
+        peer = (r["peer"], r.get("isa")) if r["peer"] == "fastrnn" and isas != [None] else r["peer"]
+        for c in r["results"]:
+            ms[(peer, r["threads"], c["shape_name"], c["cell"], c["passes"])] = c["ms"]
+    others = [p for p in report["peers"] if p not in ("fastrnn", "fastrnn.torch")]
+    head = (
+        f"{'shape':<5} {'cell':<5} {'pass':<8} {'thr':>3} {'fastrnn ms':>10} {'GFLOP/s':>8} "
+        f"{'%peak':>6}"
+    )
+    for p in others:
+        head += f" {p + ' ms':>13} {'x':>6}"
+    lines: list[str] = []
+    for isa in isas:
+        me: Any = "fastrnn" if isa is None else ("fastrnn", isa)
+        if isa is not None:
+            lines += ([""] if lines else []) + [f"fastrnn kernel variant {isa}:"]
+        lines += [head, "-" * len(head)]
+        keys = sorted({k[1:] for k in ms if k[0] == me},
+                      key=lambda k: (k[1], k[2], k[3], k[0]))  # fmt: skip
+        for threads, shape, cell, passes in keys:
+            t = ms[(me, threads, shape, cell, passes)]
+            gf = flops(cell, SHAPES[shape], passes) / t / 1e6
+            row = (f"{shape:<5} {cell:<5} {'fwd' if passes == 'forward' else 'fwd+bwd':<8} "
+                   f"{threads:>3} {_ms(t, 10)} {gf:>8.1f} "
+                   f"{100 * gf / peak[threads]:>5.0f}%")  # fmt: skip
+            for p in others:
+                o = ms.get((p, threads, shape, cell, passes))
+                row += f" {_ms(o, 13)} {o / t:>5.2f}x" if o else f" {'-':>13} {'':>6}"
+            lines.append(row)
+    lines.append("")
+    peaks = ", ".join(f"{v:.0f} GFLOP/s at {k} thread(s)" for k, v in sorted(peak.items()))
+    lines.append(f"float32 GEMM peak (NumPy 2048^3, same run): {peaks}")
+    overhead = [(r["threads"], r.get("isa"), r["overhead_us"]) for r in runs if "overhead_us" in r]
+    for threads, isa, us in sorted(overhead, key=lambda o: o[0]):
+        calls = ", ".join(f"{cell.upper()} {v:.1f}" for cell, v in us.items())
+        lines.append(f"fastrnn layer forward call ({isa}), T = B = 1, I = H = 32, {threads} "
+                     f"thread(s), median µs: {calls}")  # fmt: skip
+    steps = sorted({k[1:4] for k in ms if k[0] == "fastrnn.torch"},
+                   key=lambda k: (k[1], k[2], k[0]))  # fmt: skip
+    if steps:
+        lines += ["", "Inside a PyTorch training step (layer + Linear head + MSE + Adam, float32):",
+                  f"{'shape':<5} {'cell':<5} {'thr':>3} {'torch.nn ms':>12} "
+                  f"{'fastrnn.torch ms':>17} {'speed-up':>9}"]  # fmt: skip
+        for threads, shape, cell in steps:
+            f = ms[("fastrnn.torch", threads, shape, cell, "train-step")]
+            o = ms.get(("torch", threads, shape, cell, "train-step"))
+            lines.append(f"{shape:<5} {cell:<5} {threads:>3} "
+                         + (_ms(o, 12) if o else f"{'-':>12}")
+                         + f" {_ms(f, 17)} " + (f"{o / f:>8.2f}x" if o else ""))  # fmt: skip
+    mem = {(m["peer"], m["shape_name"], m["cell"], m["passes"]): m["peak_mib"]
+           for m in report.get("memory", [])}  # fmt: skip
+    if mem:
+        lines += ["", "Peak resident memory of a call beyond the inputs and the model (MiB, one "
+                  "process per case; fastrnn's forward includes its output):",
+                  f"{'shape':<5} {'cell':<5} {'pass':<8} {'fastrnn':>9} {'torch':>9} "
+                  f"{'fastrnn/torch':>14}"]  # fmt: skip
+        for shape, cell, passes in sorted({k[1:] for k in mem}):
+            fm = mem.get(("fastrnn", shape, cell, passes))
+            om = mem.get(("torch", shape, cell, passes))
+            lines.append(f"{shape:<5} {cell:<5} {'fwd' if passes == 'forward' else 'fwd+bwd':<8} "
+                         + (f"{fm:>9.1f}" if fm is not None else f"{'-':>9}")
+                         + (f" {om:>9.1f}" if om is not None else f" {'-':>9}")
+                         + (f" {fm / om:>13.2f}x" if fm is not None and om else ""))  # fmt: skip
+    return "\n".join(lines)
+
+
+def chart(report: dict[str, Any], path: str) -> None:
+    try:
+        import matplotlib  # type: ignore[import-not-found, unused-ignore]
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        print("--png needs matplotlib: pip install matplotlib", file=sys.stderr)
+        return
+    runs = report["runs"]
+    labels = []
+    series = {p: [] for p in report["peers"] if p != "fastrnn.torch"}  # type: ignore[var-annotated]
+    first = report.get("isas", [None])[0]  # with --isa: the first variant's timings
+    base = {(r["threads"], c["shape_name"], c["cell"], c["passes"]): c["ms"]
+            for r in runs if r["peer"] == "fastrnn" and first in (None, r.get("isa"))
+            for c in r["results"]}  # fmt: skip
+    for key in sorted(base, key=lambda k: (k[1], k[2], k[3], k[0])):
+        labels.append(f"{key[1]} {key[2]} {'fwd' if key[3] == 'forward' else 'f+b'} {key[0]}t")
+        for p in series:
+            val = next((c["ms"] for r in runs if r["peer"] == p and r["threads"] == key[0]
+                        for c in r["results"] if (c["shape_name"], c["cell"], c["passes"]) ==
+                        key[1:]), None)  # fmt: skip
+            series[p].append(base[key] / val if val else 0.0)
+    fig, ax = plt.subplots(figsize=(max(8, len(labels) * 0.35), 4.5))
+    width = 0.8 / max(1, len(series))
+    for i, (p, vals) in enumerate(series.items()):
+        ax.bar(
+            np.arange(len(labels)) + i * width, [1 / v if v else 0 for v in vals], width, label=p
+        )
+    ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels, rotation=90, fontsize=7)
+    ax.set_ylabel("peer time / fastrnn time (above 1: fastrnn faster)")
+    ax.set_yscale("log")
+    ax.axhline(1.0, color="k", lw=0.5)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m fastrnn.bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    ap.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
+    ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    ap.add_argument("--peers", nargs="+", default=list(PEERS), choices=list(PEERS))
+    ap.add_argument("--reference-shapes", nargs="*", default=["S1", "S3"],
+                    help="shapes the (slow) NumPy reference runs on")  # fmt: skip
+    ap.add_argument("--memory-shapes", nargs="*", default=["S4"], choices=list(SHAPES),
+                    help="shapes whose peak memory is measured (none: skip)")  # fmt: skip
+    ap.add_argument("--repeat", type=int, default=5, help="runs per case (median)")
+    ap.add_argument("--budget", type=float, default=4.0, help="seconds per case, at most about")
+    ap.add_argument(
+        "--no-train-step",
+        dest="train_step",
+        action="store_false",
+        help="skip the rows of a whole PyTorch training step (torch.nn vs fastrnn.torch)",
+    )
+    ap.add_argument("--isa", nargs="+", metavar="VARIANT",
+                    help="time fastrnn under these kernel variants (FASTRNN_ISA), or 'all' "
+                    "(default: the one chosen at import)")  # fmt: skip
+    ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--png", help="draw a chart here (needs matplotlib)")
+    args = ap.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return 0
+    report = run(args)
+    print(table(report))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    if args.png:
+        chart(report, args.png)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
