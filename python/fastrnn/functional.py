@@ -28,6 +28,9 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import _core
+from ._args import FLOAT_DTYPES, check_int
+from .spec import CELLS as _CELL_INFO
+from .spec import LayerParams, StackSpec, check_cell
 
 __all__ = [
     "CELLS",
@@ -35,19 +38,46 @@ __all__ = [
     "ForwardResult",
     "LayerParams",
     "StackBackwardResult",
+    "StackSpec",
+    # the training kit's kernels
+    "adam_update",
     "backward",
+    "clamp_",
+    "embedding_backward",
     "forward",
+    "linear_backward",
+    "linear_forward",
+    "max_abs",
     "num_gates",
+    "run_backward",
+    "run_forward",
+    "scale_",
+    "sgd_update",
+    "softmax_cross_entropy",
     "stack_backward",
     "stack_forward",
+    "sum_squares",
     "workspace_size",
 ]
 
 Array = NDArray[Any]
 
-CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_before")
+CELLS = tuple(_CELL_INFO)
 _CELL = {name: getattr(_core.Cell, name) for name in CELLS}
-_GATES = {name: int(_core.num_gates(c)) for name, c in _CELL.items()}
+
+# The kernels of the training kit (fastrnn.training: Linear, Embedding, the losses, the
+# optimizers and clipping), as the binding defines them: C-contiguous arrays of one float dtype,
+# checked there (their docstrings and signatures: fastrnn/_core.pyi).
+linear_forward = _core.linear_forward
+linear_backward = _core.linear_backward
+embedding_backward = _core.embedding_backward
+softmax_cross_entropy = _core.softmax_cross_entropy
+sgd_update = _core.sgd_update
+adam_update = _core.adam_update
+sum_squares = _core.sum_squares
+max_abs = _core.max_abs
+scale_ = _core.scale_
+clamp_ = _core.clamp_
 
 
 class ForwardResult(NamedTuple):
@@ -57,17 +87,6 @@ class ForwardResult(NamedTuple):
     h_n: Array  #: (B, H) the last hidden state
     c_n: Array | None  #: (B, H) the last cell state (LSTM), else None
     workspace: Array | None  #: 1-D, what backward needs (training), else None
-
-
-class LayerParams(NamedTuple):
-    """The parameters of one layer and direction, PyTorch's shapes (``I_l`` is ``I`` for layer
-    0, ``D*Hs`` above; ``Hs`` is ``proj_size`` if set, else ``H``)."""
-
-    weight_ih: Any  #: (G*H, I_l)
-    weight_hh: Any  #: (G*H, Hs)
-    bias_ih: Any = None  #: (G*H,) or None
-    bias_hh: Any = None  #: (G*H,) or None
-    weight_hr: Any = None  #: (P, H) LSTM projection, with proj_size only
 
 
 class StackBackwardResult(NamedTuple):
@@ -91,94 +110,146 @@ class BackwardResult(NamedTuple):
     dbias_hh: Array | None  #: (G*H,) or None without biases
 
 
-def _cell(cell: str) -> Any:
-    try:
-        return _CELL[cell]
-    except (KeyError, TypeError):
-        raise ValueError(f"cell: expected one of {CELLS}, got {cell!r}") from None
-
-
 def num_gates(cell: str) -> int:
     """Number of stacked gate blocks ``G`` of ``cell``: 1 (RNN), 3 (GRU) or 4 (LSTM)."""
-    g = _GATES.get(cell) if isinstance(cell, str) else None
-    return g if g is not None else int(_core.num_gates(_cell(cell)))
+    return _CELL_INFO[check_cell(cell)].gates
 
 
-def workspace_size(cell: str, T: int, B: int, I: int, H: int, dtype: DTypeLike) -> int:
-    """Number of elements of the training workspace for these sizes."""
-    return int(_core.workspace_size(_cell(cell), T, B, I, H, np.dtype(dtype)))
-
-
-def _float_dtype(name: str, a: Array) -> np.dtype[Any]:
-    if a.dtype not in (np.float32, np.float64):
-        raise TypeError(f"{name}: expected dtype float32 or float64, got {a.dtype}")
-    return a.dtype
-
-
-def _ready(a: Any, dtype: np.dtype[Any]) -> bool:
-    """Whether ``a`` is already a C-contiguous, aligned ndarray of ``dtype`` (the common case,
-    checked without np.require's ~1 µs: a generation loop calls a layer once per step)."""
-    if type(a) is not np.ndarray or a.dtype != dtype:
-        return False
-    flags = a.flags
-    return bool(flags.c_contiguous and flags.aligned)
-
-
-def _arr(name: str, a: ArrayLike | None, dtype: np.dtype[Any]) -> Array | None:
-    """``a`` as a C-contiguous, aligned array of exactly ``dtype`` (copied only if it is not)."""
-    if a is None:
-        return None
-    if _ready(a, dtype):
-        return a  # type: ignore[return-value]
-    arr = np.asarray(a)
-    if arr.dtype != dtype:
-        raise TypeError(f"{name}: expected dtype {dtype} (the dtype of x), got {arr.dtype}")
-    return np.require(arr, requirements=("C", "A"))
-
-
-def _params(params: Sequence[Any], dt: np.dtype[Any], num_layers: int, D: int) -> list[Any]:
-    if len(params) != num_layers * D:
-        raise ValueError(
-            f"params: expected {num_layers * D} (layer, direction) entries, got {len(params)}"
+def workspace_size(
+    cell: str | StackSpec,
+    T: int,
+    B: int,
+    I: int | None = None,
+    H: int | None = None,
+    dtype: DTypeLike = None,
+) -> int:
+    """Number of elements of the training workspace of one call: ``workspace_size(spec, T, B)``
+    for a stack, or ``workspace_size(cell, T, B, I, H, dtype)`` for one layer."""
+    if not isinstance(cell, StackSpec):
+        if I is None or H is None or dtype is None:
+            raise TypeError("workspace_size: give a StackSpec, or a cell with I, H and dtype")
+        cell = StackSpec(cell, I, H, dtype=dtype)
+    s = cell
+    return int(
+        _core.workspace_size(
+            _CELL[s.cell],
+            check_int("T", T, 0),
+            check_int("B", B, 0),
+            s.input_size,
+            s.hidden_size,
+            s.dtype,
+            s.num_layers,
+            s.bidirectional,
+            s.proj_size,
         )
-    out = []
-    for k, p in enumerate(params):
-        entry = p if type(p) is tuple and len(p) == 5 else tuple(LayerParams(*p))
-        if not all(a is None or _ready(a, dt) for a in entry):  # names only for conversions
-            sfx = f"_l{k // D}{'_reverse' if k % D else ''}"
-            names = (f"{n}{sfx}" for n in LayerParams._fields)
-            entry = tuple(_arr(n, a, dt) for n, a in zip(names, entry, strict=True))
-        out.append(entry)
-    return out
+    )
 
 
-def _hidden_size(cell: str, params: Sequence[Any]) -> int:
-    if not params:
-        raise ValueError("params: expected at least one (layer, direction) entry")
-    first = params[0]
-    w_hh = first[1] if type(first) is tuple and len(first) == 5 else LayerParams(*first).weight_hh
-    w_hh = np.asarray(w_hh)
-    if w_hh.ndim != 2 or w_hh.shape[0] % num_gates(cell):
-        raise ValueError(
-            f"weight_hh_l0: expected shape (G*H, Hs) with G = {num_gates(cell)}, got {w_hh.shape}"
+def _input(name: str, x: Any) -> tuple[Array, np.dtype[Any]]:
+    """``x`` as an array and its (float) dtype, the dtype of the call."""
+    xa = x if type(x) is np.ndarray else np.asarray(x)
+    if xa.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected dtype float32 or float64, got {xa.dtype}")
+    return xa, xa.dtype
+
+
+def _time_steps(x: Array) -> int:
+    return int(x.shape[0]) if x.ndim == 3 else 0
+
+
+def run_forward(
+    spec: StackSpec,
+    x: ArrayLike,
+    params: Sequence[Any],
+    h0: ArrayLike | None = None,
+    c0: ArrayLike | None = None,
+    *,
+    lengths: ArrayLike | None = None,
+    dropout_masks: ArrayLike | None = None,
+    training: bool = True,
+) -> ForwardResult:
+    """Run the stack described by ``spec`` over ``x``: the entry point every other API goes
+    through (the layers, :mod:`fastrnn.torch`, :func:`stack_forward`, :func:`forward`).
+
+    ``x (T, B, I)``, ``params`` one :class:`LayerParams` per (layer, direction), ``h0 (L*D, B,
+    Hs)``, ``c0 (L*D, B, H)``, ``lengths (B,)``, ``dropout_masks (L-1, T, B, D*Hs)``; see
+    :func:`stack_forward`. Every array is checked against the spec (:class:`StackSpec`).
+    """
+    xa = spec.check_input(x)
+    T, B = xa.shape[:2]
+    y, h_n, c_n, ws = _core.forward(
+        _CELL[spec.cell],
+        xa,
+        spec.check_params(params),
+        spec.check_state("h0", h0, B),
+        spec.check_state("c0", c0, B, "c"),
+        spec.check_lengths(lengths, T, B),
+        spec.check_masks(dropout_masks, T, B),
+        spec.num_layers,
+        spec.bidirectional,
+        spec.proj_size,
+        spec.hidden_size,
+        bool(training),
+    )
+    return ForwardResult(y, h_n, c_n, ws)
+
+
+def run_backward(
+    spec: StackSpec,
+    x: ArrayLike,
+    params: Sequence[Any],
+    workspace: Array,
+    dy: ArrayLike | None = None,
+    dh_n: ArrayLike | None = None,
+    dc_n: ArrayLike | None = None,
+    *,
+    lengths: ArrayLike | None = None,
+    need_dx: bool = True,
+) -> StackBackwardResult:
+    """Backpropagation through time for :func:`run_forward` (see :func:`stack_backward`)."""
+    xa = spec.check_input(x)
+    T, B = xa.shape[:2]
+    if not isinstance(workspace, np.ndarray):
+        raise TypeError(
+            "workspace: expected the numpy.ndarray returned by forward, got "
+            f"{type(workspace).__name__}"
         )
-    return int(w_hh.shape[0] // num_gates(cell))
+    if workspace.dtype != spec.dtype:
+        raise TypeError(
+            f"workspace: expected dtype {spec.dtype} (the dtype of x), got {workspace.dtype}"
+        )
+    dx, dh0, dc0, grads = _core.backward(
+        _CELL[spec.cell],
+        xa,
+        spec.check_params(params),
+        spec.check_lengths(lengths, T, B),
+        workspace,
+        None if dy is None else spec.array("dy", dy, spec.output_shape(T, B)),
+        spec.check_state("dh_n", dh_n, B),
+        spec.check_state("dc_n", dc_n, B, "c"),
+        spec.num_layers,
+        spec.bidirectional,
+        spec.proj_size,
+        spec.hidden_size,
+        bool(need_dx),
+    )
+    return StackBackwardResult(dx, dh0, dc0, [LayerParams(*g) for g in grads])
 
 
-def _lengths(lengths: ArrayLike | None, T: int) -> Array | None:
-    if lengths is None:
-        return None
-    la = np.asarray(lengths)
-    if la.dtype.kind not in "iu":
-        if la.dtype.kind == "f" and np.isfinite(la).all() and (la == np.round(la)).all():
-            la = la.astype(np.int64)
-        else:
-            raise TypeError(f"lengths: expected integers, got dtype {la.dtype}")
-    if la.ndim != 1:
-        raise ValueError(f"lengths: expected a 1-D array, got shape {la.shape}")
-    if la.size and (la.min() < 0 or la.max() > T):
-        raise ValueError(f"lengths: values must be in [0, T={T}], got [{la.min()}, {la.max()}]")
-    return np.ascontiguousarray(la, dtype=np.int64)
+def _spec(
+    cell: str, x: Any, params: Sequence[Any], num_layers: int, bidirectional: bool, proj_size: int
+) -> tuple[StackSpec, Array]:
+    xa, dt = _input("x", x)
+    spec = StackSpec.of_params(
+        cell,
+        params,
+        dt,
+        xa.shape[2] if xa.ndim == 3 and xa.shape[2] > 0 else None,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        proj_size=proj_size,
+    )
+    return spec, xa
 
 
 def stack_forward(
@@ -215,29 +286,21 @@ def stack_forward(
     Returns:
         :class:`ForwardResult` with ``y (T, B, D*Hs)``, ``h_n (L*D, B, Hs)``,
         ``c_n (L*D, B, H)`` or None, and the workspace or None.
+
+    The sizes, the bias and the dtype are read from ``params[0]`` and ``x`` into a
+    :class:`StackSpec`, whose rules every argument must meet; :func:`run_forward` takes the spec.
     """
-    c = _cell(cell)
-    xa = np.asarray(x)
-    dt = _float_dtype("x", xa)
-    if not _ready(xa, dt):
-        xa = np.require(xa, requirements=("C", "A"))
-    D = 2 if bidirectional else 1
-    H = _hidden_size(cell, params)
-    y, h_n, c_n, ws = _core.forward(
-        c,
+    spec, xa = _spec(cell, x, params, num_layers, bidirectional, proj_size)
+    return run_forward(
+        spec,
         xa,
-        _params(params, dt, num_layers, D),
-        _arr("h0", h0, dt),
-        _arr("c0", c0, dt),
-        _lengths(lengths, xa.shape[0] if xa.ndim == 3 else 0),
-        _arr("dropout_masks", dropout_masks, dt),
-        num_layers,
-        bool(bidirectional),
-        proj_size,
-        H,
-        bool(training),
+        params,
+        h0,
+        c0,
+        lengths=lengths,
+        dropout_masks=dropout_masks,
+        training=training,
     )
-    return ForwardResult(y, h_n, c_n, ws)
 
 
 def stack_backward(
@@ -263,45 +326,13 @@ def stack_backward(
     padded steps of ``x`` get zero gradient). ``need_dx=False`` skips the input gradient (its
     GEMM, a sixth of the work when I = H) and returns ``dx=None``: for inputs that are data.
     """
-    c = _cell(cell)
-    xa = np.asarray(x)
-    dt = _float_dtype("x", xa)
-    if not _ready(xa, dt):
-        xa = np.require(xa, requirements=("C", "A"))
-    _check_workspace(workspace, dt)
-    D = 2 if bidirectional else 1
-    H = _hidden_size(cell, params)
-    dx, dh0, dc0, grads = _core.backward(
-        c,
-        xa,
-        _params(params, dt, num_layers, D),
-        _lengths(lengths, xa.shape[0] if xa.ndim == 3 else 0),
-        workspace,
-        _arr("dy", dy, dt),
-        _arr("dh_n", dh_n, dt),
-        _arr("dc_n", dc_n, dt),
-        num_layers,
-        bool(bidirectional),
-        proj_size,
-        H,
-        bool(need_dx),
+    spec, xa = _spec(cell, x, params, num_layers, bidirectional, proj_size)
+    return run_backward(
+        spec, xa, params, workspace, dy, dh_n, dc_n, lengths=lengths, need_dx=need_dx
     )
-    return StackBackwardResult(dx, dh0, dc0, [LayerParams(*g) for g in grads])
 
 
-def _check_workspace(workspace: Any, dt: np.dtype[Any]) -> None:
-    if not isinstance(workspace, np.ndarray):
-        raise TypeError(
-            "workspace: expected the numpy.ndarray returned by forward, got "
-            f"{type(workspace).__name__}"
-        )
-    if workspace.dtype != dt:
-        raise TypeError(f"workspace: expected dtype {dt} (the dtype of x), got {workspace.dtype}")
-
-
-def _state(
-    name: str, a: ArrayLike | None, cell: str, x: ArrayLike, weight_hh: ArrayLike
-) -> Array | None:
+def _state(name: str, a: ArrayLike | None, x: Any, weight_hh: Any, cell: str) -> Array | None:
     """A (B, H) state of the one-layer API as the (1, B, H) of the stack API."""
     if a is None:
         return None
@@ -345,8 +376,8 @@ def forward(
         cell,
         x,
         [(weight_ih, weight_hh, bias_ih, bias_hh, None)],
-        _state("h0", h0, cell, x, weight_hh),
-        _state("c0", c0, cell, x, weight_hh),
+        _state("h0", h0, x, weight_hh, cell),
+        _state("c0", c0, x, weight_hh, cell),
         training=training,
     )
     return ForwardResult(r.y, r.h_n[0], None if r.c_n is None else r.c_n[0], r.workspace)
@@ -383,8 +414,8 @@ def backward(
         [(weight_ih, weight_hh, bias_ih, bias_hh, None)],
         workspace,
         dy,
-        _state("dh_n", dh_n, cell, x, weight_hh),
-        _state("dc_n", dc_n, cell, x, weight_hh),
+        _state("dh_n", dh_n, x, weight_hh, cell),
+        _state("dc_n", dc_n, x, weight_hh, cell),
     )
     g = r.grads[0]
     assert r.dx is not None

@@ -16,47 +16,31 @@ directions run in one call into the compiled core, forward and backward.
 
 from __future__ import annotations
 
-import numbers
 import threading
 import warnings
-from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import functional as F
+from ._args import FLOAT_DTYPES, as_rng, check_real
+from .module import Module
+from .spec import LayerParams, Layout, StackSpec
 
-__all__ = ["GRU", "LSTM", "RNN"]
+__all__ = ["GRU", "LSTM", "RNN", "RecurrentLayer", "from_spec"]
 
 Array = NDArray[Any]
 State = Array | tuple[Array, Array]
-Params = tuple[Array, Array, Array | None, Array | None, Array | None]
 
 
-def _positive_int(name: str, v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
-    if v <= 0:
-        raise ValueError(f"{name}: must be greater than zero, got {v}")
-    return int(v)
-
-
-def _layer_dtype(dtype: DTypeLike) -> np.dtype[Any]:
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}") from None
-    if dt not in (np.float32, np.float64):
-        raise TypeError(f"dtype: expected float32 or float64, got {dt}")
-    return dt
-
-
-def _to_numpy(v: Any) -> Any:
-    """A torch tensor (detached, on CPU) as a NumPy array, without importing torch."""
-    if hasattr(v, "detach") and hasattr(v, "cpu"):
-        return v.detach().cpu().numpy()
-    return v
+def _float_array(name: str, v: Any, dtype: np.dtype[Any]) -> Array:
+    """``v`` as an array of the layer's dtype: float32 and float64 are converted, anything else
+    is a TypeError naming ``name``."""
+    a = np.asarray(v)
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {a.dtype}")
+    return a.astype(dtype, copy=False)
 
 
 class _Saved:
@@ -67,7 +51,7 @@ class _Saved:
     def __init__(
         self,
         x: Array,
-        params: list[Params],
+        params: list[LayerParams],
         workspace: Array,
         batch_shape: tuple[int, ...],
         lengths: Array | None,
@@ -80,22 +64,15 @@ class _Saved:
         self.thread = threading.get_ident()  # the thread whose backward this is
 
 
-class _RNNBase:
-    """Common machinery of :class:`RNN`, :class:`LSTM` and :class:`GRU`."""
+class RecurrentLayer(Module):
+    """What :class:`RNN`, :class:`LSTM` and :class:`GRU` share: a :class:`~fastrnn.spec.StackSpec`
+    (:attr:`spec`) with PyTorch's call conventions (``batch_first``, unbatched input, ``hx``),
+    dropout between layers, and an explicit :meth:`backward`."""
 
-    _num_states = 1  # 2 for LSTM
-    input_size: int
-    hidden_size: int
-    num_layers: int
-    bias: bool
+    #: the stack this layer runs: cell, sizes, layers, directions, bias, projection, dtype
+    spec: StackSpec
     batch_first: bool
     dropout: float
-    bidirectional: bool
-    proj_size: int
-    dtype: np.dtype[Any]
-    training: bool
-    grads: dict[str, Array]
-    _dropout_rng: np.random.Generator
 
     def __init__(
         self,
@@ -112,29 +89,14 @@ class _RNNBase:
         dtype: DTypeLike = np.float32,
         seed: int | np.random.Generator | None = None,
     ) -> None:
-        self._cell = cell
-        self.input_size = _positive_int("input_size", input_size)
-        self.hidden_size = _positive_int("hidden_size", hidden_size)
-        self.num_layers = _positive_int("num_layers", num_layers)
-        self.bias = bool(bias)
+        self.spec = StackSpec(
+            cell, input_size, hidden_size, num_layers, bidirectional, bias, proj_size, dtype
+        )
         self.batch_first = bool(batch_first)
-        if (
-            isinstance(dropout, bool)
-            or not isinstance(dropout, numbers.Real)
-            or not 0 <= dropout <= 1
-        ):
-            raise ValueError(f"dropout: expected a number in [0, 1], got {dropout!r}")
-        self.dropout = float(dropout)
-        self.bidirectional = bool(bidirectional)
-        if isinstance(proj_size, bool) or not isinstance(proj_size, numbers.Integral):
-            raise TypeError(f"proj_size: expected an int, got {type(proj_size).__name__}")
-        if proj_size < 0:
-            raise ValueError(f"proj_size: must be >= 0, got {proj_size}")
-        if proj_size >= self.hidden_size:
-            raise ValueError(
-                f"proj_size: must be smaller than hidden_size ({self.hidden_size}), got {proj_size}"
-            )
-        self.proj_size = int(proj_size)
+        try:
+            self.dropout = check_real("dropout", dropout, 0.0, 1.0)
+        except TypeError as e:
+            raise ValueError(f"dropout: expected a number in [0, 1], got {dropout!r}") from e
         if self.dropout > 0 and self.num_layers == 1:
             warnings.warn(
                 "dropout option adds dropout after all but last recurrent layer, so non-zero "
@@ -143,56 +105,61 @@ class _RNNBase:
                 UserWarning,
                 stacklevel=3,
             )
-        self.dtype = _layer_dtype(dtype)
         self.training = True
         self.grads = {}
         self._saved: _Saved | None = None
-        self._params: dict[str, Array] = {}
-        self._param_names: list[tuple[str, ...]] = [  # per layer and direction, for _param_list
-            tuple(f"{kind}_l{layer}{'_reverse' if d else ''}" for kind in F.LayerParams._fields)
-            for layer in range(self.num_layers)
-            for d in range(self._D)
-        ]
         # one seed makes both the initial weights and the dropout masks reproducible
-        root = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        init_rng, self._dropout_rng = root.spawn(2)
+        init_rng, self._dropout_rng = as_rng(seed).spawn(2)
         self.reset_parameters(init_rng)
+
+    # ---- the spec's fields, as torch.nn's attributes ------------------------------------------
+
+    @property
+    def input_size(self) -> int:
+        """I: the size of an input step."""
+        return self.spec.input_size
+
+    @property
+    def hidden_size(self) -> int:
+        """H: the size of the hidden (and cell) state."""
+        return self.spec.hidden_size
+
+    @property
+    def num_layers(self) -> int:
+        """L: stacked layers."""
+        return self.spec.num_layers
+
+    @property
+    def bias(self) -> bool:
+        """Whether the layers have biases."""
+        return self.spec.bias
+
+    @property
+    def bidirectional(self) -> bool:
+        """Whether every layer also runs backwards in time."""
+        return self.spec.bidirectional
+
+    @property
+    def proj_size(self) -> int:
+        """P: LSTM's projection size, 0 for none."""
+        return self.spec.proj_size
+
+    @property
+    def dtype(self) -> np.dtype[Any]:  # type: ignore[override]
+        """float32 or float64: of the parameters and of the computation."""
+        return self.spec.dtype
+
+    @property
+    def cell(self) -> str:
+        """The cell, one of :data:`fastrnn.functional.CELLS`."""
+        return self.spec.cell
 
     # ---- parameters ---------------------------------------------------------------------------
 
-    @property
-    def _D(self) -> int:
-        return 2 if self.bidirectional else 1
-
-    @property
-    def _Hs(self) -> int:
-        return self.proj_size or self.hidden_size
-
-    def _shapes(self) -> dict[str, tuple[int, ...]]:
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """PyTorch's parameters, in its order: per layer, per direction, w_ih, w_hh, b_ih, b_hh,
         w_hr."""
-        G, H, Hs, P = F.num_gates(self._cell), self.hidden_size, self._Hs, self.proj_size
-        shapes: dict[str, tuple[int, ...]] = {}
-        for layer in range(self.num_layers):
-            In = self.input_size if layer == 0 else self._D * Hs
-            for d in range(self._D):
-                sfx = f"_l{layer}" + ("_reverse" if d else "")
-                shapes[f"weight_ih{sfx}"] = (G * H, In)
-                shapes[f"weight_hh{sfx}"] = (G * H, Hs)
-                if self.bias:
-                    shapes[f"bias_ih{sfx}"] = (G * H,)
-                    shapes[f"bias_hh{sfx}"] = (G * H,)
-                if P:
-                    shapes[f"weight_hr{sfx}"] = (P, H)
-        return shapes
-
-    def _param_list(self) -> list[Params]:
-        """(w_ih, w_hh, b_ih, b_hh, w_hr) per layer and direction."""
-        p = self._params
-        return [
-            (p[w_ih], p[w_hh], p.get(b_ih), p.get(b_hh), p.get(w_hr))
-            for w_ih, w_hh, b_ih, b_hh, w_hr in self._param_names
-        ]
+        return self.spec.param_shapes()
 
     def reset_parameters(self, seed: int | np.random.Generator | None = None) -> None:
         """PyTorch's default initialisation: every parameter uniform(-1/sqrt(H), 1/sqrt(H))."""
@@ -200,152 +167,45 @@ class _RNNBase:
         k = 1.0 / np.sqrt(self.hidden_size)
         self._params = {
             name: rng.uniform(-k, k, shape).astype(self.dtype)
-            for name, shape in self._shapes().items()
+            for name, shape in self.param_shapes().items()
         }
-
-    def __getattr__(self, name: str) -> Array:
-        params = self.__dict__.get("_params", {})
-        if name in params:
-            return params[name]  # type: ignore[no-any-return]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
-    def named_parameters(self) -> Iterator[tuple[str, Array]]:
-        """The live parameter arrays (modifying them in place modifies the layer)."""
-        yield from self._params.items()
-
-    def state_dict(self) -> dict[str, Array]:
-        """Copies of the parameters under PyTorch's names (``weight_ih_l0``, ...)."""
-        return {name: p.copy() for name, p in self._params.items()}
-
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Load parameters saved by :meth:`state_dict` or by the matching ``torch.nn`` module.
-
-        Values may be NumPy arrays or torch tensors; they are copied and converted to the layer's
-        dtype. Missing, unexpected or mis-shaped entries, non-float or non-finite values raise.
-        """
-        if not isinstance(state_dict, Mapping):
-            raise TypeError(f"state_dict: expected a mapping, got {type(state_dict).__name__}")
-        shapes = self._shapes()
-        missing = [k for k in shapes if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in shapes]
-        if missing or unexpected:
-            raise ValueError(
-                f"state_dict: missing keys {missing}, unexpected keys {unexpected} "
-                f"(expected exactly {list(shapes)})"
-            )
-        new = {}
-        for name, shape in shapes.items():
-            v = np.asarray(_to_numpy(state_dict[name]))
-            if v.dtype not in (np.float32, np.float64):
-                raise TypeError(f"state_dict[{name!r}]: expected float32 or float64, got {v.dtype}")
-            if v.shape != shape:
-                raise ValueError(f"state_dict[{name!r}]: expected shape {shape}, got {v.shape}")
-            if not np.isfinite(v).all():
-                raise ValueError(f"state_dict[{name!r}]: contains NaN or infinity")
-            new[name] = np.array(v, dtype=self.dtype, order="C", copy=True)
-        # new arrays, not in-place: a pending backward keeps the weights its forward used
-        self._params = new
-
-    # ---- modes --------------------------------------------------------------------------------
-
-    def train(self, mode: bool = True) -> _RNNBase:
-        """Training mode (the default): forward saves what backward needs, dropout is active."""
-        self.training = bool(mode)
-        return self
-
-    def eval(self) -> _RNNBase:
-        """Inference mode: forward saves nothing (backward is unavailable), no dropout."""
-        return self.train(False)
 
     # ---- forward / backward -------------------------------------------------------------------
 
-    def _check_input(self, x: ArrayLike) -> tuple[Array, bool]:
-        """x as a time-major C-contiguous array of the layer's dtype, and whether it was batched."""
-        xa = np.asarray(x)
-        if xa.dtype not in (np.float32, np.float64):
-            raise TypeError(f"x: expected a float32 or float64 array, got dtype {xa.dtype}")
-        if xa.ndim not in (2, 3):
-            raise ValueError(
-                f"x: expected a 3-D (batched) or 2-D (unbatched) array, got shape {xa.shape}"
-            )
-        if xa.shape[-1] != self.input_size:
-            raise ValueError(
-                f"x: expected input size {self.input_size} on the last axis, got shape {xa.shape}"
-            )
-        batched = xa.ndim == 3
-        if not batched:
-            xa = xa[:, None, :]
-        elif self.batch_first:
-            xa = xa.swapaxes(0, 1)
-        return np.ascontiguousarray(xa, dtype=self.dtype), batched
-
-    def _check_state(self, name: str, v: Any, B: int, batched: bool, size: int) -> Array | None:
-        """A (L*D, B, size) state (or (L*D, size) unbatched) as an array of the layer's dtype."""
-        if v is None:
-            return None
-        a = np.asarray(v)
-        if a.dtype not in (np.float32, np.float64):
-            raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {a.dtype}")
-        LD = self.num_layers * self._D
-        expected = (LD, B, size) if batched else (LD, size)
-        if a.shape != expected:
-            raise ValueError(f"{name}: expected shape {expected}, got {a.shape}")
-        return np.ascontiguousarray(a.reshape(LD, B, size), dtype=self.dtype)
-
-    def _states(self, name: str, v: Any, B: int, batched: bool) -> tuple[Array | None, ...]:
-        """hx (or dstate) as (h, c) arrays, c None except LSTM."""
-        if self._num_states == 1:
+    def _hx(self, name: str, v: Any, B: int, batched: bool) -> tuple[Array | None, Array | None]:
+        """hx (or dstate) as time-major (h, c) arrays of the layer's dtype, c None except LSTM."""
+        spec = self.spec
+        if not spec.has_cell_state:
             if isinstance(v, (tuple, list)):
                 raise TypeError(
                     f"{name}: expected one array for {type(self).__name__}, got a tuple"
                 )
-            return self._check_state(name, v, B, batched, self._Hs), None
-        if v is None:
+            parts: tuple[Any, ...] = (v, None)
+            names = (name, "")
+        elif v is None:
             return None, None
-        if not isinstance(v, (tuple, list)) or len(v) != 2:
+        elif not isinstance(v, (tuple, list)) or len(v) != 2:
             raise TypeError(f"{name}: expected a tuple (h, c) for LSTM, got {type(v).__name__}")
-        return (
-            self._check_state(f"{name}[0]", v[0], B, batched, self._Hs),
-            self._check_state(f"{name}[1]", v[1], B, batched, self.hidden_size),
-        )
-
-    def _out_states(self, h: Array, c: Array | None, batched: bool) -> State:
-        if not batched:
-            h = h[:, 0]
-            c = None if c is None else c[:, 0]
-        if self._num_states == 2:
-            assert c is not None
-            return h, c
-        return h
-
-    def _to_caller(self, a: Array, batched: bool) -> Array:
-        """A time-major (T, B, F) array in the caller's layout."""
-        if not batched:
-            return a[:, 0, :]
-        return a.swapaxes(0, 1) if self.batch_first else a
+        else:
+            parts, names = tuple(v), (f"{name}[0]", f"{name}[1]")
+        out = []
+        for kind, n, s in zip("hc", names, parts, strict=True):
+            if s is None:
+                out.append(None)
+                continue
+            a = Layout.state_in(n, _float_array(n, s, self.dtype), batched)
+            out.append(spec.check_state(n, a, B, kind))
+        return out[0], out[1]
 
     def _dropout_masks(self, T: int, B: int) -> Array | None:
-        if not (self.training and self.dropout > 0 and self.num_layers > 1):
+        if not self.spec.uses_dropout(self.dropout, self.training):
             return None
-        shape = (self.num_layers - 1, T, B, self._D * self._Hs)
+        shape = self.spec.mask_shape(T, B)
         if self.dropout >= 1:
             return np.zeros(shape, self.dtype)
         keep = self._dropout_rng.random(shape, dtype=np.float32) >= self.dropout
         masks: Array = keep.astype(self.dtype) * self.dtype.type(1 / (1 - self.dropout))
         return masks
-
-    def _check_lengths(self, lengths: ArrayLike | None, T: int, B: int, batched: bool) -> Any:
-        if lengths is None:
-            return None
-        if not batched:
-            raise ValueError("lengths: only for batched input (a 3-D x)")
-        la = F._lengths(lengths, T)
-        assert la is not None
-        if la.shape != (B,):
-            raise ValueError(
-                f"lengths: expected one length per sequence, shape ({B},), got {la.shape}"
-            )
-        return la
 
     def forward(
         self, x: ArrayLike, hx: Any = None, lengths: ArrayLike | None = None
@@ -366,36 +226,55 @@ class _RNNBase:
             (``(B, T, D*Hs)`` with ``batch_first``), ``h_n`` ``(L*D, B, Hs)``, ``c_n``
             ``(L*D, B, H)``.
         """
-        xt, batched = self._check_input(x)
+        spec, layout = self.spec, Layout(self.batch_first)
+        xt, batched = layout.time_major("x", _float_array("x", x, self.dtype))
+        xt = spec.check_input(xt)
         T, B = xt.shape[:2]
-        h0, c0 = self._states("hx", hx, B, batched)
-        la = self._check_lengths(lengths, T, B, batched)
-        params = self._param_list()
-        res = F.stack_forward(
-            self._cell,
+        h0, c0 = self._hx("hx", hx, B, batched)
+        if lengths is not None and not batched:
+            raise ValueError("lengths: only for batched input (a 3-D x)")
+        la = spec.check_lengths(lengths, T, B)
+        params = spec.entries_of(self._params)
+        res = F.run_forward(
+            spec,
             xt,
             params,
             h0,
             c0,
-            num_layers=self.num_layers,
-            bidirectional=self.bidirectional,
-            proj_size=self.proj_size,
             lengths=la,
             dropout_masks=self._dropout_masks(T, B),
             training=self.training,
         )
-        y = self._to_caller(res.y, batched)
+        y = layout.to_caller(res.y, batched)
+        self._saved = None
         if self.training:
             assert res.workspace is not None
             # keep x for the weight gradients; a private copy if it is the caller's own buffer,
             # so that modifying x after forward cannot change the gradients
             x_saved = xt.copy() if np.may_share_memory(xt, np.asarray(x)) else xt
             self._saved = _Saved(x_saved, params, res.workspace, y.shape, la)
-        else:
-            self._saved = None
-        return y, self._out_states(res.h_n, res.c_n, batched)
+        return y, self._states_out(res.h_n, res.c_n, batched)
 
     __call__ = forward
+
+    def _states_out(self, h: Array, c: Array | None, batched: bool) -> State:
+        h, c = Layout.state_out(h, batched), Layout.state_out(c, batched)
+        return (h, c) if self.spec.has_cell_state else h
+
+    def _take_saved(self) -> _Saved:
+        saved = self._saved
+        if saved is None:
+            raise RuntimeError(
+                "backward: no saved forward. Call the layer in training mode first; each forward "
+                "supports exactly one backward."
+            )
+        if saved.thread != threading.get_ident():
+            raise RuntimeError(
+                "backward: the last forward of this layer ran in another thread. A layer holds "
+                "one forward at a time; give each thread its own layer (they can share weights "
+                "through load_state_dict)."
+            )
+        return saved
 
     def backward(self, dy: ArrayLike | None, dstate: Any = None) -> tuple[Array, State]:
         """Backpropagation through time for the last (training-mode) forward; fills :attr:`grads`.
@@ -414,72 +293,50 @@ class _RNNBase:
             RuntimeError: if there is no forward to go back through: none yet, the last one ran in
                 eval mode, or its backward was already done.
         """
-        saved = self._saved
-        if saved is None:
-            raise RuntimeError(
-                "backward: no saved forward. Call the layer in training mode first; each forward "
-                "supports exactly one backward."
-            )
-        if saved.thread != threading.get_ident():
-            raise RuntimeError(
-                "backward: the last forward of this layer ran in another thread. A layer holds "
-                "one forward at a time; give each thread its own layer (they can share weights "
-                "through load_state_dict)."
-            )
+        saved = self._take_saved()
         batched = len(saved.batch_shape) == 3
-        B = saved.x.shape[1]
-        dya: Array | None = None
+        layout = Layout(self.batch_first)
+        dyt = None
         if dy is not None:
-            dya = np.asarray(dy)
-            if dya.dtype not in (np.float32, np.float64):
-                raise TypeError(f"dy: expected a float32 or float64 array, got dtype {dya.dtype}")
+            dya = _float_array("dy", dy, self.dtype)
             if dya.shape != saved.batch_shape:
                 raise ValueError(
                     f"dy: expected the shape of the output y, {saved.batch_shape}, got {dya.shape}"
                 )
-            if not batched:
-                dya = dya[:, None, :]
-            elif self.batch_first:
-                dya = dya.swapaxes(0, 1)
-            dya = np.ascontiguousarray(dya, dtype=self.dtype)
-        dh, dc = self._states("dstate", dstate, B, batched)
+            dyt = layout.time_major("dy", dya)[0]
+        dh, dc = self._hx("dstate", dstate, saved.x.shape[1], batched)
 
         self._saved = None  # one backward per forward
-        r = F.stack_backward(
-            self._cell,
+        r = F.run_backward(
+            self.spec,
             saved.x,
             saved.params,
             saved.workspace,
-            dya,
+            dyt,
             dh,
             dc,
-            num_layers=self.num_layers,
-            bidirectional=self.bidirectional,
-            proj_size=self.proj_size,
             lengths=saved.lengths,
         )
-        names = list(self._shapes())
-        flat = [a for g in r.grads for a in g if a is not None]
-        self.grads = dict(zip(names, flat, strict=True))
+        self.grads = dict(zip(self.param_shapes(), self.spec.flatten(r.grads), strict=True))
         assert r.dx is not None
-        return self._to_caller(r.dx, batched), self._out_states(r.dh0, r.dc0, batched)
+        return layout.to_caller(r.dx, batched), self._states_out(r.dh0, r.dc0, batched)
 
     # ---- misc ---------------------------------------------------------------------------------
 
     def _extra_repr(self) -> str:
+        defaults = {
+            "num_layers": 1,
+            "bias": True,
+            "batch_first": False,
+            "dropout": 0.0,
+            "bidirectional": False,
+            "proj_size": 0,
+        }
         s = f"{self.input_size}, {self.hidden_size}"
-        if self.num_layers != 1:
-            s += f", num_layers={self.num_layers}"
-        if not self.bias:
-            s += ", bias=False"
-        if self.batch_first:
-            s += ", batch_first=True"
-        if self.dropout:
-            s += f", dropout={self.dropout}"
-        if self.bidirectional:
-            s += ", bidirectional=True"
-        if self.proj_size:
-            s += f", proj_size={self.proj_size}"
+        for name, default in defaults.items():
+            v = getattr(self, name)
+            if v != default:
+                s += f", {name}={v}"
         if self.dtype != np.float32:
             s += f", dtype={self.dtype.name}"
         return s
@@ -488,7 +345,7 @@ class _RNNBase:
         return f"{type(self).__name__}({self._extra_repr()})"
 
 
-class RNN(_RNNBase):
+class RNN(RecurrentLayer):
     """Elman RNN, ``h' = act(W_ih x + b_ih + W_hh h + b_hh)`` with ``act`` tanh or relu.
 
     Arguments as ``torch.nn.RNN``: ``input_size, hidden_size, num_layers=1, nonlinearity="tanh",
@@ -533,7 +390,7 @@ class RNN(_RNNBase):
         return s + (", nonlinearity='relu'" if self.nonlinearity == "relu" else "")
 
 
-class LSTM(_RNNBase):
+class LSTM(RecurrentLayer):
     """Long short-term memory layer, gates ``i, f, g, o`` (PyTorch's order).
 
     Arguments as ``torch.nn.LSTM``: ``input_size, hidden_size, num_layers=1, bias=True,
@@ -572,7 +429,7 @@ class LSTM(_RNNBase):
         )
 
 
-class GRU(_RNNBase):
+class GRU(RecurrentLayer):
     """Gated recurrent unit, gates ``r, z, n`` (PyTorch's order), ``h' = (1 - z)*n + z*h``.
 
     Arguments as ``torch.nn.GRU``: ``input_size, hidden_size, num_layers=1, bias=True,
@@ -615,3 +472,34 @@ class GRU(_RNNBase):
     def _extra_repr(self) -> str:
         s = super()._extra_repr()
         return s + ("" if self.reset_after else ", reset_after=False")
+
+
+def from_spec(
+    spec: StackSpec,
+    *,
+    batch_first: bool = False,
+    dropout: float = 0.0,
+    seed: int | np.random.Generator | None = None,
+) -> RecurrentLayer:
+    """The layer (:class:`RNN`, :class:`LSTM` or :class:`GRU`) that runs ``spec``, freshly
+    initialised from ``seed``."""
+    kinds: dict[str, tuple[type[RecurrentLayer], dict[str, Any]]] = {
+        "rnn_tanh": (RNN, {"nonlinearity": "tanh"}),
+        "rnn_relu": (RNN, {"nonlinearity": "relu"}),
+        "lstm": (LSTM, {"proj_size": spec.proj_size}),
+        "gru": (GRU, {"reset_after": True}),
+        "gru_reset_before": (GRU, {"reset_after": False}),
+    }
+    cls, kw = kinds[spec.cell]
+    return cls(
+        spec.input_size,
+        spec.hidden_size,
+        spec.num_layers,
+        bias=spec.bias,
+        batch_first=batch_first,
+        dropout=dropout,
+        bidirectional=spec.bidirectional,
+        dtype=spec.dtype,
+        seed=seed,
+        **kw,
+    )

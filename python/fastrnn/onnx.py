@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from . import convert
-from .layers import GRU, LSTM, RNN, _RNNBase
+from .layers import RecurrentLayer, from_spec
+from .spec import StackSpec
 
 __all__ = ["export", "load"]
 
@@ -40,12 +41,90 @@ def _onnx() -> Any:
     return onnx
 
 
-def _op(layer: _RNNBase) -> str:
-    return {"rnn_tanh": "RNN", "rnn_relu": "RNN", "lstm": "LSTM"}.get(layer._cell, "GRU")
+#: the ONNX operator of each cell
+_OP = {
+    "rnn_tanh": "RNN",
+    "rnn_relu": "RNN",
+    "lstm": "LSTM",
+    "gru": "GRU",
+    "gru_reset_before": "GRU",
+}
+
+
+class _Graph:
+    """The nodes, initializers, inputs and outputs of the graph being written."""
+
+    def __init__(self, onnx: Any) -> None:
+        self.onnx = onnx
+        self.nodes: list[Any] = []
+        self.inits: list[Any] = []
+        self.inputs: list[Any] = []
+        self.outputs: list[Any] = []
+
+    def const(self, name: str, value: Any) -> str:
+        self.inits.append(self.onnx.numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def node(self, op: str, inputs: list[str], outputs: list[str], **attrs: Any) -> None:
+        self.nodes.append(self.onnx.helper.make_node(op, inputs, outputs, **attrs))
+
+    def value(self, io: list[Any], name: str, elem: int, shape: list[Any]) -> None:
+        io.append(self.onnx.helper.make_tensor_value_info(name, elem, shape))
+
+
+def _node_attrs(spec: StackSpec) -> dict[str, Any]:
+    D = spec.num_directions
+    attrs: dict[str, Any] = {
+        "hidden_size": spec.hidden_size,
+        "direction": "bidirectional" if D == 2 else "forward",
+    }
+    if _OP[spec.cell] == "GRU":
+        attrs["linear_before_reset"] = 1 if spec.cell == "gru" else 0
+    if spec.cell == "rnn_relu":
+        attrs["activations"] = ["Relu"] * D
+    return attrs
+
+
+def _initial_state_inputs(g: _Graph, spec: StackSpec, layer_idx: int) -> list[str]:
+    """This layer's slices of ``initial_h`` (and ``initial_c``); the whole inputs for one layer."""
+    names = ["initial_h", "initial_c"] if spec.has_cell_state else ["initial_h"]
+    if spec.num_layers == 1:
+        return names
+    D, sfx = spec.num_directions, f"_l{layer_idx}"
+    starts = g.const("start" + sfx, np.array([layer_idx * D], np.int64))
+    ends = g.const("end" + sfx, np.array([(layer_idx + 1) * D], np.int64))
+    axes = g.const("axes" + sfx, np.array([0], np.int64))
+    out = []
+    for name in names:
+        g.node("Slice", [name, starts, ends, axes], [name[8] + "0" + sfx])
+        out.append(name[8] + "0" + sfx)
+    return out
+
+
+def _layer_node(
+    g: _Graph, layer: RecurrentLayer, layer_idx: int, x: str, initial_states: bool,
+    sequence_lens: bool,
+) -> str:  # fmt: skip
+    """The nodes of one layer of the stack, reading ``x``; returns its output's name."""
+    spec, op, sfx = layer.spec, _OP[layer.spec.cell], f"_l{layer_idx}"
+    D = spec.num_directions
+    params = spec.entries_of(dict(layer.named_parameters()))[layer_idx * D : (layer_idx + 1) * D]
+    w = convert.to_onnx(spec.cell, [p[:4] for p in params])
+    node_in = [x] + [g.const(k + sfx, w[k].astype(np.float32)) for k in ("W", "R", "B")]
+    node_in.append("sequence_lens" if sequence_lens else "")
+    if initial_states:
+        node_in += _initial_state_inputs(g, spec, layer_idx)
+    outs = ["Y4" + sfx, "Y_h" + sfx] + (["Y_c" + sfx] if spec.has_cell_state else [])
+    g.node(op, node_in, outs, name=f"{op.lower()}{sfx}", **_node_attrs(spec))
+    # (T, D, B, H) -> (T, B, D*H), the next layer's input
+    g.node("Transpose", ["Y4" + sfx], ["Yt" + sfx], perm=[0, 2, 1, 3])
+    g.node("Reshape", ["Yt" + sfx, g.const("shape" + sfx, np.array([0, 0, -1], np.int64))],
+           ["Y" + sfx])  # fmt: skip
+    return "Y" + sfx
 
 
 def export(
-    layer: _RNNBase,
+    layer: RecurrentLayer,
     path: str | os.PathLike[str] | None = None,
     *,
     initial_states: bool = False,
@@ -55,94 +134,38 @@ def export(
     given. ``initial_states`` / ``sequence_lens`` add the optional inputs. Returns the
     ``onnx.ModelProto``."""
     onnx = _onnx()
-    helper, TP = onnx.helper, onnx.TensorProto
-    if layer.proj_size:
+    TP = onnx.TensorProto
+    spec = layer.spec
+    if spec.proj_size:
         raise NotImplementedError("proj_size: ONNX's LSTM operator has no projection")
-    L, D, H, I = layer.num_layers, layer._D, layer.hidden_size, layer.input_size
-    op = _op(layer)
-    nodes: list[Any] = []
-    inits: list[Any] = []
-
-    def const(name: str, value: Any) -> str:
-        inits.append(onnx.numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    x_shape = ["B", "T", I] if layer.batch_first else ["T", "B", I]
-    inputs = [helper.make_tensor_value_info("X", TP.FLOAT, x_shape)]
+    LD, H, DH, lstm = spec.num_entries, spec.hidden_size, spec.output_size, spec.has_cell_state
+    bf = layer.batch_first
+    g = _Graph(onnx)
+    g.value(
+        g.inputs, "X", TP.FLOAT, ["B", "T", spec.input_size] if bf else ["T", "B", spec.input_size]
+    )
     if initial_states:
-        inputs.append(helper.make_tensor_value_info("initial_h", TP.FLOAT, [L * D, "B", H]))
-        if op == "LSTM":
-            inputs.append(helper.make_tensor_value_info("initial_c", TP.FLOAT, [L * D, "B", H]))
+        for name in ["initial_h", "initial_c"] if lstm else ["initial_h"]:
+            g.value(g.inputs, name, TP.FLOAT, [LD, "B", H])
     if sequence_lens:
-        inputs.append(helper.make_tensor_value_info("sequence_lens", TP.INT32, ["B"]))
+        g.value(g.inputs, "sequence_lens", TP.INT32, ["B"])
 
     x = "X"
-    if layer.batch_first:
-        nodes.append(helper.make_node("Transpose", ["X"], ["X_tmajor"], perm=[1, 0, 2]))
+    if bf:
+        g.node("Transpose", ["X"], ["X_tmajor"], perm=[1, 0, 2])
         x = "X_tmajor"
-    params = layer._param_list()
-    hs, cs = [], []
-    for layer_idx in range(L):
-        w = convert.to_onnx(
-            layer._cell, [p[:4] for p in params[layer_idx * D : (layer_idx + 1) * D]]
-        )
-        sfx = f"_l{layer_idx}"
-        node_in = [
-            x,
-            const("W" + sfx, w["W"].astype(np.float32)),
-            const("R" + sfx, w["R"].astype(np.float32)),
-            const("B" + sfx, w["B"].astype(np.float32)),
-            "sequence_lens" if sequence_lens else "",
-        ]
-        if initial_states and L == 1:  # the whole inputs: no Slice nodes
-            node_in += ["initial_h", "initial_c"] if op == "LSTM" else ["initial_h"]
-        elif initial_states:
-            starts = const("start" + sfx, np.array([layer_idx * D], np.int64))
-            ends = const("end" + sfx, np.array([(layer_idx + 1) * D], np.int64))
-            axes = const("axes" + sfx, np.array([0], np.int64))
-            nodes.append(helper.make_node("Slice", ["initial_h", starts, ends, axes], ["h0" + sfx]))
-            node_in.append("h0" + sfx)
-            if op == "LSTM":
-                nodes.append(
-                    helper.make_node("Slice", ["initial_c", starts, ends, axes], ["c0" + sfx])
-                )
-                node_in.append("c0" + sfx)
-        attrs: dict[str, Any] = {
-            "hidden_size": H,
-            "direction": "bidirectional" if D == 2 else "forward",
-        }
-        if op == "GRU":
-            attrs["linear_before_reset"] = 1 if layer._cell == "gru" else 0
-        if layer._cell == "rnn_relu":
-            attrs["activations"] = ["Relu"] * D
-        outs = ["Y4" + sfx, "Y_h" + sfx] + (["Y_c" + sfx] if op == "LSTM" else [])
-        nodes.append(helper.make_node(op, node_in, outs, name=f"{op.lower()}{sfx}", **attrs))
-        hs.append("Y_h" + sfx)
-        if op == "LSTM":
-            cs.append("Y_c" + sfx)
-        # (T, D, B, H) -> (T, B, D*H), the next layer's input
-        nodes.append(helper.make_node("Transpose", ["Y4" + sfx], ["Yt" + sfx], perm=[0, 2, 1, 3]))
-        shape = const("shape" + sfx, np.array([0, 0, -1], np.int64))
-        x = "Y" + sfx
-        nodes.append(helper.make_node("Reshape", ["Yt" + sfx, shape], [x]))
+    for layer_idx in range(spec.num_layers):
+        x = _layer_node(g, layer, layer_idx, x, initial_states, sequence_lens)
 
-    y_shape = ["B", "T", D * H] if layer.batch_first else ["T", "B", D * H]
-    if layer.batch_first:
-        nodes.append(helper.make_node("Transpose", [x], ["Y"], perm=[1, 0, 2]))
-    else:
-        nodes.append(helper.make_node("Identity", [x], ["Y"]))
-    nodes.append(helper.make_node("Concat", hs, ["Y_h"], axis=0))
-    outputs = [
-        helper.make_tensor_value_info("Y", TP.FLOAT, y_shape),
-        helper.make_tensor_value_info("Y_h", TP.FLOAT, [L * D, "B", H]),
-    ]
-    if op == "LSTM":
-        nodes.append(helper.make_node("Concat", cs, ["Y_c"], axis=0))
-        outputs.append(helper.make_tensor_value_info("Y_c", TP.FLOAT, [L * D, "B", H]))
+    g.node("Transpose" if bf else "Identity", [x], ["Y"], **({"perm": [1, 0, 2]} if bf else {}))
+    g.value(g.outputs, "Y", TP.FLOAT, ["B", "T", DH] if bf else ["T", "B", DH])
+    for state in ["Y_h", "Y_c"] if lstm else ["Y_h"]:
+        g.node("Concat", [f"{state}_l{i}" for i in range(spec.num_layers)], [state], axis=0)
+        g.value(g.outputs, state, TP.FLOAT, [LD, "B", H])
 
-    graph = helper.make_graph(nodes, f"fastrnn_{layer._cell}", inputs, outputs, inits)
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="fastrnn"
+    graph = onnx.helper.make_graph(g.nodes, f"fastrnn_{spec.cell}", g.inputs, g.outputs, g.inits)
+    model = onnx.helper.make_model(
+        graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)], producer_name="fastrnn"
     )
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model)
@@ -151,33 +174,19 @@ def export(
     return model
 
 
-def load(model: Any, node_name: str | None = None, *, dtype: Any = np.float32) -> _RNNBase:
-    """A fastrnn layer with the weights of one ``LSTM``/``GRU``/``RNN`` node of an ONNX model
-    (a path or a ``ModelProto``): the first such node, or the one named ``node_name``. The
-    weights must be initializers; clipping, peepholes, ``input_forget`` and activations other
-    than the defaults (and Relu for RNN) have no fastrnn equivalent and are refused."""
-    onnx = _onnx()
-    if not hasattr(model, "graph"):
-        model = onnx.load(os.fspath(model))
-    g = model.graph
-    nodes = [n for n in g.node if n.op_type in ("LSTM", "GRU", "RNN")]
+def _find_node(model: Any, node_name: str | None) -> Any:
+    nodes = [n for n in model.graph.node if n.op_type in ("LSTM", "GRU", "RNN")]
     if node_name is not None:
         nodes = [n for n in nodes if n.name == node_name]
     if not nodes:
         raise ValueError(
             f"model: no LSTM/GRU/RNN node{f' named {node_name!r}' if node_name else ''}"
         )
-    node = nodes[0]
-    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-    inits = {t.name: onnx.numpy_helper.to_array(t) for t in g.initializer}
+    return nodes[0]
 
-    def init(i: int) -> Any:
-        if len(node.input) <= i or not node.input[i]:
-            return None
-        if node.input[i] not in inits:
-            raise ValueError(f"{node.op_type} input {i} ({node.input[i]!r}) is not an initializer")
-        return inits[node.input[i]]
 
+def _check_supported(node: Any, attrs: dict[str, Any], peepholes: Any) -> None:
+    """Refuse what no fastrnn cell computes."""
     direction = attrs.get("direction", b"forward")
     direction = direction.decode() if isinstance(direction, bytes) else direction
     if direction == "reverse":
@@ -187,42 +196,54 @@ def load(model: Any, node_name: str | None = None, *, dtype: Any = np.float32) -
             raise NotImplementedError(f"attribute {unsupported!r} has no fastrnn equivalent")
     if attrs.get("input_forget", 0):
         raise NotImplementedError("input_forget=1 has no fastrnn equivalent")
-    if node.op_type == "LSTM" and init(7) is not None:
+    if node.op_type == "LSTM" and peepholes is not None:
         raise NotImplementedError("LSTM peepholes (input P) have no fastrnn equivalent")
+
+
+def _cell_of(op: str, attrs: dict[str, Any], D: int) -> str:
+    """The fastrnn cell of an ONNX node, from its operator and activations."""
     acts = [a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", [])]
+    defaults = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
+    if op in defaults:
+        if acts and acts != defaults[op] * D:
+            raise NotImplementedError(f"{op} activations {acts} have no fastrnn equivalent")
+        if op == "LSTM":
+            return "lstm"
+        return "gru" if int(attrs.get("linear_before_reset", 0)) == 1 else "gru_reset_before"
+    if (acts and set(acts) - {"Tanh", "Relu"}) or len(set(acts)) > 1:
+        raise NotImplementedError(f"RNN activations {acts} have no fastrnn equivalent")
+    return "rnn_relu" if acts and acts[0] == "Relu" else "rnn_tanh"
+
+
+def load(model: Any, node_name: str | None = None, *, dtype: Any = np.float32) -> RecurrentLayer:
+    """A fastrnn layer with the weights of one ``LSTM``/``GRU``/``RNN`` node of an ONNX model
+    (a path or a ``ModelProto``): the first such node, or the one named ``node_name``. The
+    weights must be initializers; clipping, peepholes, ``input_forget`` and activations other
+    than the defaults (and Relu for RNN) have no fastrnn equivalent and are refused."""
+    onnx = _onnx()
+    if not hasattr(model, "graph"):
+        model = onnx.load(os.fspath(model))
+    node = _find_node(model, node_name)
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+
+    def init(i: int) -> Any:
+        if len(node.input) <= i or not node.input[i]:
+            return None
+        if node.input[i] not in inits:
+            raise ValueError(f"{node.op_type} input {i} ({node.input[i]!r}) is not an initializer")
+        return inits[node.input[i]]
+
+    _check_supported(node, attrs, init(7))
     W, R, B = init(1), init(2), init(3)
     if W is None or R is None:
         raise ValueError(f"{node.op_type}: W and R must be initializers")
     D, _, I = W.shape
     H = int(attrs.get("hidden_size", R.shape[2]))
-    batch_first = int(attrs.get("layout", 0)) == 1
-    kw = {"bidirectional": D == 2, "batch_first": batch_first, "dtype": dtype}
-    layer: _RNNBase
-    if node.op_type == "LSTM":
-        if acts and acts != ["Sigmoid", "Tanh", "Tanh"] * D:
-            raise NotImplementedError(f"LSTM activations {acts} have no fastrnn equivalent")
-        cell, layer = "lstm", LSTM(I, H, **kw)
-    elif node.op_type == "GRU":
-        if acts and acts != ["Sigmoid", "Tanh"] * D:
-            raise NotImplementedError(f"GRU activations {acts} have no fastrnn equivalent")
-        reset_after = int(attrs.get("linear_before_reset", 0)) == 1
-        cell = "gru" if reset_after else "gru_reset_before"
-        layer = GRU(I, H, reset_after=reset_after, **kw)
-    else:
-        if (acts and set(acts) - {"Tanh", "Relu"}) or len(set(acts)) > 1:
-            raise NotImplementedError(f"RNN activations {acts} have no fastrnn equivalent")
-        nonlinearity = "relu" if acts and acts[0] == "Relu" else "tanh"
-        cell, layer = f"rnn_{nonlinearity}", RNN(I, H, nonlinearity=nonlinearity, **kw)
+    spec = StackSpec(_cell_of(node.op_type, attrs, D), I, H, bidirectional=D == 2, dtype=dtype)
+    layer = from_spec(spec, batch_first=int(attrs.get("layout", 0)) == 1)
     sd = {}
-    for d, (w_ih, w_hh, b_ih, b_hh) in enumerate(convert.from_onnx(cell, W, R, B)):
-        sfx = "_l0" + ("_reverse" if d else "")
-        sd.update(
-            {
-                f"weight_ih{sfx}": w_ih,
-                f"weight_hh{sfx}": w_hh,
-                f"bias_ih{sfx}": b_ih,
-                f"bias_hh{sfx}": b_hh,
-            }
-        )
+    for d, params in enumerate(convert.from_onnx(spec.cell, W, R, B)):
+        sd.update(zip(spec.entry_names(d)[:4], params, strict=True))
     layer.load_state_dict(sd)
     return layer

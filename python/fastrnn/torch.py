@@ -56,90 +56,42 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess without
 import numpy as np
 
 from . import functional as F
+from .spec import Layout, StackSpec
 
 __all__ = ["GRU", "LSTM", "RNN", "RNNFunction"]
 
 Tensor = torch.Tensor
+NDArray = np.ndarray[Any, Any]
 
 _CELL_OF_MODE = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu"}
+_NP_DTYPE = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
 
 
-class _Config:
-    """The non-tensor arguments of one call (hashable-free, kept on the autograd context)."""
-
-    __slots__ = ("bidirectional", "cell", "has_c", "lengths", "num_layers", "per_layer", "proj")
-
-    def __init__(
-        self,
-        cell: str,
-        num_layers: int,
-        bidirectional: bool,
-        proj: int,
-        per_layer: int,
-        lengths: np.ndarray[Any, Any] | None,
-    ) -> None:
-        self.cell = cell
-        self.num_layers = num_layers
-        self.bidirectional = bidirectional
-        self.proj = proj
-        self.per_layer = per_layer  # tensors per (layer, direction) in the flat weight list
-        self.lengths = lengths
-        self.has_c = cell == "lstm"
-
-    def params(self, weights: tuple[np.ndarray[Any, Any], ...]) -> list[F.LayerParams]:
-        """The flat torch weight list (w_ih, w_hh, [b_ih, b_hh], [w_hr] per layer and direction)
-        as fastrnn's per-(layer, direction) parameters."""
-        k, out = self.per_layer, []
-        for i in range(0, len(weights), k):
-            w = weights[i : i + k]
-            bias = k - (1 if self.proj else 0) == 4
-            out.append(
-                F.LayerParams(
-                    w[0],
-                    w[1],
-                    w[2] if bias else None,
-                    w[3] if bias else None,
-                    w[-1] if self.proj else None,
-                )
-            )
-        return out
-
-    def forward(
-        self,
-        x: np.ndarray[Any, Any],
-        weights: tuple[np.ndarray[Any, Any], ...],
-        h0: np.ndarray[Any, Any] | None,
-        c0: np.ndarray[Any, Any] | None,
-        masks: np.ndarray[Any, Any] | None,
-        training: bool,
-    ) -> F.ForwardResult:
-        return F.stack_forward(
-            self.cell,
-            x,
-            self.params(weights),
-            h0,
-            c0,
-            num_layers=self.num_layers,
-            bidirectional=self.bidirectional,
-            proj_size=self.proj,
-            lengths=self.lengths,
-            dropout_masks=masks,
-            training=training,
-        )
-
-
-def _np(t: Tensor | None) -> np.ndarray[Any, Any] | None:
+def _np(t: Tensor | None) -> NDArray | None:
     """A CPU tensor's memory as a NumPy array (no copy)."""
     return None if t is None else t.detach().numpy()
 
 
-def _tensor(a: np.ndarray[Any, Any] | None) -> Tensor | None:
+def _tensor(a: NDArray | None) -> Tensor | None:
     return None if a is None else torch.from_numpy(a)
 
 
-class RNNFunction(torch.autograd.Function):
-    """``(cfg, x, h0, c0, masks, *weights) -> (y, h_n[, c_n], workspace)`` for a whole stack.
+def _run_forward(
+    spec: StackSpec, lengths: NDArray | None, x: Tensor, h0: Tensor | None, c0: Tensor | None,
+    masks: Tensor | None, weights: tuple[Tensor, ...], training: bool,
+) -> F.ForwardResult:  # fmt: skip
+    """The kernels' forward on the tensors' memory."""
+    params = spec.entries([_np(w) for w in weights])
+    return F.run_forward(
+        spec, _np(x), params, _np(h0), _np(c0), lengths=lengths, dropout_masks=_np(masks),
+        training=training,
+    )  # fmt: skip
 
+
+class RNNFunction(torch.autograd.Function):
+    """``(spec, lengths, x, h0, c0, masks, *weights) -> (y, h_n[, c_n], workspace)`` for a stack.
+
+    ``spec``: the :class:`~fastrnn.spec.StackSpec`; ``lengths``: ``(B,)`` int64 array or None;
     ``x (T, B, I)`` time-major, ``h0 (L*D, B, Hs)`` or None, ``c0 (L*D, B, H)`` or None (LSTM),
     ``masks (L-1, T, B, D*Hs)`` or None (dropout multipliers), ``weights``: the module's flat weight
     list in torch's order; all contiguous CPU tensors of one dtype. ``workspace`` (not
@@ -149,23 +101,23 @@ class RNNFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        cfg: _Config,
+        spec: StackSpec,
+        lengths: NDArray | None,
         x: Tensor,
         h0: Tensor | None,
         c0: Tensor | None,
         masks: Tensor | None,
         *weights: Tensor,
     ) -> tuple[Tensor, ...]:
-        ws_np = tuple(_np(w) for w in weights)
-        res = cfg.forward(_np(x), ws_np, _np(h0), _np(c0), _np(masks), True)  # type: ignore[arg-type]
+        res = _run_forward(spec, lengths, x, h0, c0, masks, weights, True)
         assert res.workspace is not None
-        out = [res.y, res.h_n] + ([res.c_n] if cfg.has_c else []) + [res.workspace]
+        out = [res.y, res.h_n] + ([res.c_n] if spec.has_cell_state else []) + [res.workspace]
         return tuple(torch.from_numpy(a) for a in out)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
-        cfg, x, h0, c0, masks, *weights = inputs
-        ctx.cfg = cfg
+        spec, lengths, x, h0, c0, masks, *weights = inputs
+        ctx.spec, ctx.lengths = spec, lengths
         ctx.consumed = False
         ctx.mark_non_differentiable(output[-1])
         ctx.save_for_backward(x, h0, c0, masks, output[-1], *weights)
@@ -173,65 +125,62 @@ class RNNFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, dy: Tensor | None, dh_n: Tensor | None, *rest: Tensor | None) -> Any:
-        cfg: _Config = ctx.cfg
-        dc_n = rest[0] if cfg.has_c else None
+        spec: StackSpec = ctx.spec
+        dc_n = rest[0] if spec.has_cell_state else None
         saved = ctx.saved_tensors
         x, h0, c0, masks, workspace, *weights = saved
+        need = ctx.needs_input_grad
         with torch.no_grad():
             try:
-                xn, ws_np = _np(x), tuple(_np(w) for w in weights)
-                wsn = _np(workspace)
-                dyn, dhn, dcn = _np(dy), _np(dh_n), _np(dc_n)
+                args = (_np(x), spec.entries([_np(w) for w in weights]), _np(workspace))
+                grads_out = (_np(dy), _np(dh_n), _np(dc_n))
             except RuntimeError as e:  # functorch's wrapped tensors have no storage
                 raise RuntimeError(
                     "fastrnn.torch: the torch.func transforms (grad, vjp, jacrev, vmap) are not "
                     "supported; use torch.autograd (loss.backward(), torch.autograd.grad)"
                 ) from e
+            xn, params, wsn = args
             if ctx.consumed:
                 # a second backward through the same graph (retain_graph=True, gradcheck): the
                 # forward is deterministic, so recomputing gives exactly the activations saved
-                wsn = cfg.forward(xn, ws_np, _np(h0), _np(c0), _np(masks), True).workspace  # type: ignore[arg-type]
+                wsn = _run_forward(spec, ctx.lengths, x, h0, c0, masks, tuple(weights), True)
+                wsn = wsn.workspace
             ctx.consumed = True  # the kernels' backward overwrites the workspace
-            r = F.stack_backward(
-                cfg.cell,
-                xn,  # type: ignore[arg-type]
-                cfg.params(ws_np),  # type: ignore[arg-type]
-                wsn,  # type: ignore[arg-type]
-                dyn,
-                dhn,
-                dcn,
-                num_layers=cfg.num_layers,
-                bidirectional=cfg.bidirectional,
-                proj_size=cfg.proj,
-                lengths=cfg.lengths,
-                need_dx=ctx.needs_input_grad[1],  # skipped when the input is data
-            )
-        need = ctx.needs_input_grad
-        grads = [g for layer in r.grads for g in layer if g is not None]
+            r = F.run_backward(
+                spec, xn, params, wsn, *grads_out, lengths=ctx.lengths,
+                need_dx=need[2],  # skipped when the input is data
+            )  # fmt: skip
         out: list[Tensor | None] = [
             _tensor(r.dx),
-            _tensor(r.dh0) if need[2] else None,
-            _tensor(r.dc0) if need[3] else None,
+            _tensor(r.dh0) if need[3] else None,
+            _tensor(r.dc0) if need[4] else None,
             None,
-            *(torch.from_numpy(g) if n else None for g, n in zip(grads, need[5:], strict=True)),
+            *(
+                torch.from_numpy(g) if n else None
+                for g, n in zip(spec.flatten(r.grads), need[6:], strict=True)
+            ),
         ]
-        # The gradients are not differentiable again. With create_graph=True they would silently
-        # be constants (a zero second derivative); like torch's @once_differentiable, but also when
-        # only the inputs (not the incoming gradients) require grad, attach a node that raises if
-        # anything is differentiated through them.
-        inputs = [t for t in (*saved, dy, dh_n, dc_n) if t is not None]
-        if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-            idx = [i for i, t in enumerate(out) if t is not None]
-            err = torch._C._functions.DelayedError(
-                b"fastrnn.torch: the backward of the kernels is not differentiable "
-                b"(no double backward / second derivatives; use torch.nn's module for those)",
-                len(idx),
-            )
-            wrapped = err(*[t.detach().requires_grad_(True) for t in out if t is not None])
-            wrapped = wrapped if isinstance(wrapped, tuple) else (wrapped,)
-            for i, t in zip(idx, wrapped, strict=True):
-                out[i] = t
-        return (None, *out)
+        _not_differentiable_again(out, (*saved, dy, dh_n, dc_n))
+        return (None, None, *out)
+
+
+def _not_differentiable_again(out: list[Tensor | None], inputs: tuple[Tensor | None, ...]) -> None:
+    """The gradients are not differentiable again. With create_graph=True they would silently be
+    constants (a zero second derivative); like torch's @once_differentiable, but also when only
+    the inputs (not the incoming gradients) require grad, attach a node that raises if anything
+    is differentiated through them."""
+    if not torch.is_grad_enabled() or not any(t is not None and t.requires_grad for t in inputs):
+        return
+    idx = [i for i, t in enumerate(out) if t is not None]
+    err = torch._C._functions.DelayedError(
+        b"fastrnn.torch: the backward of the kernels is not differentiable "
+        b"(no double backward / second derivatives; use torch.nn's module for those)",
+        len(idx),
+    )
+    wrapped = err(*[t.detach().requires_grad_(True) for t in out if t is not None])
+    wrapped = wrapped if isinstance(wrapped, tuple) else (wrapped,)
+    for i, t in zip(idx, wrapped, strict=True):
+        out[i] = t
 
 
 def _check_cpu(name: str, t: Tensor) -> None:
@@ -242,169 +191,151 @@ def _check_cpu(name: str, t: Tensor) -> None:
         )
 
 
-def _check_state(name: str, t: Any, expected: tuple[int, ...], dtype: torch.dtype) -> Tensor:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name}: expected a tensor, got {type(t).__name__}")
-    _check_cpu(name, t)
-    if tuple(t.shape) != expected:
-        raise RuntimeError(f"{name}: expected size {expected}, got {list(t.shape)}")
-    if t.dtype != dtype:
-        raise ValueError(f"{name}: expected dtype {dtype} (the input's), got {t.dtype}")
-    return t
+class _Packing:
+    """A PackedSequence's rows (step 0, then step 1, ...; sequences sorted by decreasing length)
+    placed in a padded (T, B) grid, and back."""
 
+    def __init__(self, packed: PackedSequence) -> None:
+        data, self.batch_sizes, self.sorted_indices, self.unsorted_indices = packed
+        if data.dim() != 2:
+            raise RuntimeError(f"input: packed data must have 2 dimensions, got {data.dim()}")
+        bs = self.batch_sizes.numpy().astype(np.int64)
+        self.T, self.B = len(bs), int(bs[0])
+        self.index = torch.from_numpy(
+            np.concatenate([t * self.B + np.arange(n, dtype=np.int64) for t, n in enumerate(bs)])
+        )
+        self.lengths = (bs[None, :] > np.arange(self.B)[:, None]).sum(axis=1)
+        self.data = data
 
-def _packed_index(batch_sizes: Tensor) -> tuple[Tensor, np.ndarray[Any, Any]]:
-    """For packed data (rows of step 0, then step 1, ...; the sequences sorted by decreasing
-    length): each row's position ``t*B + b`` in a padded (T, B) grid, and each sequence's length."""
-    bs = batch_sizes.numpy().astype(np.int64)
-    B = int(bs[0])
-    index = np.concatenate([t * B + np.arange(n, dtype=np.int64) for t, n in enumerate(bs)])
-    lengths = (bs[None, :] > np.arange(B)[:, None]).sum(axis=1)
-    return torch.from_numpy(index), lengths
+    def padded(self, x: Tensor) -> Tensor:
+        out = x.new_zeros(self.T * self.B, x.shape[-1])
+        return out.index_copy(0, self.index, x).view(self.T, self.B, -1)
+
+    def packed(self, y: Tensor) -> PackedSequence:
+        y = y.reshape(self.T * self.B, -1).index_select(0, self.index)
+        return PackedSequence(y, self.batch_sizes, self.sorted_indices, self.unsorted_indices)
+
+    def state_in(self, s: Tensor) -> Tensor:
+        return s if self.sorted_indices is None else s.index_select(1, self.sorted_indices)
+
+    def state_out(self, s: Tensor | None) -> Tensor | None:
+        return (
+            s
+            if s is None or self.unsorted_indices is None
+            else s.index_select(1, self.unsorted_indices)
+        )
 
 
 class _FastForward:
-    """The ``forward`` shared by :class:`LSTM`, :class:`GRU` and :class:`RNN`."""
+    """The ``forward`` shared by :class:`LSTM`, :class:`GRU` and :class:`RNN`: torch's layouts
+    and types around :func:`fastrnn.functional.run_forward`."""
 
-    def _fastrnn_forward(self: Any, input: Any, hx: Any = None) -> Any:
+    def _spec(self: Any) -> tuple[StackSpec, list[Tensor]]:
+        """The stack this module runs, and its flat weights (checked: CPU, float32/64)."""
         self._update_flat_weights()
-        cell = _CELL_OF_MODE[self.mode]
-        is_lstm = cell == "lstm"
-        D = 2 if self.bidirectional else 1
-        LD = self.num_layers * D
-        Hs = self.proj_size if self.proj_size > 0 else self.hidden_size
         weights: list[Tensor] = list(self._flat_weights)
         for n, w in zip(self._flat_weights_names, weights, strict=True):
             _check_cpu(n, w)
         wdtype = weights[0].dtype
-        if wdtype not in (torch.float32, torch.float64):
+        if wdtype not in _NP_DTYPE:
             raise TypeError(
                 f"{self._flat_weights_names[0]}: fastrnn runs float32 and float64, got {wdtype}"
             )
+        spec = StackSpec(
+            _CELL_OF_MODE[self.mode], self.input_size, self.hidden_size, self.num_layers,
+            self.bidirectional, self.bias, self.proj_size, _NP_DTYPE[wdtype],
+        )  # fmt: skip
+        return spec, weights
 
-        packed = isinstance(input, PackedSequence)
-        sorted_indices = unsorted_indices = None
-        lengths = None
-        if packed:
-            data, batch_sizes, sorted_indices, unsorted_indices = input
-            if data.dim() != 2:
-                raise RuntimeError(f"input: packed data must have 2 dimensions, got {data.dim()}")
-            index, lengths = _packed_index(batch_sizes)
-            T, B = len(batch_sizes), int(batch_sizes[0])
-            is_batched, batch_dim = True, 1
+    def _input(
+        self: Any, input: Any, spec: StackSpec, wdtype: torch.dtype
+    ) -> tuple[Tensor, bool, _Packing | None]:
+        """The input as a contiguous time-major (T, B, I) tensor, whether it was batched, and the
+        packing of a PackedSequence."""
+        packing = _Packing(input) if isinstance(input, PackedSequence) else None
+        if packing is not None:
+            data, batched = packing.data, True
+        elif isinstance(input, torch.Tensor):
+            data, batched = Layout(self.batch_first).time_major("input", input)
         else:
-            if not isinstance(input, torch.Tensor):
-                raise TypeError(
-                    f"input: expected a tensor or a PackedSequence, got {type(input).__name__}"
-                )
-            if input.dim() not in (2, 3):
-                raise ValueError(
-                    "input: expected a 2-D (unbatched) or 3-D (batched) tensor, "
-                    f"got {input.dim()}-D"
-                )
-            is_batched = input.dim() == 3
-            batch_dim = 0 if self.batch_first else 1
-            data = input if is_batched else input.unsqueeze(batch_dim)
-            if self.batch_first:
-                data = data.transpose(0, 1)
-            T, B = data.shape[0], data.shape[1]
+            raise TypeError(
+                f"input: expected a tensor or a PackedSequence, got {type(input).__name__}"
+            )
         _check_cpu("input", data)
         if data.layout != torch.strided:
             raise TypeError(f"input: expected a dense (strided) tensor, got layout {data.layout}")
-        if T == 0:
-            raise RuntimeError("input: expected sequence length to be larger than 0 (as torch.nn)")
         if data.dtype != wdtype:
             raise ValueError(
                 f"input: dtype {data.dtype} does not match the weights' dtype {wdtype}; "
                 f"convert the input (input.to({wdtype})) or the module (module.to({data.dtype}))"
             )
-        if data.shape[-1] != self.input_size:
+        if data.shape[-1] != spec.input_size:
             raise RuntimeError(
-                f"input: size of the last dimension must be input_size={self.input_size}, "
+                f"input: size of the last dimension must be input_size={spec.input_size}, "
                 f"got {data.shape[-1]}"
             )
+        x = data.contiguous() if packing is None else packing.padded(data.contiguous())
+        if x.shape[0] == 0:
+            raise RuntimeError("input: expected sequence length to be larger than 0 (as torch.nn)")
+        return x, batched, packing
 
-        h0 = c0 = None
-        if hx is not None:
-            if is_lstm:
-                if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                    raise TypeError(
-                        f"hx: expected a tuple (h_0, c_0) for LSTM, got {type(hx).__name__}"
-                    )
-                h0, c0 = hx
-            else:
-                h0 = hx
-            sizes = [(LD, B, Hs), (LD, B, self.hidden_size)]
-            states = []
-            names = ("hx[0]", "hx[1]") if is_lstm else ("hx",)
-            for k, (name, s) in enumerate(zip(names, (h0, c0)[: len(names)], strict=True)):
-                if not is_batched:
-                    if not isinstance(s, torch.Tensor) or s.dim() != 2:
-                        got = f"{s.dim()}-D" if isinstance(s, torch.Tensor) else type(s).__name__
-                        raise RuntimeError(
-                            f"{name}: for unbatched 2-D input the state must be 2-D, got {got}"
-                        )
-                    s = s.unsqueeze(1)
-                s = _check_state(name, s, sizes[k], wdtype)
-                if sorted_indices is not None:
-                    s = s.index_select(1, sorted_indices)
-                states.append(s.contiguous())
-            h0, c0 = (states[0], states[1]) if is_lstm else (states[0], None)
+    def _states(
+        self: Any, hx: Any, spec: StackSpec, x: Tensor, batched: bool, packing: _Packing | None
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """hx as contiguous (L*D, B, S) tensors, checked against the spec."""
+        if hx is None:
+            return None, None
+        lstm = spec.has_cell_state
+        if lstm and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
+            raise TypeError(f"hx: expected a tuple (h_0, c_0) for LSTM, got {type(hx).__name__}")
+        parts = tuple(hx) if lstm else (hx,)
+        names = ("hx[0]", "hx[1]") if lstm else ("hx",)
+        out = []
+        for kind, name, s in zip("hc", names, parts, strict=False):
+            if not isinstance(s, torch.Tensor):
+                raise TypeError(f"{name}: expected a tensor, got {type(s).__name__}")
+            _check_cpu(name, s)
+            if s.dtype != x.dtype:
+                raise ValueError(f"{name}: expected dtype {x.dtype} (the input's), got {s.dtype}")
+            try:  # the spec's rules, with torch.nn's exception type
+                s = Layout.state_in(name, s, batched)
+                spec.check_state_shape(name, s.shape, x.shape[1], kind)
+            except ValueError as e:
+                raise RuntimeError(str(e)) from None
+            out.append((s if packing is None else packing.state_in(s)).contiguous())
+        return out[0], (out[1] if lstm else None)
 
-        x = data.contiguous()
-        if packed:
-            padded = x.new_zeros(T * B, x.shape[-1])
-            x = padded.index_copy(0, index, x).view(T, B, -1)
+    def _dropout_masks(self: Any, spec: StackSpec, x: Tensor) -> Tensor | None:
+        p = float(self.dropout)
+        if not spec.uses_dropout(p, self.training):
+            return None
+        shape = spec.mask_shape(x.shape[0], x.shape[1])
+        if p >= 1:
+            return torch.zeros(shape, dtype=x.dtype)
+        return torch.empty(shape, dtype=x.dtype).bernoulli_(1 - p).div_(1 - p)
 
-        masks = None
-        if self.training and self.dropout > 0 and self.num_layers > 1:
-            shape = (self.num_layers - 1, T, B, D * Hs)
-            p = float(self.dropout)
-            masks = (
-                torch.zeros(shape, dtype=wdtype)
-                if p >= 1
-                else torch.empty(shape, dtype=wdtype).bernoulli_(1 - p).div_(1 - p)
-            )
-
-        cfg = _Config(
-            cell,
-            self.num_layers,
-            bool(self.bidirectional),
-            int(self.proj_size),
-            len(weights) // LD,
-            lengths,
-        )
+    def _fastrnn_forward(self: Any, input: Any, hx: Any = None) -> Any:
+        spec, weights = self._spec()
+        x, batched, packing = self._input(input, spec, weights[0].dtype)
+        h0, c0 = self._states(hx, spec, x, batched, packing)
+        masks = self._dropout_masks(spec, x)
+        lengths = None if packing is None else packing.lengths
         tensors = [t for t in (x, h0, c0, *weights) if t is not None]
         if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-            outs = RNNFunction.apply(cfg, x, h0, c0, masks, *weights)[:-1]  # type: ignore[no-untyped-call]
+            outs = RNNFunction.apply(spec, lengths, x, h0, c0, masks, *weights)[:-1]  # type: ignore[no-untyped-call]
         else:  # inference: no workspace, no per-step activations
-            res = cfg.forward(
-                _np(x),  # type: ignore[arg-type]
-                tuple(_np(w) for w in weights),  # type: ignore[misc]
-                _np(h0),
-                _np(c0),
-                _np(masks),
-                False,
-            )
+            res = _run_forward(spec, lengths, x, h0, c0, masks, tuple(weights), False)
             outs = tuple(torch.from_numpy(a) for a in (res.y, res.h_n, res.c_n) if a is not None)
         y, h_n = outs[0], outs[1]
-        c_n = outs[2] if is_lstm else None
-
-        if packed:
-            y = y.reshape(T * B, -1).index_select(0, index)
-            out: Any = PackedSequence(y, batch_sizes, sorted_indices, unsorted_indices)
-            if unsorted_indices is not None:
-                h_n = h_n.index_select(1, unsorted_indices)
-                c_n = None if c_n is None else c_n.index_select(1, unsorted_indices)
+        c_n = outs[2] if spec.has_cell_state else None
+        if packing is not None:
+            out: Any = packing.packed(y)
+            h_n, c_n = packing.state_out(h_n), packing.state_out(c_n)
         else:
-            if self.batch_first:
-                y = y.transpose(0, 1)
-            if not is_batched:
-                y = y.squeeze(batch_dim)
-                h_n = h_n.squeeze(1)
-                c_n = None if c_n is None else c_n.squeeze(1)
-            out = y
-        return (out, (h_n, c_n)) if is_lstm else (out, h_n)
+            layout = Layout(self.batch_first)
+            out = layout.to_caller(y, batched)
+            h_n, c_n = Layout.state_out(h_n, batched), Layout.state_out(c_n, batched)
+        return (out, (h_n, c_n)) if spec.has_cell_state else (out, h_n)
 
 
 class LSTM(_FastForward, torch.nn.LSTM):

@@ -29,7 +29,9 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from ..layers import LSTM, _RNNBase
+from .._args import check_real
+from ..layers import RecurrentLayer
+from ..spec import LayerParams, StackSpec
 
 __all__ = [
     "SCHEMES",
@@ -47,7 +49,7 @@ __all__ = [
 Array = NDArray[Any]
 Shape = int | Sequence[int]
 RngLike = int | np.random.Generator | None
-_Layer = TypeVar("_Layer", bound=_RNNBase)
+_Layer = TypeVar("_Layer", bound=RecurrentLayer)
 
 #: scheme names accepted by :func:`init_recurrent`
 SCHEMES = (
@@ -277,7 +279,7 @@ def _check_scheme(name: str, scheme: str, allowed: Sequence[str]) -> None:
 
 def _init_matrix(
     scheme: str,
-    shape: tuple[int, int],
+    shape: tuple[int, ...],
     blocks: int,
     hidden_size: int,
     rng: np.random.Generator,
@@ -339,39 +341,40 @@ def init_recurrent(
         ValueError: an unknown scheme (naming the argument), a weight scheme for ``bias``, or
             ``forget_bias`` for a layer that is not an LSTM with biases.
     """
-    if not isinstance(layer, _RNNBase):
+    if not isinstance(layer, RecurrentLayer):
         raise TypeError(f"layer: expected a fastrnn.RNN, LSTM or GRU, got {type(layer).__name__}")
+    spec = layer.spec
     _check_scheme("weight_ih", weight_ih, SCHEMES)
     _check_scheme("weight_hh", weight_hh, SCHEMES)
     _check_scheme("bias", bias, ("zeros", "default"))
     if forget_bias is not None:
-        if not isinstance(layer, LSTM):
-            raise ValueError(
-                f"forget_bias: only for LSTM layers, got a {type(layer).__name__} layer"
-            )
-        if not layer.bias:
-            raise ValueError("forget_bias: the layer has no biases (bias=False)")
-        if isinstance(forget_bias, bool) or not isinstance(forget_bias, numbers.Real):
-            raise ValueError(f"forget_bias: expected a number, got {forget_bias!r}")
-        if not math.isfinite(forget_bias):
-            raise ValueError(f"forget_bias: expected a finite number, got {forget_bias}")
+        _check_forget_bias(spec, type(layer).__name__, forget_bias)
 
     g = np.random.default_rng(rng)
-    H = layer.hidden_size
-    dtype = layer.dtype
+    H, G = spec.hidden_size, spec.gates
+    schemes = LayerParams(weight_ih, weight_hh, bias, bias, weight_ih)
+    blocks = LayerParams(G, G, 1, 1, 1)
     new: dict[str, Array] = {}
-    for name, old in layer.state_dict().items():
-        if name.startswith("weight_ih") or name.startswith("weight_hr"):
-            blocks = old.shape[0] // H if name.startswith("weight_ih") else 1
-            new[name] = _init_matrix(weight_ih, old.shape, blocks, H, g, dtype)
-        elif name.startswith("weight_hh"):
-            new[name] = _init_matrix(weight_hh, old.shape, old.shape[0] // H, H, g, dtype)
-        else:  # bias_ih_*, bias_hh_*
-            if bias == "default":
-                new[name] = uniform_default(old.shape, H, rng=g, dtype=dtype)
-            else:
-                new[name] = zeros(old.shape, dtype=dtype)
-            if forget_bias is not None:
-                new[name][H : 2 * H] = forget_bias if name.startswith("bias_ih") else 0.0
+    for k in range(spec.num_entries):
+        names = spec.entry_names(k)
+        for name, shape, scheme, nb in zip(
+            names, spec.entry_shapes(k), schemes, blocks, strict=True
+        ):
+            if name is not None:
+                new[name] = _init_matrix(scheme, shape, nb, H, g, spec.dtype)
+        if forget_bias is not None:  # the forget gate's biases sum to forget_bias
+            new[names.bias_ih][spec.gate_rows("f")] = forget_bias
+            new[names.bias_hh][spec.gate_rows("f")] = 0.0
     layer.load_state_dict(new)
     return layer
+
+
+def _check_forget_bias(spec: StackSpec, kind: str, forget_bias: Any) -> None:
+    if not spec.has_cell_state:
+        raise ValueError(f"forget_bias: only for LSTM layers, got a {kind} layer")
+    if not spec.bias:
+        raise ValueError("forget_bias: the layer has no biases (bias=False)")
+    try:
+        check_real("forget_bias", forget_bias)
+    except TypeError as e:
+        raise ValueError(f"forget_bias: expected a number, got {forget_bias!r}") from e

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .. import _core
+from .. import functional as F
 
 __all__ = ["cross_entropy", "mse"]
 
@@ -55,7 +55,7 @@ def cross_entropy(
         raise ValueError(f"targets: expected shape {z.shape[:-1]} (logits' minus the last), "
                          f"got {t.shape}")  # fmt: skip
     C = z.shape[-1]
-    loss, d = _core.softmax_cross_entropy(
+    loss, d = F.softmax_cross_entropy(
         np.ascontiguousarray(z.reshape(-1, C)),
         np.ascontiguousarray(t.reshape(-1), dtype=np.int64),
         int(ignore_index),
@@ -81,7 +81,7 @@ def mse(
         raise ValueError(f"target: expected the shape of pred {p.shape}, got {y.shape}")
     diff = p - y.astype(p.dtype, copy=False)
     k = (0.5 if half else 1.0) / (diff.size if mean and diff.size else 1)
-    loss = float(k * _core.sum_squares(np.ascontiguousarray(diff)))
+    loss = float(k * F.sum_squares(np.ascontiguousarray(diff)))
     if mean and diff.size == 0:
         loss = float("nan")
     return loss, (2.0 * k * diff).astype(p.dtype, copy=False)

@@ -30,14 +30,16 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ..layers import GRU, LSTM, RNN, _RNNBase
+from ..layers import RecurrentLayer, from_spec
+from ..spec import StackSpec
 from . import losses, optim
 from .nn import Embedding, Linear
 
 __all__ = ["SequenceModel", "StepResult"]
 
 Array = NDArray[Any]
-_CELLS = {"rnn": RNN, "rnn_relu": RNN, "lstm": LSTM, "gru": GRU}
+#: the model's cell names -> the stack's
+_CELLS = {"rnn": "rnn_tanh", "rnn_relu": "rnn_relu", "lstm": "lstm", "gru": "gru"}
 _FORMAT = "fastrnn.SequenceModel/1"
 
 
@@ -101,14 +103,10 @@ class SequenceModel:
             if embedding_dim is not None
             else None
         )
-        kw: dict[str, Any] = {"nonlinearity": "relu"} if cell == "rnn_relu" else {}
         rnn_in = embedding_dim if embedding_dim is not None else input_size
-        self.rnn: _RNNBase = _CELLS[cell](
-            rnn_in, hidden_size, num_layers, dropout=dropout, bidirectional=bidirectional,
-            dtype=dtype, seed=r_rnn, **kw,
-        )  # fmt: skip
-        D = 2 if bidirectional else 1
-        self.head = Linear(D * hidden_size, output_size, dtype=dtype, seed=r_head)
+        spec = StackSpec(_CELLS[cell], rnn_in, hidden_size, num_layers, bidirectional, dtype=dtype)
+        self.rnn: RecurrentLayer = from_spec(spec, dropout=dropout, seed=r_rnn)
+        self.head = Linear(spec.output_size, output_size, dtype=dtype, seed=r_head)
         self.many_to_one = bool(many_to_one)
         self.dtype = np.dtype(dtype)
         self.grads: dict[str, Array] = {}

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .. import _core
+from .. import functional as F
 
 __all__ = ["SGD", "Adam", "Optimizer", "clip_grad_norm", "clip_grad_value", "global_norm"]
 
@@ -114,7 +114,7 @@ class SGD(Optimizer):
                 if first:
                     st["momentum_buffer"] = np.empty_like(p)
                 buf = st["momentum_buffer"]
-            _core.sgd_update(p, g, buf, d["lr"], d["momentum"], d["dampening"],
+            F.sgd_update(p, g, buf, d["lr"], d["momentum"], d["dampening"],
                              d["weight_decay"], d["nesterov"], first)  # fmt: skip
         self.steps += 1
 
@@ -151,7 +151,7 @@ class Adam(Optimizer):
                 st["exp_avg_sq"] = np.zeros_like(p)
                 st["step"] = np.zeros((), np.int64)
             st["step"] += 1
-            _core.adam_update(p, g, st["exp_avg"], st["exp_avg_sq"], d["lr"], b1, b2,
+            F.adam_update(p, g, st["exp_avg"], st["exp_avg_sq"], d["lr"], b1, b2,
                               d["eps"], d["weight_decay"], int(st["step"]))  # fmt: skip
         self.steps += 1
 
@@ -168,7 +168,7 @@ def _arrays(grads: Iterable[Array] | Mapping[str, Array]) -> list[Array]:
 
 def global_norm(grads: Iterable[Array] | Mapping[str, Array]) -> float:
     """The 2-norm of all the arrays together (summed in double)."""
-    return math.sqrt(sum(_core.sum_squares(g) for g in _arrays(grads)))
+    return math.sqrt(sum(F.sum_squares(g) for g in _arrays(grads)))
 
 
 def clip_grad_norm(
@@ -186,13 +186,13 @@ def clip_grad_norm(
     if norm_type == 2:
         total = global_norm(items)
     elif norm_type == math.inf:
-        total = max((_core.max_abs(g) for g in items), default=0.0)
+        total = max((F.max_abs(g) for g in items), default=0.0)
     else:
         raise ValueError(f"norm_type: expected 2 or inf, got {norm_type!r}")
     coef = max_norm / (total + 1e-6)
     if coef < 1 or math.isnan(coef):  # as torch: a NaN norm makes every gradient NaN
         for g in items:
-            _core.scale_(g, coef)
+            F.scale_(g, coef)
     return total
 
 
@@ -203,5 +203,5 @@ def clip_grad_value(grads: Iterable[Array] | Mapping[str, Array], clip_value: fl
     c = _nonneg("clip_value", clip_value)
     total = global_norm(items)
     for g in items:
-        _core.clamp_(g, c)
+        F.clamp_(g, c)
     return total

@@ -1,0 +1,96 @@
+"""What every fastrnn layer has: :class:`Module`, parameters by name, their state_dict round trip,
+training and inference modes, and gradients filled by an explicit ``backward``.
+
+The recurrent layers (:mod:`fastrnn.layers`) and the training kit's layers
+(:mod:`fastrnn.training.nn`) are Modules; they differ only in their parameters' shapes
+(:meth:`Module.param_shapes`), their initialisation and their forward and backward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._args import FLOAT_DTYPES, to_numpy
+
+__all__ = ["Module"]
+
+Array = NDArray[Any]
+_M = TypeVar("_M", bound="Module")
+
+
+class Module:
+    """Parameters by name (PyTorch's names and shapes), ``state_dict`` round trip, train/eval.
+
+    Subclasses set :attr:`dtype`, fill ``_params`` (name -> array, in PyTorch's order) and define
+    :meth:`param_shapes`.
+    """
+
+    dtype: np.dtype[Any]
+    #: training mode (the default): forward saves what backward needs
+    training: bool = True
+    #: the gradients of the last backward, by parameter name (replaced, not accumulated)
+    grads: dict[str, Array]
+    _params: dict[str, Array]
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every parameter's name and shape, in PyTorch's order."""
+        raise NotImplementedError
+
+    def named_parameters(self) -> Iterator[tuple[str, Array]]:
+        """The live parameter arrays (modifying them in place modifies the layer; optimizers
+        update them in place)."""
+        yield from self._params.items()
+
+    def state_dict(self) -> dict[str, Array]:
+        """Copies of the parameters under PyTorch's names."""
+        return {name: p.copy() for name, p in self._params.items()}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Load parameters saved by :meth:`state_dict` or by the matching ``torch.nn`` module.
+
+        Values may be NumPy arrays or torch tensors; they are copied and converted to the layer's
+        dtype. Missing or unexpected keys and mis-shaped or non-finite values are a ValueError, a
+        non-float value a TypeError, each naming the entry; the layer is unchanged then.
+        """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict: expected a mapping, got {type(state_dict).__name__}")
+        shapes = self.param_shapes()
+        missing = [k for k in shapes if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in shapes]
+        if missing or unexpected:
+            raise ValueError(
+                f"state_dict: missing keys {missing}, unexpected keys {unexpected} "
+                f"(expected exactly {list(shapes)})"
+            )
+        new = {}
+        for name, shape in shapes.items():
+            v = np.asarray(to_numpy(state_dict[name]))
+            if v.dtype not in FLOAT_DTYPES:
+                raise TypeError(f"state_dict[{name!r}]: expected float32 or float64, got {v.dtype}")
+            if v.shape != shape:
+                raise ValueError(f"state_dict[{name!r}]: expected shape {shape}, got {v.shape}")
+            if not np.isfinite(v).all():
+                raise ValueError(f"state_dict[{name!r}]: contains NaN or infinity")
+            new[name] = np.array(v, dtype=self.dtype, order="C", copy=True)
+        # new arrays, not in-place: a pending backward keeps the weights its forward used
+        self._params = new
+
+    def __getattr__(self, name: str) -> Array:
+        params = self.__dict__.get("_params", {})
+        if name in params:
+            return params[name]  # type: ignore[no-any-return]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def train(self: _M, mode: bool = True) -> _M:
+        """Training mode (the default): forward saves what backward needs (and dropout is
+        active where a layer has it)."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self: _M) -> _M:
+        """Inference mode: forward saves nothing (backward is unavailable), no dropout."""
+        return self.train(False)

@@ -1,0 +1,452 @@
+"""The contract of a recurrent stack, stated once: :class:`StackSpec`.
+
+A recurrent stack is ``num_layers`` layers of one cell, each run in one or two directions; layer
+``l > 0`` reads the concatenated outputs of layer ``l - 1``. Everything that follows from its
+description is here and nowhere else: the parameters' names (PyTorch's: ``weight_ih_l0``,
+``bias_hh_l1_reverse``, ``weight_hr_l0``), their order and shapes, the shapes of the states, outputs
+and dropout masks, and every rule on the arguments of a call, each with its message. The layers
+(:mod:`fastrnn.layers`), the PyTorch modules (:mod:`fastrnn.torch`), the interop and the training
+kit describe their stack with a spec and let :mod:`fastrnn.functional` run it; the compiled core
+checks its buffers again (the C++ safety net), nothing else does.
+
+Sizes: ``T`` steps, ``B`` sequences, ``I = input_size``, ``H = hidden_size``, ``P = proj_size``
+(LSTM only; 0 for none), ``Hs`` = the size of the hidden state and output of one direction (``P`` if
+set, else ``H``), ``D`` = 2 if bidirectional else 1, ``L = num_layers``, ``G`` = the cell's gate
+count (:data:`CELLS`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
+
+from ._args import check_int, float_dtype, to_numpy
+
+__all__ = ["CELLS", "CellInfo", "LayerParams", "Layout", "StackSpec"]
+
+Array = NDArray[Any]
+
+
+class CellInfo(NamedTuple):
+    """What the contract needs to know of a cell."""
+
+    gate_names: tuple[str, ...]  #: the stacked gate blocks of its weights, in their order
+    has_cell_state: bool  #: a second state c of size H (LSTM)
+    can_project: bool  #: may have ``proj_size`` (LSTM)
+
+    @property
+    def gates(self) -> int:
+        """G: the number of gate blocks."""
+        return len(self.gate_names)
+
+
+#: The cells, by the name the API takes: PyTorch's RNN (tanh, relu), LSTM and GRU (reset gate after
+#: the recurrent product), and the original GRU of Cho et al. (reset gate before it). Gate blocks
+#: in PyTorch's order: LSTM input, forget, cell (g), output; GRU reset, update (z), new (n).
+CELLS: dict[str, CellInfo] = {
+    "rnn_tanh": CellInfo(("h",), False, False),
+    "rnn_relu": CellInfo(("h",), False, False),
+    "lstm": CellInfo(("i", "f", "g", "o"), True, True),
+    "gru": CellInfo(("r", "z", "n"), False, False),
+    "gru_reset_before": CellInfo(("r", "z", "n"), False, False),
+}
+
+
+class LayerParams(NamedTuple):
+    """The parameters of one layer and direction, PyTorch's shapes (``I_l`` is ``I`` for layer
+    0, ``D*Hs`` above)."""
+
+    weight_ih: Any  #: (G*H, I_l)
+    weight_hh: Any  #: (G*H, Hs)
+    bias_ih: Any = None  #: (G*H,) or None
+    bias_hh: Any = None  #: (G*H,) or None
+    weight_hr: Any = None  #: (P, H) LSTM projection, with proj_size only
+
+
+_KINDS = LayerParams._fields
+
+
+def check_cell(cell: Any) -> str:
+    """``cell`` if it is one of :data:`CELLS`, else a ValueError listing them."""
+    if not isinstance(cell, str) or cell not in CELLS:
+        raise ValueError(f"cell: expected one of {tuple(CELLS)}, got {cell!r}")
+    return cell
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    """A recurrent stack's description, validated on construction (immutable, hashable).
+
+    Args:
+        cell: one of :data:`CELLS`.
+        input_size, hidden_size, num_layers: ints >= 1.
+        bidirectional: two directions per layer.
+        bias: each layer has ``bias_ih`` and ``bias_hh`` (both, or neither anywhere).
+        proj_size: LSTM's output projection, ``0 <= proj_size < hidden_size``.
+        dtype: float32 or float64: of the parameters and of every array of a call.
+    """
+
+    cell: str
+    input_size: int
+    hidden_size: int
+    num_layers: int = 1
+    bidirectional: bool = False
+    bias: bool = True
+    proj_size: int = 0
+    dtype: np.dtype[Any] = field(default=np.dtype(np.float32))
+
+    def __post_init__(self) -> None:
+        info = CELLS[check_cell(self.cell)]
+        put = object.__setattr__
+        put(self, "input_size", check_int("input_size", self.input_size, 1))
+        put(self, "hidden_size", check_int("hidden_size", self.hidden_size, 1))
+        put(self, "num_layers", check_int("num_layers", self.num_layers, 1))
+        put(self, "bidirectional", bool(self.bidirectional))
+        put(self, "bias", bool(self.bias))
+        proj = check_int("proj_size", self.proj_size, 0)
+        if proj and not info.can_project:
+            raise ValueError(f"proj_size: only LSTM layers have a projection, not {self.cell}")
+        if proj >= self.hidden_size:
+            raise ValueError(
+                f"proj_size: must be smaller than hidden_size ({self.hidden_size}), got {proj}"
+            )
+        put(self, "proj_size", proj)
+        put(self, "dtype", float_dtype("dtype", self.dtype))
+
+    # ---- sizes --------------------------------------------------------------------------------
+
+    @property
+    def gates(self) -> int:
+        """G: the cell's stacked gate blocks."""
+        return CELLS[self.cell].gates
+
+    def gate_rows(self, gate: str) -> slice:
+        """The rows of gate block ``gate`` (a name of the cell's ``gate_names``, e.g. LSTM's
+        ``"f"``) in ``weight_ih``, ``weight_hh`` and the biases."""
+        names = CELLS[self.cell].gate_names
+        if gate not in names:
+            raise ValueError(f"gate: {self.cell} has the gates {names}, got {gate!r}")
+        k, H = names.index(gate), self.hidden_size
+        return slice(k * H, (k + 1) * H)
+
+    @property
+    def has_cell_state(self) -> bool:
+        """Whether the cell has a cell state c (LSTM)."""
+        return CELLS[self.cell].has_cell_state
+
+    @property
+    def num_directions(self) -> int:
+        """D: 2 if bidirectional, else 1."""
+        return 2 if self.bidirectional else 1
+
+    @property
+    def state_size(self) -> int:
+        """Hs: the size of a direction's hidden state and output (``proj_size`` or H)."""
+        return self.proj_size or self.hidden_size
+
+    @property
+    def output_size(self) -> int:
+        """D*Hs: the size of an output step (and of the input of layers above the first)."""
+        return self.num_directions * self.state_size
+
+    @property
+    def num_entries(self) -> int:
+        """L*D: the (layer, direction) entries of the parameters and states."""
+        return self.num_layers * self.num_directions
+
+    def layer_input_size(self, layer: int) -> int:
+        """The input size of ``layer``: I for the first, D*Hs above."""
+        return self.input_size if layer == 0 else self.output_size
+
+    # ---- parameters ---------------------------------------------------------------------------
+
+    def entry_names(self, k: int) -> LayerParams:
+        """The parameter names of entry ``k`` (layer ``k // D``, direction ``k % D``); None where
+        the stack has no such parameter."""
+        sfx = f"_l{k // self.num_directions}{'_reverse' if k % self.num_directions else ''}"
+        has = (True, True, self.bias, self.bias, self.proj_size > 0)
+        return LayerParams(*(f"{n}{sfx}" if h else None for n, h in zip(_KINDS, has, strict=True)))
+
+    def entry_shapes(self, k: int) -> LayerParams:
+        """The parameter shapes of entry ``k``; None where the stack has no such parameter."""
+        GH, H, P = self.gates * self.hidden_size, self.hidden_size, self.proj_size
+        In = self.layer_input_size(k // self.num_directions)
+        return LayerParams(
+            (GH, In),
+            (GH, self.state_size),
+            (GH,) if self.bias else None,
+            (GH,) if self.bias else None,
+            (P, H) if P else None,
+        )
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every parameter's name and shape, in PyTorch's order (per layer, per direction:
+        ``weight_ih, weight_hh, bias_ih, bias_hh, weight_hr``)."""
+        return dict(self._named_shapes())
+
+    def _named_shapes(self) -> Iterator[tuple[str, tuple[int, ...]]]:
+        for k in range(self.num_entries):
+            for name, shape in zip(self.entry_names(k), self.entry_shapes(k), strict=True):
+                if name is not None:
+                    yield name, shape
+
+    def entries(self, flat: Sequence[Any]) -> list[LayerParams]:
+        """A flat list of the parameters in PyTorch's order (``param_shapes``, torch's
+        ``_flat_weights``) as one :class:`LayerParams` per entry."""
+        per = sum(n is not None for n in self.entry_names(0))
+        if len(flat) != per * self.num_entries:
+            raise ValueError(
+                f"params: expected {per * self.num_entries} arrays in PyTorch's order, got "
+                f"{len(flat)}"
+            )
+        it = iter(flat)
+        return [
+            LayerParams(*(next(it) if n is not None else None for n in self.entry_names(k)))
+            for k in range(self.num_entries)
+        ]
+
+    def entries_of(self, named: Mapping[str, Any]) -> list[LayerParams]:
+        """The parameters held by name (``state_dict()``) as one :class:`LayerParams` per entry."""
+        return [
+            LayerParams(*(None if n is None else named[n] for n in self.entry_names(k)))
+            for k in range(self.num_entries)
+        ]
+
+    def flatten(self, entries: Sequence[Sequence[Any]]) -> list[Any]:
+        """Per-entry parameters (or gradients) as a flat list in PyTorch's order."""
+        return [a for e in entries for a in e if a is not None]
+
+    def check_params(self, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """``params`` (one :class:`LayerParams` or 5-sequence per entry) as 5-tuples of
+        C-contiguous, aligned arrays of the spec's dtype (copied only where needed); every shape,
+        dtype and presence checked, with the parameter's name in the message."""
+        if len(params) != self.num_entries:
+            raise ValueError(
+                f"params: expected {self.num_entries} (layer, direction) entries, got {len(params)}"
+            )
+        out = []
+        for k, p in enumerate(params):
+            entry = p if type(p) is tuple and len(p) == 5 else tuple(LayerParams(*p))
+            if not self._entry_ready(k, entry):
+                entry = self._checked_entry(k, entry)
+            out.append(entry)
+        return out
+
+    def _entry_ready(self, k: int, entry: tuple[Any, ...]) -> bool:
+        """The common case, checked fast: every array present or absent as it should be, of the
+        right shape, dtype and memory layout."""
+        for a, shape in zip(entry, self.entry_shapes(k), strict=True):
+            if shape is None:
+                if a is not None:
+                    return False
+            elif not (_ready(a, self.dtype) and a.shape == shape):
+                return False
+        return True
+
+    def _checked_entry(self, k: int, entry: tuple[Any, ...]) -> tuple[Any, ...]:
+        names, shapes = self.entry_names(k), self.entry_shapes(k)
+        if (entry[2] is None) != (entry[3] is None) or (entry[2] is not None) != self.bias:
+            raise ValueError(
+                f"bias_ih, bias_hh: give both biases or neither, in every layer (bias="
+                f"{self.bias}); entry {k} has bias_ih {'given' if entry[2] is not None else 'None'}"
+                f" and bias_hh {'given' if entry[3] is not None else 'None'}"
+            )
+        checked = []
+        for kind, name, a, shape in zip(_KINDS, names, entry, shapes, strict=True):
+            if shape is None:
+                if a is not None:
+                    raise ValueError(f"{kind}_l{k // self.num_directions}: only with proj_size > 0")
+                checked.append(None)
+            else:
+                assert name is not None
+                checked.append(self.array(name, a, shape))
+        return tuple(checked)
+
+    # ---- the arrays of a call -----------------------------------------------------------------
+
+    def array(self, name: str, a: Any, shape: tuple[int, ...] | None = None) -> Array:
+        """``a`` as a C-contiguous, aligned array of the spec's dtype (copied only if it is not),
+        of ``shape`` if given. A float of another dtype is a TypeError: nothing is converted
+        silently."""
+        if not _ready(a, self.dtype):
+            arr = np.asarray(to_numpy(a))
+            if arr.dtype != self.dtype:
+                raise TypeError(
+                    f"{name}: expected dtype {self.dtype} (the dtype of x), got {arr.dtype}"
+                )
+            a = np.require(arr, requirements=("C", "A"))
+        if shape is not None and a.shape != shape:
+            raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
+        return a  # type: ignore[no-any-return]
+
+    def check_input(self, x: Any) -> Array:
+        """x as the ``(T, B, I)`` time-major array of a call."""
+        xa = self.array("x", x)
+        if xa.ndim != 3:
+            raise ValueError(f"x: expected a 3-D array (T, B, I), got shape {xa.shape}")
+        if xa.shape[2] != self.input_size:
+            raise ValueError(
+                f"x: expected input size {self.input_size} on the last axis, got shape {xa.shape}"
+            )
+        return xa
+
+    def state_shape(self, B: int, kind: str = "h") -> tuple[int, int, int]:
+        """The shape of the stack's hidden (``kind="h"``: ``(L*D, B, Hs)``) or cell (``"c"``:
+        ``(L*D, B, H)``) states."""
+        return (self.num_entries, B, self.state_size if kind == "h" else self.hidden_size)
+
+    def check_state_shape(self, name: str, shape: Sequence[int], B: int, kind: str = "h") -> None:
+        """The rule of a state's shape (:meth:`state_shape`); a cell state for a cell without one
+        is an error."""
+        if kind == "c" and not self.has_cell_state:
+            raise ValueError(f"{name}: only an LSTM has a cell state, not {self.cell}")
+        want = self.state_shape(B, kind)
+        if tuple(shape) != want:
+            raise ValueError(f"{name}: expected shape {want}, got {tuple(shape)}")
+
+    def check_state(self, name: str, a: Any, B: int, kind: str = "h") -> Array | None:
+        """A state (or its gradient) as an array of :meth:`state_shape`, or None (zeros)."""
+        if a is None:
+            return None
+        arr = self.array(name, a)
+        self.check_state_shape(name, arr.shape, B, kind)
+        return arr
+
+    def output_shape(self, T: int, B: int) -> tuple[int, int, int]:
+        """The shape of y (and dy): ``(T, B, D*Hs)``."""
+        return (T, B, self.output_size)
+
+    def mask_shape(self, T: int, B: int) -> tuple[int, int, int, int]:
+        """The shape of the dropout masks between layers: ``(L-1, T, B, D*Hs)``."""
+        return (self.num_layers - 1, T, B, self.output_size)
+
+    def uses_dropout(self, p: float, training: bool) -> bool:
+        """Whether a call draws dropout masks: in training, with p > 0, between layers."""
+        return training and p > 0 and self.num_layers > 1
+
+    def check_masks(self, masks: Any, T: int, B: int) -> Array | None:
+        """Dropout multipliers for the outputs of layers 0..L-2 (0 or 1/(1-p)), or None."""
+        if masks is None:
+            return None
+        if self.num_layers < 2:
+            raise ValueError("dropout_masks: masks apply between layers; num_layers is 1")
+        return self.array("dropout_masks", masks, self.mask_shape(T, B))
+
+    @staticmethod
+    def check_lengths(lengths: ArrayLike | None, T: int, B: int) -> Array | None:
+        """``(B,)`` integer lengths in ``[0, T]`` as int64, or None (every sequence has T
+        steps). Integral floats are accepted."""
+        if lengths is None:
+            return None
+        la = np.asarray(to_numpy(lengths))
+        if la.dtype.kind not in "iu":
+            if not (la.dtype.kind == "f" and np.isfinite(la).all() and (la == np.round(la)).all()):
+                raise TypeError(f"lengths: expected integers, got dtype {la.dtype}")
+        if la.ndim != 1:
+            raise ValueError(f"lengths: expected a 1-D array, got shape {la.shape}")
+        if la.shape != (B,):
+            raise ValueError(f"lengths: expected shape ({B},), one per sequence, got {la.shape}")
+        if la.size and (la.min() < 0 or la.max() > T):
+            raise ValueError(f"lengths: values must be in [0, T={T}], got [{la.min()}, {la.max()}]")
+        return np.ascontiguousarray(la, dtype=np.int64)
+
+    # ---- construction from parameters ---------------------------------------------------------
+
+    @classmethod
+    def of_params(
+        cls,
+        cell: str,
+        params: Sequence[Any],
+        dtype: DTypeLike,
+        input_size: int | None = None,
+        *,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+    ) -> StackSpec:
+        """The spec of a stack given by its parameters (one entry per layer and direction):
+        hidden size, bias and (unless given) input size read from the first entry."""
+        info = CELLS[check_cell(cell)]
+        if not len(params):
+            raise ValueError("params: expected at least one (layer, direction) entry")
+        first = params[0]
+        first = first if type(first) is tuple and len(first) == 5 else LayerParams(*first)
+        w_hh = np.shape(to_numpy(first[1]))
+        if len(w_hh) != 2 or w_hh[0] % info.gates:
+            raise ValueError(
+                f"weight_hh_l0: expected shape (G*H, Hs) with G = {info.gates}, got {w_hh}"
+            )
+        if input_size is None:
+            w_ih = np.shape(to_numpy(first[0]))
+            if len(w_ih) != 2:
+                raise ValueError(f"weight_ih_l0: expected shape (G*H, I), got {w_ih}")
+            input_size = w_ih[1]
+        return cls(
+            cell,
+            input_size,
+            w_hh[0] // info.gates,
+            num_layers,
+            bidirectional,
+            first[2] is not None,
+            proj_size,
+            dtype,
+        )
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the caller of a layer lays out its arrays, and their time-major view for the stack.
+
+    Inputs and outputs are ``(T, B, F)``, or ``(B, T, F)`` with ``batch_first``, or ``(T, F)``
+    unbatched; states are ``(L*D, B, S)``, or ``(L*D, S)`` unbatched. The views work on NumPy
+    arrays and torch tensors alike (the layers and :mod:`fastrnn.torch` share them).
+    """
+
+    batch_first: bool = False
+
+    def time_major(self, name: str, x: Any) -> tuple[Any, bool]:
+        """``x`` as ``(T, B, F)`` (a view), and whether it was batched."""
+        if x.ndim not in (2, 3):
+            raise ValueError(
+                f"{name}: expected a 3-D (batched) or 2-D (unbatched) array, got shape "
+                f"{tuple(x.shape)}"
+            )
+        if x.ndim == 2:
+            return x[:, None], False
+        return (x.swapaxes(0, 1) if self.batch_first else x), True
+
+    def to_caller(self, a: Any, batched: bool) -> Any:
+        """A time-major ``(T, B, F)`` result in the caller's layout."""
+        if not batched:
+            return a[:, 0]
+        return a.swapaxes(0, 1) if self.batch_first else a
+
+    @staticmethod
+    def state_in(name: str, s: Any, batched: bool) -> Any:
+        """A caller's state as ``(L*D, B, S)``: unbatched ones gain the batch axis."""
+        if batched or s is None:
+            return s
+        if s.ndim != 2:
+            raise ValueError(
+                f"{name}: for unbatched (2-D) input the state must be 2-D, got shape "
+                f"{tuple(s.shape)}"
+            )
+        return s[:, None]
+
+    @staticmethod
+    def state_out(s: Any, batched: bool) -> Any:
+        """A ``(L*D, B, S)`` state in the caller's layout."""
+        return s if batched or s is None else s[:, 0]
+
+
+def _ready(a: Any, dtype: np.dtype[Any]) -> bool:
+    """Whether ``a`` is already a C-contiguous, aligned ndarray of ``dtype`` (the common case,
+    checked without np.require's ~1 µs: a generation loop calls a layer once per step)."""
+    if type(a) is not np.ndarray or a.dtype != dtype:
+        return False
+    flags = a.flags
+    return bool(flags.c_contiguous and flags.aligned)
