@@ -32,9 +32,10 @@ if "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ:
 
 import sys
 
-from . import functional, reference, training
+from . import functional, reference, spec, training
 from ._core import __version__
 from .layers import GRU, LSTM, RNN
+from .spec import StackSpec
 from .training import Embedding, Linear, SequenceModel, init, losses, model, nn, optim, tasks, text
 
 # the training kit's modules under their short names: `import fastrnn.optim` and
@@ -50,6 +51,7 @@ __all__ = [
     "Embedding",
     "Linear",
     "SequenceModel",
+    "StackSpec",
     "__version__",
     "build_info",
     "functional",
@@ -59,6 +61,7 @@ __all__ = [
     "optim",
     "reference",
     "set_num_threads",
+    "spec",
     "tasks",
     "text",
     "training",

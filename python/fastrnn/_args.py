@@ -32,13 +32,14 @@ def check_real(name: str, v: Any, low: float | None = None, high: float | None =
     a TypeError, values outside a ValueError."""
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
         raise TypeError(f"{name}: expected a real number, got {type(v).__name__}")
-    if not math.isfinite(v):
+    f = float(v)
+    if not math.isfinite(f):
         raise ValueError(f"{name}: must be finite, got {v}")
-    if low is not None and v < low:
+    if low is not None and f < low:
         raise ValueError(f"{name}: must be >= {low:g}, got {v}")
-    if high is not None and v > high:
+    if high is not None and f > high:
         raise ValueError(f"{name}: must be <= {high:g}, got {v}")
-    return float(v)
+    return f
 
 
 def float_dtype(name: str, dtype: DTypeLike) -> np.dtype[Any]:

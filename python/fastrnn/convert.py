@@ -25,12 +25,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .reference import gru_notes_to_torch
-
 __all__ = [
     "GATE_ORDER",
     "from_keras",
     "from_onnx",
+    "gru_notes_to_torch",
     "notes_gru",
     "to_keras",
     "to_onnx",
@@ -207,6 +206,27 @@ def from_onnx(
             )
         )
     return out
+
+
+def gru_notes_to_torch(
+    weight_ih: Array, weight_hh: Array, bias_ih: Array | None, bias_hh: Array | None
+) -> tuple[Array, Array, Array | None, Array | None]:
+    """Convert GRU weights written with the course notes' update gate to PyTorch's convention.
+
+    The notes write ``h' = (1 - z) * h + z * n``; PyTorch writes ``h' = (1 - z) * n + z * h``.
+    Since ``1 - sigmoid(a) = sigmoid(-a)``, negating the z block of every weight and bias maps one
+    onto the other. The conversion is its own inverse.
+    """
+    H = weight_hh.shape[1]
+
+    def flip(a: Array | None) -> Array | None:
+        if a is None:
+            return None
+        out = np.array(a, copy=True)
+        out[H : 2 * H] *= -1
+        return out
+
+    return flip(weight_ih), flip(weight_hh), flip(bias_ih), flip(bias_hh)  # type: ignore[return-value]
 
 
 def notes_gru(

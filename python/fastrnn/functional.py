@@ -121,7 +121,7 @@ def workspace_size(
     B: int,
     I: int | None = None,
     H: int | None = None,
-    dtype: DTypeLike = None,
+    dtype: DTypeLike | None = None,
 ) -> int:
     """Number of elements of the training workspace of one call: ``workspace_size(spec, T, B)``
     for a stack, or ``workspace_size(cell, T, B, I, H, dtype)`` for one layer."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -188,7 +189,7 @@ class RecurrentLayer(Module):
             raise TypeError(f"{name}: expected a tuple (h, c) for LSTM, got {type(v).__name__}")
         else:
             parts, names = tuple(v), (f"{name}[0]", f"{name}[1]")
-        out = []
+        out: list[Array | None] = []
         for kind, n, s in zip("hc", names, parts, strict=True):
             if s is None:
                 out.append(None)
@@ -438,7 +439,7 @@ class GRU(RecurrentLayer):
     after the recurrent product, ``n = tanh(W_in x + b_in + r*(W_hn h + b_hn))``; False is the
     original formula of Cho et al. and the course notes, ``n = tanh(W_in x + b_in + W_hn (r*h) +
     b_hn)``. The course notes' update gate is our ``1 - z``: see
-    :func:`fastrnn.reference.gru_notes_to_torch`.
+    :func:`fastrnn.convert.gru_notes_to_torch`.
     """
 
     def __init__(
@@ -483,7 +484,7 @@ def from_spec(
 ) -> RecurrentLayer:
     """The layer (:class:`RNN`, :class:`LSTM` or :class:`GRU`) that runs ``spec``, freshly
     initialised from ``seed``."""
-    kinds: dict[str, tuple[type[RecurrentLayer], dict[str, Any]]] = {
+    kinds: dict[str, tuple[Callable[..., RecurrentLayer], dict[str, Any]]] = {
         "rnn_tanh": (RNN, {"nonlinearity": "tanh"}),
         "rnn_relu": (RNN, {"nonlinearity": "relu"}),
         "lstm": (LSTM, {"proj_size": spec.proj_size}),

@@ -242,7 +242,7 @@ def load(model: Any, node_name: str | None = None, *, dtype: Any = np.float32) -
     H = int(attrs.get("hidden_size", R.shape[2]))
     spec = StackSpec(_cell_of(node.op_type, attrs, D), I, H, bidirectional=D == 2, dtype=dtype)
     layer = from_spec(spec, batch_first=int(attrs.get("layout", 0)) == 1)
-    sd = {}
+    sd: dict[str, Any] = {}
     for d, params in enumerate(convert.from_onnx(spec.cell, W, R, B)):
         sd.update(zip(spec.entry_names(d)[:4], params, strict=True))
     layer.load_state_dict(sd)

@@ -18,7 +18,8 @@ Conventions (the same as the compiled kernels and PyTorch):
     gru_reset_before      as gru but  n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)
 
   The course notes write the GRU update as ``h' = (1 - z) * h + z * n``: their ``z`` is our
-  ``1 - z`` (the same model with the z weights and bias negated, see :func:`gru_notes_to_torch`).
+  ``1 - z`` (the same model with the z weights and bias negated, see
+:func:`fastrnn.convert.gru_notes_to_torch`).
 
 Entry points: :func:`stack_forward` / :func:`stack_backward` for stacks of layers with every
 option of torch.nn.RNN/LSTM/GRU (layers, directions, variable lengths, LSTM projections,
@@ -435,27 +436,6 @@ def backward(
         "bias_ih": p["bias_ih"],
         "bias_hh": p["bias_hh"],
     }
-
-
-def gru_notes_to_torch(
-    weight_ih: Array, weight_hh: Array, bias_ih: Array | None, bias_hh: Array | None
-) -> tuple[Array, Array, Array | None, Array | None]:
-    """Convert GRU weights written with the course notes' update gate to PyTorch's convention.
-
-    The notes write ``h' = (1 - z) * h + z * n``; PyTorch writes ``h' = (1 - z) * n + z * h``.
-    Since ``1 - sigmoid(a) = sigmoid(-a)``, negating the z block of every weight and bias maps one
-    onto the other. The conversion is its own inverse.
-    """
-    H = weight_hh.shape[1]
-
-    def flip(a: Array | None) -> Array | None:
-        if a is None:
-            return None
-        out = np.array(a, copy=True)
-        out[H : 2 * H] *= -1
-        return out
-
-    return flip(weight_ih), flip(weight_hh), flip(bias_ih), flip(bias_hh)  # type: ignore[return-value]
 
 
 # ================================================================================================

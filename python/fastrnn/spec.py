@@ -18,7 +18,7 @@ count (:data:`CELLS`).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -77,7 +77,7 @@ def check_cell(cell: Any) -> str:
     return cell
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class StackSpec:
     """A recurrent stack's description, validated on construction (immutable, hashable).
 
@@ -93,29 +93,40 @@ class StackSpec:
     cell: str
     input_size: int
     hidden_size: int
-    num_layers: int = 1
-    bidirectional: bool = False
-    bias: bool = True
-    proj_size: int = 0
-    dtype: np.dtype[Any] = field(default=np.dtype(np.float32))
+    num_layers: int
+    bidirectional: bool
+    bias: bool
+    proj_size: int
+    dtype: np.dtype[Any]
 
-    def __post_init__(self) -> None:
-        info = CELLS[check_cell(self.cell)]
+    def __init__(
+        self,
+        cell: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        bias: bool = True,
+        proj_size: int = 0,
+        dtype: DTypeLike = np.float32,
+    ) -> None:
+        info = CELLS[check_cell(cell)]
         put = object.__setattr__
-        put(self, "input_size", check_int("input_size", self.input_size, 1))
-        put(self, "hidden_size", check_int("hidden_size", self.hidden_size, 1))
-        put(self, "num_layers", check_int("num_layers", self.num_layers, 1))
-        put(self, "bidirectional", bool(self.bidirectional))
-        put(self, "bias", bool(self.bias))
-        proj = check_int("proj_size", self.proj_size, 0)
+        put(self, "cell", cell)
+        put(self, "input_size", check_int("input_size", input_size, 1))
+        put(self, "hidden_size", check_int("hidden_size", hidden_size, 1))
+        put(self, "num_layers", check_int("num_layers", num_layers, 1))
+        put(self, "bidirectional", bool(bidirectional))
+        put(self, "bias", bool(bias))
+        proj = check_int("proj_size", proj_size, 0)
         if proj and not info.can_project:
-            raise ValueError(f"proj_size: only LSTM layers have a projection, not {self.cell}")
+            raise ValueError(f"proj_size: only LSTM layers have a projection, not {cell}")
         if proj >= self.hidden_size:
             raise ValueError(
                 f"proj_size: must be smaller than hidden_size ({self.hidden_size}), got {proj}"
             )
         put(self, "proj_size", proj)
-        put(self, "dtype", float_dtype("dtype", self.dtype))
+        put(self, "dtype", float_dtype("dtype", dtype))
 
     # ---- sizes --------------------------------------------------------------------------------
 
@@ -255,7 +266,7 @@ class StackSpec:
                 f"{self.bias}); entry {k} has bias_ih {'given' if entry[2] is not None else 'None'}"
                 f" and bias_hh {'given' if entry[3] is not None else 'None'}"
             )
-        checked = []
+        checked: list[Any] = []
         for kind, name, a, shape in zip(_KINDS, names, entry, shapes, strict=True):
             if shape is None:
                 if a is not None:

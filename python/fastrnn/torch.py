@@ -64,7 +64,10 @@ Tensor = torch.Tensor
 NDArray = np.ndarray[Any, Any]
 
 _CELL_OF_MODE = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu"}
-_NP_DTYPE = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
+_NP_DTYPE: dict[torch.dtype, np.dtype[Any]] = {
+    torch.float32: np.dtype(np.float32),
+    torch.float64: np.dtype(np.float64),
+}
 
 
 def _np(t: Tensor | None) -> NDArray | None:
@@ -83,8 +86,8 @@ def _run_forward(
     """The kernels' forward on the tensors' memory."""
     params = spec.entries([_np(w) for w in weights])
     return F.run_forward(
-        spec, _np(x), params, _np(h0), _np(c0), lengths=lengths, dropout_masks=_np(masks),
-        training=training,
+        spec, x.detach().numpy(), params, _np(h0), _np(c0), lengths=lengths,
+        dropout_masks=_np(masks), training=training,
     )  # fmt: skip
 
 
@@ -132,7 +135,8 @@ class RNNFunction(torch.autograd.Function):
         need = ctx.needs_input_grad
         with torch.no_grad():
             try:
-                args = (_np(x), spec.entries([_np(w) for w in weights]), _np(workspace))
+                args = (x.detach().numpy(), spec.entries([_np(w) for w in weights]),
+                        workspace.detach().numpy())  # fmt: skip
                 grads_out = (_np(dy), _np(dh_n), _np(dc_n))
             except RuntimeError as e:  # functorch's wrapped tensors have no storage
                 raise RuntimeError(
@@ -143,8 +147,8 @@ class RNNFunction(torch.autograd.Function):
             if ctx.consumed:
                 # a second backward through the same graph (retain_graph=True, gradcheck): the
                 # forward is deterministic, so recomputing gives exactly the activations saved
-                wsn = _run_forward(spec, ctx.lengths, x, h0, c0, masks, tuple(weights), True)
-                wsn = wsn.workspace
+                res = _run_forward(spec, ctx.lengths, x, h0, c0, masks, tuple(weights), True)
+                wsn = res.workspace
             ctx.consumed = True  # the kernels' backward overwrites the workspace
             r = F.run_backward(
                 spec, xn, params, wsn, *grads_out, lengths=ctx.lengths,
