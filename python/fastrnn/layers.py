@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
@@ -33,6 +33,7 @@ __all__ = ["GRU", "LSTM", "RNN", "RecurrentLayer", "from_spec"]
 
 Array = NDArray[Any]
 State = Array | tuple[Array, Array]
+_T = TypeVar("_T")
 
 
 def _float_array(name: str, v: Any, dtype: np.dtype[Any]) -> Array:
@@ -42,6 +43,26 @@ def _float_array(name: str, v: Any, dtype: np.dtype[Any]) -> Array:
     if a.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {a.dtype}")
     return a.astype(dtype, copy=False)
+
+
+class _SpecField(Generic[_T]):
+    """A read-only attribute of a layer: the field of its :attr:`~RecurrentLayer.spec` of the
+    same name."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> _SpecField[_T]: ...
+    @overload
+    def __get__(self, obj: RecurrentLayer, owner: type) -> _T: ...
+    def __get__(self, obj: RecurrentLayer | None, owner: type) -> _T | _SpecField[_T]:
+        return self if obj is None else getattr(obj.spec, self.name)
+
+    def __set__(self, obj: RecurrentLayer, value: Any) -> None:
+        raise AttributeError(
+            f"{self.name}: read-only, a part of the layer's stack (its spec); make a new layer"
+        )
 
 
 class _Saved:
@@ -113,42 +134,15 @@ class RecurrentLayer(Module):
         init_rng, self._dropout_rng = as_rng(seed).spawn(2)
         self.reset_parameters(init_rng)
 
-    # ---- the spec's fields, as torch.nn's attributes ------------------------------------------
+    # ---- the spec's fields, as torch.nn's attributes (read-only) -------------------------------
 
-    @property
-    def input_size(self) -> int:
-        """I: the size of an input step."""
-        return self.spec.input_size
-
-    @property
-    def hidden_size(self) -> int:
-        """H: the size of the hidden (and cell) state."""
-        return self.spec.hidden_size
-
-    @property
-    def num_layers(self) -> int:
-        """L: stacked layers."""
-        return self.spec.num_layers
-
-    @property
-    def bias(self) -> bool:
-        """Whether the layers have biases."""
-        return self.spec.bias
-
-    @property
-    def bidirectional(self) -> bool:
-        """Whether every layer also runs backwards in time."""
-        return self.spec.bidirectional
-
-    @property
-    def proj_size(self) -> int:
-        """P: LSTM's projection size, 0 for none."""
-        return self.spec.proj_size
-
-    @property
-    def dtype(self) -> np.dtype[Any]:  # type: ignore[override]
-        """float32 or float64: of the parameters and of the computation."""
-        return self.spec.dtype
+    input_size: _SpecField[int] = _SpecField()  #: I: the size of an input step
+    hidden_size: _SpecField[int] = _SpecField()  #: H: the size of the hidden (and cell) state
+    num_layers: _SpecField[int] = _SpecField()  #: L: stacked layers
+    bias: _SpecField[bool] = _SpecField()  #: whether the layers have biases
+    bidirectional: _SpecField[bool] = _SpecField()  #: every layer also runs backwards in time
+    proj_size: _SpecField[int] = _SpecField()  #: P: LSTM's projection size, 0 for none
+    dtype: _SpecField[np.dtype[Any]] = _SpecField()
 
     @property
     def cell(self) -> str:

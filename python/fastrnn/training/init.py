@@ -159,17 +159,21 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     raise ValueError(f"nonlinearity: unsupported nonlinearity {nonlinearity!r}")
 
 
+def _xavier_std(s: tuple[int, ...], gain: float) -> float:
+    """Glorot's standard deviation ``gain * sqrt(2 / (fan_in + fan_out))``."""
+    fan_in, fan_out = _fans(s)
+    if fan_in + fan_out == 0:
+        raise ValueError(f"shape: fan_in + fan_out is zero for shape {s}")
+    return gain * math.sqrt(2.0 / (fan_in + fan_out))
+
+
 def xavier_uniform(
     shape: Shape, gain: float = 1.0, *, rng: RngLike = None, dtype: DTypeLike = np.float32
 ) -> Array:
     """Glorot uniform: U(-a, a) with ``a = gain * sqrt(6 / (fan_in + fan_out))``, as
     ``torch.nn.init.xavier_uniform_``. ``shape`` needs at least 2 axes ``(out, in, ...)``."""
     s = _shape(shape, 2)
-    fan_in, fan_out = _fans(s)
-    if fan_in + fan_out == 0:
-        raise ValueError(f"shape: fan_in + fan_out is zero for shape {s}")
-    std = gain * math.sqrt(2.0 / (fan_in + fan_out))
-    return _uniform(s, math.sqrt(3.0) * std, rng, dtype)
+    return _uniform(s, math.sqrt(3.0) * _xavier_std(s, gain), rng, dtype)
 
 
 def xavier_normal(
@@ -178,10 +182,7 @@ def xavier_normal(
     """Glorot normal: N(0, std) with ``std = gain * sqrt(2 / (fan_in + fan_out))``, as
     ``torch.nn.init.xavier_normal_``. ``shape`` needs at least 2 axes ``(out, in, ...)``."""
     s = _shape(shape, 2)
-    fan_in, fan_out = _fans(s)
-    if fan_in + fan_out == 0:
-        raise ValueError(f"shape: fan_in + fan_out is zero for shape {s}")
-    return _normal(s, gain * math.sqrt(2.0 / (fan_in + fan_out)), rng, dtype)
+    return _normal(s, _xavier_std(s, gain), rng, dtype)
 
 
 def kaiming_uniform(

@@ -24,6 +24,21 @@ __all__ = ["Embedding", "Linear"]
 Array = NDArray[Any]
 
 
+def _saved(a: Array | None) -> Array:
+    """What the last forward saved for backward; none is a RuntimeError."""
+    if a is None:
+        raise RuntimeError("backward: no saved forward (call the layer in training mode)")
+    return a
+
+
+def _output_grad(dy: ArrayLike, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Array:
+    """The gradient w.r.t. an output of ``shape`` as a C-contiguous 2-D array (rows, features)."""
+    dya = np.asarray(dy)
+    if dya.shape != shape:
+        raise ValueError(f"dy: expected shape {shape}, got {dya.shape}")
+    return np.ascontiguousarray(dya.reshape(-1, shape[-1]), dtype=dtype)
+
+
 class Linear(Module):
     """``y = x W^T + b`` over the last axis of ``x`` (any leading shape), as ``torch.nn.Linear``.
 
@@ -93,14 +108,8 @@ class Linear(Module):
 
     def backward(self, dy: ArrayLike) -> Array:
         """Gradient w.r.t. ``x`` from the one w.r.t. ``y``; fills :attr:`grads`."""
-        x = self._x
-        if x is None:
-            raise RuntimeError("backward: no saved forward (call the layer in training mode)")
-        dya = np.asarray(dy)
-        want = (*self._x_shape[:-1], self.out_features)
-        if dya.shape != want:
-            raise ValueError(f"dy: expected shape {want}, got {dya.shape}")
-        d2 = np.ascontiguousarray(dya.reshape(-1, self.out_features), dtype=self.dtype)
+        x = _saved(self._x)
+        d2 = _output_grad(dy, (*self._x_shape[:-1], self.out_features), self.dtype)
         dx, dw, db = F.linear_backward(x, self._params["weight"], d2, self._has_bias)
         self.grads = {"weight": dw}
         if db is not None:
@@ -179,14 +188,8 @@ class Embedding(Module):
 
     def backward(self, dy: ArrayLike) -> None:
         """Fills :attr:`grads` ``{"weight": ...}`` from the gradient w.r.t. the output."""
-        ids = self._ids
-        if ids is None:
-            raise RuntimeError("backward: no saved forward (call the layer in training mode)")
-        dya = np.asarray(dy)
-        want = (*ids.shape, self.embedding_dim)
-        if dya.shape != want:
-            raise ValueError(f"dy: expected shape {want}, got {dya.shape}")
-        d2 = np.ascontiguousarray(dya.reshape(-1, self.embedding_dim), dtype=self.dtype)
+        ids = _saved(self._ids)
+        d2 = _output_grad(dy, (*ids.shape, self.embedding_dim), self.dtype)
         pad = -1 if self.padding_idx is None else self.padding_idx
         self.grads = {
             "weight": F.embedding_backward(
