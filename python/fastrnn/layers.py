@@ -229,7 +229,7 @@ class RecurrentLayer(Module):
         if lengths is not None and not batched:
             raise ValueError("lengths: only for batched input (a 3-D x)")
         la = spec.check_lengths(lengths, T, B)
-        params = spec.entries_of(self._params)
+        params = self._entries()
         res = F.run_forward(
             spec,
             xt,
@@ -251,6 +251,15 @@ class RecurrentLayer(Module):
         return y, self._states_out(res.h_n, res.c_n, batched)
 
     __call__ = forward
+
+    def _entries(self) -> list[LayerParams]:
+        """The parameters per (layer, direction), kept while the parameter dict is the same (it is
+        replaced, never changed, by load_state_dict and reset_parameters)."""
+        cached = self.__dict__.get("_entries_of")
+        if cached is None or cached[0] is not self._params:
+            cached = (self._params, self.spec.entries_of(self._params))
+            self._entries_of = cached
+        return cached[1]
 
     def _states_out(self, h: Array, c: Array | None, batched: bool) -> State:
         h, c = Layout.state_out(h, batched), Layout.state_out(c, batched)

@@ -17,6 +17,7 @@ count (:data:`CELLS`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -127,6 +128,9 @@ class StackSpec:
             )
         put(self, "proj_size", proj)
         put(self, "dtype", float_dtype("dtype", dtype))
+        # derived once (not fields: equality and hash are the fields')
+        put(self, "_entry_names", tuple(self._make_names(k) for k in range(self.num_entries)))
+        put(self, "_entry_shapes", tuple(self._make_shapes(k) for k in range(self.num_entries)))
 
     # ---- sizes --------------------------------------------------------------------------------
 
@@ -178,12 +182,18 @@ class StackSpec:
     def entry_names(self, k: int) -> LayerParams:
         """The parameter names of entry ``k`` (layer ``k // D``, direction ``k % D``); None where
         the stack has no such parameter."""
+        return self._entry_names[k]  # type: ignore[attr-defined,no-any-return]
+
+    def entry_shapes(self, k: int) -> LayerParams:
+        """The parameter shapes of entry ``k``; None where the stack has no such parameter."""
+        return self._entry_shapes[k]  # type: ignore[attr-defined,no-any-return]
+
+    def _make_names(self, k: int) -> LayerParams:
         sfx = f"_l{k // self.num_directions}{'_reverse' if k % self.num_directions else ''}"
         has = (True, True, self.bias, self.bias, self.proj_size > 0)
         return LayerParams(*(f"{n}{sfx}" if h else None for n, h in zip(_KINDS, has, strict=True)))
 
-    def entry_shapes(self, k: int) -> LayerParams:
-        """The parameter shapes of entry ``k``; None where the stack has no such parameter."""
+    def _make_shapes(self, k: int) -> LayerParams:
         GH, H, P = self.gates * self.hidden_size, self.hidden_size, self.proj_size
         In = self.layer_input_size(k // self.num_directions)
         return LayerParams(
@@ -396,7 +406,7 @@ class StackSpec:
             if len(w_ih) != 2:
                 raise ValueError(f"weight_ih_l0: expected shape (G*H, I), got {w_ih}")
             input_size = w_ih[1]
-        return cls(
+        return _cached_spec(
             cell,
             input_size,
             w_hh[0] // info.gates,
@@ -404,11 +414,10 @@ class StackSpec:
             bidirectional,
             first[2] is not None,
             proj_size,
-            dtype,
+            float_dtype("dtype", dtype),
         )
 
 
-@dataclass(frozen=True)
 class Layout:
     """How the caller of a layer lays out its arrays, and their time-major view for the stack.
 
@@ -417,7 +426,10 @@ class Layout:
     arrays and torch tensors alike (the layers and :mod:`fastrnn.torch` share them).
     """
 
-    batch_first: bool = False
+    __slots__ = ("batch_first",)
+
+    def __init__(self, batch_first: bool = False) -> None:
+        self.batch_first = bool(batch_first)
 
     def time_major(self, name: str, x: Any) -> tuple[Any, bool]:
         """``x`` as ``(T, B, F)`` (a view), and whether it was batched."""
@@ -452,6 +464,12 @@ class Layout:
     def state_out(s: Any, batched: bool) -> Any:
         """A ``(L*D, B, S)`` state in the caller's layout."""
         return s if batched or s is None else s[:, 0]
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_spec(*args: Any) -> StackSpec:
+    """Specs are immutable: the functional API's calls with the same sizes share one."""
+    return StackSpec(*args)
 
 
 def _ready(a: Any, dtype: np.dtype[Any]) -> bool:
