@@ -8,8 +8,6 @@
 #include "fastrnn/kernel_table.hpp"
 
 namespace fastrnn {
-namespace detail {
-namespace {
 
 void check_dims(CellKind cell, const Dims& d) {
   if (d.T < 0 || d.B < 0) throw std::invalid_argument("dims: T and B must be >= 0");
@@ -23,6 +21,9 @@ void check_dims(CellKind cell, const Dims& d) {
     throw std::invalid_argument("proj_size: only LSTM layers have a projection");
   }
 }
+
+namespace detail {
+namespace {
 
 void require(const void* p, const char* name) {
   if (!p) throw std::invalid_argument(std::string(name) + ": required, got a null pointer");
@@ -49,13 +50,13 @@ void check_weights(const Weights<S>* w, const Dims& d) {
 
 template <class S>
 index_t workspace_size(CellKind cell, const Dims& dims) {
-  detail::check_dims(cell, dims);
+  check_dims(cell, dims);
   return detail::kernels().of<S>().workspace_size(cell, dims);
 }
 
 template <class S>
 void forward(CellKind cell, const Dims& dims, const ForwardArgs<S>& a) {
-  detail::check_dims(cell, dims);
+  check_dims(cell, dims);
   detail::check_weights(a.weights, dims);
   if (dims.T * dims.B > 0) {
     detail::require(a.x, "x");
@@ -68,7 +69,7 @@ void forward(CellKind cell, const Dims& dims, const ForwardArgs<S>& a) {
 
 template <class S>
 void backward(CellKind cell, const Dims& dims, const BackwardArgs<S>& a) {
-  detail::check_dims(cell, dims);
+  check_dims(cell, dims);
   detail::check_weights(a.weights, dims);
   detail::require(a.workspace, "workspace");
   detail::require(a.grads, "grads");

@@ -56,7 +56,8 @@ std::string param_name(const char* kind, index_t k, index_t D) {
   return std::string(kind) + "_l" + std::to_string(k / D) + (k % D ? "_reverse" : "");
 }
 
-/// Sizes from x and the options, after checking the weight list's length.
+/// Sizes from x and the options, checked (fastrnn::check_dims) before any array is sized, and
+/// the weight list's length.
 Dims dims_of(CellKind cell, const py::array& x, const py::list& weights, index_t num_layers,
              bool bidirectional, index_t proj_size, index_t hidden_size) {
   if (x.ndim() != 3) {
@@ -70,15 +71,7 @@ Dims dims_of(CellKind cell, const py::array& x, const py::list& weights, index_t
   d.P = proj_size;
   d.L = num_layers;
   d.D = bidirectional ? 2 : 1;
-  if (d.I < 1) throw py::value_error("x: the input size (last axis) must be >= 1");
-  if (d.H < 1) throw py::value_error("hidden_size: must be >= 1");
-  if (d.L < 1) throw py::value_error("num_layers: must be >= 1");
-  if (d.P < 0 || d.P >= d.H) {
-    throw py::value_error("proj_size: must be >= 0 and smaller than hidden_size");
-  }
-  if (d.P > 0 && cell != CellKind::Lstm) {
-    throw py::value_error("proj_size: only LSTM layers have a projection");
-  }
+  check_dims(cell, d);
   if (static_cast<index_t>(py::len(weights)) != d.L * d.D) {
     throw py::value_error("weights: expected " + std::to_string(d.L * d.D) +
                           " (layer, direction) entries, got " + std::to_string(py::len(weights)));
@@ -110,16 +103,10 @@ CheckedWeights<S> checked_weights(CellKind cell, const Dims& d, const py::list& 
     Opt w_hh = checked<S>(t[1], param_name("weight_hh", k, d.D).c_str(), {GH, Hs});
     Opt b_ih = checked<S>(t[2], param_name("bias_ih", k, d.D).c_str(), {GH}, true);
     Opt b_hh = checked<S>(t[3], param_name("bias_hh", k, d.D).c_str(), {GH}, true);
-    Opt w_hr;
-    if (d.P > 0) {
-      w_hr = checked<S>(t[4], param_name("weight_hr", k, d.D).c_str(), {d.P, d.H});
-    } else if (!t[4].is_none()) {
-      throw py::value_error(param_name("weight_hr", k, d.D) + ": only with proj_size > 0");
-    }
+    // which parameters an entry has (both biases or neither, w_hr exactly with proj_size) is
+    // fastrnn::forward's and backward's check; here only the buffers of those given
+    Opt w_hr = checked<S>(t[4], param_name("weight_hr", k, d.D).c_str(), {d.P, d.H}, true);
     if (k == 0) out.bias = bool(b_ih);
-    if (bool(b_ih) != out.bias || bool(b_hh) != out.bias) {
-      throw py::value_error("bias_ih, bias_hh: give both biases or neither, in every layer");
-    }
     out.w.push_back(Weights<S>{ptr<S>(w_ih), ptr<S>(w_hh), ptr<S>(b_ih), ptr<S>(b_hh),
                                ptr<S>(w_hr)});
     for (Opt* o : {&w_ih, &w_hh, &b_ih, &b_hh, &w_hr}) out.keep.push_back(*o);
@@ -127,7 +114,7 @@ CheckedWeights<S> checked_weights(CellKind cell, const Dims& d, const py::list& 
   return out;
 }
 
-/// lengths: None, or a (B,) int64 array of values in [0, T]
+/// lengths: None, or a (B,) int64 buffer (its values in [0, T]: fastrnn::forward's check)
 Opt checked_lengths(const py::object& lengths, const Dims& d) {
   if (lengths.is_none()) return std::nullopt;
   if (!py::isinstance<py::array>(lengths)) {
@@ -144,14 +131,6 @@ Opt checked_lengths(const py::object& lengths, const Dims& d) {
   if (!(a.flags() & py::array::c_style) ||
       reinterpret_cast<std::uintptr_t>(a.data()) % alignof(std::int64_t) != 0) {
     throw py::value_error("lengths: must be C-contiguous and aligned");
-  }
-  const auto* l = static_cast<const std::int64_t*>(a.data());
-  for (index_t b = 0; b < d.B; ++b) {
-    if (l[b] < 0 || l[b] > d.T) {
-      throw py::value_error("lengths: entry " + std::to_string(b) + " is " +
-                            std::to_string(l[b]) + ", outside [0, T=" + std::to_string(d.T) +
-                            "]");
-    }
   }
   return a;
 }
@@ -298,14 +277,7 @@ void register_rnn(py::module_& m) {
       [](CellKind cell, index_t T, index_t B, index_t I, index_t H, const py::object& dtype,
          index_t num_layers, bool bidirectional, index_t proj_size) {
         const py::dtype dt = py::dtype::from_args(dtype);
-        Dims d;
-        d.T = T;
-        d.B = B;
-        d.I = I;
-        d.H = H;
-        d.P = proj_size;
-        d.L = num_layers;
-        d.D = bidirectional ? 2 : 1;
+        const Dims d{T, B, I, H, proj_size, num_layers, bidirectional ? 2 : 1};
         if (dt.equal(py::dtype::of<float>())) return workspace_size<float>(cell, d);
         if (dt.equal(py::dtype::of<double>())) return workspace_size<double>(cell, d);
         throw py::type_error("dtype: expected float32 or float64");

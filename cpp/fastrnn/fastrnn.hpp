@@ -150,6 +150,12 @@ struct BackwardArgs {
 };
 
 /// Number of scalars of type S the training workspace needs.
+/// The rules of a stack's sizes, the C++ statement of fastrnn.spec.StackSpec's: T, B >= 0; I, H,
+/// L >= 1; D 1 or 2; 0 <= P < H, and P > 0 only for LSTM. Throws std::invalid_argument naming the
+/// size. forward, backward and workspace_size check them; a caller may check first (the bindings
+/// do, before they size the output arrays).
+void check_dims(CellKind cell, const Dims& dims);
+
 template <class S>
 index_t workspace_size(CellKind cell, const Dims& dims);
 
