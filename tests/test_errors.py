@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import make_problem
 
 import fastrnn
-from conftest import make_problem
 from fastrnn import functional as F
 
 # ------------------------------------------------------------------------------- constructors

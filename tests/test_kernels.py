@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import CELLS, assert_close, make_problem
 
-from conftest import CELLS, assert_close, make_problem
 from fastrnn import functional as F
 from fastrnn import reference as R
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import assert_close
 
 import fastrnn
-from conftest import assert_close
 from fastrnn import reference as R
 
 LAYERS = {

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import CELLS, make_problem
 
-from conftest import CELLS, make_problem
 from fastrnn import functional as F
 from fastrnn import reference as R
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import assert_close
 
-from conftest import assert_close
 from fastrnn import functional as F
 from fastrnn import reference as R
 

@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from conftest import TORCH_KINDS
+from helpers import TORCH_KINDS
 
 torch = pytest.importorskip("torch")
 from torch.nn.utils.rnn import (  # noqa: E402
