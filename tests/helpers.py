@@ -23,20 +23,54 @@ RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
 # ------------------------------------------------------------------------------------ closeness
 
 
+def _as_float64(a: Any) -> np.ndarray:
+    """A float64 NumPy copy of an array, or of a torch tensor (detached, on the CPU)."""
+    if hasattr(a, "detach"):  # a torch tensor, possibly requiring grad
+        a = a.detach().cpu().double().numpy()
+    return np.asarray(a, dtype=np.float64)
+
+
 def assert_close(
-    actual: Any, expected: Any, dtype: Any, what: str = "", factor: float = 1.0
-) -> None:
-    """|actual - expected| <= rtol * max(1, max|expected|), elementwise; rtol from the dtype."""
+    actual: Any,
+    expected: Any,
+    dtype: Any = None,
+    what: str = "",
+    factor: float = 1.0,
+    *,
+    rtol: float | None = None,
+    per_element: bool = False,
+) -> float:
+    """Asserts that ``actual`` is ``expected`` to the tolerance ``t = factor * rtol``.
+
+    The arrays (NumPy arrays or torch tensors) are compared in float64 and must have the same
+    shape. ``rtol`` defaults to ``RTOL[dtype]``, the kernels' tolerance for the dtype they ran in.
+
+    - ``per_element=False`` (the default):
+      ``max |actual - expected| <= t * max(1, max |expected|)``, the error measured against the
+      largest magnitude of the expected array;
+    - ``per_element=True``: ``|actual - expected| <= t + t * |expected|`` element by element
+      (``numpy.testing.assert_allclose`` with ``rtol = atol = t``).
+
+    Returns the error relative to the expected array, ``max |actual - expected| / max(1, max
+    |expected|)`` (0 for empty arrays), for reports of the largest error seen.
+    """
     assert actual is not None and expected is not None, what
-    actual = np.asarray(actual, dtype=np.float64)
-    expected = np.asarray(expected, dtype=np.float64)
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    if actual.size == 0:
-        return
-    scale = max(1.0, float(np.abs(expected).max()))
-    tol = factor * RTOL[np.dtype(dtype)] * scale
-    err = float(np.abs(actual - expected).max())
-    assert err <= tol, f"{what}: max abs error {err:.3e} > {tol:.3e}"
+    if rtol is None:
+        assert dtype is not None, "assert_close: give the dtype or rtol"
+        rtol = RTOL[np.dtype(dtype)]
+    tol = factor * rtol
+    a = _as_float64(actual)
+    e = _as_float64(expected)
+    assert a.shape == e.shape, f"{what}: shape {a.shape} != {e.shape}"
+    if a.size == 0:
+        return 0.0
+    scale = max(1.0, float(np.abs(e).max()))
+    err = float(np.abs(a - e).max())
+    if per_element:
+        np.testing.assert_allclose(a, e, rtol=tol, atol=tol, err_msg=what)
+    else:
+        assert err <= tol * scale, f"{what}: max abs error {err:.3e} > {tol * scale:.3e}"
+    return err / scale
 
 
 # ------------------------------------------------------------------------------------- problems

@@ -10,11 +10,12 @@ zero dx, dh0 = dh_n) and the others must match torch run without it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
-from helpers import TORCH_KINDS
+from helpers import TORCH_KINDS, assert_close
 
 import fastrnn
 
@@ -22,23 +23,9 @@ torch = pytest.importorskip("torch")
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
 KINDS = TORCH_KINDS
-TOL = {np.float64: 1e-11, np.float32: 5e-5}
+TOL = {np.float64: 1e-11, np.float32: 5e-5}  # relative to max(1, max |torch's array|)
 T, I, H = 6, 4, 5
 LENGTHS = [6, 2, 0, 4, 6]  # unsorted; zero and full lengths
-WORST: dict[str, float] = {}  # largest relative error seen per dtype (reported at the end)
-
-
-def close(a: Any, b: Any, dtype: Any, what: str) -> None:
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
-    assert a.shape == b.shape, f"{what}: {a.shape} != {b.shape}"
-    if a.size == 0:
-        return
-    scale = max(1.0, float(np.abs(b).max()))
-    err = float(np.abs(a - b).max()) / scale
-    key = np.dtype(dtype).name
-    WORST[key] = max(WORST.get(key, 0.0), err)
-    assert err <= TOL[dtype], f"{what}: relative error {err:.2e}"
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
@@ -49,21 +36,31 @@ def close(a: Any, b: Any, dtype: Any, what: str) -> None:
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_parity(
     kind: str, num_layers: int, bidirectional: bool, batch_first: bool, with_lengths: bool,
-    dtype: Any,
+    dtype: Any, record_worst_error: Callable[[str, float], None],
 ) -> None:  # fmt: skip
-    check(kind, num_layers, bidirectional, batch_first, with_lengths, dtype, bias=True)
+    check(kind, num_layers, bidirectional, batch_first, with_lengths, dtype, True,
+          record_worst_error)  # fmt: skip
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("kind", list(KINDS))
-def test_parity_without_bias(kind: str, dtype: Any) -> None:
-    check(kind, 2, True, True, True, dtype, bias=False)
+def test_parity_without_bias(
+    kind: str, dtype: Any, record_worst_error: Callable[[str, float], None]
+) -> None:
+    check(kind, 2, True, True, True, dtype, False, record_worst_error)
 
 
 def check(
     kind: str, num_layers: int, bidirectional: bool, batch_first: bool, with_lengths: bool,
-    dtype: Any, bias: bool,
+    dtype: Any, bias: bool, record: Callable[[str, float], None],
 ) -> None:  # fmt: skip
+    """Runs fastrnn's layer and torch.nn's on the same data and compares everything; records the
+    largest relative error per dtype (for the run's summary)."""
+
+    def close(a: Any, b: Any, what: str) -> None:
+        err = assert_close(a, b, what=what, rtol=TOL[dtype])
+        record(f"fastrnn layers vs torch.nn, {np.dtype(dtype).name}", err)
+
     name, kw = KINDS[kind]
     lstm = name == "LSTM"
     tdt = torch.float64 if dtype == np.float64 else torch.float32
@@ -118,14 +115,14 @@ def check(
         loss = loss + (s * torch.tensor(d[:, keep])).sum()
     loss.backward()
 
-    close(np.take(y_f, keep, axis=bax), y_t.detach().numpy(), dtype, "y")
+    close(np.take(y_f, keep, axis=bax), y_t, "y")
     for a, b in zip(states_f, states_t, strict=True):
-        close(a[:, keep], b.detach().numpy(), dtype, "final state")
-    close(np.take(dx_f, keep, axis=bax), xt.grad.numpy(), dtype, "dx")
+        close(a[:, keep], b, "final state")
+    close(np.take(dx_f, keep, axis=bax), xt.grad, "dx")
     for a, b in zip(dstates_f, (h0t, c0t) if lstm else (h0t,), strict=True):
-        close(a[:, keep], b.grad.numpy(), dtype, "initial-state gradient")
+        close(a[:, keep], b.grad, "initial-state gradient")
     for pname, par in tm.named_parameters():
-        close(fm.grads[pname], par.grad.numpy(), dtype, f"grad {pname}")
+        close(fm.grads[pname], par.grad, f"grad {pname}")
     assert set(fm.grads) == {n for n, _ in tm.named_parameters()}
 
     # the zero-length sequences: defined results
@@ -136,8 +133,3 @@ def check(
             np.testing.assert_array_equal(s[:, b], s0[:, b])
         for g, g0 in zip(dstates_f, dstates, strict=True):
             np.testing.assert_array_equal(g[:, b], g0[:, b])
-
-
-def test_zz_report_worst_error() -> None:
-    """Prints the largest relative error against torch over the parity tests above."""
-    print(f"\nlargest relative error vs torch: {WORST}")
