@@ -1,11 +1,12 @@
-"""What the tests share: tolerances and the closeness check, random problems for the functional
-API, and the layer kinds of the parity tests.
+"""What the tests share: tolerances and the closeness check, central finite differences, random
+problems for the functional API, and the layer kinds of the parity tests.
 
 Tests import from here (``from helpers import ...``); conftest.py holds only fixtures and hooks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +72,45 @@ def assert_close(
     else:
         assert err <= tol * scale, f"{what}: max abs error {err:.3e} > {tol * scale:.3e}"
     return err / scale
+
+
+# --------------------------------------------------------------------------- finite differences
+
+
+def central_difference(f: Callable[[], float], a: np.ndarray, idx: Any, eps: float) -> float:
+    """(f() at a[idx] + eps - f() at a[idx] - eps) / (2 eps): the derivative of the scalar f()
+    with respect to one element of ``a``, which is perturbed in place and restored."""
+    keep = a[idx]
+    a[idx] = keep + eps
+    up = f()
+    a[idx] = keep - eps
+    down = f()
+    a[idx] = keep
+    return (up - down) / (2 * eps)
+
+
+def numeric_grad(f: Callable[[], float], a: np.ndarray, eps: float) -> np.ndarray:
+    """Central differences of the scalar ``f()`` with respect to every element of ``a``."""
+    g = np.zeros_like(a)
+    for idx in np.ndindex(a.shape):
+        g[idx] = central_difference(f, a, idx, eps)
+    return g
+
+
+def contracted_loss(
+    y: np.ndarray,
+    h_n: np.ndarray,
+    c_n: np.ndarray | None,
+    dy: np.ndarray,
+    dh_n: np.ndarray,
+    dc_n: np.ndarray | None,
+) -> float:
+    """L = sum(y * dy) + sum(h_n * dh_n) [+ sum(c_n * dc_n)]: the scalar whose gradients are what
+    a backward returns for the incoming gradients (dy, dh_n, dc_n)."""
+    out = float((y * dy).sum() + (h_n * dh_n).sum())
+    if c_n is not None:
+        out += float((c_n * dc_n).sum())
+    return out
 
 
 # ------------------------------------------------------------------------------------- problems

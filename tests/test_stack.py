@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import assert_close
+from helpers import assert_close, central_difference, contracted_loss
 
 from fastrnn import functional as F
 from fastrnn import reference as R
@@ -219,10 +219,7 @@ def test_stack_gradients_match_finite_differences(kind: str) -> None:
             cell, s["x"], s["params"], s["h0"], s["c0"], dropout_masks=masks, training=False,
             **opts,
         )  # fmt: skip
-        out = float((r.y * s["dy"]).sum() + (r.h_n * s["dh"]).sum())
-        if r.c_n is not None:
-            out += float((r.c_n * s["dc"]).sum())
-        return out
+        return contracted_loss(r.y, r.h_n, r.c_n, s["dy"], s["dh"], s["dc"])
 
     fw = F.stack_forward(cell, s["x"], s["params"], s["h0"], s["c0"], dropout_masks=masks, **opts)
     bw = F.stack_backward(
@@ -232,15 +229,9 @@ def test_stack_gradients_match_finite_differences(kind: str) -> None:
     for p, g in zip(s["params"], bw.grads, strict=True):
         checks += [(a, b) for a, b in zip(p, g, strict=True) if a is not None]
     rng = np.random.default_rng(0)
-    eps = 1e-6
     for arr, grad in checks:
         for _ in range(6):  # random entries of every array
             idx = tuple(rng.integers(0, n) for n in arr.shape)
-            keep = arr[idx]
-            arr[idx] = keep + eps
-            up = loss()
-            arr[idx] = keep - eps
-            down = loss()
-            arr[idx] = keep
-            num = (up - down) / (2 * eps)
-            assert abs(num - grad[idx]) <= 1e-6 * max(1.0, abs(num)), (idx, num, grad[idx])
+            num = central_difference(loss, arr, idx, eps=1e-6)
+            # |num - grad[idx]| <= 1e-6 * max(1, |num|)
+            assert_close(grad[idx], num, what=f"entry {idx}", rtol=1e-6)

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from helpers import assert_close
+from helpers import assert_close, numeric_grad
 
 from fastrnn import losses, optim
 from fastrnn import reference as R
@@ -101,17 +101,7 @@ def test_mse_matches_reference(half):
         losses.mse(p, y[:2])
 
 
-def _fd(f, a, eps=1e-6):
-    g = np.zeros_like(a)
-    for i in np.ndindex(a.shape):
-        old = a[i]
-        a[i] = old + eps
-        fp = f()
-        a[i] = old - eps
-        fm = f()
-        a[i] = old
-        g[i] = (fp - fm) / (2 * eps)
-    return g
+EPS = 1e-6  # finite-difference step (central differences, float64)
 
 
 def test_losses_finite_differences():
@@ -119,10 +109,12 @@ def test_losses_finite_differences():
     z = rng.standard_normal((6, 5))
     t = rng.integers(0, 5, 6)
     _, d = losses.cross_entropy(z, t)
-    np.testing.assert_allclose(d, _fd(lambda: losses.cross_entropy(z, t)[0], z), atol=1e-8)
+    np.testing.assert_allclose(
+        d, numeric_grad(lambda: losses.cross_entropy(z, t)[0], z, EPS), atol=1e-8
+    )
     p, y = rng.standard_normal((2, 4, 3))
     _, d = losses.mse(p, y)
-    np.testing.assert_allclose(d, _fd(lambda: losses.mse(p, y)[0], p), atol=1e-8)
+    np.testing.assert_allclose(d, numeric_grad(lambda: losses.mse(p, y)[0], p, EPS), atol=1e-8)
 
 
 @pytest.mark.parametrize("dt", DTYPES)
@@ -315,7 +307,7 @@ def test_hidden_grad_norms_match_finite_differences():
         out, _ = m.forward(x[3:], h)
         return m.loss(out, y, "mse")[0]
 
-    g = _fd(f, h)
+    g = numeric_grad(f, h, EPS)
     assert norms[2] == pytest.approx(np.linalg.norm(g), rel=1e-6)
 
 
