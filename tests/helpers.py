@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+import fastrnn
 from fastrnn import functional as F
 
 CELLS = F.CELLS
@@ -188,13 +189,61 @@ def make_problem(
     return p.astype(dtype)
 
 
+def stack_params(
+    rng: np.random.Generator,
+    cell: str,
+    I: int,
+    H: int,
+    *,
+    num_layers: int,
+    num_directions: int,
+    proj_size: int,
+    dtype: Any,
+    bias: bool = True,
+) -> list[tuple[np.ndarray | None, ...]]:
+    """Random parameters of a stack, as ``functional.stack_forward`` takes them: one tuple
+    (weight_ih, weight_hh, bias_ih, bias_hh, weight_hr) per layer and direction, layer-major,
+    each entry uniform in (-1/sqrt(H), 1/sqrt(H)), drawn from ``rng`` in that order."""
+    G = F.num_gates(cell)
+    Hs = proj_size or H
+    k = 1 / np.sqrt(H)
+
+    def u(*shape: int) -> np.ndarray:
+        return rng.uniform(-k, k, shape).astype(dtype)
+
+    params: list[tuple[np.ndarray | None, ...]] = []
+    for layer in range(num_layers):
+        In = I if layer == 0 else num_directions * Hs
+        for _ in range(num_directions):
+            params.append(
+                (
+                    u(G * H, In),
+                    u(G * H, Hs),
+                    u(G * H) if bias else None,
+                    u(G * H) if bias else None,
+                    u(proj_size, H) if proj_size else None,
+                )
+            )
+    return params
+
+
 # ---------------------------------------------------------------------------------- layer kinds
 
-# the torch.nn module kinds of the PyTorch parity tests: id -> (class name, constructor kwargs)
-TORCH_KINDS: dict[str, tuple[str, dict[str, Any]]] = {
+# The layer kinds of the layer and parity tests: id -> (class name, constructor keywords) of
+# fastrnn's layers (the NumPy API); torch.nn and fastrnn.torch take the same for TORCH_KINDS.
+LAYER_KINDS: dict[str, tuple[str, dict[str, Any]]] = {
     "rnn_tanh": ("RNN", {}),
     "rnn_relu": ("RNN", {"nonlinearity": "relu"}),
     "lstm": ("LSTM", {}),
     "lstm_proj": ("LSTM", {"proj_size": 3}),
     "gru": ("GRU", {}),
+    "gru_reset_before": ("GRU", {"reset_after": False}),
 }
+# the kinds torch.nn has (its GRU resets after the product only)
+TORCH_KINDS = {k: v for k, v in LAYER_KINDS.items() if k != "gru_reset_before"}
+
+
+def make_layer(kind: str, input_size: int, hidden_size: int, **kw: Any) -> Any:
+    """A fastrnn layer (NumPy) of ``kind``; ``kw`` adds to (or overrides) the kind's keywords."""
+    name, kind_kw = LAYER_KINDS[kind]
+    return getattr(fastrnn, name)(input_size, hidden_size, **{**kind_kw, **kw})

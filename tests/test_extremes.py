@@ -7,23 +7,22 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import LAYER_KINDS, make_layer
 
-import fastrnn
-
-LAYERS = {
-    "rnn_tanh": lambda **kw: fastrnn.RNN(3, 4, **kw),
-    "rnn_relu": lambda **kw: fastrnn.RNN(3, 4, nonlinearity="relu", **kw),
-    "lstm": lambda **kw: fastrnn.LSTM(3, 4, **kw),
-    "lstm_proj": lambda **kw: fastrnn.LSTM(3, 4, proj_size=2, **kw),
-    "gru": lambda **kw: fastrnn.GRU(3, 4, **kw),
-    "gru_reset_before": lambda **kw: fastrnn.GRU(3, 4, reset_after=False, **kw),
-}
 OPTS = {"num_layers": 2, "bidirectional": True}
 
 
-@pytest.fixture(params=list(LAYERS))
+@pytest.fixture(params=list(LAYER_KINDS))
 def kind(request: pytest.FixtureRequest) -> str:
+    """Every layer kind: the layer of every cell, and an LSTM with a projection."""
     return request.param  # type: ignore[no-any-return]
+
+
+def make(kind: str, **kw: Any) -> Any:
+    """A layer of 3 inputs and 4 units (lstm_proj: projected to 2)."""
+    if kind == "lstm_proj":
+        kw["proj_size"] = 2
+    return make_layer(kind, 3, 4, **kw)
 
 
 def states(st: Any) -> tuple[Any, ...]:
@@ -34,7 +33,7 @@ def states(st: Any) -> tuple[Any, ...]:
 def test_zero_steps_returns_empty_output_and_the_initial_state(
     kind: str, batch_first: bool
 ) -> None:
-    m = LAYERS[kind](**OPTS, batch_first=batch_first, dtype=np.float64)
+    m = make(kind, **OPTS, batch_first=batch_first, dtype=np.float64)
     Hs = m._Hs
     x = np.zeros((2, 0, 3) if batch_first else (0, 2, 3))
     rng = np.random.default_rng(0)
@@ -55,7 +54,7 @@ def test_zero_steps_returns_empty_output_and_the_initial_state(
 
 
 def test_empty_batch_returns_empty_arrays(kind: str) -> None:
-    m = LAYERS[kind](**OPTS)
+    m = make(kind, **OPTS)
     y, st = m(np.zeros((5, 0, 3), np.float32), lengths=np.zeros(0, int))
     assert y.shape == (5, 0, 2 * m._Hs)
     assert all(s.shape[1] == 0 for s in states(st))
@@ -68,7 +67,7 @@ def test_extreme_values_stay_finite(kind: str, scale: float) -> None:
     """Pre-activations of +-1e4 (and weights of 1e-30 or 1e30 with unit inputs): the outputs and
     gradients are finite; saturated gates give exact 0/1 (relu: large but finite)."""
     for dtype in (np.float32, np.float64):
-        m = LAYERS[kind](**OPTS, dtype=dtype, seed=1)
+        m = make(kind, **OPTS, dtype=dtype, seed=1)
         rng = np.random.default_rng(2)
         if scale == 1e4:
             sd = {k: np.sign(v) * 1e4 / max(1, v.shape[-1] if v.ndim > 1 else 1)
@@ -86,7 +85,7 @@ def test_extreme_values_stay_finite(kind: str, scale: float) -> None:
 
 
 def test_long_sequence_stays_bounded(kind: str) -> None:
-    m = LAYERS[kind](seed=3).eval()
+    m = make(kind, seed=3).eval()
     x = np.random.default_rng(0).standard_normal((20000, 2, 3)).astype(np.float32)
     y, _ = m(x)
     assert np.isfinite(y).all()
@@ -96,7 +95,7 @@ def test_long_sequence_stays_bounded(kind: str) -> None:
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_nonfinite_input_propagates_as_nan_not_a_crash(kind: str, bad: float) -> None:
-    m = LAYERS[kind](**OPTS, seed=4)
+    m = make(kind, **OPTS, seed=4)
     x = np.random.default_rng(0).standard_normal((6, 3, 3)).astype(np.float32)
     x[2, 1, 0] = bad
     y, _ = m(x)

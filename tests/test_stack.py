@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import assert_close, central_difference, contracted_loss
+from helpers import assert_close, central_difference, contracted_loss, stack_params
 
 from fastrnn import functional as F
 from fastrnn import reference as R
@@ -29,26 +29,10 @@ def make_stack(
     cell: str, L: int, D: int, P: int, dtype: Any, bias: bool = True, seed: int = 0
 ) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
-    G = F.num_gates(cell)
     Hs = P or H
-    k = 1 / np.sqrt(H)
-
-    def u(*shape: int) -> np.ndarray:
-        return rng.uniform(-k, k, shape).astype(dtype)
-
-    params = []
-    for layer in range(L):
-        In = I if layer == 0 else D * Hs
-        for _ in range(D):
-            params.append(
-                (
-                    u(G * H, In),
-                    u(G * H, Hs),
-                    u(G * H) if bias else None,
-                    u(G * H) if bias else None,
-                    u(P, H) if P else None,
-                )
-            )
+    params = stack_params(
+        rng, cell, I, H, num_layers=L, num_directions=D, proj_size=P, dtype=dtype, bias=bias
+    )
     lstm = cell == "lstm"
     return {
         "params": params,

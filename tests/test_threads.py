@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import stack_params
 
 import fastrnn
 from fastrnn import functional as F
@@ -26,21 +27,14 @@ def restore_threads() -> Iterator[None]:
 
 def run_all(cell: str, shape: tuple[int, ...], **opts: Any) -> bytes:
     T, B, I, H = shape
-    G = F.num_gates(cell)
     rng = np.random.default_rng(0)
     D = 2 if opts.get("bidirectional") else 1
     L = opts.get("num_layers", 1)
     P = opts.get("proj_size", 0)
     Hs = P or H
-    k = 1 / np.sqrt(H)
-
-    def u(*shape: int) -> np.ndarray:
-        return rng.uniform(-k, k, shape).astype(np.float32)
-
-    inputs = [I] * D + [D * Hs] * D * (L - 1)
-    params = [
-        (u(G * H, In), u(G * H, Hs), u(G * H), u(G * H), u(P, H) if P else None) for In in inputs
-    ]
+    params = stack_params(
+        rng, cell, I, H, num_layers=L, num_directions=D, proj_size=P, dtype=np.float32
+    )
     x = rng.standard_normal((T, B, I)).astype(np.float32)
     dy = rng.standard_normal((T, B, D * Hs)).astype(np.float32)
     fw = F.stack_forward(cell, x, params, **opts)

@@ -10,18 +10,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import assert_close
+from helpers import TORCH_KINDS, assert_close
 
 import fastrnn
 
 torch = pytest.importorskip("torch")
 
-MODULES = {  # id: (torch class, fastrnn class, constructor kwargs)
-    "rnn_tanh": ("RNN", {}),
-    "rnn_relu": ("RNN", {"nonlinearity": "relu"}),
-    "lstm": ("LSTM", {}),
-    "gru": ("GRU", {}),
-}
+# id: (class name in torch.nn and fastrnn, constructor keywords); without the projection
+MODULES = {k: v for k, v in TORCH_KINDS.items() if k != "lstm_proj"}
 TOL = {np.float64: 1e-12, np.float32: 2e-5}  # relative to max(1, max |torch's array|)
 
 
