@@ -1,4 +1,5 @@
-"""The compiled kernels (fastrnn.functional) against the NumPy reference, every cell and option."""
+"""fastrnn.functional, one layer (forward, backward: the compiled kernels) against the NumPy
+reference, every cell and option; its handling of inputs (layouts, dtypes, empty sizes)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""Stacks of layers against the NumPy reference: every cell (and LSTM with a projection) x 1-3
-layers x one or two directions x full or variable lengths (including zero-length and full-length
-sequences in one batch) x float32/float64; dropout masks; finite differences."""
+"""fastrnn.functional's stacks (stack_forward, stack_backward) against the NumPy reference: every
+cell (and LSTM with a projection) x 1-3 layers x one or two directions x full or variable lengths
+(including zero-length and full-length sequences in one batch) x float32/float64; dropout masks;
+finite differences."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The training pieces (fastrnn.nn, losses, optim, model) against the NumPy reference, finite
-differences and, where installed, torch.nn / torch.optim."""
+"""The training kit, fastrnn.training (nn, losses, optim, model), against the NumPy reference,
+finite differences and, where installed, torch.nn / torch.optim."""
 
 from __future__ import annotations
 
