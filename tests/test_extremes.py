@@ -1,5 +1,6 @@
 """Empty inputs have defined results; extreme values never make NaN or inf by themselves; NaN
-and inf in the input propagate as NaN instead of crashing."""
+and inf in the input propagate as NaN instead of crashing. The layers of every kind, and where
+said the functional API and the reference."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import LAYER_KINDS, make_layer
+from helpers import CELLS, LAYER_KINDS, make_layer, make_problem
+
+from fastrnn import functional as F
+from fastrnn import reference as R
 
 OPTS = {"num_layers": 2, "bidirectional": True}
 
@@ -104,3 +108,23 @@ def test_nonfinite_input_propagates_as_nan_not_a_crash(kind: str, bad: float) ->
     assert np.isfinite(dx[:, 0]).all() and np.isfinite(dx[:, 2]).all()
     if np.isnan(bad):
         assert np.isnan(y[5, 1]).any()  # NaN reaches the later steps of its sequence
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_nan_input_propagates(cell: str) -> None:
+    """The functional API: NaN in one sequence's input reaches every unit of that sequence's
+    output from its step on, and no other sequence. (Found in review; failed before its fix.)"""
+    p = make_problem(cell, 3, 2, 4, 5)
+    p.x[0, 1, 2] = np.nan
+    y = F.forward(cell, p.x, *p.params, p.h0, p.c0, training=False).y
+    assert np.isnan(y[:, 1]).all()  # every unit of sequence 1, from step 0 on
+    assert np.isfinite(y[:, 0]).all()
+
+
+def test_relu_backward_matches_torch_semantics_on_nonfinite_gradients() -> None:
+    """d relu = dh where h > 0 else 0, even when dh is inf (PyTorch: 0, not NaN).
+    (Found in review; failed before its fix.)"""
+    cache = (np.zeros((1, 1)), np.zeros((1, 2)), np.array([[0.0, 1.0]]))
+    p = {"w_ih": np.ones((2, 1)), "w_hh": np.ones((2, 2))}
+    _, _, g = R.rnn_step_backward(np.array([[np.inf, 1.0]]), cache, p, relu=True)
+    assert g["b_ih"][0] == 0.0

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import stack_params
+from helpers import make_problem, stack_params
 
 import fastrnn
 from fastrnn import functional as F
@@ -168,3 +168,29 @@ def test_one_layer_in_two_threads_is_a_clear_error() -> None:
     t.join()
     assert errors and "another thread" in str(errors[0])
     m.backward(np.ones_like(y))  # the forward's own thread still can
+
+
+def test_concurrent_backward_on_one_workspace_runs_once() -> None:
+    """Two threads calling backward on one workspace at once: one runs, the other is told the
+    workspace is already consumed. (Found in review; failed before its fix.)"""
+    p = make_problem("gru", 4, 3, 8, 16)
+    for _ in range(50):
+        fw = F.forward("gru", p.x, *p.params)
+        barrier = threading.Barrier(2)
+        outcomes: list[Any] = []
+
+        def run(ws: Any = fw.workspace, out: list[Any] = outcomes, barrier: Any = barrier) -> None:
+            barrier.wait()
+            try:
+                F.backward("gru", p.x, *p.params, ws, p.dy)
+                out.append("ok")
+            except ValueError as e:
+                out.append(str(e))
+
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(outcomes)[0] == "ok"
+        assert "already consumed" in sorted(outcomes)[1]
