@@ -113,12 +113,14 @@ def test_default_follows_omp_num_threads() -> None:
 def test_independent_of_other_pools(restore_threads: None) -> None:
     torch = pytest.importorskip("torch")
     before = torch.get_num_threads()
-    fastrnn.set_num_threads(1)
-    assert torch.get_num_threads() == before
-    torch.set_num_threads(1)
-    fastrnn.set_num_threads(2)
-    assert torch.get_num_threads() == 1 and fastrnn.get_num_threads() == 2
-    torch.set_num_threads(before)
+    try:
+        fastrnn.set_num_threads(1)
+        assert torch.get_num_threads() == before
+        torch.set_num_threads(1)
+        fastrnn.set_num_threads(2)
+        assert torch.get_num_threads() == 1 and fastrnn.get_num_threads() == 2
+    finally:  # torch's thread count as it was, whatever happened (later tests run with it)
+        torch.set_num_threads(before)
 
 
 def test_eight_python_threads_equal_serial() -> None:
