@@ -1,121 +1,44 @@
-"""Shared fixtures and helpers: random problems for every cell, and tolerances per dtype."""
+"""Fixtures and hooks: the cell and dtype parameters, and the report of the largest errors
+against torch at the end of the run. What the tests share otherwise is in helpers.py."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
+from helpers import CELLS, DTYPES
 
-from fastrnn import functional as F
-
-CELLS = F.CELLS
-
-# the torch.nn module kinds of the PyTorch parity tests: id -> (class name, constructor kwargs)
-TORCH_KINDS: dict[str, tuple[str, dict[str, Any]]] = {
-    "rnn_tanh": ("RNN", {}),
-    "rnn_relu": ("RNN", {"nonlinearity": "relu"}),
-    "lstm": ("LSTM", {}),
-    "lstm_proj": ("LSTM", {"proj_size": 3}),
-    "gru": ("GRU", {}),
-}
-DTYPES = (np.float64, np.float32)
-
-# relative tolerance (against the largest magnitude of the expected array)
-RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
-
-
-def assert_close(
-    actual: Any, expected: Any, dtype: Any, what: str = "", factor: float = 1.0
-) -> None:
-    """|actual - expected| <= rtol * max(1, max|expected|), elementwise; rtol from the dtype."""
-    assert actual is not None and expected is not None, what
-    actual = np.asarray(actual, dtype=np.float64)
-    expected = np.asarray(expected, dtype=np.float64)
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    if actual.size == 0:
-        return
-    scale = max(1.0, float(np.abs(expected).max()))
-    tol = factor * RTOL[np.dtype(dtype)] * scale
-    err = float(np.abs(actual - expected).max())
-    assert err <= tol, f"{what}: max abs error {err:.3e} > {tol:.3e}"
-
-
-@dataclass
-class Problem:
-    """A random problem for one cell: inputs, parameters, initial states and output gradients."""
-
-    cell: str
-    x: np.ndarray
-    weight_ih: np.ndarray
-    weight_hh: np.ndarray
-    bias_ih: np.ndarray | None
-    bias_hh: np.ndarray | None
-    h0: np.ndarray | None
-    c0: np.ndarray | None
-    dy: np.ndarray | None
-    dh_n: np.ndarray | None
-    dc_n: np.ndarray | None
-
-    @property
-    def params(self) -> tuple[Any, ...]:
-        return (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
-
-    def astype(self, dtype: Any) -> Problem:
-        def cast(a: np.ndarray | None) -> np.ndarray | None:
-            return None if a is None else a.astype(dtype)
-
-        return Problem(self.cell, *[cast(getattr(self, f)) for f in _FIELDS])
-
-
-_FIELDS = ("x", "weight_ih", "weight_hh", "bias_ih", "bias_hh", "h0", "c0", "dy", "dh_n", "dc_n")
-
-
-def make_problem(
-    cell: str,
-    T: int,
-    B: int,
-    I: int,
-    H: int,
-    *,
-    seed: int = 0,
-    bias: bool = True,
-    states: bool = True,
-    grads: bool = True,
-    dtype: Any = np.float64,
-    scale: float = 1.0,
-) -> Problem:
-    """Random float64 data (cast to dtype) with pre-activations of order one."""
-    rng = np.random.default_rng(seed)
-    G = F.num_gates(cell)
-    k = scale / np.sqrt(H)
-
-    def u(*shape: int) -> np.ndarray:
-        return rng.uniform(-1, 1, shape)
-
-    lstm = cell == "lstm"
-    p = Problem(
-        cell,
-        x=rng.standard_normal((T, B, I)),
-        weight_ih=k * 2 * u(G * H, I),
-        weight_hh=k * 2 * u(G * H, H),
-        bias_ih=u(G * H) * 0.5 if bias else None,
-        bias_hh=u(G * H) * 0.5 if bias else None,
-        h0=u(B, H) if states else None,
-        c0=u(B, H) if states and lstm else None,
-        dy=rng.standard_normal((T, B, H)) if grads else None,
-        dh_n=rng.standard_normal((B, H)) if grads else None,
-        dc_n=rng.standard_normal((B, H)) if grads and lstm else None,
-    )
-    return p.astype(dtype)
+_WORST_ERRORS = pytest.StashKey[dict[str, float]]()
 
 
 @pytest.fixture(params=CELLS)
 def cell(request: pytest.FixtureRequest) -> str:
+    """Every cell of the kernels."""
     return request.param  # type: ignore[no-any-return]
 
 
 @pytest.fixture(params=DTYPES, ids=lambda d: np.dtype(d).name)
 def dtype(request: pytest.FixtureRequest) -> Any:
+    """float64 and float32."""
     return request.param
+
+
+@pytest.fixture(scope="session")
+def record_worst_error(pytestconfig: pytest.Config) -> Callable[[str, float], None]:
+    """record(what, error): keeps the largest error seen per ``what`` over the session; the
+    terminal summary lists them (no test reads them, so no test depends on another)."""
+    worst = pytestconfig.stash.setdefault(_WORST_ERRORS, {})
+
+    def record(what: str, error: float) -> None:
+        worst[what] = max(worst.get(what, 0.0), error)
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Lists the largest relative errors recorded through ``record_worst_error``."""
+    worst = config.stash.get(_WORST_ERRORS, {})
+    for what, error in sorted(worst.items()):
+        terminalreporter.write_line(f"largest relative error, {what}: {error:.2e}")

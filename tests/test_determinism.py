@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import CELLS, DTYPES
 
-from conftest import CELLS, DTYPES
 from fastrnn import functional as F
 from fastrnn.losses import cross_entropy
 

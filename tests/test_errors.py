@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import make_problem
 
 import fastrnn
-from conftest import make_problem
 from fastrnn import functional as F
 
 # ------------------------------------------------------------------------------- constructors
@@ -222,6 +222,26 @@ def test_workspace_misuse_is_an_error() -> None:
     F.backward("lstm", p.x, *p.params, ws)
     with pytest.raises(ValueError, match="already consumed"):
         F.backward("lstm", p.x, *p.params, ws)
+
+
+def test_workspace_remembers_the_bias() -> None:
+    """A workspace made by a forward without biases is refused by a backward given biases.
+    (Found in review; failed before its fix.)"""
+    p = make_problem("lstm", 3, 2, 4, 5, bias=False)
+    fw = F.forward("lstm", p.x, *p.params)
+    b = np.zeros(20)
+    with pytest.raises(ValueError, match="made by a forward without biases, not with"):
+        F.backward("lstm", p.x, p.weight_ih, p.weight_hh, b, b, fw.workspace)
+
+
+@pytest.mark.parametrize(
+    "dims", [(2**32, 2**32, 1, 1024), (3, 2**61, 1, 1), (2**62, 2, 1, 1)], ids=str
+)
+def test_workspace_size_overflow_is_an_error(dims: tuple[int, ...]) -> None:
+    """Sizes too large for the workspace's size to be computed are a ValueError, never a
+    wrapped-around size. (Found in review; failed before its fix.)"""
+    with pytest.raises(ValueError, match="sizes too large"):
+        F.workspace_size("lstm", *dims, np.float32)
 
 
 def test_functional_backward_rejects_bad_gradients() -> None:

@@ -1,5 +1,6 @@
 """Empty inputs have defined results; extreme values never make NaN or inf by themselves; NaN
-and inf in the input propagate as NaN instead of crashing."""
+and inf in the input propagate as NaN instead of crashing. The layers of every kind, and where
+said the functional API and the reference."""
 
 from __future__ import annotations
 
@@ -7,23 +8,25 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import CELLS, LAYER_KINDS, make_layer, make_problem
 
-import fastrnn
+from fastrnn import functional as F
+from fastrnn import reference as R
 
-LAYERS = {
-    "rnn_tanh": lambda **kw: fastrnn.RNN(3, 4, **kw),
-    "rnn_relu": lambda **kw: fastrnn.RNN(3, 4, nonlinearity="relu", **kw),
-    "lstm": lambda **kw: fastrnn.LSTM(3, 4, **kw),
-    "lstm_proj": lambda **kw: fastrnn.LSTM(3, 4, proj_size=2, **kw),
-    "gru": lambda **kw: fastrnn.GRU(3, 4, **kw),
-    "gru_reset_before": lambda **kw: fastrnn.GRU(3, 4, reset_after=False, **kw),
-}
 OPTS = {"num_layers": 2, "bidirectional": True}
 
 
-@pytest.fixture(params=list(LAYERS))
+@pytest.fixture(params=list(LAYER_KINDS))
 def kind(request: pytest.FixtureRequest) -> str:
+    """Every layer kind: the layer of every cell, and an LSTM with a projection."""
     return request.param  # type: ignore[no-any-return]
+
+
+def make(kind: str, **kw: Any) -> Any:
+    """A layer of 3 inputs and 4 units (lstm_proj: projected to 2)."""
+    if kind == "lstm_proj":
+        kw["proj_size"] = 2
+    return make_layer(kind, 3, 4, **kw)
 
 
 def states(st: Any) -> tuple[Any, ...]:
@@ -34,7 +37,7 @@ def states(st: Any) -> tuple[Any, ...]:
 def test_zero_steps_returns_empty_output_and_the_initial_state(
     kind: str, batch_first: bool
 ) -> None:
-    m = LAYERS[kind](**OPTS, batch_first=batch_first, dtype=np.float64)
+    m = make(kind, **OPTS, batch_first=batch_first, dtype=np.float64)
     Hs = m._Hs
     x = np.zeros((2, 0, 3) if batch_first else (0, 2, 3))
     rng = np.random.default_rng(0)
@@ -55,7 +58,7 @@ def test_zero_steps_returns_empty_output_and_the_initial_state(
 
 
 def test_empty_batch_returns_empty_arrays(kind: str) -> None:
-    m = LAYERS[kind](**OPTS)
+    m = make(kind, **OPTS)
     y, st = m(np.zeros((5, 0, 3), np.float32), lengths=np.zeros(0, int))
     assert y.shape == (5, 0, 2 * m._Hs)
     assert all(s.shape[1] == 0 for s in states(st))
@@ -68,7 +71,7 @@ def test_extreme_values_stay_finite(kind: str, scale: float) -> None:
     """Pre-activations of +-1e4 (and weights of 1e-30 or 1e30 with unit inputs): the outputs and
     gradients are finite; saturated gates give exact 0/1 (relu: large but finite)."""
     for dtype in (np.float32, np.float64):
-        m = LAYERS[kind](**OPTS, dtype=dtype, seed=1)
+        m = make(kind, **OPTS, dtype=dtype, seed=1)
         rng = np.random.default_rng(2)
         if scale == 1e4:
             sd = {k: np.sign(v) * 1e4 / max(1, v.shape[-1] if v.ndim > 1 else 1)
@@ -86,7 +89,7 @@ def test_extreme_values_stay_finite(kind: str, scale: float) -> None:
 
 
 def test_long_sequence_stays_bounded(kind: str) -> None:
-    m = LAYERS[kind](seed=3).eval()
+    m = make(kind, seed=3).eval()
     x = np.random.default_rng(0).standard_normal((20000, 2, 3)).astype(np.float32)
     y, _ = m(x)
     assert np.isfinite(y).all()
@@ -96,7 +99,7 @@ def test_long_sequence_stays_bounded(kind: str) -> None:
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_nonfinite_input_propagates_as_nan_not_a_crash(kind: str, bad: float) -> None:
-    m = LAYERS[kind](**OPTS, seed=4)
+    m = make(kind, **OPTS, seed=4)
     x = np.random.default_rng(0).standard_normal((6, 3, 3)).astype(np.float32)
     x[2, 1, 0] = bad
     y, _ = m(x)
@@ -105,3 +108,23 @@ def test_nonfinite_input_propagates_as_nan_not_a_crash(kind: str, bad: float) ->
     assert np.isfinite(dx[:, 0]).all() and np.isfinite(dx[:, 2]).all()
     if np.isnan(bad):
         assert np.isnan(y[5, 1]).any()  # NaN reaches the later steps of its sequence
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_nan_input_propagates(cell: str) -> None:
+    """The functional API: NaN in one sequence's input reaches every unit of that sequence's
+    output from its step on, and no other sequence. (Found in review; failed before its fix.)"""
+    p = make_problem(cell, 3, 2, 4, 5)
+    p.x[0, 1, 2] = np.nan
+    y = F.forward(cell, p.x, *p.params, p.h0, p.c0, training=False).y
+    assert np.isnan(y[:, 1]).all()  # every unit of sequence 1, from step 0 on
+    assert np.isfinite(y[:, 0]).all()
+
+
+def test_relu_backward_matches_torch_semantics_on_nonfinite_gradients() -> None:
+    """d relu = dh where h > 0 else 0, even when dh is inf (PyTorch: 0, not NaN).
+    (Found in review; failed before its fix.)"""
+    cache = (np.zeros((1, 1)), np.zeros((1, 2)), np.array([[0.0, 1.0]]))
+    p = {"w_ih": np.ones((2, 1)), "w_hh": np.ones((2, 2))}
+    _, _, g = R.rnn_step_backward(np.array([[np.inf, 1.0]]), cache, p, relu=True)
+    assert g["b_ih"][0] == 0.0

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import assert_close, contracted_loss, make_problem, numeric_grad
 
-from conftest import make_problem
 from fastrnn import functional as F
 from fastrnn import reference as R
 
@@ -28,10 +28,7 @@ def loss_fn(p: Any, impl: str) -> Callable[[], float]:
             y, h_n, c_n, _ = R.forward(p.cell, p.x, *p.params, p.h0, p.c0)
         else:
             y, h_n, c_n, _ = F.forward(p.cell, p.x, *p.params, p.h0, p.c0, training=False)
-        out = float((y * p.dy).sum() + (h_n * p.dh_n).sum())
-        if c_n is not None:
-            out += float((c_n * p.dc_n).sum())
-        return out
+        return contracted_loss(y, h_n, c_n, p.dy, p.dh_n, p.dc_n)
 
     return loss
 
@@ -52,20 +49,6 @@ def analytic(p: Any, impl: str) -> dict[str, Any]:
 _PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
-def numeric(p: Any, name: str, loss: Callable[[], float]) -> np.ndarray:
-    a = getattr(p, name)
-    g = np.zeros_like(a)
-    for idx in np.ndindex(a.shape):
-        keep = a[idx]
-        a[idx] = keep + EPS
-        up = loss()
-        a[idx] = keep - EPS
-        down = loss()
-        a[idx] = keep
-        g[idx] = (up - down) / (2 * EPS)
-    return g
-
-
 @pytest.mark.parametrize("impl", ["reference", "kernels"])
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
 def test_gradients_match_finite_differences(cell: str, impl: str, bias: bool) -> None:
@@ -75,11 +58,8 @@ def test_gradients_match_finite_differences(cell: str, impl: str, bias: bool) ->
     names = ["x", "h0", *(["c0"] if cell == "lstm" else []), "weight_ih", "weight_hh"]
     names += ["bias_ih", "bias_hh"] if bias else []
     for name in names:
-        num = numeric(p, name, loss)
-        ana = grads[name]
-        scale = max(1.0, float(np.abs(num).max()))
-        err = float(np.abs(ana - num).max())
-        assert err <= TOL * scale, f"{impl} d{name}: max error {err:.2e}"
+        num = numeric_grad(loss, getattr(p, name), EPS)
+        assert_close(grads[name], num, what=f"{impl} d{name}", rtol=TOL)
     if not bias:
         assert grads["bias_ih"] is None and grads["bias_hh"] is None
 

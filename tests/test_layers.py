@@ -6,27 +6,21 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import CELLS, assert_close, make_layer
 
 import fastrnn
-from conftest import assert_close
 from fastrnn import reference as R
 
-LAYERS = {
-    "rnn_tanh": lambda **kw: fastrnn.RNN(4, 6, **kw),
-    "rnn_relu": lambda **kw: fastrnn.RNN(4, 6, nonlinearity="relu", **kw),
-    "lstm": lambda **kw: fastrnn.LSTM(4, 6, **kw),
-    "gru": lambda **kw: fastrnn.GRU(4, 6, **kw),
-    "gru_reset_before": lambda **kw: fastrnn.GRU(4, 6, reset_after=False, **kw),
-}
 
-
-@pytest.fixture(params=list(LAYERS))
+@pytest.fixture(params=CELLS)
 def kind(request: pytest.FixtureRequest) -> str:
+    """The layer of every cell (RNN tanh and relu, LSTM, GRU resetting after and before)."""
     return request.param  # type: ignore[no-any-return]
 
 
 def make(kind: str, **kw: Any) -> Any:
-    return LAYERS[kind](**kw)
+    """A layer of 4 inputs and 6 units."""
+    return make_layer(kind, 4, 6, **kw)
 
 
 def states_of(kind: str, st: Any) -> tuple[Any, ...]:

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import CELLS, make_layer
 
 import fastrnn
 
@@ -13,13 +14,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from fastrnn import onnx as fonnx  # noqa: E402
 
-KINDS = {
-    "rnn_tanh": lambda **kw: fastrnn.RNN(4, 5, **kw),
-    "rnn_relu": lambda **kw: fastrnn.RNN(4, 5, nonlinearity="relu", **kw),
-    "lstm": lambda **kw: fastrnn.LSTM(4, 5, **kw),
-    "gru": lambda **kw: fastrnn.GRU(4, 5, **kw),
-    "gru_reset_before": lambda **kw: fastrnn.GRU(4, 5, reset_after=False, **kw),
-}
+KINDS = CELLS  # a layer of every cell (ONNX has no projection)
 T, B = 6, 4
 LENGTHS = np.array([6, 2, 1, 4])
 
@@ -44,9 +39,10 @@ def test_export_runs_in_onnxruntime(
     seq_lens: bool,
     tmp_path: Any,
 ) -> None:
-    m = KINDS[kind](
-        num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first, seed=3
-    ).eval()
+    m = make_layer(
+        kind, 4, 5, num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first,
+        seed=3,
+    ).eval()  # fmt: skip
     D = 2 if bidirectional else 1
     rng = np.random.default_rng(0)
     x = rng.standard_normal((B, T, 4) if batch_first else (T, B, 4)).astype(np.float32)
@@ -79,7 +75,7 @@ def test_export_without_optional_inputs() -> None:
 @pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 def test_import_round_trip(kind: str, bidirectional: bool) -> None:
-    m = KINDS[kind](bidirectional=bidirectional, seed=4)
+    m = make_layer(kind, 4, 5, bidirectional=bidirectional, seed=4)
     back = fonnx.load(fonnx.export(m))
     assert type(back) is type(m)
     for k, v in m.state_dict().items():

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from helpers import assert_close, stack_params
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import assert_close
 from fastrnn import functional as F
 from fastrnn import reference as R
 
@@ -43,21 +43,10 @@ def test_kernels_agree_with_the_reference(p: dict[str, Any]) -> None:
     cell, T, B, I, H, L, D, P = (p[k] for k in ("cell", "T", "B", "I", "H", "L", "D", "P"))
     dtype = p["dtype"]
     rng = np.random.default_rng(p["seed"])
-    G = F.num_gates(cell)
     Hs = P or H
-    k = 1 / np.sqrt(H)
-
-    def u(*shape: int) -> np.ndarray:
-        return rng.uniform(-k, k, shape).astype(dtype)
-
-    params = []
-    for layer in range(L):
-        for _ in range(D):
-            In = I if layer == 0 else D * Hs
-            params.append(
-                (u(G * H, In), u(G * H, Hs), u(G * H) if p["bias"] else None,
-                 u(G * H) if p["bias"] else None, u(P, H) if P else None)
-            )  # fmt: skip
+    params = stack_params(
+        rng, cell, I, H, num_layers=L, num_directions=D, proj_size=P, dtype=dtype, bias=p["bias"]
+    )
     lstm = cell == "lstm"
     x = rng.standard_normal((T, B, I)).astype(dtype)
     h0 = rng.standard_normal((L * D, B, Hs)).astype(dtype)

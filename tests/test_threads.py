@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import make_problem, stack_params
 
 import fastrnn
 from fastrnn import functional as F
@@ -26,21 +27,14 @@ def restore_threads() -> Iterator[None]:
 
 def run_all(cell: str, shape: tuple[int, ...], **opts: Any) -> bytes:
     T, B, I, H = shape
-    G = F.num_gates(cell)
     rng = np.random.default_rng(0)
     D = 2 if opts.get("bidirectional") else 1
     L = opts.get("num_layers", 1)
     P = opts.get("proj_size", 0)
     Hs = P or H
-    k = 1 / np.sqrt(H)
-
-    def u(*shape: int) -> np.ndarray:
-        return rng.uniform(-k, k, shape).astype(np.float32)
-
-    inputs = [I] * D + [D * Hs] * D * (L - 1)
-    params = [
-        (u(G * H, In), u(G * H, Hs), u(G * H), u(G * H), u(P, H) if P else None) for In in inputs
-    ]
+    params = stack_params(
+        rng, cell, I, H, num_layers=L, num_directions=D, proj_size=P, dtype=np.float32
+    )
     x = rng.standard_normal((T, B, I)).astype(np.float32)
     dy = rng.standard_normal((T, B, D * Hs)).astype(np.float32)
     fw = F.stack_forward(cell, x, params, **opts)
@@ -119,12 +113,14 @@ def test_default_follows_omp_num_threads() -> None:
 def test_independent_of_other_pools(restore_threads: None) -> None:
     torch = pytest.importorskip("torch")
     before = torch.get_num_threads()
-    fastrnn.set_num_threads(1)
-    assert torch.get_num_threads() == before
-    torch.set_num_threads(1)
-    fastrnn.set_num_threads(2)
-    assert torch.get_num_threads() == 1 and fastrnn.get_num_threads() == 2
-    torch.set_num_threads(before)
+    try:
+        fastrnn.set_num_threads(1)
+        assert torch.get_num_threads() == before
+        torch.set_num_threads(1)
+        fastrnn.set_num_threads(2)
+        assert torch.get_num_threads() == 1 and fastrnn.get_num_threads() == 2
+    finally:  # torch's thread count as it was, whatever happened (later tests run with it)
+        torch.set_num_threads(before)
 
 
 def test_eight_python_threads_equal_serial() -> None:
@@ -174,3 +170,29 @@ def test_one_layer_in_two_threads_is_a_clear_error() -> None:
     t.join()
     assert errors and "another thread" in str(errors[0])
     m.backward(np.ones_like(y))  # the forward's own thread still can
+
+
+def test_concurrent_backward_on_one_workspace_runs_once() -> None:
+    """Two threads calling backward on one workspace at once: one runs, the other is told the
+    workspace is already consumed. (Found in review; failed before its fix.)"""
+    p = make_problem("gru", 4, 3, 8, 16)
+    for _ in range(50):
+        fw = F.forward("gru", p.x, *p.params)
+        barrier = threading.Barrier(2)
+        outcomes: list[Any] = []
+
+        def run(ws: Any = fw.workspace, out: list[Any] = outcomes, barrier: Any = barrier) -> None:
+            barrier.wait()
+            try:
+                F.backward("gru", p.x, *p.params, ws, p.dy)
+                out.append("ok")
+            except ValueError as e:
+                out.append(str(e))
+
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(outcomes)[0] == "ok"
+        assert "already consumed" in sorted(outcomes)[1]

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import assert_close, numeric_grad
 
 from fastrnn import reference as R
 
@@ -22,25 +23,7 @@ def _rng(seed: int = 0) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def numeric_grad(f: Callable[[], float], a: np.ndarray) -> np.ndarray:
-    """Central differences of the scalar ``f()`` w.r.t. every element of ``a`` (perturbed in
-    place and restored)."""
-    g = np.zeros_like(a)
-    for idx in np.ndindex(a.shape):
-        old = a[idx]
-        a[idx] = old + EPS
-        up = f()
-        a[idx] = old - EPS
-        down = f()
-        a[idx] = old
-        g[idx] = (up - down) / (2 * EPS)
-    return g
-
-
-def assert_fd(analytic: np.ndarray, numeric: np.ndarray, what: str) -> None:
-    scale = max(1.0, float(np.abs(numeric).max()))
-    err = float(np.abs(analytic - numeric).max())
-    assert err <= 1e-7 * scale, f"{what}: finite-difference error {err:.3e}"
+FD_RTOL = 1e-7  # analytic against numeric gradients, relative to max(1, max |numeric|)
 
 
 # ---- linear -------------------------------------------------------------------------------------
@@ -91,9 +74,9 @@ def test_linear_finite_differences() -> None:
 
     dx, dw, db = R.linear_backward(x, w, c)
     assert db is not None
-    assert_fd(dx, numeric_grad(loss, x), "dx")
-    assert_fd(dw, numeric_grad(loss, w), "dweight")
-    assert_fd(db, numeric_grad(loss, b), "dbias")
+    assert_close(dx, numeric_grad(loss, x, EPS), what="dx", rtol=FD_RTOL)
+    assert_close(dw, numeric_grad(loss, w, EPS), what="dweight", rtol=FD_RTOL)
+    assert_close(db, numeric_grad(loss, b, EPS), what="dbias", rtol=FD_RTOL)
 
 
 # ---- embedding ----------------------------------------------------------------------------------
@@ -132,7 +115,7 @@ def test_embedding_finite_differences() -> None:
         return float((c * R.embedding_forward(ids, w)).sum())
 
     dw = R.embedding_backward(ids, c, 5)
-    assert_fd(dw, numeric_grad(loss, w), "dweight")
+    assert_close(dw, numeric_grad(loss, w, EPS), what="dweight", rtol=FD_RTOL)
     assert not dw[2].any() and not dw[3].any()  # unused rows
 
 
@@ -227,7 +210,7 @@ def test_cross_entropy_finite_differences(reduction: str) -> None:
     def loss() -> float:
         return R.softmax_cross_entropy(logits, targets, reduction=reduction)[0]
 
-    assert_fd(d, numeric_grad(loss, logits), "dlogits")
+    assert_close(d, numeric_grad(loss, logits, EPS), what="dlogits", rtol=FD_RTOL)
 
 
 def test_cross_entropy_errors() -> None:
@@ -271,7 +254,7 @@ def test_mse_finite_differences(reduction: str, half: bool) -> None:
     def loss() -> float:
         return R.mse_loss(pred, target, reduction=reduction, half=half)[0]
 
-    assert_fd(d, numeric_grad(loss, pred), "dpred")
+    assert_close(d, numeric_grad(loss, pred, EPS), what="dpred", rtol=FD_RTOL)
 
 
 def test_mse_notes_convention_by_hand() -> None:

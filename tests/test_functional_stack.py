@@ -1,6 +1,7 @@
-"""Stacks of layers against the NumPy reference: every cell (and LSTM with a projection) x 1-3
-layers x one or two directions x full or variable lengths (including zero-length and full-length
-sequences in one batch) x float32/float64; dropout masks; finite differences."""
+"""fastrnn.functional's stacks (stack_forward, stack_backward) against the NumPy reference: every
+cell (and LSTM with a projection) x 1-3 layers x one or two directions x full or variable lengths
+(including zero-length and full-length sequences in one batch) x float32/float64; dropout masks;
+finite differences."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import assert_close, central_difference, contracted_loss, stack_params
 
-from conftest import assert_close
 from fastrnn import functional as F
 from fastrnn import reference as R
 
@@ -29,26 +30,10 @@ def make_stack(
     cell: str, L: int, D: int, P: int, dtype: Any, bias: bool = True, seed: int = 0
 ) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
-    G = F.num_gates(cell)
     Hs = P or H
-    k = 1 / np.sqrt(H)
-
-    def u(*shape: int) -> np.ndarray:
-        return rng.uniform(-k, k, shape).astype(dtype)
-
-    params = []
-    for layer in range(L):
-        In = I if layer == 0 else D * Hs
-        for _ in range(D):
-            params.append(
-                (
-                    u(G * H, In),
-                    u(G * H, Hs),
-                    u(G * H) if bias else None,
-                    u(G * H) if bias else None,
-                    u(P, H) if P else None,
-                )
-            )
+    params = stack_params(
+        rng, cell, I, H, num_layers=L, num_directions=D, proj_size=P, dtype=dtype, bias=bias
+    )
     lstm = cell == "lstm"
     return {
         "params": params,
@@ -219,10 +204,7 @@ def test_stack_gradients_match_finite_differences(kind: str) -> None:
             cell, s["x"], s["params"], s["h0"], s["c0"], dropout_masks=masks, training=False,
             **opts,
         )  # fmt: skip
-        out = float((r.y * s["dy"]).sum() + (r.h_n * s["dh"]).sum())
-        if r.c_n is not None:
-            out += float((r.c_n * s["dc"]).sum())
-        return out
+        return contracted_loss(r.y, r.h_n, r.c_n, s["dy"], s["dh"], s["dc"])
 
     fw = F.stack_forward(cell, s["x"], s["params"], s["h0"], s["c0"], dropout_masks=masks, **opts)
     bw = F.stack_backward(
@@ -232,15 +214,9 @@ def test_stack_gradients_match_finite_differences(kind: str) -> None:
     for p, g in zip(s["params"], bw.grads, strict=True):
         checks += [(a, b) for a, b in zip(p, g, strict=True) if a is not None]
     rng = np.random.default_rng(0)
-    eps = 1e-6
     for arr, grad in checks:
         for _ in range(6):  # random entries of every array
             idx = tuple(rng.integers(0, n) for n in arr.shape)
-            keep = arr[idx]
-            arr[idx] = keep + eps
-            up = loss()
-            arr[idx] = keep - eps
-            down = loss()
-            arr[idx] = keep
-            num = (up - down) / (2 * eps)
-            assert abs(num - grad[idx]) <= 1e-6 * max(1.0, abs(num)), (idx, num, grad[idx])
+            num = central_difference(loss, arr, idx, eps=1e-6)
+            # |num - grad[idx]| <= 1e-6 * max(1, |num|)
+            assert_close(grad[idx], num, what=f"entry {idx}", rtol=1e-6)

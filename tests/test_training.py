@@ -1,5 +1,5 @@
-"""The training pieces (fastrnn.nn, losses, optim, model) against the NumPy reference, finite
-differences and, where installed, torch.nn / torch.optim."""
+"""The training kit, fastrnn.training (nn, losses, optim, model), against the NumPy reference,
+finite differences and, where installed, torch.nn / torch.optim."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import assert_close, numeric_grad
 
 from fastrnn import losses, optim
 from fastrnn import reference as R
@@ -14,11 +15,7 @@ from fastrnn.model import SequenceModel
 from fastrnn.nn import Embedding, Linear
 
 DTYPES = [np.float32, np.float64]
-TOL = {np.float32: 2e-5, np.float64: 1e-12}
-
-
-def close(a, b, dt):
-    np.testing.assert_allclose(a, b, rtol=TOL[dt], atol=TOL[dt])
+TOL = {np.float32: 2e-5, np.float64: 1e-12}  # relative to each element, and absolute
 
 
 # ------------------------------------------------------------------------------- kernels vs ref
@@ -31,15 +28,15 @@ def test_linear_matches_reference(dt, bias):
     lin = Linear(7, 5, bias=bias, dtype=dt, seed=1)
     x = rng.standard_normal((4, 3, 7)).astype(dt)
     y = lin(x)
-    close(y, R.linear_forward(x, lin.weight, lin.bias), dt)
+    assert_close(y, R.linear_forward(x, lin.weight, lin.bias), rtol=TOL[dt], per_element=True)
     assert (lin.bias is None) == (not bias)
     dy = rng.standard_normal(y.shape).astype(dt)
     dx = lin.backward(dy)
     rdx, rdw, rdb = R.linear_backward(x, lin.weight, dy, has_bias=bias)
-    close(dx, rdx, dt)
-    close(lin.grads["weight"], rdw, dt)
+    assert_close(dx, rdx, rtol=TOL[dt], per_element=True)
+    assert_close(lin.grads["weight"], rdw, rtol=TOL[dt], per_element=True)
     if bias:
-        close(lin.grads["bias"], rdb, dt)
+        assert_close(lin.grads["bias"], rdb, rtol=TOL[dt], per_element=True)
     else:
         assert "bias" not in lin.grads
 
@@ -51,10 +48,15 @@ def test_embedding_matches_reference(dt, padding_idx):
     emb = Embedding(6, 4, padding_idx=padding_idx, dtype=dt, seed=0)
     ids = rng.integers(0, 6, (9, 3))
     y = emb(ids)
-    close(y, R.embedding_forward(ids, emb.weight), dt)
+    assert_close(y, R.embedding_forward(ids, emb.weight), rtol=TOL[dt], per_element=True)
     dy = rng.standard_normal(y.shape).astype(dt)
     emb.backward(dy)
-    close(emb.grads["weight"], R.embedding_backward(ids, dy, 6, padding_idx=padding_idx), dt)
+    assert_close(
+        emb.grads["weight"],
+        R.embedding_backward(ids, dy, 6, padding_idx=padding_idx),
+        rtol=TOL[dt],
+        per_element=True,
+    )
 
 
 @pytest.mark.parametrize("dt", DTYPES)
@@ -69,7 +71,7 @@ def test_cross_entropy_matches_reference(dt, reduction):
     rl, rd = R.softmax_cross_entropy(z, t, reduction=reduction)
     assert math.isfinite(loss)
     assert loss == pytest.approx(rl, rel=1e-5 if dt == np.float32 else 1e-12)
-    close(d, rd, dt)
+    assert_close(d, rd, rtol=TOL[dt], per_element=True)
     assert not d[[1, 7]].any()
 
 
@@ -94,22 +96,12 @@ def test_mse_matches_reference(half):
     loss, d = losses.mse(p, y, half=half)
     rl, rd = R.mse_loss(p, y, half=half)
     assert loss == pytest.approx(rl, rel=1e-13)
-    close(d, rd, np.float64)
+    assert_close(d, rd, rtol=TOL[np.float64], per_element=True)
     with pytest.raises(ValueError, match="target"):
         losses.mse(p, y[:2])
 
 
-def _fd(f, a, eps=1e-6):
-    g = np.zeros_like(a)
-    for i in np.ndindex(a.shape):
-        old = a[i]
-        a[i] = old + eps
-        fp = f()
-        a[i] = old - eps
-        fm = f()
-        a[i] = old
-        g[i] = (fp - fm) / (2 * eps)
-    return g
+EPS = 1e-6  # finite-difference step (central differences, float64)
 
 
 def test_losses_finite_differences():
@@ -117,10 +109,12 @@ def test_losses_finite_differences():
     z = rng.standard_normal((6, 5))
     t = rng.integers(0, 5, 6)
     _, d = losses.cross_entropy(z, t)
-    np.testing.assert_allclose(d, _fd(lambda: losses.cross_entropy(z, t)[0], z), atol=1e-8)
+    np.testing.assert_allclose(
+        d, numeric_grad(lambda: losses.cross_entropy(z, t)[0], z, EPS), atol=1e-8
+    )
     p, y = rng.standard_normal((2, 4, 3))
     _, d = losses.mse(p, y)
-    np.testing.assert_allclose(d, _fd(lambda: losses.mse(p, y)[0], p), atol=1e-8)
+    np.testing.assert_allclose(d, numeric_grad(lambda: losses.mse(p, y)[0], p, EPS), atol=1e-8)
 
 
 @pytest.mark.parametrize("dt", DTYPES)
@@ -142,8 +136,8 @@ def test_sgd_matches_reference(dt, kw):
         }
         opt.step(params, grads)
         R.sgd_step(ref, [grads["a"], grads["b"]], bufs, 0.1, **kw)
-    close(params["a"], ref[0], dt)
-    close(params["b"], ref[1], dt)
+    assert_close(params["a"], ref[0], rtol=TOL[dt], per_element=True)
+    assert_close(params["b"], ref[1], rtol=TOL[dt], per_element=True)
 
 
 @pytest.mark.parametrize("dt", DTYPES)
@@ -158,7 +152,7 @@ def test_adam_matches_reference(dt, wd):
         g = rng.standard_normal((6, 2)).astype(dt)
         opt.step(p, {"w": g})
         R.adam_step(ref, [g], m, v, step, lr=0.01, weight_decay=wd)
-    close(p["w"], ref[0], dt)
+    assert_close(p["w"], ref[0], rtol=TOL[dt], per_element=True)
 
 
 def test_clipping_matches_reference():
@@ -167,18 +161,18 @@ def test_clipping_matches_reference():
     ref = [g.copy() for g in gs]
     assert optim.clip_grad_norm(gs, 1.0) == pytest.approx(R.clip_grad_norm(ref, 1.0), rel=1e-13)
     for a, b in zip(gs, ref, strict=True):
-        close(a, b, np.float64)
+        assert_close(a, b, rtol=TOL[np.float64], per_element=True)
     assert optim.global_norm(gs) == pytest.approx(1.0, rel=1e-5)
     gs = [rng.standard_normal((5, 4)) * 10]
     ref = [gs[0].copy()]
     assert optim.clip_grad_value(gs, 0.5) == pytest.approx(R.clip_grad_value(ref, 0.5), rel=1e-13)
-    close(gs[0], ref[0], np.float64)
+    assert_close(gs[0], ref[0], rtol=TOL[np.float64], per_element=True)
     assert np.abs(gs[0]).max() == 0.5
     gs = [rng.standard_normal(9) * 3]
     ref = [gs[0].copy()]
     n = optim.clip_grad_norm(gs, 1.0, norm_type=math.inf)
     assert n == pytest.approx(R.clip_grad_norm(ref, 1.0, norm_type=math.inf))
-    close(gs[0], ref[0], np.float64)
+    assert_close(gs[0], ref[0], rtol=TOL[np.float64], per_element=True)
 
 
 def test_optimizer_bad_input():
@@ -313,7 +307,7 @@ def test_hidden_grad_norms_match_finite_differences():
         out, _ = m.forward(x[3:], h)
         return m.loss(out, y, "mse")[0]
 
-    g = _fd(f, h)
+    g = numeric_grad(f, h, EPS)
     assert norms[2] == pytest.approx(np.linalg.norm(g), rel=1e-6)
 
 

@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from conftest import TORCH_KINDS
+from helpers import TORCH_KINDS, assert_close
 
 torch = pytest.importorskip("torch")
 from torch.nn.utils.rnn import (  # noqa: E402
@@ -29,17 +28,8 @@ from torch.nn.utils.rnn import (  # noqa: E402
 import fastrnn.torch as frt  # noqa: E402
 
 KINDS = TORCH_KINDS
-TOL = {torch.float64: 1e-11, torch.float32: 5e-5}
+TOL = {torch.float64: 1e-11, torch.float32: 5e-5}  # relative to max(1, max |torch's array|)
 T, I, H, B = 6, 4, 5, 4
-
-
-def close(a: Any, b: Any, dtype: Any, what: str) -> None:
-    a = a.detach().double().numpy()
-    b = b.detach().double().numpy()
-    assert a.shape == b.shape, f"{what}: {a.shape} != {b.shape}"
-    scale = max(1.0, float(np.abs(b).max()))
-    err = float(np.abs(a - b).max()) / scale
-    assert err <= TOL[dtype], f"{what}: relative error {err:.2e}"
 
 
 def pair(kind: str, dtype: Any, **opts: Any) -> tuple[Any, Any]:
@@ -120,16 +110,16 @@ def check(kind: str, dtype: Any, mode: str, **opts: Any) -> None:
         results.append((y, st, x.grad, h0.grad, c0.grad if lstm else None,
                         {n: p.grad.clone() for n, p in m.named_parameters()}))  # fmt: skip
     (yt, stt, dxt, dh0t, dc0t, gt), (yf, stf, dxf, dh0f, dc0f, gf) = results
-    close(yf, yt, dtype, "output")
+    assert_close(yf, yt, what="output", rtol=TOL[dtype])
     for a, b in zip(stf, stt, strict=True):
-        close(a, b, dtype, "final state")
-    close(dxf, dxt, dtype, "input gradient")
-    close(dh0f, dh0t, dtype, "h0 gradient")
+        assert_close(a, b, what="final state", rtol=TOL[dtype])
+    assert_close(dxf, dxt, what="input gradient", rtol=TOL[dtype])
+    assert_close(dh0f, dh0t, what="h0 gradient", rtol=TOL[dtype])
     if lstm:
-        close(dc0f, dc0t, dtype, "c0 gradient")
+        assert_close(dc0f, dc0t, what="c0 gradient", rtol=TOL[dtype])
     assert gf.keys() == gt.keys()
     for n in gt:
-        close(gf[n], gt[n], dtype, f"grad {n}")
+        assert_close(gf[n], gt[n], what=f"grad {n}", rtol=TOL[dtype])
 
 
 def test_same_module_surface() -> None:
@@ -195,8 +185,8 @@ def test_inference_saves_nothing(ctx: str) -> None:
     assert yf.grad_fn is None and not yf.requires_grad
     with torch.no_grad():
         yt, (_, ct) = tm(x)
-    close(yf, yt, torch.float32, "output")
-    close(cf, ct, torch.float32, "c_n")
+    assert_close(yf, yt, what="output", rtol=TOL[torch.float32])
+    assert_close(cf, ct, what="c_n", rtol=TOL[torch.float32])
 
 
 def test_retain_graph_second_backward_same_gradients() -> None:
@@ -249,7 +239,7 @@ def test_unbatched_and_hidden_only_loss() -> None:
             h.sum().backward()  # the output y is not used: its gradient is None
             outs.append((y, h, xx.grad))
         for a, b in zip(*outs, strict=True):
-            close(a, b, torch.float64, kind)
+            assert_close(a, b, what=kind, rtol=TOL[torch.float64])
 
 
 def test_dropout() -> None:
@@ -257,7 +247,7 @@ def test_dropout() -> None:
     is reproducible with torch.manual_seed and inactive in eval mode."""
     tm, fm = pair("lstm", torch.float64, num_layers=3, dropout=1.0)
     x = torch.randn(T, B, I, dtype=torch.float64)
-    close(fm(x)[0], tm(x)[0], torch.float64, "dropout=1")
+    assert_close(fm(x)[0], tm(x)[0], what="dropout=1", rtol=TOL[torch.float64])
     _, fm = pair("gru", torch.float32, num_layers=2, dropout=0.5)
     x = torch.randn(T, B, I)
     torch.manual_seed(5)
@@ -269,7 +259,7 @@ def test_dropout() -> None:
     fm.eval()
     tm, _ = pair("gru", torch.float32, num_layers=2, dropout=0.5)
     tm.eval()
-    close(fm(x)[0], tm(x)[0], torch.float32, "eval mode")
+    assert_close(fm(x)[0], tm(x)[0], what="eval mode", rtol=TOL[torch.float32])
 
 
 def test_bad_input() -> None:
@@ -343,7 +333,7 @@ def test_second_derivative_is_an_error_not_zero() -> None:
     # first-order gradients taken with create_graph=True are still right
     tm, _ = pair("gru", torch.float64)
     (gt,) = torch.autograd.grad(tm(x)[0].sum(), x, create_graph=True)
-    close(g, gt, torch.float64, "first-order gradient under create_graph")
+    assert_close(g, gt, what="first-order gradient under create_graph", rtol=TOL[torch.float64])
 
 
 def test_checkpoint_and_torch_func() -> None:
@@ -355,7 +345,7 @@ def test_checkpoint_and_torch_func() -> None:
     y = torch.utils.checkpoint.checkpoint(lambda a: fm(a)[0], xg, use_reentrant=False)
     y.pow(2).sum().backward()
     for (n, p), q in zip(fm.named_parameters(), tm.parameters(), strict=True):
-        close(p.grad, q.grad, torch.float64, f"checkpoint {n}")
+        assert_close(p.grad, q.grad, what=f"checkpoint {n}", rtol=TOL[torch.float64])
     # the torch.func transforms are not supported: a clear error, not a crash
     params = {n: p.detach() for n, p in fm.named_parameters()}
 

@@ -1,13 +1,15 @@
-"""The compiled kernels (fastrnn.functional) against the NumPy reference, every cell and option."""
+"""fastrnn.functional, one layer (forward, backward: the compiled kernels) against the NumPy
+reference, every cell and option; its handling of inputs (layouts, dtypes, empty sizes)."""
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import numpy as np
 import pytest
+from helpers import CELLS, assert_close, make_problem
 
-from conftest import CELLS, assert_close, make_problem
 from fastrnn import functional as F
 from fastrnn import reference as R
 
@@ -68,6 +70,24 @@ def test_against_reference(cell: str, dtype: Any, shape: tuple[int, ...], option
         assert_close(kern[name], expected, dtype, name)
 
 
+def test_float32_sigmoid_accurate_for_nearly_closed_gates() -> None:
+    """Eigen 3.4's float logistic() returns exp(a) for a < -9 (rel. error ~exp(a) ~1e-4 there).
+    (Found in review; failed before its fix.)"""
+    p = make_problem("lstm", 3, 4, 3, 8, dtype=np.float64, scale=0.01)
+    assert p.bias_ih is not None and p.bias_hh is not None
+    p.bias_ih[:8] = -9.2  # the input gate: i ~ 1e-4
+    p.bias_hh[:8] = 0.0
+    p32 = p.astype(np.float32)
+    fw = F.forward("lstm", p32.x, *p32.params, p32.h0, p32.c0)
+    bw = F.backward("lstm", p32.x, *p32.params, fw.workspace, p32.dy, p32.dh_n, p32.dc_n)
+    pr = p32.astype(np.float64)
+    _, _, _, cache = R.forward("lstm", pr.x, *pr.params, pr.h0, pr.c0)
+    g = R.backward(cache, pr.dy, pr.dh_n, pr.dc_n)
+    assert bw.dbias_ih is not None and g["bias_ih"] is not None
+    rel = np.abs(bw.dbias_ih[:8] - g["bias_ih"][:8]) / np.abs(g["bias_ih"][:8])
+    assert rel.max() < 1e-5, rel.max()
+
+
 @pytest.mark.parametrize("T", [1, 5, 600])  # 600 steps x B=1 spans several inference chunks
 def test_inference_equals_training_forward(cell: str, dtype: Any, T: int) -> None:
     p = make_problem(cell, T, 1 if T > 100 else 3, 4, 6, dtype=dtype)
@@ -78,6 +98,18 @@ def test_inference_equals_training_forward(cell: str, dtype: Any, T: int) -> Non
     np.testing.assert_array_equal(a.h_n, b.h_n)
     if cell == "lstm":
         np.testing.assert_array_equal(a.c_n, b.c_n)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_training_and_inference_forward_bit_identical_for_large_inputs(cell: str) -> None:
+    """Training projects the input in the same chunks as inference (here over several chunks
+    and with I large enough for the GEMM to split its depth).
+    (Found in review; failed before its fix.)"""
+    p = make_problem(cell, 70, 9, 600, 20, dtype=np.float32)
+    a = F.forward(cell, p.x, *p.params, p.h0, p.c0, training=True)
+    b = F.forward(cell, p.x, *p.params, p.h0, p.c0, training=False)
+    np.testing.assert_array_equal(a.y, b.y)
+    np.testing.assert_array_equal(a.h_n, b.h_n)
 
 
 def test_outputs_and_final_states(cell: str) -> None:
@@ -151,6 +183,33 @@ def test_non_contiguous_inputs_accepted(cell: str) -> None:
     a = F.forward(cell, x_f, w_t, *p.params[1:], p.h0, p.c0, training=False)
     b = F.forward(cell, p.x, *p.params, p.h0, p.c0, training=False)
     np.testing.assert_array_equal(a.y, b.y)
+
+
+def test_misaligned_arrays_are_copied_not_misread() -> None:
+    """An array at an odd byte offset (not aligned to its elements) is copied before the kernels
+    read it: the same results as from an aligned copy. (Found in review; failed before its fix.)"""
+    p = make_problem("lstm", 3, 2, 4, 5)
+    raw = np.zeros(p.x.nbytes + 1, np.uint8)[1:]
+    x = raw.view(np.float64).reshape(p.x.shape)
+    x[...] = p.x
+    assert not x.flags.aligned
+    a = F.forward("lstm", x, *p.params, training=False)
+    b = F.forward("lstm", p.x, *p.params, training=False)
+    np.testing.assert_array_equal(a.y, b.y)
+
+
+def test_equal_but_distinct_dtype_objects_are_accepted() -> None:
+    """A pickled array's dtype equals float32 but is another object (multiprocessing, joblib).
+    (Found in review; failed before its fix.)"""
+    p = make_problem("gru", 3, 2, 4, 5, dtype=np.float32)
+    x = pickle.loads(pickle.dumps(p.x))
+    assert x.dtype == np.float32 and x.dtype is not np.dtype(np.float32)
+    a = F.forward("gru", x, *p.params)
+    b = F.forward("gru", p.x, *p.params)
+    np.testing.assert_array_equal(a.y, b.y)
+    assert a.workspace is not None
+    ws = pickle.loads(pickle.dumps(a.workspace))
+    F.backward("gru", x, *p.params, ws, p.dy)
 
 
 @pytest.mark.parametrize("cell_name", CELLS)

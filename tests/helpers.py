@@ -1,0 +1,249 @@
+"""What the tests share: tolerances and the closeness check, central finite differences, random
+problems for the functional API, and the layer kinds of the parity tests.
+
+Tests import from here (``from helpers import ...``); conftest.py holds only fixtures and hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import fastrnn
+from fastrnn import functional as F
+
+CELLS = F.CELLS
+DTYPES = (np.float64, np.float32)
+
+# relative tolerance of the kernels against the float64 reference, by dtype (against the largest
+# magnitude of the expected array, see assert_close)
+RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
+
+# ------------------------------------------------------------------------------------ closeness
+
+
+def _as_float64(a: Any) -> np.ndarray:
+    """A float64 NumPy copy of an array, or of a torch tensor (detached, on the CPU)."""
+    if hasattr(a, "detach"):  # a torch tensor, possibly requiring grad
+        a = a.detach().cpu().double().numpy()
+    return np.asarray(a, dtype=np.float64)
+
+
+def assert_close(
+    actual: Any,
+    expected: Any,
+    dtype: Any = None,
+    what: str = "",
+    factor: float = 1.0,
+    *,
+    rtol: float | None = None,
+    per_element: bool = False,
+) -> float:
+    """Asserts that ``actual`` is ``expected`` to the tolerance ``t = factor * rtol``.
+
+    The arrays (NumPy arrays or torch tensors) are compared in float64 and must have the same
+    shape. ``rtol`` defaults to ``RTOL[dtype]``, the kernels' tolerance for the dtype they ran in.
+
+    - ``per_element=False`` (the default):
+      ``max |actual - expected| <= t * max(1, max |expected|)``, the error measured against the
+      largest magnitude of the expected array;
+    - ``per_element=True``: ``|actual - expected| <= t + t * |expected|`` element by element
+      (``numpy.testing.assert_allclose`` with ``rtol = atol = t``).
+
+    Returns the error relative to the expected array, ``max |actual - expected| / max(1, max
+    |expected|)`` (0 for empty arrays), for reports of the largest error seen.
+    """
+    assert actual is not None and expected is not None, what
+    if rtol is None:
+        assert dtype is not None, "assert_close: give the dtype or rtol"
+        rtol = RTOL[np.dtype(dtype)]
+    tol = factor * rtol
+    a = _as_float64(actual)
+    e = _as_float64(expected)
+    assert a.shape == e.shape, f"{what}: shape {a.shape} != {e.shape}"
+    if a.size == 0:
+        return 0.0
+    scale = max(1.0, float(np.abs(e).max()))
+    err = float(np.abs(a - e).max())
+    if per_element:
+        np.testing.assert_allclose(a, e, rtol=tol, atol=tol, err_msg=what)
+    else:
+        assert err <= tol * scale, f"{what}: max abs error {err:.3e} > {tol * scale:.3e}"
+    return err / scale
+
+
+# --------------------------------------------------------------------------- finite differences
+
+
+def central_difference(f: Callable[[], float], a: np.ndarray, idx: Any, eps: float) -> float:
+    """(f() at a[idx] + eps - f() at a[idx] - eps) / (2 eps): the derivative of the scalar f()
+    with respect to one element of ``a``, which is perturbed in place and restored."""
+    keep = a[idx]
+    a[idx] = keep + eps
+    up = f()
+    a[idx] = keep - eps
+    down = f()
+    a[idx] = keep
+    return (up - down) / (2 * eps)
+
+
+def numeric_grad(f: Callable[[], float], a: np.ndarray, eps: float) -> np.ndarray:
+    """Central differences of the scalar ``f()`` with respect to every element of ``a``."""
+    g = np.zeros_like(a)
+    for idx in np.ndindex(a.shape):
+        g[idx] = central_difference(f, a, idx, eps)
+    return g
+
+
+def contracted_loss(
+    y: np.ndarray,
+    h_n: np.ndarray,
+    c_n: np.ndarray | None,
+    dy: np.ndarray,
+    dh_n: np.ndarray,
+    dc_n: np.ndarray | None,
+) -> float:
+    """L = sum(y * dy) + sum(h_n * dh_n) [+ sum(c_n * dc_n)]: the scalar whose gradients are what
+    a backward returns for the incoming gradients (dy, dh_n, dc_n)."""
+    out = float((y * dy).sum() + (h_n * dh_n).sum())
+    if c_n is not None:
+        out += float((c_n * dc_n).sum())
+    return out
+
+
+# ------------------------------------------------------------------------------------- problems
+
+
+@dataclass
+class Problem:
+    """A random problem for one cell: inputs, parameters, initial states and output gradients."""
+
+    cell: str
+    x: np.ndarray
+    weight_ih: np.ndarray
+    weight_hh: np.ndarray
+    bias_ih: np.ndarray | None
+    bias_hh: np.ndarray | None
+    h0: np.ndarray | None
+    c0: np.ndarray | None
+    dy: np.ndarray | None
+    dh_n: np.ndarray | None
+    dc_n: np.ndarray | None
+
+    @property
+    def params(self) -> tuple[Any, ...]:
+        """(weight_ih, weight_hh, bias_ih, bias_hh), as the functional API takes them."""
+        return (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+
+    def astype(self, dtype: Any) -> Problem:
+        """A copy with every array cast to ``dtype``."""
+
+        def cast(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a.astype(dtype)
+
+        return Problem(self.cell, *[cast(getattr(self, f)) for f in _FIELDS])
+
+
+_FIELDS = ("x", "weight_ih", "weight_hh", "bias_ih", "bias_hh", "h0", "c0", "dy", "dh_n", "dc_n")
+
+
+def make_problem(
+    cell: str,
+    T: int,
+    B: int,
+    I: int,
+    H: int,
+    *,
+    seed: int = 0,
+    bias: bool = True,
+    states: bool = True,
+    grads: bool = True,
+    dtype: Any = np.float64,
+    scale: float = 1.0,
+) -> Problem:
+    """Random float64 data (cast to dtype) with pre-activations of order one."""
+    rng = np.random.default_rng(seed)
+    G = F.num_gates(cell)
+    k = scale / np.sqrt(H)
+
+    def u(*shape: int) -> np.ndarray:
+        return rng.uniform(-1, 1, shape)
+
+    lstm = cell == "lstm"
+    p = Problem(
+        cell,
+        x=rng.standard_normal((T, B, I)),
+        weight_ih=k * 2 * u(G * H, I),
+        weight_hh=k * 2 * u(G * H, H),
+        bias_ih=u(G * H) * 0.5 if bias else None,
+        bias_hh=u(G * H) * 0.5 if bias else None,
+        h0=u(B, H) if states else None,
+        c0=u(B, H) if states and lstm else None,
+        dy=rng.standard_normal((T, B, H)) if grads else None,
+        dh_n=rng.standard_normal((B, H)) if grads else None,
+        dc_n=rng.standard_normal((B, H)) if grads and lstm else None,
+    )
+    return p.astype(dtype)
+
+
+def stack_params(
+    rng: np.random.Generator,
+    cell: str,
+    I: int,
+    H: int,
+    *,
+    num_layers: int,
+    num_directions: int,
+    proj_size: int,
+    dtype: Any,
+    bias: bool = True,
+) -> list[tuple[np.ndarray | None, ...]]:
+    """Random parameters of a stack, as ``functional.stack_forward`` takes them: one tuple
+    (weight_ih, weight_hh, bias_ih, bias_hh, weight_hr) per layer and direction, layer-major,
+    each entry uniform in (-1/sqrt(H), 1/sqrt(H)), drawn from ``rng`` in that order."""
+    G = F.num_gates(cell)
+    Hs = proj_size or H
+    k = 1 / np.sqrt(H)
+
+    def u(*shape: int) -> np.ndarray:
+        return rng.uniform(-k, k, shape).astype(dtype)
+
+    params: list[tuple[np.ndarray | None, ...]] = []
+    for layer in range(num_layers):
+        In = I if layer == 0 else num_directions * Hs
+        for _ in range(num_directions):
+            params.append(
+                (
+                    u(G * H, In),
+                    u(G * H, Hs),
+                    u(G * H) if bias else None,
+                    u(G * H) if bias else None,
+                    u(proj_size, H) if proj_size else None,
+                )
+            )
+    return params
+
+
+# ---------------------------------------------------------------------------------- layer kinds
+
+# The layer kinds of the layer and parity tests: id -> (class name, constructor keywords) of
+# fastrnn's layers (the NumPy API); torch.nn and fastrnn.torch take the same for TORCH_KINDS.
+LAYER_KINDS: dict[str, tuple[str, dict[str, Any]]] = {
+    "rnn_tanh": ("RNN", {}),
+    "rnn_relu": ("RNN", {"nonlinearity": "relu"}),
+    "lstm": ("LSTM", {}),
+    "lstm_proj": ("LSTM", {"proj_size": 3}),
+    "gru": ("GRU", {}),
+    "gru_reset_before": ("GRU", {"reset_after": False}),
+}
+# the kinds torch.nn has (its GRU resets after the product only)
+TORCH_KINDS = {k: v for k, v in LAYER_KINDS.items() if k != "gru_reset_before"}
+
+
+def make_layer(kind: str, input_size: int, hidden_size: int, **kw: Any) -> Any:
+    """A fastrnn layer (NumPy) of ``kind``; ``kw`` adds to (or overrides) the kind's keywords."""
+    name, kind_kw = LAYER_KINDS[kind]
+    return getattr(fastrnn, name)(input_size, hidden_size, **{**kind_kw, **kw})
