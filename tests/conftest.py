@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from helpers import CELLS, DTYPES
 
 _WORST_ERRORS = pytest.StashKey[dict[str, float]]()

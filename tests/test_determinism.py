@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import CELLS, DTYPES
 
 from fastrnn import functional as F
 from fastrnn.losses import cross_entropy
+from helpers import CELLS, DTYPES
 
 
 def at_offset(a: np.ndarray, offset: int) -> np.ndarray:

@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import make_problem
 
 import fastrnn
 from fastrnn import functional as F
+from helpers import make_problem
 
 # ------------------------------------------------------------------------------- constructors
 

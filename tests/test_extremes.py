@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import CELLS, LAYER_KINDS, make_layer, make_problem
 
 from fastrnn import functional as F
 from fastrnn import reference as R
+from helpers import CELLS, LAYER_KINDS, make_layer, make_problem
 
 OPTS = {"num_layers": 2, "bidirectional": True}
 
@@ -38,7 +38,7 @@ def test_zero_steps_returns_empty_output_and_the_initial_state(
     kind: str, batch_first: bool
 ) -> None:
     m = make(kind, **OPTS, batch_first=batch_first, dtype=np.float64)
-    Hs = m._Hs
+    Hs = m.spec.state_size
     x = np.zeros((2, 0, 3) if batch_first else (0, 2, 3))
     rng = np.random.default_rng(0)
     h0 = rng.standard_normal((4, 2, Hs))
@@ -60,7 +60,7 @@ def test_zero_steps_returns_empty_output_and_the_initial_state(
 def test_empty_batch_returns_empty_arrays(kind: str) -> None:
     m = make(kind, **OPTS)
     y, st = m(np.zeros((5, 0, 3), np.float32), lengths=np.zeros(0, int))
-    assert y.shape == (5, 0, 2 * m._Hs)
+    assert y.shape == (5, 0, 2 * m.spec.state_size)
     assert all(s.shape[1] == 0 for s in states(st))
     dx, _ = m.backward(y)
     assert dx.shape == (5, 0, 3)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from helpers import TORCH_KINDS, assert_close
 
 torch = pytest.importorskip("torch")
@@ -266,11 +267,11 @@ def test_bad_input() -> None:
     fm = frt.LSTM(I, H, num_layers=2)
     with pytest.raises(ValueError, match=r"input: dtype torch\.float64 does not match"):
         fm(torch.randn(T, B, I, dtype=torch.float64))
-    with pytest.raises(ValueError, match="input: expected a 2-D"):
+    with pytest.raises(ValueError, match=r"input: expected a 3-D \(batched\) or 2-D \(unbatched\)"):
         fm(torch.randn(T))
     with pytest.raises(RuntimeError, match="input_size=4"):
         fm(torch.randn(T, B, I + 1))
-    with pytest.raises(RuntimeError, match=r"hx\[0\]: expected size \(2, 4, 5\)"):
+    with pytest.raises(RuntimeError, match=r"hx\[0\]: expected shape \(2, 4, 5\)"):
         fm(torch.randn(T, B, I), (torch.zeros(2, 3, H), torch.zeros(2, B, H)))
     with pytest.raises(TypeError, match="hx: expected a tuple"):
         fm(torch.randn(T, B, I), torch.zeros(2, B, H))

@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import CELLS, assert_close, make_problem
 
 from fastrnn import functional as F
 from fastrnn import reference as R
+from helpers import CELLS, assert_close, make_problem
 
 SHAPES = [  # T, B, I, H
     (1, 1, 1, 1),

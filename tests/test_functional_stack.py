@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import assert_close, central_difference, contracted_loss, stack_params
 
 from fastrnn import functional as F
 from fastrnn import reference as R
+from helpers import assert_close, central_difference, contracted_loss, stack_params
 
 KINDS = {  # id: (cell, proj_size)
     "rnn_tanh": ("rnn_tanh", 0),

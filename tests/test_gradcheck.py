@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import assert_close, contracted_loss, make_problem, numeric_grad
 
 from fastrnn import functional as F
 from fastrnn import reference as R
+from fastrnn.convert import gru_notes_to_torch
+from helpers import assert_close, contracted_loss, make_problem, numeric_grad
 
 EPS = 1e-5
 TOL = 1e-7  # relative to max(1, max |gradient|)
@@ -78,9 +79,9 @@ def test_gru_notes_convention_conversion() -> None:
         z = sig(x @ w_ih[H : 2 * H].T + b_ih[H : 2 * H] + h @ w_hh[H : 2 * H].T + b_hh[H : 2 * H])
         n = np.tanh(x @ w_ih[2 * H :].T + b_ih[2 * H :] + (r * h) @ w_hh[2 * H :].T + b_hh[2 * H :])
         h = (1 - z) * h + z * n
-    conv = R.gru_notes_to_torch(w_ih, w_hh, b_ih, b_hh)
+    conv = gru_notes_to_torch(w_ih, w_hh, b_ih, b_hh)
     _, h_n, _, _ = F.forward("gru_reset_before", p.x, *conv, p.h0, training=False)
     np.testing.assert_allclose(h_n, h, rtol=1e-12, atol=1e-12)
-    back = R.gru_notes_to_torch(*conv)
+    back = gru_notes_to_torch(*conv)
     for a, b in zip(back, p.params, strict=False):
         np.testing.assert_array_equal(a, b)

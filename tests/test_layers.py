@@ -6,10 +6,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import CELLS, assert_close, make_layer
 
 import fastrnn
 from fastrnn import reference as R
+from fastrnn.spec import Layout
+from helpers import CELLS, assert_close, make_layer
 
 
 @pytest.fixture(params=CELLS)
@@ -105,7 +106,7 @@ def test_layer_matches_reference_with_batch_first(kind: str) -> None:
     p = m.state_dict()
     c0 = hx[1][0] if kind == "lstm" else None
     yr, hr, _cr, cache = R.forward(
-        m._cell, x.swapaxes(0, 1), p["weight_ih_l0"], p["weight_hh_l0"],
+        m.cell, x.swapaxes(0, 1), p["weight_ih_l0"], p["weight_hh_l0"],
         p["bias_ih_l0"], p["bias_hh_l0"], h0[0], c0,
     )  # fmt: skip
     assert_close(y, yr.swapaxes(0, 1), np.float64, "y")
@@ -254,7 +255,7 @@ def test_dropout_is_seeded_train_only_and_matches_the_reference() -> None:
     twin = fastrnn.GRU(3, 5, **kw, seed=11)
     masks = twin._dropout_masks(6, 4)
     assert masks is not None and set(np.unique(masks)) == {0.0, 1 / 0.6}
-    params = [tuple(p) for p in twin._param_list()]
+    params = [tuple(p) for p in twin.spec.entries_of(dict(twin.named_parameters()))]
     y_ref = fastrnn.reference.stack_forward(
         "gru", x, params, num_layers=3, bidirectional=True, lengths=lengths, dropout_masks=masks
     )[0]
@@ -314,5 +315,5 @@ def test_read_only_fortran_and_strided_inputs_are_accepted(kind: str) -> None:
 def test_contiguous_input_of_the_layer_dtype_is_not_copied_for_the_forward() -> None:
     m = fastrnn.GRU(4, 6).eval()
     x = np.zeros((5, 3, 4), np.float32)
-    xt, _ = m._check_input(x)
+    xt = m.spec.check_input(Layout(m.batch_first).time_major("x", x)[0])
     assert xt is x or np.shares_memory(xt, x)

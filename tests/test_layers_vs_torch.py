@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import TORCH_KINDS, assert_close
 
 import fastrnn
+from helpers import TORCH_KINDS, assert_close
 
 torch = pytest.importorskip("torch")
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from helpers import assert_close, stack_params
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastrnn import functional as F
 from fastrnn import reference as R
+from helpers import assert_close, stack_params
 
 CELLS = ["rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_before"]
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import assert_close, numeric_grad
 
 from fastrnn import reference as R
+from helpers import assert_close, numeric_grad
 
 EPS = 1e-6  # finite-difference step (central differences, float64)
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import make_problem, stack_params
 
 import fastrnn
 from fastrnn import functional as F
+from helpers import make_problem, stack_params
 
 
 @pytest.fixture

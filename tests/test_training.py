@@ -7,12 +7,12 @@ import math
 
 import numpy as np
 import pytest
-from helpers import assert_close, numeric_grad
 
 from fastrnn import losses, optim
 from fastrnn import reference as R
 from fastrnn.model import SequenceModel
 from fastrnn.nn import Embedding, Linear
+from helpers import assert_close, numeric_grad
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: 2e-5, np.float64: 1e-12}  # relative to each element, and absolute
