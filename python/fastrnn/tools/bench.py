@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _options
+
 SHAPES = {  # T, B, I, H
     "S1": (100, 64, 256, 256),
     "S2": (100, 32, 512, 512),
@@ -470,7 +472,7 @@ def chart(report: dict[str, Any], path: str) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
-        print("--png needs matplotlib: pip install matplotlib", file=sys.stderr)
+        print('--png needs matplotlib: pip install "fastrnn[plot]"', file=sys.stderr)
         return
     runs = report["runs"]
     labels = []
@@ -501,34 +503,108 @@ def chart(report: dict[str, Any], path: str) -> None:
     fig.savefig(path, dpi=120)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m fastrnn.bench", description=__doc__.split("\n")[0])
+def _parser(prog: str) -> argparse.ArgumentParser:
+    ap = _options.parser(
+        prog,
+        "fastrnn against PyTorch, ONNX Runtime and the NumPy reference: milliseconds, GFLOP/s, "
+        "fraction of the GEMM peak, speed-ups and peak memory.",
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
-    ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
-    ap.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
-    ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
-    ap.add_argument("--peers", nargs="+", default=list(PEERS), choices=list(PEERS))
-    ap.add_argument("--reference-shapes", nargs="*", default=["S1", "S3"],
-                    help="shapes the (slow) NumPy reference runs on")  # fmt: skip
-    ap.add_argument("--memory-shapes", nargs="*", default=["S4"], choices=list(SHAPES),
-                    help="shapes whose peak memory is measured (none: skip)")  # fmt: skip
+    shapes = ", ".join(f"{k} = {','.join(map(str, v))}" for k, v in SHAPES.items())
+    ap.add_argument(
+        "--shapes",
+        nargs="+",
+        default=list(SHAPES),
+        choices=list(SHAPES),
+        metavar="SHAPE",
+        help=f"problem sizes to time, T,B,I,H: {shapes}",
+    )
+    ap.add_argument(
+        "--cells", nargs="+", default=list(CELLS), choices=list(CELLS), help="cells to time"
+    )
+    ap.add_argument(
+        "--threads",
+        nargs="+",
+        type=int,
+        default=[1, 2],
+        metavar="N",
+        help="thread counts, each timed in processes of its own",
+    )
+    ap.add_argument(
+        "--peers",
+        nargs="+",
+        default=list(PEERS),
+        choices=list(PEERS),
+        metavar="PEER",
+        help=f"what to time, of {', '.join(PEERS)} (those not installed are skipped)",
+    )
+    ap.add_argument(
+        "--reference-shapes",
+        nargs="*",
+        default=["S1", "S3"],
+        choices=list(SHAPES),
+        metavar="SHAPE",
+        help="shapes the (slow) NumPy reference runs on",
+    )
+    ap.add_argument(
+        "--memory-shapes",
+        nargs="*",
+        default=["S4"],
+        choices=list(SHAPES),
+        metavar="SHAPE",
+        help="shapes whose peak memory is measured (none given: skip)",
+    )
     ap.add_argument("--repeat", type=int, default=5, help="runs per case (median)")
-    ap.add_argument("--budget", type=float, default=4.0, help="seconds per case, at most about")
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=4.0,
+        help="seconds per case, at most about (one run at least)",
+    )
     ap.add_argument(
         "--no-train-step",
         dest="train_step",
         action="store_false",
         help="skip the rows of a whole PyTorch training step (torch.nn vs fastrnn.torch)",
     )
-    ap.add_argument("--isa", nargs="+", metavar="VARIANT",
-                    help="time fastrnn under these kernel variants (FASTRNN_ISA), or 'all' "
-                    "(default: the one chosen at import)")  # fmt: skip
-    ap.add_argument("--json", help="write the results here")
-    ap.add_argument("--png", help="draw a chart here (needs matplotlib)")
+    ap.add_argument(
+        "--isa",
+        nargs="+",
+        metavar="VARIANT",
+        help="time fastrnn under these kernel variants (FASTRNN_ISA), or 'all' "
+        "(default: the one chosen at import)",
+    )
+    ap.add_argument(
+        "--json", metavar="FILE", help="write the results to this JSON file (default: none)"
+    )
+    ap.add_argument(
+        "--png",
+        metavar="FILE",
+        help="draw a chart into this PNG file, needs matplotlib (default: none)",
+    )
+    return ap
+
+
+def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The arguments, before any timing: a one-line usage error (exit status 2)."""
+    if args.repeat < 1:
+        ap.error(f"--repeat: must be >= 1, got {args.repeat}")
+    if not args.budget > 0:
+        ap.error(f"--budget: must be > 0, got {args.budget}")
+    _options.check_threads(ap, args.threads)
+    _options.check_output_path(ap, "--json", args.json)
+    _options.check_output_path(ap, "--png", args.png)
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m fastrnn.bench") -> int:
+    """Runs the benchmark (``fastrnn bench``, ``python -m fastrnn.bench``); ``prog`` names the
+    command in its help and errors."""
+    ap = _parser(prog)
     args = ap.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
+    _check(ap, args)
     report = run(args)
     print(table(report))
     if args.json:
