@@ -11,10 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import fastrnn
 from fastrnn.tools import _options, bench, cli, selfcheck
+from fastrnn.training import text
 
 
 def run(*args: str, cwd: Path) -> str:
@@ -145,7 +147,7 @@ def test_every_option_has_help_and_shows_its_default(
 def test_defaults_shown_as_typed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     demo = _option_help(_subparsers(cli._parser())["demo"])
-    assert "(default: 256)" in demo["--hidden"]
+    assert "(default: 192)" in demo["--hidden"]
     assert "(default: 0.2 0.6 1.0)" in demo["--temperatures"]
     assert "(default: lstm)" in demo["--cell"]
     assert "(default: the built-in corpus" in demo["--text"]
@@ -300,3 +302,53 @@ def test_first_progress_line_shows_only_measured_metrics(
     assert "loss" in lines[0] and "test" not in lines[0]
     assert all("nan" not in line for line in lines)
     assert "test " in lines[-1]
+
+
+# ----------------------------------------------------------------------- the demo's samples
+
+
+def test_indentation_as_level_changes_round_trip() -> None:
+    eleven = " " * 11  # two levels and 3 spaces
+    src = (f"class A:\n    def f(self):\n        return 1\n\n      # six\n    x = [\n"
+           f"{eleven}2]\ny = 3\n   \n")  # fmt: skip
+    enc = text.encode_indentation(src)
+    I, D = text.INDENT, text.DEDENT
+    assert enc == (f"class A:\n{I}def f(self):\n{I}return 1\n\n{D}  # six\nx = [\n"
+                   f"{I}   2]\n{D}{D}y = 3\n\n")  # fmt: skip
+    assert text.decode_indentation(enc) == src.replace("\n   \n", "\n\n")
+    corpus = text.default_corpus(200_000)
+    assert text.decode_indentation(text.encode_indentation(corpus)) == re.sub(
+        r"(?m)^ +$", "", corpus
+    )
+    # a sample may put markers anywhere: the level never goes below 0, stray ones are dropped
+    assert text.decode_indentation(f"a{I}b\n{D}{D}{I}c\n{I}{I}") == "ab\n    c\n"
+    with pytest.raises(ValueError, match="text: already holds"):
+        text.encode_indentation(f"x{I}")
+    with pytest.raises(ValueError, match="width: must be >= 1"):
+        text.decode_indentation("x", width=0)
+
+
+def test_samples_follow_the_indentation_rule() -> None:
+    vocab = text.CharVocab.from_text(f"ab\n{text.INDENT}{text.DEDENT}")
+    I, D = vocab.chars.index(text.INDENT), vocab.chars.index(text.DEDENT)
+    rule = cli._Indentation(vocab, "a\n")
+    assert rule.mask(np.zeros(vocab.size))[D] == -np.inf  # level 0: no DEDENT
+    assert rule.mask(np.zeros(vocab.size))[I] == 0
+    rule.advance(text.INDENT)
+    assert rule.level == 1 and rule.mask(np.zeros(vocab.size))[D] == 0
+    rule.advance("b")  # within a line: neither
+    assert np.isinf(rule.mask(np.zeros(vocab.size))[[I, D]]).all()
+
+
+def test_demo_defaults_give_a_readable_low_temperature_sample(tmp_path: Path) -> None:
+    """The README's first command: with every default, the temperature-0.2 sample is text, not
+    an ever deeper indentation (it was ~300 spaces: in indented code a space is likelier than any
+    other character after a run of spaces, which a low temperature makes certain)."""
+    # one thread: the same bits as the default's (results do not depend on the thread count),
+    # without the threads' waits for each other on a busy machine
+    out = run("demo", "--temperatures", "0.2", "--threads", "1", cwd=tmp_path)
+    sample = out.split("--- sample, temperature 0.2 ---\n")[1]
+    assert len(sample) >= 150
+    assert max(len(r) for r in re.findall(r" +", sample)) <= 16, sample
+    assert sum(c.isspace() for c in sample) < 0.5 * len(sample), sample
+    assert sum(c.isalpha() for c in sample) > 0.4 * len(sample), sample
