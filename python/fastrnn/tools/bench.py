@@ -28,9 +28,12 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from . import _options
 
 SHAPES = {  # T, B, I, H
     "S1": (100, 64, 256, 256),
@@ -136,6 +139,136 @@ def _peak_growth(fn: Any) -> float | None:
     return (_status_kib("VmHWM") - before) / 1024
 
 
+@dataclass
+class _Inputs:
+    """One case's data, the same for every peer: float32 input ``x`` and output gradient ``dy``,
+    and with initial states ``h0`` (and ``c0``, drawn for every cell, used by LSTM), else None.
+    ``rng`` goes on to draw the reference's weights."""
+
+    cell: str
+    shape: tuple[int, ...]
+    x: np.ndarray
+    dy: np.ndarray
+    h0: np.ndarray | None
+    c0: np.ndarray | None
+    rng: np.random.Generator
+
+    @classmethod
+    def draw(cls, cell: str, shape: tuple[int, ...], states: bool) -> _Inputs:
+        T, B, I, H = shape
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((T, B, I)).astype(np.float32)
+        dy = rng.standard_normal((T, B, H)).astype(np.float32)
+        h0 = c0 = None
+        if states:
+            h0, c0 = (np.tanh(rng.standard_normal((1, B, H))).astype(np.float32) for _ in range(2))
+        return cls(cell, shape, x, dy, h0, c0, rng)
+
+    @property
+    def layer(self) -> str:
+        """The layer's class name: LSTM, GRU or RNN."""
+        return {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[self.cell]
+
+    @property
+    def c0_if_lstm(self) -> np.ndarray | None:
+        return self.c0 if self.cell == "lstm" else None
+
+
+def _fastrnn_case(d: _Inputs, forward: bool) -> Any:
+    import fastrnn
+
+    _, _, I, H = d.shape
+    m = getattr(fastrnn, d.layer)(I, H, seed=0)
+    hx = None if d.h0 is None else (d.h0, d.c0) if d.cell == "lstm" else d.h0
+    if forward:
+        m.eval()
+        return lambda: m(d.x, hx)
+
+    def step() -> Any:
+        m(d.x, hx)
+        return m.backward(d.dy)
+
+    return step
+
+
+def _torch_case(d: _Inputs, forward: bool) -> Any:
+    import torch
+
+    _, _, I, H = d.shape
+    tm = getattr(torch.nn, d.layer)(I, H)
+    xt, dyt = torch.from_numpy(d.x), torch.from_numpy(d.dy)
+    thx: Any = None
+    if d.h0 is not None:
+        ht, ct = torch.from_numpy(d.h0), torch.from_numpy(d.c0)
+        thx = (ht, ct) if d.cell == "lstm" else ht
+    if forward:
+
+        def fwd() -> Any:
+            with torch.inference_mode():
+                return tm(xt, thx)
+
+        return fwd
+    xg = xt.clone().requires_grad_(True)
+
+    def tstep() -> Any:
+        xg.grad = None
+        y, _ = tm(xg, thx)
+        y.backward(dyt)
+        return xg.grad
+
+    return tstep
+
+
+def _ort_case(d: _Inputs, forward: bool) -> Any:
+    if not forward:
+        return None  # inference only
+    import onnxruntime as ort  # type: ignore[import-untyped]
+
+    import fastrnn
+    from fastrnn import onnx as fonnx
+
+    _, _, I, H = d.shape
+    model = fonnx.export(getattr(fastrnn, d.layer)(I, H, seed=0), initial_states=d.h0 is not None)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = int(os.environ["FASTRNN_BENCH_THREADS"])
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), opts)
+    feeds = {"X": d.x}
+    if d.h0 is not None:
+        feeds["initial_h"] = d.h0
+        if d.c0_if_lstm is not None:
+            feeds["initial_c"] = d.c0_if_lstm
+    return lambda: sess.run(None, feeds)
+
+
+def _reference_case(d: _Inputs, forward: bool) -> Any:
+    from fastrnn import reference as R
+
+    _, _, I, H = d.shape
+    G = CELLS[d.cell]
+    k = 1 / np.sqrt(H)
+    params = [tuple(d.rng.uniform(-k, k, s).astype(np.float32) for s in
+                    ((G * H, I), (G * H, H), (G * H,), (G * H,)))]  # fmt: skip
+    rcell = {"lstm": "lstm", "gru": "gru", "rnn": "rnn_tanh"}[d.cell]
+    if forward:
+        return lambda: R.stack_forward(rcell, d.x, params, d.h0, d.c0_if_lstm)
+
+    def rstep() -> Any:
+        cache = R.stack_forward(rcell, d.x, params, d.h0, d.c0_if_lstm)[3]
+        return R.stack_backward(cache, d.dy)
+
+    return rstep
+
+
+# the peers timed on fastrnn's own calls (forward, forward+backward), by the builder of a case
+_LAYER_CASES = {
+    "fastrnn": _fastrnn_case,
+    "torch": _torch_case,
+    "ort": _ort_case,
+    "reference": _reference_case,
+}
+
+
 def _case(peer: str, cell: str, shape: tuple[int, ...], passes: str, states: bool = False) -> Any:
     """A callable running one case for a peer, or None if the peer cannot run it. states: every
     call gets initial states (h0, and c0 for LSTM), the same for every peer."""
@@ -143,89 +276,9 @@ def _case(peer: str, cell: str, shape: tuple[int, ...], passes: str, states: boo
         return _train_step(peer, cell, shape) if peer in ("torch", "fastrnn.torch") else None
     if peer == "fastrnn.torch":
         return None
-    T, B, I, H = shape
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((T, B, I)).astype(np.float32)
-    dy = rng.standard_normal((T, B, H)).astype(np.float32)
-    h0 = c0 = None
-    if states:
-        h0, c0 = (np.tanh(rng.standard_normal((1, B, H))).astype(np.float32) for _ in range(2))
-    name = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[cell]
-    if peer == "fastrnn":
-        import fastrnn
-
-        m = getattr(fastrnn, name)(I, H, seed=0)
-        hx = None if h0 is None else (h0, c0) if cell == "lstm" else h0
-        if passes == "forward":
-            m.eval()
-            return lambda: m(x, hx)
-
-        def step() -> Any:
-            m(x, hx)
-            return m.backward(dy)
-
-        return step
-    if peer == "torch":
-        import torch
-
-        tm = getattr(torch.nn, name)(I, H)
-        xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
-        thx: Any = None
-        if h0 is not None:
-            ht, ct = torch.from_numpy(h0), torch.from_numpy(c0)
-            thx = (ht, ct) if cell == "lstm" else ht
-        if passes == "forward":
-
-            def fwd() -> Any:
-                with torch.inference_mode():
-                    return tm(xt, thx)
-
-            return fwd
-        xg = xt.clone().requires_grad_(True)
-
-        def tstep() -> Any:
-            xg.grad = None
-            y, _ = tm(xg, thx)
-            y.backward(dyt)
-            return xg.grad
-
-        return tstep
-    if peer == "ort":
-        if passes != "forward":
-            return None
-        import onnxruntime as ort  # type: ignore[import-untyped]
-
-        import fastrnn
-        from fastrnn import onnx as fonnx
-
-        model = fonnx.export(getattr(fastrnn, name)(I, H, seed=0), initial_states=states)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = int(os.environ["FASTRNN_BENCH_THREADS"])
-        opts.inter_op_num_threads = 1
-        sess = ort.InferenceSession(model.SerializeToString(), opts)
-        feeds = {"X": x}
-        if h0 is not None:
-            feeds["initial_h"] = h0
-            if cell == "lstm" and c0 is not None:
-                feeds["initial_c"] = c0
-        return lambda: sess.run(None, feeds)
-    if peer == "reference":
-        from fastrnn import reference as R
-
-        G = CELLS[cell]
-        k = 1 / np.sqrt(H)
-        params = [tuple(rng.uniform(-k, k, s).astype(np.float32) for s in
-                        ((G * H, I), (G * H, H), (G * H,), (G * H,)))]  # fmt: skip
-        rcell = {"lstm": "lstm", "gru": "gru", "rnn": "rnn_tanh"}[cell]
-        if passes == "forward":
-            return lambda: R.stack_forward(rcell, x, params, h0, c0 if cell == "lstm" else None)
-
-        def rstep() -> Any:
-            cache = R.stack_forward(rcell, x, params, h0, c0 if cell == "lstm" else None)[3]
-            return R.stack_backward(cache, dy)
-
-        return rstep
-    raise ValueError(peer)
+    if peer not in _LAYER_CASES:
+        raise ValueError(peer)
+    return _LAYER_CASES[peer](_Inputs.draw(cell, shape, states), passes == "forward")
 
 
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
@@ -311,40 +364,41 @@ def _spawn(spec: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ report
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    peers = [p for p in args.peers if _available(p)]
-    cases = [
-        {"shape_name": s, "shape": list(SHAPES[s]), "cell": c, "passes": p}
-        for s in args.shapes
-        for c in args.cells
-        for p in PASSES
-        if p != "train-step" or args.train_step
-    ]
-    report: dict[str, Any] = {
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-        },
-        "peers": peers,
-        "threads": args.threads,
-        "runs": [],
+def _machine() -> dict[str, Any]:
+    """The machine and Python the report was measured on (and fastrnn's build)."""
+    machine: dict[str, Any] = {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
     }
     try:
         import fastrnn
 
-        report["machine"]["fastrnn"] = fastrnn.build_info()
+        machine["fastrnn"] = fastrnn.build_info()
     except ImportError:  # pragma: no cover
         pass
-    isas = _isas(args.isa)
-    report["isas"] = isas
+    return machine
+
+
+def _peer_cases(peer: str, cases: list[dict[str, Any]], args: argparse.Namespace) -> list[Any]:
+    """The cases a peer runs: the reference only on --reference-shapes, fastrnn.torch only the
+    training steps."""
+    if peer == "reference":
+        return [c for c in cases if c["shape_name"] in args.reference_shapes]
+    if peer == "fastrnn.torch":
+        return [c for c in cases if c["passes"] == "train-step"]
+    return cases
+
+
+def _timing_runs(
+    args: argparse.Namespace, peers: list[str], cases: list[dict[str, Any]], isas: list[str | None]
+) -> list[dict[str, Any]]:
+    """Every peer at every thread count, a worker process each (fastrnn one per variant)."""
+    runs = []
     for threads in args.threads:
         for peer in peers:
-            pcases = cases if peer != "reference" else [c for c in cases if c["shape_name"] in
-                                                       args.reference_shapes]  # fmt: skip
-            if peer == "fastrnn.torch":
-                pcases = [c for c in cases if c["passes"] == "train-step"]
+            pcases = _peer_cases(peer, cases, args)
             if not pcases:
                 continue
             # fastrnn's kernels under each variant asked for (None: the default choice)
@@ -354,11 +408,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 spec = {"peer": peer, "threads": threads, "cases": pcases, "repeat": args.repeat,
                         "budget": args.budget, "peak": peer == "fastrnn" and i == 0,
                         "overhead": peer == "fastrnn", "isa": isa}  # fmt: skip
-                report["runs"].append(_spawn(spec))
+                runs.append(_spawn(spec))
+    return runs
+
+
+def _memory_runs(args: argparse.Namespace, peers: list[str]) -> list[dict[str, Any]]:
+    """Peak memory of fastrnn and PyTorch on --memory-shapes, one process per case."""
     mem_peers = [p for p in ("fastrnn", "torch") if p in peers]
     if args.memory_shapes and mem_peers:
         print("  peak memory, one process per case ...", file=sys.stderr, flush=True)
-    report["memory"] = []
+    memory = []
     for s in args.memory_shapes:
         for c in args.cells:
             for p in ("forward", "forward+backward"):
@@ -366,8 +425,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     case = {"shape_name": s, "shape": list(SHAPES[s]), "cell": c, "passes": p}
                     spec = {"peer": peer, "threads": min(args.threads), "cases": [case],
                             "memory": True}  # fmt: skip
-                    report["memory"] += [{"peer": peer, **r} for r in _spawn(spec)["results"]]
-    return report
+                    memory += [{"peer": peer, **r} for r in _spawn(spec)["results"]]
+    return memory
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Times every case asked for, each peer in processes of its own; returns the report (what
+    ``--json`` writes)."""
+    peers = [p for p in args.peers if _available(p)]
+    cases = [
+        {"shape_name": s, "shape": list(SHAPES[s]), "cell": c, "passes": p}
+        for s in args.shapes
+        for c in args.cells
+        for p in PASSES
+        if p != "train-step" or args.train_step
+    ]
+    isas = _isas(args.isa)
+    machine = _machine()
+    runs = _timing_runs(args, peers, cases, isas)
+    return {"machine": machine, "peers": peers, "threads": args.threads, "runs": runs,
+            "isas": isas, "memory": _memory_runs(args, peers)}  # fmt: skip
 
 
 def _isas(wanted: list[str] | None) -> list[str | None]:
@@ -391,17 +468,29 @@ def _ms(v: float, width: int) -> str:
     return f"{v:>{width}.{2 if v >= 1 else 3}f}"
 
 
-def table(report: dict[str, Any]) -> str:
-    runs = report["runs"]
-    peak = {r["threads"]: r["gemm_peak"] for r in runs if "gemm_peak" in r}
+def _pass(passes: str) -> str:
+    return "fwd" if passes == "forward" else "fwd+bwd"
+
+
+def _timings(report: dict[str, Any]) -> dict[tuple[Any, ...], float]:
+    """Milliseconds by (peer, threads, shape, cell, passes); fastrnn's runs under --isa variants
+    are kept apart, as the peer ("fastrnn", isa)."""
+    isas = report.get("isas", [None])
     ms: dict[tuple[Any, ...], float] = {}
-    isas: list[str | None] = report.get("isas", [None])
-    for r in runs:
-        # fastrnn's runs under --isa variants are kept apart: ("fastrnn", isa)
+    for r in report["runs"]:
         peer = (r["peer"], r.get("isa")) if r["peer"] == "fastrnn" and isas != [None] else r["peer"]
         for c in r["results"]:
             ms[(peer, r["threads"], c["shape_name"], c["cell"], c["passes"])] = c["ms"]
-    others = [p for p in report["peers"] if p not in ("fastrnn", "fastrnn.torch")]
+    return ms
+
+
+def _speed_tables(
+    ms: dict[tuple[Any, ...], float],
+    peak: dict[int, float],
+    isas: list[str | None],
+    others: list[str],
+) -> list[str]:
+    """fastrnn's times against each other peer's, one table per kernel variant."""
     head = (
         f"{'shape':<5} {'cell':<5} {'pass':<8} {'thr':>3} {'fastrnn ms':>10} {'GFLOP/s':>8} "
         f"{'%peak':>6}"
@@ -419,47 +508,76 @@ def table(report: dict[str, Any]) -> str:
         for threads, shape, cell, passes in keys:
             t = ms[(me, threads, shape, cell, passes)]
             gf = flops(cell, SHAPES[shape], passes) / t / 1e6
-            row = (f"{shape:<5} {cell:<5} {'fwd' if passes == 'forward' else 'fwd+bwd':<8} "
+            row = (f"{shape:<5} {cell:<5} {_pass(passes):<8} "
                    f"{threads:>3} {_ms(t, 10)} {gf:>8.1f} "
                    f"{100 * gf / peak[threads]:>5.0f}%")  # fmt: skip
             for p in others:
                 o = ms.get((p, threads, shape, cell, passes))
                 row += f" {_ms(o, 13)} {o / t:>5.2f}x" if o else f" {'-':>13} {'':>6}"
             lines.append(row)
-    lines.append("")
+    return lines
+
+
+def _peak_and_overhead(runs: list[dict[str, Any]], peak: dict[int, float]) -> list[str]:
+    """The GEMM peak and the call overhead lines."""
     peaks = ", ".join(f"{v:.0f} GFLOP/s at {k} thread(s)" for k, v in sorted(peak.items()))
-    lines.append(f"float32 GEMM peak (NumPy 2048^3, same run): {peaks}")
+    lines = [f"float32 GEMM peak (NumPy 2048^3, same run): {peaks}"]
     overhead = [(r["threads"], r.get("isa"), r["overhead_us"]) for r in runs if "overhead_us" in r]
     for threads, isa, us in sorted(overhead, key=lambda o: o[0]):
         calls = ", ".join(f"{cell.upper()} {v:.1f}" for cell, v in us.items())
         lines.append(f"fastrnn layer forward call ({isa}), T = B = 1, I = H = 32, {threads} "
                      f"thread(s), median µs: {calls}")  # fmt: skip
+    return lines
+
+
+def _train_step_table(ms: dict[tuple[Any, ...], float]) -> list[str]:
+    """torch.nn against fastrnn.torch inside a PyTorch training step (nothing if not timed)."""
     steps = sorted({k[1:4] for k in ms if k[0] == "fastrnn.torch"},
                    key=lambda k: (k[1], k[2], k[0]))  # fmt: skip
-    if steps:
-        lines += ["", "Inside a PyTorch training step (layer + Linear head + MSE + Adam, float32):",
-                  f"{'shape':<5} {'cell':<5} {'thr':>3} {'torch.nn ms':>12} "
-                  f"{'fastrnn.torch ms':>17} {'speed-up':>9}"]  # fmt: skip
-        for threads, shape, cell in steps:
-            f = ms[("fastrnn.torch", threads, shape, cell, "train-step")]
-            o = ms.get(("torch", threads, shape, cell, "train-step"))
-            lines.append(f"{shape:<5} {cell:<5} {threads:>3} "
-                         + (_ms(o, 12) if o else f"{'-':>12}")
-                         + f" {_ms(f, 17)} " + (f"{o / f:>8.2f}x" if o else ""))  # fmt: skip
-    mem = {(m["peer"], m["shape_name"], m["cell"], m["passes"]): m["peak_mib"]
-           for m in report.get("memory", [])}  # fmt: skip
-    if mem:
-        lines += ["", "Peak resident memory of a call beyond the inputs and the model (MiB, one "
-                  "process per case; fastrnn's forward includes its output):",
-                  f"{'shape':<5} {'cell':<5} {'pass':<8} {'fastrnn':>9} {'torch':>9} "
-                  f"{'fastrnn/torch':>14}"]  # fmt: skip
-        for shape, cell, passes in sorted({k[1:] for k in mem}):
-            fm = mem.get(("fastrnn", shape, cell, passes))
-            om = mem.get(("torch", shape, cell, passes))
-            lines.append(f"{shape:<5} {cell:<5} {'fwd' if passes == 'forward' else 'fwd+bwd':<8} "
-                         + (f"{fm:>9.1f}" if fm is not None else f"{'-':>9}")
-                         + (f" {om:>9.1f}" if om is not None else f" {'-':>9}")
-                         + (f" {fm / om:>13.2f}x" if fm is not None and om else ""))  # fmt: skip
+    if not steps:
+        return []
+    lines = ["", "Inside a PyTorch training step (layer + Linear head + MSE + Adam, float32):",
+             f"{'shape':<5} {'cell':<5} {'thr':>3} {'torch.nn ms':>12} "
+             f"{'fastrnn.torch ms':>17} {'speed-up':>9}"]  # fmt: skip
+    for threads, shape, cell in steps:
+        f = ms[("fastrnn.torch", threads, shape, cell, "train-step")]
+        o = ms.get(("torch", threads, shape, cell, "train-step"))
+        lines.append(f"{shape:<5} {cell:<5} {threads:>3} "
+                     + (_ms(o, 12) if o else f"{'-':>12}")
+                     + f" {_ms(f, 17)} " + (f"{o / f:>8.2f}x" if o else ""))  # fmt: skip
+    return lines
+
+
+def _memory_table(memory: list[dict[str, Any]]) -> list[str]:
+    """fastrnn's peak memory against PyTorch's (nothing if not measured)."""
+    mem = {(m["peer"], m["shape_name"], m["cell"], m["passes"]): m["peak_mib"] for m in memory}
+    if not mem:
+        return []
+    lines = ["", "Peak resident memory of a call beyond the inputs and the model (MiB, one "
+             "process per case; fastrnn's forward includes its output):",
+             f"{'shape':<5} {'cell':<5} {'pass':<8} {'fastrnn':>9} {'torch':>9} "
+             f"{'fastrnn/torch':>14}"]  # fmt: skip
+    for shape, cell, passes in sorted({k[1:] for k in mem}):
+        fm = mem.get(("fastrnn", shape, cell, passes))
+        om = mem.get(("torch", shape, cell, passes))
+        lines.append(f"{shape:<5} {cell:<5} {_pass(passes):<8} "
+                     + (f"{fm:>9.1f}" if fm is not None else f"{'-':>9}")
+                     + (f" {om:>9.1f}" if om is not None else f" {'-':>9}")
+                     + (f" {fm / om:>13.2f}x" if fm is not None and om else ""))  # fmt: skip
+    return lines
+
+
+def table(report: dict[str, Any]) -> str:
+    """The report as text: the speed tables, the GEMM peak, the call overhead, the training
+    steps and the peak memory."""
+    runs = report["runs"]
+    peak = {r["threads"]: r["gemm_peak"] for r in runs if "gemm_peak" in r}
+    ms = _timings(report)
+    others = [p for p in report["peers"] if p not in ("fastrnn", "fastrnn.torch")]
+    lines = _speed_tables(ms, peak, report.get("isas", [None]), others)
+    lines += ["", *_peak_and_overhead(runs, peak)]
+    lines += _train_step_table(ms)
+    lines += _memory_table(report.get("memory", []))
     return "\n".join(lines)
 
 
@@ -470,7 +588,7 @@ def chart(report: dict[str, Any], path: str) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
-        print("--png needs matplotlib: pip install matplotlib", file=sys.stderr)
+        print('--png needs matplotlib: pip install "fastrnn[plot]"', file=sys.stderr)
         return
     runs = report["runs"]
     labels = []
@@ -501,34 +619,108 @@ def chart(report: dict[str, Any], path: str) -> None:
     fig.savefig(path, dpi=120)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m fastrnn.bench", description=__doc__.split("\n")[0])
+def _parser(prog: str) -> argparse.ArgumentParser:
+    ap = _options.parser(
+        prog,
+        "fastrnn against PyTorch, ONNX Runtime and the NumPy reference: milliseconds, GFLOP/s, "
+        "fraction of the GEMM peak, speed-ups and peak memory.",
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
-    ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
-    ap.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
-    ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
-    ap.add_argument("--peers", nargs="+", default=list(PEERS), choices=list(PEERS))
-    ap.add_argument("--reference-shapes", nargs="*", default=["S1", "S3"],
-                    help="shapes the (slow) NumPy reference runs on")  # fmt: skip
-    ap.add_argument("--memory-shapes", nargs="*", default=["S4"], choices=list(SHAPES),
-                    help="shapes whose peak memory is measured (none: skip)")  # fmt: skip
+    shapes = ", ".join(f"{k} = {','.join(map(str, v))}" for k, v in SHAPES.items())
+    ap.add_argument(
+        "--shapes",
+        nargs="+",
+        default=list(SHAPES),
+        choices=list(SHAPES),
+        metavar="SHAPE",
+        help=f"problem sizes to time, T,B,I,H: {shapes}",
+    )
+    ap.add_argument(
+        "--cells", nargs="+", default=list(CELLS), choices=list(CELLS), help="cells to time"
+    )
+    ap.add_argument(
+        "--threads",
+        nargs="+",
+        type=int,
+        default=[1, 2],
+        metavar="N",
+        help="thread counts, each timed in processes of its own",
+    )
+    ap.add_argument(
+        "--peers",
+        nargs="+",
+        default=list(PEERS),
+        choices=list(PEERS),
+        metavar="PEER",
+        help=f"what to time, of {', '.join(PEERS)} (those not installed are skipped)",
+    )
+    ap.add_argument(
+        "--reference-shapes",
+        nargs="*",
+        default=["S1", "S3"],
+        choices=list(SHAPES),
+        metavar="SHAPE",
+        help="shapes the (slow) NumPy reference runs on",
+    )
+    ap.add_argument(
+        "--memory-shapes",
+        nargs="*",
+        default=["S4"],
+        choices=list(SHAPES),
+        metavar="SHAPE",
+        help="shapes whose peak memory is measured (none given: skip)",
+    )
     ap.add_argument("--repeat", type=int, default=5, help="runs per case (median)")
-    ap.add_argument("--budget", type=float, default=4.0, help="seconds per case, at most about")
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=4.0,
+        help="seconds per case, at most about (one run at least)",
+    )
     ap.add_argument(
         "--no-train-step",
         dest="train_step",
         action="store_false",
         help="skip the rows of a whole PyTorch training step (torch.nn vs fastrnn.torch)",
     )
-    ap.add_argument("--isa", nargs="+", metavar="VARIANT",
-                    help="time fastrnn under these kernel variants (FASTRNN_ISA), or 'all' "
-                    "(default: the one chosen at import)")  # fmt: skip
-    ap.add_argument("--json", help="write the results here")
-    ap.add_argument("--png", help="draw a chart here (needs matplotlib)")
+    ap.add_argument(
+        "--isa",
+        nargs="+",
+        metavar="VARIANT",
+        help="time fastrnn under these kernel variants (FASTRNN_ISA), or 'all' "
+        "(default: the one chosen at import)",
+    )
+    ap.add_argument(
+        "--json", metavar="FILE", help="write the results to this JSON file (default: none)"
+    )
+    ap.add_argument(
+        "--png",
+        metavar="FILE",
+        help="draw a chart into this PNG file, needs matplotlib (default: none)",
+    )
+    return ap
+
+
+def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The arguments, before any timing: a one-line usage error (exit status 2)."""
+    if args.repeat < 1:
+        ap.error(f"--repeat: must be >= 1, got {args.repeat}")
+    if not args.budget > 0:
+        ap.error(f"--budget: must be > 0, got {args.budget}")
+    _options.check_threads(ap, args.threads)
+    _options.check_output_path(ap, "--json", args.json)
+    _options.check_output_path(ap, "--png", args.png)
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m fastrnn.bench") -> int:
+    """Runs the benchmark (``fastrnn bench``, ``python -m fastrnn.bench``); ``prog`` names the
+    command in its help and errors."""
+    ap = _parser(prog)
     args = ap.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
+    _check(ap, args)
     report = run(args)
     print(table(report))
     if args.json:

@@ -7,8 +7,11 @@ Subcommands:
 * ``adding``: RNN, GRU and LSTM of the same size on the adding problem; final test MSE against
   the constant predictor's, and the learning curves (PNG with matplotlib).
 * ``gradflow``: ``||dL/dh_t||`` against t for RNN, GRU and LSTM at initialisation (PNG).
-* ``bench``: the speed comparison (:mod:`fastrnn.bench`); ``selfcheck``: kernels against the
-  NumPy reference (:mod:`fastrnn._selfcheck`).
+* ``bench``: the speed comparison (:mod:`fastrnn.tools.bench`, also ``python -m fastrnn.bench``);
+  ``selfcheck``: kernels against the NumPy reference (:mod:`fastrnn.tools.selfcheck`).
+
+Every option's help shows its default (``fastrnn COMMAND -h``); options are never abbreviated;
+paths and thread counts are checked before any work.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ import numpy as np
 
 from ..training import init, optim, tasks, text
 from ..training.model import SequenceModel
+from . import _options
 
 __all__ = ["Progress", "main"]
 
-_NO_PLOT = "(no plot: install matplotlib, e.g. pip install 'fastrnn[plot]', to get {})"
+_NO_PLOT = '(no plot: install matplotlib, pip install "fastrnn[plot]", to get {})'
 
 
 class Progress:
@@ -106,31 +110,38 @@ def _set_threads(n: int | None) -> None:
 # ---------------------------------------------------------------------------------------- demo
 
 
-def demo(args: argparse.Namespace) -> int:
-    """Character-level language model: train, report, sample."""
-    _set_threads(args.threads)
+def _demo_text(args: argparse.Namespace) -> tuple[str, bool]:
+    """The training text, with indentation as level changes where it can be
+    (:func:`~fastrnn.training.text.encode_indentation`: at a low temperature, runs of spaces
+    would otherwise grow forever), and whether it is so encoded."""
     corpus = text.load_text(args.text) if args.text else text.default_corpus(args.max_chars)
     source = args.text or "the Python standard library's source (built in)"
-    vocab = text.CharVocab.from_text(corpus)
-    ids = vocab.encode(corpus)
-    train_ids, test_ids = text.train_test_split(ids, 0.05)
-    print(f"corpus: {source}: {len(corpus):,} characters, vocabulary {vocab.size}")
-    model = SequenceModel(
-        args.cell, vocab.size, args.hidden, vocab.size, num_layers=args.layers,
-        embedding_dim=args.embedding, seed=args.seed,
-    )  # fmt: skip
-    n_par = sum(p.size for p in model.named_parameters().values())
-    print(f"model: {args.cell.upper()} {args.layers}x{args.hidden}, embedding {args.embedding}, "
-          f"{n_par:,} parameters; batch {args.batch} x {args.seq_len} characters, truncated BPTT "
-          f"with the state carried across chunks; Adam lr {args.lr}, clip norm 5")  # fmt: skip
-    opt = optim.Adam(lr=args.lr)
-    per_epoch = text.num_stream_batches(len(train_ids), args.batch, args.seq_len)
-    if per_epoch == 0:
-        print("error: the text is too short for one batch; use a longer --text", file=sys.stderr)
-        return 2
+    encoded = text.INDENT not in corpus and text.DEDENT not in corpus
+    train_text = text.encode_indentation(corpus) if encoded else corpus
+    how = f" ({len(train_text):,} with indentation as level changes)" if encoded else ""
+    print(f"corpus: {source}: {len(corpus):,} characters{how}", end="")
+    return train_text, encoded
+
+
+def _held_out_lines(held_out: str, chars: int = 150) -> str:
+    """The prime of the samples by default: whole lines from the start of the held-out text (the
+    first complete one, then more up to about ``chars`` characters), or its first ``chars``
+    characters cut after a space if it has no line break there. Real text puts the model's state
+    in the text's mode (code, comment, prose) before it samples; an empty state is not."""
+    start = held_out.find("\n") + 1
+    end = held_out.rfind("\n", start, start + chars) + 1
+    if start == 0 or end <= start:
+        head = held_out[:chars]
+        return head[: head.rfind(" ") + 1] or head
+    return held_out[start:end]
+
+
+def _train_demo(
+    model: SequenceModel, opt: optim.Optimizer, train_ids: Any, args: Any
+) -> list[float]:
+    """``args.steps`` steps of truncated BPTT over the text's streams; the losses."""
     bar = Progress(args.steps, "demo", unit="chars")
     step, state, losses = 0, None, []
-    t0 = time.perf_counter()
     while step < args.steps:
         for x, y in text.stream_batches(train_ids, args.batch, args.seq_len):
             r = model.train_step(x, y, opt, loss="cross_entropy", state=state, clip_norm=5.0)
@@ -140,16 +151,109 @@ def demo(args: argparse.Namespace) -> int:
             if step >= args.steps:
                 break
         state = None  # a new pass over the text starts each stream afresh
+    return losses
+
+
+def _held_out_loss(model: SequenceModel, test_ids: Any, batch: int) -> float:
+    """Cross-entropy on the held-out text, in one pass (nan if it is shorter than a batch)."""
+    model.eval()
+    tx = test_ids[: (len(test_ids) - 1) // batch * batch + 1]
+    if len(tx) <= batch:
+        return float("nan")
+    return model.evaluate(tx[:-1].reshape(batch, -1).T, tx[1:].reshape(batch, -1).T,
+                          loss="cross_entropy")  # fmt: skip
+
+
+class _Indentation:
+    """The rule of text written by :func:`~fastrnn.training.text.encode_indentation`, for
+    sampling: INDENT and DEDENT only at the start of a line, DEDENT only above level 0 (as
+    :func:`~fastrnn.training.text.decode_indentation` reads it). Without it a model that cannot
+    count the levels may dedent forever at a low temperature, as it indented forever before."""
+
+    def __init__(self, vocab: text.CharVocab, prime: str) -> None:
+        chars = vocab.chars
+        self.indent = chars.index(text.INDENT) if text.INDENT in chars else None
+        self.dedent = chars.index(text.DEDENT) if text.DEDENT in chars else None
+        self.level, self.line_start = 0, True
+        for c in prime:
+            self.advance(c)
+
+    def advance(self, c: str) -> None:
+        """Follows one more character of the text."""
+        if c == "\n":
+            self.line_start = True
+        elif c == text.INDENT and self.line_start:
+            self.level += 1
+        elif c == text.DEDENT and self.line_start:
+            self.level = max(self.level - 1, 0)
+        else:
+            self.line_start = False
+
+    def mask(self, logits: Any) -> Any:
+        """The logits with the characters not allowed next set to -inf."""
+        z = np.array(logits, dtype=np.float64)
+        for i, allowed in ((self.indent, self.line_start),
+                           (self.dedent, self.line_start and self.level > 0)):  # fmt: skip
+            if i is not None and not allowed:
+                z[i] = -np.inf
+        return z
+
+
+def _sample(model: SequenceModel, vocab: text.CharVocab, prime: str, temperature: float,
+            args: Any) -> str:  # fmt: skip
+    """``args.sample_len`` characters after ``prime``, drawn one at a time from the model's
+    softmax at ``temperature`` (:func:`~fastrnn.training.text.sample_index`), under the rule of
+    the encoded indentation (``SequenceModel.generate`` knows no such rule)."""
+    rule = _Indentation(vocab, prime)
+    rng = np.random.default_rng(args.seed)
+    logits, state = model.forward(vocab.encode(prime)[:, None])
+    out = []
+    for _ in range(args.sample_len):
+        i = text.sample_index(rule.mask(logits[-1, 0]), temperature, rng)
+        out.append(vocab.chars[i])
+        rule.advance(out[-1])
+        logits, state = model.forward(np.array([[i]]), state)
+    return "".join(out)
+
+
+def _samples(
+    model: SequenceModel, vocab: text.CharVocab, prime: str, encoded: bool, args: Any
+) -> None:
+    """Prints the prime, then a continuation at each temperature (indentation decoded)."""
+    model.eval()
+    shown = text.decode_indentation if encoded else str
+    what = "--prime" if args.prime is not None else "the first lines of the held-out text"
+    print(f"\n--- prime ({what}) ---\n{shown(prime)}", end="" if prime.endswith("\n") else "\n")
+    for temp in args.temperatures:
+        out = _sample(model, vocab, prime, temp, args)
+        # decoded with the prime, which sets the indentation level the sample starts from
+        print(f"\n--- sample, temperature {temp} ---\n{shown(prime + out)[len(shown(prime)) :]}")
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Character-level language model: train, report, sample."""
+    _set_threads(args.threads)
+    corpus, encoded = _demo_text(args)
+    vocab = text.CharVocab.from_text(corpus)
+    train_ids, test_ids = text.train_test_split(vocab.encode(corpus), 0.05)
+    print(f", vocabulary {vocab.size}")
+    model = SequenceModel(
+        args.cell, vocab.size, args.hidden, vocab.size, num_layers=args.layers,
+        embedding_dim=args.embedding, seed=args.seed,
+    )  # fmt: skip
+    n_par = sum(p.size for p in model.named_parameters().values())
+    print(f"model: {args.cell.upper()} {args.layers}x{args.hidden}, embedding {args.embedding}, "
+          f"{n_par:,} parameters; batch {args.batch} x {args.seq_len} characters, truncated BPTT "
+          f"with the state carried across chunks; Adam lr {args.lr}, clip norm 5")  # fmt: skip
+    opt = optim.Adam(lr=args.lr)
+    if text.num_stream_batches(len(train_ids), args.batch, args.seq_len) == 0:
+        print("error: the text is too short for one batch; use a longer --text", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    losses = _train_demo(model, opt, train_ids, args)
     secs = time.perf_counter() - t0
     chars = args.steps * args.batch * args.seq_len
-    # held-out loss, in one pass over the test text
-    model.eval()
-    tx = test_ids[: (len(test_ids) - 1) // args.batch * args.batch + 1]
-    test_loss = float("nan")
-    if len(tx) > args.batch:
-        xs = tx[:-1].reshape(args.batch, -1).T
-        ys = tx[1:].reshape(args.batch, -1).T
-        test_loss = model.evaluate(xs, ys, loss="cross_entropy")
+    test_loss = _held_out_loss(model, test_ids, args.batch)
     first = float(np.mean(losses[: min(20, len(losses))]))
     last = float(np.mean(losses[-20:]))
     print(f"\ntrained {args.steps} steps ({chars:,} characters) in {secs:.1f} s: "
@@ -158,14 +262,14 @@ def demo(args: argparse.Namespace) -> int:
         f"train loss {first:.3f} -> {last:.3f} nats/char ({last / math.log(2):.3f} bits); "
         f"held-out {test_loss:.3f} nats/char; uniform guess {math.log(vocab.size):.3f}"
     )
-    prime = args.prime if args.prime else corpus[:1]
-    prime = "".join(c for c in prime if c in vocab.chars) or corpus[:1]
-    for temp in args.temperatures:
-        out = model.generate(vocab.encode(prime), args.sample_len, temperature=temp,
-                             seed=args.seed)  # fmt: skip
-        print(f"\n--- sample, temperature {temp} ---\n{prime}{vocab.decode(out)}")
+    if args.prime is None:
+        prime = _held_out_lines(vocab.decode(test_ids[:1000]))
+    else:
+        prime = text.encode_indentation(args.prime) if encoded else args.prime
+        prime = "".join(c for c in prime if c in vocab.chars) or corpus[:1]
+    _samples(model, vocab, prime, encoded, args)
     if args.save:
-        model.save(args.save, opt, vocab=vocab.chars)
+        model.save(args.save, opt, vocab=vocab.chars, indentation_encoded=encoded)
         print(f"\nsaved model and optimizer state to {args.save}")
     return 0
 
@@ -185,7 +289,9 @@ def _adding_run(cell: str, args: argparse.Namespace, x_test: Any, y_test: Any) -
         r = model.train_step(x, y, opt, clip_norm=1.0)
         if step % every == 0 or step == args.steps:
             curve.append((step, model.evaluate(x_test, y_test)))
-        bar.update(1, units=args.batch, loss=r.loss, test=curve[-1][1] if curve else math.nan)
+        # the test MSE once there is one (it is measured every `every` steps)
+        test = {"test": curve[-1][1]} if curve else {}
+        bar.update(1, units=args.batch, loss=r.loss, **test)
     return {"cell": cell, "curve": curve, "test_mse": curve[-1][1]}
 
 
@@ -262,53 +368,109 @@ def gradflow(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------- main
 
 
-def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="fastrnn", description=__doc__.split("\n")[0])
-    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
-    cells = ["rnn", "rnn_relu", "gru", "lstm"]
+def _version() -> str:
+    from .. import __version__, build_info
 
-    d = sub.add_parser("demo", help="train a character-level model and sample from it")
-    d.add_argument("--text", help="train on this UTF-8 text file (default: built-in corpus)")
-    d.add_argument("--max-chars", type=int, default=1_000_000, help="of the built-in corpus")
-    d.add_argument("--cell", choices=cells, default="lstm")
-    d.add_argument("--hidden", type=int, default=256)
-    d.add_argument("--layers", type=int, default=1)
-    d.add_argument("--embedding", type=int, default=32)
-    d.add_argument("--steps", type=int, default=600)
-    d.add_argument("--batch", type=int, default=32)
-    d.add_argument("--seq-len", type=int, default=64)
-    d.add_argument("--lr", type=float, default=3e-3)
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--prime", default="def ", help="start of the samples")
-    d.add_argument("--sample-len", type=int, default=300)
-    d.add_argument("--temperatures", type=float, nargs="+", default=[0.2, 0.6, 1.0])
-    d.add_argument("--save", help="save model + optimizer state to this .npz")
-    d.add_argument("--threads", type=int)
-    d.set_defaults(func=demo)
+    return f"fastrnn {__version__} (kernel variant {build_info()['isa']})"
 
-    a = sub.add_parser("adding", help="RNN vs GRU vs LSTM on the adding problem")
-    a.add_argument("--T", type=int, default=100)
-    a.add_argument("--hidden", type=int, default=32)
-    a.add_argument("--batch", type=int, default=64)
-    a.add_argument("--steps", type=int, default=2000)
-    a.add_argument("--lr", type=float, default=1e-2)
-    a.add_argument("--cells", nargs="+", choices=cells, default=["rnn", "gru", "lstm"])
-    a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--plot", default="adding.png", help="PNG of the learning curves ('' for none)")
-    a.add_argument("--threads", type=int)
-    a.set_defaults(func=adding)
 
-    g = sub.add_parser("gradflow", help="plot ||dL/dh_t|| over t at initialisation")
-    g.add_argument("--T", type=int, default=100)
-    g.add_argument("--hidden", type=int, default=64)
-    g.add_argument("--batch", type=int, default=32)
-    g.add_argument("--cells", nargs="+", choices=cells, default=["rnn", "gru", "lstm"])
-    g.add_argument("--seed", type=int, default=0)
+_CELLS = ["rnn", "rnn_relu", "gru", "lstm"]
+_THREADS_HELP = "threads of fastrnn's kernels (default: OMP_NUM_THREADS if set, else every core)"
+
+
+def _demo_parser(sub: Any) -> None:
+    d = _options.subparser(sub, "demo", "train a character-level model and sample from it")
+    d.add_argument(
+        "--text",
+        metavar="FILE",
+        help="train on this UTF-8 text file (default: the built-in corpus, the source "
+        "of Python's standard library)",
+    )
+    d.add_argument(
+        "--max-chars",
+        type=int,
+        default=1_000_000,
+        help="characters of the built-in corpus to train and test on",
+    )
+    d.add_argument("--cell", choices=_CELLS, default="lstm", help="recurrent cell")
+    d.add_argument("--hidden", type=int, default=192, help="hidden units per layer")
+    d.add_argument("--layers", type=int, default=1, help="stacked recurrent layers")
+    d.add_argument("--embedding", type=int, default=32, help="size of the character embedding")
+    d.add_argument("--steps", type=int, default=900, help="training steps (batches)")
+    d.add_argument("--batch", type=int, default=32, help="parallel streams of text per batch")
+    d.add_argument(
+        "--seq-len", type=int, default=64, help="characters per chunk: the truncated BPTT length"
+    )
+    d.add_argument("--lr", type=float, default=3e-3, help="Adam's learning rate")
+    d.add_argument("--seed", type=int, default=0, help="seed of the weights and of the samples")
+    d.add_argument(
+        "--prime",
+        help="text the samples start from (default: the first lines of the held-out text)",
+    )
+    d.add_argument(
+        "--sample-len", type=int, default=300, help="characters sampled at each temperature"
+    )
+    d.add_argument(
+        "--temperatures",
+        type=float,
+        nargs="+",
+        default=[0.2, 0.6, 1.0],
+        metavar="T",
+        help="sampling temperatures (0: always the likeliest character)",
+    )
+    d.add_argument(
+        "--save",
+        metavar="FILE",
+        help="save the model and the optimizer state to this .npz file (default: not saved)",
+    )
+    d.add_argument("--threads", type=int, metavar="N", help=_THREADS_HELP)
+    d.set_defaults(func=demo, parser=d)
+
+
+def _adding_parser(sub: Any) -> None:
+    a = _options.subparser(sub, "adding", "RNN vs GRU vs LSTM on the adding problem")
+    a.add_argument("--T", type=int, default=100, help="sequence length: the lag to bridge")
+    a.add_argument("--hidden", type=int, default=32, help="hidden units of each model")
+    a.add_argument("--batch", type=int, default=64, help="sequences per training step")
+    a.add_argument("--steps", type=int, default=2000, help="training steps of each model")
+    a.add_argument("--lr", type=float, default=1e-2, help="Adam's learning rate")
+    a.add_argument(
+        "--cells",
+        nargs="+",
+        choices=_CELLS,
+        default=["rnn", "gru", "lstm"],
+        help="the cells to train, one model each",
+    )
+    a.add_argument("--seed", type=int, default=0, help="seed of the weights and of the data")
+    a.add_argument(
+        "--plot",
+        metavar="FILE",
+        default="adding.png",
+        help="PNG of the learning curves, needs matplotlib ('' for none)",
+    )
+    a.add_argument("--threads", type=int, metavar="N", help=_THREADS_HELP)
+    a.set_defaults(func=adding, parser=a)
+
+
+def _gradflow_parser(sub: Any) -> None:
+    g = _options.subparser(sub, "gradflow", "plot ||dL/dh_t|| over t at initialisation")
+    g.add_argument("--T", type=int, default=100, help="sequence length")
+    g.add_argument("--hidden", type=int, default=64, help="hidden units of each model")
+    g.add_argument("--batch", type=int, default=32, help="sequences the gradient is taken over")
+    g.add_argument(
+        "--cells",
+        nargs="+",
+        choices=_CELLS,
+        default=["rnn", "gru", "lstm"],
+        help="the cells to measure",
+    )
+    g.add_argument("--seed", type=int, default=0, help="seed of the weights and of the data")
     g.add_argument(
         "--init",
         choices=["default", "orthogonal"],
         default="default",
-        help="PyTorch's default, or orthogonal recurrent weights (LSTM forget bias 1)",
+        help="PyTorch's default initialisation, or orthogonal recurrent weights "
+        "(Xavier input weights, zero biases, LSTM forget bias 1)",
     )
     g.add_argument(
         "--scale",
@@ -316,14 +478,73 @@ def _parser() -> argparse.ArgumentParser:
         default=1.0,
         help="multiply the recurrent weights (e.g. 3 to see gradients explode)",
     )
-    g.add_argument("--plot", default="gradflow.png", help="PNG file ('' for none)")
-    g.add_argument("--threads", type=int)
-    g.set_defaults(func=gradflow)
+    g.add_argument(
+        "--plot",
+        metavar="FILE",
+        default="gradflow.png",
+        help="PNG of the gradient norms, needs matplotlib ('' for none)",
+    )
+    g.add_argument("--threads", type=int, metavar="N", help=_THREADS_HELP)
+    g.set_defaults(func=gradflow, parser=g)
 
-    sub.add_parser("bench", help="speed against PyTorch / ONNX Runtime (fastrnn.bench)",
-                   add_help=False)  # fmt: skip
-    sub.add_parser("selfcheck", help="kernels against the NumPy reference, timed", add_help=False)
+
+def _parser() -> argparse.ArgumentParser:
+    ap = _options.parser(
+        "fastrnn",
+        "fastrnn's command line: train a character-level model, compare the cells on the adding "
+        "problem and their gradient flow, time and check the kernels.",
+    )
+    ap.add_argument(
+        "--version",
+        action="version",
+        version=_version(),
+        help="print fastrnn's version and kernel variant, and exit",
+    )
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    _demo_parser(sub)
+    _adding_parser(sub)
+    _gradflow_parser(sub)
+    # parsed by their own modules (main forwards the rest of the command line to them)
+    _options.subparser(
+        sub, "bench", "speed against PyTorch / ONNX Runtime (fastrnn bench -h)", add_help=False
+    )
+    _options.subparser(
+        sub,
+        "selfcheck",
+        "kernels against the NumPy reference, timed (fastrnn selfcheck -h)",
+        add_help=False,
+    )
     return ap
+
+
+# option: the smallest value it takes (every count >= 1; the lag of the adding problem >= 2)
+_MINIMUM = {
+    "steps": 1,
+    "hidden": 1,
+    "batch": 1,
+    "T": 2,
+    "seq_len": 1,
+    "layers": 1,
+    "embedding": 1,
+    "max_chars": 1,
+    "sample_len": 0,
+}
+
+
+def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Every argument checked before any work: a one-line usage error (exit status 2)."""
+    for name, low in _MINIMUM.items():
+        v = getattr(args, name, None)
+        if v is not None and v < low:
+            ap.error(f"--{name.replace('_', '-')}: must be >= {low}, got {v}")
+    if getattr(args, "lr", 1.0) <= 0:
+        ap.error(f"--lr: must be > 0, got {args.lr}")
+    if any(t < 0 for t in getattr(args, "temperatures", [])):
+        ap.error(f"--temperatures: must be >= 0, got {min(args.temperatures)}")
+    _options.check_input_file(ap, "--text", getattr(args, "text", None))
+    _options.check_output_path(ap, "--save", getattr(args, "save", None))
+    _options.check_output_path(ap, "--plot", getattr(args, "plot", None))
+    _options.check_threads(ap, args.threads)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -332,20 +553,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == "bench":
         from . import bench
 
-        return bench.main(argv[1:])
+        return bench.main(argv[1:], prog="fastrnn bench")
     if argv and argv[0] == "selfcheck":
         from . import selfcheck
 
-        return selfcheck.main(argv[1:])
+        return selfcheck.main(argv[1:], prog="fastrnn selfcheck")
     ap = _parser()
     args = ap.parse_args(argv)
     if args.command is None:
         ap.print_help()
         return 0
-    for name in ("steps", "hidden", "batch", "T", "seq_len", "layers", "embedding"):
-        v = getattr(args, name, None)
-        if v is not None and v < 1:
-            ap.error(f"--{name.replace('_', '-')}: must be >= 1")
-    if getattr(args, "T", 2) < 2:
-        ap.error("--T: must be >= 2")
+    _check(args.parser, args)  # errors name the subcommand: "fastrnn demo: error: ..."
     return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

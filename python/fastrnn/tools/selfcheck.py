@@ -1,4 +1,4 @@
-"""``python -m fastrnn``: check every cell against the NumPy reference and time both.
+"""``fastrnn selfcheck``: check every cell against the NumPy reference and time both.
 
 For each cell, the compiled kernels and :mod:`fastrnn.reference` run the same problem; the largest
 relative difference of the outputs and of every gradient is reported (float64 and float32), then
@@ -25,6 +25,7 @@ import numpy as np
 from .. import __version__, build_info
 from .. import functional as F
 from .. import reference as R
+from . import _options
 
 TOLERANCE = {np.float64: 1e-12, np.float32: 1e-5}
 LABELS = {
@@ -133,15 +134,18 @@ def timings(cell: str, shape: tuple[int, int, int, int], repeat: int) -> tuple[f
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m fastrnn",
-        description="Check every fastrnn cell against the NumPy reference and time both.",
+def _parser(prog: str) -> argparse.ArgumentParser:
+    ap = _options.parser(
+        prog, "Check every fastrnn cell against the NumPy reference and time both."
     )
     ap.add_argument(
-        "--shape", type=int, nargs=4, metavar=("T", "B", "I", "H"), default=(50, 32, 128, 128),
-        help="problem size for the timings (default: 50 32 128 128)",
-    )  # fmt: skip
+        "--shape",
+        type=int,
+        nargs=4,
+        metavar=("T", "B", "I", "H"),
+        default=(50, 32, 128, 128),
+        help="problem size of the timings: steps, batch, input size, hidden size",
+    )
     ap.add_argument("--repeat", type=int, default=20, help="timing runs per entry (median)")
     ap.add_argument("--no-timing", action="store_true", help="only the correctness checks")
     ap.add_argument(
@@ -149,7 +153,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also run the correctness checks under every kernel variant this CPU can run",
     )
+    return ap
+
+
+def main(argv: list[str] | None = None, prog: str = "fastrnn selfcheck") -> int:
+    """Runs the self-check; returns 1 if a cell differs from the reference beyond tolerance.
+    ``prog`` names the command in its help and errors."""
+    ap = _parser(prog)
     args = ap.parse_args(argv)
+    if min(args.shape) < 1:
+        ap.error(f"--shape: every size must be >= 1, got {' '.join(map(str, args.shape))}")
+    if args.repeat < 1:
+        ap.error(f"--repeat: must be >= 1, got {args.repeat}")
     shape: tuple[int, int, int, int] = tuple(args.shape)
     check_shape = (7, 3, 5, 9)
 

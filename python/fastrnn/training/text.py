@@ -6,6 +6,9 @@
 * :func:`stream_batches`: contiguous chunks for stateful truncated BPTT (the hidden state is
   carried from one batch to the next); :func:`random_windows`: independent random windows.
 * :func:`sample_index`: draw the next character from logits with a temperature.
+* :func:`encode_indentation` / :func:`decode_indentation`: each line's indentation as one
+  character per change of level (:data:`INDENT`, :data:`DEDENT`), as Python's tokenizer sees it,
+  instead of runs of spaces.
 
 Id arrays are time-major like fastrnn's layers: a batch is ``x`` of shape ``(seq_len, batch)``
 and ``y`` of the same shape holding, at every position, the character that follows ``x``'s.
@@ -26,8 +29,12 @@ from numpy.typing import ArrayLike, NDArray
 from .._args import check_int, check_real
 
 __all__ = [
+    "DEDENT",
+    "INDENT",
     "CharVocab",
+    "decode_indentation",
     "default_corpus",
+    "encode_indentation",
     "load_text",
     "num_stream_batches",
     "random_windows",
@@ -337,3 +344,58 @@ def train_test_split(ids: ArrayLike, test_fraction: float = 0.1) -> tuple[IntArr
     if not 0 < n_test < a.size:
         raise ValueError(f"ids: {a.size} ids are too few to split with test_fraction={f}")
     return a[: a.size - n_test], a[a.size - n_test :]
+
+
+INDENT = "\ue000"  #: one level deeper (a code point of Unicode's private use area)
+DEDENT = "\ue001"  #: one level shallower
+
+
+def encode_indentation(text: str, width: int = 4) -> str:
+    """``text`` with each line's indentation written as its change of level.
+
+    A line's leading spaces make ``n // width`` levels and ``n % width`` spaces kept as they are;
+    the line then starts with one :data:`INDENT` per level deeper than the previous non-blank
+    line, or one :data:`DEDENT` per level shallower, followed by the kept spaces and the rest of
+    the line. Blank lines (spaces only) become empty and change no level. Other whitespace is
+    kept. :func:`decode_indentation` gives the text back (blank lines empty).
+
+    Why: in indented code a run of spaces is more often followed by another space than by any
+    other single character (in the built-in corpus, after 2 to 60 spaces the next one is a space
+    with probability 0.51 to 0.97), so sampling at a low temperature, which favours the likeliest
+    character at every step, indents deeper forever. Level changes are single, rarer characters.
+    Raises ValueError if ``text`` already holds INDENT or DEDENT.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text: expected a str, got {type(text).__name__}")
+    width = check_int("width", width, 1)
+    if INDENT in text or DEDENT in text:
+        raise ValueError("text: already holds the INDENT or DEDENT character")
+    out, level = [], 0
+    for line in text.split("\n"):
+        body = line.lstrip(" ")
+        if not body:
+            out.append("")
+            continue
+        new, kept = divmod(len(line) - len(body), width)
+        marks = INDENT * (new - level) if new >= level else DEDENT * (level - new)
+        out.append(marks + " " * kept + body)
+        level = new
+    return "\n".join(out)
+
+
+def decode_indentation(text: str, width: int = 4) -> str:
+    """The inverse of :func:`encode_indentation`: each line's INDENT and DEDENT characters
+    (at its start) move the level, which becomes ``width`` spaces per level. The level never
+    goes below 0; INDENT or DEDENT elsewhere in a line (a model's sample may put them there) are
+    dropped, and a line of markers only is blank."""
+    if not isinstance(text, str):
+        raise TypeError(f"text: expected a str, got {type(text).__name__}")
+    width = check_int("width", width, 1)
+    out, level = [], 0
+    for line in text.split("\n"):
+        body = line.lstrip(INDENT + DEDENT)
+        for mark in line[: len(line) - len(body)]:
+            level = level + 1 if mark == INDENT else max(level - 1, 0)
+        body = body.replace(INDENT, "").replace(DEDENT, "")
+        out.append(" " * (width * level) + body if body else "")
+    return "\n".join(out)
