@@ -44,6 +44,18 @@ void check_weights(const Weights<S>* w, const Dims& d) {
   }
 }
 
+/// Every length in [0, T] (the kernels assume it: plan_lengths in stack.hpp); nullptr = none.
+void check_lengths(const index_t* lengths, const Dims& d) {
+  if (!lengths) return;
+  for (index_t b = 0; b < d.B; ++b) {
+    if (lengths[b] < 0 || lengths[b] > d.T) {
+      throw std::invalid_argument("lengths: entry " + std::to_string(b) + " is " +
+                                  std::to_string(lengths[b]) + ", outside [0, T=" +
+                                  std::to_string(d.T) + "]");
+    }
+  }
+}
+
 }  // namespace
 }  // namespace detail
 
@@ -63,6 +75,7 @@ void forward(CellKind cell, const Dims& dims, const ForwardArgs<S>& a) {
   }
   detail::require(a.h_n, "h_n");
   if (has_cell_state(cell)) detail::require(a.c_n, "c_n");
+  detail::check_lengths(a.lengths, dims);
   detail::kernels().of<S>().forward(cell, dims, a);
 }
 
@@ -75,6 +88,7 @@ void backward(CellKind cell, const Dims& dims, const BackwardArgs<S>& a) {
   if (dims.T * dims.B > 0) detail::require(a.x, "x");
   detail::require(a.dh0, "dh0");
   if (has_cell_state(cell)) detail::require(a.dc0, "dc0");
+  detail::check_lengths(a.lengths, dims);
   for (index_t k = 0; k < dims.L * dims.D; ++k) {
     detail::require(a.grads[k].dw_ih, "dw_ih");
     detail::require(a.grads[k].dw_hh, "dw_hh");
