@@ -162,6 +162,199 @@ void gemm_tn_direct(const S* A, index_t lda, index_t K, const std::vector<TnProd
   parallel_for(count, work < kParallelMinWork ? 1 : num_threads(), run);
 }
 
+/// gemm_tn's packed path (see gemm_tn below): the plan of its tiles and work items, B packed
+/// once, then each thread's run of items.
+template <class S>
+class TnPacked {
+  using Traits = Eigen::internal::gebp_traits<S, S>;
+  using ResMap =
+      Eigen::internal::blas_data_mapper<S, index_t, Eigen::ColMajor, Eigen::Unaligned, 1>;
+
+ public:
+  // depth block: the kernel's 48-row panel of packed B (48 x kDepth) stays in L1; sub-blocks
+  // of A of kSubM columns keep a packed block of A and one of B in L2
+  static constexpr index_t kTileN = 256, kSubM = 128, kDepth = 128, kStride = kDepth + 16;
+  // measured (float32, 1 and 2 threads, the weight gradients of LSTM S1 S2 S4): tiles of 256
+  // columns of A and groups of up to 1 MiB of C beat 512 / 512 KiB (no sharing on S2 and S4,
+  // 3-8% slower) and 128-column tiles (B packed blocks re-read more often)
+  static constexpr index_t kGroupBytes = index_t(1) << 20;
+  static constexpr index_t kSlot = kTileN * kDepth;  ///< scalars of one packed block of B
+
+  /// K > kTnDirectMaxDepth
+  TnPacked(const S* A, index_t lda, index_t K, const std::vector<TnProduct<S>>& ps)
+      : A_(A), lda_(lda), K_(K), ps_(ps), kb_count_((K + kDepth - 1) / kDepth) {
+    plan_tiles();
+  }
+
+  void run() {
+    if (ntiles_.empty()) return;
+    pack_b();
+    plan_items();
+    const index_t count = static_cast<index_t>(items_.size());
+    const bool small = work_ < kParallelMinWork;
+    const int threads = small ? 1 : static_cast<int>(std::min<index_t>(num_threads(), count));
+    rhs_.reset(threads * kStride * kSubM);  // each thread's packed block of A
+#ifdef _OPENMP
+    if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+      run_thread(omp_get_thread_num(), omp_get_num_threads());
+      return;
+    }
+#endif
+    run_thread(0, 1);
+  }
+
+ private:
+  /// Columns [n0, n0 + n) of product p's B: one tile of B_p^T, packed in kb_count_ blocks.
+  struct NTile {
+    index_t p, n0, n;
+  };
+  /// A work item: A's columns [m0, m0 + m) times n tile j.
+  struct Item {
+    index_t m0, m, j;
+  };
+
+  const NTile& ntile(index_t j) const { return ntiles_[static_cast<size_t>(j)]; }
+  const TnProduct<S>& product(const NTile& t) const { return ps_[static_cast<size_t>(t.p)]; }
+  const Item& item(index_t g) const { return items_[static_cast<size_t>(g)]; }
+
+  /// The n tiles of every non-empty product, the columns of A where a product starts or ends
+  /// (bounds_), and the multiply-adds (work_).
+  void plan_tiles() {
+    for (index_t p = 0; p < static_cast<index_t>(ps_.size()); ++p) {
+      const TnProduct<S>& q = ps_[static_cast<size_t>(p)];
+      if (q.m1 <= q.m0 || q.N <= 0) continue;
+      for (index_t n0 = 0; n0 < q.N; n0 += kTileN) {
+        ntiles_.push_back({p, n0, std::min(kTileN, q.N - n0)});
+      }
+      bounds_.push_back(q.m0);
+      bounds_.push_back(q.m1);
+      work_ += (q.m1 - q.m0) * q.N * K_;
+    }
+    std::sort(bounds_.begin(), bounds_.end());
+    bounds_.erase(std::unique(bounds_.begin(), bounds_.end()), bounds_.end());
+  }
+
+  /// B_p^T in packed blocks (n tile, depth block kb), each kSlot scalars, for the kernel's
+  /// left-hand side (pack_lhs_by_rows, or Eigen's packer for a tile that is not whole SIMD
+  /// packets wide).
+  void pack_b() {
+    using LhsCol = Eigen::internal::const_blas_data_mapper<S, index_t, Eigen::ColMajor>;
+    constexpr index_t kPacket = kLhsPacket<S>;  // pack_lhs_by_rows takes whole packets
+    const index_t tn = static_cast<index_t>(ntiles_.size());
+    packed_b_.reset(tn * kb_count_ * kSlot);
+    const int threads = work_ < kParallelMinWork ? 1 : num_threads();
+    parallel_for(tn * kb_count_, threads, [&](index_t block) {
+      const NTile& t = ntile(block / kb_count_);
+      const TnProduct<S>& p = product(t);
+      const index_t k0 = block % kb_count_ * kDepth;
+      S* dst = packed_b_.data() + block * kSlot;
+      const S* src = p.B + k0 * p.ldb + t.n0;
+      const index_t kd = std::min(kDepth, K_ - k0);
+      if (t.n % kPacket == 0) {
+        pack_lhs_by_rows(dst, src, p.ldb, kd, t.n);
+      } else {
+        Eigen::internal::gemm_pack_lhs<S, index_t, LhsCol, Traits::mr, Traits::LhsProgress,
+                                       typename Traits::LhsPacket4Packing, Eigen::ColMajor>
+            pack_lhs;
+        pack_lhs(dst, LhsCol(src, p.ldb), kd, t.n);
+      }
+    });
+  }
+
+  /// The work items, (tile of A's columns, n tile), tiles in column order: tiles of 256
+  /// columns, halved (down to kSubM) until there are at least 8 items where the columns allow,
+  /// to share among threads.
+  void plan_items() {
+    const index_t tn = static_cast<index_t>(ntiles_.size());
+    auto make_items = [&](index_t tile_m) {
+      items_.clear();
+      for (size_t b = 0; b + 1 < bounds_.size(); ++b) {
+        for (index_t m0 = bounds_[b]; m0 < bounds_[b + 1]; m0 += tile_m) {
+          const index_t m = std::min(tile_m, bounds_[b + 1] - m0);
+          for (index_t j = 0; j < tn; ++j) {
+            const TnProduct<S>& p = product(ntile(j));
+            if (p.m0 <= m0 && m0 < p.m1) items_.push_back({m0, m, j});
+          }
+        }
+      }
+    };
+    index_t tile_m = 256;
+    make_items(tile_m);
+    while (tile_m > kSubM && items_.size() < 8) make_items(tile_m /= 2);
+  }
+
+  /// Thread i of nt: its contiguous run of items, in groups (see group_end).
+  void run_thread(index_t i, index_t nt) {
+    const index_t count = static_cast<index_t>(items_.size());
+    S* rhs = rhs_.data() + i * kStride * kSubM;
+    const index_t last = count * (i + 1) / nt;
+    for (index_t g0 = count * i / nt, g1; g0 < last; g0 = g1) {
+      g1 = group_end(g0, last);
+      run_group(g0, g1, rhs);
+    }
+  }
+
+  /// The end of the group that starts at item g0: the following items (before `last`) on the
+  /// same tile of A, while their C holds at most kGroupBytes.
+  index_t group_end(index_t g0, index_t last) const {
+    const Item& first = item(g0);
+    index_t width = ntile(first.j).n, g1 = g0 + 1;
+    for (; g1 < last && item(g1).m0 == first.m0; ++g1) {
+      const index_t w = width + ntile(item(g1).j).n;
+      if (w * first.m * static_cast<index_t>(sizeof(S)) > kGroupBytes) break;
+      width = w;
+    }
+    return g1;
+  }
+
+  /// Where item `it` writes: the kernel computes C^T, (n, m) at c + n + m * ldc.
+  S* c_of(const Item& it) const {
+    const NTile& t = ntile(it.j);
+    const TnProduct<S>& p = product(t);
+    return p.C + (it.m0 - p.m0) * p.ldc + t.n0;
+  }
+
+  /// The items [g0, g1) on one tile of A: their C zeroed, then for each depth block the tile's
+  /// block of A packed once (in sub-blocks of kSubM columns, into rhs) and the kernel run for
+  /// each item.
+  void run_group(index_t g0, index_t g1, S* rhs) const {
+    Eigen::internal::gebp_kernel<S, S, index_t, ResMap, Traits::mr, Traits::nr, false, false> gebp;
+    const Item& first = item(g0);
+    for (index_t g = g0; g < g1; ++g) {
+      const NTile& t = ntile(item(g).j);
+      const index_t ldc = product(t).ldc, m = item(g).m;
+      S* c = c_of(item(g));
+      for (index_t r = 0; r < m; ++r) std::fill(c + r * ldc, c + r * ldc + t.n, S(0));
+    }
+    for (index_t kb = 0; kb < kb_count_; ++kb) {
+      const index_t k0 = kb * kDepth, kd = std::min(kDepth, K_ - k0);
+      for (index_t s0 = 0; s0 < first.m; s0 += kSubM) {
+        const index_t ms = std::min(kSubM, first.m - s0);
+        pack_rhs_by_rows(rhs, A_ + k0 * lda_ + first.m0 + s0, lda_, kd, ms, kStride);  // (k, m)
+        for (index_t g = g0; g < g1; ++g) {
+          const Item& it = item(g);
+          const NTile& t = ntile(it.j);
+          const index_t ldc = product(t).ldc;
+          const S* lhs = packed_b_.data() + (it.j * kb_count_ + kb) * kSlot;
+          gebp(ResMap(c_of(it) + s0 * ldc, ldc), lhs, rhs, t.n, kd, ms, S(1), -1, kStride);
+        }
+      }
+    }
+  }
+
+  const S* A_;
+  index_t lda_, K_;
+  const std::vector<TnProduct<S>>& ps_;
+  index_t kb_count_;  ///< depth blocks
+  std::vector<NTile> ntiles_;
+  std::vector<index_t> bounds_;
+  index_t work_ = 0;
+  std::vector<Item> items_;
+  AlignedBuffer<S> packed_b_;
+  AlignedBuffer<S> rhs_;
+};
+
 /// Several products C_p = A[:, m0_p:m1_p]^T B_p sharing one operand A (K x M, row-major, lda):
 /// both operands run along the long dimension K, as in the weight gradients of a layer,
 /// dW_ih = dG^T X and dW_hh = dG^T H over all T*B rows.
@@ -178,20 +371,9 @@ void gemm_tn_direct(const S* A, index_t lda, index_t K, const std::vector<TnProd
 /// Eigen's own product spent ~14% of an LSTM backward packing A and B again for every tile,
 /// measured). Every element of every C is computed by one item in the same order whatever the
 /// grouping: results do not depend on the thread count. A depth of at most kTnDirectMaxDepth
-/// goes to gemm_tn_direct instead (a choice made by K alone).
+/// goes to gemm_tn_direct instead (a choice made by K alone). (TnPacked above.)
 template <class S>
 void gemm_tn(const S* A, index_t lda, index_t K, std::initializer_list<TnProduct<S>> products) {
-  using Traits = Eigen::internal::gebp_traits<S, S>;
-  using LhsCol = Eigen::internal::const_blas_data_mapper<S, index_t, Eigen::ColMajor>;
-  using ResMap = Eigen::internal::blas_data_mapper<S, index_t, Eigen::ColMajor, Eigen::Unaligned, 1>;
-  // depth block: the kernel's 48-row panel of packed B (48 x kDepth) stays in L1; sub-blocks
-  // of A of kSubM columns keep a packed block of A and one of B in L2
-  constexpr index_t kTileN = 256, kSubM = 128, kDepth = 128, kStride = kDepth + 16;
-  // measured (float32, 1 and 2 threads, the weight gradients of LSTM S1 S2 S4): tiles of 256
-  // columns of A and groups of up to 1 MiB of C beat 512 / 512 KiB (no sharing on S2 and S4,
-  // 3-8% slower) and 128-column tiles (B packed blocks re-read more often)
-  constexpr index_t kGroupBytes = index_t(1) << 20;
-  constexpr index_t kPacket = kLhsPacket<S>;  // pack_lhs_by_rows takes whole packets
   const std::vector<TnProduct<S>> ps(products);
   if (K <= 0) {
     for (const auto& p : ps) {
@@ -199,126 +381,11 @@ void gemm_tn(const S* A, index_t lda, index_t K, std::initializer_list<TnProduct
         std::fill(p.C + r * p.ldc, p.C + r * p.ldc + p.N, S(0));
       }
     }
-    return;
-  }
-  if (K <= kTnDirectMaxDepth) {
+  } else if (K <= kTnDirectMaxDepth) {
     gemm_tn_direct(A, lda, K, ps);
-    return;
+  } else {
+    TnPacked<S>(A, lda, K, ps).run();
   }
-
-  // B_p^T in packed blocks (n tile, depth block kb), each kTileN * kDepth scalars
-  struct NTile {
-    index_t p, n0, n;
-  };
-  std::vector<NTile> ntiles;
-  std::vector<index_t> bounds;
-  index_t work = 0;
-  for (index_t p = 0; p < static_cast<index_t>(ps.size()); ++p) {
-    if (ps[p].m1 <= ps[p].m0 || ps[p].N <= 0) continue;
-    for (index_t n0 = 0; n0 < ps[p].N; n0 += kTileN) {
-      ntiles.push_back({p, n0, std::min(kTileN, ps[p].N - n0)});
-    }
-    bounds.push_back(ps[p].m0);
-    bounds.push_back(ps[p].m1);
-    work += (ps[p].m1 - ps[p].m0) * ps[p].N * K;
-  }
-  if (ntiles.empty()) return;
-  std::sort(bounds.begin(), bounds.end());
-  bounds.erase(std::unique(bounds.begin(), bounds.end()), bounds.end());
-  const index_t kb_count = (K + kDepth - 1) / kDepth;
-  const index_t tn = static_cast<index_t>(ntiles.size());
-  const bool small = work < kParallelMinWork;
-  constexpr index_t kSlot = kTileN * kDepth;
-  AlignedBuffer<S> packed_b(tn * kb_count * kSlot);
-  parallel_for(tn * kb_count, small ? 1 : num_threads(), [&](index_t item) {
-    const NTile& nt = ntiles[static_cast<size_t>(item / kb_count)];
-    const TnProduct<S>& p = ps[static_cast<size_t>(nt.p)];
-    const index_t k0 = item % kb_count * kDepth;
-    S* dst = packed_b.data() + item * kSlot;
-    const S* src = p.B + k0 * p.ldb + nt.n0;
-    const index_t kd = std::min(kDepth, K - k0);
-    if (nt.n % kPacket == 0) {
-      pack_lhs_by_rows(dst, src, p.ldb, kd, nt.n);
-    } else {
-      Eigen::internal::gemm_pack_lhs<S, index_t, LhsCol, Traits::mr, Traits::LhsProgress,
-                                     typename Traits::LhsPacket4Packing, Eigen::ColMajor>
-          pack_lhs;
-      pack_lhs(dst, LhsCol(src, p.ldb), kd, nt.n);
-    }
-  });
-
-  // the work items: (tile of A's columns, n tile), tiles in column order
-  struct Item {
-    index_t m0, m, j;  // A's columns [m0, m0 + m), n tile j
-  };
-  std::vector<Item> items;
-  auto make_items = [&](index_t tile_m) {
-    items.clear();
-    for (size_t b = 0; b + 1 < bounds.size(); ++b) {
-      for (index_t m0 = bounds[b]; m0 < bounds[b + 1]; m0 += tile_m) {
-        const index_t m = std::min(tile_m, bounds[b + 1] - m0);
-        for (index_t j = 0; j < tn; ++j) {
-          const TnProduct<S>& p = ps[static_cast<size_t>(ntiles[static_cast<size_t>(j)].p)];
-          if (p.m0 <= m0 && m0 < p.m1) items.push_back({m0, m, j});
-        }
-      }
-    }
-  };
-  index_t tile_m = 256;  // at least 8 items where the columns allow, to share among threads
-  make_items(tile_m);
-  while (tile_m > kSubM && items.size() < 8) make_items(tile_m /= 2);
-  const index_t count = static_cast<index_t>(items.size());
-  const int threads = small ? 1 : static_cast<int>(std::min<index_t>(num_threads(), count));
-
-  AlignedBuffer<S> buf(threads * kStride * kSubM);  // each thread's packed block of A
-  auto run = [&](index_t i, index_t nt) {
-    S* rhs = buf.data() + i * kStride * kSubM;
-    Eigen::internal::gebp_kernel<S, S, index_t, ResMap, Traits::mr, Traits::nr, false, false> gebp;
-    const index_t last = count * (i + 1) / nt;
-    for (index_t g0 = count * i / nt, g1; g0 < last; g0 = g1) {
-      const Item& first = items[static_cast<size_t>(g0)];
-      index_t width = ntiles[static_cast<size_t>(first.j)].n;
-      for (g1 = g0 + 1; g1 < last && items[static_cast<size_t>(g1)].m0 == first.m0; ++g1) {
-        const index_t w = width + ntiles[static_cast<size_t>(items[static_cast<size_t>(g1)].j)].n;
-        if (w * first.m * static_cast<index_t>(sizeof(S)) > kGroupBytes) break;
-        width = w;
-      }
-      auto c_of = [&](const Item& it) {  // the kernel computes C^T: (n, m) at c + n + m * ldc
-        const NTile& t = ntiles[static_cast<size_t>(it.j)];
-        const TnProduct<S>& p = ps[static_cast<size_t>(t.p)];
-        return p.C + (it.m0 - p.m0) * p.ldc + t.n0;
-      };
-      for (index_t g = g0; g < g1; ++g) {
-        const Item& it = items[static_cast<size_t>(g)];
-        const NTile& t = ntiles[static_cast<size_t>(it.j)];
-        const index_t ldc = ps[static_cast<size_t>(t.p)].ldc;
-        S* c = c_of(it);
-        for (index_t r = 0; r < it.m; ++r) std::fill(c + r * ldc, c + r * ldc + t.n, S(0));
-      }
-      for (index_t kb = 0; kb < kb_count; ++kb) {
-        const index_t k0 = kb * kDepth, kd = std::min(kDepth, K - k0);
-        for (index_t s0 = 0; s0 < first.m; s0 += kSubM) {
-          const index_t ms = std::min(kSubM, first.m - s0);
-          pack_rhs_by_rows(rhs, A + k0 * lda + first.m0 + s0, lda, kd, ms, kStride);  // A: (k, m)
-          for (index_t g = g0; g < g1; ++g) {
-            const Item& it = items[static_cast<size_t>(g)];
-            const NTile& t = ntiles[static_cast<size_t>(it.j)];
-            const index_t ldc = ps[static_cast<size_t>(t.p)].ldc;
-            const S* lhs = packed_b.data() + (it.j * kb_count + kb) * kSlot;
-            gebp(ResMap(c_of(it) + s0 * ldc, ldc), lhs, rhs, t.n, kd, ms, S(1), -1, kStride);
-          }
-        }
-      }
-    }
-  };
-#ifdef _OPENMP
-  if (threads > 1) {
-#pragma omp parallel num_threads(threads)
-    run(omp_get_thread_num(), omp_get_num_threads());
-    return;
-  }
-#endif
-  run(0, 1);
 }
 
 /// C (M x N, row-major, ldc) = A^T B, with A (K x M, lda) and B (K x N, ldb) row-major: one
