@@ -100,6 +100,26 @@ const S* sorted_steps(const LengthPlan& p, const index_t* lengths, const S* src,
   return buf.data();
 }
 
+/// What the driver needs of layer l, direction dir (entry l*D + dir) in both passes: the sizes
+/// with this layer's input size, its weights, the direction and the running rows per step.
+template <class DirArgs, class S>
+DirArgs dir_args(const Dims& d, const Weights<S>* weights, index_t l, index_t dir,
+                 const index_t* active) {
+  DirArgs r;
+  r.d = d;
+  r.d.I = d.input_size(l);
+  r.w = &weights[l * d.D + dir];
+  r.reverse = dir == 1;
+  r.active = active;
+  return r;
+}
+
+/// Entry k of an (L*D, B, W) array of states (size = B*W), nullptr for none.
+template <class P>
+P entry(P states, index_t k, index_t size) {
+  return states ? states + k * size : nullptr;
+}
+
 template <class Cell, class S>
 void stack_forward(const Dims& d, const ForwardArgs<S>& a) {
   const index_t T = d.T, B = d.B, Hs = d.hs(), H = d.H, LD = d.L * d.D, DHs = d.D * Hs;
@@ -132,23 +152,17 @@ void stack_forward(const Dims& d, const ForwardArgs<S>& a) {
     S* out = l == d.L - 1 ? y
              : training   ? a.workspace + SL.outputs + l * layer_out
                           : inner.data() + (l % 2) * layer_out;
-    Dims dl = d;
-    dl.I = d.input_size(l);
     for (index_t dir = 0; dir < d.D; ++dir) {
       const index_t k = l * d.D + dir;
-      DirForward<S> f;
-      f.d = dl;
-      f.w = &a.weights[k];
+      auto f = dir_args<DirForward<S>>(d, a.weights, l, dir, active);
       f.x = in;
-      f.h0 = h0 ? h0 + k * B * Hs : nullptr;
-      f.c0 = c0 ? c0 + k * B * H : nullptr;
+      f.h0 = entry(h0, k, B * Hs);
+      f.c0 = entry(c0, k, B * H);
       f.y = out + dir * Hs;
       f.ldy = DHs;
-      f.h_n = h_n + k * B * Hs;
-      f.c_n = Cell::kCellState ? c_n + k * B * H : nullptr;
+      f.h_n = entry(h_n, k, B * Hs);
+      f.c_n = entry(c_n, k, B * H);
       f.ws = training ? a.workspace + SL.dir(l, dir, d.D) : nullptr;
-      f.reverse = dir == 1;
-      f.active = active;
       forward_dir<Cell>(f);
     }
     if (dropout && l < d.L - 1) {  // inverted dropout between layers (training only)
@@ -215,26 +229,20 @@ void stack_backward(const Dims& d, const BackwardArgs<S>& a) {
   for (index_t l = d.L - 1; l >= 0; --l) {
     const S* in = l == 0 ? x : a.workspace + SL.outputs + (l - 1) * layer_out;
     S* din = l == 0 ? dx : dinner.data() + ((l - 1) % 2) * layer_out;
-    Dims dl = d;
-    dl.I = d.input_size(l);
     for (index_t dir = 0; dir < d.D; ++dir) {
       const index_t k = l * d.D + dir;
-      DirBackward<S> b;
-      b.d = dl;
-      b.w = &a.weights[k];
+      auto b = dir_args<DirBackward<S>>(d, a.weights, l, dir, active);
       b.g = &a.grads[k];
       b.x = in;
       b.ws = a.workspace + SL.dir(l, dir, d.D);
-      b.dy = dout ? dout + dir * Hs : nullptr;
+      b.dy = dout ? dout + dir * Hs : nullptr;  // this direction's half of each row
       b.lddy = DHs;
-      b.dh_n = dh_n ? dh_n + k * B * Hs : nullptr;
-      b.dc_n = dc_n ? dc_n + k * B * H : nullptr;
+      b.dh_n = entry(dh_n, k, B * Hs);
+      b.dc_n = entry(dc_n, k, B * H);
       b.dx = din;
       b.accumulate_dx = dir > 0;
-      b.dh0 = dh0 + k * B * Hs;
-      b.dc0 = Cell::kCellState ? dc0 + k * B * H : nullptr;
-      b.reverse = dir == 1;
-      b.active = active;
+      b.dh0 = entry(dh0, k, B * Hs);
+      b.dc0 = entry(dc0, k, B * H);
       backward_dir<Cell>(b);
     }
     if (l > 0 && dropout) {  // through the dropout that made this layer's input
