@@ -587,6 +587,67 @@ Result<S> run_kernel(const Problem& p, bool backward, bool training = true,
 const char* type_name(float) { return "float"; }
 const char* type_name(double) { return "double"; }
 
+/// Lengths outside [0, T] are refused before any kernel runs (api.cpp), by forward and by
+/// backward, with a message naming the entry; a refused backward leaves the workspace unused.
+template <class S>
+void check_bad_lengths() {
+  const CellKind cell = CellKind::Lstm;
+  Dims d;
+  d.T = 3;
+  d.B = 2;
+  d.I = 2;
+  d.H = 4;
+  const index_t GH = 4 * d.H, n = d.T * d.B;
+  auto buf = [](index_t size, double v) { return std::vector<S>(static_cast<size_t>(size), S(v)); };
+  const std::vector<S> w_ih = buf(GH * d.I, 0.1), w_hh = buf(GH * d.H, -0.1), x = buf(n * d.I, 0.5);
+  std::vector<S> y = buf(n * d.H, 0), hn = buf(d.B * d.H, 0), cn = hn, dh0 = hn, dc0 = hn;
+  std::vector<S> dx = buf(n * d.I, 0), dw_ih = buf(GH * d.I, 0), dw_hh = buf(GH * d.H, 0);
+  std::vector<S> ws = buf(fastrnn::workspace_size<S>(cell, d), 0);
+  fastrnn::Weights<S> w;
+  w.w_ih = w_ih.data();
+  w.w_hh = w_hh.data();
+  fastrnn::WeightGrads<S> g;
+  g.dw_ih = dw_ih.data();
+  g.dw_hh = dw_hh.data();
+  const index_t ok[] = {3, 1}, too_long[] = {3, 4}, negative[] = {-1, 2};
+  fastrnn::ForwardArgs<S> fa;
+  fa.weights = &w;
+  fa.x = x.data();
+  fa.y = y.data();
+  fa.h_n = hn.data();
+  fa.c_n = cn.data();
+  fa.workspace = ws.data();
+  fastrnn::BackwardArgs<S> ba;
+  ba.weights = &w;
+  ba.x = x.data();
+  ba.workspace = ws.data();
+  ba.dx = dx.data();
+  ba.dh0 = dh0.data();
+  ba.dc0 = dc0.data();
+  ba.grads = &g;
+  const std::string ty = type_name(S());
+  auto expect = [&](const std::string& what, const std::string& message, auto&& call) {
+    try {
+      call();
+      fail(what + " did not throw");
+    } catch (const std::invalid_argument& e) {
+      if (e.what() != message) fail(what + " threw \"" + e.what() + "\", not \"" + message + "\"");
+    }
+  };
+  const std::string past_t = "lengths: entry 1 is 4, outside [0, T=3]";
+  fa.lengths = too_long;
+  expect(ty + " forward with a length > T", past_t, [&] { fastrnn::forward<S>(cell, d, fa); });
+  fa.lengths = negative;
+  expect(ty + " forward with a length < 0", "lengths: entry 0 is -1, outside [0, T=3]",
+         [&] { fastrnn::forward<S>(cell, d, fa); });
+  fa.lengths = ok;
+  fastrnn::forward<S>(cell, d, fa);
+  ba.lengths = too_long;
+  expect(ty + " backward with a length > T", past_t, [&] { fastrnn::backward<S>(cell, d, ba); });
+  ba.lengths = ok;
+  fastrnn::backward<S>(cell, d, ba);  // the workspace was not consumed by the refused call
+}
+
 template <class S>
 constexpr double fwd_tol() {
   return sizeof(S) == 8 ? 1e-10 : 1e-4;
@@ -964,60 +1025,69 @@ Dims dims(index_t T, index_t B, index_t I, index_t H, index_t P = 0, index_t L =
   return d;
 }
 
+/// A problem of `cell` named `name` with sizes d, the other options at their defaults.
+Config config(CellKind cell, const char* name, const Dims& d) {
+  Config c;
+  c.cell = cell;
+  c.name = name;
+  c.d = d;
+  return c;
+}
+
+/// The LSTM projection's correctness problems.
+void lstm_projection_configs(std::vector<Config>& out) {
+  const CellKind cell = CellKind::Lstm;
+  {
+    Config x = config(cell, "proj_stack", dims(4, 3, 4, 6, 3, 2, 2));
+    x.dropout = true;
+    x.lengths = {4, 1, 0};
+    out.push_back(x);
+  }
+  {
+    Config x = config(cell, "proj_wide", dims(6, 5, 9, 21, 17));
+    x.lengths = {6, 6, 3, 1, 5};
+    x.fd_cap = 30;
+    out.push_back(x);
+  }
+  {
+    Config x = config(cell, "proj_direct", dims(2, 1, 37, 70, 33));
+    x.fd_cap = 4;
+    out.push_back(x);
+  }
+}
+
 /// Correctness problems (checked by finite differences), every cell.
 std::vector<Config> correctness_configs() {
   std::vector<Config> out;
   for (CellKind cell : kCells) {
-    Config c;
-    c.cell = cell;
-    auto add = [&](Config x) {
-      x.cell = cell;
-      out.push_back(x);
-    };
-    {  // a few steps of a few sequences: unpacked per-step products
-      Config x = c;
-      x.name = "basic";
-      x.d = dims(4, 3, 5, 6);
-      add(x);
-    }
+    // a few steps of a few sequences: unpacked per-step products
+    out.push_back(config(cell, "basic", dims(4, 3, 5, 6)));
     {  // no biases, zero initial states, no final-state gradients; weight gradients over 6 rows
-      Config x = c;
-      x.name = "nobias_zero_states";
-      x.d = dims(2, 3, 4, 5);
+      Config x = config(cell, "nobias_zero_states", dims(2, 3, 4, 5));
       x.bias = false;
       x.h0 = false;
       x.dhn = false;
-      add(x);
+      out.push_back(x);
     }
     {  // only the final states in the loss, bidirectional
-      Config x = c;
-      x.name = "no_dy";
-      x.d = dims(3, 2, 3, 4, 0, 1, 2);
+      Config x = config(cell, "no_dy", dims(3, 2, 3, 4, 0, 1, 2));
       x.dy = false;
-      add(x);
+      out.push_back(x);
     }
     {  // two bidirectional layers, dropout, variable lengths (one 0, some < T)
-      Config x = c;
-      x.name = "stack";
-      x.d = dims(5, 4, 4, 5, 0, 2, 2);
+      Config x = config(cell, "stack", dims(5, 4, 4, 5, 0, 2, 2));
       x.dropout = true;
       x.lengths = {5, 0, 3, 2};
-      add(x);
+      out.push_back(x);
     }
     {  // H past the widest SIMD packet (16 floats) with a tail; packed products
-      Config x = c;
-      x.name = "wide";
-      x.d = dims(5, 6, 7, 19, 0, 1, 2);
+      Config x = config(cell, "wide", dims(5, 6, 7, 19, 0, 1, 2));
       x.lengths = {5, 2, 5, 0, 1, 4};
       x.fd_cap = 40;
-      add(x);
+      out.push_back(x);
     }
-    {  // no steps at all: h_n = h0, and the gradients pass straight through
-      Config x = c;
-      x.name = "T0";
-      x.d = dims(0, 2, 3, 4, 0, 1, 2);
-      add(x);
-    }
+    // no steps at all: h_n = h0, and the gradients pass straight through
+    out.push_back(config(cell, "T0", dims(0, 2, 3, 4, 0, 1, 2)));
     // the shapes of the Python tests that reach the kernels' blockings (sampled entries)
     struct Shape {
       const char* name;
@@ -1032,37 +1102,11 @@ std::vector<Config> correctness_configs() {
         {"batch1_33", 9, 1, 20, 33},    // batch 1, more steps: packed again
     };
     for (const Shape& s : shapes) {
-      Config x = c;
-      x.name = s.name;
-      x.d = dims(s.T, s.B, s.I, s.H);
+      Config x = config(cell, s.name, dims(s.T, s.B, s.I, s.H));
       x.fd_cap = 4;
-      add(x);
+      out.push_back(x);
     }
-    if (cell == CellKind::Lstm) {
-      {
-        Config x = c;
-        x.name = "proj_stack";
-        x.d = dims(4, 3, 4, 6, 3, 2, 2);
-        x.dropout = true;
-        x.lengths = {4, 1, 0};
-        add(x);
-      }
-      {
-        Config x = c;
-        x.name = "proj_wide";
-        x.d = dims(6, 5, 9, 21, 17);
-        x.lengths = {6, 6, 3, 1, 5};
-        x.fd_cap = 30;
-        add(x);
-      }
-      {
-        Config x = c;
-        x.name = "proj_direct";
-        x.d = dims(2, 1, 37, 70, 33);
-        x.fd_cap = 4;
-        add(x);
-      }
-    }
+    if (cell == CellKind::Lstm) lstm_projection_configs(out);
   }
   return out;
 }
@@ -1070,40 +1114,28 @@ std::vector<Config> correctness_configs() {
 /// Thread-determinism problems (no finite differences), every cell.
 std::vector<Config> thread_configs() {
   std::vector<Config> out;
+  auto add = [&](Config x) {
+    x.fd = false;
+    out.push_back(x);
+  };
   for (CellKind cell : kCells) {
-    Config c;
-    c.cell = cell;
-    c.fd = false;
     {  // big enough that the time loops run in a team of threads (a step's recurrent product
        // B*G*H*H >= 2^16 multiply-adds: kParallelMinWork): H = 120 for the one-gate RNN
-      Config x = c;
-      x.name = "threads";
       const bool rnn = cell == CellKind::RnnTanh || cell == CellKind::RnnRelu;
-      x.d = dims(7, 5, 33, rnn ? 120 : 70, 0, 2, 2);
+      Config x = config(cell, "threads", dims(7, 5, 33, rnn ? 120 : 70, 0, 2, 2));
       x.dropout = true;
       x.lengths = {7, 3, 7, 0, 5};
-      out.push_back(x);
+      add(x);
     }
     if (cell == CellKind::Lstm) {
-      Config x = c;
-      x.name = "threads_proj";
-      x.d = dims(7, 5, 33, 80, 50, 2, 2);
+      Config x = config(cell, "threads_proj", dims(7, 5, 33, 80, 50, 2, 2));
       x.dropout = true;
       x.lengths = {2, 7, 7, 6, 0};
-      out.push_back(x);
+      add(x);
     }
-    {  // batch 1, one step: the unpacked (direct) products, shared among threads
-      Config x = c;
-      x.name = "direct_b1";
-      x.d = dims(1, 1, 33, 260);
-      out.push_back(x);
-    }
-    {
-      Config x = c;
-      x.name = "direct_b3";
-      x.d = dims(3, 3, 33, 260);
-      out.push_back(x);
-    }
+    // batch 1, one step: the unpacked (direct) products, shared among threads
+    add(config(cell, "direct_b1", dims(1, 1, 33, 260)));
+    add(config(cell, "direct_b3", dims(3, 3, 33, 260)));
   }
   return out;
 }
@@ -1205,6 +1237,8 @@ int main(int argc, char** argv) {
       try {
         check_train<double>(seed + 17);
         check_train<float>(seed + 17);
+        check_bad_lengths<double>();
+        check_bad_lengths<float>();
       } catch (const std::exception& e) {
         fail(tag + " train: exception " + std::string(e.what()));
       }
