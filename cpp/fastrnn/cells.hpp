@@ -13,6 +13,7 @@
 //                   come in hproj (GRU reset_after: n, which r scales)
 //   kHiddenGradDiffers  true if the gradient w.r.t. the recurrent product differs from the one
 //                   w.r.t. the input projection (GRU reset_after: the n block is scaled by r)
+//   kKind           its CellKind (fastrnn.hpp), written into the workspace's header
 //   an enum of its gates' names (kI, kF, kG, kO; kR, kZ, kN), their blocks' order (GateLayout)
 // and static functions that each make ONE pass over the (B, G*H) gates of one step:
 //   forward(FwdStep)      [forward_stage1 first, for two-stage cells]
@@ -153,6 +154,7 @@ struct RnnCell {
   static constexpr bool kExtra = false;
   static constexpr int kIntoGates = kGates;
   static constexpr bool kHiddenGradDiffers = false;
+  static constexpr CellKind kKind = kRelu ? CellKind::RnnRelu : CellKind::RnnTanh;
   enum Gate : int { kA };  ///< the pre-activation a, then h' itself
 
   template <class S>
@@ -193,6 +195,7 @@ struct LstmCell {
   static constexpr bool kExtra = false;
   static constexpr int kIntoGates = kGates;
   static constexpr bool kHiddenGradDiffers = false;
+  static constexpr CellKind kKind = CellKind::Lstm;
   enum Gate : int { kI, kF, kG, kO };
 
   template <class S>
@@ -242,6 +245,7 @@ struct GruCell {
   static constexpr bool kExtra = true;
   static constexpr int kIntoGates = 2;  // r, z
   static constexpr bool kHiddenGradDiffers = true;
+  static constexpr CellKind kKind = CellKind::Gru;
   enum Gate : int { kR, kZ, kN };
 
   template <class S>
@@ -286,6 +290,7 @@ struct GruResetBeforeCell {
   static constexpr bool kExtra = true;
   static constexpr int kIntoGates = 2;  // r, z
   static constexpr bool kHiddenGradDiffers = false;
+  static constexpr CellKind kKind = CellKind::GruResetBefore;
   enum Gate : int { kR, kZ, kN };
 
   template <class S>

@@ -116,7 +116,7 @@ DirArgs dir_args(const Dims& d, const Weights<S>* weights, index_t l, index_t di
 
 /// Entry k of an (L*D, B, W) array of states (size = B*W), nullptr for none.
 template <class P>
-P entry(P states, index_t k, index_t size) {
+P state_entry(P states, index_t k, index_t size) {
   return states ? states + k * size : nullptr;
 }
 
@@ -156,12 +156,12 @@ void stack_forward(const Dims& d, const ForwardArgs<S>& a) {
       const index_t k = l * d.D + dir;
       auto f = dir_args<DirForward<S>>(d, a.weights, l, dir, active);
       f.x = in;
-      f.h0 = entry(h0, k, B * Hs);
-      f.c0 = entry(c0, k, B * H);
+      f.h0 = state_entry(h0, k, B * Hs);
+      f.c0 = state_entry(c0, k, B * H);
       f.y = out + dir * Hs;
       f.ldy = DHs;
-      f.h_n = entry(h_n, k, B * Hs);
-      f.c_n = entry(c_n, k, B * H);
+      f.h_n = state_entry(h_n, k, B * Hs);
+      f.c_n = state_entry(c_n, k, B * H);
       f.ws = training ? a.workspace + SL.dir(l, dir, d.D) : nullptr;
       forward_dir<Cell>(f);
     }
@@ -189,7 +189,7 @@ void stack_forward(const Dims& d, const ForwardArgs<S>& a) {
   }
   if (training) {
     write_header<S>(a.workspace,
-                    HeaderFacts{cell_kind_of<Cell>(), d, a.weights[0].b_ih != nullptr,
+                    HeaderFacts{Cell::kKind, d, a.weights[0].b_ih != nullptr,
                                 dropout, lengths_hash(a.lengths, B)},
                     WorkspaceState::Ready);
   }
@@ -198,7 +198,7 @@ void stack_forward(const Dims& d, const ForwardArgs<S>& a) {
 template <class Cell, class S>
 void stack_backward(const Dims& d, const BackwardArgs<S>& a) {
   const index_t T = d.T, B = d.B, Hs = d.hs(), H = d.H, LD = d.L * d.D, DHs = d.D * Hs;
-  const HeaderFacts facts{cell_kind_of<Cell>(), d, a.weights[0].b_ih != nullptr, false,
+  const HeaderFacts facts{Cell::kKind, d, a.weights[0].b_ih != nullptr, false,
                           lengths_hash(a.lengths, B)};
   const bool dropout = check_header<S>(a.workspace, facts);
   const StackLayout SL = stack_layout<S>(Cell::kGates, Cell::kCellState, Cell::kExtra, d, dropout);
@@ -237,12 +237,12 @@ void stack_backward(const Dims& d, const BackwardArgs<S>& a) {
       b.ws = a.workspace + SL.dir(l, dir, d.D);
       b.dy = dout ? dout + dir * Hs : nullptr;  // this direction's half of each row
       b.lddy = DHs;
-      b.dh_n = entry(dh_n, k, B * Hs);
-      b.dc_n = entry(dc_n, k, B * H);
+      b.dh_n = state_entry(dh_n, k, B * Hs);
+      b.dc_n = state_entry(dc_n, k, B * H);
       b.dx = din;
       b.accumulate_dx = dir > 0;
-      b.dh0 = entry(dh0, k, B * Hs);
-      b.dc0 = entry(dc0, k, B * H);
+      b.dh0 = state_entry(dh0, k, B * Hs);
+      b.dc0 = state_entry(dc0, k, B * H);
       backward_dir<Cell>(b);
     }
     if (l > 0 && dropout) {  // through the dropout that made this layer's input

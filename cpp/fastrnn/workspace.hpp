@@ -17,25 +17,6 @@
 namespace fastrnn::detail {
 inline namespace FASTRNN_ISA_NS {
 
-struct LstmCell;
-struct GruCell;
-struct GruResetBeforeCell;
-template <bool kRelu>
-struct RnnCell;
-
-template <class Cell>
-constexpr CellKind cell_kind_of();
-template <>
-constexpr CellKind cell_kind_of<RnnCell<false>>() { return CellKind::RnnTanh; }
-template <>
-constexpr CellKind cell_kind_of<RnnCell<true>>() { return CellKind::RnnRelu; }
-template <>
-constexpr CellKind cell_kind_of<LstmCell>() { return CellKind::Lstm; }
-template <>
-constexpr CellKind cell_kind_of<GruCell>() { return CellKind::Gru; }
-template <>
-constexpr CellKind cell_kind_of<GruResetBeforeCell>() { return CellKind::GruResetBefore; }
-
 inline constexpr std::int64_t kMagic = 0x3130535752524e46;  // "FNRRWS01" little-endian
 
 enum class WorkspaceState : std::int64_t { Ready = 1, Consumed = 2 };
