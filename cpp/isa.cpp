@@ -30,7 +30,8 @@
 #endif
 
 // The tables, constant data defined by each variant's cpp/kernels/table.cpp.
-#define FASTRNN_DECLARE_TABLE(ns) extern "C" const fastrnn::detail::KernelTable fastrnn_kernels_##ns;
+#define FASTRNN_DECLARE_TABLE(ns) \
+  extern "C" const fastrnn::detail::KernelTable fastrnn_kernels_##ns;
 FASTRNN_FOR_EACH_ISA(FASTRNN_DECLARE_TABLE)
 #undef FASTRNN_DECLARE_TABLE
 
@@ -99,16 +100,20 @@ std::uint64_t detect() {
     l7 = cpuid(7, 0);
     if (l7.a >= 1) l7s1 = cpuid(7, 1);
   }
-  const FeatureBit scalar[] = {  // no register state of their own
-      {l1.c, 0, kSse3},  {l1.c, 9, kSsse3},  {l1.c, 19, kSse41}, {l1.c, 20, kSse42},
-      {l1.c, 22, kMovbe}, {l1.c, 23, kPopcnt}, {ext.c, 5, kLzcnt}, {l7.b, 3, kBmi1},
-      {l7.b, 8, kBmi2}};
-  const FeatureBit avx[] = {  // need the OS to save the YMM registers
-      {l1.c, 28, kAvx}, {l1.c, 12, kFma}, {l1.c, 29, kF16c}, {l7.b, 5, kAvx2}};
-  const FeatureBit avx512[] = {  // need the OS to save the ZMM and opmask registers too
-      {l7.b, 16, kAvx512f}, {l7.b, 17, kAvx512dq},   {l7.b, 28, kAvx512cd},
-      {l7.b, 30, kAvx512bw}, {l7.b, 31, kAvx512vl}, {l7.c, 11, kAvx512vnni},
-      {l7s1.a, 5, kAvx512bf16}};
+  const FeatureBit scalar[] = {// no register state of their own
+                               {l1.c, 0, kSse3},   {l1.c, 9, kSsse3},  {l1.c, 19, kSse41},
+                               {l1.c, 20, kSse42}, {l1.c, 22, kMovbe}, {l1.c, 23, kPopcnt},
+                               {ext.c, 5, kLzcnt}, {l7.b, 3, kBmi1},   {l7.b, 8, kBmi2}};
+  const FeatureBit avx[] = {// need the OS to save the YMM registers
+                            {l1.c, 28, kAvx},
+                            {l1.c, 12, kFma},
+                            {l1.c, 29, kF16c},
+                            {l7.b, 5, kAvx2}};
+  const FeatureBit avx512[] = {// need the OS to save the ZMM and opmask registers too
+                               {l7.b, 16, kAvx512f},    {l7.b, 17, kAvx512dq},
+                               {l7.b, 28, kAvx512cd},   {l7.b, 30, kAvx512bw},
+                               {l7.b, 31, kAvx512vl},   {l7.c, 11, kAvx512vnni},
+                               {l7s1.a, 5, kAvx512bf16}};
   std::uint64_t f = features(scalar);
   // The vector extensions need the OS to save their registers (XCR0), not only the CPU.
   const bool osxsave = (l1.c >> 27) & 1u;
@@ -186,14 +191,27 @@ std::uint64_t cpu_features() noexcept {
 }
 
 std::string feature_names(std::uint64_t bits) {
-  static const std::pair<std::uint64_t, const char*> kNames[] = {
-      {kSse3, "sse3"},         {kSsse3, "ssse3"},         {kSse41, "sse4.1"},
-      {kSse42, "sse4.2"},      {kPopcnt, "popcnt"},       {kAvx, "avx"},
-      {kAvx2, "avx2"},         {kFma, "fma"},             {kF16c, "f16c"},
-      {kBmi1, "bmi1"},         {kBmi2, "bmi2"},           {kLzcnt, "lzcnt"},
-      {kMovbe, "movbe"},       {kAvx512f, "avx512f"},     {kAvx512bw, "avx512bw"},
-      {kAvx512cd, "avx512cd"}, {kAvx512dq, "avx512dq"},   {kAvx512vl, "avx512vl"},
-      {kAvx512vnni, "avx512_vnni"}, {kAvx512bf16, "avx512_bf16"}, {kNeon, "neon"}};
+  static const std::pair<std::uint64_t, const char*> kNames[] = {{kSse3, "sse3"},
+                                                                 {kSsse3, "ssse3"},
+                                                                 {kSse41, "sse4.1"},
+                                                                 {kSse42, "sse4.2"},
+                                                                 {kPopcnt, "popcnt"},
+                                                                 {kAvx, "avx"},
+                                                                 {kAvx2, "avx2"},
+                                                                 {kFma, "fma"},
+                                                                 {kF16c, "f16c"},
+                                                                 {kBmi1, "bmi1"},
+                                                                 {kBmi2, "bmi2"},
+                                                                 {kLzcnt, "lzcnt"},
+                                                                 {kMovbe, "movbe"},
+                                                                 {kAvx512f, "avx512f"},
+                                                                 {kAvx512bw, "avx512bw"},
+                                                                 {kAvx512cd, "avx512cd"},
+                                                                 {kAvx512dq, "avx512dq"},
+                                                                 {kAvx512vl, "avx512vl"},
+                                                                 {kAvx512vnni, "avx512_vnni"},
+                                                                 {kAvx512bf16, "avx512_bf16"},
+                                                                 {kNeon, "neon"}};
   std::string s;
   for (const auto& [b, n] : kNames) {
     if (bits & b) s += std::string(s.empty() ? "" : " ") + n;

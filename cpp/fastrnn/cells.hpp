@@ -60,16 +60,16 @@ EIGEN_STRONG_INLINE void for_each_chunk(index_t H, F&& f) {
 template <class S>
 struct FwdStep {
   index_t B, H, units;
-  S* gates;             ///< (B, G*H) in: x W_ih^T + b_ih, and for the first kIntoGates blocks
-                        ///< + h_{t-1} W_hh^T + b_hh; out: activated gates (saved)
-  const S* hproj;       ///< (B, (G1-kIntoGates)*H) the other blocks' h_{t-1} W_hh^T + b_hh, or
-                        ///< nullptr
-  const S* hproj2;      ///< (B, (G-G1)*H) W_hh[G1:] extra_t + b_hh[G1:] (two-stage), else nullptr
-  const S* h_prev;      ///< (B, H)
-  S* h;                 ///< (B, H) out
-  const S* c_prev;      ///< (B, H) LSTM only
-  S* c;                 ///< (B, H) out, LSTM only
-  S* extra;             ///< (B, H) out, cells with kExtra
+  S* gates;         ///< (B, G*H) in: x W_ih^T + b_ih, and for the first kIntoGates blocks
+                    ///< + h_{t-1} W_hh^T + b_hh; out: activated gates (saved)
+  const S* hproj;   ///< (B, (G1-kIntoGates)*H) the other blocks' h_{t-1} W_hh^T + b_hh, or
+                    ///< nullptr
+  const S* hproj2;  ///< (B, (G-G1)*H) W_hh[G1:] extra_t + b_hh[G1:] (two-stage), else nullptr
+  const S* h_prev;  ///< (B, H)
+  S* h;             ///< (B, H) out
+  const S* c_prev;  ///< (B, H) LSTM only
+  S* c;             ///< (B, H) out, LSTM only
+  S* extra;         ///< (B, H) out, cells with kExtra
 
   /// Every array (step_cols moves them all).
   auto arrays() { return std::tie(gates, hproj, hproj2, h_prev, h, c_prev, c, extra); }
@@ -80,16 +80,16 @@ struct FwdStep {
 template <class S>
 struct BwdStep {
   index_t B, H, units;
-  S* gates;             ///< (B, G*H) in: activated gates; out: dL/d(pre-activation), input side
-  S* dgh;               ///< (B, G*H) out: same, recurrent side (kHiddenGradDiffers), else nullptr
-  const S* dh;          ///< (B, H) dL/dh_t, total (from y_t and from step t+1)
-  S* dc;                ///< (B, H) in: dL/dc_t from step t+1; out: dL/dc_{t-1} (LSTM only)
-  S* dh_prev;           ///< (B, H) out: the part of dL/dh_{t-1} that does not go through W_hh
-  const S* h_prev;      ///< (B, H)
-  const S* c_prev;      ///< (B, H) LSTM only
-  const S* c;           ///< (B, H) LSTM only
-  const S* extra;       ///< (B, H) saved extra, cells with kExtra
-  const S* dextra;      ///< (B, H) dL/d(extra) through W_hh[G1:] (two-stage cells)
+  S* gates;         ///< (B, G*H) in: activated gates; out: dL/d(pre-activation), input side
+  S* dgh;           ///< (B, G*H) out: same, recurrent side (kHiddenGradDiffers), else nullptr
+  const S* dh;      ///< (B, H) dL/dh_t, total (from y_t and from step t+1)
+  S* dc;            ///< (B, H) in: dL/dc_t from step t+1; out: dL/dc_{t-1} (LSTM only)
+  S* dh_prev;       ///< (B, H) out: the part of dL/dh_{t-1} that does not go through W_hh
+  const S* h_prev;  ///< (B, H)
+  const S* c_prev;  ///< (B, H) LSTM only
+  const S* c;       ///< (B, H) LSTM only
+  const S* extra;   ///< (B, H) saved extra, cells with kExtra
+  const S* dextra;  ///< (B, H) dL/d(extra) through W_hh[G1:] (two-stage cells)
 
   /// Every array (step_cols moves them all).
   auto arrays() { return std::tie(gates, dgh, dh, dc, dh_prev, h_prev, c_prev, c, extra, dextra); }
@@ -178,7 +178,7 @@ struct RnnCell {
       if constexpr (kRelu) {
         a = (a > S(0)).select(d, S(0));  // da = dh * [h > 0]
       } else {
-        a = d * (S(1) - a.square());     // da = dh * (1 - h^2)
+        a = d * (S(1) - a.square());  // da = dh * (1 - h^2)
       }
       u.at(s.dh_prev).setZero();  // no direct path from h_t to h_{t-1}
     });
@@ -210,7 +210,7 @@ struct LstmCell {
       o = sigmoid(o);
       const V cn = f * u.at(s.c_prev) + i * g;  // c' = f*c + i*g
       u.at(s.c) = cn;
-      u.at(s.h) = o * cn.tanh();                // h' = o*tanh(c')
+      u.at(s.h) = o * cn.tanh();  // h' = o*tanh(c')
     });
   }
 
@@ -267,14 +267,14 @@ struct GruCell {
       using V = typename decltype(u)::Values;
       auto r = u.gate(s.gates, kR), z = u.gate(s.gates, kZ), n = u.gate(s.gates, kN);
       const V dh = u.at(s.dh);
-      u.at(s.dh_prev) = dh * z;                                // dh_{t-1} (direct) = dh*z
-      const V dn = dh * (S(1) - z) * (S(1) - n.square());      // dn = dh*(1-z)*(1-n^2)
-      z = dh * (u.at(s.h_prev) - n) * z * (S(1) - z);          // dz = dh*(h_{t-1}-n)*z(1-z)
-      u.gate(s.dgh, kN) = dn * r;                              // d(W_hn h + b_hn) = dn*r
-      r = dn * u.at(s.extra) * r * (S(1) - r);                 // dr = dn * hn * r(1-r)
+      u.at(s.dh_prev) = dh * z;                            // dh_{t-1} (direct) = dh*z
+      const V dn = dh * (S(1) - z) * (S(1) - n.square());  // dn = dh*(1-z)*(1-n^2)
+      z = dh * (u.at(s.h_prev) - n) * z * (S(1) - z);      // dz = dh*(h_{t-1}-n)*z(1-z)
+      u.gate(s.dgh, kN) = dn * r;                          // d(W_hn h + b_hn) = dn*r
+      r = dn * u.at(s.extra) * r * (S(1) - r);             // dr = dn * hn * r(1-r)
       n = dn;
-      u.gate(s.dgh, kR) = r;                                   // r, z: both sides share
-      u.gate(s.dgh, kZ) = z;                                   //   the same gradient
+      u.gate(s.dgh, kR) = r;  // r, z: both sides share
+      u.gate(s.dgh, kZ) = z;  //   the same gradient
     });
   }
 };
@@ -319,9 +319,9 @@ struct GruResetBeforeCell {
       using V = typename decltype(u)::Values;
       auto z = u.gate(s.gates, kZ), n = u.gate(s.gates, kN);
       const V dh = u.at(s.dh);
-      u.at(s.dh_prev) = dh * z;                             // dh_{t-1} (direct) = dh * z
-      const V dn = dh * (S(1) - z) * (S(1) - n.square());   // dn = dh*(1-z)*(1-n^2)
-      z = dh * (u.at(s.h_prev) - n) * z * (S(1) - z);       // dz = dh*(h_{t-1}-n)*z(1-z)
+      u.at(s.dh_prev) = dh * z;                            // dh_{t-1} (direct) = dh * z
+      const V dn = dh * (S(1) - z) * (S(1) - n.square());  // dn = dh*(1-z)*(1-n^2)
+      z = dh * (u.at(s.h_prev) - n) * z * (S(1) - z);      // dz = dh*(h_{t-1}-n)*z(1-z)
       n = dn;
     });
   }
@@ -333,8 +333,8 @@ struct GruResetBeforeCell {
       using V = typename decltype(u)::Values;
       auto r = u.gate(s.gates, kR);
       const V drh = u.at(s.dextra);
-      u.at(s.dh_prev) += drh * r;                          // dh_{t-1} += d(r*h) * r
-      r = drh * u.at(s.h_prev) * r * (S(1) - r);           // dr = d(r*h) * h_{t-1} * r(1-r)
+      u.at(s.dh_prev) += drh * r;                 // dh_{t-1} += d(r*h) * r
+      r = drh * u.at(s.h_prev) * r * (S(1) - r);  // dr = d(r*h) * h_{t-1} * r(1-r)
     });
   }
 };

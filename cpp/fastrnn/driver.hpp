@@ -120,18 +120,18 @@ void column_sums(const S* m, index_t rows, index_t cols, S* out, index_t ld = 0)
 /// One layer, one direction: what forward_dir needs. Row (t, b) of y is y + (t*B + b)*ldy.
 template <class S>
 struct DirForward {
-  Dims d;                             ///< T, B, H, P of the stack; I is this layer's input size
+  Dims d;  ///< T, B, H, P of the stack; I is this layer's input size
   const Weights<S>* w = nullptr;
-  const S* x = nullptr;               ///< (T, B, I), padded rows zero
-  const S* h0 = nullptr;              ///< (B, Hs) or nullptr
-  const S* c0 = nullptr;              ///< (B, H) or nullptr
-  S* y = nullptr;                     ///< rows of Hs values, stride ldy
+  const S* x = nullptr;   ///< (T, B, I), padded rows zero
+  const S* h0 = nullptr;  ///< (B, Hs) or nullptr
+  const S* c0 = nullptr;  ///< (B, H) or nullptr
+  S* y = nullptr;         ///< rows of Hs values, stride ldy
   index_t ldy = 0;
-  S* h_n = nullptr;                   ///< (B, Hs)
-  S* c_n = nullptr;                   ///< (B, H)
-  S* ws = nullptr;                    ///< this direction's region (DirLayout) or nullptr
+  S* h_n = nullptr;  ///< (B, Hs)
+  S* c_n = nullptr;  ///< (B, H)
+  S* ws = nullptr;   ///< this direction's region (DirLayout) or nullptr
   bool reverse = false;
-  const index_t* active = nullptr;    ///< (T) rows running step t (a prefix), nullptr = all
+  const index_t* active = nullptr;  ///< (T) rows running step t (a prefix), nullptr = all
 };
 
 template <class S>
@@ -139,16 +139,16 @@ struct DirBackward {
   Dims d;
   const Weights<S>* w = nullptr;
   const WeightGrads<S>* g = nullptr;
-  const S* x = nullptr;               ///< (T, B, I) as in forward
-  S* ws = nullptr;                    ///< this direction's region, consumed
-  const S* dy = nullptr;              ///< rows of Hs values, stride lddy, or nullptr
+  const S* x = nullptr;   ///< (T, B, I) as in forward
+  S* ws = nullptr;        ///< this direction's region, consumed
+  const S* dy = nullptr;  ///< rows of Hs values, stride lddy, or nullptr
   index_t lddy = 0;
-  const S* dh_n = nullptr;            ///< (B, Hs) or nullptr
-  const S* dc_n = nullptr;            ///< (B, H) or nullptr
-  S* dx = nullptr;                    ///< (T, B, I), nullptr = not wanted
-  bool accumulate_dx = false;         ///< dx += (the other direction wrote it already)
-  S* dh0 = nullptr;                   ///< (B, Hs)
-  S* dc0 = nullptr;                   ///< (B, H)
+  const S* dh_n = nullptr;     ///< (B, Hs) or nullptr
+  const S* dc_n = nullptr;     ///< (B, H) or nullptr
+  S* dx = nullptr;             ///< (T, B, I), nullptr = not wanted
+  bool accumulate_dx = false;  ///< dx += (the other direction wrote it already)
+  S* dh0 = nullptr;            ///< (B, Hs)
+  S* dc0 = nullptr;            ///< (B, H)
   bool reverse = false;
   const index_t* active = nullptr;
 };
@@ -219,8 +219,16 @@ class TeamStop {
 /// The sizes of one layer and direction as the time loops use them (G gates of H units).
 struct DirSizes {
   DirSizes(const Dims& d, int G)
-      : T(d.T), B(d.B), I(d.I), H(d.H), Hs(d.hs()), GH(G * d.H), BH(d.B * d.H),
-        BHs(d.B * d.hs()), proj(d.P > 0), gates{d.H} {}
+      : T(d.T),
+        B(d.B),
+        I(d.I),
+        H(d.H),
+        Hs(d.hs()),
+        GH(G * d.H),
+        BH(d.B * d.H),
+        BHs(d.B * d.hs()),
+        proj(d.P > 0),
+        gates{d.H} {}
 
   index_t T, B, I, H, Hs;
   index_t GH;        ///< a row of gates
@@ -292,8 +300,7 @@ class ForwardLoop {
   /// The chunk's input projection gates = x W_ih^T + bias, the part's units of every gate.
   void project_inputs(const Chunk& c, Part part) {
     P_ih_.multiply_part(Rows<S>{a_.x + c.tlo * z_.B * z_.I, z_.I, c.n * z_.B},
-                        Dest<S>::set(c.gates, z_.GH, bias_.empty() ? nullptr : bias_.data()),
-                        part);
+                        Dest<S>::set(c.gates, z_.GH, bias_.empty() ? nullptr : bias_.data()), part);
   }
 
   /// Step k of the loop (time t), the units u: the recurrent products and the cell, then the
@@ -306,8 +313,8 @@ class ForwardLoop {
     S* h_out = hs_ + sl.wr * z_.BHs;
     products_and_cell(s, h_out, u, part);
     hold_finished_rows(s, h_out, u);
-    copy_running_rows(a_.y + t * z_.B * a_.ldy, a_.ldy, static_cast<const S*>(h_out), z_.Hs,
-                      z_.B, Bt, u.v0, u.v1);  // y: h of running rows, zeros for the others
+    copy_running_rows(a_.y + t * z_.B * a_.ldy, a_.ldy, static_cast<const S*>(h_out), z_.Hs, z_.B,
+                      Bt, u.v0, u.v1);  // y: h of running rows, zeros for the others
   }
 
   /// h_n (and c_n): the states the last step wrote.
@@ -358,8 +365,8 @@ class ForwardLoop {
     P_ih_ = PackedGemm<S>(w.w_ih, z_.GH, I, I, /*row_major=*/true, chunk_ * B, G, chunks);
     P_hh1_ = PackedGemm<S>(w.w_hh, z_.gates.size(G1), Hs, Hs, true, B, G1, T);
     if constexpr (G > G1) {
-      P_hh2_ = PackedGemm<S>(w.w_hh + z_.gates.at(G1) * Hs, z_.gates.size(G - G1), Hs, Hs, true,
-                             B, G - G1, T);
+      P_hh2_ = PackedGemm<S>(w.w_hh + z_.gates.at(G1) * Hs, z_.gates.size(G - G1), Hs, Hs, true, B,
+                             G - G1, T);
     }
     if (z_.proj) P_hr_ = PackedGemm<S>(w.w_hr, Hs, H, H, true, B, 1, T);
   }
@@ -398,10 +405,10 @@ class ForwardLoop {
     if constexpr (G > G1) {
       Cell::forward_stage1(step_cols(s, u.u0, u.u1));
       team_barrier();  // the second product reads all of stage 1's extra
-      P_hh2_.multiply_part(Rows<S>{s.extra, z_.H, s.B},
-                           Dest<S>::set(hproj2_.data(), gl.size(G - G1),
-                                        w.b_hh ? w.b_hh + gl.at(G1) : nullptr),
-                           part);
+      P_hh2_.multiply_part(
+          Rows<S>{s.extra, z_.H, s.B},
+          Dest<S>::set(hproj2_.data(), gl.size(G - G1), w.b_hh ? w.b_hh + gl.at(G1) : nullptr),
+          part);
     }
     Cell::forward(step_cols(s, u.u0, u.u1));
     if (z_.proj) {
@@ -512,7 +519,7 @@ class BackwardLoop {
         dh_carry_(z_.BHs),
         dh_cur_(z_.BHs),
         dhc_(z_.proj ? z_.BH : 0),
-        dh_direct_(z_.proj ? z_.BH : 0),  // the LSTM cell's (zero) direct part, H wide; unused
+        dh_direct_(z_.proj ? z_.BH : 0),       // the LSTM cell's (zero) direct part, H wide; unused
         dh_all_(z_.proj ? z_.T * z_.BHs : 0),  // dL/dh of every step, for dW_hr
         dc_(Cell::kCellState ? z_.BH : 0),
         dextra_(G > G1 ? z_.BH : 0) {

@@ -35,7 +35,8 @@ inline namespace FASTRNN_ISA_NS {
 /// multiple of 4 KiB). Where the kernel's panels are not 4 columns wide (nr is Eigen's choice
 /// for the target), Eigen's packer does it.
 template <class S>
-void pack_rhs_by_rows(S* dst, const S* a, index_t lda, index_t depth, index_t cols, index_t stride) {
+void pack_rhs_by_rows(S* dst, const S* a, index_t lda, index_t depth, index_t cols,
+                      index_t stride) {
   constexpr int kNr = Eigen::internal::gebp_traits<S, S>::nr;
   if constexpr (kNr != 4) {
     using Map = Eigen::internal::const_blas_data_mapper<S, index_t, Eigen::RowMajor>;

@@ -50,7 +50,6 @@
 #include "fastrnn/gates.hpp"
 #include "fastrnn/parallel.hpp"
 
-
 namespace fastrnn::detail {
 inline namespace FASTRNN_ISA_NS {
 
@@ -571,8 +570,7 @@ class PackedGemm {
 
   /// direct_cols's packets: the rows [first[q], first[q] + P) for q < got, N rows of `in`.
   template <int N>
-  void direct_col_packets(const Target& t, const index_t* first, int got,
-                          const Rows<S>& x) const {
+  void direct_col_packets(const Target& t, const index_t* first, int got, const Rows<S>& x) const {
     using namespace Eigen::internal;
     constexpr index_t P = PackedMatrix<S>::kPacket;
     constexpr int kMaxChunks = 8;

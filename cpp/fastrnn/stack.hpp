@@ -1,7 +1,7 @@
 // Layers and directions: runs the per-direction driver (driver.hpp) over a stack, as
 // torch.nn.RNN/LSTM/GRU do, in one call.
 //
-//   x --> layer 0 (forward dir -> y[:, :, :Hs], reverse dir -> y[:, :, Hs:]) --dropout--> layer 1 ...
+//   x --> layer 0 (forward -> y[:, :, :Hs], reverse -> y[:, :, Hs:]) --dropout--> layer 1 ...
 //
 // Variable lengths: the batch is put in order of decreasing length (a stable sort), so that the
 // sequences running at step t are the first active[t] rows; x is gathered in that order with its
@@ -24,9 +24,9 @@ inline namespace FASTRNN_ISA_NS {
 
 /// The batch order and per-step active counts for variable lengths.
 struct LengthPlan {
-  bool any = false;                 ///< lengths were given
-  std::vector<index_t> order;       ///< order[i] = the caller's row at sorted row i
-  std::vector<index_t> active;      ///< (T) rows running step t
+  bool any = false;             ///< lengths were given
+  std::vector<index_t> order;   ///< order[i] = the caller's row at sorted row i
+  std::vector<index_t> active;  ///< (T) rows running step t
 };
 
 /// lengths: every entry in [0, T] (checked before the kernels are called: cpp/api.cpp)
@@ -41,7 +41,8 @@ inline LengthPlan plan_lengths(const index_t* lengths, index_t T, index_t B) {
                    [&](index_t a, index_t b) { return lengths[a] > lengths[b]; });
   p.active.assign(static_cast<size_t>(T), 0);
   for (index_t i = 0; i < B; ++i) {
-    for (index_t t = 0; t < lengths[p.order[static_cast<size_t>(i)]]; ++t) ++p.active[static_cast<size_t>(t)];
+    for (index_t t = 0; t < lengths[p.order[static_cast<size_t>(i)]]; ++t)
+      ++p.active[static_cast<size_t>(t)];
   }
   return p;
 }
@@ -189,8 +190,8 @@ void stack_forward(const Dims& d, const ForwardArgs<S>& a) {
   }
   if (training) {
     write_header<S>(a.workspace,
-                    HeaderFacts{Cell::kKind, d, a.weights[0].b_ih != nullptr,
-                                dropout, lengths_hash(a.lengths, B)},
+                    HeaderFacts{Cell::kKind, d, a.weights[0].b_ih != nullptr, dropout,
+                                lengths_hash(a.lengths, B)},
                     WorkspaceState::Ready);
   }
 }

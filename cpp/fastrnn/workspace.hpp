@@ -198,8 +198,8 @@ bool check_header(const S* ws, const HeaderFacts& f) {
 /// one workspace exactly one proceeds and the other gets the "already consumed" error.
 template <class S>
 void claim_workspace(S* ws) {
-  auto* state = reinterpret_cast<std::int64_t*>(reinterpret_cast<char*>(ws) +
-                                                offsetof(Header, state));
+  auto* state =
+      reinterpret_cast<std::int64_t*>(reinterpret_cast<char*>(ws) + offsetof(Header, state));
   std::int64_t expected = static_cast<std::int64_t>(WorkspaceState::Ready);
   if (!__atomic_compare_exchange_n(state, &expected,
                                    static_cast<std::int64_t>(WorkspaceState::Consumed), false,
