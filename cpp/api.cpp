@@ -45,6 +45,18 @@ void check_weights(const Weights<S>* w, const Dims& d) {
   }
 }
 
+/// Every length in [0, T] (the kernels assume it: plan_lengths in stack.hpp); nullptr = none.
+void check_lengths(const index_t* lengths, const Dims& d) {
+  if (!lengths) return;
+  for (index_t b = 0; b < d.B; ++b) {
+    if (lengths[b] < 0 || lengths[b] > d.T) {
+      throw std::invalid_argument("lengths: entry " + std::to_string(b) + " is " +
+                                  std::to_string(lengths[b]) +
+                                  ", outside [0, T=" + std::to_string(d.T) + "]");
+    }
+  }
+}
+
 }  // namespace
 }  // namespace detail
 
@@ -64,6 +76,7 @@ void forward(CellKind cell, const Dims& dims, const ForwardArgs<S>& a) {
   }
   detail::require(a.h_n, "h_n");
   if (has_cell_state(cell)) detail::require(a.c_n, "c_n");
+  detail::check_lengths(a.lengths, dims);
   detail::kernels().of<S>().forward(cell, dims, a);
 }
 
@@ -76,6 +89,7 @@ void backward(CellKind cell, const Dims& dims, const BackwardArgs<S>& a) {
   if (dims.T * dims.B > 0) detail::require(a.x, "x");
   detail::require(a.dh0, "dh0");
   if (has_cell_state(cell)) detail::require(a.dc0, "dc0");
+  detail::check_lengths(a.lengths, dims);
   for (index_t k = 0; k < dims.L * dims.D; ++k) {
     detail::require(a.grads[k].dw_ih, "dw_ih");
     detail::require(a.grads[k].dw_hh, "dw_hh");
@@ -103,16 +117,16 @@ void linear_forward(const S* x, index_t N, index_t In, const S* W, index_t Out, 
 }
 
 template <class S>
-void linear_backward(const S* x, index_t N, index_t In, const S* W, index_t Out, const S* dy,
-                     S* dx, S* dW, S* db) {
+void linear_backward(const S* x, index_t N, index_t In, const S* W, index_t Out, const S* dy, S* dx,
+                     S* dW, S* db) {
   detail::kernels().of<S>().linear_backward(x, N, In, W, Out, dy, dx, dW, db);
 }
 
 template <class S>
 double softmax_cross_entropy(const S* logits, index_t N, index_t C, const std::int64_t* targets,
                              std::int64_t ignore_index, bool mean, S* dlogits) {
-  return detail::kernels().of<S>().softmax_cross_entropy(logits, N, C, targets, ignore_index,
-                                                         mean, dlogits);
+  return detail::kernels().of<S>().softmax_cross_entropy(logits, N, C, targets, ignore_index, mean,
+                                                         dlogits);
 }
 
 template <class S>
@@ -122,8 +136,8 @@ void embedding_backward(const std::int64_t* ids, index_t n, const S* dy, index_t
 }
 
 template <class S>
-void sgd_update(S* p, const S* g, S* buf, index_t n, S lr, S momentum, S dampening,
-                S weight_decay, bool nesterov, bool first) {
+void sgd_update(S* p, const S* g, S* buf, index_t n, S lr, S momentum, S dampening, S weight_decay,
+                bool nesterov, bool first) {
   detail::kernels().of<S>().sgd_update(p, g, buf, n, lr, momentum, dampening, weight_decay,
                                        nesterov, first);
 }
@@ -158,12 +172,12 @@ void clamp(S* a, index_t n, S c) {
   template void linear_forward<S>(const S*, index_t, index_t, const S*, index_t, const S*, S*); \
   template void linear_backward<S>(const S*, index_t, index_t, const S*, index_t, const S*, S*, \
                                    S*, S*);                                                     \
-  template double softmax_cross_entropy<S>(const S*, index_t, index_t, const std::int64_t*,    \
+  template double softmax_cross_entropy<S>(const S*, index_t, index_t, const std::int64_t*,     \
                                            std::int64_t, bool, S*);                             \
   template void embedding_backward<S>(const std::int64_t*, index_t, const S*, index_t, index_t, \
                                       std::int64_t, S*);                                        \
-  template void sgd_update<S>(S*, const S*, S*, index_t, S, S, S, S, bool, bool);              \
-  template void adam_update<S>(S*, const S*, S*, S*, index_t, double, double, double, double,  \
+  template void sgd_update<S>(S*, const S*, S*, index_t, S, S, S, S, bool, bool);               \
+  template void adam_update<S>(S*, const S*, S*, S*, index_t, double, double, double, double,   \
                                double, std::int64_t);                                           \
   template double sum_squares<S>(const S*, index_t);                                            \
   template double max_abs<S>(const S*, index_t);                                                \

@@ -30,7 +30,8 @@
 #endif
 
 // The tables, constant data defined by each variant's cpp/kernels/table.cpp.
-#define FASTRNN_DECLARE_TABLE(ns) extern "C" const fastrnn::detail::KernelTable fastrnn_kernels_##ns;
+#define FASTRNN_DECLARE_TABLE(ns) \
+  extern "C" const fastrnn::detail::KernelTable fastrnn_kernels_##ns;
 FASTRNN_FOR_EACH_ISA(FASTRNN_DECLARE_TABLE)
 #undef FASTRNN_DECLARE_TABLE
 
@@ -73,28 +74,49 @@ std::uint64_t xgetbv0() {
 #endif
 }
 
-bool bit(std::uint32_t reg, int i) { return (reg >> i) & 1u; }
+/// A feature and the CPUID bit that says the CPU has it.
+struct FeatureBit {
+  std::uint32_t reg;  ///< the register of the leaf that holds the bit
+  int bit;
+  std::uint64_t feature;
+};
+
+/// The features whose bit is set.
+template <std::size_t N>
+std::uint64_t features(const FeatureBit (&bits)[N]) {
+  std::uint64_t f = 0;
+  for (const FeatureBit& b : bits) {
+    if ((b.reg >> b.bit) & 1u) f |= b.feature;
+  }
+  return f;
+}
 
 std::uint64_t detect() {
-  std::uint64_t f = 0;
   const std::uint32_t max_leaf = cpuid(0, 0).a;
   const Regs l1 = cpuid(1, 0);
-  if (bit(l1.c, 0)) f |= kSse3;
-  if (bit(l1.c, 9)) f |= kSsse3;
-  if (bit(l1.c, 19)) f |= kSse41;
-  if (bit(l1.c, 20)) f |= kSse42;
-  if (bit(l1.c, 22)) f |= kMovbe;
-  if (bit(l1.c, 23)) f |= kPopcnt;
-  if (cpuid(0x80000000u, 0).a >= 0x80000001u && bit(cpuid(0x80000001u, 0).c, 5)) f |= kLzcnt;
+  const Regs ext = cpuid(0x80000000u, 0).a >= 0x80000001u ? cpuid(0x80000001u, 0) : Regs{};
   Regs l7{}, l7s1{};
   if (max_leaf >= 7) {
     l7 = cpuid(7, 0);
     if (l7.a >= 1) l7s1 = cpuid(7, 1);
   }
-  if (bit(l7.b, 3)) f |= kBmi1;
-  if (bit(l7.b, 8)) f |= kBmi2;
+  const FeatureBit scalar[] = {// no register state of their own
+                               {l1.c, 0, kSse3},   {l1.c, 9, kSsse3},  {l1.c, 19, kSse41},
+                               {l1.c, 20, kSse42}, {l1.c, 22, kMovbe}, {l1.c, 23, kPopcnt},
+                               {ext.c, 5, kLzcnt}, {l7.b, 3, kBmi1},   {l7.b, 8, kBmi2}};
+  const FeatureBit avx[] = {// need the OS to save the YMM registers
+                            {l1.c, 28, kAvx},
+                            {l1.c, 12, kFma},
+                            {l1.c, 29, kF16c},
+                            {l7.b, 5, kAvx2}};
+  const FeatureBit avx512[] = {// need the OS to save the ZMM and opmask registers too
+                               {l7.b, 16, kAvx512f},    {l7.b, 17, kAvx512dq},
+                               {l7.b, 28, kAvx512cd},   {l7.b, 30, kAvx512bw},
+                               {l7.b, 31, kAvx512vl},   {l7.c, 11, kAvx512vnni},
+                               {l7s1.a, 5, kAvx512bf16}};
+  std::uint64_t f = features(scalar);
   // The vector extensions need the OS to save their registers (XCR0), not only the CPU.
-  const bool osxsave = bit(l1.c, 27);
+  const bool osxsave = (l1.c >> 27) & 1u;
   const std::uint64_t xcr0 = osxsave ? xgetbv0() : 0;
   const bool ymm = (xcr0 & 0x6) == 0x6;
   bool zmm = (xcr0 & 0xe6) == 0xe6;
@@ -106,21 +128,8 @@ std::uint64_t detect() {
     zmm = sysctlbyname("hw.optional.avx512f", &on, &len, nullptr, 0) == 0 && on != 0;
   }
 #endif
-  if (ymm) {
-    if (bit(l1.c, 28)) f |= kAvx;
-    if (bit(l1.c, 12)) f |= kFma;
-    if (bit(l1.c, 29)) f |= kF16c;
-    if (bit(l7.b, 5)) f |= kAvx2;
-  }
-  if (ymm && zmm) {
-    if (bit(l7.b, 16)) f |= kAvx512f;
-    if (bit(l7.b, 17)) f |= kAvx512dq;
-    if (bit(l7.b, 28)) f |= kAvx512cd;
-    if (bit(l7.b, 30)) f |= kAvx512bw;
-    if (bit(l7.b, 31)) f |= kAvx512vl;
-    if (bit(l7.c, 11)) f |= kAvx512vnni;
-    if (bit(l7s1.a, 5)) f |= kAvx512bf16;
-  }
+  if (ymm) f |= features(avx);
+  if (ymm && zmm) f |= features(avx512);
   return f;
 }
 #elif defined(__aarch64__) || defined(_M_ARM64)
@@ -182,14 +191,27 @@ std::uint64_t cpu_features() noexcept {
 }
 
 std::string feature_names(std::uint64_t bits) {
-  static const std::pair<std::uint64_t, const char*> kNames[] = {
-      {kSse3, "sse3"},         {kSsse3, "ssse3"},         {kSse41, "sse4.1"},
-      {kSse42, "sse4.2"},      {kPopcnt, "popcnt"},       {kAvx, "avx"},
-      {kAvx2, "avx2"},         {kFma, "fma"},             {kF16c, "f16c"},
-      {kBmi1, "bmi1"},         {kBmi2, "bmi2"},           {kLzcnt, "lzcnt"},
-      {kMovbe, "movbe"},       {kAvx512f, "avx512f"},     {kAvx512bw, "avx512bw"},
-      {kAvx512cd, "avx512cd"}, {kAvx512dq, "avx512dq"},   {kAvx512vl, "avx512vl"},
-      {kAvx512vnni, "avx512_vnni"}, {kAvx512bf16, "avx512_bf16"}, {kNeon, "neon"}};
+  static const std::pair<std::uint64_t, const char*> kNames[] = {{kSse3, "sse3"},
+                                                                 {kSsse3, "ssse3"},
+                                                                 {kSse41, "sse4.1"},
+                                                                 {kSse42, "sse4.2"},
+                                                                 {kPopcnt, "popcnt"},
+                                                                 {kAvx, "avx"},
+                                                                 {kAvx2, "avx2"},
+                                                                 {kFma, "fma"},
+                                                                 {kF16c, "f16c"},
+                                                                 {kBmi1, "bmi1"},
+                                                                 {kBmi2, "bmi2"},
+                                                                 {kLzcnt, "lzcnt"},
+                                                                 {kMovbe, "movbe"},
+                                                                 {kAvx512f, "avx512f"},
+                                                                 {kAvx512bw, "avx512bw"},
+                                                                 {kAvx512cd, "avx512cd"},
+                                                                 {kAvx512dq, "avx512dq"},
+                                                                 {kAvx512vl, "avx512vl"},
+                                                                 {kAvx512vnni, "avx512_vnni"},
+                                                                 {kAvx512bf16, "avx512_bf16"},
+                                                                 {kNeon, "neon"}};
   std::string s;
   for (const auto& [b, n] : kNames) {
     if (bits & b) s += std::string(s.empty() ? "" : " ") + n;

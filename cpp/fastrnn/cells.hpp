@@ -13,6 +13,8 @@
 //                   come in hproj (GRU reset_after: n, which r scales)
 //   kHiddenGradDiffers  true if the gradient w.r.t. the recurrent product differs from the one
 //                   w.r.t. the input projection (GRU reset_after: the n block is scaled by r)
+//   kKind           its CellKind (fastrnn.hpp), written into the workspace's header
+//   an enum of its gates' names (kI, kF, kG, kO; kR, kZ, kN), their blocks' order (GateLayout)
 // and static functions that each make ONE pass over the (B, G*H) gates of one step:
 //   forward(FwdStep)      [forward_stage1 first, for two-stage cells]
 //   backward(BwdStep)     [backward_stage1, then the driver's extra GEMM, then backward for
@@ -24,10 +26,11 @@
 #include "fastrnn/isa_namespace.hpp"  // first: only kernel units compile this
 
 #include <Eigen/Core>
-#include <algorithm>
+#include <tuple>
 #include <type_traits>
 
 #include "fastrnn/fastrnn.hpp"
+#include "fastrnn/gates.hpp"
 
 namespace fastrnn::detail {
 inline namespace FASTRNN_ISA_NS {
@@ -37,8 +40,6 @@ template <class S, int N>
 using Seg = Eigen::Map<Eigen::Array<S, N, 1>>;
 template <class S, int N>
 using CSeg = Eigen::Map<const Eigen::Array<S, N, 1>>;
-template <class S, int N>
-using Tmp = Eigen::Array<S, N, 1>;  // a chunk-local temporary (registers / stack, never heap)
 
 /// Calls f(j, std::integral_constant<int, N>) over [0, H): chunks of the SIMD width N = P, then
 /// single elements (N = 1). Which elements take the SIMD code thus depends only on H, never on
@@ -59,16 +60,19 @@ EIGEN_STRONG_INLINE void for_each_chunk(index_t H, F&& f) {
 template <class S>
 struct FwdStep {
   index_t B, H, units;
-  S* gates;             ///< (B, G*H) in: x W_ih^T + b_ih, and for the first kIntoGates blocks
-                        ///< + h_{t-1} W_hh^T + b_hh; out: activated gates (saved)
-  const S* hproj;       ///< (B, (G1-kIntoGates)*H) the other blocks' h_{t-1} W_hh^T + b_hh, or
-                        ///< nullptr
-  const S* hproj2;      ///< (B, (G-G1)*H) W_hh[G1:] extra_t + b_hh[G1:] (two-stage), else nullptr
-  const S* h_prev;      ///< (B, H)
-  S* h;                 ///< (B, H) out
-  const S* c_prev;      ///< (B, H) LSTM only
-  S* c;                 ///< (B, H) out, LSTM only
-  S* extra;             ///< (B, H) out, cells with kExtra
+  S* gates;         ///< (B, G*H) in: x W_ih^T + b_ih, and for the first kIntoGates blocks
+                    ///< + h_{t-1} W_hh^T + b_hh; out: activated gates (saved)
+  const S* hproj;   ///< (B, (G1-kIntoGates)*H) the other blocks' h_{t-1} W_hh^T + b_hh, or
+                    ///< nullptr
+  const S* hproj2;  ///< (B, (G-G1)*H) W_hh[G1:] extra_t + b_hh[G1:] (two-stage), else nullptr
+  const S* h_prev;  ///< (B, H)
+  S* h;             ///< (B, H) out
+  const S* c_prev;  ///< (B, H) LSTM only
+  S* c;             ///< (B, H) out, LSTM only
+  S* extra;         ///< (B, H) out, cells with kExtra
+
+  /// Every array (step_cols moves them all).
+  auto arrays() { return std::tie(gates, hproj, hproj2, h_prev, h, c_prev, c, extra); }
 };
 
 /// What one backward step sees. `gates` holds the saved activated gates on entry and is
@@ -76,53 +80,58 @@ struct FwdStep {
 template <class S>
 struct BwdStep {
   index_t B, H, units;
-  S* gates;             ///< (B, G*H) in: activated gates; out: dL/d(pre-activation), input side
-  S* dgh;               ///< (B, G*H) out: same, recurrent side (kHiddenGradDiffers), else nullptr
-  const S* dh;          ///< (B, H) dL/dh_t, total (from y_t and from step t+1)
-  S* dc;                ///< (B, H) in: dL/dc_t from step t+1; out: dL/dc_{t-1} (LSTM only)
-  S* dh_prev;           ///< (B, H) out: the part of dL/dh_{t-1} that does not go through W_hh
-  const S* h_prev;      ///< (B, H)
-  const S* c_prev;      ///< (B, H) LSTM only
-  const S* c;           ///< (B, H) LSTM only
-  const S* extra;       ///< (B, H) saved extra, cells with kExtra
-  const S* dextra;      ///< (B, H) dL/d(extra) through W_hh[G1:] (two-stage cells)
+  S* gates;         ///< (B, G*H) in: activated gates; out: dL/d(pre-activation), input side
+  S* dgh;           ///< (B, G*H) out: same, recurrent side (kHiddenGradDiffers), else nullptr
+  const S* dh;      ///< (B, H) dL/dh_t, total (from y_t and from step t+1)
+  S* dc;            ///< (B, H) in: dL/dc_t from step t+1; out: dL/dc_{t-1} (LSTM only)
+  S* dh_prev;       ///< (B, H) out: the part of dL/dh_{t-1} that does not go through W_hh
+  const S* h_prev;  ///< (B, H)
+  const S* c_prev;  ///< (B, H) LSTM only
+  const S* c;       ///< (B, H) LSTM only
+  const S* extra;   ///< (B, H) saved extra, cells with kExtra
+  const S* dextra;  ///< (B, H) dL/d(extra) through W_hh[G1:] (two-stage cells)
+
+  /// Every array (step_cols moves them all).
+  auto arrays() { return std::tie(gates, dgh, dh, dc, dh_prev, h_prev, c_prev, c, extra, dextra); }
 };
 
-/// The units [u0, u1) of a step: every pointer moved by u0 (the cells add g*H for gate g).
-/// With u0 a multiple of the SIMD width, for_each_chunk's chunks are those of the whole row, so
-/// a slice computes exactly what the whole step computes on those units.
-template <class S>
-FwdStep<S> step_cols(const FwdStep<S>& s, index_t u0, index_t u1) {
-  auto at = [&](auto* p) { return p ? p + u0 : p; };
-  FwdStep<S> r = s;
+/// The units [u0, u1) of a step (FwdStep or BwdStep): every array moved by u0 (the cells add the
+/// gate's offset). With u0 a multiple of the SIMD width, for_each_chunk's chunks are those of the
+/// whole row, so a slice computes exactly what the whole step computes on those units.
+template <class Step>
+Step step_cols(const Step& s, index_t u0, index_t u1) {
+  Step r = s;
   r.units = u1 - u0;
-  r.gates = at(s.gates);
-  r.hproj = at(s.hproj);
-  r.hproj2 = at(s.hproj2);
-  r.h_prev = at(s.h_prev);
-  r.h = at(s.h);
-  r.c_prev = at(s.c_prev);
-  r.c = at(s.c);
-  r.extra = at(s.extra);
+  std::apply([u0](auto*&... p) { ((p = p ? p + u0 : p), ...); }, r.arrays());
   return r;
 }
 
-template <class S>
-BwdStep<S> step_cols(const BwdStep<S>& s, index_t u0, index_t u1) {
-  auto at = [&](auto* p) { return p ? p + u0 : p; };
-  BwdStep<S> r = s;
-  r.units = u1 - u0;
-  r.gates = at(s.gates);
-  r.dgh = at(s.dgh);
-  r.dh = at(s.dh);
-  r.dc = at(s.dc);
-  r.dh_prev = at(s.dh_prev);
-  r.h_prev = at(s.h_prev);
-  r.c_prev = at(s.c_prev);
-  r.c = at(s.c);
-  r.extra = at(s.extra);
-  r.dextra = at(s.dextra);
-  return r;
+/// The units [j, j + N) of row b of a step: what a cell's formulas read and write at one chunk.
+/// Arrays with a gate axis are rows of G*H values (gate(array, g): gate g's units), the others
+/// rows of H values (at(array)).
+template <class S, int N>
+struct Units {
+  using Values = Eigen::Array<S, N, 1>;  ///< a chunk-local temporary (registers, never heap)
+  GateLayout layout;
+  index_t gate_row;  ///< offset of unit j of gate 0 in a (B, G*H) array
+  index_t row;       ///< offset of unit j in a (B, H) array
+
+  Seg<S, N> gate(S* a, index_t g) const { return Seg<S, N>(a + gate_row + layout.at(g)); }
+  Seg<S, N> at(S* a) const { return Seg<S, N>(a + row); }
+  CSeg<S, N> at(const S* a) const { return CSeg<S, N>(a + row); }
+};
+
+/// Calls f(Units<S, N>) over the rows [0, s.B) of a step of a G-gate cell and, in each row, over
+/// the units [0, s.units) in for_each_chunk's chunks: the one loop of every cell's pass.
+template <int G, class Step, class F>
+EIGEN_STRONG_INLINE void for_each_unit(const Step& s, F&& f) {
+  using S = std::remove_pointer_t<decltype(s.gates)>;
+  const GateLayout layout{s.H};
+  for (index_t b = 0; b < s.B; ++b) {
+    for_each_chunk<S>(s.units, [&](index_t j, auto n) {
+      f(Units<S, decltype(n)::value>{layout, b * layout.size(G) + j, b * s.H + j});
+    });
+  }
 }
 
 /// Logistic function 1 / (1 + exp(-a)): accurate to a few ulp over the whole range (Eigen 3.4's
@@ -145,44 +154,34 @@ struct RnnCell {
   static constexpr bool kExtra = false;
   static constexpr int kIntoGates = kGates;
   static constexpr bool kHiddenGradDiffers = false;
+  static constexpr CellKind kKind = kRelu ? CellKind::RnnRelu : CellKind::RnnTanh;
+  enum Gate : int { kA };  ///< the pre-activation a, then h' itself
 
   template <class S>
   static void forward(const FwdStep<S>& s) {
-    const index_t H = s.H;
-    for (index_t b = 0; b < s.B; ++b) {
-      S* g = s.gates + b * H;
-      S* h = s.h + b * H;
-      for_each_chunk<S>(s.units, [&](index_t j, auto n) {
-        constexpr int N = decltype(n)::value;
-        Seg<S, N> a(g + j);
-        if constexpr (kRelu) {
-          a = (a < S(0)).select(S(0), a);  // relu; NaN stays NaN
-        } else {
-          a = a.tanh();
-        }
-        Seg<S, N>(h + j) = a;
-      });
-    }
+    for_each_unit<kGates>(s, [&](auto u) {
+      auto a = u.gate(s.gates, kA);
+      if constexpr (kRelu) {
+        a = (a < S(0)).select(S(0), a);  // relu; NaN stays NaN
+      } else {
+        a = a.tanh();
+      }
+      u.at(s.h) = a;
+    });
   }
 
   template <class S>
   static void backward(const BwdStep<S>& s) {
-    const index_t H = s.H;
-    for (index_t b = 0; b < s.B; ++b) {
-      S* g = s.gates + b * H;
-      const S* dh = s.dh + b * H;
-      for_each_chunk<S>(s.units, [&](index_t j, auto n) {
-        constexpr int N = decltype(n)::value;
-        Seg<S, N> a(g + j);  // h_t on entry
-        CSeg<S, N> d(dh + j);
-        if constexpr (kRelu) {
-          a = (a > S(0)).select(d, S(0));  // da = dh * [h > 0]
-        } else {
-          a = d * (S(1) - a.square());     // da = dh * (1 - h^2)
-        }
-      });
-      std::fill(s.dh_prev + b * H, s.dh_prev + b * H + s.units, S(0));
-    }
+    for_each_unit<kGates>(s, [&](auto u) {
+      auto a = u.gate(s.gates, kA);  // h_t on entry
+      const auto d = u.at(s.dh);
+      if constexpr (kRelu) {
+        a = (a > S(0)).select(d, S(0));  // da = dh * [h > 0]
+      } else {
+        a = d * (S(1) - a.square());  // da = dh * (1 - h^2)
+      }
+      u.at(s.dh_prev).setZero();  // no direct path from h_t to h_{t-1}
+    });
   }
 };
 
@@ -196,53 +195,43 @@ struct LstmCell {
   static constexpr bool kExtra = false;
   static constexpr int kIntoGates = kGates;
   static constexpr bool kHiddenGradDiffers = false;
+  static constexpr CellKind kKind = CellKind::Lstm;
+  enum Gate : int { kI, kF, kG, kO };
 
   template <class S>
   static void forward(const FwdStep<S>& s) {
-    const index_t H = s.H, GH = 4 * H;
-    for (index_t b = 0; b < s.B; ++b) {
-      S* g = s.gates + b * GH;
-      const S* c_prev = s.c_prev + b * H;
-      S* c = s.c + b * H;
-      S* h = s.h + b * H;
-      for_each_chunk<S>(s.units, [&](index_t j, auto n) {
-        constexpr int N = decltype(n)::value;
-        Seg<S, N> i(g + j), f(g + H + j), gg(g + 2 * H + j), o(g + 3 * H + j);
-        i = sigmoid(i);
-        f = sigmoid(f);
-        gg = gg.tanh();
-        o = sigmoid(o);
-        const Tmp<S, N> cn = f * CSeg<S, N>(c_prev + j) + i * gg;  // c' = f*c + i*g
-        Seg<S, N>(c + j) = cn;
-        Seg<S, N>(h + j) = o * cn.tanh();                           // h' = o*tanh(c')
-      });
-    }
+    for_each_unit<kGates>(s, [&](auto u) {
+      using V = typename decltype(u)::Values;
+      auto i = u.gate(s.gates, kI), f = u.gate(s.gates, kF), g = u.gate(s.gates, kG),
+           o = u.gate(s.gates, kO);
+      i = sigmoid(i);
+      f = sigmoid(f);
+      g = g.tanh();
+      o = sigmoid(o);
+      const V cn = f * u.at(s.c_prev) + i * g;  // c' = f*c + i*g
+      u.at(s.c) = cn;
+      u.at(s.h) = o * cn.tanh();  // h' = o*tanh(c')
+    });
   }
 
   template <class S>
   static void backward(const BwdStep<S>& s) {
-    const index_t H = s.H, GH = 4 * H;
-    for (index_t b = 0; b < s.B; ++b) {
-      S* g = s.gates + b * GH;
-      const S* dhp = s.dh + b * H;
-      const S* cp = s.c_prev + b * H;
-      const S* cc = s.c + b * H;
-      S* dcp = s.dc + b * H;
-      for_each_chunk<S>(s.units, [&](index_t j, auto n) {
-        constexpr int N = decltype(n)::value;
-        Seg<S, N> i(g + j), f(g + H + j), gg(g + 2 * H + j), o(g + 3 * H + j), dc(dcp + j);
-        const Tmp<S, N> dh = CSeg<S, N>(dhp + j);
-        const Tmp<S, N> tc = CSeg<S, N>(cc + j).tanh();
-        const Tmp<S, N> dct = dc + dh * o * (S(1) - tc.square());  // dc_t += dh*o*(1 - tanh^2 c)
-        const Tmp<S, N> di = dct * gg * i * (S(1) - i);              // di = dc * g * i(1-i)
-        dc = dct * f;                                                // dc_{t-1} = dc * f
-        f = dct * CSeg<S, N>(cp + j) * f * (S(1) - f);               // df = dc * c_{t-1} * f(1-f)
-        gg = dct * i * (S(1) - gg.square());                         // dg = dc * i * (1 - g^2)
-        o = dh * tc * o * (S(1) - o);                                // do = dh * tanh(c) * o(1-o)
-        i = di;
-      });
-      std::fill(s.dh_prev + b * H, s.dh_prev + b * H + s.units, S(0));
-    }
+    for_each_unit<kGates>(s, [&](auto u) {
+      using V = typename decltype(u)::Values;
+      auto i = u.gate(s.gates, kI), f = u.gate(s.gates, kF), g = u.gate(s.gates, kG),
+           o = u.gate(s.gates, kO);
+      auto dc = u.at(s.dc);
+      const V dh = u.at(s.dh);
+      const V tc = u.at(s.c).tanh();
+      const V dct = dc + dh * o * (S(1) - tc.square());  // dc_t += dh*o*(1 - tanh^2 c)
+      const V di = dct * g * i * (S(1) - i);             // di = dc * g * i(1-i)
+      dc = dct * f;                                      // dc_{t-1} = dc * f
+      f = dct * u.at(s.c_prev) * f * (S(1) - f);         // df = dc * c_{t-1} * f(1-f)
+      g = dct * i * (S(1) - g.square());                 // dg = dc * i * (1 - g^2)
+      o = dh * tc * o * (S(1) - o);                      // do = dh * tanh(c) * o(1-o)
+      i = di;
+      u.at(s.dh_prev).setZero();  // no direct path from h_t to h_{t-1}
+    });
   }
 };
 
@@ -256,52 +245,37 @@ struct GruCell {
   static constexpr bool kExtra = true;
   static constexpr int kIntoGates = 2;  // r, z
   static constexpr bool kHiddenGradDiffers = true;
+  static constexpr CellKind kKind = CellKind::Gru;
+  enum Gate : int { kR, kZ, kN };
 
   template <class S>
   static void forward(const FwdStep<S>& s) {
-    const index_t H = s.H, GH = 3 * H;
-    for (index_t b = 0; b < s.B; ++b) {
-      S* g = s.gates + b * GH;
-      const S* hp = s.hproj + b * H;  // the n block only
-      const S* h_prev = s.h_prev + b * H;
-      S* ex = s.extra + b * H;
-      S* h = s.h + b * H;
-      for_each_chunk<S>(s.units, [&](index_t j, auto n_) {
-        constexpr int N = decltype(n_)::value;
-        Seg<S, N> r(g + j), z(g + H + j), n(g + 2 * H + j), hn(ex + j);
-        r = sigmoid(r);
-        z = sigmoid(z);
-        hn = CSeg<S, N>(hp + j);
-        n = (n + r * hn).tanh();
-        Seg<S, N>(h + j) = (S(1) - z) * n + z * CSeg<S, N>(h_prev + j);  // h' = (1-z)*n + z*h
-      });
-    }
+    for_each_unit<kGates>(s, [&](auto u) {
+      auto r = u.gate(s.gates, kR), z = u.gate(s.gates, kZ), n = u.gate(s.gates, kN);
+      auto hn = u.at(s.extra);
+      r = sigmoid(r);
+      z = sigmoid(z);
+      hn = u.at(s.hproj);  // the n block's recurrent product
+      n = (n + r * hn).tanh();
+      u.at(s.h) = (S(1) - z) * n + z * u.at(s.h_prev);  // h' = (1-z)*n + z*h
+    });
   }
 
   template <class S>
   static void backward(const BwdStep<S>& s) {
-    const index_t H = s.H, GH = 3 * H;
-    for (index_t b = 0; b < s.B; ++b) {
-      S* g = s.gates + b * GH;
-      S* gh = s.dgh + b * GH;
-      const S* dhp = s.dh + b * H;
-      const S* hpp = s.h_prev + b * H;
-      const S* hnp = s.extra + b * H;
-      S* dhprev = s.dh_prev + b * H;
-      for_each_chunk<S>(s.units, [&](index_t j, auto n_) {
-        constexpr int N = decltype(n_)::value;
-        Seg<S, N> r(g + j), z(g + H + j), n(g + 2 * H + j);
-        const Tmp<S, N> dh = CSeg<S, N>(dhp + j);
-        Seg<S, N>(dhprev + j) = dh * z;                              // dh_{t-1} (direct) = dh*z
-        const Tmp<S, N> dn = dh * (S(1) - z) * (S(1) - n.square());  // dn = dh*(1-z)*(1-n^2)
-        z = dh * (CSeg<S, N>(hpp + j) - n) * z * (S(1) - z);         // dz = dh*(h_{t-1}-n)*z(1-z)
-        Seg<S, N>(gh + 2 * H + j) = dn * r;                          // d(W_hn h + b_hn) = dn*r
-        r = dn * CSeg<S, N>(hnp + j) * r * (S(1) - r);               // dr = dn * hn * r(1-r)
-        n = dn;
-        Seg<S, N>(gh + j) = r;                                       // r, z: both sides share
-        Seg<S, N>(gh + H + j) = z;                                   //   the same gradient
-      });
-    }
+    for_each_unit<kGates>(s, [&](auto u) {
+      using V = typename decltype(u)::Values;
+      auto r = u.gate(s.gates, kR), z = u.gate(s.gates, kZ), n = u.gate(s.gates, kN);
+      const V dh = u.at(s.dh);
+      u.at(s.dh_prev) = dh * z;                            // dh_{t-1} (direct) = dh*z
+      const V dn = dh * (S(1) - z) * (S(1) - n.square());  // dn = dh*(1-z)*(1-n^2)
+      z = dh * (u.at(s.h_prev) - n) * z * (S(1) - z);      // dz = dh*(h_{t-1}-n)*z(1-z)
+      u.gate(s.dgh, kN) = dn * r;                          // d(W_hn h + b_hn) = dn*r
+      r = dn * u.at(s.extra) * r * (S(1) - r);             // dr = dn * hn * r(1-r)
+      n = dn;
+      u.gate(s.dgh, kR) = r;  // r, z: both sides share
+      u.gate(s.dgh, kZ) = z;  //   the same gradient
+    });
   }
 };
 
@@ -316,79 +290,52 @@ struct GruResetBeforeCell {
   static constexpr bool kExtra = true;
   static constexpr int kIntoGates = 2;  // r, z
   static constexpr bool kHiddenGradDiffers = false;
+  static constexpr CellKind kKind = CellKind::GruResetBefore;
+  enum Gate : int { kR, kZ, kN };
 
   template <class S>
   static void forward_stage1(const FwdStep<S>& s) {
-    const index_t H = s.H, GH = 3 * H;
-    for (index_t b = 0; b < s.B; ++b) {
-      S* g = s.gates + b * GH;
-      const S* h_prev = s.h_prev + b * H;
-      S* ex = s.extra + b * H;
-      for_each_chunk<S>(s.units, [&](index_t j, auto n_) {
-        constexpr int N = decltype(n_)::value;
-        Seg<S, N> r(g + j), z(g + H + j);
-        r = sigmoid(r);
-        z = sigmoid(z);
-        Seg<S, N>(ex + j) = r * CSeg<S, N>(h_prev + j);  // r*h
-      });
-    }
+    for_each_unit<kGates>(s, [&](auto u) {
+      auto r = u.gate(s.gates, kR), z = u.gate(s.gates, kZ);
+      r = sigmoid(r);
+      z = sigmoid(z);
+      u.at(s.extra) = r * u.at(s.h_prev);  // r*h
+    });
   }
 
   template <class S>
   static void forward(const FwdStep<S>& s) {
-    const index_t H = s.H, GH = 3 * H;
-    for (index_t b = 0; b < s.B; ++b) {
-      S* g = s.gates + b * GH;
-      const S* hp2 = s.hproj2 + b * H;
-      const S* h_prev = s.h_prev + b * H;
-      S* h = s.h + b * H;
-      for_each_chunk<S>(s.units, [&](index_t j, auto n_) {
-        constexpr int N = decltype(n_)::value;
-        Seg<S, N> z(g + H + j), n(g + 2 * H + j);
-        n = (n + CSeg<S, N>(hp2 + j)).tanh();
-        Seg<S, N>(h + j) = (S(1) - z) * n + z * CSeg<S, N>(h_prev + j);
-      });
-    }
+    for_each_unit<kGates>(s, [&](auto u) {
+      auto z = u.gate(s.gates, kZ), n = u.gate(s.gates, kN);
+      n = (n + u.at(s.hproj2)).tanh();
+      u.at(s.h) = (S(1) - z) * n + z * u.at(s.h_prev);
+    });
   }
 
   /// Before the driver forms dextra = dn W_hn: the n and z gradients.
   template <class S>
   static void backward_stage1(const BwdStep<S>& s) {
-    const index_t H = s.H, GH = 3 * H;
-    for (index_t b = 0; b < s.B; ++b) {
-      S* g = s.gates + b * GH;
-      const S* dhp = s.dh + b * H;
-      const S* hpp = s.h_prev + b * H;
-      S* dhprev = s.dh_prev + b * H;
-      for_each_chunk<S>(s.units, [&](index_t j, auto n_) {
-        constexpr int N = decltype(n_)::value;
-        Seg<S, N> z(g + H + j), n(g + 2 * H + j);
-        const Tmp<S, N> dh = CSeg<S, N>(dhp + j);
-        Seg<S, N>(dhprev + j) = dh * z;                       // dh_{t-1} (direct) = dh * z
-        const Tmp<S, N> dn = dh * (S(1) - z) * (S(1) - n.square());  // dn = dh*(1-z)*(1-n^2)
-        z = dh * (CSeg<S, N>(hpp + j) - n) * z * (S(1) - z);  // dz = dh*(h_{t-1}-n)*z(1-z)
-        n = dn;
-      });
-    }
+    for_each_unit<kGates>(s, [&](auto u) {
+      using V = typename decltype(u)::Values;
+      auto z = u.gate(s.gates, kZ), n = u.gate(s.gates, kN);
+      const V dh = u.at(s.dh);
+      u.at(s.dh_prev) = dh * z;                            // dh_{t-1} (direct) = dh * z
+      const V dn = dh * (S(1) - z) * (S(1) - n.square());  // dn = dh*(1-z)*(1-n^2)
+      z = dh * (u.at(s.h_prev) - n) * z * (S(1) - z);      // dz = dh*(h_{t-1}-n)*z(1-z)
+      n = dn;
+    });
   }
 
   /// After: dextra = dL/d(r*h) is known; the r gradient and the path through r*h.
   template <class S>
   static void backward(const BwdStep<S>& s) {
-    const index_t H = s.H, GH = 3 * H;
-    for (index_t b = 0; b < s.B; ++b) {
-      S* g = s.gates + b * GH;
-      const S* drhp = s.dextra + b * H;
-      const S* hpp = s.h_prev + b * H;
-      S* dhprev = s.dh_prev + b * H;
-      for_each_chunk<S>(s.units, [&](index_t j, auto n_) {
-        constexpr int N = decltype(n_)::value;
-        Seg<S, N> r(g + j);
-        const Tmp<S, N> drh = CSeg<S, N>(drhp + j);
-        Seg<S, N>(dhprev + j) += drh * r;                       // dh_{t-1} += d(r*h) * r
-        r = drh * CSeg<S, N>(hpp + j) * r * (S(1) - r);         // dr = d(r*h) * h_{t-1} * r(1-r)
-      });
-    }
+    for_each_unit<kGates>(s, [&](auto u) {
+      using V = typename decltype(u)::Values;
+      auto r = u.gate(s.gates, kR);
+      const V drh = u.at(s.dextra);
+      u.at(s.dh_prev) += drh * r;                 // dh_{t-1} += d(r*h) * r
+      r = drh * u.at(s.h_prev) * r * (S(1) - r);  // dr = d(r*h) * h_{t-1} * r(1-r)
+    });
   }
 };
 

@@ -5,8 +5,8 @@
 // (__AVX2__, __FMA__, __AVX512F__, ...). That covers the variants of a dispatch build exactly. A
 // single-variant build with -march=native or another -march may use more (AVX512_VBMI, AMX, SVE,
 // ...) than these bits say: it is meant for the machine it was built on, and is checked only for
-// the features listed here. cpu_features() asks the CPU (CPUID) and the OS (XGETBV: the OS saves the
-// YMM / ZMM registers on a context switch; macOS enables AVX-512 state on first use, so there
+// the features listed here. cpu_features() asks the CPU (CPUID) and the OS (XGETBV: the OS saves
+// the YMM / ZMM registers on a context switch; macOS enables AVX-512 state on first use, so there
 // sysctl answers). A variant runs only where (needs & cpu_features()) == needs.
 #pragma once
 

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "fastrnn/cells.hpp"
+#include "fastrnn/gemm_tn.hpp"
 #include "fastrnn/packed.hpp"
 #include "fastrnn/parallel.hpp"
 #include "fastrnn/workspace.hpp"
@@ -119,18 +120,18 @@ void column_sums(const S* m, index_t rows, index_t cols, S* out, index_t ld = 0)
 /// One layer, one direction: what forward_dir needs. Row (t, b) of y is y + (t*B + b)*ldy.
 template <class S>
 struct DirForward {
-  Dims d;                             ///< T, B, H, P of the stack; I is this layer's input size
+  Dims d;  ///< T, B, H, P of the stack; I is this layer's input size
   const Weights<S>* w = nullptr;
-  const S* x = nullptr;               ///< (T, B, I), padded rows zero
-  const S* h0 = nullptr;              ///< (B, Hs) or nullptr
-  const S* c0 = nullptr;              ///< (B, H) or nullptr
-  S* y = nullptr;                     ///< rows of Hs values, stride ldy
+  const S* x = nullptr;   ///< (T, B, I), padded rows zero
+  const S* h0 = nullptr;  ///< (B, Hs) or nullptr
+  const S* c0 = nullptr;  ///< (B, H) or nullptr
+  S* y = nullptr;         ///< rows of Hs values, stride ldy
   index_t ldy = 0;
-  S* h_n = nullptr;                   ///< (B, Hs)
-  S* c_n = nullptr;                   ///< (B, H)
-  S* ws = nullptr;                    ///< this direction's region (DirLayout) or nullptr
+  S* h_n = nullptr;  ///< (B, Hs)
+  S* c_n = nullptr;  ///< (B, H)
+  S* ws = nullptr;   ///< this direction's region (DirLayout) or nullptr
   bool reverse = false;
-  const index_t* active = nullptr;    ///< (T) rows running step t (a prefix), nullptr = all
+  const index_t* active = nullptr;  ///< (T) rows running step t (a prefix), nullptr = all
 };
 
 template <class S>
@@ -138,24 +139,34 @@ struct DirBackward {
   Dims d;
   const Weights<S>* w = nullptr;
   const WeightGrads<S>* g = nullptr;
-  const S* x = nullptr;               ///< (T, B, I) as in forward
-  S* ws = nullptr;                    ///< this direction's region, consumed
-  const S* dy = nullptr;              ///< rows of Hs values, stride lddy, or nullptr
+  const S* x = nullptr;   ///< (T, B, I) as in forward
+  S* ws = nullptr;        ///< this direction's region, consumed
+  const S* dy = nullptr;  ///< rows of Hs values, stride lddy, or nullptr
   index_t lddy = 0;
-  const S* dh_n = nullptr;            ///< (B, Hs) or nullptr
-  const S* dc_n = nullptr;            ///< (B, H) or nullptr
-  S* dx = nullptr;                    ///< (T, B, I), nullptr = not wanted
-  bool accumulate_dx = false;         ///< dx += (the other direction wrote it already)
-  S* dh0 = nullptr;                   ///< (B, Hs)
-  S* dc0 = nullptr;                   ///< (B, H)
+  const S* dh_n = nullptr;     ///< (B, Hs) or nullptr
+  const S* dc_n = nullptr;     ///< (B, H) or nullptr
+  S* dx = nullptr;             ///< (T, B, I), nullptr = not wanted
+  bool accumulate_dx = false;  ///< dx += (the other direction wrote it already)
+  S* dh0 = nullptr;            ///< (B, Hs)
+  S* dc0 = nullptr;            ///< (B, H)
   bool reverse = false;
   const index_t* active = nullptr;
 };
 
+/// dst rows (leading dimension ldd) = src rows (leading dimension lds) for the running rows
+/// b < Bt, zeros for the others up to B; the columns [c0, c1) only (a thread's units).
 template <class S>
-using StridedMat = Eigen::Map<RowMat<S>, 0, Eigen::OuterStride<>>;
-template <class S>
-using CStridedMat = Eigen::Map<const RowMat<S>, 0, Eigen::OuterStride<>>;
+void copy_running_rows(S* dst, index_t ldd, const S* src, index_t lds, index_t B, index_t Bt,
+                       index_t c0, index_t c1) {
+  for (index_t b = 0; b < B; ++b) {
+    S* row = dst + b * ldd;
+    if (b < Bt) {
+      copy_n(row + c0, src + b * lds + c0, c1 - c0);
+    } else {
+      std::fill(row + c0, row + c1, S(0));
+    }
+  }
+}
 
 /// Threads for a direction's time loop: fastrnn's thread count, at most the parts each packed
 /// product offers (an unused, empty product sets no limit), and 1 when a step's recurrent
@@ -175,10 +186,11 @@ struct TeamUnits {
 };
 
 template <class S>
-TeamUnits team_units(index_t H, index_t Hs, index_t ti, index_t nt) {
+TeamUnits team_units(index_t H, index_t Hs, Part part) {
   using P = PackedGemm<S>;
-  return {P::part_begin(H, ti, nt), P::part_begin(H, ti + 1, nt), P::part_begin(Hs, ti, nt),
-          P::part_begin(Hs, ti + 1, nt)};
+  const index_t i = part.index, n = part.count;
+  return {P::part_begin(H, i, n), P::part_begin(H, i + 1, n), P::part_begin(Hs, i, n),
+          P::part_begin(Hs, i + 1, n)};
 }
 
 /// Stops a team between steps: thread 0 polls the interrupt hook (an exception must not leave
@@ -204,6 +216,239 @@ class TeamStop {
   std::exception_ptr err_;
 };
 
+/// The sizes of one layer and direction as the time loops use them (G gates of H units).
+struct DirSizes {
+  DirSizes(const Dims& d, int G)
+      : T(d.T),
+        B(d.B),
+        I(d.I),
+        H(d.H),
+        Hs(d.hs()),
+        GH(G * d.H),
+        BH(d.B * d.H),
+        BHs(d.B * d.hs()),
+        proj(d.P > 0),
+        gates{d.H} {}
+
+  index_t T, B, I, H, Hs;
+  index_t GH;        ///< a row of gates
+  index_t BH, BHs;   ///< a step's c (or hc, extra) and h
+  bool proj;         ///< LSTM projection h = W_hr hc
+  GateLayout gates;  ///< where gate g's units are in a row of gates or in the weights' rows
+};
+
+/// The input projection's bias: b_ih, plus b_hh on the first kInto gate blocks (whose recurrent
+/// product the driver adds straight onto the gates); empty without biases.
+template <class S>
+std::vector<S> projection_bias(const Weights<S>& w, const GateLayout& gates, int G, int kInto) {
+  std::vector<S> bias;
+  if (!w.b_ih) return bias;
+  bias.assign(w.b_ih, w.b_ih + gates.size(G));
+  for (index_t j = 0; j < gates.size(kInto); ++j) bias[static_cast<size_t>(j)] += w.b_hh[j];
+  return bias;
+}
+
+/// One direction's forward (forward_dir runs it): everything its time loop needs, made before
+/// the loop (nothing is allocated inside it), and the steps of the loop. Every member that a
+/// step runs is called by each thread of the team for its own units.
+template <class Cell, class S>
+class ForwardLoop {
+ public:
+  static constexpr int G = Cell::kGates, G1 = Cell::kGates1;
+  /// The first kInto gate blocks: the recurrent product accumulates onto the gates, whose
+  /// projection then carries both biases; only the others (GRU: n) go through hproj.
+  static constexpr int kInto = Cell::kIntoGates;
+  static_assert(kInto >= 1 && kInto <= G1);
+
+  /// The steps [k0, k0 + n) of one chunk of the input projection: times [tlo, tlo + n) in
+  /// either direction, whose (n*B, G*H) gates start at `gates`.
+  struct Chunk {
+    index_t k0, n, tlo;
+    S* gates;
+  };
+
+  explicit ForwardLoop(const DirForward<S>& a)
+      : a_(a),
+        z_(a.d, G),
+        training_(a.ws != nullptr),
+        L_(dir_layout(G, Cell::kCellState, Cell::kExtra, a.d)),
+        bias_(projection_bias(*a.w, z_.gates, G, kInto)),
+        chunk_(projection_chunk_steps(z_.T, z_.B)),
+        hproj_(z_.B * z_.gates.size(G1 - kInto)),
+        hproj2_(G > G1 ? z_.B * z_.gates.size(G - G1) : 0),
+        gate_chunk_(training_ ? 0 : chunk_ * z_.B * z_.GH),
+        // inference keeps only the current and previous states (ping-pong), training T+1 slots
+        state_buf_(training_ ? 0 : 2 * z_.BHs + (Cell::kCellState ? 2 * z_.BH : 0)),
+        step_buf_(!training_ && (Cell::kExtra || z_.proj) ? z_.BH : 0),  // extra or hc
+        hc_buf_(!training_ && z_.proj && Cell::kExtra ? z_.BH : 0) {
+    place_states();
+    pack_weights();
+  }
+
+  index_t chunk_steps() const { return chunk_; }
+  int threads() const {
+    return team_threads(z_.B * G * z_.H * z_.Hs, {P_ih_.max_parts(), P_hh1_.max_parts(),
+                                                  P_hh2_.max_parts(), P_hr_.max_parts()});
+  }
+
+  Chunk chunk(index_t k0) {
+    const index_t n = std::min(chunk_, z_.T - k0);
+    const index_t tlo = a_.reverse ? z_.T - k0 - n : k0;
+    return {k0, n, tlo, training_ ? gates_ + tlo * z_.B * z_.GH : gate_chunk_.data()};
+  }
+
+  /// The chunk's input projection gates = x W_ih^T + bias, the part's units of every gate.
+  void project_inputs(const Chunk& c, Part part) {
+    P_ih_.multiply_part(Rows<S>{a_.x + c.tlo * z_.B * z_.I, z_.I, c.n * z_.B},
+                        Dest<S>::set(c.gates, z_.GH, bias_.empty() ? nullptr : bias_.data()), part);
+  }
+
+  /// Step k of the loop (time t), the units u: the recurrent products and the cell, then the
+  /// rows that do not run it, then the output rows. The caller meets the team after it.
+  void step(const Chunk& c, index_t k, const TeamUnits& u, Part part) {
+    const index_t t = a_.reverse ? z_.T - 1 - k : k;
+    const index_t Bt = a_.active ? a_.active[t] : z_.B;
+    const Slots sl = slots(t, k);
+    const FwdStep<S> s = step_args(c, t, Bt, sl);
+    S* h_out = hs_ + sl.wr * z_.BHs;
+    products_and_cell(s, h_out, u, part);
+    hold_finished_rows(s, h_out, u);
+    copy_running_rows(a_.y + t * z_.B * a_.ldy, a_.ldy, static_cast<const S*>(h_out), z_.Hs, z_.B,
+                      Bt, u.v0, u.v1);  // y: h of running rows, zeros for the others
+  }
+
+  /// h_n (and c_n): the states the last step wrote.
+  void write_final_states() const {
+    const index_t T = z_.T;
+    const index_t last = T == 0 ? first_slot_ : training_ ? (a_.reverse ? 0 : T) : (T & 1);
+    copy_n(a_.h_n, static_cast<const S*>(hs_ + last * z_.BHs), z_.BHs);
+    if constexpr (Cell::kCellState) {
+      copy_n(a_.c_n, static_cast<const S*>(cs_ + last * z_.BH), z_.BH);
+    }
+  }
+
+ private:
+  /// The state slots a step reads and writes.
+  struct Slots {
+    index_t rd, wr;
+  };
+
+  /// Training keeps T+1 slots (the forward direction reads slot t and writes t+1 at time t, the
+  /// reverse t+1 and t: workspace.hpp); inference two, alternating with the step count k.
+  Slots slots(index_t t, index_t k) const {
+    if (training_) return a_.reverse ? Slots{t + 1, t} : Slots{t, t + 1};
+    return {k & 1, (k & 1) ^ 1};
+  }
+
+  /// The saved arrays (training: the workspace) or the ping-pong buffers, and the initial states
+  /// in the first slot.
+  void place_states() {
+    S* ws = a_.ws;
+    gates_ = training_ ? ws + L_.gates : nullptr;
+    hs_ = training_ ? ws + L_.states : state_buf_.data();
+    cs_ = !Cell::kCellState ? nullptr
+          : training_       ? ws + L_.cstates
+                            : state_buf_.data() + 2 * z_.BHs;
+    ex_ = training_ && Cell::kExtra ? ws + L_.extra : nullptr;
+    hcs_ = training_ && z_.proj ? ws + L_.hc : nullptr;
+    first_slot_ = training_ && a_.reverse ? z_.T : 0;
+    copy_or_zero(hs_ + first_slot_ * z_.BHs, a_.h0, z_.BHs);
+    if constexpr (Cell::kCellState) copy_or_zero(cs_ + first_slot_ * z_.BH, a_.c0, z_.BH);
+  }
+
+  /// The weights, packed once for the products of every step (packed.hpp), rows by gate (the
+  /// last argument: how many products each runs; a few small ones are not packed).
+  void pack_weights() {
+    const Weights<S>& w = *a_.w;
+    const index_t T = z_.T, B = z_.B, I = z_.I, H = z_.H, Hs = z_.Hs;
+    const index_t chunks = (T + chunk_ - 1) / chunk_;  // chunk_ >= 1
+    P_ih_ = PackedGemm<S>(w.w_ih, z_.GH, I, I, /*row_major=*/true, chunk_ * B, G, chunks);
+    P_hh1_ = PackedGemm<S>(w.w_hh, z_.gates.size(G1), Hs, Hs, true, B, G1, T);
+    if constexpr (G > G1) {
+      P_hh2_ = PackedGemm<S>(w.w_hh + z_.gates.at(G1) * Hs, z_.gates.size(G - G1), Hs, Hs, true, B,
+                             G - G1, T);
+    }
+    if (z_.proj) P_hr_ = PackedGemm<S>(w.w_hr, Hs, H, H, true, B, 1, T);
+  }
+
+  /// What the cell sees at time t: Bt running rows, the states of slots sl. With a projection
+  /// the cell writes hc (h = W_hr hc follows), else h itself.
+  FwdStep<S> step_args(const Chunk& c, index_t t, index_t Bt, Slots sl) {
+    const index_t BH = z_.BH;
+    FwdStep<S> s{};
+    s.B = Bt;
+    s.H = z_.H;
+    s.units = z_.H;
+    s.gates = c.gates + (t - c.tlo) * z_.B * z_.GH;
+    s.hproj = hproj_.empty() ? nullptr : hproj_.data();
+    s.hproj2 = hproj2_.empty() ? nullptr : hproj2_.data();
+    s.h_prev = hs_ + sl.rd * z_.BHs;
+    if constexpr (Cell::kCellState) {
+      s.c_prev = cs_ + sl.rd * BH;
+      s.c = cs_ + sl.wr * BH;
+    }
+    S* hc = z_.proj ? (training_ ? hcs_ + t * BH : step_buf_.data()) : nullptr;
+    s.h = z_.proj ? hc : hs_ + sl.wr * z_.BHs;
+    if constexpr (Cell::kExtra) {
+      s.extra = training_ ? ex_ + t * BH : (z_.proj ? hc_buf_.data() : step_buf_.data());
+    }
+    return s;
+  }
+
+  /// gates += h_{t-1} W_hh^T (blocks [kInto, G1): hproj = h_{t-1} W_hh^T + b_hh), [stage 1,
+  /// then hproj2 = extra W_hh[G1:]^T + b_hh[G1:]], the cell, [h = hc W_hr^T]: the part's units.
+  void products_and_cell(const FwdStep<S>& s, S* h_out, const TeamUnits& u, Part part) {
+    const Weights<S>& w = *a_.w;
+    const GateLayout& gl = z_.gates;
+    P_hh1_.multiply_part(Rows<S>{s.h_prev, z_.Hs, s.B}, Dest<S>::add(s.gates, z_.GH), part,
+                         Tail<S>{kInto, Dest<S>::set(hproj_.data(), gl.size(G1 - kInto), w.b_hh)});
+    if constexpr (G > G1) {
+      Cell::forward_stage1(step_cols(s, u.u0, u.u1));
+      team_barrier();  // the second product reads all of stage 1's extra
+      P_hh2_.multiply_part(
+          Rows<S>{s.extra, z_.H, s.B},
+          Dest<S>::set(hproj2_.data(), gl.size(G - G1), w.b_hh ? w.b_hh + gl.at(G1) : nullptr),
+          part);
+    }
+    Cell::forward(step_cols(s, u.u0, u.u1));
+    if (z_.proj) {
+      team_barrier();  // h = W_hr hc reads all of hc
+      P_hr_.multiply_part(Rows<S>{s.h, z_.H, s.B}, Dest<S>::set(h_out, z_.Hs), part);
+    }
+  }
+
+  /// Finished (or not yet started) sequences, rows [s.B, B), keep their state; their saved
+  /// per-step values are zero, so the weight GEMMs ignore them.
+  void hold_finished_rows(const FwdStep<S>& s, S* h_out, const TeamUnits& u) {
+    const index_t H = z_.H, Hs = z_.Hs;
+    for (index_t b = s.B; b < z_.B; ++b) {
+      copy_n(h_out + b * Hs + u.v0, s.h_prev + b * Hs + u.v0, u.v1 - u.v0);
+      if constexpr (Cell::kCellState) {
+        copy_n(s.c + b * H + u.u0, s.c_prev + b * H + u.u0, u.u1 - u.u0);
+      }
+      if (training_ && z_.proj) std::fill(s.h + b * H + u.u0, s.h + b * H + u.u1, S(0));
+      if constexpr (Cell::kExtra) {
+        if (training_) std::fill(s.extra + b * H + u.u0, s.extra + b * H + u.u1, S(0));
+      }
+    }
+  }
+
+  const DirForward<S>& a_;
+  const DirSizes z_;
+  const bool training_;
+  const DirLayout L_;
+  const std::vector<S> bias_;
+  const index_t chunk_;
+  Scratch<S> hproj_, hproj2_, gate_chunk_, state_buf_, step_buf_, hc_buf_;
+  S* gates_ = nullptr;  ///< training: (T, B, G*H) saved gates
+  S* hs_ = nullptr;     ///< h in T+1 slots (training) or two
+  S* cs_ = nullptr;     ///< c likewise (LSTM)
+  S* ex_ = nullptr;     ///< training: (T, B, H) extra (GRU)
+  S* hcs_ = nullptr;    ///< training: (T, B, H) hc (LSTM with projection)
+  index_t first_slot_ = 0;
+  PackedGemm<S> P_ih_, P_hh1_, P_hh2_, P_hr_;
+};
+
 /// The time loops run in one team of threads for the whole direction (run_team). Thread i of n
 /// owns the hidden units [part_begin(H, i, n), part_begin(H, i + 1, n)) in every gate: it
 /// computes those columns of the input projection and of each step's recurrent product
@@ -215,145 +460,230 @@ class TeamStop {
 /// any thread count.
 template <class Cell, class S>
 void forward_dir(const DirForward<S>& a) {
-  constexpr int G = Cell::kGates, G1 = Cell::kGates1;
-  const Dims& d = a.d;
-  const index_t T = d.T, B = d.B, I = d.I, H = d.H, Hs = d.hs(), GH = G * H;
-  const index_t BH = B * H, BHs = B * Hs;
-  const bool training = a.ws != nullptr, proj = d.P > 0;
-  const Weights<S>& w = *a.w;
-  const DirLayout L = dir_layout(G, Cell::kCellState, Cell::kExtra, d);
-
-  // --- everything the loop needs, allocated before it ---
-  // the first kIntoGates gate blocks: the recurrent product accumulates onto the gates, whose
-  // projection then carries both biases; only the others (GRU: n) go through hproj
-  constexpr int kInto = Cell::kIntoGates;
-  static_assert(kInto >= 1 && kInto <= G1);
-  std::vector<S> bias_sum;
-  const S* b_proj = w.b_ih;
-  if (w.b_ih) {
-    bias_sum.assign(w.b_ih, w.b_ih + GH);
-    for (index_t j = 0; j < kInto * H; ++j) bias_sum[static_cast<size_t>(j)] += w.b_hh[j];
-    b_proj = bias_sum.data();
-  }
-  Scratch<S> hproj(B * (G1 - kInto) * H);
-  Scratch<S> hproj2(G > G1 ? B * (G - G1) * H : 0);
-  const index_t chunk = projection_chunk_steps(T, B);
-  Scratch<S> gate_chunk(training ? 0 : chunk * B * GH);
-  // inference keeps only the current and previous states (ping-pong), training all T+1 slots
-  Scratch<S> state_buf(training ? 0 : 2 * BHs + (Cell::kCellState ? 2 * BH : 0));
-  Scratch<S> step_buf(!training && (Cell::kExtra || proj) ? BH : 0);  // extra or hc of a step
-  Scratch<S> hc_buf(!training && proj && Cell::kExtra ? BH : 0);
-
-  S* gates = training ? a.ws + L.gates : nullptr;
-  S* hs = training ? a.ws + L.states : state_buf.data();
-  S* cs = !Cell::kCellState ? nullptr : training ? a.ws + L.cstates : state_buf.data() + 2 * BHs;
-  S* ex = training && Cell::kExtra ? a.ws + L.extra : nullptr;
-  S* hcs = training && proj ? a.ws + L.hc : nullptr;
-
-  // state slots: training uses T+1 slots, inference two (k & 1)
-  const index_t first_slot = training && a.reverse ? T : 0;
-  copy_or_zero(hs + first_slot * BHs, a.h0, BHs);
-  if constexpr (Cell::kCellState) copy_or_zero(cs + first_slot * BH, a.c0, BH);
-
-  // the weights, packed once for the products of every step (packed.hpp), rows by gate
-  // (the last argument: how many products each runs; a few small ones are not packed)
-  const index_t chunks = (T + chunk - 1) / chunk;  // chunk >= 1
-  PackedGemm<S> P_ih(w.w_ih, GH, I, I, /*row_major=*/true, chunk * B, G, chunks);
-  PackedGemm<S> P_hh1(w.w_hh, G1 * H, Hs, Hs, true, B, G1, T);
-  PackedGemm<S> P_hh2;
-  if constexpr (G > G1) {
-    P_hh2 = PackedGemm<S>(w.w_hh + G1 * H * Hs, (G - G1) * H, Hs, Hs, true, B, G - G1, T);
-  }
-  PackedGemm<S> P_hr;
-  if (proj) P_hr = PackedGemm<S>(w.w_hr, Hs, H, H, true, B, 1, T);
-
-  const int threads = team_threads(
-      B * G * H * Hs, {P_ih.max_parts(), P_hh1.max_parts(), P_hh2.max_parts(), P_hr.max_parts()});
+  ForwardLoop<Cell, S> loop(a);
   TeamStop stop;
-
-  run_team(threads, [&](index_t ti, index_t nt) {
-    const auto [u0, u1, v0, v1] = team_units<S>(H, Hs, ti, nt);
-    for (index_t k0 = 0; k0 < T; k0 += chunk) {
-      const index_t n = std::min(chunk, T - k0);
-      // the chunk's steps cover times [tlo, tlo + n) in either direction
-      const index_t tlo = a.reverse ? T - k0 - n : k0;
-      S* gbase = training ? gates + tlo * B * GH : gate_chunk.data();
-      P_ih.multiply_part(gbase, GH, a.x + tlo * B * I, I, n * B, /*accumulate=*/false, ti, nt,
-                         b_proj);
-
-      for (index_t k = k0; k < k0 + n; ++k) {
+  run_team(loop.threads(), [&](index_t ti, index_t nt) {
+    const Part part{ti, nt};
+    const TeamUnits u = team_units<S>(a.d.H, a.d.hs(), part);
+    for (index_t k0 = 0; k0 < a.d.T; k0 += loop.chunk_steps()) {
+      const auto c = loop.chunk(k0);
+      loop.project_inputs(c, part);
+      for (index_t k = k0; k < k0 + c.n; ++k) {
         if (ti == 0) stop.poll();
-        const index_t t = a.reverse ? T - 1 - k : k;
-        const index_t Bt = a.active ? a.active[t] : B;
-        const index_t rd = training ? (a.reverse ? t + 1 : t) : k & 1;
-        const index_t wr = training ? (a.reverse ? t : t + 1) : rd ^ 1;
-        S* h_prev = hs + rd * BHs;
-        S* h_out = hs + wr * BHs;
-        FwdStep<S> s{};
-        s.B = Bt;
-        s.H = H;
-        s.units = H;
-        s.gates = gbase + (t - tlo) * B * GH;
-        s.hproj = hproj.empty() ? nullptr : hproj.data();
-        s.hproj2 = hproj2.empty() ? nullptr : hproj2.data();
-        s.h_prev = h_prev;
-        if constexpr (Cell::kCellState) {
-          s.c_prev = cs + rd * BH;
-          s.c = cs + wr * BH;
-        }
-        S* hc = proj ? (training ? hcs + t * BH : step_buf.data()) : nullptr;
-        s.h = proj ? hc : h_out;
-        if constexpr (Cell::kExtra) {
-          s.extra = training ? ex + t * BH : (proj ? hc_buf.data() : step_buf.data());
-        }
-
-        P_hh1.multiply_part(s.gates, GH, h_prev, Hs, Bt, /*accumulate=*/true, ti, nt, nullptr,
-                            {kInto, hproj.data(), (G1 - kInto) * H, w.b_hh});
-        if constexpr (G > G1) {
-          Cell::forward_stage1(step_cols(s, u0, u1));
-          team_barrier();  // the second product reads all of stage 1's extra
-          P_hh2.multiply_part(hproj2.data(), (G - G1) * H, s.extra, H, Bt, false, ti, nt,
-                              w.b_hh ? w.b_hh + G1 * H : nullptr);
-        }
-        Cell::forward(step_cols(s, u0, u1));
-        if (proj) {
-          team_barrier();  // h = W_hr hc reads all of hc
-          P_hr.multiply_part(h_out, Hs, hc, H, Bt, false, ti, nt);
-        }
-
-        // finished (or not yet started) sequences keep their state; their saved per-step
-        // values are zero, so the weight GEMMs ignore them
-        for (index_t b = Bt; b < B; ++b) {
-          copy_n(h_out + b * Hs + v0, static_cast<const S*>(h_prev + b * Hs + v0), v1 - v0);
-          if constexpr (Cell::kCellState) {
-            copy_n(cs + wr * BH + b * H + u0, static_cast<const S*>(cs + rd * BH + b * H + u0),
-                   u1 - u0);
-          }
-          if (training && proj) std::fill(hc + b * H + u0, hc + b * H + u1, S(0));
-          if constexpr (Cell::kExtra) {
-            if (training) std::fill(s.extra + b * H + u0, s.extra + b * H + u1, S(0));
-          }
-        }
-        // output rows: h for running sequences, zeros for the others
-        S* yt = a.y + t * B * a.ldy;
-        for (index_t b = 0; b < B; ++b) {
-          S* yb = yt + b * a.ldy;
-          if (b < Bt) {
-            copy_n(yb + v0, static_cast<const S*>(h_out + b * Hs + v0), v1 - v0);
-          } else {
-            std::fill(yb + v0, yb + v1, S(0));
-          }
-        }
+        loop.step(c, k, u, part);
         team_barrier();  // the next step's product reads all of h
         if (stop.stopped()) return;
       }
     }
   });
   stop.rethrow();
-  const index_t last = T == 0 ? first_slot : training ? (a.reverse ? 0 : T) : (T & 1);
-  copy_n(a.h_n, static_cast<const S*>(hs + last * BHs), BHs);
-  if constexpr (Cell::kCellState) copy_n(a.c_n, static_cast<const S*>(cs + last * BH), BH);
+  loop.write_final_states();
 }
+
+/// One direction's backward (backward_dir runs it), as ForwardLoop: the buffers and packed
+/// transposed weights made before the loop, the two halves of a step (through the cell, then
+/// to the previous step), and the weight gradients after the loop.
+template <class Cell, class S>
+class BackwardLoop {
+ public:
+  static constexpr int G = Cell::kGates, G1 = Cell::kGates1;
+  /// Gate blocks [0, kSame) have the same gradient on the input and the recurrent side (all of
+  /// them unless kHiddenGradDiffers; GRU reset_after: r and z). A cell whose blocks differ
+  /// writes the recurrent side of a step into one of two (B, G*H) step buffers (steps
+  /// alternate: a thread may start the next step while another still reads this one in the
+  /// product), and the driver keeps the blocks [kSame, G1) that differ, (B, DH) a step, for
+  /// dW_hh and db_hh.
+  static constexpr bool kDiffers = Cell::kHiddenGradDiffers;
+  static constexpr int kSame = kDiffers ? Cell::kIntoGates : G;
+  static_assert(!kDiffers || G == G1, "a two-stage cell's blocks are the same");
+
+  /// A step after its pass through the cell: time t, Bt running rows, the recurrent side of
+  /// its gate gradients.
+  struct Step {
+    index_t t, Bt;
+    const S* dgh;
+  };
+
+  explicit BackwardLoop(const DirBackward<S>& a)
+      : a_(a),
+        z_(a.d, G),
+        L_(dir_layout(G, Cell::kCellState, Cell::kExtra, a.d)),
+        DH_(kDiffers ? z_.gates.size(G1 - kSame) : 0),
+        dG_(a.ws + L_.gates),  // saved gates, overwritten in place by their gradients
+        hs_(a.ws + L_.states),
+        cs_(Cell::kCellState ? a.ws + L_.cstates : nullptr),
+        ex_(Cell::kExtra ? a.ws + L_.extra : nullptr),
+        hcs_(z_.proj ? a.ws + L_.hc : nullptr),
+        dgh_step_(kDiffers ? 2 * z_.B * z_.GH : 0),
+        dgh_keep_(kDiffers ? z_.T * z_.B * DH_ : 0),
+        dh_carry_(z_.BHs),
+        dh_cur_(z_.BHs),
+        dhc_(z_.proj ? z_.BH : 0),
+        dh_direct_(z_.proj ? z_.BH : 0),       // the LSTM cell's (zero) direct part, H wide; unused
+        dh_all_(z_.proj ? z_.T * z_.BHs : 0),  // dL/dh of every step, for dW_hr
+        dc_(Cell::kCellState ? z_.BH : 0),
+        dextra_(G > G1 ? z_.BH : 0) {
+    copy_or_zero(dh_carry_.data(), a.dh_n, z_.BHs);
+    if constexpr (Cell::kCellState) copy_or_zero(dc_.data(), a.dc_n, z_.BH);
+    pack_weights();
+  }
+
+  int threads() const {
+    return team_threads(z_.B * G * z_.H * z_.Hs,
+                        {P_hh1_.max_parts(), P_hh2_.max_parts(), P_hr_.max_parts()});
+  }
+
+  /// Step k (time t) through the cell, the units u: dL/dh_t, [through the projection], [stage
+  /// 1, then dextra = dgates[:, G1:] W_hh[G1:]], the cell's pass (gates -> their gradients).
+  Step through_cell(index_t k, const TeamUnits& u, Part part) {
+    const index_t t = a_.reverse ? z_.T - 1 - k : k;
+    const index_t Bt = a_.active ? a_.active[t] : z_.B;
+    BwdStep<S> s = step_args(k, t, Bt, incoming_gradient(t, Bt, u));
+    if (z_.proj) through_projection(s, t, u, part);
+    const S* dgh = kDiffers ? s.dgh : dG_ + t * z_.B * z_.GH;
+    if constexpr (G > G1) {
+      Cell::backward_stage1(step_cols(s, u.u0, u.u1));
+      team_barrier();  // dL/d(extra) = dgates[:, G1:] W_hh[G1:] reads all of them
+      P_hh2_.multiply_part(Rows<S>{dgh + z_.gates.at(G1), z_.GH, Bt},
+                           Dest<S>::set(dextra_.data(), z_.H), part);
+      s.dextra = dextra_.data();
+    }
+    Cell::backward(step_cols(s, u.u0, u.u1));
+    return {t, Bt, dgh};
+  }
+
+  /// After the team met: dh_{t-1} = (direct part) + dgates[:, :G1] W_hh[:G1] (with a projection
+  /// the cell is an LSTM: no direct part, the product is all of it); no gradient through the
+  /// skipped rows' gates; the blocks whose recurrent side differs kept.
+  void to_previous_step(const Step& st, const TeamUnits& u, Part part) {
+    S* carry = dh_carry_.data();
+    P_hh1_.multiply_part(Rows<S>{st.dgh, z_.GH, st.Bt},
+                         z_.proj ? Dest<S>::set(carry, z_.Hs) : Dest<S>::add(carry, z_.Hs), part);
+    for (index_t b = st.Bt; b < z_.B; ++b) {
+      for (index_t gi = 0; gi < G; ++gi) {
+        S* row = dG_ + (st.t * z_.B + b) * z_.GH + z_.gates.at(gi);
+        std::fill(row + u.u0, row + u.u1, S(0));
+      }
+    }
+    if constexpr (kDiffers) {  // zero on skipped rows
+      for (index_t gi = kSame; gi < G1; ++gi) {
+        copy_running_rows(dgh_keep_.data() + st.t * z_.B * DH_ + z_.gates.at(gi - kSame), DH_,
+                          st.dgh + z_.gates.at(gi), z_.GH, z_.B, st.Bt, u.u0, u.u1);
+      }
+    }
+  }
+
+  /// dh0 (and dc0): what the first step sent back.
+  void write_state_gradients() const {
+    copy_n(a_.dh0, static_cast<const S*>(dh_carry_.data()), z_.BHs);
+    if constexpr (Cell::kCellState) copy_n(a_.dc0, static_cast<const S*>(dc_.data()), z_.BH);
+  }
+
+  /// The weight and input gradients: one GEMM each over all T*B rows.
+  void weight_gradients() {
+    const Weights<S>& w = *a_.w;
+    const WeightGrads<S>& g = *a_.g;
+    const GateLayout& gl = z_.gates;
+    const index_t R = z_.T * z_.B, I = z_.I, H = z_.H, Hs = z_.Hs, GH = z_.GH;
+    const index_t first_in = a_.reverse ? 1 : 0;  // the slots read by the T steps
+    // dW_ih = dG^T x and dW_hh = dG^T h (the blocks [0, kSame)) in one call, sharing dG's
+    // packing; a two-stage cell's last blocks take the extra as their recurrent input (an empty
+    // product, rows [GH, GH), for the others)
+    const S* h_in = hs_ + first_in * z_.BHs;
+    gemm_tn(dG_, GH, R,
+            {TnProduct<S>{g.dw_ih, I, a_.x, I, I, 0, GH},
+             TnProduct<S>{g.dw_hh, Hs, h_in, Hs, Hs, 0, gl.size(std::min(kSame, G1))},
+             TnProduct<S>{g.dw_hh + gl.at(G1) * Hs, Hs, ex_, H, H, G > G1 ? gl.at(G1) : GH, GH}});
+    if constexpr (kDiffers) {  // the blocks whose recurrent gradient differs (n)
+      gemm_tn(g.dw_hh + gl.at(kSame) * Hs, Hs, dgh_keep_.data(), DH_, h_in, Hs, DH_, Hs, R);
+    }
+    if (z_.proj) gemm_tn(g.dw_hr, H, dh_all_.data(), Hs, hcs_, H, Hs, H, R);
+    if (g.db_ih) column_sums(dG_, R, GH, g.db_ih);
+    if (g.db_hh) {  // with db_ih (both biases or neither, fastrnn.hpp)
+      // the blocks with the same gradient on both sides have the same sums (LSTM, RNN: all)
+      copy_n(g.db_hh, static_cast<const S*>(g.db_ih), gl.size(kSame));
+      if constexpr (kDiffers) column_sums(dgh_keep_.data(), R, DH_, g.db_hh + gl.at(kSame));
+    }
+    if (a_.dx) {
+      gemm(Mat<S>(a_.dx, R, I), CMat<S>(dG_, R, GH), CMat<S>(w.w_ih, GH, I), a_.accumulate_dx);
+    }
+  }
+
+ private:
+  /// The transposed weights of the per-step products, packed once (packed.hpp) (the last
+  /// argument: how many products each runs; a few small ones are not packed).
+  void pack_weights() {
+    const Weights<S>& w = *a_.w;
+    const index_t T = z_.T, B = z_.B, H = z_.H, Hs = z_.Hs;
+    const GateLayout& gl = z_.gates;
+    P_hh1_ = PackedGemm<S>(w.w_hh, Hs, gl.size(G1), Hs, /*row_major=*/false, B, 1, T);  // W_hh1^T
+    if constexpr (G > G1) {
+      P_hh2_ = PackedGemm<S>(w.w_hh + gl.at(G1) * Hs, H, gl.size(G - G1), Hs, false, B, 1, T);
+    }
+    if (z_.proj) P_hr_ = PackedGemm<S>(w.w_hr, H, Hs, H, false, B, 1, T);  // W_hr^T
+  }
+
+  /// dL/dh_t = dy_t + (what step t+1 sent back), the running rows' units of h.
+  S* incoming_gradient(index_t t, index_t Bt, const TeamUnits& u) {
+    S* dh = dh_cur_.data();
+    const index_t Hs = z_.Hs, n = u.v1 - u.v0;
+    for (index_t b = 0; b < Bt; ++b) {
+      RowVec<S> out(dh + b * Hs + u.v0, n);
+      CRowVec<S> carry(dh_carry_.data() + b * Hs + u.v0, n);
+      if (a_.dy) {
+        out = carry + CRowVec<S>(a_.dy + (t * z_.B + b) * a_.lddy + u.v0, n);
+      } else {
+        out = carry;
+      }
+    }
+    return dh;
+  }
+
+  /// What the cell sees at step k (time t), Bt running rows, dL/dh_t = dh.
+  BwdStep<S> step_args(index_t k, index_t t, index_t Bt, S* dh) {
+    const index_t B = z_.B, BH = z_.BH;
+    const index_t rd = a_.reverse ? t + 1 : t, wr = a_.reverse ? t : t + 1;
+    BwdStep<S> s{};
+    s.B = Bt;
+    s.H = z_.H;
+    s.units = z_.H;
+    s.gates = dG_ + t * B * z_.GH;
+    s.dgh = kDiffers ? dgh_step_.data() + (k % 2) * B * z_.GH : nullptr;
+    s.dh = dh;
+    s.dh_prev = dh_carry_.data();
+    s.h_prev = hs_ + rd * z_.BHs;
+    if constexpr (Cell::kCellState) {
+      s.dc = dc_.data();
+      s.c_prev = cs_ + rd * BH;
+      s.c = cs_ + wr * BH;
+    }
+    if constexpr (Cell::kExtra) s.extra = ex_ + t * BH;
+    return s;
+  }
+
+  /// h = W_hr hc: keeps dL/dh_t for dW_hr, then the cell gets dL/dhc = dL/dh W_hr, and writes
+  /// its (zero) direct part in H columns (the carry has Hs).
+  void through_projection(BwdStep<S>& s, index_t t, const TeamUnits& u, Part part) {
+    const index_t Hs = z_.Hs;
+    copy_running_rows(dh_all_.data() + t * z_.BHs, Hs, s.dh, Hs, z_.B, s.B, u.v0, u.v1);
+    team_barrier();  // the product reads all of dh
+    P_hr_.multiply_part(Rows<S>{s.dh, Hs, s.B}, Dest<S>::set(dhc_.data(), z_.H), part);
+    s.dh = dhc_.data();
+    s.dh_prev = dh_direct_.data();
+  }
+
+  const DirBackward<S>& a_;
+  const DirSizes z_;
+  const DirLayout L_;
+  const index_t DH_;  ///< width of the kept blocks [kSame, G1)
+  S* const dG_;
+  const S* const hs_;
+  const S* const cs_;
+  const S* const ex_;
+  const S* const hcs_;
+  Scratch<S> dgh_step_, dgh_keep_, dh_carry_, dh_cur_, dhc_, dh_direct_, dh_all_, dc_, dextra_;
+  PackedGemm<S> P_hh1_, P_hh2_, P_hr_;
+};
 
 /// Backward in one team as forward: thread i owns the same units of the pointwise pass and
 /// the units [part_begin(Hs, i, n), ...) of h in the product dh_{t-1} = dgates W_hh, which
@@ -361,167 +691,22 @@ void forward_dir(const DirForward<S>& a) {
 /// cell). After the loop: the weight gradients in one gemm_tn call, dx as one tiled GEMM.
 template <class Cell, class S>
 void backward_dir(const DirBackward<S>& a) {
-  constexpr int G = Cell::kGates, G1 = Cell::kGates1;
-  const Dims& d = a.d;
-  const index_t T = d.T, B = d.B, I = d.I, H = d.H, Hs = d.hs(), GH = G * H;
-  const index_t BH = B * H, BHs = B * Hs;
-  const bool proj = d.P > 0;
-  const Weights<S>& w = *a.w;
-  const WeightGrads<S>& g = *a.g;
-  const DirLayout L = dir_layout(G, Cell::kCellState, Cell::kExtra, d);
-
-  S* dG = a.ws + L.gates;  // saved gates, overwritten in place by their gradients
-  const S* hs = a.ws + L.states;
-  const S* cs = Cell::kCellState ? a.ws + L.cstates : nullptr;
-  const S* ex = Cell::kExtra ? a.ws + L.extra : nullptr;
-  const S* hcs = proj ? a.ws + L.hc : nullptr;
-
-  // Gate blocks [0, kSame) have the same gradient on the input and the recurrent side (all of
-  // them unless kHiddenGradDiffers; GRU reset_after: r and z). A cell whose blocks differ writes
-  // the recurrent side of a step into one of two (B, G*H) step buffers (steps alternate: a
-  // thread may start the next step while another still reads this one in the product), and
-  // the driver keeps the blocks [kSame, G1) that differ, (B, DH) a step, for dW_hh and db_hh.
-  constexpr int kSame = Cell::kHiddenGradDiffers ? Cell::kIntoGates : G;
-  static_assert(!Cell::kHiddenGradDiffers || G == G1, "a two-stage cell's blocks are the same");
-  const index_t DH = Cell::kHiddenGradDiffers ? (G1 - kSame) * H : 0;
-  Scratch<S> dgh_step(Cell::kHiddenGradDiffers ? 2 * B * GH : 0);
-  Scratch<S> dgh_keep(Cell::kHiddenGradDiffers ? T * B * DH : 0);
-  Scratch<S> dh_carry(BHs), dh_cur(BHs);
-  Scratch<S> dhc(proj ? BH : 0);
-  Scratch<S> dh_direct(proj ? BH : 0);  // the LSTM cell's (zero) direct part, H wide; unused
-  Scratch<S> dh_all(proj ? T * BHs : 0);  // dL/dh of every step, for dW_hr
-  Scratch<S> dc(Cell::kCellState ? BH : 0);
-  Scratch<S> dextra(G > G1 ? BH : 0);
-  copy_or_zero(dh_carry.data(), a.dh_n, BHs);
-  if constexpr (Cell::kCellState) copy_or_zero(dc.data(), a.dc_n, BH);
-
-  // the transposed weights of the per-step products, packed once (packed.hpp)
-  // (the last argument: how many products each runs; a few small ones are not packed)
-  PackedGemm<S> P_hh1(w.w_hh, Hs, G1 * H, Hs, /*row_major=*/false, B, 1, T);  // A = W_hh1^T
-  PackedGemm<S> P_hh2;
-  if constexpr (G > G1) {
-    P_hh2 = PackedGemm<S>(w.w_hh + G1 * H * Hs, H, (G - G1) * H, Hs, false, B, 1, T);
-  }
-  PackedGemm<S> P_hr;
-  if (proj) P_hr = PackedGemm<S>(w.w_hr, H, Hs, H, false, B, 1, T);  // A = W_hr^T
-
-  const int threads =
-      team_threads(B * G * H * Hs, {P_hh1.max_parts(), P_hh2.max_parts(), P_hr.max_parts()});
+  BackwardLoop<Cell, S> loop(a);
   TeamStop stop;
-
-  run_team(threads, [&](index_t ti, index_t nt) {
-    const auto [u0, u1, v0, v1] = team_units<S>(H, Hs, ti, nt);
-    for (index_t k = T - 1; k >= 0; --k) {  // the forward's steps, last first
+  run_team(loop.threads(), [&](index_t ti, index_t nt) {
+    const Part part{ti, nt};
+    const TeamUnits u = team_units<S>(a.d.H, a.d.hs(), part);
+    for (index_t k = a.d.T - 1; k >= 0; --k) {  // the forward's steps, last first
       if (ti == 0) stop.poll();
-      const index_t t = a.reverse ? T - 1 - k : k;
-      const index_t Bt = a.active ? a.active[t] : B;
-      const index_t rd = a.reverse ? t + 1 : t, wr = a.reverse ? t : t + 1;
-      // dL/dh_t = dy_t + (what the next step sent back), for the running rows
-      S* dh = dh_cur.data();
-      for (index_t b = 0; b < Bt; ++b) {
-        RowVec<S> out(dh + b * Hs + v0, v1 - v0);
-        CRowVec<S> carry(dh_carry.data() + b * Hs + v0, v1 - v0);
-        if (a.dy) {
-          out = carry + CRowVec<S>(a.dy + (t * B + b) * a.lddy + v0, v1 - v0);
-        } else {
-          out = carry;
-        }
-      }
-      BwdStep<S> s{};
-      s.B = Bt;
-      s.H = H;
-      s.units = H;
-      s.gates = dG + t * B * GH;
-      s.dgh = Cell::kHiddenGradDiffers ? dgh_step.data() + (k % 2) * B * GH : nullptr;
-      s.dh = dh;
-      s.dh_prev = dh_carry.data();
-      s.h_prev = hs + rd * BHs;
-      if constexpr (Cell::kCellState) {
-        s.dc = dc.data();
-        s.c_prev = cs + rd * BH;
-        s.c = cs + wr * BH;
-      }
-      if constexpr (Cell::kExtra) s.extra = ex + t * BH;
-      if (proj) {  // h = W_hr hc:  dhc = dh W_hr, and dh is kept for dW_hr
-        S* dht = dh_all.data() + t * BHs;
-        for (index_t b = 0; b < B; ++b) {
-          if (b < Bt) {
-            copy_n(dht + b * Hs + v0, static_cast<const S*>(dh + b * Hs + v0), v1 - v0);
-          } else {
-            std::fill(dht + b * Hs + v0, dht + b * Hs + v1, S(0));
-          }
-        }
-        team_barrier();  // the product reads all of dh
-        P_hr.multiply_part(dhc.data(), H, dh, Hs, Bt, false, ti, nt);
-        s.dh = dhc.data();
-        // the LSTM cell writes its (zero) direct part in H columns; the carry has Hs
-        s.dh_prev = dh_direct.data();
-      }
-
-      const S* dgh_t = Cell::kHiddenGradDiffers ? s.dgh : dG + t * B * GH;
-      if constexpr (G > G1) {
-        Cell::backward_stage1(step_cols(s, u0, u1));
-        team_barrier();  // dL/d(extra) = dgates[:, G1:] W_hh[G1:] reads all of them
-        P_hh2.multiply_part(dextra.data(), H, dgh_t + G1 * H, GH, Bt, false, ti, nt);
-        s.dextra = dextra.data();
-      }
-      Cell::backward(step_cols(s, u0, u1));
+      const auto st = loop.through_cell(k, u, part);
       team_barrier();  // the product reads all of the step's gradients
       if (stop.stopped()) return;
-      // dh_{t-1} = (direct part) + dgates[:, :G1] W_hh[:G1]
-      // (with a projection the cell is an LSTM: no direct part, the product is all of it)
-      P_hh1.multiply_part(dh_carry.data(), Hs, dgh_t, GH, Bt, /*accumulate=*/!proj, ti, nt);
-      for (index_t b = Bt; b < B; ++b) {  // skipped rows: no gradient through the step's gates
-        for (index_t gi = 0; gi < G; ++gi) {
-          S* row = dG + (t * B + b) * GH + gi * H;
-          std::fill(row + u0, row + u1, S(0));
-        }
-      }
-      if constexpr (Cell::kHiddenGradDiffers) {  // keep the blocks that differ, zero if skipped
-        for (index_t b = 0; b < B; ++b) {
-          for (index_t gi = kSame; gi < G1; ++gi) {
-            S* keep = dgh_keep.data() + (t * B + b) * DH + (gi - kSame) * H;
-            if (b < Bt) {
-              copy_n(keep + u0, static_cast<const S*>(dgh_t + b * GH + gi * H + u0), u1 - u0);
-            } else {
-              std::fill(keep + u0, keep + u1, S(0));
-            }
-          }
-        }
-      }
+      loop.to_previous_step(st, u, part);
     }
   });
   stop.rethrow();
-
-  copy_n(a.dh0, static_cast<const S*>(dh_carry.data()), BHs);
-  if constexpr (Cell::kCellState) copy_n(a.dc0, static_cast<const S*>(dc.data()), BH);
-
-  // --- the weight and input gradients: one GEMM each over all T*B rows ---
-  const index_t R = T * B;
-  const index_t first_in = a.reverse ? 1 : 0;  // the slots read by the T steps
-  CMat<S> dGx_all(dG, R, GH);
-  // dW_ih = dG^T x and dW_hh = dG^T h (the blocks [0, kSame)) in one call, sharing dG's packing;
-  // a two-stage cell's last blocks take the extra as their recurrent input (an empty product,
-  // rows [GH, GH), for the others)
-  const S* h_in = hs + first_in * BHs;
-  const index_t h_rows = std::min(kSame, G1) * H;
-  gemm_tn(dG, GH, R,
-          {TnProduct<S>{g.dw_ih, I, a.x, I, I, 0, GH},
-           TnProduct<S>{g.dw_hh, Hs, h_in, Hs, Hs, 0, h_rows},
-           TnProduct<S>{g.dw_hh + G1 * H * Hs, Hs, ex, H, H, G > G1 ? G1 * H : GH, GH}});
-  if constexpr (Cell::kHiddenGradDiffers) {  // the blocks whose recurrent gradient differs (n)
-    gemm_tn(g.dw_hh + kSame * H * Hs, Hs, dgh_keep.data(), DH, h_in, Hs, DH, Hs, R);
-  }
-  if (proj) gemm_tn(g.dw_hr, H, dh_all.data(), Hs, hcs, H, Hs, H, R);
-  if (g.db_ih) column_sums(dG, R, GH, g.db_ih);
-  if (g.db_hh) {  // with db_ih (both biases or neither, fastrnn.hpp)
-    // the blocks with the same gradient on both sides have the same sums (LSTM, RNN: all)
-    copy_n(g.db_hh, static_cast<const S*>(g.db_ih), kSame * H);
-    if constexpr (Cell::kHiddenGradDiffers) {
-      column_sums(dgh_keep.data(), R, DH, g.db_hh + kSame * H);
-    }
-  }
-  if (a.dx) gemm(Mat<S>(a.dx, R, I), dGx_all, CMat<S>(w.w_ih, GH, I), a.accumulate_dx);
+  loop.write_state_gradients();
+  loop.weight_gradients();
 }
 
 }  // namespace FASTRNN_ISA_NS

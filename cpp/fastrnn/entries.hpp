@@ -52,12 +52,22 @@ void rnn_backward(CellKind cell, const Dims& dims, const BackwardArgs<S>& a) {
   with_cell(cell, [&](auto c) { stack_backward<decltype(c)>(dims, a); });
 }
 
-extern template index_t rnn_workspace_size<float>(CellKind, const Dims&);
-extern template index_t rnn_workspace_size<double>(CellKind, const Dims&);
-extern template void rnn_forward<float>(CellKind, const Dims&, const ForwardArgs<float>&);
-extern template void rnn_forward<double>(CellKind, const Dims&, const ForwardArgs<double>&);
-extern template void rnn_backward<float>(CellKind, const Dims&, const BackwardArgs<float>&);
-extern template void rnn_backward<double>(CellKind, const Dims&, const BackwardArgs<double>&);
+/// The entry points of one scalar type, each declaration after `prefix`: `extern template` here,
+/// `template` (the explicit instantiation) in the kernel unit of that type.
+#define FASTRNN_RNN_ENTRIES(prefix, S)                                      \
+  prefix index_t rnn_workspace_size<S>(CellKind, const Dims&);              \
+  prefix void rnn_forward<S>(CellKind, const Dims&, const ForwardArgs<S>&); \
+  prefix void rnn_backward<S>(CellKind, const Dims&, const BackwardArgs<S>&);
+FASTRNN_RNN_ENTRIES(extern template, float)
+FASTRNN_RNN_ENTRIES(extern template, double)
 
 }  // namespace FASTRNN_ISA_NS
 }  // namespace fastrnn::detail
+
+/// Instantiates the entry points of one scalar type (at global scope, in its kernel unit).
+#define FASTRNN_INSTANTIATE_RNN(S)  \
+  namespace fastrnn::detail {       \
+  inline namespace FASTRNN_ISA_NS { \
+  FASTRNN_RNN_ENTRIES(template, S)  \
+  }                                 \
+  }

@@ -30,8 +30,10 @@
 //     GRU      r,z = sigmoid(.);  h' = (1 - z)*n + z*h   with
 //                reset_after  (default):  n = tanh(W_in x + b_in + r*(W_hn h + b_hn))
 //                reset_before           :  n = tanh(W_in x + b_in + W_hn (r*h) + b_hn)
-// * Biases are optional (nullptr): a layer built with bias=False has none, and then no bias gradients.
-// * Initial states are optional (nullptr means zeros); so are the incoming gradients dy, dh_n, dc_n.
+// * Biases are optional (nullptr): a layer built with bias=False has none, and then no bias
+//   gradients.
+// * Initial states are optional (nullptr means zeros); so are the incoming gradients dy, dh_n,
+//   dc_n.
 // * LSTM with projection (PyTorch's proj_size): h' = W_hr (o*tanh(c')), h has P < H units.
 // * Variable lengths: the batch is sorted by decreasing length inside (a stable permutation), so
 //   that the sequences still running at step t are a prefix of the rows; padded steps are skipped.
@@ -126,7 +128,7 @@ struct ForwardArgs {
   /// (L-1, T, B, D*Hs) multipliers applied to the outputs of layers 0..L-2 (inverted dropout:
   /// 0 or 1/(1-p)), nullptr = none
   const S* dropout = nullptr;
-  S* y = nullptr;    ///< (T, B, D*Hs) out: the last layer's h of every step, directions concatenated
+  S* y = nullptr;  ///< (T, B, D*Hs) out: the last layer's h of every step, directions concatenated
   S* h_n = nullptr;  ///< (L*D, B, Hs) out: final hidden states
   S* c_n = nullptr;  ///< (L*D, B, H) out: final cell states (LSTM only; ignored otherwise)
   /// workspace_size(...) scalars to save for backward (training), or nullptr (inference: nothing
@@ -185,8 +187,8 @@ template <class S>
 void linear_forward(const S* x, index_t N, index_t In, const S* W, index_t Out, const S* b, S* y);
 /// dx = dy W, dW = dy^T x, db = column sums of dy (db may be nullptr: no bias).
 template <class S>
-void linear_backward(const S* x, index_t N, index_t In, const S* W, index_t Out, const S* dy,
-                     S* dx, S* dW, S* db);
+void linear_backward(const S* x, index_t N, index_t In, const S* W, index_t Out, const S* dy, S* dx,
+                     S* dW, S* db);
 /// Softmax cross-entropy over the rows of logits (N, C) with integer targets (N,): returns the
 /// loss (mean over the rows whose target is not ignore_index, or their sum) and writes
 /// dlogits = (softmax - onehot) / count (or without the division), zero on ignored rows.
@@ -202,8 +204,8 @@ void embedding_backward(const std::int64_t* ids, index_t n, const S* dy, index_t
 /// torch.optim.SGD's update of one parameter array, in place (buf: the momentum buffer, used
 /// when momentum != 0).
 template <class S>
-void sgd_update(S* p, const S* g, S* buf, index_t n, S lr, S momentum, S dampening,
-                S weight_decay, bool nesterov, bool first);
+void sgd_update(S* p, const S* g, S* buf, index_t n, S lr, S momentum, S dampening, S weight_decay,
+                bool nesterov, bool first);
 /// torch.optim.Adam's update (no amsgrad) of one parameter array, in place; step >= 1.
 template <class S>
 void adam_update(S* p, const S* g, S* m, S* v, index_t n, double lr, double beta1, double beta2,

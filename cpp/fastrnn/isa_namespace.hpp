@@ -16,6 +16,7 @@
 #pragma once
 
 #ifndef FASTRNN_ISA_NS
-#error "fastrnn's kernel headers are compiled only in the per-ISA kernel units (cpp/kernels/); \
+#error \
+    "fastrnn's kernel headers are compiled only in the per-ISA kernel units (cpp/kernels/); \
 outside them include fastrnn/fastrnn.hpp and call the kernels through it"
 #endif

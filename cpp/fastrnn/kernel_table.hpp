@@ -25,8 +25,8 @@ struct Kernels {
   void (*linear_backward)(const S*, index_t, index_t, const S*, index_t, const S*, S*, S*, S*);
   double (*softmax_cross_entropy)(const S*, index_t, index_t, const std::int64_t*, std::int64_t,
                                   bool, S*);
-  void (*embedding_backward)(const std::int64_t*, index_t, const S*, index_t, index_t,
-                             std::int64_t, S*);
+  void (*embedding_backward)(const std::int64_t*, index_t, const S*, index_t, index_t, std::int64_t,
+                             S*);
   void (*sgd_update)(S*, const S*, S*, index_t, S, S, S, S, bool, bool);
   void (*adam_update)(S*, const S*, S*, S*, index_t, double, double, double, double, double,
                       std::int64_t);
@@ -38,8 +38,8 @@ struct Kernels {
 
 /// One variant: its name, what it needs from the CPU (cpu.hpp bits), and its entry points.
 struct KernelTable {
-  const char* name;           ///< e.g. "x86-64-v3"
-  std::uint64_t needs;        ///< CpuFeature bits its compiler was allowed to use
+  const char* name;     ///< e.g. "x86-64-v3"
+  std::uint64_t needs;  ///< CpuFeature bits its compiler was allowed to use
   /// Eigen's SimdInstructionSetsInUse() in the variant (variant code: call it only once the CPU
   /// is known to run the variant)
   const char* (*simd)();

@@ -1,7 +1,7 @@
 // Layers and directions: runs the per-direction driver (driver.hpp) over a stack, as
 // torch.nn.RNN/LSTM/GRU do, in one call.
 //
-//   x --> layer 0 (forward dir -> y[:, :, :Hs], reverse dir -> y[:, :, Hs:]) --dropout--> layer 1 ...
+//   x --> layer 0 (forward -> y[:, :, :Hs], reverse -> y[:, :, Hs:]) --dropout--> layer 1 ...
 //
 // Variable lengths: the batch is put in order of decreasing length (a stable sort), so that the
 // sequences running at step t are the first active[t] rows; x is gathered in that order with its
@@ -12,9 +12,8 @@
 #include "fastrnn/isa_namespace.hpp"  // first: only kernel units compile this
 
 #include <algorithm>
+#include <cassert>
 #include <numeric>
-#include <stdexcept>
-#include <string>
 #include <vector>
 
 #include "fastrnn/driver.hpp"
@@ -25,21 +24,16 @@ inline namespace FASTRNN_ISA_NS {
 
 /// The batch order and per-step active counts for variable lengths.
 struct LengthPlan {
-  bool any = false;                 ///< lengths were given
-  std::vector<index_t> order;       ///< order[i] = the caller's row at sorted row i
-  std::vector<index_t> active;      ///< (T) rows running step t
+  bool any = false;             ///< lengths were given
+  std::vector<index_t> order;   ///< order[i] = the caller's row at sorted row i
+  std::vector<index_t> active;  ///< (T) rows running step t
 };
 
+/// lengths: every entry in [0, T] (checked before the kernels are called: cpp/api.cpp)
 inline LengthPlan plan_lengths(const index_t* lengths, index_t T, index_t B) {
   LengthPlan p;
   if (!lengths) return p;
-  for (index_t b = 0; b < B; ++b) {
-    if (lengths[b] < 0 || lengths[b] > T) {
-      throw std::invalid_argument("lengths: entry " + std::to_string(b) + " is " +
-                                  std::to_string(lengths[b]) + ", outside [0, T=" +
-                                  std::to_string(T) + "]");
-    }
-  }
+  for (index_t b = 0; b < B; ++b) assert(lengths[b] >= 0 && lengths[b] <= T);
   p.any = true;
   p.order.resize(static_cast<size_t>(B));
   std::iota(p.order.begin(), p.order.end(), index_t(0));
@@ -47,7 +41,8 @@ inline LengthPlan plan_lengths(const index_t* lengths, index_t T, index_t B) {
                    [&](index_t a, index_t b) { return lengths[a] > lengths[b]; });
   p.active.assign(static_cast<size_t>(T), 0);
   for (index_t i = 0; i < B; ++i) {
-    for (index_t t = 0; t < lengths[p.order[static_cast<size_t>(i)]]; ++t) ++p.active[static_cast<size_t>(t)];
+    for (index_t t = 0; t < lengths[p.order[static_cast<size_t>(i)]]; ++t)
+      ++p.active[static_cast<size_t>(t)];
   }
   return p;
 }
@@ -106,6 +101,26 @@ const S* sorted_steps(const LengthPlan& p, const index_t* lengths, const S* src,
   return buf.data();
 }
 
+/// What the driver needs of layer l, direction dir (entry l*D + dir) in both passes: the sizes
+/// with this layer's input size, its weights, the direction and the running rows per step.
+template <class DirArgs, class S>
+DirArgs dir_args(const Dims& d, const Weights<S>* weights, index_t l, index_t dir,
+                 const index_t* active) {
+  DirArgs r;
+  r.d = d;
+  r.d.I = d.input_size(l);
+  r.w = &weights[l * d.D + dir];
+  r.reverse = dir == 1;
+  r.active = active;
+  return r;
+}
+
+/// Entry k of an (L*D, B, W) array of states (size = B*W), nullptr for none.
+template <class P>
+P state_entry(P states, index_t k, index_t size) {
+  return states ? states + k * size : nullptr;
+}
+
 template <class Cell, class S>
 void stack_forward(const Dims& d, const ForwardArgs<S>& a) {
   const index_t T = d.T, B = d.B, Hs = d.hs(), H = d.H, LD = d.L * d.D, DHs = d.D * Hs;
@@ -138,23 +153,17 @@ void stack_forward(const Dims& d, const ForwardArgs<S>& a) {
     S* out = l == d.L - 1 ? y
              : training   ? a.workspace + SL.outputs + l * layer_out
                           : inner.data() + (l % 2) * layer_out;
-    Dims dl = d;
-    dl.I = d.input_size(l);
     for (index_t dir = 0; dir < d.D; ++dir) {
       const index_t k = l * d.D + dir;
-      DirForward<S> f;
-      f.d = dl;
-      f.w = &a.weights[k];
+      auto f = dir_args<DirForward<S>>(d, a.weights, l, dir, active);
       f.x = in;
-      f.h0 = h0 ? h0 + k * B * Hs : nullptr;
-      f.c0 = c0 ? c0 + k * B * H : nullptr;
+      f.h0 = state_entry(h0, k, B * Hs);
+      f.c0 = state_entry(c0, k, B * H);
       f.y = out + dir * Hs;
       f.ldy = DHs;
-      f.h_n = h_n + k * B * Hs;
-      f.c_n = Cell::kCellState ? c_n + k * B * H : nullptr;
+      f.h_n = state_entry(h_n, k, B * Hs);
+      f.c_n = state_entry(c_n, k, B * H);
       f.ws = training ? a.workspace + SL.dir(l, dir, d.D) : nullptr;
-      f.reverse = dir == 1;
-      f.active = active;
       forward_dir<Cell>(f);
     }
     if (dropout && l < d.L - 1) {  // inverted dropout between layers (training only)
@@ -181,8 +190,8 @@ void stack_forward(const Dims& d, const ForwardArgs<S>& a) {
   }
   if (training) {
     write_header<S>(a.workspace,
-                    HeaderFacts{cell_kind_of<Cell>(), d, a.weights[0].b_ih != nullptr,
-                                dropout, lengths_hash(a.lengths, B)},
+                    HeaderFacts{Cell::kKind, d, a.weights[0].b_ih != nullptr, dropout,
+                                lengths_hash(a.lengths, B)},
                     WorkspaceState::Ready);
   }
 }
@@ -190,7 +199,7 @@ void stack_forward(const Dims& d, const ForwardArgs<S>& a) {
 template <class Cell, class S>
 void stack_backward(const Dims& d, const BackwardArgs<S>& a) {
   const index_t T = d.T, B = d.B, Hs = d.hs(), H = d.H, LD = d.L * d.D, DHs = d.D * Hs;
-  const HeaderFacts facts{cell_kind_of<Cell>(), d, a.weights[0].b_ih != nullptr, false,
+  const HeaderFacts facts{Cell::kKind, d, a.weights[0].b_ih != nullptr, false,
                           lengths_hash(a.lengths, B)};
   const bool dropout = check_header<S>(a.workspace, facts);
   const StackLayout SL = stack_layout<S>(Cell::kGates, Cell::kCellState, Cell::kExtra, d, dropout);
@@ -221,26 +230,20 @@ void stack_backward(const Dims& d, const BackwardArgs<S>& a) {
   for (index_t l = d.L - 1; l >= 0; --l) {
     const S* in = l == 0 ? x : a.workspace + SL.outputs + (l - 1) * layer_out;
     S* din = l == 0 ? dx : dinner.data() + ((l - 1) % 2) * layer_out;
-    Dims dl = d;
-    dl.I = d.input_size(l);
     for (index_t dir = 0; dir < d.D; ++dir) {
       const index_t k = l * d.D + dir;
-      DirBackward<S> b;
-      b.d = dl;
-      b.w = &a.weights[k];
+      auto b = dir_args<DirBackward<S>>(d, a.weights, l, dir, active);
       b.g = &a.grads[k];
       b.x = in;
       b.ws = a.workspace + SL.dir(l, dir, d.D);
-      b.dy = dout ? dout + dir * Hs : nullptr;
+      b.dy = dout ? dout + dir * Hs : nullptr;  // this direction's half of each row
       b.lddy = DHs;
-      b.dh_n = dh_n ? dh_n + k * B * Hs : nullptr;
-      b.dc_n = dc_n ? dc_n + k * B * H : nullptr;
+      b.dh_n = state_entry(dh_n, k, B * Hs);
+      b.dc_n = state_entry(dc_n, k, B * H);
       b.dx = din;
       b.accumulate_dx = dir > 0;
-      b.dh0 = dh0 + k * B * Hs;
-      b.dc0 = Cell::kCellState ? dc0 + k * B * H : nullptr;
-      b.reverse = dir == 1;
-      b.active = active;
+      b.dh0 = state_entry(dh0, k, B * Hs);
+      b.dc0 = state_entry(dc0, k, B * H);
       backward_dir<Cell>(b);
     }
     if (l > 0 && dropout) {  // through the dropout that made this layer's input

@@ -39,8 +39,8 @@ void linear_forward(const S* x, index_t N, index_t In, const S* W, index_t Out, 
 
 /// dx = dy W, dW = dy^T x, db = column sums of dy (db may be null: no bias)
 template <class S>
-void linear_backward(const S* x, index_t N, index_t In, const S* W, index_t Out, const S* dy,
-                     S* dx, S* dW, S* db) {
+void linear_backward(const S* x, index_t N, index_t In, const S* W, index_t Out, const S* dy, S* dx,
+                     S* dW, S* db) {
   Eigen::setNbThreads(1);
   detail::CMat<S> DY(dy, N, Out);
   detail::gemm(detail::Mat<S>(dx, N, In), DY, detail::CMat<S>(W, Out, In));
@@ -185,8 +185,8 @@ void clamp(S* a, index_t n, S c) {
 ///   g' = g + wd*p;  buf = first ? g' : momentum*buf + (1-dampening)*g'  (when momentum != 0)
 ///   d = nesterov ? g' + momentum*buf : buf (or g' without momentum);  p -= lr*d
 template <class S>
-void sgd_update(S* p, const S* g, S* buf, index_t n, S lr, S momentum, S dampening,
-                S weight_decay, bool nesterov, bool first) {
+void sgd_update(S* p, const S* g, S* buf, index_t n, S lr, S momentum, S dampening, S weight_decay,
+                bool nesterov, bool first) {
   for_pieces(n, [&](index_t b, index_t e) {
     for (index_t i = b; i < e; ++i) {
       S gi = g[i];

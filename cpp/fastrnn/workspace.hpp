@@ -17,25 +17,6 @@
 namespace fastrnn::detail {
 inline namespace FASTRNN_ISA_NS {
 
-struct LstmCell;
-struct GruCell;
-struct GruResetBeforeCell;
-template <bool kRelu>
-struct RnnCell;
-
-template <class Cell>
-constexpr CellKind cell_kind_of();
-template <>
-constexpr CellKind cell_kind_of<RnnCell<false>>() { return CellKind::RnnTanh; }
-template <>
-constexpr CellKind cell_kind_of<RnnCell<true>>() { return CellKind::RnnRelu; }
-template <>
-constexpr CellKind cell_kind_of<LstmCell>() { return CellKind::Lstm; }
-template <>
-constexpr CellKind cell_kind_of<GruCell>() { return CellKind::Gru; }
-template <>
-constexpr CellKind cell_kind_of<GruResetBeforeCell>() { return CellKind::GruResetBefore; }
-
 inline constexpr std::int64_t kMagic = 0x3130535752524e46;  // "FNRRWS01" little-endian
 
 enum class WorkspaceState : std::int64_t { Ready = 1, Consumed = 2 };
@@ -217,8 +198,8 @@ bool check_header(const S* ws, const HeaderFacts& f) {
 /// one workspace exactly one proceeds and the other gets the "already consumed" error.
 template <class S>
 void claim_workspace(S* ws) {
-  auto* state = reinterpret_cast<std::int64_t*>(reinterpret_cast<char*>(ws) +
-                                                offsetof(Header, state));
+  auto* state =
+      reinterpret_cast<std::int64_t*>(reinterpret_cast<char*>(ws) + offsetof(Header, state));
   std::int64_t expected = static_cast<std::int64_t>(WorkspaceState::Ready);
   if (!__atomic_compare_exchange_n(state, &expected,
                                    static_cast<std::int64_t>(WorkspaceState::Consumed), false,

@@ -109,10 +109,18 @@ const char* simd_in_use() { return Eigen::SimdInstructionSetsInUse(); }
 template <class S>
 constexpr Kernels<S> kernels_of() {
   return Kernels<S>{
-      &rnn_workspace_size<S>,         &rnn_forward<S>,           &rnn_backward<S>,
-      &train::linear_forward<S>,      &train::linear_backward<S>, &train::softmax_cross_entropy<S>,
-      &train::embedding_backward<S>,  &train::sgd_update<S>,      &train::adam_update<S>,
-      &train::sum_squares<S>,         &train::max_abs<S>,         &train::scale<S>,
+      &rnn_workspace_size<S>,
+      &rnn_forward<S>,
+      &rnn_backward<S>,
+      &train::linear_forward<S>,
+      &train::linear_backward<S>,
+      &train::softmax_cross_entropy<S>,
+      &train::embedding_backward<S>,
+      &train::sgd_update<S>,
+      &train::adam_update<S>,
+      &train::sum_squares<S>,
+      &train::max_abs<S>,
+      &train::scale<S>,
       &train::clamp<S>,
   };
 }

@@ -144,13 +144,13 @@ struct Config {
   CellKind cell = CellKind::RnnTanh;
   Dims d;
   bool bias = true;
-  bool h0 = true;       ///< initial states given (else nullptr: zeros)
-  bool dropout = false; ///< dropout multipliers between layers (L > 1)
-  bool dy = true;       ///< the loss has sum(y * Ry) (else backward gets dy = nullptr)
-  bool dhn = true;      ///< ... sum(h_n * Rh), sum(c_n * Rc)
+  bool h0 = true;                ///< initial states given (else nullptr: zeros)
+  bool dropout = false;          ///< dropout multipliers between layers (L > 1)
+  bool dy = true;                ///< the loss has sum(y * Ry) (else backward gets dy = nullptr)
+  bool dhn = true;               ///< ... sum(h_n * Rh), sum(c_n * Rc)
   std::vector<index_t> lengths;  ///< empty: none
-  bool fd = true;       ///< check backward by finite differences
-  index_t fd_cap = 0;   ///< at most this many entries per array (0: all)
+  bool fd = true;                ///< check backward by finite differences
+  index_t fd_cap = 0;            ///< at most this many entries per array (0: all)
 };
 
 enum Param { kWih = 0, kWhh, kBih, kBhh, kWhr, kParams };
@@ -308,7 +308,7 @@ RefOut ref_forward(const Problem& p, ReluTrace* relu) {
                 const double f = sigmoid(ai[H + j] + ah[H + j]);
                 const double g = std::tanh(ai[2 * H + j] + ah[2 * H + j]);
                 const double og = sigmoid(ai[3 * H + j] + ah[3 * H + j]);
-                cst[j] = f * cst[j] + i * g;  // c' = f*c + i*g
+                cst[j] = f * cst[j] + i * g;     // c' = f*c + i*g
                 hc[j] = og * std::tanh(cst[j]);  // o*tanh(c')
               }
               if (d.P > 0) {  // h' = W_hr (o*tanh(c'))
@@ -587,6 +587,67 @@ Result<S> run_kernel(const Problem& p, bool backward, bool training = true,
 const char* type_name(float) { return "float"; }
 const char* type_name(double) { return "double"; }
 
+/// Lengths outside [0, T] are refused before any kernel runs (api.cpp), by forward and by
+/// backward, with a message naming the entry; a refused backward leaves the workspace unused.
+template <class S>
+void check_bad_lengths() {
+  const CellKind cell = CellKind::Lstm;
+  Dims d;
+  d.T = 3;
+  d.B = 2;
+  d.I = 2;
+  d.H = 4;
+  const index_t GH = 4 * d.H, n = d.T * d.B;
+  auto buf = [](index_t size, double v) { return std::vector<S>(static_cast<size_t>(size), S(v)); };
+  const std::vector<S> w_ih = buf(GH * d.I, 0.1), w_hh = buf(GH * d.H, -0.1), x = buf(n * d.I, 0.5);
+  std::vector<S> y = buf(n * d.H, 0), hn = buf(d.B * d.H, 0), cn = hn, dh0 = hn, dc0 = hn;
+  std::vector<S> dx = buf(n * d.I, 0), dw_ih = buf(GH * d.I, 0), dw_hh = buf(GH * d.H, 0);
+  std::vector<S> ws = buf(fastrnn::workspace_size<S>(cell, d), 0);
+  fastrnn::Weights<S> w;
+  w.w_ih = w_ih.data();
+  w.w_hh = w_hh.data();
+  fastrnn::WeightGrads<S> g;
+  g.dw_ih = dw_ih.data();
+  g.dw_hh = dw_hh.data();
+  const index_t ok[] = {3, 1}, too_long[] = {3, 4}, negative[] = {-1, 2};
+  fastrnn::ForwardArgs<S> fa;
+  fa.weights = &w;
+  fa.x = x.data();
+  fa.y = y.data();
+  fa.h_n = hn.data();
+  fa.c_n = cn.data();
+  fa.workspace = ws.data();
+  fastrnn::BackwardArgs<S> ba;
+  ba.weights = &w;
+  ba.x = x.data();
+  ba.workspace = ws.data();
+  ba.dx = dx.data();
+  ba.dh0 = dh0.data();
+  ba.dc0 = dc0.data();
+  ba.grads = &g;
+  const std::string ty = type_name(S());
+  auto expect = [&](const std::string& what, const std::string& message, auto&& call) {
+    try {
+      call();
+      fail(what + " did not throw");
+    } catch (const std::invalid_argument& e) {
+      if (e.what() != message) fail(what + " threw \"" + e.what() + "\", not \"" + message + "\"");
+    }
+  };
+  const std::string past_t = "lengths: entry 1 is 4, outside [0, T=3]";
+  fa.lengths = too_long;
+  expect(ty + " forward with a length > T", past_t, [&] { fastrnn::forward<S>(cell, d, fa); });
+  fa.lengths = negative;
+  expect(ty + " forward with a length < 0", "lengths: entry 0 is -1, outside [0, T=3]",
+         [&] { fastrnn::forward<S>(cell, d, fa); });
+  fa.lengths = ok;
+  fastrnn::forward<S>(cell, d, fa);
+  ba.lengths = too_long;
+  expect(ty + " backward with a length > T", past_t, [&] { fastrnn::backward<S>(cell, d, ba); });
+  ba.lengths = ok;
+  fastrnn::backward<S>(cell, d, ba);  // the workspace was not consumed by the refused call
+}
+
 template <class S>
 constexpr double fwd_tol() {
   return sizeof(S) == 8 ? 1e-10 : 1e-4;
@@ -594,7 +655,8 @@ constexpr double fwd_tol() {
 
 /// Forward of `p` in S against the reference (computed once by the caller).
 template <class S>
-void check_forward(const Problem& p, const RefOut& ref, const Result<S>& r, const std::string& tag) {
+void check_forward(const Problem& p, const RefOut& ref, const Result<S>& r,
+                   const std::string& tag) {
   const std::string cat = sizeof(S) == 8 ? "fwd64" : "fwd32";
   const std::string what = tag + " " + dims_name(p.c) + " " + type_name(S()) + " ";
   check(cat, what + "y", rel_err(r.y, ref.y), fwd_tol<S>());
@@ -625,7 +687,8 @@ void check_backward_fd(Problem& p, const Result<double>& r, const std::string& t
     for (double v : g) {
       if (std::isnan(v)) err = std::numeric_limits<double>::infinity();
     }
-    check("bwd64_fd", tag + " " + dims_name(p.c) + " double " + sl[si].first + " vs finite differences",
+    check("bwd64_fd",
+          tag + " " + dims_name(p.c) + " double " + sl[si].first + " vs finite differences",
           err / scale, 1e-7);
   }
 }
@@ -739,12 +802,14 @@ void check_train(std::uint64_t seed) {
       }
       const auto xs = cvt<S>(x), Ws = cvt<S>(W), bs = cvt<S>(b), dys = cvt<S>(dy);
       const S nan = std::numeric_limits<S>::quiet_NaN();
-      std::vector<S> ys(y.size(), nan), dxs(dx.size(), nan), dWs(dW.size(), nan), dbs(db.size(), nan);
-      tr::linear_forward<S>(xs.data(), N, In, Ws.data(), Out, bias ? bs.data() : nullptr, ys.data());
+      std::vector<S> ys(y.size(), nan), dxs(dx.size(), nan), dWs(dW.size(), nan),
+          dbs(db.size(), nan);
+      tr::linear_forward<S>(xs.data(), N, In, Ws.data(), Out, bias ? bs.data() : nullptr,
+                            ys.data());
       tr::linear_backward<S>(xs.data(), N, In, Ws.data(), Out, dys.data(), dxs.data(), dWs.data(),
                              bias ? dbs.data() : nullptr);
-      const std::string what = "train " + ty + " linear N=" + std::to_string(N) +
-                               (bias ? " bias " : " no bias ");
+      const std::string what =
+          "train " + ty + " linear N=" + std::to_string(N) + (bias ? " bias " : " no bias ");
       const double lt = sizeof(S) == 8 ? 1e-12 : 1e-4;  // sums of up to 37 products
       check(cat, what + "y", rel_err(ys, y), lt);
       check(cat, what + "dx", rel_err(dxs, dx), lt);
@@ -781,8 +846,10 @@ void check_train(std::uint64_t seed) {
       }
       loss *= scale;
       std::vector<S> dzs(dz.size(), std::numeric_limits<S>::quiet_NaN());
-      const double got = tr::softmax_cross_entropy<S>(zs.data(), N, C, t.data(), ignore, mean, dzs.data());
-      const std::string what = "train " + ty + " softmax_cross_entropy " + (mean ? "mean " : "sum ");
+      const double got =
+          tr::softmax_cross_entropy<S>(zs.data(), N, C, t.data(), ignore, mean, dzs.data());
+      const std::string what =
+          "train " + ty + " softmax_cross_entropy " + (mean ? "mean " : "sum ");
       check(cat, what + "loss", std::fabs(got - loss) / std::max(1.0, std::fabs(loss)),
             sizeof(S) == 8 ? 1e-12 : 1e-5);
       check(cat, what + "dlogits", rel_err(dzs, dz), tol);
@@ -817,14 +884,17 @@ void check_train(std::uint64_t seed) {
     fastrnn::set_num_threads(2);
     const double s2 = tr::sum_squares<S>(as.data(), n);
     fastrnn::set_num_threads(threads);
-    if (std::memcmp(&s1, &s2, sizeof s1) != 0) fail("train " + ty + " sum_squares: 1 vs 2 threads differ");
+    if (std::memcmp(&s1, &s2, sizeof s1) != 0)
+      fail("train " + ty + " sum_squares: 1 vs 2 threads differ");
     std::vector<S> sc = as, cl = as;
     tr::scale<S>(sc.data(), n, S(0.75));
     tr::clamp<S>(cl.data(), n, S(1));
     double e1 = 0, e2 = 0;
     for (index_t i = 0; i < n; ++i) {
-      e1 = std::max(e1, std::fabs(static_cast<double>(sc[i]) - static_cast<double>(as[i] * S(0.75))));
-      e2 = std::max(e2, std::fabs(static_cast<double>(cl[i]) - std::min(1.0, std::max(-1.0, a[i]))));
+      e1 = std::max(e1,
+                    std::fabs(static_cast<double>(sc[i]) - static_cast<double>(as[i] * S(0.75))));
+      e2 =
+          std::max(e2, std::fabs(static_cast<double>(cl[i]) - std::min(1.0, std::max(-1.0, a[i]))));
     }
     check(cat, "train " + ty + " scale", e1, 0.0);
     check(cat, "train " + ty + " clamp", e2, 0.0);
@@ -858,7 +928,8 @@ void check_train(std::uint64_t seed) {
     }
     auto ps = cvt<S>(p0), bufs = cvt<S>(b0);
     const auto gs = cvt<S>(g);
-    tr::sgd_update<S>(ps.data(), gs.data(), bufs.data(), m, S(lr), S(mom), S(damp), S(wd), true, false);
+    tr::sgd_update<S>(ps.data(), gs.data(), bufs.data(), m, S(lr), S(mom), S(damp), S(wd), true,
+                      false);
     check(cat, "train " + ty + " sgd_update p", rel_err(ps, p), tol * 10);
     check(cat, "train " + ty + " sgd_update buf", rel_err(bufs, buf), tol * 10);
 
@@ -874,7 +945,8 @@ void check_train(std::uint64_t seed) {
       const double mh = ma[i] / (1 - std::pow(b1, step)), vh = va[i] / (1 - std::pow(b2, step));
       pa[i] -= lr * mh / (std::sqrt(vh) + aeps);
     }
-    tr::adam_update<S>(pas.data(), gs.data(), mas.data(), vas.data(), m, lr, b1, b2, aeps, wd, step);
+    tr::adam_update<S>(pas.data(), gs.data(), mas.data(), vas.data(), m, lr, b1, b2, aeps, wd,
+                       step);
     check(cat, "train " + ty + " adam_update p", rel_err(pas, pa), tol * 10);
     check(cat, "train " + ty + " adam_update m", rel_err(mas, ma), tol * 10);
     check(cat, "train " + ty + " adam_update v", rel_err(vas, va), tol * 10);
@@ -891,7 +963,8 @@ std::string join(const std::vector<std::string>& v) {
   return s;
 }
 
-void check_isa_api(const std::vector<std::string>& compiled, const std::vector<std::string>& avail) {
+void check_isa_api(const std::vector<std::string>& compiled,
+                   const std::vector<std::string>& avail) {
   if (compiled.empty()) fail("isa_compiled() is empty");
   if (avail.empty()) fail("isa_available() is empty: this CPU runs none of " + join(compiled));
   // available: a subsequence of compiled (same order)
@@ -964,105 +1037,88 @@ Dims dims(index_t T, index_t B, index_t I, index_t H, index_t P = 0, index_t L =
   return d;
 }
 
+/// A problem of `cell` named `name` with sizes d, the other options at their defaults.
+Config config(CellKind cell, const char* name, const Dims& d) {
+  Config c;
+  c.cell = cell;
+  c.name = name;
+  c.d = d;
+  return c;
+}
+
+/// The LSTM projection's correctness problems.
+void lstm_projection_configs(std::vector<Config>& out) {
+  const CellKind cell = CellKind::Lstm;
+  {
+    Config x = config(cell, "proj_stack", dims(4, 3, 4, 6, 3, 2, 2));
+    x.dropout = true;
+    x.lengths = {4, 1, 0};
+    out.push_back(x);
+  }
+  {
+    Config x = config(cell, "proj_wide", dims(6, 5, 9, 21, 17));
+    x.lengths = {6, 6, 3, 1, 5};
+    x.fd_cap = 30;
+    out.push_back(x);
+  }
+  {
+    Config x = config(cell, "proj_direct", dims(2, 1, 37, 70, 33));
+    x.fd_cap = 4;
+    out.push_back(x);
+  }
+}
+
 /// Correctness problems (checked by finite differences), every cell.
 std::vector<Config> correctness_configs() {
   std::vector<Config> out;
   for (CellKind cell : kCells) {
-    Config c;
-    c.cell = cell;
-    auto add = [&](Config x) {
-      x.cell = cell;
-      out.push_back(x);
-    };
-    {  // a few steps of a few sequences: unpacked per-step products
-      Config x = c;
-      x.name = "basic";
-      x.d = dims(4, 3, 5, 6);
-      add(x);
-    }
+    // a few steps of a few sequences: unpacked per-step products
+    out.push_back(config(cell, "basic", dims(4, 3, 5, 6)));
     {  // no biases, zero initial states, no final-state gradients; weight gradients over 6 rows
-      Config x = c;
-      x.name = "nobias_zero_states";
-      x.d = dims(2, 3, 4, 5);
+      Config x = config(cell, "nobias_zero_states", dims(2, 3, 4, 5));
       x.bias = false;
       x.h0 = false;
       x.dhn = false;
-      add(x);
+      out.push_back(x);
     }
     {  // only the final states in the loss, bidirectional
-      Config x = c;
-      x.name = "no_dy";
-      x.d = dims(3, 2, 3, 4, 0, 1, 2);
+      Config x = config(cell, "no_dy", dims(3, 2, 3, 4, 0, 1, 2));
       x.dy = false;
-      add(x);
+      out.push_back(x);
     }
     {  // two bidirectional layers, dropout, variable lengths (one 0, some < T)
-      Config x = c;
-      x.name = "stack";
-      x.d = dims(5, 4, 4, 5, 0, 2, 2);
+      Config x = config(cell, "stack", dims(5, 4, 4, 5, 0, 2, 2));
       x.dropout = true;
       x.lengths = {5, 0, 3, 2};
-      add(x);
+      out.push_back(x);
     }
     {  // H past the widest SIMD packet (16 floats) with a tail; packed products
-      Config x = c;
-      x.name = "wide";
-      x.d = dims(5, 6, 7, 19, 0, 1, 2);
+      Config x = config(cell, "wide", dims(5, 6, 7, 19, 0, 1, 2));
       x.lengths = {5, 2, 5, 0, 1, 4};
       x.fd_cap = 40;
-      add(x);
+      out.push_back(x);
     }
-    {  // no steps at all: h_n = h0, and the gradients pass straight through
-      Config x = c;
-      x.name = "T0";
-      x.d = dims(0, 2, 3, 4, 0, 1, 2);
-      add(x);
-    }
+    // no steps at all: h_n = h0, and the gradients pass straight through
+    out.push_back(config(cell, "T0", dims(0, 2, 3, 4, 0, 1, 2)));
     // the shapes of the Python tests that reach the kernels' blockings (sampled entries)
     struct Shape {
       const char* name;
       index_t T, B, I, H;
     };
     const Shape shapes[] = {
-        {"panels_130", 2, 5, 64, 130},  // several packed panels
-        {"panels_48", 4, 3, 80, 48},    // weight gradients: panels of 3, 2 and 1 packets
-        {"tiles_272", 2, 3, 272, 16},   // more than one 256-column tile of dW_ih
-        {"direct_70", 3, 1, 37, 70},    // unpacked products, rows and depth past whole packets
-        {"direct_tn_40", 2, 4, 75, 40}, // weight gradients over 8 rows, unpacked
-        {"batch1_33", 9, 1, 20, 33},    // batch 1, more steps: packed again
+        {"panels_130", 2, 5, 64, 130},   // several packed panels
+        {"panels_48", 4, 3, 80, 48},     // weight gradients: panels of 3, 2 and 1 packets
+        {"tiles_272", 2, 3, 272, 16},    // more than one 256-column tile of dW_ih
+        {"direct_70", 3, 1, 37, 70},     // unpacked products, rows and depth past whole packets
+        {"direct_tn_40", 2, 4, 75, 40},  // weight gradients over 8 rows, unpacked
+        {"batch1_33", 9, 1, 20, 33},     // batch 1, more steps: packed again
     };
     for (const Shape& s : shapes) {
-      Config x = c;
-      x.name = s.name;
-      x.d = dims(s.T, s.B, s.I, s.H);
+      Config x = config(cell, s.name, dims(s.T, s.B, s.I, s.H));
       x.fd_cap = 4;
-      add(x);
+      out.push_back(x);
     }
-    if (cell == CellKind::Lstm) {
-      {
-        Config x = c;
-        x.name = "proj_stack";
-        x.d = dims(4, 3, 4, 6, 3, 2, 2);
-        x.dropout = true;
-        x.lengths = {4, 1, 0};
-        add(x);
-      }
-      {
-        Config x = c;
-        x.name = "proj_wide";
-        x.d = dims(6, 5, 9, 21, 17);
-        x.lengths = {6, 6, 3, 1, 5};
-        x.fd_cap = 30;
-        add(x);
-      }
-      {
-        Config x = c;
-        x.name = "proj_direct";
-        x.d = dims(2, 1, 37, 70, 33);
-        x.fd_cap = 4;
-        add(x);
-      }
-    }
+    if (cell == CellKind::Lstm) lstm_projection_configs(out);
   }
   return out;
 }
@@ -1070,40 +1126,28 @@ std::vector<Config> correctness_configs() {
 /// Thread-determinism problems (no finite differences), every cell.
 std::vector<Config> thread_configs() {
   std::vector<Config> out;
+  auto add = [&](Config x) {
+    x.fd = false;
+    out.push_back(x);
+  };
   for (CellKind cell : kCells) {
-    Config c;
-    c.cell = cell;
-    c.fd = false;
     {  // big enough that the time loops run in a team of threads (a step's recurrent product
        // B*G*H*H >= 2^16 multiply-adds: kParallelMinWork): H = 120 for the one-gate RNN
-      Config x = c;
-      x.name = "threads";
       const bool rnn = cell == CellKind::RnnTanh || cell == CellKind::RnnRelu;
-      x.d = dims(7, 5, 33, rnn ? 120 : 70, 0, 2, 2);
+      Config x = config(cell, "threads", dims(7, 5, 33, rnn ? 120 : 70, 0, 2, 2));
       x.dropout = true;
       x.lengths = {7, 3, 7, 0, 5};
-      out.push_back(x);
+      add(x);
     }
     if (cell == CellKind::Lstm) {
-      Config x = c;
-      x.name = "threads_proj";
-      x.d = dims(7, 5, 33, 80, 50, 2, 2);
+      Config x = config(cell, "threads_proj", dims(7, 5, 33, 80, 50, 2, 2));
       x.dropout = true;
       x.lengths = {2, 7, 7, 6, 0};
-      out.push_back(x);
+      add(x);
     }
-    {  // batch 1, one step: the unpacked (direct) products, shared among threads
-      Config x = c;
-      x.name = "direct_b1";
-      x.d = dims(1, 1, 33, 260);
-      out.push_back(x);
-    }
-    {
-      Config x = c;
-      x.name = "direct_b3";
-      x.d = dims(3, 3, 33, 260);
-      out.push_back(x);
-    }
+    // batch 1, one step: the unpacked (direct) products, shared among threads
+    add(config(cell, "direct_b1", dims(1, 1, 33, 260)));
+    add(config(cell, "direct_b3", dims(3, 3, 33, 260)));
   }
   return out;
 }
@@ -1118,13 +1162,16 @@ std::string fmt(double v) {
 
 int main(int argc, char** argv) {
   std::uint64_t seed = 20240607;
-  if (const char* s = std::getenv("FASTRNN_TEST_SEED"); s && *s) seed = std::strtoull(s, nullptr, 10);
+  if (const char* s = std::getenv("FASTRNN_TEST_SEED"); s && *s)
+    seed = std::strtoull(s, nullptr, 10);
   std::vector<std::string> only;  // variants named on the command line (default: all available)
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "-h" || a == "--help") {
-      std::printf("usage: %s [seed] [variant ...]\n(seed also from FASTRNN_TEST_SEED; default: "
-                  "every variant this CPU runs)\n", argv[0]);
+      std::printf(
+          "usage: %s [seed] [variant ...]\n(seed also from FASTRNN_TEST_SEED; default: "
+          "every variant this CPU runs)\n",
+          argv[0]);
       return 0;
     }
     if (!a.empty() && a.find_first_not_of("0123456789") == std::string::npos) {
@@ -1174,10 +1221,11 @@ int main(int argc, char** argv) {
       tprobs.push_back(make_problem(c, ++pseed * 1000003u));
       trefs.push_back(ref_forward(tprobs.back()));
     }
-    std::printf("reference: %zu problems, %lld finite-difference entries (%lld skipped at a ReLU "
-                "kink), %zu thread problems: %.2f s\n",
-                probs.size(), static_cast<long long>(fd_entries), static_cast<long long>(skipped),
-                tprobs.size(), seconds_since(t0));
+    std::printf(
+        "reference: %zu problems, %lld finite-difference entries (%lld skipped at a ReLU "
+        "kink), %zu thread problems: %.2f s\n",
+        probs.size(), static_cast<long long>(fd_entries), static_cast<long long>(skipped),
+        tprobs.size(), seconds_since(t0));
     std::fflush(stdout);
 
     for (const std::string& v : run) {
@@ -1205,18 +1253,20 @@ int main(int argc, char** argv) {
       try {
         check_train<double>(seed + 17);
         check_train<float>(seed + 17);
+        check_bad_lengths<double>();
+        check_bad_lengths<float>();
       } catch (const std::exception& e) {
         fail(tag + " train: exception " + std::string(e.what()));
       }
       const fastrnn::BuildInfo info = fastrnn::build_info();
-      std::printf("variant %-15s %s  fwd64 %s  fwd32 %s  bwd64-vs-fd %s  bwd32-vs-64 %s  "
-                  "train64 %s  train32 %s  threads %s  [%s; %.2f s]\n",
-                  v.c_str(), g_failures == failures_before ? "ok  " : "FAIL",
-                  fmt(g_stats["fwd64"]).c_str(), fmt(g_stats["fwd32"]).c_str(),
-                  fmt(g_stats["bwd64_fd"]).c_str(), fmt(g_stats["bwd32"]).c_str(),
-                  fmt(g_stats["train64"]).c_str(), fmt(g_stats["train32"]).c_str(),
-                  g_stats["det_fail"] == 0 ? "bit-identical" : "DIFFER", info.simd,
-                  seconds_since(t0));
+      std::printf(
+          "variant %-15s %s  fwd64 %s  fwd32 %s  bwd64-vs-fd %s  bwd32-vs-64 %s  "
+          "train64 %s  train32 %s  threads %s  [%s; %.2f s]\n",
+          v.c_str(), g_failures == failures_before ? "ok  " : "FAIL", fmt(g_stats["fwd64"]).c_str(),
+          fmt(g_stats["fwd32"]).c_str(), fmt(g_stats["bwd64_fd"]).c_str(),
+          fmt(g_stats["bwd32"]).c_str(), fmt(g_stats["train64"]).c_str(),
+          fmt(g_stats["train32"]).c_str(), g_stats["det_fail"] == 0 ? "bit-identical" : "DIFFER",
+          info.simd, seconds_since(t0));
       std::fflush(stdout);
     }
   } catch (const std::exception& e) {
