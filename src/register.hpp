@@ -5,4 +5,4 @@
 namespace fastrnn::py_bind {
 void register_rnn(pybind11::module_& m);
 void register_train(pybind11::module_& m);
-}
+}  // namespace fastrnn::py_bind

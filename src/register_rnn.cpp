@@ -1,11 +1,11 @@
 // Bindings of the recurrent kernels: forward, backward, workspace_size.
 //
 // Every array argument is checked here (type, dtype, C order, alignment, shape, writeability)
-// and a clear TypeError/ValueError names it; nothing is converted or copied silently (the Python layer makes
-// arrays contiguous and of the right dtype, explicitly). Outputs are allocated while the GIL is
-// held, then the GIL is released for the math: safe because from then on the C++ code touches
-// only raw buffers whose owners (the py::array objects below) stay alive on this stack frame, and
-// creates no Python object.
+// and a clear TypeError/ValueError names it; nothing is converted or copied silently (the Python
+// layer makes arrays contiguous and of the right dtype, explicitly). Outputs are allocated while
+// the GIL is held, then the GIL is released for the math: safe because from then on the C++ code
+// touches only raw buffers whose owners (the py::array objects below) stay alive on this stack
+// frame, and creates no Python object.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "fastrnn/fastrnn.hpp"
 #include "checks.hpp"
+#include "fastrnn/fastrnn.hpp"
 #include "register.hpp"
 
 namespace py = pybind11;
@@ -28,8 +28,8 @@ namespace fastrnn::py_bind {
 namespace {
 
 /// A 1-D array of n scalars whose memory comes from the kernels' block cache (alloc_block) and
-/// goes back to it when the array dies. For the training workspace: tens of MB per call, above the C
-/// library's mmap threshold, so a fresh NumPy array page-faults (and the kernel zeroes) all of it
+/// goes back to it when the array dies. For the training workspace: tens of MB per call, above the
+/// C library's mmap threshold, so a fresh NumPy array page-faults (and the kernel zeroes) all of it
 /// on every forward; a forward after a backward of the same sizes gets the same block back.
 template <class S>
 py::array cached_array(index_t n) {
@@ -107,8 +107,8 @@ CheckedWeights<S> checked_weights(CellKind cell, const Dims& d, const py::list& 
     // fastrnn::forward's and backward's check; here only the buffers of those given
     Opt w_hr = checked<S>(t[4], param_name("weight_hr", k, d.D).c_str(), {d.P, d.H}, true);
     if (k == 0) out.bias = bool(b_ih);
-    out.w.push_back(Weights<S>{ptr<S>(w_ih), ptr<S>(w_hh), ptr<S>(b_ih), ptr<S>(b_hh),
-                               ptr<S>(w_hr)});
+    out.w.push_back(
+        Weights<S>{ptr<S>(w_ih), ptr<S>(w_hh), ptr<S>(b_ih), ptr<S>(b_hh), ptr<S>(w_hr)});
     for (Opt* o : {&w_ih, &w_hh, &b_ih, &b_hh, &w_hr}) out.keep.push_back(*o);
   }
   return out;
@@ -150,8 +150,7 @@ py::tuple forward_impl(CellKind cell, const py::array& x_in, const py::list& wei
   if (lstm) {
     c0a = checked<S>(c0, "c0", {LD, d.B, d.H}, true);
   } else if (!c0.is_none()) {
-    throw py::value_error(std::string("c0: only an LSTM has a cell state, not ") +
-                          cell_name(cell));
+    throw py::value_error(std::string("c0: only an LSTM has a cell state, not ") + cell_name(cell));
   }
   Opt len = checked_lengths(lengths, d);
   Opt drop;
@@ -257,7 +256,8 @@ auto on_dtype(const py::object& x, F&& f) {
   auto a = py::reinterpret_borrow<py::array>(x);
   if (a.dtype().equal(py::dtype::of<float>())) return f(float{}, a);
   if (a.dtype().equal(py::dtype::of<double>())) return f(double{}, a);
-  throw py::type_error("x: expected dtype float32 or float64, got " + std::string(py::str(a.dtype())));
+  throw py::type_error("x: expected dtype float32 or float64, got " +
+                       std::string(py::str(a.dtype())));
 }
 
 }  // namespace
@@ -300,8 +300,8 @@ void register_rnn(py::module_& m) {
       },
       py::arg("cell"), py::arg("x"), py::arg("weights"), py::arg("h0").none(true),
       py::arg("c0").none(true), py::arg("lengths").none(true), py::arg("dropout").none(true),
-      py::arg("num_layers"), py::arg("bidirectional"), py::arg("proj_size"),
-      py::arg("hidden_size"), py::arg("training"),
+      py::arg("num_layers"), py::arg("bidirectional"), py::arg("proj_size"), py::arg("hidden_size"),
+      py::arg("training"),
       "Forward through all layers and directions -> (y, h_n, c_n or None, workspace or None).");
 
   m.def(
@@ -312,8 +312,8 @@ void register_rnn(py::module_& m) {
          index_t hidden_size, bool need_dx) {
         return on_dtype(x, [&](auto s, const py::array& xa) {
           using S = decltype(s);
-          return backward_impl<S>(cell, xa, weights, lengths, workspace, dy, dh_n, dc_n,
-                                  num_layers, bidirectional, proj_size, hidden_size, need_dx);
+          return backward_impl<S>(cell, xa, weights, lengths, workspace, dy, dh_n, dc_n, num_layers,
+                                  bidirectional, proj_size, hidden_size, need_dx);
         });
       },
       py::arg("cell"), py::arg("x"), py::arg("weights"), py::arg("lengths").none(true),

@@ -1,8 +1,8 @@
-// Bindings of the training kernels (declared in fastrnn.hpp, namespace train): fused softmax cross-entropy, the
-// embedding gradient, in-place optimizer updates and the sums behind gradient clipping.
-// Arrays are checked as in register_rnn.cpp (dtype, C order, alignment, sizes, writeability);
-// float32 and float64 both, chosen by the first array's dtype. The GIL is released around
-// the work.
+// Bindings of the training kernels (declared in fastrnn.hpp, namespace train): fused softmax
+// cross-entropy, the embedding gradient, in-place optimizer updates and the sums behind gradient
+// clipping. Arrays are checked as in register_rnn.cpp (dtype, C order, alignment, sizes,
+// writeability); float32 and float64 both, chosen by the first array's dtype. The GIL is released
+// around the work.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -67,7 +67,8 @@ py::tuple xent_impl(const py::object& logits_in, const py::object& targets_in,
   const S* lp = static_cast<const S*>(la.data());
   const auto* tp = static_cast<const std::int64_t*>(t.data());
   S* dp = d.mutable_data();
-  run_released([&] { loss = train::softmax_cross_entropy<S>(lp, N, C, tp, ignore_index, mean, dp); });
+  run_released(
+      [&] { loss = train::softmax_cross_entropy<S>(lp, N, C, tp, ignore_index, mean, dp); });
   return py::make_tuple(loss, d);
 }
 
@@ -85,7 +86,8 @@ py::array embedding_backward_impl(const py::object& ids_in, const py::object& dy
   const auto* ip = static_cast<const std::int64_t*>(ids.data());
   const S* dp = static_cast<const S*>(dy.data());
   S* wp = dW.mutable_data();
-  run_released([&] { train::embedding_backward<S>(ip, n, dp, D, num_embeddings, padding_idx, wp); });
+  run_released(
+      [&] { train::embedding_backward<S>(ip, n, dp, D, num_embeddings, padding_idx, wp); });
   return dW;
 }
 

@@ -292,14 +292,7 @@ def stack_forward(
     """
     spec, xa = _spec(cell, x, params, num_layers, bidirectional, proj_size)
     return run_forward(
-        spec,
-        xa,
-        params,
-        h0,
-        c0,
-        lengths=lengths,
-        dropout_masks=dropout_masks,
-        training=training,
+        spec, xa, params, h0, c0, lengths=lengths, dropout_masks=dropout_masks, training=training
     )
 
 

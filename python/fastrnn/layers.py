@@ -98,22 +98,17 @@ class RecurrentLayer(Module):
 
     def __init__(
         self,
-        cell: str,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
+        spec: StackSpec,
+        *,
         batch_first: bool = False,
         dropout: float = 0.0,
-        bidirectional: bool = False,
-        proj_size: int = 0,
-        *,
-        dtype: DTypeLike = np.float32,
         seed: int | np.random.Generator | None = None,
     ) -> None:
-        self.spec = StackSpec(
-            cell, input_size, hidden_size, num_layers, bidirectional, bias, proj_size, dtype
-        )
+        """The layer running ``spec``; ``batch_first``, ``dropout`` (between layers, in training)
+        and ``seed`` (of the initial weights and the dropout masks) as the subclasses take them."""
+        if not isinstance(spec, StackSpec):
+            raise TypeError(f"spec: expected a fastrnn.StackSpec, got {type(spec).__name__}")
+        self.spec = spec
         self.batch_first = bool(batch_first)
         try:
             self.dropout = check_real("dropout", dropout, 0.0, 1.0)
@@ -312,14 +307,7 @@ class RecurrentLayer(Module):
 
         self._saved = None  # one backward per forward
         r = F.run_backward(
-            self.spec,
-            saved.x,
-            saved.params,
-            saved.workspace,
-            dyt,
-            dh,
-            dc,
-            lengths=saved.lengths,
+            self.spec, saved.x, saved.params, saved.workspace, dyt, dh, dc, lengths=saved.lengths
         )
         self.grads = dict(zip(self.param_shapes(), self.spec.flatten(r.grads), strict=True))
         assert r.dx is not None
@@ -376,18 +364,17 @@ class RNN(RecurrentLayer):
                 f"nonlinearity: unknown nonlinearity {nonlinearity!r}; select 'tanh' or 'relu'"
             )
         self.nonlinearity = nonlinearity
-        super().__init__(
+        spec = StackSpec(
             f"rnn_{nonlinearity}",
             input_size,
             hidden_size,
             num_layers,
-            bias,
-            batch_first,
-            dropout,
             bidirectional,
-            dtype=dtype,
-            seed=seed,
+            bias,
+            0,
+            dtype,
         )
+        super().__init__(spec, batch_first=batch_first, dropout=dropout, seed=seed)
 
     def _extra_repr(self) -> str:
         s = super()._extra_repr()
@@ -418,19 +405,10 @@ class LSTM(RecurrentLayer):
         dtype: DTypeLike = np.float32,
         seed: int | np.random.Generator | None = None,
     ) -> None:
-        super().__init__(
-            "lstm",
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            batch_first,
-            dropout,
-            bidirectional,
-            proj_size,
-            dtype=dtype,
-            seed=seed,
+        spec = StackSpec(
+            "lstm", input_size, hidden_size, num_layers, bidirectional, bias, proj_size, dtype
         )
+        super().__init__(spec, batch_first=batch_first, dropout=dropout, seed=seed)
 
 
 class GRU(RecurrentLayer):
@@ -460,18 +438,9 @@ class GRU(RecurrentLayer):
         seed: int | np.random.Generator | None = None,
     ) -> None:
         self.reset_after = bool(reset_after)
-        super().__init__(
-            "gru" if self.reset_after else "gru_reset_before",
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            batch_first,
-            dropout,
-            bidirectional,
-            dtype=dtype,
-            seed=seed,
-        )
+        cell = "gru" if self.reset_after else "gru_reset_before"
+        spec = StackSpec(cell, input_size, hidden_size, num_layers, bidirectional, bias, 0, dtype)
+        super().__init__(spec, batch_first=batch_first, dropout=dropout, seed=seed)
 
     def _extra_repr(self) -> str:
         s = super()._extra_repr()

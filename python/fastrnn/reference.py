@@ -215,13 +215,7 @@ class DirCache(NamedTuple):
 
 
 def run_direction(
-    cell: str,
-    x: Array,
-    p: dict[str, Any],
-    h0: Array,
-    c0: Array,
-    lengths: Array,
-    reverse: bool,
+    cell: str, x: Array, p: dict[str, Any], h0: Array, c0: Array, lengths: Array, reverse: bool
 ) -> tuple[Array, Array, Array, DirCache]:
     """One direction of one layer over padded sequences.
 
@@ -340,10 +334,7 @@ def stack_forward(
 
 
 def stack_backward(
-    cache: Cache,
-    dy: Array | None = None,
-    dh_n: Array | None = None,
-    dc_n: Array | None = None,
+    cache: Cache, dy: Array | None = None, dh_n: Array | None = None, dc_n: Array | None = None
 ) -> dict[str, Any]:
     """Gradients of :func:`stack_forward`: a dict with ``dx``, ``dh0``, ``dc0`` (None except
     LSTM) and ``params``, a list of dicts ``weight_ih, weight_hh, bias_ih, bias_hh, weight_hr``
@@ -377,12 +368,7 @@ def stack_backward(
         if l > 0 and cache.masks:
             din = din * cache.masks[l - 1]
         dout = din
-    return {
-        "dx": dout,
-        "dh0": dh0,
-        "dc0": dc0 if cache.cell == "lstm" else None,
-        "params": grads,
-    }
+    return {"dx": dout, "dh0": dh0, "dc0": dc0 if cache.cell == "lstm" else None, "params": grads}
 
 
 def forward(
@@ -408,10 +394,7 @@ def forward(
 
 
 def backward(
-    cache: Cache,
-    dy: Array | None = None,
-    dh_n: Array | None = None,
-    dc_n: Array | None = None,
+    cache: Cache, dy: Array | None = None, dh_n: Array | None = None, dc_n: Array | None = None
 ) -> dict[str, Any]:
     """Backpropagation through time for the one-layer :func:`forward` of ``cache``.
 

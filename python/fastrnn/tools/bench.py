@@ -627,49 +627,22 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     shapes = ", ".join(f"{k} = {','.join(map(str, v))}" for k, v in SHAPES.items())
-    ap.add_argument(
-        "--shapes",
-        nargs="+",
-        default=list(SHAPES),
-        choices=list(SHAPES),
-        metavar="SHAPE",
-        help=f"problem sizes to time, T,B,I,H: {shapes}",
-    )
-    ap.add_argument(
-        "--cells", nargs="+", default=list(CELLS), choices=list(CELLS), help="cells to time"
-    )
-    ap.add_argument(
-        "--threads",
-        nargs="+",
-        type=int,
-        default=[1, 2],
-        metavar="N",
-        help="thread counts, each timed in processes of its own",
-    )
-    ap.add_argument(
-        "--peers",
-        nargs="+",
-        default=list(PEERS),
-        choices=list(PEERS),
-        metavar="PEER",
-        help=f"what to time, of {', '.join(PEERS)} (those not installed are skipped)",
-    )
-    ap.add_argument(
-        "--reference-shapes",
-        nargs="*",
-        default=["S1", "S3"],
-        choices=list(SHAPES),
-        metavar="SHAPE",
-        help="shapes the (slow) NumPy reference runs on",
-    )
-    ap.add_argument(
-        "--memory-shapes",
-        nargs="*",
-        default=["S4"],
-        choices=list(SHAPES),
-        metavar="SHAPE",
-        help="shapes whose peak memory is measured (none given: skip)",
-    )
+
+    def choose(flag: str, choices: Any, default: list[Any], help: str, nargs: str = "+") -> None:
+        meta = flag.rsplit("-", 1)[-1].upper().rstrip("S")
+        ap.add_argument(flag, nargs=nargs, default=default, choices=list(choices), metavar=meta,
+                        help=help)  # fmt: skip
+
+    choose("--shapes", SHAPES, list(SHAPES), f"problem sizes to time, T,B,I,H: {shapes}")
+    choose("--cells", CELLS, list(CELLS), "cells to time")
+    ap.add_argument("--threads", nargs="+", type=int, default=[1, 2], metavar="N",
+                    help="thread counts, each timed in processes of its own")  # fmt: skip
+    choose("--peers", PEERS, list(PEERS),
+           f"what to time, of {', '.join(PEERS)} (those not installed are skipped)")  # fmt: skip
+    choose("--reference-shapes", SHAPES, ["S1", "S3"], "shapes the (slow) NumPy reference runs on",
+           "*")  # fmt: skip
+    choose("--memory-shapes", SHAPES, ["S4"],
+           "shapes whose peak memory is measured (none given: skip)", "*")  # fmt: skip
     ap.add_argument("--repeat", type=int, default=5, help="runs per case (median)")
     ap.add_argument(
         "--budget",

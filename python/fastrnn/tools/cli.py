@@ -427,44 +427,41 @@ def _demo_parser(sub: Any) -> None:
     d.set_defaults(func=demo, parser=d)
 
 
+def _cells_experiment(
+    p: argparse.ArgumentParser, T_help: str, hidden: int, batch: int, batch_help: str,
+    cells_help: str,
+) -> None:  # fmt: skip
+    """The options `adding` and `gradflow` share: one model per cell, of one size."""
+    p.add_argument("--T", type=int, default=100, help=T_help)
+    p.add_argument("--hidden", type=int, default=hidden, help="hidden units of each model")
+    p.add_argument("--batch", type=int, default=batch, help=batch_help)
+    p.add_argument("--cells", nargs="+", choices=_CELLS, default=["rnn", "gru", "lstm"],
+                   help=cells_help)  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights and of the data")
+
+
+def _plot_and_threads(p: argparse.ArgumentParser, default: str, what: str) -> None:
+    p.add_argument("--plot", metavar="FILE", default=default,
+                   help=f"PNG of {what}, needs matplotlib ('' for none)")  # fmt: skip
+    p.add_argument("--threads", type=int, metavar="N", help=_THREADS_HELP)
+
+
 def _adding_parser(sub: Any) -> None:
     a = _options.subparser(sub, "adding", "RNN vs GRU vs LSTM on the adding problem")
-    a.add_argument("--T", type=int, default=100, help="sequence length: the lag to bridge")
-    a.add_argument("--hidden", type=int, default=32, help="hidden units of each model")
-    a.add_argument("--batch", type=int, default=64, help="sequences per training step")
+    _cells_experiment(
+        a, "sequence length: the lag to bridge", 32, 64, "sequences per training step",
+        "the cells to train, one model each",
+    )  # fmt: skip
     a.add_argument("--steps", type=int, default=2000, help="training steps of each model")
     a.add_argument("--lr", type=float, default=1e-2, help="Adam's learning rate")
-    a.add_argument(
-        "--cells",
-        nargs="+",
-        choices=_CELLS,
-        default=["rnn", "gru", "lstm"],
-        help="the cells to train, one model each",
-    )
-    a.add_argument("--seed", type=int, default=0, help="seed of the weights and of the data")
-    a.add_argument(
-        "--plot",
-        metavar="FILE",
-        default="adding.png",
-        help="PNG of the learning curves, needs matplotlib ('' for none)",
-    )
-    a.add_argument("--threads", type=int, metavar="N", help=_THREADS_HELP)
+    _plot_and_threads(a, "adding.png", "the learning curves")
     a.set_defaults(func=adding, parser=a)
 
 
 def _gradflow_parser(sub: Any) -> None:
     g = _options.subparser(sub, "gradflow", "plot ||dL/dh_t|| over t at initialisation")
-    g.add_argument("--T", type=int, default=100, help="sequence length")
-    g.add_argument("--hidden", type=int, default=64, help="hidden units of each model")
-    g.add_argument("--batch", type=int, default=32, help="sequences the gradient is taken over")
-    g.add_argument(
-        "--cells",
-        nargs="+",
-        choices=_CELLS,
-        default=["rnn", "gru", "lstm"],
-        help="the cells to measure",
-    )
-    g.add_argument("--seed", type=int, default=0, help="seed of the weights and of the data")
+    _cells_experiment(g, "sequence length", 64, 32, "sequences the gradient is taken over",
+                      "the cells to measure")  # fmt: skip
     g.add_argument(
         "--init",
         choices=["default", "orthogonal"],
@@ -478,13 +475,7 @@ def _gradflow_parser(sub: Any) -> None:
         default=1.0,
         help="multiply the recurrent weights (e.g. 3 to see gradients explode)",
     )
-    g.add_argument(
-        "--plot",
-        metavar="FILE",
-        default="gradflow.png",
-        help="PNG of the gradient norms, needs matplotlib ('' for none)",
-    )
-    g.add_argument("--threads", type=int, metavar="N", help=_THREADS_HELP)
+    _plot_and_threads(g, "gradflow.png", "the gradient norms")
     g.set_defaults(func=gradflow, parser=g)
 
 

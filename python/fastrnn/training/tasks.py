@@ -21,12 +21,7 @@ from numpy.typing import DTypeLike, NDArray
 
 from .._args import as_rng, check_int, check_real, float_dtype
 
-__all__ = [
-    "adding_baseline_mse",
-    "adding_problem",
-    "copy_memory",
-    "copy_memory_baseline",
-]
+__all__ = ["adding_baseline_mse", "adding_problem", "copy_memory", "copy_memory_baseline"]
 
 FloatArray = NDArray[np.floating[Any]]
 IntArray = NDArray[np.int64]
