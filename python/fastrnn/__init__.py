@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 # The kernels run one small GEMM per time step on OpenMP threads. Between steps libgomp's worker
 # threads must spin, not sleep: measured here, its throttled default (~100 spins) made 2-thread
@@ -34,6 +33,7 @@ import sys
 
 from . import functional, reference, spec, training
 from ._core import __version__
+from .functional import build_info, get_num_threads, set_num_threads
 from .layers import GRU, LSTM, RNN
 from .spec import StackSpec
 from .training import Embedding, Linear, SequenceModel, init, losses, model, nn, optim, tasks, text
@@ -66,45 +66,3 @@ __all__ = [
     "text",
     "training",
 ]
-
-
-def set_num_threads(n: int) -> None:
-    """Set the number of threads fastrnn's kernels use (default: ``OMP_NUM_THREADS`` when set,
-    else the machine's cores). Independent of NumPy's and PyTorch's thread pools. Results are
-    bit-identical for every value: products are cut into tiles of a fixed shape, whatever the
-    thread count, and each tile is computed by one thread."""
-    import numbers
-
-    from . import _core
-
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-        raise TypeError(f"n: expected an int, got {type(n).__name__}")
-    if n < 1:
-        raise ValueError(f"n: the number of threads must be >= 1, got {n}")
-    _core.set_num_threads(int(n))
-
-
-def get_num_threads() -> int:
-    """The number of threads fastrnn's kernels use."""
-    from . import _core
-
-    return int(_core.get_num_threads())
-
-
-def build_info() -> dict[str, Any]:
-    """How the compiled core was built and which of its kernels run.
-
-    Keys: ``version``, ``eigen`` (Eigen's version), ``openmp`` (bool), ``isa`` (the kernel variant
-    in use, e.g. ``"x86-64-v3"``), ``isa_available`` (the compiled variants this CPU and OS can
-    run, best last), ``isa_compiled`` (all variants in this build, lowest first) and ``simd``
-    (Eigen's SIMD instruction sets in the variant in use).
-
-    The variant is chosen at import: the one named by the environment variable ``FASTRNN_ISA``
-    when set (an unknown name, or one this CPU cannot run, is an ImportError listing the
-    choices), else the best in ``isa_available``. Variants may round differently in the last
-    bits; within one, results are bit-identical across thread counts and runs."""
-    from . import _core
-
-    info: dict[str, Any] = dict(_core.build_info())
-    info["version"] = __version__
-    return info

@@ -11,9 +11,9 @@ import numbers
 from typing import Any
 
 import numpy as np
-from numpy.typing import DTypeLike
+from numpy.typing import DTypeLike, NDArray
 
-__all__ = ["as_rng", "check_int", "check_real", "float_dtype", "to_numpy"]
+__all__ = ["as_rng", "check_int", "check_real", "float_array", "float_dtype", "to_numpy"]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -51,6 +51,15 @@ def float_dtype(name: str, dtype: DTypeLike) -> np.dtype[Any]:
     if dt not in FLOAT_DTYPES:
         raise TypeError(f"{name}: expected float32 or float64, got {dt}")
     return dt
+
+
+def float_array(name: str, v: Any) -> NDArray[Any]:
+    """``v`` (an array-like or a torch tensor) as a NumPy array of dtype float32 or float64, not
+    converted; any other dtype is a TypeError naming ``name``."""
+    a = v if type(v) is np.ndarray else np.asarray(to_numpy(v))
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected dtype float32 or float64, got {a.dtype}")
+    return a
 
 
 def as_rng(seed: int | np.random.Generator | None) -> np.random.Generator:

@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import _core
-from ._args import FLOAT_DTYPES, check_int
+from ._args import check_int, float_array
 from .spec import CELLS as _CELL_INFO
 from .spec import LayerParams, StackSpec, check_cell
 
@@ -42,9 +42,11 @@ __all__ = [
     # the training kit's kernels
     "adam_update",
     "backward",
+    "build_info",
     "clamp_",
     "embedding_backward",
     "forward",
+    "get_num_threads",
     "linear_backward",
     "linear_forward",
     "max_abs",
@@ -52,6 +54,7 @@ __all__ = [
     "run_backward",
     "run_forward",
     "scale_",
+    "set_num_threads",
     "sgd_update",
     "softmax_cross_entropy",
     "stack_backward",
@@ -110,6 +113,38 @@ class BackwardResult(NamedTuple):
     dbias_hh: Array | None  #: (G*H,) or None without biases
 
 
+def set_num_threads(n: int) -> None:
+    """Set the number of threads fastrnn's kernels use (default: ``OMP_NUM_THREADS`` when set,
+    else the machine's cores). Independent of NumPy's and PyTorch's thread pools. Results are
+    bit-identical for every value: products are cut into tiles of a fixed shape, whatever the
+    thread count, and each tile is computed by one thread."""
+    if check_int("n", n) < 1:
+        raise ValueError(f"n: the number of threads must be >= 1, got {n}")
+    _core.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    """The number of threads fastrnn's kernels use."""
+    return int(_core.get_num_threads())
+
+
+def build_info() -> dict[str, Any]:
+    """How the compiled core was built and which of its kernels run.
+
+    Keys: ``version``, ``eigen`` (Eigen's version), ``openmp`` (bool), ``isa`` (the kernel variant
+    in use, e.g. ``"x86-64-v3"``), ``isa_available`` (the compiled variants this CPU and OS can
+    run, best last), ``isa_compiled`` (all variants in this build, lowest first) and ``simd``
+    (Eigen's SIMD instruction sets in the variant in use).
+
+    The variant is chosen at import: the one named by the environment variable ``FASTRNN_ISA``
+    when set (an unknown name, or one this CPU cannot run, is an ImportError listing the
+    choices), else the best in ``isa_available``. Variants may round differently in the last
+    bits; within one, results are bit-identical across thread counts and runs."""
+    info: dict[str, Any] = dict(_core.build_info())
+    info["version"] = _core.__version__
+    return info
+
+
 def num_gates(cell: str) -> int:
     """Number of stacked gate blocks ``G`` of ``cell``: 1 (RNN), 3 (GRU) or 4 (LSTM)."""
     return _CELL_INFO[check_cell(cell)].gates
@@ -147,14 +182,8 @@ def workspace_size(
 
 def _input(name: str, x: Any) -> tuple[Array, np.dtype[Any]]:
     """``x`` as an array and its (float) dtype, the dtype of the call."""
-    xa = x if type(x) is np.ndarray else np.asarray(x)
-    if xa.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name}: expected dtype float32 or float64, got {xa.dtype}")
+    xa = float_array(name, x)
     return xa, xa.dtype
-
-
-def _time_steps(x: Array) -> int:
-    return int(x.shape[0]) if x.ndim == 3 else 0
 
 
 def run_forward(

@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import functional as F
-from ._args import FLOAT_DTYPES, as_rng, check_real
+from ._args import as_rng, check_real, float_array
 from .module import Module
 from .spec import LayerParams, Layout, StackSpec
 
@@ -37,12 +37,9 @@ _T = TypeVar("_T")
 
 
 def _float_array(name: str, v: Any, dtype: np.dtype[Any]) -> Array:
-    """``v`` as an array of the layer's dtype: float32 and float64 are converted, anything else
-    is a TypeError naming ``name``."""
-    a = np.asarray(v)
-    if a.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {a.dtype}")
-    return a.astype(dtype, copy=False)
+    """``v`` as an array of the layer's dtype: float32 and float64 are converted (the layers'
+    convenience; the functional API converts nothing)."""
+    return float_array(name, v).astype(dtype, copy=False)
 
 
 class _SpecField(Generic[_T]):
@@ -91,8 +88,6 @@ class RecurrentLayer(Module):
     (:attr:`spec`) with PyTorch's call conventions (``batch_first``, unbatched input, ``hx``),
     dropout between layers, and an explicit :meth:`backward`."""
 
-    #: the stack this layer runs: cell, sizes, layers, directions, bias, projection, dtype
-    spec: StackSpec
     batch_first: bool
     dropout: float
 
@@ -108,7 +103,7 @@ class RecurrentLayer(Module):
         and ``seed`` (of the initial weights and the dropout masks) as the subclasses take them."""
         if not isinstance(spec, StackSpec):
             raise TypeError(f"spec: expected a fastrnn.StackSpec, got {type(spec).__name__}")
-        self.spec = spec
+        self._spec = spec
         self.batch_first = bool(batch_first)
         try:
             self.dropout = check_real("dropout", dropout, 0.0, 1.0)
@@ -128,6 +123,12 @@ class RecurrentLayer(Module):
         # one seed makes both the initial weights and the dropout masks reproducible
         init_rng, self._dropout_rng = as_rng(seed).spawn(2)
         self.reset_parameters(init_rng)
+
+    @property
+    def spec(self) -> StackSpec:
+        """The stack this layer runs: cell, sizes, layers, directions, bias, projection, dtype
+        (fixed: a layer of another stack is another layer)."""
+        return self._spec
 
     # ---- the spec's fields, as torch.nn's attributes (read-only) -------------------------------
 
@@ -183,8 +184,9 @@ class RecurrentLayer(Module):
             if s is None:
                 out.append(None)
                 continue
-            a = Layout.state_in(n, _float_array(n, s, self.dtype), batched)
-            out.append(spec.check_state(n, a, B, kind))
+            a = _float_array(n, s, self.dtype)
+            spec.check_state_shape(n, a.shape, B, kind, batched)
+            out.append(Layout.state_in(a, batched))
         return out[0], out[1]
 
     def _dropout_masks(self, T: int, B: int) -> Array | None:
@@ -217,7 +219,9 @@ class RecurrentLayer(Module):
             ``(L*D, B, H)``.
         """
         spec, layout = self.spec, Layout(self.batch_first)
-        xt, batched = layout.time_major("x", _float_array("x", x, self.dtype))
+        xa = _float_array("x", x, self.dtype)
+        xt, batched = layout.time_major("x", xa)
+        spec.check_input_size("x", xa.shape)
         xt = spec.check_input(xt)
         T, B = xt.shape[:2]
         h0, c0 = self._hx("hx", hx, B, batched)

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from ._args import FLOAT_DTYPES, to_numpy
+from ._args import float_array
 
 __all__ = ["Module"]
 
@@ -68,9 +68,7 @@ class Module:
             )
         new = {}
         for name, shape in shapes.items():
-            v = np.asarray(to_numpy(state_dict[name]))
-            if v.dtype not in FLOAT_DTYPES:
-                raise TypeError(f"state_dict[{name!r}]: expected float32 or float64, got {v.dtype}")
+            v = float_array(f"state_dict[{name!r}]", state_dict[name])
             if v.shape != shape:
                 raise ValueError(f"state_dict[{name!r}]: expected shape {shape}, got {v.shape}")
             if not np.isfinite(v).all():

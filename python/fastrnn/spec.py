@@ -188,9 +188,10 @@ class StackSpec:
         """The parameter shapes of entry ``k``; None where the stack has no such parameter."""
         return self._entry_shapes[k]  # type: ignore[attr-defined,no-any-return]
 
-    def _make_names(self, k: int) -> LayerParams:
+    def _make_names(self, k: int, all_kinds: bool = False) -> LayerParams:
         sfx = f"_l{k // self.num_directions}{'_reverse' if k % self.num_directions else ''}"
         has = (True, True, self.bias, self.bias, self.proj_size > 0)
+        has = (True,) * 5 if all_kinds else has
         return LayerParams(*(f"{n}{sfx}" if h else None for n, h in zip(_KINDS, has, strict=True)))
 
     def _make_shapes(self, k: int) -> LayerParams:
@@ -251,7 +252,7 @@ class StackSpec:
             )
         out = []
         for k, p in enumerate(params):
-            entry = p if type(p) is tuple and len(p) == 5 else tuple(LayerParams(*p))
+            entry = p if type(p) is tuple and len(p) == 5 else _entry(k, p)
             if not self._entry_ready(k, entry):
                 entry = self._checked_entry(k, entry)
             out.append(entry)
@@ -269,7 +270,7 @@ class StackSpec:
         return True
 
     def _checked_entry(self, k: int, entry: tuple[Any, ...]) -> tuple[Any, ...]:
-        names, shapes = self.entry_names(k), self.entry_shapes(k)
+        shapes = self.entry_shapes(k)
         if (entry[2] is None) != (entry[3] is None) or (entry[2] is not None) != self.bias:
             raise ValueError(
                 f"bias_ih, bias_hh: give both biases or neither, in every layer (bias="
@@ -277,13 +278,15 @@ class StackSpec:
                 f" and bias_hh {'given' if entry[3] is not None else 'None'}"
             )
         checked: list[Any] = []
-        for kind, name, a, shape in zip(_KINDS, names, entry, shapes, strict=True):
+        full_names = self._make_names(k, all_kinds=True)
+        for name, a, shape in zip(full_names, entry, shapes, strict=True):
             if shape is None:
                 if a is not None:
-                    raise ValueError(f"{kind}_l{k // self.num_directions}: only with proj_size > 0")
+                    raise ValueError(f"{name}: only with proj_size > 0")
                 checked.append(None)
+            elif a is None:
+                raise TypeError(f"{name}: required, got None")
             else:
-                assert name is not None
                 checked.append(self.array(name, a, shape))
         return tuple(checked)
 
@@ -309,23 +312,31 @@ class StackSpec:
         xa = self.array("x", x)
         if xa.ndim != 3:
             raise ValueError(f"x: expected a 3-D array (T, B, I), got shape {xa.shape}")
-        if xa.shape[2] != self.input_size:
-            raise ValueError(
-                f"x: expected input size {self.input_size} on the last axis, got shape {xa.shape}"
-            )
+        self.check_input_size("x", xa.shape)
         return xa
+
+    def check_input_size(self, name: str, shape: Sequence[int]) -> None:
+        """The rule of an input's last axis: ``input_size`` features, in any layout."""
+        if shape[-1] != self.input_size:
+            raise ValueError(
+                f"{name}: expected input size {self.input_size} on the last axis "
+                f"(input_size={self.input_size}), got shape {tuple(shape)}"
+            )
 
     def state_shape(self, B: int, kind: str = "h") -> tuple[int, int, int]:
         """The shape of the stack's hidden (``kind="h"``: ``(L*D, B, Hs)``) or cell (``"c"``:
         ``(L*D, B, H)``) states."""
         return (self.num_entries, B, self.state_size if kind == "h" else self.hidden_size)
 
-    def check_state_shape(self, name: str, shape: Sequence[int], B: int, kind: str = "h") -> None:
-        """The rule of a state's shape (:meth:`state_shape`); a cell state for a cell without one
-        is an error."""
+    def check_state_shape(
+        self, name: str, shape: Sequence[int], B: int, kind: str = "h", batched: bool = True
+    ) -> None:
+        """The rule of a state's shape (:meth:`state_shape`; without the batch axis for unbatched
+        input); a cell state for a cell without one is an error."""
         if kind == "c" and not self.has_cell_state:
             raise ValueError(f"{name}: only an LSTM has a cell state, not {self.cell}")
-        want = self.state_shape(B, kind)
+        L, _, S = self.state_shape(B, kind)
+        want: tuple[int, ...] = (L, B, S) if batched else (L, S)
         if tuple(shape) != want:
             raise ValueError(f"{name}: expected shape {want}, got {tuple(shape)}")
 
@@ -395,7 +406,7 @@ class StackSpec:
         if not len(params):
             raise ValueError("params: expected at least one (layer, direction) entry")
         first = params[0]
-        first = first if type(first) is tuple and len(first) == 5 else LayerParams(*first)
+        first = first if type(first) is tuple and len(first) == 5 else _entry(0, first)
         w_hh = np.shape(to_numpy(first[1]))
         if len(w_hh) != 2 or w_hh[0] % info.gates:
             raise ValueError(
@@ -406,16 +417,22 @@ class StackSpec:
             if len(w_ih) != 2:
                 raise ValueError(f"weight_ih_l0: expected shape (G*H, I), got {w_ih}")
             input_size = w_ih[1]
-        return _cached_spec(
+        return cls.cached(
             cell,
             input_size,
             w_hh[0] // info.gates,
-            num_layers,
-            bidirectional,
+            check_int("num_layers", num_layers, 1),
+            bool(bidirectional),
             first[2] is not None,
-            proj_size,
+            check_int("proj_size", proj_size, 0),
             float_dtype("dtype", dtype),
         )
+
+    @classmethod
+    def cached(cls, *args: Any) -> StackSpec:
+        """``StackSpec(*args)``, shared by the calls that give the same arguments (of the same
+        types: ``True`` is not ``1``): specs are immutable, and a call's spec costs nothing then."""
+        return _cached_spec(*args)
 
 
 class Layout:
@@ -449,16 +466,10 @@ class Layout:
         return a.swapaxes(0, 1) if self.batch_first else a
 
     @staticmethod
-    def state_in(name: str, s: Any, batched: bool) -> Any:
-        """A caller's state as ``(L*D, B, S)``: unbatched ones gain the batch axis."""
-        if batched or s is None:
-            return s
-        if s.ndim != 2:
-            raise ValueError(
-                f"{name}: for unbatched (2-D) input the state must be 2-D, got shape "
-                f"{tuple(s.shape)}"
-            )
-        return s[:, None]
+    def state_in(s: Any, batched: bool) -> Any:
+        """A caller's state (checked: :meth:`StackSpec.check_state_shape`) as ``(L*D, B, S)``:
+        unbatched ones gain the batch axis."""
+        return s if batched or s is None else s[:, None]
 
     @staticmethod
     def state_out(s: Any, batched: bool) -> Any:
@@ -466,10 +477,20 @@ class Layout:
         return s if batched or s is None else s[:, 0]
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=256, typed=True)
 def _cached_spec(*args: Any) -> StackSpec:
     """Specs are immutable: the functional API's calls with the same sizes share one."""
     return StackSpec(*args)
+
+
+def _entry(k: int, p: Any) -> tuple[Any, ...]:
+    """One (layer, direction) entry of a parameter list as a 5-tuple."""
+    if isinstance(p, (str, bytes)) or not isinstance(p, Sequence) or not 2 <= len(p) <= 5:
+        raise TypeError(
+            f"params[{k}]: expected a LayerParams or a sequence (w_ih, w_hh, b_ih, b_hh, w_hr), "
+            f"got {type(p).__name__}"
+        )
+    return tuple(LayerParams(*p))
 
 
 def _ready(a: Any, dtype: np.dtype[Any]) -> bool:

@@ -245,7 +245,7 @@ class _FastForward:
             raise TypeError(
                 f"{self._flat_weights_names[0]}: fastrnn runs float32 and float64, got {wdtype}"
             )
-        spec = StackSpec(
+        spec = StackSpec.cached(
             _CELL_OF_MODE[self.mode], self.input_size, self.hidden_size, self.num_layers,
             self.bidirectional, self.bias, self.proj_size, _NP_DTYPE[wdtype],
         )  # fmt: skip
@@ -273,11 +273,10 @@ class _FastForward:
                 f"input: dtype {data.dtype} does not match the weights' dtype {wdtype}; "
                 f"convert the input (input.to({wdtype})) or the module (module.to({data.dtype}))"
             )
-        if data.shape[-1] != spec.input_size:
-            raise RuntimeError(
-                f"input: size of the last dimension must be input_size={spec.input_size}, "
-                f"got {data.shape[-1]}"
-            )
+        try:  # the spec's rule, with torch.nn's exception type
+            spec.check_input_size("input", data.shape)
+        except ValueError as e:
+            raise RuntimeError(str(e)) from None
         x = data.contiguous() if packing is None else packing.padded(data.contiguous())
         if x.shape[0] == 0:
             raise RuntimeError("input: expected sequence length to be larger than 0 (as torch.nn)")
@@ -301,11 +300,11 @@ class _FastForward:
             _check_cpu(name, s)
             if s.dtype != x.dtype:
                 raise ValueError(f"{name}: expected dtype {x.dtype} (the input's), got {s.dtype}")
-            try:  # the spec's rules, with torch.nn's exception type
-                s = Layout.state_in(name, s, batched)
-                spec.check_state_shape(name, s.shape, x.shape[1], kind)
+            try:  # the spec's rule, with torch.nn's exception type
+                spec.check_state_shape(name, s.shape, x.shape[1], kind, batched)
             except ValueError as e:
                 raise RuntimeError(str(e)) from None
+            s = Layout.state_in(s, batched)
             out.append((s if packing is None else packing.state_in(s)).contiguous())
         return out[0], (out[1] if lstm else None)
 

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from .._args import check_real
+from .._args import check_int, check_real
 from ..layers import RecurrentLayer
 from ..spec import LayerParams, StackSpec
 
@@ -256,11 +256,8 @@ def uniform_default(
 ) -> Array:
     """PyTorch's default for every RNN/LSTM/GRU parameter: U(-k, k) with ``k = 1/sqrt(H)``,
     ``H = hidden_size``. Any shape (biases too)."""
-    if isinstance(hidden_size, bool) or not isinstance(hidden_size, numbers.Integral):
-        raise ValueError(f"hidden_size: expected a positive int, got {hidden_size!r}")
-    if hidden_size <= 0:
-        raise ValueError(f"hidden_size: expected a positive int, got {hidden_size}")
-    return _uniform(_shape(shape), 1.0 / math.sqrt(hidden_size), rng, dtype)
+    H = check_int("hidden_size", hidden_size, 1)
+    return _uniform(_shape(shape), 1.0 / math.sqrt(H), rng, dtype)
 
 
 def zeros(shape: Shape, *, rng: RngLike = None, dtype: DTypeLike = np.float32) -> Array:
