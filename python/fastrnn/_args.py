@@ -20,7 +20,7 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 def check_int(name: str, v: Any, minimum: int | None = None) -> int:
     """``v`` as an int (>= ``minimum`` if given); bools and non-integers are a TypeError."""
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+    if type(v) is not int and (isinstance(v, bool) or not isinstance(v, numbers.Integral)):
         raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
     if minimum is not None and v < minimum:
         raise ValueError(f"{name}: must be >= {minimum}, got {v}")
@@ -44,6 +44,8 @@ def check_real(name: str, v: Any, low: float | None = None, high: float | None =
 
 def float_dtype(name: str, dtype: DTypeLike) -> np.dtype[Any]:
     """``dtype`` as float32 or float64; anything else is a TypeError naming ``name``."""
+    if isinstance(dtype, np.dtype) and dtype in FLOAT_DTYPES:  # the common case, fast
+        return dtype
     try:
         dt = np.dtype(dtype)
     except TypeError:

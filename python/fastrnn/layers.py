@@ -166,6 +166,8 @@ class RecurrentLayer(Module):
     def _hx(self, name: str, v: Any, B: int, batched: bool) -> tuple[Array | None, Array | None]:
         """hx (or dstate) as time-major (h, c) arrays of the layer's dtype, c None except LSTM."""
         spec = self.spec
+        if v is None:
+            return None, None
         if not spec.has_cell_state:
             if isinstance(v, (tuple, list)):
                 raise TypeError(
@@ -173,8 +175,6 @@ class RecurrentLayer(Module):
                 )
             parts: tuple[Any, ...] = (v, None)
             names = (name, "")
-        elif v is None:
-            return None, None
         elif not isinstance(v, (tuple, list)) or len(v) != 2:
             raise TypeError(f"{name}: expected a tuple (h, c) for LSTM, got {type(v).__name__}")
         else:
@@ -219,7 +219,7 @@ class RecurrentLayer(Module):
             ``(L*D, B, H)``.
         """
         spec, layout = self.spec, Layout(self.batch_first)
-        xa = _float_array("x", x, self.dtype)
+        xa = _float_array("x", x, spec.dtype)
         xt, batched = layout.time_major("x", xa)
         spec.check_input_size("x", xa.shape)
         xt = spec.check_input(xt)

@@ -252,7 +252,7 @@ class StackSpec:
             )
         out = []
         for k, p in enumerate(params):
-            entry = p if type(p) is tuple and len(p) == 5 else _entry(k, p)
+            entry = p if isinstance(p, tuple) and len(p) == 5 else _entry(k, p)
             if not self._entry_ready(k, entry):
                 entry = self._checked_entry(k, entry)
             out.append(entry)
@@ -261,12 +261,18 @@ class StackSpec:
     def _entry_ready(self, k: int, entry: tuple[Any, ...]) -> bool:
         """The common case, checked fast: every array present or absent as it should be, of the
         right shape, dtype and memory layout."""
-        for a, shape in zip(entry, self.entry_shapes(k), strict=True):
+        dt = self.dtype
+        shapes = self._entry_shapes[k]  # type: ignore[attr-defined]
+        for a, shape in zip(entry, shapes, strict=True):
             if shape is None:
                 if a is not None:
                     return False
-            elif not (_ready(a, self.dtype) and a.shape == shape):
+            elif type(a) is not np.ndarray or a.shape != shape or a.dtype != dt:
                 return False
+            else:
+                flags = a.flags
+                if not (flags.c_contiguous and flags.aligned):
+                    return False
         return True
 
     def _checked_entry(self, k: int, entry: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -406,8 +412,8 @@ class StackSpec:
         if not len(params):
             raise ValueError("params: expected at least one (layer, direction) entry")
         first = params[0]
-        first = first if type(first) is tuple and len(first) == 5 else _entry(0, first)
-        w_hh = np.shape(to_numpy(first[1]))
+        first = first if isinstance(first, tuple) and len(first) == 5 else _entry(0, first)
+        w_hh = first[1].shape if type(first[1]) is np.ndarray else np.shape(to_numpy(first[1]))
         if len(w_hh) != 2 or w_hh[0] % info.gates:
             raise ValueError(
                 f"weight_hh_l0: expected shape (G*H, Hs) with G = {info.gates}, got {w_hh}"
