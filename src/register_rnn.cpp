@@ -135,6 +135,15 @@ Opt checked_lengths(const py::object& lengths, const Dims& d) {
   return a;
 }
 
+/// The fields ForwardArgs and BackwardArgs share: weights, x, lengths, workspace.
+template <class Args, class S>
+void set_shared(Args& a, const CheckedWeights<S>& cw, const Opt& x, const Opt& len, Opt& ws) {
+  a.weights = cw.w.data();
+  a.x = ptr<S>(x);
+  a.lengths = len ? static_cast<const index_t*>(len->data()) : nullptr;
+  a.workspace = mut_ptr<S>(ws);
+}
+
 template <class S>
 py::tuple forward_impl(CellKind cell, const py::array& x_in, const py::list& weights,
                        const py::object& h0, const py::object& c0, const py::object& lengths,
@@ -166,16 +175,13 @@ py::tuple forward_impl(CellKind cell, const py::array& x_in, const py::list& wei
   if (training) ws = cached_array<S>(workspace_size<S>(cell, d));
 
   ForwardArgs<S> a;
-  a.weights = cw.w.data();
-  a.x = ptr<S>(x);
+  set_shared(a, cw, x, len, ws);
   a.h0 = ptr<S>(h0a);
   a.c0 = ptr<S>(c0a);
-  a.lengths = len ? static_cast<const index_t*>(len->data()) : nullptr;
   a.dropout = ptr<S>(drop);
   a.y = mut_ptr<S>(y);
   a.h_n = mut_ptr<S>(h_n);
   a.c_n = mut_ptr<S>(c_n);
-  a.workspace = mut_ptr<S>(ws);
   run_released([&] { forward<S>(cell, d, a); });
   return py::make_tuple(*y, *h_n, or_none(c_n), or_none(ws));
 }
@@ -225,10 +231,7 @@ py::tuple backward_impl(CellKind cell, const py::array& x_in, const py::list& we
   }
 
   BackwardArgs<S> a;
-  a.weights = cw.w.data();
-  a.x = ptr<S>(x);
-  a.lengths = len ? static_cast<const index_t*>(len->data()) : nullptr;
-  a.workspace = mut_ptr<S>(ws);
+  set_shared(a, cw, x, len, ws);
   a.dy = ptr<S>(dya);
   a.dh_n = ptr<S>(dhn);
   a.dc_n = ptr<S>(dcn);

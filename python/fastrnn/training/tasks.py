@@ -25,6 +25,8 @@ __all__ = ["adding_baseline_mse", "adding_problem", "copy_memory", "copy_memory_
 
 FloatArray = NDArray[np.floating[Any]]
 IntArray = NDArray[np.int64]
+#: an int seed, a Generator (advanced by the call) or None (fresh entropy)
+Seed = int | np.random.Generator | None
 
 
 def _interval(low: Any, high: Any) -> tuple[float, float]:
@@ -35,14 +37,9 @@ def _interval(low: Any, high: Any) -> tuple[float, float]:
 
 
 def adding_problem(
-    n: int,
-    T: int,
-    seed: int | np.random.Generator | None = None,
-    *,
-    low: float = 0.0,
-    high: float = 1.0,
+    n: int, T: int, seed: Seed = None, *, low: float = 0.0, high: float = 1.0,
     dtype: DTypeLike = np.float32,
-) -> tuple[FloatArray, FloatArray]:
+) -> tuple[FloatArray, FloatArray]:  # fmt: skip
     """``n`` sequences of the adding problem, of length ``T`` (>= 2).
 
     Returns ``x`` of shape ``(T, n, 2)`` and ``y`` of shape ``(n, 1)``, both of ``dtype`` (float32
@@ -85,12 +82,7 @@ def adding_baseline_mse(low: float = 0.0, high: float = 1.0) -> float:
 
 
 def copy_memory(
-    n: int,
-    T: int,
-    seed: int | np.random.Generator | None = None,
-    *,
-    num_symbols: int = 8,
-    copy_len: int = 10,
+    n: int, T: int, seed: Seed = None, *, num_symbols: int = 8, copy_len: int = 10
 ) -> tuple[IntArray, IntArray]:
     """``n`` sequences of the copy-memory task with a delay of ``T`` (>= 1) steps.
 
