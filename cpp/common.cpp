@@ -7,6 +7,7 @@
 #include <mutex>
 #include <new>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "fastrnn/fastrnn.hpp"
@@ -43,7 +44,7 @@ const char* cell_name(CellKind cell) noexcept {
 namespace {
 int default_threads() noexcept {
 #ifdef _OPENMP
-  return std::max(1, omp_get_max_threads());  // OMP_NUM_THREADS, else the cores
+  return std::clamp(omp_get_max_threads(), 1, kMaxThreads);  // OMP_NUM_THREADS, else the cores
 #else
   return 1;
 #endif
@@ -64,6 +65,9 @@ int num_threads() noexcept {
 
 void set_num_threads(int n) {
   if (n < 1) throw std::invalid_argument("n: the number of threads must be >= 1");
+  if (n > kMaxThreads) {
+    throw std::invalid_argument("n: at most " + std::to_string(kMaxThreads) + " threads");
+  }
   g_threads.store(n, std::memory_order_relaxed);
 }
 

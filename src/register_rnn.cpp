@@ -329,6 +329,7 @@ void register_rnn(py::module_& m) {
   m.def("set_num_threads", &set_num_threads, py::arg("n"),
         "Sets the threads fastrnn's kernels use (independent of NumPy's or PyTorch's).");
   m.def("get_num_threads", &num_threads, "The threads fastrnn's kernels use.");
+  m.attr("MAX_THREADS") = kMaxThreads;
 
   m.def("build_info", []() {
     const BuildInfo b = build_info();

@@ -317,3 +317,26 @@ def test_contiguous_input_of_the_layer_dtype_is_not_copied_for_the_forward() -> 
     x = np.zeros((5, 3, 4), np.float32)
     xt = m.spec.check_input(Layout(m.batch_first).time_major("x", x)[0])
     assert xt is x or np.shares_memory(xt, x)
+
+
+@pytest.mark.parametrize("make", [lambda: fastrnn.GRU(4, 3), lambda: fastrnn.Linear(3, 2)])
+def test_assigning_a_parameter_takes_effect_checked(make: Any) -> None:
+    """``layer.weight = w`` replaces the parameter (forward and state_dict use it), checked and
+    copied like a load_state_dict entry; it was once a silent no-op."""
+    m = make().eval()
+    name, old = next(iter(m.named_parameters()))
+    x = np.ones((5, 2, 4) if isinstance(m, fastrnn.GRU) else (2, 3), np.float32)
+    y0 = np.asarray(m(x)[0] if isinstance(m, fastrnn.GRU) else m(x))
+    w = np.zeros(old.shape, np.float64)  # converted to the layer's dtype
+    setattr(m, name, w)
+    assert getattr(m, name) is not w and getattr(m, name).dtype == np.float32
+    np.testing.assert_array_equal(m.state_dict()[name], w)
+    y1 = np.asarray(m(x)[0] if isinstance(m, fastrnn.GRU) else m(x))
+    assert not np.array_equal(y0, y1)
+    with pytest.raises(ValueError, match=rf"{name}: expected shape"):
+        setattr(m, name, np.zeros((1, 1), np.float32))
+    with pytest.raises(TypeError, match=rf"{name}: expected dtype float32 or float64"):
+        setattr(m, name, np.zeros(old.shape, np.int64))
+    with pytest.raises(ValueError, match=rf"{name}: contains NaN or infinity"):
+        setattr(m, name, np.full(old.shape, np.inf, np.float32))
+    np.testing.assert_array_equal(getattr(m, name), w)  # unchanged by the refused ones

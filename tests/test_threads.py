@@ -196,3 +196,23 @@ def test_concurrent_backward_on_one_workspace_runs_once() -> None:
             t.join()
         assert sorted(outcomes)[0] == "ok"
         assert "already consumed" in sorted(outcomes)[1]
+
+
+def test_thread_count_is_capped() -> None:
+    """An absurd thread count is refused (a backward with 10**6 threads once crashed in
+    libgomp); the cap itself runs, and a larger OMP_NUM_THREADS default is cut to it."""
+    before = fastrnn.get_num_threads()
+    cap = fastrnn.functional.MAX_THREADS
+    with pytest.raises(ValueError, match=rf"n: at most {cap} threads"):
+        fastrnn.set_num_threads(10**6)
+    assert fastrnn.get_num_threads() == before
+    code = (
+        "import fastrnn, numpy as np; print(fastrnn.get_num_threads());"
+        f"fastrnn.set_num_threads({cap}); m = fastrnn.GRU(8, 16);"
+        "y, _ = m(np.ones((4, 3, 8), np.float32)); m.backward(y); print('ok')"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": str(10 * cap)}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(cap), "ok"]

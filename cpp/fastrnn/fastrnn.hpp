@@ -270,11 +270,16 @@ class ScopedInterruptHook {
   void* prev_ctx_;
 };
 
+/// The most threads the kernels use: set_num_threads refuses more, and a default (OMP_NUM_THREADS)
+/// above it is cut to it. Far above any core count a kernel can use; thousands of OpenMP threads
+/// exhaust the process (libgomp: "Thread creation failed").
+constexpr int kMaxThreads = 1024;
 /// Threads the kernels use (fastrnn's own setting, independent of any other library's pool).
-/// Default: OMP_NUM_THREADS when set, else the machine's cores. Results are bit-identical for
-/// every value.
+/// Default: OMP_NUM_THREADS when set, else the machine's cores (at most kMaxThreads). Results are
+/// bit-identical for every value.
 int num_threads() noexcept;
-/// Sets the threads the kernels use; n >= 1 (throws std::invalid_argument otherwise).
+/// Sets the threads the kernels use; 1 <= n <= kMaxThreads (throws std::invalid_argument
+/// otherwise).
 void set_num_threads(int n);
 
 /// Facts about this build and the variant in use, for diagnostics (`fastrnn.build_info()`).

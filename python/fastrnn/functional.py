@@ -34,12 +34,12 @@ from .spec import LayerParams, StackSpec, check_cell
 
 __all__ = [
     "CELLS",
+    "MAX_THREADS",
     "BackwardResult",
     "ForwardResult",
     "LayerParams",
     "StackBackwardResult",
     "StackSpec",
-    # the training kit's kernels
     "adam_update",
     "backward",
     "build_info",
@@ -113,13 +113,22 @@ class BackwardResult(NamedTuple):
     dbias_hh: Array | None  #: (G*H,) or None without biases
 
 
+#: The most threads fastrnn's kernels use (:func:`set_num_threads` refuses more; a larger
+#: ``OMP_NUM_THREADS`` is cut to it).
+MAX_THREADS: int = int(_core.MAX_THREADS)
+
+
 def set_num_threads(n: int) -> None:
     """Set the number of threads fastrnn's kernels use (default: ``OMP_NUM_THREADS`` when set,
-    else the machine's cores). Independent of NumPy's and PyTorch's thread pools. Results are
-    bit-identical for every value: products are cut into tiles of a fixed shape, whatever the
-    thread count, and each tile is computed by one thread."""
+    else the machine's cores), 1 to :data:`MAX_THREADS` (1024). Independent of NumPy's and
+    PyTorch's thread pools. Results are bit-identical for every value: products are cut into
+    tiles of a fixed shape, whatever the thread count, and each tile is computed by one thread."""
     if check_int("n", n) < 1:
         raise ValueError(f"n: the number of threads must be >= 1, got {n}")
+    if n > MAX_THREADS:
+        raise ValueError(
+            f"n: at most {MAX_THREADS} threads (fastrnn.functional.MAX_THREADS), got {n}"
+        )
     _core.set_num_threads(int(n))
 
 

@@ -66,16 +66,33 @@ class Module:
                 f"state_dict: missing keys {missing}, unexpected keys {unexpected} "
                 f"(expected exactly {list(shapes)})"
             )
-        new = {}
-        for name, shape in shapes.items():
-            v = float_array(f"state_dict[{name!r}]", state_dict[name])
-            if v.shape != shape:
-                raise ValueError(f"state_dict[{name!r}]: expected shape {shape}, got {v.shape}")
-            if not np.isfinite(v).all():
-                raise ValueError(f"state_dict[{name!r}]: contains NaN or infinity")
-            new[name] = np.array(v, dtype=self.dtype, order="C", copy=True)
+        new = {
+            name: self._checked_param(f"state_dict[{name!r}]", state_dict[name], shape)
+            for name, shape in shapes.items()
+        }
         # new arrays, not in-place: a pending backward keeps the weights its forward used
         self._params = new
+
+    def _checked_param(self, what: str, value: Any, shape: tuple[int, ...]) -> Array:
+        """A new parameter value (an array or tensor) checked (float dtype, shape, finite) and
+        copied in the layer's dtype: the rule of load_state_dict and of assignment."""
+        v = float_array(what, value)
+        if v.shape != shape:
+            raise ValueError(f"{what}: expected shape {shape}, got {v.shape}")
+        if not np.isfinite(v).all():
+            raise ValueError(f"{what}: contains NaN or infinity")
+        return np.array(v, dtype=self.dtype, order="C", copy=True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Assigning a parameter (``layer.weight_hh_l0 = w``) replaces it, checked and copied like
+        an entry of :meth:`load_state_dict` (the forward and ``state_dict()`` use it); anything
+        else is an ordinary attribute."""
+        params = self.__dict__.get("_params")
+        if params is not None and name in params:
+            shape = self.param_shapes()[name]
+            self._params = {**params, name: self._checked_param(name, value, shape)}
+        else:
+            object.__setattr__(self, name, value)
 
     def __getattr__(self, name: str) -> Array:
         params = self.__dict__.get("_params", {})
