@@ -200,6 +200,23 @@ def _check_supported(node: Any, attrs: dict[str, Any], peepholes: Any) -> None:
         raise NotImplementedError("LSTM peepholes (input P) have no fastrnn equivalent")
 
 
+def _check_weight_shapes(op: str, attrs: dict[str, Any], W: Any, R: Any, B: Any) -> None:
+    """W ``(D, G*H, I)``, R ``(D, G*H, H)``, B ``(D, 2*G*H)`` consistent with each other and with
+    the node's ``hidden_size``: a crafted node cannot declare sizes its arrays do not have."""
+    G = {"LSTM": 4, "GRU": 3, "RNN": 1}[op]
+    if W.ndim != 3 or R.ndim != 3 or W.shape[0] not in (1, 2):
+        raise ValueError(f"{op}: W and R must be 3-D (D, G*H, ...), got {W.shape} and {R.shape}")
+    D, GH, H = R.shape
+    H_attr = attrs.get("hidden_size", H)
+    if GH != G * H or H_attr != H or W.shape[:2] != (D, GH) or W.shape[2] < 1 or H < 1:
+        raise ValueError(
+            f"{op}: hidden_size {H_attr} does not match W {W.shape} and R {R.shape} "
+            f"(expected W (D, {G}*H, I), R (D, {G}*H, H))"
+        )
+    if B is not None and B.shape != (D, 2 * GH):
+        raise ValueError(f"{op}: B must have shape {(D, 2 * GH)}, got {B.shape}")
+
+
 def _cell_of(op: str, attrs: dict[str, Any], D: int) -> str:
     """The fastrnn cell of an ONNX node, from its operator and activations."""
     acts = [a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", [])]
@@ -222,7 +239,15 @@ def load(model: Any, node_name: str | None = None, *, dtype: Any = np.float32) -
     than the defaults (and Relu for RNN) have no fastrnn equivalent and are refused."""
     onnx = _onnx()
     if not hasattr(model, "graph"):
-        model = onnx.load(os.fspath(model))
+        path = os.fspath(model)
+        try:
+            model = onnx.load(path)
+        except OSError:
+            raise
+        except Exception as e:  # protobuf's DecodeError and the like: not an ONNX model
+            raise ValueError(
+                f"model: {path}: not an ONNX model ({type(e).__name__}: {e})"
+            ) from None
     node = _find_node(model, node_name)
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
@@ -238,8 +263,9 @@ def load(model: Any, node_name: str | None = None, *, dtype: Any = np.float32) -
     W, R, B = init(1), init(2), init(3)
     if W is None or R is None:
         raise ValueError(f"{node.op_type}: W and R must be initializers")
+    _check_weight_shapes(node.op_type, attrs, W, R, B)  # before a layer of those sizes is made
     D, _, I = W.shape
-    H = int(attrs.get("hidden_size", R.shape[2]))
+    H = int(R.shape[2])
     spec = StackSpec(_cell_of(node.op_type, attrs, D), I, H, bidirectional=D == 2, dtype=dtype)
     layer = from_spec(spec, batch_first=int(attrs.get("layout", 0)) == 1)
     sd: dict[str, Any] = {}

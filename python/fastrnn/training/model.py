@@ -43,6 +43,45 @@ _CELLS = {"rnn": "rnn_tanh", "rnn_relu": "rnn_relu", "lstm": "lstm", "gru": "gru
 _FORMAT = "fastrnn.SequenceModel/1"
 
 
+def _read_meta(z: Any, path: Any) -> dict[str, Any]:
+    """The JSON header of a saved model, checked: an object of this format with a config."""
+    try:
+        meta = json.loads(str(z["meta"]))
+    except (KeyError, ValueError) as e:
+        raise ValueError(f"path: {path}: not a fastrnn SequenceModel file ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise ValueError(f"path: {path}: not a fastrnn SequenceModel file ({got})")
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        raise ValueError(f"path: {path}: its config is not a JSON object")
+    return meta
+
+
+def _check_sizes(config: dict[str, Any], z: Any, path: Any) -> None:
+    """The sizes a file declares against the arrays it holds, before a model of those sizes is
+    allocated (a crafted header cannot make load allocate more than the file holds)."""
+    try:
+        emb = config.get("embedding_dim")
+        spec = StackSpec(
+            _CELLS[config["cell"]], emb if emb is not None else config["input_size"],
+            config["hidden_size"], config.get("num_layers", 1), config.get("bidirectional", False),
+            dtype=config.get("dtype", "float32"),
+        )  # fmt: skip
+        want = {f"rnn.{k}": v for k, v in spec.param_shapes().items()}
+        out = config["output_size"]
+        want |= {"head.weight": (out, spec.output_size), "head.bias": (out,)}
+        if emb is not None:
+            want["embedding.weight"] = (config["input_size"], emb)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"path: {path}: a bad config ({e!r})") from None
+    for name, shape in want.items():
+        key = f"param/{name}"
+        got = z[key].shape if key in z.files else None
+        if got != shape:
+            raise ValueError(f"path: {path}: {name} has shape {got}, its config says {shape}")
+
+
 @dataclass
 class StepResult:
     """What one :meth:`SequenceModel.train_step` reports."""
@@ -338,9 +377,8 @@ class SequenceModel:
     def load(cls, path: str | Path) -> tuple[SequenceModel, optim.Optimizer | None, dict[str, Any]]:
         """``(model, optimizer or None, extra)`` from a file of :meth:`save`."""
         with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            if meta.get("format") != _FORMAT:
-                raise ValueError(f"path: not a fastrnn SequenceModel file ({meta.get('format')})")
+            meta = _read_meta(z, path)
+            _check_sizes(meta["config"], z, path)  # before any array of those sizes is made
             model = cls(**meta["config"])
             model.load_state_dict(
                 {k[len("param/") :]: z[k] for k in z.files if k.startswith("param/")}
