@@ -48,6 +48,10 @@ def test_sequence_model_sizes_checked_before_allocating(tmp_path: Path) -> None:
     meta["config"] = {"cell": "lstm"}
     with pytest.raises(ValueError, match=r"crafted\.npz: a bad config"):
         fastrnn.SequenceModel.load(rewrite(path, arrays, meta))
+    meta = json.loads(str(arrays["meta"]))
+    meta["config"]["surprise"] = 1
+    with pytest.raises(ValueError, match=r"crafted\.npz: a bad config .*surprise"):
+        fastrnn.SequenceModel.load(rewrite(path, arrays, meta))
     model, _, _ = fastrnn.SequenceModel.load(path)  # the untouched file still loads
     assert model.rnn.hidden_size == 8
 

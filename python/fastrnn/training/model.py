@@ -379,7 +379,10 @@ class SequenceModel:
         with np.load(path, allow_pickle=False) as z:
             meta = _read_meta(z, path)
             _check_sizes(meta["config"], z, path)  # before any array of those sizes is made
-            model = cls(**meta["config"])
+            try:
+                model = cls(**meta["config"])
+            except TypeError as e:  # a key the constructor does not take
+                raise ValueError(f"path: {path}: a bad config ({e})") from None
             model.load_state_dict(
                 {k[len("param/") :]: z[k] for k in z.files if k.startswith("param/")}
             )
