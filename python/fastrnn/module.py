@@ -87,7 +87,7 @@ class Module:
         """Assigning a parameter (``layer.weight_hh_l0 = w``) replaces it, checked and copied like
         an entry of :meth:`load_state_dict` (the forward and ``state_dict()`` use it); anything
         else is an ordinary attribute."""
-        params = self.__dict__.get("_params")
+        params = None if name[0] == "_" else self.__dict__.get("_params")  # "_": never a param
         if params is not None and name in params:
             shape = self.param_shapes()[name]
             self._params = {**params, name: self._checked_param(name, value, shape)}
