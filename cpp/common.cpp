@@ -13,9 +13,7 @@
 #include "fastrnn/fastrnn.hpp"
 #include "fastrnn/kernel_table.hpp"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include <thread>
 
 namespace fastrnn {
 
@@ -43,11 +41,9 @@ const char* cell_name(CellKind cell) noexcept {
 
 namespace {
 int default_threads() noexcept {
-#ifdef _OPENMP
-  return std::clamp(omp_get_max_threads(), 1, kMaxThreads);  // OMP_NUM_THREADS, else the cores
-#else
-  return 1;
-#endif
+  const char* env = std::getenv("OMP_NUM_THREADS");
+  const int n = env ? std::atoi(env) : static_cast<int>(std::thread::hardware_concurrency());
+  return std::clamp(n, 1, kMaxThreads);
 }
 std::atomic<int> g_threads{0};  // 0: not set yet
 }  // namespace
@@ -208,11 +204,6 @@ BuildInfo build_info() {
   info.eigen_version = k.eigen_version;
   info.simd = k.simd();
   info.isa = k.name;
-#ifdef _OPENMP
-  info.openmp = true;
-#else
-  info.openmp = false;
-#endif
   return info;
 }
 

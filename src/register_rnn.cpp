@@ -336,7 +336,6 @@ void register_rnn(py::module_& m) {
     py::dict d;
     d["eigen"] = b.eigen_version;
     d["simd"] = b.simd;
-    d["openmp"] = b.openmp;
     d["isa"] = b.isa;
     d["isa_available"] = isa_available();
     d["isa_compiled"] = isa_compiled();

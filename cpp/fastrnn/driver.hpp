@@ -40,6 +40,7 @@
 
 #include "fastrnn/cells.hpp"
 #include "fastrnn/gemm_tn.hpp"
+#include "fastrnn/kernel_table.hpp"  // check_interrupt
 #include "fastrnn/packed.hpp"
 #include "fastrnn/parallel.hpp"
 #include "fastrnn/workspace.hpp"
@@ -193,29 +194,6 @@ TeamUnits team_units(index_t H, index_t Hs, Part part) {
           P::part_begin(Hs, i + 1, n)};
 }
 
-/// Stops a team between steps: thread 0 polls the interrupt hook (an exception must not leave
-/// an OpenMP region), every thread reads the flag after the step's barrier, so all stop at the
-/// same step; the caller rethrows after the team.
-class TeamStop {
- public:
-  void poll() noexcept {
-    try {
-      check_interrupt();
-    } catch (...) {
-      err_ = std::current_exception();
-      stop_.store(true, std::memory_order_relaxed);
-    }
-  }
-  bool stopped() const noexcept { return stop_.load(std::memory_order_relaxed); }
-  void rethrow() const {
-    if (err_) std::rethrow_exception(err_);
-  }
-
- private:
-  std::atomic<bool> stop_{false};
-  std::exception_ptr err_;
-};
-
 /// The sizes of one layer and direction as the time loops use them (G gates of H units).
 struct DirSizes {
   DirSizes(const Dims& d, int G)
@@ -303,18 +281,46 @@ class ForwardLoop {
                         Dest<S>::set(c.gates, z_.GH, bias_.empty() ? nullptr : bias_.data()), part);
   }
 
-  /// Step k of the loop (time t), the units u: the recurrent products and the cell, then the
-  /// rows that do not run it, then the output rows. The caller meets the team after it.
-  void step(const Chunk& c, index_t k, const TeamUnits& u, Part part) {
+  /// Step k of the loop (time t) in the team's phases: gates += h_{t-1} W_hh^T (blocks [kInto,
+  /// G1): hproj = h_{t-1} W_hh^T + b_hh) and the cell [a two-stage cell: stage 1, then hproj2 =
+  /// extra W_hh[G1:]^T + b_hh[G1:] and the rest], [h = hc W_hr^T]; then the rows that do not
+  /// run the step and the output rows. A phase ends where the next product reads all of what
+  /// the phase wrote; a part's cell reads only the columns of its own units.
+  void step(const Chunk& c, index_t k, const Team& team) {
     const index_t t = a_.reverse ? z_.T - 1 - k : k;
     const index_t Bt = a_.active ? a_.active[t] : z_.B;
     const Slots sl = slots(t, k);
     const FwdStep<S> s = step_args(c, t, Bt, sl);
     S* h_out = hs_ + sl.wr * z_.BHs;
-    products_and_cell(s, h_out, u, part);
-    hold_finished_rows(s, h_out, u);
-    copy_running_rows(a_.y + t * z_.B * a_.ldy, a_.ldy, static_cast<const S*>(h_out), z_.Hs, z_.B,
-                      Bt, u.v0, u.v1);  // y: h of running rows, zeros for the others
+    auto finish = [&](const TeamUnits& u) {
+      hold_finished_rows(s, h_out, u);
+      copy_running_rows(a_.y + t * z_.B * a_.ldy, a_.ldy, static_cast<const S*>(h_out), z_.Hs, z_.B,
+                        Bt, u.v0, u.v1);  // y: h of running rows, zeros for the others
+    };
+    team.run([&](Part part) {
+      const TeamUnits u = units(part);
+      recurrent_product(s, part);
+      if constexpr (G > G1) {
+        Cell::forward_stage1(step_cols(s, u.u0, u.u1));
+      } else {
+        Cell::forward(step_cols(s, u.u0, u.u1));
+        if (!z_.proj) finish(u);
+      }
+    });
+    if constexpr (G > G1) {
+      team.run([&](Part part) {  // the second product reads all of stage 1's extra
+        const TeamUnits u = units(part);
+        second_product(s, part);
+        Cell::forward(step_cols(s, u.u0, u.u1));
+        if (!z_.proj) finish(u);
+      });
+    }
+    if (z_.proj) {
+      team.run([&](Part part) {  // h = W_hr hc reads all of hc
+        P_hr_.multiply_part(Rows<S>{s.h, z_.H, s.B}, Dest<S>::set(h_out, z_.Hs), part);
+        finish(units(part));
+      });
+    }
   }
 
   /// h_n (and c_n): the states the last step wrote.
@@ -395,26 +401,23 @@ class ForwardLoop {
     return s;
   }
 
-  /// gates += h_{t-1} W_hh^T (blocks [kInto, G1): hproj = h_{t-1} W_hh^T + b_hh), [stage 1,
-  /// then hproj2 = extra W_hh[G1:]^T + b_hh[G1:]], the cell, [h = hc W_hr^T]: the part's units.
-  void products_and_cell(const FwdStep<S>& s, S* h_out, const TeamUnits& u, Part part) {
+  TeamUnits units(Part part) const { return team_units<S>(z_.H, z_.Hs, part); }
+
+  /// gates += h_{t-1} W_hh^T (blocks [kInto, G1): hproj = h_{t-1} W_hh^T + b_hh), the part's
+  /// units.
+  void recurrent_product(const FwdStep<S>& s, Part part) {
+    P_hh1_.multiply_part(
+        Rows<S>{s.h_prev, z_.Hs, s.B}, Dest<S>::add(s.gates, z_.GH), part,
+        Tail<S>{kInto, Dest<S>::set(hproj_.data(), z_.gates.size(G1 - kInto), a_.w->b_hh)});
+  }
+
+  /// A two-stage cell's hproj2 = extra W_hh[G1:]^T + b_hh[G1:], the part's units.
+  void second_product(const FwdStep<S>& s, Part part) {
     const Weights<S>& w = *a_.w;
     const GateLayout& gl = z_.gates;
-    P_hh1_.multiply_part(Rows<S>{s.h_prev, z_.Hs, s.B}, Dest<S>::add(s.gates, z_.GH), part,
-                         Tail<S>{kInto, Dest<S>::set(hproj_.data(), gl.size(G1 - kInto), w.b_hh)});
-    if constexpr (G > G1) {
-      Cell::forward_stage1(step_cols(s, u.u0, u.u1));
-      team_barrier();  // the second product reads all of stage 1's extra
-      P_hh2_.multiply_part(
-          Rows<S>{s.extra, z_.H, s.B},
-          Dest<S>::set(hproj2_.data(), gl.size(G - G1), w.b_hh ? w.b_hh + gl.at(G1) : nullptr),
-          part);
-    }
-    Cell::forward(step_cols(s, u.u0, u.u1));
-    if (z_.proj) {
-      team_barrier();  // h = W_hr hc reads all of hc
-      P_hr_.multiply_part(Rows<S>{s.h, z_.H, s.B}, Dest<S>::set(h_out, z_.Hs), part);
-    }
+    P_hh2_.multiply_part(
+        Rows<S>{s.extra, z_.H, s.B},
+        Dest<S>::set(hproj2_.data(), gl.size(G - G1), w.b_hh ? w.b_hh + gl.at(G1) : nullptr), part);
   }
 
   /// Finished (or not yet started) sequences, rows [s.B, B), keep their state; their saved
@@ -449,34 +452,28 @@ class ForwardLoop {
   PackedGemm<S> P_ih_, P_hh1_, P_hh2_, P_hr_;
 };
 
-/// The time loops run in one team of threads for the whole direction (run_team). Thread i of n
-/// owns the hidden units [part_begin(H, i, n), part_begin(H, i + 1, n)) in every gate: it
-/// computes those columns of the input projection and of each step's recurrent product
-/// (PackedGemm::multiply_part, whose packed weight rows stay in that core's cache from step to
-/// step), then the cell's pointwise pass on them, and writes those units of h. The next step's
-/// product reads all of h, so the threads meet once per step (twice with a projection or a
-/// two-stage cell, whose second product reads all of the first stage's output). Every element is
-/// computed by the same code in the same order whatever the split: bit-identical results for
-/// any thread count.
+/// The time loops run in the calling thread; each step is cut into parts for a team of threads
+/// (Team, parallel.hpp). Part i of n owns the hidden units [part_begin(H, i, n),
+/// part_begin(H, i + 1, n)) in every gate: it computes those columns of the input projection
+/// and of each step's recurrent product (PackedGemm::multiply_part, whose packed weight rows
+/// stay in the cache of the core that runs the part from step to step), then the cell's
+/// pointwise pass on them, and writes those units of h. The next step's product reads all of
+/// h, so a step is one phase of the team (two with a projection or a two-stage cell, whose
+/// second product reads all of the first stage's output). Every element is computed by the same
+/// code in the same order whatever the split and whichever thread runs a part: bit-identical
+/// results for any thread count.
 template <class Cell, class S>
 void forward_dir(const DirForward<S>& a) {
   ForwardLoop<Cell, S> loop(a);
-  TeamStop stop;
-  run_team(loop.threads(), [&](index_t ti, index_t nt) {
-    const Part part{ti, nt};
-    const TeamUnits u = team_units<S>(a.d.H, a.d.hs(), part);
-    for (index_t k0 = 0; k0 < a.d.T; k0 += loop.chunk_steps()) {
-      const auto c = loop.chunk(k0);
-      loop.project_inputs(c, part);
-      for (index_t k = k0; k < k0 + c.n; ++k) {
-        if (ti == 0) stop.poll();
-        loop.step(c, k, u, part);
-        team_barrier();  // the next step's product reads all of h
-        if (stop.stopped()) return;
-      }
+  const Team team(loop.threads());
+  for (index_t k0 = 0; k0 < a.d.T; k0 += loop.chunk_steps()) {
+    const auto c = loop.chunk(k0);
+    team.run([&](Part part) { loop.project_inputs(c, part); });
+    for (index_t k = k0; k < k0 + c.n; ++k) {
+      check_interrupt();
+      loop.step(c, k, team);
     }
-  });
-  stop.rethrow();
+  }
   loop.write_final_states();
 }
 
@@ -533,44 +530,61 @@ class BackwardLoop {
                         {P_hh1_.max_parts(), P_hh2_.max_parts(), P_hr_.max_parts()});
   }
 
-  /// Step k (time t) through the cell, the units u: dL/dh_t, [through the projection], [stage
-  /// 1, then dextra = dgates[:, G1:] W_hh[G1:]], the cell's pass (gates -> their gradients).
-  Step through_cell(index_t k, const TeamUnits& u, Part part) {
+  /// Step k (time t) through the cell, in the team's phases: [what step k+1 sends back, see
+  /// to_previous_step], dL/dh_t, [through the projection: dL/dhc = dL/dh W_hr reads all of
+  /// dL/dh], [stage 1, then dextra = dgates[:, G1:] W_hh[G1:] reads all of them], the cell's
+  /// pass (gates -> their gradients), a part on its own units. The first phase also finishes
+  /// step k+1 (`later`, unless k is the last step): its product writes the part's units of
+  /// the carry, all that dL/dh_t reads.
+  Step through_cell(index_t k, const Step* later, const Team& team) {
     const index_t t = a_.reverse ? z_.T - 1 - k : k;
     const index_t Bt = a_.active ? a_.active[t] : z_.B;
-    BwdStep<S> s = step_args(k, t, Bt, incoming_gradient(t, Bt, u));
-    if (z_.proj) through_projection(s, t, u, part);
+    BwdStep<S> s = step_args(k, t, Bt, dh_cur_.data());
     const S* dgh = kDiffers ? s.dgh : dG_ + t * z_.B * z_.GH;
-    if constexpr (G > G1) {
-      Cell::backward_stage1(step_cols(s, u.u0, u.u1));
-      team_barrier();  // dL/d(extra) = dgates[:, G1:] W_hh[G1:] reads all of them
-      P_hh2_.multiply_part(Rows<S>{dgh + z_.gates.at(G1), z_.GH, Bt},
-                           Dest<S>::set(dextra_.data(), z_.H), part);
+    auto incoming = [&](Part part, const TeamUnits& u) {
+      if (later) to_previous_step(*later, u, part);
+      incoming_gradient(t, Bt, u);
+    };
+    if (z_.proj) {  // an LSTM: one stage
+      team.run([&](Part part) {
+        const TeamUnits u = units(part);
+        incoming(part, u);
+        copy_running_rows(dh_all_.data() + t * z_.BHs, z_.Hs, s.dh, z_.Hs, z_.B, Bt, u.v0, u.v1);
+      });
+      s.dh = dhc_.data();  // the cell gets dL/dhc and writes its (zero) direct part in H columns
+      s.dh_prev = dh_direct_.data();
+      team.run([&](Part part) {
+        const TeamUnits u = units(part);
+        P_hr_.multiply_part(Rows<S>{dh_cur_.data(), z_.Hs, Bt}, Dest<S>::set(dhc_.data(), z_.H),
+                            part);
+        Cell::backward(step_cols(s, u.u0, u.u1));
+      });
+    } else if constexpr (G > G1) {
+      team.run([&](Part part) {
+        const TeamUnits u = units(part);
+        incoming(part, u);
+        Cell::backward_stage1(step_cols(s, u.u0, u.u1));
+      });
       s.dextra = dextra_.data();
+      team.run([&](Part part) {
+        P_hh2_.multiply_part(Rows<S>{dgh + z_.gates.at(G1), z_.GH, Bt},
+                             Dest<S>::set(dextra_.data(), z_.H), part);
+        const TeamUnits u = units(part);
+        Cell::backward(step_cols(s, u.u0, u.u1));
+      });
+    } else {
+      team.run([&](Part part) {
+        const TeamUnits u = units(part);
+        incoming(part, u);
+        Cell::backward(step_cols(s, u.u0, u.u1));
+      });
     }
-    Cell::backward(step_cols(s, u.u0, u.u1));
     return {t, Bt, dgh};
   }
 
-  /// After the team met: dh_{t-1} = (direct part) + dgates[:, :G1] W_hh[:G1] (with a projection
-  /// the cell is an LSTM: no direct part, the product is all of it); no gradient through the
-  /// skipped rows' gates; the blocks whose recurrent side differs kept.
-  void to_previous_step(const Step& st, const TeamUnits& u, Part part) {
-    S* carry = dh_carry_.data();
-    P_hh1_.multiply_part(Rows<S>{st.dgh, z_.GH, st.Bt},
-                         z_.proj ? Dest<S>::set(carry, z_.Hs) : Dest<S>::add(carry, z_.Hs), part);
-    for (index_t b = st.Bt; b < z_.B; ++b) {
-      for (index_t gi = 0; gi < G; ++gi) {
-        S* row = dG_ + (st.t * z_.B + b) * z_.GH + z_.gates.at(gi);
-        std::fill(row + u.u0, row + u.u1, S(0));
-      }
-    }
-    if constexpr (kDiffers) {  // zero on skipped rows
-      for (index_t gi = kSame; gi < G1; ++gi) {
-        copy_running_rows(dgh_keep_.data() + st.t * z_.B * DH_ + z_.gates.at(gi - kSame), DH_,
-                          st.dgh + z_.gates.at(gi), z_.GH, z_.B, st.Bt, u.u0, u.u1);
-      }
-    }
+  /// The first step's to_previous_step (the others run in the next step's first phase).
+  void to_previous_step(const Step& st, const Team& team) {
+    team.run([&](Part part) { to_previous_step(st, units(part), part); });
   }
 
   /// dh0 (and dc0): what the first step sent back.
@@ -610,6 +624,30 @@ class BackwardLoop {
   }
 
  private:
+  TeamUnits units(Part part) const { return team_units<S>(z_.H, z_.Hs, part); }
+
+  /// After a step's phases (its product reads all of the step's gradients): the part's units of
+  /// dh_{t-1} = (direct part) + dgates[:, :G1] W_hh[:G1] (with a projection the cell is an
+  /// LSTM: no direct part, the product is all of it); no gradient through the skipped rows'
+  /// gates; the blocks whose recurrent side differs kept.
+  void to_previous_step(const Step& st, const TeamUnits& u, Part part) {
+    S* carry = dh_carry_.data();
+    P_hh1_.multiply_part(Rows<S>{st.dgh, z_.GH, st.Bt},
+                         z_.proj ? Dest<S>::set(carry, z_.Hs) : Dest<S>::add(carry, z_.Hs), part);
+    for (index_t b = st.Bt; b < z_.B; ++b) {
+      for (index_t gi = 0; gi < G; ++gi) {
+        S* row = dG_ + (st.t * z_.B + b) * z_.GH + z_.gates.at(gi);
+        std::fill(row + u.u0, row + u.u1, S(0));
+      }
+    }
+    if constexpr (kDiffers) {  // zero on skipped rows
+      for (index_t gi = kSame; gi < G1; ++gi) {
+        copy_running_rows(dgh_keep_.data() + st.t * z_.B * DH_ + z_.gates.at(gi - kSame), DH_,
+                          st.dgh + z_.gates.at(gi), z_.GH, z_.B, st.Bt, u.u0, u.u1);
+      }
+    }
+  }
+
   /// The transposed weights of the per-step products, packed once (packed.hpp) (the last
   /// argument: how many products each runs; a few small ones are not packed).
   void pack_weights() {
@@ -661,17 +699,6 @@ class BackwardLoop {
     return s;
   }
 
-  /// h = W_hr hc: keeps dL/dh_t for dW_hr, then the cell gets dL/dhc = dL/dh W_hr, and writes
-  /// its (zero) direct part in H columns (the carry has Hs).
-  void through_projection(BwdStep<S>& s, index_t t, const TeamUnits& u, Part part) {
-    const index_t Hs = z_.Hs;
-    copy_running_rows(dh_all_.data() + t * z_.BHs, Hs, s.dh, Hs, z_.B, s.B, u.v0, u.v1);
-    team_barrier();  // the product reads all of dh
-    P_hr_.multiply_part(Rows<S>{s.dh, Hs, s.B}, Dest<S>::set(dhc_.data(), z_.H), part);
-    s.dh = dhc_.data();
-    s.dh_prev = dh_direct_.data();
-  }
-
   const DirBackward<S>& a_;
   const DirSizes z_;
   const DirLayout L_;
@@ -685,26 +712,21 @@ class BackwardLoop {
   PackedGemm<S> P_hh1_, P_hh2_, P_hr_;
 };
 
-/// Backward in one team as forward: thread i owns the same units of the pointwise pass and
-/// the units [part_begin(Hs, i, n), ...) of h in the product dh_{t-1} = dgates W_hh, which
-/// reads all of the step's dgates (one barrier per step; two with a projection or a two-stage
-/// cell). After the loop: the weight gradients in one gemm_tn call, dx as one tiled GEMM.
+/// Backward with a team as forward: part i owns the same units of the pointwise pass and the
+/// units [part_begin(Hs, i, n), ...) of h in the product dh_{t-1} = dgates W_hh, which reads
+/// all of the step's dgates: it runs at the start of the next step's first phase (one phase a
+/// step; two with a projection or a two-stage cell). After the loop: the weight gradients in one
+/// gemm_tn call, dx as one tiled GEMM.
 template <class Cell, class S>
 void backward_dir(const DirBackward<S>& a) {
   BackwardLoop<Cell, S> loop(a);
-  TeamStop stop;
-  run_team(loop.threads(), [&](index_t ti, index_t nt) {
-    const Part part{ti, nt};
-    const TeamUnits u = team_units<S>(a.d.H, a.d.hs(), part);
-    for (index_t k = a.d.T - 1; k >= 0; --k) {  // the forward's steps, last first
-      if (ti == 0) stop.poll();
-      const auto st = loop.through_cell(k, u, part);
-      team_barrier();  // the product reads all of the step's gradients
-      if (stop.stopped()) return;
-      loop.to_previous_step(st, u, part);
-    }
-  });
-  stop.rethrow();
+  const Team team(loop.threads());
+  typename BackwardLoop<Cell, S>::Step st{};
+  for (index_t k = a.d.T - 1; k >= 0; --k) {  // the forward's steps, last first
+    check_interrupt();
+    st = loop.through_cell(k, k == a.d.T - 1 ? nullptr : &st, team);
+  }
+  if (a.d.T > 0) loop.to_previous_step(st, team);
   loop.write_state_gradients();
   loop.weight_gradients();
 }

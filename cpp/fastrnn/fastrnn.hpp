@@ -287,7 +287,6 @@ struct BuildInfo {
   const char* eigen_version;
   const char* simd;  ///< Eigen's SIMD instruction sets in the variant in use
   const char* isa;   ///< the variant in use (isa())
-  bool openmp;
 };
 /// (Chooses the variant on first use, as isa(), and throws as it does.)
 BuildInfo build_info();

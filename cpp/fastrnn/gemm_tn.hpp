@@ -18,10 +18,6 @@
 #include "fastrnn/packed.hpp"  // AlignedBuffer, madd, prefetch, kLhsPacket
 #include "fastrnn/parallel.hpp"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 namespace fastrnn::detail {
 inline namespace FASTRNN_ISA_NS {
 
@@ -195,14 +191,9 @@ class TnPacked {
     const bool small = work_ < kParallelMinWork;
     const int threads = small ? 1 : static_cast<int>(std::min<index_t>(num_threads(), count));
     rhs_.reset(threads * kStride * kSubM);  // each thread's packed block of A
-#ifdef _OPENMP
-    if (threads > 1) {
-#pragma omp parallel num_threads(threads)
-      run_thread(omp_get_thread_num(), omp_get_num_threads());
-      return;
-    }
-#endif
-    run_thread(0, 1);
+    parallel_for_threads(threads, threads, [&](index_t run, int thread) {
+      run_items(run, threads, rhs_.data() + thread * kStride * kSubM);
+    });
   }
 
  private:
@@ -285,10 +276,10 @@ class TnPacked {
     while (tile_m > kSubM && items_.size() < 8) make_items(tile_m /= 2);
   }
 
-  /// Thread i of nt: its contiguous run of items, in groups (see group_end).
-  void run_thread(index_t i, index_t nt) {
+  /// Run i of nt: a contiguous run of items, in groups (see group_end); rhs: the running
+  /// thread's packed block of A.
+  void run_items(index_t i, index_t nt, S* rhs) {
     const index_t count = static_cast<index_t>(items_.size());
-    S* rhs = rhs_.data() + i * kStride * kSubM;
     const index_t last = count * (i + 1) / nt;
     for (index_t g0 = count * i / nt, g1; g0 < last; g0 = g1) {
       g1 = group_end(g0, last);

@@ -124,11 +124,6 @@ class AlignedBuffer {
   size_t bytes_ = 0;
 };
 
-/// Part `index` of `count` of a product: what one thread of a team computes (driver.hpp).
-struct Part {
-  index_t index, count;
-};
-
 /// The small operand of a PackedGemm product: n rows of `in`, leading dimension ld.
 template <class S>
 struct Rows {

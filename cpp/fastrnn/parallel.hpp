@@ -1,4 +1,5 @@
-// Threads: fastrnn's own thread count, and a matrix product whose result does not depend on it.
+// Threads: the kernels' ways into the pool (pool.hpp), and a matrix product whose result does
+// not depend on the thread count.
 //
 // Eigen's multi-threaded GEMM chooses its depth blocking from the number of threads, so its
 // results change (in the last bits) with the thread count. Here Eigen always runs one thread per
@@ -13,13 +14,10 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <type_traits>
 
 #include "fastrnn/fastrnn.hpp"
-#include "fastrnn/kernel_table.hpp"  // check_interrupt
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "fastrnn/pool.hpp"
 
 namespace fastrnn::detail {
 inline namespace FASTRNN_ISA_NS {
@@ -59,43 +57,60 @@ inline TileShape tile_shape(index_t M, index_t N) {
 /// (Tiles are the same either way, so this does not change any result.)
 inline constexpr index_t kParallelMinWork = index_t(1) << 16;
 
-/// f(0), ..., f(count - 1), split statically over `threads` threads (1: in this thread). The
-/// items must be independent: which thread runs an item never changes its result.
+/// f(0), ..., f(count - 1) on at most `threads` threads (1: in this thread), through the pool
+/// (pool.hpp). The items must be independent: which thread runs an item never changes its
+/// result.
 template <class F>
 void parallel_for(index_t count, int threads, F&& f) {
-#ifdef _OPENMP
-  if (threads > 1) {
-#pragma omp parallel for num_threads(threads) schedule(static)
+  using Fn = std::remove_reference_t<F>;
+  if (threads <= 1 || count <= 1) {
     for (index_t i = 0; i < count; ++i) f(i);
     return;
   }
-#endif
-  (void)threads;
-  for (index_t i = 0; i < count; ++i) f(i);
+  pool_run(
+      count, threads, [](void* ctx, index_t i, int) { (*static_cast<Fn*>(ctx))(i); },
+      const_cast<void*>(static_cast<const void*>(&f)));
 }
 
-/// Runs f(i, n) once in each of n = `threads` threads (i = 0 in the calling thread), which stay
-/// together for the whole call: the time loops run inside one team and meet at team_barrier()
-/// once or twice per step, instead of starting threads for every product. f must not throw.
+/// As parallel_for, f(i, thread): thread in [0, threads), unique among the threads running
+/// items at any moment (an index into per-thread scratch).
 template <class F>
-void run_team(int threads, F&& f) {
-#ifdef _OPENMP
-  if (threads > 1) {
-#pragma omp parallel num_threads(threads)
-    f(static_cast<index_t>(omp_get_thread_num()), static_cast<index_t>(omp_get_num_threads()));
+void parallel_for_threads(index_t count, int threads, F&& f) {
+  using Fn = std::remove_reference_t<F>;
+  if (threads <= 1 || count <= 1) {
+    for (index_t i = 0; i < count; ++i) f(i, 0);
     return;
   }
-#endif
-  (void)threads;
-  f(index_t(0), index_t(1));
+  pool_run(
+      count, threads, [](void* ctx, index_t i, int t) { (*static_cast<Fn*>(ctx))(i, t); },
+      const_cast<void*>(static_cast<const void*>(&f)));
 }
 
-/// Waits for every thread of the team (a no-op outside one).
-inline void team_barrier() {
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-}
+/// Part `index` of `count` of a step's work: the units it owns (driver.hpp), the output
+/// columns of a product (PackedGemm::multiply_part).
+struct Part {
+  index_t index, count;
+};
+
+/// The time loops' team: each step is cut into `size` parts (Part{i, size}: the units part i
+/// owns, driver.hpp), and run() runs one phase of a step -- f(part) for every part, each part
+/// on whichever thread of the team takes it -- and returns when all parts are done: the
+/// barrier between phases. On idle cores part i runs on thread i in every phase (the pool's
+/// first choice), so its packed weights stay in that core's cache; a part whose thread has lost
+/// its core is run by another.
+class Team {
+ public:
+  explicit Team(int size) : size_(std::max(size, 1)) {}
+  int size() const { return size_; }
+  template <class F>
+  void run(F&& f) const {
+    const index_t n = size_;
+    parallel_for(n, size_, [&](index_t i) { f(Part{i, n}); });
+  }
+
+ private:
+  int size_;
+};
 
 /// dst = lhs * rhs (or dst += lhs * rhs), over fixed tiles of dst, in parallel.
 /// dst is a writable Eigen expression (a Map or a block of one); lhs and rhs any expressions.
@@ -130,20 +145,12 @@ void gemm(Dst&& dst, const Lhs& lhs, const Rhs& rhs, bool accumulate = false) {
 /// gives the same results.
 template <class F>
 void parallel_rows(index_t rows, index_t width, F&& f, index_t min_elements = index_t(1) << 14) {
-  const int threads = static_cast<int>(std::min<index_t>(num_threads(), rows));
-#ifdef _OPENMP
-  if (threads > 1 && rows * width >= min_elements) {
-#pragma omp parallel num_threads(threads)
-    {
-      const index_t n = omp_get_num_threads(), i = omp_get_thread_num();
-      const index_t b0 = rows * i / n, b1 = rows * (i + 1) / n;
-      if (b1 > b0) f(b0, b1);
-    }
-    return;
-  }
-#endif
-  (void)threads;
-  if (rows > 0) f(0, rows);
+  if (rows <= 0) return;
+  const index_t n = rows * width >= min_elements ? std::min<index_t>(num_threads(), rows) : 1;
+  parallel_for(n, static_cast<int>(n), [&](index_t i) {
+    const index_t b0 = rows * i / n, b1 = rows * (i + 1) / n;
+    if (b1 > b0) f(b0, b1);
+  });
 }
 
 }  // namespace FASTRNN_ISA_NS

@@ -19,16 +19,6 @@
 
 from __future__ import annotations
 
-import os
-
-# The kernels run one small GEMM per time step on OpenMP threads. Between steps libgomp's worker
-# threads must spin, not sleep: measured here, its throttled default (~100 spins) made 2-thread
-# LSTM forward+backward 2x slower (19.3 ms vs 9.5 ms on T,B,I,H = 50,32,128,128). 300000 spins
-# (~3 ms, libgomp's documented default) is set before the extension loads libgomp, unless the
-# user chose a policy. It applies to this process's libgomp only if not already loaded.
-if "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ:
-    os.environ["GOMP_SPINCOUNT"] = "300000"
-
 import sys
 
 from . import functional, reference, spec, training

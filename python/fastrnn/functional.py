@@ -140,10 +140,10 @@ def get_num_threads() -> int:
 def build_info() -> dict[str, Any]:
     """How the compiled core was built and which of its kernels run.
 
-    Keys: ``version``, ``eigen`` (Eigen's version), ``openmp`` (bool), ``isa`` (the kernel variant
-    in use, e.g. ``"x86-64-v3"``), ``isa_available`` (the compiled variants this CPU and OS can
-    run, best last), ``isa_compiled`` (all variants in this build, lowest first) and ``simd``
-    (Eigen's SIMD instruction sets in the variant in use).
+    Keys: ``version``, ``eigen`` (Eigen's version), ``isa`` (the kernel variant in use, e.g.
+    ``"x86-64-v3"``), ``isa_available`` (the compiled variants this CPU and OS can run, best
+    last), ``isa_compiled`` (all variants in this build, lowest first) and ``simd`` (Eigen's SIMD
+    instruction sets in the variant in use).
 
     The variant is chosen at import: the one named by the environment variable ``FASTRNN_ISA``
     when set (an unknown name, or one this CPU cannot run, is an ImportError listing the

@@ -169,11 +169,9 @@ def main(argv: list[str] | None = None, prog: str = "fastrnn selfcheck") -> int:
     check_shape = (7, 3, 5, 9)
 
     info = build_info()
-    threads = os.environ.get("OMP_NUM_THREADS", str(os.cpu_count()))
-    omp = "on" if info["openmp"] else "off"
     print(
         f"fastrnn {__version__} self-check  (Python {platform.python_version()}, "
-        f"NumPy {np.__version__}, Eigen {info['eigen']}, OpenMP {omp}, {threads} threads)"
+        f"NumPy {np.__version__}, Eigen {info['eigen']}, {F.get_num_threads()} threads)"
     )
     print(f"kernel variant: {info['isa']} (this CPU can run: {', '.join(info['isa_available'])}; "
           f"FASTRNN_ISA=<name> chooses one)")  # fmt: skip

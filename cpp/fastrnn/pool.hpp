@@ -1,0 +1,40 @@
+// fastrnn's thread pool (compiled once, cpp/pool.cpp): the one place where the kernels' threads
+// are started, woken, put to sleep and shared out. The kernels reach it through parallel.hpp.
+//
+// A job is `count` independent items. The calling thread is thread 0 of the job and works on
+// it too; up to threads - 1 pool workers join it. Each thread starts with its own block of
+// items (thread i: items [count*i/n, count*(i+1)/n)), so that on idle cores every thread runs
+// the same items from job to job (the time loops keep a part of the weights in each core's
+// cache), and when its block is done it takes the items no thread has started from the other
+// blocks. The job ends when every item is done -- not when every worker has arrived: a worker
+// that the OS has descheduled (another process on its core) and that has not started an item
+// never holds the others up; its items are run by the threads that are running. Which thread
+// runs an item never changes its result (the kernels' rule, parallel.hpp), so results stay
+// bit-identical whatever the scheduling.
+//
+// Waiting: a thread waiting for a job's last items, or a worker waiting for the next job, spins
+// briefly, then yields its core, then sleeps on a futex (Linux; a condition variable elsewhere);
+// a sleeping thread frees its core at once, so the OS can move a descheduled team member onto
+// it. A job started while another thread's job runs (two Python threads calling the kernels at
+// once) or from inside a job's item runs serially in its calling thread. After fork() the child
+// starts a fresh pool on its first job (pthread_atfork; the parent's workers do not exist in
+// the child).
+#pragma once
+
+#include "fastrnn/fastrnn.hpp"
+
+namespace fastrnn::detail {
+
+/// One item of a job: fn(ctx, item, thread), thread in [0, threads) unique among the job's
+/// threads at any moment (an index into per-thread scratch). An item may throw: the job runs
+/// its other items, then the first exception is rethrown in the calling thread.
+using PoolItem = void (*)(void* ctx, index_t item, int thread);
+
+/// Runs fn(ctx, i, thread) for every i in [0, count) on at most min(threads, count) threads,
+/// the caller included, and returns when all are done.
+void pool_run(index_t count, int threads, PoolItem fn, void* ctx);
+
+/// How many worker threads the pool has started in this process (for tests and diagnostics).
+int pool_workers() noexcept;
+
+}  // namespace fastrnn::detail
