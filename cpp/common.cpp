@@ -10,12 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "fastrnn/cpus.hpp"
 #include "fastrnn/fastrnn.hpp"
 #include "fastrnn/kernel_table.hpp"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 namespace fastrnn {
 
@@ -43,11 +40,8 @@ const char* cell_name(CellKind cell) noexcept {
 
 namespace {
 int default_threads() noexcept {
-#ifdef _OPENMP
-  return std::clamp(omp_get_max_threads(), 1, kMaxThreads);  // OMP_NUM_THREADS, else the cores
-#else
-  return 1;
-#endif
+  // FASTRNN_NUM_THREADS, OMP_NUM_THREADS, else the CPUs this process may use (cpus.hpp)
+  return detail::default_thread_count();
 }
 std::atomic<int> g_threads{0};  // 0: not set yet
 }  // namespace
