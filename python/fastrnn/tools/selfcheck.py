@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None, prog: str = "fastrnn selfcheck") -> int:
     check_shape = (7, 3, 5, 9)
 
     info = build_info()
-    threads = os.environ.get("OMP_NUM_THREADS", str(os.cpu_count()))
+    threads = F.get_num_threads()
     omp = "on" if info["openmp"] else "off"
     print(
         f"fastrnn {__version__} self-check  (Python {platform.python_version()}, "
