@@ -10,10 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "fastrnn/cpus.hpp"
 #include "fastrnn/fastrnn.hpp"
 #include "fastrnn/kernel_table.hpp"
-
-#include <thread>
 
 namespace fastrnn {
 
@@ -41,9 +40,8 @@ const char* cell_name(CellKind cell) noexcept {
 
 namespace {
 int default_threads() noexcept {
-  const char* env = std::getenv("OMP_NUM_THREADS");
-  const int n = env ? std::atoi(env) : static_cast<int>(std::thread::hardware_concurrency());
-  return std::clamp(n, 1, kMaxThreads);
+  // FASTRNN_NUM_THREADS, OMP_NUM_THREADS, else the CPUs this process may use (cpus.hpp)
+  return detail::default_thread_count();
 }
 std::atomic<int> g_threads{0};  // 0: not set yet
 }  // namespace

@@ -1,5 +1,6 @@
-"""Threads: fastrnn's own thread count, results bit-identical for every thread count, and
-concurrent Python threads bit-identical to running one after another."""
+"""Threads: fastrnn's own thread count and its default (the environment, else the CPUs this
+process may use: affinity mask, cgroup CPU quota), results bit-identical for every thread count,
+and concurrent Python threads bit-identical to running one after another."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -100,14 +102,255 @@ def test_set_and_get(restore_threads: None) -> None:
     assert fastrnn.get_num_threads() == 3
 
 
+THREAD_VARIABLES = ("FASTRNN_NUM_THREADS", "OMP_NUM_THREADS")
+
+
+def default_threads(
+    env: dict[str, str] | None = None, preexec_fn: Callable[[], None] | None = None
+) -> tuple[int, int]:
+    """(fastrnn.get_num_threads(), the CPUs it may use) in a fresh interpreter, whose environment
+    has no FASTRNN_NUM_THREADS or OMP_NUM_THREADS but those of `env`; `preexec_fn` runs in the
+    child before it starts Python."""
+    clean = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
+    code = "import fastrnn; print(fastrnn.get_num_threads(), fastrnn._core._available_cpus())"
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**clean, **(env or {})},
+        preexec_fn=preexec_fn,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    threads, cpus = map(int, r.stdout.split())
+    return threads, cpus
+
+
 def test_default_follows_omp_num_threads() -> None:
-    code = "import fastrnn; print(fastrnn.get_num_threads())"
-    env = {**os.environ, "OMP_NUM_THREADS": "3"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert out.stdout.strip() == "3"
-    env.pop("OMP_NUM_THREADS")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert int(out.stdout) == len(os.sched_getaffinity(0))
+    assert default_threads({"OMP_NUM_THREADS": "3"})[0] == 3
+    threads, cpus = default_threads()
+    assert threads == cpus == fastrnn._core._available_cpus()
+    if hasattr(os, "sched_getaffinity"):
+        assert 1 <= cpus <= len(os.sched_getaffinity(0))
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs sched_setaffinity and two CPUs",
+)
+def test_default_is_the_affinity_mask_not_the_machine() -> None:
+    """A process allowed one CPU (taskset -c N) gets one thread, not the machine's cores; a
+    variable's value is not cut to the CPUs."""
+    one = {min(os.sched_getaffinity(0))}
+    two = set(sorted(os.sched_getaffinity(0))[:2])
+    assert default_threads(preexec_fn=lambda: os.sched_setaffinity(0, one)) == (1, 1)
+    threads, cpus = default_threads(preexec_fn=lambda: os.sched_setaffinity(0, two))
+    assert threads == cpus and 1 <= cpus <= 2  # a cgroup quota of 1 CPU may cut it further
+    for env in ({"OMP_NUM_THREADS": "3"}, {"FASTRNN_NUM_THREADS": "3"}):
+        assert default_threads(env, lambda: os.sched_setaffinity(0, one)) == (3, 1)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"OMP_NUM_THREADS": "3"}, 3),
+        ({"OMP_NUM_THREADS": " 3 "}, 3),
+        ({"OMP_NUM_THREADS": "3,2"}, 3),  # OpenMP's nesting levels: the first counts
+        ({"OMP_NUM_THREADS": "+2"}, 2),  # as libgomp reads it
+        ({"FASTRNN_NUM_THREADS": "3"}, 3),
+        ({"FASTRNN_NUM_THREADS": "3", "OMP_NUM_THREADS": "2"}, 3),  # fastrnn's own wins
+        ({"FASTRNN_NUM_THREADS": "2", "OMP_NUM_THREADS": "3"}, 2),
+        ({"FASTRNN_NUM_THREADS": "junk", "OMP_NUM_THREADS": "3"}, 3),  # ignored: the next one
+        ({"FASTRNN_NUM_THREADS": "0", "OMP_NUM_THREADS": "3"}, 3),
+        ({"FASTRNN_NUM_THREADS": "", "OMP_NUM_THREADS": "3"}, 3),
+        ({"FASTRNN_NUM_THREADS": str(10**6)}, F.MAX_THREADS),  # cut to the cap
+        ({"FASTRNN_NUM_THREADS": "9" * 30}, F.MAX_THREADS),
+    ],
+    ids=str,
+)
+def test_default_from_the_environment(env: dict[str, str], expected: int) -> None:
+    assert default_threads(env)[0] == expected
+
+
+GARBAGE = ["", " ", "0", "-1", "+", "abc", "2.5", "0x4", "1e2", "3,x", "3,", ",3", "3 4", "\u0663"]
+
+
+@pytest.mark.parametrize("value", GARBAGE)
+@pytest.mark.parametrize("variable", THREAD_VARIABLES)
+def test_default_ignores_garbage(variable: str, value: str) -> None:
+    """A variable that is not a positive integer (OMP_NUM_THREADS: a list of them) is ignored:
+    the default is the CPUs this process may use."""
+    threads, cpus = default_threads({variable: value})
+    assert threads == cpus
+
+
+# The cgroup reader on fake trees: _cgroup_cpu_limit(root, /proc/self/cgroup, /proc/self/mountinfo)
+# reads every file under `root`; 0 is no limit.
+V2_MOUNT = "41 31 0:38 / /sys/fs/cgroup rw,nosuid,nodev shared:9 - cgroup2 cgroup2 rw,nsdelegate\n"
+V1_MOUNTS = (
+    "25 24 0:22 / /sys/fs/cgroup rw - tmpfs tmpfs rw,mode=755\n"
+    "30 25 0:26 / /sys/fs/cgroup/cpuset rw,relatime shared:10 - cgroup cgroup rw,cpuset\n"
+    "31 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw,relatime shared:11 - cgroup cgroup rw,cpu,cpuacct\n"
+)
+V1_DIR = "sys/fs/cgroup/cpu,cpuacct"
+
+
+def cgroup_limit(root: Path, files: Mapping[str, str | bytes], cgroup: str, mountinfo: str) -> int:
+    """The limit the reader finds in a tree of `files` (path under root: contents)."""
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(text.encode() if isinstance(text, str) else text)
+    return fastrnn._core._cgroup_cpu_limit(str(root), cgroup, mountinfo)
+
+
+@pytest.mark.parametrize(
+    ("parent", "child", "expected"),
+    [
+        (None, "150000 100000\n", 2),  # 1.5 CPUs, rounded up
+        (None, "200000 100000", 2),  # no newline
+        (None, "50000 100000\n", 1),  # half a CPU still needs a thread
+        (None, "max 100000\n", 0),  # no limit
+        ("100000 100000\n", "max 100000\n", 1),  # a parent's quota caps its children
+        ("500000 100000\n", "300000 100000\n", 3),
+        ("200000 100000\n", "300000 100000\n", 2),
+        ("250000 100000\n", "300000 100000\n", 3),
+        ("max 100000\n", "100000 50000\n", 2),
+    ],
+)
+def test_cgroup_v2_quota(tmp_path: Path, parent: str | None, child: str, expected: int) -> None:
+    files = {"sys/fs/cgroup/a/b/cpu.max": child}
+    if parent is not None:
+        files["sys/fs/cgroup/a/cpu.max"] = parent
+    assert cgroup_limit(tmp_path, files, "0::/a/b\n", V2_MOUNT) == expected
+    # without a mount table, cgroup v2 is looked for at /sys/fs/cgroup
+    assert fastrnn._core._cgroup_cpu_limit(str(tmp_path), "0::/a/b\n", "") == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "\n", "garbage", "150000", "150000 0", "0 100000", "-5 100000", "1.5 100000",
+     "150000 100000 7", "max", "150000 abc", "0x10 100000", b"\xff\x00 \x01"],
+    ids=repr,
+)  # fmt: skip
+def test_cgroup_v2_malformed_is_no_limit(tmp_path: Path, text: str | bytes) -> None:
+    files = {"sys/fs/cgroup/a/cpu.max": text, "sys/fs/cgroup/a/b/cpu.max": text}
+    assert cgroup_limit(tmp_path, files, "0::/a/b\n", V2_MOUNT) == 0
+
+
+def test_cgroup_v2_where_the_files_are(tmp_path: Path) -> None:
+    # no files at all; a cpu.max that is a directory; one too large to be a cpu.max
+    assert cgroup_limit(tmp_path, {}, "0::/a/b\n", V2_MOUNT) == 0
+    (tmp_path / "sys/fs/cgroup/a/b/cpu.max").mkdir(parents=True)
+    assert cgroup_limit(tmp_path, {}, "0::/a/b\n", V2_MOUNT) == 0
+    big = {"sys/fs/cgroup/c/cpu.max": "200000 100000" + " " * 10000}
+    assert cgroup_limit(tmp_path, big, "0::/c\n", V2_MOUNT) == 0
+    # nothing is read above the mount point
+    above = {"sys/fs/cpu.max": "100000 100000\n", "sys/fs/cgroup/d/cpu.max": "300000 100000\n"}
+    assert cgroup_limit(tmp_path, above, "0::/d\n", V2_MOUNT) == 3
+    # a cgroup namespace: /proc/self/cgroup says "/" and the files are at the mount point
+    ns = tmp_path / "ns"
+    assert cgroup_limit(ns, {"sys/fs/cgroup/cpu.max": "400000 100000\n"}, "0::/\n", V2_MOUNT) == 4
+    # the container's own cgroup bind-mounted (mountinfo's root is the cgroup): the mount point,
+    # and below it the rest of the path; a path outside the mounted part: the mount point
+    bind = "41 31 0:38 /kubepods/pod1/c1 /sys/fs/cgroup ro - cgroup2 cgroup2 rw\n"
+    files = {"sys/fs/cgroup/cpu.max": "300000 100000\n", "sys/fs/cgroup/s/cpu.max": "1 100000\n"}
+    root = tmp_path / "bind"
+    assert cgroup_limit(root, files, "0::/kubepods/pod1/c1\n", bind) == 3
+    assert cgroup_limit(root, files, "0::/kubepods/pod1/c1/s\n", bind) == 1
+    assert cgroup_limit(root, files, "0::/kubepods/pod1/c10\n", bind) == 3
+    # a mount point with a space, escaped in mountinfo (a backslash and 040)
+    spaced = "41 31 0:38 / /my\\040cgroups rw - cgroup2 cgroup2 rw\n"
+    files = {"my cgroups/a/cpu.max": "200000 100000\n"}
+    assert cgroup_limit(tmp_path / "esc", files, "0::/a\n", spaced) == 2
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"c/cpu.cfs_quota_us": "150000\n", "c/cpu.cfs_period_us": "100000\n"}, 2),
+        ({"c/cpu.cfs_quota_us": "-1\n", "c/cpu.cfs_period_us": "100000\n"}, 0),  # no limit
+        ({"c/cpu.cfs_quota_us": "-1\n", "c/cpu.cfs_period_us": "100000\n",
+          "cpu.cfs_quota_us": "100000\n", "cpu.cfs_period_us": "100000\n"}, 1),  # the parent's
+        ({"c/cpu.cfs_quota_us": "300000\n", "c/cpu.cfs_period_us": "100000\n",
+          "cpu.cfs_quota_us": "500000\n", "cpu.cfs_period_us": "100000\n"}, 3),
+        ({"c/cpu.cfs_quota_us": "150000\n"}, 0),  # no period
+        ({"c/cpu.cfs_quota_us": "150000\n", "c/cpu.cfs_period_us": "0\n"}, 0),
+        ({"c/cpu.cfs_quota_us": "1.5\n", "c/cpu.cfs_period_us": "100000\n"}, 0),
+        ({"c/cpu.cfs_quota_us": "", "c/cpu.cfs_period_us": "100000\n"}, 0),
+        ({"c/cpu.cfs_quota_us": "150000\n", "c/cpu.cfs_period_us": "junk\n"}, 0),
+    ],
+)  # fmt: skip
+def test_cgroup_v1_quota(tmp_path: Path, files: dict[str, str], expected: int) -> None:
+    """The cpu controller's hierarchy (here mounted with cpuacct) holding /docker/c (the test
+    names its files relative to /docker); mountinfo says where it is mounted."""
+    tree = {f"{V1_DIR}/docker/{k}": v for k, v in files.items()}
+    cgroup = "12:cpuset:/\n4:cpu,cpuacct:/docker/c\n1:name=systemd:/docker/c\n"
+    assert cgroup_limit(tmp_path, tree, cgroup, V1_MOUNTS) == expected
+
+
+def test_cgroup_v1_where_the_files_are(tmp_path: Path) -> None:
+    files = {
+        f"{V1_DIR}/docker/c/cpu.cfs_quota_us": "150000\n",
+        f"{V1_DIR}/docker/c/cpu.cfs_period_us": "100000\n",
+    }
+    assert cgroup_limit(tmp_path, files, "4:cpu,cpuacct:/docker/c\n", V1_MOUNTS) == 2
+    # not the cpu controller's hierarchy; no mount table (v1 needs it)
+    assert cgroup_limit(tmp_path, files, "3:cpuacct:/docker/c\n", V1_MOUNTS) == 0
+    assert cgroup_limit(tmp_path, files, "4:cpu,cpuacct:/docker/c\n", "") == 0
+    # a cgroup namespace ("/", the files at the mount point) or the container's cgroup mounted
+    # (mountinfo's root is the path): the mount point, "cpu" alone
+    files = {
+        "sys/fs/cgroup/cpu/cpu.cfs_quota_us": "250000\n",
+        "sys/fs/cgroup/cpu/cpu.cfs_period_us": "100000\n",
+    }
+    mount = "32 31 0:29 {} /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n"
+    root = tmp_path / "ns"
+    assert cgroup_limit(root, files, "1:cpu:/\n", mount.format("/")) == 3
+    assert cgroup_limit(root, files, "1:cpu:/docker/c\n", mount.format("/docker/c")) == 3
+
+
+def test_cgroup_v1_and_v2_together(tmp_path: Path) -> None:
+    """A hybrid system (v1 controllers and the v2 hierarchy): the smaller limit."""
+    files = {
+        "sys/fs/cgroup/cpu/a/cpu.cfs_quota_us": "400000\n",
+        "sys/fs/cgroup/cpu/a/cpu.cfs_period_us": "100000\n",
+        "sys/fs/cgroup/unified/a/cpu.max": "200000 100000\n",
+    }
+    mountinfo = (
+        "32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n"
+        "41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n"
+    )
+    assert cgroup_limit(tmp_path, files, "1:cpu:/a\n0::/a\n", mountinfo) == 2
+
+
+@pytest.mark.parametrize(
+    "cgroup",
+    ["", "\n", "garbage", "0::", "0::relative/path", "::\n:\n", "0:/a\n", "x" * 100000],
+    ids=lambda c: repr(c[:20]),
+)
+def test_cgroup_malformed_proc_files_are_no_limit(tmp_path: Path, cgroup: str) -> None:
+    files = {"sys/fs/cgroup/cpu.max": "100000 100000\n"}
+    for mountinfo in ("", "garbage\n", "1 2 3 4 5 - \n", V2_MOUNT + "\x00" * 10):
+        limit = cgroup_limit(tmp_path, files, cgroup, mountinfo)
+        assert limit == 0
+
+
+def test_cgroup_huge_quota_is_positive(tmp_path: Path) -> None:
+    files = {"sys/fs/cgroup/cpu.max": "9" * 40 + " 1\n"}
+    assert cgroup_limit(tmp_path, files, "0::/\n", V2_MOUNT) >= F.MAX_THREADS
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/cgroup"), reason="Linux cgroups only")
+def test_available_cpus_is_affinity_and_cgroup_quota() -> None:
+    """This machine: the CPUs this process may use are the fewest of its affinity mask and its
+    cgroups' quota (what the reader makes of the real files)."""
+    cgroup = Path("/proc/self/cgroup").read_text()
+    mountinfo = Path("/proc/self/mountinfo").read_text()
+    limit = fastrnn._core._cgroup_cpu_limit("", cgroup, mountinfo)
+    assert limit >= 0
+    affinity = len(os.sched_getaffinity(0))
+    assert fastrnn._core._available_cpus() == min(affinity, limit or affinity)
 
 
 def test_independent_of_other_pools(restore_threads: None) -> None:
@@ -211,7 +454,8 @@ def test_thread_count_is_capped() -> None:
         f"fastrnn.set_num_threads({cap}); m = fastrnn.GRU(8, 16);"
         "y, _ = m(np.ones((4, 3, 8), np.float32)); m.backward(y); print('ok')"
     )
-    env = {**os.environ, "OMP_NUM_THREADS": str(10 * cap)}
+    env = {k: v for k, v in os.environ.items() if k != "FASTRNN_NUM_THREADS"}
+    env["OMP_NUM_THREADS"] = str(10 * cap)
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                        timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stderr

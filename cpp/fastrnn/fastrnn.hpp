@@ -270,13 +270,15 @@ class ScopedInterruptHook {
   void* prev_ctx_;
 };
 
-/// The most threads the kernels use: set_num_threads refuses more, and a default (OMP_NUM_THREADS)
-/// above it is cut to it. Far above any core count a kernel can use; thousands of OpenMP threads
-/// exhaust the process (libgomp: "Thread creation failed").
+/// The most threads the kernels use: set_num_threads refuses more, and a default (from
+/// FASTRNN_NUM_THREADS or OMP_NUM_THREADS) above it is cut to it. Far above any core count a
+/// kernel can use; a job never starts more threads than it has items (cpp/fastrnn/pool.hpp).
 constexpr int kMaxThreads = 1024;
 /// Threads the kernels use (fastrnn's own setting, independent of any other library's pool).
-/// Default: OMP_NUM_THREADS when set, else the machine's cores (at most kMaxThreads). Results are
-/// bit-identical for every value.
+/// Default: FASTRNN_NUM_THREADS when set to a positive integer, else OMP_NUM_THREADS (the first
+/// entry of its list), else the CPUs this process may use: its affinity mask and its cgroups' CPU
+/// quota rounded up, not the machine's cores; at most kMaxThreads. Results are bit-identical for
+/// every value.
 int num_threads() noexcept;
 /// Sets the threads the kernels use; 1 <= n <= kMaxThreads (throws std::invalid_argument
 /// otherwise).

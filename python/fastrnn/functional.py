@@ -114,15 +114,17 @@ class BackwardResult(NamedTuple):
 
 
 #: The most threads fastrnn's kernels use (:func:`set_num_threads` refuses more; a larger
-#: ``OMP_NUM_THREADS`` is cut to it).
+#: ``FASTRNN_NUM_THREADS`` or ``OMP_NUM_THREADS`` is cut to it).
 MAX_THREADS: int = int(_core.MAX_THREADS)
 
 
 def set_num_threads(n: int) -> None:
-    """Set the number of threads fastrnn's kernels use (default: ``OMP_NUM_THREADS`` when set,
-    else the machine's cores), 1 to :data:`MAX_THREADS` (1024). Independent of NumPy's and
-    PyTorch's thread pools. Results are bit-identical for every value: products are cut into
-    tiles of a fixed shape, whatever the thread count, and each tile is computed by one thread."""
+    """Set the number of threads fastrnn's kernels use, 1 to :data:`MAX_THREADS` (1024), in
+    place of the default: ``FASTRNN_NUM_THREADS``, else ``OMP_NUM_THREADS``, else the CPUs this
+    process may use (affinity mask, cgroup CPU quota; see :func:`get_num_threads`). Independent
+    of NumPy's and PyTorch's thread pools. Results are bit-identical for every value: products
+    are cut into tiles of a fixed shape, whatever the thread count, and each tile is computed by
+    one thread."""
     if check_int("n", n) < 1:
         raise ValueError(f"n: the number of threads must be >= 1, got {n}")
     if n > MAX_THREADS:
@@ -133,7 +135,18 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    """The number of threads fastrnn's kernels use."""
+    """The number of threads fastrnn's kernels use: the last :func:`set_num_threads`, else the
+    default, chosen at the first call that needs it:
+
+    1. ``FASTRNN_NUM_THREADS``, a positive integer (fastrnn's threads alone);
+    2. else ``OMP_NUM_THREADS``, read as OpenMP does (a comma list of positive integers, the
+       first counts; it sets PyTorch's and OpenBLAS's threads too);
+    3. else the CPUs this process may use: its affinity mask (``taskset``,
+       ``os.sched_setaffinity``) and, in a container, its cgroup CPU quota rounded up
+       (``docker --cpus=1.5`` gives 2), not the machine's core count.
+
+    A variable that is empty, not such a number, or <= 0 is ignored; the default is cut to
+    :data:`MAX_THREADS`, but not to the CPUs (a variable may ask for more)."""
     return int(_core.get_num_threads())
 
 

@@ -32,8 +32,9 @@ torch's own kernel makes), ``proj_size`` (LSTM), ``nonlinearity`` (RNN).
   RuntimeError rather than giving a silent zero. Not supported: the ``torch.func`` transforms
   (a clear RuntimeError), forward-mode AD, ``torch.jit`` tracing or scripting, autocast (the
   kernels compute in the module's dtype).
-* Threads: fastrnn's kernels use :func:`fastrnn.set_num_threads` (default ``OMP_NUM_THREADS``,
-  else every core), not ``torch.set_num_threads``; set both when you change one.
+* Threads: fastrnn's kernels use :func:`fastrnn.set_num_threads` (default
+  ``FASTRNN_NUM_THREADS``, else ``OMP_NUM_THREADS``, else the CPUs this process may use), not
+  ``torch.set_num_threads``; set both when you change one.
 
 torch is optional: ``import fastrnn`` never imports it; importing this module without torch
 installed raises ImportError naming the extra (``pip install "fastrnn[torch]"``). The extension is

@@ -375,7 +375,10 @@ def _version() -> str:
 
 
 _CELLS = ["rnn", "rnn_relu", "gru", "lstm"]
-_THREADS_HELP = "threads of fastrnn's kernels (default: OMP_NUM_THREADS if set, else every core)"
+_THREADS_HELP = (
+    "threads of fastrnn's kernels (default: FASTRNN_NUM_THREADS or OMP_NUM_THREADS if set, else "
+    "the CPUs this process may use)"
+)
 
 
 def _demo_parser(sub: Any) -> None:
