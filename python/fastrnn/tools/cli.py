@@ -30,7 +30,7 @@ from ..training import init, optim, tasks, text
 from ..training.model import SequenceModel, StepResult
 from . import _options
 
-__all__ = ["DEMO_CLIP_NORM", "DemoTraining", "Progress", "main"]
+__all__ = ["DEMO_CLIP_NORM", "DemoTraining", "Progress", "demo_args", "main"]
 
 _NO_PLOT = '(no plot: install matplotlib, pip install "fastrnn[plot]", to get {})'
 
@@ -577,6 +577,14 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     _options.check_output_path(ap, "--save", getattr(args, "save", None))
     _options.check_output_path(ap, "--plot", getattr(args, "plot", None))
     _options.check_threads(ap, args.threads)
+
+
+def demo_args(options: Sequence[str] = ()) -> argparse.Namespace:
+    """``fastrnn demo``'s arguments, parsed and checked: its defaults with ``options`` on top (a
+    bad option exits with ``fastrnn demo``'s usage error, status 2)."""
+    args = _parser().parse_args(["demo", *options])
+    _check(args.parser, args)
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
