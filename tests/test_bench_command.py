@@ -75,6 +75,9 @@ def test_bench_under_load(tmp_path: Path) -> None:
         assert competitor["pinned"] and competitor["cpu"] == max(os.sched_getaffinity(0))
         assert f"pinned to CPU {competitor['cpu']}" in proc.stdout
     assert not _competitor_running(competitor["pid"])  # killed at the end
+    others = report["others_busy_cpus"]  # other processes' load, where /proc/stat tells
+    assert set(others) == {"quiet", "loaded"}
+    assert all(v is None or v >= 0 for v in others.values())
     # a process per peer, thread count and load; every case timed in each
     assert sorted((r["load"], r["threads"]) for r in report["runs"]) == [
         ("loaded", 1), ("loaded", 2), ("quiet", 1), ("quiet", 2)]  # fmt: skip

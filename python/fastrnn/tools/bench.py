@@ -24,8 +24,8 @@ competitor process (a Python busy loop pinned to the last CPU this process may u
 the OS cannot pin) running throughout; the competitor is killed at the end whatever happens. Each
 median is of at least 7 runs, then of ``--load-seconds``. It prints milliseconds quiet and loaded,
 the demo's characters/s and the speed at N threads over the fewest's (issue 19's target: with the
-competitor, 2 threads at least 0.8x the 1-thread speed), and how busy other processes kept the
-machine before and after (a shared machine is not quiet)."""
+competitor, 2 threads at least 0.8x the 1-thread speed), and how many CPUs other processes kept
+busy during the quiet and the loaded timings (a shared machine is not quiet)."""
 
 from __future__ import annotations
 
@@ -581,25 +581,33 @@ class Competitor:
 QUIET_CPUS = 0.25  # other processes keeping more CPUs than this busy: the run was not quiet
 
 
-def _busy_cpus(seconds: float = 0.5) -> float | None:
-    """How many CPUs' worth of time the machine's processes used over ``seconds``, from
-    /proc/stat (None where there is none): measured while the bench itself sleeps, the load of
-    the others."""
-
-    def sample() -> tuple[int, int, int]:
+def _cpu_seconds() -> tuple[float, float] | None:
+    """CPU seconds so far: the whole machine's busy time (every CPU, from /proc/stat; the time the
+    hypervisor took included), and this process's with its reaped children's (os.times); None
+    where there is no /proc/stat."""
+    try:
         with open("/proc/stat") as f:
             fields = [int(v) for v in f.readline().split()[1:9]]  # user ... steal
-            cpus = sum(1 for line in f if line.startswith("cpu"))
-        return sum(fields), fields[3] + fields[4], cpus  # all, idle + iowait, CPUs
-
-    try:
-        total0, idle0, _ = sample()
-        time.sleep(seconds)
-        total1, idle1, cpus = sample()
-    except (OSError, ValueError, IndexError):
+        busy = (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # - idle, iowait
+    except (OSError, ValueError, IndexError, AttributeError):
         return None
-    total = total1 - total0
-    return (total - (idle1 - idle0)) / total * cpus if total > 0 else None
+    t = os.times()
+    return busy, t.user + t.system + t.children_user + t.children_system
+
+
+class _OthersMeter:
+    """How many CPUs other processes kept busy, on average, from its creation to
+    :meth:`cpus`: the machine's busy time minus the bench's own (its workers and the competitor
+    once reaped). A shared machine is not quiet, and its load is part of every timing."""
+
+    def __init__(self) -> None:
+        self.start, self.t0 = _cpu_seconds(), time.perf_counter()
+
+    def cpus(self) -> float | None:
+        end, seconds = _cpu_seconds(), time.perf_counter() - self.t0
+        if self.start is None or end is None or seconds <= 0:
+            return None
+        return max(0.0, (end[0] - self.start[0] - (end[1] - self.start[1])) / seconds)
 
 
 def _demo_about(options: list[str]) -> dict[str, Any]:
@@ -649,17 +657,18 @@ def run_under_load(args: argparse.Namespace) -> dict[str, Any]:
     demo = _demo_about(shlex.split(args.load_demo))
     cases = _load_cases(args, demo)
     machine = _machine()
-    # what other processes were doing, without the bench's: a shared machine is not quiet
-    background = {"before": _busy_cpus()}
+    meter = _OthersMeter()
     runs = _load_runs(args, peers, cases, "quiet")
+    others = {"quiet": meter.cpus()}
     print("  starting the competitor ...", file=sys.stderr, flush=True)
+    meter = _OthersMeter()
     with Competitor() as competitor:
         runs += _load_runs(args, peers, cases, "loaded")
-    background["after"] = _busy_cpus()
+    others["loaded"] = meter.cpus()  # the competitor reaped: its time counts as the bench's
     return {"machine": machine, "mode": "under-load", "peers": peers, "threads": args.threads,
-            "min_runs": LOAD_MIN_RUNS, "min_seconds": args.load_seconds,
-            "demo": demo, "competitor": competitor.info(), "background_busy_cpus": background,
-            "runs": runs, "summary": _load_summary(runs, args.threads)}  # fmt: skip
+            "min_runs": LOAD_MIN_RUNS, "min_seconds": args.load_seconds, "demo": demo,
+            "competitor": competitor.info(), "others_busy_cpus": others, "runs": runs,
+            "summary": _load_summary(runs, args.threads)}  # fmt: skip
 
 
 def _load_row(ms: dict[tuple[Any, ...], float], case: dict[str, Any], peer: str,
@@ -839,16 +848,17 @@ def _competitor_line(c: dict[str, Any]) -> str:
             "loaded timing")  # fmt: skip
 
 
-def _background_line(busy: dict[str, float | None], cpus: int | None) -> list[str]:
-    """What other processes did before and after the timings (nothing where unknown)."""
-    before, after = busy.get("before"), busy.get("after")
-    if before is None or after is None:
+def _others_line(others: dict[str, float | None], cpus: int | None) -> list[str]:
+    """How busy other processes kept the machine during each load (nothing where unknown)."""
+    if any(others.get(load) is None for load in LOADS):
         return []
-    line = (f"other processes kept {before:.2f} (before the timings) and {after:.2f} (after) "
-            f"of the machine's {cpus} CPUs busy")  # fmt: skip
-    if max(before, after) > QUIET_CPUS:
-        line += ": the machine was not quiet, and every timing includes their load"
-    return [line + "."]
+    line = "other processes kept " + " and ".join(
+        f"{others[load]:.2f} of the machine's {cpus} CPUs busy during the {load} timings"
+        for load in LOADS
+    )
+    if max(v for v in others.values() if v is not None) > QUIET_CPUS:
+        line += ": the machine was not quiet, and the timings include their load"
+    return [line + " (on average; the bench's own processes not counted)."]
 
 
 def _load_rows(summary: list[dict[str, Any]], threads: list[int]) -> list[str]:
@@ -903,7 +913,7 @@ def load_table(report: dict[str, Any]) -> str:
         f"of its own; median ms of at least {report['min_runs']} runs, more for "
         f"{report['min_seconds']:g} s or --repeat runs within --budget.",
         "quiet: nothing started by the bench; " + _competitor_line(report["competitor"]) + ".",
-        *_background_line(report.get("background_busy_cpus", {}), report["machine"]["cpus"]),
+        *_others_line(report.get("others_busy_cpus", {}), report["machine"]["cpus"]),
         "",
     ]
     lines += _load_rows(report["summary"], threads)
