@@ -852,13 +852,12 @@ def _others_line(others: dict[str, float | None], cpus: int | None) -> list[str]
     """How busy other processes kept the machine during each load (nothing where unknown)."""
     if any(others.get(load) is None for load in LOADS):
         return []
-    line = "other processes kept " + " and ".join(
-        f"{others[load]:.2f} of the machine's {cpus} CPUs busy during the {load} timings"
-        for load in LOADS
-    )
+    line = (f"other processes kept {others['quiet']:.2f} (quiet timings) and "
+            f"{others['loaded']:.2f} (loaded) of the machine's {cpus} CPUs busy on average, the "
+            "bench's own not counted")  # fmt: skip
     if max(v for v in others.values() if v is not None) > QUIET_CPUS:
         line += ": the machine was not quiet, and the timings include their load"
-    return [line + " (on average; the bench's own processes not counted)."]
+    return [line + "."]
 
 
 def _load_rows(summary: list[dict[str, Any]], threads: list[int]) -> list[str]:
@@ -909,9 +908,10 @@ def load_table(report: dict[str, Any]) -> str:
     demo = report["demo"]
     lines = [
         f"Under load: {DEMO_CASE} = one training step of `fastrnn demo` ({demo['about']}; "
-        f"{demo['chars_per_step']:,} characters a step); each peer and thread count in a process "
-        f"of its own; median ms of at least {report['min_runs']} runs, more for "
-        f"{report['min_seconds']:g} s or --repeat runs within --budget.",
+        f"{demo['chars_per_step']:,} characters a step).",
+        f"Each peer and thread count in a process of its own; median ms of at least "
+        f"{report['min_runs']} runs, more for {report['min_seconds']:g} s or --repeat runs within "
+        "--budget.",
         "quiet: nothing started by the bench; " + _competitor_line(report["competitor"]) + ".",
         *_others_line(report.get("others_busy_cpus", {}), report["machine"]["cpus"]),
         "",
