@@ -14,7 +14,18 @@ Prints a table of milliseconds, GFLOP/s (forward FLOPs = 2*T*B*G*H*(I+H); forwar
 their own, which reports its peak resident memory during two calls beyond what it held before
 them (the inputs and the model: Linux's VmHWM, reset first). ``--isa x86-64-v3 x86-64-v4`` (or
 ``--isa all``) times fastrnn's kernels under each of those variants (FASTRNN_ISA, a process each)
-against the same peers' timings of the run, one table per variant."""
+against the same peers' timings of the run, one table per variant.
+
+``--under-load`` runs the "under load" scenario instead: one training step of ``fastrnn demo``
+(its model, text, batch, Adam and clipping, built by the demo's own code; ``--load-demo`` passes
+it options) for fastrnn, and an S1 LSTM forward+backward (``--load-shape``, ``--load-cell``) for
+fastrnn and PyTorch, at each thread count in a process of its own, first quietly, then with a
+competitor process (a Python busy loop pinned to the last CPU this process may use, unpinned where
+the OS cannot pin) running throughout; the competitor is killed at the end whatever happens. Each
+median is of at least 7 runs, then of ``--load-seconds``. It prints milliseconds quiet and loaded,
+the demo's characters/s and the speed at N threads over the fewest's (issue 19's target: with the
+competitor, 2 threads at least 0.8x the 1-thread speed), and how many CPUs other processes kept
+busy during the quiet and the loaded timings (a shared machine is not quiet)."""
 
 from __future__ import annotations
 
@@ -24,6 +35,7 @@ import gc
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -89,20 +101,29 @@ def flops(cell: str, shape: tuple[int, ...], passes: str) -> float:
 MIN_SECONDS = 0.25  # short calls run until this long, so that their median has many runs
 
 
-def _time(fn: Any, repeat: int, budget: float) -> float:
-    """Median seconds after one warm-up: of `repeat` runs, or more until MIN_SECONDS have passed
-    (short calls), stopping after about `budget` seconds (at least one run)."""
+def _time_runs(
+    fn: Any, repeat: int, budget: float, min_seconds: float = MIN_SECONDS, min_runs: int = 1
+) -> tuple[float, int]:
+    """Median seconds after one warm-up, and the number of runs it is the median of: `repeat`
+    runs, or more until `min_seconds` have passed, stopping after about `budget` seconds, but
+    never fewer than `min_runs`."""
     fn()
     times: list[float] = []
     start = time.perf_counter()
-    while not times or (
+    while len(times) < min_runs or (
         (elapsed := time.perf_counter() - start) < budget
-        and (len(times) < repeat or elapsed < MIN_SECONDS)
+        and (len(times) < repeat or elapsed < min_seconds)
     ):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(times), len(times)
+
+
+def _time(fn: Any, repeat: int, budget: float) -> float:
+    """Median seconds after one warm-up: of `repeat` runs, or more until MIN_SECONDS have passed
+    (short calls), stopping after about `budget` seconds (at least one run)."""
+    return _time_runs(fn, repeat, budget)[0]
 
 
 def _gemm_peak(repeat: int) -> float:
@@ -281,6 +302,39 @@ def _case(peer: str, cell: str, shape: tuple[int, ...], passes: str, states: boo
     return _LAYER_CASES[peer](_Inputs.draw(cell, shape, states), passes == "forward")
 
 
+def _demo_case(options: list[str]) -> Any:
+    """One step of ``fastrnn demo``'s training loop, with these demo options on top of its
+    defaults: built by the demo's own code (:class:`~fastrnn.tools.cli.DemoTraining`: text, model,
+    Adam, clipping), each call the next chunk of the text's streams with the state carried, a
+    new pass starting afresh, as the demo trains."""
+    from . import cli
+
+    d = cli.DemoTraining.build(cli.demo_args(options))
+    if d.num_batches() == 0:
+        raise SystemExit("the demo's text is too short for one batch (--load-demo)")
+    batches, state = d.batches(), None
+
+    def step() -> Any:
+        nonlocal batches, state
+        chunk = next(batches, None)
+        if chunk is None:
+            batches, state = d.batches(), None
+            chunk = next(batches)
+        state = d.step(*chunk, state).state
+        return state
+
+    return step
+
+
+def _worker_case(peer: str, case: dict[str, Any]) -> Any:
+    """A case of a worker's spec as a callable, or None if the peer cannot run it: the demo's
+    training step (fastrnn only), or a layer case (:func:`_case`)."""
+    if "demo" in case:
+        return _demo_case(case["demo"]) if peer == "fastrnn" else None
+    states = case["shape_name"] in WITH_STATES
+    return _case(peer, case["cell"], tuple(case["shape"]), case["passes"], states)
+
+
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Runs in its own process, with its thread count set through the environment."""
     threads = spec["threads"]
@@ -303,8 +357,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
         # of a 0.1 ms, 2-thread forward took 8-16 ms each for ~80 ms): let them go to sleep
         time.sleep(0.5)
     for case in spec["cases"]:
-        states = case["shape_name"] in WITH_STATES
-        fn = _case(peer, case["cell"], tuple(case["shape"]), case["passes"], states)
+        fn = _worker_case(peer, case)
         if fn is None:
             continue
         if spec.get("memory"):
@@ -312,8 +365,9 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
             if mib is not None:
                 out["results"].append({**case, "peak_mib": mib})
             continue
-        secs = _time(fn, spec["repeat"], spec["budget"])
-        out["results"].append({**case, "ms": secs * 1e3})
+        low = (spec.get("min_seconds", MIN_SECONDS), spec.get("min_runs", 1))
+        secs, n = _time_runs(fn, spec["repeat"], spec["budget"], *low)
+        out["results"].append({**case, "ms": secs * 1e3, "n": n})
     if spec.get("overhead") and not spec.get("memory"):
         out["overhead_us"] = _overhead(sorted({c["cell"] for c in spec["cases"]}))
     return out
@@ -445,6 +499,206 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     runs = _timing_runs(args, peers, cases, isas)
     return {"machine": machine, "peers": peers, "threads": args.threads, "runs": runs,
             "isas": isas, "memory": _memory_runs(args, peers)}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ under load
+
+LOAD_PEERS = ("fastrnn", "torch")  # the peers --under-load times (the demo's step: fastrnn only)
+LOADS = ("quiet", "loaded")  # without the competitor, then with it
+LOAD_MIN_RUNS = 7  # loaded timings are noisy: every case's median is of at least this many runs
+LOAD_TARGET = 0.8  # issue 19: loaded, 2 threads at least this fraction of 1 thread's speed
+DEMO_CASE = "demo train-step"
+COMPETITOR_MARK = "fastrnn.bench competitor"  # in its command line, to tell it from others
+# a pure busy loop; it ends by itself once its parent is gone (killed without unwinding)
+_BUSY = f"""# {COMPETITOR_MARK}
+import os, sys
+parent = os.getppid()
+sys.stdout.write("busy\\n")
+sys.stdout.flush()
+while os.getppid() == parent:
+    for _ in range(1_000_000):
+        pass
+"""
+
+
+class Competitor:
+    """A process competing for one core while the loaded timings run: a busy loop in a
+    ``python -c`` process of its own, pinned to the last CPU of this process's allowed set where
+    the OS can pin a process (``os.sched_setaffinity``), unpinned elsewhere. A context manager:
+    entered once the loop spins; on exit, however the block ends (an exception, Ctrl-C), the
+    process is killed and reaped."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[str] | None = None
+        self.cpu: int | None = None  # the CPU it is pinned to (None: unpinned)
+        self.allowed: list[int] | None = None  # this process's CPUs, where the OS tells
+
+    def __enter__(self) -> Competitor:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _BUSY], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        try:
+            self._pin(self.proc.pid)
+            assert self.proc.stdout is not None
+            if self.proc.stdout.readline().strip() != "busy":
+                raise RuntimeError(f"the competitor process ended (status {self.proc.wait()})")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _pin(self, pid: int) -> None:
+        if not hasattr(os, "sched_setaffinity"):
+            return
+        self.allowed = sorted(os.sched_getaffinity(0))
+        try:
+            os.sched_setaffinity(pid, {self.allowed[-1]})
+        except OSError:  # not permitted here: it runs unpinned
+            return
+        self.cpu = self.allowed[-1]
+
+    def stop(self) -> None:
+        """Kills the process and waits for it (nothing if it is not running)."""
+        if self.proc is None:
+            return
+        self.proc.kill()
+        self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def info(self) -> dict[str, Any]:
+        """What the report says of it: pid, the CPU it was pinned to (None: unpinned) and the
+        CPUs this process may use (None: the OS does not tell)."""
+        pid = self.proc.pid if self.proc is not None else None
+        return {"pid": pid, "cpu": self.cpu, "pinned": self.cpu is not None,
+                "allowed_cpus": self.allowed}  # fmt: skip
+
+
+QUIET_CPUS = 0.25  # other processes keeping more CPUs than this busy: the run was not quiet
+
+
+def _cpu_seconds() -> tuple[float, float] | None:
+    """CPU seconds so far: the whole machine's busy time (every CPU, from /proc/stat; the time the
+    hypervisor took included), and this process's with its reaped children's (os.times); None
+    where there is no /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:9]]  # user ... steal
+        busy = (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # - idle, iowait
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+    t = os.times()
+    return busy, t.user + t.system + t.children_user + t.children_system
+
+
+class _OthersMeter:
+    """How many CPUs other processes kept busy, on average, from its creation to
+    :meth:`cpus`: the machine's busy time minus the bench's own (its workers and the competitor
+    once reaped). A shared machine is not quiet, and its load is part of every timing."""
+
+    def __init__(self) -> None:
+        self.start, self.t0 = _cpu_seconds(), time.perf_counter()
+
+    def cpus(self) -> float | None:
+        end, seconds = _cpu_seconds(), time.perf_counter() - self.t0
+        if self.start is None or end is None or seconds <= 0:
+            return None
+        return max(0.0, (end[0] - self.start[0] - (end[1] - self.start[1])) / seconds)
+
+
+def _demo_about(options: list[str]) -> dict[str, Any]:
+    """The demo's training step the bench times: its options, a line describing it, and the
+    characters one step trains on."""
+    from . import cli
+
+    a = cli.demo_args(options)
+    text = a.text or f"the built-in corpus ({a.max_chars:,} characters at most)"
+    about = (f"{a.cell.upper()} {a.layers}x{a.hidden}, embedding {a.embedding}, batch "
+             f"{a.batch} x {a.seq_len} characters, Adam lr {a.lr}, clip norm "
+             f"{cli.DEMO_CLIP_NORM:g}, {text}")  # fmt: skip
+    return {"options": options, "about": about, "chars_per_step": a.batch * a.seq_len}
+
+
+def _load_cases(args: argparse.Namespace, demo: dict[str, Any]) -> list[dict[str, Any]]:
+    """The cases timed under load: the demo's training step, the layer's forward+backward."""
+    s, c = args.load_shape, args.load_cell
+    return [
+        {"case": DEMO_CASE, "passes": "train-step", "demo": demo["options"],
+         "chars": demo["chars_per_step"]},
+        {"case": f"{s} {c} fwd+bwd", "shape_name": s, "shape": list(SHAPES[s]), "cell": c,
+         "passes": "forward+backward"},
+    ]  # fmt: skip
+
+
+def _load_runs(
+    args: argparse.Namespace, peers: list[str], cases: list[dict[str, Any]], load: str
+) -> list[dict[str, Any]]:
+    """Every peer at every thread count, a worker process each, marked quiet or loaded."""
+    runs = []
+    for threads in args.threads:
+        for peer in peers:
+            print(f"  timing {peer} with {threads} thread(s), {load} ...", file=sys.stderr,
+                  flush=True)  # fmt: skip
+            spec = {"peer": peer, "threads": threads, "cases": cases, "repeat": args.repeat,
+                    "budget": args.budget, "min_seconds": args.load_seconds,
+                    "min_runs": LOAD_MIN_RUNS}  # fmt: skip
+            runs.append({"load": load, **_spawn(spec)})
+    return runs
+
+
+def run_under_load(args: argparse.Namespace) -> dict[str, Any]:
+    """--under-load: the cases timed quietly, then again with a :class:`Competitor` running
+    throughout (killed at the end, whatever happens); returns the report (``--json``)."""
+    peers = [p for p in LOAD_PEERS if p in args.peers and _available(p)]
+    demo = _demo_about(shlex.split(args.load_demo))
+    cases = _load_cases(args, demo)
+    machine = _machine()
+    meter = _OthersMeter()
+    runs = _load_runs(args, peers, cases, "quiet")
+    others = {"quiet": meter.cpus()}
+    print("  starting the competitor ...", file=sys.stderr, flush=True)
+    meter = _OthersMeter()
+    with Competitor() as competitor:
+        runs += _load_runs(args, peers, cases, "loaded")
+    others["loaded"] = meter.cpus()  # the competitor reaped: its time counts as the bench's
+    return {"machine": machine, "mode": "under-load", "peers": peers, "threads": args.threads,
+            "min_runs": LOAD_MIN_RUNS, "min_seconds": args.load_seconds, "demo": demo,
+            "competitor": competitor.info(), "others_busy_cpus": others, "runs": runs,
+            "summary": _load_summary(runs, args.threads)}  # fmt: skip
+
+
+def _load_row(ms: dict[tuple[Any, ...], float], case: dict[str, Any], peer: str,
+              threads: list[int]) -> dict[str, Any]:  # fmt: skip
+    """One case and peer: ms by thread count (JSON keys: strings), quiet and loaded, the speed
+    at each thread count over the fewest's, and the demo's characters/s."""
+    base = min(threads)
+    row: dict[str, Any] = {"case": case["case"], "peer": peer}
+    for load in LOADS:
+        t_ms = {str(t): ms[(load, peer, t, case["case"])] for t in threads
+                if (load, peer, t, case["case"]) in ms}  # fmt: skip
+        row[f"{load}_ms"] = t_ms
+        if str(base) in t_ms:
+            row[f"{load}_speed_ratio"] = {t: t_ms[str(base)] / v for t, v in t_ms.items()
+                                          if t != str(base)}  # fmt: skip
+        if "chars" in case:
+            row[f"{load}_chars_per_s"] = {t: case["chars"] / v * 1e3 for t, v in t_ms.items()}
+    return row
+
+
+def _load_summary(runs: list[dict[str, Any]], threads: list[int]) -> list[dict[str, Any]]:
+    """A row per case and peer (see :func:`_load_row`), in the order they were timed."""
+    ms = {(r["load"], r["peer"], r["threads"], c["case"]): c["ms"]
+          for r in runs for c in r["results"]}  # fmt: skip
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in runs:
+        for c in r["results"]:
+            found.setdefault((c["case"], r["peer"]), c)
+    order = sorted(found, key=lambda k: (k[0] != DEMO_CASE, k[0], LOAD_PEERS.index(k[1])))
+    return [_load_row(ms, found[k], k[1], sorted(set(threads))) for k in order]
 
 
 def _isas(wanted: list[str] | None) -> list[str | None]:
@@ -581,6 +835,91 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _competitor_line(c: dict[str, Any]) -> str:
+    """Where the competitor ran."""
+    if c["pinned"]:
+        cpus = ", ".join(map(str, c["allowed_cpus"]))
+        where = f"pinned to CPU {c['cpu']} (this process may use CPUs {cpus})"
+    elif c["allowed_cpus"] is None:
+        where = "unpinned (this platform cannot pin a process to a CPU)"
+    else:
+        where = "unpinned (pinning it was refused)"
+    return (f"loaded: a busy-loop process (pid {c['pid']}) {where}, running through every "
+            "loaded timing")  # fmt: skip
+
+
+def _others_line(others: dict[str, float | None], cpus: int | None) -> list[str]:
+    """How busy other processes kept the machine during each load (nothing where unknown)."""
+    if any(others.get(load) is None for load in LOADS):
+        return []
+    line = (f"other processes kept {others['quiet']:.2f} (quiet timings) and "
+            f"{others['loaded']:.2f} (loaded) of the machine's {cpus} CPUs busy on average, the "
+            "bench's own not counted")  # fmt: skip
+    if max(v for v in others.values() if v is not None) > QUIET_CPUS:
+        line += ": the machine was not quiet, and the timings include their load"
+    return [line + "."]
+
+
+def _load_rows(summary: list[dict[str, Any]], threads: list[int]) -> list[str]:
+    """The table of the loaded and quiet timings, with the speed ratios."""
+    base = threads[0]
+    heads = [f"{load} {t}t" for load in LOADS for t in threads]
+    ratios = [f"{load} {t}t/{base}t" for load in LOADS for t in threads[1:]]
+    head = f"{'case':<20} {'peer':<8}" + "".join(f" {h:>10}" for h in heads)
+    head += "".join(f" {h:>14}" for h in ratios)
+    lines = [head, "-" * len(head)]
+    for row in summary:
+        line = f"{row['case']:<20} {row['peer']:<8}"
+        for load in LOADS:
+            for t in threads:
+                v = row[f"{load}_ms"].get(str(t))
+                line += f" {_ms(v, 10)}" if v else f" {'-':>10}"
+        for load in LOADS:
+            for t in threads[1:]:
+                r = row.get(f"{load}_speed_ratio", {}).get(str(t))
+                line += f" {r:>13.2f}x" if r else f" {'-':>14}"
+        lines.append(line)
+    return lines
+
+
+def _load_notes(report: dict[str, Any], threads: list[int]) -> list[str]:
+    """The demo's characters/s, and fastrnn's loaded speed ratios against the target."""
+    lines = []
+    for row in report["summary"]:
+        if row["case"] == DEMO_CASE:
+            for load in LOADS:
+                cps = row.get(f"{load}_chars_per_s", {})
+                rates = ", ".join(f"{cps[str(t)]:,.0f} at {t}t" for t in threads if str(t) in cps)
+                lines.append(f"demo train-step, {row['peer']}, {load}: characters/s {rates}")
+    if 1 in threads and 2 in threads:
+        mine = [f"{r['case']} {r['loaded_speed_ratio']['2']:.2f}x" for r in report["summary"]
+                if r["peer"] == "fastrnn" and "2" in r.get("loaded_speed_ratio", {})]  # fmt: skip
+        if mine:
+            lines.append(f"fastrnn loaded, speed at 2 threads / at 1: {', '.join(mine)} "
+                         f"(target: at least {LOAD_TARGET}x)")  # fmt: skip
+    return lines
+
+
+def load_table(report: dict[str, Any]) -> str:
+    """The --under-load report as text: what was timed and how, the table of milliseconds and
+    speed ratios (speed at N threads over the fewest's: its time / N's), the demo's
+    characters/s."""
+    threads = sorted(set(report["threads"]))
+    demo = report["demo"]
+    lines = [
+        f"Under load: {DEMO_CASE} = one training step of `fastrnn demo` ({demo['about']}; "
+        f"{demo['chars_per_step']:,} characters a step).",
+        f"Each peer and thread count in a process of its own; median ms of at least "
+        f"{report['min_runs']} runs, more for {report['min_seconds']:g} s or --repeat runs within "
+        "--budget.",
+        "quiet: nothing started by the bench; " + _competitor_line(report["competitor"]) + ".",
+        *_others_line(report.get("others_busy_cpus", {}), report["machine"]["cpus"]),
+        "",
+    ]
+    lines += _load_rows(report["summary"], threads)
+    return "\n".join([*lines, "", *_load_notes(report, threads)])
+
+
 def chart(report: dict[str, Any], path: str) -> None:
     try:
         import matplotlib  # type: ignore[import-not-found, unused-ignore]
@@ -663,6 +1002,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         help="time fastrnn under these kernel variants (FASTRNN_ISA), or 'all' "
         "(default: the one chosen at import)",
     )
+    _load_options(ap, choose)
     ap.add_argument(
         "--json", metavar="FILE", help="write the results to this JSON file (default: none)"
     )
@@ -674,6 +1014,56 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     return ap
 
 
+def _load_options(ap: argparse.ArgumentParser, choose: Any) -> None:
+    """--under-load and the options of its scenario."""
+    ap.add_argument(
+        "--under-load",
+        action="store_true",
+        help="instead of the peer tables, the 'under load' scenario: the demo's training step "
+        "(fastrnn) and a --load-shape --load-cell forward+backward (fastrnn, torch), at each "
+        "--threads count, first quietly, then with a busy competitor process pinned to one CPU "
+        "running throughout; prints ms and the speed at N threads over the fewest's "
+        "(--threads, --peers, --repeat, --budget and --json apply)",
+    )
+    choose("--load-shape", SHAPES, "S1", "with --under-load: the layer case's shape", None)
+    choose("--load-cell", CELLS, "lstm", "with --under-load: the layer case's cell", None)
+    ap.add_argument(
+        "--load-demo",
+        metavar="OPTIONS",
+        default="",
+        help="with --under-load: options of `fastrnn demo` for the timed training step, in one "
+        "argument, e.g. '--hidden 64 --batch 8' (default: none, the demo's defaults)",
+    )
+    ap.add_argument(
+        "--load-seconds",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help=f"with --under-load: each case runs at least {LOAD_MIN_RUNS} times, then on for "
+        "at least this long (or --repeat runs) within --budget; the median is reported",
+    )
+
+
+def _check_under_load(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--under-load's arguments; the demo's options are checked by the demo's parser."""
+    if not args.under_load:
+        return
+    if args.png:
+        ap.error("--png: not with --under-load (its results are the table and --json)")
+    if args.isa:
+        ap.error("--isa: not with --under-load (it times the kernel variant chosen at import)")
+    if args.load_seconds < 0:
+        ap.error(f"--load-seconds: must be >= 0, got {args.load_seconds}")
+    try:
+        options = shlex.split(args.load_demo)
+    except ValueError as e:
+        ap.error(f"--load-demo: {e}")
+    from . import cli
+
+    if cli.demo_args(options).threads is not None:
+        ap.error("--load-demo: no --threads in it (the bench's --threads sets them)")
+
+
 def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """The arguments, before any timing: a one-line usage error (exit status 2)."""
     if args.repeat < 1:
@@ -683,6 +1073,7 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     _options.check_threads(ap, args.threads)
     _options.check_output_path(ap, "--json", args.json)
     _options.check_output_path(ap, "--png", args.png)
+    _check_under_load(ap, args)
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m fastrnn.bench") -> int:
@@ -694,8 +1085,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m fastrnn.bench") -
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
     _check(ap, args)
-    report = run(args)
-    print(table(report))
+    report = run_under_load(args) if args.under_load else run(args)
+    print(load_table(report) if args.under_load else table(report))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)

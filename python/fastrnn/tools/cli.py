@@ -20,16 +20,17 @@ import argparse
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import numpy as np
 
 from ..training import init, optim, tasks, text
-from ..training.model import SequenceModel
+from ..training.model import SequenceModel, StepResult
 from . import _options
 
-__all__ = ["Progress", "main"]
+__all__ = ["DEMO_CLIP_NORM", "DemoTraining", "Progress", "demo_args", "main"]
 
 _NO_PLOT = '(no plot: install matplotlib, pip install "fastrnn[plot]", to get {})'
 
@@ -110,17 +111,64 @@ def _set_threads(n: int | None) -> None:
 # ---------------------------------------------------------------------------------------- demo
 
 
-def _demo_text(args: argparse.Namespace) -> tuple[str, bool]:
+DEMO_CLIP_NORM = 5.0  # the global gradient norm the demo's training step clips to
+
+
+def _demo_text(args: argparse.Namespace) -> tuple[str, bool, str]:
     """The training text, with indentation as level changes where it can be
     (:func:`~fastrnn.training.text.encode_indentation`: at a low temperature, runs of spaces
-    would otherwise grow forever), and whether it is so encoded."""
+    would otherwise grow forever), whether it is so encoded, and the line that describes it."""
     corpus = text.load_text(args.text) if args.text else text.default_corpus(args.max_chars)
     source = args.text or "the Python standard library's source (built in)"
     encoded = text.INDENT not in corpus and text.DEDENT not in corpus
     train_text = text.encode_indentation(corpus) if encoded else corpus
     how = f" ({len(train_text):,} with indentation as level changes)" if encoded else ""
-    print(f"corpus: {source}: {len(corpus):,} characters{how}", end="")
-    return train_text, encoded
+    return train_text, encoded, f"corpus: {source}: {len(corpus):,} characters{how}"
+
+
+@dataclass
+class DemoTraining:
+    """What ``fastrnn demo`` trains, built from its arguments without printing anything: the
+    text, its vocabulary and split, the model and the optimizer; :meth:`step` is one step of its
+    training loop. ``python -m fastrnn.bench --under-load`` times the same step."""
+
+    corpus: str  #: the training text (indentation encoded if ``encoded``)
+    encoded: bool
+    about: str  #: the line describing the text
+    vocab: text.CharVocab
+    train_ids: Any
+    test_ids: Any
+    model: SequenceModel
+    opt: optim.Optimizer
+    batch: int
+    seq_len: int
+
+    @classmethod
+    def build(cls, args: argparse.Namespace) -> DemoTraining:
+        """From ``fastrnn demo``'s parsed arguments (the thread count is not set here)."""
+        corpus, encoded, about = _demo_text(args)
+        vocab = text.CharVocab.from_text(corpus)
+        train_ids, test_ids = text.train_test_split(vocab.encode(corpus), 0.05)
+        model = SequenceModel(
+            args.cell, vocab.size, args.hidden, vocab.size, num_layers=args.layers,
+            embedding_dim=args.embedding, seed=args.seed,
+        )  # fmt: skip
+        return cls(corpus, encoded, about, vocab, train_ids, test_ids, model,
+                   optim.Adam(lr=args.lr), args.batch, args.seq_len)  # fmt: skip
+
+    def num_batches(self) -> int:
+        """Batches in one pass over the training text (0: too short for one)."""
+        return text.num_stream_batches(len(self.train_ids), self.batch, self.seq_len)
+
+    def batches(self) -> Iterator[tuple[Any, Any]]:
+        """One pass over the training text: ``(x, y)`` chunks of the parallel streams."""
+        return text.stream_batches(self.train_ids, self.batch, self.seq_len)
+
+    def step(self, x: Any, y: Any, state: Any) -> StepResult:
+        """One training step: forward, cross-entropy, backward (truncated BPTT from ``state``),
+        clipping to :data:`DEMO_CLIP_NORM`, Adam."""
+        return self.model.train_step(x, y, self.opt, loss="cross_entropy", state=state,
+                                     clip_norm=DEMO_CLIP_NORM)  # fmt: skip
 
 
 def _held_out_lines(held_out: str, chars: int = 150) -> str:
@@ -136,19 +184,17 @@ def _held_out_lines(held_out: str, chars: int = 150) -> str:
     return held_out[start:end]
 
 
-def _train_demo(
-    model: SequenceModel, opt: optim.Optimizer, train_ids: Any, args: Any
-) -> list[float]:
-    """``args.steps`` steps of truncated BPTT over the text's streams; the losses."""
-    bar = Progress(args.steps, "demo", unit="chars")
+def _train_demo(d: DemoTraining, steps: int) -> list[float]:
+    """``steps`` steps of truncated BPTT over the text's streams; the losses."""
+    bar = Progress(steps, "demo", unit="chars")
     step, state, losses = 0, None, []
-    while step < args.steps:
-        for x, y in text.stream_batches(train_ids, args.batch, args.seq_len):
-            r = model.train_step(x, y, opt, loss="cross_entropy", state=state, clip_norm=5.0)
+    while step < steps:
+        for x, y in d.batches():
+            r = d.step(x, y, state)
             state, step = r.state, step + 1
             losses.append(r.loss)
             bar.update(1, units=x.size, loss=float(np.mean(losses[-20:])))
-            if step >= args.steps:
+            if step >= steps:
                 break
         state = None  # a new pass over the text starts each stream afresh
     return losses
@@ -233,27 +279,22 @@ def _samples(
 def demo(args: argparse.Namespace) -> int:
     """Character-level language model: train, report, sample."""
     _set_threads(args.threads)
-    corpus, encoded = _demo_text(args)
-    vocab = text.CharVocab.from_text(corpus)
-    train_ids, test_ids = text.train_test_split(vocab.encode(corpus), 0.05)
-    print(f", vocabulary {vocab.size}")
-    model = SequenceModel(
-        args.cell, vocab.size, args.hidden, vocab.size, num_layers=args.layers,
-        embedding_dim=args.embedding, seed=args.seed,
-    )  # fmt: skip
+    d = DemoTraining.build(args)
+    corpus, encoded, vocab, model, opt = d.corpus, d.encoded, d.vocab, d.model, d.opt
+    print(f"{d.about}, vocabulary {vocab.size}")
     n_par = sum(p.size for p in model.named_parameters().values())
     print(f"model: {args.cell.upper()} {args.layers}x{args.hidden}, embedding {args.embedding}, "
           f"{n_par:,} parameters; batch {args.batch} x {args.seq_len} characters, truncated BPTT "
-          f"with the state carried across chunks; Adam lr {args.lr}, clip norm 5")  # fmt: skip
-    opt = optim.Adam(lr=args.lr)
-    if text.num_stream_batches(len(train_ids), args.batch, args.seq_len) == 0:
+          f"with the state carried across chunks; Adam lr {args.lr}, clip norm "
+          f"{DEMO_CLIP_NORM:g}")  # fmt: skip
+    if d.num_batches() == 0:
         print("error: the text is too short for one batch; use a longer --text", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    losses = _train_demo(model, opt, train_ids, args)
+    losses = _train_demo(d, args.steps)
     secs = time.perf_counter() - t0
     chars = args.steps * args.batch * args.seq_len
-    test_loss = _held_out_loss(model, test_ids, args.batch)
+    test_loss = _held_out_loss(model, d.test_ids, args.batch)
     first = float(np.mean(losses[: min(20, len(losses))]))
     last = float(np.mean(losses[-20:]))
     print(f"\ntrained {args.steps} steps ({chars:,} characters) in {secs:.1f} s: "
@@ -263,7 +304,7 @@ def demo(args: argparse.Namespace) -> int:
         f"held-out {test_loss:.3f} nats/char; uniform guess {math.log(vocab.size):.3f}"
     )
     if args.prime is None:
-        prime = _held_out_lines(vocab.decode(test_ids[:1000]))
+        prime = _held_out_lines(vocab.decode(d.test_ids[:1000]))
     else:
         prime = text.encode_indentation(args.prime) if encoded else args.prime
         prime = "".join(c for c in prime if c in vocab.chars) or corpus[:1]
@@ -539,6 +580,14 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     _options.check_output_path(ap, "--save", getattr(args, "save", None))
     _options.check_output_path(ap, "--plot", getattr(args, "plot", None))
     _options.check_threads(ap, args.threads)
+
+
+def demo_args(options: Sequence[str] = ()) -> argparse.Namespace:
+    """``fastrnn demo``'s arguments, parsed and checked: its defaults with ``options`` on top (a
+    bad option exits with ``fastrnn demo``'s usage error, status 2)."""
+    args = _parser().parse_args(["demo", *options])
+    _check(args.parser, args)
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
