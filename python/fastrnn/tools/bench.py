@@ -23,7 +23,7 @@ fastrnn and PyTorch, at each thread count in a process of its own, first quietly
 competitor process (a Python busy loop pinned to the last CPU this process may use, unpinned where
 the OS cannot pin) running throughout; the competitor is killed at the end whatever happens. Each
 median is of at least 7 runs, then of ``--load-seconds``. It prints milliseconds quiet and loaded,
-the demo's characters/s and the speed at N threads over the fewest's (issue 19's target: with the
+the demo's characters/s and the speed at N threads over the fewest's (the target: with the
 competitor, 2 threads at least 0.8x the 1-thread speed), and how many CPUs other processes kept
 busy during the quiet and the loaded timings (a shared machine is not quiet)."""
 
@@ -506,7 +506,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 LOAD_PEERS = ("fastrnn", "torch")  # the peers --under-load times (the demo's step: fastrnn only)
 LOADS = ("quiet", "loaded")  # without the competitor, then with it
 LOAD_MIN_RUNS = 7  # loaded timings are noisy: every case's median is of at least this many runs
-LOAD_TARGET = 0.8  # issue 19: loaded, 2 threads at least this fraction of 1 thread's speed
+LOAD_TARGET = 0.8  # the target: loaded, 2 threads at least this fraction of 1 thread's speed
 DEMO_CASE = "demo train-step"
 COMPETITOR_MARK = "fastrnn.bench competitor"  # in its command line, to tell it from others
 # a pure busy loop; it ends by itself once its parent is gone (killed without unwinding)
