@@ -10,6 +10,10 @@
 #include <string>
 #include <vector>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#endif
+
 #include "fastrnn/cpus.hpp"
 #include "fastrnn/fastrnn.hpp"
 #include "fastrnn/kernel_table.hpp"
@@ -146,9 +150,24 @@ class BlockCache {
   }
 
   /// Never destroyed: a block may come back after static destructors ran (a NumPy array owning a
-  /// workspace block, freed at interpreter exit).
+  /// workspace block, freed at interpreter exit). A child of fork() starts a fresh, empty cache:
+  /// another thread of the parent may have held the lock at the fork, and no thread of the child
+  /// would ever release it (the parent's blocks then leak in the child, once).
   static BlockCache& instance() {
-    static BlockCache* cache = new BlockCache;
+    BlockCache* cache = current().load(std::memory_order_acquire);
+    if (cache) return *cache;
+    static std::mutex m;
+    std::lock_guard<std::mutex> lock(m);
+    cache = current().load();
+    if (!cache) {
+#if defined(__unix__) || defined(__APPLE__)
+      static const bool registered =
+          pthread_atfork(nullptr, nullptr, [] { current().store(nullptr); }) == 0;
+      (void)registered;
+#endif
+      cache = new BlockCache;
+      current().store(cache, std::memory_order_release);
+    }
     return *cache;
   }
 
@@ -157,6 +176,11 @@ class BlockCache {
     void* p;
     size_t bytes;
   };
+  static std::atomic<BlockCache*>& current() {
+    static std::atomic<BlockCache*> cache{nullptr};
+    return cache;
+  }
+
   std::mutex m_;
   std::vector<Block> blocks_;
   size_t held_ = 0;

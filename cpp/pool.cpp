@@ -217,6 +217,9 @@ class Pool {
   }
 
   void worker(int index, std::uint32_t seen) {
+#if defined(__linux__)
+    pthread_setname_np(pthread_self(), "fastrnn");  // as top, ps -L and gdb show it
+#endif
     t_in_job = true;  // a job started from an item runs serially
     for (;;) {
       wait_until([&] { return gen_.load(std::memory_order_acquire) != seen; }, gen_, idle_sleepers_,
@@ -255,7 +258,7 @@ void after_fork_in_child() { g_pool.store(nullptr); }
 Pool& pool() {
   Pool* p = g_pool.load(std::memory_order_acquire);
   if (p) return *p;
-  static std::mutex m;  // (a child of fork() gets here with m free: no job ran in this thread)
+  static std::mutex m;  // held only while the first pool is made
   std::lock_guard<std::mutex> lock(m);
   p = g_pool.load();
   if (!p) {
