@@ -44,6 +44,8 @@ constexpr WaitPolicy kJobEnd{std::chrono::microseconds(20), std::chrono::microse
 /// A worker waiting for the next job: the time loops start one every step, a layer call the
 /// next one after some Python.
 constexpr WaitPolicy kNextJob{std::chrono::microseconds(50), std::chrono::microseconds(200)};
+/// A worker the last jobs did not need: it sleeps until a job does.
+constexpr WaitPolicy kParked{std::chrono::microseconds(0), std::chrono::microseconds(0)};
 
 void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
@@ -170,6 +172,8 @@ class Pool {
       cursors_[b].v.store((std::uint64_t{g} << 32) | static_cast<std::uint64_t>(begin(count, n, b)),
                           std::memory_order_relaxed);
     }
+    const std::uint32_t was = width_.exchange(static_cast<std::uint32_t>(n));
+    if (static_cast<std::uint32_t>(n) > was && parked_sleepers_.load() > 0) wake_all(width_);
     gen_.store(g);  // seq_cst: ordered before the read of idle_sleepers_ (see wait_until)
     if (idle_sleepers_.load() > 0) wake_all(gen_);
     return g;
@@ -224,6 +228,11 @@ class Pool {
     for (;;) {
       wait_until([&] { return gen_.load(std::memory_order_acquire) != seen; }, gen_, idle_sleepers_,
                  kNextJob);
+      if (index >= static_cast<int>(width_.load())) {  // not needed by the jobs of late: park
+        wait_until([&] { return index < static_cast<int>(width_.load()); }, width_,
+                   parked_sleepers_, kParked);
+        continue;  // then join the job that needs this worker (seen is older than it)
+      }
       seen = gen_.load(std::memory_order_acquire);
       work(seen, index);
     }
@@ -242,6 +251,10 @@ class Pool {
   alignas(64) std::atomic<std::uint32_t> done_{0};
   alignas(64) std::atomic<int> idle_sleepers_{0};
   std::atomic<int> caller_sleepers_{0};
+  /// The threads of the last job: workers at or above it park (sleep on it) rather than wake for
+  /// every job (after set_num_threads(64) then (2), 62 workers would otherwise spin at each step).
+  alignas(64) std::atomic<std::uint32_t> width_{0};
+  std::atomic<int> parked_sleepers_{0};
   std::mutex error_m_;
   std::exception_ptr error_;
 };
