@@ -408,3 +408,11 @@ int default_thread_count() noexcept {
 }
 
 }  // namespace fastrnn::detail
+
+namespace fastrnn {
+int available_cpus() noexcept { return detail::available_cpus(); }
+int cgroup_cpu_limit(const std::string& root, const std::string& proc_self_cgroup,
+                     const std::string& mountinfo) noexcept {
+  return detail::cgroup_cpu_limit(root, proc_self_cgroup, mountinfo);
+}
+}  // namespace fastrnn

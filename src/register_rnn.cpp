@@ -19,7 +19,6 @@
 #include <vector>
 
 #include "checks.hpp"
-#include "fastrnn/cpus.hpp"
 #include "fastrnn/fastrnn.hpp"
 #include "register.hpp"
 
@@ -331,14 +330,14 @@ void register_rnn(py::module_& m) {
         "Sets the threads fastrnn's kernels use (independent of NumPy's or PyTorch's).");
   m.def("get_num_threads", &num_threads, "The threads fastrnn's kernels use.");
   m.attr("MAX_THREADS") = kMaxThreads;
-  // private, for tests: where the default thread count comes from (cpp/fastrnn/cpus.hpp)
-  m.def("_available_cpus", &fastrnn::detail::available_cpus,
+  m.def("available_cpus", &available_cpus,
         "The CPUs this process may use: its affinity mask and its cgroups' CPU quota.");
+  // private, for tests of the cgroup reading on made-up trees
   m.def(
       "_cgroup_cpu_limit",
       [](const std::string& root, const std::string& proc_self_cgroup,
          const std::string& mountinfo) {
-        return fastrnn::detail::cgroup_cpu_limit(root, proc_self_cgroup, mountinfo);
+        return cgroup_cpu_limit(root, proc_self_cgroup, mountinfo);
       },
       py::arg("root"), py::arg("proc_self_cgroup"), py::arg("mountinfo"),
       "The cgroup CPU limit read under `root` given the contents of /proc/self/cgroup and "

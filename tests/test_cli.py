@@ -268,12 +268,17 @@ def test_warning_when_threads_exceed_the_cores(capsys: pytest.CaptureFixture[str
         fastrnn.set_num_threads(cores)
 
 
-def test_usable_cores_follow_the_affinity(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3, 5}, raising=False)
-    assert _options.usable_cores() == 3
-    monkeypatch.delattr(os, "sched_getaffinity")
-    monkeypatch.setattr(os, "cpu_count", lambda: 7)
-    assert _options.usable_cores() == 7
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs sched_setaffinity")
+def test_usable_cores_follow_the_affinity() -> None:
+    """The --threads warning counts the CPUs as the default thread count does (one contract):
+    in a process allowed one CPU, 1."""
+    code = "from fastrnn.tools import _options; print(_options.usable_cores())"
+    cpu = min(os.sched_getaffinity(0))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["1"]
+    assert _options.usable_cores() == fastrnn.functional.available_cpus()
 
 
 def test_install_hints_name_the_package_extra() -> None:

@@ -112,7 +112,7 @@ def default_threads(
     has no FASTRNN_NUM_THREADS or OMP_NUM_THREADS but those of `env`; `preexec_fn` runs in the
     child before it starts Python."""
     clean = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
-    code = "import fastrnn; print(fastrnn.get_num_threads(), fastrnn._core._available_cpus())"
+    code = "import fastrnn; print(fastrnn.get_num_threads(), fastrnn.functional.available_cpus())"
     r = subprocess.run(
         [sys.executable, "-c", code],
         env={**clean, **(env or {})},
@@ -129,7 +129,7 @@ def default_threads(
 def test_default_follows_omp_num_threads() -> None:
     assert default_threads({"OMP_NUM_THREADS": "3"})[0] == 3
     threads, cpus = default_threads()
-    assert threads == cpus == fastrnn._core._available_cpus()
+    assert threads == cpus == fastrnn.functional.available_cpus()
     if hasattr(os, "sched_getaffinity"):
         assert 1 <= cpus <= len(os.sched_getaffinity(0))
 
@@ -350,7 +350,7 @@ def test_available_cpus_is_affinity_and_cgroup_quota() -> None:
     limit = fastrnn._core._cgroup_cpu_limit("", cgroup, mountinfo)
     assert limit >= 0
     affinity = len(os.sched_getaffinity(0))
-    assert fastrnn._core._available_cpus() == min(affinity, limit or affinity)
+    assert fastrnn.functional.available_cpus() == min(affinity, limit or affinity)
 
 
 def test_independent_of_other_pools(restore_threads: None) -> None:

@@ -283,6 +283,16 @@ int num_threads() noexcept;
 /// Sets the threads the kernels use; 1 <= n <= kMaxThreads (throws std::invalid_argument
 /// otherwise).
 void set_num_threads(int n);
+/// The CPUs this process may use, >= 1: the fewest of its affinity mask and its cgroups' CPU quota
+/// rounded up (Linux; Windows: the affinity mask; elsewhere the machine's cores). Read from the
+/// system at each call; the default of num_threads() when no variable sets one.
+int available_cpus() noexcept;
+/// The CPU limit that the cgroup files under `root` give ("" for this system), read as
+/// available_cpus() reads them, with the contents of /proc/self/cgroup and /proc/self/mountinfo
+/// given: the smallest ceil(quota / period) of the cgroup and its parents; 0 = no limit. (For
+/// tests of that reading, on made-up trees.)
+int cgroup_cpu_limit(const std::string& root, const std::string& proc_self_cgroup,
+                     const std::string& mountinfo) noexcept;
 
 /// Facts about this build and the variant in use, for diagnostics (`fastrnn.build_info()`).
 struct BuildInfo {

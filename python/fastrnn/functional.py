@@ -41,6 +41,7 @@ __all__ = [
     "StackBackwardResult",
     "StackSpec",
     "adam_update",
+    "available_cpus",
     "backward",
     "build_info",
     "clamp_",
@@ -148,6 +149,14 @@ def get_num_threads() -> int:
     A variable that is empty, not such a number, or <= 0 is ignored; the default is cut to
     :data:`MAX_THREADS`, but not to the CPUs (a variable may ask for more)."""
     return int(_core.get_num_threads())
+
+
+def available_cpus() -> int:
+    """The CPUs this process may use (>= 1): the fewest of its affinity mask and its cgroups' CPU
+    quota rounded up (Linux; Windows: the affinity mask; elsewhere the machine's cores), read
+    from the system at each call. The default of :func:`get_num_threads` when no variable sets
+    one; more threads than this wait for each other."""
+    return int(_core.available_cpus())
 
 
 def build_info() -> dict[str, Any]:

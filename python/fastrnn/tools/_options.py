@@ -70,10 +70,11 @@ def subparser(
 
 
 def usable_cores() -> int:
-    """The cores this process may run on (its affinity mask where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """The CPUs this process may use (its affinity mask and cgroup CPU quota, as fastrnn's
+    default thread count counts them)."""
+    from .. import functional
+
+    return functional.available_cpus()
 
 
 def check_threads(ap: argparse.ArgumentParser, values: Iterable[int] | int | None) -> None:
