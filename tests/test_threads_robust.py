@@ -50,6 +50,28 @@ if pid == 0:
 _, status = os.waitpid(pid, 0)
 assert os.waitstatus_to_exitcode(status) == 0, status
 """,
+    "fork while another thread runs parallel calls": """
+import threading, time
+stop = []
+def busy():
+    while not stop:
+        m(x)
+th = threading.Thread(target=busy)
+th.start()
+time.sleep(0.05)
+pids = []
+for _ in range(3):  # the fork lands at any moment of the other thread's calls
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if child_call() else 3)
+    pids.append(pid)
+    time.sleep(0.01)
+stop.append(1)
+th.join()
+for pid in pids:
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, status
+""",
     "parent still parallel after fork": """
 pid = os.fork()
 if pid == 0:

@@ -155,7 +155,7 @@ struct DirBackward {
 };
 
 /// dst rows (leading dimension ldd) = src rows (leading dimension lds) for the running rows
-/// b < Bt, zeros for the others up to B; the columns [c0, c1) only (a thread's units).
+/// b < Bt, zeros for the others up to B; the columns [c0, c1) only (a part's units).
 template <class S>
 void copy_running_rows(S* dst, index_t ldd, const S* src, index_t lds, index_t B, index_t Bt,
                        index_t c0, index_t c1) {
@@ -180,7 +180,7 @@ inline int team_threads(index_t step_work, std::initializer_list<int> parts) {
   return std::max(n, 1);
 }
 
-/// The units thread ti of nt owns: [u0, u1) of the cell's H (in every gate) and [v0, v1) of h's
+/// The units part i of n owns: [u0, u1) of the cell's H (in every gate) and [v0, v1) of h's
 /// Hs (the same units without a projection), as PackedGemm::multiply_part splits them.
 struct TeamUnits {
   index_t u0, u1, v0, v1;
@@ -227,8 +227,8 @@ std::vector<S> projection_bias(const Weights<S>& w, const GateLayout& gates, int
 }
 
 /// One direction's forward (forward_dir runs it): everything its time loop needs, made before
-/// the loop (nothing is allocated inside it), and the steps of the loop. Every member that a
-/// step runs is called by each thread of the team for its own units.
+/// the loop (nothing is allocated inside it), and the steps of the loop, each cut into the
+/// team's parts (a part: its own units).
 template <class Cell, class S>
 class ForwardLoop {
  public:
@@ -487,7 +487,7 @@ class BackwardLoop {
   /// Gate blocks [0, kSame) have the same gradient on the input and the recurrent side (all of
   /// them unless kHiddenGradDiffers; GRU reset_after: r and z). A cell whose blocks differ
   /// writes the recurrent side of a step into one of two (B, G*H) step buffers (steps
-  /// alternate: a thread may start the next step while another still reads this one in the
+  /// alternate: a part may start the next step while another still reads this one in the
   /// product), and the driver keeps the blocks [kSame, G1) that differ, (B, DH) a step, for
   /// dW_hh and db_hh.
   static constexpr bool kDiffers = Cell::kHiddenGradDiffers;

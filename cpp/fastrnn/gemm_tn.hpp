@@ -160,7 +160,7 @@ void gemm_tn_direct(const S* A, index_t lda, index_t K, const std::vector<TnProd
 }
 
 /// gemm_tn's packed path (see gemm_tn below): the plan of its tiles and work items, B packed
-/// once, then each thread's run of items.
+/// once, then the runs of items, one per thread (any thread may run any run).
 template <class S>
 class TnPacked {
   using Traits = Eigen::internal::gebp_traits<S, S>;
@@ -356,7 +356,7 @@ class TnPacked {
 /// columns of A are cut into segments at every m0 and m1, each segment into tiles of tile_m
 /// columns; a work item is (one such tile, one n tile of a product covering it),
 /// the items run over the depth blocks in order, and the threads take contiguous runs of items.
-/// Items of one thread on the same tile of A form a group (up to kGroupBytes of C): for each
+/// Items of one run on the same tile of A form a group (up to kGroupBytes of C): for each
 /// depth block the group packs that tile's block of A once (pack_rhs_by_rows) and runs the
 /// kernel for each of its items; A, which is the largest operand and the slowest to pack (its
 /// rows are a page apart), is packed once for both weight gradients instead of once each (and
