@@ -26,8 +26,9 @@
 namespace fastrnn::detail {
 
 /// One item of a job: fn(ctx, item, thread), thread in [0, threads) unique among the job's
-/// threads at any moment (an index into per-thread scratch). An item may throw: the job runs
-/// its other items, then the first exception is rethrown in the calling thread.
+/// threads at any moment (an index into per-thread scratch). An item may throw: the first
+/// exception is rethrown in the calling thread once every item started has finished (items not
+/// started by then may or may not run).
 using PoolItem = void (*)(void* ctx, index_t item, int thread);
 
 /// Runs fn(ctx, i, thread) for every i in [0, count) on at most min(threads, count) threads,

@@ -14,7 +14,11 @@
 //   * inference forward (no workspace) bit-identical to training forward;
 //   * determinism: bit-identical results for 1 and 2 threads, on a repeated run and with the
 //     arrays at other addresses (offsets that break their SIMD alignment);
-//   * the ISA API (isa_compiled, isa_available, isa, set_isa) and some train:: kernels.
+//   * the ISA API (isa_compiled, isa_available, isa, set_isa) and some train:: kernels;
+//   * the thread pool (cpp/fastrnn/pool.hpp): every item of a job runs once, on fewer threads
+//     than items, an item's exception reaches the caller once the job's threads stopped, jobs
+//     started from an item run serially, and thousands of back-to-back jobs (run it under
+//     -fsanitize=thread to check the pool for data races).
 // It prints one line per variant with the largest errors seen and exits non-zero on any failure.
 // Errors are relative to max(1, max |expected|) over an array; tolerances: forward 1e-10 (double)
 // and 1e-4 (float); double backward against the finite differences (4-point central, step 1e-3,
@@ -26,6 +30,7 @@
 // see the same inputs, and depends only on the seed (our own generator, no <random>
 // distributions, whose algorithms differ between standard libraries).
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <chrono>
 #include <cmath>
@@ -42,6 +47,7 @@
 #include <vector>
 
 #include "fastrnn/fastrnn.hpp"
+#include "fastrnn/pool.hpp"
 
 namespace {
 
@@ -963,6 +969,58 @@ std::string join(const std::vector<std::string>& v) {
   return s;
 }
 
+/// The pool's contract (pool.hpp) on job shapes of every kind, with up to 8 threads.
+void check_pool() {
+  using fastrnn::detail::pool_run;
+  struct Job {
+    std::vector<std::atomic<int>> runs;
+    std::atomic<int> max_thread{0};
+    index_t throw_at = -1;
+    explicit Job(index_t count) : runs(static_cast<size_t>(count)) {}
+  };
+  auto item = [](void* ctx, index_t i, int thread) {
+    Job& j = *static_cast<Job*>(ctx);
+    j.runs[static_cast<size_t>(i)].fetch_add(1);
+    int m = j.max_thread.load();
+    while (thread > m && !j.max_thread.compare_exchange_weak(m, thread)) {
+    }
+    if (i == j.throw_at) throw std::runtime_error("item " + std::to_string(i));
+  };
+  for (int round = 0; round < 300; ++round) {
+    for (index_t count : {1, 2, 3, 7, 64, 1000}) {
+      for (int threads : {1, 2, 3, 8}) {
+        Job j(count);
+        const bool throws = round % 7 == 0 && count > 2;
+        if (throws) j.throw_at = count / 2;
+        try {
+          pool_run(count, threads, item, &j);
+          if (throws) fail("pool: an item's exception did not reach the caller");
+        } catch (const std::runtime_error& e) {
+          if (!throws || std::string(e.what()) != "item " + std::to_string(count / 2))
+            fail(std::string("pool: unexpected exception ") + e.what());
+        }
+        for (const auto& r : j.runs) {  // after an exception, items not started may be skipped
+          if (r.load() > 1 || (r.load() == 0 && !throws))
+            fail("pool: an item ran " + std::to_string(r.load()) + " times");
+        }
+        if (j.max_thread.load() >= std::min<index_t>(threads, count))
+          fail("pool: a thread index beyond the job's threads");
+      }
+    }
+  }
+  // a job started from an item runs serially in that item's thread
+  std::atomic<int> inner_bad{0};
+  auto outer = [](void* ctx, index_t, int) {
+    auto& bad = *static_cast<std::atomic<int>*>(ctx);
+    pool_run(
+        4, 4, [](void* c, index_t, int t) { static_cast<std::atomic<int>*>(c)->fetch_add(t); },
+        &bad);
+  };
+  pool_run(8, 4, outer, &inner_bad);
+  if (inner_bad.load() != 0) fail("pool: a job inside an item was not run serially");
+  if (fastrnn::detail::pool_workers() > 7) fail("pool: more workers than the largest job needs");
+}
+
 void check_isa_api(const std::vector<std::string>& compiled,
                    const std::vector<std::string>& avail) {
   if (compiled.empty()) fail("isa_compiled() is empty");
@@ -1190,6 +1248,10 @@ int main(int argc, char** argv) {
                 threads);
     std::fflush(stdout);
     check_isa_api(compiled, avail);
+    const auto t_pool = std::chrono::steady_clock::now();
+    check_pool();
+    std::printf("thread pool: %d workers, %.2f s\n", fastrnn::detail::pool_workers(),
+                seconds_since(t_pool));
 
     std::vector<std::string> run = avail;  // the variants to test
     if (!only.empty()) {
