@@ -12,6 +12,7 @@ import pytest
 
 import fastrnn
 import fastrnn.onnx
+from fastrnn.training import optim
 
 
 def saved_model(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
@@ -93,3 +94,31 @@ def test_onnx_node_sizes_checked(tmp_path: Path) -> None:
     path = tmp_path / "ok.onnx"
     onnx.save(onnx_gru(), str(path))
     assert fastrnn.onnx.load(path).hidden_size == 4
+
+
+# ------------------------------------------------------------- the optimizer's own contract
+
+
+def test_optimizer_load_state_dict_checks_before_changing() -> None:
+    """Optimizer.load_state_dict (the path a file's state takes) checks everything before it
+    changes anything; the constructors' rules are its rules for the hyper-parameters."""
+    opt = optim.Adam(lr=0.01)
+    p = {"w": np.ones(3, np.float32)}
+    opt.step(p, {"w": np.ones(3, np.float32)})
+    good = opt.state_dict()
+    bad = {**good, "state": {"w": {**good["state"]["w"], "exp_avg_sq": -np.ones(3, np.float32)}}}
+    with pytest.raises(ValueError, match=r"\['exp_avg_sq'\]: expected finite values >= 0"):
+        opt.load_state_dict(bad)
+    with pytest.raises(ValueError, match=r"lr: must be >= 0"):
+        opt.load_state_dict({**good, "defaults": {**good["defaults"], "lr": -1.0}})
+    with pytest.raises(ValueError, match=r"\['w'\]: there is no parameter of that name"):
+        opt.load_state_dict(good, params={"v": np.ones(3, np.float32)})
+    with pytest.raises(TypeError, match=r"state_dict: expected a mapping, got list"):
+        opt.load_state_dict([])  # type: ignore[arg-type]
+    assert opt.defaults["lr"] == 0.01 and opt.state["w"]["exp_avg_sq"].min() >= 0
+    opt.load_state_dict(good, params=p)  # a good one still loads
+    with pytest.raises(TypeError, match=r"lr: expected a real number, got str"):
+        optim.SGD(lr="0.1")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"nesterov: expected a bool, got str"):
+        optim.SGD(momentum=0.9, nesterov="no")  # type: ignore[arg-type]
+    assert optim.Adam(betas=np.array([0.5, 0.5])).defaults["betas"] == (0.5, 0.5)
