@@ -590,14 +590,14 @@ def test_sequence_model_paths(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
 def test_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
-    """A path that is no regular file (a FIFO: np.load waited forever for a writer)
+    """A path that is no regular file (a FIFO: np.load and onnx.load waited forever for a writer)
     is a ValueError naming it. In a child process: a regression blocks, the timeout fails it."""
     pytest.importorskip("onnx")
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     code = (
         "import fastrnn, fastrnn.onnx\n"
-        "for load in (fastrnn.SequenceModel.load,):\n"
+        "for load in (fastrnn.SequenceModel.load, fastrnn.onnx.load):\n"
         "    try:\n"
         f"        load({str(fifo)!r})\n"
         "    except ValueError as e:\n"
@@ -606,7 +606,10 @@ def test_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
-    assert proc.stdout.splitlines() == [f"path: {fifo}: not a regular file"]
+    assert proc.stdout.splitlines() == [
+        f"path: {fifo}: not a regular file",
+        f"model: {fifo}: not a regular file",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -724,40 +727,429 @@ def test_sequence_model_config_rules_are_the_constructors() -> None:
 # ----------------------------------------------------------------------------------- ONNX
 
 
-def onnx_gru(H: int = 4, I: int = 3) -> object:
+def onnx_model(cell: str = "gru", H: int = 4, I: int = 3, **kw: Any) -> Any:
     pytest.importorskip("onnx")
-    return fastrnn.onnx.export(fastrnn.GRU(I, H, seed=0))
+    layer = {"gru": fastrnn.GRU, "lstm": fastrnn.LSTM, "rnn": fastrnn.RNN}[cell](I, H, seed=0, **kw)
+    return fastrnn.onnx.export(layer)
 
 
-def test_onnx_garbage_file(tmp_path: Path) -> None:
-    pytest.importorskip("onnx")
-    bad = tmp_path / "garbage.onnx"
-    bad.write_bytes(b"\x08\x96\x01 this is not protobuf \xff\xfe" * 10)
-    with pytest.raises(ValueError, match=r"garbage\.onnx: not an ONNX model"):
-        fastrnn.onnx.load(bad)
+def _node(model: Any) -> Any:
+    return next(n for n in model.graph.node if n.op_type in ("LSTM", "GRU", "RNN"))
 
 
-def _set_initializer(model: object, name: str, value: np.ndarray) -> None:
-    import onnx
+def _init(model: Any, name: str) -> Any:
+    return next(t for t in model.graph.initializer if t.name == name)
 
-    for t in model.graph.initializer:  # type: ignore[attr-defined]
-        if t.name == name:
+
+def _attr(name: str, value: Any) -> Callable[[Any], None]:
+    """A mutation: the node's attribute ``name`` set to ``value`` (replaced; None removes it)."""
+
+    def mutate(model: Any) -> None:
+        import onnx
+
+        node = _node(model)
+        for a in [a for a in node.attribute if a.name == name]:
+            node.attribute.remove(a)
+        if value is not None:
+            node.attribute.append(onnx.helper.make_attribute(name, value))
+
+    return mutate
+
+
+def _tensor(name: str, value: Any) -> Callable[[Any], None]:
+    """A mutation: initializer ``name`` replaced by ``value`` (an array, or a function of the
+    TensorProto that edits it)."""
+
+    def mutate(model: Any) -> None:
+        import onnx
+
+        t = _init(model, name)
+        if callable(value):
+            value(t)
+        else:
             t.CopyFrom(onnx.numpy_helper.from_array(value, name))
 
+    return mutate
 
-def test_onnx_node_sizes_checked(tmp_path: Path) -> None:
+
+def _inputs(*names: str, init: dict[str, np.ndarray] | None = None) -> Callable[[Any], None]:
+    """A mutation: the node's inputs replaced (``...`` keeps the original at that position), and
+    initializers added."""
+
+    def mutate(model: Any) -> None:
+        import onnx
+
+        node = _node(model)
+        old = list(node.input)
+        new = [old[i] if n == "..." else n for i, n in enumerate(names)]
+        del node.input[:]
+        node.input.extend(new)
+        for k, v in (init or {}).items():
+            model.graph.initializer.append(onnx.numpy_helper.from_array(v, k))
+
+    return mutate
+
+
+def _dims(*dims: int) -> Callable[[Any], None]:
+    def edit(t: Any) -> None:
+        del t.dims[:]
+        t.dims.extend(dims)
+
+    return edit
+
+
+def _strings(t: Any) -> None:
     import onnx
 
-    model = onnx_gru()
-    _set_initializer(model, "R_l0", np.zeros((1, 12), np.float32))  # wrong rank
-    with pytest.raises(ValueError, match="GRU: W and R must be 3-D"):
+    t.CopyFrom(onnx.helper.make_tensor(t.name, onnx.TensorProto.STRING, [1, 12, 3], [b"a"] * 36))
+
+
+def _external(location: str) -> Callable[[Any], None]:
+    def edit(t: Any) -> None:
+        import onnx
+
+        t.data_location = onnx.TensorProto.EXTERNAL
+        t.ClearField("raw_data")
+        for key, value in (("location", location), ("offset", "0"), ("length", "144")):
+            e = t.external_data.add()
+            e.key, e.value = key, value
+
+    return edit
+
+
+def _raw(extra: bytes) -> Callable[[Any], None]:
+    def edit(t: Any) -> None:
+        t.raw_data = t.raw_data + extra
+
+    return edit
+
+
+def _float_data(t: Any) -> None:
+    """The values in float_data (not raw) and a declared size far beyond them."""
+    vals = np.frombuffer(t.raw_data, np.float32).tolist()
+    t.ClearField("raw_data")
+    t.float_data.extend(vals)
+    t.dims[2] = 10**7
+
+
+def _no_rnn_nodes(model: Any) -> None:
+    del model.graph.node[:]
+
+
+def _custom_domain(model: Any) -> None:
+    _node(model).domain = "com.example"
+
+
+def _named_twice(model: Any) -> None:
+    import onnx
+
+    model.graph.node.append(
+        onnx.helper.make_node("GRU", ["X", "W_l0", "R_l0"], ["Z"], name="gru_l0")
+    )
+
+
+def _two_inits(model: Any) -> None:
+    model.graph.initializer.append(_init(model, "W_l0"))
+
+
+W = np.zeros((1, 12, 3), np.float32)
+ONNX_CASES: dict[str, tuple[Callable[[Any], None], str, bool]] = {
+    # attributes: (mutation, problem, unsupported: an UnsupportedError, valid ONNX)
+    "hidden float": (
+        _attr("hidden_size", 4.0),
+        r"GRU: attribute 'hidden_size' must be of type INT, got FLOAT",
+        False,
+    ),
+    "hidden str": (
+        _attr("hidden_size", "4"),
+        r"GRU: attribute 'hidden_size' must be of type INT, got STRING",
+        False,
+    ),
+    "hidden ints": (
+        _attr("hidden_size", [4]),
+        r"GRU: attribute 'hidden_size' must be of type INT, got INTS",
+        False,
+    ),
+    "hidden 0": (_attr("hidden_size", 0), r"GRU: hidden_size 0 does not match", False),
+    "hidden huge": (_attr("hidden_size", 4000), r"GRU: hidden_size 4000 does not match", False),
+    "direction": (
+        _attr("direction", "sideways"),
+        r"GRU: direction 'sideways': expected 'forward', 'reverse' or 'bidirectional'",
+        False,
+    ),
+    "direction int": (
+        _attr("direction", 1),
+        r"GRU: attribute 'direction' must be of type STRING, got INT",
+        False,
+    ),
+    "direction 2": (
+        _attr("direction", "bidirectional"),
+        r"GRU: direction 'bidirectional' needs W and R of 2 direction\(s\), got 1",
+        False,
+    ),
+    "reverse": (
+        _attr("direction", "reverse"),
+        r"direction='reverse' alone has no fastrnn layer equivalent",
+        True,
+    ),
+    "layout": (_attr("layout", 2), r"GRU: attribute 'layout' must be 0 or 1, got 2", False),
+    "linear_before_reset": (
+        _attr("linear_before_reset", -1),
+        r"GRU: attribute 'linear_before_reset' must be 0 or 1, got -1",
+        False,
+    ),
+    "activations unknown": (
+        _attr("activations", ["Foo", "Tanh"]),
+        r"GRU: activations \['Foo', 'Tanh'\]: expected 2 of ONNX's activation functions",
+        False,
+    ),
+    "activations count": (
+        _attr("activations", ["Sigmoid"]),
+        r"GRU: activations \['Sigmoid'\]: expected 2 of ONNX's",
+        False,
+    ),
+    "activations string": (
+        _attr("activations", "Tanh"),
+        r"GRU: attribute 'activations' must be of type STRINGS, got STRING",
+        False,
+    ),
+    "activations ints": (
+        _attr("activations", [1, 2]),
+        r"GRU: attribute 'activations' must be of type STRINGS, got INTS",
+        False,
+    ),
+    "activations unsupported": (
+        _attr("activations", ["HardSigmoid", "Tanh"]),
+        r"GRU activations \['HardSigmoid', 'Tanh'\] have no fastrnn equivalent",
+        True,
+    ),
+    "clip": (_attr("clip", 1.0), r"attribute 'clip' has no fastrnn equivalent", True),
+    "unknown attribute": (
+        _attr("input_forget", 1),
+        r"GRU: attribute 'input_forget' is not one of ONNX's GRU attributes",
+        False,
+    ),
+    # initializers
+    "W int64": (
+        _tensor("W_l0", W.astype(np.int64)),
+        r"GRU input 1 \(W, 'W_l0'\): expected a FLOAT, DOUBLE or FLOAT16 tensor, got INT64",
+        False,
+    ),
+    "W string": (
+        _tensor("W_l0", _strings),
+        r"GRU input 1 \(W, 'W_l0'\): expected a FLOAT, DOUBLE or FLOAT16 tensor, got STRING",
+        False,
+    ),
+    "W bool": (
+        _tensor("W_l0", W.astype(bool)),
+        r"GRU input 1 \(W, 'W_l0'\): expected a FLOAT, DOUBLE or FLOAT16 tensor, got BOOL",
+        False,
+    ),
+    "W nan": (
+        _tensor("W_l0", W + np.nan),
+        r"GRU input 1 \(W, 'W_l0'\): contains NaN or infinity",
+        False,
+    ),
+    "R inf": (
+        _tensor("R_l0", np.full((1, 12, 4), np.inf, np.float32)),
+        r"GRU input 2 \(R, 'R_l0'\): contains NaN or infinity",
+        False,
+    ),
+    "W dims huge": (
+        _tensor("W_l0", _dims(1, 12, 10**8)),
+        r"GRU input 1 \(W, 'W_l0'\): declares shape \(1, 12, 100000000\) of float32 "
+        r"\(4800000000 bytes\), holds 144 bytes",
+        False,
+    ),
+    "W float_data huge": (
+        _tensor("W_l0", _float_data),
+        r"GRU input 1 \(W, 'W_l0'\): declares shape \(1, 12, 10000000\) of float32 "
+        r"\(480000000 bytes\), holds 144 bytes",
+        False,
+    ),
+    "W dims negative": (
+        _tensor("W_l0", _dims(1, 12, -3)),
+        r"GRU input 1 \(W, 'W_l0'\): declares the shape \(1, 12, -3\)",
+        False,
+    ),
+    "W raw odd": (
+        _tensor("W_l0", _raw(b"\0")),
+        r"GRU input 1 \(W, 'W_l0'\): declares shape \(1, 12, 3\) of float32 "
+        r"\(144 bytes\), holds 145 bytes",
+        False,
+    ),
+    "W external": (
+        _tensor("W_l0", _external("weights.bin")),
+        r"GRU input 1 \(W, 'W_l0'\): its data is in an external file",
+        False,
+    ),
+    "W external abs": (
+        _tensor("W_l0", _external("/etc/passwd")),
+        r"GRU input 1 \(W, 'W_l0'\): its data is in an external file",
+        False,
+    ),
+    "R rank": (
+        _tensor("R_l0", np.zeros((1, 12), np.float32)),
+        r"GRU: W and R must be 3-D \(D, G\*H, \.\.\.\), got \(1, 12, 3\) and \(1, 12\)",
+        False,
+    ),
+    "R scalar": (_tensor("R_l0", np.float32(0)), r"GRU: W and R must be 3-D", False),
+    "W rank 4": (_tensor("W_l0", W[None]), r"GRU: W and R must be 3-D", False),
+    "W no inputs": (
+        _tensor("W_l0", np.zeros((1, 12, 0), np.float32)),
+        r"GRU: hidden_size 4 does not match W \(1, 12, 0\)",
+        False,
+    ),
+    "B rank": (
+        _tensor("B_l0", np.zeros(24, np.float32)),
+        r"GRU: B must have shape \(1, 24\), got \(24,\)",
+        False,
+    ),
+    "B int": (
+        _tensor("B_l0", np.zeros((1, 24), np.int32)),
+        r"GRU input 3 \(B, 'B_l0'\): expected a FLOAT, DOUBLE or FLOAT16 tensor, got INT32",
+        False,
+    ),
+    # inputs
+    "only X": (
+        _inputs("..."),
+        r"GRU: expected the inputs X, W, R and at most 6 in all, got \['X'\]",
+        False,
+    ),
+    "no R": (_inputs("...", "...", ""), r"GRU: expected the inputs X, W, R", False),
+    "too many": (
+        _inputs("...", "...", "...", "...", "", "", "x"),
+        r"GRU: expected the inputs X, W, R and at most 6 in all",
+        False,
+    ),
+    "W not init": (
+        _inputs("...", "nope", "..."),
+        r"GRU input 1 \(W, 'nope'\) is not an initializer",
+        False,
+    ),
+    "W twice": (_two_inits, r"GRU input 1 \(W, 'W_l0'\) names two initializers", False),
+    "B not init": (
+        _inputs("...", "...", "...", "nope"),
+        r"GRU input 3 \(B, 'nope'\) is not an initializer",
+        False,
+    ),
+    "lengths constant": (
+        _inputs("...", "...", "...", "...", "lens", init={"lens": np.array([2], np.int32)}),
+        r"GRU: a constant sequence_lens \(a layer takes lengths at each call\) "
+        r"has no fastrnn equivalent",
+        True,
+    ),
+    "h0 constant": (
+        _inputs("...", "...", "...", "...", "", "h0", init={"h0": np.ones((1, 1, 4), np.float32)}),
+        r"GRU: a constant initial_h .* has no fastrnn equivalent",
+        True,
+    ),
+    # nodes
+    "no nodes": (_no_rnn_nodes, r"no LSTM/GRU/RNN node$", False),
+    "custom domain": (_custom_domain, r"no LSTM/GRU/RNN node$", False),
+}
+
+
+@pytest.mark.parametrize("case", ONNX_CASES)
+def test_onnx_crafted(tmp_path: Path, case: str) -> None:
+    mutate, problem, unsupported = ONNX_CASES[case]
+    model = onnx_model()
+    mutate(model)
+    path = tmp_path / "crafted.onnx"
+    path.write_bytes(model.SerializeToString())
+    (tmp_path / "weights.bin").write_bytes(np.ones(36, np.float32).tobytes())
+    error = fastrnn.onnx.UnsupportedError if unsupported else ValueError
+    with bounded(), raises_naming(path, problem, error) as e:
+        fastrnn.onnx.load(path)
+    assert isinstance(e.value, NotImplementedError) == unsupported
+    with pytest.raises(error, match=rf"^model: {problem}"):  # a ModelProto: "model: ..."
         fastrnn.onnx.load(model)
-    model = onnx_gru()
-    node = next(n for n in model.graph.node if n.op_type == "GRU")  # type: ignore[attr-defined]
-    attr = next(a for a in node.attribute if a.name == "hidden_size")
-    attr.i = 4000  # declared, not held: refused before a 4000-unit layer is made
-    with pytest.raises(ValueError, match="GRU: hidden_size 4000 does not match"):
+
+
+def test_onnx_lstm_and_rnn_cases(tmp_path: Path) -> None:
+    """The checks per operator: LSTM's peepholes and input_forget, RNN's activations."""
+    import onnx
+
+    model = onnx_model("lstm")
+    _inputs("...", "...", "...", "...", "", "", "", "P", init={"P": np.zeros((1, 12), np.float32)})(
+        model
+    )
+    path = tmp_path / "lstm.onnx"
+    path.write_bytes(model.SerializeToString())
+    with raises_naming(
+        path, r"LSTM: LSTM peepholes \(input P\) has no", fastrnn.onnx.UnsupportedError
+    ):
+        fastrnn.onnx.load(path)
+    model = onnx_model("lstm")
+    _attr("input_forget", 2)(model)
+    with pytest.raises(ValueError, match=r"LSTM: attribute 'input_forget' must be 0 or 1, got 2"):
         fastrnn.onnx.load(model)
+    model = onnx_model("rnn")
+    _attr("activations", ["Sigmoid"])(model)
+    with pytest.raises(fastrnn.onnx.UnsupportedError, match=r"RNN activations \['Sigmoid'\]"):
+        fastrnn.onnx.load(model)
+    model = onnx_model("rnn")
+    _attr("linear_before_reset", 1)(model)
+    with pytest.raises(ValueError, match=r"RNN: attribute 'linear_before_reset' is not one of"):
+        fastrnn.onnx.load(model)
+    model = onnx_model("rnn")
+    node = _node(model)
+    node.attribute.append(onnx.helper.make_attribute("hidden_size", 4))
+    with pytest.raises(ValueError, match=r"attribute 'hidden_size' is given twice"):
+        fastrnn.onnx.load(model)
+    model = onnx_model()
+    _named_twice(model)
+    with pytest.raises(ValueError, match=r"2 LSTM/GRU/RNN nodes are named 'gru_l0'"):
+        fastrnn.onnx.load(model, node_name="gru_l0")
+    with pytest.raises(ValueError, match=r"no LSTM/GRU/RNN node named 'other'"):
+        fastrnn.onnx.load(model, node_name="other")
+
+
+def test_onnx_external_data_is_never_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tensor whose data is 'external' names a file; fastrnn.onnx.load reads none (a
+    ModelProto's would be looked for in the current folder), and says how to load it safely."""
+    import onnx
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "w.bin").write_bytes(np.ones(36, np.float32).tobytes())
+    model = onnx_model()
+    _tensor("W_l0", _external("w.bin"))(model)
+    with pytest.raises(
+        ValueError, match=r"^model: GRU input 1 .*external file.*onnx\.load\(path\)"
+    ):
+        fastrnn.onnx.load(model)
+    onnx.save(model, str(tmp_path / "ext.onnx"))
+    layer = fastrnn.onnx.load(onnx.load(str(tmp_path / "ext.onnx")))  # onnx reads it: fine
+    assert (layer.weight_ih_l0 == 1).all()
+
+
+def test_onnx_files(tmp_path: Path) -> None:
+    """Files that are not ONNX, empty, cut short, no regular file; and good files of every
+    float type still load."""
+    import onnx
+
+    good = onnx_model().SerializeToString()
+    for name, data, problem in [
+        ("garbage.onnx", b"\x08\x96\x01 this is not protobuf \xff\xfe" * 10, "not an ONNX model"),
+        ("cut.onnx", good[: len(good) // 2], "not an ONNX model"),
+        ("empty.onnx", b"", "no LSTM/GRU/RNN node"),
+    ]:
+        (tmp_path / name).write_bytes(data)
+        with raises_naming(tmp_path / name, problem):
+            fastrnn.onnx.load(tmp_path / name)
+    with pytest.raises(FileNotFoundError):
+        fastrnn.onnx.load(tmp_path / "missing.onnx")
+    with pytest.raises(IsADirectoryError):
+        fastrnn.onnx.load(tmp_path)
     path = tmp_path / "ok.onnx"
-    onnx.save(onnx_gru(), str(path))
+    onnx.save(onnx_model(), str(path))
     assert fastrnn.onnx.load(path).hidden_size == 4
+    for dt in (np.float64, np.float16):
+        model = onnx_model()
+        for name in ("W_l0", "R_l0", "B_l0"):
+            a = onnx.numpy_helper.to_array(_init(model, name))
+            _tensor(name, a.astype(dt))(model)
+        ref = fastrnn.onnx.load(onnx_model()).weight_hh_l0
+        np.testing.assert_allclose(fastrnn.onnx.load(model).weight_hh_l0, ref, atol=1e-3)
+    model = onnx_model("lstm", bidirectional=True)
+    assert fastrnn.onnx.load(model).bidirectional
