@@ -1,7 +1,8 @@
 """Crafted or damaged files: a ValueError naming the file and the problem, checked before
 anything of the declared sizes is allocated (not AttributeError, IndexError, KeyError,
 DecodeError or MemoryError), for every entry point that reads a file a user may get from someone
-else: ``SequenceModel.load`` and the optimizer state it restores, and ``fastrnn.onnx.load``."""
+else: ``SequenceModel.load``, ``fastrnn.onnx.load``, ``text.load_text`` (and ``fastrnn demo
+--text``), and the optimizer state they restore."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ import pytest
 
 import fastrnn
 import fastrnn.onnx
-from fastrnn.training import optim
+from fastrnn import convert
+from fastrnn.tools import cli
+from fastrnn.training import optim, text
 
 Arrays = dict[str, Any]
 
@@ -1153,3 +1156,42 @@ def test_onnx_files(tmp_path: Path) -> None:
         np.testing.assert_allclose(fastrnn.onnx.load(model).weight_hh_l0, ref, atol=1e-3)
     model = onnx_model("lstm", bidirectional=True)
     assert fastrnn.onnx.load(model).bidirectional
+
+
+# ----------------------------------------------------------------------------- text files
+
+
+def test_text_binary_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A binary file (NUL characters) is no text to learn from: a ValueError naming it, also for
+    a device that never ends; in ``fastrnn demo --text`` a one-line usage error."""
+    binary = tmp_path / "image.png"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    with pytest.raises(ValueError, match=rf"^path: {re.escape(repr(str(binary)))} is not a text"):
+        text.load_text(binary)
+    if os.path.exists("/dev/zero"):
+        with pytest.raises(ValueError, match=r"^path: '/dev/zero' is not a text file"):
+            text.load_text("/dev/zero")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["demo", "--text", str(binary), "--steps", "1"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("fastrnn demo: error: --text: path: ")
+    (tmp_path / "latin1.txt").write_bytes("café\n".encode("latin-1") * 3)
+    assert text.load_text(tmp_path / "latin1.txt") == "caf\ufffd\n" * 3  # replaced, as documented
+
+
+# -------------------------------------------------------------- other frameworks' weights
+
+
+def test_keras_and_onnx_weights_dtype() -> None:
+    """Weights from another framework's file: a non-float bias is a TypeError naming it, as a
+    non-float kernel already was."""
+    k, rk = np.zeros((3, 12), np.float32), np.zeros((4, 12), np.float32)
+    with pytest.raises(TypeError, match=r"bias: expected a floating-point array, got <U1"):
+        convert.from_keras("gru_reset_before", k, rk, np.array(["a"] * 12))
+    with pytest.raises(TypeError, match=r"^W: expected a floating-point array, got int64"):
+        convert.from_onnx("gru", np.zeros((1, 12, 3), np.int64), np.zeros((1, 12, 4)))
+    with pytest.raises(TypeError, match=r"^B: expected a floating-point array, got object"):
+        convert.from_onnx(
+            "gru", np.zeros((1, 12, 3)), np.zeros((1, 12, 4)), np.zeros((1, 24), object)
+        )
