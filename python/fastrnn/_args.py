@@ -13,9 +13,24 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-__all__ = ["as_rng", "check_int", "check_real", "float_array", "float_dtype", "to_numpy"]
+__all__ = [
+    "as_rng",
+    "check_bool",
+    "check_int",
+    "check_real",
+    "float_array",
+    "float_dtype",
+    "to_numpy",
+]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_bool(name: str, v: Any) -> bool:
+    """``v`` as a bool; anything but a bool (or NumPy's) is a TypeError: ``"no"`` is not False."""
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a bool, got {type(v).__name__}")
+    return bool(v)
 
 
 def check_int(name: str, v: Any, minimum: int | None = None) -> int:

@@ -63,12 +63,18 @@ def _reorder(a: Array, src: str, dst: str, axis: int) -> Array:
     return np.concatenate([blocks[src.index(g)] for g in dst], axis=axis)
 
 
-def _as2d(name: str, a: ArrayLike, rows: int | None = None) -> Array:
+def _as_float(name: str, a: ArrayLike) -> Array:
+    """``a`` as an array of floats (weights from another framework: any float width)."""
     arr = np.asarray(a)
-    if arr.ndim != 2 or (rows is not None and arr.shape[0] != rows):
-        raise ValueError(f"{name}: expected a 2-D array, got shape {arr.shape}")
     if arr.dtype.kind != "f":
         raise TypeError(f"{name}: expected a floating-point array, got {arr.dtype}")
+    return arr
+
+
+def _as2d(name: str, a: ArrayLike, rows: int | None = None) -> Array:
+    arr = _as_float(name, a)
+    if arr.ndim != 2 or (rows is not None and arr.shape[0] != rows):
+        raise ValueError(f"{name}: expected a 2-D array, got shape {arr.shape}")
     return arr
 
 
@@ -112,7 +118,7 @@ def from_keras(
         "bias_hh": None,
     }
     if bias is not None:
-        b = np.asarray(bias)
+        b = _as_float("bias", bias)
         if cell == "gru":
             if b.shape != (2, G * H):
                 raise ValueError(
@@ -188,11 +194,11 @@ def from_onnx(
     node's ``linear_before_reset``: 1 is ``"gru"``, 0 (ONNX's default) ``"gru_reset_before"``."""
     fam = _family(cell)
     src, dst = GATE_ORDER["onnx"][fam], GATE_ORDER["torch"][fam]
-    Wa, Ra = np.asarray(W), np.asarray(R)
+    Wa, Ra = _as_float("W", W), _as_float("R", R)
     if Wa.ndim != 3 or Ra.ndim != 3 or Wa.shape[0] != Ra.shape[0] or Wa.shape[1] != Ra.shape[1]:
         raise ValueError(f"W, R: expected (D, G*H, I) and (D, G*H, H), got {Wa.shape}, {Ra.shape}")
     D, GH = Wa.shape[:2]
-    Ba = np.zeros((D, 2 * GH), Wa.dtype) if B is None else np.asarray(B)
+    Ba = np.zeros((D, 2 * GH), Wa.dtype) if B is None else _as_float("B", B)
     if Ba.shape != (D, 2 * GH):
         raise ValueError(f"B: expected shape {(D, 2 * GH)}, got {Ba.shape}")
     out = []

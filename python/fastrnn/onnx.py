@@ -15,16 +15,19 @@ The weights are exported in float32. ``proj_size`` has no ONNX equivalent and is
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
 import numpy as np
 
 from . import convert
+from ._args import float_dtype
+from ._files import open_regular
 from .layers import RecurrentLayer, from_spec
 from .spec import StackSpec
 
-__all__ = ["export", "load"]
+__all__ = ["UnsupportedError", "export", "load"]
 
 # ONNX Runtime 1.31 reads models up to IR version 13; onnx 1.23 writes 14 by default.
 IR_VERSION = 8
@@ -174,44 +177,181 @@ def export(
     return model
 
 
+class UnsupportedError(NotImplementedError, ValueError):
+    """A valid ONNX node that computes what no fastrnn layer does (clipping, peepholes, a
+    reverse-only direction, other activations, constant lengths or initial states): a
+    NotImplementedError, and a ValueError as every problem of a model :func:`load` reads."""
+
+
+#: each operator's attributes (ONNX's LSTM, GRU, RNN, opset 14) and their AttributeProto types
+_COMMON_ATTRS = {
+    "hidden_size": "INT", "direction": "STRING", "layout": "INT", "activations": "STRINGS",
+    "activation_alpha": "FLOATS", "activation_beta": "FLOATS", "clip": "FLOAT",
+}  # fmt: skip
+_ATTRS = {
+    "LSTM": {**_COMMON_ATTRS, "input_forget": "INT"},
+    "GRU": {**_COMMON_ATTRS, "linear_before_reset": "INT"},
+    "RNN": _COMMON_ATTRS,
+}
+#: each operator's activation functions per direction, ONNX's defaults
+_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}
+#: the activation functions ONNX defines for them (lower case)
+_ONNX_ACTIVATIONS = {
+    "relu", "tanh", "sigmoid", "affine", "leakyrelu", "thresholdedrelu", "scaledtanh",
+    "hardsigmoid", "elu", "softsign", "softplus",
+}  # fmt: skip
+#: the node's inputs after X, W, R, B, by position, and why a constant one is refused
+_OPTIONAL_INPUTS = {
+    4: ("sequence_lens", "a constant sequence_lens (a layer takes lengths at each call)"),
+    5: ("initial_h", "a constant initial_h (a layer takes its initial state at each call)"),
+    6: ("initial_c", "a constant initial_c (a layer takes its initial state at each call)"),
+    7: ("P", "LSTM peepholes (input P)"),
+}
+#: the TensorProto data types of weights: FLOAT, DOUBLE, FLOAT16
+_FLOATS: dict[int, np.dtype[Any]] = {
+    1: np.dtype(np.float32), 11: np.dtype(np.float64), 10: np.dtype(np.float16),
+}  # fmt: skip
+
+
+def _read_model(onnx: Any, path: Any, where: str) -> Any:
+    """The ModelProto of the file at ``path`` (a regular file; its external data, if any, is not
+    read: :func:`_tensor` refuses it)."""
+    with open_regular(path, where) as f:
+        data = f.read()
+    try:
+        return onnx.load_model_from_string(data)
+    except Exception as e:  # protobuf's DecodeError and the like: not an ONNX model
+        raise ValueError(f"{where}: not an ONNX model ({type(e).__name__}: {e})") from None
+
+
 def _find_node(model: Any, node_name: str | None) -> Any:
-    nodes = [n for n in model.graph.node if n.op_type in ("LSTM", "GRU", "RNN")]
-    if node_name is not None:
-        nodes = [n for n in nodes if n.name == node_name]
+    nodes = [
+        n
+        for n in model.graph.node
+        if n.op_type in _ATTRS and n.domain in ("", "ai.onnx")
+        and (node_name is None or n.name == node_name)
+    ]  # fmt: skip
     if not nodes:
-        raise ValueError(
-            f"model: no LSTM/GRU/RNN node{f' named {node_name!r}' if node_name else ''}"
-        )
+        raise ValueError(f"no LSTM/GRU/RNN node{f' named {node_name!r}' if node_name else ''}")
+    if node_name is not None and len(nodes) > 1:
+        raise ValueError(f"{len(nodes)} LSTM/GRU/RNN nodes are named {node_name!r}")
     return nodes[0]
 
 
-def _check_supported(node: Any, attrs: dict[str, Any], peepholes: Any) -> None:
-    """Refuse what no fastrnn cell computes."""
-    direction = attrs.get("direction", b"forward")
-    direction = direction.decode() if isinstance(direction, bytes) else direction
+def _attributes(onnx: Any, node: Any) -> dict[str, Any]:
+    """The node's attributes by name, each one of its operator's and of the type ONNX gives it
+    (strings decoded)."""
+    op, kinds, out = node.op_type, _ATTRS[node.op_type], {}
+    for a in node.attribute:
+        kind = kinds.get(a.name)
+        if kind is None:
+            raise ValueError(f"{op}: attribute {a.name!r} is not one of ONNX's {op} attributes")
+        if a.name in out:
+            raise ValueError(f"{op}: attribute {a.name!r} is given twice")
+        if a.type != getattr(onnx.AttributeProto, kind):
+            got = {v: k for k, v in onnx.AttributeProto.AttributeType.items()}.get(a.type, a.type)
+            raise ValueError(f"{op}: attribute {a.name!r} must be of type {kind}, got {got}")
+        v = onnx.helper.get_attribute_value(a)
+        if kind == "STRING":
+            v = v.decode("utf-8", "replace")
+        elif kind == "STRINGS":
+            v = [b.decode("utf-8", "replace") for b in v]
+        out[a.name] = v
+    return out
+
+
+def _check_supported(op: str, attrs: dict[str, Any]) -> int:
+    """The attributes' values: a ValueError for one ONNX does not define, UnsupportedError for
+    what no fastrnn cell computes. Returns D, the node's directions."""
+    direction = attrs.get("direction", "forward")
+    if direction not in ("forward", "reverse", "bidirectional"):
+        raise ValueError(
+            f"{op}: direction {direction!r}: expected 'forward', 'reverse' or 'bidirectional'"
+        )
+    for flag in ("layout", "linear_before_reset", "input_forget"):
+        if attrs.get(flag, 0) not in (0, 1):
+            raise ValueError(f"{op}: attribute {flag!r} must be 0 or 1, got {attrs[flag]}")
     if direction == "reverse":
-        raise NotImplementedError("direction='reverse' alone has no fastrnn layer equivalent")
+        raise UnsupportedError("direction='reverse' alone has no fastrnn layer equivalent")
     for unsupported in ("clip", "activation_alpha", "activation_beta"):
         if unsupported in attrs:
-            raise NotImplementedError(f"attribute {unsupported!r} has no fastrnn equivalent")
+            raise UnsupportedError(f"attribute {unsupported!r} has no fastrnn equivalent")
     if attrs.get("input_forget", 0):
-        raise NotImplementedError("input_forget=1 has no fastrnn equivalent")
-    if node.op_type == "LSTM" and peepholes is not None:
-        raise NotImplementedError("LSTM peepholes (input P) have no fastrnn equivalent")
+        raise UnsupportedError("input_forget=1 has no fastrnn equivalent")
+    return 2 if direction == "bidirectional" else 1
 
 
-def _check_weight_shapes(op: str, attrs: dict[str, Any], W: Any, R: Any, B: Any) -> None:
+def _tensor(onnx: Any, t: Any, what: str) -> Any:
+    """An initializer's array: float data held in the model, as much as its dims declare (checked
+    before it is made), finite."""
+    if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data):
+        raise ValueError(
+            f"{what}: its data is in an external file, which fastrnn.onnx.load does not read "
+            "(onnx.load(path) reads it from the model's folder: pass the ModelProto it returns)"
+        )
+    dt = _FLOATS.get(t.data_type)
+    if dt is None:
+        name = {v: k for k, v in onnx.TensorProto.DataType.items()}.get(t.data_type, t.data_type)
+        raise ValueError(f"{what}: expected a FLOAT, DOUBLE or FLOAT16 tensor, got {name}")
+    if any(d < 0 for d in t.dims) or t.HasField("segment"):
+        raise ValueError(f"{what}: declares the shape {tuple(t.dims)} (or a segment)")
+    count = math.prod(t.dims)
+    field = {1: t.float_data, 11: t.double_data, 10: t.int32_data}[t.data_type]
+    held = len(t.raw_data) if t.raw_data else len(field) * dt.itemsize
+    if held != count * dt.itemsize:
+        raise ValueError(
+            f"{what}: declares shape {tuple(t.dims)} of {dt} ({count * dt.itemsize} bytes), "
+            f"holds {held} bytes"
+        )
+    a = onnx.numpy_helper.to_array(t)
+    if not np.isfinite(a).all():
+        raise ValueError(f"{what}: contains NaN or infinity")
+    return a.astype(np.float32) if dt == np.float16 else a
+
+
+def _weights(onnx: Any, graph: Any, node: Any) -> tuple[Any, Any, Any]:
+    """W, R and B (or None) from the graph's initializers; the optional inputs after them must
+    not be constants (a layer takes lengths and initial states at each call)."""
+    op, ins = node.op_type, list(node.input)
+    limit = 8 if op == "LSTM" else 6
+    if not 3 <= len(ins) <= limit or not ins[1] or not ins[2]:
+        raise ValueError(f"{op}: expected the inputs X, W, R and at most {limit} in all, got {ins}")
+    inits: dict[str, list[Any]] = {}
+    for t in graph.initializer:
+        inits.setdefault(t.name, []).append(t)
+
+    def init(i: int, what: str) -> Any:
+        found = inits.get(ins[i], [])
+        if len(found) != 1:
+            problem = "is not an initializer" if not found else "names two initializers"
+            raise ValueError(f"{op} input {i} ({what}, {ins[i]!r}) {problem}")
+        return _tensor(onnx, found[0], f"{op} input {i} ({what}, {ins[i]!r})")
+
+    for i, (what, why) in _OPTIONAL_INPUTS.items():
+        if i < len(ins) and ins[i] and (what == "P" or ins[i] in inits):
+            raise UnsupportedError(f"{op}: {why} has no fastrnn equivalent")
+    B = init(3, "B") if len(ins) > 3 and ins[3] else None
+    return init(1, "W"), init(2, "R"), B
+
+
+def _check_weight_shapes(op: str, attrs: dict[str, Any], D: int, W: Any, R: Any, B: Any) -> None:
     """W ``(D, G*H, I)``, R ``(D, G*H, H)``, B ``(D, 2*G*H)`` consistent with each other and with
-    the node's ``hidden_size``: a crafted node cannot declare sizes its arrays do not have."""
+    the node's ``hidden_size`` and ``direction``: a crafted node cannot declare sizes its arrays
+    do not have."""
     G = {"LSTM": 4, "GRU": 3, "RNN": 1}[op]
     if W.ndim != 3 or R.ndim != 3 or W.shape[0] not in (1, 2):
         raise ValueError(f"{op}: W and R must be 3-D (D, G*H, ...), got {W.shape} and {R.shape}")
-    D, GH, H = R.shape
+    _, GH, H = R.shape
     H_attr = attrs.get("hidden_size", H)
-    if GH != G * H or H_attr != H or W.shape[:2] != (D, GH) or W.shape[2] < 1 or H < 1:
+    if GH != G * H or H_attr != H or W.shape[:2] != (R.shape[0], GH) or W.shape[2] < 1 or H < 1:
         raise ValueError(
             f"{op}: hidden_size {H_attr} does not match W {W.shape} and R {R.shape} "
             f"(expected W (D, {G}*H, I), R (D, {G}*H, H))"
+        )
+    if R.shape[0] != D:
+        raise ValueError(
+            f"{op}: direction {attrs.get('direction', 'forward')!r} needs W and R of {D} "
+            f"direction(s), got {R.shape[0]}"
         )
     if B is not None and B.shape != (D, 2 * GH):
         raise ValueError(f"{op}: B must have shape {(D, 2 * GH)}, got {B.shape}")
@@ -219,57 +359,62 @@ def _check_weight_shapes(op: str, attrs: dict[str, Any], W: Any, R: Any, B: Any)
 
 def _cell_of(op: str, attrs: dict[str, Any], D: int) -> str:
     """The fastrnn cell of an ONNX node, from its operator and activations."""
-    acts = [a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", [])]
-    defaults = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
-    if op in defaults:
-        if acts and acts != defaults[op] * D:
-            raise NotImplementedError(f"{op} activations {acts} have no fastrnn equivalent")
-        if op == "LSTM":
-            return "lstm"
-        return "gru" if int(attrs.get("linear_before_reset", 0)) == 1 else "gru_reset_before"
-    if (acts and set(acts) - {"Tanh", "Relu"}) or len(set(acts)) > 1:
-        raise NotImplementedError(f"RNN activations {acts} have no fastrnn equivalent")
-    return "rnn_relu" if acts and acts[0] == "Relu" else "rnn_tanh"
+    acts = attrs.get("activations", _ACTIVATIONS[op] * D)
+    per = len(_ACTIVATIONS[op])
+    if len(acts) != per * D or any(a.lower() not in _ONNX_ACTIVATIONS for a in acts):
+        raise ValueError(
+            f"{op}: activations {acts}: expected {per * D} of ONNX's activation functions "
+            f"({per} per direction)"
+        )
+    if op == "RNN":
+        if set(acts) - {"Tanh", "Relu"} or len(set(acts)) > 1:
+            raise UnsupportedError(f"RNN activations {acts} have no fastrnn equivalent")
+        return "rnn_relu" if acts[0] == "Relu" else "rnn_tanh"
+    if acts != _ACTIVATIONS[op] * D:
+        raise UnsupportedError(f"{op} activations {acts} have no fastrnn equivalent")
+    if op == "LSTM":
+        return "lstm"
+    return "gru" if attrs.get("linear_before_reset", 0) == 1 else "gru_reset_before"
 
 
-def load(model: Any, node_name: str | None = None, *, dtype: Any = np.float32) -> RecurrentLayer:
-    """A fastrnn layer with the weights of one ``LSTM``/``GRU``/``RNN`` node of an ONNX model
-    (a path or a ``ModelProto``): the first such node, or the one named ``node_name``. The
-    weights must be initializers; clipping, peepholes, ``input_forget`` and activations other
-    than the defaults (and Relu for RNN) have no fastrnn equivalent and are refused."""
-    onnx = _onnx()
-    if not hasattr(model, "graph"):
-        path = os.fspath(model)
-        try:
-            model = onnx.load(path)
-        except OSError:
-            raise
-        except Exception as e:  # protobuf's DecodeError and the like: not an ONNX model
-            raise ValueError(
-                f"model: {path}: not an ONNX model ({type(e).__name__}: {e})"
-            ) from None
-    node = _find_node(model, node_name)
-    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-    inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
-
-    def init(i: int) -> Any:
-        if len(node.input) <= i or not node.input[i]:
-            return None
-        if node.input[i] not in inits:
-            raise ValueError(f"{node.op_type} input {i} ({node.input[i]!r}) is not an initializer")
-        return inits[node.input[i]]
-
-    _check_supported(node, attrs, init(7))
-    W, R, B = init(1), init(2), init(3)
-    if W is None or R is None:
-        raise ValueError(f"{node.op_type}: W and R must be initializers")
-    _check_weight_shapes(node.op_type, attrs, W, R, B)  # before a layer of those sizes is made
-    D, _, I = W.shape
-    H = int(R.shape[2])
-    spec = StackSpec(_cell_of(node.op_type, attrs, D), I, H, bidirectional=D == 2, dtype=dtype)
-    layer = from_spec(spec, batch_first=int(attrs.get("layout", 0)) == 1)
+def _layer_of(onnx: Any, graph: Any, node: Any, dtype: Any) -> RecurrentLayer:
+    """The layer of ``node``, every attribute and initializer it reads checked first."""
+    op = node.op_type
+    attrs = _attributes(onnx, node)
+    D = _check_supported(op, attrs)
+    cell = _cell_of(op, attrs, D)
+    W, R, B = _weights(onnx, graph, node)
+    _check_weight_shapes(op, attrs, D, W, R, B)  # before a layer of those sizes is made
+    spec = StackSpec(cell, W.shape[2], R.shape[2], bidirectional=D == 2, dtype=dtype)
+    layer = from_spec(spec, batch_first=attrs.get("layout", 0) == 1)
     sd: dict[str, Any] = {}
     for d, params in enumerate(convert.from_onnx(spec.cell, W, R, B)):
         sd.update(zip(spec.entry_names(d)[:4], params, strict=True))
     layer.load_state_dict(sd)
     return layer
+
+
+def load(model: Any, node_name: str | None = None, *, dtype: Any = np.float32) -> RecurrentLayer:
+    """A fastrnn layer with the weights of one ``LSTM``/``GRU``/``RNN`` node of an ONNX model
+    (a path or a ``ModelProto``): the first such node, or the one named ``node_name``.
+
+    The weights must be initializers held in the model (float32, float64 or float16; a file's
+    external data is not read). The model is read as untrusted input: every attribute and
+    initializer the node uses is checked (types, values, the sizes declared against the data
+    held, finite weights) before a layer is made, and any problem is a ValueError naming the
+    file (or ``model``). Clipping, peepholes, ``input_forget``, a reverse-only direction,
+    activations other than the defaults (and Relu for RNN), and constant ``sequence_lens`` or
+    initial states have no fastrnn equivalent: :class:`UnsupportedError`, a NotImplementedError
+    and a ValueError. A path that cannot be opened keeps its OSError."""
+    onnx = _onnx()
+    dtype = float_dtype("dtype", dtype)
+    where = "model"
+    if not hasattr(model, "graph"):
+        where = f"model: {os.fspath(model)}"
+        model = _read_model(onnx, model, where)
+    try:
+        return _layer_of(onnx, model.graph, _find_node(model, node_name), dtype)
+    except UnsupportedError as e:
+        raise UnsupportedError(f"{where}: {e}") from None
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None

@@ -118,7 +118,10 @@ def _demo_text(args: argparse.Namespace) -> tuple[str, bool, str]:
     """The training text, with indentation as level changes where it can be
     (:func:`~fastrnn.training.text.encode_indentation`: at a low temperature, runs of spaces
     would otherwise grow forever), whether it is so encoded, and the line that describes it."""
-    corpus = text.load_text(args.text) if args.text else text.default_corpus(args.max_chars)
+    try:
+        corpus = text.load_text(args.text) if args.text else text.default_corpus(args.max_chars)
+    except ValueError as e:  # a binary --text: a usage error, as an empty one is
+        args.parser.error(f"--text: {e}")
     source = args.text or "the Python standard library's source (built in)"
     encoded = text.INDENT not in corpus and text.DEDENT not in corpus
     train_text = text.encode_indentation(corpus) if encoded else corpus

@@ -20,8 +20,10 @@ the optimizer's state in one ``.npz`` file, so training can resume.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +32,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .._args import as_rng, check_bool, check_int, float_dtype
+from .._files import NpzReader
 from ..layers import RecurrentLayer, from_spec
 from ..spec import StackSpec
 from . import losses, optim
 from .nn import Embedding, Linear
+from .text import CharVocab
 
 __all__ = ["SequenceModel", "StepResult"]
 
@@ -41,45 +46,163 @@ Array = NDArray[Any]
 #: the model's cell names -> the stack's
 _CELLS = {"rnn": "rnn_tanh", "rnn_relu": "rnn_relu", "lstm": "lstm", "gru": "gru"}
 _FORMAT = "fastrnn.SequenceModel/1"
+#: the keys of a saved model's JSON header ("optimizer" only with an optimizer's state)
+_META_KEYS = ("format", "config", "extra", "optimizer")
 
 
-def _read_meta(z: Any, path: Any) -> dict[str, Any]:
-    """The JSON header of a saved model, checked: an object of this format with a config."""
-    try:
-        meta = json.loads(str(z["meta"]))
-    except (KeyError, ValueError) as e:
-        raise ValueError(f"path: {path}: not a fastrnn SequenceModel file ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise ValueError(f"path: {path}: not a fastrnn SequenceModel file ({got})")
-    config = meta.get("config")
-    if not isinstance(config, dict):
-        raise ValueError(f"path: {path}: its config is not a JSON object")
-    return meta
+def _checked_config(c: Mapping[str, Any]) -> dict[str, Any]:
+    """SequenceModel's arguments (every key of its constructor), checked and normalised as its
+    config holds them: the rules the constructor and :meth:`SequenceModel.load` share, applied
+    before anything is allocated (``dropout`` is the recurrent layer's to check)."""
+    cell, emb, seed = c["cell"], c["embedding_dim"], c["seed"]
+    if not isinstance(cell, str) or cell not in _CELLS:
+        raise ValueError(f"cell: expected one of {sorted(_CELLS)}, got {cell!r}")
+    return {
+        "cell": cell,
+        "input_size": check_int("input_size", c["input_size"], 1),
+        "hidden_size": check_int("hidden_size", c["hidden_size"], 1),
+        "output_size": check_int("output_size", c["output_size"], 1),
+        "num_layers": check_int("num_layers", c["num_layers"], 1),
+        "embedding_dim": None if emb is None else check_int("embedding_dim", emb, 1),
+        "many_to_one": check_bool("many_to_one", c["many_to_one"]),
+        "dropout": c["dropout"],
+        "bidirectional": check_bool("bidirectional", c["bidirectional"]),
+        "dtype": float_dtype("dtype", c["dtype"]).name,
+        "seed": None if seed is None else check_int("seed", seed, 0),
+    }
 
 
-def _check_sizes(config: dict[str, Any], z: Any, path: Any) -> None:
-    """The sizes a file declares against the arrays it holds, before a model of those sizes is
-    allocated (a crafted header cannot make load allocate more than the file holds)."""
-    try:
-        emb = config.get("embedding_dim")
-        spec = StackSpec(
-            _CELLS[config["cell"]], emb if emb is not None else config["input_size"],
-            config["hidden_size"], config.get("num_layers", 1), config.get("bidirectional", False),
-            dtype=config.get("dtype", "float32"),
-        )  # fmt: skip
-        want = {f"rnn.{k}": v for k, v in spec.param_shapes().items()}
-        out = config["output_size"]
-        want |= {"head.weight": (out, spec.output_size), "head.bias": (out,)}
-        if emb is not None:
-            want["embedding.weight"] = (config["input_size"], emb)
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"path: {path}: a bad config ({e!r})") from None
-    for name, shape in want.items():
-        key = f"param/{name}"
-        got = z[key].shape if key in z.files else None
-        if got != shape:
-            raise ValueError(f"path: {path}: {name} has shape {got}, its config says {shape}")
+class _SavedFile:
+    """A file of :meth:`SequenceModel.save`, read as untrusted input: the one statement of its
+    format. An ``.npz`` archive (read by :class:`~fastrnn._files.NpzReader`) of ``meta``, a JSON
+    object ``{"format", "config", "extra"[, "optimizer"]}``; ``param/<name>`` for every parameter
+    the config declares; ``opt/<name>/<slot>`` for the optimizer's state. The header and the
+    config are checked, and the shapes the config declares against the arrays' headers, before
+    anything is read or made; every problem is a ValueError naming the file."""
+
+    def __init__(self, path: str | os.PathLike[str], signature: inspect.Signature) -> None:
+        with NpzReader(path, f"path: {os.fspath(path)}") as npz:
+            self._npz = npz
+            meta = self._meta()
+            self.config = self._config(meta["config"], signature)
+            self._check_members(self._check_shapes(), "optimizer" in meta)
+            self.extra: dict[str, Any] = self._extra(meta["extra"])
+            self.params = self._arrays("param/")
+            state: dict[str, dict[str, Any]] = {}
+            for k, a in self._arrays("opt/").items():
+                name, slot = k.rsplit("/", 1)
+                state.setdefault(name, {})[slot] = a
+            o = meta.get("optimizer")
+            self.optimizer = None if o is None else {**o, "state": state}
+
+    def error(self, problem: str) -> ValueError:
+        return self._npz.error(problem)
+
+    def _meta(self) -> dict[str, Any]:
+        """The JSON header: an object of this format, with a config and extra objects."""
+        m = self._npz.members.get("meta")
+        if m is None or m.shape != () or m.dtype.kind != "U":
+            what = "no 'meta'" if m is None else f"'meta' is {m.dtype} {m.shape}, not a string"
+            raise self.error(f"not a fastrnn SequenceModel file ({what})")
+        try:
+            meta = json.loads(str(self._npz.read("meta")))
+        except (ValueError, RecursionError) as e:
+            raise self.error(f"not a fastrnn SequenceModel file ({e})") from None
+        if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+            got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+            raise self.error(f"not a fastrnn SequenceModel file ({got})")
+        for key in ("config", "extra", "optimizer"):
+            if not isinstance(meta.get(key, {}), dict):
+                raise self.error(f"its {key} is not a JSON object")
+        if "state" in meta.get("optimizer", {}):  # the arrays hold it
+            raise self.error("its optimizer header holds a 'state'")
+        if set(meta) - set(_META_KEYS) or "config" not in meta or "extra" not in meta:
+            raise self.error(f"its header has the keys {sorted(meta)}, expected {list(_META_KEYS)}")
+        return meta
+
+    def _config(self, cfg: dict[str, Any], signature: inspect.Signature) -> dict[str, Any]:
+        """The config, checked by the constructor's rules, and the parameter shapes it declares
+        against the arrays' headers."""
+        params = signature.parameters
+        unknown = sorted(set(cfg) - set(params))
+        missing = sorted(k for k, p in params.items() if p.default is p.empty and k not in cfg)
+        if unknown or missing:
+            raise self.error(f"a bad config (unknown keys {unknown}, missing keys {missing})")
+        try:
+            config = _checked_config({k: cfg.get(k, p.default) for k, p in params.items()})
+        except (TypeError, ValueError) as e:
+            raise self.error(f"a bad config ({e})") from None
+        return config
+
+    def _check_shapes(self) -> set[str]:
+        """The parameter shapes the config declares against the arrays' headers (before the
+        arrays are read or a model made); the parameters' names."""
+        held = sum(k.startswith("param/") for k in self._npz.members)
+        if self.config["num_layers"] > held:  # bounds the spec's size by the file's
+            raise self.error(
+                f"its config declares {self.config['num_layers']} layers, it holds {held} arrays"
+            )
+        shapes = _param_shapes(self.config)
+        for name, shape in shapes.items():
+            m = self._npz.members.get(f"param/{name}")
+            got = None if m is None else m.shape
+            if got != shape:
+                raise self.error(f"{name} has shape {got}, its config says {shape}")
+        return set(shapes)
+
+    def _check_members(self, names: set[str], has_optimizer: bool) -> None:
+        """No array the format does not have: ``param/`` of the config's parameters, ``opt/``
+        only with an optimizer (its names and slots are the optimizer's to check)."""
+        for k in self._npz.members:
+            kind, _, rest = k.partition("/")
+            ok = k == "meta" or (kind == "param" and rest in names)
+            ok = ok or (kind == "opt" and has_optimizer and "/" in rest)
+            if not ok:
+                raise self.error(f"an array the format does not have: {k!r}")
+
+    def _extra(self, extra: dict[str, Any]) -> dict[str, Any]:
+        """``extra``, whose ``vocab`` (``fastrnn demo --save`` writes one) must be a character
+        vocabulary (:class:`~fastrnn.training.text.CharVocab`'s rule), one character per id."""
+        vocab = extra.get("vocab")
+        if vocab is None:
+            return extra
+        try:
+            if isinstance(vocab, list):
+                if any(not isinstance(c, str) or len(c) != 1 for c in vocab):
+                    raise TypeError(f"chars: expected single characters, got {vocab!r:.80}")
+                vocab = "".join(vocab)
+            chars = CharVocab(vocab).chars
+        except (TypeError, ValueError) as e:
+            raise self.error(f"extra['vocab'] is not a character vocabulary ({e})") from None
+        if self.config["embedding_dim"] is not None and len(chars) != self.config["input_size"]:
+            raise self.error(
+                f"extra['vocab'] has {len(chars)} characters, the model's embedding "
+                f"{self.config['input_size']}"
+            )
+        return extra
+
+    def _arrays(self, prefix: str) -> dict[str, Any]:
+        """The arrays under ``prefix`` (their sizes checked: bounded by the file's)."""
+        return {
+            k[len(prefix) :]: self._npz.read(k) for k in self._npz.members if k.startswith(prefix)
+        }
+
+
+def _param_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The parameters of a model of ``config`` by name, and their shapes (the stack's are its
+    spec's)."""
+    emb = config["embedding_dim"]
+    spec = StackSpec(
+        _CELLS[config["cell"]], emb if emb is not None else config["input_size"],
+        config["hidden_size"], config["num_layers"], config["bidirectional"],
+        dtype=config["dtype"],
+    )  # fmt: skip
+    out = config["output_size"]
+    shapes = {f"rnn.{k}": v for k, v in spec.param_shapes().items()}
+    shapes |= {"head.weight": (out, spec.output_size), "head.bias": (out,)}
+    if emb is not None:
+        shapes["embedding.weight"] = (config["input_size"], emb)
+    return shapes
 
 
 @dataclass
@@ -102,7 +225,8 @@ class SequenceModel:
         output_size: outputs of the final Linear layer (classes, or regression targets).
         embedding_dim: if given, an :class:`~fastrnn.nn.Embedding` turns ids into vectors.
         many_to_one: the output layer reads only the last step.
-        dtype, seed: for every layer (one seed makes the whole model reproducible).
+        dtype, seed: for every layer (one seed makes the whole model reproducible; an int seed
+            is kept in :attr:`config`, a Generator is not).
     """
 
     def __init__(
@@ -118,36 +242,30 @@ class SequenceModel:
         dropout: float = 0.0,
         bidirectional: bool = False,
         dtype: Any = np.float32,
-        seed: int | None = None,
+        seed: int | np.random.Generator | None = None,
     ) -> None:
-        if cell not in _CELLS:
-            raise ValueError(f"cell: expected one of {sorted(_CELLS)}, got {cell!r}")
-        self.config: dict[str, Any] = {
-            "cell": cell,
-            "input_size": int(input_size),
-            "hidden_size": int(hidden_size),
-            "output_size": int(output_size),
-            "num_layers": int(num_layers),
-            "embedding_dim": None if embedding_dim is None else int(embedding_dim),
-            "many_to_one": bool(many_to_one),
-            "dropout": float(dropout),
-            "bidirectional": bool(bidirectional),
-            "dtype": np.dtype(dtype).name,
-            "seed": seed,
-        }
-        rng = np.random.default_rng(seed)
+        rng = as_rng(seed)  # a Generator is used as is; the config keeps int seeds only
+        self.config: dict[str, Any] = _checked_config({
+            "cell": cell, "input_size": input_size, "hidden_size": hidden_size,
+            "output_size": output_size, "num_layers": num_layers, "embedding_dim": embedding_dim,
+            "many_to_one": many_to_one, "dropout": dropout, "bidirectional": bidirectional,
+            "dtype": dtype, "seed": None if isinstance(seed, np.random.Generator) else seed,
+        })  # fmt: skip
+        c = self.config
         r_emb, r_rnn, r_head = rng.spawn(3)
         self.embedding = (
-            Embedding(input_size, embedding_dim, dtype=dtype, seed=r_emb)
-            if embedding_dim is not None
+            Embedding(c["input_size"], c["embedding_dim"], dtype=c["dtype"], seed=r_emb)
+            if c["embedding_dim"] is not None
             else None
         )
-        rnn_in = embedding_dim if embedding_dim is not None else input_size
-        spec = StackSpec(_CELLS[cell], rnn_in, hidden_size, num_layers, bidirectional, dtype=dtype)
+        rnn_in = c["embedding_dim"] if c["embedding_dim"] is not None else c["input_size"]
+        spec = StackSpec(_CELLS[cell], rnn_in, c["hidden_size"], c["num_layers"],
+                         c["bidirectional"], dtype=c["dtype"])  # fmt: skip
         self.rnn: RecurrentLayer = from_spec(spec, dropout=dropout, seed=r_rnn)
-        self.head = Linear(spec.output_size, output_size, dtype=dtype, seed=r_head)
-        self.many_to_one = bool(many_to_one)
-        self.dtype = np.dtype(dtype)
+        c["dropout"] = self.rnn.dropout  # the layer's rule
+        self.head = Linear(spec.output_size, c["output_size"], dtype=c["dtype"], seed=r_head)
+        self.many_to_one = c["many_to_one"]
+        self.dtype = np.dtype(c["dtype"])
         self.grads: dict[str, Array] = {}
         self._T = 0
 
@@ -175,7 +293,12 @@ class SequenceModel:
                 f"state_dict: missing {sorted(want - set(sd))}, unexpected {sorted(set(sd) - want)}"
             )
         for p, m in self._parts():
-            m.load_state_dict({k[len(p) + 1 :]: v for k, v in sd.items() if k.startswith(p + ".")})
+            try:
+                m.load_state_dict(
+                    {k[len(p) + 1 :]: v for k, v in sd.items() if k.startswith(p + ".")}
+                )
+            except (TypeError, ValueError) as e:  # which part's entry: "rnn: state_dict[...]"
+                raise type(e)(f"{p}: {e}") from None
 
     def train(self, mode: bool = True) -> SequenceModel:
         """Training (default) or inference mode for every layer."""
@@ -374,29 +497,26 @@ class SequenceModel:
             np.savez(f, **arrays)  # type: ignore[arg-type]
 
     @classmethod
-    def load(cls, path: str | Path) -> tuple[SequenceModel, optim.Optimizer | None, dict[str, Any]]:
-        """``(model, optimizer or None, extra)`` from a file of :meth:`save`."""
-        with np.load(path, allow_pickle=False) as z:
-            meta = _read_meta(z, path)
-            _check_sizes(meta["config"], z, path)  # before any array of those sizes is made
-            try:
-                model = cls(**meta["config"])
-            except TypeError as e:  # a key the constructor does not take
-                raise ValueError(f"path: {path}: a bad config ({e})") from None
-            model.load_state_dict(
-                {k[len("param/") :]: z[k] for k in z.files if k.startswith("param/")}
-            )
-            opt: optim.Optimizer | None = None
-            if "optimizer" in meta:
-                o = meta["optimizer"]
-                opt = optim.SGD() if o["type"] == "SGD" else optim.Adam()
-                state: dict[str, dict[str, Any]] = {}
-                for k in z.files:
-                    if k.startswith("opt/"):
-                        name, key = k[4:].rsplit("/", 1)
-                        state.setdefault(name, {})[key] = z[k]
-                defaults = dict(o["defaults"])
-                if "betas" in defaults:
-                    defaults["betas"] = tuple(defaults["betas"])
-                opt.load_state_dict({**o, "defaults": defaults, "state": state})
-        return model, opt, meta["extra"]
+    def load(
+        cls, path: str | os.PathLike[str]
+    ) -> tuple[SequenceModel, optim.Optimizer | None, dict[str, Any]]:
+        """``(model, optimizer or None, extra)`` from a file of :meth:`save`.
+
+        The file is read as untrusted input: its header, config and optimizer state, and the
+        sizes its config declares against the arrays it holds, are checked before a model of
+        those sizes is made; an ``extra['vocab']`` must be a character vocabulary of the
+        embedding's size. Every problem of the file is a ValueError naming it; a path that cannot
+        be opened keeps its OSError (FileNotFoundError, IsADirectoryError)."""
+        saved = _SavedFile(path, inspect.signature(cls))
+        try:
+            model = cls(**saved.config)
+            model.load_state_dict(saved.params)
+        except (TypeError, ValueError) as e:
+            raise saved.error(str(e)) from None
+        if saved.optimizer is None:
+            return model, None, saved.extra
+        try:
+            opt = optim.Optimizer.from_state_dict(saved.optimizer, model.named_parameters())
+        except (TypeError, ValueError) as e:
+            raise saved.error(f"optimizer: {e}") from None
+        return model, opt, saved.extra

@@ -11,13 +11,14 @@ to the gradient), i.e. the notes' ``m_hat / (sqrt(v_hat) + eps)`` with ``m_hat =
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .. import functional as F
+from .._args import check_bool, check_int, check_real, float_array
 
 __all__ = ["SGD", "Adam", "Optimizer", "clip_grad_norm", "clip_grad_value", "global_norm"]
 
@@ -25,10 +26,18 @@ Array = NDArray[Any]
 
 
 def _nonneg(name: str, v: Any) -> float:
-    f = float(v)
-    if not math.isfinite(f) or f < 0:
-        raise ValueError(f"{name}: expected a finite number >= 0, got {v!r}")
-    return f
+    return check_real(name, v, 0.0)
+
+
+def _betas(betas: Any) -> tuple[float, float]:
+    """Adam's two decay rates, each in [0, 1)."""
+    ok = isinstance(betas, (Sequence, np.ndarray)) and not isinstance(betas, (str, bytes))
+    if not ok or len(betas) != 2:
+        raise ValueError(f"betas: expected two numbers in [0, 1), got {betas!r}")
+    b1, b2 = (check_real("betas", b, 0.0) for b in betas)
+    if b1 >= 1 or b2 >= 1:
+        raise ValueError(f"betas: expected two numbers in [0, 1), got {betas!r}")
+    return b1, b2
 
 
 def _pairs(
@@ -58,6 +67,10 @@ class Optimizer:
     state: dict[str, dict[str, Any]]
     defaults: dict[str, Any]
     steps: int
+    #: the state of one parameter, all of these slots or none: slot -> kind, ``"moment"`` (a
+    #: finite float array of the parameter's shape and dtype), ``"square"`` (the same, >= 0) or
+    #: ``"count"`` (an int64 scalar: the steps that updated it, 1 to :attr:`steps`)
+    SLOTS: ClassVar[dict[str, str]] = {}
 
     def step(self, params: Mapping[str, Array], grads: Mapping[str, Array]) -> None:
         """Update every array of ``params`` in place from ``grads`` (same names and shapes)."""
@@ -72,17 +85,111 @@ class Optimizer:
             "state": {k: {n: np.copy(a) for n, a in s.items()} for k, s in self.state.items()},
         }
 
-    def load_state_dict(self, sd: Mapping[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned (to resume training)."""
-        if sd.get("type") != type(self).__name__:
-            raise ValueError(f"state_dict: saved by {sd.get('type')}, not {type(self).__name__}")
-        self.defaults.update(sd["defaults"])
-        self.steps = int(sd["steps"])
-        self.state = {k: {n: np.array(a) for n, a in s.items()} for k, s in sd["state"].items()}
+    def load_state_dict(
+        self, sd: Mapping[str, Any], params: Mapping[str, Array] | None = None
+    ) -> None:
+        """Restore what :meth:`state_dict` returned (to resume training).
+
+        Everything is checked before the optimizer changes: its type; the hyper-parameters, by
+        the constructor's rules (exactly the keys of :attr:`defaults`); the step count (an int
+        >= 0); each parameter's state (:attr:`SLOTS`: finite float arrays of one shape and
+        dtype, step counts in [1, steps]). With ``params`` (the arrays being optimised, by name)
+        each state must name one of them and have its shape and dtype. A ValueError, or a
+        TypeError for a value of the wrong type, names the entry."""
+        if not isinstance(sd, Mapping):
+            raise TypeError(f"state_dict: expected a mapping, got {type(sd).__name__}")
+        if set(sd) != {"type", "defaults", "steps", "state"}:
+            raise ValueError(
+                f"state_dict: expected the keys ['defaults', 'state', 'steps', 'type'], got "
+                f"{sorted(map(str, sd))}"
+            )
+        if sd["type"] != type(self).__name__:
+            raise ValueError(f"state_dict: saved by {sd['type']}, not {type(self).__name__}")
+        defaults = self._checked_defaults(sd["defaults"])
+        steps = check_int("state_dict['steps']", sd["steps"], 0)
+        state = _checked_state(sd["state"], self.SLOTS, steps, params)
+        self.defaults, self.steps, self.state = defaults, steps, state
+
+    def _checked_defaults(self, defaults: Any) -> dict[str, Any]:
+        """Hyper-parameters as the constructor takes and checks them."""
+        if not isinstance(defaults, Mapping) or set(defaults) != set(self.defaults):
+            got = sorted(map(str, defaults)) if isinstance(defaults, Mapping) else defaults
+            raise ValueError(
+                f"state_dict['defaults']: expected the keys {sorted(self.defaults)}, got {got!r}"
+            )
+        return type(self)(**defaults).defaults
+
+    @staticmethod
+    def from_state_dict(
+        sd: Mapping[str, Any], params: Mapping[str, Array] | None = None
+    ) -> Optimizer:
+        """A new optimizer of the type ``sd`` names (``"SGD"`` or ``"Adam"``) with the
+        hyper-parameters and the state of ``sd``, checked as :meth:`load_state_dict` does."""
+        kind = sd.get("type") if isinstance(sd, Mapping) else None
+        types: dict[Any, type[Optimizer]] = {"SGD": SGD, "Adam": Adam}
+        if kind not in types:
+            raise ValueError(f"state_dict['type']: expected 'SGD' or 'Adam', got {kind!r}")
+        opt = types[kind]()
+        opt.load_state_dict(sd, params)
+        return opt
+
+
+def _checked_state(
+    state: Any, slots: dict[str, str], steps: int, params: Mapping[str, Array] | None
+) -> dict[str, dict[str, Array]]:
+    """The per-parameter state of a state_dict, checked and copied."""
+    if not isinstance(state, Mapping):
+        raise TypeError(f"state_dict['state']: expected a mapping, got {type(state).__name__}")
+    out = {}
+    for name, st in state.items():
+        what = f"state_dict['state'][{name!r}]"
+        if params is not None and name not in params:
+            raise ValueError(f"{what}: there is no parameter of that name")
+        like = None if params is None else params[name]
+        out[name] = _checked_slots(what, st, slots, steps, like)
+    return out
+
+
+def _checked_slots(
+    what: str, st: Any, slots: dict[str, str], steps: int, like: Array | None
+) -> dict[str, Array]:
+    """One parameter's state: all of ``slots`` or none, each by the rule of its kind."""
+    if not isinstance(st, Mapping) or (st and set(st) != set(slots)):
+        got = sorted(map(str, st)) if isinstance(st, Mapping) else type(st).__name__
+        raise ValueError(f"{what}: expected the slots {sorted(slots)} (or none), got {got}")
+    out: dict[str, Array] = {}
+    for key, v in st.items():
+        name = f"{what}[{key!r}]"
+        if slots[key] == "count":
+            out[key] = _count(name, v, steps)
+            continue
+        a = float_array(name, v)
+        like = a if like is None else like
+        if a.shape != like.shape or a.dtype != like.dtype:
+            raise ValueError(
+                f"{name}: expected shape {like.shape} and dtype {like.dtype}, got {a.shape} and "
+                f"{a.dtype}"
+            )
+        if not np.isfinite(a).all() or (slots[key] == "square" and (a < 0).any()):
+            raise ValueError(f"{name}: expected finite values{' >= 0' * (slots[key] == 'square')}")
+        out[key] = np.array(a, order="C", copy=True)
+    return out
+
+
+def _count(name: str, v: Any, steps: int) -> Array:
+    """A step count slot: an integer scalar in [1, steps], as an int64 0-d array."""
+    a = np.asarray(v)
+    if a.shape != () or a.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected an integer scalar, got {a.dtype} {a.shape}")
+    if not 1 <= int(a) <= steps:
+        raise ValueError(f"{name}: expected a step count in [1, {steps}] (the steps taken)")
+    return np.array(int(a), np.int64)
 
 
 class SGD(Optimizer):
     """``torch.optim.SGD``: ``p -= lr * d`` with momentum buffers ``buf = m*buf + (1-damp)*g``."""
+
+    SLOTS: ClassVar[dict[str, str]] = {"momentum_buffer": "moment"}
 
     def __init__(
         self,
@@ -97,7 +204,7 @@ class SGD(Optimizer):
             "momentum": _nonneg("momentum", momentum),
             "dampening": _nonneg("dampening", dampening),
             "weight_decay": _nonneg("weight_decay", weight_decay),
-            "nesterov": bool(nesterov),
+            "nesterov": check_bool("nesterov", nesterov),
         }
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("nesterov: requires a momentum and zero dampening")
@@ -122,6 +229,8 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """``torch.optim.Adam`` (no amsgrad): bias-corrected first and second moments."""
 
+    SLOTS: ClassVar[dict[str, str]] = {"exp_avg": "moment", "exp_avg_sq": "square", "step": "count"}
+
     def __init__(
         self,
         lr: float = 1e-3,
@@ -129,9 +238,7 @@ class Adam(Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
     ) -> None:
-        b1, b2 = (float(b) for b in betas)
-        if not (0 <= b1 < 1 and 0 <= b2 < 1):
-            raise ValueError(f"betas: expected two numbers in [0, 1), got {betas!r}")
+        b1, b2 = _betas(betas)
         self.defaults = {
             "lr": _nonneg("lr", lr),
             "betas": (b1, b2),

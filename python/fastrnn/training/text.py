@@ -72,6 +72,8 @@ _STDLIB_FILES = (
     "typing.py",
 )
 _MIN_FALLBACK_CHARS = 10_000
+#: characters :func:`load_text` reads at a time
+_CHUNK = 1 << 20
 
 
 def _builtins_docstrings() -> str:
@@ -122,14 +124,28 @@ def default_corpus(max_chars: int = 1_000_000) -> str:
 
 def load_text(path: str | os.PathLike[str], max_chars: int | None = None) -> str:
     """The text of a UTF-8 file (undecodable bytes become U+FFFD, line endings ``\\n``), at most
-    ``max_chars`` characters of it. Raises ValueError for an empty file."""
+    ``max_chars`` characters of it. Raises ValueError naming the file for an empty file and for
+    a binary one (a NUL character, which no text file holds; looked for as it reads, so that a
+    device such as /dev/zero is refused at once)."""
     if max_chars is not None:
         max_chars = check_int("max_chars", max_chars, 1)
+    parts: list[str] = []
+    left = max_chars
     with open(path, encoding="utf-8", errors="replace") as f:
-        text = f.read(max_chars)
-    if not text:
+        while left is None or left > 0:
+            part = f.read(_CHUNK if left is None else min(_CHUNK, left))
+            if "\0" in part:
+                raise ValueError(
+                    f"path: {os.fspath(path)!r} is not a text file (it holds NUL characters, "
+                    "as binary files do); give a UTF-8 text file"
+                )
+            if not part:
+                break
+            parts.append(part)
+            left = None if left is None else left - len(part)
+    if not parts:
         raise ValueError(f"path: {os.fspath(path)!r} is empty, there is no text to learn from")
-    return text
+    return "".join(parts)
 
 
 def _code_points(text: str) -> NDArray[np.uint32]:
