@@ -49,6 +49,24 @@ def num_gates(cell: str) -> int:
         raise ValueError(f"cell: expected one of {CELLS}, got {cell!r}") from None
 
 
+def round_bf16(a: ArrayLike) -> NDArray[np.float32]:
+    """``a`` as float32 values that bfloat16 represents: each rounded to the nearest bfloat16
+    (8 significant bits), ties to even, as the CPUs' ``vcvtneps2bf16`` and PyTorch's
+    ``.to(torch.bfloat16)`` round. Infinities stay infinite; a NaN stays a NaN (made quiet, its
+    sign kept), never rounded into an infinity; values past bfloat16's largest finite value
+    (3.3895e38) round to infinity. Other dtypes are first converted to float32 (the kernels'
+    operands are float32). The rounding of the ``compute_dtype="bfloat16"`` products'
+    operands (the weights, the inputs, ``h``, and in backward the gate gradients)."""
+    shape = np.shape(a)
+    f = np.ascontiguousarray(np.asarray(a, dtype=np.float32)).reshape(-1)
+    bits = f.view(np.uint32).astype(np.uint64)
+    lsb = (bits >> 16) & 1  # ties to even: add 0x7fff plus the bit that survives
+    rounded = ((bits + 0x7FFF + lsb) >> 16) << 16
+    nan = np.isnan(f)
+    rounded = np.where(nan, (bits | 0x400000) >> 16 << 16, rounded)  # quiet NaN, sign kept
+    return rounded.astype(np.uint32).view(np.float32).reshape(shape)
+
+
 def sigmoid(a: Array) -> Array:
     """Logistic function, without overflow for any finite input."""
     e = np.exp(-np.abs(a))
