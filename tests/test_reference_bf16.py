@@ -3,10 +3,13 @@ against bit patterns worked out by hand and against PyTorch's float32 -> bfloat1
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
 from fastrnn import reference as R
+from helpers import stack_params
 
 
 def bits(a: np.ndarray) -> np.ndarray:
@@ -72,3 +75,84 @@ def test_against_torch() -> None:
     theirs = torch.from_numpy(a).to(torch.bfloat16).float().numpy()
     assert np.array_equal(bits(ours[finite]), bits(theirs[finite]))
     assert np.array_equal(np.isnan(ours), np.isnan(theirs))
+
+
+# -------------------------------------------------------- the reference's bfloat16 products
+
+CELLS = ["rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_before"]
+
+
+def problem(cell: str, proj: int = 0, layers: int = 2, D: int = 2) -> tuple[Any, ...]:
+    rng = np.random.default_rng(3)
+    T, B, I, H = 6, 4, 10, 12
+    params = stack_params(rng, cell, I, H, num_layers=layers, num_directions=D, proj_size=proj,
+                          dtype=np.float64)  # fmt: skip
+    x = rng.standard_normal((T, B, I))
+    dy = rng.standard_normal((T, B, D * (proj or H)))
+    return x, params, dict(num_layers=layers, bidirectional=D == 2, lengths=[6, 3, 0, 5]), dy
+
+
+def run(cell: str, x: Any, params: Any, opts: Any, dy: Any, compute: str | None) -> list[Any]:
+    y, h_n, _, cache = R.stack_forward(cell, x, params, compute_dtype=compute, **opts)
+    g = R.stack_backward(cache, dy)
+    grads = [a for p in g["params"] for a in p.values() if a is not None]
+    return [y, h_n, g["dx"], g["dh0"], *grads]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_exact_dtypes_are_the_default(cell: str) -> None:
+    x, params, opts, dy = problem(cell)
+    base = run(cell, x, params, opts, dy, None)
+    for compute in ("float32", "float64"):
+        assert all(
+            np.array_equal(a, b)
+            for a, b in zip(base, run(cell, x, params, opts, dy, compute), strict=True)
+        )
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_one_step_is_the_exact_step_on_rounded_operands(cell: str) -> None:
+    """T = 1 from a given state: the products see bfloat16 values of x, h0 and the weights, and
+    nothing else is rounded (for gru_reset_before, r*h is rounded too: not this identity)."""
+    if cell == "gru_reset_before":
+        pytest.skip("its second product's operand r*h is rounded after the reset gate")
+    rng = np.random.default_rng(4)
+    (w_ih, w_hh, b_ih, b_hh, _), = stack_params(rng, cell, 10, 12, num_layers=1, num_directions=1,
+                                                proj_size=0, dtype=np.float64)  # fmt: skip
+    x, h0 = rng.standard_normal((1, 3, 10)), rng.standard_normal((1, 3, 12))
+    c0 = rng.standard_normal((1, 3, 12)) if cell == "lstm" else None
+    q = lambda a: R.round_bf16(a).astype(np.float64)  # noqa: E731
+    h0 = q(h0)  # GRU's z*h reads h unrounded: a state bfloat16 represents
+    y, *_ = R.stack_forward(cell, x, [(w_ih, w_hh, b_ih, b_hh, None)], h0, c0,
+                            compute_dtype="bfloat16")  # fmt: skip
+    y_exact, *_ = R.stack_forward(cell, q(x), [(q(w_ih), q(w_hh), b_ih, b_hh, None)], q(h0), c0)
+    assert np.array_equal(y, y_exact)
+
+
+@pytest.mark.parametrize("proj", [0, 5])
+@pytest.mark.parametrize("cell", CELLS)
+def test_bf16_products_are_close_to_exact_but_not_exact(cell: str, proj: int) -> None:
+    if proj and cell != "lstm":
+        pytest.skip("proj_size: LSTM only")
+    x, params, opts, dy = problem(cell, proj)
+    exact = run(cell, x, params, opts, dy, None)
+    bf16 = run(cell, x, params, opts, dy, "bfloat16")
+    for a, b in zip(exact, bf16, strict=True):  # relative to the array's norm: a ReLU kink may
+        assert np.linalg.norm(a - b) <= 2e-2 * max(1.0, float(np.linalg.norm(a)))  # flip an entry
+    assert (
+        max(float(np.abs(a - b).max()) for a, b in zip(exact, bf16, strict=True)) > 1e-4
+    )  # rounded
+
+
+def test_backward_follows_the_forward_cache() -> None:
+    x, params, opts, dy = problem("lstm")
+    _, _, _, cache = R.stack_forward("lstm", x, params, compute_dtype="bfloat16", **opts)
+    with R.compute_precision(None):  # the cache's precision, not the caller's context
+        g = R.stack_backward(cache, dy)
+    assert np.array_equal(g["dx"], run("lstm", x, params, opts, dy, "bfloat16")[2])
+
+
+def test_unknown_compute_dtype() -> None:
+    x, params, opts, _ = problem("gru")
+    with pytest.raises(ValueError, match=r"compute_dtype: one of .*bfloat16.*got 'float16'"):
+        R.stack_forward("gru", x, params, compute_dtype="float16", **opts)

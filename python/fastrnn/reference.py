@@ -29,7 +29,10 @@ dropout masks), :func:`forward` / :func:`backward` for one layer, and the per-st
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -67,6 +70,37 @@ def round_bf16(a: ArrayLike) -> NDArray[np.float32]:
     return rounded.astype(np.uint32).view(np.float32).reshape(shape)
 
 
+#: Whether the products of the steps below round their operands to bfloat16 (set by
+#: :func:`stack_forward` / :func:`stack_backward` for ``compute_dtype="bfloat16"``, or by
+#: :func:`compute_precision` around direct calls of the step functions).
+_BF16_PRODUCTS: contextvars.ContextVar[bool] = contextvars.ContextVar("bf16", default=False)
+COMPUTE_DTYPES = (None, "float32", "float64", "bfloat16")
+
+
+@contextlib.contextmanager
+def compute_precision(compute_dtype: str | None) -> Iterator[None]:
+    """The step functions' products inside: exact (None, ``"float32"``, ``"float64"``: the
+    arrays' own dtype) or ``"bfloat16"``: both operands of every matrix product -- weights,
+    inputs, ``h``, ``r*h``, LSTM's ``o*tanh(c)`` before its projection, and in backward the gate
+    gradients and ``dL/dh`` before a product -- rounded to bfloat16 (:func:`round_bf16`), the
+    products accumulated in the arrays' dtype; biases, activations, the cell state, the
+    pointwise gradients and the bias gradients stay in it (oneDNN's scheme)."""
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise ValueError(
+            f"compute_dtype: one of {', '.join(map(str, COMPUTE_DTYPES))}, got {compute_dtype!r}"
+        )
+    token = _BF16_PRODUCTS.set(compute_dtype == "bfloat16")
+    try:
+        yield
+    finally:
+        _BF16_PRODUCTS.reset(token)
+
+
+def _q(a: Array) -> Array:
+    """A product's operand, as the compute precision sees it."""
+    return round_bf16(a).astype(a.dtype) if _BF16_PRODUCTS.get() else a
+
+
 def sigmoid(a: Array) -> Array:
     """Logistic function, without overflow for any finite input."""
     e = np.exp(-np.abs(a))
@@ -86,7 +120,7 @@ def _split(v: Array, n: int) -> list[Array]:
 
 def rnn_step(x: Array, h: Array, p: dict[str, Array], relu: bool) -> tuple[Array, tuple[Any, ...]]:
     """h' = act(W_ih x + b_ih + W_hh h + b_hh)."""
-    a = x @ p["w_ih"].T + p["b_ih"] + h @ p["w_hh"].T + p["b_hh"]
+    a = _q(x) @ _q(p["w_ih"]).T + p["b_ih"] + _q(h) @ _q(p["w_hh"]).T + p["b_hh"]
     h_new = np.maximum(a, 0) if relu else np.tanh(a)
     return h_new, (x, h, h_new)
 
@@ -97,21 +131,22 @@ def rnn_step_backward(
     """Gradients of one RNN step: returns dx, dh (previous state) and the parameter gradients."""
     x, h, h_new = cache
     da = np.where(h_new > 0, dh_new, 0) if relu else dh_new * (1 - h_new**2)
-    grads = {"w_ih": da.T @ x, "w_hh": da.T @ h, "b_ih": da.sum(0), "b_hh": da.sum(0)}
-    return da @ p["w_ih"], da @ p["w_hh"], grads
+    qa = _q(da)
+    grads = {"w_ih": qa.T @ _q(x), "w_hh": qa.T @ _q(h), "b_ih": da.sum(0), "b_hh": da.sum(0)}
+    return qa @ _q(p["w_ih"]), qa @ _q(p["w_hh"]), grads
 
 
 def lstm_step(
     x: Array, h: Array, c: Array, p: dict[str, Array]
 ) -> tuple[Array, Array, tuple[Any, ...]]:
     """One LSTM step: gates i, f, g, o; c' = f*c + i*g; h' = o*tanh(c')."""
-    a = x @ p["w_ih"].T + p["b_ih"] + h @ p["w_hh"].T + p["b_hh"]
+    a = _q(x) @ _q(p["w_ih"]).T + p["b_ih"] + _q(h) @ _q(p["w_hh"]).T + p["b_hh"]
     ai, af, ag, ao = _split(a, 4)
     i, f, g, o = sigmoid(ai), sigmoid(af), np.tanh(ag), sigmoid(ao)
     c_new = f * c + i * g
     hc = o * np.tanh(c_new)
     # with a projection (proj_size): h' = W_hr (o * tanh(c'))
-    h_new = hc if p.get("w_hr") is None else hc @ p["w_hr"].T
+    h_new = hc if p.get("w_hr") is None else _q(hc) @ _q(p["w_hr"]).T
     return h_new, c_new, (x, h, c, i, f, g, o, c_new, hc)
 
 
@@ -122,8 +157,8 @@ def lstm_step_backward(
     x, h, c, i, f, g, o, c_new, hc = cache
     grads = {}
     if p.get("w_hr") is not None:  # h' = W_hr hc
-        grads["w_hr"] = dh_new.T @ hc
-        dh_new = dh_new @ p["w_hr"]
+        grads["w_hr"] = _q(dh_new).T @ _q(hc)
+        dh_new = _q(dh_new) @ _q(p["w_hr"])
     tc = np.tanh(c_new)
     do = dh_new * tc
     dc_total = dc_new + dh_new * o * (1 - tc**2)
@@ -135,26 +170,28 @@ def lstm_step_backward(
     da = np.concatenate(
         [di * i * (1 - i), df * f * (1 - f), dg * (1 - g**2), do * o * (1 - o)], axis=-1
     )
-    grads.update({"w_ih": da.T @ x, "w_hh": da.T @ h, "b_ih": da.sum(0), "b_hh": da.sum(0)})
-    return da @ p["w_ih"], da @ p["w_hh"], dc, grads
+    qa = _q(da)
+    grads.update({"w_ih": qa.T @ _q(x), "w_hh": qa.T @ _q(h), "b_ih": da.sum(0), "b_hh": da.sum(0)})
+    return qa @ _q(p["w_ih"]), qa @ _q(p["w_hh"]), dc, grads
 
 
 def gru_step(
     x: Array, h: Array, p: dict[str, Array], reset_after: bool
 ) -> tuple[Array, tuple[Any, ...]]:
     """One GRU step, gates r, z, n; h' = (1 - z)*n + z*h."""
-    w_ir, w_iz, w_in = _split(p["w_ih"].T, 3)
-    w_hr, w_hz, w_hn = _split(p["w_hh"].T, 3)
+    w_ir, w_iz, w_in = _split(_q(p["w_ih"]).T, 3)
+    w_hr, w_hz, w_hn = _split(_q(p["w_hh"]).T, 3)
     b_ir, b_iz, b_in = _split(p["b_ih"], 3)
     b_hr, b_hz, b_hn = _split(p["b_hh"], 3)
-    r = sigmoid(x @ w_ir + b_ir + h @ w_hr + b_hr)
-    z = sigmoid(x @ w_iz + b_iz + h @ w_hz + b_hz)
+    xq, hq = _q(x), _q(h)
+    r = sigmoid(xq @ w_ir + b_ir + hq @ w_hr + b_hr)
+    z = sigmoid(xq @ w_iz + b_iz + hq @ w_hz + b_hz)
     if reset_after:
-        hn = h @ w_hn + b_hn  # the recurrent part of n, before the reset gate
-        n = np.tanh(x @ w_in + b_in + r * hn)
+        hn = hq @ w_hn + b_hn  # the recurrent part of n, before the reset gate
+        n = np.tanh(xq @ w_in + b_in + r * hn)
     else:
-        hn = (r * h) @ w_hn + b_hn  # the reset gate applied to h first
-        n = np.tanh(x @ w_in + b_in + hn)
+        hn = _q(r * h) @ w_hn + b_hn  # the reset gate applied to h first
+        n = np.tanh(xq @ w_in + b_in + hn)
     h_new = (1 - z) * n + z * h
     return h_new, (x, h, r, z, n, hn)
 
@@ -164,7 +201,8 @@ def gru_step_backward(
 ) -> tuple[Array, Array, dict[str, Array]]:
     """Gradients of one GRU step: returns dx, dh (previous state) and parameter grads."""
     x, h, r, z, n, hn = cache
-    w_hr, w_hz, w_hn = _split(p["w_hh"].T, 3)
+    w_hr, w_hz, w_hn = _split(_q(p["w_hh"]).T, 3)
+    xq, hq = _q(x), _q(h)
     dn = dh_new * (1 - z)
     dz = dh_new * (h - n)
     dh = dh_new * z
@@ -173,25 +211,25 @@ def gru_step_backward(
     if reset_after:
         dhn = dan * r  # gradient of W_hn h + b_hn
         dr = dan * hn
-        dh = dh + dhn @ w_hn.T
-        dw_hn = dhn.T @ h
+        dh = dh + _q(dhn) @ w_hn.T
+        dw_hn = _q(dhn).T @ hq
     else:
         dhn = dan  # gradient of W_hn (r*h) + b_hn
-        drh = dan @ w_hn.T  # gradient of r*h
+        drh = _q(dan) @ w_hn.T  # gradient of r*h
         dr = drh * h
         dh = dh + drh * r
-        dw_hn = dhn.T @ (r * h)
+        dw_hn = _q(dhn).T @ _q(r * h)
     dar = dr * r * (1 - r)
-    dh = dh + dar @ w_hr.T + daz @ w_hz.T
+    dh = dh + _q(dar) @ w_hr.T + _q(daz) @ w_hz.T
     da_x = np.concatenate([dar, daz, dan], axis=-1)  # input side
     da_h = np.concatenate([dar, daz, dhn], axis=-1)  # recurrent side
     grads = {
-        "w_ih": da_x.T @ x,
-        "w_hh": np.concatenate([dar.T @ h, daz.T @ h, dw_hn], axis=0),
+        "w_ih": _q(da_x).T @ xq,
+        "w_hh": np.concatenate([_q(dar).T @ hq, _q(daz).T @ hq, dw_hn], axis=0),
         "b_ih": da_x.sum(0),
         "b_hh": da_h.sum(0),
     }
-    return da_x @ p["w_ih"], dh, grads
+    return _q(da_x) @ _q(p["w_ih"]), dh, grads
 
 
 # ------------------------------------------------------------------------------------------------
@@ -290,6 +328,7 @@ class Cache(NamedTuple):
     D: int
     has_bias: bool
     proj: bool
+    compute_dtype: str | None = None
 
 
 def _param_dict(params: Any, dtype: Any) -> dict[str, Any]:
@@ -315,12 +354,42 @@ def stack_forward(
     bidirectional: bool = False,
     lengths: Any = None,
     dropout_masks: Array | None = None,
+    compute_dtype: str | None = None,
 ) -> tuple[Array, Array, Array | None, Cache]:
     """A stack of layers, as torch.nn.RNN/LSTM/GRU: ``params`` holds ``num_layers * D`` tuples
     ``(w_ih, w_hh, b_ih, b_hh, w_hr)`` (biases and ``w_hr`` may be None), layer by layer, forward
     direction first. The directions of a layer are concatenated on the last axis; the outputs of
-    every layer but the last are multiplied by ``dropout_masks[l]``. Returns ``(y, h_n, c_n,
-    cache)`` with states ``(L*D, B, Hs)`` (``c_n (L*D, B, H)``, None except LSTM)."""
+    every layer but the last are multiplied by ``dropout_masks[l]``; ``compute_dtype`` is the
+    precision of the products (:func:`compute_precision`; the backward of the cache uses it too).
+    Returns ``(y, h_n, c_n, cache)`` with states ``(L*D, B, Hs)`` (``c_n (L*D, B, H)``, None except
+    LSTM)."""
+    with compute_precision(compute_dtype):
+        return _stack_forward(
+            cell,
+            x,
+            params,
+            h0,
+            c0,
+            num_layers,
+            bidirectional,
+            lengths,
+            dropout_masks,
+            compute_dtype,
+        )
+
+
+def _stack_forward(
+    cell: str,
+    x: Array,
+    params: list[Any],
+    h0: Array | None,
+    c0: Array | None,
+    num_layers: int,
+    bidirectional: bool,
+    lengths: Any,
+    dropout_masks: Array | None,
+    compute_dtype: str | None,
+) -> tuple[Array, Array, Array | None, Cache]:
     num_gates(cell)
     T, B, _ = x.shape
     D = 2 if bidirectional else 1
@@ -346,7 +415,14 @@ def stack_forward(
             masks.append(dropout_masks[l])
             inp = inp * dropout_masks[l]
     cache = Cache(
-        cell, dirs, masks, num_layers, D, params[0][2] is not None, ps[0]["w_hr"] is not None
+        cell,
+        dirs,
+        masks,
+        num_layers,
+        D,
+        params[0][2] is not None,
+        ps[0]["w_hr"] is not None,
+        compute_dtype,
     )
     return inp, h_n, (c_n if cell == "lstm" else None), cache
 
@@ -356,7 +432,15 @@ def stack_backward(
 ) -> dict[str, Any]:
     """Gradients of :func:`stack_forward`: a dict with ``dx``, ``dh0``, ``dc0`` (None except
     LSTM) and ``params``, a list of dicts ``weight_ih, weight_hh, bias_ih, bias_hh, weight_hr``
-    (None where the layer has no such parameter) per layer and direction."""
+    (None where the layer has no such parameter) per layer and direction. The products run in
+    the forward's ``compute_dtype``."""
+    with compute_precision(cache.compute_dtype):
+        return _stack_backward(cache, dy, dh_n, dc_n)
+
+
+def _stack_backward(
+    cache: Cache, dy: Array | None, dh_n: Array | None, dc_n: Array | None
+) -> dict[str, Any]:
     L, D = cache.num_layers, cache.D
     first = cache.dirs[0]
     T, B, _, _, Hs = first.shape
