@@ -160,18 +160,26 @@ class Pool {
     return static_cast<int>(threads_.size());
   }
 
+  /// Job g's cursors, then its fields, then g itself. Every cursor the last job used is reset
+  /// first, the blocks beyond this job's n to "exhausted": a worker late from an earlier job
+  /// that reads some of this job's fields (release stores: it then sees the resets too) can
+  /// never claim with its own generation, which no cursor holds any more; with one left
+  /// holding it, such a worker took items of this job with another job's bounds (seen once:
+  /// a job of 8 items counted 14 done, and its caller waited forever).
   std::uint32_t publish(index_t count, int n, PoolItem fn, void* ctx) {
     std::uint32_t g = gen_.load() + 1;
     if (g == 0) g = 1;
-    fn_.store(fn, std::memory_order_relaxed);
-    ctx_.store(ctx, std::memory_order_relaxed);
-    count_.store(count, std::memory_order_relaxed);
-    n_.store(n, std::memory_order_relaxed);
     done_.store(0, std::memory_order_relaxed);
-    for (int b = 0; b < n; ++b) {
-      cursors_[b].v.store((std::uint64_t{g} << 32) | static_cast<std::uint64_t>(begin(count, n, b)),
-                          std::memory_order_relaxed);
+    const int reset = std::max(n, last_n_);
+    for (int b = 0; b < reset; ++b) {
+      const std::uint64_t next = b < n ? static_cast<std::uint64_t>(begin(count, n, b)) : kLow;
+      cursors_[b].v.store((std::uint64_t{g} << 32) | next, std::memory_order_release);
     }
+    last_n_ = n;
+    fn_.store(fn, std::memory_order_release);
+    ctx_.store(ctx, std::memory_order_release);
+    count_.store(count, std::memory_order_release);
+    n_.store(n, std::memory_order_release);
     const std::uint32_t was = width_.exchange(static_cast<std::uint32_t>(n));
     if (static_cast<std::uint32_t>(n) > was && parked_sleepers_.load() > 0) wake_all(width_);
     gen_.store(g);  // seq_cst: ordered before the read of idle_sleepers_ (see wait_until)
@@ -196,10 +204,10 @@ class Pool {
 
   /// Thread t's share of job g: its own block, then what is left of the others.
   void work(std::uint32_t g, int t) {
-    const PoolItem fn = fn_.load(std::memory_order_relaxed);
-    void* const ctx = ctx_.load(std::memory_order_relaxed);
-    const index_t count = count_.load(std::memory_order_relaxed);
-    const int n = n_.load(std::memory_order_relaxed);
+    const PoolItem fn = fn_.load(std::memory_order_acquire);  // acquire: see publish()
+    void* const ctx = ctx_.load(std::memory_order_acquire);
+    const index_t count = count_.load(std::memory_order_acquire);
+    const int n = n_.load(std::memory_order_acquire);
     if (t >= n) return;
     for (int k = 0; k < n; ++k) {
       const int b = (t + k) % n;
@@ -248,6 +256,7 @@ class Pool {
   std::atomic<void*> ctx_{nullptr};
   std::atomic<index_t> count_{0};
   std::atomic<int> n_{0};
+  int last_n_ = 0;  ///< the threads of the last job (written with the pool held)
   alignas(64) std::atomic<std::uint32_t> done_{0};
   alignas(64) std::atomic<int> idle_sleepers_{0};
   std::atomic<int> caller_sleepers_{0};
