@@ -975,11 +975,16 @@ void check_pool() {
   struct Job {
     std::vector<std::atomic<int>> runs;
     std::atomic<int> max_thread{0};
+    std::atomic<int> out_of_range{0};
     index_t throw_at = -1;
     explicit Job(index_t count) : runs(static_cast<size_t>(count)) {}
   };
   auto item = [](void* ctx, index_t i, int thread) {
     Job& j = *static_cast<Job*>(ctx);
+    if (i < 0 || static_cast<size_t>(i) >= j.runs.size()) {  // another job's bounds
+      j.out_of_range.fetch_add(1);
+      return;
+    }
     j.runs[static_cast<size_t>(i)].fetch_add(1);
     int m = j.max_thread.load();
     while (thread > m && !j.max_thread.compare_exchange_weak(m, thread)) {
@@ -1003,6 +1008,7 @@ void check_pool() {
           if (r.load() > 1 || (r.load() == 0 && !throws))
             fail("pool: an item ran " + std::to_string(r.load()) + " times");
         }
+        if (j.out_of_range.load() != 0) fail("pool: an item beyond the job's count ran");
         if (j.max_thread.load() >= std::min<index_t>(threads, count))
           fail("pool: a thread index beyond the job's threads");
       }
