@@ -57,6 +57,18 @@ void check_lengths(const index_t* lengths, const Dims& d) {
   }
 }
 
+/// A known Compute, and Bf16 for float arrays only.
+template <class S>
+void check_compute(Compute c) {
+  if (c != Compute::Exact && c != Compute::Bf16) {
+    throw std::invalid_argument("compute: unknown precision " +
+                                std::to_string(static_cast<int>(c)));
+  }
+  if (c == Compute::Bf16 && sizeof(S) != sizeof(float)) {
+    throw std::invalid_argument("compute: bfloat16 products need float32 arrays, not float64");
+  }
+}
+
 }  // namespace
 }  // namespace detail
 
@@ -77,6 +89,7 @@ void forward(CellKind cell, const Dims& dims, const ForwardArgs<S>& a) {
   detail::require(a.h_n, "h_n");
   if (has_cell_state(cell)) detail::require(a.c_n, "c_n");
   detail::check_lengths(a.lengths, dims);
+  detail::check_compute<S>(a.compute);
   detail::kernels().of<S>().forward(cell, dims, a);
 }
 
@@ -90,6 +103,7 @@ void backward(CellKind cell, const Dims& dims, const BackwardArgs<S>& a) {
   detail::require(a.dh0, "dh0");
   if (has_cell_state(cell)) detail::require(a.dc0, "dc0");
   detail::check_lengths(a.lengths, dims);
+  detail::check_compute<S>(a.compute);
   for (index_t k = 0; k < dims.L * dims.D; ++k) {
     detail::require(a.grads[k].dw_ih, "dw_ih");
     detail::require(a.grads[k].dw_hh, "dw_hh");

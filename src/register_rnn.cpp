@@ -148,7 +148,7 @@ template <class S>
 py::tuple forward_impl(CellKind cell, const py::array& x_in, const py::list& weights,
                        const py::object& h0, const py::object& c0, const py::object& lengths,
                        const py::object& dropout, index_t num_layers, bool bidirectional,
-                       index_t proj_size, index_t hidden_size, bool training) {
+                       index_t proj_size, index_t hidden_size, bool training, Compute compute) {
   const Dims d = dims_of(cell, x_in, weights, num_layers, bidirectional, proj_size, hidden_size);
   const index_t LD = d.L * d.D, Hs = d.hs();
   Opt x = checked<S>(x_in, "x", {d.T, d.B, d.I});
@@ -182,6 +182,7 @@ py::tuple forward_impl(CellKind cell, const py::array& x_in, const py::list& wei
   a.y = mut_ptr<S>(y);
   a.h_n = mut_ptr<S>(h_n);
   a.c_n = mut_ptr<S>(c_n);
+  a.compute = compute;
   run_released([&] { forward<S>(cell, d, a); });
   return py::make_tuple(*y, *h_n, or_none(c_n), or_none(ws));
 }
@@ -191,7 +192,7 @@ py::tuple backward_impl(CellKind cell, const py::array& x_in, const py::list& we
                         const py::object& lengths, const py::object& workspace,
                         const py::object& dy, const py::object& dh_n, const py::object& dc_n,
                         index_t num_layers, bool bidirectional, index_t proj_size,
-                        index_t hidden_size, bool need_dx) {
+                        index_t hidden_size, bool need_dx, Compute compute) {
   const Dims d = dims_of(cell, x_in, weights, num_layers, bidirectional, proj_size, hidden_size);
   const index_t LD = d.L * d.D, Hs = d.hs(), GH = num_gates(cell) * d.H;
   Opt x = checked<S>(x_in, "x", {d.T, d.B, d.I});
@@ -239,6 +240,7 @@ py::tuple backward_impl(CellKind cell, const py::array& x_in, const py::list& we
   a.dh0 = mut_ptr<S>(dh0);
   a.dc0 = mut_ptr<S>(dc0);
   a.grads = grads.data();
+  a.compute = compute;
   run_released([&] { backward<S>(cell, d, a); });
   py::list g;
   for (index_t k = 0; k < LD; ++k) {
@@ -272,6 +274,11 @@ void register_rnn(py::module_& m) {
       .value("lstm", CellKind::Lstm)
       .value("gru", CellKind::Gru)
       .value("gru_reset_before", CellKind::GruResetBefore);
+  py::enum_<Compute>(m, "Compute",
+                     "The precision of the matrix products (fastrnn.hpp's Compute): exact (the "
+                     "arrays' dtype) or bfloat16 (float32 arrays only).")
+      .value("exact", Compute::Exact)
+      .value("bfloat16", Compute::Bf16);
 
   m.def("num_gates", &num_gates, py::arg("cell"), "Number of stacked gate blocks G of a cell.");
 
@@ -294,17 +301,17 @@ void register_rnn(py::module_& m) {
       [](CellKind cell, const py::object& x, const py::list& weights, const py::object& h0,
          const py::object& c0, const py::object& lengths, const py::object& dropout,
          index_t num_layers, bool bidirectional, index_t proj_size, index_t hidden_size,
-         bool training) {
+         bool training, Compute compute) {
         return on_dtype(x, [&](auto s, const py::array& xa) {
           using S = decltype(s);
           return forward_impl<S>(cell, xa, weights, h0, c0, lengths, dropout, num_layers,
-                                 bidirectional, proj_size, hidden_size, training);
+                                 bidirectional, proj_size, hidden_size, training, compute);
         });
       },
       py::arg("cell"), py::arg("x"), py::arg("weights"), py::arg("h0").none(true),
       py::arg("c0").none(true), py::arg("lengths").none(true), py::arg("dropout").none(true),
       py::arg("num_layers"), py::arg("bidirectional"), py::arg("proj_size"), py::arg("hidden_size"),
-      py::arg("training"),
+      py::arg("training"), py::arg("compute") = Compute::Exact,
       "Forward through all layers and directions -> (y, h_n, c_n or None, workspace or None).");
 
   m.def(
@@ -312,17 +319,18 @@ void register_rnn(py::module_& m) {
       [](CellKind cell, const py::object& x, const py::list& weights, const py::object& lengths,
          const py::object& workspace, const py::object& dy, const py::object& dh_n,
          const py::object& dc_n, index_t num_layers, bool bidirectional, index_t proj_size,
-         index_t hidden_size, bool need_dx) {
+         index_t hidden_size, bool need_dx, Compute compute) {
         return on_dtype(x, [&](auto s, const py::array& xa) {
           using S = decltype(s);
           return backward_impl<S>(cell, xa, weights, lengths, workspace, dy, dh_n, dc_n, num_layers,
-                                  bidirectional, proj_size, hidden_size, need_dx);
+                                  bidirectional, proj_size, hidden_size, need_dx, compute);
         });
       },
       py::arg("cell"), py::arg("x"), py::arg("weights"), py::arg("lengths").none(true),
       py::arg("workspace"), py::arg("dy").none(true), py::arg("dh_n").none(true),
       py::arg("dc_n").none(true), py::arg("num_layers"), py::arg("bidirectional"),
       py::arg("proj_size"), py::arg("hidden_size"), py::arg("need_dx") = true,
+      py::arg("compute") = Compute::Exact,
       "BPTT, consuming the workspace -> (dx or None, dh0, dc0 or None, [(dw_ih, dw_hh, db_ih, "
       "db_hh, dw_hr) per layer and direction]); need_dx=False skips the input gradient.");
 

@@ -133,6 +133,7 @@ struct DirForward {
   S* ws = nullptr;   ///< this direction's region (DirLayout) or nullptr
   bool reverse = false;
   const index_t* active = nullptr;  ///< (T) rows running step t (a prefix), nullptr = all
+  Compute compute = Compute::Exact;  ///< the products' precision
 };
 
 template <class S>
@@ -152,6 +153,7 @@ struct DirBackward {
   S* dc0 = nullptr;            ///< (B, H)
   bool reverse = false;
   const index_t* active = nullptr;
+  Compute compute = Compute::Exact;
 };
 
 /// dst rows (leading dimension ldd) = src rows (leading dimension lds) for the running rows
@@ -368,13 +370,14 @@ class ForwardLoop {
     const Weights<S>& w = *a_.w;
     const index_t T = z_.T, B = z_.B, I = z_.I, H = z_.H, Hs = z_.Hs;
     const index_t chunks = (T + chunk_ - 1) / chunk_;  // chunk_ >= 1
-    P_ih_ = PackedGemm<S>(w.w_ih, z_.GH, I, I, /*row_major=*/true, chunk_ * B, G, chunks);
-    P_hh1_ = PackedGemm<S>(w.w_hh, z_.gates.size(G1), Hs, Hs, true, B, G1, T);
+    const Compute cp = a_.compute;
+    P_ih_ = PackedGemm<S>(w.w_ih, z_.GH, I, I, /*row_major=*/true, chunk_ * B, G, chunks, cp);
+    P_hh1_ = PackedGemm<S>(w.w_hh, z_.gates.size(G1), Hs, Hs, true, B, G1, T, cp);
     if constexpr (G > G1) {
       P_hh2_ = PackedGemm<S>(w.w_hh + z_.gates.at(G1) * Hs, z_.gates.size(G - G1), Hs, Hs, true, B,
-                             G - G1, T);
+                             G - G1, T, cp);
     }
-    if (z_.proj) P_hr_ = PackedGemm<S>(w.w_hr, Hs, H, H, true, B, 1, T);
+    if (z_.proj) P_hr_ = PackedGemm<S>(w.w_hr, Hs, H, H, true, B, 1, T, cp);
   }
 
   /// What the cell sees at time t: Bt running rows, the states of slots sl. With a projection
@@ -593,13 +596,28 @@ class BackwardLoop {
     if constexpr (Cell::kCellState) copy_n(a_.dc0, static_cast<const S*>(dc_.data()), z_.BH);
   }
 
-  /// The weight and input gradients: one GEMM each over all T*B rows.
+  /// The weight and input gradients: one GEMM each over all T*B rows. The bias gradients come
+  /// first: with bfloat16 products the gradients that are a product's operand (the gates', the
+  /// kept blocks', dL/dh for the projection) are then rounded in place (the products' other
+  /// operands as gemm_tn packs them, W_ih in a rounded copy).
   void weight_gradients() {
     const Weights<S>& w = *a_.w;
     const WeightGrads<S>& g = *a_.g;
     const GateLayout& gl = z_.gates;
     const index_t R = z_.T * z_.B, I = z_.I, H = z_.H, Hs = z_.Hs, GH = z_.GH;
     const index_t first_in = a_.reverse ? 1 : 0;  // the slots read by the T steps
+    const bool bf16 = a_.compute == Compute::Bf16;
+    if (g.db_ih) column_sums(dG_, R, GH, g.db_ih);
+    if (g.db_hh) {  // with db_ih (both biases or neither, fastrnn.hpp)
+      // the blocks with the same gradient on both sides have the same sums (LSTM, RNN: all)
+      copy_n(g.db_hh, static_cast<const S*>(g.db_ih), gl.size(kSame));
+      if constexpr (kDiffers) column_sums(dgh_keep_.data(), R, DH_, g.db_hh + gl.at(kSame));
+    }
+    if (bf16) {
+      round_rows(dG_, R, GH);
+      if constexpr (kDiffers) round_rows(dgh_keep_.data(), R, DH_);
+      if (z_.proj) round_rows(dh_all_.data(), R, Hs);
+    }
     // dW_ih = dG^T x and dW_hh = dG^T h (the blocks [0, kSame)) in one call, sharing dG's
     // packing; a two-stage cell's last blocks take the extra as their recurrent input (an empty
     // product, rows [GH, GH), for the others)
@@ -607,24 +625,29 @@ class BackwardLoop {
     gemm_tn(dG_, GH, R,
             {TnProduct<S>{g.dw_ih, I, a_.x, I, I, 0, GH},
              TnProduct<S>{g.dw_hh, Hs, h_in, Hs, Hs, 0, gl.size(std::min(kSame, G1))},
-             TnProduct<S>{g.dw_hh + gl.at(G1) * Hs, Hs, ex_, H, H, G > G1 ? gl.at(G1) : GH, GH}});
+             TnProduct<S>{g.dw_hh + gl.at(G1) * Hs, Hs, ex_, H, H, G > G1 ? gl.at(G1) : GH, GH}},
+            bf16);
     if constexpr (kDiffers) {  // the blocks whose recurrent gradient differs (n)
-      gemm_tn(g.dw_hh + gl.at(kSame) * Hs, Hs, dgh_keep_.data(), DH_, h_in, Hs, DH_, Hs, R);
+      gemm_tn(g.dw_hh + gl.at(kSame) * Hs, Hs, dgh_keep_.data(), DH_, h_in, Hs, DH_, Hs, R, bf16);
     }
-    if (z_.proj) gemm_tn(g.dw_hr, H, dh_all_.data(), Hs, hcs_, H, Hs, H, R);
-    if (g.db_ih) column_sums(dG_, R, GH, g.db_ih);
-    if (g.db_hh) {  // with db_ih (both biases or neither, fastrnn.hpp)
-      // the blocks with the same gradient on both sides have the same sums (LSTM, RNN: all)
-      copy_n(g.db_hh, static_cast<const S*>(g.db_ih), gl.size(kSame));
-      if constexpr (kDiffers) column_sums(dgh_keep_.data(), R, DH_, g.db_hh + gl.at(kSame));
-    }
+    if (z_.proj) gemm_tn(g.dw_hr, H, dh_all_.data(), Hs, hcs_, H, Hs, H, R, bf16);
     if (a_.dx) {
-      gemm(Mat<S>(a_.dx, R, I), CMat<S>(dG_, R, GH), CMat<S>(w.w_ih, GH, I), a_.accumulate_dx);
+      Scratch<S> w_ih(bf16 ? GH * I : 0);  // W_ih rounded
+      if (bf16) copy_round_bf16(w_ih.data(), w.w_ih, GH * I);
+      gemm(Mat<S>(a_.dx, R, I), CMat<S>(dG_, R, GH), CMat<S>(bf16 ? w_ih.data() : w.w_ih, GH, I),
+           a_.accumulate_dx);
     }
   }
 
  private:
   TeamUnits units(Part part) const { return team_units<S>(z_.H, z_.Hs, part); }
+
+  /// rows x cols values at m rounded to bfloat16 in place, rows shared among the threads.
+  static void round_rows(S* m, index_t rows, index_t cols) {
+    parallel_rows(rows, cols, [&](index_t r0, index_t r1) {
+      round_bf16_inplace(m + r0 * cols, (r1 - r0) * cols);
+    });
+  }
 
   /// After a step's phases (its product reads all of the step's gradients): the part's units of
   /// dh_{t-1} = (direct part) + dgates[:, :G1] W_hh[:G1] (with a projection the cell is an
@@ -654,11 +677,13 @@ class BackwardLoop {
     const Weights<S>& w = *a_.w;
     const index_t T = z_.T, B = z_.B, H = z_.H, Hs = z_.Hs;
     const GateLayout& gl = z_.gates;
-    P_hh1_ = PackedGemm<S>(w.w_hh, Hs, gl.size(G1), Hs, /*row_major=*/false, B, 1, T);  // W_hh1^T
+    const Compute cp = a_.compute;
+    // W_hh1^T
+    P_hh1_ = PackedGemm<S>(w.w_hh, Hs, gl.size(G1), Hs, /*row_major=*/false, B, 1, T, cp);
     if constexpr (G > G1) {
-      P_hh2_ = PackedGemm<S>(w.w_hh + gl.at(G1) * Hs, H, gl.size(G - G1), Hs, false, B, 1, T);
+      P_hh2_ = PackedGemm<S>(w.w_hh + gl.at(G1) * Hs, H, gl.size(G - G1), Hs, false, B, 1, T, cp);
     }
-    if (z_.proj) P_hr_ = PackedGemm<S>(w.w_hr, H, Hs, H, false, B, 1, T);  // W_hr^T
+    if (z_.proj) P_hr_ = PackedGemm<S>(w.w_hr, H, Hs, H, false, B, 1, T, cp);  // W_hr^T
   }
 
   /// dL/dh_t = dy_t + (what step t+1 sent back), the running rows' units of h.

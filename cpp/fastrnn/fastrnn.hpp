@@ -77,6 +77,19 @@ bool has_cell_state(CellKind cell) noexcept;
 /// Short name ("lstm", "gru", ...) for messages.
 const char* cell_name(CellKind cell) noexcept;
 
+/// The precision of a call's matrix products (Python: compute_dtype). The numeric values are
+/// part of the binding's ABI.
+///   Exact  the arrays' own type (float or double).
+///   Bf16   bfloat16 products with float accumulation (float arrays only): both operands of every
+///          matrix product -- weights, inputs, hidden states, GRU's r*h, LSTM's o*tanh(c) before
+///          the projection and, in backward, the gate gradients and dL/dh -- are rounded to
+///          bfloat16 (to nearest, ties to even) and their products summed in float. Everything
+///          else stays float: the arrays, biases, activations, LSTM's cell state, the pointwise
+///          gradients and the bias gradients (oneDNN's scheme). CPUs with AVX512_BF16 run the
+///          products on their bf16 dot-product instructions; the other variants compute the same
+///          rounded products in float, so results agree across machines to float rounding.
+enum class Compute : int { Exact = 0, Bf16 = 1 };
+
 /// Sizes of a recurrent layer stack (PyTorch's torch.nn.RNN/LSTM/GRU with all their options).
 struct Dims {
   index_t T = 0;  ///< time steps
@@ -134,6 +147,7 @@ struct ForwardArgs {
   /// workspace_size(...) scalars to save for backward (training), or nullptr (inference: nothing
   /// per step is kept; one layer's output is the extra memory, O(T*B*D*Hs) with L > 1)
   S* workspace = nullptr;
+  Compute compute = Compute::Exact;  ///< the products' precision (recorded in the workspace)
 };
 
 template <class S>
@@ -149,6 +163,7 @@ struct BackwardArgs {
   S* dh0 = nullptr;                       ///< (L*D, B, Hs) out
   S* dc0 = nullptr;                       ///< (L*D, B, H) out (LSTM only)
   const WeightGrads<S>* grads = nullptr;  ///< L*D entries, out
+  Compute compute = Compute::Exact;       ///< must be the forward's (checked: the workspace)
 };
 
 /// Number of scalars of type S the training workspace needs.

@@ -177,9 +177,9 @@ class TnPacked {
   static constexpr index_t kGroupBytes = index_t(1) << 20;
   static constexpr index_t kSlot = kTileN * kDepth;  ///< scalars of one packed block of B
 
-  /// K > kTnDirectMaxDepth
-  TnPacked(const S* A, index_t lda, index_t K, const std::vector<TnProduct<S>>& ps)
-      : A_(A), lda_(lda), K_(K), ps_(ps), kb_count_((K + kDepth - 1) / kDepth) {
+  /// K > kTnDirectMaxDepth; bf16: B's values rounded to bfloat16 as they are packed
+  TnPacked(const S* A, index_t lda, index_t K, const std::vector<TnProduct<S>>& ps, bool bf16)
+      : A_(A), lda_(lda), K_(K), ps_(ps), kb_count_((K + kDepth - 1) / kDepth), bf16_(bf16) {
     plan_tiles();
   }
 
@@ -251,6 +251,7 @@ class TnPacked {
             pack_lhs;
         pack_lhs(dst, LhsCol(src, p.ldb), kd, t.n);
       }
+      if (bf16_) round_bf16_inplace(dst, kd * t.n);
     });
   }
 
@@ -339,6 +340,7 @@ class TnPacked {
   index_t lda_, K_;
   const std::vector<TnProduct<S>>& ps_;
   index_t kb_count_;  ///< depth blocks
+  bool bf16_;
   std::vector<NTile> ntiles_;
   std::vector<index_t> bounds_;
   index_t work_ = 0;
@@ -364,9 +366,13 @@ class TnPacked {
 /// measured). Every element of every C is computed by one item in the same order whatever the
 /// grouping: results do not depend on the thread count. A depth of at most kTnDirectMaxDepth
 /// goes to gemm_tn_direct instead (a choice made by K alone). (TnPacked above.)
+///
+/// bf16 (Compute::Bf16): the B_p are rounded to bfloat16 as they are packed (copied rounded for
+/// gemm_tn_direct); A must hold bfloat16 values already (the caller rounds it in place).
 template <class S>
-void gemm_tn(const S* A, index_t lda, index_t K, std::initializer_list<TnProduct<S>> products) {
-  const std::vector<TnProduct<S>> ps(products);
+void gemm_tn(const S* A, index_t lda, index_t K, std::initializer_list<TnProduct<S>> products,
+             bool bf16 = false) {
+  std::vector<TnProduct<S>> ps(products);
   if (K <= 0) {
     for (const auto& p : ps) {
       for (index_t r = 0; r < p.m1 - p.m0; ++r) {
@@ -374,9 +380,23 @@ void gemm_tn(const S* A, index_t lda, index_t K, std::initializer_list<TnProduct
       }
     }
   } else if (K <= kTnDirectMaxDepth) {
+    std::vector<S> rounded;  // K rows of each B (K is small here)
+    if (bf16) {
+      index_t n = 0;
+      for (const auto& p : ps) n += p.B ? K * p.N : 0;
+      rounded.resize(static_cast<size_t>(n));
+      S* r = rounded.data();
+      for (auto& p : ps) {
+        if (!p.B) continue;
+        for (index_t k = 0; k < K; ++k) copy_round_bf16(r + k * p.N, p.B + k * p.ldb, p.N);
+        p.B = r;
+        p.ldb = p.N;
+        r += K * p.N;
+      }
+    }
     gemm_tn_direct(A, lda, K, ps);
   } else {
-    TnPacked<S>(A, lda, K, ps).run();
+    TnPacked<S>(A, lda, K, ps, bf16).run();
   }
 }
 
@@ -384,8 +404,8 @@ void gemm_tn(const S* A, index_t lda, index_t K, std::initializer_list<TnProduct
 /// product of the gemm_tn above.
 template <class S>
 void gemm_tn(S* C, index_t ldc, const S* A, index_t lda, const S* B, index_t ldb, index_t M,
-             index_t N, index_t K) {
-  gemm_tn(A, lda, K, {TnProduct<S>{C, ldc, B, ldb, N, 0, M}});
+             index_t N, index_t K, bool bf16 = false) {
+  gemm_tn(A, lda, K, {TnProduct<S>{C, ldc, B, ldb, N, 0, M}}, bf16);
 }
 
 }  // namespace FASTRNN_ISA_NS

@@ -46,6 +46,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "fastrnn/bf16.hpp"
 #include "fastrnn/fastrnn.hpp"
 #include "fastrnn/gates.hpp"
 #include "fastrnn/parallel.hpp"
@@ -200,9 +201,10 @@ class PackedMatrix {
 
   /// A(i, j) = a[i * lda + j] if row_major, else a[i + j * lda], m a multiple of gates; packed
   /// when `pack`, else only cut into segments (direct mode). An empty A (m or k zero) has none.
+  /// bf16: the packed values rounded to bfloat16 (Compute::Bf16; packed only).
   PackedMatrix(const S* a, index_t m, index_t k, index_t lda, bool row_major, index_t gates,
-               bool pack)
-      : m_(m), k_(k), gates_(gates), a_(a), lda_(lda), row_major_(row_major) {
+               bool pack, bool bf16 = false)
+      : m_(m), k_(k), gates_(gates), a_(a), lda_(lda), row_major_(row_major), bf16_(bf16) {
     if (m <= 0 || k <= 0) return;
     const index_t U = m / gates;
     const GateLayout layout{U};
@@ -286,6 +288,7 @@ class PackedMatrix {
             p;
         p(dst, LhsCol(a_, lda_).getSubMapper(r0, k0), depth, rows);
       }
+      if (bf16_) round_bf16_inplace(dst, rows * depth);
     }
   }
 
@@ -293,6 +296,7 @@ class PackedMatrix {
   const S* a_ = nullptr;
   index_t lda_ = 0;
   bool row_major_ = true;
+  bool bf16_ = false;
   index_t blocks_ = 0, depth_blocks_ = 0;
   std::vector<index_t> seg_row_;   ///< first row of A of each (unit block, gate) segment
   std::vector<index_t> seg_rows_;  ///< its rows
@@ -404,11 +408,14 @@ class PackedGemm {
   /// A as PackedMatrix takes it. max_n: the most rows of `in` any multiply will get (sizes the
   /// packing buffer of the right-hand side). products: how many multiplies the caller will run
   /// (with max_n <= kDirectMaxRows, at most kDirectMaxSteps: direct mode). The mode depends on
-  /// these shapes only, never on the thread count.
+  /// these shapes only, never on the thread count. compute: Bf16 rounds both operands to
+  /// bfloat16 as they are packed (never direct: A is read packed).
   PackedGemm(const S* a, index_t m, index_t k, index_t lda, bool row_major, index_t max_n,
-             index_t gates = 1, index_t products = std::numeric_limits<index_t>::max())
-      : direct_(max_n <= kDirectMaxRows && products <= kDirectMaxSteps),
-        a_(a, m, k, lda, row_major, gates, /*pack=*/!direct_) {
+             index_t gates = 1, index_t products = std::numeric_limits<index_t>::max(),
+             Compute compute = Compute::Exact)
+      : bf16_(compute == Compute::Bf16),
+        direct_(!bf16_ && max_n <= kDirectMaxRows && products <= kDirectMaxSteps),
+        a_(a, m, k, lda, row_major, gates, /*pack=*/!direct_, bf16_) {
     if (a_.blocks() == 0) return;
     rhs_parts_ = std::max(1, static_cast<int>(std::min<index_t>(num_threads(), a_.blocks())));
     if (direct_) return;  // read A where it is (file top)
@@ -440,7 +447,7 @@ class PackedGemm {
     if (direct_) {
       multiply_direct(to, s0, s1, x);
     } else if (x.n < Traits::nr && a_.whole_packets(s0, s1)) {  // batch 1-3
-      few_rows(to, s0, s1, x);
+      few_rows(to, s0, s1, bf16_ ? rounded_rows(x, part) : x);
     } else {
       multiply_gebp(to, s0, s1, x, rhs_.data() + part.index * rhs_size_);
     }
@@ -636,6 +643,15 @@ class PackedGemm {
     }
   }
 
+  /// Bf16: x's rows rounded to bfloat16, in this part's right-hand-side buffer (which holds at
+  /// least max_n rows of k).
+  Rows<S> rounded_rows(const Rows<S>& x, Part part) {
+    const index_t k = a_.depth();
+    S* buf = rhs_.data() + part.index * rhs_size_;
+    for (index_t c = 0; c < x.n; ++c) copy_round_bf16(buf + c * k, x.in + c * x.ld, k);
+    return Rows<S>{buf, k, x.n};
+  }
+
   /// Eigen's kernel on the packed panels: `in` packed (into rhs, this part's buffer) in blocks
   /// of kColBlock rows, each block multiplied by every segment of [s0, s1).
   void multiply_gebp(const Targets& to, index_t s0, index_t s1, const Rows<S>& x, S* rhs) const {
@@ -650,6 +666,7 @@ class PackedGemm {
       for (index_t kb = 0; kb < a_.depth_blocks(); ++kb) {
         pack(rhs + kb * rhs_stride_, in.getSubMapper(kb * PackedMatrix<S>::kDepthBlock, 0),
              a_.depth_of(kb), nc);
+        if (bf16_) round_bf16_inplace(rhs + kb * rhs_stride_, a_.depth_of(kb) * nc);
       }
       for (index_t si = s0; si < s1; ++si) {
         const Target t = to(si);
@@ -663,6 +680,7 @@ class PackedGemm {
     }
   }
 
+  bool bf16_ = false;
   bool direct_ = false;
   PackedMatrix<S> a_;
   index_t rhs_stride_ = 0, rhs_size_ = 0;  ///< per depth block, per part

@@ -164,6 +164,7 @@ void stack_forward(const Dims& d, const ForwardArgs<S>& a) {
       f.h_n = state_entry(h_n, k, B * Hs);
       f.c_n = state_entry(c_n, k, B * H);
       f.ws = training ? a.workspace + SL.dir(l, dir, d.D) : nullptr;
+      f.compute = a.compute;
       forward_dir<Cell>(f);
     }
     if (dropout && l < d.L - 1) {  // inverted dropout between layers (training only)
@@ -191,7 +192,7 @@ void stack_forward(const Dims& d, const ForwardArgs<S>& a) {
   if (training) {
     write_header<S>(a.workspace,
                     HeaderFacts{Cell::kKind, d, a.weights[0].b_ih != nullptr, dropout,
-                                lengths_hash(a.lengths, B)},
+                                lengths_hash(a.lengths, B), a.compute},
                     WorkspaceState::Ready);
   }
 }
@@ -200,7 +201,7 @@ template <class Cell, class S>
 void stack_backward(const Dims& d, const BackwardArgs<S>& a) {
   const index_t T = d.T, B = d.B, Hs = d.hs(), H = d.H, LD = d.L * d.D, DHs = d.D * Hs;
   const HeaderFacts facts{Cell::kKind, d, a.weights[0].b_ih != nullptr, false,
-                          lengths_hash(a.lengths, B)};
+                          lengths_hash(a.lengths, B), a.compute};
   const bool dropout = check_header<S>(a.workspace, facts);
   const StackLayout SL = stack_layout<S>(Cell::kGates, Cell::kCellState, Cell::kExtra, d, dropout);
   const LengthPlan plan = plan_lengths(a.lengths, T, B);
@@ -244,6 +245,7 @@ void stack_backward(const Dims& d, const BackwardArgs<S>& a) {
       b.accumulate_dx = dir > 0;
       b.dh0 = state_entry(dh0, k, B * Hs);
       b.dc0 = state_entry(dc0, k, B * H);
+      b.compute = a.compute;
       backward_dir<Cell>(b);
     }
     if (l > 0 && dropout) {  // through the dropout that made this layer's input

@@ -101,9 +101,15 @@ struct Header {
 };
 static_assert(sizeof(Header) == kHeaderBytes);
 
-/// info: sizeof(S) | has_bias << 8 | has_dropout << 9
-inline std::int64_t header_info(size_t scalar_size, bool has_bias, bool has_dropout) {
-  return static_cast<std::int64_t>(scalar_size) | (has_bias ? 256 : 0) | (has_dropout ? 512 : 0);
+/// info: sizeof(S) | has_bias << 8 | has_dropout << 9 | compute << 10
+inline std::int64_t header_info(size_t scalar_size, bool has_bias, bool has_dropout,
+                                Compute compute) {
+  return static_cast<std::int64_t>(scalar_size) | (has_bias ? 256 : 0) | (has_dropout ? 512 : 0) |
+         (static_cast<std::int64_t>(compute) << 10);
+}
+
+inline const char* compute_name(Compute c) {
+  return c == Compute::Bf16 ? "bfloat16" : "the arrays' dtype";
 }
 
 /// FNV-1a over the lengths (0 when there are none), to check backward gets forward's lengths.
@@ -121,6 +127,7 @@ struct HeaderFacts {
   Dims d;
   bool has_bias, has_dropout;
   std::int64_t lengths_hash;
+  Compute compute;
 };
 
 template <class S>
@@ -136,7 +143,7 @@ void write_header(S* ws, const HeaderFacts& f, WorkspaceState state) {
   h.L = f.d.L;
   h.D = f.d.D;
   h.state = static_cast<std::int64_t>(state);
-  h.info = header_info(sizeof(S), f.has_bias, f.has_dropout);
+  h.info = header_info(sizeof(S), f.has_bias, f.has_dropout, f.compute);
   h.lengths_hash = f.lengths_hash;
   std::memcpy(ws, &h, sizeof h);
 }
@@ -179,6 +186,13 @@ bool check_header(const S* ws, const HeaderFacts& f) {
     throw std::invalid_argument(std::string("workspace: made by a forward ") +
                                 (f.has_bias ? "without" : "with") + " biases, not " +
                                 (f.has_bias ? "with" : "without"));
+  }
+  const auto ws_compute = static_cast<Compute>((h.info >> 10) & 15);
+  if (ws_compute != f.compute) {
+    throw std::invalid_argument(std::string("compute: the forward of this workspace ran its "
+                                            "products in ") +
+                                compute_name(ws_compute) + ", this backward asks for " +
+                                compute_name(f.compute));
   }
   if (h.lengths_hash != f.lengths_hash) {
     throw std::invalid_argument("lengths: not the lengths the forward of this workspace used");
