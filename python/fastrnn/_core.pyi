@@ -17,6 +17,16 @@ class Cell:
     @property
     def value(self) -> int: ...
 
+class Compute:
+    """The precision of the matrix products: exact (the arrays' dtype) or bfloat16."""
+
+    exact: Compute
+    bfloat16: Compute
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> int: ...
+
 _A = NDArray[Any]
 _Weights = list[tuple[_A, _A, _A | None, _A | None, _A | None]]
 
@@ -45,6 +55,7 @@ def forward(
     proj_size: int,
     hidden_size: int,
     training: bool,
+    compute: Compute = ...,
 ) -> tuple[_A, _A, _A | None, _A | None]: ...
 def backward(
     cell: Cell,
@@ -60,6 +71,7 @@ def backward(
     proj_size: int,
     hidden_size: int,
     need_dx: bool = True,
+    compute: Compute = ...,
 ) -> tuple[_A | None, _A, _A | None, list[tuple[_A, _A, _A | None, _A | None, _A | None]]]: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...

@@ -72,6 +72,8 @@ _CELL = {name: getattr(_core.Cell, name) for name in CELLS}
 # The kernels of the training kit (fastrnn.training: Linear, Embedding, the losses, the
 # optimizers and clipping), as the binding defines them: C-contiguous arrays of one float dtype,
 # checked there (their docstrings and signatures: fastrnn/_core.pyi).
+_COMPUTE_EXACT = _core.Compute.exact
+_COMPUTE_BF16 = _core.Compute.bfloat16
 linear_forward = _core.linear_forward
 linear_backward = _core.linear_backward
 embedding_backward = _core.embedding_backward
@@ -250,6 +252,7 @@ def run_forward(
         spec.proj_size,
         spec.hidden_size,
         bool(training),
+        _COMPUTE_BF16 if spec.bf16 else _COMPUTE_EXACT,
     )
     return ForwardResult(y, h_n, c_n, ws)
 
@@ -292,12 +295,19 @@ def run_backward(
         spec.proj_size,
         spec.hidden_size,
         bool(need_dx),
+        _COMPUTE_BF16 if spec.bf16 else _COMPUTE_EXACT,
     )
     return StackBackwardResult(dx, dh0, dc0, [LayerParams(*g) for g in grads])
 
 
 def _spec(
-    cell: str, x: Any, params: Sequence[Any], num_layers: int, bidirectional: bool, proj_size: int
+    cell: str,
+    x: Any,
+    params: Sequence[Any],
+    num_layers: int,
+    bidirectional: bool,
+    proj_size: int,
+    compute_dtype: Any,
 ) -> tuple[StackSpec, Array]:
     xa, dt = _input("x", x)
     spec = StackSpec.of_params(
@@ -308,6 +318,7 @@ def _spec(
         num_layers=num_layers,
         bidirectional=bidirectional,
         proj_size=proj_size,
+        compute_dtype=compute_dtype,
     )
     return spec, xa
 
@@ -325,6 +336,7 @@ def stack_forward(
     lengths: ArrayLike | None = None,
     dropout_masks: ArrayLike | None = None,
     training: bool = True,
+    compute_dtype: Any = None,
 ) -> ForwardResult:
     """Run a stack of recurrent layers (torch.nn.RNN/LSTM/GRU with every option) over ``x``.
 
@@ -342,6 +354,9 @@ def stack_forward(
         dropout_masks: ``(L-1, T, B, D*Hs)`` multipliers for the outputs of layers 0..L-2
             (inverted dropout: 0 or 1/(1-p)), None for no dropout.
         training: save what :func:`stack_backward` needs in a workspace.
+        compute_dtype: the precision of the matrix products: None for x's dtype, or
+            ``"bfloat16"`` (float32 only; :data:`fastrnn.spec.COMPUTE_DTYPES`). The backward of
+            the workspace must be given the same.
 
     Returns:
         :class:`ForwardResult` with ``y (T, B, D*Hs)``, ``h_n (L*D, B, Hs)``,
@@ -350,7 +365,7 @@ def stack_forward(
     The sizes, the bias and the dtype are read from ``params[0]`` and ``x`` into a
     :class:`StackSpec`, whose rules every argument must meet; :func:`run_forward` takes the spec.
     """
-    spec, xa = _spec(cell, x, params, num_layers, bidirectional, proj_size)
+    spec, xa = _spec(cell, x, params, num_layers, bidirectional, proj_size, compute_dtype)
     return run_forward(
         spec, xa, params, h0, c0, lengths=lengths, dropout_masks=dropout_masks, training=training
     )
@@ -370,16 +385,18 @@ def stack_backward(
     proj_size: int = 0,
     lengths: ArrayLike | None = None,
     need_dx: bool = True,
+    compute_dtype: Any = None,
 ) -> StackBackwardResult:
     """Backpropagation through time through every layer and direction of :func:`stack_forward`.
 
-    ``x``, ``params`` and the options must be those of the forward that filled ``workspace``
-    (consumed). ``dy (T, B, D*Hs)``, ``dh_n (L*D, B, Hs)``, ``dc_n (L*D, B, H)``: gradients of
-    the loss w.r.t. the outputs, None for zeros. Gradients of padded steps are ignored (and the
-    padded steps of ``x`` get zero gradient). ``need_dx=False`` skips the input gradient (its
-    GEMM, a sixth of the work when I = H) and returns ``dx=None``: for inputs that are data.
+    ``x``, ``params`` and the options (``compute_dtype`` too) must be those of the forward that
+    filled ``workspace`` (consumed). ``dy (T, B, D*Hs)``, ``dh_n (L*D, B, Hs)``, ``dc_n (L*D, B,
+    H)``: gradients of the loss w.r.t. the outputs, None for zeros. Gradients of padded steps are
+    ignored (and the padded steps of ``x`` get zero gradient). ``need_dx=False`` skips the input
+    gradient (its GEMM, a sixth of the work when I = H) and returns ``dx=None``: for inputs that are
+    data.
     """
-    spec, xa = _spec(cell, x, params, num_layers, bidirectional, proj_size)
+    spec, xa = _spec(cell, x, params, num_layers, bidirectional, proj_size, compute_dtype)
     return run_backward(
         spec, xa, params, workspace, dy, dh_n, dc_n, lengths=lengths, need_dx=need_dx
     )
@@ -409,6 +426,7 @@ def forward(
     c0: ArrayLike | None = None,
     *,
     training: bool = True,
+    compute_dtype: Any = None,
 ) -> ForwardResult:
     """Run one recurrent layer (one direction) over all steps of ``x``.
 
@@ -421,6 +439,7 @@ def forward(
         c0: ``(B, H)`` initial cell state (LSTM only), None for zeros.
         training: save what :func:`backward` needs into a workspace. When False nothing per step
             is kept (memory beyond the output stays O(B*H)) and ``workspace`` is None.
+        compute_dtype: the products' precision, as :func:`stack_forward`.
 
     Returns:
         :class:`ForwardResult` ``(y, h_n, c_n, workspace)``, states ``(B, H)``.
@@ -432,6 +451,7 @@ def forward(
         _state("h0", h0, x, weight_hh, cell),
         _state("c0", c0, x, weight_hh, cell),
         training=training,
+        compute_dtype=compute_dtype,
     )
     return ForwardResult(r.y, r.h_n[0], None if r.c_n is None else r.c_n[0], r.workspace)
 
@@ -447,6 +467,8 @@ def backward(
     dy: ArrayLike | None = None,
     dh_n: ArrayLike | None = None,
     dc_n: ArrayLike | None = None,
+    *,
+    compute_dtype: Any = None,
 ) -> BackwardResult:
     """Backpropagation through time for the one-layer :func:`forward` that filled ``workspace``.
 
@@ -456,6 +478,7 @@ def backward(
         dy: ``(T, B, H)`` gradient of the loss w.r.t. ``y``, None for zeros.
         dh_n, dc_n: ``(B, H)`` gradients w.r.t. the final states, None for zeros
             (``dc_n`` for LSTM only).
+        compute_dtype: as given to :func:`forward`.
 
     Returns:
         :class:`BackwardResult` with the gradients w.r.t. ``x``, the initial states and every
@@ -469,6 +492,7 @@ def backward(
         dy,
         _state("dh_n", dh_n, x, weight_hh, cell),
         _state("dc_n", dc_n, x, weight_hh, cell),
+        compute_dtype=compute_dtype,
     )
     g = r.grads[0]
     assert r.dx is not None

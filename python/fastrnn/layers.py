@@ -65,16 +65,18 @@ class _SpecField(Generic[_T]):
 class _Saved:
     """What a training-mode forward keeps for its one backward."""
 
-    __slots__ = ("batch_shape", "lengths", "params", "thread", "workspace", "x")
+    __slots__ = ("batch_shape", "lengths", "params", "spec", "thread", "workspace", "x")
 
     def __init__(
         self,
+        spec: StackSpec,
         x: Array,
         params: list[LayerParams],
         workspace: Array,
         batch_shape: tuple[int, ...],
         lengths: Array | None,
     ) -> None:
+        self.spec = spec  # the forward's (compute_dtype may change before the backward)
         self.x = x
         self.params = params
         self.workspace = workspace
@@ -144,6 +146,18 @@ class RecurrentLayer(Module):
     def cell(self) -> str:
         """The cell, one of :data:`fastrnn.functional.CELLS`."""
         return self.spec.cell
+
+    @property
+    def compute_dtype(self) -> str:
+        """The precision of the layer's matrix products: its dtype's name, or ``"bfloat16"``
+        (a float32 layer; :data:`fastrnn.spec.COMPUTE_DTYPES` states what stays float32).
+        Settable: ``layer.compute_dtype = "bfloat16"`` switches it, None goes back to the dtype.
+        A backward runs in the precision of its forward."""
+        return self.spec.compute_dtype
+
+    @compute_dtype.setter
+    def compute_dtype(self, value: Any) -> None:
+        self._spec = self.spec.replace(compute_dtype=value)
 
     # ---- parameters ---------------------------------------------------------------------------
 
@@ -246,7 +260,7 @@ class RecurrentLayer(Module):
             # keep x for the weight gradients; a private copy if it is the caller's own buffer,
             # so that modifying x after forward cannot change the gradients
             x_saved = xt.copy() if np.may_share_memory(xt, np.asarray(x)) else xt
-            self._saved = _Saved(x_saved, params, res.workspace, y.shape, la)
+            self._saved = _Saved(spec, x_saved, params, res.workspace, y.shape, la)
         return y, self._states_out(res.h_n, res.c_n, batched)
 
     __call__ = forward
@@ -311,7 +325,7 @@ class RecurrentLayer(Module):
 
         self._saved = None  # one backward per forward
         r = F.run_backward(
-            self.spec, saved.x, saved.params, saved.workspace, dyt, dh, dc, lengths=saved.lengths
+            saved.spec, saved.x, saved.params, saved.workspace, dyt, dh, dc, lengths=saved.lengths
         )
         self.grads = dict(zip(self.param_shapes(), self.spec.flatten(r.grads), strict=True))
         assert r.dx is not None
@@ -335,6 +349,8 @@ class RecurrentLayer(Module):
                 s += f", {name}={v}"
         if self.dtype != np.float32:
             s += f", dtype={self.dtype.name}"
+        if self.spec.bf16:
+            s += ", compute_dtype='bfloat16'"
         return s
 
     def __repr__(self) -> str:
@@ -346,7 +362,9 @@ class RNN(RecurrentLayer):
 
     Arguments as ``torch.nn.RNN``: ``input_size, hidden_size, num_layers=1, nonlinearity="tanh",
     bias=True, batch_first=False, dropout=0.0, bidirectional=False``; plus keyword-only
-    ``dtype`` (float32 or float64) and ``seed`` for the initial weights.
+    ``dtype`` (float32 or float64), ``compute_dtype`` (None or ``"bfloat16"``: the precision of
+    the matrix products, see :attr:`RecurrentLayer.compute_dtype`) and ``seed`` for the initial
+    weights.
     """
 
     def __init__(
@@ -361,6 +379,7 @@ class RNN(RecurrentLayer):
         bidirectional: bool = False,
         *,
         dtype: DTypeLike = np.float32,
+        compute_dtype: Any = None,
         seed: int | np.random.Generator | None = None,
     ) -> None:
         if nonlinearity not in ("tanh", "relu"):
@@ -377,6 +396,7 @@ class RNN(RecurrentLayer):
             bias,
             0,
             dtype,
+            compute_dtype,
         )
         super().__init__(spec, batch_first=batch_first, dropout=dropout, seed=seed)
 
@@ -390,7 +410,7 @@ class LSTM(RecurrentLayer):
 
     Arguments as ``torch.nn.LSTM``: ``input_size, hidden_size, num_layers=1, bias=True,
     batch_first=False, dropout=0.0, bidirectional=False, proj_size=0``; plus keyword-only
-    ``dtype`` and ``seed``. States are tuples ``(h, c)``.
+    ``dtype``, ``compute_dtype`` and ``seed`` (as :class:`RNN`). States are tuples ``(h, c)``.
     """
 
     _num_states = 2
@@ -407,10 +427,19 @@ class LSTM(RecurrentLayer):
         proj_size: int = 0,
         *,
         dtype: DTypeLike = np.float32,
+        compute_dtype: Any = None,
         seed: int | np.random.Generator | None = None,
     ) -> None:
         spec = StackSpec(
-            "lstm", input_size, hidden_size, num_layers, bidirectional, bias, proj_size, dtype
+            "lstm",
+            input_size,
+            hidden_size,
+            num_layers,
+            bidirectional,
+            bias,
+            proj_size,
+            dtype,
+            compute_dtype,
         )
         super().__init__(spec, batch_first=batch_first, dropout=dropout, seed=seed)
 
@@ -419,13 +448,12 @@ class GRU(RecurrentLayer):
     """Gated recurrent unit, gates ``r, z, n`` (PyTorch's order), ``h' = (1 - z)*n + z*h``.
 
     Arguments as ``torch.nn.GRU``: ``input_size, hidden_size, num_layers=1, bias=True,
-    batch_first=False, dropout=0.0, bidirectional=False``; plus keyword-only ``dtype``, ``seed``
-    and ``reset_after``: True (default; PyTorch, cuDNN and Keras' default) applies the reset gate
-    after the recurrent product, ``n = tanh(W_in x + b_in + r*(W_hn h + b_hn))``; False is the
-    original formula of Cho et al. and the course notes, ``n = tanh(W_in x + b_in + W_hn (r*h) +
-    b_hn)``. The course notes' update gate is our ``1 - z``: see
-    :func:`fastrnn.convert.gru_notes_to_torch`.
-    """
+    batch_first=False, dropout=0.0, bidirectional=False``; plus keyword-only ``dtype``,
+    ``compute_dtype``, ``seed`` (as :class:`RNN`) and ``reset_after``: True (default; PyTorch, cuDNN
+    and Keras' default) applies the reset gate after the recurrent product, ``n = tanh(W_in x + b_in
+    + r*(W_hn h + b_hn))``; False is the original formula of Cho et al. and the course notes, ``n =
+    tanh(W_in x + b_in + W_hn (r*h) + b_hn)``. The course notes' update gate is our ``1 - z``: see
+    :func:`fastrnn.convert.gru_notes_to_torch`."""
 
     def __init__(
         self,
@@ -439,11 +467,14 @@ class GRU(RecurrentLayer):
         *,
         reset_after: bool = True,
         dtype: DTypeLike = np.float32,
+        compute_dtype: Any = None,
         seed: int | np.random.Generator | None = None,
     ) -> None:
         self.reset_after = bool(reset_after)
         cell = "gru" if self.reset_after else "gru_reset_before"
-        spec = StackSpec(cell, input_size, hidden_size, num_layers, bidirectional, bias, 0, dtype)
+        spec = StackSpec(
+            cell, input_size, hidden_size, num_layers, bidirectional, bias, 0, dtype, compute_dtype
+        )
         super().__init__(spec, batch_first=batch_first, dropout=dropout, seed=seed)
 
     def _extra_repr(self) -> str:
@@ -477,6 +508,7 @@ def from_spec(
         dropout=dropout,
         bidirectional=spec.bidirectional,
         dtype=spec.dtype,
+        compute_dtype=spec.compute_dtype,
         seed=seed,
         **kw,
     )

@@ -27,7 +27,7 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from ._args import check_int, float_dtype, to_numpy
 
-__all__ = ["CELLS", "CellInfo", "LayerParams", "Layout", "StackSpec"]
+__all__ = ["CELLS", "COMPUTE_DTYPES", "CellInfo", "LayerParams", "Layout", "StackSpec"]
 
 Array = NDArray[Any]
 
@@ -71,6 +71,43 @@ class LayerParams(NamedTuple):
 _KINDS = LayerParams._fields
 
 
+#: The precisions a stack's matrix products may run in, besides its own dtype: ``"bfloat16"``
+#: (float32 stacks): both operands of every product -- weights, inputs, hidden states, GRU's
+#: ``r*h``, LSTM's ``o*tanh(c)`` before the projection and, in backward, the gate gradients and
+#: ``dL/dh`` -- rounded to bfloat16 (to nearest, ties to even), their products summed in float32;
+#: the arrays, biases, activations, LSTM's cell state, the pointwise gradients and the bias
+#: gradients stay float32 (oneDNN's scheme). CPUs with AVX512_BF16 run the products on their bf16
+#: dot-product instructions; elsewhere the same rounded products run in float32, so results agree
+#: across machines to float32 rounding. :func:`fastrnn.reference.stack_forward` takes the same
+#: ``compute_dtype``.
+COMPUTE_DTYPES: tuple[str, ...] = ("bfloat16",)
+
+
+def check_compute_dtype(value: Any, dtype: np.dtype[Any]) -> str:
+    """The name of the products' precision: ``dtype``'s name for None or ``dtype`` itself,
+    ``"bfloat16"`` (also ``"bf16"``, ``torch.bfloat16``, ml_dtypes' ``bfloat16``) for a float32
+    stack; anything else is a ValueError."""
+    if value is None:
+        return str(dtype.name)
+    text = value if isinstance(value, str) else getattr(value, "name", None) or str(value)
+    if isinstance(text, str) and text.lower().removeprefix("torch.") in ("bfloat16", "bf16"):
+        if dtype != np.float32:
+            raise ValueError(
+                f"compute_dtype: bfloat16 products need a float32 stack, not {dtype.name}"
+            )
+        return "bfloat16"
+    try:
+        same = np.dtype(value) == dtype
+    except TypeError:
+        same = False
+    if not same:
+        raise ValueError(
+            f"compute_dtype: expected None, {dtype.name!r} (the stack's dtype) or 'bfloat16', "
+            f"got {value!r}"
+        )
+    return str(dtype.name)
+
+
 def check_cell(cell: Any) -> str:
     """``cell`` if it is one of :data:`CELLS`, else a ValueError listing them."""
     if not isinstance(cell, str) or cell not in CELLS:
@@ -89,6 +126,9 @@ class StackSpec:
         bias: each layer has ``bias_ih`` and ``bias_hh`` (both, or neither anywhere).
         proj_size: LSTM's output projection, ``0 <= proj_size < hidden_size``.
         dtype: float32 or float64: of the parameters and of every array of a call.
+        compute_dtype: the precision of the matrix products: None (or ``dtype``) for ``dtype``
+            itself, or ``"bfloat16"`` for a float32 stack (:data:`COMPUTE_DTYPES`); stored as its
+            name.
     """
 
     cell: str
@@ -99,6 +139,7 @@ class StackSpec:
     bias: bool
     proj_size: int
     dtype: np.dtype[Any]
+    compute_dtype: str
 
     def __init__(
         self,
@@ -110,6 +151,7 @@ class StackSpec:
         bias: bool = True,
         proj_size: int = 0,
         dtype: DTypeLike = np.float32,
+        compute_dtype: Any = None,
     ) -> None:
         info = CELLS[check_cell(cell)]
         put = object.__setattr__
@@ -128,11 +170,26 @@ class StackSpec:
             )
         put(self, "proj_size", proj)
         put(self, "dtype", float_dtype("dtype", dtype))
+        put(self, "compute_dtype", check_compute_dtype(compute_dtype, self.dtype))
         # derived once (not fields: equality and hash are the fields')
         put(self, "_entry_names", tuple(self._make_names(k) for k in range(self.num_entries)))
         put(self, "_entry_shapes", tuple(self._make_shapes(k) for k in range(self.num_entries)))
 
     # ---- sizes --------------------------------------------------------------------------------
+
+    def replace(self, **changes: Any) -> StackSpec:
+        """This spec with some fields changed (validated as a new one)."""
+        fields = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        unknown = set(changes) - set(fields)
+        if unknown:
+            raise TypeError(f"replace: no field {sorted(unknown)[0]!r}")
+        fields.update(changes)
+        return StackSpec(**fields)
+
+    @property
+    def bf16(self) -> bool:
+        """Whether the products run in bfloat16 (``compute_dtype == "bfloat16"``)."""
+        return self.compute_dtype == "bfloat16"
 
     @property
     def gates(self) -> int:
@@ -405,6 +462,7 @@ class StackSpec:
         num_layers: int = 1,
         bidirectional: bool = False,
         proj_size: int = 0,
+        compute_dtype: Any = None,
     ) -> StackSpec:
         """The spec of a stack given by its parameters (one entry per layer and direction):
         hidden size, bias and (unless given) input size read from the first entry."""
@@ -432,6 +490,7 @@ class StackSpec:
             first[2] is not None,
             check_int("proj_size", proj_size, 0),
             float_dtype("dtype", dtype),
+            compute_dtype,
         )
 
     @classmethod

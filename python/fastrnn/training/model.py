@@ -35,7 +35,7 @@ from numpy.typing import ArrayLike, NDArray
 from .._args import as_rng, check_bool, check_int, float_dtype
 from .._files import NpzReader
 from ..layers import RecurrentLayer, from_spec
-from ..spec import StackSpec
+from ..spec import StackSpec, check_compute_dtype
 from . import losses, optim
 from .nn import Embedding, Linear
 from .text import CharVocab
@@ -55,6 +55,7 @@ def _checked_config(c: Mapping[str, Any]) -> dict[str, Any]:
     config holds them: the rules the constructor and :meth:`SequenceModel.load` share, applied
     before anything is allocated (``dropout`` is the recurrent layer's to check)."""
     cell, emb, seed = c["cell"], c["embedding_dim"], c["seed"]
+    dtype = float_dtype("dtype", c["dtype"])
     if not isinstance(cell, str) or cell not in _CELLS:
         raise ValueError(f"cell: expected one of {sorted(_CELLS)}, got {cell!r}")
     return {
@@ -67,7 +68,8 @@ def _checked_config(c: Mapping[str, Any]) -> dict[str, Any]:
         "many_to_one": check_bool("many_to_one", c["many_to_one"]),
         "dropout": c["dropout"],
         "bidirectional": check_bool("bidirectional", c["bidirectional"]),
-        "dtype": float_dtype("dtype", c["dtype"]).name,
+        "dtype": dtype.name,
+        "compute_dtype": check_compute_dtype(c["compute_dtype"], dtype),
         "seed": None if seed is None else check_int("seed", seed, 0),
     }
 
@@ -227,6 +229,9 @@ class SequenceModel:
         many_to_one: the output layer reads only the last step.
         dtype, seed: for every layer (one seed makes the whole model reproducible; an int seed
             is kept in :attr:`config`, a Generator is not).
+        compute_dtype: the precision of the recurrent stack's matrix products: None (the dtype)
+            or ``"bfloat16"`` (see :attr:`fastrnn.RecurrentLayer.compute_dtype`); the embedding
+            and the output layer stay in ``dtype``. Settable on :attr:`rnn` later.
     """
 
     def __init__(
@@ -242,6 +247,7 @@ class SequenceModel:
         dropout: float = 0.0,
         bidirectional: bool = False,
         dtype: Any = np.float32,
+        compute_dtype: Any = None,
         seed: int | np.random.Generator | None = None,
     ) -> None:
         rng = as_rng(seed)  # a Generator is used as is; the config keeps int seeds only
@@ -249,7 +255,8 @@ class SequenceModel:
             "cell": cell, "input_size": input_size, "hidden_size": hidden_size,
             "output_size": output_size, "num_layers": num_layers, "embedding_dim": embedding_dim,
             "many_to_one": many_to_one, "dropout": dropout, "bidirectional": bidirectional,
-            "dtype": dtype, "seed": None if isinstance(seed, np.random.Generator) else seed,
+            "dtype": dtype, "compute_dtype": compute_dtype,
+            "seed": None if isinstance(seed, np.random.Generator) else seed,
         })  # fmt: skip
         c = self.config
         r_emb, r_rnn, r_head = rng.spawn(3)
@@ -260,7 +267,8 @@ class SequenceModel:
         )
         rnn_in = c["embedding_dim"] if c["embedding_dim"] is not None else c["input_size"]
         spec = StackSpec(_CELLS[cell], rnn_in, c["hidden_size"], c["num_layers"],
-                         c["bidirectional"], dtype=c["dtype"])  # fmt: skip
+                         c["bidirectional"], dtype=c["dtype"],
+                         compute_dtype=c["compute_dtype"])  # fmt: skip
         self.rnn: RecurrentLayer = from_spec(spec, dropout=dropout, seed=r_rnn)
         c["dropout"] = self.rnn.dropout  # the layer's rule
         self.head = Linear(spec.output_size, c["output_size"], dtype=c["dtype"], seed=r_head)
@@ -485,6 +493,7 @@ class SequenceModel:
         """One ``.npz``: configuration, weights, optimizer state (if given) and ``extra`` JSON
         values (e.g. a vocabulary)."""
         arrays: dict[str, Array] = {f"param/{k}": v for k, v in self.named_parameters().items()}
+        self.config["compute_dtype"] = self.rnn.compute_dtype  # settable on the layer
         meta: dict[str, Any] = {"format": _FORMAT, "config": self.config, "extra": extra}
         if optimizer is not None:
             sd = optimizer.state_dict()
