@@ -27,6 +27,10 @@
 #if defined(__APPLE__)
 #include <sys/sysctl.h>
 #endif
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #endif
 
 // The tables, constant data defined by each variant's cpp/kernels/table.cpp.
@@ -71,6 +75,19 @@ std::uint64_t xgetbv0() {
   // the instruction's bytes: _xgetbv would need -mxsave for this unit, compiled for the baseline
   __asm__ volatile(".byte 0x0f, 0x01, 0xd0" : "=a"(lo), "=d"(hi) : "c"(0));
   return (static_cast<std::uint64_t>(hi) << 32) | lo;
+#endif
+}
+
+/// Whether this process may use the AMX tile data: Linux hands it out on request (the
+/// permission is the process's, for all its threads, and kept across fork); elsewhere XCR0 is the
+/// answer (Windows enables it for every process).
+bool amx_permitted() {
+#if defined(__linux__)
+  constexpr long kReqXcompPerm = 0x1023;  // ARCH_REQ_XCOMP_PERM
+  constexpr long kXtileData = 18;         // XFEATURE_XTILEDATA
+  return syscall(SYS_arch_prctl, kReqXcompPerm, kXtileData) == 0;
+#else
+  return true;
 #endif
 }
 
@@ -130,6 +147,15 @@ std::uint64_t detect() {
 #endif
   if (ymm) f |= features(avx);
   if (ymm && zmm) f |= features(avx512);
+  const FeatureBit amx[] = {// need the OS to save the tiles (XCR0 bits 17, 18) and, on Linux,
+                            // the process to ask for them
+                            {l7.d, 24, kAmxTile},
+                            {l7.d, 22, kAmxBf16},
+                            {l7.d, 25, kAmxInt8}};
+  if (ymm && zmm && (xcr0 & 0x60000) == 0x60000 && (features(amx) & kAmxTile) &&
+      amx_permitted()) {
+    f |= features(amx);
+  }
   return f;
 }
 #elif defined(__aarch64__) || defined(_M_ARM64)
@@ -211,6 +237,9 @@ std::string feature_names(std::uint64_t bits) {
                                                                  {kAvx512vl, "avx512vl"},
                                                                  {kAvx512vnni, "avx512_vnni"},
                                                                  {kAvx512bf16, "avx512_bf16"},
+                                                                 {kAmxTile, "amx_tile"},
+                                                                 {kAmxBf16, "amx_bf16"},
+                                                                 {kAmxInt8, "amx_int8"},
                                                                  {kNeon, "neon"}};
   std::string s;
   for (const auto& [b, n] : kNames) {

@@ -36,6 +36,11 @@ enum CpuFeature : std::uint64_t {
   kAvx512vl = 1ull << 17,
   kAvx512vnni = 1ull << 18,
   kAvx512bf16 = 1ull << 19,
+  /// AMX tiles and their bf16 and int8 products; on Linux the process must also have asked for
+  /// the tile state (arch_prctl ARCH_REQ_XCOMP_PERM, done by cpu_features()).
+  kAmxTile = 1ull << 20,
+  kAmxBf16 = 1ull << 21,
+  kAmxInt8 = 1ull << 22,
   kNeon = 1ull << 32,
 };
 

@@ -47,12 +47,28 @@
 #include <vector>
 
 #include "fastrnn/bf16.hpp"
+#include "fastrnn/bf16_kernel.hpp"
 #include "fastrnn/fastrnn.hpp"
 #include "fastrnn/gates.hpp"
 #include "fastrnn/parallel.hpp"
 
 namespace fastrnn::detail {
 inline namespace FASTRNN_ISA_NS {
+
+/// Whether this variant runs bfloat16 products on the CPU's bf16 dot-product instructions
+/// (bf16_kernel.hpp); the others round the operands and multiply in float.
+#if defined(__AVX512BF16__)
+inline constexpr bool kNativeBf16 = true;
+#else
+inline constexpr bool kNativeBf16 = false;
+#endif
+/// Whether they run on AMX tiles (bf16_kernel.hpp) rather than vdpbf16ps.
+#if defined(__AVX512BF16__) && defined(__AMX_TILE__) && defined(__AMX_BF16__)
+#define FASTRNN_AMX_BF16 1
+inline constexpr bool kAmxBf16 = true;
+#else
+inline constexpr bool kAmxBf16 = false;
+#endif
 
 /// a * b + c for the scalar tails of the SIMD loops: one fused operation where the target has
 /// FMA (as the packet loops' pmadd then), a multiply and an add where it has not (std::fma
@@ -218,7 +234,11 @@ class PackedMatrix {
         seg_rows_[static_cast<size_t>(bi * gates + g)] = u1 - u0;
       }
     }
-    if (pack) pack_all();
+    if (pack && bf16_ && kNativeBf16) {
+      pack_pairs();
+    } else if (pack) {
+      pack_all();
+    }
   }
 
   index_t rows() const { return m_; }
@@ -235,6 +255,20 @@ class PackedMatrix {
   const S* panel(index_t si, index_t kb) const {
     return packed_.data() + seg_[static_cast<size_t>(si * depth_blocks_ + kb)];
   }
+  /// Native bfloat16 (pack_pairs): pairs of the depth (with AMX, whole tile steps: the pad
+  /// zero), and segment si's panels.
+  index_t pairs() const {
+    const index_t p = (k_ + 1) / 2;
+    if constexpr (kAmxBf16) return (p + 15) / 16 * 16;  // kAmxPairs
+    return p;
+  }
+  const std::uint16_t* pairs_of(index_t si) const {
+    return packed16_.data() + seg_[static_cast<size_t>(si)];
+  }
+  /// Rows of the panel of a segment that starts p0 rows in, `left` = rows - p0 of them left:
+  /// 32, or 16 for the last 16 or fewer (zero-padded).
+  static index_t pair_panel_rows(index_t left) { return left > 16 ? 32 : 16; }
+
   /// A where it is (direct mode).
   const S* a() const { return a_; }
   index_t lda() const { return lda_; }
@@ -270,6 +304,57 @@ class PackedMatrix {
     parallel_for(segs, threads, [&](index_t si) { pack_segment(si); });
   }
 
+  /// Native bfloat16: each segment's rows in panels of pair_panel_rows() rows, each panel the
+  /// pairs of its rows along the depth (bf16_kernel.hpp's layout), at an aligned offset of one
+  /// buffer, packed by the segments' threads.
+  void pack_pairs() {
+    const index_t segs = blocks_ * gates_, pairs = this->pairs();
+    seg_.assign(static_cast<size_t>(segs + 1), 0);
+    index_t off = 0;
+    for (index_t si = 0; si < segs; ++si) {
+      seg_[static_cast<size_t>(si)] = off;
+      off += (seg_rows(si) + 15) / 16 * 16 * 2 * pairs;  // a multiple of 64 bytes
+    }
+    packed16_.reset(off);
+    const int threads = m_ * k_ < kParallelMinWork
+                            ? 1
+                            : static_cast<int>(std::min<index_t>(num_threads(), blocks_));
+    parallel_for(segs, threads, [&](index_t si) { pack_pair_segment(si); });
+  }
+
+  void pack_pair_segment(index_t si) {
+#if defined(__AVX512BF16__)
+    if constexpr (std::is_same_v<S, float>) {
+      const index_t r0 = seg_row(si), rows = seg_rows(si), pairs = this->pairs();
+      std::uint16_t* dst = packed16_.data() + seg_[static_cast<size_t>(si)];
+      // one row (row-major A) or one column (column-major) of the segment in bfloat16
+      std::vector<std::uint16_t> line(static_cast<size_t>(std::max(2 * pairs, rows + 1)), 0);
+      for (index_t p0 = 0; p0 < rows;) {
+        const index_t w = pair_panel_rows(rows - p0), valid = std::min(w, rows - p0);
+        std::fill(dst, dst + w * 2 * pairs, std::uint16_t(0));
+        if (row_major_) {  // row r: its pairs, one 32-bit word each, w words apart
+          for (index_t r = 0; r < valid; ++r) {
+            to_bf16_pairs(line.data(), a_ + (r0 + p0 + r) * lda_, k_);
+            for (index_t p = 0; p < pairs; ++p) {
+              std::memcpy(dst + (p * w + r) * 2, line.data() + 2 * p, 2 * sizeof(std::uint16_t));
+            }
+          }
+        } else {  // column j: the half j % 2 of pair j / 2 of every row
+          for (index_t j = 0; j < k_; ++j) {
+            to_bf16_pairs(line.data(), a_ + r0 + p0 + j * lda_, valid);
+            std::uint16_t* d = dst + (j / 2) * w * 2 + (j % 2);
+            for (index_t r = 0; r < valid; ++r) d[2 * r] = line[static_cast<size_t>(r)];
+          }
+        }
+        dst += w * 2 * pairs;
+        p0 += w;
+      }
+    }
+#else
+    (void)si;
+#endif
+  }
+
   void pack_segment(index_t si) {
     using LhsRow = Eigen::internal::const_blas_data_mapper<S, index_t, Eigen::RowMajor>;
     using LhsCol = Eigen::internal::const_blas_data_mapper<S, index_t, Eigen::ColMajor>;
@@ -302,6 +387,7 @@ class PackedMatrix {
   std::vector<index_t> seg_rows_;  ///< its rows
   std::vector<index_t> seg_;       ///< offset of each (segment, depth block) in packed_
   AlignedBuffer<S> packed_;
+  AlignedBuffer<std::uint16_t> packed16_;  ///< native bfloat16: the panels of pairs
 };
 
 /// Calls f(std::integral_constant<int, N>{}) for n = N in [1, 4] (the direct mode's rows).
@@ -419,6 +505,12 @@ class PackedGemm {
     if (a_.blocks() == 0) return;
     rhs_parts_ = std::max(1, static_cast<int>(std::min<index_t>(num_threads(), a_.blocks())));
     if (direct_) return;  // read A where it is (file top)
+    if (native()) {  // each part's rows of `in` as bfloat16 pairs, kColBlock at a time
+      // (AMX reads x in tiles of 16 rows: whole tiles)
+      x16_size_ = (std::min(std::max<index_t>(max_n, 1), kColBlock) + 15) / 16 * 16 * 2 * a_.pairs();
+      x16_.reset(rhs_parts_ * x16_size_);
+      return;
+    }
     const index_t nmax = std::min(std::max<index_t>(max_n, 1), kColBlock);
     rhs_stride_ = a_.round_up(std::min(PackedMatrix<S>::kDepthBlock, k) * nmax);
     rhs_size_ = a_.depth_blocks() * rhs_stride_;
@@ -444,7 +536,9 @@ class PackedGemm {
     const index_t tail_shift = tail.gate < gates ? GateLayout{a_.rows() / gates}.at(tail.gate) : 0;
     const Targets to{dest, tail, gates, tail_shift};
     const index_t s0 = b0 * gates, s1 = b1 * gates;
-    if (direct_) {
+    if (native()) {
+      multiply_pairs(to, s0, s1, x, x16_.data() + part.index * x16_size_);
+    } else if (direct_) {
       multiply_direct(to, s0, s1, x);
     } else if (x.n < Traits::nr && a_.whole_packets(s0, s1)) {  // batch 1-3
       few_rows(to, s0, s1, bf16_ ? rounded_rows(x, part) : x);
@@ -454,6 +548,9 @@ class PackedGemm {
   }
 
  private:
+  /// Whether the products run on the bf16 dot-product kernel (bf16_kernel.hpp).
+  bool native() const { return bf16_ && kNativeBf16 && std::is_same_v<S, float>; }
+
   /// A segment's output: buffer, leading dimension, accumulate?, bias, and the buffer's column
   /// 0 as a row of A (a Tail's buffer starts at its first gate).
   struct Target {
@@ -643,6 +740,99 @@ class PackedGemm {
     }
   }
 
+  /// Native bfloat16: kColBlock rows of `in` at a time converted to pairs (into xb, this part's
+  /// buffer), then for each segment of [s0, s1) and each of its panels the kernel over all of
+  /// them (bf16_kernel.hpp), its sums stored to the segment's target in packets of 16 rows.
+  void multiply_pairs(const Targets& to, index_t s0, index_t s1, const Rows<S>& x,
+                      std::uint16_t* xb) const {
+#if defined(__AVX512BF16__)
+    if constexpr (std::is_same_v<S, float>) {
+      const index_t pairs = a_.pairs(), ldx = 2 * pairs;
+      const index_t even = (a_.depth() + 1) / 2 * 2;  // the values to_bf16_pairs writes
+#if FASTRNN_AMX_BF16
+      amx_configure();
+#endif
+      for (index_t c0 = 0; c0 < x.n; c0 += kColBlock) {
+        const index_t nc = std::min(kColBlock, x.n - c0);
+        for (index_t c = 0; c < nc; ++c) {
+          to_bf16_pairs(xb + c * ldx, x.in + (c0 + c) * x.ld, a_.depth());
+          std::fill(xb + c * ldx + even, xb + (c + 1) * ldx, std::uint16_t(0));
+        }
+        if constexpr (kAmxBf16) {  // whole tiles of 16 rows
+          std::fill(xb + nc * ldx, xb + (nc + 15) / 16 * 16 * ldx, std::uint16_t(0));
+        }
+        for (index_t si = s0; si < s1; ++si) {
+          const Target t = to(si);
+          const index_t rows = a_.seg_rows(si), r0 = a_.seg_row(si);
+          const std::uint16_t* a = a_.pairs_of(si);
+          for (index_t p0 = 0; p0 < rows;) {
+            const index_t w = PackedMatrix<S>::pair_panel_rows(rows - p0);
+            auto store = [&](index_t c, int q, __m512 v) {
+              const index_t rr = p0 + 16 * q;  // the packet's first row in the segment
+              const index_t valid = std::min<index_t>(16, rows - rr);
+              if (valid <= 0) return;
+              const auto m = static_cast<__mmask16>(valid == 16 ? 0xffff : (1u << valid) - 1);
+              S* dst = t.out + (c0 + c) * t.ld + (r0 + rr - t.shift);
+              const __m512 base = t.accumulate ? _mm512_maskz_loadu_ps(m, dst)
+                                  : t.bias     ? _mm512_maskz_loadu_ps(m, t.bias + r0 + rr)
+                                               : _mm512_setzero_ps();
+              _mm512_mask_storeu_ps(dst, m, _mm512_add_ps(base, v));
+            };
+#if FASTRNN_AMX_BF16
+            amx_panel(a, w, pairs, xb, ldx, nc, store);
+#else
+            if (w == 32) {
+              bf16_panel_rows<2>(a, pairs, xb, ldx, nc, store);
+            } else {
+              bf16_panel_rows<1>(a, pairs, xb, ldx, nc, store);
+            }
+#endif
+            a += w * 2 * pairs;
+            p0 += w;
+          }
+        }
+      }
+#if FASTRNN_AMX_BF16
+      amx_done();
+#endif
+    }
+#else
+    (void)to, (void)s0, (void)s1, (void)x, (void)xb;
+#endif
+  }
+
+#if FASTRNN_AMX_BF16
+  /// AMX: a panel of w rows of A by the nc rows of x (whole tiles of 16 rows, zero past nc), in
+  /// blocks of 32 rows of x; store(c, q, sums) for the rows c < nc of x.
+  template <class Store>
+  static void amx_panel(const std::uint16_t* a, index_t w, index_t pairs, const std::uint16_t* xb,
+                        index_t ldx, index_t nc, Store&& store) {
+    alignas(64) float sums[16 * 16];
+    const index_t steps = pairs / kAmxPairs;
+    for (index_t cb = 0; cb < nc; cb += 32) {
+      auto put = [&](int i, int j, const float* sm) {
+        for (index_t r = 0; r < 16; ++r) {
+          const index_t c = cb + 16 * i + r;
+          if (c >= nc) break;
+          store(c, j, _mm512_load_ps(sm + 16 * r));
+        }
+      };
+      const std::uint16_t* x = xb + cb * ldx;
+      if (nc - cb > 16) {
+        if (w == 32) {
+          amx_block<2, 2>(x, ldx, a, w, steps, sums, put);
+        } else {
+          amx_block<2, 1>(x, ldx, a, w, steps, sums, put);
+        }
+      } else if (w == 32) {
+        amx_block<1, 2>(x, ldx, a, w, steps, sums, put);
+      } else {
+        amx_block<1, 1>(x, ldx, a, w, steps, sums, put);
+      }
+    }
+  }
+#endif
+
   /// Bf16: x's rows rounded to bfloat16, in this part's right-hand-side buffer (which holds at
   /// least max_n rows of k).
   Rows<S> rounded_rows(const Rows<S>& x, Part part) {
@@ -688,6 +878,8 @@ class PackedGemm {
   /// an empty product (m or k zero) needs none: no limit
   int rhs_parts_ = std::numeric_limits<int>::max();
   AlignedBuffer<S> rhs_;
+  index_t x16_size_ = 0;  ///< native bfloat16: per part
+  AlignedBuffer<std::uint16_t> x16_;
 };
 
 }  // namespace FASTRNN_ISA_NS

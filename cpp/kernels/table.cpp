@@ -90,6 +90,15 @@ constexpr std::uint64_t compiled_features() {
 #if defined(__AVX512BF16__)
   f |= kAvx512bf16;
 #endif
+#if defined(__AMX_TILE__)
+  f |= kAmxTile;
+#endif
+#if defined(__AMX_BF16__)
+  f |= kAmxBf16;
+#endif
+#if defined(__AMX_INT8__)
+  f |= kAmxInt8;
+#endif
 #if defined(__ARM_NEON) || defined(_M_ARM64)
   f |= kNeon;
 #endif
