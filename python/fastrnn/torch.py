@@ -215,9 +215,23 @@ def _autocast_dtype(wdtype: torch.dtype) -> torch.dtype | None:
     """The lower precision ``torch.autocast("cpu")`` asks of a module's products, or None: outside
     it (or inside ``enabled=False``) and for any module but a float32 one (autocast leaves float64
     alone)."""
-    if wdtype != torch.float32 or not torch.is_autocast_enabled("cpu"):
+    if wdtype != torch.float32 or not _cpu_autocast_enabled():
         return None
-    return torch.get_autocast_dtype("cpu")
+    return _cpu_autocast_dtype()
+
+
+def _cpu_autocast_enabled() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4: no device argument  # pragma: no cover
+        return torch.is_autocast_cpu_enabled()
+
+
+def _cpu_autocast_dtype() -> torch.dtype:
+    try:
+        return torch.get_autocast_dtype("cpu")
+    except (AttributeError, TypeError):  # torch < 2.4  # pragma: no cover
+        return torch.get_autocast_cpu_dtype()
 
 
 def _autocast_dtypes(
