@@ -30,8 +30,19 @@ torch's own kernel makes), ``proj_size`` (LSTM), ``nonlinearity`` (RNN).
   saved activations are an ordinary saved tensor). The backward is not itself differentiable:
   differentiating a gradient again (``create_graph=True``, a gradient penalty) raises
   RuntimeError rather than giving a silent zero. Not supported: the ``torch.func`` transforms
-  (a clear RuntimeError), forward-mode AD, ``torch.jit`` tracing or scripting, autocast (the
-  kernels compute in the module's dtype).
+  (a clear RuntimeError), forward-mode AD, ``torch.jit`` tracing or scripting.
+* ``compute_dtype`` (constructor keyword and settable attribute, as on :class:`fastrnn.LSTM`):
+  None for the module's dtype, or ``"bfloat16"`` (float32 modules): the products run on bfloat16
+  operands with float32 accumulation (:data:`fastrnn.spec.COMPUTE_DTYPES`); inputs, outputs,
+  states and gradients stay float32.
+* Autocast: inside ``torch.autocast("cpu", dtype=torch.bfloat16)`` a float32 module runs its
+  products in bfloat16 (whatever its ``compute_dtype``) and returns the dtypes ``torch.nn``'s
+  module returns there (see :func:`_autocast_dtypes`; measured on torch 2.13); the gradients of
+  the parameters are float32, those of the input and ``hx`` come back in their own dtypes. Inputs
+  and ``hx`` may then be float32, bfloat16 or float16 (as torch accepts). Under
+  ``dtype=torch.float16`` the products run in the module's ``compute_dtype`` (fastrnn has no
+  float16 products; float32 is the more precise stand-in) and the outputs take torch's dtypes.
+  float64 modules and ``torch.autocast(..., enabled=False)`` are untouched, as in torch.
 * Threads: fastrnn's kernels use :func:`fastrnn.set_num_threads` (default
   ``FASTRNN_NUM_THREADS``, else ``OMP_NUM_THREADS``, else the CPUs this process may use), not
   ``torch.set_num_threads``; set both when you change one.
@@ -57,7 +68,7 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess without
 import numpy as np
 
 from . import functional as F
-from .spec import Layout, StackSpec
+from .spec import Layout, StackSpec, check_compute_dtype
 
 __all__ = ["GRU", "LSTM", "RNN", "RNNFunction"]
 
@@ -196,6 +207,66 @@ def _check_cpu(name: str, t: Tensor) -> None:
         )
 
 
+#: the dtypes a float32 module accepts for its input and hx under autocast (torch.nn's casts them)
+_AUTOCAST_IN = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def _autocast_dtype(wdtype: torch.dtype) -> torch.dtype | None:
+    """The lower precision ``torch.autocast("cpu")`` asks of a module's products, or None: outside
+    it (or inside ``enabled=False``) and for any module but a float32 one (autocast leaves float64
+    alone)."""
+    if wdtype != torch.float32 or not _cpu_autocast_enabled():
+        return None
+    return _cpu_autocast_dtype()
+
+
+def _cpu_autocast_enabled() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4: no device argument  # pragma: no cover
+        return torch.is_autocast_cpu_enabled()
+
+
+def _cpu_autocast_dtype() -> torch.dtype:
+    try:
+        return torch.get_autocast_dtype("cpu")
+    except (AttributeError, TypeError):  # torch < 2.4  # pragma: no cover
+        return torch.get_autocast_cpu_dtype()
+
+
+def _autocast_dtypes(
+    mode: str, proj_size: int, packed: bool, low: torch.dtype, state: torch.dtype, x: torch.dtype
+) -> tuple[torch.dtype, torch.dtype, torch.dtype]:
+    """The dtypes of ``(output, h_n, c_n)`` that ``torch.nn``'s module returns under autocast to
+    ``low`` (bfloat16 or float16); ``state``: the carried state's dtype (LSTM's ``c_0``, GRU's
+    ``h_0``; the input's when hx is None), ``x``: the input's.
+
+    Measured on torch 2.13 (CPU), float32 module, any layers/directions/``batch_first``, batched
+    or not (``low`` = bfloat16; the same with float16, where torch's oneDNN LSTM raises in
+    training)::
+
+        module                                output  h_n     c_n
+        LSTM, tensor input (oneDNN)           low     low     low
+        LSTM, PackedSequence                  state'  state'  state'
+        LSTM, proj_size > 0                   low     low     state'
+        GRU                                   state'  state'  -
+        RNN (tanh, relu)                      low     low     -
+
+    with ``state' = promote_types(low, state)`` (float32 for a float32 state). torch's per-step
+    cells run every ``linear`` in ``low`` and add the carried state in its own dtype, so the
+    results follow type promotion; its unprojected LSTM on a tensor goes to oneDNN, which casts
+    input, weights and states to ``low`` (a float16 input there takes the per-step path in
+    training, so the packed row applies)."""
+    carried = torch.promote_types(low, state)
+    if mode != "LSTM":
+        return (carried, carried, carried) if mode == "GRU" else (low, low, low)
+    if proj_size:
+        return low, low, carried
+    if packed or x == torch.float16:
+        return carried, carried, carried
+    return low, low, low
+
+
 class _Packing:
     """A PackedSequence's rows (step 0, then step 1, ...; sequences sorted by decreasing length)
     placed in a padded (T, B) grid, and back."""
@@ -235,8 +306,40 @@ class _FastForward:
     """The ``forward`` shared by :class:`LSTM`, :class:`GRU` and :class:`RNN`: torch's layouts
     and types around :func:`fastrnn.functional.run_forward`."""
 
-    def _spec(self: Any) -> tuple[StackSpec, list[Tensor]]:
-        """The stack this module runs, and its flat weights (checked: CPU, float32/64)."""
+    @property
+    def compute_dtype(self: Any) -> str:
+        """The precision of the module's matrix products outside autocast: its dtype's name, or
+        ``"bfloat16"`` (a float32 module). Settable: ``module.compute_dtype = "bfloat16"``, None
+        goes back to the dtype. Inside ``torch.autocast("cpu", dtype=torch.bfloat16)`` a float32
+        module computes in bfloat16 whatever this says."""
+        return check_compute_dtype(self._compute_set(), self._np_dtype())
+
+    @compute_dtype.setter
+    def compute_dtype(self: Any, value: Any) -> None:
+        dtype = self._np_dtype()
+        name = check_compute_dtype(value, dtype)
+        self._fastrnn_compute_dtype = None if name == dtype.name else name
+
+    def _compute_set(self: Any) -> str | None:
+        """The compute_dtype set (None: the dtype; also for modules pickled before it existed)."""
+        value: str | None = self.__dict__.get("_fastrnn_compute_dtype")
+        return value
+
+    def _np_dtype(self: Any) -> np.dtype[Any]:
+        dtype = getattr(self, self._flat_weights_names[0]).dtype
+        if dtype not in _NP_DTYPE:
+            raise TypeError(
+                f"{self._flat_weights_names[0]}: fastrnn runs float32 and float64, got {dtype}"
+            )
+        return _NP_DTYPE[dtype]
+
+    def extra_repr(self: Any) -> str:
+        s: str = torch.nn.RNNBase.extra_repr(self)
+        return s + (", compute_dtype='bfloat16'" if self._compute_set() == "bfloat16" else "")
+
+    def _spec(self: Any, autocast: torch.dtype | None) -> tuple[StackSpec, list[Tensor]]:
+        """The stack this module runs (in bfloat16 under bfloat16 autocast), and its flat weights
+        (checked: CPU, float32/64)."""
         self._update_flat_weights()
         weights: list[Tensor] = list(self._flat_weights)
         for n, w in zip(self._flat_weights_names, weights, strict=True):
@@ -246,17 +349,20 @@ class _FastForward:
             raise TypeError(
                 f"{self._flat_weights_names[0]}: fastrnn runs float32 and float64, got {wdtype}"
             )
+        compute = "bfloat16" if autocast == torch.bfloat16 else self._compute_set()
         spec = StackSpec.cached(
             _CELL_OF_MODE[self.mode], self.input_size, self.hidden_size, self.num_layers,
-            self.bidirectional, self.bias, self.proj_size, _NP_DTYPE[wdtype],
+            self.bidirectional, self.bias, self.proj_size, _NP_DTYPE[wdtype], compute,
         )  # fmt: skip
         return spec, weights
 
     def _input(
-        self: Any, input: Any, spec: StackSpec, wdtype: torch.dtype
-    ) -> tuple[Tensor, bool, _Packing | None]:
-        """The input as a contiguous time-major (T, B, I) tensor, whether it was batched, and the
-        packing of a PackedSequence."""
+        self: Any, input: Any, spec: StackSpec, wdtype: torch.dtype, autocast: bool
+    ) -> tuple[Tensor, bool, _Packing | None, torch.dtype]:
+        """The input as a contiguous time-major (T, B, I) tensor of the weights' dtype, whether it
+        was batched, the packing of a PackedSequence, and the input's own dtype (under autocast
+        a float32 module takes bfloat16 and float16 too, cast here so that its gradient comes
+        back in that dtype)."""
         packing = _Packing(input) if isinstance(input, PackedSequence) else None
         if packing is not None:
             data, batched = packing.data, True
@@ -269,6 +375,9 @@ class _FastForward:
         _check_cpu("input", data)
         if data.layout != torch.strided:
             raise TypeError(f"input: expected a dense (strided) tensor, got layout {data.layout}")
+        dtype = data.dtype
+        if autocast and dtype in _AUTOCAST_IN:
+            data = data.to(wdtype)
         if data.dtype != wdtype:
             raise ValueError(
                 f"input: dtype {data.dtype} does not match the weights' dtype {wdtype}; "
@@ -281,12 +390,19 @@ class _FastForward:
         x = data.contiguous() if packing is None else packing.padded(data.contiguous())
         if x.shape[0] == 0:
             raise RuntimeError("input: expected sequence length to be larger than 0 (as torch.nn)")
-        return x, batched, packing
+        return x, batched, packing, dtype
 
     def _states(
-        self: Any, hx: Any, spec: StackSpec, x: Tensor, batched: bool, packing: _Packing | None
+        self: Any,
+        hx: Any,
+        spec: StackSpec,
+        x: Tensor,
+        batched: bool,
+        packing: _Packing | None,
+        autocast: bool,
     ) -> tuple[Tensor | None, Tensor | None]:
-        """hx as contiguous (L*D, B, S) tensors, checked against the spec."""
+        """hx as contiguous (L*D, B, S) tensors of x's dtype, checked against the spec (under
+        autocast bfloat16 and float16 states are cast, as the input)."""
         if hx is None:
             return None, None
         lstm = spec.has_cell_state
@@ -299,6 +415,8 @@ class _FastForward:
             if not isinstance(s, torch.Tensor):
                 raise TypeError(f"{name}: expected a tensor, got {type(s).__name__}")
             _check_cpu(name, s)
+            if autocast and s.dtype in _AUTOCAST_IN:
+                s = s.to(x.dtype)
             if s.dtype != x.dtype:
                 raise ValueError(f"{name}: expected dtype {x.dtype} (the input's), got {s.dtype}")
             try:  # the spec's rule, with torch.nn's exception type
@@ -319,9 +437,10 @@ class _FastForward:
         return torch.empty(shape, dtype=x.dtype).bernoulli_(1 - p).div_(1 - p)
 
     def _fastrnn_forward(self: Any, input: Any, hx: Any = None) -> Any:
-        spec, weights = self._spec()
-        x, batched, packing = self._input(input, spec, weights[0].dtype)
-        h0, c0 = self._states(hx, spec, x, batched, packing)
+        low = _autocast_dtype(getattr(self, self._flat_weights_names[0]).dtype)
+        spec, weights = self._spec(low)
+        x, batched, packing, xdtype = self._input(input, spec, weights[0].dtype, low is not None)
+        h0, c0 = self._states(hx, spec, x, batched, packing, low is not None)
         masks = self._dropout_masks(spec, x)
         lengths = None if packing is None else packing.lengths
         tensors = [t for t in (x, h0, c0, *weights) if t is not None]
@@ -332,6 +451,14 @@ class _FastForward:
             outs = tuple(torch.from_numpy(a) for a in (res.y, res.h_n, res.c_n) if a is not None)
         y, h_n = outs[0], outs[1]
         c_n = outs[2] if spec.has_cell_state else None
+        if low is not None:  # torch.nn's dtypes under autocast (differentiable casts)
+            carried = hx if hx is None or not spec.has_cell_state else hx[1]
+            state = xdtype if carried is None else carried.dtype
+            ydt, hdt, cdt = _autocast_dtypes(
+                self.mode, self.proj_size, packing is not None, low, state, xdtype
+            )
+            y, h_n = y.to(ydt), h_n.to(hdt)
+            c_n = None if c_n is None else c_n.to(cdt)
         if packing is not None:
             out: Any = packing.packed(y)
             h_n, c_n = packing.state_out(h_n), packing.state_out(c_n)
@@ -343,7 +470,12 @@ class _FastForward:
 
 
 class LSTM(_FastForward, torch.nn.LSTM):
-    """``torch.nn.LSTM`` (same arguments, parameters, outputs) running fastrnn's kernels."""
+    """``torch.nn.LSTM`` (same arguments, parameters, outputs) running fastrnn's kernels;
+    ``compute_dtype``: see :attr:`compute_dtype`."""
+
+    def __init__(self, *args: Any, compute_dtype: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.compute_dtype = compute_dtype
 
     def forward(self, input: Any, hx: Any = None) -> Any:
         """As ``torch.nn.LSTM.forward``: ``(output, (h_n, c_n))``."""
@@ -351,7 +483,12 @@ class LSTM(_FastForward, torch.nn.LSTM):
 
 
 class GRU(_FastForward, torch.nn.GRU):
-    """``torch.nn.GRU`` (same arguments, parameters, outputs) running fastrnn's kernels."""
+    """``torch.nn.GRU`` (same arguments, parameters, outputs) running fastrnn's kernels;
+    ``compute_dtype``: see :attr:`compute_dtype`."""
+
+    def __init__(self, *args: Any, compute_dtype: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.compute_dtype = compute_dtype
 
     def forward(self, input: Any, hx: Any = None) -> Any:
         """As ``torch.nn.GRU.forward``: ``(output, h_n)``."""
@@ -360,7 +497,11 @@ class GRU(_FastForward, torch.nn.GRU):
 
 class RNN(_FastForward, torch.nn.RNN):
     """``torch.nn.RNN`` (same arguments, tanh or relu, parameters, outputs) running fastrnn's
-    kernels."""
+    kernels; ``compute_dtype``: see :attr:`compute_dtype`."""
+
+    def __init__(self, *args: Any, compute_dtype: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.compute_dtype = compute_dtype
 
     def forward(self, input: Any, hx: Any = None) -> Any:
         """As ``torch.nn.RNN.forward``: ``(output, h_n)``."""
