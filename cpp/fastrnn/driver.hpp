@@ -597,9 +597,10 @@ class BackwardLoop {
   }
 
   /// The weight and input gradients: one GEMM each over all T*B rows. The bias gradients come
-  /// first: with bfloat16 products the gradients that are a product's operand (the gates', the
-  /// kept blocks', dL/dh for the projection) are then rounded in place (the products' other
-  /// operands as gemm_tn packs them, W_ih in a rounded copy).
+  /// first: with bfloat16 products emulated in float the gradients that are a product's operand
+  /// (the gates', the kept blocks', dL/dh for the projection) are then rounded in place (the
+  /// products' other operands as gemm_tn packs them); dx = dG W_ih is then a PackedGemm (the
+  /// weights packed as in the time loops, rounded or as bfloat16 pairs).
   void weight_gradients() {
     const Weights<S>& w = *a_.w;
     const WeightGrads<S>& g = *a_.g;
@@ -613,7 +614,7 @@ class BackwardLoop {
       copy_n(g.db_hh, static_cast<const S*>(g.db_ih), gl.size(kSame));
       if constexpr (kDiffers) column_sums(dgh_keep_.data(), R, DH_, g.db_hh + gl.at(kSame));
     }
-    if (bf16) {
+    if (bf16 && !kNativeBf16) {  // (the native products convert their operands as they read)
       round_rows(dG_, R, GH);
       if constexpr (kDiffers) round_rows(dgh_keep_.data(), R, DH_);
       if (z_.proj) round_rows(dh_all_.data(), R, Hs);
@@ -631,11 +632,15 @@ class BackwardLoop {
       gemm_tn(g.dw_hh + gl.at(kSame) * Hs, Hs, dgh_keep_.data(), DH_, h_in, Hs, DH_, Hs, R, bf16);
     }
     if (z_.proj) gemm_tn(g.dw_hr, H, dh_all_.data(), Hs, hcs_, H, Hs, H, R, bf16);
-    if (a_.dx) {
-      Scratch<S> w_ih(bf16 ? GH * I : 0);  // W_ih rounded
-      if (bf16) copy_round_bf16(w_ih.data(), w.w_ih, GH * I);
-      gemm(Mat<S>(a_.dx, R, I), CMat<S>(dG_, R, GH), CMat<S>(bf16 ? w_ih.data() : w.w_ih, GH, I),
-           a_.accumulate_dx);
+    if (a_.dx && bf16) {  // dx = dG W_ih, with W_ih^T packed as the products' weights are
+      PackedGemm<S> p(w.w_ih, I, GH, I, /*row_major=*/false, R, 1, 1, Compute::Bf16);
+      const Team team(R * GH * I < kParallelMinWork ? 1 : std::min(num_threads(), p.max_parts()));
+      team.run([&](Part part) {
+        p.multiply_part(Rows<S>{dG_, GH, R},
+                        a_.accumulate_dx ? Dest<S>::add(a_.dx, I) : Dest<S>::set(a_.dx, I), part);
+      });
+    } else if (a_.dx) {
+      gemm(Mat<S>(a_.dx, R, I), CMat<S>(dG_, R, GH), CMat<S>(w.w_ih, GH, I), a_.accumulate_dx);
     }
   }
 

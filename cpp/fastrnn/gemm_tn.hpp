@@ -349,6 +349,25 @@ class TnPacked {
   AlignedBuffer<S> rhs_;
 };
 
+/// gemm_tn with bfloat16 products on a variant that has bf16 product instructions: each product
+/// a PackedGemm of A[:, m0:m1]^T (packed once as bfloat16 pairs, A read column by column) by the
+/// columns of B_p (converted as they are read), written transposed into C, in the parts of a
+/// team. Every element is one sum over K in the kernel's order whatever the thread count.
+template <class S>
+void gemm_tn_pairs(const S* A, index_t lda, index_t K, const std::vector<TnProduct<S>>& ps) {
+  for (const TnProduct<S>& p : ps) {
+    const index_t M = p.m1 - p.m0;
+    if (M <= 0 || p.N <= 0) continue;
+    PackedGemm<S> g(A + p.m0, M, K, lda, /*row_major=*/false, p.N, 1, 1, Compute::Bf16);
+    const int threads = M * p.N * K < kParallelMinWork ? 1 : std::min(num_threads(), g.max_parts());
+    const Team team(threads);
+    team.run([&](Part part) {
+      g.multiply_part(Rows<S>{p.B, p.ldb, p.N, /*transposed=*/true},
+                      Dest<S>::set_transposed(p.C, p.ldc), part);
+    });
+  }
+}
+
 /// Several products C_p = A[:, m0_p:m1_p]^T B_p sharing one operand A (K x M, row-major, lda):
 /// both operands run along the long dimension K, as in the weight gradients of a layer,
 /// dW_ih = dG^T X and dW_hh = dG^T H over all T*B rows.
@@ -367,13 +386,17 @@ class TnPacked {
 /// grouping: results do not depend on the thread count. A depth of at most kTnDirectMaxDepth
 /// goes to gemm_tn_direct instead (a choice made by K alone). (TnPacked above.)
 ///
-/// bf16 (Compute::Bf16): the B_p are rounded to bfloat16 as they are packed (copied rounded for
-/// gemm_tn_direct); A must hold bfloat16 values already (the caller rounds it in place).
+/// bf16 (Compute::Bf16): on a variant with bf16 product instructions (kNativeBf16) the products
+/// run there (gemm_tn_pairs); elsewhere the B_p are rounded to bfloat16 as they are packed
+/// (copied rounded for gemm_tn_direct) and A must hold bfloat16 values already (the caller
+/// rounds it in place).
 template <class S>
 void gemm_tn(const S* A, index_t lda, index_t K, std::initializer_list<TnProduct<S>> products,
              bool bf16 = false) {
   std::vector<TnProduct<S>> ps(products);
-  if (K <= 0) {
+  if (bf16 && kNativeBf16 && std::is_same_v<S, float> && K > 0) {
+    gemm_tn_pairs(A, lda, K, ps);
+  } else if (K <= 0) {
     for (const auto& p : ps) {
       for (index_t r = 0; r < p.m1 - p.m0; ++r) {
         std::fill(p.C + r * p.ldc, p.C + r * p.ldc + p.N, S(0));

@@ -65,9 +65,9 @@ inline constexpr bool kNativeBf16 = false;
 /// Whether they run on AMX tiles (bf16_kernel.hpp) rather than vdpbf16ps.
 #if defined(__AVX512BF16__) && defined(__AMX_TILE__) && defined(__AMX_BF16__)
 #define FASTRNN_AMX_BF16 1
-inline constexpr bool kAmxBf16 = true;
+inline constexpr bool kBf16OnAmx = true;
 #else
-inline constexpr bool kAmxBf16 = false;
+inline constexpr bool kBf16OnAmx = false;
 #endif
 
 /// a * b + c for the scalar tails of the SIMD loops: one fused operation where the target has
@@ -141,27 +141,33 @@ class AlignedBuffer {
   size_t bytes_ = 0;
 };
 
-/// The small operand of a PackedGemm product: n rows of `in`, leading dimension ld.
+/// The small operand of a PackedGemm product: n rows of `in`, leading dimension ld; transposed
+/// (native bfloat16 products only): row c's value j at in[c + j * ld] (a column of a row-major
+/// matrix).
 template <class S>
 struct Rows {
   const S* in;
   index_t ld;
   index_t n;
+  bool transposed = false;
 };
 
 /// Where a PackedGemm product's output columns go: `out` (row-major, leading dimension ld) set to
 /// bias + the product, or, with accumulate, out += the product. bias: indexed by A's row (m
 /// values, the part used), nullptr = zeros; the kernel accumulates onto it, so it costs no pass
 /// of its own.
+/// transposed (native bfloat16 products only): output column r of row c at out[r * ld + c].
 template <class S>
 struct Dest {
   S* out = nullptr;
   index_t ld = 0;
   bool accumulate = false;
   const S* bias = nullptr;
+  bool transposed = false;
 
   static Dest set(S* out, index_t ld, const S* bias = nullptr) { return {out, ld, false, bias}; }
   static Dest add(S* out, index_t ld) { return {out, ld, true, nullptr}; }
+  static Dest set_transposed(S* out, index_t ld) { return {out, ld, false, nullptr, true}; }
 };
 
 /// The last gates of A (from `gate` on) sent elsewhere: their output columns go to dest (which
@@ -259,7 +265,7 @@ class PackedMatrix {
   /// zero), and segment si's panels.
   index_t pairs() const {
     const index_t p = (k_ + 1) / 2;
-    if constexpr (kAmxBf16) return (p + 15) / 16 * 16;  // kAmxPairs
+    if constexpr (kBf16OnAmx) return (p + 15) / 16 * 16;  // kAmxPairs
     return p;
   }
   const std::uint16_t* pairs_of(index_t si) const {
@@ -316,43 +322,92 @@ class PackedMatrix {
       off += (seg_rows(si) + 15) / 16 * 16 * 2 * pairs;  // a multiple of 64 bytes
     }
     packed16_.reset(off);
-    const int threads = m_ * k_ < kParallelMinWork
-                            ? 1
-                            : static_cast<int>(std::min<index_t>(num_threads(), blocks_));
-    parallel_for(segs, threads, [&](index_t si) { pack_pair_segment(si); });
+    const bool small = m_ * k_ < kParallelMinWork;
+    if (row_major_) {  // a segment's rows, each read front to back
+      const int threads = small ? 1 : static_cast<int>(std::min<index_t>(num_threads(), blocks_));
+      parallel_for(segs, threads, [&](index_t si) { pack_pair_rows(si); });
+    } else {  // A's columns (rows of the matrix A is the transpose of), each read once
+      constexpr index_t kCols = 64;
+      const index_t chunks = (k_ + kCols - 1) / kCols;
+      const int threads = small ? 1 : static_cast<int>(std::min<index_t>(num_threads(), chunks));
+      parallel_for(chunks, threads, [&](index_t ch) {
+        pack_pair_cols(ch * kCols, std::min(k_, (ch + 1) * kCols));
+      });
+      parallel_for(segs, small ? 1 : num_threads(), [&](index_t si) { zero_pair_pads(si); });
+    }
   }
 
-  void pack_pair_segment(index_t si) {
+  /// Visits the panels of segment si: f(first row of the panel in the segment, its rows w, the
+  /// rows that are A's, its pairs).
+  template <class F>
+  void for_panels(index_t si, F&& f) {
+    std::uint16_t* dst = packed16_.data() + seg_[static_cast<size_t>(si)];
+    const index_t rows = seg_rows(si), pairs = this->pairs();
+    for (index_t p0 = 0; p0 < rows;) {
+      const index_t w = pair_panel_rows(rows - p0);
+      f(p0, w, std::min(w, rows - p0), dst);
+      dst += w * 2 * pairs;
+      p0 += w;
+    }
+  }
+
+  /// Row-major A: segment si's rows, each converted whole, its pairs (32-bit words) w words apart.
+  void pack_pair_rows(index_t si) {
 #if defined(__AVX512BF16__)
     if constexpr (std::is_same_v<S, float>) {
-      const index_t r0 = seg_row(si), rows = seg_rows(si), pairs = this->pairs();
-      std::uint16_t* dst = packed16_.data() + seg_[static_cast<size_t>(si)];
-      // one row (row-major A) or one column (column-major) of the segment in bfloat16
-      std::vector<std::uint16_t> line(static_cast<size_t>(std::max(2 * pairs, rows + 1)), 0);
-      for (index_t p0 = 0; p0 < rows;) {
-        const index_t w = pair_panel_rows(rows - p0), valid = std::min(w, rows - p0);
+      const index_t r0 = seg_row(si), pairs = this->pairs();
+      std::vector<std::uint16_t> line(static_cast<size_t>(2 * pairs), 0);  // the pad stays 0
+      for_panels(si, [&](index_t p0, index_t w, index_t valid, std::uint16_t* dst) {
         std::fill(dst, dst + w * 2 * pairs, std::uint16_t(0));
-        if (row_major_) {  // row r: its pairs, one 32-bit word each, w words apart
-          for (index_t r = 0; r < valid; ++r) {
-            to_bf16_pairs(line.data(), a_ + (r0 + p0 + r) * lda_, k_);
-            for (index_t p = 0; p < pairs; ++p) {
-              std::memcpy(dst + (p * w + r) * 2, line.data() + 2 * p, 2 * sizeof(std::uint16_t));
-            }
-          }
-        } else {  // column j: the half j % 2 of pair j / 2 of every row
-          for (index_t j = 0; j < k_; ++j) {
-            to_bf16_pairs(line.data(), a_ + r0 + p0 + j * lda_, valid);
-            std::uint16_t* d = dst + (j / 2) * w * 2 + (j % 2);
-            for (index_t r = 0; r < valid; ++r) d[2 * r] = line[static_cast<size_t>(r)];
+        for (index_t r = 0; r < valid; ++r) {
+          to_bf16_pairs(line.data(), a_ + (r0 + p0 + r) * lda_, k_);
+          for (index_t p = 0; p < pairs; ++p) {
+            std::memcpy(dst + (p * w + r) * 2, line.data() + 2 * p, 2 * sizeof(std::uint16_t));
           }
         }
-        dst += w * 2 * pairs;
-        p0 += w;
-      }
+      });
     }
 #else
     (void)si;
 #endif
+  }
+
+  /// Column-major A: its columns [j0, j1) (each m contiguous values), each converted whole, its
+  /// value of row r to half j % 2 of pair j / 2 of row r of every panel.
+  void pack_pair_cols(index_t j0, index_t j1) {
+#if defined(__AVX512BF16__)
+    if constexpr (std::is_same_v<S, float>) {
+      std::vector<std::uint16_t> line(static_cast<size_t>(m_ + 1));
+      const index_t segs = blocks_ * gates_;
+      for (index_t j = j0; j < j1; ++j) {
+        to_bf16_pairs(line.data(), a_ + j * lda_, m_);
+        for (index_t si = 0; si < segs; ++si) {
+          const std::uint16_t* col = line.data() + seg_row(si);
+          for_panels(si, [&](index_t p0, index_t w, index_t valid, std::uint16_t* dst) {
+            std::uint16_t* d = dst + (j / 2) * w * 2 + (j % 2);
+            for (index_t r = 0; r < valid; ++r) d[2 * r] = col[p0 + r];
+          });
+        }
+      }
+    }
+#else
+    (void)j0, (void)j1;
+#endif
+  }
+
+  /// Column-major A: the zeros of segment si's panels that pack_pair_cols does not write (rows
+  /// past the segment's, the half past an odd depth, the pairs of the pad).
+  void zero_pair_pads(index_t si) {
+    const index_t pairs = this->pairs(), kp = (k_ + 1) / 2;
+    for_panels(si, [&](index_t, index_t w, index_t valid, std::uint16_t* dst) {
+      for (index_t p = 0; p < kp; ++p) {
+        std::fill(dst + (p * w + valid) * 2, dst + (p + 1) * w * 2, std::uint16_t(0));
+      }
+      if (k_ % 2) {
+        for (index_t r = 0; r < valid; ++r) dst[((kp - 1) * w + r) * 2 + 1] = 0;
+      }
+      std::fill(dst + kp * w * 2, dst + pairs * w * 2, std::uint16_t(0));
+    });
   }
 
   void pack_segment(index_t si) {
@@ -536,6 +591,7 @@ class PackedGemm {
     const index_t tail_shift = tail.gate < gates ? GateLayout{a_.rows() / gates}.at(tail.gate) : 0;
     const Targets to{dest, tail, gates, tail_shift};
     const index_t s0 = b0 * gates, s1 = b1 * gates;
+    eigen_assert(native() || (!x.transposed && !dest.transposed));
     if (native()) {
       multiply_pairs(to, s0, s1, x, x16_.data() + part.index * x16_size_);
     } else if (direct_) {
@@ -559,6 +615,7 @@ class PackedGemm {
     bool accumulate;
     const S* bias;
     index_t shift;
+    bool transposed;
   };
   /// Segment si's Target: dest's, or the tail's for the gates from tail.gate on.
   struct Targets {
@@ -567,9 +624,9 @@ class PackedGemm {
     index_t gates, tail_shift;
     Target operator()(index_t si) const {
       if (si % gates >= tail.gate) {
-        return {tail.dest.out, tail.dest.ld, false, tail.dest.bias, tail_shift};
+        return {tail.dest.out, tail.dest.ld, false, tail.dest.bias, tail_shift, false};
       }
-      return {dest.out, dest.ld, dest.accumulate, dest.bias, 0};
+      return {dest.out, dest.ld, dest.accumulate, dest.bias, 0, dest.transposed};
     }
   };
 
@@ -754,11 +811,31 @@ class PackedGemm {
 #endif
       for (index_t c0 = 0; c0 < x.n; c0 += kColBlock) {
         const index_t nc = std::min(kColBlock, x.n - c0);
-        for (index_t c = 0; c < nc; ++c) {
-          to_bf16_pairs(xb + c * ldx, x.in + (c0 + c) * x.ld, a_.depth());
-          std::fill(xb + c * ldx + even, xb + (c + 1) * ldx, std::uint16_t(0));
+        if (x.transposed) {  // row c is column c0 + c of x.in: x.in's rows read front to back,
+          // 32 at a time, then written out as 64-byte runs of each row of xb (one value at a
+          // time to rows of xb ldx apart would keep few of them in the cache)
+          constexpr index_t kRun = 32, kLd = kColBlock + 32;
+          alignas(64) std::uint16_t block[kRun * kLd];
+          for (index_t j0 = 0; j0 < a_.depth(); j0 += kRun) {
+            const index_t jn = std::min(kRun, a_.depth() - j0);
+            for (index_t j = 0; j < jn; ++j) {
+              to_bf16_pairs(block + j * kLd, x.in + (j0 + j) * x.ld + c0, nc);
+            }
+            for (index_t c = 0; c < nc; ++c) {
+              std::uint16_t* row = xb + c * ldx + j0;
+              for (index_t j = 0; j < jn; ++j) row[j] = block[j * kLd + c];
+            }
+          }
+          for (index_t c = 0; c < nc; ++c) {
+            std::fill(xb + c * ldx + a_.depth(), xb + (c + 1) * ldx, std::uint16_t(0));
+          }
+        } else {
+          for (index_t c = 0; c < nc; ++c) {
+            to_bf16_pairs(xb + c * ldx, x.in + (c0 + c) * x.ld, a_.depth());
+            std::fill(xb + c * ldx + even, xb + (c + 1) * ldx, std::uint16_t(0));
+          }
         }
-        if constexpr (kAmxBf16) {  // whole tiles of 16 rows
+        if constexpr (kBf16OnAmx) {  // whole tiles of 16 rows
           std::fill(xb + nc * ldx, xb + (nc + 15) / 16 * 16 * ldx, std::uint16_t(0));
         }
         for (index_t si = s0; si < s1; ++si) {
@@ -772,6 +849,13 @@ class PackedGemm {
               const index_t valid = std::min<index_t>(16, rows - rr);
               if (valid <= 0) return;
               const auto m = static_cast<__mmask16>(valid == 16 ? 0xffff : (1u << valid) - 1);
+              if (t.transposed) {  // (no bias, no accumulation: Dest::set_transposed)
+                alignas(64) float lanes[16];
+                _mm512_store_ps(lanes, v);
+                S* col = t.out + (r0 + rr - t.shift) * t.ld + (c0 + c);
+                for (index_t l = 0; l < valid; ++l) col[l * t.ld] = lanes[l];
+                return;
+              }
               S* dst = t.out + (c0 + c) * t.ld + (r0 + rr - t.shift);
               const __m512 base = t.accumulate ? _mm512_maskz_loadu_ps(m, dst)
                                   : t.bias     ? _mm512_maskz_loadu_ps(m, t.bias + r0 + rr)
