@@ -1,9 +1,10 @@
 """fastrnn on emulated x86-64-v2 and -v3 CPUs (and one below v2), via tools/emulated_cpus.sh.
 
-qemu-user's TCG emulates SSE4.2 (Nehalem) and AVX2/FMA (Haswell) but not AVX-512, so the import
-picks x86-64-v2 resp. x86-64-v3 there, FASTRNN_ISA=x86-64-v4 must be an ImportError, and every
-cell's kernels must run (no SIGILL) and match the NumPy reference; below x86-64-v2 the module must
-refuse to load with an ImportError. Runs only where qemu-x86_64 is installed (Debian: apt-get
+qemu-user's TCG emulates SSE4.2 (Nehalem) and AVX2/FMA (Haswell) but neither AVX-512 nor AMX, so
+the import picks x86-64-v2 resp. x86-64-v3 there, FASTRNN_ISA=x86-64-v4 (and -v4-bf16, -v4-amx)
+must be an ImportError naming the missing features, and every cell's kernels must run (no SIGILL)
+and match the NumPy reference; below x86-64-v2 the module must refuse to load with an
+ImportError. Runs only where qemu-x86_64 is installed (Debian: apt-get
 install qemu-user); about a minute.
 """
 

@@ -66,7 +66,8 @@ def test_no_function_needs_more_than_where_it_is_called(result: dict[str, Any]) 
 
 
 def test_variants_use_their_instruction_sets(result: dict[str, Any]) -> None:
-    """The per-variant flags took effect: v2 has no VEX, v3 VEX but no EVEX, v4 zmm registers."""
+    """The per-variant flags took effect: v2 has no VEX, v3 VEX but no EVEX, v4 zmm registers,
+    v4-bf16 vdpbf16ps (the bfloat16 products), v4-amx the AMX tiles (and only it)."""
     summary = result["summary"]
     compiled = core.build_info()["isa_compiled"]
     for name in compiled:
@@ -81,6 +82,13 @@ def test_variants_use_their_instruction_sets(result: dict[str, Any]) -> None:
             assert insns.get("evex", 0) == 0 and insns.get("zmm", 0) == 0
         elif name.startswith("x86-64-v4"):
             assert insns.get("evex", 0) > 0 and insns.get("zmm", 0) > 0
+        if name == "x86-64-v4-bf16":
+            assert insns.get("bf16/vnni", 0) > 0
+        if name == "x86-64-v4-amx":
+            assert insns.get("amx", 0) > 0
+            assert summary[ns]["functions_needing"]["x86-64-v4-amx"] > 0
+        else:
+            assert insns.get("amx", 0) == 0
 
 
 def test_classification() -> None:
@@ -108,6 +116,16 @@ def test_classification() -> None:
         ("vdpbf16ps", "%zmm1,%zmm2,%zmm3", "evex", tool.BF16),
         ("vpdpbusd", "%zmm1,%zmm2,%zmm3", "evex", tool.BF16),
         ("vpdpbusd", "%ymm1,%ymm2,%ymm3", "vex", tool.OTHER),  # AVX-VNNI: in no level
+        ("ldtilecfg", "0x180(%rsp)", "vex", tool.AMX),  # AMX-TILE
+        ("tileloadd", "(%rcx,%rdx,1),%tmm4", "vex", tool.AMX),
+        ("tileloaddt1", "(%rcx,%rdx,1),%tmm4", "vex", tool.AMX),
+        ("tilestored", "%tmm0,(%rax,%rdx,1)", "vex", tool.AMX),
+        ("tilezero", "%tmm0", "vex", tool.AMX),
+        ("tilerelease", "", "vex", tool.AMX),
+        ("tdpbf16ps", "%tmm6,%tmm4,%tmm0", "vex", tool.AMX),  # AMX-BF16
+        ("tdpbusd", "%tmm6,%tmm4,%tmm0", "vex", tool.AMX),  # AMX-INT8
+        ("tdpfp16ps", "%tmm6,%tmm4,%tmm0", "vex", tool.OTHER),  # AMX-FP16: in no level
+        ("tcmmimfp16ps", "%tmm6,%tmm4,%tmm0", "vex", tool.OTHER),  # AMX-COMPLEX
         ("aesenc", "%xmm1,%xmm0", "legacy", tool.OTHER),
         ("verw", "%ax", "legacy", tool.BASE),  # not a SIMD 'v' instruction
         ("xgetbv", "", "legacy", tool.BASE),  # allowed: the CPU detection checks OSXSAVE
@@ -178,3 +196,50 @@ def test_checker_finds_a_shared_body_compiled_for_a_higher_level(tmp_path: Path)
     res = json.loads(r.stdout)
     assert res["violations"] == []
     assert [v["function"] for v in res["load_time_violations"]] == ["_GLOBAL__sub_I_v3.cpp"]
+
+
+# The same AMX tile product in the x86-64-v4-amx variant's namespace (allowed) and in
+# x86-64-v4-bf16's (a violation: AVX512_BF16 CPUs without AMX, Zen 4 and 5, Cooper Lake).
+AMX_SRC = """
+#include <immintrin.h>
+#define TILES                                                                     \\
+  __attribute__((noinline)) void tiles(const void* cfg, const void* a, void* c) { \\
+    _tile_loadconfig(cfg);                                                        \\
+    _tile_zero(0);                                                                \\
+    _tile_loadd(1, a, 64);                                                        \\
+    _tile_loadd(2, a, 64);                                                        \\
+    _tile_dpbf16ps(0, 1, 2);                                                      \\
+    _tile_dpbusd(3, 1, 2);                                                        \\
+    _tile_stored(0, c, 64);                                                       \\
+    _tile_release();                                                              \\
+  }
+namespace fastrnn { namespace detail {
+namespace isa_x86_64_v4_amx { TILES }
+namespace isa_x86_64_v4_bf16 {
+TILES
+__m512 dot(__m512 acc, __m512bh a, __m512bh b) { return _mm512_dpbf16_ps(acc, a, b); }
+}
+}}
+"""
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ to build the bad example")
+def test_checker_places_amx_above_v4_bf16(tmp_path: Path) -> None:
+    (tmp_path / "amx.cpp").write_text(AMX_SRC)
+    flags = ["-mavx512f", "-mavx512bf16", "-mamx-tile", "-mamx-bf16", "-mamx-int8"]
+    cxx = ["g++", "-O2", "-fPIC", "-fvisibility=hidden", "-shared", *flags]
+    r = subprocess.run([*cxx, "amx.cpp", "-o", "amx.so"], cwd=tmp_path, capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"g++ cannot compile AMX intrinsics: {r.stderr.decode()[-300:]}")
+
+    r2 = run_tool(str(tmp_path / "amx.so"), "--json", "-")
+    assert r2.returncode == 1, r2.stdout + r2.stderr
+    res = json.loads(r2.stdout)
+    assert [
+        (v["function"].split("(")[0], v["needs"], v["reached_at"]) for v in res["violations"]
+    ] == [("fastrnn::detail::isa_x86_64_v4_bf16::tiles", "x86-64-v4-amx", "x86-64-v4-bf16")]
+    assert res["load_time_violations"] == [] and res["warnings"] == []
+    amx = res["summary"]["x86_64_v4_amx"]
+    assert amx["functions_needing"]["x86-64-v4-amx"] == 1
+    assert amx["instructions_with"]["amx"] >= 8  # ldtilecfg, tilezero, 2 x tileloadd, ...
+    assert res["summary"]["x86_64_v4_bf16"]["functions_needing"]["x86-64-v4-bf16"] == 1  # dot

@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
 """Check that no code in fastrnn's module needs a higher x86-64 level than the CPUs that run it.
 
-The module holds the kernels once per x86-64 level (x86-64-v2, -v3, -v4, -v4-bf16), each in a
-namespace of its own (fastrnn::detail::isa_x86_64_v3::, Eigen renamed fastrnn_eigen_x86_64_v3::),
-and the rest compiled once for the baseline (x86-64, SSE2). Inline functions and template
-instantiations outside those namespaces (std::vector<long> members, std::sort helpers, ...) are
-compiled in several units with different flags, and the linker keeps one body. This tool
-disassembles the linked module and checks, function by function, that the instructions a body
-needs are available wherever it can be called from:
+The module holds the kernels once per x86-64 level (x86-64-v2, -v3, -v4, -v4-bf16, -v4-amx),
+each in a namespace of its own (fastrnn::detail::isa_x86_64_v3::, Eigen renamed
+fastrnn_eigen_x86_64_v3::), and the rest compiled once for the baseline (x86-64, SSE2). Inline
+functions and template instantiations outside those namespaces (std::vector<long> members,
+std::sort helpers, ...) are compiled in several units with different flags, and the linker keeps
+one body. This tool disassembles the linked module and checks, function by function, that the
+instructions a body needs are available wherever it can be called from:
 
 * every instruction is classified by the level it needs: baseline, v2 (SSE3..SSE4.2, POPCNT,
   CX16, LAHF), v3 (anything VEX-encoded, BMI1/2, LZCNT, MOVBE), v4 (EVEX, zmm, opmask registers,
-  xmm/ymm16-31), v4-bf16 (AVX512_BF16/VNNI), or "other" (in no level: AES, SHA, ADX, ...).
+  xmm/ymm16-31), v4-bf16 (AVX512_BF16/VNNI), v4-amx (AMX-TILE/BF16/INT8: the tile configuration,
+  loads and stores, tdpbf16ps, tdpb[su][su]d, any %tmm operand), or "other" (in no level: AES,
+  SHA, ADX, the later AMX extensions (FP16, COMPLEX, ...), ...).
   The level comes from the mnemonic and operands and from the encoding bytes (a 0xC4/0xC5 VEX or
   0x62 EVEX prefix), whichever is higher;
 * each function has an owner: the variant whose namespace its (demangled) name contains, or
@@ -71,8 +73,16 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
-LEVELS = ["baseline", "x86-64-v2", "x86-64-v3", "x86-64-v4", "x86-64-v4-bf16", "other"]
-BASE, V2, V3, V4, BF16, OTHER = range(6)
+LEVELS = [
+    "baseline",
+    "x86-64-v2",
+    "x86-64-v3",
+    "x86-64-v4",
+    "x86-64-v4-bf16",
+    "x86-64-v4-amx",
+    "other",
+]
+BASE, V2, V3, V4, BF16, AMX, OTHER = range(7)
 # variant namespace suffix (CMake's C identifier of the variant name) -> level
 VARIANT_LEVEL = {
     "x86_64": BASE,
@@ -80,6 +90,7 @@ VARIANT_LEVEL = {
     "x86_64_v3": V3,
     "x86_64_v4": V4,
     "x86_64_v4_bf16": BF16,
+    "x86_64_v4_amx": AMX,
 }
 VARIANT_NAME = {
     "x86_64": "x86-64",
@@ -87,6 +98,7 @@ VARIANT_NAME = {
     "x86_64_v3": "x86-64-v3",
     "x86_64_v4": "x86-64-v4",
     "x86_64_v4_bf16": "x86-64-v4-bf16",
+    "x86_64_v4_amx": "x86-64-v4-amx",
 }
 
 
@@ -348,7 +360,7 @@ def object_level(obj: str) -> tuple[int, str]:
     short = obj.split(".dir/", 1)[1] if ".dir/" in obj else Path(obj).name
     if m:
         v = m.group(1)
-        return VARIANT_LEVEL.get(v, BF16), f"{VARIANT_NAME.get(v, v)}:{Path(obj).name}"
+        return VARIANT_LEVEL.get(v, AMX), f"{VARIANT_NAME.get(v, v)}:{Path(obj).name}"
     if "ltrans" in obj:
         return BASE, "LTO output (the -flto units: bindings)"
     return BASE, short
@@ -382,6 +394,11 @@ V3_INSNS = _words("""
 BF16_INSNS = _words("""
     vdpbf16ps vcvtne2ps2bf16 vcvtneps2bf16 vpdpbusd vpdpbusds vpdpwssd vpdpwssds
 """)
+# AMX-TILE, AMX-BF16, AMX-INT8 (Sapphire Rapids): VEX-encoded, on the tile registers %tmm0-7
+AMX_INSNS = _words("""
+    ldtilecfg sttilecfg tileloadd tileloaddt1 tilestored tilezero tilerelease
+    tdpbf16ps tdpbssd tdpbsud tdpbusd tdpbuud
+""")
 # in no x86-64 level (-march=x86-64-v4 does not enable them): using one is always a violation
 OTHER_INSNS = _words("""
     aesenc aesenclast aesdec aesdeclast aesimc aeskeygenassist vaesenc vaesenclast vaesdec
@@ -392,10 +409,14 @@ OTHER_INSNS = _words("""
     vpmadd52luq vpmadd52huq vpermb vpermi2b vpermt2b vpmultishiftqb vpcompressb vpcompressw
     vpexpandb vpexpandw vpopcntb vpopcntw vpopcntd vpopcntq vpshufbitqmb vp2intersectd
     vp2intersectq vexp2ps vexp2pd vrcp28ps vrcp28pd vrcp28ss vrcp28sd vrsqrt28ps vrsqrt28pd
-    vrsqrt28ss vrsqrt28sd ldtilecfg sttilecfg tileloadd tileloaddt1 tilestored tilezero tilerelease
-    femms
+    vrsqrt28ss vrsqrt28sd femms
 """)
-OTHER_RE = re.compile(r"^(vpshl[dv]|vpshr[dv]|tdp|vgatherpf|vscatterpf|pf[a-z]+$)")
+# (tdp, tcmm, ...: the AMX extensions after Sapphire Rapids' -- FP16, COMPLEX, FP8, TF32,
+# TRANSPOSE, MOVRS, AVX512 --, in no level; AMX_INSNS are taken out first)
+OTHER_RE = re.compile(
+    r"^(vpshl[dv]|vpshr[dv]|vgatherpf|vscatterpf|pf[a-z]+$"
+    r"|tdp|ttdp|tcmm|ttcmm|tconj|tmmul|ttmmul|ttrans|t2rpn|tcvtrow|tilemov|tileloaddrs)"
+)
 # runs only after a CPUID check in correct code (the CPU detection): allowed anywhere, listed
 GUARDED = _words("xgetbv")
 # 'v' words that are not VEX/EVEX SIMD instructions (verify segment, VMX/SVM)
@@ -507,16 +528,29 @@ def classify(mnem: str, ops: str, enc: str) -> tuple[int, set[str]]:
             tags.add("kreg")
     if "%ymm" in ops:
         tags.add("ymm")
-    if mnem in BF16_INSNS:
-        tags.add("bf16/vnni")
-        level = max(level, OTHER if enc == "vex" else BF16)  # VEX: AVX-VNNI, in no level
-    if mnem in OTHER_INSNS or base in OTHER_INSNS or OTHER_RE.match(mnem):
-        level = OTHER
-    if mnem.startswith("v") and re.search(r"(ph|sh)$", mnem) and mnem != "vcvtps2ph":
-        level = OTHER  # AVX512-FP16
+    level = max(level, extension_level(mnem, base, ops, enc, tags))
     if mnem in GUARDED:
         tags.add("guarded")
     return level, tags
+
+
+def extension_level(mnem: str, base: str, ops: str, enc: str, tags: set[str]) -> int:
+    """The level of the extensions above x86-64-v4 (BF16/VNNI, AMX, those in no level), or
+    BASE: a step of classify()."""
+    level = BASE
+    if mnem in BF16_INSNS:
+        tags.add("bf16/vnni")
+        level = OTHER if enc == "vex" else BF16  # VEX: AVX-VNNI, in no level
+    if mnem in AMX_INSNS or "%tmm" in ops:  # (a later AMX extension's: OTHER, below)
+        tags.add("amx")
+        level = max(level, AMX)
+    if mnem in OTHER_INSNS or base in OTHER_INSNS:
+        level = OTHER
+    if OTHER_RE.match(mnem) and mnem not in AMX_INSNS:
+        level = OTHER
+    if mnem.startswith("v") and re.search(r"(ph|sh)$", mnem) and mnem != "vcvtps2ph":
+        level = OTHER  # AVX512-FP16
+    return level
 
 
 # --------------------------------------------------------------------------------------------
@@ -655,14 +689,14 @@ def analyse(module: Path, symbols: Elf, objdump: str, strict: bool = False) -> d
             variants_seen.add(f.owner)
     unknown = sorted(v for v in variants_seen if v not in VARIANT_LEVEL)
     if unknown:
-        anomalies.append(f"variants of unknown level (treated as x86-64-v4-bf16): {unknown}")
+        anomalies.append(f"variants of unknown level (treated as x86-64-v4-amx): {unknown}")
 
     def own_level(f: Func) -> int | None:
         if f.owner == "shared":
             return None
         if f.owner.startswith("mixed:"):
             return BASE
-        return VARIANT_LEVEL.get(f.owner, BF16)
+        return VARIANT_LEVEL.get(f.owner, AMX)
 
     # edges: direct branches into another function, and references to a function's first byte
     callers: dict[int, set[int]] = collections.defaultdict(set)
@@ -1011,12 +1045,12 @@ def print_report(res: dict[str, Any], verbose: bool, out: Any = sys.stdout) -> N
         f"{', '.join(VARIANT_NAME.get(v, v) for v in res['variants']) or 'none'}"
     )
     p("")
-    short = ["baseline", "v2", "v3", "v4", "v4-bf16", "other"]
+    short = ["baseline", "v2", "v3", "v4", "v4-bf16", "v4-amx", "other"]
     p("functions by the level their instructions need, per owner:")
     p(
         f"  {'owner':<16}{'funcs':>7}{'KiB':>7}  "
         + "".join(f"{s:>9}" for s in short)
-        + "   instructions: vex / evex / ymm / zmm / k-reg / bf16,vnni"
+        + "   instructions: vex / evex / ymm / zmm / k-reg / bf16,vnni / amx"
     )
     order = sorted(res["summary"], key=lambda o: (o != "shared", VARIANT_LEVEL.get(o, 9), o))
     for o in order:
@@ -1026,7 +1060,8 @@ def print_report(res: dict[str, Any], verbose: bool, out: Any = sys.stdout) -> N
             f"  {VARIANT_NAME.get(o, o):<16}{s['functions']:>7}{s['bytes'] / 1024:>7.0f}  "
             + "".join(f"{s['functions_needing'][l]:>9}" for l in LEVELS)
             + f"   {w.get('vex', 0)} / {w.get('evex', 0)} / {w.get('ymm', 0)} / "
-            f"{w.get('zmm', 0)} / {w.get('kreg', 0)} / {w.get('bf16/vnni', 0)}"
+            f"{w.get('zmm', 0)} / {w.get('kreg', 0)} / {w.get('bf16/vnni', 0)} / "
+            f"{w.get('amx', 0)}"
         )
     p("")
     sa = res["shared_above_baseline"]

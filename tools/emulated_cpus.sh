@@ -4,13 +4,16 @@
 #   Nehalem        x86-64-v2 (SSE4.2, POPCNT; no AVX)
 #   core2duo       below x86-64-v2 (SSSE3, no SSE4.1): no variant runs there
 # On each of the first two: the variant chosen at import is that level, FASTRNN_ISA=x86-64-v4
-# is an ImportError naming the missing features (not SIGILL), and a forward and backward of every
-# cell (float32 and float64, one and two bidirectional layers) plus a Linear layer and the
-# cross-entropy match the NumPy reference: the variant's kernels run there without an illegal
-# instruction. On the Haswell model the x86-64-v2 variant is also forced (FASTRNN_ISA) and run.
-# On core2duo, loading the module must give the ImportError "this CPU cannot run any of the
-# kernel variants" (the code compiled for the baseline runs there; numpy does not, its own
-# baseline is x86-64-v2, so the module is loaded by itself).
+# (and -v4-bf16, -v4-amx when compiled) is an ImportError naming the missing features (not
+# SIGILL), and a forward and backward of every cell (float32 and float64, one and two
+# bidirectional layers) plus a Linear layer and the cross-entropy match the NumPy reference: the
+# variant's kernels run there without an illegal instruction. On the Haswell model the x86-64-v2
+# variant is also forced (FASTRNN_ISA) and run. On core2duo, loading the module must give the
+# ImportError "this CPU cannot run any of the kernel variants" (the code compiled for the
+# baseline runs there; numpy does not, its own baseline is x86-64-v2, so the module is loaded by
+# itself). TCG emulates neither AVX-512 nor AMX: the x86-64-v4, -v4-bf16 and -v4-amx variants
+# are not run here (Intel SDE could: -skx, -cpx, -spr), only refused; tests/test_isa.py runs them
+# natively.
 #
 # Needs qemu-x86_64 >= 7.2 (Debian: apt-get install qemu-user). The Python is the one that runs
 # this script (PYTHON, or python3 on PATH: a venv where fastrnn is installed). About 30-60 s.
@@ -144,9 +147,10 @@ EOF
 status=0
 fail() { echo "FAIL: $*" >&2; status=1; }
 
-isa_v4_refused() {  # cpu: FASTRNN_ISA=x86-64-v4 must be an ImportError naming avx512f
-  local cpu=$1 out
-  out=$(FASTRNN_ISA=x86-64-v4 run "$cpu" -c '
+isa_refused() {  # cpu isa feature...: FASTRNN_ISA=isa must be an ImportError naming each feature
+  local cpu=$1 isa=$2 out f
+  shift 2
+  out=$(FASTRNN_ISA=$isa run "$cpu" -c '
 import sys
 try:
     import fastrnn
@@ -155,13 +159,25 @@ except ImportError as e:
     print("ImportError:", e)
     sys.exit(0)
 print("no ImportError")
-sys.exit(1)' 2>&1) || { fail "$cpu: FASTRNN_ISA=x86-64-v4: $out"; return; }
-  if [[ $out != *"ImportError"*"avx512f"* ]]; then
-    fail "$cpu: FASTRNN_ISA=x86-64-v4 did not name the missing features: $out"
-    return
-  fi
-  echo "  FASTRNN_ISA=x86-64-v4: ${out:0:160}..."
+sys.exit(1)' 2>&1) || { fail "$cpu: FASTRNN_ISA=$isa: $out"; return; }
+  for f in "$@"; do
+    if [[ $out != *"ImportError"*"$f"* ]]; then
+      fail "$cpu: FASTRNN_ISA=$isa did not name the missing feature $f: $out"
+      return
+    fi
+  done
+  echo "  FASTRNN_ISA=$isa: ${out:0:160}..."
 }
+
+# the variants above x86-64-v3 that this build has, and the features each must be refused for
+compiled=$("$PY" -c 'import fastrnn; print(" ".join(fastrnn.build_info()["isa_compiled"]))')
+refused=("x86-64-v4 avx512f")
+if [[ " $compiled " == *" x86-64-v4-bf16 "* ]]; then
+  refused+=("x86-64-v4-bf16 avx512f avx512_bf16")
+fi
+if [[ " $compiled " == *" x86-64-v4-amx "* ]]; then
+  refused+=("x86-64-v4-amx avx512f avx512_bf16 amx_tile amx_bf16 amx_int8")
+fi
 
 start=$SECONDS
 for pair in "Nehalem x86-64-v2" "Haswell-noTSX x86-64-v3"; do
@@ -169,7 +185,10 @@ for pair in "Nehalem x86-64-v2" "Haswell-noTSX x86-64-v3"; do
   t=$SECONDS
   echo "== $cpu (expect $isa)"
   run "$cpu" "$check_py" "$isa" || fail "$cpu: the kernels under $isa"
-  isa_v4_refused "$cpu"
+  for r in "${refused[@]}"; do
+    # shellcheck disable=SC2086  # the variant and its features: words on purpose
+    isa_refused "$cpu" $r
+  done
   if [ "$isa" = x86-64-v3 ]; then
     echo "  forced FASTRNN_ISA=x86-64-v2:"
     FASTRNN_ISA=x86-64-v2 run "$cpu" "$check_py" x86-64-v2 || fail "$cpu: forced x86-64-v2"
