@@ -155,6 +155,7 @@ class DemoTraining:
         model = SequenceModel(
             args.cell, vocab.size, args.hidden, vocab.size, num_layers=args.layers,
             embedding_dim=args.embedding, seed=args.seed,
+            compute_dtype=getattr(args, "compute_dtype", None),
         )  # fmt: skip
         return cls(corpus, encoded, about, vocab, train_ids, test_ids, model,
                    optim.Adam(lr=args.lr), args.batch, args.seq_len)  # fmt: skip
@@ -322,7 +323,8 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def _adding_run(cell: str, args: argparse.Namespace, x_test: Any, y_test: Any) -> dict[str, Any]:
-    model = SequenceModel(cell, 2, args.hidden, 1, many_to_one=True, seed=args.seed)
+    model = SequenceModel(cell, 2, args.hidden, 1, many_to_one=True, seed=args.seed,
+                          compute_dtype=args.compute_dtype)  # fmt: skip
     opt = optim.Adam(lr=args.lr)
     rng = np.random.default_rng(args.seed + 1)
     curve: list[tuple[int, float]] = []
@@ -419,6 +421,10 @@ def _version() -> str:
 
 
 _CELLS = ["rnn", "rnn_relu", "gru", "lstm"]
+_COMPUTE_HELP = (
+    "precision of the recurrent layers' matrix products: float32, or bfloat16 (products of "
+    "bfloat16-rounded operands summed in float32; on the CPU's bf16 units where it has them)"
+)
 _THREADS_HELP = (
     "threads of fastrnn's kernels (default: FASTRNN_NUM_THREADS or OMP_NUM_THREADS if set, else "
     "the CPUs this process may use)"
@@ -470,6 +476,8 @@ def _demo_parser(sub: Any) -> None:
         metavar="FILE",
         help="save the model and the optimizer state to this .npz file (default: not saved)",
     )
+    d.add_argument("--compute-dtype", choices=["float32", "bfloat16"], default="float32",
+                   help=_COMPUTE_HELP)  # fmt: skip
     d.add_argument("--threads", type=int, metavar="N", help=_THREADS_HELP)
     d.set_defaults(func=demo, parser=d)
 
@@ -501,6 +509,8 @@ def _adding_parser(sub: Any) -> None:
     )  # fmt: skip
     a.add_argument("--steps", type=int, default=2000, help="training steps of each model")
     a.add_argument("--lr", type=float, default=1e-2, help="Adam's learning rate")
+    a.add_argument("--compute-dtype", choices=["float32", "bfloat16"], default="float32",
+                   help=_COMPUTE_HELP)  # fmt: skip
     _plot_and_threads(a, "adding.png", "the learning curves")
     a.set_defaults(func=adding, parser=a)
 
