@@ -12,7 +12,8 @@ forward+backward (the input gradient included; dL/dy a fixed float32 array):
 * fastrnn f32: the same fastrnn layer in float32, for reference.
 
 Each thread count begins with a torch process timing the GEMM peaks (``torch.matmul`` of 2048^3
-matrices, bfloat16 and float32); then, shape by shape, fastrnn runs in a process of its own (each
+matrices, bfloat16 and float32; where the CPU has AMX, oneDNN runs the bfloat16 one on it, and a
+second process times it again with oneDNN kept to AVX512_BF16, for information); then, shape by shape, fastrnn runs in a process of its own (each
 case in bfloat16, then at once in float32) and torch in another, so that the compared timings are
 minutes apart at most. Every median is of at least --repeat runs, and of 0.25 s of runs for short
 calls, within about --budget seconds. The table: milliseconds, fastrnn bf16's GFLOP/s (forward
@@ -307,7 +308,6 @@ def _row(
         "fastrnn_bf16_ms": ms, "torch_bf16_ms": torch.get("ms"), "fastrnn_f32_ms": f32.get("ms"),
         "fastrnn_bf16_na": mine.get("na"),
         "gflops": gflops, "bf16_peak_fraction": _ratio(gflops, peak.get("bfloat16")),
-        "bf16_no_amx_peak_fraction": _ratio(gflops, peak.get(NO_AMX)),
         "speedup_vs_torch_bf16": _ratio(torch.get("ms"), ms),
         "speedup_vs_fastrnn_f32": _ratio(f32.get("ms"), ms),
         "fastrnn_bf16_max_abs_dev": mine.get("max_abs_dev"),
@@ -341,37 +341,30 @@ def _dev(v: float | None, width: int) -> str:
     return f"{v:>{width}.1e}" if v is not None else f"{'-':>{width}}"
 
 
-def _columns(no_amx: bool) -> list[tuple[str, int, Any]]:
-    """The table's columns after shape, cell, pass and threads: head, width, text of a row."""
-    cols: list[tuple[str, int, Any]] = [
-        ("fastrnn bf16 ms", 15,
-         lambda r: _ms(r["fastrnn_bf16_ms"], 15, "n/a" if r["fastrnn_bf16_na"] else "-")),
-        ("GFLOP/s", 8, lambda r: f"{r['gflops']:>8.1f}" if r["gflops"] else f"{'-':>8}"),
-        ("%peak", 6, lambda r: _pct(r["bf16_peak_fraction"], 6)),
-    ]  # fmt: skip
-    if no_amx:
-        cols.append(("%noAMX", 7, lambda r: _pct(r["bf16_no_amx_peak_fraction"], 7)))
-    return [
-        *cols,
-        ("torch bf16 ms", 13, lambda r: _ms(r["torch_bf16_ms"], 13)),
-        ("x", 6, lambda r: _x(r["speedup_vs_torch_bf16"], 6)),
-        ("fastrnn f32 ms", 14, lambda r: _ms(r["fastrnn_f32_ms"], 14)),
-        ("x", 6, lambda r: _x(r["speedup_vs_fastrnn_f32"], 6)),
-        ("dev fastrnn", 11, lambda r: _dev(r["fastrnn_bf16_max_abs_dev"], 11)),
-        ("dev torch", 9, lambda r: _dev(r["torch_bf16_max_abs_dev"], 9)),
-    ]
+# the table's columns after shape, cell, pass and threads: head, width, text of a row
+COLUMNS: list[tuple[str, int, Any]] = [
+    ("fastrnn bf16 ms", 15,
+     lambda r: _ms(r["fastrnn_bf16_ms"], 15, "n/a" if r["fastrnn_bf16_na"] else "-")),
+    ("GFLOP/s", 8, lambda r: f"{r['gflops']:>8.1f}" if r["gflops"] else f"{'-':>8}"),
+    ("%peak", 6, lambda r: _pct(r["bf16_peak_fraction"], 6)),
+    ("torch bf16 ms", 13, lambda r: _ms(r["torch_bf16_ms"], 13)),
+    ("x", 6, lambda r: _x(r["speedup_vs_torch_bf16"], 6)),
+    ("fastrnn f32 ms", 14, lambda r: _ms(r["fastrnn_f32_ms"], 14)),
+    ("x", 6, lambda r: _x(r["speedup_vs_fastrnn_f32"], 6)),
+    ("dev fastrnn", 11, lambda r: _dev(r["fastrnn_bf16_max_abs_dev"], 11)),
+    ("dev torch", 9, lambda r: _dev(r["torch_bf16_max_abs_dev"], 9)),
+]  # fmt: skip
 
 
-def _rows_text(rows: list[dict[str, Any]], no_amx: bool) -> list[str]:
+def _rows_text(rows: list[dict[str, Any]]) -> list[str]:
     """The table: a head, a rule and a line per row."""
-    cols = _columns(no_amx)
     head = f"{'shape':<5} {'cell':<5} {'pass':<8} {'thr':>3}" + "".join(
-        f" {h:>{w}}" for h, w, _ in cols
+        f" {h:>{w}}" for h, w, _ in COLUMNS
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         line = f"{r['shape']:<5} {r['cell']:<5} {_b._pass(r['passes']):<8} {r['threads']:>3}"
-        lines.append((line + "".join(f" {text(r)}" for _, _, text in cols)).rstrip())
+        lines.append((line + "".join(f" {text(r)}" for _, _, text in COLUMNS)).rstrip())
     return lines
 
 
@@ -379,7 +372,7 @@ def _peak_line(peaks: dict[str, dict[str, float]]) -> str:
     if not peaks:
         return "GEMM peak: not timed (it needs torch)"
     by = sorted(peaks.items(), key=lambda kv: int(kv[0]))
-    no_amx = f"bfloat16 without AMX (ONEDNN_MAX_CPU_ISA={NO_AMX_ISA}: %noAMX)"
+    no_amx = f"bfloat16 with oneDNN kept from AMX (ONEDNN_MAX_CPU_ISA={NO_AMX_ISA})"
     names = [("bfloat16", "bfloat16"), ("float32", "float32"), (NO_AMX, no_amx)]
     parts = [f"{label} " + " / ".join(f"{p[name]:.0f}" if name in p else "-" for _, p in by)
              for name, label in names if any(name in p for _, p in by)]  # fmt: skip
@@ -414,8 +407,7 @@ def table(report: dict[str, Any]) -> str:
         "faster); dev = a forward's max |bf16 - float32| output difference, same weights.",
         "",
     ]
-    no_amx = any(NO_AMX in p for p in report.get("peaks", {}).values())
-    lines += _rows_text(report["rows"], no_amx)
+    lines += _rows_text(report["rows"])
     return "\n".join([*lines, "", *_notes(report)])
 
 
