@@ -169,6 +169,30 @@ def test_table_columns_and_ratios() -> None:
                            "5.0e-03"]  # fmt: skip
     assert "n/a: fastrnn.GRU(...): TypeError: no" in lines
     assert "fastrnn kernel variant: x86-64-v4-bf16" in lines
+    # the targets judged where the rows have values: LSTM's forward only here (S1: no peak target)
+    assert [line for line in lines if line.startswith("target")] == [
+        "target LSTM fwd vs torch bf16 >= 1.00x: met 1 of 1"
+    ]
+
+
+def test_targets_name_the_rows_not_met() -> None:
+    def row(shape: str, cell: str, passes: str, threads: int, **kw: float) -> dict[str, Any]:
+        base = {"speedup_vs_torch_bf16": None, "speedup_vs_fastrnn_f32": None,
+                "bf16_peak_fraction": None}  # fmt: skip
+        return {"shape": shape, "cell": cell, "passes": passes, "threads": threads, **base, **kw}
+
+    rows = [
+        row("S2", "gru", "forward", 1, speedup_vs_torch_bf16=1.6, speedup_vs_fastrnn_f32=0.9,
+            bf16_peak_fraction=0.5),
+        row("S4", "rnn", "forward+backward", 2, speedup_vs_torch_bf16=1.4,
+            speedup_vs_fastrnn_f32=1.1),
+        row("S3", "rnn", "forward", 1, speedup_vs_torch_bf16=0.1),  # not a target's shape
+    ]  # fmt: skip
+    assert bench_bf16.targets(rows) == [
+        "target GRU and RNN vs torch bf16 >= 1.50x: met 1 of 2; not met: S4 rnn fwd+bwd 2t 1.40x",
+        "target GRU and RNN bf16 vs fastrnn f32 >= 1.00x: met 1 of 2; not met: S2 gru fwd 1t 0.90x",
+        "target fwd, fraction of the bf16 GEMM peak >= 85%: met 0 of 1; not met: S2 gru fwd 1t 50%",
+    ]
 
 
 def test_fastrnn_without_compute_dtype_is_na(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,14 +13,15 @@ forward+backward (the input gradient included; dL/dy a fixed float32 array):
 
 Each thread count begins with a torch process timing the GEMM peaks (``torch.matmul`` of 2048^3
 matrices, bfloat16 and float32; where the CPU has AMX, oneDNN runs the bfloat16 one on it, and a
-second process times it again with oneDNN kept to AVX512_BF16, for information); then, shape by shape, fastrnn runs in a process of its own (each
-case in bfloat16, then at once in float32) and torch in another, so that the compared timings are
-minutes apart at most. Every median is of at least --repeat runs, and of 0.25 s of runs for short
-calls, within about --budget seconds. The table: milliseconds, fastrnn bf16's GFLOP/s (forward
-2*T*B*G*H*(I+H), forward+backward 3x) and its fraction of the bfloat16 GEMM peak, its speed-up
-over torch bf16 and over its own float32 (> 1: fastrnn bf16 faster), and each forward's largest
-difference from the same layer's float32 output. A fastrnn without ``compute_dtype`` (or one that
-refuses it) shows n/a in its bf16 columns, with the reason under the table."""
+second process times it again with oneDNN kept to AVX512_BF16, for information); then, shape by
+shape, fastrnn runs in a process of its own (each case in bfloat16, then at once in float32) and
+torch in another, so that the compared timings are minutes apart at most. Every median is of at
+least --repeat runs, and of 0.25 s of runs for short calls, within about --budget seconds. The
+table: milliseconds, fastrnn bf16's GFLOP/s (forward 2*T*B*G*H*(I+H), forward+backward 3x) and
+its fraction of the bfloat16 GEMM peak, its speed-up over torch bf16 and over its own float32
+(> 1: fastrnn bf16 faster), and each forward's largest difference from the same layer's float32
+output; under it, issue 20's speed targets, met or not. A fastrnn without ``compute_dtype`` (or
+one that refuses it) shows n/a in its bf16 columns, with the reason under the table."""
 
 from __future__ import annotations
 
@@ -397,6 +398,42 @@ def _notes(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+# issue 20's speed targets, on S1 S2 S4 at every thread count: what, the rows it covers (cells,
+# passes, shapes), the row's value, the least value meeting it
+TARGETS: list[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...], str, float]] = [
+    ("LSTM fwd vs torch bf16", ("lstm",), ("forward",), ("S1", "S2", "S4"),
+     "speedup_vs_torch_bf16", 1.0),
+    ("LSTM fwd+bwd vs torch bf16", ("lstm",), ("forward+backward",), ("S1", "S2", "S4"),
+     "speedup_vs_torch_bf16", 1.2),
+    ("GRU and RNN vs torch bf16", ("gru", "rnn"), ("forward", "forward+backward"),
+     ("S1", "S2", "S4"), "speedup_vs_torch_bf16", 1.5),
+    ("GRU and RNN bf16 vs fastrnn f32", ("gru", "rnn"), ("forward", "forward+backward"),
+     ("S1", "S2", "S4"), "speedup_vs_fastrnn_f32", 1.0),
+    ("fwd, fraction of the bf16 GEMM peak", ("lstm", "gru", "rnn"), ("forward",), ("S2", "S4"),
+     "bf16_peak_fraction", 0.85),
+]  # fmt: skip
+
+
+def _target_text(key: str, value: float) -> str:
+    return f"{100 * value:.0f}%" if key == "bf16_peak_fraction" else f"{value:.2f}x"
+
+
+def targets(rows: list[dict[str, Any]]) -> list[str]:
+    """A line per target of issue 20 with rows to judge: met / entries, and those not met."""
+    lines = []
+    for what, cells, passes, shapes, key, least in TARGETS:
+        judged = [r for r in rows if r["cell"] in cells and r["passes"] in passes
+                  and r["shape"] in shapes and r[key] is not None]  # fmt: skip
+        if not judged:
+            continue
+        missed = [f"{r['shape']} {r['cell']} {_b._pass(r['passes'])} {r['threads']}t "
+                  f"{_target_text(key, r[key])}" for r in judged if r[key] < least]  # fmt: skip
+        line = (f"target {what} >= {_target_text(key, least)}: met "
+                f"{len(judged) - len(missed)} of {len(judged)}")  # fmt: skip
+        lines.append(line + (f"; not met: {', '.join(missed)}" if missed else ""))
+    return lines
+
+
 def table(report: dict[str, Any]) -> str:
     """The bfloat16 report as text."""
     lines = [
@@ -408,7 +445,7 @@ def table(report: dict[str, Any]) -> str:
         "",
     ]
     lines += _rows_text(report["rows"])
-    return "\n".join([*lines, "", *_notes(report)])
+    return "\n".join([*lines, "", *_notes(report), *targets(report["rows"])])
 
 
 def check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
