@@ -25,7 +25,12 @@ the OS cannot pin) running throughout; the competitor is killed at the end whate
 median is of at least 7 runs, then of ``--load-seconds``. It prints milliseconds quiet and loaded,
 the demo's characters/s and the speed at N threads over the fewest's (the target: with the
 competitor, 2 threads at least 0.8x the 1-thread speed), and how many CPUs other processes kept
-busy during the quiet and the loaded timings (a shared machine is not quiet)."""
+busy during the quiet and the loaded timings (a shared machine is not quiet).
+
+``--compute-dtype bfloat16`` prints the bfloat16 tables instead (:mod:`fastrnn.tools.bench_bf16`):
+fastrnn with ``compute_dtype="bfloat16"`` against ``torch.nn`` under bfloat16 autocast, each in
+processes of its own, with fastrnn float32 and the bfloat16 GEMM peak (torch.matmul) of the same
+run; default shapes S1 S2 S4."""
 
 from __future__ import annotations
 
@@ -59,6 +64,7 @@ SHAPES = {  # T, B, I, H
 # S5: RNN 18 µs without, 38 with), a saving no step of a generation loop gets but the first.
 WITH_STATES = ("S5",)
 CELLS = {"lstm": 4, "gru": 3, "rnn": 1}
+BF16_SHAPES = ("S1", "S2", "S4")  # the default shapes of --compute-dtype bfloat16
 PEERS = ("fastrnn", "torch", "ort", "reference", "fastrnn.torch")
 PASSES = ("forward", "forward+backward", "train-step")
 
@@ -336,7 +342,17 @@ def _worker_case(peer: str, case: dict[str, Any]) -> Any:
 
 
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
-    """Runs in its own process, with its thread count set through the environment."""
+    """Runs in its own process, with its thread count set through the environment: the float32
+    tables' worker, or with ``spec["mode"] == "bfloat16"`` the bfloat16 tables'."""
+    if spec.get("mode") == "bfloat16":
+        from . import bench_bf16
+
+        return bench_bf16.worker(spec)
+    return _worker(spec)
+
+
+def _worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """The float32 tables' worker (see :func:`worker`)."""
     threads = spec["threads"]
     peer = spec["peer"]
     if peer.startswith("fastrnn"):
@@ -967,12 +983,14 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     shapes = ", ".join(f"{k} = {','.join(map(str, v))}" for k, v in SHAPES.items())
 
-    def choose(flag: str, choices: Any, default: list[Any], help: str, nargs: str = "+") -> None:
+    def choose(flag: str, choices: Any, default: Any, help: str, nargs: str = "+") -> None:
         meta = flag.rsplit("-", 1)[-1].upper().rstrip("S")
         ap.add_argument(flag, nargs=nargs, default=default, choices=list(choices), metavar=meta,
                         help=help)  # fmt: skip
 
-    choose("--shapes", SHAPES, list(SHAPES), f"problem sizes to time, T,B,I,H: {shapes}")
+    bf16_shapes = " ".join(BF16_SHAPES)
+    choose("--shapes", SHAPES, None, f"problem sizes to time, T,B,I,H: {shapes} (default: "
+           f"all; {bf16_shapes} with --compute-dtype bfloat16)")  # fmt: skip
     choose("--cells", CELLS, list(CELLS), "cells to time")
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2], metavar="N",
                     help="thread counts, each timed in processes of its own")  # fmt: skip
@@ -1001,6 +1019,15 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         metavar="VARIANT",
         help="time fastrnn under these kernel variants (FASTRNN_ISA), or 'all' "
         "(default: the one chosen at import)",
+    )
+    ap.add_argument(
+        "--compute-dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="bfloat16: instead of the float32 tables, fastrnn with compute_dtype='bfloat16' "
+        "against torch.nn under torch.autocast('cpu', dtype=torch.bfloat16), with fastrnn "
+        "float32 and the bfloat16 GEMM peak (torch.matmul) timed in the same run (--shapes, "
+        "--cells, --threads, --peers fastrnn torch, --repeat, --budget and --json apply)",
     )
     _load_options(ap, choose)
     ap.add_argument(
@@ -1074,6 +1101,12 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     _options.check_output_path(ap, "--json", args.json)
     _options.check_output_path(ap, "--png", args.png)
     _check_under_load(ap, args)
+    if args.compute_dtype == "bfloat16":
+        from . import bench_bf16
+
+        bench_bf16.check(ap, args)
+    if args.shapes is None:
+        args.shapes = list(BF16_SHAPES if args.compute_dtype == "bfloat16" else SHAPES)
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m fastrnn.bench") -> int:
@@ -1085,8 +1118,14 @@ def main(argv: list[str] | None = None, prog: str = "python -m fastrnn.bench") -
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
     _check(ap, args)
-    report = run_under_load(args) if args.under_load else run(args)
-    print(load_table(report) if args.under_load else table(report))
+    if args.compute_dtype == "bfloat16":
+        from . import bench_bf16
+
+        report = bench_bf16.run(args)
+        print(bench_bf16.table(report))
+    else:
+        report = run_under_load(args) if args.under_load else run(args)
+        print(load_table(report) if args.under_load else table(report))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
