@@ -165,6 +165,51 @@ void amx_block(const std::uint16_t* x, std::int64_t ldx, const std::uint16_t* a,
     store(1, 1, sums);
   }
 }
+
+/// Where amx_block_direct's sums go: tile (i, j) (block i of x rows by block j of A rows) starts
+/// from init[i][j] (16 rows init_stride bytes apart; stride 0 repeats one row: a bias; nullptr:
+/// zeros) and is stored to out[i][j], 16 rows `stride` bytes apart.
+struct AmxTiles {
+  float* out[2][2];
+  std::int64_t stride;
+  const float* init[2][2];
+  std::int64_t init_stride;
+};
+
+/// amx_block for whole tiles written in place: the sums start from the destination's own values
+/// (or the bias, or zeros) and go straight back, no pass through memory of their own.
+template <int NX, int NA>
+void amx_block_direct(const std::uint16_t* x, std::int64_t ldx, const std::uint16_t* a,
+                      std::int64_t w, std::int64_t steps, const AmxTiles& t) {
+  const std::int64_t x_stride = ldx * 2, a_stride = w * 4;
+#define FASTRNN_AMX_INIT(tile, i, j)                              \
+  if (t.init[i][j]) {                                           \
+    _tile_loadd(tile, t.init[i][j], t.init_stride);             \
+  } else {                                                      \
+    _tile_zero(tile);                                           \
+  }
+  FASTRNN_AMX_INIT(0, 0, 0)
+  if constexpr (NA > 1) FASTRNN_AMX_INIT(1, 0, 1)
+  if constexpr (NX > 1) FASTRNN_AMX_INIT(2, 1, 0)
+  if constexpr (NX > 1 && NA > 1) FASTRNN_AMX_INIT(3, 1, 1)
+#undef FASTRNN_AMX_INIT
+  for (std::int64_t s = 0; s < steps; ++s) {
+    const std::uint16_t* xs = x + s * 2 * kAmxPairs;
+    const std::uint16_t* as = a + s * kAmxPairs * w * 2;
+    _tile_loadd(4, xs, x_stride);
+    if constexpr (NX > 1) _tile_loadd(5, xs + 16 * ldx, x_stride);
+    _tile_loadd(6, as, a_stride);
+    if constexpr (NA > 1) _tile_loadd(7, as + 32, a_stride);
+    _tile_dpbf16ps(0, 4, 6);
+    if constexpr (NA > 1) _tile_dpbf16ps(1, 4, 7);
+    if constexpr (NX > 1) _tile_dpbf16ps(2, 5, 6);
+    if constexpr (NX > 1 && NA > 1) _tile_dpbf16ps(3, 5, 7);
+  }
+  _tile_stored(0, t.out[0][0], t.stride);
+  if constexpr (NA > 1) _tile_stored(1, t.out[0][1], t.stride);
+  if constexpr (NX > 1) _tile_stored(2, t.out[1][0], t.stride);
+  if constexpr (NX > 1 && NA > 1) _tile_stored(3, t.out[1][1], t.stride);
+}
 #endif  // AMX
 
 }  // namespace FASTRNN_ISA_NS

@@ -863,7 +863,15 @@ class PackedGemm {
               _mm512_mask_storeu_ps(dst, m, _mm512_add_ps(base, v));
             };
 #if FASTRNN_AMX_BF16
-            amx_panel(a, w, pairs, xb, ldx, nc, store);
+            // whole tiles go straight to their destination (not a transposed one)
+            AmxDest d{nullptr, 0, nullptr, std::min(w, rows - p0)};
+            if (!t.transposed) {
+              d.out = t.out + c0 * t.ld + (r0 + p0 - t.shift);
+              d.ld = t.ld;
+              d.init = t.accumulate ? d.out : t.bias ? t.bias + r0 + p0 : nullptr;
+              d.init_ld = t.accumulate ? t.ld : 0;
+            }
+            amx_panel(a, w, pairs, xb, ldx, nc, store, d);
 #else
             if (w == 32) {
               bf16_panel_rows<2>(a, pairs, xb, ldx, nc, store);
@@ -886,14 +894,49 @@ class PackedGemm {
   }
 
 #if FASTRNN_AMX_BF16
+  /// A panel's destination for whole tiles: out (x row 0, the panel's row 0) with ld floats per
+  /// x row, or nullptr (no direct stores); init: where the sums start (ld init_ld; 0: a bias
+  /// repeated), nullptr for zeros; rows: the panel's rows that are A's.
+  struct AmxDest {
+    S* out;
+    index_t ld;
+    const S* init;
+    index_t init_ld;
+    index_t rows;
+  };
+
   /// AMX: a panel of w rows of A by the nc rows of x (whole tiles of 16 rows, zero past nc), in
-  /// blocks of 32 rows of x; store(c, q, sums) for the rows c < nc of x.
+  /// blocks of 32 rows of x; a block of whole tiles straight to d, the others through
+  /// store(c, q, sums) for the rows c < nc of x.
   template <class Store>
   static void amx_panel(const std::uint16_t* a, index_t w, index_t pairs, const std::uint16_t* xb,
-                        index_t ldx, index_t nc, Store&& store) {
+                        index_t ldx, index_t nc, Store&& store, const AmxDest& d) {
     alignas(64) float sums[16 * 16];
     const index_t steps = pairs / kAmxPairs;
     for (index_t cb = 0; cb < nc; cb += 32) {
+      const int nx = nc - cb > 16 ? 2 : 1, na = w == 32 ? 2 : 1;
+      if (d.out && cb + 16 * nx <= nc && 16 * na <= d.rows) {
+        AmxTiles t{};
+        t.stride = d.ld * static_cast<index_t>(sizeof(S));
+        t.init_stride = d.init_ld * static_cast<index_t>(sizeof(S));
+        for (int i = 0; i < nx; ++i) {
+          for (int j = 0; j < na; ++j) {
+            t.out[i][j] = d.out + (cb + 16 * i) * d.ld + 16 * j;
+            t.init[i][j] = !d.init ? nullptr : d.init + (cb + 16 * i) * d.init_ld + 16 * j;
+          }
+        }
+        const std::uint16_t* x = xb + cb * ldx;
+        if (nx == 2 && na == 2) {
+          amx_block_direct<2, 2>(x, ldx, a, w, steps, t);
+        } else if (nx == 2) {
+          amx_block_direct<2, 1>(x, ldx, a, w, steps, t);
+        } else if (na == 2) {
+          amx_block_direct<1, 2>(x, ldx, a, w, steps, t);
+        } else {
+          amx_block_direct<1, 1>(x, ldx, a, w, steps, t);
+        }
+        continue;
+      }
       auto put = [&](int i, int j, const float* sm) {
         for (index_t r = 0; r < 16; ++r) {
           const index_t c = cb + 16 * i + r;
