@@ -555,10 +555,16 @@ class PackedGemm {
              index_t gates = 1, index_t products = std::numeric_limits<index_t>::max(),
              Compute compute = Compute::Exact)
       : bf16_(compute == Compute::Bf16),
-        direct_(!bf16_ && max_n <= kDirectMaxRows && products <= kDirectMaxSteps),
+        // bfloat16: direct only with the bf16 instructions and A row-major (a generation loop)
+        direct_((!bf16_ || (kNativeBf16 && std::is_same_v<S, float> && row_major)) &&
+                max_n <= kDirectMaxRows && products <= kDirectMaxSteps),
         a_(a, m, k, lda, row_major, gates, /*pack=*/!direct_, bf16_) {
     if (a_.blocks() == 0) return;
     rhs_parts_ = std::max(1, static_cast<int>(std::min<index_t>(num_threads(), a_.blocks())));
+    if (direct_ && bf16_) {  // each part's rows of `in` as bfloat16 pairs, whole vectors
+      x16_size_ = kDirectMaxRows * direct_ldx();
+      x16_.reset(rhs_parts_ * x16_size_);
+    }
     if (direct_) return;  // read A where it is (file top)
     if (native()) {  // each part's rows of `in` as bfloat16 pairs, kColBlock at a time
       // (AMX reads x in tiles of 16 rows: whole tiles)
@@ -592,7 +598,9 @@ class PackedGemm {
     const Targets to{dest, tail, gates, tail_shift};
     const index_t s0 = b0 * gates, s1 = b1 * gates;
     eigen_assert(native() || (!x.transposed && !dest.transposed));
-    if (native()) {
+    if (direct_ && bf16_) {
+      multiply_direct_bf16(to, s0, s1, x, x16_.data() + part.index * x16_size_);
+    } else if (native()) {
       multiply_pairs(to, s0, s1, x, x16_.data() + part.index * x16_size_);
     } else if (direct_) {
       multiply_direct(to, s0, s1, x);
@@ -887,6 +895,60 @@ class PackedGemm {
 #if FASTRNN_AMX_BF16
       amx_done();
 #endif
+    }
+#else
+    (void)to, (void)s0, (void)s1, (void)x, (void)xb;
+#endif
+  }
+
+  /// Direct bfloat16: a row of x as pairs, padded with zeros to whole vectors of 32.
+  index_t direct_ldx() const { return (a_.depth() + 31) / 32 * 32; }
+
+  /// Direct mode in bfloat16 (few products of few rows; A row-major, read in place): x's n <= 4
+  /// rows converted to pairs (into xb, this part's buffer), then each output the sum over k of a
+  /// row of A, converted 32 values at a time, by a row of x: 16 lanes of vdpbf16ps, reduced. Four
+  /// rows of A at a time (independent chains); the order of every sum depends on k only.
+  void multiply_direct_bf16(const Targets& to, index_t s0, index_t s1, const Rows<S>& x,
+                            std::uint16_t* xb) const {
+#if defined(__AVX512BF16__)
+    if constexpr (std::is_same_v<S, float>) {
+      const index_t k = a_.depth(), ldx = direct_ldx(), lda = a_.lda();
+      for (index_t c = 0; c < x.n; ++c) {
+        to_bf16_pairs(xb + c * ldx, x.in + c * x.ld, k);
+        std::fill(xb + c * ldx + (k + 1) / 2 * 2, xb + (c + 1) * ldx, std::uint16_t(0));
+      }
+      const index_t tail = k % 32;
+      const auto lo = static_cast<__mmask16>(tail >= 16 ? 0xffff : (1u << tail) - 1);
+      const auto hi = static_cast<__mmask16>(tail <= 16 ? 0 : (1u << (tail - 16)) - 1);
+      for (index_t si = s0; si < s1; ++si) {
+        const Target t = to(si);
+        const index_t r0 = a_.seg_row(si), r1 = r0 + a_.seg_rows(si);
+        for (index_t r = r0; r < r1; r += 4) {
+          const int nr = static_cast<int>(std::min<index_t>(4, r1 - r));
+          __m512 acc[4][kDirectMaxRows];
+          for (int q = 0; q < 4; ++q) {
+            for (index_t c = 0; c < kDirectMaxRows; ++c) acc[q][c] = _mm512_setzero_ps();
+          }
+          for (index_t j = 0; j < k; j += 32) {
+            const bool whole = j + 32 <= k;
+            __m512bh xv[kDirectMaxRows];
+            for (index_t c = 0; c < x.n; ++c) {
+              xv[c] = (__m512bh)_mm512_loadu_si512(xb + c * ldx + j);
+            }
+            for (int q = 0; q < nr; ++q) {
+              const S* arow = a_.a() + (r + q) * lda + j;
+              const __m512bh av =
+                  whole ? _mm512_cvtne2ps_pbh(_mm512_loadu_ps(arow + 16), _mm512_loadu_ps(arow))
+                        : _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, arow + 16),
+                                              _mm512_maskz_loadu_ps(lo, arow));
+              for (index_t c = 0; c < x.n; ++c) acc[q][c] = _mm512_dpbf16_ps(acc[q][c], av, xv[c]);
+            }
+          }
+          for (int q = 0; q < nr; ++q) {
+            for (index_t c = 0; c < x.n; ++c) store(t, c, r + q, _mm512_reduce_add_ps(acc[q][c]));
+          }
+        }
+      }
     }
 #else
     (void)to, (void)s0, (void)s1, (void)x, (void)xb;
