@@ -152,8 +152,7 @@ std::uint64_t detect() {
                             {l7.d, 24, kAmxTile},
                             {l7.d, 22, kAmxBf16},
                             {l7.d, 25, kAmxInt8}};
-  if (ymm && zmm && (xcr0 & 0x60000) == 0x60000 && (features(amx) & kAmxTile) &&
-      amx_permitted()) {
+  if (ymm && zmm && (xcr0 & 0x60000) == 0x60000 && (features(amx) & kAmxTile) && amx_permitted()) {
     f |= features(amx);
   }
   return f;

@@ -5,7 +5,8 @@
 // Layouts (PackedMatrix packs A, PackedGemm converts x; both round to nearest, ties to even):
 //   A panel, W packets of 16 rows:  pair p of row r at a[(p * 16W + r) * 2 + {0, 1}] = A(r, 2p),
 //                                   A(r, 2p + 1), zero past the depth and past the panel's rows
-//   x rows:                         pair p of row c at x[c * ldx + 2p + {0, 1}], zero past the depth
+//   x rows:                         pair p of row c at x[c * ldx + 2p + {0, 1}], zero past
+//                                   the depth
 // vdpbf16ps multiplies 16 such pairs by one broadcast pair of x and adds both products to 16 float
 // sums: the panel's W packets times N rows of x are W*N independent sums, enough to cover the
 // instruction's latency (N = 12, W = 2: 24 of the 32 vector registers). Every output element is a
@@ -182,11 +183,11 @@ template <int NX, int NA>
 void amx_block_direct(const std::uint16_t* x, std::int64_t ldx, const std::uint16_t* a,
                       std::int64_t w, std::int64_t steps, const AmxTiles& t) {
   const std::int64_t x_stride = ldx * 2, a_stride = w * 4;
-#define FASTRNN_AMX_INIT(tile, i, j)                              \
-  if (t.init[i][j]) {                                           \
-    _tile_loadd(tile, t.init[i][j], t.init_stride);             \
-  } else {                                                      \
-    _tile_zero(tile);                                           \
+#define FASTRNN_AMX_INIT(tile, i, j)                \
+  if (t.init[i][j]) {                               \
+    _tile_loadd(tile, t.init[i][j], t.init_stride); \
+  } else {                                          \
+    _tile_zero(tile);                               \
   }
   FASTRNN_AMX_INIT(0, 0, 0)
   if constexpr (NA > 1) FASTRNN_AMX_INIT(1, 0, 1)

@@ -330,9 +330,8 @@ class PackedMatrix {
       constexpr index_t kCols = 64;
       const index_t chunks = (k_ + kCols - 1) / kCols;
       const int threads = small ? 1 : static_cast<int>(std::min<index_t>(num_threads(), chunks));
-      parallel_for(chunks, threads, [&](index_t ch) {
-        pack_pair_cols(ch * kCols, std::min(k_, (ch + 1) * kCols));
-      });
+      parallel_for(chunks, threads,
+                   [&](index_t ch) { pack_pair_cols(ch * kCols, std::min(k_, (ch + 1) * kCols)); });
       parallel_for(segs, small ? 1 : num_threads(), [&](index_t si) { zero_pair_pads(si); });
     }
   }
@@ -566,9 +565,10 @@ class PackedGemm {
       x16_.reset(rhs_parts_ * x16_size_);
     }
     if (direct_) return;  // read A where it is (file top)
-    if (native()) {  // each part's rows of `in` as bfloat16 pairs, kColBlock at a time
+    if (native()) {       // each part's rows of `in` as bfloat16 pairs, kColBlock at a time
       // (AMX reads x in tiles of 16 rows: whole tiles)
-      x16_size_ = (std::min(std::max<index_t>(max_n, 1), kColBlock) + 15) / 16 * 16 * 2 * a_.pairs();
+      x16_size_ =
+          (std::min(std::max<index_t>(max_n, 1), kColBlock) + 15) / 16 * 16 * 2 * a_.pairs();
       x16_.reset(rhs_parts_ * x16_size_);
       return;
     }

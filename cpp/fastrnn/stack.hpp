@@ -200,8 +200,8 @@ void stack_forward(const Dims& d, const ForwardArgs<S>& a) {
 template <class Cell, class S>
 void stack_backward(const Dims& d, const BackwardArgs<S>& a) {
   const index_t T = d.T, B = d.B, Hs = d.hs(), H = d.H, LD = d.L * d.D, DHs = d.D * Hs;
-  const HeaderFacts facts{Cell::kKind, d, a.weights[0].b_ih != nullptr, false,
-                          lengths_hash(a.lengths, B), a.compute};
+  const HeaderFacts facts{
+      Cell::kKind, d, a.weights[0].b_ih != nullptr, false, lengths_hash(a.lengths, B), a.compute};
   const bool dropout = check_header<S>(a.workspace, facts);
   const StackLayout SL = stack_layout<S>(Cell::kGates, Cell::kCellState, Cell::kExtra, d, dropout);
   const LengthPlan plan = plan_lengths(a.lengths, T, B);
