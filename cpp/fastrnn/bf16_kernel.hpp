@@ -109,21 +109,19 @@ inline void to_bf16_pairs(std::uint16_t* dst, const float* src, std::int64_t n) 
 /// The depth's pairs per tile step.
 inline constexpr std::int64_t kAmxPairs = 16;
 
-/// Loads the tile configuration the kernel uses (every tile 16 rows of 64 bytes), in the calling
-/// thread; amx_done() releases the tiles.
-inline void amx_configure() {
-  struct alignas(64) Config {
-    std::uint8_t palette, start_row, reserved[14];
-    std::uint16_t colsb[16];
-    std::uint8_t rows[16];
-  } c{};
-  c.palette = 1;
-  for (int t = 0; t < 8; ++t) {
-    c.colsb[t] = 64;
-    c.rows[t] = 16;
-  }
-  _tile_loadconfig(&c);
-}
+/// The tile configuration the kernel uses: palette 1, tiles 0-7 of 16 rows of 64 bytes. A
+/// constant, not a local filled before the load: gcc 12's ldtilecfg names only 8 of its 64 bytes
+/// as the memory it reads, so stores to a local could be dropped as dead.
+struct alignas(64) AmxConfig {
+  std::uint8_t palette, start_row, reserved[14];
+  std::uint16_t colsb[16];
+  std::uint8_t rows[16];
+};
+inline constexpr AmxConfig kAmxConfig = {
+    1, 0, {}, {64, 64, 64, 64, 64, 64, 64, 64}, {16, 16, 16, 16, 16, 16, 16, 16}};
+
+/// Loads the tile configuration in the calling thread; amx_done() releases the tiles.
+inline void amx_configure() { _tile_loadconfig(&kAmxConfig); }
 
 inline void amx_done() { _tile_release(); }
 
