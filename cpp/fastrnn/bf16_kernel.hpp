@@ -125,18 +125,13 @@ inline void amx_configure() { _tile_loadconfig(&kAmxConfig); }
 
 inline void amx_done() { _tile_release(); }
 
-/// The sums of NX blocks of 16 rows of x (at x, ldx pairs-values per row) by NA blocks of 16 rows
-/// of an A panel of `w` rows (at a: pair p of its row r at (p * w + r) * 2) over `steps` tile
-/// steps; then store(i, j, sums) for each block pair, `sums` the 16 x 16 floats of block i of x by
-/// block j of A, row by row (16 values of A's rows for each row of x).
-template <int NX, int NA, class Store>
-void amx_block(const std::uint16_t* x, std::int64_t ldx, const std::uint16_t* a, std::int64_t w,
-               std::int64_t steps, float* sums, Store&& store) {
+/// The tile steps of amx_block and amx_block_direct: tiles 0-3 (the NX x NA sums in use) +=
+/// NX blocks of 16 rows of x (at x, ldx values per row) by NA blocks of 16 rows of an A panel of
+/// `w` rows, over `steps` steps of the depth.
+template <int NX, int NA>
+EIGEN_ALWAYS_INLINE void amx_steps(const std::uint16_t* x, std::int64_t ldx, const std::uint16_t* a,
+                                   std::int64_t w, std::int64_t steps) {
   const std::int64_t x_stride = ldx * 2, a_stride = w * 4;  // bytes per tile row
-  _tile_zero(0);
-  if constexpr (NA > 1) _tile_zero(1);
-  if constexpr (NX > 1) _tile_zero(2);
-  if constexpr (NX > 1 && NA > 1) _tile_zero(3);
   for (std::int64_t s = 0; s < steps; ++s) {
     const std::uint16_t* xs = x + s * 2 * kAmxPairs;
     const std::uint16_t* as = a + s * kAmxPairs * w * 2;
@@ -149,6 +144,20 @@ void amx_block(const std::uint16_t* x, std::int64_t ldx, const std::uint16_t* a,
     if constexpr (NX > 1) _tile_dpbf16ps(2, 5, 6);
     if constexpr (NX > 1 && NA > 1) _tile_dpbf16ps(3, 5, 7);
   }
+}
+
+/// The sums of NX blocks of 16 rows of x (at x, ldx pairs-values per row) by NA blocks of 16 rows
+/// of an A panel of `w` rows (at a: pair p of its row r at (p * w + r) * 2) over `steps` tile
+/// steps; then store(i, j, sums) for each block pair, `sums` the 16 x 16 floats of block i of x by
+/// block j of A, row by row (16 values of A's rows for each row of x).
+template <int NX, int NA, class Store>
+void amx_block(const std::uint16_t* x, std::int64_t ldx, const std::uint16_t* a, std::int64_t w,
+               std::int64_t steps, float* sums, Store&& store) {
+  _tile_zero(0);
+  if constexpr (NA > 1) _tile_zero(1);
+  if constexpr (NX > 1) _tile_zero(2);
+  if constexpr (NX > 1 && NA > 1) _tile_zero(3);
+  amx_steps<NX, NA>(x, ldx, a, w, steps);
   _tile_stored(0, sums, 64);
   store(0, 0, sums);
   if constexpr (NA > 1) {
@@ -180,7 +189,6 @@ struct AmxTiles {
 template <int NX, int NA>
 void amx_block_direct(const std::uint16_t* x, std::int64_t ldx, const std::uint16_t* a,
                       std::int64_t w, std::int64_t steps, const AmxTiles& t) {
-  const std::int64_t x_stride = ldx * 2, a_stride = w * 4;
 #define FASTRNN_AMX_INIT(tile, i, j)                \
   if (t.init[i][j]) {                               \
     _tile_loadd(tile, t.init[i][j], t.init_stride); \
@@ -192,18 +200,7 @@ void amx_block_direct(const std::uint16_t* x, std::int64_t ldx, const std::uint1
   if constexpr (NX > 1) FASTRNN_AMX_INIT(2, 1, 0)
   if constexpr (NX > 1 && NA > 1) FASTRNN_AMX_INIT(3, 1, 1)
 #undef FASTRNN_AMX_INIT
-  for (std::int64_t s = 0; s < steps; ++s) {
-    const std::uint16_t* xs = x + s * 2 * kAmxPairs;
-    const std::uint16_t* as = a + s * kAmxPairs * w * 2;
-    _tile_loadd(4, xs, x_stride);
-    if constexpr (NX > 1) _tile_loadd(5, xs + 16 * ldx, x_stride);
-    _tile_loadd(6, as, a_stride);
-    if constexpr (NA > 1) _tile_loadd(7, as + 32, a_stride);
-    _tile_dpbf16ps(0, 4, 6);
-    if constexpr (NA > 1) _tile_dpbf16ps(1, 4, 7);
-    if constexpr (NX > 1) _tile_dpbf16ps(2, 5, 6);
-    if constexpr (NX > 1 && NA > 1) _tile_dpbf16ps(3, 5, 7);
-  }
+  amx_steps<NX, NA>(x, ldx, a, w, steps);
   _tile_stored(0, t.out[0][0], t.stride);
   if constexpr (NA > 1) _tile_stored(1, t.out[0][1], t.stride);
   if constexpr (NX > 1) _tile_stored(2, t.out[1][0], t.stride);

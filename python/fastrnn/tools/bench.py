@@ -197,16 +197,23 @@ class _Inputs:
         return {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[self.cell]
 
     @property
+    def hx(self) -> Any:
+        """The initial state as the layer takes it: None, h0, or (h0, c0) for LSTM."""
+        return None if self.h0 is None else (self.h0, self.c0) if self.cell == "lstm" else self.h0
+
+    @property
     def c0_if_lstm(self) -> np.ndarray | None:
         return self.c0 if self.cell == "lstm" else None
 
 
-def _fastrnn_case(d: _Inputs, forward: bool) -> Any:
+def _fastrnn_case(d: _Inputs, forward: bool, layer: Any = None) -> Any:
+    """The timed call of a fastrnn case: ``layer`` (default: the case's float32 layer, seed 0)
+    over the case's input, forward only or forward then backward."""
     import fastrnn
 
     _, _, I, H = d.shape
-    m = getattr(fastrnn, d.layer)(I, H, seed=0)
-    hx = None if d.h0 is None else (d.h0, d.c0) if d.cell == "lstm" else d.h0
+    m = getattr(fastrnn, d.layer)(I, H, seed=0) if layer is None else layer
+    hx = d.hx
     if forward:
         m.eval()
         return lambda: m(d.x, hx)

@@ -66,22 +66,8 @@ def _fastrnn_layer(d: _b._Inputs, compute_dtype: str) -> Any:
                           f"{type(e).__name__}: {e}") from e  # fmt: skip
 
 
-def _hx(d: _b._Inputs) -> Any:
-    return None if d.h0 is None else (d.h0, d.c0) if d.cell == "lstm" else d.h0
-
-
 def _fastrnn_case(d: _b._Inputs, forward: bool, compute_dtype: str) -> Any:
-    m = _fastrnn_layer(d, compute_dtype)
-    hx = _hx(d)
-    if forward:
-        m.eval()
-        return lambda: m(d.x, hx)
-
-    def step() -> Any:
-        m(d.x, hx)
-        return m.backward(d.dy)
-
-    return step
+    return _b._fastrnn_case(d, forward, _fastrnn_layer(d, compute_dtype))
 
 
 def _torch_module(d: _b._Inputs) -> tuple[Any, Any, Any]:
@@ -135,7 +121,7 @@ def _deviation(peer: str, d: _b._Inputs) -> float:
         m = _fastrnn_layer(d, "bfloat16").eval()
         m32 = _fastrnn_layer(d, "float32").eval()
         m32.load_state_dict(m.state_dict())
-        y, y32 = m(d.x, _hx(d))[0], m32(d.x, _hx(d))[0]
+        y, y32 = m(d.x, d.hx)[0], m32(d.x, d.hx)[0]
         return float(np.max(np.abs(np.asarray(y, np.float64) - y32)))
     import torch
 
