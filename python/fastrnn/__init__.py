@@ -25,6 +25,7 @@ from . import functional, reference, spec, training
 from ._core import __version__
 from .functional import build_info, get_num_threads, set_num_threads
 from .layers import GRU, LSTM, RNN
+from .quantized import QuantizedGRU, QuantizedLSTM, QuantizedRNN, quantize_dynamic
 from .spec import StackSpec
 from .training import Embedding, Linear, SequenceModel, init, losses, model, nn, optim, tasks, text
 
@@ -40,6 +41,9 @@ __all__ = [
     "RNN",
     "Embedding",
     "Linear",
+    "QuantizedGRU",
+    "QuantizedLSTM",
+    "QuantizedRNN",
     "SequenceModel",
     "StackSpec",
     "__version__",
@@ -49,6 +53,7 @@ __all__ = [
     "init",
     "losses",
     "optim",
+    "quantize_dynamic",
     "reference",
     "set_num_threads",
     "spec",

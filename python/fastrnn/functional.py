@@ -74,6 +74,7 @@ _CELL = {name: getattr(_core.Cell, name) for name in CELLS}
 # checked there (their docstrings and signatures: fastrnn/_core.pyi).
 _COMPUTE_EXACT = _core.Compute.exact
 _COMPUTE_BF16 = _core.Compute.bfloat16
+_INT8 = getattr(_core.Compute, "int8", None)
 linear_forward = _core.linear_forward
 linear_backward = _core.linear_backward
 embedding_backward = _core.embedding_backward
@@ -255,6 +256,84 @@ def run_forward(
         _COMPUTE_BF16 if spec.bf16 else _COMPUTE_EXACT,
     )
     return ForwardResult(y, h_n, c_n, ws)
+
+
+def pack_int8(w: Any, gates: int = 1) -> Array:
+    """An int8 weight matrix (a :class:`~fastrnn.reference.QuantizedWeight`: ``q (m, k)`` int8
+    in [-127, 127], ``scale (m,)`` float32; ``m`` a multiple of ``gates``, the stacked gate
+    blocks) packed for the int8 kernels: a 1-D uint8 array, made once and passed to
+    :func:`run_forward_int8` in place of the matrix. Its layout is the kernels' own (the same
+    for every instruction-set variant) and carries its sizes, checked at each call."""
+    q = np.asarray(w.q)
+    scale = np.asarray(w.scale)
+    if q.dtype != np.int8 or q.ndim != 2:
+        raise TypeError(f"q: expected a 2-D int8 array, got {q.dtype} of shape {q.shape}")
+    if scale.dtype != np.float32 or scale.shape != q.shape[:1]:
+        raise TypeError(
+            f"scale: expected float32 of shape {q.shape[:1]}, got {scale.dtype} {scale.shape}"
+        )
+    if _INT8 is None:  # interim: the NumPy reference runs the products
+        return w  # type: ignore[no-any-return]
+    G = check_int("gates", gates, 1)
+    return _core.pack_int8(np.ascontiguousarray(q), np.ascontiguousarray(scale), G)
+
+
+def run_forward_int8(
+    spec: StackSpec,
+    x: ArrayLike,
+    params: Sequence[Any],
+    h0: ArrayLike | None = None,
+    c0: ArrayLike | None = None,
+    *,
+    lengths: ArrayLike | None = None,
+) -> ForwardResult:
+    """Inference of the float32 stack ``spec`` with int8 products (:mod:`fastrnn.quantized`):
+    ``params`` one ``(w_ih, w_hh, b_ih, b_hh, w_hr)`` per (layer, direction) with the weight
+    matrices packed by :func:`pack_int8` (``w_ih``, ``w_hh`` with the cell's gates, ``w_hr``
+    with 1) and float32 biases (or None); the other arguments as :func:`run_forward`."""
+    if spec.dtype != np.float32:
+        raise TypeError(f"spec: int8 products need a float32 stack, got {spec.dtype}")
+    xa = spec.check_input(x)
+    T, B = xa.shape[:2]
+    if len(params) != spec.num_entries:
+        raise ValueError(
+            f"params: expected {spec.num_entries} (layer, direction) entries, got {len(params)}"
+        )
+    if _INT8 is None:  # interim: the NumPy reference
+        from . import reference
+
+        y, h_n, c_n, _ = reference.stack_forward(
+            spec.cell,
+            xa,
+            [tuple(p) for p in params],
+            spec.check_state("h0", h0, B),
+            spec.check_state("c0", c0, B, "c"),
+            num_layers=spec.num_layers,
+            bidirectional=spec.bidirectional,
+            lengths=spec.check_lengths(lengths, T, B),
+        )
+        return ForwardResult(
+            y.astype(np.float32),
+            h_n.astype(np.float32),
+            None if c_n is None else c_n.astype(np.float32),
+            None,
+        )
+    y, h_n, c_n, _ = _core.forward(
+        _CELL[spec.cell],
+        xa,
+        [tuple(p) for p in params],
+        spec.check_state("h0", h0, B),
+        spec.check_state("c0", c0, B, "c"),
+        spec.check_lengths(lengths, T, B),
+        None,
+        spec.num_layers,
+        spec.bidirectional,
+        spec.proj_size,
+        spec.hidden_size,
+        False,
+        _INT8,
+    )
+    return ForwardResult(y, h_n, c_n, None)
 
 
 def run_backward(

@@ -101,6 +101,88 @@ def _q(a: Array) -> Array:
     return round_bf16(a).astype(a.dtype) if _BF16_PRODUCTS.get() else a
 
 
+# ------------------------------------------------------------------------------------------------
+# int8 (fastrnn.quantize_dynamic): symmetric per-row quantization and the quantized product
+# ------------------------------------------------------------------------------------------------
+
+#: A row whose largest magnitude is below this quantizes to zeros (scale 0): 127 / amax would
+#: overflow float32 near the smallest normal numbers.
+QUANT_MIN = np.float32(1e-30)
+
+
+def quantize_rows(a: ArrayLike) -> tuple[NDArray[np.int8], NDArray[np.float32]]:
+    """Symmetric int8 quantization of each row (last axis) of ``a``, in float32: ``amax`` the
+    row's largest magnitude, ``scale = amax / 127``, ``q = rint(a * (127 / amax))`` (ties to
+    even) in [-127, 127], so that ``a ~ q * scale``. A row below :data:`QUANT_MIN` is zeros with
+    scale 0; a row holding a NaN or an infinity is zeros with scale NaN (its products are NaN, as
+    in float). The rule of the weights (per output row: per gate and unit, once, by
+    :func:`fastrnn.quantize_dynamic`) and of the activations (per row: per step and sequence,
+    at every product, by the kernels)."""
+    f = np.asarray(a, dtype=np.float32)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        if f.shape[-1]:
+            amax = np.max(np.abs(f), axis=-1, keepdims=True)
+        else:
+            amax = np.zeros((*f.shape[:-1], 1), np.float32)
+        bad = ~np.isfinite(amax)
+        small = amax < QUANT_MIN
+        safe = np.where(bad | small, np.float32(1), amax)
+        inv = np.float32(127) / safe
+        q = np.clip(np.rint(f * inv), -127, 127)
+    q = np.where(bad | small, 0, q).astype(np.int8)
+    scale = np.where(small, np.float32(0), amax / np.float32(127))
+    scale = np.where(bad, np.float32(np.nan), scale).astype(np.float32)
+    return q, scale[..., 0]
+
+
+class QuantizedWeight(NamedTuple):
+    """An int8 weight matrix ``(m, k)``, one float32 scale per row: ``W ~ q * scale[:, None]``."""
+
+    q: NDArray[np.int8]
+    scale: NDArray[np.float32]
+
+    @classmethod
+    def of(cls, w: ArrayLike) -> QuantizedWeight:
+        """``w`` quantized per row (:func:`quantize_rows`)."""
+        q, s = quantize_rows(w)
+        return cls(q, s)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.q.shape  # type: ignore[no-any-return]
+
+    def rows(self, sl: slice) -> QuantizedWeight:
+        return QuantizedWeight(self.q[sl], self.scale[sl])
+
+    def dequantize(self) -> NDArray[np.float32]:
+        """``q * scale``, float32."""
+        return self.q.astype(np.float32) * self.scale[:, None]
+
+
+def int8_matmul(a: ArrayLike, w: QuantizedWeight) -> NDArray[np.float32]:
+    """``a @ W.T`` as the int8 kernels compute it: each row of ``a`` quantized on the fly
+    (:func:`quantize_rows`), the products of the int8 values summed exactly (int32 in the
+    kernels; float64 here, exact for every size the kernels accept), the sum converted to
+    float32 and multiplied by ``scale_a[row] * scale_w[col]`` (float32)."""
+    qa, sa = quantize_rows(a)
+    acc = qa.astype(np.float64) @ w.q.astype(np.float64).T  # integers, exact below 2**53
+    with np.errstate(invalid="ignore"):
+        return acc.astype(np.float32) * (sa[:, None] * w.scale[None, :])
+
+
+def _mm(a: Array, w: Any) -> Array:
+    """``a @ w.T`` in the compute precision: an int8 product for a :class:`QuantizedWeight`,
+    else both operands as :func:`_q` sees them."""
+    if isinstance(w, QuantizedWeight):
+        return int8_matmul(a, w).astype(a.dtype)
+    return _q(a) @ _q(w).T
+
+
+def _rows(w: Any, sl: slice) -> Any:
+    """Rows ``sl`` of a weight matrix (float or quantized)."""
+    return w.rows(sl) if isinstance(w, QuantizedWeight) else w[sl]
+
+
 def sigmoid(a: Array) -> Array:
     """Logistic function, without overflow for any finite input."""
     e = np.exp(-np.abs(a))
@@ -120,7 +202,7 @@ def _split(v: Array, n: int) -> list[Array]:
 
 def rnn_step(x: Array, h: Array, p: dict[str, Array], relu: bool) -> tuple[Array, tuple[Any, ...]]:
     """h' = act(W_ih x + b_ih + W_hh h + b_hh)."""
-    a = _q(x) @ _q(p["w_ih"]).T + p["b_ih"] + _q(h) @ _q(p["w_hh"]).T + p["b_hh"]
+    a = _mm(x, p["w_ih"]) + p["b_ih"] + _mm(h, p["w_hh"]) + p["b_hh"]
     h_new = np.maximum(a, 0) if relu else np.tanh(a)
     return h_new, (x, h, h_new)
 
@@ -140,13 +222,13 @@ def lstm_step(
     x: Array, h: Array, c: Array, p: dict[str, Array]
 ) -> tuple[Array, Array, tuple[Any, ...]]:
     """One LSTM step: gates i, f, g, o; c' = f*c + i*g; h' = o*tanh(c')."""
-    a = _q(x) @ _q(p["w_ih"]).T + p["b_ih"] + _q(h) @ _q(p["w_hh"]).T + p["b_hh"]
+    a = _mm(x, p["w_ih"]) + p["b_ih"] + _mm(h, p["w_hh"]) + p["b_hh"]
     ai, af, ag, ao = _split(a, 4)
     i, f, g, o = sigmoid(ai), sigmoid(af), np.tanh(ag), sigmoid(ao)
     c_new = f * c + i * g
     hc = o * np.tanh(c_new)
     # with a projection (proj_size): h' = W_hr (o * tanh(c'))
-    h_new = hc if p.get("w_hr") is None else _q(hc) @ _q(p["w_hr"]).T
+    h_new = hc if p.get("w_hr") is None else _mm(hc, p["w_hr"])
     return h_new, c_new, (x, h, c, i, f, g, o, c_new, hc)
 
 
@@ -179,19 +261,22 @@ def gru_step(
     x: Array, h: Array, p: dict[str, Array], reset_after: bool
 ) -> tuple[Array, tuple[Any, ...]]:
     """One GRU step, gates r, z, n; h' = (1 - z)*n + z*h."""
-    w_ir, w_iz, w_in = _split(_q(p["w_ih"]).T, 3)
-    w_hr, w_hz, w_hn = _split(_q(p["w_hh"]).T, 3)
+    H = p["w_hh"].shape[0] // 3
+    x_r, x_z, x_n = _split(_mm(x, p["w_ih"]), 3)
     b_ir, b_iz, b_in = _split(p["b_ih"], 3)
     b_hr, b_hz, b_hn = _split(p["b_hh"], 3)
-    xq, hq = _q(x), _q(h)
-    r = sigmoid(xq @ w_ir + b_ir + hq @ w_hr + b_hr)
-    z = sigmoid(xq @ w_iz + b_iz + hq @ w_hz + b_hz)
+    if reset_after:  # one product of h for the three blocks
+        h_r, h_z, h_n = _split(_mm(h, p["w_hh"]), 3)
+    else:  # h for r and z; r*h for n
+        h_r, h_z = _split(_mm(h, _rows(p["w_hh"], slice(0, 2 * H))), 2)
+    r = sigmoid(x_r + b_ir + h_r + b_hr)
+    z = sigmoid(x_z + b_iz + h_z + b_hz)
     if reset_after:
-        hn = hq @ w_hn + b_hn  # the recurrent part of n, before the reset gate
-        n = np.tanh(xq @ w_in + b_in + r * hn)
+        hn = h_n + b_hn  # the recurrent part of n, before the reset gate
+        n = np.tanh(x_n + b_in + r * hn)
     else:
-        hn = _q(r * h) @ w_hn + b_hn  # the reset gate applied to h first
-        n = np.tanh(xq @ w_in + b_in + hn)
+        hn = _mm(r * h, _rows(p["w_hh"], slice(2 * H, 3 * H))) + b_hn  # the reset gate first
+        n = np.tanh(x_n + b_in + hn)
     h_new = (1 - z) * n + z * h
     return h_new, (x, h, r, z, n, hn)
 

@@ -1,0 +1,275 @@
+"""int8 inference: :func:`quantize_dynamic` and the quantized layers it returns.
+
+``fastrnn.quantize_dynamic(layer)`` turns a trained :class:`~fastrnn.RNN`, :class:`~fastrnn.LSTM`
+or :class:`~fastrnn.GRU` (any options: layers, directions, ``proj_size``, both GRU forms,
+``batch_first``) into an inference-only layer with the same call and outputs whose weight
+matrices are int8 with one float32 scale per output row (per gate and unit)::
+
+    W ~ q * scale[:, None],   scale = max|row| / 127,   q = rint(W / scale) in [-127, 127]
+
+At every matrix product the activation operand (the inputs, ``h``, GRU's ``r*h``, LSTM's
+``o*tanh(c)`` before the projection) is quantized the same way, per row (per step and sequence),
+the int8 products are summed exactly in int32 and the sum is dequantized straight into the
+float32 gates: ``sum * scale_x[row] * scale_w[col]``. Biases, activations and LSTM's cell state
+stay float32 (:func:`fastrnn.reference.quantize_rows` and :func:`fastrnn.reference.int8_matmul`
+state the arithmetic; the kernels compute exactly those integers).
+
+The layer's ``state_dict()`` holds the int8 weights under PyTorch's names
+(``weight_ih_l0``: int8 ``(G*H, I)``), their scales (``weight_ih_l0_scale``: float32 ``(G*H,)``)
+and the float32 biases, and loads back with :meth:`QuantizedLayer.load_state_dict`. The weights
+take a quarter of the float32 memory (plus one scale per row).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from . import functional as F
+from ._args import float_array
+from .layers import RecurrentLayer, State
+from .reference import QuantizedWeight
+from .spec import Layout, StackSpec
+
+__all__ = ["QuantizedGRU", "QuantizedLSTM", "QuantizedLayer", "QuantizedRNN", "quantize_dynamic"]
+
+Array = NDArray[Any]
+_WEIGHTS = ("weight_ih", "weight_hh", "weight_hr")
+SCALE_SUFFIX = "_scale"
+
+
+def _is_weight(name: str) -> bool:
+    return name.startswith(_WEIGHTS) and not name.endswith(SCALE_SUFFIX)
+
+
+class QuantizedLayer(RecurrentLayer):
+    """An int8 recurrent layer for inference (made by :func:`quantize_dynamic`).
+
+    Called as the float layer it came from -- ``layer(x, hx=None, lengths=None)`` returns
+    ``(y, h_n)`` (LSTM: ``(y, (h_n, c_n))``) -- with float32 inputs, states and outputs.
+    :meth:`backward` raises: quantized layers do not train. Its parameters: for each weight
+    matrix of the float layer the int8 values under the same name and a float32 scale per row
+    under ``<name>_scale``; the biases as float32.
+    """
+
+    def __init__(self, spec: StackSpec, params: Mapping[str, Any], *, batch_first: bool = False):
+        """The layer of ``spec`` (a float32 stack) holding ``params`` (checked and copied as by
+        :meth:`load_state_dict`)."""
+        if not isinstance(spec, StackSpec):
+            raise TypeError(f"spec: expected a fastrnn.StackSpec, got {type(spec).__name__}")
+        self._spec = spec.replace(dtype=np.float32, compute_dtype=None)
+        self.batch_first = bool(batch_first)
+        self.dropout = 0.0
+        self.training = False
+        self.grads = {}
+        self._saved = None
+        self._params = {}
+        self.load_state_dict(params)
+
+    # ---- parameters ---------------------------------------------------------------------------
+
+    @property
+    def compute_dtype(self) -> str:
+        """``"int8"``: the products' precision (fixed; dequantize() gives a float layer)."""
+        return "int8"
+
+    @compute_dtype.setter
+    def compute_dtype(self, value: Any) -> None:
+        raise AttributeError(
+            "compute_dtype: a quantized layer computes in int8; use dequantize() for a float layer"
+        )
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The parameters in PyTorch's order, each weight matrix followed by its scales."""
+        out: dict[str, tuple[int, ...]] = {}
+        for name, shape in self.spec.param_shapes().items():
+            out[name] = shape
+            if _is_weight(name):
+                out[name + SCALE_SUFFIX] = shape[:1]
+        return out
+
+    def reset_parameters(self, seed: int | np.random.Generator | None = None) -> None:
+        raise RuntimeError(
+            "reset_parameters: a quantized layer holds the weights it was made from; quantize "
+            "a freshly initialised float layer instead"
+        )
+
+    def _checked_param(self, what: str, value: Any, shape: tuple[int, ...]) -> Array:
+        """int8 weights (values in [-127, 127]), finite non-negative float32 scales, finite
+        float32 biases; copied."""
+        name = what.split("'")[1] if "'" in what else what
+        if _is_weight(name):
+            v = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
+            if v.dtype != np.int8:
+                raise TypeError(f"{what}: expected int8 values (a quantized weight), got {v.dtype}")
+            if v.shape != shape:
+                raise ValueError(f"{what}: expected shape {shape}, got {v.shape}")
+            if v.size and int(v.min()) < -127:
+                raise ValueError(f"{what}: int8 weights are symmetric, in [-127, 127]; got -128")
+            return np.array(v, dtype=np.int8, order="C", copy=True)
+        v = float_array(what, value)
+        if v.shape != shape:
+            raise ValueError(f"{what}: expected shape {shape}, got {v.shape}")
+        if not np.isfinite(v).all():
+            raise ValueError(f"{what}: contains NaN or infinity")
+        if name.endswith(SCALE_SUFFIX) and v.size and float(v.min()) < 0:
+            raise ValueError(f"{what}: scales must be >= 0")
+        return np.array(v, dtype=np.float32, order="C", copy=True)
+
+    def quantized_weights(self) -> Iterator[tuple[str, QuantizedWeight]]:
+        """Each weight matrix as a :class:`~fastrnn.reference.QuantizedWeight` (q, scale)."""
+        for name, p in self._params.items():
+            if _is_weight(name):
+                yield name, QuantizedWeight(p, self._params[name + SCALE_SUFFIX])
+
+    def _qentries(self) -> list[tuple[Any, ...]]:
+        """(w_ih, w_hh, b_ih, b_hh, w_hr) per entry, the weights packed for the kernels
+        (:func:`fastrnn.functional.pack_int8`), kept while the parameter dict is the same."""
+        cached = self.__dict__.get("_qentries_of")
+        if cached is None or cached[0] is not self._params:
+            p = self._params
+            G = self.spec.gates
+            entries = []
+            for k in range(self.spec.num_entries):
+                names = self.spec.entry_names(k)
+                e: list[Any] = []
+                for i, n in enumerate(names):
+                    if n is None:
+                        e.append(None)
+                    elif i in (0, 1, 4):
+                        q = QuantizedWeight(p[n], p[n + SCALE_SUFFIX])
+                        e.append(F.pack_int8(q, G if i < 2 else 1))
+                    else:
+                        e.append(p[n])
+                entries.append(tuple(e))
+            cached = (p, entries)
+            self._qentries_of = cached
+        return cached[1]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the parameters held (int8 weights, their scales, the biases)."""
+        return sum(p.nbytes for p in self._params.values())
+
+    def dequantize(self) -> RecurrentLayer:
+        """The float32 layer whose weights are ``q * scale`` (what the int8 layer approximates,
+        up to the activations' quantization)."""
+        from .layers import from_spec
+
+        layer = from_spec(self.spec, batch_first=self.batch_first, seed=0)
+        sd = {}
+        for name in layer.param_shapes():
+            sd[name] = (
+                QuantizedWeight(self._params[name], self._params[name + SCALE_SUFFIX]).dequantize()
+                if _is_weight(name)
+                else self._params[name]
+            )
+        layer.load_state_dict(sd)
+        return layer.eval()
+
+    # ---- forward ------------------------------------------------------------------------------
+
+    def train(self, mode: bool = True) -> QuantizedLayer:
+        """Quantized layers are inference-only: ``train(True)`` raises, ``train(False)`` is a
+        no-op (they are always in eval mode)."""
+        if mode:
+            raise RuntimeError("train: a quantized layer is inference-only (no backward)")
+        return self
+
+    def forward(
+        self, x: ArrayLike, hx: Any = None, lengths: ArrayLike | None = None
+    ) -> tuple[Array, State]:
+        """As :meth:`fastrnn.LSTM.forward` (float32 in and out), the products in int8."""
+        spec, layout = self.spec, Layout(self.batch_first)
+        xa = float_array("x", x).astype(np.float32, copy=False)
+        xt, batched = layout.time_major("x", xa)
+        spec.check_input_size("x", xa.shape)
+        xt = spec.check_input(xt)
+        T, B = xt.shape[:2]
+        h0, c0 = self._hx("hx", hx, B, batched)
+        if lengths is not None and not batched:
+            raise ValueError("lengths: only for batched input (a 3-D x)")
+        la = spec.check_lengths(lengths, T, B)
+        res = F.run_forward_int8(spec, xt, self._qentries(), h0, c0, lengths=la)
+        y = layout.to_caller(res.y, batched)
+        return y, self._states_out(res.h_n, res.c_n, batched)
+
+    __call__ = forward
+
+    def backward(self, dy: ArrayLike | None, dstate: Any = None) -> tuple[Array, State]:
+        """Not available: a quantized layer is inference-only."""
+        raise RuntimeError(
+            "backward: a quantized (int8) layer is inference-only; train the float layer and "
+            "quantize it again (or use dequantize() for a float copy)"
+        )
+
+    def _extra_repr(self) -> str:
+        return super()._extra_repr() + ", int8"
+
+
+class QuantizedRNN(QuantizedLayer):
+    """int8 :class:`~fastrnn.RNN` (see :class:`QuantizedLayer`)."""
+
+    @property
+    def nonlinearity(self) -> str:
+        return "relu" if self.spec.cell == "rnn_relu" else "tanh"
+
+
+class QuantizedLSTM(QuantizedLayer):
+    """int8 :class:`~fastrnn.LSTM` (see :class:`QuantizedLayer`)."""
+
+
+class QuantizedGRU(QuantizedLayer):
+    """int8 :class:`~fastrnn.GRU` (see :class:`QuantizedLayer`)."""
+
+    @property
+    def reset_after(self) -> bool:
+        return self.spec.cell == "gru"
+
+
+_CLASSES = {
+    "rnn_tanh": QuantizedRNN,
+    "rnn_relu": QuantizedRNN,
+    "lstm": QuantizedLSTM,
+    "gru": QuantizedGRU,
+    "gru_reset_before": QuantizedGRU,
+}
+
+
+def quantize_dynamic(layer: RecurrentLayer, dtype: Any = "int8") -> QuantizedLayer:
+    """An int8 copy of ``layer`` for inference (dynamic quantization, PyTorch's name).
+
+    Args:
+        layer: a :class:`~fastrnn.RNN`, :class:`~fastrnn.LSTM` or :class:`~fastrnn.GRU` (float32
+            or float64; the quantized layer computes in float32 around its int8 products).
+        dtype: ``"int8"`` (or ``numpy.int8``), the only one.
+
+    Returns:
+        A :class:`QuantizedRNN`, :class:`QuantizedLSTM` or :class:`QuantizedGRU` with the same
+        options and call; ``layer`` is unchanged. Each weight matrix is quantized per row
+        (:func:`fastrnn.reference.quantize_rows`); the biases are kept in float32.
+    """
+    if isinstance(layer, QuantizedLayer):
+        raise TypeError("layer: already quantized")
+    if not isinstance(layer, RecurrentLayer):
+        raise TypeError(
+            f"layer: expected a fastrnn RNN, LSTM or GRU, got {type(layer).__name__} "
+            "(for torch models: fastrnn.torch.quantize_dynamic)"
+        )
+    try:
+        ok = (isinstance(dtype, str) and dtype == "int8") or np.dtype(dtype) == np.int8
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"dtype: only 'int8' is supported, got {dtype!r}")
+    params: dict[str, Any] = {}
+    for name, p in layer.named_parameters():
+        if _is_weight(name):
+            q = QuantizedWeight.of(p)
+            params[name], params[name + SCALE_SUFFIX] = q.q, q.scale
+        else:
+            params[name] = p.astype(np.float32)
+    return _CLASSES[layer.spec.cell](layer.spec, params, batch_first=layer.batch_first)
