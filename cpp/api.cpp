@@ -1,10 +1,12 @@
 // The public entry points of fastrnn.hpp: argument checks (compiled once), then one call through
 // the table of the kernel variant in use (kernel_table.hpp).
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
 #include "fastrnn/fastrnn.hpp"
+#include "fastrnn/int8.hpp"
 #include "fastrnn/kernel_table.hpp"
 
 namespace fastrnn {
@@ -29,17 +31,29 @@ void require(const void* p, const char* name) {
   if (!p) throw std::invalid_argument(std::string(name) + ": required, got a null pointer");
 }
 
+std::string entry_name(const char* kind, index_t k, const Dims& d) {
+  return std::string(kind) + "_l" + std::to_string(k / d.D) + (k % d.D ? "_reverse" : "");
+}
+
 template <class S>
-void check_weights(const Weights<S>* w, const Dims& d) {
+void check_weights(CellKind cell, const Weights<S>* w, const Dims& d, Compute c = Compute::Exact) {
   require(w, "weights");
   const bool bias = w[0].b_ih != nullptr;
+  const index_t GH = num_gates(cell) * d.H;
   for (index_t k = 0; k < d.L * d.D; ++k) {
-    require(w[k].w_ih, "w_ih");
-    require(w[k].w_hh, "w_hh");
+    if (c == Compute::Int8) {  // the packings' sizes (int8.hpp)
+      int8_view(w[k].q_ih, GH, d.input_size(k / d.D), num_gates(cell),
+                entry_name("weight_ih", k, d));
+      int8_view(w[k].q_hh, GH, d.hs(), num_gates(cell), entry_name("weight_hh", k, d));
+      if (d.P > 0) int8_view(w[k].q_hr, d.P, d.H, 1, entry_name("weight_hr", k, d));
+    } else {
+      require(w[k].w_ih, "w_ih");
+      require(w[k].w_hh, "w_hh");
+    }
     if ((w[k].b_ih == nullptr) != (w[k].b_hh == nullptr) || (w[k].b_ih != nullptr) != bias) {
       throw std::invalid_argument("b_ih, b_hh: give both biases or neither, in every layer");
     }
-    if ((w[k].w_hr != nullptr) != (d.P > 0)) {
+    if (c != Compute::Int8 && (w[k].w_hr != nullptr) != (d.P > 0)) {
       throw std::invalid_argument("w_hr: required exactly when proj_size > 0");
     }
   }
@@ -60,12 +74,15 @@ void check_lengths(const index_t* lengths, const Dims& d) {
 /// A known Compute, and Bf16 for float arrays only.
 template <class S>
 void check_compute(Compute c) {
-  if (c != Compute::Exact && c != Compute::Bf16) {
+  if (c != Compute::Exact && c != Compute::Bf16 && c != Compute::Int8) {
     throw std::invalid_argument("compute: unknown precision " +
                                 std::to_string(static_cast<int>(c)));
   }
   if (c == Compute::Bf16 && sizeof(S) != sizeof(float)) {
     throw std::invalid_argument("compute: bfloat16 products need float32 arrays, not float64");
+  }
+  if (c == Compute::Int8 && sizeof(S) != sizeof(float)) {
+    throw std::invalid_argument("compute: int8 products need float32 arrays, not float64");
   }
 }
 
@@ -81,7 +98,11 @@ index_t workspace_size(CellKind cell, const Dims& dims) {
 template <class S>
 void forward(CellKind cell, const Dims& dims, const ForwardArgs<S>& a) {
   check_dims(cell, dims);
-  detail::check_weights(a.weights, dims);
+  detail::check_compute<S>(a.compute);
+  detail::check_weights(cell, a.weights, dims, a.compute);
+  if (a.compute == Compute::Int8 && a.workspace) {
+    throw std::invalid_argument("compute: int8 products are for inference (no workspace)");
+  }
   if (dims.T * dims.B > 0) {
     detail::require(a.x, "x");
     detail::require(a.y, "y");
@@ -89,14 +110,16 @@ void forward(CellKind cell, const Dims& dims, const ForwardArgs<S>& a) {
   detail::require(a.h_n, "h_n");
   if (has_cell_state(cell)) detail::require(a.c_n, "c_n");
   detail::check_lengths(a.lengths, dims);
-  detail::check_compute<S>(a.compute);
   detail::kernels().of<S>().forward(cell, dims, a);
 }
 
 template <class S>
 void backward(CellKind cell, const Dims& dims, const BackwardArgs<S>& a) {
   check_dims(cell, dims);
-  detail::check_weights(a.weights, dims);
+  detail::check_weights(cell, a.weights, dims);
+  if (a.compute == Compute::Int8) {
+    throw std::invalid_argument("compute: int8 products are for inference; there is no backward");
+  }
   detail::require(a.workspace, "workspace");
   detail::require(a.grads, "grads");
   if (dims.T * dims.B > 0) detail::require(a.x, "x");
@@ -114,6 +137,68 @@ void backward(CellKind cell, const Dims& dims, const BackwardArgs<S>& a) {
     if (dims.P > 0) detail::require(a.grads[k].dw_hr, "dw_hr");
   }
   detail::kernels().of<S>().backward(cell, dims, a);
+}
+
+index_t int8_packed_bytes(index_t m, index_t k, index_t gates) {
+  if (m < 0 || k < 0 || gates < 1 || m % gates != 0) {
+    throw std::invalid_argument("pack_int8: need m, k >= 0 and m a multiple of gates >= 1");
+  }
+  return detail::Int8Sizes::of(m, k, gates).bytes();
+}
+
+void pack_int8(const std::int8_t* q, const float* scale, index_t m, index_t k, index_t gates,
+               std::uint8_t* out) {
+  using detail::kI8Rows;
+  const detail::Int8Sizes z = detail::Int8Sizes::of(m, k, gates);
+  int8_packed_bytes(m, k, gates);  // the sizes' check
+  if (k > detail::kI8MaxDepth) {   // the kernels' int32 sums could overflow
+    throw std::invalid_argument("q: int8 products take at most " +
+                                std::to_string(detail::kI8MaxDepth) + " columns (input_size, " +
+                                "hidden_size), got " + std::to_string(k));
+  }
+  if (m * k > 0) detail::require(q, "q");
+  if (m > 0) detail::require(scale, "scale");
+  detail::require(out, "out");
+  for (index_t i = 0; i < m; ++i) {
+    if (!(scale[i] >= 0 && scale[i] <= 3.4e38f)) {
+      throw std::invalid_argument("scale: row " + std::to_string(i) +
+                                  " is not a finite value >= 0");
+    }
+    for (index_t j = 0; j < k; ++j) {
+      if (q[i * k + j] == -128) {
+        throw std::invalid_argument("q: row " + std::to_string(i) +
+                                    " holds -128; int8 weights are symmetric, in [-127, 127]");
+      }
+    }
+  }
+  std::memset(out, 0, static_cast<size_t>(z.bytes()));
+  detail::Int8Header h{};
+  std::memcpy(h.magic, detail::kI8Magic, sizeof h.magic);
+  h.version = detail::kI8Version;
+  h.rows = m;
+  h.depth = k;
+  h.gates = gates;
+  h.panels = z.panels;
+  h.quads = z.quads;
+  std::memcpy(out, &h, sizeof h);
+  auto* panels = reinterpret_cast<std::int8_t*>(out + 128);
+  auto* scales = reinterpret_cast<float*>(out + z.scales_at());
+  auto* sums = reinterpret_cast<std::int32_t*>(out + z.sums_at());
+  for (index_t g = 0; g < gates; ++g) {
+    for (index_t u = 0; u < z.units; ++u) {
+      const index_t row = g * z.units + u, p = u / kI8Rows, r = u % kI8Rows;
+      const index_t prow = (g * z.panels) * kI8Rows + u;
+      std::int8_t* panel = panels + (g * z.panels + p) * z.panel_bytes();
+      std::int32_t sum = 0;
+      for (index_t j = 0; j < k; ++j) {
+        const std::int8_t v = q[row * k + j];
+        panel[((j / 4) * kI8Rows + r) * 4 + j % 4] = v;
+        sum += v;
+      }
+      scales[prow] = scale[row];
+      sums[prow] = sum;
+    }
+  }
 }
 
 template index_t workspace_size<float>(CellKind, const Dims&);

@@ -16,6 +16,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "checks.hpp"
@@ -87,8 +88,23 @@ struct CheckedWeights {
   bool bias = false;
 };
 
+/// A weight matrix packed by pack_int8: a 1-D uint8 array (its sizes are fastrnn::forward's
+/// check).
+Int8Matrix checked_int8(const py::object& obj, const std::string& name, Opt& keep) {
+  if (obj.is_none()) throw py::type_error(name + ": required, got None");
+  py::array a = typed_array<std::uint8_t>(obj, name.c_str());
+  if (a.ndim() != 1) {
+    throw py::value_error(name + ": expected the 1-D uint8 array of pack_int8, got shape " +
+                          shape_of(a));
+  }
+  keep = checked<std::uint8_t>(obj, name.c_str(), {static_cast<index_t>(a.shape(0))});
+  return Int8Matrix{static_cast<const std::uint8_t*>(keep->data()),
+                    static_cast<index_t>(keep->shape(0))};
+}
+
 template <class S>
-CheckedWeights<S> checked_weights(CellKind cell, const Dims& d, const py::list& weights) {
+CheckedWeights<S> checked_weights(CellKind cell, const Dims& d, const py::list& weights,
+                                  Compute compute = Compute::Exact) {
   CheckedWeights<S> out;
   const index_t GH = num_gates(cell) * d.H, Hs = d.hs();
   for (index_t k = 0; k < d.L * d.D; ++k) {
@@ -99,6 +115,25 @@ CheckedWeights<S> checked_weights(CellKind cell, const Dims& d, const py::list& 
     }
     auto t = py::reinterpret_borrow<py::tuple>(item);
     const index_t I = d.input_size(k / d.D);
+    if (compute == Compute::Int8) {  // (w_ih, w_hh, w_hr packed; the biases float)
+      Opt q_ih, q_hh, q_hr;
+      Weights<S> w{};
+      w.q_ih = checked_int8(t[0], param_name("weight_ih", k, d.D), q_ih);
+      w.q_hh = checked_int8(t[1], param_name("weight_hh", k, d.D), q_hh);
+      Opt b_ih = checked<S>(t[2], param_name("bias_ih", k, d.D).c_str(), {GH}, true);
+      Opt b_hh = checked<S>(t[3], param_name("bias_hh", k, d.D).c_str(), {GH}, true);
+      if (d.P > 0) {
+        w.q_hr = checked_int8(t[4], param_name("weight_hr", k, d.D), q_hr);
+      } else if (!t[4].is_none()) {
+        throw py::value_error(param_name("weight_hr", k, d.D) + ": only with proj_size > 0");
+      }
+      w.b_ih = ptr<S>(b_ih);
+      w.b_hh = ptr<S>(b_hh);
+      if (k == 0) out.bias = bool(b_ih);
+      out.w.push_back(w);
+      for (Opt* o : {&q_ih, &q_hh, &b_ih, &b_hh, &q_hr}) out.keep.push_back(*o);
+      continue;
+    }
     Opt w_ih = checked<S>(t[0], param_name("weight_ih", k, d.D).c_str(), {GH, I});
     Opt w_hh = checked<S>(t[1], param_name("weight_hh", k, d.D).c_str(), {GH, Hs});
     Opt b_ih = checked<S>(t[2], param_name("bias_ih", k, d.D).c_str(), {GH}, true);
@@ -152,7 +187,13 @@ py::tuple forward_impl(CellKind cell, const py::array& x_in, const py::list& wei
   const Dims d = dims_of(cell, x_in, weights, num_layers, bidirectional, proj_size, hidden_size);
   const index_t LD = d.L * d.D, Hs = d.hs();
   Opt x = checked<S>(x_in, "x", {d.T, d.B, d.I});
-  CheckedWeights<S> cw = checked_weights<S>(cell, d, weights);
+  if (compute == Compute::Int8 && !std::is_same_v<S, float>) {
+    throw py::type_error("x: int8 products need float32 arrays, got float64");
+  }
+  if (compute == Compute::Int8 && training) {
+    throw py::value_error("training: int8 products are for inference (training=False)");
+  }
+  CheckedWeights<S> cw = checked_weights<S>(cell, d, weights, compute);
   Opt h0a = checked<S>(h0, "h0", {LD, d.B, Hs}, true);
   const bool lstm = has_cell_state(cell);
   Opt c0a;
@@ -278,7 +319,34 @@ void register_rnn(py::module_& m) {
                      "The precision of the matrix products (fastrnn.hpp's Compute): exact (the "
                      "arrays' dtype) or bfloat16 (float32 arrays only).")
       .value("exact", Compute::Exact)
-      .value("bfloat16", Compute::Bf16);
+      .value("bfloat16", Compute::Bf16)
+      .value("int8", Compute::Int8);
+
+  m.def(
+      "pack_int8",
+      [](const py::object& q_in, const py::object& scale_in, index_t gates) {
+        const py::array q = typed_array<std::int8_t>(q_in, "q");
+        if (q.ndim() != 2) {
+          throw py::value_error("q: expected a 2-D int8 array (m, k), got shape " + shape_of(q));
+        }
+        const index_t m = q.shape(0), k = q.shape(1);
+        Opt q2 = checked<std::int8_t>(q_in, "q", {m, k});
+        Opt s = checked<float>(scale_in, "scale", {m});
+        if (gates < 1 || m % gates != 0) {
+          throw py::value_error("gates: must divide the rows of q (" + std::to_string(m) +
+                                "), got " + std::to_string(gates));
+        }
+        py::array_t<std::uint8_t> out(int8_packed_bytes(m, k, gates));
+        const auto* qp = ptr<std::int8_t>(q2);
+        const auto* sp = ptr<float>(s);
+        std::uint8_t* op = out.mutable_data();
+        run_released([&] { pack_int8(qp, sp, m, k, gates, op); });
+        return out;
+      },
+      py::arg("q"), py::arg("scale"), py::arg("gates") = 1,
+      "Packs an int8 weight matrix q (m, k) in [-127, 127] with float32 scales (m,) for the int8 "
+      "products (Compute.int8) -> 1-D uint8 array; m a multiple of gates (the stacked gate "
+      "blocks).");
 
   m.def("num_gates", &num_gates, py::arg("cell"), "Number of stacked gate blocks G of a cell.");
 

@@ -380,6 +380,15 @@ class ForwardLoop {
     const index_t T = z_.T, B = z_.B, I = z_.I, H = z_.H, Hs = z_.Hs;
     const index_t chunks = (T + chunk_ - 1) / chunk_;  // chunk_ >= 1
     const Compute cp = a_.compute;
+    if (cp == Compute::Int8) {  // packed already (int8.hpp; api.cpp checked the sizes)
+      const Int8View ih = int8_view(w.q_ih, z_.GH, I, G, "weight_ih");
+      const Int8View hh = int8_view(w.q_hh, z_.GH, Hs, G, "weight_hh");
+      P_ih_ = PackedGemm<S>(ih, chunk_ * B);
+      P_hh1_ = PackedGemm<S>(hh.gate_blocks(0, G1), B);
+      if constexpr (G > G1) P_hh2_ = PackedGemm<S>(hh.gate_blocks(G1, G), B);
+      if (z_.proj) P_hr_ = PackedGemm<S>(int8_view(w.q_hr, Hs, H, 1, "weight_hr"), B);
+      return;
+    }
     P_ih_ = PackedGemm<S>(w.w_ih, z_.GH, I, I, /*row_major=*/true, chunk_ * B, G, chunks, cp);
     P_hh1_ = PackedGemm<S>(w.w_hh, z_.gates.size(G1), Hs, Hs, true, B, G1, T, cp);
     if constexpr (G > G1) {

@@ -88,7 +88,36 @@ const char* cell_name(CellKind cell) noexcept;
 ///          gradients and the bias gradients (oneDNN's scheme). CPUs with AVX512_BF16 run the
 ///          products on their bf16 dot-product instructions; the other variants compute the same
 ///          rounded products in float, so results agree across machines to float rounding.
-enum class Compute : int { Exact = 0, Bf16 = 1 };
+///   Int8   int8 products with int32 accumulation, for inference (float arrays; forward only, no
+///          workspace): the weights come quantized and packed (Weights::q_ih, q_hh, q_hr; see
+///          pack_int8), symmetric with one scale per row (per gate and unit); at every product
+///          each row of the activation operand (x, h, GRU's r*h, LSTM's o*tanh(c) before the
+///          projection) is quantized the same way, amax = max|row|, scale = amax / 127,
+///          q = nearest-even(x * (127 / amax)) (a row below 1e-30 is zeros with scale 0; a row
+///          with a NaN or an infinity has scale NaN); the int8 products are summed exactly in
+///          int32 and the sum goes into the float gates as float(sum) * scale_x * scale_w.
+///          Biases, activations and LSTM's cell state stay float. Every variant computes the
+///          same integers (VNNI, AMX, AVX2 or portable code); only the float arithmetic around
+///          them may round differently.
+enum class Compute : int { Exact = 0, Bf16 = 1, Int8 = 2 };
+
+/// A weight matrix quantized to int8 and packed by pack_int8, for Compute::Int8. Not owned. The
+/// packing records its sizes; forward checks them against the matrix it stands for.
+struct Int8Matrix {
+  const std::uint8_t* data = nullptr;
+  index_t bytes = 0;
+};
+
+/// Bytes of pack_int8's output for an (m, k) matrix of `gates` stacked gate blocks.
+index_t int8_packed_bytes(index_t m, index_t k, index_t gates);
+
+/// Packs the int8 matrix q (m, k <= 32768), row-major, values in [-127, 127], with one scale per
+/// row (finite, >= 0: row i stands for q[i, :] * scale[i]), m a multiple of gates, into `out`
+/// (int8_packed_bytes(m, k, gates) bytes, 64-byte aligned): the layout of the int8 kernels,
+/// the same for every instruction-set variant. Throws std::invalid_argument for bad sizes, a
+/// -128 or a bad scale, naming the row.
+void pack_int8(const std::int8_t* q, const float* scale, index_t m, index_t k, index_t gates,
+               std::uint8_t* out);
 
 /// Sizes of a recurrent layer stack (PyTorch's torch.nn.RNN/LSTM/GRU with all their options).
 struct Dims {
@@ -113,6 +142,9 @@ struct Weights {
   const S* b_ih = nullptr;  ///< (G*H) or nullptr (no bias)
   const S* b_hh = nullptr;  ///< (G*H) or nullptr; both biases or neither, in every layer
   const S* w_hr = nullptr;  ///< (P, H) LSTM projection, required iff P > 0
+  /// Compute::Int8 (float only): the weight matrices packed by pack_int8 (w_ih, w_hh with the
+  /// cell's G gates, w_hr with 1), used in place of w_ih, w_hh, w_hr (then ignored, may be null)
+  Int8Matrix q_ih, q_hh, q_hr;
 };
 
 /// Where the gradients of one layer and direction go; overwritten, not accumulated.

@@ -50,6 +50,8 @@
 #include "fastrnn/bf16_kernel.hpp"
 #include "fastrnn/fastrnn.hpp"
 #include "fastrnn/gates.hpp"
+#include "fastrnn/int8.hpp"
+#include "fastrnn/int8_kernel.hpp"
 #include "fastrnn/parallel.hpp"
 
 namespace fastrnn::detail {
@@ -578,6 +580,22 @@ class PackedGemm {
     rhs_.reset(rhs_parts_ * rhs_size_);
   }
 
+  /// Compute::Int8: the packed int8 weights v (int8.hpp; not owned, read in place), max_n as
+  /// above. Each part quantizes the rows of `in` it multiplies (kColBlock at a time) into a
+  /// buffer of its own.
+  PackedGemm(const Int8View& v, index_t max_n)
+      : a_(static_cast<const S*>(nullptr), v.rows, v.depth, v.depth, true, v.gates, false),
+        int8_(true),
+        q_(v) {
+    if (a_.blocks() == 0) return;
+    rhs_parts_ = std::max(1, static_cast<int>(std::min<index_t>(num_threads(), a_.blocks())));
+    qrows_ = (std::min(std::max<index_t>(max_n, 1), kColBlock) + 15) / 16 * 16;  // whole tiles
+    qld_ = v.quads * 4;
+    qx_.reset(rhs_parts_ * qrows_ * qld_);
+    std::fill(qx_.data(), qx_.data() + rhs_parts_ * qrows_ * qld_, std::uint8_t(kI8Offset));
+    qs_.reset(rhs_parts_ * qrows_);
+  }
+
   index_t rows() const { return a_.rows(); }
   index_t depth() const { return a_.depth(); }
   /// The most parts multiply_part() accepts (one right-hand-side buffer each).
@@ -598,7 +616,9 @@ class PackedGemm {
     const Targets to{dest, tail, gates, tail_shift};
     const index_t s0 = b0 * gates, s1 = b1 * gates;
     eigen_assert(native() || (!x.transposed && !dest.transposed));
-    if (direct_ && bf16_) {
+    if (int8_) {
+      multiply_int8(to, s0, s1, x, part);
+    } else if (direct_ && bf16_) {
       multiply_direct_bf16(to, s0, s1, x, x16_.data() + part.index * x16_size_);
     } else if (native()) {
       multiply_pairs(to, s0, s1, x, x16_.data() + part.index * x16_size_);
@@ -1022,6 +1042,36 @@ class PackedGemm {
   }
 #endif
 
+  /// Int8: the rows of x quantized kColBlock at a time into this part's buffer (int8_kernel.hpp),
+  /// each block multiplied by every segment of [s0, s1) (a segment: the units [u0, u1) of one
+  /// gate).
+  void multiply_int8(const Targets& to, index_t s0, index_t s1, const Rows<S>& x, Part part) {
+    if constexpr (std::is_same_v<S, float>) {
+      std::uint8_t* xq = qx_.data() + part.index * qrows_ * qld_;
+      float* sx = qs_.data() + part.index * qrows_;
+      const index_t gates = a_.gates(), U = q_.units;
+#if FASTRNN_I8_AMX
+      const bool amx = std::min(x.n, qrows_) >= kI8AmxMinRows;
+      if (amx) amx_configure();
+#endif
+      for (index_t c0 = 0; c0 < x.n; c0 += qrows_) {
+        const index_t nc = std::min(qrows_, x.n - c0);
+        quantize_rows_i8(x.in + c0 * x.ld, x.ld, nc, q_.depth, xq, qld_, sx);
+        for (index_t si = s0; si < s1; ++si) {
+          const Target t = to(si);
+          const index_t g = si % gates, u0 = a_.seg_row(si) - g * U;
+          const I8Out o{t.out + c0 * t.ld, t.ld, t.accumulate, t.bias, t.shift};
+          i8_segment(q_, g, u0, u0 + a_.seg_rows(si), xq, qld_, sx, nc, o);
+        }
+      }
+#if FASTRNN_I8_AMX
+      if (amx) amx_done();
+#endif
+    } else {
+      (void)to, (void)s0, (void)s1, (void)x, (void)part;
+    }
+  }
+
   /// Bf16: x's rows rounded to bfloat16, in this part's right-hand-side buffer (which holds at
   /// least max_n rows of k).
   Rows<S> rounded_rows(const Rows<S>& x, Part part) {
@@ -1069,6 +1119,11 @@ class PackedGemm {
   AlignedBuffer<S> rhs_;
   index_t x16_size_ = 0;  ///< native bfloat16: per part
   AlignedBuffer<std::uint16_t> x16_;
+  bool int8_ = false;  ///< Compute::Int8: q_ holds the weights
+  Int8View q_;
+  index_t qrows_ = 0, qld_ = 0;     ///< int8: rows of x per block (whole tiles), bytes per row
+  AlignedBuffer<std::uint8_t> qx_;  ///< int8: each part's quantized rows
+  AlignedBuffer<float> qs_;         ///< int8: their scales
 };
 
 }  // namespace FASTRNN_ISA_NS

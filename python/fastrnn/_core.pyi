@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import numpy as np
 from numpy.typing import NDArray
 
 __version__: str
@@ -18,10 +19,12 @@ class Cell:
     def value(self) -> int: ...
 
 class Compute:
-    """The precision of the matrix products: exact (the arrays' dtype) or bfloat16."""
+    """The precision of the matrix products: exact (the arrays' dtype), bfloat16, or int8
+    (inference; the weights packed by pack_int8)."""
 
     exact: Compute
     bfloat16: Compute
+    int8: Compute
     @property
     def name(self) -> str: ...
     @property
@@ -42,6 +45,10 @@ def workspace_size(
     bidirectional: bool = False,
     proj_size: int = 0,
 ) -> int: ...
+def pack_int8(q: NDArray[np.int8], scale: NDArray[np.float32], gates: int = 1) -> NDArray[np.uint8]:
+    """Packs an int8 weight matrix q (m, k) in [-127, 127] with float32 scales (m,) for the int8
+    products (Compute.int8); m a multiple of gates (the stacked gate blocks)."""
+
 def forward(
     cell: Cell,
     x: _A,

@@ -74,7 +74,7 @@ _CELL = {name: getattr(_core.Cell, name) for name in CELLS}
 # checked there (their docstrings and signatures: fastrnn/_core.pyi).
 _COMPUTE_EXACT = _core.Compute.exact
 _COMPUTE_BF16 = _core.Compute.bfloat16
-_INT8 = getattr(_core.Compute, "int8", None)
+_INT8 = _core.Compute.int8
 linear_forward = _core.linear_forward
 linear_backward = _core.linear_backward
 embedding_backward = _core.embedding_backward
@@ -272,8 +272,6 @@ def pack_int8(w: Any, gates: int = 1) -> Array:
         raise TypeError(
             f"scale: expected float32 of shape {q.shape[:1]}, got {scale.dtype} {scale.shape}"
         )
-    if _INT8 is None:  # interim: the NumPy reference runs the products
-        return w  # type: ignore[no-any-return]
     G = check_int("gates", gates, 1)
     return _core.pack_int8(np.ascontiguousarray(q), np.ascontiguousarray(scale), G)
 
@@ -298,25 +296,6 @@ def run_forward_int8(
     if len(params) != spec.num_entries:
         raise ValueError(
             f"params: expected {spec.num_entries} (layer, direction) entries, got {len(params)}"
-        )
-    if _INT8 is None:  # interim: the NumPy reference
-        from . import reference
-
-        y, h_n, c_n, _ = reference.stack_forward(
-            spec.cell,
-            xa,
-            [tuple(p) for p in params],
-            spec.check_state("h0", h0, B),
-            spec.check_state("c0", c0, B, "c"),
-            num_layers=spec.num_layers,
-            bidirectional=spec.bidirectional,
-            lengths=spec.check_lengths(lengths, T, B),
-        )
-        return ForwardResult(
-            y.astype(np.float32),
-            h_n.astype(np.float32),
-            None if c_n is None else c_n.astype(np.float32),
-            None,
         )
     y, h_n, c_n, _ = _core.forward(
         _CELL[spec.cell],

@@ -149,7 +149,7 @@ class QuantizedWeight(NamedTuple):
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return self.q.shape  # type: ignore[no-any-return]
+        return self.q.shape
 
     def rows(self, sl: slice) -> QuantizedWeight:
         return QuantizedWeight(self.q[sl], self.scale[sl])
@@ -162,12 +162,13 @@ class QuantizedWeight(NamedTuple):
 def int8_matmul(a: ArrayLike, w: QuantizedWeight) -> NDArray[np.float32]:
     """``a @ W.T`` as the int8 kernels compute it: each row of ``a`` quantized on the fly
     (:func:`quantize_rows`), the products of the int8 values summed exactly (int32 in the
-    kernels; float64 here, exact for every size the kernels accept), the sum converted to
+    kernels, which accept depths up to 32768 so that no sum overflows; float64 here, exact), the sum converted to
     float32 and multiplied by ``scale_a[row] * scale_w[col]`` (float32)."""
     qa, sa = quantize_rows(a)
     acc = qa.astype(np.float64) @ w.q.astype(np.float64).T  # integers, exact below 2**53
     with np.errstate(invalid="ignore"):
-        return acc.astype(np.float32) * (sa[:, None] * w.scale[None, :])
+        out: NDArray[np.float32] = acc.astype(np.float32) * (sa[:, None] * w.scale[None, :])
+    return out
 
 
 def _mm(a: Array, w: Any) -> Array:
@@ -175,7 +176,8 @@ def _mm(a: Array, w: Any) -> Array:
     else both operands as :func:`_q` sees them."""
     if isinstance(w, QuantizedWeight):
         return int8_matmul(a, w).astype(a.dtype)
-    return _q(a) @ _q(w).T
+    out: Array = _q(a) @ _q(w).T
+    return out
 
 
 def _rows(w: Any, sl: slice) -> Any:
