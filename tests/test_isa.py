@@ -22,6 +22,7 @@ TESTS = Path(__file__).parent
 # every other variant. (The rest -- CLI, examples, bench, GIL -- does not depend on the variant.)
 PARITY = [
     "test_bf16.py",
+    "test_int8.py",
     "test_functional.py",
     "test_functional_stack.py",
     "test_gradcheck.py",

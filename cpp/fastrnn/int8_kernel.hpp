@@ -126,10 +126,21 @@ inline void i8_store(const Int8View& v, index_t g, index_t pu, index_t u0, index
   const float* sw = v.scale + v.prow(g, 0);
   const index_t r0 = g * v.units;  // A's row of the gate's unit 0
   float* row = o.out + c * o.ld + r0 - o.shift;
+#if defined(__AVX512F__)
+  // lane i: unit pu + i (the scales are padded to whole panels; the rest masked)
+  const auto m = static_cast<__mmask16>(((1u << (hi - pu)) - 1) & ~((1u << (lo - pu)) - 1));
+  const __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_loadu_si512(sums)),
+                                 _mm512_mul_ps(_mm512_set1_ps(sx), _mm512_loadu_ps(sw + pu)));
+  const __m512 base = o.accumulate ? _mm512_maskz_loadu_ps(m, row + pu)
+                      : o.bias     ? _mm512_maskz_loadu_ps(m, o.bias + r0 + pu)
+                                   : _mm512_setzero_ps();
+  _mm512_mask_storeu_ps(row + pu, m, _mm512_add_ps(base, p));
+#else
   for (index_t u = lo; u < hi; ++u) {
     const float p = static_cast<float>(sums[u - pu]) * (sx * sw[u]);
     row[u] = (o.accumulate ? row[u] : o.bias ? o.bias[r0 + u] : 0.0f) + p;
   }
+#endif
 }
 
 #if FASTRNN_I8_VNNI

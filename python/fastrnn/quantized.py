@@ -119,6 +119,19 @@ class QuantizedLayer(RecurrentLayer):
             raise ValueError(f"{what}: scales must be >= 0")
         return np.array(v, dtype=np.float32, order="C", copy=True)
 
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Load int8 weights, their scales and the biases (:meth:`state_dict`'s entries); checked
+        as :meth:`fastrnn.module.Module.load_state_dict` checks (int8 values in [-127, 127],
+        scales finite and >= 0, biases finite) and packed for the kernels at once; the layer is
+        unchanged on error."""
+        old = self._params
+        super().load_state_dict(state_dict)
+        try:
+            self._qentries()
+        except Exception:
+            self._params = old
+            raise
+
     def quantized_weights(self) -> Iterator[tuple[str, QuantizedWeight]]:
         """Each weight matrix as a :class:`~fastrnn.reference.QuantizedWeight` (q, scale)."""
         for name, p in self._params.items():
@@ -217,6 +230,11 @@ class QuantizedRNN(QuantizedLayer):
     def nonlinearity(self) -> str:
         return "relu" if self.spec.cell == "rnn_relu" else "tanh"
 
+    def _extra_repr(self) -> str:
+        return super()._extra_repr() + (
+            ", nonlinearity='relu'" if self.nonlinearity == "relu" else ""
+        )
+
 
 class QuantizedLSTM(QuantizedLayer):
     """int8 :class:`~fastrnn.LSTM` (see :class:`QuantizedLayer`)."""
@@ -228,6 +246,9 @@ class QuantizedGRU(QuantizedLayer):
     @property
     def reset_after(self) -> bool:
         return self.spec.cell == "gru"
+
+    def _extra_repr(self) -> str:
+        return super()._extra_repr() + ("" if self.reset_after else ", reset_after=False")
 
 
 _CLASSES = {

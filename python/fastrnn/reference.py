@@ -162,8 +162,8 @@ class QuantizedWeight(NamedTuple):
 def int8_matmul(a: ArrayLike, w: QuantizedWeight) -> NDArray[np.float32]:
     """``a @ W.T`` as the int8 kernels compute it: each row of ``a`` quantized on the fly
     (:func:`quantize_rows`), the products of the int8 values summed exactly (int32 in the
-    kernels, which accept depths up to 32768 so that no sum overflows; float64 here, exact), the sum converted to
-    float32 and multiplied by ``scale_a[row] * scale_w[col]`` (float32)."""
+    kernels, which take depths up to 32768 so that no sum overflows; float64 here), the sum
+    converted to float32 and multiplied by ``scale_a[row] * scale_w[col]`` (float32)."""
     qa, sa = quantize_rows(a)
     acc = qa.astype(np.float64) @ w.q.astype(np.float64).T  # integers, exact below 2**53
     with np.errstate(invalid="ignore"):
