@@ -150,24 +150,39 @@ template <int W, int N>
 EIGEN_ALWAYS_INLINE void i8_panels(const std::int8_t* a, index_t pstride, index_t kq,
                                    const std::int32_t* rowsums, index_t sstride,
                                    const std::uint8_t* x, index_t ldx, std::int32_t* sums) {
-  __m512i acc[W][N];
+  // few rows of x (a batch of 1 or 2): C independent chains of sums, quad i in chain i % C,
+  // added at the end (integers: the same sums), so that vpdpbusd's latency is covered
+  constexpr int C = N <= 2 ? 4 : 1;
+  __m512i acc[C][W][N];
   for (int q = 0; q < W; ++q) {
     const __m512i comp = _mm512_sub_epi32(
         _mm512_setzero_si512(), _mm512_slli_epi32(_mm512_loadu_si512(rowsums + q * sstride), 7));
-    for (int c = 0; c < N; ++c) acc[q][c] = comp;
+    for (int c = 0; c < N; ++c) {
+      acc[0][q][c] = comp;
+      for (int h = 1; h < C; ++h) acc[h][q][c] = _mm512_setzero_si512();
+    }
   }
-  for (index_t i = 0; i < kq; ++i) {
+  auto quad_step = [&](index_t i, int h) __attribute__((always_inline)) {
     __m512i av[W];
     for (int q = 0; q < W; ++q) av[q] = _mm512_loadu_si512(a + q * pstride + i * 64);
     for (int c = 0; c < N; ++c) {
       std::int32_t quad;
       std::memcpy(&quad, x + c * ldx + 4 * i, 4);
       const __m512i xv = _mm512_set1_epi32(quad);
-      for (int q = 0; q < W; ++q) acc[q][c] = _mm512_dpbusd_epi32(acc[q][c], xv, av[q]);
+      for (int q = 0; q < W; ++q) acc[h][q][c] = _mm512_dpbusd_epi32(acc[h][q][c], xv, av[q]);
     }
+  };
+  index_t i = 0;
+  for (; i + C <= kq; i += C) {
+    for (int h = 0; h < C; ++h) quad_step(i + h, h);
   }
+  for (; i < kq; ++i) quad_step(i, 0);
   for (int c = 0; c < N; ++c) {
-    for (int q = 0; q < W; ++q) _mm512_storeu_si512(sums + c * 16 * W + 16 * q, acc[q][c]);
+    for (int q = 0; q < W; ++q) {
+      __m512i t = acc[0][q][c];
+      for (int h = 1; h < C; ++h) t = _mm512_add_epi32(t, acc[h][q][c]);
+      _mm512_storeu_si512(sums + c * 16 * W + 16 * q, t);
+    }
   }
 }
 inline constexpr int kI8Cols = 12;  ///< rows of x per kernel call (the widest)
