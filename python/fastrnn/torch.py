@@ -302,7 +302,107 @@ class _Packing:
         )
 
 
-class _FastForward:
+class _TorchCalls:
+    """torch.nn's call conventions around a stack, shared by the float modules
+    (:class:`_FastForward`) and the int8 ones: the input (a tensor in
+    the caller's layout, unbatched, or a PackedSequence) and ``hx`` checked and made time-major,
+    and the outputs put back in the caller's layout. Needs ``self.batch_first``."""
+
+    def _dtype_hint(self, have: torch.dtype, want: torch.dtype) -> str:
+        """What to do about an input of dtype ``have`` given a module computing in ``want``."""
+        return f"convert the input (input.to({want})) or the module (module.to({have}))"
+
+    def _input(
+        self: Any, input: Any, spec: StackSpec, wdtype: torch.dtype, autocast: bool
+    ) -> tuple[Tensor, bool, _Packing | None, torch.dtype]:
+        """The input as a contiguous time-major (T, B, I) tensor of the weights' dtype, whether it
+        was batched, the packing of a PackedSequence, and the input's own dtype (under autocast
+        a float32 module takes bfloat16 and float16 too, cast here so that its gradient comes
+        back in that dtype)."""
+        packing = _Packing(input) if isinstance(input, PackedSequence) else None
+        if packing is not None:
+            data, batched = packing.data, True
+        elif isinstance(input, torch.Tensor):
+            data, batched = Layout(self.batch_first).time_major("input", input)
+        else:
+            raise TypeError(
+                f"input: expected a tensor or a PackedSequence, got {type(input).__name__}"
+            )
+        _check_cpu("input", data)
+        if data.layout != torch.strided:
+            raise TypeError(f"input: expected a dense (strided) tensor, got layout {data.layout}")
+        dtype = data.dtype
+        if autocast and dtype in _AUTOCAST_IN:
+            data = data.to(wdtype)
+        if data.dtype != wdtype:
+            raise ValueError(
+                f"input: dtype {data.dtype} does not match the weights' dtype {wdtype}; "
+                + self._dtype_hint(data.dtype, wdtype)
+            )
+        try:  # the spec's rule, with torch.nn's exception type
+            spec.check_input_size("input", data.shape)
+        except ValueError as e:
+            raise RuntimeError(str(e)) from None
+        x = data.contiguous() if packing is None else packing.padded(data.contiguous())
+        if x.shape[0] == 0:
+            raise RuntimeError("input: expected sequence length to be larger than 0 (as torch.nn)")
+        return x, batched, packing, dtype
+
+    def _states(
+        self: Any,
+        hx: Any,
+        spec: StackSpec,
+        x: Tensor,
+        batched: bool,
+        packing: _Packing | None,
+        autocast: bool,
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """hx as contiguous (L*D, B, S) tensors of x's dtype, checked against the spec (under
+        autocast bfloat16 and float16 states are cast, as the input)."""
+        if hx is None:
+            return None, None
+        lstm = spec.has_cell_state
+        if lstm and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
+            raise TypeError(f"hx: expected a tuple (h_0, c_0) for LSTM, got {type(hx).__name__}")
+        parts = tuple(hx) if lstm else (hx,)
+        names = ("hx[0]", "hx[1]") if lstm else ("hx",)
+        out = []
+        for kind, name, s in zip("hc", names, parts, strict=False):
+            if not isinstance(s, torch.Tensor):
+                raise TypeError(f"{name}: expected a tensor, got {type(s).__name__}")
+            _check_cpu(name, s)
+            if autocast and s.dtype in _AUTOCAST_IN:
+                s = s.to(x.dtype)
+            if s.dtype != x.dtype:
+                raise ValueError(f"{name}: expected dtype {x.dtype} (the input's), got {s.dtype}")
+            try:  # the spec's rule, with torch.nn's exception type
+                spec.check_state_shape(name, s.shape, x.shape[1], kind, batched)
+            except ValueError as e:
+                raise RuntimeError(str(e)) from None
+            s = Layout.state_in(s, batched)
+            out.append((s if packing is None else packing.state_in(s)).contiguous())
+        return out[0], (out[1] if lstm else None)
+
+    def _outputs(
+        self: Any,
+        y: Tensor,
+        h_n: Tensor,
+        c_n: Tensor | None,
+        batched: bool,
+        packing: _Packing | None,
+    ) -> Any:
+        """Time-major results in the caller's layout: ``(output, h_n)``, or ``(output, (h_n,
+        c_n))`` when ``c_n`` is given (LSTM); output packed when the input was."""
+        if packing is not None:
+            out: Any = packing.packed(y)
+            h_n, c_n = packing.state_out(h_n), packing.state_out(c_n)  # type: ignore[assignment]
+        else:
+            out = Layout(self.batch_first).to_caller(y, batched)
+            h_n, c_n = Layout.state_out(h_n, batched), Layout.state_out(c_n, batched)
+        return (out, h_n) if c_n is None else (out, (h_n, c_n))
+
+
+class _FastForward(_TorchCalls):
     """The ``forward`` shared by :class:`LSTM`, :class:`GRU` and :class:`RNN`: torch's layouts
     and types around :func:`fastrnn.functional.run_forward`."""
 
@@ -356,77 +456,6 @@ class _FastForward:
         )  # fmt: skip
         return spec, weights
 
-    def _input(
-        self: Any, input: Any, spec: StackSpec, wdtype: torch.dtype, autocast: bool
-    ) -> tuple[Tensor, bool, _Packing | None, torch.dtype]:
-        """The input as a contiguous time-major (T, B, I) tensor of the weights' dtype, whether it
-        was batched, the packing of a PackedSequence, and the input's own dtype (under autocast
-        a float32 module takes bfloat16 and float16 too, cast here so that its gradient comes
-        back in that dtype)."""
-        packing = _Packing(input) if isinstance(input, PackedSequence) else None
-        if packing is not None:
-            data, batched = packing.data, True
-        elif isinstance(input, torch.Tensor):
-            data, batched = Layout(self.batch_first).time_major("input", input)
-        else:
-            raise TypeError(
-                f"input: expected a tensor or a PackedSequence, got {type(input).__name__}"
-            )
-        _check_cpu("input", data)
-        if data.layout != torch.strided:
-            raise TypeError(f"input: expected a dense (strided) tensor, got layout {data.layout}")
-        dtype = data.dtype
-        if autocast and dtype in _AUTOCAST_IN:
-            data = data.to(wdtype)
-        if data.dtype != wdtype:
-            raise ValueError(
-                f"input: dtype {data.dtype} does not match the weights' dtype {wdtype}; "
-                f"convert the input (input.to({wdtype})) or the module (module.to({data.dtype}))"
-            )
-        try:  # the spec's rule, with torch.nn's exception type
-            spec.check_input_size("input", data.shape)
-        except ValueError as e:
-            raise RuntimeError(str(e)) from None
-        x = data.contiguous() if packing is None else packing.padded(data.contiguous())
-        if x.shape[0] == 0:
-            raise RuntimeError("input: expected sequence length to be larger than 0 (as torch.nn)")
-        return x, batched, packing, dtype
-
-    def _states(
-        self: Any,
-        hx: Any,
-        spec: StackSpec,
-        x: Tensor,
-        batched: bool,
-        packing: _Packing | None,
-        autocast: bool,
-    ) -> tuple[Tensor | None, Tensor | None]:
-        """hx as contiguous (L*D, B, S) tensors of x's dtype, checked against the spec (under
-        autocast bfloat16 and float16 states are cast, as the input)."""
-        if hx is None:
-            return None, None
-        lstm = spec.has_cell_state
-        if lstm and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
-            raise TypeError(f"hx: expected a tuple (h_0, c_0) for LSTM, got {type(hx).__name__}")
-        parts = tuple(hx) if lstm else (hx,)
-        names = ("hx[0]", "hx[1]") if lstm else ("hx",)
-        out = []
-        for kind, name, s in zip("hc", names, parts, strict=False):
-            if not isinstance(s, torch.Tensor):
-                raise TypeError(f"{name}: expected a tensor, got {type(s).__name__}")
-            _check_cpu(name, s)
-            if autocast and s.dtype in _AUTOCAST_IN:
-                s = s.to(x.dtype)
-            if s.dtype != x.dtype:
-                raise ValueError(f"{name}: expected dtype {x.dtype} (the input's), got {s.dtype}")
-            try:  # the spec's rule, with torch.nn's exception type
-                spec.check_state_shape(name, s.shape, x.shape[1], kind, batched)
-            except ValueError as e:
-                raise RuntimeError(str(e)) from None
-            s = Layout.state_in(s, batched)
-            out.append((s if packing is None else packing.state_in(s)).contiguous())
-        return out[0], (out[1] if lstm else None)
-
     def _dropout_masks(self: Any, spec: StackSpec, x: Tensor) -> Tensor | None:
         p = float(self.dropout)
         if not spec.uses_dropout(p, self.training):
@@ -459,14 +488,7 @@ class _FastForward:
             )
             y, h_n = y.to(ydt), h_n.to(hdt)
             c_n = None if c_n is None else c_n.to(cdt)
-        if packing is not None:
-            out: Any = packing.packed(y)
-            h_n, c_n = packing.state_out(h_n), packing.state_out(c_n)
-        else:
-            layout = Layout(self.batch_first)
-            out = layout.to_caller(y, batched)
-            h_n, c_n = Layout.state_out(h_n, batched), Layout.state_out(c_n, batched)
-        return (out, (h_n, c_n)) if spec.has_cell_state else (out, h_n)
+        return self._outputs(y, h_n, c_n, batched, packing)
 
 
 class LSTM(_FastForward, torch.nn.LSTM):
