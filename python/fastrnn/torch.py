@@ -75,6 +75,7 @@ import numpy as np
 
 from . import functional as F
 from . import quantized as _fq
+from .layers import from_spec
 from .spec import Layout, StackSpec, check_compute_dtype
 
 __all__ = [
@@ -638,9 +639,6 @@ class _QuantizedBase(_TorchCalls, torch.nn.Module):
 
     def _take(self, mod: torch.nn.RNNBase) -> None:
         """Options from ``mod``; buffers: its weights quantized by fastrnn.quantize_dynamic."""
-        from . import layers
-        from .quantized import quantize_dynamic as quantize_layer
-
         names = list(mod._flat_weights_names)
         weights = [getattr(mod, n) for n in names]
         for n, w in zip(names, weights, strict=True):
@@ -660,9 +658,9 @@ class _QuantizedBase(_TorchCalls, torch.nn.Module):
             self.bidirectional, self.bias, self.proj_size, _NP_DTYPE[weights[0].dtype],
         )  # fmt: skip
         self._spec = spec.replace(dtype=np.float32, compute_dtype=None)
-        layer = layers.from_spec(spec, seed=0)
+        layer = from_spec(spec, seed=0)
         layer.load_state_dict({n: w.detach().numpy() for n, w in zip(names, weights, strict=True)})
-        q = quantize_layer(layer)
+        q = _fq.quantize_dynamic(layer)
         with torch.inference_mode(False):  # ordinary tensors (their versions tell changes)
             for name, a in q.state_dict().items():
                 self.register_buffer(name, torch.from_numpy(a))
