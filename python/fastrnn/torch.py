@@ -550,25 +550,37 @@ class RNN(_FastForward, torch.nn.RNN):
 # ---- int8 inference ----------------------------------------------------------------------------
 
 
+def _run_int8(
+    layer: Any, lengths: NDArray | None, x: Tensor, h0: Tensor | None, c0: Tensor | None
+) -> tuple[Tensor, ...]:
+    """``(y, h_n[, c_n])``: the int8 layer's forward (a
+    :class:`fastrnn.quantized.QuantizedLayer`: its packed weights, the kernels it calls) on
+    time-major tensors' memory, checked by the caller."""
+    res = F.run_forward_int8(
+        layer.spec, x.detach().numpy(), layer._qentries(), _np(h0), _np(c0), lengths=lengths
+    )
+    return tuple(torch.from_numpy(a) for a in (res.y, res.h_n, res.c_n) if a is not None)
+
+
 class _Int8Forward(torch.autograd.Function):
-    """``(layer, lengths, x, h0, c0) -> (y, h_n[, c_n])``: the int8 layer's forward (a
-    :class:`fastrnn.quantized.QuantizedLayer`) on time-major tensors. There is no gradient
-    through int8 products: the outputs depend on ``x``, ``h0``, ``c0`` in the autograd graph, so
-    that a backward reaching them raises (rather than leaving the gradients silently missing)."""
+    """:func:`_run_int8` in the autograd graph when its input or ``hx`` requires a gradient.
+    There is none through int8 products: the outputs depend on ``x``, ``h0``, ``c0`` in the
+    graph so that a backward reaching them raises (rather than leaving the gradients silently
+    missing)."""
 
     @staticmethod
     def forward(
-        layer: Any, lengths: NDArray | None, x: Tensor, h0: Tensor | None, c0: Tensor | None
+        ctx: Any,
+        layer: Any,
+        lengths: NDArray | None,
+        x: Tensor,
+        h0: Tensor | None,
+        c0: Tensor | None,
     ) -> tuple[Tensor, ...]:
-        h, c = _np(h0), _np(c0)
-        hx = None if h is None else ((h, c) if layer.spec.has_cell_state else h)
-        y, state = layer(x.detach().numpy(), hx, lengths=lengths)
-        states = state if isinstance(state, tuple) else (state,)
-        return tuple(torch.from_numpy(a) for a in (y, *states))
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
-        ctx.name = type(inputs[0]).__name__
+        # forward(ctx, ...) rather than setup_context: torch binds the latter's arguments
+        # through inspect.signature at every call (~70 us, more than a batch-1 step)
+        ctx.name = type(layer).__name__
+        return _run_int8(layer, lengths, x, h0, c0)
 
     @staticmethod
     def backward(ctx: Any, *grads: Tensor | None) -> Any:
@@ -672,11 +684,12 @@ class _QuantizedBase(_TorchCalls, torch.nn.Module):
         """The fastrnn quantized layer holding the buffers' values (copied; remade when a buffer
         is replaced or changed in place; at every call if a buffer is an inference tensor, which
         has no version counter)."""
-        key = [
-            (t, object() if t.is_inference() else t._version)
-            for t in self._buffers.values()
-            if t is not None
-        ]
+        try:
+            key: list[tuple[Any, Any]] = [
+                (t, t._version) for t in self._buffers.values() if t is not None
+            ]
+        except RuntimeError:  # an inference tensor: no version counter
+            key = [(t, object()) for t in self._buffers.values()]
         cached = self.__dict__.get("_fastrnn_layer")
         if cached is not None and len(cached[0]) == len(key):
             if all(a is b and va == vb for (a, va), (b, vb) in zip(cached[0], key, strict=True)):
@@ -753,7 +766,12 @@ class _QuantizedBase(_TorchCalls, torch.nn.Module):
         x, batched, packing, _ = self._input(input, spec, torch.float32, autocast)
         h0, c0 = self._states(hx, spec, x, batched, packing, autocast)
         lengths = None if packing is None else packing.lengths
-        outs = _Int8Forward.apply(layer, lengths, x, h0, c0)  # type: ignore[no-untyped-call]
+        if torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (x, h0, c0)
+        ):  # a backward would reach this module: it raises
+            outs = _Int8Forward.apply(layer, lengths, x, h0, c0)  # type: ignore[no-untyped-call]
+        else:
+            outs = _run_int8(layer, lengths, x, h0, c0)
         c_n = outs[2] if spec.has_cell_state else None
         return self._outputs(outs[0], outs[1], c_n, batched, packing)
 
