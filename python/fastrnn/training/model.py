@@ -269,9 +269,10 @@ class SequenceModel:
         compute_dtype: the precision of the recurrent stack's matrix products: None (the dtype)
             or ``"bfloat16"`` (see :attr:`fastrnn.RecurrentLayer.compute_dtype`), settable on
             :attr:`rnn` later; or ``"int8"``: an inference-only model whose stack is a
-            :class:`fastrnn.QuantizedLayer` (float32 only; what :meth:`quantize_dynamic` makes,
-            and what :meth:`load` makes of its files). The embedding and the output layer stay in
-            ``dtype``.
+            :class:`fastrnn.quantized.QuantizedLayer` (float32 only; what
+            :meth:`quantize_dynamic` makes, and what :meth:`load` makes of its files; made
+            directly, it holds its random initialisation quantized, for
+            :meth:`load_state_dict`). The embedding and the output layer stay in ``dtype``.
     """
 
     def __init__(
