@@ -41,6 +41,25 @@ def test_demo_tiny(tmp_path: Path) -> None:
     assert (tmp_path / "m.npz").exists()
 
 
+def test_demo_and_adding_quantized(tmp_path: Path) -> None:
+    """--quantize int8: the int8 model's held-out loss next to the float model's, its samples;
+    the adding problem's int8 test MSE next to each float one."""
+    txt = tmp_path / "t.txt"
+    txt.write_text("the quick brown fox jumps over the lazy dog. " * 200)
+    out = run("demo", "--text", str(txt), "--steps", "3", "--hidden", "16", "--batch", "4",
+              "--seq-len", "8", "--sample-len", "20", "--quantize", "int8",
+              cwd=tmp_path)  # fmt: skip
+    line = next(ln for ln in out.splitlines() if ln.startswith("int8 model"))
+    float_loss = float(re.findall(r"held-out ([\d.]+) nats/char;", out)[0])
+    q_loss, f_loss = map(float, re.findall(r"held-out ([\d.]+) nats/char, float ([\d.]+)", line)[0])
+    assert f_loss == pytest.approx(float_loss, abs=1e-3) and q_loss == pytest.approx(f_loss, 0.01)
+    assert "--- sample, temperature 0.2 (int8 model) ---" in out
+    out = run("adding", "--T", "10", "--steps", "4", "--hidden", "4", "--batch", "8",
+              "--cells", "gru", "--quantize", "int8", "--plot", "", cwd=tmp_path)  # fmt: skip
+    row = next(ln for ln in out.splitlines() if ln.startswith("gru")).split()
+    assert "int8 test MSE" in out and float(row[-1]) == pytest.approx(float(row[1]), abs=0.01)
+
+
 def test_demo_builtin_corpus(tmp_path: Path) -> None:
     out = run("demo", "--steps", "2", "--hidden", "8", "--batch", "2", "--seq-len", "8",
               "--sample-len", "5", "--max-chars", "20000", cwd=tmp_path)  # fmt: skip

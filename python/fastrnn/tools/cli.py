@@ -3,9 +3,12 @@
 Subcommands:
 
 * ``demo``: train a character-level model on a built-in corpus (the source of Python's standard
-  library, no download) or ``--text FILE``, report loss and speed, print samples.
+  library, no download) or ``--text FILE``, report loss and speed, print samples
+  (``--quantize int8``: of the model with its recurrent layers in int8, its held-out loss next to
+  the float model's).
 * ``adding``: RNN, GRU and LSTM of the same size on the adding problem; final test MSE against
-  the constant predictor's, and the learning curves (PNG with matplotlib).
+  the constant predictor's (``--quantize int8``: and the int8 models'), and the learning curves
+  (PNG with matplotlib).
 * ``gradflow``: ``||dL/dh_t||`` against t for RNN, GRU and LSTM at initialisation (PNG).
 * ``bench``: the speed comparison (:mod:`fastrnn.tools.bench`, also ``python -m fastrnn.bench``);
   ``selfcheck``: kernels against the NumPy reference (:mod:`fastrnn.tools.selfcheck`).
@@ -269,15 +272,29 @@ def _sample(model: SequenceModel, vocab: text.CharVocab, prime: str, temperature
 def _samples(
     model: SequenceModel, vocab: text.CharVocab, prime: str, encoded: bool, args: Any
 ) -> None:
-    """Prints the prime, then a continuation at each temperature (indentation decoded)."""
+    """Prints the prime, then a continuation at each temperature (indentation decoded); an int8
+    model's samples say so."""
     model.eval()
     shown = text.decode_indentation if encoded else str
     what = "--prime" if args.prime is not None else "the first lines of the held-out text"
+    int8 = " (int8 model)" if model.rnn.compute_dtype == "int8" else ""
     print(f"\n--- prime ({what}) ---\n{shown(prime)}", end="" if prime.endswith("\n") else "\n")
     for temp in args.temperatures:
         out = _sample(model, vocab, prime, temp, args)
         # decoded with the prime, which sets the indentation level the sample starts from
-        print(f"\n--- sample, temperature {temp} ---\n{shown(prime + out)[len(shown(prime)) :]}")
+        print(f"\n--- sample, temperature {temp}{int8} ---\n"
+              f"{shown(prime + out)[len(shown(prime)) :]}")  # fmt: skip
+
+
+def _int8_line(model: SequenceModel, qmodel: SequenceModel, loss: float, q_loss: float) -> str:
+    """The int8 model's held-out loss next to the float model's, and its recurrent layers'
+    bytes."""
+    f_bytes = sum(p.nbytes for _, p in model.rnn.named_parameters())
+    return (
+        f"int8 model (recurrent layers int8; embedding, output layer float32): held-out "
+        f"{q_loss:.4f} nats/char, float {loss:.4f} ({(q_loss - loss) / loss:+.3%}); recurrent "
+        f"layers {qmodel.rnn.nbytes:,} bytes, float {f_bytes:,}"
+    )
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -307,15 +324,20 @@ def demo(args: argparse.Namespace) -> int:
         f"train loss {first:.3f} -> {last:.3f} nats/char ({last / math.log(2):.3f} bits); "
         f"held-out {test_loss:.3f} nats/char; uniform guess {math.log(vocab.size):.3f}"
     )
+    sampled = model
+    if args.quantize is not None:
+        sampled = model.quantize_dynamic(args.quantize)
+        q_loss = _held_out_loss(sampled, d.test_ids, args.batch)
+        print(_int8_line(model, sampled, test_loss, q_loss))
     if args.prime is None:
         prime = _held_out_lines(vocab.decode(d.test_ids[:1000]))
     else:
         prime = text.encode_indentation(args.prime) if encoded else args.prime
         prime = "".join(c for c in prime if c in vocab.chars) or corpus[:1]
-    _samples(model, vocab, prime, encoded, args)
-    if args.save:
+    _samples(sampled, vocab, prime, encoded, args)
+    if args.save:  # the float model, to resume training (SequenceModel.quantize_dynamic after load)
         model.save(args.save, opt, vocab=vocab.chars, indentation_encoded=encoded)
-        print(f"\nsaved model and optimizer state to {args.save}")
+        print(f"\nsaved model (float) and optimizer state to {args.save}")
     return 0
 
 
@@ -338,7 +360,10 @@ def _adding_run(cell: str, args: argparse.Namespace, x_test: Any, y_test: Any) -
         # the test MSE once there is one (it is measured every `every` steps)
         test = {"test": curve[-1][1]} if curve else {}
         bar.update(1, units=args.batch, loss=r.loss, **test)
-    return {"cell": cell, "curve": curve, "test_mse": curve[-1][1]}
+    run = {"cell": cell, "curve": curve, "test_mse": curve[-1][1]}
+    if args.quantize is not None:
+        run["int8_mse"] = model.quantize_dynamic(args.quantize).evaluate(x_test, y_test)
+    return run
 
 
 def adding(args: argparse.Namespace) -> int:
@@ -349,11 +374,14 @@ def adding(args: argparse.Namespace) -> int:
     print(f"adding problem, T={args.T}: hidden {args.hidden}, batch {args.batch}, "
           f"{args.steps} Adam steps (lr {args.lr}, clip norm 1), test set of 1000")  # fmt: skip
     runs = [_adding_run(c, args, x_test, y_test) for c in args.cells]
-    print(f"\n{'cell':<6} {'test MSE':>10} {'/ baseline':>11}  solved (< 0.1 x baseline)")
+    int8 = args.quantize is not None
+    print(f"\n{'cell':<6} {'test MSE':>10} {'/ baseline':>11}  solved (< 0.1 x baseline)"
+          + ("  int8 test MSE" if int8 else ""))  # fmt: skip
     for r in runs:
         ratio = r["test_mse"] / base
         solved = "yes" if ratio < 0.1 else "no"
-        print(f"{r['cell']:<6} {r['test_mse']:>10.4f} {ratio:>11.3f}  {solved}")
+        q = f"  {r['int8_mse']:>13.4f}" if int8 else ""
+        print(f"{r['cell']:<6} {r['test_mse']:>10.4f} {ratio:>11.3f}  {solved:<25}{q}".rstrip())
     print(f"{'const':<6} {base:>10.4f} {1:>11.3f}  (predicting the mean, 2/12)")
 
     def draw(ax: Any) -> None:
@@ -425,6 +453,11 @@ _COMPUTE_HELP = (
     "precision of the recurrent layers' matrix products: float32, or bfloat16 (products of "
     "bfloat16-rounded operands summed in float32; on the CPU's bf16 units where it has them)"
 )
+_QUANTIZE_HELP = (
+    "after training, quantize the recurrent layers to int8 (SequenceModel.quantize_dynamic: "
+    "int8 weights with a scale per row, activations quantized on the fly) and {what} "
+    "(default: not quantized)"
+)
 _THREADS_HELP = (
     "threads of fastrnn's kernels (default: FASTRNN_NUM_THREADS or OMP_NUM_THREADS if set, else "
     "the CPUs this process may use)"
@@ -478,6 +511,10 @@ def _demo_parser(sub: Any) -> None:
     )
     d.add_argument("--compute-dtype", choices=["float32", "bfloat16"], default="float32",
                    help=_COMPUTE_HELP)  # fmt: skip
+    d.add_argument("--quantize", choices=["int8"],
+                   help=_QUANTIZE_HELP.format(what="print the int8 model's held-out loss next "
+                                              "to the float model's; the samples are the int8 "
+                                              "model's"))  # fmt: skip
     d.add_argument("--threads", type=int, metavar="N", help=_THREADS_HELP)
     d.set_defaults(func=demo, parser=d)
 
@@ -511,6 +548,9 @@ def _adding_parser(sub: Any) -> None:
     a.add_argument("--lr", type=float, default=1e-2, help="Adam's learning rate")
     a.add_argument("--compute-dtype", choices=["float32", "bfloat16"], default="float32",
                    help=_COMPUTE_HELP)  # fmt: skip
+    a.add_argument("--quantize", choices=["int8"],
+                   help=_QUANTIZE_HELP.format(what="print each int8 model's test MSE next "
+                                              "to the float model's"))  # fmt: skip
     _plot_and_threads(a, "adding.png", "the learning curves")
     a.set_defaults(func=adding, parser=a)
 

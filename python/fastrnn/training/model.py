@@ -10,6 +10,10 @@ optimizer step (:meth:`~SequenceModel.train_step`) for the three shapes of the n
 * one-to-many: :meth:`~SequenceModel.generate` feeds each sampled token back as the next input,
   carrying the state.
 
+Inference in int8: :meth:`~SequenceModel.quantize_dynamic` returns a copy whose recurrent stack is
+:func:`fastrnn.quantize_dynamic`'s (``compute_dtype`` ``"int8"``); it runs forward, evaluate and
+generate, and saves and loads as any model; it does not train.
+
 Stateful / truncated BPTT: pass the state returned by one chunk's ``train_step`` to the next
 chunk's. It is used as the next initial state, and no gradient flows back across the boundary
 (the state is data for the next chunk, not a graph node).
@@ -35,6 +39,7 @@ from numpy.typing import ArrayLike, NDArray
 from .._args import as_rng, check_bool, check_int, float_dtype
 from .._files import NpzReader
 from ..layers import RecurrentLayer, from_spec
+from ..quantized import SCALE_SUFFIX, QuantizedLayer, _is_weight, quantize_dynamic
 from ..spec import StackSpec, check_compute_dtype
 from . import losses, optim
 from .nn import Embedding, Linear
@@ -48,6 +53,32 @@ _CELLS = {"rnn": "rnn_tanh", "rnn_relu": "rnn_relu", "lstm": "lstm", "gru": "gru
 _FORMAT = "fastrnn.SequenceModel/1"
 #: the keys of a saved model's JSON header ("optimizer" only with an optimizer's state)
 _META_KEYS = ("format", "config", "extra", "optimizer")
+#: the compute_dtype of an inference-only model whose recurrent stack is quantized
+INT8 = "int8"
+
+
+def _is_int8(value: Any) -> bool:
+    """Whether ``value`` names int8 (``"int8"`` or ``numpy.int8``)."""
+    if isinstance(value, str):
+        return value.lower() == INT8
+    try:
+        return value is not None and np.dtype(value) == np.int8
+    except TypeError:
+        return False
+
+
+def _checked_compute_dtype(value: Any, dtype: np.dtype[Any]) -> str:
+    """:func:`~fastrnn.spec.check_compute_dtype`'s values (the float stack's products), or
+    ``"int8"``: the stack quantized (:func:`fastrnn.quantize_dynamic`), for a float32 model."""
+    if not _is_int8(value):
+        return check_compute_dtype(value, dtype)
+    if dtype != np.float32:
+        raise ValueError(
+            f"compute_dtype: an int8 model computes in float32 around its int8 products; "
+            f"its dtype must be float32, not {dtype.name} (SequenceModel.quantize_dynamic "
+            "converts)"
+        )
+    return INT8
 
 
 def _checked_config(c: Mapping[str, Any]) -> dict[str, Any]:
@@ -69,7 +100,7 @@ def _checked_config(c: Mapping[str, Any]) -> dict[str, Any]:
         "dropout": c["dropout"],
         "bidirectional": check_bool("bidirectional", c["bidirectional"]),
         "dtype": dtype.name,
-        "compute_dtype": check_compute_dtype(c["compute_dtype"], dtype),
+        "compute_dtype": _checked_compute_dtype(c["compute_dtype"], dtype),
         "seed": None if seed is None else check_int("seed", seed, 0),
     }
 
@@ -87,6 +118,8 @@ class _SavedFile:
             self._npz = npz
             meta = self._meta()
             self.config = self._config(meta["config"], signature)
+            if "optimizer" in meta and self.config["compute_dtype"] == INT8:
+                raise self.error("an int8 model (inference-only) with an optimizer's state")
             self._check_members(self._check_shapes(), "optimizer" in meta)
             self.extra: dict[str, Any] = self._extra(meta["extra"])
             self.params = self._arrays("param/")
@@ -192,7 +225,7 @@ class _SavedFile:
 
 def _param_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     """The parameters of a model of ``config`` by name, and their shapes (the stack's are its
-    spec's)."""
+    spec's; an int8 stack's weights have a scale per row, as :class:`fastrnn.QuantizedLSTM`)."""
     emb = config["embedding_dim"]
     spec = StackSpec(
         _CELLS[config["cell"]], emb if emb is not None else config["input_size"],
@@ -200,7 +233,11 @@ def _param_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
         dtype=config["dtype"],
     )  # fmt: skip
     out = config["output_size"]
-    shapes = {f"rnn.{k}": v for k, v in spec.param_shapes().items()}
+    shapes: dict[str, tuple[int, ...]] = {}
+    for k, v in spec.param_shapes().items():
+        shapes[f"rnn.{k}"] = v
+        if config["compute_dtype"] == INT8 and _is_weight(k):
+            shapes[f"rnn.{k}{SCALE_SUFFIX}"] = v[:1]
     shapes |= {"head.weight": (out, spec.output_size), "head.bias": (out,)}
     if emb is not None:
         shapes["embedding.weight"] = (config["input_size"], emb)
@@ -230,8 +267,12 @@ class SequenceModel:
         dtype, seed: for every layer (one seed makes the whole model reproducible; an int seed
             is kept in :attr:`config`, a Generator is not).
         compute_dtype: the precision of the recurrent stack's matrix products: None (the dtype)
-            or ``"bfloat16"`` (see :attr:`fastrnn.RecurrentLayer.compute_dtype`); the embedding
-            and the output layer stay in ``dtype``. Settable on :attr:`rnn` later.
+            or ``"bfloat16"`` (see :attr:`fastrnn.RecurrentLayer.compute_dtype`), settable on
+            :attr:`rnn` later; or ``"int8"``: an inference-only model whose stack is a
+            :class:`fastrnn.quantized.QuantizedLayer` (float32 only; what
+            :meth:`quantize_dynamic` makes, and what :meth:`load` makes of its files; made
+            directly, it holds its random initialisation quantized, for
+            :meth:`load_state_dict`). The embedding and the output layer stay in ``dtype``.
     """
 
     def __init__(
@@ -266,16 +307,21 @@ class SequenceModel:
             else None
         )
         rnn_in = c["embedding_dim"] if c["embedding_dim"] is not None else c["input_size"]
+        int8 = c["compute_dtype"] == INT8
         spec = StackSpec(_CELLS[cell], rnn_in, c["hidden_size"], c["num_layers"],
                          c["bidirectional"], dtype=c["dtype"],
-                         compute_dtype=c["compute_dtype"])  # fmt: skip
+                         compute_dtype=None if int8 else c["compute_dtype"])  # fmt: skip
         self.rnn: RecurrentLayer = from_spec(spec, dropout=dropout, seed=r_rnn)
         c["dropout"] = self.rnn.dropout  # the layer's rule
+        if int8:  # the weights a load_state_dict replaces: quantize_dynamic or load
+            self.rnn = quantize_dynamic(self.rnn)
         self.head = Linear(spec.output_size, c["output_size"], dtype=c["dtype"], seed=r_head)
         self.many_to_one = c["many_to_one"]
         self.dtype = np.dtype(c["dtype"])
         self.grads: dict[str, Array] = {}
         self._T = 0
+        if int8:
+            self.eval()
 
     # ---- parameters -------------------------------------------------------------------------
 
@@ -308,8 +354,19 @@ class SequenceModel:
             except (TypeError, ValueError) as e:  # which part's entry: "rnn: state_dict[...]"
                 raise type(e)(f"{p}: {e}") from None
 
+    def _inference_only(self, what: str) -> None:
+        """A RuntimeError for ``what`` (a training entry point) if the stack is quantized."""
+        if isinstance(self.rnn, QuantizedLayer):
+            raise RuntimeError(
+                f"{what}: an int8 model is inference-only; train the float model and call "
+                "quantize_dynamic() again"
+            )
+
     def train(self, mode: bool = True) -> SequenceModel:
-        """Training (default) or inference mode for every layer."""
+        """Training (default) or inference mode for every layer (an int8 model: inference
+        only, ``train(True)`` raises RuntimeError)."""
+        if mode:
+            self._inference_only("train")
         for _, m in self._parts():
             m.train(mode)
         return self
@@ -343,6 +400,7 @@ class SequenceModel:
     def backward(self, dout: ArrayLike) -> dict[str, Array]:
         """Backpropagation from ``dL/dout`` through the head, all steps and the embedding; fills
         and returns :attr:`grads` (dotted names)."""
+        self._inference_only("backward")
         dy = self.head.backward(dout)
         if self.many_to_one:
             full = np.zeros((self._T, *dy.shape), self.dtype)
@@ -376,6 +434,7 @@ class SequenceModel:
     ) -> StepResult:
         """Forward, loss, backward, clipping and one optimizer step. ``state``: the initial state
         (e.g. the previous chunk's, for truncated BPTT); the result carries the final one."""
+        self._inference_only("train_step")
         self.train()
         out, new_state = self.forward(x, state)
         value, dout = self.loss(out, target, loss)
@@ -411,6 +470,7 @@ class SequenceModel:
         meant for diagnostics on moderate T). Unidirectional models only; the model's weights
         and mode are left as they were.
         """
+        self._inference_only("hidden_grad_norms")
         if self.rnn.bidirectional:
             raise ValueError("hidden_grad_norms: unidirectional models only")
         xa = np.asarray(x)
@@ -485,13 +545,44 @@ class SequenceModel:
             self.train(was)
         return out_ids
 
+    # ---- int8 ---------------------------------------------------------------------------------
+
+    def quantize_dynamic(self, dtype: Any = INT8) -> SequenceModel:
+        """An int8 copy of the model for inference; the model is unchanged.
+
+        Its recurrent stack is ``fastrnn.quantize_dynamic(self.rnn)`` (int8 weights with a scale
+        per row, activations quantized on the fly; see :mod:`fastrnn.quantized`); the embedding
+        and the output layer are float32 copies (a float64 model's converted), not quantized.
+        The copy's :attr:`config` is this model's with ``dtype`` ``"float32"`` and
+        ``compute_dtype`` ``"int8"``: :meth:`forward`, :meth:`evaluate`, :meth:`generate` and
+        :meth:`save` (without an optimizer) / :meth:`load` work as for any model, while
+        :meth:`train_step`, :meth:`backward`, ``train(True)`` and :meth:`hidden_grad_norms`
+        raise RuntimeError.
+
+        Args:
+            dtype: ``"int8"`` (or ``numpy.int8``), the only one.
+        """
+        if isinstance(self.rnn, QuantizedLayer):
+            raise TypeError("quantize_dynamic: the model is already int8")
+        if not _is_int8(dtype):
+            raise ValueError(f"dtype: only 'int8' is supported, got {dtype!r}")
+        sd = {k: v for k, v in self.named_parameters().items() if not k.startswith("rnn.")}
+        sd |= {f"rnn.{k}": v for k, v in quantize_dynamic(self.rnn).named_parameters()}
+        config = {**self.config, "dtype": "float32", "compute_dtype": INT8}
+        model = SequenceModel(**config)
+        model.load_state_dict(sd)  # the embedding's and head's converted to float32
+        return model
+
     # ---- files ------------------------------------------------------------------------------
 
     def save(
         self, path: str | Path, optimizer: optim.Optimizer | None = None, **extra: Any
     ) -> None:
         """One ``.npz``: configuration, weights, optimizer state (if given) and ``extra`` JSON
-        values (e.g. a vocabulary)."""
+        values (e.g. a vocabulary). An int8 model's file holds its int8 weights and their scales
+        (its config's ``compute_dtype`` is ``"int8"``), and no optimizer."""
+        if optimizer is not None and isinstance(self.rnn, QuantizedLayer):
+            raise ValueError("optimizer: an int8 model is inference-only; it saves no optimizer")
         arrays: dict[str, Array] = {f"param/{k}": v for k, v in self.named_parameters().items()}
         self.config["compute_dtype"] = self.rnn.compute_dtype  # settable on the layer
         meta: dict[str, Any] = {"format": _FORMAT, "config": self.config, "extra": extra}
