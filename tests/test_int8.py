@@ -368,7 +368,7 @@ def _run_packed(q: QuantizedLayer, entries: list[tuple[Any, ...]]) -> Any:
 
 def test_crafted_packed_weights_are_refused() -> None:
     q = fastrnn.quantize_dynamic(fastrnn.LSTM(3, 4, seed=0))
-    good = q._qentries()
+    good = q.packed_entries()
     _run_packed(q, good)
     w_ih, w_hh, b_ih, b_hh, w_hr = good[0]
     cases = {
@@ -391,7 +391,7 @@ def test_crafted_packed_weights_are_refused() -> None:
 
 def test_float64_and_training_refused_by_the_binding() -> None:
     q = fastrnn.quantize_dynamic(fastrnn.RNN(3, 4, seed=0))
-    e = q._qentries()
+    e = q.packed_entries()
     args = (None, None, None, None, 1, False, 0, 4)
     with pytest.raises(TypeError, match="float32"):
         _core.forward(_core.Cell.rnn_tanh, np.ones((2, 1, 3)), e, *args, False, _core.Compute.int8)

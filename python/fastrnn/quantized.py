@@ -34,7 +34,14 @@ from .layers import RecurrentLayer, State
 from .reference import QuantizedWeight
 from .spec import Layout, StackSpec
 
-__all__ = ["QuantizedGRU", "QuantizedLSTM", "QuantizedLayer", "QuantizedRNN", "quantize_dynamic"]
+__all__ = [
+    "QuantizedGRU",
+    "QuantizedLSTM",
+    "QuantizedLayer",
+    "QuantizedRNN",
+    "quantize_dynamic",
+    "quantized_param_shapes",
+]
 
 Array = NDArray[Any]
 _WEIGHTS = ("weight_ih", "weight_hh", "weight_hr")
@@ -43,6 +50,18 @@ SCALE_SUFFIX = "_scale"
 
 def _is_weight(name: str) -> bool:
     return name.startswith(_WEIGHTS) and not name.endswith(SCALE_SUFFIX)
+
+
+def quantized_param_shapes(spec: StackSpec) -> dict[str, tuple[int, ...]]:
+    """The parameters of the int8 stack of ``spec`` and their shapes, in PyTorch's order: each
+    weight matrix (int8) followed by its scales (``<name>_scale``, float32, one per row), the
+    biases (float32)."""
+    out: dict[str, tuple[int, ...]] = {}
+    for name, shape in spec.param_shapes().items():
+        out[name] = shape
+        if _is_weight(name):
+            out[name + SCALE_SUFFIX] = shape[:1]
+    return out
 
 
 class QuantizedLayer(RecurrentLayer):
@@ -83,13 +102,9 @@ class QuantizedLayer(RecurrentLayer):
         )
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        """The parameters in PyTorch's order, each weight matrix followed by its scales."""
-        out: dict[str, tuple[int, ...]] = {}
-        for name, shape in self.spec.param_shapes().items():
-            out[name] = shape
-            if _is_weight(name):
-                out[name + SCALE_SUFFIX] = shape[:1]
-        return out
+        """The parameters in PyTorch's order, each weight matrix followed by its scales
+        (:func:`quantized_param_shapes`)."""
+        return quantized_param_shapes(self.spec)
 
     def reset_parameters(self, seed: int | np.random.Generator | None = None) -> None:
         raise RuntimeError(
@@ -127,7 +142,7 @@ class QuantizedLayer(RecurrentLayer):
         old = self._params
         super().load_state_dict(state_dict)
         try:
-            self._qentries()
+            self.packed_entries()
         except Exception:
             self._params = old
             raise
@@ -138,7 +153,7 @@ class QuantizedLayer(RecurrentLayer):
             if _is_weight(name):
                 yield name, QuantizedWeight(p, self._params[name + SCALE_SUFFIX])
 
-    def _qentries(self) -> list[tuple[Any, ...]]:
+    def packed_entries(self) -> list[tuple[Any, ...]]:
         """(w_ih, w_hh, b_ih, b_hh, w_hr) per entry, the weights packed for the kernels
         (:func:`fastrnn.functional.pack_int8`), kept while the parameter dict is the same."""
         cached = self.__dict__.get("_qentries_of")
@@ -206,7 +221,7 @@ class QuantizedLayer(RecurrentLayer):
         if lengths is not None and not batched:
             raise ValueError("lengths: only for batched input (a 3-D x)")
         la = spec.check_lengths(lengths, T, B)
-        res = F.run_forward_int8(spec, xt, self._qentries(), h0, c0, lengths=la)
+        res = F.run_forward_int8(spec, xt, self.packed_entries(), h0, c0, lengths=la)
         y = layout.to_caller(res.y, batched)
         return y, self._states_out(res.h_n, res.c_n, batched)
 

@@ -557,7 +557,7 @@ def _run_int8(
     :class:`fastrnn.quantized.QuantizedLayer`: its packed weights, the kernels it calls) on
     time-major tensors' memory, checked by the caller."""
     res = F.run_forward_int8(
-        layer.spec, x.detach().numpy(), layer._qentries(), _np(h0), _np(c0), lengths=lengths
+        layer.spec, x.detach().numpy(), layer.packed_entries(), _np(h0), _np(c0), lengths=lengths
     )
     return tuple(torch.from_numpy(a) for a in (res.y, res.h_n, res.c_n) if a is not None)
 

@@ -39,7 +39,7 @@ from numpy.typing import ArrayLike, NDArray
 from .._args import as_rng, check_bool, check_int, float_dtype
 from .._files import NpzReader
 from ..layers import RecurrentLayer, from_spec
-from ..quantized import SCALE_SUFFIX, QuantizedLayer, _is_weight, quantize_dynamic
+from ..quantized import QuantizedLayer, quantize_dynamic, quantized_param_shapes
 from ..spec import StackSpec, check_compute_dtype
 from . import losses, optim
 from .nn import Embedding, Linear
@@ -233,11 +233,8 @@ def _param_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
         dtype=config["dtype"],
     )  # fmt: skip
     out = config["output_size"]
-    shapes: dict[str, tuple[int, ...]] = {}
-    for k, v in spec.param_shapes().items():
-        shapes[f"rnn.{k}"] = v
-        if config["compute_dtype"] == INT8 and _is_weight(k):
-            shapes[f"rnn.{k}{SCALE_SUFFIX}"] = v[:1]
+    rnn = quantized_param_shapes(spec) if config["compute_dtype"] == INT8 else spec.param_shapes()
+    shapes = {f"rnn.{k}": v for k, v in rnn.items()}
     shapes |= {"head.weight": (out, spec.output_size), "head.bias": (out,)}
     if emb is not None:
         shapes["embedding.weight"] = (config["input_size"], emb)
