@@ -209,7 +209,12 @@ py::tuple forward_impl(CellKind cell, const py::array& x_in, const py::list& wei
     drop = checked<S>(dropout, "dropout", {d.L - 1, d.T, d.B, d.D * Hs});
   }
 
-  Opt y = py::array_t<S>({d.T, d.B, d.D * Hs});
+  // y from the block cache: a call after one whose y is gone gets its memory back, mapped
+  // (a fresh array of megabytes page-faults on every call); the kernels write all of it
+  const index_t ny = d.T * d.B * d.D * Hs;
+  Opt y = ny == 0 ? py::array_t<S>({d.T, d.B, d.D * Hs})
+                  : py::reinterpret_steal<py::array>(
+                        cached_array<S>(ny).attr("reshape")(d.T, d.B, d.D * Hs).release());
   Opt h_n = py::array_t<S>({LD, d.B, Hs});
   Opt c_n, ws;
   if (lstm) c_n = py::array_t<S>({LD, d.B, d.H});

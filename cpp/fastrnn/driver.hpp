@@ -286,10 +286,26 @@ class ForwardLoop {
     return {k0, n, tlo, training_ ? gates_ + tlo * z_.B * z_.GH : gate_chunk_.data()};
   }
 
+  /// Whether the input projection reads rows quantized in a phase of their own
+  /// (quantize_inputs): int8 products, each row quantized once rather than by every part.
+  bool quantized_inputs() const { return !xq_.empty(); }
+
+  /// Int8: the part's share of the chunk's rows of x quantized, for every part's projection.
+  void quantize_inputs(const Chunk& c, Part part) {
+    const index_t n = c.n * z_.B;
+    P_ih_.quantize_rows(Rows<S>{a_.x + c.tlo * z_.B * z_.I, z_.I, n}, n * part.index / part.count,
+                        n * (part.index + 1) / part.count, xq_.data(), xs_.data());
+  }
+
   /// The chunk's input projection gates = x W_ih^T + bias, the part's units of every gate.
   void project_inputs(const Chunk& c, Part part) {
-    P_ih_.multiply_part(Rows<S>{a_.x + c.tlo * z_.B * z_.I, z_.I, c.n * z_.B},
-                        Dest<S>::set(c.gates, z_.GH, bias_.empty() ? nullptr : bias_.data()), part);
+    const Dest<S> to = Dest<S>::set(c.gates, z_.GH, bias_.empty() ? nullptr : bias_.data());
+    if (quantized_inputs()) {
+      using Q = typename PackedGemm<S>::QuantRows;
+      P_ih_.multiply_part(Q{xq_.data(), xs_.data(), c.n * z_.B}, to, part);
+    } else {
+      P_ih_.multiply_part(Rows<S>{a_.x + c.tlo * z_.B * z_.I, z_.I, c.n * z_.B}, to, part);
+    }
   }
 
   /// Step k of the loop (time t) in the team's phases: gates += h_{t-1} W_hh^T (blocks [kInto,
@@ -384,6 +400,10 @@ class ForwardLoop {
       const Int8View ih = int8_view(w.q_ih, z_.GH, I, G, "weight_ih");
       const Int8View hh = int8_view(w.q_hh, z_.GH, Hs, G, "weight_hh");
       P_ih_ = PackedGemm<S>(ih, chunk_ * B);
+      const index_t rows = (chunk_ * B + 15) / 16 * 16;  // whole tiles (int8_kernel.hpp)
+      xq_ = Scratch<std::uint8_t>(rows * P_ih_.int8_row_bytes());
+      std::fill(xq_.data(), xq_.data() + xq_.size(), std::uint8_t(0));
+      xs_ = Scratch<float>(rows);
       P_hh1_ = PackedGemm<S>(hh.gate_blocks(0, G1), B);
       if constexpr (G > G1) P_hh2_ = PackedGemm<S>(hh.gate_blocks(G1, G), B);
       if (z_.proj) P_hr_ = PackedGemm<S>(int8_view(w.q_hr, Hs, H, 1, "weight_hr"), B);
@@ -464,11 +484,13 @@ class ForwardLoop {
   const std::vector<S> bias_;
   const index_t chunk_;
   Scratch<S> hproj_, hproj2_, gate_chunk_, state_buf_, step_buf_, hc_buf_;
-  S* gates_ = nullptr;  ///< training: (T, B, G*H) saved gates
-  S* hs_ = nullptr;     ///< h in T+1 slots (training) or two
-  S* cs_ = nullptr;     ///< c likewise (LSTM)
-  S* ex_ = nullptr;     ///< training: (T, B, H) extra (GRU)
-  S* hcs_ = nullptr;    ///< training: (T, B, H) hc (LSTM with projection)
+  Scratch<std::uint8_t> xq_{0};  ///< int8: a chunk's rows of x quantized (quantize_inputs)
+  Scratch<float> xs_{0};         ///< int8: their scales
+  S* gates_ = nullptr;           ///< training: (T, B, G*H) saved gates
+  S* hs_ = nullptr;              ///< h in T+1 slots (training) or two
+  S* cs_ = nullptr;              ///< c likewise (LSTM)
+  S* ex_ = nullptr;              ///< training: (T, B, H) extra (GRU)
+  S* hcs_ = nullptr;             ///< training: (T, B, H) hc (LSTM with projection)
   index_t first_slot_ = 0;
   PackedGemm<S> P_ih_, P_hh1_, P_hh2_, P_hr_;
 };
@@ -489,6 +511,7 @@ void forward_dir(const DirForward<S>& a) {
   const Team team(loop.threads());
   for (index_t k0 = 0; k0 < a.d.T; k0 += loop.chunk_steps()) {
     const auto c = loop.chunk(k0);
+    if (loop.quantized_inputs()) team.run([&](Part part) { loop.quantize_inputs(c, part); });
     team.run([&](Part part) { loop.project_inputs(c, part); });
     for (index_t k = k0; k < k0 + c.n; ++k) {
       check_interrupt();

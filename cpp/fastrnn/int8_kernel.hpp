@@ -143,6 +143,29 @@ inline void i8_store(const Int8View& v, index_t g, index_t pu, index_t u0, index
 #endif
 }
 
+#if FASTRNN_I8_AMX
+/// i8_store for the `rows` (<= 16) rows of x from c0 of one AMX tile of sums (16 x 16, row by
+/// row): the same arithmetic, with what the rows share (the units' mask and scales, the bias)
+/// loaded once.
+inline void i8_store_tile(const Int8View& v, index_t g, index_t pu, index_t u0, index_t u1,
+                          const std::int32_t* sums, const float* sx, index_t c0, index_t rows,
+                          const I8Out& o) {
+  const index_t lo = std::max(u0, pu), hi = std::min(u1, pu + kI8Rows);
+  const auto m = static_cast<__mmask16>(((1u << (hi - pu)) - 1) & ~((1u << (lo - pu)) - 1));
+  const index_t r0 = g * v.units + pu;  // A's row of lane 0
+  const __m512 sw = _mm512_loadu_ps(v.scale + v.prow(g, pu));
+  const __m512 bias =
+      !o.accumulate && o.bias ? _mm512_maskz_loadu_ps(m, o.bias + r0) : _mm512_setzero_ps();
+  float* out = o.out + c0 * o.ld + r0 - o.shift;
+  for (index_t r = 0; r < rows; ++r, out += o.ld) {
+    const __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512(sums + 16 * r)),
+                                   _mm512_mul_ps(_mm512_set1_ps(sx[c0 + r]), sw));
+    const __m512 base = o.accumulate ? _mm512_maskz_loadu_ps(m, out) : bias;
+    _mm512_mask_storeu_ps(out, m, _mm512_add_ps(base, p));
+  }
+}
+#endif
+
 #if FASTRNN_I8_VNNI
 /// vpdpbusd: sums[c][16 q + r] for N rows of x (unsigned, ldx bytes apart) by W panels (pstride
 /// bytes apart), over kq quads, each starting from -128 * the row's sum.
@@ -306,11 +329,8 @@ inline void i8_segment(const Int8View& v, index_t g, index_t u0, index_t u1, con
       for (index_t cb = 0; cb < n; cb += 32) {
         const int nx = n - cb > 16 ? 2 : 1;
         auto store = [&](int i, int j, const std::int32_t* s) {
-          const index_t pu = (p + j) * kI8Rows;
-          for (index_t r = 0; r < kI8Rows && cb + 16 * i + r < n; ++r) {
-            const index_t c = cb + 16 * i + r;
-            i8_store(v, g, pu, u0, u1, s + r * 16, sx[c], c, o);
-          }
+          const index_t c = cb + 16 * i;
+          i8_store_tile(v, g, (p + j) * kI8Rows, u0, u1, s, sx, c, std::min<index_t>(16, n - c), o);
         };
         const std::uint8_t* x = xq + cb * ldx;
         const std::int8_t* a = v.panel(g, p);

@@ -596,6 +596,33 @@ class PackedGemm {
     qs_.reset(rhs_parts_ * qrows_);
   }
 
+  /// Int8: rows of `in` quantized once for all the parts (quantize_rows), then multiplied by
+  /// each: n rows of int8_row_bytes() bytes, in a buffer of whole tiles (n rounded up to 16
+  /// rows; the rows past n of any value), and their scales.
+  struct QuantRows {
+    const std::uint8_t* q;
+    const float* scale;
+    index_t n;
+  };
+  index_t int8_row_bytes() const { return qld_; }
+  /// Int8: rows [r0, r1) of x quantized into q (int8_row_bytes() a row, from row r0) and scale.
+  void quantize_rows(const Rows<S>& x, index_t r0, index_t r1, std::uint8_t* q,
+                     float* scale) const {
+    if constexpr (std::is_same_v<S, float>) {
+      quantize_rows_i8(x.in + r0 * x.ld, x.ld, r1 - r0, q_.depth, q + r0 * qld_, qld_, scale + r0);
+    }
+  }
+  /// Int8: multiply_part for rows quantized already.
+  void multiply_part(const QuantRows& x, const Dest<S>& dest, Part part) const {
+    if (x.n <= 0 || a_.rows() <= 0) return;
+    index_t s0, s1;
+    const Targets to = targets(dest, Tail<S>{}, part, s0, s1);
+    if (s1 <= s0) return;
+    multiply_int8(to, s0, s1, x.n, kColBlock, [&](index_t c0, index_t nc) {
+      return QuantRows{x.q + c0 * qld_, x.scale + c0, nc};
+    });
+  }
+
   index_t rows() const { return a_.rows(); }
   index_t depth() const { return a_.depth(); }
   /// The most parts multiply_part() accepts (one right-hand-side buffer each).
@@ -608,16 +635,17 @@ class PackedGemm {
   void multiply_part(const Rows<S>& x, const Dest<S>& dest, Part part,
                      const Tail<S>& tail = Tail<S>{}) {
     if (x.n <= 0 || a_.rows() <= 0) return;
-    const index_t blocks = a_.blocks(), gates = a_.gates();
-    const index_t b0 = blocks * part.index / part.count;
-    const index_t b1 = blocks * (part.index + 1) / part.count;
-    if (b1 <= b0) return;
-    const index_t tail_shift = tail.gate < gates ? GateLayout{a_.rows() / gates}.at(tail.gate) : 0;
-    const Targets to{dest, tail, gates, tail_shift};
-    const index_t s0 = b0 * gates, s1 = b1 * gates;
+    index_t s0, s1;
+    const Targets to = targets(dest, tail, part, s0, s1);
+    if (s1 <= s0) return;
     eigen_assert(native() || (!x.transposed && !dest.transposed));
     if (int8_) {
-      multiply_int8(to, s0, s1, x, part);
+      std::uint8_t* xq = qx_.data() + part.index * qrows_ * qld_;
+      float* sx = qs_.data() + part.index * qrows_;
+      multiply_int8(to, s0, s1, x.n, qrows_, [&](index_t c0, index_t nc) {
+        quantize_rows(Rows<S>{x.in + c0 * x.ld, x.ld, nc}, 0, nc, xq, sx);
+        return QuantRows{xq, sx, nc};
+      });
     } else if (direct_ && bf16_) {
       multiply_direct_bf16(to, s0, s1, x, x16_.data() + part.index * x16_size_);
     } else if (native()) {
@@ -1042,33 +1070,42 @@ class PackedGemm {
   }
 #endif
 
-  /// Int8: the rows of x quantized kColBlock at a time into this part's buffer (int8_kernel.hpp),
-  /// each block multiplied by every segment of [s0, s1) (a segment: the units [u0, u1) of one
-  /// gate).
-  void multiply_int8(const Targets& to, index_t s0, index_t s1, const Rows<S>& x, Part part) {
+  /// The Targets of a product and the segments [s0, s1) of part `part`.
+  Targets targets(const Dest<S>& dest, const Tail<S>& tail, Part part, index_t& s0,
+                  index_t& s1) const {
+    const index_t blocks = a_.blocks(), gates = a_.gates();
+    s0 = blocks * part.index / part.count * gates;
+    s1 = blocks * (part.index + 1) / part.count * gates;
+    const index_t tail_shift = tail.gate < gates ? GateLayout{a_.rows() / gates}.at(tail.gate) : 0;
+    return Targets{dest, tail, gates, tail_shift};
+  }
+
+  /// Int8: the n rows of x in blocks of `block` rows, block(c0, nc) giving rows [c0, c0 + nc)
+  /// quantized (int8_kernel.hpp), each block multiplied by every segment of [s0, s1) (a segment:
+  /// the units [u0, u1) of one gate).
+  template <class Block>
+  void multiply_int8(const Targets& to, index_t s0, index_t s1, index_t n, index_t block,
+                     Block&& rows) const {
     if constexpr (std::is_same_v<S, float>) {
-      std::uint8_t* xq = qx_.data() + part.index * qrows_ * qld_;
-      float* sx = qs_.data() + part.index * qrows_;
       const index_t gates = a_.gates(), U = q_.units;
 #if FASTRNN_I8_AMX
-      const bool amx = std::min(x.n, qrows_) >= kI8AmxMinRows;
+      const bool amx = std::min(n, block) >= kI8AmxMinRows;
       if (amx) amx_configure();
 #endif
-      for (index_t c0 = 0; c0 < x.n; c0 += qrows_) {
-        const index_t nc = std::min(qrows_, x.n - c0);
-        quantize_rows_i8(x.in + c0 * x.ld, x.ld, nc, q_.depth, xq, qld_, sx);
+      for (index_t c0 = 0; c0 < n; c0 += block) {
+        const QuantRows x = rows(c0, std::min(block, n - c0));
         for (index_t si = s0; si < s1; ++si) {
           const Target t = to(si);
           const index_t g = si % gates, u0 = a_.seg_row(si) - g * U;
           const I8Out o{t.out + c0 * t.ld, t.ld, t.accumulate, t.bias, t.shift};
-          i8_segment(q_, g, u0, u0 + a_.seg_rows(si), xq, qld_, sx, nc, o);
+          i8_segment(q_, g, u0, u0 + a_.seg_rows(si), x.q, qld_, x.scale, x.n, o);
         }
       }
 #if FASTRNN_I8_AMX
       if (amx) amx_done();
 #endif
     } else {
-      (void)to, (void)s0, (void)s1, (void)x, (void)part;
+      (void)to, (void)s0, (void)s1, (void)n, (void)block, (void)rows;
     }
   }
 
