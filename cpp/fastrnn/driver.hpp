@@ -326,7 +326,7 @@ class ForwardLoop {
     };
     team.run([&](Part part) {
       const TeamUnits u = units(part);
-      recurrent_product(s, part);
+      recurrent_product(s, k, part);
       if constexpr (G > G1) {
         Cell::forward_stage1(step_cols(s, u.u0, u.u1));
       } else {
@@ -337,7 +337,7 @@ class ForwardLoop {
     if constexpr (G > G1) {
       team.run([&](Part part) {  // the second product reads all of stage 1's extra
         const TeamUnits u = units(part);
-        second_product(s, part);
+        second_product(s, k, part);
         Cell::forward(step_cols(s, u.u0, u.u1));
         if (!z_.proj) finish(u);
       });
@@ -444,21 +444,53 @@ class ForwardLoop {
 
   TeamUnits units(Part part) const { return team_units<S>(z_.H, z_.Hs, part); }
 
+  /// Whether step k starts from the zero state (no h0): then its recurrent products (and a
+  /// two-stage cell's second, whose input r*h is zero too) are zero for finite weights, and are
+  /// skipped: nothing added to the gates, hproj = b_hh (one step, T = 1, reads only W_ih).
+  bool from_zero_state(index_t k) const { return k == 0 && a_.h0 == nullptr; }
+
+  /// rows [0, n) of out (leading dimension ld), the part's units of `gates` gate blocks, set to
+  /// bias (indexed as out's columns; nullptr: zeros): a product of a zero state.
+  void set_bias(S* out, index_t ld, const S* bias, int gates, index_t n, Part part) const {
+    const TeamUnits u = units(part);
+    for (index_t b = 0; b < n; ++b) {
+      for (int g = 0; g < gates; ++g) {
+        S* row = out + b * ld + z_.gates.at(g);
+        if (bias) {
+          copy_n(row + u.u0, bias + z_.gates.at(g) + u.u0, u.u1 - u.u0);
+        } else {
+          std::fill(row + u.u0, row + u.u1, S(0));
+        }
+      }
+    }
+  }
+
   /// gates += h_{t-1} W_hh^T (blocks [kInto, G1): hproj = h_{t-1} W_hh^T + b_hh), the part's
   /// units.
-  void recurrent_product(const FwdStep<S>& s, Part part) {
-    P_hh1_.multiply_part(
-        Rows<S>{s.h_prev, z_.Hs, s.B}, Dest<S>::add(s.gates, z_.GH), part,
-        Tail<S>{kInto, Dest<S>::set(hproj_.data(), z_.gates.size(G1 - kInto), a_.w->b_hh)});
+  void recurrent_product(const FwdStep<S>& s, index_t k, Part part) {
+    const index_t ld = z_.gates.size(G1 - kInto);
+    const S* b_hh = a_.w->b_hh;
+    if (from_zero_state(k)) {
+      if (kInto < G1)
+        set_bias(hproj_.data(), ld, b_hh ? b_hh + z_.gates.at(kInto) : nullptr, G1 - kInto, s.B,
+                 part);
+      return;
+    }
+    P_hh1_.multiply_part(Rows<S>{s.h_prev, z_.Hs, s.B}, Dest<S>::add(s.gates, z_.GH), part,
+                         Tail<S>{kInto, Dest<S>::set(hproj_.data(), ld, b_hh)});
   }
 
   /// A two-stage cell's hproj2 = extra W_hh[G1:]^T + b_hh[G1:], the part's units.
-  void second_product(const FwdStep<S>& s, Part part) {
+  void second_product(const FwdStep<S>& s, index_t k, Part part) {
     const Weights<S>& w = *a_.w;
     const GateLayout& gl = z_.gates;
-    P_hh2_.multiply_part(
-        Rows<S>{s.extra, z_.H, s.B},
-        Dest<S>::set(hproj2_.data(), gl.size(G - G1), w.b_hh ? w.b_hh + gl.at(G1) : nullptr), part);
+    const S* bias = w.b_hh ? w.b_hh + gl.at(G1) : nullptr;
+    if (from_zero_state(k)) {
+      set_bias(hproj2_.data(), gl.size(G - G1), bias, G - G1, s.B, part);
+      return;
+    }
+    P_hh2_.multiply_part(Rows<S>{s.extra, z_.H, s.B},
+                         Dest<S>::set(hproj2_.data(), gl.size(G - G1), bias), part);
   }
 
   /// Finished (or not yet started) sequences, rows [s.B, B), keep their state; their saved

@@ -32,7 +32,8 @@
 //                reset_before           :  n = tanh(W_in x + b_in + W_hn (r*h) + b_hn)
 // * Biases are optional (nullptr): a layer built with bias=False has none, and then no bias
 //   gradients.
-// * Initial states are optional (nullptr means zeros); so are the incoming gradients dy, dh_n,
+// * Initial states are optional (nullptr means zeros: the first step's recurrent products are
+//   then zero, for finite weights, and are skipped); so are the incoming gradients dy, dh_n,
 //   dc_n.
 // * LSTM with projection (PyTorch's proj_size): h' = W_hr (o*tanh(c')), h has P < H units.
 // * Variable lengths: the batch is sorted by decreasing length inside (a stable permutation), so
