@@ -114,7 +114,8 @@ constexpr std::uint64_t kLow = 0xffffffffu;
 class Pool {
  public:
   /// False when another job holds the pool (the caller then runs its job serially).
-  bool run(index_t count, int threads, PoolItem fn, void* ctx) {
+  /// exact: only with one thread per item (pool_run_team), else nothing runs and false.
+  bool run(index_t count, int threads, PoolItem fn, void* ctx, bool exact = false) {
     if (busy_.exchange(true, std::memory_order_acquire)) return false;
     struct Release {
       std::atomic<bool>& busy;
@@ -122,7 +123,7 @@ class Pool {
     } release{busy_};
     const index_t want = std::min<index_t>(threads, count);  // never more threads than items
     const int n = static_cast<int>(std::min<index_t>(want, 1 + grow(static_cast<int>(want) - 1)));
-    if (n <= 1) return false;
+    if (n <= 1 || (exact && n != count)) return false;
     const std::uint32_t g = publish(count, n, fn, ctx);
     t_in_job = true;
     work(g, 0);
@@ -304,6 +305,31 @@ void pool_run(index_t count, int threads, PoolItem fn, void* ctx) {
     return;
   }
   for (index_t i = 0; i < count; ++i) fn(ctx, i, 0);
+}
+
+bool pool_run_team(int n, PoolItem fn, void* ctx) {
+  return n > 1 && !t_in_job && pool().run(n, n, fn, ctx, /*exact=*/true);
+}
+
+bool TeamBarrier::wait() noexcept {
+  const std::uint32_t g = gen_.load(std::memory_order_acquire);
+  if (aborted_.load(std::memory_order_acquire)) return false;
+  if (arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == n_) {
+    arrived_.store(0, std::memory_order_relaxed);  // before the release of the next generation
+    gen_.store(g + 1);  // seq_cst: ordered before the read of sleepers_ (see wait_until)
+    if (sleepers_.load() > 0) wake_all(gen_);
+  } else {
+    // as a worker waits for the next job: the next meeting is usually a step away
+    wait_until([&] { return gen_.load(std::memory_order_acquire) != g; }, gen_, sleepers_,
+               kNextJob);
+  }
+  return !aborted_.load(std::memory_order_acquire);
+}
+
+void TeamBarrier::abort() noexcept {
+  aborted_.store(true);
+  gen_.fetch_add(1);
+  wake_all(gen_);
 }
 
 int pool_workers() noexcept {

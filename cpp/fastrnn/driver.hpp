@@ -313,7 +313,8 @@ class ForwardLoop {
   /// extra W_hh[G1:]^T + b_hh[G1:] and the rest], [h = hc W_hr^T]; then the rows that do not
   /// run the step and the output rows. A phase ends where the next product reads all of what
   /// the phase wrote; a part's cell reads only the columns of its own units.
-  void step(const Chunk& c, index_t k, const Team& team) {
+  template <class TeamT>
+  void step(const Chunk& c, index_t k, const TeamT& team) {
     const index_t t = a_.reverse ? z_.T - 1 - k : k;
     const index_t Bt = a_.active ? a_.active[t] : z_.B;
     const Slots sl = slots(t, k);
@@ -537,18 +538,31 @@ class ForwardLoop {
 /// second product reads all of the first stage's output). Every element is computed by the same
 /// code in the same order whatever the split and whichever thread runs a part: bit-identical
 /// results for any thread count.
-template <class Cell, class S>
-void forward_dir(const DirForward<S>& a) {
-  ForwardLoop<Cell, S> loop(a);
-  const Team team(loop.threads());
+///
+/// With more than one thread the team's members run the whole loop together (run_team): each
+/// keeps its part from the first step to the last and they meet once a phase (TeamMember), rather
+/// than the caller handing every phase to the pool; when the threads are not free (another job
+/// holds the pool) the caller runs the same phases with a Team.
+template <class Cell, class S, class TeamT>
+void forward_steps(ForwardLoop<Cell, S>& loop, const DirForward<S>& a, const TeamT& team) {
   for (index_t k0 = 0; k0 < a.d.T; k0 += loop.chunk_steps()) {
     const auto c = loop.chunk(k0);
     if (loop.quantized_inputs()) team.run([&](Part part) { loop.quantize_inputs(c, part); });
     team.run([&](Part part) { loop.project_inputs(c, part); });
     for (index_t k = k0; k < k0 + c.n; ++k) {
-      check_interrupt();
+      if (team.leader()) check_interrupt();
       loop.step(c, k, team);
     }
+  }
+}
+
+template <class Cell, class S>
+void forward_dir(const DirForward<S>& a) {
+  ForwardLoop<Cell, S> loop(a);
+  const int n = loop.threads();
+  if (n == 1 || a.d.T == 0 ||
+      !run_team(n, [&](const TeamMember& m) { forward_steps(loop, a, m); })) {
+    forward_steps(loop, a, Team(n));
   }
   loop.write_final_states();
 }

@@ -102,6 +102,8 @@ class Team {
  public:
   explicit Team(int size) : size_(std::max(size, 1)) {}
   int size() const { return size_; }
+  /// The caller runs every phase (and so is the one to poll for interrupts).
+  bool leader() const { return true; }
   template <class F>
   void run(F&& f) const {
     const index_t n = size_;
@@ -111,6 +113,57 @@ class Team {
  private:
   int size_;
 };
+
+/// Thrown out of a TeamMember's phase when another member failed (run_team).
+struct TeamAborted {};
+
+/// One of the n threads that run a whole loop together (run_team): run(f) runs the member's
+/// own part of a phase, f(part), then meets the others (TeamBarrier), so that as with Team the
+/// next phase starts when all of this one is done; but the members stay, each with its part
+/// (and that part's weights in its core's cache) from the first phase to the last, and a phase
+/// costs one meeting rather than a job handed to the pool. Only the leader (part 0, the caller's
+/// thread) does what must be done once.
+class TeamMember {
+ public:
+  TeamMember(Part part, TeamBarrier& b) : part_(part), b_(b) {}
+  int size() const { return static_cast<int>(part_.count); }
+  bool leader() const { return part_.index == 0; }
+  template <class F>
+  void run(F&& f) const {
+    f(part_);
+    if (!b_.wait()) throw TeamAborted{};
+  }
+
+ private:
+  Part part_;
+  TeamBarrier& b_;
+};
+
+/// body(member) on n threads at once, each a TeamMember of part i of n; false (nothing run) when
+/// n threads are not free (pool_run_team): the caller then runs the loop with a Team. An
+/// exception from a member stops the others at their next meeting and is rethrown here.
+template <class F>
+bool run_team(int n, F&& body) {
+  struct Ctx {
+    F& body;
+    TeamBarrier barrier;
+    int n;
+  } ctx{body, TeamBarrier(n), n};
+  return pool_run_team(
+      n,
+      [](void* p, index_t i, int) {
+        auto& c = *static_cast<Ctx*>(p);
+        try {
+          c.body(TeamMember(Part{i, c.n}, c.barrier));
+        } catch (const TeamAborted&) {
+          // another member failed; its exception is the one rethrown
+        } catch (...) {
+          c.barrier.abort();
+          throw;
+        }
+      },
+      &ctx);
+}
 
 /// dst = lhs * rhs (or dst += lhs * rhs), over fixed tiles of dst, in parallel.
 /// dst is a writable Eigen expression (a Map or a block of one); lhs and rhs any expressions.

@@ -21,6 +21,9 @@
 // the child).
 #pragma once
 
+#include <atomic>
+#include <cstdint>
+
 #include "fastrnn/fastrnn.hpp"
 
 namespace fastrnn::detail {
@@ -37,5 +40,31 @@ void pool_run(index_t count, int threads, PoolItem fn, void* ctx);
 
 /// How many worker threads the pool has started in this process (for tests and diagnostics).
 int pool_workers() noexcept;
+
+/// Runs fn(ctx, i, i) for every i in [0, n) on n threads at the same time (the caller runs item
+/// 0, worker i item i), or returns false having run nothing when n threads are not free now (the
+/// pool holds another job, the caller is a job's item, or the system gives fewer threads): for
+/// items that meet each other (TeamBarrier), which all must run at once. An exception from an
+/// item is rethrown in the caller once every item has returned.
+bool pool_run_team(int n, PoolItem fn, void* ctx);
+
+/// Where the n items of a pool_run_team job meet: wait() returns when all n have called it (the
+/// waiters spin for a while, then sleep), false once abort() was called (then at once).
+class TeamBarrier {
+ public:
+  explicit TeamBarrier(int n) noexcept : n_(n) {}
+  TeamBarrier(const TeamBarrier&) = delete;
+  TeamBarrier& operator=(const TeamBarrier&) = delete;
+  bool wait() noexcept;
+  /// Every wait(), now and later, returns false (a member failed: the others stop).
+  void abort() noexcept;
+
+ private:
+  alignas(64) std::atomic<std::uint32_t> gen_{0};
+  alignas(64) std::atomic<int> arrived_{0};
+  std::atomic<int> sleepers_{0};
+  std::atomic<bool> aborted_{false};
+  const int n_;
+};
 
 }  // namespace fastrnn::detail
