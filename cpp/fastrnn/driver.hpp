@@ -318,9 +318,10 @@ class ForwardLoop {
     const index_t t = a_.reverse ? z_.T - 1 - k : k;
     const index_t Bt = a_.active ? a_.active[t] : z_.B;
     const Slots sl = slots(t, k);
-    const FwdStep<S> s = step_args(c, t, Bt, sl);
-    S* h_out = hs_ + sl.wr * z_.BHs;
+    const FwdStep<S> s = step_args(c, t, k, Bt, sl);
+    S* h_out = h_write(t, sl);
     auto finish = [&](const TeamUnits& u) {
+      if (h_in_y_) return;  // h is y's row already (and every row runs)
       hold_finished_rows(s, h_out, u);
       copy_running_rows(a_.y + t * z_.B * a_.ldy, a_.ldy, static_cast<const S*>(h_out), z_.Hs, z_.B,
                         Bt, u.v0, u.v1);  // y: h of running rows, zeros for the others
@@ -355,7 +356,8 @@ class ForwardLoop {
   void write_final_states() const {
     const index_t T = z_.T;
     const index_t last = T == 0 ? first_slot_ : training_ ? (a_.reverse ? 0 : T) : (T & 1);
-    copy_n(a_.h_n, static_cast<const S*>(hs_ + last * z_.BHs), z_.BHs);
+    const S* h = h_in_y_ && T > 0 ? a_.y + (a_.reverse ? 0 : T - 1) * z_.BHs : hs_ + last * z_.BHs;
+    copy_n(a_.h_n, h, z_.BHs);
     if constexpr (Cell::kCellState) {
       copy_n(a_.c_n, static_cast<const S*>(cs_ + last * z_.BH), z_.BH);
     }
@@ -374,9 +376,22 @@ class ForwardLoop {
     return {k & 1, (k & 1) ^ 1};
   }
 
+  /// Where step k (time t) writes h: y's row t when h_in_y_, else its state slot.
+  S* h_write(index_t t, const Slots& sl) const {
+    return h_in_y_ ? a_.y + t * z_.BHs : hs_ + sl.wr * z_.BHs;
+  }
+  /// Where step k reads h_{t-1}: the previous step's row of y when h_in_y_ (the initial state
+  /// at the first step), else its slot.
+  const S* h_read(index_t t, index_t k, const Slots& sl) const {
+    if (h_in_y_ && k > 0) return a_.y + (a_.reverse ? t + 1 : t - 1) * z_.BHs;
+    return hs_ + sl.rd * z_.BHs;
+  }
+
   /// The saved arrays (training: the workspace) or the ping-pong buffers, and the initial states
-  /// in the first slot.
+  /// in the first slot. In inference with every row running every step and y's rows just h
+  /// (one direction of the last or only layer), the steps write h straight into y: no copy.
   void place_states() {
+    h_in_y_ = !training_ && !a_.active && a_.ldy == z_.Hs;
     S* ws = a_.ws;
     gates_ = training_ ? ws + L_.gates : nullptr;
     hs_ = training_ ? ws + L_.states : state_buf_.data();
@@ -421,7 +436,7 @@ class ForwardLoop {
 
   /// What the cell sees at time t: Bt running rows, the states of slots sl. With a projection
   /// the cell writes hc (h = W_hr hc follows), else h itself.
-  FwdStep<S> step_args(const Chunk& c, index_t t, index_t Bt, Slots sl) {
+  FwdStep<S> step_args(const Chunk& c, index_t t, index_t k, index_t Bt, Slots sl) {
     const index_t BH = z_.BH;
     FwdStep<S> s{};
     s.B = Bt;
@@ -430,13 +445,13 @@ class ForwardLoop {
     s.gates = c.gates + (t - c.tlo) * z_.B * z_.GH;
     s.hproj = hproj_.empty() ? nullptr : hproj_.data();
     s.hproj2 = hproj2_.empty() ? nullptr : hproj2_.data();
-    s.h_prev = hs_ + sl.rd * z_.BHs;
+    s.h_prev = h_read(t, k, sl);
     if constexpr (Cell::kCellState) {
       s.c_prev = cs_ + sl.rd * BH;
       s.c = cs_ + sl.wr * BH;
     }
     S* hc = z_.proj ? (training_ ? hcs_ + t * BH : step_buf_.data()) : nullptr;
-    s.h = z_.proj ? hc : hs_ + sl.wr * z_.BHs;
+    s.h = z_.proj ? hc : h_write(t, sl);
     if constexpr (Cell::kExtra) {
       s.extra = training_ ? ex_ + t * BH : (z_.proj ? hc_buf_.data() : step_buf_.data());
     }
@@ -525,6 +540,7 @@ class ForwardLoop {
   S* ex_ = nullptr;              ///< training: (T, B, H) extra (GRU)
   S* hcs_ = nullptr;             ///< training: (T, B, H) hc (LSTM with projection)
   index_t first_slot_ = 0;
+  bool h_in_y_ = false;  ///< the steps write h into y's rows (place_states)
   PackedGemm<S> P_ih_, P_hh1_, P_hh2_, P_hr_;
 };
 
