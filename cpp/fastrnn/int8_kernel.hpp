@@ -185,7 +185,7 @@ EIGEN_ALWAYS_INLINE void i8_panels(const std::int8_t* a, index_t pstride, index_
       for (int h = 1; h < C; ++h) acc[h][q][c] = _mm512_setzero_si512();
     }
   }
-  auto quad_step = [&](index_t i, int h) __attribute__((always_inline)) {
+  auto quad_step = [&](index_t i, int h) {
     __m512i av[W];
     for (int q = 0; q < W; ++q) av[q] = _mm512_loadu_si512(a + q * pstride + i * 64);
     for (int c = 0; c < N; ++c) {
