@@ -311,25 +311,42 @@ bool pool_run_team(int n, PoolItem fn, void* ctx) {
   return n > 1 && !t_in_job && pool().run(n, n, fn, ctx, /*exact=*/true);
 }
 
-bool TeamBarrier::wait() noexcept {
-  const std::uint32_t g = gen_.load(std::memory_order_acquire);
-  if (aborted_.load(std::memory_order_acquire)) return false;
-  if (arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == n_) {
-    arrived_.store(0, std::memory_order_relaxed);  // before the release of the next generation
-    gen_.store(g + 1);  // seq_cst: ordered before the read of sleepers_ (see wait_until)
-    if (sleepers_.load() > 0) wake_all(gen_);
-  } else {
-    // as a worker waits for the next job: the next meeting is usually a step away
-    wait_until([&] { return gen_.load(std::memory_order_acquire) != g; }, gen_, sleepers_,
-               kNextJob);
+TeamPhases::TeamPhases(int n) : claimed_(new std::atomic<std::uint32_t>[n]), n_(n) {
+  for (int j = 0; j < n; ++j) claimed_[j].store(0, std::memory_order_relaxed);
+}
+
+bool TeamPhases::claim(int j, std::uint32_t p) noexcept {
+  std::uint32_t c = claimed_[j].load(std::memory_order_acquire);
+  while (c < p) {
+    if (claimed_[j].compare_exchange_weak(c, p, std::memory_order_acq_rel)) return true;
   }
+  return false;
+}
+
+void TeamPhases::part_done(std::uint32_t p) noexcept {
+  // the phase's parts finish one by one; the last resets the count before publishing the
+  // phase done, and nobody claims a part of the next phase before that
+  if (parts_done_.fetch_add(1, std::memory_order_acq_rel) + 1 == n_) {
+    parts_done_.store(0, std::memory_order_relaxed);
+    completed_.store(p);  // seq_cst: ordered before the read of sleepers_ (see wait_until)
+    if (sleepers_.load() > 0) wake_all(completed_);
+  }
+}
+
+bool TeamPhases::wait(std::uint32_t p) noexcept {
+  // as a worker waits for the next job: the next phase is usually a step away
+  wait_until(
+      [&] {
+        return completed_.load(std::memory_order_acquire) >= p ||
+               aborted_.load(std::memory_order_acquire);
+      },
+      completed_, sleepers_, kNextJob);
   return !aborted_.load(std::memory_order_acquire);
 }
 
-void TeamBarrier::abort() noexcept {
-  aborted_.store(true);
-  gen_.fetch_add(1);
-  wake_all(gen_);
+void TeamPhases::abort() noexcept {
+  aborted_.store(true);  // seq_cst: a waiter about to sleep sees it (wait_until), the others wake
+  wake_all(completed_);
 }
 
 int pool_workers() noexcept {

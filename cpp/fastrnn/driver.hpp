@@ -556,9 +556,10 @@ class ForwardLoop {
 /// results for any thread count.
 ///
 /// With more than one thread the team's members run the whole loop together (run_team): each
-/// keeps its part from the first step to the last and they meet once a phase (TeamMember), rather
-/// than the caller handing every phase to the pool; when the threads are not free (another job
-/// holds the pool) the caller runs the same phases with a Team.
+/// keeps its part from the first step to the last and they wait for each other once a phase
+/// (TeamMember; a part whose member another process keeps off its core is run by another),
+/// rather than the caller handing every phase to the pool; when the threads are not free
+/// (another job holds the pool) the caller runs the same phases with a Team.
 template <class Cell, class S, class TeamT>
 void forward_steps(ForwardLoop<Cell, S>& loop, const DirForward<S>& a, const TeamT& team) {
   for (index_t k0 = 0; k0 < a.d.T; k0 += loop.chunk_steps()) {

@@ -117,26 +117,36 @@ class Team {
 /// Thrown out of a TeamMember's phase when another member failed (run_team).
 struct TeamAborted {};
 
-/// One of the n threads that run a whole loop together (run_team): run(f) runs the member's
-/// own part of a phase, f(part), then meets the others (TeamBarrier), so that as with Team the
-/// next phase starts when all of this one is done; but the members stay, each with its part
-/// (and that part's weights in its core's cache) from the first phase to the last, and a phase
-/// costs one meeting rather than a job handed to the pool. Only the leader (part 0, the caller's
-/// thread) does what must be done once.
+/// One of the n threads that run a whole loop together (run_team): run(f) is one phase of the
+/// loop, f(part) for the n parts (TeamPhases: the member's own part, then any part nobody else
+/// has started), returning when all n are done, so that as with Team the next phase starts when
+/// all of this one is done. The members stay from the first phase to the last, each with its
+/// part (and that part's weights in its core's cache) unless another process keeps its thread
+/// off its core, and a phase costs no job handed to the pool. Only the leader (member 0, the
+/// caller's thread) does what must be done once.
 class TeamMember {
  public:
-  TeamMember(Part part, TeamBarrier& b) : part_(part), b_(b) {}
-  int size() const { return static_cast<int>(part_.count); }
-  bool leader() const { return part_.index == 0; }
+  TeamMember(int index, TeamPhases& phases) : index_(index), phases_(phases) {}
+  int size() const { return phases_.size(); }
+  bool leader() const { return index_ == 0; }
   template <class F>
   void run(F&& f) const {
-    f(part_);
-    if (!b_.wait()) throw TeamAborted{};
+    const std::uint32_t p = ++phase_;
+    const int n = phases_.size();
+    for (int k = 0; k < n; ++k) {
+      const int j = (index_ + k) % n;
+      if (phases_.claim(j, p)) {
+        f(Part{j, n});
+        phases_.part_done(p);
+      }
+    }
+    if (!phases_.wait(p)) throw TeamAborted{};
   }
 
  private:
-  Part part_;
-  TeamBarrier& b_;
+  int index_;
+  TeamPhases& phases_;
+  mutable std::uint32_t phase_ = 0;  ///< the phases run so far (the same count in every member)
 };
 
 /// body(member) on n threads at once, each a TeamMember of part i of n; false (nothing run) when
@@ -146,19 +156,18 @@ template <class F>
 bool run_team(int n, F&& body) {
   struct Ctx {
     F& body;
-    TeamBarrier barrier;
-    int n;
-  } ctx{body, TeamBarrier(n), n};
+    TeamPhases phases;
+  } ctx{body, TeamPhases(n)};
   return pool_run_team(
       n,
       [](void* p, index_t i, int) {
         auto& c = *static_cast<Ctx*>(p);
         try {
-          c.body(TeamMember(Part{i, c.n}, c.barrier));
+          c.body(TeamMember(static_cast<int>(i), c.phases));
         } catch (const TeamAborted&) {
           // another member failed; its exception is the one rethrown
         } catch (...) {
-          c.barrier.abort();
+          c.phases.abort();
           throw;
         }
       },

@@ -23,6 +23,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 
 #include "fastrnn/fastrnn.hpp"
 
@@ -44,24 +45,35 @@ int pool_workers() noexcept;
 /// Runs fn(ctx, i, i) for every i in [0, n) on n threads at the same time (the caller runs item
 /// 0, worker i item i), or returns false having run nothing when n threads are not free now (the
 /// pool holds another job, the caller is a job's item, or the system gives fewer threads): for
-/// items that meet each other (TeamBarrier), which all must run at once. An exception from an
+/// items that wait for each other (TeamPhases), which all must run at once. An exception from an
 /// item is rethrown in the caller once every item has returned.
 bool pool_run_team(int n, PoolItem fn, void* ctx);
 
-/// Where the n items of a pool_run_team job meet: wait() returns when all n have called it (the
-/// waiters spin for a while, then sleep), false once abort() was called (then at once).
-class TeamBarrier {
+/// The phases of the n members of a pool_run_team job (parallel.hpp's TeamMember): every
+/// member calls the same sequence of phases p = 1, 2, ...; each phase has n parts, part m
+/// member m's own. A member runs its own part if nobody has claimed it, then any other part
+/// nobody has claimed yet (a member that another process keeps off its core has its part run
+/// by the others), then waits until all n parts of the phase are done (spinning for a while,
+/// then sleeping). A member behind the others finds their phases done and catches up.
+class TeamPhases {
  public:
-  explicit TeamBarrier(int n) noexcept : n_(n) {}
-  TeamBarrier(const TeamBarrier&) = delete;
-  TeamBarrier& operator=(const TeamBarrier&) = delete;
-  bool wait() noexcept;
-  /// Every wait(), now and later, returns false (a member failed: the others stop).
+  explicit TeamPhases(int n);
+  TeamPhases(const TeamPhases&) = delete;
+  TeamPhases& operator=(const TeamPhases&) = delete;
+  int size() const noexcept { return n_; }
+  /// True for the one caller that gets part j of phase p.
+  bool claim(int j, std::uint32_t p) noexcept;
+  /// After running a claimed part of phase p.
+  void part_done(std::uint32_t p) noexcept;
+  /// Waits until phase p is done; false once abort() was called (then at once).
+  bool wait(std::uint32_t p) noexcept;
+  /// A member failed: every wait, now and later, returns false.
   void abort() noexcept;
 
  private:
-  alignas(64) std::atomic<std::uint32_t> gen_{0};
-  alignas(64) std::atomic<int> arrived_{0};
+  std::unique_ptr<std::atomic<std::uint32_t>[]> claimed_;  ///< the last phase part j ran in
+  alignas(64) std::atomic<std::uint32_t> completed_{0};    ///< phases done, all parts
+  alignas(64) std::atomic<int> parts_done_{0};             ///< of the phase running
   std::atomic<int> sleepers_{0};
   std::atomic<bool> aborted_{false};
   const int n_;
