@@ -175,16 +175,29 @@ void copy_running_rows(S* dst, index_t ldd, const S* src, index_t lds, index_t B
 /// the products' precision: on AMX tiles a step's product runs ~5x faster than in float32 while
 /// the team's meeting per step costs the same (measured, 1 vs 2 threads, AMX: an RNN step of
 /// 64x256x256 ran slower on two, 3.3 -> 4.4 ms for S1; an LSTM step of 64x1024x256 faster).
-inline index_t team_min_work(Compute c) {
+/// int8: a step's product is ~4x faster than float32's (far more on AMX), so what the threads
+/// share is mostly the cell's pointwise pass: an RNN's (one gate, no transcendental but tanh)
+/// pays for the meeting only at large steps, an LSTM's or GRU's from small ones (measured, 1 vs
+/// 2 threads: RNN int8 slower on two at 64x256x256 (S1, 3.0 -> 4.1 ms) and 32x512x512 (S2),
+/// GRU faster at 1x768x256 (S3, 0.87 -> 0.70 ms), LSTM at 1x1024x256 (S3, 1.13 -> 0.80 ms)).
+inline index_t team_min_work(Compute c, int gates) {
+  if (c == Compute::Int8) return gates == 1 ? index_t(16) << 20 : index_t(128) << 10;
   return c == Compute::Bf16 && kBf16OnAmx ? index_t(8) << 20 : kParallelMinWork;
 }
 
+/// Multiply-adds of a whole int8 time loop below which it runs on one thread: a few steps do
+/// not pay for starting the team (one step of LSTM 256->512: 0.023 ms on one, 0.025 on two).
+inline constexpr index_t kInt8TeamMinTotal = index_t(4) << 20;
+
 /// Threads for a direction's time loop: fastrnn's thread count, at most the parts each packed
 /// product offers (an unused, empty product sets no limit), and 1 when a step's recurrent
-/// product (step_work multiply-adds) is too small to share (team_min_work). (The split never
-/// changes a result, see forward_dir below.)
-inline int team_threads(index_t step_work, Compute c, std::initializer_list<int> parts) {
-  if (step_work < team_min_work(c)) return 1;
+/// product (step_work multiply-adds) is too small to share (team_min_work), or, in int8, the
+/// loop of `steps` steps (kInt8TeamMinTotal). (The split never changes a result, see
+/// forward_dir below.)
+inline int team_threads(index_t step_work, index_t steps, int gates, Compute c,
+                        std::initializer_list<int> parts) {
+  if (step_work < team_min_work(c, gates)) return 1;
+  if (c == Compute::Int8 && step_work * steps < kInt8TeamMinTotal) return 1;
   int n = num_threads();
   for (int p : parts) n = std::min(n, p);
   return std::max(n, 1);
@@ -276,7 +289,7 @@ class ForwardLoop {
   index_t chunk_steps() const { return chunk_; }
   int threads() const {
     return team_threads(
-        z_.B * G * z_.H * z_.Hs, a_.compute,
+        z_.B * G * z_.H * z_.Hs, z_.T, G, a_.compute,
         {P_ih_.max_parts(), P_hh1_.max_parts(), P_hh2_.max_parts(), P_hr_.max_parts()});
   }
 
@@ -633,7 +646,7 @@ class BackwardLoop {
   }
 
   int threads() const {
-    return team_threads(z_.B * G * z_.H * z_.Hs, a_.compute,
+    return team_threads(z_.B * G * z_.H * z_.Hs, z_.T, G, a_.compute,
                         {P_hh1_.max_parts(), P_hh2_.max_parts(), P_hr_.max_parts()});
   }
 
