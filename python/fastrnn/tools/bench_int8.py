@@ -136,12 +136,18 @@ def ort_quantized(model: Any) -> Any:
 
     from fastrnn import onnx as fonnx
 
-    # it advises pre-processing (shape inference, for convolution models) through the root logger
-    logging.getLogger().setLevel(logging.ERROR)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "int8.onnx")
-        quantize_dynamic(model, path, weight_type=QuantType.QInt8)
-        q = onnx.load(path)
+    # it advises pre-processing (shape inference, for convolution models) through the root
+    # logger: quiet while it runs
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "int8.onnx")
+            quantize_dynamic(model, path, weight_type=QuantType.QInt8)
+            q = onnx.load(path)
+    finally:
+        root.setLevel(level)
     if ORT_INT8_OP not in {n.op_type for n in q.graph.node}:
         ops = ", ".join(n.op_type for n in q.graph.node)
         raise ValueError(f"quantize_dynamic made no {ORT_INT8_OP} (nodes: {ops})")
