@@ -30,13 +30,17 @@ busy during the quiet and the loaded timings (a shared machine is not quiet).
 ``--compute-dtype bfloat16`` prints the bfloat16 tables instead (:mod:`fastrnn.tools.bench_bf16`):
 fastrnn with ``compute_dtype="bfloat16"`` against ``torch.nn`` under bfloat16 autocast, each in
 processes of its own, with fastrnn float32 and the bfloat16 GEMM peak (torch.matmul) of the same
-run; default shapes S1 S2 S4."""
+run; default shapes S1 S2 S4. ``--compute-dtype int8`` prints the int8 tables
+(:mod:`fastrnn.tools.bench_int8`): ``fastrnn.quantize_dynamic`` layers against ONNX Runtime's
+DynamicQuantizeLSTM (LSTM) and its float32 (GRU, RNN), with both in float32, the output's
+deviation from float32 and the weights' bytes; default shapes S1 S2 S3 S5."""
 
 from __future__ import annotations
 
 import argparse
 import ctypes
 import gc
+import importlib
 import json
 import os
 import platform
@@ -65,6 +69,9 @@ SHAPES = {  # T, B, I, H
 WITH_STATES = ("S5",)
 CELLS = {"lstm": 4, "gru": 3, "rnn": 1}
 BF16_SHAPES = ("S1", "S2", "S4")  # the default shapes of --compute-dtype bfloat16
+INT8_SHAPES = ("S1", "S2", "S3", "S5")  # the default shapes of --compute-dtype int8
+# the modules of the --compute-dtype tables other than float32
+MODES = {"bfloat16": "bench_bf16", "int8": "bench_int8"}
 PEERS = ("fastrnn", "torch", "ort", "reference", "fastrnn.torch")
 PASSES = ("forward", "forward+backward", "train-step")
 
@@ -253,16 +260,22 @@ def _torch_case(d: _Inputs, forward: bool) -> Any:
     return tstep
 
 
-def _ort_case(d: _Inputs, forward: bool) -> Any:
+def _ort_case(d: _Inputs, forward: bool, model: Any = None) -> Any:
+    """The timed call of an ONNX Runtime case (forward only; None for forward+backward): a
+    session of ``model`` (an ``onnx.ModelProto`` taking the case's inputs; default: the export
+    of the case's float32 fastrnn layer, seed 0) with the worker's thread count as
+    ``intra_op_num_threads`` and one inter-op thread."""
     if not forward:
         return None  # inference only
     import onnxruntime as ort  # type: ignore[import-untyped]
 
-    import fastrnn
-    from fastrnn import onnx as fonnx
+    if model is None:
+        import fastrnn
+        from fastrnn import onnx as fonnx
 
-    _, _, I, H = d.shape
-    model = fonnx.export(getattr(fastrnn, d.layer)(I, H, seed=0), initial_states=d.h0 is not None)
+        _, _, I, H = d.shape
+        layer = getattr(fastrnn, d.layer)(I, H, seed=0)
+        model = fonnx.export(layer, initial_states=d.h0 is not None)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = int(os.environ["FASTRNN_BENCH_THREADS"])
     opts.inter_op_num_threads = 1
@@ -348,13 +361,16 @@ def _worker_case(peer: str, case: dict[str, Any]) -> Any:
     return _case(peer, case["cell"], tuple(case["shape"]), case["passes"], states)
 
 
+def _mode(name: str) -> Any:
+    """The module of the ``--compute-dtype`` tables ``name`` (bfloat16, int8)."""
+    return importlib.import_module(f"{__package__}.{MODES[name]}")
+
+
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Runs in its own process, with its thread count set through the environment: the float32
-    tables' worker, or with ``spec["mode"] == "bfloat16"`` the bfloat16 tables'."""
-    if spec.get("mode") == "bfloat16":
-        from . import bench_bf16
-
-        return bench_bf16.worker(spec)
+    tables' worker, or with ``spec["mode"]`` ("bfloat16", "int8") that mode's."""
+    if spec.get("mode") in MODES:
+        return _mode(spec["mode"]).worker(spec)  # type: ignore[no-any-return]
     return _worker(spec)
 
 
@@ -995,9 +1011,10 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         ap.add_argument(flag, nargs=nargs, default=default, choices=list(choices), metavar=meta,
                         help=help)  # fmt: skip
 
-    bf16_shapes = " ".join(BF16_SHAPES)
+    bf16_shapes, int8_shapes = " ".join(BF16_SHAPES), " ".join(INT8_SHAPES)
     choose("--shapes", SHAPES, None, f"problem sizes to time, T,B,I,H: {shapes} (default: "
-           f"all; {bf16_shapes} with --compute-dtype bfloat16)")  # fmt: skip
+           f"all; {bf16_shapes} with --compute-dtype bfloat16, {int8_shapes} with "
+           "--compute-dtype int8)")  # fmt: skip
     choose("--cells", CELLS, list(CELLS), "cells to time")
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2], metavar="N",
                     help="thread counts, each timed in processes of its own")  # fmt: skip
@@ -1029,12 +1046,16 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
     ap.add_argument(
         "--compute-dtype",
-        choices=("float32", "bfloat16"),
+        choices=("float32", *MODES),
         default="float32",
         help="bfloat16: instead of the float32 tables, fastrnn with compute_dtype='bfloat16' "
         "against torch.nn under torch.autocast('cpu', dtype=torch.bfloat16), with fastrnn "
         "float32 and the bfloat16 GEMM peak (torch.matmul) timed in the same run (--shapes, "
-        "--cells, --threads, --peers fastrnn torch, --repeat, --budget and --json apply)",
+        "--cells, --threads, --peers fastrnn torch, --repeat, --budget and --json apply); "
+        "int8: the forward of fastrnn.quantize_dynamic(layer) against ONNX Runtime's "
+        "DynamicQuantizeLSTM for LSTM and its float32 for GRU and RNN, with both in float32, "
+        "the int8 outputs' deviation from float32 and the weights' bytes (--peers fastrnn ort; "
+        "the same options apply)",
     )
     _load_options(ap, choose)
     ap.add_argument(
@@ -1108,12 +1129,11 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     _options.check_output_path(ap, "--json", args.json)
     _options.check_output_path(ap, "--png", args.png)
     _check_under_load(ap, args)
-    if args.compute_dtype == "bfloat16":
-        from . import bench_bf16
-
-        bench_bf16.check(ap, args)
+    if args.compute_dtype in MODES:
+        _mode(args.compute_dtype).check(ap, args)
     if args.shapes is None:
-        args.shapes = list(BF16_SHAPES if args.compute_dtype == "bfloat16" else SHAPES)
+        default = {"bfloat16": BF16_SHAPES, "int8": INT8_SHAPES}.get(args.compute_dtype, SHAPES)
+        args.shapes = list(default)
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m fastrnn.bench") -> int:
@@ -1125,11 +1145,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m fastrnn.bench") -
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
     _check(ap, args)
-    if args.compute_dtype == "bfloat16":
-        from . import bench_bf16
-
-        report = bench_bf16.run(args)
-        print(bench_bf16.table(report))
+    if args.compute_dtype in MODES:
+        mode = _mode(args.compute_dtype)
+        report = mode.run(args)
+        print(mode.table(report))
     else:
         report = run_under_load(args) if args.under_load else run(args)
         print(load_table(report) if args.under_load else table(report))
