@@ -185,19 +185,12 @@ inline index_t team_min_work(Compute c, int gates) {
   return c == Compute::Bf16 && kBf16OnAmx ? index_t(8) << 20 : kParallelMinWork;
 }
 
-/// Multiply-adds of a whole int8 time loop below which it runs on one thread: a few steps do
-/// not pay for starting the team (one step of LSTM 256->512: 0.023 ms on one, 0.025 on two).
-inline constexpr index_t kInt8TeamMinTotal = index_t(4) << 20;
-
 /// Threads for a direction's time loop: fastrnn's thread count, at most the parts each packed
 /// product offers (an unused, empty product sets no limit), and 1 when a step's recurrent
-/// product (step_work multiply-adds) is too small to share (team_min_work), or, in int8, the
-/// loop of `steps` steps (kInt8TeamMinTotal). (The split never changes a result, see
-/// forward_dir below.)
-inline int team_threads(index_t step_work, index_t steps, int gates, Compute c,
-                        std::initializer_list<int> parts) {
+/// product (step_work multiply-adds of a cell of `gates` gates) is too small to share
+/// (team_min_work). (The split never changes a result, see forward_dir below.)
+inline int team_threads(index_t step_work, int gates, Compute c, std::initializer_list<int> parts) {
   if (step_work < team_min_work(c, gates)) return 1;
-  if (c == Compute::Int8 && step_work * steps < kInt8TeamMinTotal) return 1;
   int n = num_threads();
   for (int p : parts) n = std::min(n, p);
   return std::max(n, 1);
@@ -289,7 +282,7 @@ class ForwardLoop {
   index_t chunk_steps() const { return chunk_; }
   int threads() const {
     return team_threads(
-        z_.B * G * z_.H * z_.Hs, z_.T, G, a_.compute,
+        z_.B * G * z_.H * z_.Hs, G, a_.compute,
         {P_ih_.max_parts(), P_hh1_.max_parts(), P_hh2_.max_parts(), P_hr_.max_parts()});
   }
 
@@ -646,7 +639,7 @@ class BackwardLoop {
   }
 
   int threads() const {
-    return team_threads(z_.B * G * z_.H * z_.Hs, z_.T, G, a_.compute,
+    return team_threads(z_.B * G * z_.H * z_.Hs, G, a_.compute,
                         {P_hh1_.max_parts(), P_hh2_.max_parts(), P_hr_.max_parts()});
   }
 
