@@ -46,6 +46,11 @@ def test_options_and_default_shapes() -> None:
         (["--png", "x.png"], "--png: not with --compute-dtype int8"),
         (["--isa", "all"], "--isa: not with --compute-dtype int8"),
         (["--peers", "torch", "reference"], "--peers: the int8 tables time fastrnn and ort"),
+        (["--rounds", "0"], "--rounds: must be >= 1, got 0"),
+        (
+            ["--compute-dtype", "bfloat16", "--rounds", "2"],
+            "--rounds: only with --compute-dtype int8",
+        ),
     ],
 )
 def test_arguments_checked_before_timing(
@@ -103,9 +108,14 @@ def _check_fastrnn(row: dict[str, Any]) -> None:
 
 
 def test_tiny_run_fastrnn_only(tmp_path: Path) -> None:
-    stdout, report = _run(tmp_path, "--cells", "rnn", "--threads", "1", "--peers", "fastrnn")
-    assert all(h in stdout for h in HEAD)
+    """Two rounds: a process each, the row's times the median of theirs."""
+    argv = ["--cells", "rnn", "--threads", "1", "--peers", "fastrnn", "--rounds", "2"]
+    stdout, report = _run(tmp_path, *argv)
+    assert all(h in stdout for h in HEAD) and "Median ms (of 2 rounds" in stdout
     assert report["mode"] == "int8" and report["peers"] == ["fastrnn"]
+    assert [r["round"] for r in report["runs"]] == [0, 1] and report["rounds"] == 2
+    int8 = [c["ms"] for r in report["runs"] for c in r["results"] if c["compute_dtype"] == "int8"]
+    assert report["rows"][0]["fastrnn_int8_ms"] == pytest.approx(sum(int8) / 2)
     assert report["weight_scale"] == 0.05
     (row,) = report["rows"]
     assert (row["shape"], row["cell"], row["threads"]) == ("S5", "rnn", 1)
@@ -117,8 +127,8 @@ def test_tiny_run_fastrnn_only(tmp_path: Path) -> None:
     assert 0.25 < w["fastrnn_ratio"] < 0.26 and w.get("ort_int8_bytes") is None
     line = [x for x in stdout.splitlines() if x.startswith("S5    rnn ")][-1]  # the weights'
     assert f"{w['fastrnn_int8_bytes']:,}" in line and f"{w['fastrnn_f32_bytes']:,}" in line
-    (result,) = [c for r in report["runs"] for c in r["results"] if c["compute_dtype"] == "int8"]
-    assert 0 < result["cpu_per_wall"] < 1.5  # one thread kept busy at most
+    for r in report["runs"]:  # one thread kept busy at most
+        assert all(0 < c["cpu_per_wall"] < 1.5 for c in r["results"])
     assert not [x for x in stdout.splitlines() if x.startswith("target")]  # nothing to judge
 
 
@@ -272,3 +282,25 @@ def test_targets_judge_their_shapes_and_threads_only() -> None:
         "target LSTM int8 deviation no larger than ORT int8's, ORT dev / fastrnn dev >= 1.00x: "
         "met 0 of 1; not met: S1 lstm 1t 0.50x",
     ]
+
+
+def test_rounds_give_the_median_of_each_case() -> None:
+    """Three rounds of each peer: a row's times are the median of the rounds'; the other fields
+    are the first round's."""
+    runs = [
+        {"peer": peer, "threads": 1, "round": i, "results": [
+            _result("lstm", "int8", ms=ms, max_abs_dev=dev),
+            _result("lstm", "float32", ms=10 * ms)]}
+        for i, (a, b) in enumerate([(1.0, 3.0), (5.0, 2.0), (2.0, 9.0)])
+        for peer, ms, dev in (("fastrnn", a, 1e-3), ("ort", b, 2e-3))
+    ]  # fmt: skip
+    report: dict[str, Any] = {"machine": {"cpus": 2}, "runs": runs, "rounds": 3}
+    (row,) = bench_int8.rows(report)
+    assert (row["fastrnn_int8_ms"], row["ort_int8_ms"]) == (2.0, 3.0)
+    assert (row["fastrnn_f32_ms"], row["ort_f32_ms"]) == (20.0, 30.0)
+    assert row["speedup_int8_vs_peer"] == pytest.approx(1.5)
+    assert row["fastrnn_int8_max_abs_dev"] == 1e-3
+    res = bench_int8._results(report)
+    assert res[("fastrnn", "int8", 1, "S3", "lstm")]["ms_rounds"] == [1.0, 5.0, 2.0]
+    report["rows"], report["weights"] = [row], []
+    assert "Median ms (of 3 rounds, the peers' processes alternating)" in bench_int8.table(report)

@@ -1057,6 +1057,14 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         "the int8 outputs' deviation from float32 and the weights' bytes (--peers fastrnn ort; "
         "the same options apply)",
     )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --compute-dtype int8: time each shape N times, the peers' processes "
+        "alternating, and report the median of the rounds (a shared machine's speed drifts)",
+    )
     _load_options(ap, choose)
     ap.add_argument(
         "--json", metavar="FILE", help="write the results to this JSON file (default: none)"
@@ -1123,6 +1131,10 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """The arguments, before any timing: a one-line usage error (exit status 2)."""
     if args.repeat < 1:
         ap.error(f"--repeat: must be >= 1, got {args.repeat}")
+    if args.rounds < 1:
+        ap.error(f"--rounds: must be >= 1, got {args.rounds}")
+    if args.rounds > 1 and args.compute_dtype != "int8":
+        ap.error("--rounds: only with --compute-dtype int8")
     if not args.budget > 0:
         ap.error(f"--budget: must be > 0, got {args.budget}")
     _options.check_threads(ap, args.threads)

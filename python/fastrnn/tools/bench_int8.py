@@ -16,9 +16,11 @@ initial states). fastrnn runs in a process of its own (each case in int8, then a
 float32), ORT in another, shape by shape at each thread count; ONNX Runtime with
 ``intra_op_num_threads`` the thread count and one inter-op thread (the float32 tables' ORT
 peer). Every median is of at least --repeat runs, and of 0.25 s of runs for short calls, within
-about --budget seconds; each result also records the process's CPU time over the wall time of
-its runs, which shows how many threads the peer kept busy (it checks that the thread count was
-honoured).
+about --budget seconds; with ``--rounds N`` each shape is timed N times, the peers' processes
+alternating (fastrnn, ORT, ORT, fastrnn, ...), and the table has the median of the rounds'
+medians (the speed of a shared machine drifts over minutes). Each result also records the
+process's CPU time over the wall time of its runs, which shows how many threads the peer kept
+busy (it checks that the thread count was honoured).
 
 The table: milliseconds; ``int8 x``, the int8 peer's time over fastrnn int8's (ORT int8 for
 LSTM, ORT f32 for GRU and RNN); ``f32 x``, ORT f32's over fastrnn f32's; ``own x``, fastrnn
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -245,16 +248,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     runs = []
     for threads in args.threads:
         for shape in args.shapes:
-            for peer in peers:
-                print(f"  timing {peer} on {shape} with {threads} thread(s) ...", file=sys.stderr,
-                      flush=True)  # fmt: skip
-                cases = _cases(peer, shape, args.cells)
-                spec = {"mode": "int8", "peer": peer, "threads": threads, "repeat": args.repeat,
-                        "budget": args.budget, "cases": cases}  # fmt: skip
-                runs.append(_b._spawn(spec))
+            for i in range(args.rounds):  # the peers alternate, first one first, then the other
+                for peer in peers if i % 2 == 0 else peers[::-1]:
+                    print(f"  timing {peer} on {shape} with {threads} thread(s), round {i + 1} "
+                          f"of {args.rounds} ...", file=sys.stderr, flush=True)  # fmt: skip
+                    spec = {"mode": "int8", "peer": peer, "threads": threads,
+                            "repeat": args.repeat, "budget": args.budget,
+                            "cases": _cases(peer, shape, args.cells)}  # fmt: skip
+                    runs.append({**_b._spawn(spec), "round": i})
     report = {"machine": machine, "mode": "int8", "peers": peers, "threads": args.threads,
-              "shapes": args.shapes, "cells": args.cells, "weight_scale": WEIGHT_SCALE,
-              "runs": runs, "others_busy_cpus": meter.cpus()}  # fmt: skip
+              "shapes": args.shapes, "cells": args.cells, "rounds": args.rounds,
+              "weight_scale": WEIGHT_SCALE, "runs": runs,
+              "others_busy_cpus": meter.cpus()}  # fmt: skip
     report["rows"] = rows(report)
     report["weights"] = weights(report)
     return report
@@ -268,9 +273,15 @@ def _ratio(num: float | None, den: float | None) -> float | None:
 
 
 def _results(report: dict[str, Any]) -> dict[tuple[Any, ...], dict[str, Any]]:
-    """Every result by (peer, dtype, threads, shape, cell)."""
-    return {(r["peer"], c["compute_dtype"], r["threads"], c["shape_name"], c["cell"]): c
-            for r in report["runs"] for c in r["results"]}  # fmt: skip
+    """Every case's result by (peer, dtype, threads, shape, cell): its first round's, with
+    ``ms`` the median of every round's (``--rounds``; each round's in ``ms_rounds``)."""
+    rounds: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in report["runs"]:
+        for c in r["results"]:
+            key = (r["peer"], c["compute_dtype"], r["threads"], c["shape_name"], c["cell"])
+            rounds.setdefault(key, []).append(c)
+    return {k: {**v[0], "ms": statistics.median(c["ms"] for c in v),
+                "ms_rounds": [c["ms"] for c in v]} for k, v in rounds.items()}  # fmt: skip
 
 
 def _row(key: tuple[int, str, str], res: dict[tuple[Any, ...], dict[str, Any]]) -> dict[str, Any]:
@@ -473,14 +484,18 @@ def targets(rows: list[dict[str, Any]]) -> list[str]:
 
 def table(report: dict[str, Any]) -> str:
     """The int8 report as text."""
+    n = report.get("rounds", 1)
+    median = "Median ms" if n == 1 else (f"Median ms (of {n} rounds, the peers' processes "
+                                         "alternating)")  # fmt: skip
     lines = [
         "int8 inference (forward): fastrnn int8 = fastrnn.quantize_dynamic(layer); ORT int8 = "
         "its ONNX export through onnxruntime.quantization.quantize_dynamic (QInt8: "
         f"{ORT_INT8_OP}, LSTM only); f32 = the same layer and export in float32. Weights "
-        f"uniform(-{WEIGHT_SCALE:g}, {WEIGHT_SCALE:g}), the same for all. Median ms; int8 x = "
-        "the int8 peer's ms (ORT int8 for LSTM, ORT f32 for GRU and RNN) / fastrnn int8's; f32 "
-        "x = ORT f32 / fastrnn f32; own x = fastrnn f32 / fastrnn int8 (> 1: fastrnn's faster); "
-        "dev = max |int8 - float32| of y against fastrnn's float32 output, same weights.",
+        f"uniform(-{WEIGHT_SCALE:g}, {WEIGHT_SCALE:g}), the same for all. {median}; int8 x = "
+        "the int8 peer's ms (ORT int8 for LSTM, ORT f32 for GRU and RNN) / fastrnn int8's; "
+        "f32 x = ORT f32 / fastrnn f32; own x = fastrnn f32 / fastrnn int8 (> 1: fastrnn's "
+        "faster); dev = max |int8 - float32| of y against fastrnn's float32 output, same "
+        "weights.",
         "",
     ]
     lines += _rows_text(report["rows"])
