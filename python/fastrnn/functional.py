@@ -240,20 +240,40 @@ def run_forward(
     """
     xa = spec.check_input(x)
     T, B = xa.shape[:2]
+    compute = _COMPUTE_BF16 if spec.bf16 else _COMPUTE_EXACT
+    masks = spec.check_masks(dropout_masks, T, B)
+    return _forward(spec, xa, spec.check_params(params), h0, c0, lengths, masks, training, compute)
+
+
+def _forward(
+    spec: StackSpec,
+    xa: Array,
+    entries: list[tuple[Any, ...]],
+    h0: ArrayLike | None,
+    c0: ArrayLike | None,
+    lengths: ArrayLike | None,
+    masks: Array | None,
+    training: bool,
+    compute: Any,
+) -> ForwardResult:
+    """The kernels' forward on a checked input and checked parameter entries; the states and
+    lengths are checked here (run_forward and run_forward_int8 differ only in the entries and
+    the precision)."""
+    T, B = xa.shape[:2]
     y, h_n, c_n, ws = _core.forward(
         _CELL[spec.cell],
         xa,
-        spec.check_params(params),
+        entries,
         spec.check_state("h0", h0, B),
         spec.check_state("c0", c0, B, "c"),
         spec.check_lengths(lengths, T, B),
-        spec.check_masks(dropout_masks, T, B),
+        masks,
         spec.num_layers,
         spec.bidirectional,
         spec.proj_size,
         spec.hidden_size,
         bool(training),
-        _COMPUTE_BF16 if spec.bf16 else _COMPUTE_EXACT,
+        compute,
     )
     return ForwardResult(y, h_n, c_n, ws)
 
@@ -292,27 +312,12 @@ def run_forward_int8(
     if spec.dtype != np.float32:
         raise TypeError(f"spec: int8 products need a float32 stack, got {spec.dtype}")
     xa = spec.check_input(x)
-    T, B = xa.shape[:2]
     if len(params) != spec.num_entries:
         raise ValueError(
             f"params: expected {spec.num_entries} (layer, direction) entries, got {len(params)}"
         )
-    y, h_n, c_n, _ = _core.forward(
-        _CELL[spec.cell],
-        xa,
-        [tuple(p) for p in params],
-        spec.check_state("h0", h0, B),
-        spec.check_state("c0", c0, B, "c"),
-        spec.check_lengths(lengths, T, B),
-        None,
-        spec.num_layers,
-        spec.bidirectional,
-        spec.proj_size,
-        spec.hidden_size,
-        False,
-        _INT8,
-    )
-    return ForwardResult(y, h_n, c_n, None)
+    entries = [tuple(p) for p in params]  # the packed weights' checks are the binding's
+    return _forward(spec, xa, entries, h0, c0, lengths, None, False, _INT8)
 
 
 def run_backward(

@@ -232,16 +232,9 @@ class RecurrentLayer(Module):
             (``(B, T, D*Hs)`` with ``batch_first``), ``h_n`` ``(L*D, B, Hs)``, ``c_n``
             ``(L*D, B, H)``.
         """
-        spec, layout = self.spec, Layout(self.batch_first)
-        xa = _float_array("x", x, spec.dtype)
-        xt, batched = layout.time_major("x", xa)
-        spec.check_input_size("x", xa.shape)
-        xt = spec.check_input(xt)
+        spec = self.spec
+        layout, xt, batched, h0, c0, la = self._call_inputs(x, hx, lengths)
         T, B = xt.shape[:2]
-        h0, c0 = self._hx("hx", hx, B, batched)
-        if lengths is not None and not batched:
-            raise ValueError("lengths: only for batched input (a 3-D x)")
-        la = spec.check_lengths(lengths, T, B)
         params = self._entries()
         res = F.run_forward(
             spec,
@@ -264,6 +257,22 @@ class RecurrentLayer(Module):
         return y, self._states_out(res.h_n, res.c_n, batched)
 
     __call__ = forward
+
+    def _call_inputs(
+        self, x: ArrayLike, hx: Any, lengths: ArrayLike | None
+    ) -> tuple[Layout, Array, bool, Array | None, Array | None, Array | None]:
+        """A forward's arguments checked, in the kernels' form: (layout, x time-major, batched,
+        h0, c0, lengths), x and the states converted to the layer's dtype."""
+        spec, layout = self.spec, Layout(self.batch_first)
+        xa = _float_array("x", x, spec.dtype)
+        xt, batched = layout.time_major("x", xa)
+        spec.check_input_size("x", xa.shape)
+        xt = spec.check_input(xt)
+        T, B = xt.shape[:2]
+        h0, c0 = self._hx("hx", hx, B, batched)
+        if lengths is not None and not batched:
+            raise ValueError("lengths: only for batched input (a 3-D x)")
+        return layout, xt, batched, h0, c0, spec.check_lengths(lengths, T, B)
 
     def _entries(self) -> list[LayerParams]:
         """The parameters per (layer, direction), kept while the parameter dict is the same (it is

@@ -32,7 +32,7 @@ from . import functional as F
 from ._args import float_array
 from .layers import RecurrentLayer, State
 from .reference import QuantizedWeight
-from .spec import Layout, StackSpec
+from .spec import StackSpec
 
 __all__ = [
     "QuantizedGRU",
@@ -211,17 +211,8 @@ class QuantizedLayer(RecurrentLayer):
         self, x: ArrayLike, hx: Any = None, lengths: ArrayLike | None = None
     ) -> tuple[Array, State]:
         """As :meth:`fastrnn.LSTM.forward` (float32 in and out), the products in int8."""
-        spec, layout = self.spec, Layout(self.batch_first)
-        xa = float_array("x", x).astype(np.float32, copy=False)
-        xt, batched = layout.time_major("x", xa)
-        spec.check_input_size("x", xa.shape)
-        xt = spec.check_input(xt)
-        T, B = xt.shape[:2]
-        h0, c0 = self._hx("hx", hx, B, batched)
-        if lengths is not None and not batched:
-            raise ValueError("lengths: only for batched input (a 3-D x)")
-        la = spec.check_lengths(lengths, T, B)
-        res = F.run_forward_int8(spec, xt, self.packed_entries(), h0, c0, lengths=la)
+        layout, xt, batched, h0, c0, la = self._call_inputs(x, hx, lengths)
+        res = F.run_forward_int8(self.spec, xt, self.packed_entries(), h0, c0, lengths=la)
         y = layout.to_caller(res.y, batched)
         return y, self._states_out(res.h_n, res.c_n, batched)
 

@@ -122,3 +122,22 @@ def check_output_path(ap: argparse.ArgumentParser, option: str, path: str | None
         ap.error(f"{option}: {path!r} is a folder, expected a file name")
     if not os.access(folder, os.W_OK):
         ap.error(f"{option}: cannot write into {os.path.dirname(path) or '.'!r}")
+
+
+def check_precision_mode(
+    ap: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    mode: str,
+    peers: Iterable[str],
+    peers_text: str,
+) -> None:
+    """The bench options that do not apply to the tables of ``--compute-dtype mode`` (under
+    load, a plot, ``--isa``), and ``--peers`` naming none of the mode's peers: a usage error."""
+    for flag, given in (("--under-load", args.under_load), ("--png", args.png)):
+        if given:
+            ap.error(f"{flag}: not with --compute-dtype {mode}")
+    if args.isa:
+        ap.error(f"--isa: not with --compute-dtype {mode} (set FASTRNN_ISA in the environment "
+                 "to time fastrnn under another kernel variant)")  # fmt: skip
+    if not [p for p in peers if p in args.peers]:
+        ap.error(f"--peers: the {mode} tables time {peers_text}; name at least one")

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _options
 from . import bench as _b
 
 PEERS = ("fastrnn", "torch")  # the peers of the bfloat16 tables (the others have no bfloat16)
@@ -436,14 +437,7 @@ def table(report: dict[str, Any]) -> str:
 
 def check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """The options that do not apply to the bfloat16 tables: a usage error."""
-    for flag, given in (("--under-load", args.under_load), ("--png", args.png)):
-        if given:
-            ap.error(f"{flag}: not with --compute-dtype bfloat16")
-    if args.isa:
-        ap.error("--isa: not with --compute-dtype bfloat16 (set FASTRNN_ISA in the environment "
-                 "to time fastrnn under another kernel variant)")  # fmt: skip
-    if not [p for p in PEERS if p in args.peers]:
-        ap.error("--peers: the bfloat16 tables time fastrnn and torch; name at least one")
+    _options.check_precision_mode(ap, args, "bfloat16", PEERS, "fastrnn and torch")
 
 
 __all__ = ["PEERS", "Unavailable", "check", "rows", "run", "table", "worker"]

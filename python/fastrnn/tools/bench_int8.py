@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _options
 from . import bench as _b
 
 PEERS = ("fastrnn", "ort")  # the peers of the int8 tables
@@ -505,14 +506,7 @@ def table(report: dict[str, Any]) -> str:
 
 def check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """The options that do not apply to the int8 tables: a usage error."""
-    for flag, given in (("--under-load", args.under_load), ("--png", args.png)):
-        if given:
-            ap.error(f"{flag}: not with --compute-dtype int8")
-    if args.isa:
-        ap.error("--isa: not with --compute-dtype int8 (set FASTRNN_ISA in the environment to "
-                 "time fastrnn under another kernel variant)")  # fmt: skip
-    if not [p for p in PEERS if p in args.peers]:
-        ap.error("--peers: the int8 tables time fastrnn and ort; name at least one")
+    _options.check_precision_mode(ap, args, "int8", PEERS, "fastrnn and ort")
 
 
 __all__ = ["PEERS", "SHAPES", "TARGETS", "WEIGHT_SCALE", "check", "ort_quantized", "rows",
