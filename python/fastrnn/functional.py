@@ -41,6 +41,8 @@ __all__ = [
     "StackBackwardResult",
     "StackSpec",
     "adam_update",
+    "attention_backward",
+    "attention_forward",
     "available_cpus",
     "backward",
     "build_info",
@@ -568,3 +570,46 @@ def backward(
         g.bias_ih,
         g.bias_hh,
     )
+
+
+# ---- attention ----------------------------------------------------------------------------------
+
+
+def attention_forward(
+    query: Array, keys: Array, values: Array, lengths: ArrayLike | None = None,
+    v: Array | None = None,
+) -> tuple[Array, Array]:  # fmt: skip
+    """Masked-softmax attention of ``query (Tq, B, D)`` over ``keys (Tk, B, D)`` and ``values
+    (Tk, B, Dv)``: ``(context (Tq, B, Dv), weights (Tq, B, Tk))``.
+
+    The dot score (``v`` None) or the additive one (``v (D,)``): the formulas are
+    :func:`fastrnn.reference.attention_forward`'s. ``lengths (B,)``: the valid keys of each batch
+    entry, each in ``[1, Tk]`` (None: all); the weights are exactly zero beyond them. All float
+    arrays share one dtype (float32 or float64).
+    """
+    if _ATTENTION is None:  # pragma: no cover - until the compiled kernel lands
+        from . import reference
+
+        return reference.attention_forward(query, keys, values, lengths, v)
+    return _ATTENTION[0](query, keys, values, lengths, v)  # type: ignore[no-any-return]
+
+
+def attention_backward(
+    query: Array, keys: Array, values: Array, lengths: ArrayLike | None, weights: Array,
+    dcontext: Array, v: Array | None = None,
+) -> tuple[Array, Array, Array, Array | None]:  # fmt: skip
+    """Gradients of :func:`attention_forward` from its ``weights`` and ``dcontext (Tq, B, Dv)``:
+    ``(dquery, dkeys, dvalues, dv)``, ``dv`` None for the dot score (formulas:
+    :func:`fastrnn.reference.attention_backward`)."""
+    if _ATTENTION is None:  # pragma: no cover - until the compiled kernel lands
+        from . import reference
+
+        return reference.attention_backward(query, keys, values, lengths, weights, dcontext, v)
+    return _ATTENTION[1](query, keys, values, lengths, weights, dcontext, v)  # type: ignore[no-any-return]
+
+
+_ATTENTION = (
+    (_core.attention_forward, _core.attention_backward)
+    if hasattr(_core, "attention_forward")
+    else None
+)

@@ -929,3 +929,101 @@ def adam_step(
         v_i[...] = beta2 * v_i + (1 - beta2) * d**2
         denom = np.sqrt(v_i) / np.sqrt(bias_correction2) + eps
         p -= lr / bias_correction1 * m_i / denom
+
+
+# ================================================================================================
+# Attention (sequence to sequence): the masked-softmax core of fastrnn's attention kernels.
+# ================================================================================================
+
+
+def _attention_mask(lengths: ArrayLike | None, Tk: int, B: int) -> NDArray[np.bool_]:
+    """``(B, Tk)``: True where key ``j`` of batch entry ``b`` is valid (``j < lengths[b]``)."""
+    if lengths is None:
+        return np.ones((B, Tk), dtype=bool)
+    la = np.asarray(lengths)
+    if la.shape != (B,) or la.dtype.kind not in "iu":
+        raise ValueError(f"lengths: expected {B} integers, got {la.dtype} {la.shape}")
+    if B and (la.min() < 1 or la.max() > Tk):
+        raise ValueError(f"lengths: every entry must be in [1, {Tk}], got {la.min()}..{la.max()}")
+    mask: NDArray[np.bool_] = np.arange(Tk)[None, :] < la[:, None]
+    return mask
+
+
+def attention_scores(query: Array, keys: Array, v: Array | None = None) -> Array:
+    """The scores ``e (Tq, B, Tk)`` of every query against every key of its batch entry.
+
+    ``v is None``: the dot score, ``e[t, b, j] = query[t, b] . keys[j, b]`` (Luong's *dot*, and
+    his *general* ``h_t^T W h_s`` when ``keys`` are the memory projected by ``W``).
+    Otherwise the additive score, ``e[t, b, j] = v . tanh(query[t, b] + keys[j, b])``
+    (Bahdanau's ``v^T tanh(W s + U h)`` when ``query`` and ``keys`` are already projected by
+    ``W`` and ``U``).
+    """
+    e = np.empty((query.shape[0], query.shape[1], keys.shape[0]), dtype=query.dtype)
+    for t in range(query.shape[0]):
+        for b in range(query.shape[1]):
+            for j in range(keys.shape[0]):
+                if v is None:
+                    e[t, b, j] = query[t, b] @ keys[j, b]
+                else:
+                    e[t, b, j] = v @ np.tanh(query[t, b] + keys[j, b])
+    return e
+
+
+def attention_forward(
+    query: Array, keys: Array, values: Array, lengths: ArrayLike | None = None,
+    v: Array | None = None,
+) -> tuple[Array, Array]:  # fmt: skip
+    """Attention of ``query (Tq, B, D)`` over ``keys (Tk, B, D)`` and ``values (Tk, B, Dv)``.
+
+    The scores are :func:`attention_scores`'s (dot, or additive with ``v (D,)``). Each query's
+    weights are the softmax of its scores over the valid keys of its batch entry, the first
+    ``lengths[b]`` (all ``Tk`` if ``lengths`` is None; each in ``[1, Tk]``), and exactly zero
+    over the padding. The context is the weighted sum of the values::
+
+        a[t, b, :] = softmax(e[t, b, :lengths[b]]),   c[t, b] = sum_j a[t, b, j] values[j, b]
+
+    Returns:
+        ``(context (Tq, B, Dv), weights (Tq, B, Tk))``.
+    """
+    Tq, B = query.shape[:2]
+    mask = _attention_mask(lengths, keys.shape[0], B)
+    e = attention_scores(query, keys, v)
+    weights = np.zeros_like(e)
+    for t in range(Tq):
+        for b in range(B):
+            valid = e[t, b][mask[b]]
+            w = np.exp(valid - valid.max())
+            weights[t, b, mask[b]] = w / w.sum()
+    context = np.einsum("tbj,jbd->tbd", weights, values)
+    return context, weights
+
+
+def attention_backward(
+    query: Array, keys: Array, values: Array, lengths: ArrayLike | None, weights: Array,
+    dcontext: Array, v: Array | None = None,
+) -> tuple[Array, Array, Array, Array | None]:  # fmt: skip
+    """Gradients of :func:`attention_forward` given its ``weights`` and ``dcontext = dL/dc``.
+
+    With ``s = a * (da - sum_j a da)`` the softmax's backward (zero over the padding)::
+
+        da[t, b, j] = dcontext[t, b] . values[j, b]      dvalues[j, b] = sum_t a[t, b, j] dc[t, b]
+        dot:       dquery[t, b] = sum_j s[t, b, j] keys[j, b],  dkeys[j, b] = sum_t s query[t, b]
+        additive:  u = tanh(query[t, b] + keys[j, b]);  g = s[t, b, j] * v * (1 - u^2)
+                   dquery[t, b] = sum_j g,  dkeys[j, b] = sum_t g,  dv = sum_{t, b, j} s u
+
+    Returns:
+        ``(dquery, dkeys, dvalues, dv)``; ``dv`` is None for the dot score.
+    """
+    mask = _attention_mask(lengths, keys.shape[0], query.shape[1])
+    da = np.einsum("tbd,jbd->tbj", dcontext, values)
+    s = weights * (da - (weights * da).sum(axis=2, keepdims=True))
+    s = s * mask[None]
+    dvalues = np.einsum("tbj,tbd->jbd", weights, dcontext)
+    if v is None:
+        dquery = np.einsum("tbj,jbd->tbd", s, keys)
+        dkeys = np.einsum("tbj,tbd->jbd", s, query)
+        return dquery, dkeys, dvalues, None
+    u = np.tanh(query[:, :, None] + keys.transpose(1, 0, 2)[None])  # (Tq, B, Tk, D)
+    g = s[..., None] * v * (1 - u * u)
+    dv = np.einsum("tbj,tbjd->d", s, u)
+    return g.sum(axis=2), g.sum(axis=0).transpose(1, 0, 2), dvalues, dv
