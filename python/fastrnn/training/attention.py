@@ -227,6 +227,7 @@ class Attention(Module):
             dk, grads["key_weight"], _ = F.linear_backward(
                 _rows(mem.values), self._params["key_weight"], _rows(dkeys), False
             )
+            assert dv is not None  # the additive score has v
             grads["v"] = dv
             dq = dqr.reshape(q.shape)
             dvalues = dvalues + dk.reshape(dvalues.shape)
