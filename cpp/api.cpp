@@ -267,6 +267,35 @@ void clamp(S* a, index_t n, S c) {
   detail::kernels().of<S>().clamp(a, n, c);
 }
 
+namespace {
+/// The sizes and lengths of an attention call (the contract of fastrnn.hpp).
+void check_attention(const AttentionDims& d, const std::int64_t* lengths) {
+  if (d.Tq < 0 || d.Tk < 0 || d.B < 0 || d.D < 1 || d.Dv < 1) {
+    throw std::invalid_argument("attention: bad sizes (Tq, Tk, B >= 0 and D, Dv >= 1)");
+  }
+  for (index_t b = 0; b < d.B; ++b) {
+    if (lengths[b] < 1 || lengths[b] > d.Tk) {
+      throw std::invalid_argument("lengths: entry " + std::to_string(b) + " is " +
+                                  std::to_string(lengths[b]) + ", outside [1, " +
+                                  std::to_string(d.Tk) + "] (the keys' steps)");
+    }
+  }
+}
+}  // namespace
+
+template <class S>
+void attention_forward(const AttentionDims& d, const AttentionArgs<S>& a, S* context, S* weights) {
+  check_attention(d, a.lengths);
+  detail::kernels().of<S>().attention_forward(d, a, context, weights);
+}
+
+template <class S>
+void attention_backward(const AttentionDims& d, const AttentionArgs<S>& a, const S* weights,
+                        const S* dcontext, S* dquery, S* dkeys, S* dvalues, S* dv) {
+  check_attention(d, a.lengths);
+  detail::kernels().of<S>().attention_backward(d, a, weights, dcontext, dquery, dkeys, dvalues, dv);
+}
+
 #define FASTRNN_INSTANTIATE_TRAIN(S)                                                            \
   template void linear_forward<S>(const S*, index_t, index_t, const S*, index_t, const S*, S*); \
   template void linear_backward<S>(const S*, index_t, index_t, const S*, index_t, const S*, S*, \
@@ -281,7 +310,10 @@ void clamp(S* a, index_t n, S c) {
   template double sum_squares<S>(const S*, index_t);                                            \
   template double max_abs<S>(const S*, index_t);                                                \
   template void scale<S>(S*, index_t, S);                                                       \
-  template void clamp<S>(S*, index_t, S);
+  template void clamp<S>(S*, index_t, S);                                                       \
+  template void attention_forward<S>(const AttentionDims&, const AttentionArgs<S>&, S*, S*);    \
+  template void attention_backward<S>(const AttentionDims&, const AttentionArgs<S>&, const S*,  \
+                                      const S*, S*, S*, S*, S*);
 FASTRNN_INSTANTIATE_TRAIN(float)
 FASTRNN_INSTANTIATE_TRAIN(double)
 #undef FASTRNN_INSTANTIATE_TRAIN

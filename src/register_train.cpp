@@ -203,6 +203,81 @@ py::tuple linear_backward_impl(const py::object& x_in, const py::object& w_in,
   return py::make_tuple(dx, dW, or_none(db));
 }
 
+/// The arrays of an attention call, checked against each other (fastrnn.hpp's contract):
+/// query (Tq, B, D), keys (Tk, B, D), values (Tk, B, Dv), lengths (B,) int64 or None (all Tk),
+/// v (D,) or None (the dot score). The lengths' range is the core's to check.
+template <class S>
+struct AttentionCall {
+  Opt query, keys, values, v;
+  py::array lengths;
+  AttentionDims d{};
+
+  AttentionCall(const py::object& q_in, const py::object& k_in, const py::object& val_in,
+                const py::object& len_in, const py::object& v_in) {
+    const py::array q = three_d(q_in, "query", "(Tq, B, D)");
+    const py::array k = three_d(k_in, "keys", "(Tk, B, D)");
+    const py::array val = three_d(val_in, "values", "(Tk, B, Dv)");
+    d = AttentionDims{q.shape(0), k.shape(0), q.shape(1), q.shape(2), val.shape(2)};
+    query = checked<S>(q_in, "query", {d.Tq, d.B, d.D});
+    keys = checked<S>(k_in, "keys", {d.Tk, d.B, d.D});
+    values = checked<S>(val_in, "values", {d.Tk, d.B, d.Dv});
+    v = checked<S>(v_in, "v", {d.D}, true);
+    if (len_in.is_none()) {
+      py::array_t<std::int64_t> all(d.B);
+      std::fill(all.mutable_data(), all.mutable_data() + d.B, static_cast<std::int64_t>(d.Tk));
+      lengths = all;
+    } else {
+      lengths = *checked<std::int64_t>(len_in, "lengths", {d.B});
+    }
+  }
+
+  static py::array three_d(const py::object& obj, const char* name, const char* shape) {
+    py::array a = typed_array<S>(obj, name);
+    if (a.ndim() != 3) {
+      throw py::value_error(std::string(name) + ": expected shape " + shape + ", got " +
+                            shape_of(a));
+    }
+    return a;
+  }
+
+  AttentionArgs<S> args() const {
+    return {ptr<S>(query), ptr<S>(keys), ptr<S>(values),
+            static_cast<const std::int64_t*>(lengths.data()), ptr<S>(v)};
+  }
+};
+
+template <class S>
+py::tuple attention_forward_impl(const py::object& q, const py::object& k, const py::object& val,
+                                 const py::object& len, const py::object& v) {
+  const AttentionCall<S> c(q, k, val, len, v);
+  py::array_t<S> context({c.d.Tq, c.d.B, c.d.Dv}), weights({c.d.Tq, c.d.B, c.d.Tk});
+  S* cp = context.mutable_data();
+  S* wp = weights.mutable_data();
+  run_released([&] { train::attention_forward<S>(c.d, c.args(), cp, wp); });
+  return py::make_tuple(context, weights);
+}
+
+template <class S>
+py::tuple attention_backward_impl(const py::object& q, const py::object& k, const py::object& val,
+                                  const py::object& len, const py::object& w_in,
+                                  const py::object& dc_in, const py::object& v) {
+  const AttentionCall<S> c(q, k, val, len, v);
+  const Opt w = checked<S>(w_in, "weights", {c.d.Tq, c.d.B, c.d.Tk});
+  const Opt dc = checked<S>(dc_in, "dcontext", {c.d.Tq, c.d.B, c.d.Dv});
+  py::array_t<S> dq({c.d.Tq, c.d.B, c.d.D}), dk({c.d.Tk, c.d.B, c.d.D});
+  py::array_t<S> dval({c.d.Tk, c.d.B, c.d.Dv});
+  Opt dv;
+  if (c.v) dv = py::array_t<S>({c.d.D});
+  const S* wp = ptr<S>(w);
+  const S* dcp = ptr<S>(dc);
+  S* dqp = dq.mutable_data();
+  S* dkp = dk.mutable_data();
+  S* dvalp = dval.mutable_data();
+  S* dvp = mut_ptr<S>(dv);
+  run_released([&] { train::attention_backward<S>(c.d, c.args(), wp, dcp, dqp, dkp, dvalp, dvp); });
+  return py::make_tuple(dq, dk, dval, or_none(dv));
+}
+
 }  // namespace
 
 void register_train(py::module_& m) {
@@ -292,6 +367,26 @@ void register_train(py::module_& m) {
         is_f64(a, "array") ? clamp_impl<double>(a, c) : clamp_impl<float>(a, c);
       },
       py::arg("array"), py::arg("limit"), "array = clip(array, -limit, limit), in place.");
+  m.def(
+      "attention_forward",
+      [](const py::object& q, const py::object& k, const py::object& val, const py::object& len,
+         const py::object& v) {
+        return is_f64(q, "query") ? attention_forward_impl<double>(q, k, val, len, v)
+                                  : attention_forward_impl<float>(q, k, val, len, v);
+      },
+      py::arg("query"), py::arg("keys"), py::arg("values"), py::arg("lengths"), py::arg("v"),
+      "(context (Tq, B, Dv), weights (Tq, B, Tk)): masked-softmax attention, dot score (v None) "
+      "or additive.");
+  m.def(
+      "attention_backward",
+      [](const py::object& q, const py::object& k, const py::object& val, const py::object& len,
+         const py::object& w, const py::object& dc, const py::object& v) {
+        return is_f64(q, "query") ? attention_backward_impl<double>(q, k, val, len, w, dc, v)
+                                  : attention_backward_impl<float>(q, k, val, len, w, dc, v);
+      },
+      py::arg("query"), py::arg("keys"), py::arg("values"), py::arg("lengths"), py::arg("weights"),
+      py::arg("dcontext"), py::arg("v"),
+      "(dquery, dkeys, dvalues, dv or None) of attention_forward.");
 }
 
 }  // namespace fastrnn::py_bind

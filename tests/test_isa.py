@@ -21,6 +21,7 @@ TESTS = Path(__file__).parent
 # PyTorch, ONNX Runtime), the thread-determinism checks and the argument checks: run again under
 # every other variant. (The rest -- CLI, examples, bench, GIL -- does not depend on the variant.)
 PARITY = [
+    "test_attention.py",
     "test_bf16.py",
     "test_int8.py",
     "test_functional.py",

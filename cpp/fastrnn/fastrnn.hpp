@@ -226,6 +226,23 @@ extern template void forward<double>(CellKind, const Dims&, const ForwardArgs<do
 extern template void backward<float>(CellKind, const Dims&, const BackwardArgs<float>&);
 extern template void backward<double>(CellKind, const Dims&, const BackwardArgs<double>&);
 
+/// Attention: Tq queries and Tk keys per batch entry, B entries, D features of a query and of a
+/// key (the score's), Dv of a value. Arrays are time-major: query (Tq, B, D), keys (Tk, B, D),
+/// values (Tk, B, Dv), weights (Tq, B, Tk), context (Tq, B, Dv).
+struct AttentionDims {
+  index_t Tq, Tk, B, D, Dv;
+};
+/// The inputs of an attention call. lengths[b], in [1, Tk], counts the valid keys of entry b
+/// (the rest is padding: weight zero, gradient zero). v: the additive score's vector (D), or
+/// nullptr for the dot score.
+template <class S>
+struct AttentionArgs {
+  const S* query;
+  const S* keys;
+  const S* values;
+  const std::int64_t* lengths;
+  const S* v;
+};
 /// Training kernels around the recurrent layers, for S = float or double. Every result is
 /// independent of the thread count.
 namespace train {
@@ -270,6 +287,18 @@ void scale(S* a, index_t n, S s);
 /// a = clamp(a, -c, c), in place (NaN stays NaN).
 template <class S>
 void clamp(S* a, index_t n, S c);
+
+/// weights[t,b,:] = softmax over j < lengths[b] of the score of query (t,b) and key (j,b), zero
+/// beyond; context[t,b] = sum_j weights[t,b,j] values[j,b]. The score: dot, q . k; or additive,
+/// v . tanh(q + k) (q and k already projected). Scores, softmax and context fused per entry.
+/// A length outside [1, Tk] is std::invalid_argument.
+template <class S>
+void attention_forward(const AttentionDims& d, const AttentionArgs<S>& a, S* context, S* weights);
+/// The gradients of attention_forward from its weights and dcontext (Tq, B, Dv): dquery (Tq, B, D),
+/// dkeys (Tk, B, D), dvalues (Tk, B, Dv), and dv (D) for the additive score (else unused).
+template <class S>
+void attention_backward(const AttentionDims& d, const AttentionArgs<S>& a, const S* weights,
+                        const S* dcontext, S* dquery, S* dkeys, S* dvalues, S* dv);
 }  // namespace train
 
 /// Instruction-set variants. A build holds one or more compilations of the kernels ("variants",

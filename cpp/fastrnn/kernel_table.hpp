@@ -34,6 +34,9 @@ struct Kernels {
   double (*max_abs)(const S*, index_t);
   void (*scale)(S*, index_t, S);
   void (*clamp)(S*, index_t, S);
+  void (*attention_forward)(const AttentionDims&, const AttentionArgs<S>&, S*, S*);
+  void (*attention_backward)(const AttentionDims&, const AttentionArgs<S>&, const S*, const S*, S*,
+                             S*, S*, S*);
 };
 
 /// One variant: its name, what it needs from the CPU (cpu.hpp bits), and its entry points.

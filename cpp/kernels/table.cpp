@@ -7,6 +7,7 @@
 #include <Eigen/Core>
 #include <cstdint>
 
+#include "fastrnn/attention.hpp"
 #include "fastrnn/cpu.hpp"
 #include "fastrnn/entries.hpp"
 #include "fastrnn/kernel_table.hpp"
@@ -131,6 +132,8 @@ constexpr Kernels<S> kernels_of() {
       &train::max_abs<S>,
       &train::scale<S>,
       &train::clamp<S>,
+      &train::attention_forward<S>,
+      &train::attention_backward<S>,
   };
 }
 

@@ -575,6 +575,20 @@ def backward(
 # ---- attention ----------------------------------------------------------------------------------
 
 
+def _attention_inputs(*arrays: Any) -> list[Any]:
+    """The float arrays of an attention call, C-contiguous (None stays None)."""
+    return [None if a is None else np.ascontiguousarray(a) for a in arrays]
+
+
+def _attention_lengths(lengths: ArrayLike | None) -> NDArray[np.int64] | None:
+    if lengths is None:
+        return None
+    la = np.asarray(lengths)
+    if la.dtype.kind not in "iu":
+        raise TypeError(f"lengths: expected integers, got dtype {la.dtype}")
+    return np.ascontiguousarray(la, dtype=np.int64)
+
+
 def attention_forward(
     query: Array, keys: Array, values: Array, lengths: ArrayLike | None = None,
     v: Array | None = None,
@@ -584,14 +598,13 @@ def attention_forward(
 
     The dot score (``v`` None) or the additive one (``v (D,)``): the formulas are
     :func:`fastrnn.reference.attention_forward`'s. ``lengths (B,)``: the valid keys of each batch
-    entry, each in ``[1, Tk]`` (None: all); the weights are exactly zero beyond them. All float
-    arrays share one dtype (float32 or float64).
+    entry, each in ``[1, Tk]`` (None: all); the weights are exactly zero beyond them. The scores,
+    the masked softmax and the context run fused per batch entry, every product over all ``Tq``
+    queries at once. All float arrays share one dtype (float32 or float64).
     """
-    if _ATTENTION is None:  # pragma: no cover - until the compiled kernel lands
-        from . import reference
-
-        return reference.attention_forward(query, keys, values, lengths, v)
-    return _ATTENTION[0](query, keys, values, lengths, v)  # type: ignore[no-any-return]
+    q, k, val, vv = _attention_inputs(query, keys, values, v)
+    context, weights = _core.attention_forward(q, k, val, _attention_lengths(lengths), vv)
+    return context, weights
 
 
 def attention_backward(
@@ -600,16 +613,8 @@ def attention_backward(
 ) -> tuple[Array, Array, Array, Array | None]:  # fmt: skip
     """Gradients of :func:`attention_forward` from its ``weights`` and ``dcontext (Tq, B, Dv)``:
     ``(dquery, dkeys, dvalues, dv)``, ``dv`` None for the dot score (formulas:
-    :func:`fastrnn.reference.attention_backward`)."""
-    if _ATTENTION is None:  # pragma: no cover - until the compiled kernel lands
-        from . import reference
-
-        return reference.attention_backward(query, keys, values, lengths, weights, dcontext, v)
-    return _ATTENTION[1](query, keys, values, lengths, weights, dcontext, v)  # type: ignore[no-any-return]
-
-
-_ATTENTION = (
-    (_core.attention_forward, _core.attention_backward)
-    if hasattr(_core, "attention_forward")
-    else None
-)
+    :func:`fastrnn.reference.attention_backward`). The additive score's ``tanh`` values are
+    recomputed, not saved."""
+    q, k, val, w, dc, vv = _attention_inputs(query, keys, values, weights, dcontext, v)
+    dq, dk, dval, dv = _core.attention_backward(q, k, val, _attention_lengths(lengths), w, dc, vv)
+    return dq, dk, dval, dv
