@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import assert_close, numeric_grad
 
 import fastrnn
 from fastrnn import functional as F
 from fastrnn import reference as R
 from fastrnn.training.attention import SCORES, Attention
+from helpers import assert_close, numeric_grad
 
 SHAPES = [  # Tq, B, Tk, D, Dv, lengths
     (1, 1, 1, 1, 1, [1]),
