@@ -24,8 +24,6 @@ the optimizer's state in one ``.npz`` file, so training can resume.
 
 from __future__ import annotations
 
-import inspect
-import json
 import math
 import os
 from collections.abc import Mapping
@@ -37,11 +35,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .._args import as_rng, check_bool, check_int, float_dtype
-from .._files import NpzReader
 from ..layers import RecurrentLayer, from_spec
 from ..quantized import QuantizedLayer, quantize_dynamic, quantized_param_shapes
 from ..spec import StackSpec, check_compute_dtype
-from . import losses, optim
+from . import _saved, losses, optim
 from .nn import Embedding, Linear
 from .text import CharVocab
 
@@ -50,9 +47,6 @@ __all__ = ["SequenceModel", "StepResult"]
 Array = NDArray[Any]
 #: the model's cell names -> the stack's
 _CELLS = {"rnn": "rnn_tanh", "rnn_relu": "rnn_relu", "lstm": "lstm", "gru": "gru"}
-_FORMAT = "fastrnn.SequenceModel/1"
-#: the keys of a saved model's JSON header ("optimizer" only with an optimizer's state)
-_META_KEYS = ("format", "config", "extra", "optimizer")
 #: the compute_dtype of an inference-only model whose recurrent stack is quantized
 INT8 = "int8"
 
@@ -105,125 +99,30 @@ def _checked_config(c: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-class _SavedFile:
-    """A file of :meth:`SequenceModel.save`, read as untrusted input: the one statement of its
-    format. An ``.npz`` archive (read by :class:`~fastrnn._files.NpzReader`) of ``meta``, a JSON
-    object ``{"format", "config", "extra"[, "optimizer"]}``; ``param/<name>`` for every parameter
-    the config declares; ``opt/<name>/<slot>`` for the optimizer's state. The header and the
-    config are checked, and the shapes the config declares against the arrays' headers, before
-    anything is read or made; every problem is a ValueError naming the file."""
-
-    def __init__(self, path: str | os.PathLike[str], signature: inspect.Signature) -> None:
-        with NpzReader(path, f"path: {os.fspath(path)}") as npz:
-            self._npz = npz
-            meta = self._meta()
-            self.config = self._config(meta["config"], signature)
-            if "optimizer" in meta and self.config["compute_dtype"] == INT8:
-                raise self.error("an int8 model (inference-only) with an optimizer's state")
-            self._check_members(self._check_shapes(), "optimizer" in meta)
-            self.extra: dict[str, Any] = self._extra(meta["extra"])
-            self.params = self._arrays("param/")
-            state: dict[str, dict[str, Any]] = {}
-            for k, a in self._arrays("opt/").items():
-                name, slot = k.rsplit("/", 1)
-                state.setdefault(name, {})[slot] = a
-            o = meta.get("optimizer")
-            self.optimizer = None if o is None else {**o, "state": state}
-
-    def error(self, problem: str) -> ValueError:
-        return self._npz.error(problem)
-
-    def _meta(self) -> dict[str, Any]:
-        """The JSON header: an object of this format, with a config and extra objects."""
-        m = self._npz.members.get("meta")
-        if m is None or m.shape != () or m.dtype.kind != "U":
-            what = "no 'meta'" if m is None else f"'meta' is {m.dtype} {m.shape}, not a string"
-            raise self.error(f"not a fastrnn SequenceModel file ({what})")
-        try:
-            meta = json.loads(str(self._npz.read("meta")))
-        except (ValueError, RecursionError) as e:
-            raise self.error(f"not a fastrnn SequenceModel file ({e})") from None
-        if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-            got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-            raise self.error(f"not a fastrnn SequenceModel file ({got})")
-        for key in ("config", "extra", "optimizer"):
-            if not isinstance(meta.get(key, {}), dict):
-                raise self.error(f"its {key} is not a JSON object")
-        if "state" in meta.get("optimizer", {}):  # the arrays hold it
-            raise self.error("its optimizer header holds a 'state'")
-        if set(meta) - set(_META_KEYS) or "config" not in meta or "extra" not in meta:
-            raise self.error(f"its header has the keys {sorted(meta)}, expected {list(_META_KEYS)}")
-        return meta
-
-    def _config(self, cfg: dict[str, Any], signature: inspect.Signature) -> dict[str, Any]:
-        """The config, checked by the constructor's rules, and the parameter shapes it declares
-        against the arrays' headers."""
-        params = signature.parameters
-        unknown = sorted(set(cfg) - set(params))
-        missing = sorted(k for k, p in params.items() if p.default is p.empty and k not in cfg)
-        if unknown or missing:
-            raise self.error(f"a bad config (unknown keys {unknown}, missing keys {missing})")
-        try:
-            config = _checked_config({k: cfg.get(k, p.default) for k, p in params.items()})
-        except (TypeError, ValueError) as e:
-            raise self.error(f"a bad config ({e})") from None
-        return config
-
-    def _check_shapes(self) -> set[str]:
-        """The parameter shapes the config declares against the arrays' headers (before the
-        arrays are read or a model made); the parameters' names."""
-        held = sum(k.startswith("param/") for k in self._npz.members)
-        if self.config["num_layers"] > held:  # bounds the spec's size by the file's
-            raise self.error(
-                f"its config declares {self.config['num_layers']} layers, it holds {held} arrays"
-            )
-        shapes = _param_shapes(self.config)
-        for name, shape in shapes.items():
-            m = self._npz.members.get(f"param/{name}")
-            got = None if m is None else m.shape
-            if got != shape:
-                raise self.error(f"{name} has shape {got}, its config says {shape}")
-        return set(shapes)
-
-    def _check_members(self, names: set[str], has_optimizer: bool) -> None:
-        """No array the format does not have: ``param/`` of the config's parameters, ``opt/``
-        only with an optimizer (its names and slots are the optimizer's to check)."""
-        for k in self._npz.members:
-            kind, _, rest = k.partition("/")
-            ok = k == "meta" or (kind == "param" and rest in names)
-            ok = ok or (kind == "opt" and has_optimizer and "/" in rest)
-            if not ok:
-                raise self.error(f"an array the format does not have: {k!r}")
-
-    def _extra(self, extra: dict[str, Any]) -> dict[str, Any]:
-        """``extra``, whose ``vocab`` (``fastrnn demo --save`` writes one) must be a character
-        vocabulary (:class:`~fastrnn.training.text.CharVocab`'s rule), one character per id."""
-        vocab = extra.get("vocab")
-        if vocab is None:
-            return extra
-        try:
-            if isinstance(vocab, list):
-                if any(not isinstance(c, str) or len(c) != 1 for c in vocab):
-                    raise TypeError(f"chars: expected single characters, got {vocab!r:.80}")
-                vocab = "".join(vocab)
-            chars = CharVocab(vocab).chars
-        except (TypeError, ValueError) as e:
-            raise self.error(f"extra['vocab'] is not a character vocabulary ({e})") from None
-        if self.config["embedding_dim"] is not None and len(chars) != self.config["input_size"]:
-            raise self.error(
-                f"extra['vocab'] has {len(chars)} characters, the model's embedding "
-                f"{self.config['input_size']}"
-            )
+def _check_extra(config: Mapping[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """A saved model's ``extra``, whose ``vocab`` (``fastrnn demo --save`` writes one) must be a
+    character vocabulary (:class:`~fastrnn.training.text.CharVocab`'s rule), one character per
+    id."""
+    vocab = extra.get("vocab")
+    if vocab is None:
         return extra
+    try:
+        if isinstance(vocab, list):
+            if any(not isinstance(c, str) or len(c) != 1 for c in vocab):
+                raise TypeError(f"chars: expected single characters, got {vocab!r:.80}")
+            vocab = "".join(vocab)
+        chars = CharVocab(vocab).chars
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"extra['vocab'] is not a character vocabulary ({e})") from None
+    if config["embedding_dim"] is not None and len(chars) != config["input_size"]:
+        raise ValueError(
+            f"extra['vocab'] has {len(chars)} characters, the model's embedding "
+            f"{config['input_size']}"
+        )
+    return extra
 
-    def _arrays(self, prefix: str) -> dict[str, Any]:
-        """The arrays under ``prefix`` (their sizes checked: bounded by the file's)."""
-        return {
-            k[len(prefix) :]: self._npz.read(k) for k in self._npz.members if k.startswith(prefix)
-        }
 
-
-def _param_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+def _param_shapes(config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     """The parameters of a model of ``config`` by name, and their shapes (the stack's are its
     spec's; an int8 stack's weights have a scale per row, as :class:`fastrnn.QuantizedLSTM`)."""
     emb = config["embedding_dim"]
@@ -239,6 +138,13 @@ def _param_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     if emb is not None:
         shapes["embedding.weight"] = (config["input_size"], emb)
     return shapes
+
+
+#: the file of :meth:`SequenceModel.save` (:mod:`fastrnn.training._saved`)
+_FORMAT = _saved.ModelFormat(
+    "SequenceModel", "fastrnn.SequenceModel/1", _checked_config, _param_shapes, _check_extra,
+    inference_only=lambda config: config["compute_dtype"] == INT8,
+)  # fmt: skip
 
 
 @dataclass
@@ -580,18 +486,8 @@ class SequenceModel:
         (its config's ``compute_dtype`` is ``"int8"``), and no optimizer."""
         if optimizer is not None and isinstance(self.rnn, QuantizedLayer):
             raise ValueError("optimizer: an int8 model is inference-only; it saves no optimizer")
-        arrays: dict[str, Array] = {f"param/{k}": v for k, v in self.named_parameters().items()}
         self.config["compute_dtype"] = self.rnn.compute_dtype  # settable on the layer
-        meta: dict[str, Any] = {"format": _FORMAT, "config": self.config, "extra": extra}
-        if optimizer is not None:
-            sd = optimizer.state_dict()
-            meta["optimizer"] = {k: sd[k] for k in ("type", "defaults", "steps")}
-            for name, st in sd["state"].items():
-                for key, a in st.items():
-                    arrays[f"opt/{name}/{key}"] = np.asarray(a)
-        arrays["meta"] = np.array(json.dumps(meta))
-        with open(path, "wb") as f:
-            np.savez(f, **arrays)  # type: ignore[arg-type]
+        _saved.save(path, _FORMAT, self.config, self.named_parameters(), optimizer, extra)
 
     @classmethod
     def load(
@@ -604,16 +500,4 @@ class SequenceModel:
         those sizes is made; an ``extra['vocab']`` must be a character vocabulary of the
         embedding's size. Every problem of the file is a ValueError naming it; a path that cannot
         be opened keeps its OSError (FileNotFoundError, IsADirectoryError)."""
-        saved = _SavedFile(path, inspect.signature(cls))
-        try:
-            model = cls(**saved.config)
-            model.load_state_dict(saved.params)
-        except (TypeError, ValueError) as e:
-            raise saved.error(str(e)) from None
-        if saved.optimizer is None:
-            return model, None, saved.extra
-        try:
-            opt = optim.Optimizer.from_state_dict(saved.optimizer, model.named_parameters())
-        except (TypeError, ValueError) as e:
-            raise saved.error(f"optimizer: {e}") from None
-        return model, opt, saved.extra
+        return _saved.load(cls, path, _FORMAT)
