@@ -56,6 +56,8 @@ class ModelFormat:
         check_extra: ``(config, extra) -> extra``: the rules of the model's extra values (a
             ValueError or TypeError saying the problem; the file's error names the file).
         inference_only: whether a config's model cannot train (its file holds no optimizer).
+        added_keys: config keys added after files of the format were first written, and the
+            value a file without one stands for.
     """
 
     kind: str
@@ -66,6 +68,7 @@ class ModelFormat:
         default=_no_extra_rule
     )
     inference_only: Callable[[Mapping[str, Any]], bool] = field(default=_trains)
+    added_keys: Mapping[str, Any] = field(default_factory=dict)
 
 
 class _Model(Protocol):
@@ -182,7 +185,8 @@ class _SavedFile:
         if unknown or missing:
             raise self.error(f"a bad config (unknown keys {unknown}, missing keys {missing})")
         try:
-            config = self._fmt.check_config({k: cfg.get(k, p.default) for k, p in params.items()})
+            given = {**self._fmt.added_keys, **cfg}
+            config = self._fmt.check_config({k: given.get(k, p.default) for k, p in params.items()})
         except (TypeError, ValueError) as e:
             raise self.error(f"a bad config ({e})") from None
         return config
