@@ -11,9 +11,9 @@
 * Interop: :mod:`fastrnn.convert` (Keras, the course notes' GRU), :mod:`fastrnn.onnx`,
   :mod:`fastrnn.torch`.
 * :mod:`fastrnn.training`, the training kit: :class:`Linear`, :class:`Embedding`, losses, optim
-  (SGD, Adam, clipping), init, :class:`SequenceModel`, tasks (adding problem, copy memory), text;
-  its modules are also ``fastrnn.losses``, ``fastrnn.optim``, ``fastrnn.init``, ``fastrnn.tasks``,
-  ``fastrnn.text``.
+  (SGD, Adam, clipping), init, :class:`SequenceModel`, the encoder-decoder :class:`Seq2Seq` with
+  attention, tasks (adding problem, copy memory), text; its modules are also ``fastrnn.losses``,
+  ``fastrnn.optim``, ``fastrnn.init``, ``fastrnn.seq2seq``, ``fastrnn.tasks``, ``fastrnn.text``.
 * :mod:`fastrnn.tools`: the ``fastrnn`` command, the peer benchmark, the self-check.
 """
 
@@ -27,11 +27,24 @@ from .functional import build_info, get_num_threads, set_num_threads
 from .layers import GRU, LSTM, RNN
 from .quantized import QuantizedGRU, QuantizedLSTM, QuantizedRNN, quantize_dynamic
 from .spec import StackSpec
-from .training import Embedding, Linear, SequenceModel, init, losses, model, nn, optim, tasks, text
+from .training import (
+    Embedding,
+    Linear,
+    Seq2Seq,
+    SequenceModel,
+    init,
+    losses,
+    model,
+    nn,
+    optim,
+    seq2seq,
+    tasks,
+    text,
+)
 
 # the training kit's modules under their short names: `import fastrnn.optim` and
 # `from fastrnn.losses import ...` keep working
-for _m in (init, losses, model, nn, optim, tasks, text):
+for _m in (init, losses, model, nn, optim, seq2seq, tasks, text):
     sys.modules.setdefault(f"{__name__}.{_m.__name__.rsplit('.', 1)[1]}", _m)
 del _m
 
@@ -44,6 +57,7 @@ __all__ = [
     "QuantizedGRU",
     "QuantizedLSTM",
     "QuantizedRNN",
+    "Seq2Seq",
     "SequenceModel",
     "StackSpec",
     "__version__",
@@ -55,6 +69,7 @@ __all__ = [
     "optim",
     "quantize_dynamic",
     "reference",
+    "seq2seq",
     "set_num_threads",
     "spec",
     "tasks",
