@@ -135,7 +135,7 @@ def _steps(lengths: IntArray, T: int) -> NDArray[np.bool_]:
     return mask
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Batch:
     """A padded batch of source and target ids, time-major (what :meth:`Seq2Seq.forward`,
     :meth:`~Seq2Seq.train_step` and :meth:`~Seq2Seq.evaluate` take).
@@ -214,7 +214,8 @@ def _id_row(name: str, ids: ArrayLike, low: int, *, empty: bool) -> IntArray:
     if a.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected integer ids, got dtype {a.dtype}")
     if a.min() < low:
-        raise ValueError(f"{name}: ids must be >= {low} (below are PAD, BOS, EOS), got {a.min()}")
+        below = "0 is PAD" if low == 1 else "0, 1, 2 are PAD, BOS, EOS"
+        raise ValueError(f"{name}: ids must be >= {low} ({below}), got {a.min()}")
     return a.astype(np.int64)
 
 
@@ -353,7 +354,7 @@ class Seq2SeqVocab:
 # ---- the model ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Hypothesis:
     """One decoded output of :meth:`Seq2Seq.greedy` or :meth:`Seq2Seq.beam_search`.
 
