@@ -10,6 +10,9 @@ Subcommands:
   the constant predictor's (``--quantize int8``: and the int8 models'), and the learning curves
   (PNG with matplotlib).
 * ``gradflow``: ``||dL/dh_t||`` against t for RNN, GRU and LSTM at initialisation (PNG).
+* ``seq2seq``: an encoder-decoder with attention trained on date normalisation (or digit
+  strings); held-out translations, exact match per format beside the same model without
+  attention, the attention heatmap of an example (:mod:`fastrnn.tools.seq2seq_cli`).
 * ``bench``: the speed comparison (:mod:`fastrnn.tools.bench`, also ``python -m fastrnn.bench``);
   ``selfcheck``: kernels against the NumPy reference (:mod:`fastrnn.tools.selfcheck`).
 
@@ -31,7 +34,7 @@ import numpy as np
 
 from ..training import init, optim, tasks, text
 from ..training.model import SequenceModel, StepResult
-from . import _options
+from . import _options, seq2seq_cli
 
 __all__ = ["DEMO_CLIP_NORM", "DemoTraining", "Progress", "demo_args", "main"]
 
@@ -592,6 +595,7 @@ def _parser() -> argparse.ArgumentParser:
     _demo_parser(sub)
     _adding_parser(sub)
     _gradflow_parser(sub)
+    seq2seq_cli.add_parser(sub, _options.subparser, _THREADS_HELP)
     # parsed by their own modules (main forwards the rest of the command line to them)
     _options.subparser(
         sub, "bench", "speed against PyTorch / ONNX Runtime (fastrnn bench -h)", add_help=False
@@ -616,6 +620,10 @@ _MINIMUM = {
     "embedding": 1,
     "max_chars": 1,
     "sample_len": 0,
+    "digits": 1,
+    "test": 1,
+    "beam": 1,
+    "examples": 0,
 }
 
 
