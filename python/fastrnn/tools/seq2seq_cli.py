@@ -237,6 +237,8 @@ def add_parser(sub: Any, subparser: Any, threads_help: str) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and of the data")
     p.add_argument("--plot", metavar="FILE", default="",
                    help="PNG of one example's attention weights, needs matplotlib")  # fmt: skip
-    p.add_argument("--save", metavar="FILE", help="save the model and its vocabulary (.npz)")
+    p.add_argument("--save", metavar="FILE",
+                   help="save the model and its vocabulary to this .npz file "
+                   "(default: not saved)")  # fmt: skip
     p.add_argument("--threads", type=int, metavar="N", help=threads_help)
     p.set_defaults(func=run, parser=p)
