@@ -33,7 +33,12 @@ processes of its own, with fastrnn float32 and the bfloat16 GEMM peak (torch.mat
 run; default shapes S1 S2 S4. ``--compute-dtype int8`` prints the int8 tables
 (:mod:`fastrnn.tools.bench_int8`): ``fastrnn.quantize_dynamic`` layers against ONNX Runtime's
 DynamicQuantizeLSTM (LSTM) and its float32 (GRU, RNN), with both in float32, the output's
-deviation from float32 and the weights' bytes; default shapes S1 S2 S3 S5."""
+deviation from float32 and the weights' bytes; default shapes S1 S2 S3 S5.
+
+``--seq2seq`` prints the sequence-to-sequence table instead (:mod:`fastrnn.tools.bench_seq2seq`):
+one training step of :class:`fastrnn.training.seq2seq.Seq2Seq` on a batch of the date task
+against the same model and weights in ``torch.nn`` ops, each peer and thread count in a process
+of its own; default LSTM and GRU, general attention, batch 64, embedding 32, hidden 128."""
 
 from __future__ import annotations
 
@@ -72,6 +77,9 @@ BF16_SHAPES = ("S1", "S2", "S4")  # the default shapes of --compute-dtype bfloat
 INT8_SHAPES = ("S1", "S2", "S3", "S5")  # the default shapes of --compute-dtype int8
 # the modules of the --compute-dtype tables other than float32
 MODES = {"bfloat16": "bench_bf16", "int8": "bench_int8"}
+SEQ2SEQ = "seq2seq"  # the mode of --seq2seq's table
+# the modules of the tables other than the float32 peer tables, by their workers' "mode"
+TABLES = {**MODES, SEQ2SEQ: "bench_seq2seq"}
 PEERS = ("fastrnn", "torch", "ort", "reference", "fastrnn.torch")
 PASSES = ("forward", "forward+backward", "train-step")
 
@@ -362,14 +370,15 @@ def _worker_case(peer: str, case: dict[str, Any]) -> Any:
 
 
 def _mode(name: str) -> Any:
-    """The module of the ``--compute-dtype`` tables ``name`` (bfloat16, int8)."""
-    return importlib.import_module(f"{__package__}.{MODES[name]}")
+    """The module of the tables ``name``: a ``--compute-dtype`` (bfloat16, int8) or
+    ``seq2seq``."""
+    return importlib.import_module(f"{__package__}.{TABLES[name]}")
 
 
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Runs in its own process, with its thread count set through the environment: the float32
-    tables' worker, or with ``spec["mode"]`` ("bfloat16", "int8") that mode's."""
-    if spec.get("mode") in MODES:
+    tables' worker, or with ``spec["mode"]`` ("bfloat16", "int8", "seq2seq") that mode's."""
+    if spec.get("mode") in TABLES:
         return _mode(spec["mode"]).worker(spec)  # type: ignore[no-any-return]
     return _worker(spec)
 
@@ -1066,6 +1075,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         "alternating, and report the median of the rounds (a shared machine's speed drifts)",
     )
     _load_options(ap, choose)
+    _mode(SEQ2SEQ).add_options(ap)
     ap.add_argument(
         "--json", metavar="FILE", help="write the results to this JSON file (default: none)"
     )
@@ -1141,6 +1151,8 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     _options.check_output_path(ap, "--json", args.json)
     _options.check_output_path(ap, "--png", args.png)
     _check_under_load(ap, args)
+    if args.seq2seq:
+        _mode(SEQ2SEQ).check(ap, args)
     if args.compute_dtype in MODES:
         _mode(args.compute_dtype).check(ap, args)
     if args.shapes is None:
@@ -1157,8 +1169,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m fastrnn.bench") -
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
     _check(ap, args)
-    if args.compute_dtype in MODES:
-        mode = _mode(args.compute_dtype)
+    tables = args.compute_dtype if args.compute_dtype in MODES else None
+    tables = SEQ2SEQ if args.seq2seq else tables  # (_check: not both)
+    if tables is not None:
+        mode = _mode(tables)
         report = mode.run(args)
         print(mode.table(report))
     else:
