@@ -67,18 +67,19 @@ def test_arguments_checked_before_timing(
 
 
 def test_tiny_run(tmp_path: Path) -> None:
-    """Both cells, general attention and none, each peer in a process of its own; the JSON holds
-    the runs and the rows the table prints."""
+    """Both cells, general attention and none, each peer in a process of its own, two rounds;
+    the JSON holds the runs and the rows the table prints."""
     out = tmp_path / "seq2seq.json"
     peers = ["fastrnn", "torch"] if HAS_TORCH else ["fastrnn"]
     proc = subprocess.run(
         [sys.executable, "-m", "fastrnn.bench", *TINY, "--seq2seq-attention", "general", "none",
-         "--peers", *peers, "--json", str(out)],
+         "--peers", *peers, "--rounds", "2", "--json", str(out)],
         capture_output=True, text=True, timeout=600, check=True,
     )  # fmt: skip
     report = json.loads(out.read_text())
     assert report["mode"] == "seq2seq" and report["peers"] == peers
-    assert sorted((r["peer"], r["threads"]) for r in report["runs"]) == [(p, 1) for p in peers]
+    assert sorted((r["peer"], r["threads"], r["round"]) for r in report["runs"]) == [
+        (p, 1, i) for p in peers for i in (0, 1)]  # two rounds: a process each  # fmt: skip
     rows = report["rows"]
     assert [(r["cell"], r["attention"], r["threads"]) for r in rows] == [
         ("lstm", "general", 1), ("lstm", "none", 1),
@@ -89,6 +90,7 @@ def test_tiny_run(tmp_path: Path) -> None:
     for r in rows:
         assert (r["batch"], r["embedding"], r["hidden"], r["tgt_steps"]) == (3, 4, 8, 11)
         assert 8 <= r["src_steps"] <= 37 and r["fastrnn_ms"] > 0
+        assert len(r["fastrnn_ms_rounds"]) == 2
         line = f"{r['cell']:<5} {r['attention']:<9}   1 {bench._ms(r['fastrnn_ms'], 10)}"
         assert line in stdout
         if HAS_TORCH:
@@ -148,3 +150,18 @@ def test_the_peers_steps_train_alike(attention: str) -> None:
     assert moved > 1e-3  # three Adam steps of lr 1e-3 moved the weights
     for name, p in torch_step.model.named_parameters():
         np.testing.assert_allclose(params[name], p.detach().numpy(), atol=1e-5, err_msg=name)
+
+
+def test_rounds_give_the_median() -> None:
+    """Three rounds of each peer: a row's times are the median of the rounds'."""
+    runs = []
+    for i, (f, t) in enumerate([(30.0, 50.0), (10.0, 90.0), (20.0, 40.0)]):
+        one = _report({("fastrnn", 1, "lstm"): f, ("torch", 1, "lstm"): t})["runs"]
+        runs += [{**r, "round": i} for r in one]
+    report = {"machine": {"cpus": 2}, "runs": runs, "clip_norm": 1.0, "rounds": 3}
+    (row,) = bench_seq2seq.rows(report)
+    assert (row["fastrnn_ms"], row["torch_ms"], row["speedup"]) == (20.0, 50.0, 2.5)
+    assert row["fastrnn_ms_rounds"] == [30.0, 10.0, 20.0]
+    report["rows"] = [row]
+    text = bench_seq2seq.table(report)
+    assert "median ms (of 3 rounds, the peers' processes alternating)" in text

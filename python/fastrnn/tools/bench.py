@@ -1071,8 +1071,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         type=int,
         default=1,
         metavar="N",
-        help="with --compute-dtype int8: time each shape N times, the peers' processes "
-        "alternating, and report the median of the rounds (a shared machine's speed drifts)",
+        help="with --compute-dtype int8 or --seq2seq: time each shape (--seq2seq: each case) "
+        "N times, the peers' processes alternating, and report the median of the rounds (a "
+        "shared machine's speed drifts)",
     )
     _load_options(ap, choose)
     _mode(SEQ2SEQ).add_options(ap)
@@ -1143,8 +1144,8 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         ap.error(f"--repeat: must be >= 1, got {args.repeat}")
     if args.rounds < 1:
         ap.error(f"--rounds: must be >= 1, got {args.rounds}")
-    if args.rounds > 1 and args.compute_dtype != "int8":
-        ap.error("--rounds: only with --compute-dtype int8")
+    if args.rounds > 1 and args.compute_dtype != "int8" and not args.seq2seq:
+        ap.error("--rounds: only with --compute-dtype int8 or --seq2seq")
     if not args.budget > 0:
         ap.error(f"--budget: must be > 0, got {args.budget}")
     _options.check_threads(ap, args.threads)

@@ -14,13 +14,16 @@ test's, holding the same weights) with ``torch.nn.utils.clip_grad_norm_`` and
 ``torch.optim.Adam``. For each cell and attention, at each ``--threads`` count, each peer runs in
 a process of its own with that many threads (``fastrnn.set_num_threads``,
 ``torch.set_num_threads``); each time is the median of at least ``--repeat`` steps (and of 0.25 s
-of steps) after one warm-up step, within about ``--budget`` seconds. The table: milliseconds and
+of steps) after one warm-up step, within about ``--budget`` seconds; with ``--rounds N`` each
+peer is timed N times, the peers' processes alternating, and the median of the rounds is
+reported. The table: milliseconds and
 the speed-up (torch's time over fastrnn's), and issue 22's target (at least 1.5x), met or not.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from typing import Any
 
@@ -136,14 +139,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     meter = _b._OthersMeter()
     runs = []
     for threads in args.threads:
-        for peer in peers:
-            print(f"  timing {peer} seq2seq training steps with {threads} thread(s) ...",
-                  file=sys.stderr, flush=True)  # fmt: skip
-            runs.append(_b._spawn({"mode": "seq2seq", "peer": peer, "threads": threads,
-                                   "cases": cases, "repeat": args.repeat,
-                                   "budget": args.budget}))  # fmt: skip
+        for i in range(args.rounds):  # the peers alternate, first one first, then the other
+            for peer in peers if i % 2 == 0 else peers[::-1]:
+                print(f"  timing {peer} seq2seq training steps with {threads} thread(s), round "
+                      f"{i + 1} of {args.rounds} ...", file=sys.stderr, flush=True)  # fmt: skip
+                spec = {"mode": "seq2seq", "peer": peer, "threads": threads, "cases": cases,
+                        "repeat": args.repeat, "budget": args.budget}  # fmt: skip
+                runs.append({**_b._spawn(spec), "round": i})
     report = {"machine": machine, "mode": "seq2seq", "peers": peers, "threads": args.threads,
-              "lr": LR, "clip_norm": CLIP_NORM, "runs": runs,
+              "rounds": args.rounds, "lr": LR, "clip_norm": CLIP_NORM, "runs": runs,
               "others_busy_cpus": meter.cpus()}  # fmt: skip
     report["rows"] = rows(report)
     return report
@@ -152,11 +156,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------ report
 
 
+def _results(report: dict[str, Any]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """Every case's result by (peer, threads, cell, attention): its first round's, with ``ms``
+    the median of every round's (``--rounds``; each round's in ``ms_rounds``)."""
+    rounds: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in report["runs"]:
+        for c in r["results"]:
+            rounds.setdefault((r["peer"], r["threads"], c["cell"], c["attention"]), []).append(c)
+    return {k: {**v[0], "ms": statistics.median(c["ms"] for c in v),
+                "ms_rounds": [c["ms"] for c in v]} for k, v in rounds.items()}  # fmt: skip
+
+
 def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """A row per cell, attention and thread count timed: each peer's ms and the speed-up
-    (torch's ms over fastrnn's; None where a peer is missing)."""
-    res = {(r["peer"], r["threads"], c["cell"], c["attention"]): c
-           for r in report["runs"] for c in r["results"]}  # fmt: skip
+    """A row per cell, attention and thread count timed: each peer's ms (the median of the
+    rounds) and the speed-up (torch's ms over fastrnn's; None where a peer is missing)."""
+    res = _results(report)
     keys = sorted({k[1:] for k in res}, key=lambda k: (CELLS.index(k[1]),
                                                       ATTENTIONS.index(k[2]), k[0]))  # fmt: skip
     out = []
@@ -171,6 +185,8 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                     "hidden": any_["hidden"], "layers": any_["layers"],
                     "bidirectional": any_["bidirectional"], "parameters": any_["parameters"],
                     "fastrnn_ms": ms, "torch_ms": tms,
+                    "fastrnn_ms_rounds": mine.get("ms_rounds"),
+                    "torch_ms_rounds": torch.get("ms_rounds"),
                     "speedup": tms / ms if ms and tms else None})  # fmt: skip
     return out
 
@@ -214,6 +230,11 @@ def targets(rows: list[dict[str, Any]]) -> list[str]:
     return [line + (f"; not met: {', '.join(missed)}" if missed else "")]
 
 
+def _of_rounds(report: dict[str, Any]) -> str:
+    n = report.get("rounds", 1)
+    return f" (of {n} rounds, the peers' processes alternating)" if n > 1 else ""
+
+
 def table(report: dict[str, Any]) -> str:
     """The seq2seq report as text."""
     r = report["rows"]
@@ -222,8 +243,8 @@ def table(report: dict[str, Any]) -> str:
         f"backward, clip to norm {report['clip_norm']:g}, Adam. fastrnn = "
         "fastrnn.training.Seq2Seq.train_step; torch.nn = the same model and weights in torch "
         "ops (fastrnn.tools.seq2seq_torch) with autograd, clip_grad_norm_ and torch.optim.Adam. "
-        "Each peer and thread count in a process of its own; median ms; speed-up = torch.nn ms / "
-        "fastrnn ms.",
+        f"Each peer and thread count in a process of its own; median ms{_of_rounds(report)}; "
+        "speed-up = torch.nn ms / fastrnn ms.",
         "",
         *_rows_text(r),
         "",
@@ -251,7 +272,7 @@ def add_options(ap: argparse.ArgumentParser) -> None:
         "(fastrnn.training.Seq2Seq on a batch of the date task: forward, cross-entropy, "
         "backward, clip norm 1, Adam; float32) against the same model and weights in torch.nn "
         "ops, each peer and thread count in a process of its own (--threads, --peers fastrnn "
-        "torch, --repeat, --budget and --json apply)",
+        "torch, --repeat, --budget, --rounds and --json apply)",
     )
     ap.add_argument("--seq2seq-cells", nargs="+", choices=CELLS, default=list(DEFAULT_CELLS),
                     metavar="CELL",
