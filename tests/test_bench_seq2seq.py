@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fastrnn.tools import bench, bench_seq2seq
+from fastrnn.tools import bench, bench_seq2seq, cli, seq2seq_cli
 
 # tiny sizes: 3 examples of the date task, embedding 4, hidden 8, at 1 thread, one run
 TINY = ["--seq2seq", "--seq2seq-batch", "3", "--seq2seq-embedding", "4", "--seq2seq-hidden", "8",
@@ -29,16 +29,25 @@ def _args(argv: list[str]) -> Any:
     return args
 
 
-def test_options_and_defaults() -> None:
+def test_defaults_are_fastrnn_seq2seqs() -> None:
+    """By default the bench times the model and batch `fastrnn seq2seq` trains, LSTM and GRU."""
+    cli_args = cli._parser().parse_args(["seq2seq"])
     args = _args(["--seq2seq"])
-    assert (args.seq2seq_cells, args.seq2seq_attention) == (["lstm", "gru"], ["general"])
-    assert (args.seq2seq_batch, args.seq2seq_embedding, args.seq2seq_hidden) == (64, 32, 128)
-    assert (args.seq2seq_layers, args.seq2seq_bidirectional, args.threads) == (1, False, [1, 2])
+    assert (args.seq2seq_cells, args.seq2seq_attention) == ([cli_args.cell, "gru"],
+                                                            [cli_args.attention])  # fmt: skip
+    mine = (args.seq2seq_batch, args.seq2seq_embedding, args.seq2seq_hidden, args.seq2seq_layers,
+            args.seq2seq_bidirectional, bench_seq2seq.LR, bench_seq2seq.CLIP_NORM)  # fmt: skip
+    assert mine == (cli_args.batch, cli_args.embedding, cli_args.hidden, cli_args.layers,
+                    cli_args.bidirectional, cli_args.lr, seq2seq_cli.CLIP_NORM)  # fmt: skip
+    assert args.threads == [1, 2] and not _args([]).seq2seq
+
+
+def test_options() -> None:
     cases = bench_seq2seq._cases(_args([*TINY, "--seq2seq-cells", "rnn", "--seq2seq-attention",
-                                        "dot", "none", "--seq2seq-bidirectional"]))  # fmt: skip
-    assert [(c["cell"], c["attention"], c["batch"], c["bidirectional"]) for c in cases] == [
-        ("rnn", "dot", 3, True), ("rnn", "none", 3, True)]  # fmt: skip
-    assert not _args([]).seq2seq
+                                        "dot", "none", "--no-seq2seq-bidirectional",
+                                        "--seq2seq-layers", "2"]))  # fmt: skip
+    got = [(c["cell"], c["attention"], c["batch"], c["bidirectional"], c["layers"]) for c in cases]
+    assert got == [("rnn", "dot", 3, False, 2), ("rnn", "none", 3, False, 2)]
 
 
 @pytest.mark.parametrize(
@@ -87,6 +96,7 @@ def test_tiny_run(tmp_path: Path) -> None:
     stdout = proc.stdout
     assert "cell  attention thr fastrnn ms  torch.nn ms  speed-up" in stdout
     assert "Seq2seq training step (batch 3 of the date task (sources padded to " in stdout
+    assert "a bidirectional encoder of 8 units a direction and a decoder of 16, 1 layer" in stdout
     for r in rows:
         assert (r["batch"], r["embedding"], r["hidden"], r["tgt_steps"]) == (3, 4, 8, 11)
         assert 8 <= r["src_steps"] <= 37 and r["fastrnn_ms"] > 0
@@ -107,8 +117,8 @@ def _report(times: dict[tuple[str, int, str], float]) -> dict[str, Any]:
     for (peer, threads, cell), ms in times.items():
         run = runs.setdefault((peer, threads), {"peer": peer, "threads": threads, "results": []})
         run["results"].append({"cell": cell, "attention": "general", "batch": 64,
-                               "embedding": 32, "hidden": 128, "layers": 1,
-                               "bidirectional": False, "src_steps": 37, "tgt_steps": 11,
+                               "embedding": 32, "hidden": 64, "layers": 1,
+                               "bidirectional": True, "src_steps": 37, "tgt_steps": 11,
                                "parameters": 123456, "ms": ms})  # fmt: skip
     report = {"machine": {"cpus": 2}, "runs": list(runs.values()), "clip_norm": 1.0}
     report["rows"] = bench_seq2seq.rows(report)
@@ -126,6 +136,7 @@ def test_rows_speedups_and_target() -> None:
     assert "lstm  general     1      20.00        40.00     2.00x" in text
     assert "lstm  general     2      20.00        25.00     1.25x" in text
     assert "gru   general     1      10.00            -" in text
+    assert "a bidirectional encoder of 64 units a direction and a decoder of 128" in text
     assert "123,456 parameters" in text
     assert text.endswith(
         "target fastrnn's step >= 1.5x torch.nn's: met 1 of 2; not met: lstm general 2t 1.25x"

@@ -1,10 +1,12 @@
 """``python -m fastrnn.bench --seq2seq``: a training step of the sequence-to-sequence model,
 fastrnn against the same model in ``torch.nn``.
 
-The model is :class:`fastrnn.training.seq2seq.Seq2Seq` (embedding ``--seq2seq-embedding``,
-encoder and decoder of ``--seq2seq-layers`` layers (default 1) of ``--seq2seq-hidden`` units,
-the encoder bidirectional with ``--seq2seq-bidirectional``, the attention
-``--seq2seq-attention``, float32, seed 0), the batch ``--seq2seq-batch`` examples of the date task
+The model is :class:`fastrnn.training.seq2seq.Seq2Seq` with ``fastrnn seq2seq``'s defaults unless
+told otherwise: embedding ``--seq2seq-embedding`` (32), encoder and decoder of
+``--seq2seq-layers`` layers (1), the encoder bidirectional (``--no-seq2seq-bidirectional``: not)
+with ``--seq2seq-hidden`` units a direction (64; the decoder has the encoder's output size, 128),
+the attention ``--seq2seq-attention`` (general), float32, seed 0; the batch ``--seq2seq-batch``
+(64) examples of the date task
 (:func:`fastrnn.tasks.dates`, seed 0, encoded by :class:`~fastrnn.training.seq2seq.Seq2SeqVocab`
 of :func:`~fastrnn.tasks.date_alphabet`: sources up to 37 characters, targets 10 and EOS). One
 step: forward with teacher forcing, the cross-entropy, backward, clipping to global norm 1,
@@ -33,10 +35,11 @@ PEERS = ("fastrnn", "torch")  # the peers of the seq2seq table
 CELLS = ("lstm", "gru", "rnn")  # the cells it may time
 DEFAULT_CELLS = ("lstm", "gru")
 ATTENTIONS = ("general", "dot", "additive", "none")  # "none": the model without attention
-DEFAULT_ATTENTIONS = ("general",)  # Seq2Seq's default
-# the defaults of --seq2seq-batch, -embedding, -hidden, -layers
-BATCH, EMBEDDING, HIDDEN, LAYERS = 64, 32, 128, 1
-LR = 1e-3  # Adam's learning rate
+# the model and batch of `fastrnn seq2seq` (its defaults; a test holds them equal): the attention,
+# the defaults of --seq2seq-batch, -embedding, -hidden, -layers, -bidirectional, Adam's rate
+DEFAULT_ATTENTIONS = ("general",)
+BATCH, EMBEDDING, HIDDEN, LAYERS, BIDIRECTIONAL = 64, 32, 64, 1, True
+LR = 3e-3
 CLIP_NORM = 1.0  # the global norm the gradients are clipped to
 TARGET = 1.5  # issue 22: fastrnn's step at least this much faster than torch.nn's
 
@@ -211,11 +214,12 @@ def _about(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "nothing timed"
     r = rows[0]
-    bi = ", the encoder bidirectional" if r["bidirectional"] else ""
-    encoder = f"{r['layers']} layer(s) each side{bi}"
+    H, bi = r["hidden"], r["bidirectional"]
+    encoder = f"{'a bidirectional' if bi else 'an'} encoder of {H} units{' a direction' * bi}"
     return (f"batch {r['batch']} of the date task (sources padded to {r['src_steps']} "
-            f"characters, targets {r['tgt_steps']} steps), embedding {r['embedding']}, hidden "
-            f"{r['hidden']}, {encoder}, {r['parameters']:,} parameters, float32")  # fmt: skip
+            f"characters, targets {r['tgt_steps']} steps), embedding {r['embedding']}, "
+            f"{encoder} and a decoder of {H * (1 + bi)}, {r['layers']} layer(s) each, "
+            f"{r['parameters']:,} parameters, float32")  # fmt: skip
 
 
 def targets(rows: list[dict[str, Any]]) -> list[str]:
@@ -269,14 +273,15 @@ def add_options(ap: argparse.ArgumentParser) -> None:
         "--seq2seq",
         action="store_true",
         help="instead of the peer tables, one training step of the sequence-to-sequence model "
-        "(fastrnn.training.Seq2Seq on a batch of the date task: forward, cross-entropy, "
-        "backward, clip norm 1, Adam; float32) against the same model and weights in torch.nn "
-        "ops, each peer and thread count in a process of its own (--threads, --peers fastrnn "
-        "torch, --repeat, --budget, --rounds and --json apply)",
+        "(fastrnn.training.Seq2Seq, by default fastrnn seq2seq's, on a batch of the date task: "
+        "forward, cross-entropy, backward, clip norm 1, Adam; float32) against the same model "
+        "and weights in torch.nn ops, each peer and thread count in a process of its own "
+        "(--threads, --peers fastrnn torch, --repeat, --budget, --rounds and --json apply)",
     )
     ap.add_argument("--seq2seq-cells", nargs="+", choices=CELLS, default=list(DEFAULT_CELLS),
                     metavar="CELL",
-                    help="with --seq2seq: the cells, of lstm, gru, rnn")  # fmt: skip
+                    help="with --seq2seq: the cells, of lstm, gru, rnn (the first is fastrnn "
+                    "seq2seq's default)")  # fmt: skip
     ap.add_argument("--seq2seq-attention", nargs="+", choices=ATTENTIONS,
                     default=list(DEFAULT_ATTENTIONS), metavar="SCORE",
                     help="with --seq2seq: the attention scores, of general, dot, additive, none "
@@ -284,15 +289,17 @@ def add_options(ap: argparse.ArgumentParser) -> None:
     sizes = [
         ("batch", BATCH, "examples of the date task in the batch"),
         ("embedding", EMBEDDING, "the embedding's size"),
-        ("hidden", HIDDEN, "the encoder's hidden size (the decoder's: twice that with "
-         "--seq2seq-bidirectional)"),
+        ("hidden", HIDDEN, "the encoder's hidden size per direction (the decoder's: twice "
+         "that when the encoder is bidirectional)"),
         ("layers", LAYERS, "the layers of the encoder and the decoder"),
     ]  # fmt: skip
     for name, default, what in sizes:
         ap.add_argument(f"--seq2seq-{name}", type=int, default=default, metavar="N",
                         help=f"with --seq2seq: {what}")  # fmt: skip
-    ap.add_argument("--seq2seq-bidirectional", action="store_true",
-                    help="with --seq2seq: a bidirectional encoder")  # fmt: skip
+    ap.add_argument("--seq2seq-bidirectional", action=argparse.BooleanOptionalAction,
+                    default=BIDIRECTIONAL,
+                    help="with --seq2seq: a bidirectional encoder (default: on, as fastrnn "
+                    "seq2seq's)")  # fmt: skip
 
 
 def check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
