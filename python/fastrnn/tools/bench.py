@@ -33,7 +33,12 @@ processes of its own, with fastrnn float32 and the bfloat16 GEMM peak (torch.mat
 run; default shapes S1 S2 S4. ``--compute-dtype int8`` prints the int8 tables
 (:mod:`fastrnn.tools.bench_int8`): ``fastrnn.quantize_dynamic`` layers against ONNX Runtime's
 DynamicQuantizeLSTM (LSTM) and its float32 (GRU, RNN), with both in float32, the output's
-deviation from float32 and the weights' bytes; default shapes S1 S2 S3 S5."""
+deviation from float32 and the weights' bytes; default shapes S1 S2 S3 S5.
+
+``--seq2seq`` prints the sequence-to-sequence table instead (:mod:`fastrnn.tools.bench_seq2seq`):
+one training step of :class:`fastrnn.training.seq2seq.Seq2Seq` on a batch of the date task
+against the same model and weights in ``torch.nn`` ops, each peer and thread count in a process
+of its own; by default the model of ``fastrnn seq2seq``'s defaults, LSTM and GRU."""
 
 from __future__ import annotations
 
@@ -72,6 +77,9 @@ BF16_SHAPES = ("S1", "S2", "S4")  # the default shapes of --compute-dtype bfloat
 INT8_SHAPES = ("S1", "S2", "S3", "S5")  # the default shapes of --compute-dtype int8
 # the modules of the --compute-dtype tables other than float32
 MODES = {"bfloat16": "bench_bf16", "int8": "bench_int8"}
+SEQ2SEQ = "seq2seq"  # the mode of --seq2seq's table
+# the modules of the tables other than the float32 peer tables, by their workers' "mode"
+TABLES = {**MODES, SEQ2SEQ: "bench_seq2seq"}
 PEERS = ("fastrnn", "torch", "ort", "reference", "fastrnn.torch")
 PASSES = ("forward", "forward+backward", "train-step")
 
@@ -362,14 +370,15 @@ def _worker_case(peer: str, case: dict[str, Any]) -> Any:
 
 
 def _mode(name: str) -> Any:
-    """The module of the ``--compute-dtype`` tables ``name`` (bfloat16, int8)."""
-    return importlib.import_module(f"{__package__}.{MODES[name]}")
+    """The module of the tables ``name``: a ``--compute-dtype`` (bfloat16, int8) or
+    ``seq2seq``."""
+    return importlib.import_module(f"{__package__}.{TABLES[name]}")
 
 
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Runs in its own process, with its thread count set through the environment: the float32
-    tables' worker, or with ``spec["mode"]`` ("bfloat16", "int8") that mode's."""
-    if spec.get("mode") in MODES:
+    tables' worker, or with ``spec["mode"]`` ("bfloat16", "int8", "seq2seq") that mode's."""
+    if spec.get("mode") in TABLES:
         return _mode(spec["mode"]).worker(spec)  # type: ignore[no-any-return]
     return _worker(spec)
 
@@ -1062,10 +1071,12 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         type=int,
         default=1,
         metavar="N",
-        help="with --compute-dtype int8: time each shape N times, the peers' processes "
-        "alternating, and report the median of the rounds (a shared machine's speed drifts)",
+        help="with --compute-dtype int8 or --seq2seq: time each shape (--seq2seq: each case) "
+        "N times, the peers' processes alternating, and report the median of the rounds (a "
+        "shared machine's speed drifts)",
     )
     _load_options(ap, choose)
+    _mode(SEQ2SEQ).add_options(ap)
     ap.add_argument(
         "--json", metavar="FILE", help="write the results to this JSON file (default: none)"
     )
@@ -1133,14 +1144,16 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         ap.error(f"--repeat: must be >= 1, got {args.repeat}")
     if args.rounds < 1:
         ap.error(f"--rounds: must be >= 1, got {args.rounds}")
-    if args.rounds > 1 and args.compute_dtype != "int8":
-        ap.error("--rounds: only with --compute-dtype int8")
+    if args.rounds > 1 and args.compute_dtype != "int8" and not args.seq2seq:
+        ap.error("--rounds: only with --compute-dtype int8 or --seq2seq")
     if not args.budget > 0:
         ap.error(f"--budget: must be > 0, got {args.budget}")
     _options.check_threads(ap, args.threads)
     _options.check_output_path(ap, "--json", args.json)
     _options.check_output_path(ap, "--png", args.png)
     _check_under_load(ap, args)
+    if args.seq2seq:
+        _mode(SEQ2SEQ).check(ap, args)
     if args.compute_dtype in MODES:
         _mode(args.compute_dtype).check(ap, args)
     if args.shapes is None:
@@ -1157,8 +1170,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m fastrnn.bench") -
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
     _check(ap, args)
-    if args.compute_dtype in MODES:
-        mode = _mode(args.compute_dtype)
+    tables = args.compute_dtype if args.compute_dtype in MODES else None
+    tables = SEQ2SEQ if args.seq2seq else tables  # (_check: not both)
+    if tables is not None:
+        mode = _mode(tables)
         report = mode.run(args)
         print(mode.table(report))
     else:
