@@ -163,6 +163,18 @@ def test_every_option_has_help_and_shows_its_default(
         assert "(default" in blocks[first], f"{name} {first}: no default shown: {blocks[first]}"
 
 
+def test_yes_no_options_show_their_default_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--x / --no-x`` options say on or off as their default is; plain flags say off."""
+    monkeypatch.setenv("COLUMNS", "200")
+    blocks = _option_help(_all_parsers()["fastrnn seq2seq"])
+    assert "(default: on)" in blocks["--bidirectional"] and "(default: on)" in blocks["--compare"]
+    ap = _options.parser("x")
+    ap.add_argument("--flag", action="store_true", help="a flag")
+    ap.add_argument("--yes", action=argparse.BooleanOptionalAction, default=False, help="y")
+    assert "a flag (default: off)" in ap.format_help()
+    assert "y (default: off)" in ap.format_help()
+
+
 def test_defaults_shown_as_typed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     demo = _option_help(_subparsers(cli._parser())["demo"])

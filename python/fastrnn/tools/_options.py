@@ -39,7 +39,9 @@ class HelpFormatter(argparse.HelpFormatter):
         text = action.help or ""
         if action.default is argparse.SUPPRESS or "(default" in text:
             return text
-        if action.nargs == 0:
+        if isinstance(action, argparse.BooleanOptionalAction):  # --x / --no-x
+            return f"{text} (default: {'on' if action.default else 'off'})"
+        if action.nargs == 0:  # a flag: not given
             return f"{text} (default: off)"
         if action.default is None:
             return text

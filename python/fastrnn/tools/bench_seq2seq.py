@@ -298,8 +298,7 @@ def add_options(ap: argparse.ArgumentParser) -> None:
                         help=f"with --seq2seq: {what}")  # fmt: skip
     ap.add_argument("--seq2seq-bidirectional", action=argparse.BooleanOptionalAction,
                     default=BIDIRECTIONAL,
-                    help="with --seq2seq: a bidirectional encoder (default: on, as fastrnn "
-                    "seq2seq's)")  # fmt: skip
+                    help="with --seq2seq: a bidirectional encoder (fastrnn seq2seq's)")  # fmt: skip
 
 
 def check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
