@@ -144,6 +144,8 @@ def test_empty_queries_and_batch() -> None:
     p = _problem((0, 2, 3, 4, 5, [3, 2]), np.float32, False)
     ctx, w = F.attention_forward(*_fwd_args(p))
     assert ctx.shape == (0, 2, 5) and w.shape == (0, 2, 3)
+    _, dk, dv, _ = F.attention_backward(*_fwd_args(p)[:4], w, ctx, None)
+    assert dk.shape == (3, 2, 4) and not dk.any() and dv.shape == (3, 2, 5) and not dv.any()
     p = _problem((2, 0, 3, 4, 5, []), np.float32, True)
     ctx, w = F.attention_forward(*_fwd_args(p))
     assert ctx.shape == (2, 0, 5) and w.shape == (2, 0, 3)
