@@ -22,6 +22,7 @@ TESTS = Path(__file__).parent
 # every other variant. (The rest -- CLI, examples, bench, GIL -- does not depend on the variant.)
 PARITY = [
     "test_attention.py",
+    "test_seq2seq.py",
     "test_bf16.py",
     "test_int8.py",
     "test_functional.py",
