@@ -1,7 +1,7 @@
 """The LSTM's gate biases at initialisation: ``init.set_forget_bias``, ``init.set_chrono_bias``,
 ``SequenceModel(forget_bias=...)`` (1.0 by default for an LSTM; its config, its files, files
-written before it existed) and the ``--forget-bias`` option of ``fastrnn demo`` and ``fastrnn
-adding`` (chrono by default there)."""
+written before it existed) and the ``--forget-bias`` option of ``fastrnn demo`` (PyTorch's
+initialisation by default) and ``fastrnn adding`` (chrono by default)."""
 
 from __future__ import annotations
 
@@ -242,11 +242,14 @@ def test_a_bad_forget_bias_in_a_file(tmp_path: Path) -> None:
 
 def test_demo_option() -> None:
     tiny = ["--max-chars", "5000", "--hidden", "4", "--embedding", "2"]
-    assert cli.demo_args(tiny).forget_bias == 1.0
+    d = cli.DemoTraining.build(cli.demo_args(tiny))  # PyTorch's init: it learnt the text better
+    assert d.model.config["forget_bias"] is None
     d = cli.DemoTraining.build(cli.demo_args([*tiny, "--forget-bias", "-0.5"]))
     assert d.model.config["forget_bias"] == -0.5
     np.testing.assert_array_equal(d.model.rnn.bias_ih_l0[4:8], -0.5)
-    d = cli.DemoTraining.build(cli.demo_args([*tiny, "--forget-bias", "None"]))
+    d = cli.DemoTraining.build(
+        cli.demo_args([*tiny, "--forget-bias", "1", "--forget-bias", "None"])
+    )
     assert d.model.config["forget_bias"] is None
     d = cli.DemoTraining.build(cli.demo_args([*tiny, "--cell", "gru"]))  # no forget gate
     assert d.model.config["forget_bias"] is None
