@@ -302,11 +302,11 @@ class SequenceModel:
         forget_bias: an LSTM's forget-gate bias: after PyTorch's default initialisation, the
             f rows of every ``bias_ih`` are set to it and those of ``bias_hh`` to 0
             (:func:`fastrnn.init.set_forget_bias`), so the gate starts open
-            (sigmoid(1) = 0.73). 1.0 by default (Jozefowicz et al., 2015), with which the LSTM
-            learns the adding problem at T = 400, where with PyTorch's default it did not.
-            None keeps PyTorch's initialisation untouched. The other cells have no forget
-            gate: for them it is None (their :attr:`config` says so), and any other value
-            given is a ValueError.
+            (sigmoid(1) = 0.73). 1.0 by default (Jozefowicz et al., 2015); None keeps
+            PyTorch's initialisation untouched. For long lags see
+            :func:`fastrnn.init.set_chrono_bias` (docs/training.md: the adding problem at
+            T = 400). The other cells have no forget gate: for them it is None (their
+            :attr:`config` says so), and any other value given is a ValueError.
     """
 
     def __init__(
