@@ -107,6 +107,12 @@ def _plot(path: str, what: str, draw: Any) -> None:
     print(f"{what}: {path}")
 
 
+def _forget_bias(args: argparse.Namespace, cell: str) -> float | None:
+    """SequenceModel's ``forget_bias`` for ``cell``: ``--forget-bias`` for an LSTM, None for the
+    cells without a forget gate."""
+    return args.forget_bias if cell == "lstm" else None
+
+
 def _set_threads(n: int | None) -> None:
     if n is not None:
         from .. import set_num_threads
@@ -162,6 +168,7 @@ class DemoTraining:
             args.cell, vocab.size, args.hidden, vocab.size, num_layers=args.layers,
             embedding_dim=args.embedding, seed=args.seed,
             compute_dtype=getattr(args, "compute_dtype", None),
+            forget_bias=_forget_bias(args, args.cell),
         )  # fmt: skip
         return cls(corpus, encoded, about, vocab, train_ids, test_ids, model,
                    optim.Adam(lr=args.lr), args.batch, args.seq_len)  # fmt: skip
@@ -347,9 +354,21 @@ def demo(args: argparse.Namespace) -> int:
 # -------------------------------------------------------------------------------------- adding
 
 
-def _adding_run(cell: str, args: argparse.Namespace, x_test: Any, y_test: Any) -> dict[str, Any]:
+def _adding_model(cell: str, args: argparse.Namespace) -> SequenceModel:
+    """The model ``fastrnn adding`` trains for ``cell``: an LSTM's gate biases by
+    ``--forget-bias`` (``chrono``: :func:`~fastrnn.training.init.set_chrono_bias` with ``t_max``
+    the sequence length)."""
+    chrono = cell == "lstm" and args.forget_bias == _CHRONO
     model = SequenceModel(cell, 2, args.hidden, 1, many_to_one=True, seed=args.seed,
-                          compute_dtype=args.compute_dtype)  # fmt: skip
+                          compute_dtype=args.compute_dtype,
+                          forget_bias=None if chrono else _forget_bias(args, cell))  # fmt: skip
+    if chrono:
+        init.set_chrono_bias(model.rnn, args.T, rng=args.seed)
+    return model
+
+
+def _adding_run(cell: str, args: argparse.Namespace, x_test: Any, y_test: Any) -> dict[str, Any]:
+    model = _adding_model(cell, args)
     opt = optim.Adam(lr=args.lr)
     rng = np.random.default_rng(args.seed + 1)
     curve: list[tuple[int, float]] = []
@@ -374,8 +393,14 @@ def adding(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     x_test, y_test = tasks.adding_problem(1000, args.T, args.seed + 12345)
     base = tasks.adding_baseline_mse()
+    fb = args.forget_bias
+    how = ("PyTorch's default initialisation" if fb is None else
+           f"chrono initialisation of its gate biases (t_max {args.T})" if fb == _CHRONO else
+           f"forget-gate bias {fb:g}")  # fmt: skip
+    lstm = f"; LSTM: {how}" if "lstm" in args.cells else ""
     print(f"adding problem, T={args.T}: hidden {args.hidden}, batch {args.batch}, "
-          f"{args.steps} Adam steps (lr {args.lr}, clip norm 1), test set of 1000")  # fmt: skip
+          f"{args.steps} Adam steps (lr {args.lr}, clip norm 1), test set of 1000"
+          f"{lstm}")  # fmt: skip
     runs = [_adding_run(c, args, x_test, y_test) for c in args.cells]
     int8 = args.quantize is not None
     print(f"\n{'cell':<6} {'test MSE':>10} {'/ baseline':>11}  solved (< 0.1 x baseline)"
@@ -409,7 +434,7 @@ def gradflow(args: argparse.Namespace) -> int:
     rows = {}
     for cell in args.cells:
         m = SequenceModel(cell, 2, args.hidden, 1, many_to_one=True, seed=args.seed,
-                          dtype=np.float64)  # fmt: skip
+                          dtype=np.float64, forget_bias=None)  # fmt: skip
         if args.init == "orthogonal":
             init.init_recurrent(m.rnn, forget_bias=1.0 if cell == "lstm" else None, rng=args.seed)
         if args.scale != 1:
@@ -461,6 +486,19 @@ _QUANTIZE_HELP = (
     "int8 weights with a scale per row, activations quantized on the fly) and {what} "
     "(default: not quantized)"
 )
+_FORGET_BIAS_HELP = (
+    "the LSTM's forget-gate bias at initialisation (SequenceModel's forget_bias: the f rows of "
+    "bias_ih set to it, bias_hh's to 0), or 'none' (default: none: PyTorch's initialisation, "
+    "with which the demo's LSTM learnt better than with a bias of 1, see docs/training.md)"
+)
+_CHRONO = "chrono"
+_ADDING_FORGET_BIAS_HELP = (
+    "the LSTM's gate biases at initialisation: 'chrono', Tallec & Ollivier's chrono "
+    "initialisation with t_max = --T (forget-gate biases log u, u ~ U(1, T-1) per unit, "
+    "input-gate biases their negatives: fastrnn.init.set_chrono_bias); a number: the forget "
+    "gate's bias (SequenceModel's forget_bias; at T=400 a bias of 1 did not learn in 2000 "
+    "steps, chrono did); 'none': PyTorch's default initialisation"
+)
 _THREADS_HELP = (
     "threads of fastrnn's kernels (default: FASTRNN_NUM_THREADS or OMP_NUM_THREADS if set, else "
     "the CPUs this process may use)"
@@ -491,6 +529,7 @@ def _demo_parser(sub: Any) -> None:
         "--seq-len", type=int, default=64, help="characters per chunk: the truncated BPTT length"
     )
     d.add_argument("--lr", type=float, default=3e-3, help="Adam's learning rate")
+    d.add_argument("--forget-bias", type=_forget_bias_value, metavar="B", help=_FORGET_BIAS_HELP)
     d.add_argument("--seed", type=int, default=0, help="seed of the weights and of the samples")
     d.add_argument(
         "--prime",
@@ -535,6 +574,31 @@ def _cells_experiment(
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and of the data")
 
 
+def _forget_bias_value(text: str) -> float | None:
+    """``--forget-bias``'s value: a finite number, or ``none``."""
+    if text.lower() == "none":
+        return None
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number or 'none', got {text!r}")
+    return v
+
+
+def _forget_bias_or_chrono(text: str) -> float | str | None:
+    """``fastrnn adding``'s ``--forget-bias``: ``chrono``, a finite number or ``none``."""
+    if text.lower() == _CHRONO:
+        return _CHRONO
+    try:
+        return _forget_bias_value(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected a finite number, 'chrono' or 'none', got {text!r}"
+        ) from None
+
+
 def _plot_and_threads(p: argparse.ArgumentParser, default: str, what: str) -> None:
     p.add_argument("--plot", metavar="FILE", default=default,
                    help=f"PNG of {what}, needs matplotlib ('' for none)")  # fmt: skip
@@ -549,6 +613,8 @@ def _adding_parser(sub: Any) -> None:
     )  # fmt: skip
     a.add_argument("--steps", type=int, default=2000, help="training steps of each model")
     a.add_argument("--lr", type=float, default=1e-2, help="Adam's learning rate")
+    a.add_argument("--forget-bias", type=_forget_bias_or_chrono, default=_CHRONO, metavar="B",
+                   help=_ADDING_FORGET_BIAS_HELP)  # fmt: skip
     a.add_argument("--compute-dtype", choices=["float32", "bfloat16"], default="float32",
                    help=_COMPUTE_HELP)  # fmt: skip
     a.add_argument("--quantize", choices=["int8"],
@@ -566,7 +632,8 @@ def _gradflow_parser(sub: Any) -> None:
         "--init",
         choices=["default", "orthogonal"],
         default="default",
-        help="PyTorch's default initialisation, or orthogonal recurrent weights "
+        help="PyTorch's default initialisation (LSTM forget-gate bias too, unlike the models of "
+        "demo and adding: this shows the default's gradients), or orthogonal recurrent weights "
         "(Xavier input weights, zero biases, LSTM forget bias 1)",
     )
     g.add_argument(

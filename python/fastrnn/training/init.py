@@ -40,6 +40,8 @@ __all__ = [
     "kaiming_normal",
     "kaiming_uniform",
     "orthogonal",
+    "set_chrono_bias",
+    "set_forget_bias",
     "uniform_default",
     "xavier_normal",
     "xavier_uniform",
@@ -360,11 +362,83 @@ def init_recurrent(
         ):
             if name is not None:
                 new[name] = _init_matrix(scheme, shape, nb, H, g, spec.dtype)
-        if forget_bias is not None:  # the forget gate's biases sum to forget_bias
-            new[names.bias_ih][spec.gate_rows("f")] = forget_bias
-            new[names.bias_hh][spec.gate_rows("f")] = 0.0
+    if forget_bias is not None:
+        _gate_biases(spec, new, "f", [forget_bias] * spec.num_entries)
     layer.load_state_dict(new)
     return layer
+
+
+def set_forget_bias(layer: _Layer, forget_bias: float) -> _Layer:
+    """Set the forget-gate biases of an LSTM layer (all layers and directions) and nothing else;
+    returns the layer.
+
+    The f block (rows ``H:2H``) of every ``bias_ih`` is set to ``forget_bias`` and that of
+    ``bias_hh`` to 0, so that the forget gate's bias sums to ``forget_bias`` (the rule of
+    :func:`init_recurrent`'s ``forget_bias``). A bias of 1 keeps the cell's memory open early in
+    training (f = sigmoid(1) = 0.73 rather than 0.5 for a zero input; Gers et al., 2000;
+    Jozefowicz et al., 2015); :class:`~fastrnn.SequenceModel` applies it to its LSTMs by default.
+
+    Raises:
+        TypeError: ``layer`` is not a fastrnn recurrent layer.
+        ValueError: ``layer`` is not an LSTM with biases, or ``forget_bias`` is not a finite
+            number.
+    """
+    if not isinstance(layer, RecurrentLayer):
+        raise TypeError(f"layer: expected a fastrnn.LSTM, got {type(layer).__name__}")
+    spec = layer.spec
+    _check_forget_bias(spec, type(layer).__name__, forget_bias)
+    params = layer.state_dict()
+    _gate_biases(spec, params, "f", [forget_bias] * spec.num_entries)
+    layer.load_state_dict(params)
+    return layer
+
+
+def set_chrono_bias(layer: _Layer, t_max: int, *, rng: RngLike = None) -> _Layer:
+    """Tallec & Ollivier's chrono initialisation (2018) of an LSTM layer's forget- and input-gate
+    biases (all layers and directions); the other parameters are kept. Returns the layer.
+
+    Each unit's forget-gate bias is ``b_f = log(u)``, ``u ~ U(1, t_max - 1)`` drawn per unit
+    from ``rng``, and its input-gate bias ``-b_f``: at the start each unit's cell is a moving
+    average over about ``u`` steps (f = sigmoid(b_f), i = 1 - f for a zero input), from one step
+    to the longest lag the task holds, instead of ``1 / (1 - sigmoid(1))`` = 3.7 steps for a
+    constant forget bias of 1. Each bias is set as :func:`set_forget_bias` sets the forget gate's:
+    in ``bias_ih``, with ``bias_hh``'s rows 0.
+
+    Args:
+        layer: an LSTM with biases.
+        t_max: the longest dependency expected (>= 2), e.g. the sequence length.
+        rng: seed or ``numpy.random.Generator``; the same seed gives the same biases.
+
+    Raises:
+        TypeError: ``layer`` is not a fastrnn recurrent layer, ``t_max`` not an int.
+        ValueError: ``layer`` is not an LSTM with biases, or ``t_max`` < 2.
+    """
+    if not isinstance(layer, RecurrentLayer):
+        raise TypeError(f"layer: expected a fastrnn.LSTM, got {type(layer).__name__}")
+    spec = layer.spec
+    if not spec.has_cell_state or not spec.bias:
+        raise ValueError(f"layer: the chrono initialisation is for LSTMs with biases, got {layer}")
+    t_max = check_int("t_max", t_max, 2)
+    g = np.random.default_rng(rng)
+    b_f = [np.log(g.uniform(1.0, t_max - 1.0, spec.hidden_size)) for _ in range(spec.num_entries)]
+    params = layer.state_dict()
+    _gate_biases(spec, params, "f", b_f)
+    _gate_biases(spec, params, "i", [-b for b in b_f])
+    layer.load_state_dict(params)
+    return layer
+
+
+def _gate_biases(
+    spec: StackSpec, params: dict[str, Array], gate: str, values: Sequence[float | Array]
+) -> None:
+    """Sets the bias of ``gate`` (e.g. LSTM's ``"f"``) of entry ``k`` of ``params`` (the
+    layer's, by name) to ``values[k]`` (a number or one per unit), in place: the gate's rows of
+    ``bias_ih`` to it and those of ``bias_hh`` to 0, so that the gate's bias sums to it."""
+    rows = spec.gate_rows(gate)
+    for k, value in enumerate(values):
+        names = spec.entry_names(k)
+        params[names.bias_ih][rows] = value
+        params[names.bias_hh][rows] = 0.0
 
 
 def _check_forget_bias(spec: StackSpec, kind: str, forget_bias: Any) -> None:

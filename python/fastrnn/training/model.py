@@ -34,11 +34,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .._args import as_rng, check_bool, check_int, float_dtype
+from .._args import as_rng, check_bool, check_int, check_real, float_dtype
 from ..layers import RecurrentLayer, from_spec
 from ..quantized import QuantizedLayer, quantize_dynamic, quantized_param_shapes
 from ..spec import StackSpec, check_compute_dtype
-from . import _saved, losses, optim
+from . import _saved, init, losses, optim
 from .nn import Embedding, Linear
 from .text import CharVocab
 
@@ -49,6 +49,17 @@ Array = NDArray[Any]
 _CELLS = {"rnn": "rnn_tanh", "rnn_relu": "rnn_relu", "lstm": "lstm", "gru": "gru"}
 #: the compute_dtype of an inference-only model whose recurrent stack is quantized
 INT8 = "int8"
+
+
+class _DefaultForgetBias(float):
+    """The default of SequenceModel's ``forget_bias``: 1.0 for an LSTM, nothing for the cells
+    without a forget gate (told apart from a 1.0 passed for them, which is an error)."""
+
+
+_DEFAULT_FORGET_BIAS = _DefaultForgetBias(1.0)
+#: config keys added after files of this format were first written: the value a file without the
+#: key stands for (forget_bias: those models were made with PyTorch's default initialisation)
+_ADDED_KEYS: dict[str, Any] = {"forget_bias": None}
 
 
 def _is_int8(value: Any) -> bool:
@@ -75,6 +86,22 @@ def _checked_compute_dtype(value: Any, dtype: np.dtype[Any]) -> str:
     return INT8
 
 
+def _checked_forget_bias(value: Any, cell: str) -> float | None:
+    """``forget_bias`` as the config holds it: a finite float for an LSTM, or None (PyTorch's
+    default initialisation untouched, and always for the other cells)."""
+    if value is None or (value is _DEFAULT_FORGET_BIAS and cell != "lstm"):
+        return None
+    if cell != "lstm":
+        raise ValueError(
+            f"forget_bias: only an LSTM has a forget gate, got {value!r} for cell {cell!r} "
+            "(leave it out or pass None)"
+        )
+    try:
+        return check_real("forget_bias", value)
+    except TypeError:
+        raise TypeError(f"forget_bias: expected a number or None, got {value!r}") from None
+
+
 def _checked_config(c: Mapping[str, Any]) -> dict[str, Any]:
     """SequenceModel's arguments (every key of its constructor), checked and normalised as its
     config holds them: the rules the constructor and :meth:`SequenceModel.load` share, applied
@@ -95,6 +122,7 @@ def _checked_config(c: Mapping[str, Any]) -> dict[str, Any]:
         "bidirectional": check_bool("bidirectional", c["bidirectional"]),
         "dtype": dtype.name,
         "compute_dtype": _checked_compute_dtype(c["compute_dtype"], dtype),
+        "forget_bias": _checked_forget_bias(c["forget_bias"], cell),
         "seed": None if seed is None else check_int("seed", seed, 0),
     }
 
@@ -143,7 +171,7 @@ def _param_shapes(config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
 #: the file of :meth:`SequenceModel.save` (:mod:`fastrnn.training._saved`)
 _FORMAT = _saved.ModelFormat(
     "SequenceModel", "fastrnn.SequenceModel/1", _checked_config, _param_shapes, _check_extra,
-    inference_only=lambda config: config["compute_dtype"] == INT8,
+    inference_only=lambda config: config["compute_dtype"] == INT8, added_keys=_ADDED_KEYS,
 )  # fmt: skip
 
 
@@ -176,6 +204,14 @@ class SequenceModel:
             :meth:`quantize_dynamic` makes, and what :meth:`load` makes of its files; made
             directly, it holds its random initialisation quantized, for
             :meth:`load_state_dict`). The embedding and the output layer stay in ``dtype``.
+        forget_bias: an LSTM's forget-gate bias: after PyTorch's default initialisation, the
+            f rows of every ``bias_ih`` are set to it and those of ``bias_hh`` to 0
+            (:func:`fastrnn.init.set_forget_bias`), so the gate starts open
+            (sigmoid(1) = 0.73). 1.0 by default (Jozefowicz et al., 2015); None keeps
+            PyTorch's initialisation untouched. For long lags see
+            :func:`fastrnn.init.set_chrono_bias` (docs/training.md: the adding problem at
+            T = 400). The other cells have no forget gate: for them it is None (their
+            :attr:`config` says so), and any other value given is a ValueError.
     """
 
     def __init__(
@@ -192,6 +228,7 @@ class SequenceModel:
         bidirectional: bool = False,
         dtype: Any = np.float32,
         compute_dtype: Any = None,
+        forget_bias: float | None = _DEFAULT_FORGET_BIAS,
         seed: int | np.random.Generator | None = None,
     ) -> None:
         rng = as_rng(seed)  # a Generator is used as is; the config keeps int seeds only
@@ -199,7 +236,7 @@ class SequenceModel:
             "cell": cell, "input_size": input_size, "hidden_size": hidden_size,
             "output_size": output_size, "num_layers": num_layers, "embedding_dim": embedding_dim,
             "many_to_one": many_to_one, "dropout": dropout, "bidirectional": bidirectional,
-            "dtype": dtype, "compute_dtype": compute_dtype,
+            "dtype": dtype, "compute_dtype": compute_dtype, "forget_bias": forget_bias,
             "seed": None if isinstance(seed, np.random.Generator) else seed,
         })  # fmt: skip
         c = self.config
@@ -216,6 +253,8 @@ class SequenceModel:
                          compute_dtype=None if int8 else c["compute_dtype"])  # fmt: skip
         self.rnn: RecurrentLayer = from_spec(spec, dropout=dropout, seed=r_rnn)
         c["dropout"] = self.rnn.dropout  # the layer's rule
+        if c["forget_bias"] is not None:
+            init.set_forget_bias(self.rnn, c["forget_bias"])
         if int8:  # the weights a load_state_dict replaces: quantize_dynamic or load
             self.rnn = quantize_dynamic(self.rnn)
         self.head = Linear(spec.output_size, c["output_size"], dtype=c["dtype"], seed=r_head)

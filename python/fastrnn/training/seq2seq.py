@@ -46,7 +46,7 @@ from ..layers import RecurrentLayer, from_spec
 from ..spec import StackSpec
 from . import _saved, init, losses, optim
 from .attention import SCORES, Attention, Memory
-from .model import _CELLS, StepResult
+from .model import _CELLS, _DEFAULT_FORGET_BIAS, StepResult, _checked_forget_bias
 from .nn import Embedding, Linear
 from .text import CharVocab
 
@@ -74,30 +74,6 @@ EOS = 2
 NUM_SPECIAL = 3
 #: the ``attention`` values of :class:`Seq2Seq` (None: no attention)
 ATTENTIONS = (None, *SCORES)
-
-
-class _DefaultForgetBias(float):
-    """The default of ``forget_bias``: 1.0 for an LSTM, nothing for the cells without a forget
-    gate (told apart from a 1.0 passed for them, which is an error)."""
-
-
-_DEFAULT_FORGET_BIAS = _DefaultForgetBias(1.0)
-
-
-def _checked_forget_bias(value: Any, cell: str) -> float | None:
-    """``forget_bias`` as the config holds it: a finite float for an LSTM, or None (PyTorch's
-    default initialisation untouched, and always for the other cells)."""
-    if value is None or (value is _DEFAULT_FORGET_BIAS and cell != "lstm"):
-        return None
-    if cell != "lstm":
-        raise ValueError(
-            f"forget_bias: only an LSTM has a forget gate, got {value!r} for cell {cell!r} "
-            "(leave it out or pass None)"
-        )
-    try:
-        return check_real("forget_bias", value)
-    except TypeError:
-        raise TypeError(f"forget_bias: expected a number or None, got {value!r}") from None
 
 
 # ---- ids and batches --------------------------------------------------------------------------
@@ -493,9 +469,9 @@ class Seq2Seq:
             attention).
         attn_size: the additive score's hidden size (default: the decoder's hidden size).
         dropout: between the layers of each stack, in training (as the recurrent layers').
-        forget_bias: an LSTM's forget-gate bias, in both stacks: their parameters are drawn
-            by :func:`fastrnn.init.init_recurrent` with PyTorch's default schemes and the
-            forget gate's biases summing to it (1.0 by default; Jozefowicz et al., 2015).
+        forget_bias: an LSTM's forget-gate bias, in both stacks, set after PyTorch's default
+            initialisation by :func:`fastrnn.init.set_forget_bias` (1.0 by default; Jozefowicz
+            et al., 2015), as :class:`~fastrnn.SequenceModel`'s.
             None keeps PyTorch's initialisation. The other cells have no forget gate: for them
             it is None (their :attr:`config` says so), and any other value given is a ValueError.
         dtype, seed: of every layer (an int seed is kept in :attr:`config`, a Generator not).
@@ -544,11 +520,8 @@ class Seq2Seq:
         self.tgt_embedding = Embedding(c["tgt_vocab_size"], E, PAD, dtype=self.dtype, seed=r[2])
         self.decoder: RecurrentLayer = from_spec(dec, dropout=c["dropout"], seed=r[3])
         if c["forget_bias"] is not None:
-            for layer, g in ((self.encoder, r[1]), (self.decoder, r[3])):
-                init.init_recurrent(
-                    layer, weight_ih="default", weight_hh="default", bias="default",
-                    forget_bias=c["forget_bias"], rng=g,
-                )  # fmt: skip
+            for layer in (self.encoder, self.decoder):
+                init.set_forget_bias(layer, c["forget_bias"])
         self.attention: Attention | None = None
         if c["attention"] is not None:
             self.attention = Attention(
