@@ -218,6 +218,13 @@ struct AttentionCall {
     const py::array k = three_d(k_in, "keys", "(Tk, B, D)");
     const py::array val = three_d(val_in, "values", "(Tk, B, Dv)");
     d = AttentionDims{q.shape(0), k.shape(0), q.shape(1), q.shape(2), val.shape(2)};
+    if (d.D < 1) {
+      throw py::value_error("query: needs at least one feature (D >= 1), got shape " + shape_of(q));
+    }
+    if (d.Dv < 1) {
+      throw py::value_error("values: needs at least one feature (Dv >= 1), got shape " +
+                            shape_of(val));
+    }
     query = checked<S>(q_in, "query", {d.Tq, d.B, d.D});
     keys = checked<S>(k_in, "keys", {d.Tk, d.B, d.D});
     values = checked<S>(val_in, "values", {d.Tk, d.B, d.Dv});

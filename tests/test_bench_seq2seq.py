@@ -61,7 +61,7 @@ def test_options() -> None:
         (["--seq2seq-batch", "0"], "--seq2seq-batch: must be >= 1, got 0"),
         (["--seq2seq-hidden", "-1"], "--seq2seq-hidden: must be >= 1, got -1"),
         (["--seq2seq-layers", "0"], "--seq2seq-layers: must be >= 1, got 0"),
-        (["--seq2seq-cells", "rnn_relu"], "argument --seq2seq-cells: invalid choice"),
+        (["--seq2seq-cells", "tanh"], "argument --seq2seq-cells: invalid choice"),
         (["--seq2seq-attention", "luong"], "argument --seq2seq-attention: invalid choice"),
     ],
 )
@@ -91,8 +91,8 @@ def test_tiny_run(tmp_path: Path) -> None:
         (p, 1, i) for p in peers for i in (0, 1)]  # two rounds: a process each  # fmt: skip
     rows = report["rows"]
     assert [(r["cell"], r["attention"], r["threads"]) for r in rows] == [
-        ("lstm", "general", 1), ("lstm", "none", 1),
-        ("gru", "general", 1), ("gru", "none", 1)]  # fmt: skip
+        ("lstm", "none", 1), ("lstm", "general", 1),
+        ("gru", "none", 1), ("gru", "general", 1)]  # Seq2Seq's order of attentions  # fmt: skip
     stdout = proc.stdout
     assert "cell  attention thr fastrnn ms  torch.nn ms  speed-up" in stdout
     assert "Seq2seq training step (batch 3 of the date task (sources padded to " in stdout

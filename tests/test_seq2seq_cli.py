@@ -7,11 +7,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_cli import _usage_error, run
 
 from fastrnn import Seq2Seq
-from fastrnn.tools import cli
+from fastrnn.tools import cli, seq2seq_cli
 
 TINY = ["--steps", "4", "--batch", "8", "--hidden", "8", "--embedding", "4", "--test", "24"]
 
@@ -50,6 +51,35 @@ def test_learns_to_reverse_short_digit_strings(capsys: pytest.CaptureFixture[str
     last = capsys.readouterr().out.strip().splitlines()[-1]
     exact = float(re.fullmatch(r"held-out exact match: ([\d.]+)%", last).group(1))  # type: ignore[union-attr]
     assert exact >= 90, last
+
+
+def test_short_digit_strings_finish_and_hold_out_a_fixed_tenth(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Two-digit strings (110 sources): training and the held-out set both fill (a split by a
+    hash of the source, not by the drawn test set, which could take every source)."""
+    assert cli.main(["seq2seq", "--task", "reverse", "--digits", "2", *TINY, "--no-compare"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("held-out exact match")
+    rng = np.random.default_rng(0)
+    task = seq2seq_cli._task(cli._parser().parse_args(["seq2seq", "--task", "sort"]))
+    test = seq2seq_cli._held_out_set(task, 50, rng)
+    assert len(test.sources) == 50 and all(seq2seq_cli._held_out(s) for s in test.sources)
+    batches = seq2seq_cli._training_batches(task, 64, rng)
+    for _ in range(5):
+        sources, targets = next(batches)
+        assert len(sources) == len(targets) == 64
+        assert not any(seq2seq_cli._held_out(s) for s in sources)
+    share = np.mean([seq2seq_cli._held_out(s) for s in task.draw(20000, rng).sources])
+    assert 0.07 < share < 0.13
+
+
+def test_forget_bias_option(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["seq2seq", *TINY, "--forget-bias", "none", "--no-compare"]) == 0
+    capsys.readouterr()
+    for value in ("nan", "x"):
+        assert "--forget-bias" in _usage_error(["seq2seq", "--forget-bias", value], capsys)
+    err = _usage_error(["seq2seq", *TINY, "--cell", "gru", "--forget-bias", "2"], capsys)
+    assert "--forget-bias: only an LSTM has a forget gate" in err
 
 
 def test_bad_arguments_stop_before_any_work(

@@ -1154,6 +1154,8 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     _check_under_load(ap, args)
     if args.seq2seq:
         _mode(SEQ2SEQ).check(ap, args)
+    else:
+        _mode(SEQ2SEQ).check_unused(ap, args)
     if args.compute_dtype in MODES:
         _mode(args.compute_dtype).check(ap, args)
     if args.shapes is None:

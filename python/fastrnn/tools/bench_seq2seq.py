@@ -29,12 +29,15 @@ import statistics
 import sys
 from typing import Any
 
+from ..training.model import _CELLS
+from ..training.seq2seq import ATTENTIONS as _ATTENTIONS
 from . import bench as _b
 
 PEERS = ("fastrnn", "torch")  # the peers of the seq2seq table
-CELLS = ("lstm", "gru", "rnn")  # the cells it may time
+CELLS = tuple(_CELLS)  # the cells it may time: Seq2Seq's
 DEFAULT_CELLS = ("lstm", "gru")
-ATTENTIONS = ("general", "dot", "additive", "none")  # "none": the model without attention
+#: Seq2Seq's attention scores by name, "none": the model without attention
+ATTENTIONS = tuple(str(a).lower() for a in _ATTENTIONS)
 # the model and batch of `fastrnn seq2seq` (its defaults; a test holds them equal): the attention,
 # the defaults of --seq2seq-batch, -embedding, -hidden, -layers, -bidirectional, Adam's rate
 DEFAULT_ATTENTIONS = ("general",)
@@ -280,12 +283,12 @@ def add_options(ap: argparse.ArgumentParser) -> None:
     )
     ap.add_argument("--seq2seq-cells", nargs="+", choices=CELLS, default=list(DEFAULT_CELLS),
                     metavar="CELL",
-                    help="with --seq2seq: the cells, of lstm, gru, rnn (the first is fastrnn "
+                    help=f"with --seq2seq: the cells, of {', '.join(CELLS)} (lstm is fastrnn "
                     "seq2seq's default)")  # fmt: skip
     ap.add_argument("--seq2seq-attention", nargs="+", choices=ATTENTIONS,
                     default=list(DEFAULT_ATTENTIONS), metavar="SCORE",
-                    help="with --seq2seq: the attention scores, of general, dot, additive, none "
-                    "(the model without attention)")  # fmt: skip
+                    help=f"with --seq2seq: the attention scores, of {', '.join(ATTENTIONS)} "
+                    "(none: the model without attention)")  # fmt: skip
     sizes = [
         ("batch", BATCH, "examples of the date task in the batch"),
         ("embedding", EMBEDDING, "the embedding's size"),
@@ -318,6 +321,27 @@ def check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             ap.error(f"--seq2seq-{name}: must be >= 1, got {value}")
     if not [p for p in PEERS if p in args.peers]:
         ap.error("--peers: --seq2seq times fastrnn and torch; name at least one")
+    if args.shapes is not None:
+        ap.error("--shapes: not with --seq2seq (its sizes are the --seq2seq-* options)")
 
 
-__all__ = ["PEERS", "add_options", "check", "rows", "run", "table", "targets", "worker"]
+def check_unused(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Without --seq2seq, its options changed from their defaults: a usage error (they would be
+    ignored)."""
+    for action in ap._actions:
+        dest = action.dest
+        if dest.startswith("seq2seq_") and getattr(args, dest) != action.default:
+            ap.error(f"{action.option_strings[0]}: only with --seq2seq")
+
+
+__all__ = [
+    "PEERS",
+    "add_options",
+    "check",
+    "check_unused",
+    "rows",
+    "run",
+    "table",
+    "targets",
+    "worker",
+]

@@ -662,7 +662,7 @@ def _parser() -> argparse.ArgumentParser:
     _demo_parser(sub)
     _adding_parser(sub)
     _gradflow_parser(sub)
-    seq2seq_cli.add_parser(sub, _options.subparser, _THREADS_HELP)
+    seq2seq_cli.add_parser(sub, _options.subparser, _THREADS_HELP, _forget_bias_value)
     # parsed by their own modules (main forwards the rest of the command line to them)
     _options.subparser(
         sub, "bench", "speed against PyTorch / ONNX Runtime (fastrnn bench -h)", add_help=False

@@ -3,7 +3,8 @@
 The default task is date normalisation (:func:`fastrnn.tasks.dates`: a date written in one of 14
 human formats, translated to ISO 8601); ``--task reverse`` / ``sort`` take digit strings
 (:func:`fastrnn.tasks.digit_strings`). A :class:`~fastrnn.training.seq2seq.Seq2Seq` is trained
-with teacher forcing and Adam, then decodes a held-out set (sources never seen in training):
+with teacher forcing and Adam, then decodes a held-out set (a fixed tenth of the task's sources,
+chosen by a hash of the text, is never trained on):
 a few translations are printed, the exact-match rate per format (with the model trained without
 attention beside it, unless ``--no-compare``), and last the line ``held-out exact match: NN.N%``.
 ``--plot FILE`` draws the attention weights of one held-out example (source characters against
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from ..training import optim, tasks
-from ..training.seq2seq import Hypothesis, Seq2Seq, Seq2SeqVocab
+from ..training.model import _CELLS as CELLS
+from ..training.seq2seq import ATTENTIONS, Hypothesis, Seq2Seq, Seq2SeqVocab
 
 __all__ = ["add_parser", "run"]
 
@@ -52,13 +55,46 @@ def _task(args: argparse.Namespace) -> _Task:
     return _Task(name, draw, Seq2SeqVocab(src, tgt), hi)
 
 
-def _training_batches(task: _Task, held_out: set[str], batch: int, rng: np.random.Generator) -> Any:
+#: one source in HELD_OUT_EVERY is held out: never trained on, the pool of the held-out set
+HELD_OUT_EVERY = 10
+#: draws of the task (of 4 x --test pairs each) the held-out set may take to fill
+_MAX_DRAWS = 1000
+
+
+def _held_out(source: str) -> bool:
+    """Whether ``source`` is held out: a fixed split of the task's sources by a hash of the
+    text (CRC-32, the same in every process and run), about one in :data:`HELD_OUT_EVERY`."""
+    return zlib.crc32(source.encode()) % HELD_OUT_EVERY == 0
+
+
+def _held_out_set(task: _Task, n: int, rng: np.random.Generator) -> tasks.Pairs:
+    """``n`` pairs of the task whose sources are held out (a source may occur twice, as in any
+    random sample), or a ValueError when the task's sources hold none."""
+    got: list[tuple[str, str, str]] = []
+    for _ in range(_MAX_DRAWS):
+        p = task.draw(4 * n, rng)
+        got += [x for x in zip(p.sources, p.targets, p.kinds, strict=True) if _held_out(x[0])]
+        if len(got) >= n:
+            sources, targets, kinds = (list(c) for c in zip(*got[:n], strict=True))
+            return tasks.Pairs(sources, targets, kinds)
+    raise ValueError(
+        f"the task has too few distinct sources to hold any out ({len(got)} held-out pairs in "
+        f"{_MAX_DRAWS} draws): give longer digit strings (--digits)"
+    )
+
+
+def _training_batches(task: _Task, batch: int, rng: np.random.Generator) -> Any:
     """Training pairs, ``batch`` at a time, none of whose sources is held out."""
+    sources: list[str] = []
+    targets: list[str] = []
     while True:
-        p = task.draw(2 * batch, rng)
-        keep = [i for i, s in enumerate(p.sources) if s not in held_out][:batch]
-        if len(keep) == batch:
-            yield [p.sources[i] for i in keep], [p.targets[i] for i in keep]
+        p = task.draw(batch, rng)
+        keep = [i for i, s in enumerate(p.sources) if not _held_out(s)]
+        sources += [p.sources[i] for i in keep]
+        targets += [p.targets[i] for i in keep]
+        while len(sources) >= batch:
+            yield sources[:batch], targets[:batch]
+            del sources[:batch], targets[:batch]
 
 
 def _exact(task: _Task, hyps: list[Hypothesis], targets: list[str]) -> float:
@@ -81,8 +117,7 @@ def _train(
         seed=args.seed,
     )  # fmt: skip
     opt = optim.Adam(lr=args.lr)
-    batches = _training_batches(task, set(test.sources), args.batch,
-                                np.random.default_rng(args.seed + 1))  # fmt: skip
+    batches = _training_batches(task, args.batch, np.random.default_rng(args.seed + 1))
     label = "attention " + (attention or "none")
     bar = Progress(args.steps, f"seq2seq {label:<18}", unit="pair")
     probe = test.sources[: max(args.test // 4, 1)]
@@ -153,10 +188,15 @@ def run(args: argparse.Namespace) -> int:
     """Train, decode the held-out set, report."""
     from .cli import _set_threads
 
+    if args.cell != "lstm" and args.forget_bias not in (None, 1.0):
+        args.parser.error(f"--forget-bias: only an LSTM has a forget gate, not --cell {args.cell}")
     _set_threads(args.threads)
     task = _task(args)
     attention = None if args.attention == "none" else args.attention
-    test = task.draw(args.test, np.random.default_rng(args.seed + 12345))
+    try:
+        test = _held_out_set(task, args.test, np.random.default_rng(args.seed + 12345))
+    except ValueError as e:
+        args.parser.error(str(e))
     dirs = "bidirectional " if args.bidirectional else ""
     print(
         f"seq2seq on {task.name}: {dirs}{args.cell.upper()} encoder-decoder, hidden "
@@ -204,14 +244,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: Any, subparser: Any, threads_help: str) -> None:
-    """``fastrnn seq2seq``'s options (``subparser`` makes a subcommand, as fastrnn's others)."""
+def add_parser(
+    sub: Any, subparser: Any, threads_help: str, forget_bias_value: Callable[[str], float | None]
+) -> None:
+    """``fastrnn seq2seq``'s options (``subparser`` makes a subcommand, as fastrnn's others;
+    ``forget_bias_value`` reads ``--forget-bias`` as ``fastrnn demo``'s)."""
     p = subparser(sub, "seq2seq", "an encoder-decoder with attention on date normalisation")
     p.add_argument("--task", choices=TASKS, default="dates",
                    help="dates: 14 formats to ISO 8601; reverse/sort: digit strings")  # fmt: skip
     p.add_argument("--digits", type=int, default=12,
                    help="the longest digit string of --task reverse/sort")  # fmt: skip
-    p.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm",
+    p.add_argument("--cell", choices=list(CELLS), default="lstm",
                    help="the recurrent cell of the encoder and the decoder")  # fmt: skip
     p.add_argument("--hidden", type=int, default=64,
                    help="hidden units per direction of the encoder (the decoder has twice "
@@ -220,13 +263,14 @@ def add_parser(sub: Any, subparser: Any, threads_help: str) -> None:
     p.add_argument("--embedding", type=int, default=32, help="size of both embeddings")
     p.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=True,
                    help="a bidirectional encoder")  # fmt: skip
-    p.add_argument("--attention", choices=["general", "dot", "additive", "none"],
+    p.add_argument("--attention", choices=[str(a).lower() for a in ATTENTIONS],
                    default="general",
                    help="Luong's general or dot score, Bahdanau's additive, or none")  # fmt: skip
     p.add_argument("--compare", action=argparse.BooleanOptionalAction, default=True,
                    help="also train the model without attention, reported beside")  # fmt: skip
-    p.add_argument("--forget-bias", type=float, default=1.0,
-                   help="the LSTM's forget-gate bias at initialisation")  # fmt: skip
+    p.add_argument("--forget-bias", type=forget_bias_value, default=1.0, metavar="B",
+                   help="the LSTM's forget-gate bias at initialisation (Seq2Seq's forget_bias), "
+                   "or 'none' for PyTorch's initialisation; LSTM only")  # fmt: skip
     p.add_argument("--steps", type=int, default=1500, help="training steps (batches)")
     p.add_argument("--batch", type=int, default=64, help="pairs per training step")
     p.add_argument("--lr", type=float, default=3e-3, help="Adam's learning rate")
