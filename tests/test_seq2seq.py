@@ -328,6 +328,21 @@ def test_beam_is_at_least_as_probable_as_greedy_here() -> None:
     assert better > 0
 
 
+@pytest.mark.parametrize(("name", "value"), [("out.weight", np.nan), ("out.bias", np.inf)])
+def test_decoding_a_model_with_non_finite_outputs_is_a_value_error(name: str, value: float) -> None:
+    """NaN or inf weights (set directly, or diverged) make no outputs to choose from: both
+    decoders say so, instead of an empty max() or NaN scores."""
+    m = make_model()
+    m.named_parameters()[name][1] = value
+    src, lengths = _sources()
+    msg = r"the model's outputs are not finite \(NaN or inf\): its logits for 6 of 6 decoder rows"
+    with pytest.raises(ValueError, match=msg):
+        m.greedy(src, lengths, 4)
+    msg = msg.replace("6 of 6", "24 of 24")
+    with pytest.raises(ValueError, match=msg):
+        m.beam_search(src, lengths, 4, beam_size=4)
+
+
 def test_decoding_together_is_decoding_alone() -> None:
     """Each source's result does not depend on the others in its batch (nor on their padding)."""
     m = decoding_model("gru", "general", bidirectional=True)

@@ -746,9 +746,16 @@ class Seq2Seq:
         self, tokens: IntArray, state: Any, memory: Memory | None
     ) -> tuple[NDArray[np.float64], Any, Array | None]:
         """One decoder step from ``tokens (N,)``: ``(log-probabilities (N, V) with PAD and BOS
-        at -inf, the new state, the attention weights (N, Ts) or None)``."""
+        at -inf, the new state, the attention weights (N, Ts) or None)``. Logits that are not
+        finite (e.g. NaN weights) are a ValueError: no output can be chosen from them."""
         dec_out, state = self.decoder(self.tgt_embedding(tokens[None]), state)
         logits, weights = self._head(dec_out, memory)
+        if not np.isfinite(logits).all():
+            raise ValueError(
+                "the model's outputs are not finite (NaN or inf): its logits for "
+                f"{int((~np.isfinite(logits)).any(axis=-1).sum())} of {len(tokens)} decoder rows "
+                "(check its parameters, e.g. with np.isfinite over named_parameters())"
+            )
         logp = _log_softmax(logits[0])
         logp[:, [PAD, BOS]] = -np.inf  # never an output
         return logp, state, None if weights is None else weights[0]
