@@ -738,6 +738,52 @@ def test_batch_and_decoding_errors() -> None:
         m.load_state_dict({**m.state_dict(), "combine.weight": np.zeros((2, 2))})
 
 
+def test_pad_within_a_source_is_a_value_error() -> None:
+    """PAD is only padding, in a source as in a target: Batch, greedy and beam_search refuse it
+    within src_lengths, as Batch.of and pad do; beyond the lengths it is what padding is."""
+    b = make_batch()
+    src = b.src.copy()
+    src[1, 2] = PAD  # within source 2's 5 steps
+    msg = r"src: PAD \(0\) within src_lengths \(step 1 of sequence 2\): it is only padding"
+    with pytest.raises(ValueError, match=msg):
+        Batch(src, b.src_lengths, b.tgt_in, b.tgt_out, b.tgt_lengths)
+    m = make_model()
+    inner = np.array([[1, 2], [0, 3]])
+    msg = r"src: PAD \(0\) within src_lengths \(step 1 of sequence 0\)"
+    with pytest.raises(ValueError, match=msg):
+        m.greedy(inner, [2, 2], 3)
+    with pytest.raises(ValueError, match=msg):
+        m.beam_search(inner, [2, 2], 3, beam_size=2)
+    with pytest.raises(ValueError, match=msg):
+        m.greedy(inner, None, 3)  # None: every source all Ts steps long
+    assert len(m.greedy(inner, [1, 2], 3)) == 2  # the PAD is beyond source 0's length
+    with pytest.raises(ValueError, match=r"sources\[0\]: ids must be >= 1 \(0 is PAD\)"):
+        pad([[1, 0]], "sources")
+
+
+def test_a_batch_holds_its_own_read_only_arrays() -> None:
+    """A Batch is frozen, its arrays too: they are copies of the caller's (changing those
+    changes nothing) and writing into them is an error (it cannot change a loss afterwards)."""
+    b = make_batch()
+    fields = [b.src, b.src_lengths, b.tgt_in, b.tgt_out, b.tgt_lengths]
+    mine = [a.copy() for a in fields]
+    c = Batch(*mine)
+    m = make_model()
+    before = m.evaluate(c)
+    for name in ("src", "src_lengths", "tgt_in", "tgt_out", "tgt_lengths"):
+        a = getattr(c, name)
+        assert not a.flags.writeable
+        with pytest.raises(ValueError, match="read-only"):
+            a[0] = 1
+    held = [c.src, c.src_lengths, c.tgt_in, c.tgt_out, c.tgt_lengths]
+    for a in mine:
+        assert not any(np.shares_memory(a, x) for x in held)
+        a[...] = 1  # the caller's arrays stay theirs
+    assert m.evaluate(c) == before
+    with pytest.raises(ValueError, match="read-only"):
+        c.tgt_lengths[1] = 0
+
+
 # ------------------------------------------------------------------------------------ learning
 
 

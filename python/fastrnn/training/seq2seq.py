@@ -111,21 +111,32 @@ def _steps(lengths: IntArray, T: int) -> NDArray[np.bool_]:
     return mask
 
 
+def _check_no_pad(name: str, ids: IntArray, lengths: IntArray, lengths_name: str) -> None:
+    """:data:`PAD` is only padding: never an id within a sequence's length (a ValueError)."""
+    t, b = np.nonzero((ids == PAD) & _steps(lengths, ids.shape[0]))
+    if len(b):
+        raise ValueError(
+            f"{name}: PAD ({PAD}) within {lengths_name} (step {t[0]} of sequence {b[0]}): it "
+            "is only padding"
+        )
+
+
 @dataclass(frozen=True, eq=False)
 class Batch:
     """A padded batch of source and target ids, time-major (what :meth:`Seq2Seq.forward`,
     :meth:`~Seq2Seq.train_step` and :meth:`~Seq2Seq.evaluate` take).
 
     Attributes:
-        src: source ids ``(Ts, B)``, :data:`PAD` beyond each length.
+        src: source ids ``(Ts, B)``, :data:`PAD` beyond each length (and only there).
         src_lengths: ``(B,)``, each in ``[1, Ts]``.
         tgt_in: the decoder's inputs ``(Tt, B)``: ``[BOS, y_1, ..., y_n]``.
         tgt_out: the targets ``(Tt, B)``: ``[y_1, ..., y_n, EOS]``; never :data:`PAD` within
             the lengths.
         tgt_lengths: ``(B,)``, ``n + 1``, each in ``[1, Tt]``.
 
-    The arrays are checked and converted to int64 on construction (a ValueError or TypeError
-    naming the field). What lies beyond the lengths is ignored by the model. :meth:`of` makes a
+    The arrays are checked and copied as read-only int64 arrays on construction (a ValueError
+    or TypeError naming the field; :data:`PAD` within ``src_lengths`` or ``tgt_lengths`` is a
+    ValueError). What lies beyond the lengths is ignored by the model. :meth:`of` makes a
     batch from id sequences, :meth:`Seq2SeqVocab.batch` from strings.
     """
 
@@ -145,14 +156,16 @@ class Batch:
                 f"tgt_in, tgt_out: expected the shape (Tt, {B}) (src's batch), got "
                 f"{tgt_in.shape} and {tgt_out.shape}"
             )
+        src_lengths = _lengths("src_lengths", self.src_lengths, Ts, B)
         tgt_lengths = _lengths("tgt_lengths", self.tgt_lengths, tgt_in.shape[0], B)
-        if (tgt_out[_steps(tgt_lengths, tgt_out.shape[0])] == PAD).any():
-            raise ValueError(f"tgt_out: PAD ({PAD}) within tgt_lengths: it is never a target")
-        object.__setattr__(self, "src", src)
-        object.__setattr__(self, "src_lengths", _lengths("src_lengths", self.src_lengths, Ts, B))
-        object.__setattr__(self, "tgt_in", tgt_in)
-        object.__setattr__(self, "tgt_out", tgt_out)
-        object.__setattr__(self, "tgt_lengths", tgt_lengths)
+        _check_no_pad("src", src, src_lengths, "src_lengths")
+        _check_no_pad("tgt_out", tgt_out, tgt_lengths, "tgt_lengths")
+        fields = {"src": src, "src_lengths": src_lengths, "tgt_in": tgt_in, "tgt_out": tgt_out,
+                  "tgt_lengths": tgt_lengths}  # fmt: skip
+        for name, a in fields.items():
+            a = a.copy()  # the batch's own, read-only: not a view of the caller's arrays
+            a.flags.writeable = False
+            object.__setattr__(self, name, a)
 
     @property
     def batch_size(self) -> int:
@@ -740,7 +753,9 @@ class Seq2Seq:
                 f"src: ids must be < {self.config['src_vocab_size']} (the vocabulary's size), "
                 f"got {s.max()}"
             )
-        return s, _lengths("src_lengths", src_lengths, *s.shape)
+        lengths = _lengths("src_lengths", src_lengths, *s.shape)
+        _check_no_pad("src", s, lengths, "src_lengths")
+        return s, lengths
 
     def _step(
         self, tokens: IntArray, state: Any, memory: Memory | None
