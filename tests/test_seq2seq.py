@@ -142,7 +142,7 @@ def test_the_decoder_starts_from_the_encoders_final_state() -> None:
     m.eval()
     _, (h, c) = m.encoder(m.src_embedding(b.src), None, lengths=b.src_lengths)
     _, (h0, c0) = m._encode(b.src, b.src_lengths)
-    assert h0.shape == (2, 3, 6) and m.hidden_size == 6
+    assert h0.shape == (2, 3, 6) and m.decoder_size == 6 and m.config["hidden_size"] == 3
     for layer in range(2):
         np.testing.assert_array_equal(
             h0[layer], np.concatenate([h[2 * layer], h[2 * layer + 1]], 1)

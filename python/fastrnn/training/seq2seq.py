@@ -599,9 +599,9 @@ class Seq2Seq:
         return self.train(False)
 
     @property
-    def hidden_size(self) -> int:
-        """``Hd``: the decoder's hidden size (the encoder's ``hidden_size`` times its
-        directions)."""
+    def decoder_size(self) -> int:
+        """``Hd``: the decoder's hidden size (the encoder's ``hidden_size``, the constructor's
+        and :attr:`config`'s, times its directions)."""
         return self.decoder.hidden_size
 
     # ---- forward / backward ---------------------------------------------------------------------
@@ -698,7 +698,7 @@ class Seq2Seq:
         dz = self.combine.backward(da * (1 - attended * attended))  # tanh' from its output
         denc = None
         if self.attention is not None:
-            Hd = self.hidden_size
+            Hd = self.decoder_size
             dquery, denc = self.attention.backward(dz[..., :Hd])
             ddec = dz[..., Hd:] + dquery
         else:
