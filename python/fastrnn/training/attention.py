@@ -31,7 +31,7 @@ from .. import functional as F
 from .._args import check_int, float_dtype
 from ..module import Module
 
-__all__ = ["SCORES", "Attention", "Memory"]
+__all__ = ["SCORES", "Attention", "Memory", "attention_param_shapes"]
 
 Array = NDArray[Any]
 #: the score functions of :class:`Attention`
@@ -52,6 +52,22 @@ class Memory:
     def batch_size(self) -> int:
         """``B``."""
         return int(self.values.shape[1])
+
+
+def attention_param_shapes(
+    score: str, query_size: int, key_size: int, attn_size: int | None = None
+) -> dict[str, tuple[int, ...]]:
+    """The parameters of an :class:`Attention` of these arguments by name, and their shapes:
+    ``"general"``: ``weight (query_size, key_size)``; ``"additive"``: ``query_weight (attn_size,
+    query_size)``, ``key_weight (attn_size, key_size)``, ``v (attn_size,)`` (``attn_size``
+    None: ``query_size``); ``"dot"``: none. The arguments are not checked (the constructor
+    does)."""
+    if score == "general":
+        return {"weight": (query_size, key_size)}
+    if score == "additive":
+        A = query_size if attn_size is None else attn_size
+        return {"query_weight": (A, query_size), "key_weight": (A, key_size), "v": (A,)}
+    return {}
 
 
 def _rows(a: Array) -> Array:
@@ -107,17 +123,8 @@ class Attention(Module):
         self.reset_parameters(seed)
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        """The score's parameters (none for ``"dot"``)."""
-        if self.score == "general":
-            return {"weight": (self.query_size, self.key_size)}
-        if self.score == "additive":
-            A = self.attn_size
-            return {
-                "query_weight": (A, self.query_size),
-                "key_weight": (A, self.key_size),
-                "v": (A,),
-            }
-        return {}
+        """The score's parameters (none for ``"dot"``): :func:`attention_param_shapes`."""
+        return attention_param_shapes(self.score, self.query_size, self.key_size, self.attn_size)
 
     def reset_parameters(self, seed: int | np.random.Generator | None = None) -> None:
         """Uniform in ``(-1/sqrt(fan_in), 1/sqrt(fan_in))`` (``v``: fan_in ``attn_size``)."""

@@ -45,7 +45,7 @@ from .._args import as_rng, check_bool, check_int, check_real, float_dtype
 from ..layers import RecurrentLayer, from_spec
 from ..spec import StackSpec
 from . import _saved, init, losses, optim
-from .attention import SCORES, Attention, Memory
+from .attention import SCORES, Attention, Memory, attention_param_shapes
 from .model import _CELLS, _DEFAULT_FORGET_BIAS, StepResult, _checked_forget_bias
 from .nn import Embedding, Linear
 from .text import CharVocab
@@ -416,12 +416,9 @@ def _param_shapes(config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     shapes |= {f"encoder.{k}": v for k, v in enc.param_shapes().items()}
     shapes["tgt_embedding.weight"] = (c["tgt_vocab_size"], E)
     shapes |= {f"decoder.{k}": v for k, v in dec.param_shapes().items()}
-    if c["attention"] == "general":
-        shapes["attention.weight"] = (Hd, Hd)
-    elif c["attention"] == "additive":
-        A = Hd if c["attn_size"] is None else c["attn_size"]
-        shapes |= {"attention.query_weight": (A, Hd), "attention.key_weight": (A, Hd),
-                   "attention.v": (A,)}  # fmt: skip
+    if c["attention"] is not None:
+        att = attention_param_shapes(c["attention"], Hd, Hd, c["attn_size"])
+        shapes |= {f"attention.{k}": v for k, v in att.items()}
     shapes["combine.weight"] = (Hd, 2 * Hd if c["attention"] is not None else Hd)
     shapes["combine.bias"] = (Hd,)
     shapes |= {"out.weight": (c["tgt_vocab_size"], Hd), "out.bias": (c["tgt_vocab_size"],)}
