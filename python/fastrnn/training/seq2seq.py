@@ -853,7 +853,9 @@ class Seq2Seq:
         try:
             enc_out, state = self._encode(s, lengths)
             rows = np.repeat(np.arange(s.shape[1]), k)  # row b*k + j: beam j of source b
-            memory = self._memory(enc_out[:, rows], lengths[rows])
+            memory = self._memory(enc_out, lengths)  # projected once, for the B sources
+            if memory is not None:
+                memory = Memory(memory.values[:, rows], memory.keys[:, rows], memory.lengths[rows])
             beams = _Beams(k, lengths, max_len, alpha, s.shape[0] if memory is not None else 0)
             state = _take(state, rows)
             for _ in range(max_len):
