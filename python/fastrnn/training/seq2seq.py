@@ -367,6 +367,7 @@ def _checked_config(c: Mapping[str, Any]) -> dict[str, Any]:
     holds them: the rules the constructor and :meth:`Seq2Seq.load` share, applied before
     anything is allocated (``dropout`` is the recurrent layers' to check)."""
     cell, attention, attn_size, seed = c["cell"], c["attention"], c["attn_size"], c["seed"]
+    dtype = float_dtype("dtype", c["dtype"])
     if not isinstance(cell, str) or cell not in _CELLS:
         raise ValueError(f"cell: expected one of {sorted(_CELLS)}, got {cell!r}")
     if attention == "none":
@@ -388,8 +389,8 @@ def _checked_config(c: Mapping[str, Any]) -> dict[str, Any]:
         "attention": attention,
         "attn_size": attn_size,
         "dropout": c["dropout"],
-        "forget_bias": _checked_forget_bias(c["forget_bias"], cell),
-        "dtype": float_dtype("dtype", c["dtype"]).name,
+        "forget_bias": _checked_forget_bias(c["forget_bias"], cell, dtype),
+        "dtype": dtype.name,
         "seed": None if seed is None else check_int("seed", seed, 0),
     }
 
