@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from .. import functional as F
-from .._args import check_int, float_dtype
+from .._args import check_int, check_lengths, float_dtype
 from ..module import Module
 
 __all__ = ["SCORES", "Attention", "Memory", "attention_param_shapes"]
@@ -145,27 +145,14 @@ class Attention(Module):
             raise ValueError(f"{name}: expected shape (T, B, {features}), got {x.shape}")
         return np.ascontiguousarray(x)
 
-    def _lengths(self, lengths: ArrayLike | None, Tk: int, B: int) -> NDArray[np.int64]:
-        if lengths is None:
-            return np.full(B, Tk, dtype=np.int64)
-        la = np.asarray(lengths)
-        if la.dtype.kind not in "iu" or la.shape != (B,):
-            raise ValueError(f"lengths: expected {B} integers (B,), got {la.dtype} {la.shape}")
-        if B and (la.min() < 1 or la.max() > Tk):
-            raise ValueError(
-                f"lengths: every entry must be in [1, {Tk}] (the memory's steps), got "
-                f"{la.min()}..{la.max()}"
-            )
-        return np.ascontiguousarray(la, dtype=np.int64)
-
     def memory(self, values: ArrayLike, lengths: ArrayLike | None = None) -> Memory:
         """The encoder's outputs ``values (Tk, B, key_size)`` and their valid steps ``lengths``
         (``(B,)``, each in ``[1, Tk]``; None: all), projected once for the score."""
         v = self._array("values", values, self.key_size)
         Tk, B = v.shape[:2]
-        la = self._lengths(lengths, Tk, B)
         if Tk == 0:
             raise ValueError("values: the memory needs at least one step")
+        la = check_lengths("lengths", lengths, Tk, B)
         if self.score == "general":
             keys = F.linear_forward(_rows(v), self._params["weight"], None)
         elif self.score == "additive":

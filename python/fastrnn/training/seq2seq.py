@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .._args import as_rng, check_bool, check_int, check_real, float_dtype
+from .._args import as_rng, check_bool, check_int, check_lengths, check_real, float_dtype
 from ..layers import RecurrentLayer, from_spec
 from ..spec import StackSpec
 from . import _saved, init, losses, optim
@@ -89,20 +89,6 @@ def _id_matrix(name: str, a: ArrayLike) -> IntArray:
     if x.min() < 0:
         raise ValueError(f"{name}: ids must be >= 0, got {x.min()}")
     return np.ascontiguousarray(x, dtype=np.int64)
-
-
-def _lengths(name: str, a: ArrayLike | None, T: int, B: int) -> IntArray:
-    """``(B,)`` integer lengths, each in ``[1, T]`` (None: all T)."""
-    if a is None:
-        return np.full(B, T, np.int64)
-    la = np.asarray(a)
-    if la.dtype.kind not in "iu":
-        raise TypeError(f"{name}: expected integers, got dtype {la.dtype}")
-    if la.shape != (B,):
-        raise ValueError(f"{name}: expected shape ({B},), one per sequence, got {la.shape}")
-    if la.min() < 1 or la.max() > T:
-        raise ValueError(f"{name}: values must be in [1, {T}], got [{la.min()}, {la.max()}]")
-    return np.ascontiguousarray(la, dtype=np.int64)
 
 
 def _steps(lengths: IntArray, T: int) -> NDArray[np.bool_]:
@@ -156,8 +142,8 @@ class Batch:
                 f"tgt_in, tgt_out: expected the shape (Tt, {B}) (src's batch), got "
                 f"{tgt_in.shape} and {tgt_out.shape}"
             )
-        src_lengths = _lengths("src_lengths", self.src_lengths, Ts, B)
-        tgt_lengths = _lengths("tgt_lengths", self.tgt_lengths, tgt_in.shape[0], B)
+        src_lengths = check_lengths("src_lengths", self.src_lengths, Ts, B)
+        tgt_lengths = check_lengths("tgt_lengths", self.tgt_lengths, tgt_in.shape[0], B)
         _check_no_pad("src", src, src_lengths, "src_lengths")
         _check_no_pad("tgt_out", tgt_out, tgt_lengths, "tgt_lengths")
         fields = {"src": src, "src_lengths": src_lengths, "tgt_in": tgt_in, "tgt_out": tgt_out,
@@ -751,7 +737,7 @@ class Seq2Seq:
                 f"src: ids must be < {self.config['src_vocab_size']} (the vocabulary's size), "
                 f"got {s.max()}"
             )
-        lengths = _lengths("src_lengths", src_lengths, *s.shape)
+        lengths = check_lengths("src_lengths", src_lengths, *s.shape)
         _check_no_pad("src", s, lengths, "src_lengths")
         return s, lengths
 
