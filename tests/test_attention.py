@@ -119,10 +119,27 @@ def test_kernel_argument_errors() -> None:
     p = _problem(SHAPES[1], np.float32, True)
     q, k, val, L, v = _fwd_args(p)
     bad: list[tuple[tuple[Any, ...], type[Exception], str]] = [
-        ((q, k, val, np.array([8, 1, 1, 1]), v), ValueError, "lengths: entry 0 is 8"),
-        ((q, k, val, np.array([0, 1, 1, 1]), v), ValueError, "lengths: entry 0 is 0"),
-        ((q, k, val, np.array([1, 1, 1]), v), ValueError, "lengths"),
-        ((q, k, val, np.array([1.0, 1, 1, 1]), v), TypeError, "lengths"),
+        (
+            (q, k, val, np.array([8, 1, 1, 1]), v),
+            ValueError,
+            r"lengths: values must be in \[1, 7\], got \[1, 8\]",
+        ),
+        (
+            (q, k, val, np.array([0, 1, 1, 1]), v),
+            ValueError,
+            r"lengths: values must be in \[1, 7\], got \[0, 1\]",
+        ),
+        (
+            (q, k, val, np.array([1, 1, 1]), v),
+            ValueError,
+            r"lengths: expected shape \(4,\), one per sequence",
+        ),
+        (
+            (q, k, val, np.array([1.0, 1, 1, 1]), v),
+            TypeError,
+            "lengths: expected integers, got dtype float64",
+        ),
+        ((q, k, val, np.ones(4, bool), v), TypeError, "lengths: expected integers, got dtype bool"),
         ((q, k[:, :3], val, L, v), ValueError, "keys: expected shape"),
         ((q, k, val[:6], L, v), ValueError, "values: expected shape"),
         ((q[0], k, val, L, v), ValueError, "query: expected shape"),
@@ -138,6 +155,35 @@ def test_kernel_argument_errors() -> None:
         F.attention_backward(q, k, val, L, w[:, :2], p["dcontext"], v)
     with pytest.raises(ValueError, match="dcontext: expected shape"):
         F.attention_backward(q, k, val, L, w, p["dcontext"][:1], v)
+
+
+@pytest.mark.parametrize("where", ["functional", "reference", "Attention", "Seq2Seq"])
+def test_one_lengths_rule(where: str) -> None:
+    """The kernel, its reference, the module and Seq2Seq's decoding take lengths by one rule
+    (fastrnn._args.check_lengths): integers only (not floats, not bools: a TypeError), one per
+    sequence, each in [1, Tk] (a ValueError naming the range)."""
+    q, mem = np.zeros((2, 3, 4)), np.zeros((5, 3, 4))
+    name = "lengths"
+    if where == "functional":
+        call = lambda la: F.attention_forward(q, mem, mem, la)  # noqa: E731
+    elif where == "reference":
+        call = lambda la: R.attention_forward(q, mem, mem, la)  # noqa: E731
+    elif where == "Attention":
+        att = Attention("dot", 4, 4, dtype=np.float64)
+        call = lambda la: att(q, mem, la)  # noqa: E731
+    else:
+        m = fastrnn.Seq2Seq("gru", 4, 5, hidden_size=3, seed=0)
+        call = lambda la: m.greedy(np.ones((5, 3), np.int64), la, 2)  # noqa: E731
+        name = "src_lengths"
+    for bad, word in (([1.0, 2.0, 3.0], "float64"), ([True, True, True], "bool")):
+        with pytest.raises(TypeError, match=rf"^{name}: expected integers, got dtype {word}$"):
+            call(bad)
+    with pytest.raises(ValueError, match=rf"^{name}: expected shape \(3,\), one per sequence"):
+        call([1, 2])
+    for bad, got in (([0, 2, 3], r"\[0, 3\]"), ([1, 6, 3], r"\[1, 6\]")):
+        with pytest.raises(ValueError, match=rf"^{name}: values must be in \[1, 5\], got {got}$"):
+            call(bad)
+    call(np.array([1, 5, 3], np.int32))  # any integer dtype
 
 
 def test_empty_queries_and_batch() -> None:
@@ -234,7 +280,7 @@ def test_module_errors() -> None:
         att(q.astype(np.float64), mem)
     with pytest.raises(ValueError, match="values: expected shape"):
         att(q, mem[..., :4])
-    with pytest.raises(ValueError, match=r"lengths: every entry must be in \[1, 6\]"):
+    with pytest.raises(ValueError, match=r"lengths: values must be in \[1, 6\], got \[1, 7\]"):
         att(q, mem, [7, 1, 1])
     with pytest.raises(ValueError, match="query: its batch"):
         att(q[:, :2], mem)

@@ -179,6 +179,27 @@ def test_model_bad_forget_bias() -> None:
             SequenceModel("lstm", 2, H, 1, forget_bias=bad)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("model", ["SequenceModel", "Seq2Seq"])
+def test_forget_bias_must_be_finite_in_the_models_dtype(model: str) -> None:
+    """1e308 is a finite float but inf in float32: a ValueError naming forget_bias, before any
+    parameter is made (not a state_dict error later); a float64 model takes it."""
+
+    def make(dtype: Any, value: float) -> Any:
+        if model == "SequenceModel":
+            return SequenceModel("lstm", 2, H, 1, dtype=dtype, forget_bias=value, seed=0)
+        return fastrnn.Seq2Seq("lstm", 5, 6, hidden_size=H, dtype=dtype, forget_bias=value,
+                               seed=0)  # fmt: skip
+
+    msg = r"forget_bias: must be finite in the model's dtype float32 \(\|value\| <= 3\.40282e\+38\)"
+    for value in (1e308, -1e39):
+        with pytest.raises(ValueError, match=msg + re.escape(f", got {value!r}")):
+            make(np.float32, value)
+    assert make(np.float32, 3e38).config["forget_bias"] == 3e38
+    m = make(np.float64, 1e308)
+    assert m.config["forget_bias"] == 1e308
+    assert any((p == 1e308).any() for p in m.named_parameters().values())
+
+
 def test_int8_model_keeps_the_config() -> None:
     m = SequenceModel("lstm", 2, H, 1, many_to_one=True, seed=0, forget_bias=2.0)
     q = m.quantize_dynamic()

@@ -142,7 +142,7 @@ def test_the_decoder_starts_from_the_encoders_final_state() -> None:
     m.eval()
     _, (h, c) = m.encoder(m.src_embedding(b.src), None, lengths=b.src_lengths)
     _, (h0, c0) = m._encode(b.src, b.src_lengths)
-    assert h0.shape == (2, 3, 6) and m.hidden_size == 6
+    assert h0.shape == (2, 3, 6) and m.decoder_size == 6 and m.config["hidden_size"] == 3
     for layer in range(2):
         np.testing.assert_array_equal(
             h0[layer], np.concatenate([h[2 * layer], h[2 * layer + 1]], 1)
@@ -326,6 +326,21 @@ def test_beam_is_at_least_as_probable_as_greedy_here() -> None:
             assert b.score >= g.score - 1e-5
             better += b.score > g.score + 1e-5
     assert better > 0
+
+
+@pytest.mark.parametrize(("name", "value"), [("out.weight", np.nan), ("out.bias", np.inf)])
+def test_decoding_a_model_with_non_finite_outputs_is_a_value_error(name: str, value: float) -> None:
+    """NaN or inf weights (set directly, or diverged) make no outputs to choose from: both
+    decoders say so, instead of an empty max() or NaN scores."""
+    m = make_model()
+    m.named_parameters()[name][1] = value
+    src, lengths = _sources()
+    msg = r"the model's outputs are not finite \(NaN or inf\): its logits for 6 of 6 decoder rows"
+    with pytest.raises(ValueError, match=msg):
+        m.greedy(src, lengths, 4)
+    msg = msg.replace("6 of 6", "24 of 24")
+    with pytest.raises(ValueError, match=msg):
+        m.beam_search(src, lengths, 4, beam_size=4)
 
 
 def test_decoding_together_is_decoding_alone() -> None:
@@ -721,6 +736,52 @@ def test_batch_and_decoding_errors() -> None:
         m.load_state_dict({k: v for k, v in m.state_dict().items() if k != "out.bias"})
     with pytest.raises(ValueError, match=r"^combine: state_dict\['weight'\]: expected shape"):
         m.load_state_dict({**m.state_dict(), "combine.weight": np.zeros((2, 2))})
+
+
+def test_pad_within_a_source_is_a_value_error() -> None:
+    """PAD is only padding, in a source as in a target: Batch, greedy and beam_search refuse it
+    within src_lengths, as Batch.of and pad do; beyond the lengths it is what padding is."""
+    b = make_batch()
+    src = b.src.copy()
+    src[1, 2] = PAD  # within source 2's 5 steps
+    msg = r"src: PAD \(0\) within src_lengths \(step 1 of sequence 2\): it is only padding"
+    with pytest.raises(ValueError, match=msg):
+        Batch(src, b.src_lengths, b.tgt_in, b.tgt_out, b.tgt_lengths)
+    m = make_model()
+    inner = np.array([[1, 2], [0, 3]])
+    msg = r"src: PAD \(0\) within src_lengths \(step 1 of sequence 0\)"
+    with pytest.raises(ValueError, match=msg):
+        m.greedy(inner, [2, 2], 3)
+    with pytest.raises(ValueError, match=msg):
+        m.beam_search(inner, [2, 2], 3, beam_size=2)
+    with pytest.raises(ValueError, match=msg):
+        m.greedy(inner, None, 3)  # None: every source all Ts steps long
+    assert len(m.greedy(inner, [1, 2], 3)) == 2  # the PAD is beyond source 0's length
+    with pytest.raises(ValueError, match=r"sources\[0\]: ids must be >= 1 \(0 is PAD\)"):
+        pad([[1, 0]], "sources")
+
+
+def test_a_batch_holds_its_own_read_only_arrays() -> None:
+    """A Batch is frozen, its arrays too: they are copies of the caller's (changing those
+    changes nothing) and writing into them is an error (it cannot change a loss afterwards)."""
+    b = make_batch()
+    fields = [b.src, b.src_lengths, b.tgt_in, b.tgt_out, b.tgt_lengths]
+    mine = [a.copy() for a in fields]
+    c = Batch(*mine)
+    m = make_model()
+    before = m.evaluate(c)
+    for name in ("src", "src_lengths", "tgt_in", "tgt_out", "tgt_lengths"):
+        a = getattr(c, name)
+        assert not a.flags.writeable
+        with pytest.raises(ValueError, match="read-only"):
+            a[0] = 1
+    held = [c.src, c.src_lengths, c.tgt_in, c.tgt_out, c.tgt_lengths]
+    for a in mine:
+        assert not any(np.shares_memory(a, x) for x in held)
+        a[...] = 1  # the caller's arrays stay theirs
+    assert m.evaluate(c) == before
+    with pytest.raises(ValueError, match="read-only"):
+        c.tgt_lengths[1] = 0
 
 
 # ------------------------------------------------------------------------------------ learning

@@ -17,6 +17,7 @@ __all__ = [
     "as_rng",
     "check_bool",
     "check_int",
+    "check_lengths",
     "check_real",
     "float_array",
     "float_dtype",
@@ -55,6 +56,29 @@ def check_real(name: str, v: Any, low: float | None = None, high: float | None =
     if high is not None and f > high:
         raise ValueError(f"{name}: must be <= {high:g}, got {v}")
     return f
+
+
+def check_lengths(name: str, a: Any, T: int, B: int, minimum: int = 1) -> NDArray[np.int64]:
+    """``a`` as ``(B,)`` sequence lengths, each in ``[minimum, T]``, contiguous int64; None is
+    every sequence ``T`` steps long. A non-integer dtype (bool and integral floats too) is a
+    TypeError; another shape or a value out of range a ValueError naming ``name`` and the range.
+
+    The rule of the sequence-to-sequence models and the attention (sources, targets, memories:
+    each at least ``minimum`` = 1 step). :meth:`fastrnn.spec.StackSpec.check_lengths`, the
+    recurrent layers' rule, differs on purpose: it takes integral floats (as PyTorch's
+    ``pack_padded_sequence`` does) and lengths 0, and returns None for None."""
+    if a is None:
+        return np.full(B, T, np.int64)
+    la = np.asarray(to_numpy(a))
+    if la.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected integers, got dtype {la.dtype}")
+    if la.shape != (B,):
+        raise ValueError(f"{name}: expected shape ({B},), one per sequence, got {la.shape}")
+    if la.size and (la.min() < minimum or la.max() > T):
+        raise ValueError(
+            f"{name}: values must be in [{minimum}, {T}], got [{la.min()}, {la.max()}]"
+        )
+    return np.ascontiguousarray(la, dtype=np.int64)
 
 
 def float_dtype(name: str, dtype: DTypeLike) -> np.dtype[Any]:

@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import _core
-from ._args import check_int, float_array
+from ._args import check_int, check_lengths, float_array
 from .spec import CELLS as _CELL_INFO
 from .spec import LayerParams, StackSpec, check_cell
 
@@ -580,13 +580,15 @@ def _attention_inputs(*arrays: Any) -> list[Any]:
     return [None if a is None else np.ascontiguousarray(a) for a in arrays]
 
 
-def _attention_lengths(lengths: ArrayLike | None) -> NDArray[np.int64] | None:
-    if lengths is None:
-        return None
-    la = np.asarray(lengths)
-    if la.dtype.kind not in "iu":
-        raise TypeError(f"lengths: expected integers, got dtype {la.dtype}")
-    return np.ascontiguousarray(la, dtype=np.int64)
+def _attention_lengths(
+    lengths: ArrayLike | None, query: Array, keys: Array
+) -> NDArray[np.int64] | None:
+    """``lengths`` by :func:`~fastrnn._args.check_lengths`' rule, one per batch entry of
+    ``query (Tq, B, D)``, each in ``[1, Tk]`` of ``keys (Tk, B, D)`` (None: all ``Tk``). Arrays
+    of other ranks are the core's to refuse, naming them."""
+    if lengths is None or query.ndim != 3 or keys.ndim != 3:
+        return None if lengths is None else np.zeros(0, np.int64)
+    return check_lengths("lengths", lengths, keys.shape[0], query.shape[1])
 
 
 def attention_forward(
@@ -603,7 +605,7 @@ def attention_forward(
     queries at once. All float arrays share one dtype (float32 or float64).
     """
     q, k, val, vv = _attention_inputs(query, keys, values, v)
-    context, weights = _core.attention_forward(q, k, val, _attention_lengths(lengths), vv)
+    context, weights = _core.attention_forward(q, k, val, _attention_lengths(lengths, q, k), vv)
     return context, weights
 
 
@@ -616,5 +618,7 @@ def attention_backward(
     :func:`fastrnn.reference.attention_backward`). The additive score's ``tanh`` values are
     recomputed, not saved."""
     q, k, val, w, dc, vv = _attention_inputs(query, keys, values, weights, dcontext, v)
-    dq, dk, dval, dv = _core.attention_backward(q, k, val, _attention_lengths(lengths), w, dc, vv)
+    dq, dk, dval, dv = _core.attention_backward(
+        q, k, val, _attention_lengths(lengths, q, k), w, dc, vv
+    )
     return dq, dk, dval, dv

@@ -38,6 +38,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._args import check_lengths
+
 Array = NDArray[np.floating[Any]]
 
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_before")
@@ -938,13 +940,7 @@ def adam_step(
 
 def _attention_mask(lengths: ArrayLike | None, Tk: int, B: int) -> NDArray[np.bool_]:
     """``(B, Tk)``: True where key ``j`` of batch entry ``b`` is valid (``j < lengths[b]``)."""
-    if lengths is None:
-        return np.ones((B, Tk), dtype=bool)
-    la = np.asarray(lengths)
-    if la.shape != (B,) or la.dtype.kind not in "iu":
-        raise ValueError(f"lengths: expected {B} integers, got {la.dtype} {la.shape}")
-    if B and (la.min() < 1 or la.max() > Tk):
-        raise ValueError(f"lengths: every entry must be in [1, {Tk}], got {la.min()}..{la.max()}")
+    la = check_lengths("lengths", lengths, Tk, B)  # None: all Tk
     mask: NDArray[np.bool_] = np.arange(Tk)[None, :] < la[:, None]
     return mask
 

@@ -153,13 +153,13 @@ class TorchSeq2Seq(torch.nn.Module):
 
 def batch_tensors(batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """A :class:`~fastrnn.training.seq2seq.Batch` as int64 tensors ``(src, src_lengths, tgt_in,
-    tgt_out, tgt_lengths)`` (sharing the batch's memory)."""
+    tgt_out, tgt_lengths)`` (copies: the batch's arrays are read-only)."""
     return (
-        torch.from_numpy(batch.src),
-        torch.from_numpy(batch.src_lengths),
-        torch.from_numpy(batch.tgt_in),
-        torch.from_numpy(batch.tgt_out),
-        torch.from_numpy(batch.tgt_lengths),
+        torch.tensor(batch.src),
+        torch.tensor(batch.src_lengths),
+        torch.tensor(batch.tgt_in),
+        torch.tensor(batch.tgt_out),
+        torch.tensor(batch.tgt_lengths),
     )
 
 

@@ -28,10 +28,10 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from .. import functional as F
-from .._args import check_int, float_dtype
+from .._args import check_int, check_lengths, float_dtype
 from ..module import Module
 
-__all__ = ["SCORES", "Attention", "Memory"]
+__all__ = ["SCORES", "Attention", "Memory", "attention_param_shapes"]
 
 Array = NDArray[Any]
 #: the score functions of :class:`Attention`
@@ -52,6 +52,22 @@ class Memory:
     def batch_size(self) -> int:
         """``B``."""
         return int(self.values.shape[1])
+
+
+def attention_param_shapes(
+    score: str, query_size: int, key_size: int, attn_size: int | None = None
+) -> dict[str, tuple[int, ...]]:
+    """The parameters of an :class:`Attention` of these arguments by name, and their shapes:
+    ``"general"``: ``weight (query_size, key_size)``; ``"additive"``: ``query_weight (attn_size,
+    query_size)``, ``key_weight (attn_size, key_size)``, ``v (attn_size,)`` (``attn_size``
+    None: ``query_size``); ``"dot"``: none. The arguments are not checked (the constructor
+    does)."""
+    if score == "general":
+        return {"weight": (query_size, key_size)}
+    if score == "additive":
+        A = query_size if attn_size is None else attn_size
+        return {"query_weight": (A, query_size), "key_weight": (A, key_size), "v": (A,)}
+    return {}
 
 
 def _rows(a: Array) -> Array:
@@ -107,17 +123,8 @@ class Attention(Module):
         self.reset_parameters(seed)
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        """The score's parameters (none for ``"dot"``)."""
-        if self.score == "general":
-            return {"weight": (self.query_size, self.key_size)}
-        if self.score == "additive":
-            A = self.attn_size
-            return {
-                "query_weight": (A, self.query_size),
-                "key_weight": (A, self.key_size),
-                "v": (A,),
-            }
-        return {}
+        """The score's parameters (none for ``"dot"``): :func:`attention_param_shapes`."""
+        return attention_param_shapes(self.score, self.query_size, self.key_size, self.attn_size)
 
     def reset_parameters(self, seed: int | np.random.Generator | None = None) -> None:
         """Uniform in ``(-1/sqrt(fan_in), 1/sqrt(fan_in))`` (``v``: fan_in ``attn_size``)."""
@@ -138,27 +145,14 @@ class Attention(Module):
             raise ValueError(f"{name}: expected shape (T, B, {features}), got {x.shape}")
         return np.ascontiguousarray(x)
 
-    def _lengths(self, lengths: ArrayLike | None, Tk: int, B: int) -> NDArray[np.int64]:
-        if lengths is None:
-            return np.full(B, Tk, dtype=np.int64)
-        la = np.asarray(lengths)
-        if la.dtype.kind not in "iu" or la.shape != (B,):
-            raise ValueError(f"lengths: expected {B} integers (B,), got {la.dtype} {la.shape}")
-        if B and (la.min() < 1 or la.max() > Tk):
-            raise ValueError(
-                f"lengths: every entry must be in [1, {Tk}] (the memory's steps), got "
-                f"{la.min()}..{la.max()}"
-            )
-        return np.ascontiguousarray(la, dtype=np.int64)
-
     def memory(self, values: ArrayLike, lengths: ArrayLike | None = None) -> Memory:
         """The encoder's outputs ``values (Tk, B, key_size)`` and their valid steps ``lengths``
         (``(B,)``, each in ``[1, Tk]``; None: all), projected once for the score."""
         v = self._array("values", values, self.key_size)
         Tk, B = v.shape[:2]
-        la = self._lengths(lengths, Tk, B)
         if Tk == 0:
             raise ValueError("values: the memory needs at least one step")
+        la = check_lengths("lengths", lengths, Tk, B)
         if self.score == "general":
             keys = F.linear_forward(_rows(v), self._params["weight"], None)
         elif self.score == "additive":

@@ -86,9 +86,10 @@ def _checked_compute_dtype(value: Any, dtype: np.dtype[Any]) -> str:
     return INT8
 
 
-def _checked_forget_bias(value: Any, cell: str) -> float | None:
-    """``forget_bias`` as the config holds it: a finite float for an LSTM, or None (PyTorch's
-    default initialisation untouched, and always for the other cells)."""
+def _checked_forget_bias(value: Any, cell: str, dtype: np.dtype[Any]) -> float | None:
+    """``forget_bias`` as the config holds it: a float for an LSTM, finite in the parameters'
+    ``dtype`` (1e308 would be inf in float32), or None (PyTorch's default initialisation
+    untouched, and always for the other cells)."""
     if value is None or (value is _DEFAULT_FORGET_BIAS and cell != "lstm"):
         return None
     if cell != "lstm":
@@ -97,9 +98,16 @@ def _checked_forget_bias(value: Any, cell: str) -> float | None:
             "(leave it out or pass None)"
         )
     try:
-        return check_real("forget_bias", value)
+        f = check_real("forget_bias", value)
     except TypeError:
         raise TypeError(f"forget_bias: expected a number or None, got {value!r}") from None
+    top = float(np.finfo(dtype).max)
+    if abs(f) > top:
+        raise ValueError(
+            f"forget_bias: must be finite in the model's dtype {dtype.name} (|value| <= "
+            f"{top:.6g}), got {value!r}"
+        )
+    return f
 
 
 def _checked_config(c: Mapping[str, Any]) -> dict[str, Any]:
@@ -122,7 +130,7 @@ def _checked_config(c: Mapping[str, Any]) -> dict[str, Any]:
         "bidirectional": check_bool("bidirectional", c["bidirectional"]),
         "dtype": dtype.name,
         "compute_dtype": _checked_compute_dtype(c["compute_dtype"], dtype),
-        "forget_bias": _checked_forget_bias(c["forget_bias"], cell),
+        "forget_bias": _checked_forget_bias(c["forget_bias"], cell, dtype),
         "seed": None if seed is None else check_int("seed", seed, 0),
     }
 

@@ -41,11 +41,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .._args import as_rng, check_bool, check_int, check_real, float_dtype
+from .._args import as_rng, check_bool, check_int, check_lengths, check_real, float_dtype
 from ..layers import RecurrentLayer, from_spec
 from ..spec import StackSpec
 from . import _saved, init, losses, optim
-from .attention import SCORES, Attention, Memory
+from .attention import SCORES, Attention, Memory, attention_param_shapes
 from .model import _CELLS, _DEFAULT_FORGET_BIAS, StepResult, _checked_forget_bias
 from .nn import Embedding, Linear
 from .text import CharVocab
@@ -91,24 +91,20 @@ def _id_matrix(name: str, a: ArrayLike) -> IntArray:
     return np.ascontiguousarray(x, dtype=np.int64)
 
 
-def _lengths(name: str, a: ArrayLike | None, T: int, B: int) -> IntArray:
-    """``(B,)`` integer lengths, each in ``[1, T]`` (None: all T)."""
-    if a is None:
-        return np.full(B, T, np.int64)
-    la = np.asarray(a)
-    if la.dtype.kind not in "iu":
-        raise TypeError(f"{name}: expected integers, got dtype {la.dtype}")
-    if la.shape != (B,):
-        raise ValueError(f"{name}: expected shape ({B},), one per sequence, got {la.shape}")
-    if la.min() < 1 or la.max() > T:
-        raise ValueError(f"{name}: values must be in [1, {T}], got [{la.min()}, {la.max()}]")
-    return np.ascontiguousarray(la, dtype=np.int64)
-
-
 def _steps(lengths: IntArray, T: int) -> NDArray[np.bool_]:
     """``(T, B)``: whether step t is within each sequence's length."""
     mask: NDArray[np.bool_] = np.arange(T)[:, None] < lengths[None, :]
     return mask
+
+
+def _check_no_pad(name: str, ids: IntArray, lengths: IntArray, lengths_name: str) -> None:
+    """:data:`PAD` is only padding: never an id within a sequence's length (a ValueError)."""
+    t, b = np.nonzero((ids == PAD) & _steps(lengths, ids.shape[0]))
+    if len(b):
+        raise ValueError(
+            f"{name}: PAD ({PAD}) within {lengths_name} (step {t[0]} of sequence {b[0]}): it "
+            "is only padding"
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -117,15 +113,16 @@ class Batch:
     :meth:`~Seq2Seq.train_step` and :meth:`~Seq2Seq.evaluate` take).
 
     Attributes:
-        src: source ids ``(Ts, B)``, :data:`PAD` beyond each length.
+        src: source ids ``(Ts, B)``, :data:`PAD` beyond each length (and only there).
         src_lengths: ``(B,)``, each in ``[1, Ts]``.
         tgt_in: the decoder's inputs ``(Tt, B)``: ``[BOS, y_1, ..., y_n]``.
         tgt_out: the targets ``(Tt, B)``: ``[y_1, ..., y_n, EOS]``; never :data:`PAD` within
             the lengths.
         tgt_lengths: ``(B,)``, ``n + 1``, each in ``[1, Tt]``.
 
-    The arrays are checked and converted to int64 on construction (a ValueError or TypeError
-    naming the field). What lies beyond the lengths is ignored by the model. :meth:`of` makes a
+    The arrays are checked and copied as read-only int64 arrays on construction (a ValueError
+    or TypeError naming the field; :data:`PAD` within ``src_lengths`` or ``tgt_lengths`` is a
+    ValueError). What lies beyond the lengths is ignored by the model. :meth:`of` makes a
     batch from id sequences, :meth:`Seq2SeqVocab.batch` from strings.
     """
 
@@ -145,14 +142,16 @@ class Batch:
                 f"tgt_in, tgt_out: expected the shape (Tt, {B}) (src's batch), got "
                 f"{tgt_in.shape} and {tgt_out.shape}"
             )
-        tgt_lengths = _lengths("tgt_lengths", self.tgt_lengths, tgt_in.shape[0], B)
-        if (tgt_out[_steps(tgt_lengths, tgt_out.shape[0])] == PAD).any():
-            raise ValueError(f"tgt_out: PAD ({PAD}) within tgt_lengths: it is never a target")
-        object.__setattr__(self, "src", src)
-        object.__setattr__(self, "src_lengths", _lengths("src_lengths", self.src_lengths, Ts, B))
-        object.__setattr__(self, "tgt_in", tgt_in)
-        object.__setattr__(self, "tgt_out", tgt_out)
-        object.__setattr__(self, "tgt_lengths", tgt_lengths)
+        src_lengths = check_lengths("src_lengths", self.src_lengths, Ts, B)
+        tgt_lengths = check_lengths("tgt_lengths", self.tgt_lengths, tgt_in.shape[0], B)
+        _check_no_pad("src", src, src_lengths, "src_lengths")
+        _check_no_pad("tgt_out", tgt_out, tgt_lengths, "tgt_lengths")
+        fields = {"src": src, "src_lengths": src_lengths, "tgt_in": tgt_in, "tgt_out": tgt_out,
+                  "tgt_lengths": tgt_lengths}  # fmt: skip
+        for name, a in fields.items():
+            a = a.copy()  # the batch's own, read-only: not a view of the caller's arrays
+            a.flags.writeable = False
+            object.__setattr__(self, name, a)
 
     @property
     def batch_size(self) -> int:
@@ -354,6 +353,7 @@ def _checked_config(c: Mapping[str, Any]) -> dict[str, Any]:
     holds them: the rules the constructor and :meth:`Seq2Seq.load` share, applied before
     anything is allocated (``dropout`` is the recurrent layers' to check)."""
     cell, attention, attn_size, seed = c["cell"], c["attention"], c["attn_size"], c["seed"]
+    dtype = float_dtype("dtype", c["dtype"])
     if not isinstance(cell, str) or cell not in _CELLS:
         raise ValueError(f"cell: expected one of {sorted(_CELLS)}, got {cell!r}")
     if attention == "none":
@@ -375,8 +375,8 @@ def _checked_config(c: Mapping[str, Any]) -> dict[str, Any]:
         "attention": attention,
         "attn_size": attn_size,
         "dropout": c["dropout"],
-        "forget_bias": _checked_forget_bias(c["forget_bias"], cell),
-        "dtype": float_dtype("dtype", c["dtype"]).name,
+        "forget_bias": _checked_forget_bias(c["forget_bias"], cell, dtype),
+        "dtype": dtype.name,
         "seed": None if seed is None else check_int("seed", seed, 0),
     }
 
@@ -403,12 +403,9 @@ def _param_shapes(config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     shapes |= {f"encoder.{k}": v for k, v in enc.param_shapes().items()}
     shapes["tgt_embedding.weight"] = (c["tgt_vocab_size"], E)
     shapes |= {f"decoder.{k}": v for k, v in dec.param_shapes().items()}
-    if c["attention"] == "general":
-        shapes["attention.weight"] = (Hd, Hd)
-    elif c["attention"] == "additive":
-        A = Hd if c["attn_size"] is None else c["attn_size"]
-        shapes |= {"attention.query_weight": (A, Hd), "attention.key_weight": (A, Hd),
-                   "attention.v": (A,)}  # fmt: skip
+    if c["attention"] is not None:
+        att = attention_param_shapes(c["attention"], Hd, Hd, c["attn_size"])
+        shapes |= {f"attention.{k}": v for k, v in att.items()}
     shapes["combine.weight"] = (Hd, 2 * Hd if c["attention"] is not None else Hd)
     shapes["combine.bias"] = (Hd,)
     shapes |= {"out.weight": (c["tgt_vocab_size"], Hd), "out.bias": (c["tgt_vocab_size"],)}
@@ -586,9 +583,9 @@ class Seq2Seq:
         return self.train(False)
 
     @property
-    def hidden_size(self) -> int:
-        """``Hd``: the decoder's hidden size (the encoder's ``hidden_size`` times its
-        directions)."""
+    def decoder_size(self) -> int:
+        """``Hd``: the decoder's hidden size (the encoder's ``hidden_size``, the constructor's
+        and :attr:`config`'s, times its directions)."""
         return self.decoder.hidden_size
 
     # ---- forward / backward ---------------------------------------------------------------------
@@ -685,7 +682,7 @@ class Seq2Seq:
         dz = self.combine.backward(da * (1 - attended * attended))  # tanh' from its output
         denc = None
         if self.attention is not None:
-            Hd = self.hidden_size
+            Hd = self.decoder_size
             dquery, denc = self.attention.backward(dz[..., :Hd])
             ddec = dz[..., Hd:] + dquery
         else:
@@ -740,15 +737,24 @@ class Seq2Seq:
                 f"src: ids must be < {self.config['src_vocab_size']} (the vocabulary's size), "
                 f"got {s.max()}"
             )
-        return s, _lengths("src_lengths", src_lengths, *s.shape)
+        lengths = check_lengths("src_lengths", src_lengths, *s.shape)
+        _check_no_pad("src", s, lengths, "src_lengths")
+        return s, lengths
 
     def _step(
         self, tokens: IntArray, state: Any, memory: Memory | None
     ) -> tuple[NDArray[np.float64], Any, Array | None]:
         """One decoder step from ``tokens (N,)``: ``(log-probabilities (N, V) with PAD and BOS
-        at -inf, the new state, the attention weights (N, Ts) or None)``."""
+        at -inf, the new state, the attention weights (N, Ts) or None)``. Logits that are not
+        finite (e.g. NaN weights) are a ValueError: no output can be chosen from them."""
         dec_out, state = self.decoder(self.tgt_embedding(tokens[None]), state)
         logits, weights = self._head(dec_out, memory)
+        if not np.isfinite(logits).all():
+            raise ValueError(
+                "the model's outputs are not finite (NaN or inf): its logits for "
+                f"{int((~np.isfinite(logits)).any(axis=-1).sum())} of {len(tokens)} decoder rows "
+                "(check its parameters, e.g. with np.isfinite over named_parameters())"
+            )
         logp = _log_softmax(logits[0])
         logp[:, [PAD, BOS]] = -np.inf  # never an output
         return logp, state, None if weights is None else weights[0]
@@ -834,7 +840,9 @@ class Seq2Seq:
         try:
             enc_out, state = self._encode(s, lengths)
             rows = np.repeat(np.arange(s.shape[1]), k)  # row b*k + j: beam j of source b
-            memory = self._memory(enc_out[:, rows], lengths[rows])
+            memory = self._memory(enc_out, lengths)  # projected once, for the B sources
+            if memory is not None:
+                memory = Memory(memory.values[:, rows], memory.keys[:, rows], memory.lengths[rows])
             beams = _Beams(k, lengths, max_len, alpha, s.shape[0] if memory is not None else 0)
             state = _take(state, rows)
             for _ in range(max_len):
