@@ -13,8 +13,8 @@
 * :mod:`fastrnn.training`, the training kit: :class:`Linear`, :class:`Embedding`, losses, optim
   (SGD, Adam, clipping), init, :class:`SequenceModel`, the encoder-decoder :class:`Seq2Seq` with
   attention, tasks (adding problem, copy memory, dates, digit strings), text; its modules are
-  also ``fastrnn.losses``,
-  ``fastrnn.optim``, ``fastrnn.init``, ``fastrnn.seq2seq``, ``fastrnn.tasks``, ``fastrnn.text``.
+  also ``fastrnn.losses``, ``fastrnn.optim``, ``fastrnn.init``, ``fastrnn.seq2seq``,
+  ``fastrnn.tasks``, ``fastrnn.text``.
 * :mod:`fastrnn.tools`: the ``fastrnn`` command, the peer benchmark, the self-check.
 """
 
