@@ -39,6 +39,7 @@ from ..layers import RecurrentLayer, from_spec
 from ..quantized import QuantizedLayer, quantize_dynamic, quantized_param_shapes
 from ..spec import StackSpec, check_compute_dtype
 from . import _saved, init, losses, optim
+from ._parts import Composite
 from .nn import Embedding, Linear
 from .text import CharVocab
 
@@ -192,7 +193,7 @@ class StepResult:
     state: Any  #: the final state, to carry into the next chunk (truncated BPTT)
 
 
-class SequenceModel:
+class SequenceModel(Composite):
     """``[Embedding] -> RNN/LSTM/GRU stack -> Linear``.
 
     Args:
@@ -281,29 +282,6 @@ class SequenceModel:
             parts.insert(0, ("embedding", self.embedding))
         return parts
 
-    def named_parameters(self) -> dict[str, Array]:
-        """The live arrays under dotted names (``rnn.weight_ih_l0``, ``head.weight``, ...)."""
-        return {f"{p}.{k}": v for p, m in self._parts() for k, v in m.named_parameters()}
-
-    def state_dict(self) -> dict[str, Array]:
-        """Copies of all parameters under their dotted names."""
-        return {k: v.copy() for k, v in self.named_parameters().items()}
-
-    def load_state_dict(self, sd: Mapping[str, Any]) -> None:
-        """Load the parameters of :meth:`state_dict`."""
-        want = set(self.named_parameters())
-        if set(sd) != want:
-            raise ValueError(
-                f"state_dict: missing {sorted(want - set(sd))}, unexpected {sorted(set(sd) - want)}"
-            )
-        for p, m in self._parts():
-            try:
-                m.load_state_dict(
-                    {k[len(p) + 1 :]: v for k, v in sd.items() if k.startswith(p + ".")}
-                )
-            except (TypeError, ValueError) as e:  # which part's entry: "rnn: state_dict[...]"
-                raise type(e)(f"{p}: {e}") from None
-
     def _inference_only(self, what: str) -> None:
         """A RuntimeError for ``what`` (a training entry point) if the stack is quantized."""
         if isinstance(self.rnn, QuantizedLayer):
@@ -359,7 +337,7 @@ class SequenceModel:
         dx, _ = self.rnn.backward(dy)
         if self.embedding is not None:
             self.embedding.backward(dx)
-        self.grads = {f"{p}.{k}": v for p, m in self._parts() for k, v in m.grads.items()}
+        self._gather_grads()
         return self.grads
 
     def loss(self, out: Array, target: ArrayLike, kind: str) -> tuple[float, Array]:
@@ -388,14 +366,8 @@ class SequenceModel:
         self.train()
         out, new_state = self.forward(x, state)
         value, dout = self.loss(out, target, loss)
-        grads = self.backward(dout)
-        if clip_norm is not None:
-            norm = optim.clip_grad_norm(grads, clip_norm)
-        else:
-            norm = optim.global_norm(grads)
-        if clip_value is not None:
-            optim.clip_grad_value(grads, clip_value)
-        optimizer.step(self.named_parameters(), grads)
+        self.backward(dout)
+        norm = self._update(optimizer, clip_norm, clip_value)
         return StepResult(value, norm, new_state)
 
     def evaluate(self, x: ArrayLike, target: ArrayLike, *, loss: str = "mse") -> float:

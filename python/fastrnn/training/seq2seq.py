@@ -45,6 +45,7 @@ from .._args import as_rng, check_bool, check_int, check_lengths, check_real, fl
 from ..layers import RecurrentLayer, from_spec
 from ..spec import StackSpec
 from . import _saved, init, losses, optim
+from ._parts import Composite
 from .attention import SCORES, Attention, Memory, attention_param_shapes
 from .model import _CELLS, _DEFAULT_FORGET_BIAS, StepResult, _checked_forget_bias
 from .nn import Embedding, Linear
@@ -447,7 +448,7 @@ def _log_softmax(z: Array) -> NDArray[np.float64]:
     return out
 
 
-class Seq2Seq:
+class Seq2Seq(Composite):
     """An encoder-decoder with attention (the module's diagram), trained with teacher forcing.
 
     Args:
@@ -543,33 +544,6 @@ class Seq2Seq:
         if self.attention is not None:
             parts.append(("attention", self.attention))
         return [*parts, ("combine", self.combine), ("out", self.out)]
-
-    def named_parameters(self) -> dict[str, Array]:
-        """The live arrays under dotted names (``encoder.weight_ih_l0``, ``attention.weight``,
-        ``out.bias``, ...); optimizers update them in place."""
-        return {f"{p}.{k}": v for p, m in self._parts() for k, v in m.named_parameters()}
-
-    def state_dict(self) -> dict[str, Array]:
-        """Copies of all parameters under their dotted names."""
-        return {k: v.copy() for k, v in self.named_parameters().items()}
-
-    def load_state_dict(self, sd: Mapping[str, Any]) -> None:
-        """Load the parameters of :meth:`state_dict` (every name, each checked by its part;
-        an error names the part and the entry)."""
-        if not isinstance(sd, Mapping):
-            raise TypeError(f"state_dict: expected a mapping, got {type(sd).__name__}")
-        want = set(self.named_parameters())
-        if set(sd) != want:
-            raise ValueError(
-                f"state_dict: missing {sorted(want - set(sd))}, unexpected {sorted(set(sd) - want)}"
-            )
-        for p, m in self._parts():
-            try:
-                m.load_state_dict(
-                    {k[len(p) + 1 :]: v for k, v in sd.items() if k.startswith(p + ".")}
-                )
-            except (TypeError, ValueError) as e:  # which part's entry: "encoder: state_dict[...]"
-                raise type(e)(f"{p}: {e}") from None
 
     def train(self, mode: bool = True) -> Seq2Seq:
         """Training (default) or inference mode for every layer."""
@@ -691,7 +665,7 @@ class Seq2Seq:
         self.tgt_embedding.backward(demb)
         demb, _ = self.encoder.backward(denc, self._unbridge(dstate))
         self.src_embedding.backward(demb)
-        self.grads = {f"{p}.{k}": v for p, m in self._parts() for k, v in m.grads.items()}
+        self._gather_grads()
         return self.grads
 
     def train_step(
@@ -708,14 +682,8 @@ class Seq2Seq:
         self.train()
         logits, _ = self.forward(batch)
         value, dlogits = self.loss(logits, batch)
-        grads = self.backward(dlogits)
-        if clip_norm is not None:
-            norm = optim.clip_grad_norm(grads, clip_norm)
-        else:
-            norm = optim.global_norm(grads)
-        if clip_value is not None:
-            optim.clip_grad_value(grads, clip_value)
-        optimizer.step(self.named_parameters(), grads)
+        self.backward(dlogits)
+        norm = self._update(optimizer, clip_norm, clip_value)
         return StepResult(value, norm, None)
 
     def evaluate(self, batch: Batch) -> float:
