@@ -383,21 +383,30 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     return _worker(spec)
 
 
-def _worker(spec: dict[str, Any]) -> dict[str, Any]:
-    """The float32 tables' worker (see :func:`worker`)."""
-    threads = spec["threads"]
-    peer = spec["peer"]
+def worker_start(spec: dict[str, Any], mode: str | None = None) -> dict[str, Any]:
+    """A worker process's start, the one rule of every table's worker: its peer's library set
+    to the spec's thread count (fastrnn's ``set_num_threads``, and its kernel variant noted;
+    torch's for ``torch`` and ``fastrnn.torch``; ONNX Runtime reads FASTRNN_BENCH_THREADS, set
+    by the parent) and its report ``{["mode",] "peer", "threads", "results": [], ["isa"]}``."""
+    threads, peer = spec["threads"], spec["peer"]
+    out: dict[str, Any] = {} if mode is None else {"mode": mode}
+    out |= {"peer": peer, "threads": threads, "results": []}
     if peer.startswith("fastrnn"):
         import fastrnn
 
         fastrnn.set_num_threads(threads)
+        out["isa"] = fastrnn.build_info()["isa"]
     if peer in ("torch", "fastrnn.torch"):
         import torch
 
         torch.set_num_threads(threads)
-    out: dict[str, Any] = {"peer": peer, "threads": threads, "results": []}
-    if peer.startswith("fastrnn"):
-        out["isa"] = fastrnn.build_info()["isa"]
+    return out
+
+
+def _worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """The float32 tables' worker (see :func:`worker`)."""
+    peer = spec["peer"]
+    out = worker_start(spec)
     if spec.get("peak"):
         out["gemm_peak"] = _gemm_peak(spec["repeat"])
         # OpenBLAS's threads keep spinning for a while after a multi-threaded GEMM, and a

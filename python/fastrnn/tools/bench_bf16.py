@@ -182,24 +182,13 @@ def _time_case(peer: str, case: dict[str, Any], repeat: int, budget: float) -> d
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
     """A bfloat16 worker process (``spec["mode"] == "bfloat16"``): the GEMM peaks (torch, with
     ``spec["peaks"]``) and the cases, with the thread count of the spec."""
-    threads, peer = spec["threads"], spec["peer"]
-    out: dict[str, Any] = {"mode": "bfloat16", "peer": peer, "threads": threads, "results": []}
-    if spec.get("no_amx"):  # read by oneDNN when torch first uses it
+    peer = spec["peer"]
+    if spec.get("no_amx"):  # read by oneDNN when torch first uses it (in worker_start)
         os.environ["ONEDNN_MAX_CPU_ISA"] = NO_AMX_ISA
-        import torch
-
-        torch.set_num_threads(threads)
+    out = _b.worker_start(spec, "bfloat16")
+    if spec.get("no_amx"):  # a torch worker
         out["peaks"] = {NO_AMX: _torch_peaks(spec["repeat"], ("bfloat16",))["bfloat16"]}
         return out
-    if peer == "fastrnn":
-        import fastrnn
-
-        fastrnn.set_num_threads(threads)
-        out["isa"] = fastrnn.build_info()["isa"]
-    else:
-        import torch
-
-        torch.set_num_threads(threads)
     if spec.get("peaks"):
         out["peaks"] = _torch_peaks(spec["repeat"])
     for case in spec["cases"]:

@@ -202,14 +202,9 @@ def _time_case(peer: str, case: dict[str, Any], repeat: int, budget: float) -> d
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
     """An int8 worker process (``spec["mode"] == "int8"``): the cases of the spec with its
     thread count (fastrnn: set_num_threads; ORT: FASTRNN_BENCH_THREADS, set by the parent)."""
-    threads, peer = spec["threads"], spec["peer"]
-    out: dict[str, Any] = {"mode": "int8", "peer": peer, "threads": threads, "results": []}
-    if peer == "fastrnn":
-        import fastrnn
-
-        fastrnn.set_num_threads(threads)
-        out["isa"] = fastrnn.build_info()["isa"]
-    else:
+    peer = spec["peer"]
+    out = _b.worker_start(spec, "int8")
+    if peer != "fastrnn":
         import onnxruntime as ort  # type: ignore[import-untyped]
 
         import fastrnn

@@ -105,17 +105,8 @@ STEPS = {"fastrnn": _fastrnn_step, "torch": _TorchStep}  # the timed step of eac
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
     """A seq2seq worker process (``spec["mode"] == "seq2seq"``): each case's training step
     timed, with the thread count of the spec."""
-    threads, peer = spec["threads"], spec["peer"]
-    out: dict[str, Any] = {"mode": "seq2seq", "peer": peer, "threads": threads, "results": []}
-    if peer == "fastrnn":
-        import fastrnn
-
-        fastrnn.set_num_threads(threads)
-        out["isa"] = fastrnn.build_info()["isa"]
-    else:
-        import torch
-
-        torch.set_num_threads(threads)
+    peer = spec["peer"]
+    out = _b.worker_start(spec, "seq2seq")
     for case in spec["cases"]:
         model, batch = _problem(case)
         secs, n = _b._time_runs(STEPS[peer](model, batch), spec["repeat"], spec["budget"])
