@@ -247,3 +247,30 @@ def make_layer(kind: str, input_size: int, hidden_size: int, **kw: Any) -> Any:
     """A fastrnn layer (NumPy) of ``kind``; ``kw`` adds to (or overrides) the kind's keywords."""
     name, kind_kw = LAYER_KINDS[kind]
     return getattr(fastrnn, name)(input_size, hidden_size, **{**kind_kw, **kw})
+
+
+# ------------------------------------------------------------------------------ the bench's options
+
+
+def bench_args(argv: list[str]) -> Any:
+    """``python -m fastrnn.bench``'s arguments for ``argv``, parsed and checked as before a run."""
+    from fastrnn.tools import bench
+
+    ap = bench._parser("bench")
+    args = ap.parse_args(argv)
+    bench._check(ap, args)
+    return args
+
+
+def assert_bench_usage_error(argv: list[str], msg: str, capsys: Any) -> None:
+    """``python -m fastrnn.bench argv`` stops with a usage error holding ``msg`` (exit status 2),
+    before printing anything."""
+    import pytest
+
+    from fastrnn.tools import bench
+
+    with pytest.raises(SystemExit) as e:
+        bench.main(argv)
+    assert e.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == "" and msg in err

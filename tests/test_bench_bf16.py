@@ -15,6 +15,7 @@ import pytest
 
 import fastrnn
 from fastrnn.tools import bench, bench_bf16
+from helpers import assert_bench_usage_error, bench_args
 
 # the smallest case: S5 (one step, batch 1) RNN, at 1 thread, one run
 TINY = ["--compute-dtype", "bfloat16", "--shapes", "S5", "--cells", "rnn", "--threads", "1",
@@ -32,18 +33,11 @@ def _has_bf16() -> bool:
     return True
 
 
-def _args(argv: list[str]) -> Any:
-    ap = bench._parser("bench")
-    args = ap.parse_args(argv)
-    bench._check(ap, args)
-    return args
-
-
 def test_options_and_default_shapes() -> None:
-    assert _args([]).compute_dtype == "float32"
-    assert _args([]).shapes == list(bench.SHAPES)  # float32: every shape
-    assert _args(["--compute-dtype", "bfloat16"]).shapes == ["S1", "S2", "S4"]
-    args = _args([*TINY, "--cells", "lstm", "gru"])
+    assert bench_args([]).compute_dtype == "float32"
+    assert bench_args([]).shapes == list(bench.SHAPES)  # float32: every shape
+    assert bench_args(["--compute-dtype", "bfloat16"]).shapes == ["S1", "S2", "S4"]
+    args = bench_args([*TINY, "--cells", "lstm", "gru"])
     assert (args.shapes, args.cells, args.threads) == (["S5"], ["lstm", "gru"], [1])
 
 
@@ -60,11 +54,7 @@ def test_options_and_default_shapes() -> None:
 def test_arguments_checked_before_timing(
     extra: list[str], msg: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as e:
-        bench.main([*TINY, *extra])
-    assert e.value.code == 2
-    out, err = capsys.readouterr()
-    assert out == "" and msg in err
+    assert_bench_usage_error([*TINY, *extra], msg, capsys)
 
 
 def _run(tmp_path: Path, peers: list[str]) -> tuple[str, dict[str, Any]]:

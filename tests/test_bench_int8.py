@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from fastrnn.tools import bench, bench_int8
+from helpers import assert_bench_usage_error, bench_args
 
 HAS_ORT = all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
 needs_ort = pytest.mark.skipif(not HAS_ORT, reason="needs onnxruntime and onnx")
@@ -26,16 +27,9 @@ HEAD = ("fastrnn int8 ms", "ORT int8 ms", "fastrnn f32 ms", "ORT f32 ms", "int8 
 T, B, I, H = bench.SHAPES["S5"]
 
 
-def _args(argv: list[str]) -> Any:
-    ap = bench._parser("bench")
-    args = ap.parse_args(argv)
-    bench._check(ap, args)
-    return args
-
-
 def test_options_and_default_shapes() -> None:
-    assert _args(["--compute-dtype", "int8"]).shapes == ["S1", "S2", "S3", "S5"]
-    args = _args([*TINY, "--cells", "lstm", "gru", "--threads", "2"])
+    assert bench_args(["--compute-dtype", "int8"]).shapes == ["S1", "S2", "S3", "S5"]
+    args = bench_args([*TINY, "--cells", "lstm", "gru", "--threads", "2"])
     assert (args.shapes, args.cells, args.threads) == (["S5"], ["lstm", "gru"], [2])
 
 
@@ -56,11 +50,7 @@ def test_options_and_default_shapes() -> None:
 def test_arguments_checked_before_timing(
     extra: list[str], msg: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as e:
-        bench.main([*TINY, *extra])
-    assert e.value.code == 2
-    out, err = capsys.readouterr()
-    assert out == "" and msg in err
+    assert_bench_usage_error([*TINY, *extra], msg, capsys)
 
 
 def _case(cell: str, dtype: str = "int8") -> dict[str, Any]:

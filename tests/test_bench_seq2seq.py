@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from fastrnn.tools import bench, bench_seq2seq, cli, seq2seq_cli
+from helpers import assert_bench_usage_error, bench_args
 
 # tiny sizes: 3 examples of the date task, embedding 4, hidden 8, at 1 thread, one run
 TINY = ["--seq2seq", "--seq2seq-batch", "3", "--seq2seq-embedding", "4", "--seq2seq-hidden", "8",
@@ -22,28 +23,21 @@ TINY = ["--seq2seq", "--seq2seq-batch", "3", "--seq2seq-embedding", "4", "--seq2
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 
-def _args(argv: list[str]) -> Any:
-    ap = bench._parser("bench")
-    args = ap.parse_args(argv)
-    bench._check(ap, args)
-    return args
-
-
 def test_defaults_are_fastrnn_seq2seqs() -> None:
     """By default the bench times the model and batch `fastrnn seq2seq` trains, LSTM and GRU."""
     cli_args = cli._parser().parse_args(["seq2seq"])
-    args = _args(["--seq2seq"])
+    args = bench_args(["--seq2seq"])
     assert (args.seq2seq_cells, args.seq2seq_attention) == ([cli_args.cell, "gru"],
                                                             [cli_args.attention])  # fmt: skip
     mine = (args.seq2seq_batch, args.seq2seq_embedding, args.seq2seq_hidden, args.seq2seq_layers,
             args.seq2seq_bidirectional, bench_seq2seq.LR, bench_seq2seq.CLIP_NORM)  # fmt: skip
     assert mine == (cli_args.batch, cli_args.embedding, cli_args.hidden, cli_args.layers,
                     cli_args.bidirectional, cli_args.lr, seq2seq_cli.CLIP_NORM)  # fmt: skip
-    assert args.threads == [1, 2] and not _args([]).seq2seq
+    assert args.threads == [1, 2] and not bench_args([]).seq2seq
 
 
 def test_options() -> None:
-    cases = bench_seq2seq._cases(_args([*TINY, "--seq2seq-cells", "rnn", "--seq2seq-attention",
+    cases = bench_seq2seq._cases(bench_args([*TINY, "--seq2seq-cells", "rnn", "--seq2seq-attention",
                                         "dot", "none", "--no-seq2seq-bidirectional",
                                         "--seq2seq-layers", "2"]))  # fmt: skip
     got = [(c["cell"], c["attention"], c["batch"], c["bidirectional"], c["layers"]) for c in cases]
@@ -68,11 +62,7 @@ def test_options() -> None:
 def test_arguments_checked_before_timing(
     extra: list[str], msg: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as e:
-        bench.main([*TINY, *extra])
-    assert e.value.code == 2
-    out, err = capsys.readouterr()
-    assert out == "" and msg in err
+    assert_bench_usage_error([*TINY, *extra], msg, capsys)
 
 
 def test_tiny_run(tmp_path: Path) -> None:
