@@ -1,0 +1,258 @@
+"""The API reference's one rule: every public name of fastrnn is documented, once, and found.
+
+* A *public module* is a module of the ``fastrnn`` package with no part of its dotted name
+  starting with ``_``. Its *public names* are its ``__all__`` (or, without one, the names its own
+  source defines at the top level that do not start with ``_``).
+* Each public object is documented once, in its *home*: the module whose source defines it (or,
+  for what a private module defines, the first public module that exports it). Every other module
+  that exports it lists it with a link to that home.
+* ``{fastrnn-module} fastrnn.x`` on a page writes module ``fastrnn.x``'s reference: its docstring,
+  a table of all its public names (each linked to where it is documented, with the first line of
+  its docstring), then the description of each name it is the home of (autodoc: signature,
+  arguments, returns, raises).
+* When the build ends, every public module must have had its directive and every public name a
+  description; anything missing is a warning, which ``-W`` makes an error. So a module or name
+  added to the package without its page fails the documentation build.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import pkgutil
+import types
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from docutils import nodes
+from docutils.statemachine import StringList
+from sphinx.application import Sphinx
+from sphinx.ext.autodoc.mock import mock
+from sphinx.pycode import ModuleAnalyzer
+from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
+
+PACKAGE = "fastrnn"
+logger = logging.getLogger(__name__)
+
+
+def is_public(modname: str) -> bool:
+    return not any(part.startswith("_") for part in modname.split("."))
+
+
+@cache
+def public_modules() -> tuple[str, ...]:
+    """Every public module of the package, the package first, then in dotted-name order."""
+    pkg = importlib.import_module(PACKAGE)
+    found = [m.name for m in pkgutil.walk_packages(pkg.__path__, PACKAGE + ".")]
+    return (PACKAGE, *sorted(m for m in found if is_public(m)))
+
+
+@cache
+def module(modname: str) -> types.ModuleType:
+    return importlib.import_module(modname)
+
+
+@cache
+def own_names(modname: str) -> frozenset[str]:
+    """The names a module's own source binds at the top level (defs, classes, assignments),
+    inside top-level ``if``/``try`` blocks too; imported names are not its own."""
+    path = getattr(module(modname), "__file__", None)
+    if not path or not path.endswith(".py"):
+        return frozenset()
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    names: set[str] = set()
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.Assign):
+                for t in node.targets:
+                    names.update(n.id for n in ast.walk(t) if isinstance(n, ast.Name))
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                names.add(node.target.id)
+            elif isinstance(node, ast.If):
+                visit(node.body)
+                visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body)
+                for h in node.handlers:
+                    visit(h.body)
+                visit(node.orelse)
+
+    visit(tree.body)
+    return frozenset(names)
+
+
+@cache
+def public_names(modname: str) -> tuple[str, ...]:
+    mod = module(modname)
+    names = getattr(mod, "__all__", None)
+    if names is None:
+        names = sorted(n for n in own_names(modname) if not n.startswith("_"))
+    return tuple(names)
+
+
+def _exports(modname: str, name: str, obj: Any) -> bool:
+    return name in public_names(modname) and getattr(module(modname), name, None) is obj
+
+
+@cache
+def home(modname: str, name: str) -> str:
+    """The public module whose page describes ``modname.name`` (a submodule: its own name)."""
+    obj = getattr(module(modname), name)
+    if isinstance(obj, types.ModuleType):
+        return obj.__name__
+    if name in own_names(modname):
+        return modname
+    origin = getattr(obj, "__module__", None)
+    if (
+        (inspect.isclass(obj) or inspect.isfunction(obj))
+        and isinstance(origin, str)
+        and origin in public_modules()
+        and _exports(origin, name, obj)
+    ):
+        return origin
+    # defined by a public module that exports it under the same name
+    for m in public_modules():
+        if name in own_names(m) and _exports(m, name, obj):
+            return m
+    # defined in a private module: described by the first public module that exports it
+    for m in public_modules():
+        if _exports(m, name, obj):
+            return m
+    return modname
+
+
+def target(modname: str, name: str) -> str:
+    obj = getattr(module(modname), name)
+    if isinstance(obj, types.ModuleType):
+        return obj.__name__
+    return f"{home(modname, name)}.{name}"
+
+
+def summary(obj: Any) -> str:
+    """The first sentence-line of an object's docstring (data: nothing)."""
+    if not (inspect.isclass(obj) or callable(obj) or isinstance(obj, types.ModuleType)):
+        return ""
+    doc = inspect.getdoc(obj) or ""
+    first = doc.strip().split("\n\n", 1)[0]
+    return " ".join(first.split())
+
+
+def undocumented(modname: str, name: str) -> bool:
+    """Whether a name the module is the home of lacks its own documentation: a docstring for a
+    class or function, a ``#:`` comment (or a string right below) for data."""
+    obj = getattr(module(modname), name)
+    if inspect.isclass(obj) or callable(obj):
+        doc = obj.__doc__ if inspect.isclass(obj) else inspect.getdoc(obj)
+        return not (doc or "").strip()
+    try:
+        docs = ModuleAnalyzer.for_module(modname).find_attr_docs()
+    except Exception:  # noqa: BLE001  (no source: nothing to read the comments from)
+        return True
+    return not any(line.strip() for line in docs.get(("", name), []))
+
+
+def _auto_directive(obj: Any) -> str:
+    if inspect.isclass(obj):
+        return "autoexception" if issubclass(obj, BaseException) else "autoclass"
+    if callable(obj):
+        return "autofunction"
+    return "autodata"
+
+
+def _table(modname: str) -> list[str]:
+    names = public_names(modname)
+    if not names:
+        return []
+    lines = ["", ".. list-table::", "   :header-rows: 1", "   :widths: 30 70", "",
+             "   * - name", "     - what"]  # fmt: skip
+    for name in names:
+        obj = getattr(module(modname), name)
+        role = "mod" if isinstance(obj, types.ModuleType) else "obj"
+        text = summary(obj).replace("\\", "\\\\")
+        lines += [f"   * - :py:{role}:`{name} <{target(modname, name)}>`", f"     - {text}".rstrip()]
+    return lines
+
+
+class FastrnnModule(SphinxDirective):
+    """``{fastrnn-module} fastrnn.x``: module fastrnn.x's whole reference (see the module doc)."""
+
+    required_arguments = 1
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        modname = self.arguments[0]
+        with mock(self.config.autodoc_mock_imports):
+            if modname not in public_modules():
+                raise self.error(f"{modname} is not a public module of {PACKAGE}")
+            rst = [f".. automodule:: {modname}", "   :no-members:", *_table(modname), ""]
+            for name in public_names(modname):
+                obj = getattr(module(modname), name)
+                if isinstance(obj, types.ModuleType) or home(modname, name) != modname:
+                    continue
+                if undocumented(modname, name):
+                    logger.warning("%s.%s has no docstring (data: no '#:' comment)", modname,
+                                   name, location=self.get_location(), type="fastrnn",
+                                   subtype="api")  # fmt: skip
+                rst.append(f".. {_auto_directive(obj)}:: {modname}.{name}")
+                if inspect.isclass(obj):
+                    rst += ["   :members:", "   :show-inheritance:"]
+                    if "__call__" in vars(obj):
+                        rst.append("   :special-members: __call__")
+                rst.append("")
+        env = self.env
+        store = _store(env)
+        if modname in store and store[modname] != env.docname:
+            logger.warning("%s has a reference in %s and %s", modname, store[modname],
+                           env.docname, location=self.get_location())  # fmt: skip
+        store[modname] = env.docname
+        return self.parse_text_to_nodes("\n".join(rst))  # type: ignore[no-any-return]
+
+
+def _store(env: Any) -> dict[str, str]:
+    return env.__dict__.setdefault("fastrnn_api_modules", {})  # type: ignore[no-any-return]
+
+
+def purge(app: Sphinx, env: Any, docname: str) -> None:
+    store = _store(env)
+    for m in [m for m, d in store.items() if d == docname]:
+        del store[m]
+
+
+def merge(app: Sphinx, env: Any, docnames: set[str], other: Any) -> None:
+    _store(env).update({m: d for m, d in _store(other).items() if d in docnames})
+
+
+def missing(documented: set[str], objects: set[str]) -> list[str]:
+    """What the reference lacks: public modules without a page, public names without their
+    description (``objects``: the Python objects the build described, by full name)."""
+    out = [f"the public module {m} has no reference page (a page with '.. fastrnn-module:: {m}')"
+           for m in public_modules() if m not in documented]  # fmt: skip
+    for m in public_modules():
+        for name in public_names(m):
+            t = target(m, name)
+            if t not in objects:
+                out.append(f"the public name {m}.{name} is not described in the reference ({t})")
+    return out
+
+
+def check(app: Sphinx, env: Any) -> None:
+    if app.builder.format != "html":
+        return
+    objects = {o[0] for o in env.domains["py"].get_objects()}
+    with mock(app.config.autodoc_mock_imports):
+        for problem in missing(set(_store(env)), objects):
+            logger.warning(problem, type="fastrnn", subtype="api")
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    app.add_directive("fastrnn-module", FastrnnModule)
+    app.connect("env-purge-doc", purge)
+    app.connect("env-merge-info", merge)
+    app.connect("env-check-consistency", check)
+    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,82 @@
+"""Sphinx configuration of fastrnn's documentation site.
+
+Build it (CONTRIBUTING.md, "Documentation"):
+
+    pip install ".[docs]" && python -m sphinx -W --keep-going -b html docs build/docs/html
+
+Warnings are errors (``-W``). The tutorials under ``tutorials/`` are MyST notebooks: their code
+runs on every build (``nb_execution_mode = "force"``) and their figures are what it draws. Nothing
+is fetched from the network: no intersphinx, the theme's assets are in its package.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / "_ext"))
+
+import fastrnn  # noqa: E402  (the installed package: the pages document what pip installed)
+
+project = "fastrnn"
+author = "the fastrnn developers"
+copyright = "2026, the fastrnn developers"  # noqa: A001  (Sphinx's name)
+release = fastrnn.__version__
+version = release
+
+extensions = [
+    "myst_nb",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+    "sphinx_copybutton",
+    "fastrnn_api",
+]
+
+source_suffix = {".md": "myst-nb", ".rst": "restructuredtext"}
+root_doc = "index"
+exclude_patterns = ["_build", "_ext", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints"]
+# the kernels' examples print their own shapes: keep Python's repr of numbers as NumPy prints them
+suppress_warnings: list[str] = []
+
+# MyST: GitHub's heading anchors, so that a link such as layers.md#variable-lengths works on
+# GitHub and on the site alike
+myst_heading_anchors = 6
+myst_enable_extensions = ["dollarmath", "colon_fence", "deflist", "substitution"]
+
+# the tutorials run on every build; a failing cell fails the build
+nb_execution_mode = "force"
+nb_execution_raise_on_error = True
+nb_execution_timeout = 900
+nb_execution_show_tb = True
+nb_merge_streams = True
+# the examples are not timings: one kernel thread unless a page says otherwise (docs/threads.md)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+# the API reference: docstrings in Google style (Args, Returns, Raises)
+autodoc_member_order = "bysource"
+autodoc_typehints = "signature"
+autodoc_typehints_format = "short"
+autodoc_preserve_defaults = True
+autodoc_class_signature = "mixed"
+napoleon_google_docstring = True
+napoleon_numpy_docstring = False
+napoleon_use_rtype = False
+napoleon_use_param = True
+napoleon_use_ivar = True
+# optional peers: documented from the source even where they are not installed
+autodoc_mock_imports = [m for m in ("torch", "onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+
+html_theme = "furo"
+html_title = f"fastrnn {release}"
+html_static_path: list[str] = []
+html_last_updated_fmt = None
+html_show_sourcelink = False
+html_theme_options = {"navigation_with_keys": True}
+pygments_style = "sphinx"
+pygments_dark_style = "monokai"
