@@ -23,7 +23,7 @@ import fastrnn  # noqa: E402  (the installed package: the pages document what pi
 
 project = "fastrnn"
 author = "the fastrnn developers"
-copyright = "2026, the fastrnn developers"  # noqa: A001  (Sphinx's name)
+copyright = "2026, the fastrnn developers"
 release = fastrnn.__version__
 version = release
 
@@ -40,8 +40,6 @@ extensions = [
 source_suffix = {".md": "myst-nb", ".rst": "restructuredtext"}
 root_doc = "index"
 exclude_patterns = ["_build", "_ext", "Thumbs.db", ".DS_Store", "**.ipynb_checkpoints"]
-# the kernels' examples print their own shapes: keep Python's repr of numbers as NumPy prints them
-suppress_warnings: list[str] = []
 
 # MyST: GitHub's heading anchors, so that a link such as layers.md#variable-lengths works on
 # GitHub and on the site alike
@@ -70,7 +68,8 @@ napoleon_use_rtype = False
 napoleon_use_param = True
 napoleon_use_ivar = True
 # optional peers: documented from the source even where they are not installed
-autodoc_mock_imports = [m for m in ("torch", "onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+OPTIONAL = ("torch", "onnx", "onnxruntime")
+autodoc_mock_imports = [m for m in OPTIONAL if importlib.util.find_spec(m) is None]
 
 html_theme = "furo"
 html_title = f"fastrnn {release}"

@@ -1,4 +1,4 @@
-"""The documentation runs as written: README.md and docs/*.md.
+"""The documentation runs as written: README.md and docs/**/*.md.
 
 * Every ```python block is run as pasted, top to bottom, in a fresh interpreter
   (``sys.executable -W error``, a temporary working directory, a timeout). A failure names the
@@ -6,7 +6,9 @@
   package (torch, onnx, onnxruntime, keras, matplotlib; ``fastrnn.torch`` needs torch and
   ``fastrnn.onnx`` onnx) is skipped when that package is not installed.
 * Every relative link points to a file that exists, and its ``#anchor`` (if any) to a heading of
-  that file; every page of docs/ is listed in docs/index.md.
+  that file; every page of docs/ is listed in docs/index.md (and in its toctrees: the Sphinx
+  build, which warns about a page in none, is run by .ci/run with the command CONTRIBUTING.md
+  gives, checked here to be the same).
 
 The machinery itself is tested on small made-up pages, so that a broken block or a dead link is
 known to fail.
@@ -26,7 +28,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 TIMEOUT = 180  # seconds per block; each takes a few (most of it importing numpy and torch)
 
 # what a block's imports need beyond fastrnn's own dependency (numpy): module -> distribution
@@ -65,8 +67,12 @@ class Block:
 
     @property
     def where(self) -> str:
-        name = self.page.name if self.page.parent == ROOT else f"docs/{self.page.name}"
-        return f"{name}:{self.line}"
+        return f"{_name(self.page)}:{self.line}"
+
+
+def _name(page: Path) -> str:
+    """A page's path from the repository's root, as the messages name it (else its name)."""
+    return page.relative_to(ROOT).as_posix() if page.is_relative_to(ROOT) else page.name
 
 
 def fenced_blocks(text: str, page: Path) -> list[Block]:
@@ -206,9 +212,9 @@ def dead_links(page: Path) -> list[str]:
         path, _, anchor = target.partition("#")
         dest = (page.parent / path).resolve() if path else page
         if not dest.exists():
-            bad.append(f"{page.name}:{n}: {target}: no such file {dest}")
+            bad.append(f"{_name(page)}:{n}: {target}: no such file {dest}")
         elif anchor and (dest.suffix != ".md" or anchor not in anchors(dest)):
-            bad.append(f"{page.name}:{n}: {target}: no heading #{anchor} in {dest.name}")
+            bad.append(f"{_name(page)}:{n}: {target}: no heading #{anchor} in {dest.name}")
     return bad
 
 
@@ -232,7 +238,7 @@ def test_python_block_runs(block: Block, tmp_path: Path) -> None:
     assert error is None, error
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+@pytest.mark.parametrize("page", PAGES, ids=[_name(p) for p in PAGES])
 def test_relative_links_resolve(page: Path) -> None:
     assert dead_links(page) == []
 
@@ -241,8 +247,23 @@ def test_every_docs_page_is_in_the_index():
     listed = {
         (ROOT / "docs" / t.partition("#")[0]).resolve() for _, t in links(ROOT / "docs/index.md")
     }
-    unlisted = [p.name for p in PAGES[1:] if p.name != "index.md" and p.resolve() not in listed]
+    pages = [p for p in PAGES[1:] if p.parent != ROOT / "docs" / "api"]  # listed by api/index.md
+    unlisted = [_name(p) for p in pages if p.name != "index.md" and p.resolve() not in listed]
     assert unlisted == [], "docs/index.md does not list these pages"
+
+
+def test_docs_build_command_is_the_one_ci_runs():
+    """CONTRIBUTING.md's command that builds the site is the one .ci/run runs."""
+    text = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    commands = [
+        line.split("#")[0].strip()
+        for b in fenced_blocks(text, ROOT / "CONTRIBUTING.md")
+        for line in b.code.splitlines()
+        if "sphinx" in line
+    ]
+    assert commands, "CONTRIBUTING.md gives no command that builds the documentation"
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert all(c in ci for c in commands), commands
 
 
 def test_readme_starts_with_the_two_commands():

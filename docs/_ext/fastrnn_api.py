@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from docutils import nodes
-from docutils.statemachine import StringList
 from sphinx.application import Sphinx
+from sphinx.errors import PycodeError
 from sphinx.ext.autodoc.mock import mock
 from sphinx.pycode import ModuleAnalyzer
 from sphinx.util import logging
@@ -55,6 +55,21 @@ def module(modname: str) -> types.ModuleType:
     return importlib.import_module(modname)
 
 
+def _bound(node: ast.stmt) -> tuple[set[str], list[list[ast.stmt]]]:
+    """The names a top-level statement binds, and the blocks (of ``if``/``try``) inside it."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {node.name}, []
+    if isinstance(node, ast.Assign):
+        return {n.id for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name)}, []
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+        return {node.target.id}, []
+    if isinstance(node, ast.If):
+        return set(), [node.body, node.orelse]
+    if isinstance(node, ast.Try):
+        return set(), [node.body, *(h.body for h in node.handlers), node.orelse]
+    return set(), []
+
+
 @cache
 def own_names(modname: str) -> frozenset[str]:
     """The names a module's own source binds at the top level (defs, classes, assignments),
@@ -62,28 +77,13 @@ def own_names(modname: str) -> frozenset[str]:
     path = getattr(module(modname), "__file__", None)
     if not path or not path.endswith(".py"):
         return frozenset()
-    tree = ast.parse(Path(path).read_text(encoding="utf-8"))
     names: set[str] = set()
-
-    def visit(body: list[ast.stmt]) -> None:
-        for node in body:
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                names.add(node.name)
-            elif isinstance(node, ast.Assign):
-                for t in node.targets:
-                    names.update(n.id for n in ast.walk(t) if isinstance(n, ast.Name))
-            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-                names.add(node.target.id)
-            elif isinstance(node, ast.If):
-                visit(node.body)
-                visit(node.orelse)
-            elif isinstance(node, ast.Try):
-                visit(node.body)
-                for h in node.handlers:
-                    visit(h.body)
-                visit(node.orelse)
-
-    visit(tree.body)
+    blocks = [ast.parse(Path(path).read_text(encoding="utf-8")).body]
+    while blocks:
+        for node in blocks.pop():
+            bound, inner = _bound(node)
+            names |= bound
+            blocks += inner
     return frozenset(names)
 
 
@@ -152,7 +152,7 @@ def undocumented(modname: str, name: str) -> bool:
         return not (doc or "").strip()
     try:
         docs = ModuleAnalyzer.for_module(modname).find_attr_docs()
-    except Exception:  # noqa: BLE001  (no source: nothing to read the comments from)
+    except PycodeError:  # no source: nothing to read the comments from
         return True
     return not any(line.strip() for line in docs.get(("", name), []))
 
@@ -175,7 +175,8 @@ def _table(modname: str) -> list[str]:
         obj = getattr(module(modname), name)
         role = "mod" if isinstance(obj, types.ModuleType) else "obj"
         text = summary(obj).replace("\\", "\\\\")
-        lines += [f"   * - :py:{role}:`{name} <{target(modname, name)}>`", f"     - {text}".rstrip()]
+        link = f":py:{role}:`{name} <{target(modname, name)}>`"
+        lines += [f"   * - {link}", f"     - {text}".rstrip()]
     return lines
 
 
