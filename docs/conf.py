@@ -62,6 +62,16 @@ autodoc_typehints = "signature"
 autodoc_typehints_format = "short"
 autodoc_preserve_defaults = True
 autodoc_class_signature = "mixed"
+# the annotations as written (the modules use `from __future__ import annotations`), not NumPy's
+# expansion of its aliases into a screenful of private protocols
+autodoc_type_aliases = {
+    "ArrayLike": "numpy.typing.ArrayLike",
+    "DTypeLike": "numpy.typing.DTypeLike",
+    "NDArray": "numpy.typing.NDArray",
+    "Array": "numpy.ndarray",
+    "FloatArray": "numpy.ndarray",
+    "IntArray": "numpy.ndarray",
+}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
