@@ -10,9 +10,12 @@
   a table of all its public names (each linked to where it is documented, with the first line of
   its docstring), then the description of each name it is the home of (autodoc: signature,
   arguments, returns, raises).
+* Every public name is an entry of the reference under each of its names: ``fastrnn.LSTM`` (an
+  index entry and a target on fastrnn's page, next to the table that links to the description)
+  as well as ``fastrnn.layers.LSTM`` (the description).
 * When the build ends, every public module must have had its directive and every public name a
-  description; anything missing is a warning, which ``-W`` makes an error. So a module or name
-  added to the package without its page fails the documentation build.
+  description and its entries; anything missing is a warning, which ``-W`` makes an error. So a
+  module or name added to the package without its page fails the documentation build.
 """
 
 from __future__ import annotations
@@ -165,6 +168,27 @@ def _auto_directive(obj: Any) -> str:
     return "autodata"
 
 
+def _kind(obj: Any) -> str:
+    """The Python domain's object type of a public object."""
+    return _auto_directive(obj).removeprefix("auto")
+
+
+def _aliases(modname: str) -> list[str]:
+    """A target (index entry and anchor, no text) ``modname.name`` for each name the module
+    re-exports, so that ``fastrnn.LSTM`` is found (search, index, links) as well as its home
+    ``fastrnn.layers.LSTM``; the names table right below links to the description."""
+    out = []
+    for name in public_names(modname):
+        obj = getattr(module(modname), name)
+        if isinstance(obj, types.ModuleType):
+            if obj.__name__ != f"{modname}.{name}":  # fastrnn.optim is fastrnn.training.optim
+                out += [f".. py:module:: {modname}.{name}", ""]
+        elif home(modname, name) != modname:
+            out += [f".. py:{_kind(obj)}:: {name}", f"   :module: {modname}", "   :no-typesetting:"]
+            out.append("")
+    return [*out, f".. py:currentmodule:: {modname}", ""] if out else []
+
+
 def _table(modname: str) -> list[str]:
     names = public_names(modname)
     if not names:
@@ -191,7 +215,8 @@ class FastrnnModule(SphinxDirective):
         with mock(self.config.autodoc_mock_imports):
             if modname not in public_modules():
                 raise self.error(f"{modname} is not a public module of {PACKAGE}")
-            rst = [f".. automodule:: {modname}", "   :no-members:", *_table(modname), ""]
+            rst = [f".. automodule:: {modname}", "   :no-members:", ""]
+            rst += _aliases(modname) + _table(modname) + [""]
             for name in public_names(modname):
                 obj = getattr(module(modname), name)
                 if isinstance(obj, types.ModuleType) or home(modname, name) != modname:
@@ -231,7 +256,7 @@ def merge(app: Sphinx, env: Any, docnames: set[str], other: Any) -> None:
 
 def missing(documented: set[str], objects: set[str]) -> list[str]:
     """What the reference lacks: public modules without a page, public names without their
-    description (``objects``: the Python objects the build described, by full name)."""
+    description or entry (``objects``: the full names of the Python objects described)."""
     out = [f"the public module {m} has no reference page (a page with '.. fastrnn-module:: {m}')"
            for m in public_modules() if m not in documented]  # fmt: skip
     for m in public_modules():
@@ -239,6 +264,8 @@ def missing(documented: set[str], objects: set[str]) -> list[str]:
             t = target(m, name)
             if t not in objects:
                 out.append(f"the public name {m}.{name} is not described in the reference ({t})")
+            elif f"{m}.{name}" not in objects:
+                out.append(f"the public name {m}.{name} has no entry in the reference")
     return out
 
 
