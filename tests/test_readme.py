@@ -171,11 +171,18 @@ def _slug(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", text.lower()).replace(" ", "-")
 
 
+_INCLUDE = re.compile(r"^ {0,3}(`{3,}|~{3,})\{include\}\s+(\S+)\s*$", re.M)
+
+
 def anchors(page: Path) -> set[str]:
-    """The anchors of a page's headings (repeated headings get -1, -2, ... as on GitHub)."""
+    """The anchors of a page's headings (repeated headings get -1, -2, ... as on GitHub), the
+    headings of the files it includes (MyST's ``{include}``, as the site shows it) among them."""
     seen: dict[str, int] = {}
     out = set()
-    for _, line in _headings(page.read_text(encoding="utf-8")):
+    text = page.read_text(encoding="utf-8")
+    for m in _INCLUDE.finditer(text):
+        text += "\n" + (page.parent / m.group(2)).read_text(encoding="utf-8")
+    for _, line in _headings(text):
         slug = _slug(line)
         k = seen.get(slug, 0)
         seen[slug] = k + 1
@@ -322,6 +329,14 @@ def test_optional_imports_are_detected() -> None:
     assert missing_packages("import keras_not_a_dependency_name\nimport fastrnn\n") == []
     if importlib.util.find_spec("matplotlib") is None:
         assert missing_packages("import matplotlib.pyplot as plt\n") == ["matplotlib"]
+
+
+def test_anchors_of_an_included_file_count(tmp_path: Path) -> None:
+    _page(tmp_path, "C.md", "# C\n\n## How to add a cell\n")
+    _page(tmp_path, "docs/c.md", "# C\n\n```{include} ../C.md\n:start-line: 2\n```\n")
+    a = _page(tmp_path, "docs/a.md", "[ok](c.md#how-to-add-a-cell) [gone](c.md#how-not-to)\n")
+    bad = dead_links(a)
+    assert len(bad) == 1 and "no heading #how-not-to in c.md" in bad[0], bad
 
 
 def test_dead_links_are_found(tmp_path: Path) -> None:
