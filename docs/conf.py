@@ -54,7 +54,9 @@ nb_execution_show_tb = True
 nb_merge_streams = True
 # the examples are not timings: one kernel thread unless a page says otherwise (docs/threads.md)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("MPLBACKEND", "Agg")
+# the tutorials' figures: matplotlib's inline backend, which hands each figure to the notebook
+# as a PNG (Agg, or a backend set in the caller's environment, would show none)
+os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
 
 # the API reference: docstrings in Google style (Args, Returns, Raises)
 autodoc_member_order = "bysource"
