@@ -9,7 +9,9 @@ of 0.25 s of runs for short calls. The same run times the machine's float32 GEMM
 2048^3) as the peak to compare with, and a fastrnn layer's forward call on T = B = 1, H = 32.
 Prints a table of milliseconds, GFLOP/s (forward FLOPs = 2*T*B*G*H*(I+H); forward+backward =
 3x), the fraction of the GEMM peak and fastrnn's speed-up over each peer; writes JSON
-(``--json``) and a PNG chart (``--png``, needs matplotlib). On ``--memory-shapes``
+(``--json``) and a PNG chart (``--png``, needs matplotlib: :func:`chart`). ``--replot FILE --png
+OUT`` times nothing and draws the chart of a saved report of any table but ``--under-load``'s
+(:func:`chart_from_json`; every chart is :func:`ratio_chart`'s). On ``--memory-shapes``
 (default S4), fastrnn and PyTorch also run each forward and forward+backward in a fresh process of
 their own, which reports its peak resident memory during two calls beyond what it held before
 them (the inputs and the model: Linux's VmHWM, reset first). ``--isa x86-64-v3 x86-64-v4`` (or
@@ -61,6 +63,7 @@ import numpy as np
 
 from . import _options
 
+#: the standard problem sizes by name: T, B, I, H (time steps, batch, input size, hidden size)
 SHAPES = {  # T, B, I, H
     "S1": (100, 64, 256, 256),
     "S2": (100, 32, 512, 512),
@@ -68,19 +71,26 @@ SHAPES = {  # T, B, I, H
     "S4": (50, 128, 1024, 1024),
     "S5": (1, 1, 256, 512),  # one step of one sequence: a generation loop's call
 }
-# shapes whose calls get initial states, for every peer: a generation loop carries the state from
-# step to step. Without them ONNX Runtime skips the first step's recurrent product (measured on
+# Without initial states ONNX Runtime skips the first step's recurrent product (measured on
 # S5: RNN 18 µs without, 38 with), a saving no step of a generation loop gets but the first.
+#: shapes whose calls get initial states, for every peer: a generation loop carries the state
+#: from step to step
 WITH_STATES = ("S5",)
+#: the cells timed, each with its number of gates G (the FLOPs of :func:`flops`)
 CELLS = {"lstm": 4, "gru": 3, "rnn": 1}
-BF16_SHAPES = ("S1", "S2", "S4")  # the default shapes of --compute-dtype bfloat16
-INT8_SHAPES = ("S1", "S2", "S3", "S5")  # the default shapes of --compute-dtype int8
-# the modules of the --compute-dtype tables other than float32
+#: the default shapes of ``--compute-dtype bfloat16``
+BF16_SHAPES = ("S1", "S2", "S4")
+#: the default shapes of ``--compute-dtype int8``
+INT8_SHAPES = ("S1", "S2", "S3", "S5")
+#: the modules of the ``--compute-dtype`` tables other than float32, by compute dtype
 MODES = {"bfloat16": "bench_bf16", "int8": "bench_int8"}
-SEQ2SEQ = "seq2seq"  # the mode of --seq2seq's table
-# the modules of the tables other than the float32 peer tables, by their workers' "mode"
+#: the mode of ``--seq2seq``'s table
+SEQ2SEQ = "seq2seq"
+#: the modules of the tables other than the float32 peer tables, by their reports' ``"mode"``
 TABLES = {**MODES, SEQ2SEQ: "bench_seq2seq"}
+#: the peers of the float32 tables (``fastrnn.torch``: the PyTorch training step only)
 PEERS = ("fastrnn", "torch", "ort", "reference", "fastrnn.torch")
+#: what is timed of each case: inference, a training step of the layer, a whole torch step
 PASSES = ("forward", "forward+backward", "train-step")
 
 
@@ -111,6 +121,8 @@ def _train_step(peer: str, cell: str, shape: tuple[int, ...]) -> Any:
 
 
 def flops(cell: str, shape: tuple[int, ...], passes: str) -> float:
+    """The floating-point operations of one case: a forward ``2*T*B*G*H*(I+H)`` (the products;
+    G the cell's gates), a forward+backward three times that."""
     T, B, I, H = shape
     f = 2.0 * T * B * CELLS[cell] * H * (I + H)
     return f if passes == "forward" else 3 * f
@@ -119,7 +131,8 @@ def flops(cell: str, shape: tuple[int, ...], passes: str) -> float:
 # ------------------------------------------------------------------------------------ workers
 
 
-MIN_SECONDS = 0.25  # short calls run until this long, so that their median has many runs
+#: seconds: short calls run until this long, so that their median has many runs
+MIN_SECONDS = 0.25
 
 
 def _time_runs(
@@ -560,12 +573,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------ under load
 
-LOAD_PEERS = ("fastrnn", "torch")  # the peers --under-load times (the demo's step: fastrnn only)
-LOADS = ("quiet", "loaded")  # without the competitor, then with it
-LOAD_MIN_RUNS = 7  # loaded timings are noisy: every case's median is of at least this many runs
-LOAD_TARGET = 0.8  # the target: loaded, 2 threads at least this fraction of 1 thread's speed
+#: the peers ``--under-load`` times (the demo's step: fastrnn only)
+LOAD_PEERS = ("fastrnn", "torch")
+#: the two timings of ``--under-load``: without the competitor, then with it
+LOADS = ("quiet", "loaded")
+#: loaded timings are noisy: every ``--under-load`` median is of at least this many runs
+LOAD_MIN_RUNS = 7
+#: the target of ``--under-load``: loaded, 2 threads at least this fraction of 1 thread's speed
+LOAD_TARGET = 0.8
+#: the name of the demo's training step in the ``--under-load`` table
 DEMO_CASE = "demo train-step"
-COMPETITOR_MARK = "fastrnn.bench competitor"  # in its command line, to tell it from others
+#: in the competitor's command line, to tell it from other processes
+COMPETITOR_MARK = "fastrnn.bench competitor"
 # a pure busy loop; it ends by itself once its parent is gone (killed without unwinding)
 _BUSY = f"""# {COMPETITOR_MARK}
 import os, sys
@@ -635,7 +654,8 @@ class Competitor:
                 "allowed_cpus": self.allowed}  # fmt: skip
 
 
-QUIET_CPUS = 0.25  # other processes keeping more CPUs than this busy: the run was not quiet
+#: other processes keeping more CPUs than this busy on average: the run was not quiet
+QUIET_CPUS = 0.25
 
 
 def _cpu_seconds() -> tuple[float, float] | None:
@@ -977,42 +997,142 @@ def load_table(report: dict[str, Any]) -> str:
     return "\n".join([*lines, "", *_load_notes(report, threads)])
 
 
-def chart(report: dict[str, Any], path: str) -> None:
-    try:
-        import matplotlib  # type: ignore[import-not-found, unused-ignore]
+#: what ``pip`` installs for the charts
+PLOT_EXTRA = 'pip install "fastrnn[plot]"'
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
+
+def _matplotlib() -> Any:
+    """matplotlib's Figure class and its ticker module, or None (and a note on stderr) where
+    matplotlib is missing."""
+    try:
+        from matplotlib import ticker  # type: ignore[import-not-found, unused-ignore]
+        from matplotlib.figure import Figure  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
-        print('--png needs matplotlib: pip install "fastrnn[plot]"', file=sys.stderr)
-        return
-    runs = report["runs"]
-    labels = []
-    series = {p: [] for p in report["peers"] if p != "fastrnn.torch"}  # type: ignore[var-annotated]
-    first = report.get("isas", [None])[0]  # with --isa: the first variant's timings
-    base = {(r["threads"], c["shape_name"], c["cell"], c["passes"]): c["ms"]
-            for r in runs if r["peer"] == "fastrnn" and first in (None, r.get("isa"))
-            for c in r["results"]}  # fmt: skip
-    for key in sorted(base, key=lambda k: (k[1], k[2], k[3], k[0])):
-        labels.append(f"{key[1]} {key[2]} {'fwd' if key[3] == 'forward' else 'f+b'} {key[0]}t")
-        for p in series:
-            val = next((c["ms"] for r in runs if r["peer"] == p and r["threads"] == key[0]
-                        for c in r["results"] if (c["shape_name"], c["cell"], c["passes"]) ==
-                        key[1:]), None)  # fmt: skip
-            series[p].append(base[key] / val if val else 0.0)
-    fig, ax = plt.subplots(figsize=(max(8, len(labels) * 0.35), 4.5))
-    width = 0.8 / max(1, len(series))
-    for i, (p, vals) in enumerate(series.items()):
-        ax.bar(
-            np.arange(len(labels)) + i * width, [1 / v if v else 0 for v in vals], width, label=p
-        )
-    ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels, rotation=90, fontsize=7)
-    ax.set_ylabel("peer time / fastrnn time (above 1: fastrnn faster)")
-    ax.set_yscale("log")
-    ax.axhline(1.0, color="k", lw=0.5)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+        print(f"a chart needs matplotlib: {PLOT_EXTRA}", file=sys.stderr)
+        return None
+    return Figure, ticker
+
+
+def ratio_chart(
+    panels: dict[str, tuple[list[str], dict[str, list[float | None]]]],
+    ylabel: str,
+    title: str = "",
+    path: str | None = None,
+) -> Any:
+    """The bench's chart: one panel of bars per entry of ``panels`` (its title: ``(labels,
+    {series: values})``, a value per label, None where not timed), each bar drawn from 1 to its
+    value on a log scale shared by the panels (up: above 1, down: below), two panels a row.
+    Every table's chart is drawn by it (:func:`chart`, and the ``chart`` of
+    :mod:`~fastrnn.tools.bench_bf16`, :mod:`~fastrnn.tools.bench_int8` and
+    :mod:`~fastrnn.tools.bench_seq2seq`). Returns the matplotlib Figure (made without pyplot;
+    a notebook shows it), saved to ``path`` (PNG) if given; None without matplotlib."""
+    got = _matplotlib()
+    if got is None:
+        return None
+    Figure, ticker = got
+    ncols = min(2, len(panels)) or 1
+    nrows = max(1, -(-len(panels) // ncols))
+    widest = max((len(labels) for labels, _ in panels.values()), default=1)
+    size = (ncols * max(4.5, 0.42 * widest + 1.5), 3.3 * nrows + 0.6 * bool(title))
+    fig = Figure(figsize=size, layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
+    values = [v for _, series in panels.values() for vs in series.values() for v in vs if v]
+    low, high = min([1.0, *values]), max([1.0, *values])
+    peers = list(dict.fromkeys(p for _, series in panels.values() for p in series))
+    colours = {p: f"C{i}" for i, p in enumerate(peers)}
+    for ax, (name, (labels, series)) in zip(axes.flat, panels.items(), strict=False):
+        width = 0.8 / max(1, len(series))
+        x = np.arange(len(labels))
+        for i, (peer, vals) in enumerate(series.items()):
+            ys = np.array([np.nan if v is None else v for v in vals])
+            ax.bar(x + (i - (len(series) - 1) / 2) * width, ys - 1, width, bottom=1.0,
+                   label=peer, color=colours[peer])  # fmt: skip
+        ax.set_xticks(x, labels, rotation=90, fontsize=7)
+        ax.set_title(name, fontsize=9)
+    ax0 = axes.flat[0]
+    ax0.set_yscale("log")
+    ax0.set_ylim(low / 1.15, high * 1.15)
+    ax0.yaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+    ax0.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
+    ax0.yaxis.set_minor_formatter(ticker.NullFormatter())
+    for ax in axes.flat:
+        ax.axhline(1.0, color="k", lw=0.6)
+        ax.grid(axis="y", which="major", alpha=0.3)
+        ax.tick_params(axis="y", labelsize=7)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel, fontsize=8)
+    handles = [h for ax in axes.flat for h in ax.get_legend_handles_labels()[0]]
+    names = [n for ax in axes.flat for n in ax.get_legend_handles_labels()[1]]
+    first = {n: h for h, n in zip(handles, names, strict=True)}
+    fig.legend(list(first.values()), list(first), loc="outside upper right", fontsize=8,
+               ncols=len(first))  # fmt: skip
+    if title:
+        fig.suptitle(title, fontsize=10, x=0.02, ha="left")
+    if path:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def _case_label(cell: str, passes: str, threads: int) -> str:
+    return f"{cell} {'fwd' if passes == 'forward' else 'f+b'} {threads}t"
+
+
+def chart(report: dict[str, Any], path: str | None = None, *, isa: str | None = None) -> Any:
+    """The float32 report's chart (``--png``): for each shape a panel, for each cell, pass and
+    thread count fastrnn timed a bar per other peer, its time over fastrnn's (above 1: fastrnn
+    faster), on a log scale. ``isa``: with ``--isa``, the variant whose timings are fastrnn's
+    (default: the first). The whole PyTorch training steps are not charted (their table is).
+    Returns the Figure (see :func:`ratio_chart`), saved to ``path`` if given."""
+    isas = report.get("isas", [None])
+    isa = isa if isa is not None else isas[0]
+    if isa not in isas:
+        raise ValueError(f"isa: the report has the variants {isas}, not {isa!r}")
+    ms = _timings(report)
+    me: Any = "fastrnn" if isas == [None] else ("fastrnn", isa)
+    others = [p for p in report["peers"] if p not in ("fastrnn", "fastrnn.torch")]
+    keys = sorted({k[1:] for k in ms if k[0] == me and k[4] != "train-step"},
+                  key=lambda k: (k[1], k[2], k[3], k[0]))  # fmt: skip
+    panels: dict[str, tuple[list[str], dict[str, list[float | None]]]] = {}
+    for shape in sorted({k[1] for k in keys}):
+        mine = [k for k in keys if k[1] == shape]
+        labels = [_case_label(k[2], k[3], k[0]) for k in mine]
+        series: dict[str, list[float | None]] = {}
+        for p in others:
+            vals: list[float | None] = []
+            for k in mine:
+                theirs, ours = (p, *k), (me, *k)
+                vals.append(ms[theirs] / ms[ours] if theirs in ms else None)
+            if any(v is not None for v in vals):
+                series[p] = vals
+        name = f"{shape} (T, B, I, H = {', '.join(map(str, SHAPES[shape]))})"
+        panels[name] = (labels, series)
+    title = "float32" + (f", fastrnn kernel variant {isa}" if isa else "")
+    return ratio_chart(panels, "peer ms / fastrnn ms (> 1: fastrnn faster)", title, path)
+
+
+def draw(report: dict[str, Any], path: str | None = None) -> Any:
+    """The chart of any bench report (what ``--json`` wrote): the float32 tables' (:func:`chart`)
+    or, by the report's ``"mode"``, the bfloat16, int8 or seq2seq table's; a ValueError for an
+    ``--under-load`` report (it has no chart). Returns the Figure, saved to ``path`` if
+    given."""
+    mode = report.get("mode")
+    if mode is None:
+        return chart(report, path)
+    if mode not in TABLES:
+        raise ValueError(f"no chart of a {mode!r} report (only of the float32, "
+                         f"{', '.join(TABLES)} tables)")  # fmt: skip
+    return _mode(mode).chart(report, path)
+
+
+def chart_from_json(json_path: str, path: str | None = None) -> Any:
+    """The chart of a report saved by ``--json`` (:func:`draw`): ``python -m fastrnn.bench
+    --replot FILE --png OUT`` from the command line. Returns the Figure, saved to ``path`` if
+    given."""
+    with open(json_path, encoding="utf-8") as f:
+        report = json.load(f)
+    return draw(report, path)
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -1094,6 +1214,12 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         metavar="FILE",
         help="draw a chart into this PNG file, needs matplotlib (default: none)",
     )
+    ap.add_argument(
+        "--replot",
+        metavar="JSON",
+        help="time nothing: draw the chart of a report saved by --json (any table's but "
+        "--under-load's) into --png FILE",
+    )
     return ap
 
 
@@ -1172,6 +1298,27 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         args.shapes = list(default)
 
 
+def _replot(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``--replot JSON --png FILE``: the saved report's chart, nothing timed."""
+    if not args.png:
+        ap.error("--replot: give the chart's file with --png FILE")
+    _options.check_input_file(ap, "--replot", args.replot)
+    _options.check_output_path(ap, "--png", args.png)
+    try:
+        with open(args.replot, encoding="utf-8") as f:
+            report = json.load(f)
+        if not isinstance(report, dict) or "runs" not in report:
+            raise ValueError("not a report of the bench's --json")
+        fig = draw(report, args.png)
+    except (ValueError, KeyError, TypeError) as e:
+        what = f"missing {e}" if isinstance(e, KeyError) else str(e)
+        ap.error(f"--replot: {args.replot!r}: {what}")
+    if fig is None:
+        return 1
+    print(f"the chart of {args.replot}: {args.png}")
+    return 0
+
+
 def main(argv: list[str] | None = None, prog: str = "python -m fastrnn.bench") -> int:
     """Runs the benchmark (``fastrnn bench``, ``python -m fastrnn.bench``); ``prog`` names the
     command in its help and errors."""
@@ -1180,6 +1327,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m fastrnn.bench") -
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
+    if args.replot is not None:
+        return _replot(ap, args)
     _check(ap, args)
     tables = args.compute_dtype if args.compute_dtype in MODES else None
     tables = SEQ2SEQ if args.seq2seq else tables  # (_check: not both)

@@ -35,7 +35,8 @@ import numpy as np
 from . import _options
 from . import bench as _b
 
-PEERS = ("fastrnn", "torch")  # the peers of the bfloat16 tables (the others have no bfloat16)
+#: the peers of the bfloat16 tables (the others have no bfloat16)
+PEERS = ("fastrnn", "torch")
 PEAK_N = 2048  # the GEMM peak: n x n times n x n
 DTYPES = ("bfloat16", "float32")  # the fastrnn process times each case in both, in this order
 # where the CPU has AMX, oneDNN's bfloat16 GEMM runs on it (several times the AVX512_BF16 rate):
@@ -424,9 +425,28 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join([*lines, "", *_notes(report), *targets(report["rows"])])
 
 
+def chart(report: dict[str, Any], path: str | None = None) -> Any:
+    """The bfloat16 report's chart (``--replot``): for each shape a panel, for each cell, pass
+    and thread count the time of torch bf16 and of fastrnn f32 over fastrnn bf16's (above 1:
+    fastrnn bf16 faster), drawn by :func:`fastrnn.tools.bench.ratio_chart`. Returns the
+    Figure, saved to ``path`` if given."""
+    got = report.get("rows") or rows(report)
+    panels: dict[str, tuple[list[str], dict[str, list[float | None]]]] = {}
+    for shape in sorted({r["shape"] for r in got}):
+        mine = [r for r in got if r["shape"] == shape]
+        labels = [_b._case_label(r["cell"], r["passes"], r["threads"]) for r in mine]
+        panels[f"{shape} (T, B, I, H = {', '.join(map(str, _b.SHAPES[shape]))})"] = (labels, {
+            "torch bf16 (autocast)": [r["speedup_vs_torch_bf16"] for r in mine],
+            "fastrnn f32": [r["speedup_vs_fastrnn_f32"] for r in mine],
+        })  # fmt: skip
+    isas = sorted({run["isa"] for run in report["runs"] if "isa" in run})
+    title = "bfloat16 compute" + (f", fastrnn kernel variant {', '.join(isas)}" if isas else "")
+    return _b.ratio_chart(panels, "ms / fastrnn bf16 ms (> 1: fastrnn bf16 faster)", title, path)
+
+
 def check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """The options that do not apply to the bfloat16 tables: a usage error."""
     _options.check_precision_mode(ap, args, "bfloat16", PEERS, "fastrnn and torch")
 
 
-__all__ = ["PEERS", "Unavailable", "check", "rows", "run", "table", "worker"]
+__all__ = ["PEERS", "Unavailable", "chart", "check", "rows", "run", "table", "worker"]

@@ -24,7 +24,7 @@ busy (it checks that the thread count was honoured).
 
 The table: milliseconds; ``int8 x``, the int8 peer's time over fastrnn int8's (ORT int8 for
 LSTM, ORT f32 for GRU and RNN); ``f32 x``, ORT f32's over fastrnn f32's; ``own x``, fastrnn
-f32's over fastrnn int8's; and the largest |int8 - float32| difference of the output ``y`` of
+f32's over fastrnn int8's; and the largest ``|int8 - float32|`` difference of the output ``y`` of
 fastrnn int8 and of ORT int8, both against fastrnn's float32 output on the same weights. Under
 it, the weights' bytes (the quantized layer's ``nbytes`` against the float32 layer's
 parameters; ORT's quantized initializers against its float32 ones) and issue 21's targets, met
@@ -47,10 +47,13 @@ import numpy as np
 from . import _options
 from . import bench as _b
 
-PEERS = ("fastrnn", "ort")  # the peers of the int8 tables
-SHAPES = _b.INT8_SHAPES  # the default shapes (issue 21's)
+#: the peers of the int8 tables
+PEERS = ("fastrnn", "ort")
+#: the default shapes (issue 21's)
+SHAPES = _b.INT8_SHAPES
 DTYPES = ("int8", "float32")  # fastrnn times each case in both, in this order
-WEIGHT_SCALE = 0.05  # every parameter drawn from uniform(-WEIGHT_SCALE, WEIGHT_SCALE)
+#: every parameter is drawn from uniform(-WEIGHT_SCALE, WEIGHT_SCALE)
+WEIGHT_SCALE = 0.05
 ORT_INT8_CELLS = ("lstm",)  # the cells ONNX Runtime quantizes (DynamicQuantizeLSTM)
 ORT_INT8_OP = "DynamicQuantizeLSTM"
 # the recurrent operators whose initializers are the weights (float32 export and quantized)
@@ -392,11 +395,13 @@ def _weights_text(weights: list[dict[str, Any]]) -> list[str]:
 
 def _busy_line(report: dict[str, Any]) -> list[str]:
     """Each peer's CPU seconds per wall second during its runs, by thread count: the threads it
-    kept busy (thread counts honoured: about 1 at 1 thread, up to N at N)."""
+    kept busy (thread counts honoured: about 1 at 1 thread, up to N at N); nothing where a
+    report has none (a table transcribed without them)."""
     busy: dict[tuple[str, int], list[float]] = {}
     for r in report["runs"]:
         for c in r["results"]:
-            busy.setdefault((r["peer"], r["threads"]), []).append(c["cpu_per_wall"])
+            if "cpu_per_wall" in c:
+                busy.setdefault((r["peer"], r["threads"]), []).append(c["cpu_per_wall"])
     if not busy:
         return []
     parts = [f"{peer} {t}t {min(v):.2f}-{max(v):.2f}" for (peer, t), v in sorted(busy.items())]
@@ -449,6 +454,7 @@ def _dev_ratio(r: dict[str, Any]) -> float | None:
     return ort / mine if mine else float("inf")
 
 
+#: issue 21's targets, judged under the table (:func:`targets`)
 TARGETS = [
     Target("LSTM int8 vs ORT DynamicQuantizeLSTM", ("lstm",), SHAPES, None,
            lambda r: r["speedup_int8_vs_peer"], 1.3),
@@ -499,10 +505,29 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join([*lines, "", *_notes(report), *targets(report["rows"])])
 
 
+def chart(report: dict[str, Any], path: str | None = None) -> Any:
+    """The int8 report's chart (``--replot``): for each shape a panel, for each cell and thread
+    count the time of the int8 peer (ORT int8 for LSTM, ORT f32 for GRU and RNN) and of fastrnn
+    f32 over fastrnn int8's (above 1: fastrnn int8 faster), drawn by
+    :func:`fastrnn.tools.bench.ratio_chart`. Returns the Figure, saved to ``path`` if given."""
+    got = report.get("rows") or rows(report)
+    panels: dict[str, tuple[list[str], dict[str, list[float | None]]]] = {}
+    for shape in sorted({r["shape"] for r in got}):
+        mine = [r for r in got if r["shape"] == shape]
+        panels[f"{shape} (T, B, I, H = {', '.join(map(str, _b.SHAPES[shape]))})"] = (
+            [f"{r['cell']} {r['threads']}t" for r in mine],
+            {"ORT int8 (LSTM), ORT f32 (GRU, RNN)": [r["speedup_int8_vs_peer"] for r in mine],
+             "fastrnn f32": [r["speedup_int8_vs_fastrnn_f32"] for r in mine]},
+        )  # fmt: skip
+    isas = sorted({run["isa"] for run in report["runs"] if "isa" in run})
+    title = "int8 inference" + (f", fastrnn kernel variant {', '.join(isas)}" if isas else "")
+    return _b.ratio_chart(panels, "ms / fastrnn int8 ms (> 1: fastrnn int8 faster)", title, path)
+
+
 def check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """The options that do not apply to the int8 tables: a usage error."""
     _options.check_precision_mode(ap, args, "int8", PEERS, "fastrnn and ort")
 
 
-__all__ = ["PEERS", "SHAPES", "TARGETS", "WEIGHT_SCALE", "check", "ort_quantized", "rows",
+__all__ = ["PEERS", "SHAPES", "TARGETS", "WEIGHT_SCALE", "chart", "check", "ort_quantized", "rows",
            "run", "table", "weights", "worker"]  # fmt: skip

@@ -33,7 +33,8 @@ from ..training.model import _CELLS
 from ..training.seq2seq import ATTENTIONS as _ATTENTIONS
 from . import bench as _b
 
-PEERS = ("fastrnn", "torch")  # the peers of the seq2seq table
+#: the peers of the seq2seq table
+PEERS = ("fastrnn", "torch")
 CELLS = tuple(_CELLS)  # the cells it may time: Seq2Seq's
 DEFAULT_CELLS = ("lstm", "gru")
 #: Seq2Seq's attention scores by name, "none": the model without attention
@@ -258,6 +259,20 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join([*lines, *targets(r)])
 
 
+def chart(report: dict[str, Any], path: str | None = None) -> Any:
+    """The seq2seq report's chart (``--replot``): for each cell, attention and thread count,
+    torch.nn's training step's time over fastrnn's (above 1: fastrnn faster), drawn by
+    :func:`fastrnn.tools.bench.ratio_chart`. Returns the Figure, saved to ``path`` if given."""
+    got = report.get("rows") or rows(report)
+    labels = [f"{r['cell']} {r['attention']} {r['threads']}t" for r in got]
+    panels = {"seq2seq training step": (labels, {"torch.nn": [r["speedup"] for r in got]})}
+    isas = sorted({run["isa"] for run in report["runs"] if "isa" in run})
+    title = "sequence to sequence, float32" + (
+        f", fastrnn kernel variant {', '.join(isas)}" if isas else ""
+    )
+    return _b.ratio_chart(panels, "torch.nn ms / fastrnn ms (> 1: fastrnn faster)", title, path)
+
+
 # ------------------------------------------------------------------------------------ options
 
 
@@ -328,6 +343,7 @@ def check_unused(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 __all__ = [
     "PEERS",
     "add_options",
+    "chart",
     "check",
     "check_unused",
     "rows",

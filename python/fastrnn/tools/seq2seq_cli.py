@@ -26,7 +26,7 @@ from ..training import optim, tasks
 from ..training.model import _CELLS as CELLS
 from ..training.seq2seq import ATTENTIONS, Hypothesis, Seq2Seq, Seq2SeqVocab
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "attention_figure", "run"]
 
 CLIP_NORM = 1.0  # the global gradient norm every training step clips to
 TASKS = ("dates", *tasks.DIGIT_TASKS)
@@ -157,9 +157,27 @@ def _by_kind(test: tasks.Pairs, outputs: list[str]) -> dict[str, tuple[int, floa
     return {k: (longest[k], float(np.mean(v))) for k, v in hits.items()}
 
 
+def attention_figure(source: str, attention: Any, output: str) -> Any:
+    """The heatmap of one decoded example's attention weights (a matplotlib Figure; needs
+    matplotlib): ``attention`` ``(output steps, len(source))`` (a :class:`Hypothesis`'s), the
+    output characters as rows against the source characters as columns, weights from 0 to 1.
+    ``fastrnn seq2seq --plot`` saves this figure."""
+    import matplotlib.pyplot as plt
+
+    rows = list(output)[: attention.shape[0]]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.28 * len(source) + 1.5), 0.32 * len(rows) + 1.6))
+    im = ax.imshow(attention, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(source)), [c if c != " " else "␣" for c in source])
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set(xlabel="source", ylabel="output", title=f"{source!r} -> {output!r}")
+    fig.colorbar(im, ax=ax, fraction=0.03, label="attention weight")
+    fig.tight_layout()
+    return fig
+
+
 def _plot_attention(path: str, source: str, hyp: Hypothesis, output: str) -> None:
-    """The attention weights of one decoded example: output characters (rows) against source
-    characters (columns)."""
+    """The attention weights of one decoded example (:func:`attention_figure`), saved to
+    ``path``."""
     try:
         import matplotlib
 
@@ -171,14 +189,7 @@ def _plot_attention(path: str, source: str, hyp: Hypothesis, output: str) -> Non
         print(_NO_PLOT.format("the attention heatmap"))
         return
     assert hyp.attention is not None
-    rows = list(output)[: hyp.attention.shape[0]]
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.28 * len(source) + 1.5), 0.32 * len(rows) + 1.6))
-    im = ax.imshow(hyp.attention, cmap="viridis", vmin=0, vmax=1, aspect="auto")
-    ax.set_xticks(range(len(source)), [c if c != " " else "␣" for c in source])
-    ax.set_yticks(range(len(rows)), rows)
-    ax.set(xlabel="source", ylabel="output", title=f"{source!r} -> {output!r}")
-    fig.colorbar(im, ax=ax, fraction=0.03, label="attention weight")
-    fig.tight_layout()
+    fig = attention_figure(source, hyp.attention, output)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     print(f"the attention heatmap: {path}")
