@@ -97,8 +97,9 @@ def from_keras(
             default, with a ``(2, 3H)`` bias) or ``"gru_reset_before"`` for
             ``reset_after=False`` (a ``(3H,)`` bias); ``"rnn_tanh"``/``"rnn_relu"`` for
             ``SimpleRNN``.
-        kernel: ``(I, G*H)``; recurrent_kernel: ``(H, G*H)``; bias as above, or None
-            (``use_bias=False``).
+        kernel: ``(I, G*H)``.
+        recurrent_kernel: ``(H, G*H)``.
+        bias: as above, or None (``use_bias=False``).
 
     Returns:
         ``{"weight_ih": (G*H, I), "weight_hh": (G*H, H), "bias_ih": (G*H,), "bias_hh": (G*H,)}``
@@ -150,8 +151,9 @@ def to_keras(
 
     Args:
         cell: the fastrnn cell (:func:`from_keras` says which Keras layer each is).
-        weight_ih: ``(G*H, I)``; weight_hh: ``(G*H, H)``; bias_ih, bias_hh: ``(G*H,)`` each, or
-            both None.
+        weight_ih: ``(G*H, I)``.
+        weight_hh: ``(G*H, H)``.
+        bias_ih, bias_hh: ``(G*H,)`` each, or both None.
 
     Returns:
         ``[kernel (I, G*H), recurrent_kernel (H, G*H)]`` plus the bias when there is one:
@@ -225,7 +227,9 @@ def from_onnx(
     Args:
         cell: the fastrnn cell; for GRU, from the node's ``linear_before_reset``: 1 is ``"gru"``,
             0 (ONNX's default) ``"gru_reset_before"``.
-        W: ``(D, G*H, I)``; R: ``(D, G*H, H)``; B: ``(D, 2*G*H)``, or None for zeros.
+        W: ``(D, G*H, I)``.
+        R: ``(D, G*H, H)``.
+        B: ``(D, 2*G*H)``, or None for zeros.
 
     Returns:
         One tuple ``(weight_ih (G*H, I), weight_hh (G*H, H), bias_ih (G*H,), bias_hh (G*H,))``
@@ -267,7 +271,9 @@ def gru_notes_to_torch(
     onto the other. The conversion is its own inverse.
 
     Args:
-        weight_ih: ``(3H, I)``; weight_hh: ``(3H, H)``; bias_ih, bias_hh: ``(3H,)`` or None.
+        weight_ih: ``(3H, I)``.
+        weight_hh: ``(3H, H)``.
+        bias_ih, bias_hh: ``(3H,)`` or None.
 
     Returns:
         New arrays ``(weight_ih, weight_hh, bias_ih, bias_hh)``, the z rows ``H:2H`` negated.
@@ -296,8 +302,9 @@ def notes_gru(
     ``GRU(..., reset_after=False)`` (cell ``"gru_reset_before"``).
 
     Args:
-        weight_ih: ``(3H, I)``; weight_hh: ``(3H, H)``; bias_ih, bias_hh: ``(3H,)`` or None
-            (array-likes).
+        weight_ih: ``(3H, I)``, array-like (so are the others).
+        weight_hh: ``(3H, H)``.
+        bias_ih, bias_hh: ``(3H,)`` or None.
 
     Returns:
         New arrays, as :func:`gru_notes_to_torch`'s.

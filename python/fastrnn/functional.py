@@ -68,8 +68,8 @@ __all__ = [
 
 Array = NDArray[Any]
 
-#: The cells' names, as every function here takes them: ``"rnn_tanh"``, ``"rnn_relu"``,
-#: ``"lstm"``, ``"gru"``, ``"gru_reset_before"`` (:data:`fastrnn.spec.CELLS` describes each).
+#: The cells' names, as every function here takes them (:data:`fastrnn.spec.CELLS` describes
+#: each).
 CELLS: tuple[str, ...] = tuple(_CELL_INFO)
 _CELL = {name: getattr(_core.Cell, name) for name in CELLS}
 _COMPUTE_EXACT = _core.Compute.exact
@@ -264,9 +264,13 @@ def run_forward(
 
     Args:
         spec: the stack, with its dtype and ``compute_dtype``.
-        x: ``(T, B, I)``; params: one :class:`~fastrnn.spec.LayerParams` per (layer, direction);
-            h0: ``(L*D, B, Hs)``; c0: ``(L*D, B, H)``; lengths: ``(B,)``; dropout_masks:
-            ``(L-1, T, B, D*Hs)``; training: as :func:`stack_forward`'s.
+        x: ``(T, B, I)``.
+        params: one :class:`~fastrnn.spec.LayerParams` per (layer, direction).
+        h0: ``(L*D, B, Hs)`` or None.
+        c0: ``(L*D, B, H)`` or None.
+        lengths: ``(B,)`` or None.
+        dropout_masks: ``(L-1, T, B, D*Hs)`` or None.
+        training: as :func:`stack_forward`'s, as are the others.
 
     Returns:
         :class:`ForwardResult`, as :func:`stack_forward`'s.
@@ -517,8 +521,8 @@ def stack_backward(
             raises).
         dy: ``(T, B, D*Hs)`` gradient of the loss w.r.t. ``y``, None for zeros; its padded steps
             are ignored (and the padded steps of ``x`` get zero gradient).
-        dh_n: ``(L*D, B, Hs)``; dc_n: ``(L*D, B, H)`` (LSTM): gradients w.r.t. the final states,
-            None for zeros.
+        dh_n: ``(L*D, B, Hs)`` gradient w.r.t. the final hidden states, None for zeros.
+        dc_n: ``(L*D, B, H)`` gradient w.r.t. the final cell states (LSTM), None for zeros.
         need_dx: False skips the input gradient (its GEMM, a sixth of the work when I = H) and
             returns ``dx=None``: for inputs that are data.
 
@@ -569,7 +573,8 @@ def forward(
     Args:
         cell: one of :data:`CELLS`.
         x: ``(T, B, I)`` input, time-major.
-        weight_ih, weight_hh: ``(G*H, I)`` and ``(G*H, H)``.
+        weight_ih: ``(G*H, I)``.
+        weight_hh: ``(G*H, H)``.
         bias_ih, bias_hh: ``(G*H,)`` each, or both None.
         h0: ``(B, H)`` initial hidden state, None for zeros.
         c0: ``(B, H)`` initial cell state (LSTM only), None for zeros.
@@ -765,7 +770,8 @@ def linear_backward(
     """The gradients of :func:`linear_forward` from ``dy = dL/dy (N, out)``.
 
     Args:
-        x, weight: as given to :func:`linear_forward`: ``(N, in)``, ``(out, in)``.
+        x: ``(N, in)``, as given to :func:`linear_forward`.
+        weight: ``(out, in)``, as given to it.
         dy: ``(N, out)``.
         has_bias: whether to return the bias gradient.
 

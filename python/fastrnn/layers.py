@@ -144,19 +144,19 @@ class RecurrentLayer(Module):
 
     @property
     def spec(self) -> StackSpec:
-        """The stack this layer runs: cell, sizes, layers, directions, bias, projection, dtype
-        (fixed: a layer of another stack is another layer)."""
+        """The stack this layer runs (cell, sizes, layers, directions, bias, projection, dtype);
+        fixed, a layer of another stack is another layer."""
         return self._spec
 
     # ---- the spec's fields, as torch.nn's attributes (read-only) -------------------------------
 
-    input_size: _SpecField[int] = _SpecField()  #: I: the size of an input step
-    hidden_size: _SpecField[int] = _SpecField()  #: H: the size of the hidden (and cell) state
-    num_layers: _SpecField[int] = _SpecField()  #: L: stacked layers
+    input_size: _SpecField[int] = _SpecField()  #: I, the size of an input step
+    hidden_size: _SpecField[int] = _SpecField()  #: H, the size of the hidden (and cell) state
+    num_layers: _SpecField[int] = _SpecField()  #: L, the stacked layers
     bias: _SpecField[bool] = _SpecField()  #: whether the layers have biases
     bidirectional: _SpecField[bool] = _SpecField()  #: every layer also runs backwards in time
-    proj_size: _SpecField[int] = _SpecField()  #: P: LSTM's projection size, 0 for none
-    dtype: _SpecField[np.dtype[Any]] = _SpecField()  #: float32 or float64: parameters and arrays
+    proj_size: _SpecField[int] = _SpecField()  #: P, LSTM's projection size, 0 for none
+    dtype: _SpecField[np.dtype[Any]] = _SpecField()  #: float32 or float64, the arrays'
 
     @property
     def cell(self) -> str:
@@ -165,7 +165,7 @@ class RecurrentLayer(Module):
 
     @property
     def compute_dtype(self) -> str:
-        """The precision of the layer's matrix products: its dtype's name, or ``"bfloat16"``
+        """The precision of the layer's matrix products, its dtype's name or ``"bfloat16"``
         (a float32 layer; :data:`fastrnn.spec.COMPUTE_DTYPES` states what stays float32).
         Settable: ``layer.compute_dtype = "bfloat16"`` switches it, None goes back to the dtype.
         A backward runs in the precision of its forward. Setting another value (or bfloat16 on a
@@ -469,15 +469,14 @@ class RNN(RecurrentLayer):
 class LSTM(RecurrentLayer):
     """Long short-term memory layer, gates ``i, f, g, o`` (PyTorch's order).
 
-    The arguments of ``torch.nn.LSTM``, in its order, then keyword-only ones (each as in
-    :class:`RNN`); states are tuples ``(h, c)``, ``h`` of size ``Hs``, ``c`` of size ``H``.
+    The arguments of ``torch.nn.LSTM``, in its order, then keyword-only ones; all but
+    ``proj_size`` are :class:`RNN`'s (``input_size, hidden_size, num_layers, bias, batch_first,
+    dropout, bidirectional``; ``dtype, compute_dtype, seed``). States are tuples ``(h, c)``,
+    ``h`` of size ``Hs``, ``c`` of size ``H``.
 
     Args:
-        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional: as
-            :class:`RNN`'s.
         proj_size: P, the size of a projection ``h = W_hr (o * tanh(c))`` (0 for none),
             ``0 <= P < hidden_size``; then ``Hs = P``.
-        dtype, compute_dtype, seed: as :class:`RNN`'s.
 
     Raises:
         TypeError, ValueError: an argument breaks a rule of :class:`~fastrnn.spec.StackSpec` or
@@ -518,18 +517,16 @@ class LSTM(RecurrentLayer):
 class GRU(RecurrentLayer):
     """Gated recurrent unit, gates ``r, z, n`` (PyTorch's order), ``h' = (1 - z)*n + z*h``.
 
-    The arguments of ``torch.nn.GRU``, in its order, then keyword-only ones (each as in
-    :class:`RNN`). The course notes' update gate is our ``1 - z``: see
-    :func:`fastrnn.convert.gru_notes_to_torch`.
+    The arguments of ``torch.nn.GRU``, in its order, then keyword-only ones; all but
+    ``reset_after`` are :class:`RNN`'s (``input_size, hidden_size, num_layers, bias, batch_first,
+    dropout, bidirectional``; ``dtype, compute_dtype, seed``). The course notes' update gate is
+    our ``1 - z``: see :func:`fastrnn.convert.gru_notes_to_torch`.
 
     Args:
-        input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional: as
-            :class:`RNN`'s.
         reset_after: True (the default; PyTorch's, cuDNN's and Keras') applies the reset gate
             after the recurrent product, ``n = tanh(W_in x + b_in + r*(W_hn h + b_hn))``; False
             is the original formula of Cho et al. and the course notes,
             ``n = tanh(W_in x + b_in + W_hn (r*h) + b_hn)``.
-        dtype, compute_dtype, seed: as :class:`RNN`'s.
 
     Raises:
         TypeError, ValueError: an argument breaks a rule of :class:`~fastrnn.spec.StackSpec` or

@@ -33,7 +33,7 @@ class Module:
 
     #: the dtype of the parameters, float32 or float64
     dtype: np.dtype[Any]
-    #: training mode (the default): forward saves what backward needs
+    #: whether in training mode (the default), where forward saves what backward needs
     training: bool = True
     #: the gradients of the last backward, by parameter name (replaced, not accumulated)
     grads: dict[str, Array]

@@ -106,7 +106,7 @@ class QuantizedLayer(RecurrentLayer):
 
     @property
     def compute_dtype(self) -> str:
-        """``"int8"``: the products' precision (fixed: setting it is an AttributeError;
+        """The products' precision, ``"int8"``; fixed (setting it is an AttributeError;
         :meth:`dequantize` gives a float layer)."""
         return "int8"
 

@@ -312,7 +312,8 @@ def lstm_step(
 
     Args:
         x: ``(B, I)``.
-        h: ``(B, Hs)``; c: ``(B, H)``, the previous states.
+        h: ``(B, Hs)``, the previous hidden state.
+        c: ``(B, H)``, the previous cell state.
         p: ``w_ih (4H, I)``, ``w_hh (4H, Hs)``, ``b_ih``, ``b_hh (4H,)``, and ``w_hr (P, H)``
             (or None) for a projection ``h' = W_hr (o*tanh(c'))``.
 
@@ -481,7 +482,9 @@ def run_direction(
 
     Args:
         cell: one of :data:`CELLS`.
-        x: ``(T, B, I)``; h0: ``(B, Hs)``; c0: ``(B, H)`` (ignored but for LSTM).
+        x: ``(T, B, I)``.
+        h0: ``(B, Hs)``.
+        c0: ``(B, H)`` (ignored but for LSTM).
         p: the parameters, as the step functions take them.
         lengths: ``(B,)`` integers in ``[0, T]``.
         reverse: run from each sequence's last step to its first.

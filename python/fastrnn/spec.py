@@ -41,13 +41,14 @@ class CellInfo(NamedTuple):
 
     @property
     def gates(self) -> int:
-        """G: the number of gate blocks."""
+        """G, the number of gate blocks."""
         return len(self.gate_names)
 
 
-#: The cells, by the name the API takes: PyTorch's RNN (tanh, relu), LSTM and GRU (reset gate after
-#: the recurrent product), and the original GRU of Cho et al. (reset gate before it). Gate blocks
-#: in PyTorch's order: LSTM input, forget, cell (g), output; GRU reset, update (z), new (n).
+#: The cells, by the name the API takes, and what the contract needs of each. PyTorch's RNN
+#: (tanh, relu), LSTM and GRU (reset gate after the recurrent product), and the original GRU of
+#: Cho et al. (reset gate before it). Gate blocks in PyTorch's order: LSTM input, forget, cell
+#: (g), output; GRU reset, update (z), new (n).
 CELLS: dict[str, CellInfo] = {
     "rnn_tanh": CellInfo(("h",), False, False),
     "rnn_relu": CellInfo(("h",), False, False),
@@ -71,7 +72,7 @@ class LayerParams(NamedTuple):
 _KINDS = LayerParams._fields
 
 
-#: The precisions a stack's matrix products may run in, besides its own dtype: ``"bfloat16"``
+#: The precisions a stack's matrix products may run in, besides its own dtype, ``"bfloat16"``
 #: (float32 stacks): both operands of every product -- weights, inputs, hidden states, GRU's
 #: ``r*h``, LSTM's ``o*tanh(c)`` before the projection and, in backward, the gate gradients and
 #: ``dL/dh`` -- rounded to bfloat16 (to nearest, ties to even), their products summed in float32;
@@ -206,7 +207,7 @@ class StackSpec:
 
     @property
     def gates(self) -> int:
-        """G: the cell's stacked gate blocks."""
+        """G, the cell's stacked gate blocks."""
         return CELLS[self.cell].gates
 
     def gate_rows(self, gate: str) -> slice:
@@ -229,22 +230,22 @@ class StackSpec:
 
     @property
     def num_directions(self) -> int:
-        """D: 2 if bidirectional, else 1."""
+        """D, 2 if bidirectional, else 1."""
         return 2 if self.bidirectional else 1
 
     @property
     def state_size(self) -> int:
-        """Hs: the size of a direction's hidden state and output (``proj_size`` or H)."""
+        """Hs, the size of a direction's hidden state and output (``proj_size`` or H)."""
         return self.proj_size or self.hidden_size
 
     @property
     def output_size(self) -> int:
-        """D*Hs: the size of an output step (and of the input of layers above the first)."""
+        """D*Hs, the size of an output step (and of the input of layers above the first)."""
         return self.num_directions * self.state_size
 
     @property
     def num_entries(self) -> int:
-        """L*D: the (layer, direction) entries of the parameters and states."""
+        """L*D, the (layer, direction) entries of the parameters and states."""
         return self.num_layers * self.num_directions
 
     def layer_input_size(self, layer: int) -> int:
