@@ -137,9 +137,9 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    """The number of threads fastrnn's kernels use: the last
-    :func:`~fastrnn.functional.set_num_threads`, else the default, chosen at the first call that
-    needs it:
+    """The number of threads fastrnn's kernels use.
+
+    The last :func:`set_num_threads`, else the default, chosen at the first call that needs it:
 
     1. ``FASTRNN_NUM_THREADS``, a positive integer (fastrnn's threads alone);
     2. else ``OMP_NUM_THREADS``, read as OpenMP does (a comma list of positive integers, the
@@ -861,7 +861,8 @@ def adam_update(
     Args:
         param: the parameter, float32 or float64, any shape, updated in place.
         grad: its gradient, of ``param``'s size and dtype (not modified).
-        exp_avg, exp_avg_sq: the first and second moments (size of ``param``), updated in place.
+        exp_avg: the first moment (size of ``param``), updated in place.
+        exp_avg_sq: the second moment (size of ``param``), updated in place.
         lr, beta1, beta2, eps, weight_decay: as ``torch.optim.Adam``'s.
         step: the 1-based count of this update.
 

@@ -160,8 +160,8 @@ def _q(a: Array) -> Array:
 # int8 (fastrnn.quantize_dynamic): symmetric per-row quantization and the quantized product
 # ------------------------------------------------------------------------------------------------
 
-#: A row whose largest magnitude is below this quantizes to zeros (scale 0): 127 / amax would
-#: overflow float32 near the smallest normal numbers.
+#: A row whose largest magnitude is below this quantizes to zeros (scale 0), since 127 / amax
+#: would overflow float32 near the smallest normal numbers.
 QUANT_MIN = np.float32(1e-30)
 
 

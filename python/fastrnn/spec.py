@@ -122,7 +122,7 @@ class StackSpec:
 
     Args:
         cell: one of :data:`CELLS`.
-        input_size, hidden_size, num_layers: ints >= 1.
+        input_size, hidden_size, num_layers: each an int >= 1.
         bidirectional: two directions per layer.
         bias: each layer has ``bias_ih`` and ``bias_hh`` (both, or neither anywhere).
         proj_size: LSTM's output projection, ``0 <= proj_size < hidden_size``.
