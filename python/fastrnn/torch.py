@@ -606,11 +606,7 @@ class GRU(_FastForward, torch.nn.GRU):
             ``h_n (L*D, B, H)``.
 
         Raises:
-            TypeError: ``input`` is not a tensor or ``PackedSequence``; ``hx`` not a tensor (a
-                tuple of two for LSTM).
-            ValueError: a tensor is not on the CPU, or of another dtype than the weights'
-                (outside autocast); ``input`` is not 2-D or 3-D.
-            RuntimeError: the input size or a state's shape does not match (as ``torch.nn``).
+            TypeError, ValueError, RuntimeError: as :meth:`LSTM.forward`'s.
         """
         return self._fastrnn_forward(input, hx)
 
