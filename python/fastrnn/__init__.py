@@ -1,20 +1,23 @@
 """fastrnn: fast CPU recurrent layers (RNN, LSTM, GRU) with fused C++ forward and BPTT kernels.
 
-* :class:`RNN`, :class:`LSTM`, :class:`GRU`: layers with PyTorch's arguments, weight names and
-  outputs, plus an explicit :meth:`~LSTM.backward`.
+* :class:`~fastrnn.layers.RNN`, :class:`~fastrnn.layers.LSTM`, :class:`~fastrnn.layers.GRU`:
+  layers with PyTorch's arguments, weight names and outputs, plus an explicit
+  :meth:`~fastrnn.layers.RecurrentLayer.backward`; :func:`~fastrnn.quantized.quantize_dynamic`
+  makes int8 inference layers of them.
 * :mod:`fastrnn.torch` (imported on its own, needs torch): ``torch.nn.LSTM/GRU/RNN`` drop-ins
   whose forward and backward run these kernels.
 * :mod:`fastrnn.functional`: the kernels as plain functions of arrays, for use as a backend.
 * :mod:`fastrnn.reference`: the same cells in readable NumPy, the oracle of the tests.
-* :mod:`fastrnn.spec`: :class:`StackSpec`, the contract of a recurrent stack (parameter names and
-  shapes, state, mask and workspace shapes, every argument rule), stated once.
+* :mod:`fastrnn.spec`: :class:`~fastrnn.spec.StackSpec`, the contract of a recurrent stack
+  (parameter names and shapes, state, mask and workspace shapes, every argument rule), stated once.
 * Interop: :mod:`fastrnn.convert` (Keras, the course notes' GRU), :mod:`fastrnn.onnx`,
   :mod:`fastrnn.torch`.
-* :mod:`fastrnn.training`, the training kit: :class:`Linear`, :class:`Embedding`, losses, optim
-  (SGD, Adam, clipping), init, :class:`SequenceModel`, the encoder-decoder :class:`Seq2Seq` with
-  attention, tasks (adding problem, copy memory, dates, digit strings), text; its modules are
-  also ``fastrnn.losses``, ``fastrnn.optim``, ``fastrnn.init``, ``fastrnn.seq2seq``,
-  ``fastrnn.tasks``, ``fastrnn.text``.
+* :mod:`fastrnn.training`, the training kit: :class:`~fastrnn.training.nn.Linear`,
+  :class:`~fastrnn.training.nn.Embedding`, losses, optim (SGD, Adam, clipping), init,
+  :class:`~fastrnn.training.model.SequenceModel`, the encoder-decoder
+  :class:`~fastrnn.training.seq2seq.Seq2Seq` with attention, tasks (adding problem, copy memory,
+  dates, digit strings), text; its modules are also ``fastrnn.losses``, ``fastrnn.optim``,
+  ``fastrnn.init``, ``fastrnn.seq2seq``, ``fastrnn.tasks``, ``fastrnn.text``.
 * :mod:`fastrnn.tools`: the ``fastrnn`` command, the peer benchmark, the self-check.
 """
 
@@ -22,8 +25,7 @@ from __future__ import annotations
 
 import sys
 
-from . import functional, reference, spec, training
-from ._core import __version__
+from . import _core, functional, reference, spec, training
 from .functional import build_info, get_num_threads, set_num_threads
 from .layers import GRU, LSTM, RNN
 from .quantized import QuantizedGRU, QuantizedLSTM, QuantizedRNN, quantize_dynamic
@@ -48,6 +50,9 @@ from .training import (
 for _m in (init, losses, model, nn, optim, seq2seq, tasks, text):
     sys.modules.setdefault(f"{__name__}.{_m.__name__.rsplit('.', 1)[1]}", _m)
 del _m
+
+#: The package's version (PEP 440), as the compiled core was built with it.
+__version__: str = _core.__version__
 
 __all__ = [
     "GRU",

@@ -97,11 +97,17 @@ def from_keras(
             default, with a ``(2, 3H)`` bias) or ``"gru_reset_before"`` for
             ``reset_after=False`` (a ``(3H,)`` bias); ``"rnn_tanh"``/``"rnn_relu"`` for
             ``SimpleRNN``.
-        kernel: ``(I, G*H)``; recurrent_kernel: ``(H, G*H)``; bias as above, or None
-            (``use_bias=False``).
+        kernel: ``(I, G*H)``.
+        recurrent_kernel: ``(H, G*H)``.
+        bias: as above, or None (``use_bias=False``).
 
     Returns:
-        ``{"weight_ih", "weight_hh", "bias_ih", "bias_hh"}`` (biases None without bias).
+        ``{"weight_ih": (G*H, I), "weight_hh": (G*H, H), "bias_ih": (G*H,), "bias_hh": (G*H,)}``
+        in PyTorch's gate order (biases None without bias).
+
+    Raises:
+        TypeError: an array is not floating-point.
+        ValueError: ``cell`` is unknown, or a shape does not match.
     """
     fam = _family(cell)
     G = len(GATE_ORDER["torch"][fam])
@@ -141,8 +147,23 @@ def to_keras(
     bias_ih: ArrayLike | None = None,
     bias_hh: ArrayLike | None = None,
 ) -> list[Array]:
-    """fastrnn's weights of one layer and direction as Keras' ``layer.set_weights()`` list:
-    ``[kernel, recurrent_kernel]`` plus the bias when there is one (see :func:`from_keras`)."""
+    """fastrnn's weights of one layer and direction as Keras' ``layer.set_weights()`` list.
+
+    Args:
+        cell: the fastrnn cell (:func:`from_keras` says which Keras layer each is).
+        weight_ih: ``(G*H, I)``.
+        weight_hh: ``(G*H, H)``.
+        bias_ih, bias_hh: ``(G*H,)`` each, or both None.
+
+    Returns:
+        ``[kernel (I, G*H), recurrent_kernel (H, G*H)]`` plus the bias when there is one:
+        ``(2, 3H)`` for ``"gru"``, else ``(G*H,)``, the sum of the two.
+
+    Raises:
+        TypeError: a weight is not floating-point.
+        ValueError: ``cell`` is unknown, a weight is not 2-D or its rows not ``G*H``, or one bias
+            is given without the other.
+    """
     fam = _family(cell)
     G = len(GATE_ORDER["torch"][fam])
     w = _as2d("weight_ih", weight_ih)
@@ -160,9 +181,21 @@ def to_keras(
 
 
 def to_onnx(cell: str, params: list[Any]) -> dict[str, Array]:
-    """fastrnn's weights of one layer, one tuple ``(weight_ih, weight_hh, bias_ih, bias_hh)``
-    per direction (forward first), as the ONNX ``LSTM``/``GRU``/``RNN`` inputs ``W (D, G*H, I)``,
-    ``R (D, G*H, H)`` and ``B (D, 2*G*H)`` (zeros when the layer has no bias)."""
+    """fastrnn's weights of one layer as the inputs of an ONNX ``LSTM``/``GRU``/``RNN`` node.
+
+    Args:
+        cell: the fastrnn cell.
+        params: one tuple ``(weight_ih (G*H, I), weight_hh (G*H, H), bias_ih, bias_hh)`` per
+            direction, forward first; the biases ``(G*H,)`` or None.
+
+    Returns:
+        ``{"W": (D, G*H, I), "R": (D, G*H, H), "B": (D, 2*G*H)}`` in ONNX's gate order, ``B``
+        zeros when the layer has no bias.
+
+    Raises:
+        TypeError: a weight is not floating-point.
+        ValueError: ``cell`` is unknown, or a weight is not 2-D.
+    """
     fam = _family(cell)
     src, dst = GATE_ORDER["torch"][fam], GATE_ORDER["onnx"][fam]
     Ws, Rs, Bs = [], [], []
@@ -189,9 +222,23 @@ def to_onnx(cell: str, params: list[Any]) -> dict[str, Array]:
 def from_onnx(
     cell: str, W: ArrayLike, R: ArrayLike, B: ArrayLike | None = None
 ) -> list[tuple[Array, Array, Array, Array]]:
-    """ONNX ``W (D, G*H, I)``, ``R (D, G*H, H)``, ``B (D, 2*G*H)`` (None: zeros) as one tuple
-    ``(weight_ih, weight_hh, bias_ih, bias_hh)`` per direction. For GRU, pick ``cell`` from the
-    node's ``linear_before_reset``: 1 is ``"gru"``, 0 (ONNX's default) ``"gru_reset_before"``."""
+    """The inputs of an ONNX ``LSTM``/``GRU``/``RNN`` node as fastrnn's weights.
+
+    Args:
+        cell: the fastrnn cell; for GRU, from the node's ``linear_before_reset``: 1 is ``"gru"``,
+            0 (ONNX's default) ``"gru_reset_before"``.
+        W: ``(D, G*H, I)``.
+        R: ``(D, G*H, H)``.
+        B: ``(D, 2*G*H)``, or None for zeros.
+
+    Returns:
+        One tuple ``(weight_ih (G*H, I), weight_hh (G*H, H), bias_ih (G*H,), bias_hh (G*H,))``
+        per direction, in PyTorch's gate order.
+
+    Raises:
+        TypeError: an array is not floating-point.
+        ValueError: ``cell`` is unknown, or the shapes do not match.
+    """
     fam = _family(cell)
     src, dst = GATE_ORDER["onnx"][fam], GATE_ORDER["torch"][fam]
     Wa, Ra = _as_float("W", W), _as_float("R", R)
@@ -222,6 +269,14 @@ def gru_notes_to_torch(
     The notes write ``h' = (1 - z) * h + z * n``; PyTorch writes ``h' = (1 - z) * n + z * h``.
     Since ``1 - sigmoid(a) = sigmoid(-a)``, negating the z block of every weight and bias maps one
     onto the other. The conversion is its own inverse.
+
+    Args:
+        weight_ih: ``(3H, I)``.
+        weight_hh: ``(3H, H)``.
+        bias_ih, bias_hh: ``(3H,)`` or None.
+
+    Returns:
+        New arrays ``(weight_ih, weight_hh, bias_ih, bias_hh)``, the z rows ``H:2H`` negated.
     """
     H = weight_hh.shape[1]
 
@@ -244,7 +299,16 @@ def notes_gru(
     """GRU weights written with the course notes' update gate (``h' = (1-z)*h + z*n``, their z is
     our 1 - z) to PyTorch's convention, and back: the z rows are negated (it is its own inverse).
     The notes apply the reset gate before the product: use the result with
-    ``GRU(..., reset_after=False)`` (cell ``"gru_reset_before"``)."""
+    ``GRU(..., reset_after=False)`` (cell ``"gru_reset_before"``).
+
+    Args:
+        weight_ih: ``(3H, I)``, array-like (so are the others).
+        weight_hh: ``(3H, H)``.
+        bias_ih, bias_hh: ``(3H,)`` or None.
+
+    Returns:
+        New arrays, as :func:`gru_notes_to_torch`'s.
+    """
     return gru_notes_to_torch(
         np.asarray(weight_ih),
         np.asarray(weight_hh),

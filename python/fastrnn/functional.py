@@ -68,25 +68,13 @@ __all__ = [
 
 Array = NDArray[Any]
 
-CELLS = tuple(_CELL_INFO)
+#: The cells' names, as every function here takes them (:data:`fastrnn.spec.CELLS` describes
+#: each).
+CELLS: tuple[str, ...] = tuple(_CELL_INFO)
 _CELL = {name: getattr(_core.Cell, name) for name in CELLS}
-
-# The kernels of the training kit (fastrnn.training: Linear, Embedding, the losses, the
-# optimizers and clipping), as the binding defines them: C-contiguous arrays of one float dtype,
-# checked there (their docstrings and signatures: fastrnn/_core.pyi).
 _COMPUTE_EXACT = _core.Compute.exact
 _COMPUTE_BF16 = _core.Compute.bfloat16
 _INT8 = _core.Compute.int8
-linear_forward = _core.linear_forward
-linear_backward = _core.linear_backward
-embedding_backward = _core.embedding_backward
-softmax_cross_entropy = _core.softmax_cross_entropy
-sgd_update = _core.sgd_update
-adam_update = _core.adam_update
-sum_squares = _core.sum_squares
-max_abs = _core.max_abs
-scale_ = _core.scale_
-clamp_ = _core.clamp_
 
 
 class ForwardResult(NamedTuple):
@@ -125,12 +113,20 @@ MAX_THREADS: int = int(_core.MAX_THREADS)
 
 
 def set_num_threads(n: int) -> None:
-    """Set the number of threads fastrnn's kernels use, 1 to :data:`MAX_THREADS` (1024), in
-    place of the default: ``FASTRNN_NUM_THREADS``, else ``OMP_NUM_THREADS``, else the CPUs this
-    process may use (affinity mask, cgroup CPU quota; see :func:`get_num_threads`). Independent
-    of NumPy's and PyTorch's thread pools. Results are bit-identical for every value: products
-    are cut into tiles of a fixed shape, whatever the thread count, and each tile is computed by
-    one thread."""
+    """Set the number of threads fastrnn's kernels use, in place of the default
+    (:func:`~fastrnn.functional.get_num_threads`).
+
+    Independent of NumPy's and PyTorch's thread pools. Results are bit-identical for every value:
+    products are cut into tiles of a fixed shape, whatever the thread count, and each tile is
+    computed by one thread.
+
+    Args:
+        n: 1 to :data:`MAX_THREADS`.
+
+    Raises:
+        TypeError: ``n`` is not an int (a bool is not).
+        ValueError: ``n`` is below 1 or above :data:`MAX_THREADS`.
+    """
     if check_int("n", n) < 1:
         raise ValueError(f"n: the number of threads must be >= 1, got {n}")
     if n > MAX_THREADS:
@@ -141,8 +137,9 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    """The number of threads fastrnn's kernels use: the last :func:`set_num_threads`, else the
-    default, chosen at the first call that needs it:
+    """The number of threads fastrnn's kernels use.
+
+    The last :func:`set_num_threads`, else the default, chosen at the first call that needs it:
 
     1. ``FASTRNN_NUM_THREADS``, a positive integer (fastrnn's threads alone);
     2. else ``OMP_NUM_THREADS``, read as OpenMP does (a comma list of positive integers, the
@@ -152,25 +149,35 @@ def get_num_threads() -> int:
        (``docker --cpus=1.5`` gives 2), not the machine's core count.
 
     A variable that is empty, not such a number, or <= 0 is ignored; the default is cut to
-    :data:`MAX_THREADS`, but not to the CPUs (a variable may ask for more)."""
+    :data:`MAX_THREADS`, but not to the CPUs (a variable may ask for more).
+
+    Returns:
+        The thread count, 1 to :data:`MAX_THREADS`.
+    """
     return int(_core.get_num_threads())
 
 
 def available_cpus() -> int:
-    """The CPUs this process may use (>= 1): the fewest of its affinity mask and its cgroups' CPU
-    quota rounded up (Linux; Windows: the affinity mask; elsewhere the machine's cores), read
-    from the system at each call. The default of :func:`get_num_threads` when no variable sets
-    one; more threads than this wait for each other."""
+    """The CPUs this process may use: the fewest of its affinity mask and its cgroups' CPU
+    quota rounded up (Linux; Windows: the affinity mask; elsewhere the machine's cores).
+
+    Read from the system at each call. The default of :func:`get_num_threads` when no variable
+    sets one; more threads than this wait for each other.
+
+    Returns:
+        The count, >= 1.
+    """
     return int(_core.available_cpus())
 
 
 def build_info() -> dict[str, Any]:
     """How the compiled core was built and which of its kernels run.
 
-    Keys: ``version``, ``eigen`` (Eigen's version), ``isa`` (the kernel variant in use, e.g.
-    ``"x86-64-v3"``), ``isa_available`` (the compiled variants this CPU and OS can run, best
-    last), ``isa_compiled`` (all variants in this build, lowest first) and ``simd`` (Eigen's SIMD
-    instruction sets in the variant in use).
+    Returns:
+        A new dict: ``version``, ``eigen`` (Eigen's version), ``isa`` (the kernel variant in use,
+        e.g. ``"x86-64-v3"``), ``isa_available`` (the compiled variants this CPU and OS can run,
+        best last), ``isa_compiled`` (all variants in this build, lowest first) and ``simd``
+        (Eigen's SIMD instruction sets in the variant in use).
 
     The variant is chosen at import: the one named by the environment variable ``FASTRNN_ISA``
     when set (an unknown name, or one this CPU cannot run, is an ImportError listing the
@@ -182,7 +189,14 @@ def build_info() -> dict[str, Any]:
 
 
 def num_gates(cell: str) -> int:
-    """Number of stacked gate blocks ``G`` of ``cell``: 1 (RNN), 3 (GRU) or 4 (LSTM)."""
+    """The number of stacked gate blocks ``G`` of ``cell``: 1 (RNN), 3 (GRU) or 4 (LSTM).
+
+    Args:
+        cell: one of :data:`CELLS`.
+
+    Raises:
+        ValueError: ``cell`` is not one of :data:`CELLS`.
+    """
     return _CELL_INFO[check_cell(cell)].gates
 
 
@@ -194,8 +208,20 @@ def workspace_size(
     H: int | None = None,
     dtype: DTypeLike | None = None,
 ) -> int:
-    """Number of elements of the training workspace of one call: ``workspace_size(spec, T, B)``
-    for a stack, or ``workspace_size(cell, T, B, I, H, dtype)`` for one layer."""
+    """The number of elements of the training workspace of one call (the 1-D array a
+    training-mode forward returns): ``workspace_size(spec, T, B)`` for a stack, or
+    ``workspace_size(cell, T, B, I, H, dtype)`` for one layer.
+
+    Args:
+        cell: a :class:`~fastrnn.spec.StackSpec`, or one of :data:`CELLS` with ``I``, ``H`` and
+            ``dtype``.
+        T, B: the steps and sequences of the call, ints >= 0.
+        I, H, dtype: the input size, hidden size and dtype of one layer (with a cell name only).
+
+    Raises:
+        TypeError: a cell name without ``I``, ``H`` and ``dtype``; ``T`` or ``B`` not an int.
+        ValueError: ``T`` or ``B`` negative; and the :class:`~fastrnn.spec.StackSpec` rules.
+    """
     if not isinstance(cell, StackSpec):
         if I is None or H is None or dtype is None:
             raise TypeError("workspace_size: give a StackSpec, or a cell with I, H and dtype")
@@ -236,9 +262,22 @@ def run_forward(
     """Run the stack described by ``spec`` over ``x``: the entry point every other API goes
     through (the layers, :mod:`fastrnn.torch`, :func:`stack_forward`, :func:`forward`).
 
-    ``x (T, B, I)``, ``params`` one :class:`LayerParams` per (layer, direction), ``h0 (L*D, B,
-    Hs)``, ``c0 (L*D, B, H)``, ``lengths (B,)``, ``dropout_masks (L-1, T, B, D*Hs)``; see
-    :func:`stack_forward`. Every array is checked against the spec (:class:`StackSpec`).
+    Args:
+        spec: the stack, with its dtype and ``compute_dtype``.
+        x: ``(T, B, I)``.
+        params: one :class:`~fastrnn.spec.LayerParams` per (layer, direction).
+        h0: ``(L*D, B, Hs)`` or None.
+        c0: ``(L*D, B, H)`` or None.
+        lengths: ``(B,)`` or None.
+        dropout_masks: ``(L-1, T, B, D*Hs)`` or None.
+        training: as :func:`stack_forward`'s, as are the others.
+
+    Returns:
+        :class:`ForwardResult`, as :func:`stack_forward`'s.
+
+    Raises:
+        TypeError, ValueError: an argument breaks a rule of :class:`~fastrnn.spec.StackSpec`
+            (every array is checked against ``spec``), naming it.
     """
     xa = spec.check_input(x)
     T, B = xa.shape[:2]
@@ -334,7 +373,22 @@ def run_backward(
     lengths: ArrayLike | None = None,
     need_dx: bool = True,
 ) -> StackBackwardResult:
-    """Backpropagation through time for :func:`run_forward` (see :func:`stack_backward`)."""
+    """Backpropagation through time for :func:`run_forward`.
+
+    Args:
+        spec, x, params, lengths: those of the forward that filled ``workspace``.
+        workspace: the forward's workspace (consumed); dy, dh_n, dc_n, need_dx: as
+            :func:`stack_backward`'s.
+
+    Returns:
+        :class:`StackBackwardResult`, as :func:`stack_backward`'s.
+
+    Raises:
+        TypeError: ``workspace`` is not a NumPy array of the spec's dtype; an argument breaks a
+            rule of :class:`~fastrnn.spec.StackSpec`.
+        ValueError: ``workspace`` was already consumed or was made for other arguments; an
+            argument breaks a rule of :class:`~fastrnn.spec.StackSpec`.
+    """
     xa = spec.check_input(x)
     T, B = xa.shape[:2]
     if not isinstance(workspace, np.ndarray):
@@ -408,8 +462,8 @@ def stack_forward(
     Args:
         cell: one of :data:`CELLS`.
         x: ``(T, B, I)`` input, time-major.
-        params: ``num_layers * D`` :class:`LayerParams` (or 5-tuples), layer by layer, the forward
-            direction before the reverse one (D = 2 when ``bidirectional``).
+        params: ``num_layers * D`` :class:`~fastrnn.spec.LayerParams` (or 5-tuples), layer by layer,
+            the forward direction before the reverse one (D = 2 when ``bidirectional``).
         h0: ``(L*D, B, Hs)`` initial hidden states, None for zeros.
         c0: ``(L*D, B, H)`` initial cell states (LSTM only), None for zeros.
         num_layers, bidirectional, proj_size: as in PyTorch (``proj_size`` for LSTM only).
@@ -427,8 +481,14 @@ def stack_forward(
         :class:`ForwardResult` with ``y (T, B, D*Hs)``, ``h_n (L*D, B, Hs)``,
         ``c_n (L*D, B, H)`` or None, and the workspace or None.
 
+    Raises:
+        TypeError, ValueError: an argument breaks a rule of :class:`~fastrnn.spec.StackSpec`
+            (a dtype other than ``x``'s, a shape, a cell, a compute dtype...); the message names
+            it.
+
     The sizes, the bias and the dtype are read from ``params[0]`` and ``x`` into a
-    :class:`StackSpec`, whose rules every argument must meet; :func:`run_forward` takes the spec.
+    :class:`~fastrnn.spec.StackSpec`, whose rules every argument must meet; :func:`run_forward`
+    takes the spec.
     """
     spec, xa = _spec(cell, x, params, num_layers, bidirectional, proj_size, compute_dtype)
     return run_forward(
@@ -454,12 +514,27 @@ def stack_backward(
 ) -> StackBackwardResult:
     """Backpropagation through time through every layer and direction of :func:`stack_forward`.
 
-    ``x``, ``params`` and the options (``compute_dtype`` too) must be those of the forward that
-    filled ``workspace`` (consumed). ``dy (T, B, D*Hs)``, ``dh_n (L*D, B, Hs)``, ``dc_n (L*D, B,
-    H)``: gradients of the loss w.r.t. the outputs, None for zeros. Gradients of padded steps are
-    ignored (and the padded steps of ``x`` get zero gradient). ``need_dx=False`` skips the input
-    gradient (its GEMM, a sixth of the work when I = H) and returns ``dx=None``: for inputs that are
-    data.
+    Args:
+        cell, x, params: those of the forward that filled ``workspace``; and its options
+            (``num_layers``, ``bidirectional``, ``proj_size``, ``lengths``, ``compute_dtype``).
+        workspace: the training-mode forward's workspace; consumed (a second backward on it
+            raises).
+        dy: ``(T, B, D*Hs)`` gradient of the loss w.r.t. ``y``, None for zeros; its padded steps
+            are ignored (and the padded steps of ``x`` get zero gradient).
+        dh_n: ``(L*D, B, Hs)`` gradient w.r.t. the final hidden states, None for zeros.
+        dc_n: ``(L*D, B, H)`` gradient w.r.t. the final cell states (LSTM), None for zeros.
+        need_dx: False skips the input gradient (its GEMM, a sixth of the work when I = H) and
+            returns ``dx=None``: for inputs that are data.
+
+    Returns:
+        :class:`StackBackwardResult` ``(dx (T, B, I), dh0 (L*D, B, Hs), dc0 (L*D, B, H) or None,
+        grads)``, ``grads`` one :class:`~fastrnn.spec.LayerParams` of gradients per (layer,
+        direction), freshly allocated.
+
+    Raises:
+        ValueError: ``workspace`` was consumed already, or made for other sizes.
+        TypeError, ValueError: an argument breaks a rule of :class:`~fastrnn.spec.StackSpec`,
+            naming it.
     """
     spec, xa = _spec(cell, x, params, num_layers, bidirectional, proj_size, compute_dtype)
     return run_backward(
@@ -498,7 +573,8 @@ def forward(
     Args:
         cell: one of :data:`CELLS`.
         x: ``(T, B, I)`` input, time-major.
-        weight_ih, weight_hh: ``(G*H, I)`` and ``(G*H, H)``.
+        weight_ih: ``(G*H, I)``.
+        weight_hh: ``(G*H, H)``.
         bias_ih, bias_hh: ``(G*H,)`` each, or both None.
         h0: ``(B, H)`` initial hidden state, None for zeros.
         c0: ``(B, H)`` initial cell state (LSTM only), None for zeros.
@@ -507,7 +583,13 @@ def forward(
         compute_dtype: the products' precision, as :func:`stack_forward`.
 
     Returns:
-        :class:`ForwardResult` ``(y, h_n, c_n, workspace)``, states ``(B, H)``.
+        :class:`ForwardResult` ``(y (T, B, H), h_n (B, H), c_n (B, H) or None, workspace or
+        None)``.
+
+    Raises:
+        ValueError: ``h0`` or ``c0`` is not ``(B, H)``.
+        TypeError, ValueError: an argument breaks a rule of :class:`~fastrnn.spec.StackSpec`
+            (a dtype other than ``x``'s, a shape, one bias without the other...), naming it.
     """
     r = stack_forward(
         cell,
@@ -548,6 +630,12 @@ def backward(
     Returns:
         :class:`BackwardResult` with the gradients w.r.t. ``x``, the initial states and every
         parameter (freshly allocated; not accumulated into anything).
+
+    Raises:
+        ValueError: ``workspace`` was consumed already, or made for other sizes; ``dh_n`` or
+            ``dc_n`` is not ``(B, H)``.
+        TypeError, ValueError: an argument breaks a rule of :class:`~fastrnn.spec.StackSpec`,
+            naming it.
     """
     r = stack_backward(
         cell,
@@ -595,14 +683,27 @@ def attention_forward(
     query: Array, keys: Array, values: Array, lengths: ArrayLike | None = None,
     v: Array | None = None,
 ) -> tuple[Array, Array]:  # fmt: skip
-    """Masked-softmax attention of ``query (Tq, B, D)`` over ``keys (Tk, B, D)`` and ``values
-    (Tk, B, Dv)``: ``(context (Tq, B, Dv), weights (Tq, B, Tk))``.
+    """Masked-softmax attention of each query over the keys of its batch entry.
 
     The dot score (``v`` None) or the additive one (``v (D,)``): the formulas are
-    :func:`fastrnn.reference.attention_forward`'s. ``lengths (B,)``: the valid keys of each batch
-    entry, each in ``[1, Tk]`` (None: all); the weights are exactly zero beyond them. The scores,
-    the masked softmax and the context run fused per batch entry, every product over all ``Tq``
-    queries at once. All float arrays share one dtype (float32 or float64).
+    :func:`fastrnn.reference.attention_forward`'s. The scores, the masked softmax and the context
+    run fused per batch entry, every product over all ``Tq`` queries at once.
+
+    Args:
+        query: ``(Tq, B, D)``, float32 or float64; every float array has its dtype.
+        keys: ``(Tk, B, D)``.
+        values: ``(Tk, B, Dv)``.
+        lengths: ``(B,)`` integers, the valid keys of each batch entry, each in ``[1, Tk]``;
+            None: all ``Tk``. The weights are exactly zero beyond them.
+        v: ``(D,)`` for the additive score, None for the dot score.
+
+    Returns:
+        ``(context (Tq, B, Dv), weights (Tq, B, Tk))``.
+
+    Raises:
+        TypeError: an array is not a NumPy array of ``query``'s float dtype; ``lengths`` not
+            integers.
+        ValueError: the shapes do not match, or a length is out of range.
     """
     q, k, val, vv = _attention_inputs(query, keys, values, v)
     context, weights = _core.attention_forward(q, k, val, _attention_lengths(lengths, q, k), vv)
@@ -613,12 +714,217 @@ def attention_backward(
     query: Array, keys: Array, values: Array, lengths: ArrayLike | None, weights: Array,
     dcontext: Array, v: Array | None = None,
 ) -> tuple[Array, Array, Array, Array | None]:  # fmt: skip
-    """Gradients of :func:`attention_forward` from its ``weights`` and ``dcontext (Tq, B, Dv)``:
-    ``(dquery, dkeys, dvalues, dv)``, ``dv`` None for the dot score (formulas:
-    :func:`fastrnn.reference.attention_backward`). The additive score's ``tanh`` values are
-    recomputed, not saved."""
+    """The gradients of :func:`attention_forward` (formulas:
+    :func:`fastrnn.reference.attention_backward`); the additive score's ``tanh`` values are
+    recomputed, not saved.
+
+    Args:
+        query, keys, values, lengths, v: as given to :func:`attention_forward`.
+        weights: ``(Tq, B, Tk)``, the weights it returned.
+        dcontext: ``(Tq, B, Dv)``, the gradient of the loss w.r.t. the context.
+
+    Returns:
+        ``(dquery (Tq, B, D), dkeys (Tk, B, D), dvalues (Tk, B, Dv), dv (D,))``, ``dv`` None for
+        the dot score.
+
+    Raises:
+        TypeError: an array is not a NumPy array of ``query``'s float dtype; ``lengths`` not
+            integers.
+        ValueError: the shapes do not match, or a length is out of range.
+    """
     q, k, val, w, dc, vv = _attention_inputs(query, keys, values, weights, dcontext, v)
     dq, dk, dval, dv = _core.attention_backward(
         q, k, val, _attention_lengths(lengths, q, k), w, dc, vv
     )
     return dq, dk, dval, dv
+
+
+# ---- the training kit's kernels -----------------------------------------------------------------
+# What fastrnn.training's Linear, Embedding, losses, optimizers and clipping call. The binding
+# checks every array (C-contiguous and aligned, one float dtype chosen by the first array, the
+# shapes); its messages name the argument: a non-array or another dtype is a TypeError, another
+# shape, a non-contiguous array or a read-only output a ValueError.
+
+
+def linear_forward(x: Array, weight: Array, bias: Array | None) -> Array:
+    """The affine map ``y = x @ weight.T + bias`` (``torch.nn.functional.linear`` on rows).
+
+    Args:
+        x: ``(N, in)``, float32 or float64, C-contiguous.
+        weight: ``(out, in)``, of ``x``'s dtype.
+        bias: ``(out,)`` or None.
+
+    Returns:
+        ``y (N, out)``, a new array.
+
+    Raises:
+        TypeError: an argument is not a NumPy array of ``x``'s float dtype.
+        ValueError: the shapes do not match, or an array is not C-contiguous.
+    """
+    return _core.linear_forward(x, weight, bias)
+
+
+def linear_backward(
+    x: Array, weight: Array, dy: Array, has_bias: bool
+) -> tuple[Array, Array, Array | None]:
+    """The gradients of :func:`linear_forward` from ``dy = dL/dy (N, out)``.
+
+    Args:
+        x: ``(N, in)``, as given to :func:`linear_forward`.
+        weight: ``(out, in)``, as given to it.
+        dy: ``(N, out)``.
+        has_bias: whether to return the bias gradient.
+
+    Returns:
+        ``(dx (N, in), dweight (out, in), dbias (out,))``, ``dbias`` None without ``has_bias``.
+
+    Raises:
+        TypeError: an argument is not a NumPy array of ``x``'s float dtype.
+        ValueError: the shapes do not match, or an array is not C-contiguous.
+    """
+    return _core.linear_backward(x, weight, dy, has_bias)
+
+
+def embedding_backward(ids: Any, dy: Array, num_embeddings: int, padding_idx: int) -> Array:
+    """The gradient of an embedding lookup ``weight[ids]`` w.r.t. ``weight``: row ``k`` sums
+    ``dy`` over the positions where ``ids == k``.
+
+    Args:
+        ids: ``(n,)`` int64, each in ``[0, num_embeddings)``.
+        dy: ``(n, D)``, float32 or float64.
+        num_embeddings: the rows of the embedding, >= 1.
+        padding_idx: a row that gets zero gradient, or a negative value for none.
+
+    Returns:
+        ``dweight (num_embeddings, D)`` of ``dy``'s dtype.
+
+    Raises:
+        TypeError: ``dy`` is not a float array, ``ids`` not int64.
+        ValueError: a shape does not match, an id is out of range, or ``num_embeddings < 1``.
+    """
+    return _core.embedding_backward(ids, dy, num_embeddings, padding_idx)
+
+
+def softmax_cross_entropy(
+    logits: Array, targets: Any, ignore_index: int, mean: bool
+) -> tuple[float, Array]:
+    """The cross-entropy of the softmax of each row of ``logits`` and its gradient, fused
+    (``torch.nn.CrossEntropyLoss``; the formulas: :func:`fastrnn.reference.softmax_cross_entropy`).
+
+    Args:
+        logits: ``(N, C)``, float32 or float64, ``C >= 1``.
+        targets: ``(N,)`` int64, each in ``[0, C)`` or ``ignore_index`` (the row adds nothing and
+            gets zero gradient).
+        ignore_index: the target value of ignored rows.
+        mean: divide by the number of counted rows (NaN when there are none), else the sum.
+
+    Returns:
+        ``(loss, dlogits)``: a float and ``dloss/dlogits (N, C)``.
+
+    Raises:
+        TypeError: ``logits`` is not a float array, ``targets`` not int64.
+        ValueError: a shape does not match, or a target is out of range.
+    """
+    return _core.softmax_cross_entropy(logits, targets, ignore_index, mean)
+
+
+def sgd_update(
+    param: Array, grad: Array, buf: Array | None, lr: float, momentum: float, dampening: float,
+    weight_decay: float, nesterov: bool, first: bool,
+) -> None:  # fmt: skip
+    """One ``torch.optim.SGD`` update of one parameter, in place (the formulas:
+    :func:`fastrnn.reference.sgd_step`).
+
+    Args:
+        param: the parameter, float32 or float64, any shape, updated in place.
+        grad: its gradient, of ``param``'s size and dtype (not modified).
+        buf: the momentum buffer (size of ``param``, updated in place); None only when
+            ``momentum`` is 0.
+        lr, momentum, dampening, weight_decay, nesterov: as ``torch.optim.SGD``'s.
+        first: the first step: ``buf`` is set to the gradient rather than averaged into.
+
+    Raises:
+        TypeError: an array is not a NumPy array of ``param``'s float dtype.
+        ValueError: a size does not match, an array is not C-contiguous or writeable, or ``buf``
+            is None with a momentum.
+    """
+    _core.sgd_update(param, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first)
+
+
+def adam_update(
+    param: Array, grad: Array, exp_avg: Array, exp_avg_sq: Array, lr: float, beta1: float,
+    beta2: float, eps: float, weight_decay: float, step: int,
+) -> None:  # fmt: skip
+    """One ``torch.optim.Adam`` update of one parameter, in place (the formulas:
+    :func:`fastrnn.reference.adam_step`).
+
+    Args:
+        param: the parameter, float32 or float64, any shape, updated in place.
+        grad: its gradient, of ``param``'s size and dtype (not modified).
+        exp_avg: the first moment (size of ``param``), updated in place.
+        exp_avg_sq: the second moment (size of ``param``), updated in place.
+        lr, beta1, beta2, eps, weight_decay: as ``torch.optim.Adam``'s.
+        step: the 1-based count of this update.
+
+    Raises:
+        TypeError: an array is not a NumPy array of ``param``'s float dtype.
+        ValueError: a size does not match, an array is not C-contiguous or writeable, or
+            ``step < 1``.
+    """
+    _core.adam_update(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step)
+
+
+def sum_squares(array: Array) -> float:
+    """The sum of the squares of ``array``'s elements, accumulated in float64 in a fixed order
+    (the same result for every thread count).
+
+    Args:
+        array: float32 or float64, any shape, C-contiguous.
+
+    Raises:
+        TypeError: ``array`` is not a float NumPy array.
+        ValueError: ``array`` is not C-contiguous.
+    """
+    return _core.sum_squares(array)
+
+
+def max_abs(array: Array) -> float:
+    """The largest absolute value of ``array`` (0.0 when empty; NaN if it holds a NaN).
+
+    Args:
+        array: float32 or float64, any shape, C-contiguous.
+
+    Raises:
+        TypeError: ``array`` is not a float NumPy array.
+        ValueError: ``array`` is not C-contiguous.
+    """
+    return _core.max_abs(array)
+
+
+def scale_(array: Array, factor: float) -> None:
+    """Multiply ``array`` by ``factor`` in place (gradient clipping by norm).
+
+    Args:
+        array: float32 or float64, any shape, C-contiguous and writeable.
+        factor: the multiplier (rounded to ``array``'s dtype).
+
+    Raises:
+        TypeError: ``array`` is not a float NumPy array.
+        ValueError: ``array`` is not C-contiguous or not writeable.
+    """
+    _core.scale_(array, factor)
+
+
+def clamp_(array: Array, limit: float) -> None:
+    """Clip every element of ``array`` to ``[-limit, limit]`` in place (gradient clipping by
+    value).
+
+    Args:
+        array: float32 or float64, any shape, C-contiguous and writeable.
+        limit: the bound, >= 0 (not checked).
+
+    Raises:
+        TypeError: ``array`` is not a float NumPy array.
+        ValueError: ``array`` is not C-contiguous or not writeable.
+    """
+    _core.clamp_(array, limit)

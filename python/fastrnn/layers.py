@@ -5,8 +5,8 @@
 their parameters under the same names and shapes (``weight_ih_l0 (G*H, I)``, ``weight_hh_l0``,
 ``bias_ih_l0``, ``bias_hh_l0``), and return what PyTorch returns: ``(y, h_n)``, or
 ``(y, (h_n, c_n))`` for LSTM, with ``h_n`` of shape ``(1, B, H)``. Unlike PyTorch there is no
-autograd: :meth:`backward` takes the gradient of the loss w.r.t. the outputs and returns the one
-w.r.t. the inputs, and fills :attr:`grads`.
+autograd: :meth:`RecurrentLayer.backward` takes the gradient of the loss w.r.t. the outputs and
+returns the one w.r.t. the inputs, and fills :attr:`~fastrnn.module.Module.grads`.
 
 Every option of PyTorch's modules is supported: ``num_layers``, ``bidirectional``, ``batch_first``,
 ``bias``, ``dropout`` (between layers, in training mode, from the layer's seed) and ``proj_size``
@@ -87,8 +87,26 @@ class _Saved:
 
 class RecurrentLayer(Module):
     """What :class:`RNN`, :class:`LSTM` and :class:`GRU` share: a :class:`~fastrnn.spec.StackSpec`
-    (:attr:`spec`) with PyTorch's call conventions (``batch_first``, unbatched input, ``hx``),
-    dropout between layers, and an explicit :meth:`backward`."""
+    (:attr:`RecurrentLayer.spec`) with PyTorch's call conventions (``batch_first``, unbatched input,
+    ``hx``), dropout between layers, and an explicit :meth:`RecurrentLayer.backward`.
+
+    Sizes in the shapes below: ``T`` steps, ``B`` sequences, ``I`` input size, ``H`` hidden size,
+    ``Hs`` the hidden state's size (``proj_size`` if set, else ``H``), ``L`` layers, ``D`` = 2 if
+    bidirectional else 1.
+
+    Args:
+        spec: the stack to run; a layer of another stack is another layer.
+        batch_first: inputs and outputs are ``(B, T, F)`` rather than ``(T, B, F)``.
+        dropout: the probability of zeroing an output of each layer but the last, in training
+            mode (masks drawn from the layer's generator; a warning when ``num_layers`` is 1).
+        seed: the seed (int >= 0 or a ``numpy.random.Generator``) of the initial weights and the
+            dropout masks; None for fresh entropy.
+
+    Raises:
+        TypeError: ``spec`` is not a :class:`~fastrnn.spec.StackSpec`; ``seed`` is not an int or
+            a Generator.
+        ValueError: ``dropout`` is not a number in [0, 1]; ``seed`` is negative.
+    """
 
     batch_first: bool
     dropout: float
@@ -101,8 +119,6 @@ class RecurrentLayer(Module):
         dropout: float = 0.0,
         seed: int | np.random.Generator | None = None,
     ) -> None:
-        """The layer running ``spec``; ``batch_first``, ``dropout`` (between layers, in training)
-        and ``seed`` (of the initial weights and the dropout masks) as the subclasses take them."""
         if not isinstance(spec, StackSpec):
             raise TypeError(f"spec: expected a fastrnn.StackSpec, got {type(spec).__name__}")
         self._spec = spec
@@ -128,19 +144,19 @@ class RecurrentLayer(Module):
 
     @property
     def spec(self) -> StackSpec:
-        """The stack this layer runs: cell, sizes, layers, directions, bias, projection, dtype
-        (fixed: a layer of another stack is another layer)."""
+        """The stack this layer runs (cell, sizes, layers, directions, bias, projection, dtype);
+        fixed, a layer of another stack is another layer."""
         return self._spec
 
     # ---- the spec's fields, as torch.nn's attributes (read-only) -------------------------------
 
-    input_size: _SpecField[int] = _SpecField()  #: I: the size of an input step
-    hidden_size: _SpecField[int] = _SpecField()  #: H: the size of the hidden (and cell) state
-    num_layers: _SpecField[int] = _SpecField()  #: L: stacked layers
+    input_size: _SpecField[int] = _SpecField()  #: I, the size of an input step
+    hidden_size: _SpecField[int] = _SpecField()  #: H, the size of the hidden (and cell) state
+    num_layers: _SpecField[int] = _SpecField()  #: L, the stacked layers
     bias: _SpecField[bool] = _SpecField()  #: whether the layers have biases
     bidirectional: _SpecField[bool] = _SpecField()  #: every layer also runs backwards in time
-    proj_size: _SpecField[int] = _SpecField()  #: P: LSTM's projection size, 0 for none
-    dtype: _SpecField[np.dtype[Any]] = _SpecField()
+    proj_size: _SpecField[int] = _SpecField()  #: P, LSTM's projection size, 0 for none
+    dtype: _SpecField[np.dtype[Any]] = _SpecField()  #: float32 or float64, the arrays'
 
     @property
     def cell(self) -> str:
@@ -149,10 +165,11 @@ class RecurrentLayer(Module):
 
     @property
     def compute_dtype(self) -> str:
-        """The precision of the layer's matrix products: its dtype's name, or ``"bfloat16"``
+        """The precision of the layer's matrix products, its dtype's name or ``"bfloat16"``
         (a float32 layer; :data:`fastrnn.spec.COMPUTE_DTYPES` states what stays float32).
         Settable: ``layer.compute_dtype = "bfloat16"`` switches it, None goes back to the dtype.
-        A backward runs in the precision of its forward."""
+        A backward runs in the precision of its forward. Setting another value (or bfloat16 on a
+        float64 layer) is a ValueError."""
         return self.spec.compute_dtype
 
     @compute_dtype.setter
@@ -167,7 +184,14 @@ class RecurrentLayer(Module):
         return self.spec.param_shapes()
 
     def reset_parameters(self, seed: int | np.random.Generator | None = None) -> None:
-        """PyTorch's default initialisation: every parameter uniform(-1/sqrt(H), 1/sqrt(H))."""
+        """PyTorch's default initialisation: every parameter uniform(-1/sqrt(H), 1/sqrt(H)).
+
+        Args:
+            seed: an int >= 0, a ``numpy.random.Generator``, or None for fresh entropy.
+
+        Raises:
+            TypeError, ValueError: ``seed`` is not one of those (NumPy's messages).
+        """
         rng = np.random.default_rng(seed)
         k = 1.0 / np.sqrt(self.hidden_size)
         self._params = {
@@ -230,7 +254,15 @@ class RecurrentLayer(Module):
         Returns:
             ``(y, h_n)`` or, for LSTM, ``(y, (h_n, c_n))``; ``y`` is ``(T, B, D*Hs)``
             (``(B, T, D*Hs)`` with ``batch_first``), ``h_n`` ``(L*D, B, Hs)``, ``c_n``
-            ``(L*D, B, H)``.
+            ``(L*D, B, H)`` (without the batch axis for unbatched input).
+
+        Raises:
+            TypeError: ``x`` or a state is not float32 or float64; ``hx`` is a tuple for a cell
+                without a cell state or not a tuple ``(h0, c0)`` for LSTM; ``lengths`` holds
+                non-integers.
+            ValueError: ``x`` is not 2-D or 3-D or its last axis is not ``input_size``; a state
+                or ``lengths`` has another shape, a length is outside ``[0, T]``, or ``lengths``
+                is given for unbatched input (the rules of :class:`~fastrnn.spec.StackSpec`).
         """
         spec = self.spec
         layout, xt, batched, h0, c0, la = self._call_inputs(x, hx, lengths)
@@ -303,7 +335,7 @@ class RecurrentLayer(Module):
         return saved
 
     def backward(self, dy: ArrayLike | None, dstate: Any = None) -> tuple[Array, State]:
-        """Backpropagation through time for the last (training-mode) forward; fills :attr:`grads`.
+        """Backpropagation through time for the last (training-mode) forward.
 
         Args:
             dy: gradient of the loss w.r.t. ``y``, same shape as ``y``; None for zeros. Its
@@ -313,11 +345,15 @@ class RecurrentLayer(Module):
 
         Returns:
             ``(dx, dh0)`` or, for LSTM, ``(dx, (dh0, dc0))``, shaped like ``x`` and ``hx``.
-            :attr:`grads` maps every parameter name to its gradient (replaced, not accumulated).
+            :attr:`~fastrnn.module.Module.grads` maps every parameter name to its gradient
+            (replaced, not accumulated).
 
         Raises:
             RuntimeError: if there is no forward to go back through: none yet, the last one ran in
-                eval mode, or its backward was already done.
+                eval mode, its backward was already done, or it ran in another thread.
+            TypeError: ``dy`` or ``dstate`` is not float, or ``dstate`` not shaped as the state
+                (a tuple for LSTM).
+            ValueError: ``dy`` is not shaped like ``y``, or a part of ``dstate`` like its state.
         """
         saved = self._take_saved()
         batched = len(saved.batch_shape) == 3
@@ -369,11 +405,27 @@ class RecurrentLayer(Module):
 class RNN(RecurrentLayer):
     """Elman RNN, ``h' = act(W_ih x + b_ih + W_hh h + b_hh)`` with ``act`` tanh or relu.
 
-    Arguments as ``torch.nn.RNN``: ``input_size, hidden_size, num_layers=1, nonlinearity="tanh",
-    bias=True, batch_first=False, dropout=0.0, bidirectional=False``; plus keyword-only
-    ``dtype`` (float32 or float64), ``compute_dtype`` (None or ``"bfloat16"``: the precision of
-    the matrix products, see :attr:`RecurrentLayer.compute_dtype`) and ``seed`` for the initial
-    weights.
+    The arguments of ``torch.nn.RNN``, in its order, then keyword-only ones; the calls are
+    :meth:`~RecurrentLayer.forward` and :meth:`~RecurrentLayer.backward`.
+
+    Args:
+        input_size: I, the size of an input step.
+        hidden_size: H, the size of the hidden state.
+        num_layers: L, stacked layers; layer ``l > 0`` reads the outputs of layer ``l - 1``.
+        nonlinearity: ``"tanh"`` or ``"relu"``.
+        bias: whether the layers have ``bias_ih`` and ``bias_hh``.
+        batch_first: inputs and outputs are ``(B, T, F)`` rather than ``(T, B, F)``.
+        dropout: the probability of zeroing an output of each layer but the last, in training.
+        bidirectional: every layer also runs backwards in time (D = 2).
+        dtype: float32 or float64, of the parameters and of every array of a call.
+        compute_dtype: the precision of the matrix products: None for ``dtype``, or
+            ``"bfloat16"`` (a float32 layer; :attr:`~RecurrentLayer.compute_dtype`).
+        seed: the seed of the initial weights and the dropout masks (:class:`RecurrentLayer`).
+
+    Raises:
+        ValueError: ``nonlinearity`` is neither ``"tanh"`` nor ``"relu"``; and the rules of
+            :class:`~fastrnn.spec.StackSpec` and :class:`RecurrentLayer` (TypeError or
+            ValueError naming the argument).
     """
 
     def __init__(
@@ -417,9 +469,18 @@ class RNN(RecurrentLayer):
 class LSTM(RecurrentLayer):
     """Long short-term memory layer, gates ``i, f, g, o`` (PyTorch's order).
 
-    Arguments as ``torch.nn.LSTM``: ``input_size, hidden_size, num_layers=1, bias=True,
-    batch_first=False, dropout=0.0, bidirectional=False, proj_size=0``; plus keyword-only
-    ``dtype``, ``compute_dtype`` and ``seed`` (as :class:`RNN`). States are tuples ``(h, c)``.
+    The arguments of ``torch.nn.LSTM``, in its order, then keyword-only ones; all but
+    ``proj_size`` are :class:`RNN`'s (``input_size, hidden_size, num_layers, bias, batch_first,
+    dropout, bidirectional``; ``dtype, compute_dtype, seed``). States are tuples ``(h, c)``,
+    ``h`` of size ``Hs``, ``c`` of size ``H``.
+
+    Args:
+        proj_size: P, the size of a projection ``h = W_hr (o * tanh(c))`` (0 for none),
+            ``0 <= P < hidden_size``; then ``Hs = P``.
+
+    Raises:
+        TypeError, ValueError: an argument breaks a rule of :class:`~fastrnn.spec.StackSpec` or
+            :class:`RecurrentLayer`, naming it.
     """
 
     _num_states = 2
@@ -456,13 +517,21 @@ class LSTM(RecurrentLayer):
 class GRU(RecurrentLayer):
     """Gated recurrent unit, gates ``r, z, n`` (PyTorch's order), ``h' = (1 - z)*n + z*h``.
 
-    Arguments as ``torch.nn.GRU``: ``input_size, hidden_size, num_layers=1, bias=True,
-    batch_first=False, dropout=0.0, bidirectional=False``; plus keyword-only ``dtype``,
-    ``compute_dtype``, ``seed`` (as :class:`RNN`) and ``reset_after``: True (default; PyTorch, cuDNN
-    and Keras' default) applies the reset gate after the recurrent product, ``n = tanh(W_in x + b_in
-    + r*(W_hn h + b_hn))``; False is the original formula of Cho et al. and the course notes, ``n =
-    tanh(W_in x + b_in + W_hn (r*h) + b_hn)``. The course notes' update gate is our ``1 - z``: see
-    :func:`fastrnn.convert.gru_notes_to_torch`."""
+    The arguments of ``torch.nn.GRU``, in its order, then keyword-only ones; all but
+    ``reset_after`` are :class:`RNN`'s (``input_size, hidden_size, num_layers, bias, batch_first,
+    dropout, bidirectional``; ``dtype, compute_dtype, seed``). The course notes' update gate is
+    our ``1 - z``: see :func:`fastrnn.convert.gru_notes_to_torch`.
+
+    Args:
+        reset_after: True (the default; PyTorch's, cuDNN's and Keras') applies the reset gate
+            after the recurrent product, ``n = tanh(W_in x + b_in + r*(W_hn h + b_hn))``; False
+            is the original formula of Cho et al. and the course notes,
+            ``n = tanh(W_in x + b_in + W_hn (r*h) + b_hn)``.
+
+    Raises:
+        TypeError, ValueError: an argument breaks a rule of :class:`~fastrnn.spec.StackSpec` or
+            :class:`RecurrentLayer`, naming it.
+    """
 
     def __init__(
         self,
@@ -498,8 +567,18 @@ def from_spec(
     dropout: float = 0.0,
     seed: int | np.random.Generator | None = None,
 ) -> RecurrentLayer:
-    """The layer (:class:`RNN`, :class:`LSTM` or :class:`GRU`) that runs ``spec``, freshly
-    initialised from ``seed``."""
+    """The layer that runs ``spec``, freshly initialised from ``seed``.
+
+    Args:
+        spec: the stack (its cell chooses the class, its fields the arguments).
+        batch_first, dropout, seed: as :class:`RecurrentLayer`'s.
+
+    Returns:
+        An :class:`RNN`, :class:`LSTM` or :class:`GRU`.
+
+    Raises:
+        TypeError, ValueError: as :class:`RecurrentLayer`'s (an invalid ``dropout`` or ``seed``).
+    """
     kinds: dict[str, tuple[Callable[..., RecurrentLayer], dict[str, Any]]] = {
         "rnn_tanh": (RNN, {"nonlinearity": "tanh"}),
         "rnn_relu": (RNN, {"nonlinearity": "relu"}),

@@ -25,12 +25,15 @@ _M = TypeVar("_M", bound="Module")
 class Module:
     """Parameters by name (PyTorch's names and shapes), ``state_dict`` round trip, train/eval.
 
-    Subclasses set :attr:`dtype`, fill ``_params`` (name -> array, in PyTorch's order) and define
-    :meth:`param_shapes`.
+    Not made directly: subclasses set :attr:`dtype`, fill ``_params`` (name -> array, in
+    PyTorch's order) and define :meth:`param_shapes`. A parameter is also an attribute:
+    ``layer.weight_ih_l0`` reads it, and assigning one replaces it, checked and copied as an
+    entry of :meth:`load_state_dict`.
     """
 
+    #: the dtype of the parameters, float32 or float64
     dtype: np.dtype[Any]
-    #: training mode (the default): forward saves what backward needs
+    #: whether in training mode (the default), where forward saves what backward needs
     training: bool = True
     #: the gradients of the last backward, by parameter name (replaced, not accumulated)
     grads: dict[str, Array]
@@ -42,7 +45,11 @@ class Module:
 
     def named_parameters(self) -> Iterator[tuple[str, Array]]:
         """The live parameter arrays (modifying them in place modifies the layer; optimizers
-        update them in place)."""
+        update them in place).
+
+        Returns:
+            An iterator of ``(name, array)`` in :meth:`param_shapes`' order.
+        """
         yield from self._params.items()
 
     def state_dict(self) -> dict[str, Array]:
@@ -52,9 +59,17 @@ class Module:
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Load parameters saved by :meth:`state_dict` or by the matching ``torch.nn`` module.
 
-        Values may be NumPy arrays or torch tensors; they are copied and converted to the layer's
-        dtype. Missing or unexpected keys and mis-shaped or non-finite values are a ValueError, a
-        non-float value a TypeError, each naming the entry; the layer is unchanged then.
+        Args:
+            state_dict: every name of :meth:`param_shapes` and no other, each with an array or
+                torch tensor of its shape (float32 or float64; copied and converted to the
+                layer's dtype).
+
+        Raises:
+            TypeError: ``state_dict`` is not a mapping, or a value is not float.
+            ValueError: missing or unexpected keys, a value of another shape, or one holding NaN
+                or infinity.
+
+        Each error names the entry; the layer is unchanged then.
         """
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"state_dict: expected a mapping, got {type(state_dict).__name__}")
@@ -102,10 +117,21 @@ class Module:
 
     def train(self: _M, mode: bool = True) -> _M:
         """Training mode (the default): forward saves what backward needs (and dropout is
-        active where a layer has it)."""
+        active where a layer has it).
+
+        Args:
+            mode: False is :meth:`eval`.
+
+        Returns:
+            The module itself.
+        """
         self.training = bool(mode)
         return self
 
     def eval(self: _M) -> _M:
-        """Inference mode: forward saves nothing (backward is unavailable), no dropout."""
+        """Inference mode: forward saves nothing (backward is unavailable), no dropout.
+
+        Returns:
+            The module itself.
+        """
         return self.train(False)

@@ -133,9 +133,23 @@ def export(
     initial_states: bool = False,
     sequence_lens: bool = False,
 ) -> Any:
-    """Export ``layer`` (eval semantics: no dropout) as an ONNX model; write it to ``path`` if
-    given. ``initial_states`` / ``sequence_lens`` add the optional inputs. Returns the
-    ``onnx.ModelProto``."""
+    """Export ``layer`` (eval semantics: no dropout) as an ONNX model (the module's docstring
+    lists its inputs and outputs).
+
+    Args:
+        layer: a :class:`~fastrnn.layers.RNN`, :class:`~fastrnn.layers.LSTM` or
+            :class:`~fastrnn.layers.GRU`, without ``proj_size``.
+        path: where to write the model, or None.
+        initial_states: add the inputs ``initial_h`` ``(L*D, B, H)`` (and ``initial_c``).
+        sequence_lens: add the input ``sequence_lens`` ``(B,)`` int32.
+
+    Returns:
+        The checked ``onnx.ModelProto`` (opset 14).
+
+    Raises:
+        ImportError: the ``onnx`` package is not installed.
+        NotImplementedError: the layer has a projection (``proj_size``).
+    """
     onnx = _onnx()
     TP = onnx.TensorProto
     spec = layer.spec
@@ -395,17 +409,33 @@ def _layer_of(onnx: Any, graph: Any, node: Any, dtype: Any) -> RecurrentLayer:
 
 
 def load(model: Any, node_name: str | None = None, *, dtype: Any = np.float32) -> RecurrentLayer:
-    """A fastrnn layer with the weights of one ``LSTM``/``GRU``/``RNN`` node of an ONNX model
-    (a path or a ``ModelProto``): the first such node, or the one named ``node_name``.
+    """A fastrnn layer with the weights of one ``LSTM``/``GRU``/``RNN`` node of an ONNX model.
 
-    The weights must be initializers held in the model (float32, float64 or float16; a file's
-    external data is not read). The model is read as untrusted input: every attribute and
-    initializer the node uses is checked (types, values, the sizes declared against the data
-    held, finite weights) before a layer is made, and any problem is a ValueError naming the
-    file (or ``model``). Clipping, peepholes, ``input_forget``, a reverse-only direction,
-    activations other than the defaults (and Relu for RNN), and constant ``sequence_lens`` or
-    initial states have no fastrnn equivalent: :class:`UnsupportedError`, a NotImplementedError
-    and a ValueError. A path that cannot be opened keeps its OSError."""
+    The model is read as untrusted input: every attribute and initializer the node uses is
+    checked (types, values, the sizes declared against the data held, finite weights) before a
+    layer is made.
+
+    Args:
+        model: a path or an ``onnx.ModelProto``; the weights must be initializers held in the
+            model (float32, float64 or float16; a file's external data is not read).
+        node_name: the node's name; None for the first such node.
+        dtype: float32 or float64, the layer's.
+
+    Returns:
+        An :class:`~fastrnn.layers.RNN`, :class:`~fastrnn.layers.LSTM` or
+        :class:`~fastrnn.layers.GRU` with the node's sizes, direction and layout
+        (``batch_first``).
+
+    Raises:
+        ImportError: the ``onnx`` package is not installed.
+        TypeError: ``dtype`` is not float32 or float64.
+        UnsupportedError: what no fastrnn layer computes: clipping, peepholes,
+            ``input_forget``, a reverse-only direction, activations other than the defaults (and
+            Relu for RNN), constant ``sequence_lens`` or initial states.
+        ValueError: any other problem of the model (no such node, a bad attribute or
+            initializer), naming the file (or ``model``).
+        OSError: a path that cannot be opened.
+    """
     onnx = _onnx()
     dtype = float_dtype("dtype", dtype)
     where = "model"

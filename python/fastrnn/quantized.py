@@ -1,9 +1,9 @@
 """int8 inference: :func:`quantize_dynamic` and the quantized layers it returns.
 
-``fastrnn.quantize_dynamic(layer)`` turns a trained :class:`~fastrnn.RNN`, :class:`~fastrnn.LSTM`
-or :class:`~fastrnn.GRU` (any options: layers, directions, ``proj_size``, both GRU forms,
-``batch_first``) into an inference-only layer with the same call and outputs whose weight
-matrices are int8 with one float32 scale per output row (per gate and unit)::
+``fastrnn.quantize_dynamic(layer)`` turns a trained :class:`~fastrnn.layers.RNN`,
+:class:`~fastrnn.layers.LSTM` or :class:`~fastrnn.layers.GRU` (any options: layers, directions,
+``proj_size``, both GRU forms, ``batch_first``) into an inference-only layer with the same call and
+outputs whose weight matrices are int8 with one float32 scale per output row (per gate and unit)::
 
     W ~ q * scale[:, None],   scale = max|row| / 127,   q = rint(W / scale) in [-127, 127]
 
@@ -53,9 +53,15 @@ def _is_weight(name: str) -> bool:
 
 
 def quantized_param_shapes(spec: StackSpec) -> dict[str, tuple[int, ...]]:
-    """The parameters of the int8 stack of ``spec`` and their shapes, in PyTorch's order: each
-    weight matrix (int8) followed by its scales (``<name>_scale``, float32, one per row), the
-    biases (float32)."""
+    """The parameters of the int8 stack of ``spec`` and their shapes, in PyTorch's order.
+
+    Args:
+        spec: the float stack.
+
+    Returns:
+        ``{name: shape}``: each weight matrix (int8, ``weight_ih_l0 (G*H, I)``...) followed by
+        its scales (``<name>_scale``, float32, one per row: ``(G*H,)``), the biases (float32).
+    """
     out: dict[str, tuple[int, ...]] = {}
     for name, shape in spec.param_shapes().items():
         out[name] = shape
@@ -69,14 +75,22 @@ class QuantizedLayer(RecurrentLayer):
 
     Called as the float layer it came from -- ``layer(x, hx=None, lengths=None)`` returns
     ``(y, h_n)`` (LSTM: ``(y, (h_n, c_n))``) -- with float32 inputs, states and outputs.
-    :meth:`backward` raises: quantized layers do not train. Its parameters: for each weight
-    matrix of the float layer the int8 values under the same name and a float32 scale per row
-    under ``<name>_scale``; the biases as float32.
+    :meth:`backward` raises: quantized layers do not train. Its parameters
+    (:func:`quantized_param_shapes`): for each weight matrix of the float layer the int8 values
+    under the same name and a float32 scale per row under ``<name>_scale``; the biases as float32.
+
+    Args:
+        spec: the stack (computed as float32 around the int8 products, whatever its dtype).
+        params: the parameters, checked and copied as by :meth:`load_state_dict`.
+        batch_first: as :class:`~fastrnn.layers.RecurrentLayer`'s.
+
+    Raises:
+        TypeError: ``spec`` is not a :class:`~fastrnn.spec.StackSpec`; and as
+            :meth:`load_state_dict`.
+        ValueError: as :meth:`load_state_dict`.
     """
 
     def __init__(self, spec: StackSpec, params: Mapping[str, Any], *, batch_first: bool = False):
-        """The layer of ``spec`` (a float32 stack) holding ``params`` (checked and copied as by
-        :meth:`load_state_dict`)."""
         if not isinstance(spec, StackSpec):
             raise TypeError(f"spec: expected a fastrnn.StackSpec, got {type(spec).__name__}")
         self._spec = spec.replace(dtype=np.float32, compute_dtype=None)
@@ -92,7 +106,8 @@ class QuantizedLayer(RecurrentLayer):
 
     @property
     def compute_dtype(self) -> str:
-        """``"int8"``: the products' precision (fixed; dequantize() gives a float layer)."""
+        """The products' precision, ``"int8"``; fixed (setting it is an AttributeError;
+        :meth:`dequantize` gives a float layer)."""
         return "int8"
 
     @compute_dtype.setter
@@ -107,6 +122,11 @@ class QuantizedLayer(RecurrentLayer):
         return quantized_param_shapes(self.spec)
 
     def reset_parameters(self, seed: int | np.random.Generator | None = None) -> None:
+        """Not available: a quantized layer holds the weights it was made from.
+
+        Raises:
+            RuntimeError: always.
+        """
         raise RuntimeError(
             "reset_parameters: a quantized layer holds the weights it was made from; quantize "
             "a freshly initialised float layer instead"
@@ -135,10 +155,22 @@ class QuantizedLayer(RecurrentLayer):
         return np.array(v, dtype=np.float32, order="C", copy=True)
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Load int8 weights, their scales and the biases (:meth:`state_dict`'s entries); checked
-        as :meth:`fastrnn.module.Module.load_state_dict` checks (int8 values in [-127, 127],
-        scales finite and >= 0, biases finite) and packed for the kernels at once; the layer is
-        unchanged on error."""
+        """Load int8 weights, their scales and the biases, packed for the kernels at once.
+
+        Args:
+            state_dict: every name of :meth:`param_shapes` and no other: int8 weights in
+                [-127, 127], float scales finite and >= 0, float biases finite (arrays or
+                tensors).
+
+        Raises:
+            TypeError: a weight is not int8, a scale or bias not float; ``state_dict`` not a
+                mapping.
+            ValueError: missing or unexpected keys, another shape, a weight of -128, a negative
+                scale, or NaN or infinity.
+
+        Each error names the entry (:meth:`fastrnn.module.Module.load_state_dict`); the layer is
+        unchanged then.
+        """
         old = self._params
         super().load_state_dict(state_dict)
         try:
@@ -148,14 +180,19 @@ class QuantizedLayer(RecurrentLayer):
             raise
 
     def quantized_weights(self) -> Iterator[tuple[str, QuantizedWeight]]:
-        """Each weight matrix as a :class:`~fastrnn.reference.QuantizedWeight` (q, scale)."""
+        """Each weight matrix as a :class:`~fastrnn.reference.QuantizedWeight`.
+
+        Returns:
+            An iterator of ``(name, QuantizedWeight(q (m, k) int8, scale (m,) float32))``.
+        """
         for name, p in self._params.items():
             if _is_weight(name):
                 yield name, QuantizedWeight(p, self._params[name + SCALE_SUFFIX])
 
     def packed_entries(self) -> list[tuple[Any, ...]]:
-        """(w_ih, w_hh, b_ih, b_hh, w_hr) per entry, the weights packed for the kernels
-        (:func:`fastrnn.functional.pack_int8`), kept while the parameter dict is the same."""
+        """``(w_ih, w_hh, b_ih, b_hh, w_hr)`` per (layer, direction), the weight matrices packed
+        for the int8 kernels (1-D uint8 arrays), the biases float32, None where the stack has no
+        such parameter; kept while the parameters are the same."""
         cached = self.__dict__.get("_qentries_of")
         if cached is None or cached[0] is not self._params:
             p = self._params
@@ -201,8 +238,17 @@ class QuantizedLayer(RecurrentLayer):
     # ---- forward ------------------------------------------------------------------------------
 
     def train(self, mode: bool = True) -> QuantizedLayer:
-        """Quantized layers are inference-only: ``train(True)`` raises, ``train(False)`` is a
-        no-op (they are always in eval mode)."""
+        """Quantized layers are inference-only (always in eval mode).
+
+        Args:
+            mode: False, a no-op.
+
+        Returns:
+            The layer itself.
+
+        Raises:
+            RuntimeError: ``mode`` is true.
+        """
         if mode:
             raise RuntimeError("train: a quantized layer is inference-only (no backward)")
         return self
@@ -210,7 +256,8 @@ class QuantizedLayer(RecurrentLayer):
     def forward(
         self, x: ArrayLike, hx: Any = None, lengths: ArrayLike | None = None
     ) -> tuple[Array, State]:
-        """As :meth:`fastrnn.LSTM.forward` (float32 in and out), the products in int8."""
+        """As :meth:`fastrnn.layers.RecurrentLayer.forward` (arguments, shapes, errors), float32 in
+        and out, the products in int8."""
         layout, xt, batched, h0, c0, la = self._call_inputs(x, hx, lengths)
         res = F.run_forward_int8(self.spec, xt, self.packed_entries(), h0, c0, lengths=la)
         y = layout.to_caller(res.y, batched)
@@ -219,7 +266,11 @@ class QuantizedLayer(RecurrentLayer):
     __call__ = forward
 
     def backward(self, dy: ArrayLike | None, dstate: Any = None) -> tuple[Array, State]:
-        """Not available: a quantized layer is inference-only."""
+        """Not available: a quantized layer is inference-only.
+
+        Raises:
+            RuntimeError: always.
+        """
         raise RuntimeError(
             "backward: a quantized (int8) layer is inference-only; train the float layer and "
             "quantize it again (or use dequantize() for a float copy)"
@@ -230,10 +281,11 @@ class QuantizedLayer(RecurrentLayer):
 
 
 class QuantizedRNN(QuantizedLayer):
-    """int8 :class:`~fastrnn.RNN` (see :class:`QuantizedLayer`)."""
+    """int8 :class:`~fastrnn.layers.RNN` (see :class:`~fastrnn.quantized.QuantizedLayer`)."""
 
     @property
     def nonlinearity(self) -> str:
+        """``"tanh"`` or ``"relu"``, as the float layer's."""
         return "relu" if self.spec.cell == "rnn_relu" else "tanh"
 
     def _extra_repr(self) -> str:
@@ -243,14 +295,15 @@ class QuantizedRNN(QuantizedLayer):
 
 
 class QuantizedLSTM(QuantizedLayer):
-    """int8 :class:`~fastrnn.LSTM` (see :class:`QuantizedLayer`)."""
+    """int8 :class:`~fastrnn.layers.LSTM` (see :class:`~fastrnn.quantized.QuantizedLayer`)."""
 
 
 class QuantizedGRU(QuantizedLayer):
-    """int8 :class:`~fastrnn.GRU` (see :class:`QuantizedLayer`)."""
+    """int8 :class:`~fastrnn.layers.GRU` (see :class:`~fastrnn.quantized.QuantizedLayer`)."""
 
     @property
     def reset_after(self) -> bool:
+        """Whether the reset gate applies after the recurrent product, as the float layer's."""
         return self.spec.cell == "gru"
 
     def _extra_repr(self) -> str:
@@ -270,14 +323,19 @@ def quantize_dynamic(layer: RecurrentLayer, dtype: Any = "int8") -> QuantizedLay
     """An int8 copy of ``layer`` for inference (dynamic quantization, PyTorch's name).
 
     Args:
-        layer: a :class:`~fastrnn.RNN`, :class:`~fastrnn.LSTM` or :class:`~fastrnn.GRU` (float32
-            or float64; the quantized layer computes in float32 around its int8 products).
+        layer: a :class:`~fastrnn.layers.RNN`, :class:`~fastrnn.layers.LSTM` or
+            :class:`~fastrnn.layers.GRU` (float32 or float64; the quantized layer computes in
+            float32 around its int8 products).
         dtype: ``"int8"`` (or ``numpy.int8``), the only one.
 
     Returns:
         A :class:`QuantizedRNN`, :class:`QuantizedLSTM` or :class:`QuantizedGRU` with the same
         options and call; ``layer`` is unchanged. Each weight matrix is quantized per row
         (:func:`fastrnn.reference.quantize_rows`); the biases are kept in float32.
+
+    Raises:
+        TypeError: ``layer`` is not a fastrnn recurrent layer, or is quantized already.
+        ValueError: ``dtype`` is not int8.
     """
     if isinstance(layer, QuantizedLayer):
         raise TypeError("layer: already quantized")

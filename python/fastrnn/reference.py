@@ -19,12 +19,14 @@ Conventions (the same as the compiled kernels and PyTorch):
 
   The course notes write the GRU update as ``h' = (1 - z) * h + z * n``: their ``z`` is our
   ``1 - z`` (the same model with the z weights and bias negated, see
-:func:`fastrnn.convert.gru_notes_to_torch`).
+  :func:`fastrnn.convert.gru_notes_to_torch`).
 
 Entry points: :func:`stack_forward` / :func:`stack_backward` for stacks of layers with every
 option of torch.nn.RNN/LSTM/GRU (layers, directions, variable lengths, LSTM projections,
 dropout masks), :func:`forward` / :func:`backward` for one layer, and the per-step functions
-``*_step`` / ``*_step_backward`` they are made of.
+``*_step`` / ``*_step_backward`` they are made of; then the training pieces (linear, embedding,
+losses, clipping, SGD, Adam), the int8 and bfloat16 arithmetic of the kernels, and attention.
+The functions check little: they are given what the kernels' tests give them.
 """
 
 from __future__ import annotations
@@ -40,14 +42,59 @@ from numpy.typing import ArrayLike, NDArray
 
 from ._args import check_lengths
 
+__all__ = [
+    "CELLS",
+    "COMPUTE_DTYPES",
+    "QUANT_MIN",
+    "Cache",
+    "DirCache",
+    "QuantizedWeight",
+    "adam_step",
+    "attention_backward",
+    "attention_forward",
+    "attention_scores",
+    "backprop_direction",
+    "backward",
+    "clip_grad_norm",
+    "clip_grad_value",
+    "compute_precision",
+    "embedding_backward",
+    "embedding_forward",
+    "forward",
+    "gru_step",
+    "gru_step_backward",
+    "int8_matmul",
+    "linear_backward",
+    "linear_forward",
+    "lstm_step",
+    "lstm_step_backward",
+    "mse_loss",
+    "num_gates",
+    "quantize_rows",
+    "rnn_step",
+    "rnn_step_backward",
+    "round_bf16",
+    "run_direction",
+    "sgd_step",
+    "sigmoid",
+    "softmax_cross_entropy",
+    "stack_backward",
+    "stack_forward",
+]
+
 Array = NDArray[np.floating[Any]]
 
+#: The cells' names, as in :data:`fastrnn.functional.CELLS`.
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_before")
 _GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3, "gru_reset_before": 3}
 
 
 def num_gates(cell: str) -> int:
-    """Number of stacked gate blocks ``G`` of ``cell`` (weights have ``G*H`` rows)."""
+    """The number of stacked gate blocks ``G`` of ``cell`` (weights have ``G*H`` rows).
+
+    Raises:
+        ValueError: ``cell`` is not one of :data:`CELLS`.
+    """
     try:
         return _GATES[cell]
     except KeyError:
@@ -76,6 +123,8 @@ def round_bf16(a: ArrayLike) -> NDArray[np.float32]:
 #: :func:`stack_forward` / :func:`stack_backward` for ``compute_dtype="bfloat16"``, or by
 #: :func:`compute_precision` around direct calls of the step functions).
 _BF16_PRODUCTS: contextvars.ContextVar[bool] = contextvars.ContextVar("bf16", default=False)
+#: The values :func:`compute_precision` (and the ``compute_dtype`` of :func:`stack_forward`)
+#: takes: None and the float dtypes' names are exact, ``"bfloat16"`` rounds the products' operands.
 COMPUTE_DTYPES = (None, "float32", "float64", "bfloat16")
 
 
@@ -86,7 +135,11 @@ def compute_precision(compute_dtype: str | None) -> Iterator[None]:
     inputs, ``h``, ``r*h``, LSTM's ``o*tanh(c)`` before its projection, and in backward the gate
     gradients and ``dL/dh`` before a product -- rounded to bfloat16 (:func:`round_bf16`), the
     products accumulated in the arrays' dtype; biases, activations, the cell state, the
-    pointwise gradients and the bias gradients stay in it (oneDNN's scheme)."""
+    pointwise gradients and the bias gradients stay in it (oneDNN's scheme).
+
+    Raises:
+        ValueError: ``compute_dtype`` is not one of :data:`COMPUTE_DTYPES`.
+    """
     if compute_dtype not in COMPUTE_DTYPES:
         raise ValueError(
             f"compute_dtype: one of {', '.join(map(str, COMPUTE_DTYPES))}, got {compute_dtype!r}"
@@ -107,8 +160,8 @@ def _q(a: Array) -> Array:
 # int8 (fastrnn.quantize_dynamic): symmetric per-row quantization and the quantized product
 # ------------------------------------------------------------------------------------------------
 
-#: A row whose largest magnitude is below this quantizes to zeros (scale 0): 127 / amax would
-#: overflow float32 near the smallest normal numbers.
+#: A row whose largest magnitude is below this quantizes to zeros (scale 0), since 127 / amax
+#: would overflow float32 near the smallest normal numbers.
 QUANT_MIN = np.float32(1e-30)
 
 
@@ -118,8 +171,8 @@ def quantize_rows(a: ArrayLike) -> tuple[NDArray[np.int8], NDArray[np.float32]]:
     even) in [-127, 127], so that ``a ~ q * scale``. A row below :data:`QUANT_MIN` is zeros with
     scale 0; a row holding a NaN or an infinity is zeros with scale NaN (its products are NaN, as
     in float). The rule of the weights (per output row: per gate and unit, once, by
-    :func:`fastrnn.quantize_dynamic`) and of the activations (per row: per step and sequence,
-    at every product, by the kernels)."""
+    :func:`fastrnn.quantized.quantize_dynamic`) and of the activations (per row: per step and
+    sequence, at every product, by the kernels)."""
     f = np.asarray(a, dtype=np.float32)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         if f.shape[-1]:
@@ -138,7 +191,12 @@ def quantize_rows(a: ArrayLike) -> tuple[NDArray[np.int8], NDArray[np.float32]]:
 
 
 class QuantizedWeight(NamedTuple):
-    """An int8 weight matrix ``(m, k)``, one float32 scale per row: ``W ~ q * scale[:, None]``."""
+    """An int8 weight matrix ``(m, k)``, one float32 scale per row: ``W ~ q * scale[:, None]``.
+
+    Args:
+        q: ``(m, k)`` int8 in [-127, 127].
+        scale: ``(m,)`` float32.
+    """
 
     q: NDArray[np.int8]
     scale: NDArray[np.float32]
@@ -151,9 +209,11 @@ class QuantizedWeight(NamedTuple):
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """``(m, k)``, the matrix's shape."""
         return self.q.shape
 
     def rows(self, sl: slice) -> QuantizedWeight:
+        """The rows ``sl`` of the matrix, with their scales."""
         return QuantizedWeight(self.q[sl], self.scale[sl])
 
     def dequantize(self) -> NDArray[np.float32]:
@@ -165,7 +225,15 @@ def int8_matmul(a: ArrayLike, w: QuantizedWeight) -> NDArray[np.float32]:
     """``a @ W.T`` as the int8 kernels compute it: each row of ``a`` quantized on the fly
     (:func:`quantize_rows`), the products of the int8 values summed exactly (int32 in the
     kernels, which take depths up to 32768 so that no sum overflows; float64 here), the sum
-    converted to float32 and multiplied by ``scale_a[row] * scale_w[col]`` (float32)."""
+    converted to float32 and multiplied by ``scale_a[row] * scale_w[col]`` (float32).
+
+    Args:
+        a: ``(N, k)``, float.
+        w: the quantized ``W (m, k)``.
+
+    Returns:
+        ``(N, m)`` float32.
+    """
     qa, sa = quantize_rows(a)
     acc = qa.astype(np.float64) @ w.q.astype(np.float64).T  # integers, exact below 2**53
     with np.errstate(invalid="ignore"):
@@ -188,7 +256,8 @@ def _rows(w: Any, sl: slice) -> Any:
 
 
 def sigmoid(a: Array) -> Array:
-    """Logistic function, without overflow for any finite input."""
+    """The logistic function ``1 / (1 + exp(-a))`` of each element, without overflow for any
+    finite input."""
     e = np.exp(-np.abs(a))
     return np.where(a >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
@@ -205,7 +274,17 @@ def _split(v: Array, n: int) -> list[Array]:
 
 
 def rnn_step(x: Array, h: Array, p: dict[str, Array], relu: bool) -> tuple[Array, tuple[Any, ...]]:
-    """h' = act(W_ih x + b_ih + W_hh h + b_hh)."""
+    """One RNN step, ``h' = act(W_ih x + b_ih + W_hh h + b_hh)``.
+
+    Args:
+        x: ``(B, I)``.
+        h: ``(B, H)``, the previous state.
+        p: ``w_ih (H, I)``, ``w_hh (H, H)``, ``b_ih``, ``b_hh (H,)`` (zeros for none).
+        relu: ``act`` is relu, else tanh.
+
+    Returns:
+        ``(h' (B, H), cache)``, the cache for :func:`rnn_step_backward`.
+    """
     a = _mm(x, p["w_ih"]) + p["b_ih"] + _mm(h, p["w_hh"]) + p["b_hh"]
     h_new = np.maximum(a, 0) if relu else np.tanh(a)
     return h_new, (x, h, h_new)
@@ -214,7 +293,11 @@ def rnn_step(x: Array, h: Array, p: dict[str, Array], relu: bool) -> tuple[Array
 def rnn_step_backward(
     dh_new: Array, cache: tuple[Any, ...], p: dict[str, Array], relu: bool
 ) -> tuple[Array, Array, dict[str, Array]]:
-    """Gradients of one RNN step: returns dx, dh (previous state) and the parameter gradients."""
+    """The gradients of one :func:`rnn_step` from ``dh_new = dL/dh' (B, H)``.
+
+    Returns:
+        ``(dx (B, I), dh (B, H), grads)``, ``grads`` keyed as ``p``.
+    """
     x, h, h_new = cache
     da = np.where(h_new > 0, dh_new, 0) if relu else dh_new * (1 - h_new**2)
     qa = _q(da)
@@ -225,7 +308,18 @@ def rnn_step_backward(
 def lstm_step(
     x: Array, h: Array, c: Array, p: dict[str, Array]
 ) -> tuple[Array, Array, tuple[Any, ...]]:
-    """One LSTM step: gates i, f, g, o; c' = f*c + i*g; h' = o*tanh(c')."""
+    """One LSTM step: gates i, f, g, o; ``c' = f*c + i*g``; ``h' = o*tanh(c')``.
+
+    Args:
+        x: ``(B, I)``.
+        h: ``(B, Hs)``, the previous hidden state.
+        c: ``(B, H)``, the previous cell state.
+        p: ``w_ih (4H, I)``, ``w_hh (4H, Hs)``, ``b_ih``, ``b_hh (4H,)``, and ``w_hr (P, H)``
+            (or None) for a projection ``h' = W_hr (o*tanh(c'))``.
+
+    Returns:
+        ``(h' (B, Hs), c' (B, H), cache)``, the cache for :func:`lstm_step_backward`.
+    """
     a = _mm(x, p["w_ih"]) + p["b_ih"] + _mm(h, p["w_hh"]) + p["b_hh"]
     ai, af, ag, ao = _split(a, 4)
     i, f, g, o = sigmoid(ai), sigmoid(af), np.tanh(ag), sigmoid(ao)
@@ -239,7 +333,11 @@ def lstm_step(
 def lstm_step_backward(
     dh_new: Array, dc_new: Array, cache: tuple[Any, ...], p: dict[str, Array]
 ) -> tuple[Array, Array, Array, dict[str, Array]]:
-    """Gradients of one LSTM step: returns dx, dh, dc (previous states) and parameter grads."""
+    """The gradients of one :func:`lstm_step` from ``dh_new (B, Hs)`` and ``dc_new (B, H)``.
+
+    Returns:
+        ``(dx (B, I), dh (B, Hs), dc (B, H), grads)``, ``grads`` keyed as ``p``.
+    """
     x, h, c, i, f, g, o, c_new, hc = cache
     grads = {}
     if p.get("w_hr") is not None:  # h' = W_hr hc
@@ -264,7 +362,18 @@ def lstm_step_backward(
 def gru_step(
     x: Array, h: Array, p: dict[str, Array], reset_after: bool
 ) -> tuple[Array, tuple[Any, ...]]:
-    """One GRU step, gates r, z, n; h' = (1 - z)*n + z*h."""
+    """One GRU step, gates r, z, n; ``h' = (1 - z)*n + z*h``.
+
+    Args:
+        x: ``(B, I)``.
+        h: ``(B, H)``, the previous state.
+        p: ``w_ih (3H, I)``, ``w_hh (3H, H)``, ``b_ih``, ``b_hh (3H,)``.
+        reset_after: the reset gate after the recurrent product (PyTorch's ``"gru"``), else
+            before it (``"gru_reset_before"``).
+
+    Returns:
+        ``(h' (B, H), cache)``, the cache for :func:`gru_step_backward`.
+    """
     H = p["w_hh"].shape[0] // 3
     x_r, x_z, x_n = _split(_mm(x, p["w_ih"]), 3)
     b_ir, b_iz, b_in = _split(p["b_ih"], 3)
@@ -288,7 +397,11 @@ def gru_step(
 def gru_step_backward(
     dh_new: Array, cache: tuple[Any, ...], p: dict[str, Array], reset_after: bool
 ) -> tuple[Array, Array, dict[str, Array]]:
-    """Gradients of one GRU step: returns dx, dh (previous state) and parameter grads."""
+    """The gradients of one :func:`gru_step` from ``dh_new = dL/dh' (B, H)``.
+
+    Returns:
+        ``(dx (B, I), dh (B, H), grads)``, ``grads`` keyed as ``p``.
+    """
     x, h, r, z, n, hn = cache
     w_hr, w_hz, w_hn = _split(_q(p["w_hh"]).T, 3)
     xq, hq = _q(x), _q(h)
@@ -365,8 +478,19 @@ def run_direction(
     """One direction of one layer over padded sequences.
 
     A sequence b runs steps 0..lengths[b]-1 (in decreasing order if ``reverse``); at its other
-    steps its state is unchanged and its output is zero. Returns ``y (T, B, Hs)``, the final
-    states and a cache.
+    steps its state is unchanged and its output is zero.
+
+    Args:
+        cell: one of :data:`CELLS`.
+        x: ``(T, B, I)``.
+        h0: ``(B, Hs)``.
+        c0: ``(B, H)`` (ignored but for LSTM).
+        p: the parameters, as the step functions take them.
+        lengths: ``(B,)`` integers in ``[0, T]``.
+        reverse: run from each sequence's last step to its first.
+
+    Returns:
+        ``(y (T, B, Hs), h_n (B, Hs), c_n (B, H), cache)``.
     """
     T, B, I = x.shape
     Hs = h0.shape[1]
@@ -388,7 +512,12 @@ def run_direction(
 def backprop_direction(
     cache: DirCache, dy: Array, dh_n: Array, dc_n: Array
 ) -> tuple[Array, Array, Array, dict[str, Array]]:
-    """Gradients of :func:`run_direction`: dx, dh0, dc0 and the parameter gradients."""
+    """The gradients of :func:`run_direction` from ``dy (T, B, Hs)``, ``dh_n (B, Hs)`` and
+    ``dc_n (B, H)``.
+
+    Returns:
+        ``(dx (T, B, I), dh0 (B, Hs), dc0 (B, H), grads)``, ``grads`` keyed as the parameters.
+    """
     cell, p = cache.cell, cache.params
     T, B, I, _, _ = cache.shape
     dx = np.zeros((T, B, I), dy.dtype)
@@ -450,8 +579,14 @@ def stack_forward(
     direction first. The directions of a layer are concatenated on the last axis; the outputs of
     every layer but the last are multiplied by ``dropout_masks[l]``; ``compute_dtype`` is the
     precision of the products (:func:`compute_precision`; the backward of the cache uses it too).
-    Returns ``(y, h_n, c_n, cache)`` with states ``(L*D, B, Hs)`` (``c_n (L*D, B, H)``, None except
-    LSTM)."""
+    Returns ``(y, h_n, c_n, cache)`` with ``y (T, B, D*Hs)`` and states ``(L*D, B, Hs)``
+    (``c_n (L*D, B, H)``, None except LSTM); ``x`` is ``(T, B, I)``, ``h0``, ``c0`` as the
+    states (None: zeros), ``lengths (B,)`` (None: all ``T``), ``dropout_masks (L-1, T, B, D*Hs)``.
+
+    Raises:
+        ValueError: ``cell`` is not one of :data:`CELLS`, or ``compute_dtype`` not one of
+            :data:`COMPUTE_DTYPES`.
+    """
     with compute_precision(compute_dtype):
         return _stack_forward(
             cell,
@@ -572,8 +707,15 @@ def forward(
     h0: Array | None = None,
     c0: Array | None = None,
 ) -> tuple[Array, Array, Array | None, Cache]:
-    """Run one layer of ``cell`` over ``x (T, B, I)``. Returns ``(y, h_n, c_n, cache)``; ``c_n``
-    is None except for LSTM. States are ``(B, H)``; missing initial states are zeros."""
+    """Run one layer of ``cell`` over ``x (T, B, I)``: ``weight_ih (G*H, I)``, ``weight_hh (G*H,
+    H)``, biases ``(G*H,)`` or None, states ``(B, H)`` (None: zeros).
+
+    Returns:
+        ``(y (T, B, H), h_n, c_n, cache)``; ``c_n`` is None except for LSTM.
+
+    Raises:
+        ValueError: ``cell`` is not one of :data:`CELLS`.
+    """
     y, h_n, c_n, cache = stack_forward(
         cell,
         x,
@@ -680,6 +822,9 @@ def embedding_forward(ids: ArrayLike, weight: Array) -> Array:
 
     Returns:
         ``ids.shape + (D,)``, the rows of ``weight`` (a new array).
+
+    Raises:
+        ValueError: ``ids`` is not an integer array, or an id is out of range.
     """
     rows: Array = weight[_check_ids(ids, weight.shape[0])]
     return rows
@@ -696,6 +841,11 @@ def embedding_backward(
 
     Returns:
         ``dweight (num_embeddings, D)``, of ``dy``'s dtype.
+
+    Raises:
+        ValueError: ``ids`` is not an integer array or an id is out of range; ``dy`` is not
+            ``ids.shape + (D,)``; ``padding_idx`` is outside ``[-num_embeddings,
+            num_embeddings)``.
     """
     a = _check_ids(ids, num_embeddings)
     D = dy.shape[-1]
@@ -736,6 +886,10 @@ def softmax_cross_entropy(
 
     Returns:
         ``(loss, dlogits)``, ``dlogits = dloss/dlogits (N, C)``.
+
+    Raises:
+        ValueError: ``reduction`` is neither ``"mean"`` nor ``"sum"``; ``targets`` is not
+            ``(N,)`` integers, or one is out of range.
 
     When every target is ignored (or N is 0), ``"mean"`` returns a NaN loss with an all-zero
     gradient and ``"sum"`` returns 0.0 with an all-zero gradient: what torch 2.13 returns.
@@ -779,8 +933,16 @@ def mse_loss(
     target)^2)``, whose gradient ``(pred - target) / n`` has no factor 2: both loss and gradient
     are exactly half of the default's. A mean over zero elements is NaN, as in torch.
 
+    Args:
+        pred, target: arrays of one shape.
+        reduction: ``"mean"`` or ``"sum"``.
+        half: the notes' convention, half the loss and gradient.
+
     Returns:
-        ``(loss, dpred)``.
+        ``(loss, dpred)``, ``dpred`` shaped like ``pred``.
+
+    Raises:
+        ValueError: ``reduction`` is neither ``"mean"`` nor ``"sum"``, or the shapes differ.
     """
     _check_reduction(reduction)
     if pred.shape != target.shape:
@@ -817,6 +979,9 @@ def clip_grad_norm(grads: list[NDArray[Any]], max_norm: float, norm_type: float 
 
     Returns:
         ``total``, the norm before clipping.
+
+    Raises:
+        ValueError: ``norm_type`` is not positive.
     """
     if not (norm_type > 0):
         raise ValueError(f"norm_type: expected a positive number or inf, got {norm_type}")
@@ -834,6 +999,9 @@ def clip_grad_value(grads: list[NDArray[Any]], clip_value: float) -> float:
 
     Returns:
         The global 2-norm of ``grads`` before clipping (torch returns None).
+
+    Raises:
+        ValueError: ``clip_value`` is negative (or NaN).
     """
     if not (clip_value >= 0):
         raise ValueError(f"clip_value: expected a number >= 0, got {clip_value}")
@@ -867,6 +1035,10 @@ def sgd_step(
     ``bufs`` holds one momentum buffer per parameter: start with ``[None] * len(params)``; the
     None entries are replaced by new arrays on the first step (untouched when ``momentum`` is 0).
     ``grads`` are not modified. With momentum 0 this is the notes' ``theta = theta - lr * g``.
+
+    Raises:
+        ValueError: ``nesterov`` without a momentum or with dampening; ``params``, ``grads`` and
+            ``bufs`` of different lengths.
     """
     if nesterov and (momentum <= 0 or dampening != 0):
         raise ValueError("nesterov: requires a momentum > 0 and zero dampening (as torch)")
@@ -915,6 +1087,9 @@ def adam_step(
     torch's arrangement of the notes' ``p = p - lr * m_hat / (sqrt(v_hat) + eps)`` with the
     bias-corrected ``m_hat = m / (1 - beta1^step)``, ``v_hat = v / (1 - beta2^step)``: the same
     formula, ``eps`` added to ``sqrt(v_hat)``.
+
+    Raises:
+        ValueError: ``step < 1``; ``params``, ``grads``, ``m`` and ``v`` of different lengths.
     """
     if step < 1:
         raise ValueError(f"step: the 1-based step count, must be >= 1, got {step}")
@@ -980,6 +1155,10 @@ def attention_forward(
 
     Returns:
         ``(context (Tq, B, Dv), weights (Tq, B, Tk))``.
+
+    Raises:
+        TypeError: ``lengths`` holds non-integers.
+        ValueError: ``lengths`` is not ``(B,)`` or a length is outside ``[1, Tk]``.
     """
     Tq, B = query.shape[:2]
     mask = _attention_mask(lengths, keys.shape[0], B)
@@ -1008,7 +1187,11 @@ def attention_backward(
                    dquery[t, b] = sum_j g,  dkeys[j, b] = sum_t g,  dv = sum_{t, b, j} s u
 
     Returns:
-        ``(dquery, dkeys, dvalues, dv)``; ``dv`` is None for the dot score.
+        ``(dquery (Tq, B, D), dkeys (Tk, B, D), dvalues (Tk, B, Dv), dv (D,))``; ``dv`` is None
+        for the dot score.
+
+    Raises:
+        TypeError, ValueError: ``lengths`` breaks :func:`attention_forward`'s rule.
     """
     mask = _attention_mask(lengths, keys.shape[0], query.shape[1])
     da = np.einsum("tbd,jbd->tbj", dcontext, values)

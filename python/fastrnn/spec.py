@@ -1,4 +1,4 @@
-"""The contract of a recurrent stack, stated once: :class:`StackSpec`.
+"""The contract of a recurrent stack, stated once: :class:`~fastrnn.spec.StackSpec`.
 
 A recurrent stack is ``num_layers`` layers of one cell, each run in one or two directions; layer
 ``l > 0`` reads the concatenated outputs of layer ``l - 1``. Everything that follows from its
@@ -41,13 +41,14 @@ class CellInfo(NamedTuple):
 
     @property
     def gates(self) -> int:
-        """G: the number of gate blocks."""
+        """G, the number of gate blocks."""
         return len(self.gate_names)
 
 
-#: The cells, by the name the API takes: PyTorch's RNN (tanh, relu), LSTM and GRU (reset gate after
-#: the recurrent product), and the original GRU of Cho et al. (reset gate before it). Gate blocks
-#: in PyTorch's order: LSTM input, forget, cell (g), output; GRU reset, update (z), new (n).
+#: The cells, by the name the API takes, and what the contract needs of each. PyTorch's RNN
+#: (tanh, relu), LSTM and GRU (reset gate after the recurrent product), and the original GRU of
+#: Cho et al. (reset gate before it). Gate blocks in PyTorch's order: LSTM input, forget, cell
+#: (g), output; GRU reset, update (z), new (n).
 CELLS: dict[str, CellInfo] = {
     "rnn_tanh": CellInfo(("h",), False, False),
     "rnn_relu": CellInfo(("h",), False, False),
@@ -71,7 +72,7 @@ class LayerParams(NamedTuple):
 _KINDS = LayerParams._fields
 
 
-#: The precisions a stack's matrix products may run in, besides its own dtype: ``"bfloat16"``
+#: The precisions a stack's matrix products may run in, besides its own dtype, ``"bfloat16"``
 #: (float32 stacks): both operands of every product -- weights, inputs, hidden states, GRU's
 #: ``r*h``, LSTM's ``o*tanh(c)`` before the projection and, in backward, the gate gradients and
 #: ``dL/dh`` -- rounded to bfloat16 (to nearest, ties to even), their products summed in float32;
@@ -121,7 +122,7 @@ class StackSpec:
 
     Args:
         cell: one of :data:`CELLS`.
-        input_size, hidden_size, num_layers: ints >= 1.
+        input_size, hidden_size, num_layers: each an int >= 1.
         bidirectional: two directions per layer.
         bias: each layer has ``bias_ih`` and ``bias_hh`` (both, or neither anywhere).
         proj_size: LSTM's output projection, ``0 <= proj_size < hidden_size``.
@@ -129,6 +130,15 @@ class StackSpec:
         compute_dtype: the precision of the matrix products: None (or ``dtype``) for ``dtype``
             itself, or ``"bfloat16"`` for a float32 stack (:data:`COMPUTE_DTYPES`); stored as its
             name.
+
+    Raises:
+        TypeError: a size is not an int (a bool is not); ``dtype`` is not float32 or float64.
+        ValueError: ``cell`` is not one of :data:`CELLS`; a size is below its minimum;
+            ``proj_size`` is given for a cell that cannot project or is not below
+            ``hidden_size``; ``compute_dtype`` is not one of the above.
+
+    The rules of a call's arrays are the ``check_*`` methods below; every API of fastrnn applies
+    them, with these messages.
     """
 
     cell: str
@@ -178,7 +188,11 @@ class StackSpec:
     # ---- sizes --------------------------------------------------------------------------------
 
     def replace(self, **changes: Any) -> StackSpec:
-        """This spec with some fields changed (validated as a new one)."""
+        """This spec with some fields changed (validated as a new one).
+
+        Raises:
+            TypeError: a keyword is not a field; and the constructor's errors.
+        """
         fields = {f: getattr(self, f) for f in self.__dataclass_fields__}
         unknown = set(changes) - set(fields)
         if unknown:
@@ -193,12 +207,16 @@ class StackSpec:
 
     @property
     def gates(self) -> int:
-        """G: the cell's stacked gate blocks."""
+        """G, the cell's stacked gate blocks."""
         return CELLS[self.cell].gates
 
     def gate_rows(self, gate: str) -> slice:
         """The rows of gate block ``gate`` (a name of the cell's ``gate_names``, e.g. LSTM's
-        ``"f"``) in ``weight_ih``, ``weight_hh`` and the biases."""
+        ``"f"``) in ``weight_ih``, ``weight_hh`` and the biases.
+
+        Raises:
+            ValueError: the cell has no gate ``gate``.
+        """
         names = CELLS[self.cell].gate_names
         if gate not in names:
             raise ValueError(f"gate: {self.cell} has the gates {names}, got {gate!r}")
@@ -212,22 +230,22 @@ class StackSpec:
 
     @property
     def num_directions(self) -> int:
-        """D: 2 if bidirectional, else 1."""
+        """D, 2 if bidirectional, else 1."""
         return 2 if self.bidirectional else 1
 
     @property
     def state_size(self) -> int:
-        """Hs: the size of a direction's hidden state and output (``proj_size`` or H)."""
+        """Hs, the size of a direction's hidden state and output (``proj_size`` or H)."""
         return self.proj_size or self.hidden_size
 
     @property
     def output_size(self) -> int:
-        """D*Hs: the size of an output step (and of the input of layers above the first)."""
+        """D*Hs, the size of an output step (and of the input of layers above the first)."""
         return self.num_directions * self.state_size
 
     @property
     def num_entries(self) -> int:
-        """L*D: the (layer, direction) entries of the parameters and states."""
+        """L*D, the (layer, direction) entries of the parameters and states."""
         return self.num_layers * self.num_directions
 
     def layer_input_size(self, layer: int) -> int:
@@ -275,7 +293,11 @@ class StackSpec:
 
     def entries(self, flat: Sequence[Any]) -> list[LayerParams]:
         """A flat list of the parameters in PyTorch's order (``param_shapes``, torch's
-        ``_flat_weights``) as one :class:`LayerParams` per entry."""
+        ``_flat_weights``) as one :class:`LayerParams` per entry.
+
+        Raises:
+            ValueError: ``flat`` does not hold the stack's number of parameters.
+        """
         per = sum(n is not None for n in self.entry_names(0))
         if len(flat) != per * self.num_entries:
             raise ValueError(
@@ -301,8 +323,15 @@ class StackSpec:
 
     def check_params(self, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         """``params`` (one :class:`LayerParams` or 5-sequence per entry) as 5-tuples of
-        C-contiguous, aligned arrays of the spec's dtype (copied only where needed); every shape,
-        dtype and presence checked, with the parameter's name in the message."""
+        C-contiguous, aligned arrays of the spec's dtype (copied only where needed).
+
+        Raises:
+            TypeError: an entry is not a sequence of 2 to 5 arrays; a parameter is None where the
+                stack has it, or of another dtype than the spec's.
+            ValueError: not one entry per (layer, direction); a parameter of another shape
+                (:meth:`param_shapes`), or present where the stack has none; one bias without
+                the other.
+        """
         if len(params) != self.num_entries:
             raise ValueError(
                 f"params: expected {self.num_entries} (layer, direction) entries, got {len(params)}"
@@ -357,8 +386,12 @@ class StackSpec:
 
     def array(self, name: str, a: Any, shape: tuple[int, ...] | None = None) -> Array:
         """``a`` as a C-contiguous, aligned array of the spec's dtype (copied only if it is not),
-        of ``shape`` if given. A float of another dtype is a TypeError: nothing is converted
-        silently."""
+        of ``shape`` if given: nothing is converted silently.
+
+        Raises:
+            TypeError: ``a`` has another dtype.
+            ValueError: ``a`` has another shape than ``shape``.
+        """
         if not _ready(a, self.dtype):
             arr = np.asarray(to_numpy(a))
             if arr.dtype != self.dtype:
@@ -371,7 +404,12 @@ class StackSpec:
         return a  # type: ignore[no-any-return]
 
     def check_input(self, x: Any) -> Array:
-        """x as the ``(T, B, I)`` time-major array of a call."""
+        """x as the ``(T, B, I)`` time-major array of a call (:meth:`array`'s rule too).
+
+        Raises:
+            TypeError: ``x`` has another dtype than the spec's.
+            ValueError: ``x`` is not 3-D or its last axis is not ``input_size``.
+        """
         xa = self.array("x", x)
         if xa.ndim != 3:
             raise ValueError(f"x: expected a 3-D array (T, B, I), got shape {xa.shape}")
@@ -379,7 +417,11 @@ class StackSpec:
         return xa
 
     def check_input_size(self, name: str, shape: Sequence[int]) -> None:
-        """The rule of an input's last axis: ``input_size`` features, in any layout."""
+        """The rule of an input's last axis: ``input_size`` features, in any layout.
+
+        Raises:
+            ValueError: ``shape[-1]`` is not ``input_size``.
+        """
         if shape[-1] != self.input_size:
             raise ValueError(
                 f"{name}: expected input size {self.input_size} on the last axis "
@@ -395,7 +437,12 @@ class StackSpec:
         self, name: str, shape: Sequence[int], B: int, kind: str = "h", batched: bool = True
     ) -> None:
         """The rule of a state's shape (:meth:`state_shape`; without the batch axis for unbatched
-        input); a cell state for a cell without one is an error."""
+        input).
+
+        Raises:
+            ValueError: ``shape`` is not the state's, or ``kind`` is ``"c"`` for a cell without a
+                cell state.
+        """
         if kind == "c" and not self.has_cell_state:
             raise ValueError(f"{name}: only an LSTM has a cell state, not {self.cell}")
         L, _, S = self.state_shape(B, kind)
@@ -404,7 +451,12 @@ class StackSpec:
             raise ValueError(f"{name}: expected shape {want}, got {tuple(shape)}")
 
     def check_state(self, name: str, a: Any, B: int, kind: str = "h") -> Array | None:
-        """A state (or its gradient) as an array of :meth:`state_shape`, or None (zeros)."""
+        """A state (or its gradient) as an array of :meth:`state_shape`, or None (zeros).
+
+        Raises:
+            TypeError: another dtype than the spec's.
+            ValueError: another shape (:meth:`check_state_shape`).
+        """
         if a is None:
             return None
         arr = self.array(name, a)
@@ -424,7 +476,12 @@ class StackSpec:
         return training and p > 0 and self.num_layers > 1
 
     def check_masks(self, masks: Any, T: int, B: int) -> Array | None:
-        """Dropout multipliers for the outputs of layers 0..L-2 (0 or 1/(1-p)), or None."""
+        """Dropout multipliers for the outputs of layers 0..L-2 (0 or 1/(1-p)), or None.
+
+        Raises:
+            TypeError: another dtype than the spec's.
+            ValueError: masks for a one-layer stack, or of another shape than :meth:`mask_shape`.
+        """
         if masks is None:
             return None
         if self.num_layers < 2:
@@ -434,7 +491,12 @@ class StackSpec:
     @staticmethod
     def check_lengths(lengths: ArrayLike | None, T: int, B: int) -> Array | None:
         """``(B,)`` integer lengths in ``[0, T]`` as int64, or None (every sequence has T
-        steps). Integral floats are accepted."""
+        steps). Integral floats are accepted.
+
+        Raises:
+            TypeError: ``lengths`` holds non-integers.
+            ValueError: ``lengths`` is not ``(B,)`` or a value is outside ``[0, T]``.
+        """
         if lengths is None:
             return None
         la = np.asarray(to_numpy(lengths))
@@ -465,7 +527,13 @@ class StackSpec:
         compute_dtype: Any = None,
     ) -> StackSpec:
         """The spec of a stack given by its parameters (one entry per layer and direction):
-        hidden size, bias and (unless given) input size read from the first entry."""
+        hidden size, bias and (unless given) input size read from the first entry.
+
+        Raises:
+            TypeError: an entry is not a sequence of arrays; and the constructor's errors.
+            ValueError: ``params`` is empty, ``weight_hh_l0`` is not ``(G*H, Hs)`` or
+                ``weight_ih_l0`` not 2-D; and the constructor's errors.
+        """
         info = CELLS[check_cell(cell)]
         if not len(params):
             raise ValueError("params: expected at least one (layer, direction) entry")
@@ -506,6 +574,9 @@ class Layout:
     Inputs and outputs are ``(T, B, F)``, or ``(B, T, F)`` with ``batch_first``, or ``(T, F)``
     unbatched; states are ``(L*D, B, S)``, or ``(L*D, S)`` unbatched. The views work on NumPy
     arrays and torch tensors alike (the layers and :mod:`fastrnn.torch` share them).
+
+    Args:
+        batch_first: batched inputs and outputs are ``(B, T, F)``.
     """
 
     __slots__ = ("batch_first",)
@@ -514,7 +585,11 @@ class Layout:
         self.batch_first = bool(batch_first)
 
     def time_major(self, name: str, x: Any) -> tuple[Any, bool]:
-        """``x`` as ``(T, B, F)`` (a view), and whether it was batched."""
+        """``x`` as ``(T, B, F)`` (a view), and whether it was batched.
+
+        Raises:
+            ValueError: ``x`` is neither 2-D nor 3-D (the message names ``name``).
+        """
         if x.ndim not in (2, 3):
             raise ValueError(
                 f"{name}: expected a 3-D (batched) or 2-D (unbatched) array, got shape "

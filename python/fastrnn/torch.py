@@ -16,7 +16,7 @@ backward is the kernels' own backpropagation through time, through a ``torch.aut
 (a CPU tensor's memory viewed as a NumPy array); results come back the same way.
 
 Everything ``torch.nn`` accepts is accepted: batched ``(T, B, I)`` / ``batch_first`` ``(B, T, I)``
-/ unbatched ``(T, I)`` input, :class:`~torch.nn.utils.rnn.PackedSequence` in and out (sorted or
+/ unbatched ``(T, I)`` input, ``PackedSequence`` in and out (sorted or
 not), ``hx``, ``num_layers``, ``bidirectional``, ``bias``, ``dropout`` (masks drawn from torch's
 generator, so ``torch.manual_seed`` makes them reproducible; they are not the same draws as
 torch's own kernel makes), ``proj_size`` (LSTM), ``nonlinearity`` (RNN).
@@ -31,24 +31,26 @@ torch's own kernel makes), ``proj_size`` (LSTM), ``nonlinearity`` (RNN).
   differentiating a gradient again (``create_graph=True``, a gradient penalty) raises
   RuntimeError rather than giving a silent zero. Not supported: the ``torch.func`` transforms
   (a clear RuntimeError), forward-mode AD, ``torch.jit`` tracing or scripting.
-* ``compute_dtype`` (constructor keyword and settable attribute, as on :class:`fastrnn.LSTM`):
+* ``compute_dtype`` (constructor keyword and settable attribute, as on
+  :class:`fastrnn.layers.LSTM`):
   None for the module's dtype, or ``"bfloat16"`` (float32 modules): the products run on bfloat16
   operands with float32 accumulation (:data:`fastrnn.spec.COMPUTE_DTYPES`); inputs, outputs,
   states and gradients stay float32.
 * Autocast: inside ``torch.autocast("cpu", dtype=torch.bfloat16)`` a float32 module runs its
   products in bfloat16 (whatever its ``compute_dtype``) and returns the dtypes ``torch.nn``'s
-  module returns there (see :func:`_autocast_dtypes`; measured on torch 2.13); the gradients of
-  the parameters are float32, those of the input and ``hx`` come back in their own dtypes. Inputs
-  and ``hx`` may then be float32, bfloat16 or float16 (as torch accepts). Under
+  module returns there (measured on torch 2.13: the table is ``_autocast_dtypes``'s); the
+  gradients of the parameters are float32, those of the input and ``hx`` come back in their own
+  dtypes. Inputs and ``hx`` may then be float32, bfloat16 or float16 (as torch accepts). Under
   ``dtype=torch.float16`` the products run in the module's ``compute_dtype`` (fastrnn has no
   float16 products; float32 is the more precise stand-in) and the outputs take torch's dtypes.
   float64 modules and ``torch.autocast(..., enabled=False)`` are untouched, as in torch.
 * int8 inference: :func:`quantize_dynamic` (``torch.ao.quantization.quantize_dynamic``'s call)
   replaces every ``torch.nn.LSTM`` / ``GRU`` / ``RNN`` of a model by :class:`QuantizedLSTM` /
   :class:`QuantizedGRU` / :class:`QuantizedRNN`: the same call and outputs, int8 weights with a
-  float32 scale per row held as buffers, :func:`fastrnn.quantize_dynamic`'s layer underneath,
-  no backward (a clear RuntimeError). Other layers (``Linear``, ``Embedding``) stay float.
-* Threads: fastrnn's kernels use :func:`fastrnn.set_num_threads` (default
+  float32 scale per row held as buffers, :func:`fastrnn.quantized.quantize_dynamic`'s layer
+  underneath, no backward (a clear RuntimeError). Other layers (``Linear``, ``Embedding``) stay
+  float.
+* Threads: fastrnn's kernels use :func:`fastrnn.functional.set_num_threads` (default
   ``FASTRNN_NUM_THREADS``, else ``OMP_NUM_THREADS``, else the CPUs this process may use), not
   ``torch.set_num_threads``; set both when you change one.
 
@@ -84,6 +86,7 @@ __all__ = [
     "RNN",
     "QuantizedGRU",
     "QuantizedLSTM",
+    "QuantizedModule",
     "QuantizedRNN",
     "RNNFunction",
     "quantize_dynamic",
@@ -141,6 +144,15 @@ class RNNFunction(torch.autograd.Function):
         masks: Tensor | None,
         *weights: Tensor,
     ) -> tuple[Tensor, ...]:
+        """The training-mode forward of the stack (the arguments and outputs: the class's).
+
+        Returns:
+            ``(y (T, B, D*Hs), h_n (L*D, B, Hs)[, c_n (L*D, B, H)], workspace (n,))``.
+
+        Raises:
+            TypeError, ValueError: an argument breaks a rule of :class:`~fastrnn.spec.StackSpec`,
+                naming it.
+        """
         res = _run_forward(spec, lengths, x, h0, c0, masks, weights, True)
         assert res.workspace is not None
         out = [res.y, res.h_n] + ([res.c_n] if spec.has_cell_state else []) + [res.workspace]
@@ -148,6 +160,8 @@ class RNNFunction(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+        """Saves ``x``, the states, the masks, the weights and the workspace for the backward;
+        the workspace is marked non-differentiable."""
         spec, lengths, x, h0, c0, masks, *weights = inputs
         ctx.spec, ctx.lengths = spec, lengths
         ctx.consumed = False
@@ -157,6 +171,16 @@ class RNNFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, dy: Tensor | None, dh_n: Tensor | None, *rest: Tensor | None) -> Any:
+        """Backpropagation through time, from the gradients of ``y``, ``h_n`` (and ``c_n``).
+
+        Returns:
+            The gradients of the forward's arguments: None for ``spec``, ``lengths`` and
+            ``masks``, and for what needs none; ``dx``, ``dh0``, ``dc0`` and one per weight.
+
+        Raises:
+            RuntimeError: under the ``torch.func`` transforms, or (when differentiated again)
+                double backward.
+        """
         spec: StackSpec = ctx.spec
         dc_n = rest[0] if spec.has_cell_state else None
         saved = ctx.saved_tensors
@@ -321,7 +345,7 @@ class _Packing:
 
 class _TorchCalls:
     """torch.nn's call conventions around a stack, shared by the float modules
-    (:class:`_FastForward`) and the int8 ones (:class:`_QuantizedBase`): the input (a tensor in
+    (:class:`_FastForward`) and the int8 ones (:class:`QuantizedModule`): the input (a tensor in
     the caller's layout, unbatched, or a PackedSequence) and ``hx`` checked and made time-major,
     and the outputs put back in the caller's layout. Needs ``self.batch_first``."""
 
@@ -509,41 +533,106 @@ class _FastForward(_TorchCalls):
 
 
 class LSTM(_FastForward, torch.nn.LSTM):
-    """``torch.nn.LSTM`` (same arguments, parameters, outputs) running fastrnn's kernels;
-    ``compute_dtype``: see :attr:`compute_dtype`."""
+    """``torch.nn.LSTM`` (same arguments, parameters, outputs) running fastrnn's kernels.
+
+    Args:
+        *args: ``torch.nn.LSTM``'s (``input_size, hidden_size, num_layers=1,
+            bias=True, batch_first=False, dropout=0.0, bidirectional=False, proj_size=0,
+            device=None, dtype=None``).
+        **kwargs: the same, by keyword.
+        compute_dtype: the precision of the matrix products outside autocast: None for the
+            module's dtype, or ``"bfloat16"`` (a float32 module). Also a settable attribute
+            (None goes back to the dtype); inside ``torch.autocast("cpu",
+            dtype=torch.bfloat16)`` a float32 module computes in bfloat16 whatever it says.
+
+    Raises:
+        ValueError: ``compute_dtype`` is not one of those; and ``torch.nn.LSTM``'s errors.
+    """
 
     def __init__(self, *args: Any, compute_dtype: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.compute_dtype = compute_dtype
 
     def forward(self, input: Any, hx: Any = None) -> Any:
-        """As ``torch.nn.LSTM.forward``: ``(output, (h_n, c_n))``."""
+        """As ``torch.nn.LSTM.forward``.
+
+        Args:
+            input: ``(T, B, I)``, ``(B, T, I)`` with ``batch_first``, ``(T, I)`` unbatched, or a
+                ``PackedSequence``; float32 or float64, on the CPU.
+            hx: ``(h_0 (L*D, B, Hs), c_0 (L*D, B, H))`` (no batch axis unbatched), or None for
+                zeros.
+
+        Returns:
+            ``(output, (h_n, c_n))``: ``output (T, B, D*Hs)`` in ``input``'s layout (packed if it
+            was), ``h_n (L*D, B, Hs)``, ``c_n (L*D, B, H)``.
+
+        Raises:
+            TypeError: ``input`` is not a tensor or ``PackedSequence``; ``hx`` not a tensor (a
+                tuple of two for LSTM).
+            ValueError: a tensor is not on the CPU, or of another dtype than the weights'
+                (outside autocast); ``input`` is not 2-D or 3-D.
+            RuntimeError: the input size or a state's shape does not match (as ``torch.nn``).
+        """
         return self._fastrnn_forward(input, hx)
 
 
 class GRU(_FastForward, torch.nn.GRU):
-    """``torch.nn.GRU`` (same arguments, parameters, outputs) running fastrnn's kernels;
-    ``compute_dtype``: see :attr:`compute_dtype`."""
+    """``torch.nn.GRU`` (same arguments, parameters, outputs) running fastrnn's kernels.
+
+    Args:
+        *args: ``torch.nn.GRU``'s (``input_size, hidden_size, num_layers=1, bias=True,
+            batch_first=False, dropout=0.0, bidirectional=False, device=None, dtype=None``).
+        **kwargs: the same, by keyword.
+        compute_dtype: as :class:`LSTM`'s.
+
+    Raises:
+        ValueError: ``compute_dtype`` is not None, the dtype or ``"bfloat16"``; and
+            ``torch.nn.GRU``'s errors.
+    """
 
     def __init__(self, *args: Any, compute_dtype: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.compute_dtype = compute_dtype
 
     def forward(self, input: Any, hx: Any = None) -> Any:
-        """As ``torch.nn.GRU.forward``: ``(output, h_n)``."""
+        """As ``torch.nn.GRU.forward``.
+
+        Args:
+            input: as :meth:`LSTM.forward`'s.
+            hx: ``h_0 (L*D, B, H)`` (no batch axis unbatched), or None for zeros.
+
+        Returns:
+            ``(output, h_n)``: ``output (T, B, D*H)`` in ``input``'s layout (packed if it was),
+            ``h_n (L*D, B, H)``.
+
+        Raises:
+            TypeError, ValueError, RuntimeError: as :meth:`LSTM.forward`'s.
+        """
         return self._fastrnn_forward(input, hx)
 
 
 class RNN(_FastForward, torch.nn.RNN):
     """``torch.nn.RNN`` (same arguments, tanh or relu, parameters, outputs) running fastrnn's
-    kernels; ``compute_dtype``: see :attr:`compute_dtype`."""
+    kernels.
+
+    Args:
+        *args: ``torch.nn.RNN``'s (``input_size, hidden_size, num_layers=1,
+            nonlinearity="tanh", bias=True, batch_first=False, dropout=0.0, bidirectional=False,
+            device=None, dtype=None``).
+        **kwargs: the same, by keyword.
+        compute_dtype: as :class:`LSTM`'s.
+
+    Raises:
+        ValueError: ``compute_dtype`` is not None, the dtype or ``"bfloat16"``; and
+            ``torch.nn.RNN``'s errors.
+    """
 
     def __init__(self, *args: Any, compute_dtype: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.compute_dtype = compute_dtype
 
     def forward(self, input: Any, hx: Any = None) -> Any:
-        """As ``torch.nn.RNN.forward``: ``(output, h_n)``."""
+        """As ``torch.nn.RNN.forward``: arguments, returns and errors as :meth:`GRU.forward`'s."""
         return self._fastrnn_forward(input, hx)
 
 
@@ -591,9 +680,9 @@ class _Int8Forward(torch.autograd.Function):
         )
 
 
-class _QuantizedBase(_TorchCalls, torch.nn.Module):
+class QuantizedModule(_TorchCalls, torch.nn.Module):
     """What :class:`QuantizedLSTM`, :class:`QuantizedGRU` and :class:`QuantizedRNN` share: an
-    int8 ``torch.nn.Module`` that runs :func:`fastrnn.quantize_dynamic`'s layer.
+    int8 ``torch.nn.Module`` that runs :func:`fastrnn.quantized.quantize_dynamic`'s layer.
 
     * Called as the ``torch.nn`` module it replaces -- ``forward(input, hx=None)`` returns
       ``(output, h_n)`` (LSTM: ``(output, (h_n, c_n))``) for a tensor in its layout
@@ -602,16 +691,28 @@ class _QuantizedBase(_TorchCalls, torch.nn.Module):
       modules; under ``torch.autocast`` a bfloat16 or float16 input or ``hx`` is cast to float32,
       and the outputs stay float32); a tensor on another device raises ``ValueError``.
     * The weights are buffers, ``state_dict()`` holds them under ``torch.nn``'s names: int8
-      ``weight_ih_l0 (G*H, I)``, its float32 scale per row ``weight_ih_l0_scale (G*H,)`` (``W ~
-      q * scale[:, None]``; the same for ``weight_hh``, ``weight_hr``), float32 biases: the
-      ``state_dict()`` of :func:`fastrnn.quantize_dynamic`'s layer. ``load_state_dict`` checks
-      them as that layer does (int8 in [-127, 127], finite scales >= 0, finite biases) and
+      ``weight_ih_l0 (G*H, I)``, its float32 scale per row ``weight_ih_l0_scale (G*H,)`` (``W ~ q *
+      scale[:, None]``; the same for ``weight_hh``, ``weight_hr``), float32 biases: the
+      ``state_dict()`` of :func:`fastrnn.quantized.quantize_dynamic`'s layer. ``load_state_dict``
+      checks them as that layer does (int8 in [-127, 127], finite scales >= 0, finite biases) and
       leaves the module unchanged when they fail. ``copy.deepcopy``, pickling and
-      ``module.to("cpu")`` work; ``.to(dtype)``, ``.double()``, ``.half()`` leave the int8
-      weights, scales and biases as they are (as torch's quantized modules).
+      ``module.to("cpu")`` work; ``.to(dtype)``, ``.double()``, ``.half()`` leave the int8 weights,
+      scales and biases as they are (as torch's quantized modules).
     * No parameters, nothing to train: a backward reaching the module (its input or ``hx``
       requiring a gradient, e.g. after a float ``Embedding``) raises ``RuntimeError``; the
       forward runs. ``train()`` changes nothing (no dropout, inference kernels).
+
+    Made as one of those three, never directly.
+
+    Args:
+        *args: the ``torch.nn`` module's (``input_size, hidden_size, num_layers=1,
+            ...``): that module, initialised as torch does, quantized. Load a quantized
+            ``state_dict()`` into it, or make the module from a trained one with
+            :meth:`from_float` or :func:`quantize_dynamic`.
+        **kwargs: the same, by keyword.
+
+    Raises:
+        TypeError, ValueError: the ``torch.nn`` module's errors for its arguments.
     """
 
     _float_cls: type[torch.nn.RNNBase]  # the torch.nn module this one replaces
@@ -628,18 +729,22 @@ class _QuantizedBase(_TorchCalls, torch.nn.Module):
     proj_size: int
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """Arguments as the ``torch.nn`` module's (``input_size, hidden_size, num_layers=1,
-        ...``): that module, initialised as torch does, quantized. Load a quantized
-        ``state_dict()`` into it, or make the module from a trained one with :meth:`from_float`
-        or :func:`quantize_dynamic`."""
         torch.nn.Module.__init__(self)
         self._take(self._float_cls(*args, **kwargs))
 
     @classmethod
     def from_float(cls, mod: torch.nn.Module) -> Any:
-        """The int8 module of ``mod`` (a ``torch.nn`` module of this kind, or fastrnn.torch's;
-        CPU, float32 or float64; left unchanged): its weights quantized per row by
-        :func:`fastrnn.quantize_dynamic`, its options (``batch_first`` included) kept."""
+        """The int8 module of ``mod``: its weights quantized per row by
+        :func:`fastrnn.quantized.quantize_dynamic`, its options (``batch_first`` included) kept.
+
+        Args:
+            mod: a ``torch.nn`` module of this kind (or fastrnn.torch's), on the CPU, float32 or
+                float64; left unchanged.
+
+        Raises:
+            TypeError: ``mod`` is not of this kind, or its weights not float32 or float64.
+            ValueError: a weight is not on the CPU.
+        """
         if not isinstance(mod, cls._float_cls):
             raise TypeError(
                 f"mod: expected a torch.nn.{cls._float_cls.__name__}, got {type(mod).__name__}"
@@ -759,7 +864,16 @@ class _QuantizedBase(_TorchCalls, torch.nn.Module):
         )
 
     def forward(self, input: Any, hx: Any = None) -> Any:
-        """As the ``torch.nn`` module's forward, the matrix products in int8."""
+        """As the ``torch.nn`` module's forward (:meth:`LSTM.forward`, :meth:`GRU.forward`), float32
+        in and out, the matrix products in int8.
+
+        Raises:
+            TypeError: as :meth:`LSTM.forward`'s.
+            ValueError: a tensor is not on the CPU or not float32 (outside autocast); ``input``
+                is not 2-D or 3-D.
+            RuntimeError: the input size or a state's shape does not match (as ``torch.nn``); a
+                backward reaches the module.
+        """
         layer = self._layer()
         spec = layer.spec
         autocast = _cpu_autocast_enabled()
@@ -784,32 +898,33 @@ class _QuantizedBase(_TorchCalls, torch.nn.Module):
         return s + ", dtype=torch.qint8"
 
 
-class QuantizedLSTM(_QuantizedBase):
-    """int8 ``torch.nn.LSTM`` (``proj_size`` too) running :class:`fastrnn.QuantizedLSTM`; see
-    :class:`_QuantizedBase`. ``forward(input, hx=None) -> (output, (h_n, c_n))``."""
+class QuantizedLSTM(QuantizedModule):
+    """int8 ``torch.nn.LSTM`` (``proj_size`` too) running
+    :class:`fastrnn.quantized.QuantizedLSTM`; see :class:`QuantizedModule`.
+    ``forward(input, hx=None) -> (output, (h_n, c_n))``."""
 
     _float_cls = torch.nn.LSTM
     _fastrnn_cls = _fq.QuantizedLSTM
 
 
-class QuantizedGRU(_QuantizedBase):
-    """int8 ``torch.nn.GRU`` running :class:`fastrnn.QuantizedGRU`; see :class:`_QuantizedBase`.
-    ``forward(input, hx=None) -> (output, h_n)``."""
+class QuantizedGRU(QuantizedModule):
+    """int8 ``torch.nn.GRU`` running :class:`fastrnn.quantized.QuantizedGRU`; see
+    :class:`QuantizedModule`. ``forward(input, hx=None) -> (output, h_n)``."""
 
     _float_cls = torch.nn.GRU
     _fastrnn_cls = _fq.QuantizedGRU
 
 
-class QuantizedRNN(_QuantizedBase):
-    """int8 ``torch.nn.RNN`` (tanh or relu) running :class:`fastrnn.QuantizedRNN`; see
-    :class:`_QuantizedBase`. ``forward(input, hx=None) -> (output, h_n)``."""
+class QuantizedRNN(QuantizedModule):
+    """int8 ``torch.nn.RNN`` (tanh or relu) running :class:`fastrnn.quantized.QuantizedRNN`; see
+    :class:`QuantizedModule`. ``forward(input, hx=None) -> (output, h_n)``."""
 
     _float_cls = torch.nn.RNN
     _fastrnn_cls = _fq.QuantizedRNN
     nonlinearity: str
 
 
-_QUANTIZED: dict[type[torch.nn.Module], type[_QuantizedBase]] = {
+_QUANTIZED: dict[type[torch.nn.Module], type[QuantizedModule]] = {
     torch.nn.LSTM: QuantizedLSTM,
     torch.nn.GRU: QuantizedGRU,
     torch.nn.RNN: QuantizedRNN,
@@ -817,7 +932,7 @@ _QUANTIZED: dict[type[torch.nn.Module], type[_QuantizedBase]] = {
 _INT8_DTYPES = (torch.qint8, torch.int8)
 
 
-def _quantizable(m: torch.nn.Module) -> type[_QuantizedBase] | None:
+def _quantizable(m: torch.nn.Module) -> type[QuantizedModule] | None:
     for base, cls in _QUANTIZED.items():
         if isinstance(m, base):
             return cls
@@ -870,11 +985,12 @@ def quantize_dynamic(
 
     Every ``torch.nn.LSTM``, ``GRU`` and ``RNN`` in ``model`` (fastrnn.torch's too, and
     subclasses; ``model`` itself if it is one) is replaced by :class:`QuantizedLSTM`,
-    :class:`QuantizedGRU` or :class:`QuantizedRNN` (:meth:`~_QuantizedBase.from_float`): int8
+    :class:`QuantizedGRU` or :class:`QuantizedRNN` (:meth:`~QuantizedModule.from_float`): int8
     weights with one float32 scale per row, activations quantized on the fly, products summed in
-    int32 (:func:`fastrnn.quantize_dynamic`). Everything else -- ``Linear``, ``Embedding``,
-    convolutions -- stays float, untouched (torchao quantizes ``Linear``). A module shared by
-    several parents is replaced by one int8 module. The result is put in eval mode, as torch's.
+    int32 (:func:`fastrnn.quantized.quantize_dynamic`). Everything else -- ``Linear``,
+    ``Embedding``, convolutions -- stays float, untouched (torchao quantizes ``Linear``). A module
+    shared by several parents is replaced by one int8 module. The result is put in eval mode, as
+    torch's.
 
     Args:
         model: a ``torch.nn.Module`` on the CPU with float32 or float64 recurrent layers.
@@ -924,10 +1040,10 @@ def quantize_dynamic(
     return model.eval()
 
 
-def _int8_of(m: torch.nn.Module) -> _QuantizedBase:
+def _int8_of(m: torch.nn.Module) -> QuantizedModule:
     cls = _quantizable(m)
     assert cls is not None
-    out: _QuantizedBase = cls.from_float(m)
+    out: QuantizedModule = cls.from_float(m)
     return out
 
 
