@@ -160,6 +160,17 @@ def undocumented(modname: str, name: str) -> bool:
     return not any(line.strip() for line in docs.get(("", name), []))
 
 
+def shown_bases(obj: type) -> list[Any]:
+    """The bases a class's description names: not ``object``, not a private mixin."""
+    bases = list(getattr(obj, "__orig_bases__", None) or obj.__bases__)
+    return [b for b in bases if b is not object and not getattr(b, "__name__", "").startswith("_")]
+
+
+def _bases(app: Sphinx, name: str, obj: Any, options: Any, bases: list[Any]) -> None:
+    if name.startswith(PACKAGE + "."):
+        bases[:] = shown_bases(obj)
+
+
 def _auto_directive(obj: Any) -> str:
     if inspect.isclass(obj):
         return "autoexception" if issubclass(obj, BaseException) else "autoclass"
@@ -227,7 +238,9 @@ class FastrnnModule(SphinxDirective):
                                    subtype="api")  # fmt: skip
                 rst.append(f".. {_auto_directive(obj)}:: {modname}.{name}")
                 if inspect.isclass(obj):
-                    rst += ["   :members:", "   :show-inheritance:"]
+                    rst.append("   :members:")
+                    if shown_bases(obj):
+                        rst.append("   :show-inheritance:")
                     if "__call__" in vars(obj):
                         rst.append("   :special-members: __call__")
                 rst.append("")
@@ -283,4 +296,5 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("env-purge-doc", purge)
     app.connect("env-merge-info", merge)
     app.connect("env-check-consistency", check)
+    app.connect("autodoc-process-bases", _bases)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
