@@ -26,11 +26,28 @@ from helpers import make_problem
         ({"input_size": 3, "hidden_size": 4, "dtype": np.float16}, TypeError, "dtype"),
         ({"input_size": 3, "hidden_size": 4, "dtype": "complex128"}, TypeError, "dtype"),
         ({"input_size": 3, "hidden_size": 4, "num_layers": 0}, ValueError, "num_layers"),
+        # PyTorch's switches: a bool (or 0 / 1), never a truthy string that reads as False
+        ({"input_size": 3, "hidden_size": 4, "bias": "no"}, TypeError, "bias"),
+        ({"input_size": 3, "hidden_size": 4, "bidirectional": "false"}, TypeError, "bidirectional"),
+        ({"input_size": 3, "hidden_size": 4, "batch_first": None}, TypeError, "batch_first"),
+        ({"input_size": 3, "hidden_size": 4, "bias": 2}, TypeError, "bias"),
     ],
 )
 def test_constructor_rejects(kwargs: dict[str, Any], exc: type, match: str) -> None:
     with pytest.raises(exc, match=match):
         fastrnn.LSTM(**kwargs)
+
+
+def test_switches_take_bools_and_zero_or_one() -> None:
+    a = fastrnn.LSTM(3, 4, bias=0, bidirectional=1, batch_first=np.bool_(True))
+    assert (a.spec.bias, a.spec.bidirectional, a.batch_first) == (False, True, True)
+    with pytest.raises(TypeError, match="reset_after"):
+        fastrnn.GRU(3, 4, reset_after="no")
+
+
+def test_from_spec_rejects_a_non_spec() -> None:
+    with pytest.raises(TypeError, match=r"spec: expected a fastrnn\.StackSpec"):
+        fastrnn.layers.from_spec({"cell": "lstm"})  # type: ignore[arg-type]
 
 
 def test_rnn_rejects_unknown_nonlinearity() -> None:

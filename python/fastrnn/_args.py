@@ -16,6 +16,7 @@ from numpy.typing import DTypeLike, NDArray
 __all__ = [
     "as_rng",
     "check_bool",
+    "check_flag",
     "check_int",
     "check_lengths",
     "check_real",
@@ -32,6 +33,16 @@ def check_bool(name: str, v: Any) -> bool:
     if not isinstance(v, (bool, np.bool_)):
         raise TypeError(f"{name}: expected a bool, got {type(v).__name__}")
     return bool(v)
+
+
+def check_flag(name: str, v: Any) -> bool:
+    """A switch of PyTorch's constructors (``bias``, ``bidirectional``, ``batch_first``): a bool,
+    or 0 or 1 as PyTorch takes them; anything else (``"no"``, ``2``, None) is a TypeError."""
+    if isinstance(v, (bool, np.bool_)) or (
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) and int(v) in (0, 1)
+    ):
+        return bool(v)
+    raise TypeError(f"{name}: expected a bool, got {v!r}")
 
 
 def check_int(name: str, v: Any, minimum: int | None = None) -> int:

@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from . import functional as F
-from ._args import as_rng, check_real, float_array
+from ._args import as_rng, check_flag, check_real, float_array
 from .module import Module
 from .spec import LayerParams, Layout, StackSpec
 
@@ -122,7 +122,7 @@ class RecurrentLayer(Module):
         if not isinstance(spec, StackSpec):
             raise TypeError(f"spec: expected a fastrnn.StackSpec, got {type(spec).__name__}")
         self._spec = spec
-        self.batch_first = bool(batch_first)
+        self.batch_first = check_flag("batch_first", batch_first)
         try:
             self.dropout = check_real("dropout", dropout, 0.0, 1.0)
         except TypeError as e:
@@ -548,7 +548,7 @@ class GRU(RecurrentLayer):
         compute_dtype: Any = None,
         seed: int | np.random.Generator | None = None,
     ) -> None:
-        self.reset_after = bool(reset_after)
+        self.reset_after = check_flag("reset_after", reset_after)
         cell = "gru" if self.reset_after else "gru_reset_before"
         spec = StackSpec(
             cell, input_size, hidden_size, num_layers, bidirectional, bias, 0, dtype, compute_dtype
@@ -577,8 +577,11 @@ def from_spec(
         An :class:`RNN`, :class:`LSTM` or :class:`GRU`.
 
     Raises:
+        TypeError: ``spec`` is not a :class:`~fastrnn.spec.StackSpec`.
         TypeError, ValueError: as :class:`RecurrentLayer`'s (an invalid ``dropout`` or ``seed``).
     """
+    if not isinstance(spec, StackSpec):
+        raise TypeError(f"spec: expected a fastrnn.StackSpec, got {type(spec).__name__}")
     kinds: dict[str, tuple[Callable[..., RecurrentLayer], dict[str, Any]]] = {
         "rnn_tanh": (RNN, {"nonlinearity": "tanh"}),
         "rnn_relu": (RNN, {"nonlinearity": "relu"}),

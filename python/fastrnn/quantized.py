@@ -29,7 +29,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import functional as F
-from ._args import float_array
+from ._args import check_flag, float_array
 from .layers import RecurrentLayer, State
 from .reference import QuantizedWeight
 from .spec import StackSpec
@@ -94,7 +94,7 @@ class QuantizedLayer(RecurrentLayer):
         if not isinstance(spec, StackSpec):
             raise TypeError(f"spec: expected a fastrnn.StackSpec, got {type(spec).__name__}")
         self._spec = spec.replace(dtype=np.float32, compute_dtype=None)
-        self.batch_first = bool(batch_first)
+        self.batch_first = check_flag("batch_first", batch_first)
         self.dropout = 0.0
         self.training = False
         self.grads = {}

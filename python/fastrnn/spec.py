@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from ._args import check_int, float_dtype, to_numpy
+from ._args import check_flag, check_int, float_dtype, to_numpy
 
 __all__ = ["CELLS", "COMPUTE_DTYPES", "CellInfo", "LayerParams", "Layout", "StackSpec"]
 
@@ -169,8 +169,8 @@ class StackSpec:
         put(self, "input_size", check_int("input_size", input_size, 1))
         put(self, "hidden_size", check_int("hidden_size", hidden_size, 1))
         put(self, "num_layers", check_int("num_layers", num_layers, 1))
-        put(self, "bidirectional", bool(bidirectional))
-        put(self, "bias", bool(bias))
+        put(self, "bidirectional", check_flag("bidirectional", bidirectional))
+        put(self, "bias", check_flag("bias", bias))
         proj = check_int("proj_size", proj_size, 0)
         if proj and not info.can_project:
             raise ValueError(f"proj_size: only LSTM layers have a projection, not {cell}")
@@ -554,7 +554,7 @@ class StackSpec:
             input_size,
             w_hh[0] // info.gates,
             check_int("num_layers", num_layers, 1),
-            bool(bidirectional),
+            check_flag("bidirectional", bidirectional),
             first[2] is not None,
             check_int("proj_size", proj_size, 0),
             float_dtype("dtype", dtype),
