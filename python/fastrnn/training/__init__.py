@@ -1,5 +1,6 @@
 """fastrnn's training kit, built on the library's layers: :mod:`~fastrnn.training.nn`
-(:class:`Linear`, :class:`Embedding`), :mod:`~fastrnn.training.losses`,
+(:class:`~fastrnn.training.nn.Linear`, :class:`~fastrnn.training.nn.Embedding`),
+:mod:`~fastrnn.training.losses`,
 :mod:`~fastrnn.training.optim` (SGD, Adam, clipping), :mod:`~fastrnn.training.init`,
 :class:`~fastrnn.training.model.SequenceModel`, the encoder-decoder
 :class:`~fastrnn.training.seq2seq.Seq2Seq` (with :mod:`~fastrnn.training.attention`), and the

@@ -40,9 +40,14 @@ SCORES = ("dot", "general", "additive")
 
 @dataclass(frozen=True)
 class Memory:
-    """What an :class:`Attention` attends to: the encoder's outputs ``values (Tk, B, key_size)``,
-    their projection for the score ``keys`` (``values`` itself for the dot score), the valid
-    steps ``lengths (B,)`` (int64, each in ``[1, Tk]``)."""
+    """What an :class:`Attention` attends to, made by :meth:`Attention.memory` once per source.
+
+    Attributes:
+        values: the encoder's outputs ``(Tk, B, key_size)``.
+        keys: their projection for the score (``W h_j`` for general ``(Tk, B, query_size)``,
+            ``W_k h_j`` for additive ``(Tk, B, attn_size)``; ``values`` itself for dot).
+        lengths: the valid steps ``(B,)``, int64, each in ``[1, Tk]``.
+    """
 
     values: Array
     keys: Array
@@ -57,11 +62,17 @@ class Memory:
 def attention_param_shapes(
     score: str, query_size: int, key_size: int, attn_size: int | None = None
 ) -> dict[str, tuple[int, ...]]:
-    """The parameters of an :class:`Attention` of these arguments by name, and their shapes:
-    ``"general"``: ``weight (query_size, key_size)``; ``"additive"``: ``query_weight (attn_size,
-    query_size)``, ``key_weight (attn_size, key_size)``, ``v (attn_size,)`` (``attn_size``
-    None: ``query_size``); ``"dot"``: none. The arguments are not checked (the constructor
-    does)."""
+    """The parameters of an :class:`Attention` of these arguments, without making one.
+
+    Args:
+        score, query_size, key_size, attn_size: as :class:`Attention`'s (``attn_size`` None:
+            ``query_size``); not checked (the constructor checks them).
+
+    Returns:
+        Name -> shape: ``"general"``: ``weight (query_size, key_size)``; ``"additive"``:
+        ``query_weight (attn_size, query_size)``, ``key_weight (attn_size, key_size)``, ``v
+        (attn_size,)``; ``"dot"`` (or any other score): none.
+    """
     if score == "general":
         return {"weight": (query_size, key_size)}
     if score == "additive":
@@ -85,12 +96,20 @@ class Attention(Module):
         key_size: features of a memory entry (the encoder's output size); must equal
             ``query_size`` for ``"dot"``.
         attn_size: the additive score's hidden size (default ``query_size``).
-        dtype, seed: the parameters' dtype and initialisation.
+        dtype: float32 or float64, of the parameters and the computation.
+        seed: an int, a ``numpy.random.Generator`` or None, for the initialisation.
 
-    Parameters: ``"general"``: ``weight (query_size, key_size)``; ``"additive"``:
-    ``query_weight (attn_size, query_size)``, ``key_weight (attn_size, key_size)``, ``v
-    (attn_size,)``; ``"dot"`` has none. Each is initialised uniformly in
-    ``(-1/sqrt(fan_in), 1/sqrt(fan_in))``, as a ``torch.nn.Linear`` of the same shape.
+    Parameters (:func:`attention_param_shapes`): ``"general"``: ``weight (query_size,
+    key_size)``; ``"additive"``: ``query_weight (attn_size, query_size)``, ``key_weight
+    (attn_size, key_size)``, ``v (attn_size,)``; ``"dot"`` has none. Each is initialised
+    uniformly in ``(-1/sqrt(fan_in), 1/sqrt(fan_in))``, as a ``torch.nn.Linear`` of the same
+    shape. The state_dict round trip, modes and :attr:`~fastrnn.module.Module.grads` are
+    :class:`~fastrnn.module.Module`'s.
+
+    Raises:
+        ValueError: an unknown ``score``, a size < 1, or ``key_size != query_size`` for
+            ``"dot"``.
+        TypeError: a size not an int, or ``dtype`` not float32 or float64.
     """
 
     def __init__(
@@ -146,8 +165,22 @@ class Attention(Module):
         return np.ascontiguousarray(x)
 
     def memory(self, values: ArrayLike, lengths: ArrayLike | None = None) -> Memory:
-        """The encoder's outputs ``values (Tk, B, key_size)`` and their valid steps ``lengths``
-        (``(B,)``, each in ``[1, Tk]``; None: all), projected once for the score."""
+        """The memory to attend to: the encoder's outputs, projected once for the score.
+
+        Args:
+            values: the encoder's outputs ``(Tk, B, key_size)``, ``Tk >= 1``, of the layer's
+                dtype.
+            lengths: the valid steps of each sequence ``(B,)``, integers in ``[1, Tk]``; None:
+                all ``Tk``.
+
+        Returns:
+            The :class:`Memory`, for :meth:`attend`.
+
+        Raises:
+            TypeError: ``values`` not of the layer's dtype, or ``lengths`` not integers.
+            ValueError: ``values`` not ``(Tk, B, key_size)`` or with ``Tk = 0``, or
+                ``lengths`` of another shape or out of ``[1, Tk]``.
+        """
         v = self._array("values", values, self.key_size)
         Tk, B = v.shape[:2]
         if Tk == 0:
@@ -162,8 +195,22 @@ class Attention(Module):
         return Memory(v, keys.reshape(Tk, B, -1), la)
 
     def attend(self, query: ArrayLike, memory: Memory) -> tuple[Array, Array]:
-        """``query (Tq, B, query_size)`` over ``memory`` -> ``(context (Tq, B, key_size),
-        weights (Tq, B, Tk))``; saves what :meth:`backward` needs in training mode."""
+        """Every query step attends over ``memory``, in one call of the kernel; in training
+        mode it saves what :meth:`backward` needs.
+
+        Args:
+            query: ``(Tq, B, query_size)``, of the layer's dtype.
+            memory: from :meth:`memory`, of the same batch ``B``.
+
+        Returns:
+            ``(context, weights)``: ``context (Tq, B, key_size)``, ``weights (Tq, B, Tk)``
+            (each row sums to 1 over the valid steps, 0 over the padding).
+
+        Raises:
+            TypeError: ``query`` not of the layer's dtype.
+            ValueError: ``query`` not ``(Tq, B, query_size)``, or another batch than the
+                memory's.
+        """
         q = self._array("query", query, self.query_size)
         if q.shape[1] != memory.batch_size:
             raise ValueError(
@@ -181,8 +228,12 @@ class Attention(Module):
     def forward(
         self, query: ArrayLike, values: ArrayLike, lengths: ArrayLike | None = None
     ) -> tuple[Array, Array]:
-        """``attend(query, memory(values, lengths))``: the context ``(Tq, B, key_size)`` and the
-        weights ``(Tq, B, Tk)``."""
+        """``attend(query, memory(values, lengths))`` (:meth:`memory`, :meth:`attend`: the
+        arguments, results and errors).
+
+        Returns:
+            ``(context (Tq, B, key_size), weights (Tq, B, Tk))``.
+        """
         return self.attend(query, self.memory(values, lengths))
 
     __call__ = forward
@@ -190,10 +241,21 @@ class Attention(Module):
     # ---- backward ---------------------------------------------------------------------------
 
     def backward(self, dcontext: ArrayLike) -> tuple[Array, Array]:
-        """``(dquery, dvalues)`` from ``dcontext = dL/dcontext``; fills :attr:`grads`.
+        """Backpropagation for the last training-mode :meth:`attend` (one backward per
+        forward); fills :attr:`~fastrnn.module.Module.grads` (the score's parameters).
 
-        ``dvalues`` holds both of the memory's roles (the values and, through the projection,
-        the keys)."""
+        Args:
+            dcontext: ``dL/dcontext``, ``(Tq, B, key_size)``. (The weights are an output for
+                inspection; no gradient flows from them.)
+
+        Returns:
+            ``(dquery (Tq, B, query_size), dvalues (Tk, B, key_size))``; ``dvalues`` holds both
+            of the memory's roles (the values and, through the projection, the keys).
+
+        Raises:
+            RuntimeError: no forward to go back through.
+            ValueError: ``dcontext`` of another shape.
+        """
         if self._saved is None:
             raise RuntimeError("backward: no saved forward (call attend in training mode)")
         q, mem, qs, weights = self._saved

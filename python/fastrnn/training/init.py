@@ -1,8 +1,11 @@
-"""Weight initialisers with ``torch.nn.init``'s definitions, and :func:`init_recurrent` for layers.
+"""Weight initialisers with ``torch.nn.init``'s definitions, and
+:func:`~fastrnn.training.init.init_recurrent` for layers.
 
-Each initialiser takes a shape and returns a new array (float32 by default) drawn from ``rng``:
-a seed, a ``numpy.random.Generator`` or None (fresh entropy). The same seed gives the same array.
-The numbers differ from torch's (a different random generator); the distributions are the same.
+Each initialiser takes a ``shape`` (an int or a sequence of ints; a negative or non-integer
+size is a ValueError) and returns a new array of that shape and of ``dtype`` (any NumPy floating
+dtype, float32 by default; another is a TypeError) drawn from ``rng``: a seed, a
+``numpy.random.Generator`` or None (fresh entropy). The same seed gives the same array. The
+numbers differ from torch's (a different random generator); the distributions are the same.
 
 Fans follow ``torch.nn.init``: for a weight of shape ``(out, in, *k)``, ``fan_in = in * prod(k)``
 and ``fan_out = out * prod(k)``; so for an RNN's ``weight_ih (G*H, I)``, ``fan_in = I`` and
@@ -135,9 +138,14 @@ def _normal(shape: tuple[int, ...], std: float, rng: RngLike, dtype: DTypeLike) 
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     """The recommended gain for ``nonlinearity``, as ``torch.nn.init.calculate_gain``.
 
-    ``linear``, ``conv*``, ``conv_transpose*``, ``sigmoid``: 1; ``tanh``: 5/3; ``relu``:
-    sqrt(2); ``leaky_relu``: sqrt(2 / (1 + slope^2)) with ``slope = param`` (default 0.01);
-    ``selu``: 3/4.
+    Args:
+        nonlinearity: ``linear``, ``conv1d``..``conv3d``, ``conv_transpose1d``..``3d``,
+            ``sigmoid`` (gain 1); ``tanh`` (5/3); ``relu`` (sqrt(2)); ``leaky_relu``
+            (sqrt(2 / (1 + slope^2))); ``selu`` (3/4).
+        param: the negative slope of ``leaky_relu`` (None: 0.01); ignored otherwise.
+
+    Returns:
+        The gain.
 
     Raises:
         ValueError: unknown ``nonlinearity``, or a ``param`` that is not a number.
@@ -173,7 +181,20 @@ def xavier_uniform(
     shape: Shape, gain: float = 1.0, *, rng: RngLike = None, dtype: DTypeLike = np.float32
 ) -> Array:
     """Glorot uniform: U(-a, a) with ``a = gain * sqrt(6 / (fan_in + fan_out))``, as
-    ``torch.nn.init.xavier_uniform_``. ``shape`` needs at least 2 axes ``(out, in, ...)``."""
+    ``torch.nn.init.xavier_uniform_``.
+
+    Args:
+        shape: ``(out, in, ...)``, at least 2 axes.
+        gain: the scale (:func:`calculate_gain`).
+        rng, dtype: the random source and the array's dtype (the module's conventions).
+
+    Returns:
+        A new array of ``shape``.
+
+    Raises:
+        ValueError: ``shape`` has fewer than 2 axes, or ``fan_in + fan_out`` is 0.
+        TypeError: ``dtype`` is not a floating dtype.
+    """
     s = _shape(shape, 2)
     return _uniform(s, math.sqrt(3.0) * _xavier_std(s, gain), rng, dtype)
 
@@ -182,7 +203,10 @@ def xavier_normal(
     shape: Shape, gain: float = 1.0, *, rng: RngLike = None, dtype: DTypeLike = np.float32
 ) -> Array:
     """Glorot normal: N(0, std) with ``std = gain * sqrt(2 / (fan_in + fan_out))``, as
-    ``torch.nn.init.xavier_normal_``. ``shape`` needs at least 2 axes ``(out, in, ...)``."""
+    ``torch.nn.init.xavier_normal_``.
+
+    Arguments, result and errors: those of :func:`xavier_uniform`.
+    """
     s = _shape(shape, 2)
     return _normal(s, _xavier_std(s, gain), rng, dtype)
 
@@ -199,8 +223,20 @@ def kaiming_uniform(
     """He uniform: U(-b, b) with ``b = gain * sqrt(3 / fan)``, as
     ``torch.nn.init.kaiming_uniform_``.
 
-    ``gain = calculate_gain(nonlinearity, a)`` (``a`` is the negative slope of a leaky ReLU; with
-    the defaults the gain is sqrt(2), ReLU's); ``fan`` is ``fan_in`` or ``fan_out`` by ``mode``.
+    Args:
+        shape: ``(out, in, ...)``, at least 2 axes.
+        a: the negative slope of a leaky ReLU (with the defaults the gain is sqrt(2), ReLU's).
+        mode: ``"fan_in"`` or ``"fan_out"``: the ``fan``.
+        nonlinearity: ``gain = calculate_gain(nonlinearity, a)`` (:func:`calculate_gain`).
+        rng, dtype: the random source and the array's dtype (the module's conventions).
+
+    Returns:
+        A new array of ``shape``.
+
+    Raises:
+        ValueError: ``shape`` has fewer than 2 axes or a zero ``fan``, an unknown ``mode`` or
+            ``nonlinearity``.
+        TypeError: ``dtype`` is not a floating dtype.
     """
     s = _shape(shape, 2)
     std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(s, mode))
@@ -216,8 +252,11 @@ def kaiming_normal(
     rng: RngLike = None,
     dtype: DTypeLike = np.float32,
 ) -> Array:
-    """He normal: N(0, std) with ``std = gain / sqrt(fan)``, as ``torch.nn.init.kaiming_normal_``
-    (``gain`` and ``fan`` as in :func:`kaiming_uniform`)."""
+    """He normal: N(0, std) with ``std = gain / sqrt(fan)``, as
+    ``torch.nn.init.kaiming_normal_``.
+
+    Arguments, result and errors: those of :func:`kaiming_uniform`.
+    """
     s = _shape(shape, 2)
     std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(s, mode))
     return _normal(s, std, rng, dtype)
@@ -233,6 +272,18 @@ def orthogonal(
     multiplied by the signs of ``diag(R)``, which makes ``Q`` uniformly (Haar) distributed.
     Square: ``W W^T = W^T W = gain^2 I``; wide: orthonormal rows, ``W W^T = gain^2 I``; tall:
     orthonormal columns, ``W^T W = gain^2 I``. Computed in float64, then cast to ``dtype``.
+
+    Args:
+        shape: ``(rows, ...)``, at least 2 axes (a zero size gives zeros).
+        gain: the scale.
+        rng, dtype: the random source and the array's dtype (the module's conventions).
+
+    Returns:
+        A new array of ``shape``.
+
+    Raises:
+        ValueError: ``shape`` has fewer than 2 axes.
+        TypeError: ``dtype`` is not a floating dtype.
     """
     s = _shape(shape, 2)
     dt = _dtype(dtype)
@@ -256,15 +307,39 @@ def orthogonal(
 def uniform_default(
     shape: Shape, hidden_size: int, *, rng: RngLike = None, dtype: DTypeLike = np.float32
 ) -> Array:
-    """PyTorch's default for every RNN/LSTM/GRU parameter: U(-k, k) with ``k = 1/sqrt(H)``,
-    ``H = hidden_size``. Any shape (biases too)."""
+    """PyTorch's default for every RNN/LSTM/GRU parameter: U(-k, k) with ``k = 1/sqrt(H)``.
+
+    Args:
+        shape: any shape (biases too).
+        hidden_size: ``H``, the layer's hidden size (>= 1).
+        rng, dtype: the random source and the array's dtype (the module's conventions).
+
+    Returns:
+        A new array of ``shape``.
+
+    Raises:
+        TypeError: ``hidden_size`` not an int, or ``dtype`` not a floating dtype.
+        ValueError: ``hidden_size`` < 1.
+    """
     H = check_int("hidden_size", hidden_size, 1)
     return _uniform(_shape(shape), 1.0 / math.sqrt(H), rng, dtype)
 
 
 def zeros(shape: Shape, *, rng: RngLike = None, dtype: DTypeLike = np.float32) -> Array:
-    """An array of zeros. ``rng`` is accepted (and unused) so that every initialiser of this
-    module can be called the same way."""
+    """An array of zeros.
+
+    Args:
+        shape: any shape.
+        rng: accepted (and unused) so that every initialiser of this module can be called the
+            same way.
+        dtype: the array's dtype (a floating dtype).
+
+    Returns:
+        A new array of ``shape``.
+
+    Raises:
+        TypeError: ``dtype`` is not a floating dtype.
+    """
     del rng
     return np.zeros(_shape(shape), _dtype(dtype))
 
@@ -312,8 +387,9 @@ def init_recurrent(
     forget_bias: float | None = None,
     rng: RngLike = None,
 ) -> _Layer:
-    """Re-initialise every parameter of a :class:`fastrnn.RNN`, :class:`~fastrnn.LSTM` or
-    :class:`~fastrnn.GRU` layer (all layers and directions); returns the layer.
+    """Re-initialise every parameter of an :class:`~fastrnn.layers.RNN`,
+    :class:`~fastrnn.layers.LSTM` or :class:`~fastrnn.layers.GRU` layer (all layers and
+    directions); returns the layer.
 
     Args:
         layer: the layer; its parameters are replaced through ``layer.load_state_dict`` and keep
@@ -327,6 +403,9 @@ def init_recurrent(
             and that of ``bias_hh`` to 0, so that the forget gate's bias sums to ``forget_bias``
             (1.0 is the usual choice, which keeps the cell's memory early in training).
         rng: seed or ``numpy.random.Generator``; the same seed gives the same weights.
+
+    Returns:
+        ``layer``, re-initialised.
 
     Schemes: ``"xavier_uniform"``, ``"xavier_normal"``, ``"kaiming_uniform"``,
     ``"kaiming_normal"`` (torch's defaults: ``a=0``, ``fan_in``, leaky_relu, i.e. He for ReLU),
@@ -376,7 +455,15 @@ def set_forget_bias(layer: _Layer, forget_bias: float) -> _Layer:
     ``bias_hh`` to 0, so that the forget gate's bias sums to ``forget_bias`` (the rule of
     :func:`init_recurrent`'s ``forget_bias``). A bias of 1 keeps the cell's memory open early in
     training (f = sigmoid(1) = 0.73 rather than 0.5 for a zero input; Gers et al., 2000;
-    Jozefowicz et al., 2015); :class:`~fastrnn.SequenceModel` applies it to its LSTMs by default.
+    Jozefowicz et al., 2015); :class:`~fastrnn.training.model.SequenceModel` applies it to its
+    LSTMs by default.
+
+    Args:
+        layer: an :class:`~fastrnn.layers.LSTM` with biases.
+        forget_bias: the forget gate's bias, a finite number.
+
+    Returns:
+        ``layer``.
 
     Raises:
         TypeError: ``layer`` is not a fastrnn recurrent layer.
@@ -408,6 +495,9 @@ def set_chrono_bias(layer: _Layer, t_max: int, *, rng: RngLike = None) -> _Layer
         layer: an LSTM with biases.
         t_max: the longest dependency expected (>= 2), e.g. the sequence length.
         rng: seed or ``numpy.random.Generator``; the same seed gives the same biases.
+
+    Returns:
+        ``layer``.
 
     Raises:
         TypeError: ``layer`` is not a fastrnn recurrent layer, ``t_max`` not an int.

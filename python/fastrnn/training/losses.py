@@ -36,11 +36,23 @@ def cross_entropy(
     ignore_index: int = -100,
     reduction: str = "mean",
 ) -> tuple[float, Array]:
-    """Softmax cross-entropy of ``logits (..., C)`` against integer ``targets (...)``.
+    """Softmax cross-entropy of ``logits`` against integer class ids, as PyTorch's
+    ``CrossEntropyLoss``.
 
-    Returns ``(loss, dlogits)``, ``dlogits`` shaped like ``logits``. Targets equal to
-    ``ignore_index`` contribute nothing (zero gradient); with ``reduction="mean"`` the loss is
-    divided by the number of the others (NaN if there are none, as PyTorch).
+    Args:
+        logits: ``(..., C)``, float32 or float64: one row of ``C`` class scores per target.
+        targets: integer class ids ``(...)``, ``logits``' shape without its last axis.
+        ignore_index: targets equal to it contribute nothing (zero gradient).
+        reduction: ``"mean"`` (divided by the number of targets not ignored; NaN if there are
+            none, as PyTorch) or ``"sum"``.
+
+    Returns:
+        ``(loss, dlogits)``: the loss as a float and its gradient w.r.t. ``logits``, of
+        ``logits``' shape and dtype.
+
+    Raises:
+        TypeError: ``logits`` not float32 or float64, or ``targets`` not integers.
+        ValueError: ``logits`` 0-d, ``targets`` of another shape, or an unknown ``reduction``.
     """
     mean = _reduction(reduction)
     z = np.asarray(logits)
@@ -67,10 +79,22 @@ def cross_entropy(
 def mse(
     pred: ArrayLike, target: ArrayLike, *, reduction: str = "mean", half: bool = False
 ) -> tuple[float, Array]:
-    """Squared error of ``pred`` against ``target`` (same shape): ``(loss, dpred)``.
+    """Squared error of ``pred`` against ``target``: ``mean((pred - target)^2)``, PyTorch's
+    ``MSELoss`` (the convention is the module's).
 
-    ``mean((pred - target)^2)`` (PyTorch's ``MSELoss``) or the sum; ``half=True`` multiplies
-    both the loss and the gradient by 1/2 (the notes' convention).
+    Args:
+        pred: any shape, float32 or float64.
+        target: ``pred``'s shape (converted to its dtype).
+        reduction: ``"mean"`` (NaN for empty arrays) or ``"sum"``.
+        half: multiply both the loss and the gradient by 1/2 (the notes' convention).
+
+    Returns:
+        ``(loss, dpred)``: the loss as a float and its gradient w.r.t. ``pred``, of ``pred``'s
+        shape and dtype.
+
+    Raises:
+        TypeError: ``pred`` not float32 or float64.
+        ValueError: ``target`` of another shape, or an unknown ``reduction``.
     """
     mean = _reduction(reduction)
     p = np.asarray(pred)

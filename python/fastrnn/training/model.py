@@ -11,8 +11,8 @@ optimizer step (:meth:`~SequenceModel.train_step`) for the three shapes of the n
   carrying the state.
 
 Inference in int8: :meth:`~SequenceModel.quantize_dynamic` returns a copy whose recurrent stack is
-:func:`fastrnn.quantize_dynamic`'s (``compute_dtype`` ``"int8"``); it runs forward, evaluate and
-generate, and saves and loads as any model; it does not train.
+:func:`~fastrnn.quantized.quantize_dynamic`'s (``compute_dtype`` ``"int8"``); it runs forward,
+evaluate and generate, and saves and loads as any model; it does not train.
 
 Stateful / truncated BPTT: pass the state returned by one chunk's ``train_step`` to the next
 chunk's. It is used as the next initial state, and no gradient flows back across the boundary
@@ -186,11 +186,12 @@ _FORMAT = _saved.ModelFormat(
 
 @dataclass
 class StepResult:
-    """What one :meth:`SequenceModel.train_step` reports."""
+    """What one :meth:`SequenceModel.train_step` (or :meth:`Seq2Seq.train_step
+    <fastrnn.training.seq2seq.Seq2Seq.train_step>`) reports."""
 
-    loss: float
+    loss: float  #: the loss of the step's forward (before the update)
     grad_norm: float  #: global 2-norm of all gradients, before clipping
-    state: Any  #: the final state, to carry into the next chunk (truncated BPTT)
+    state: Any  #: the final state, to carry into the next chunk (truncated BPTT); None for Seq2Seq
 
 
 class SequenceModel(Composite):
@@ -202,25 +203,39 @@ class SequenceModel(Composite):
             (the input is then integer ids ``(T, B)``).
         hidden_size, num_layers, dropout, bidirectional: as the recurrent layers.
         output_size: outputs of the final Linear layer (classes, or regression targets).
-        embedding_dim: if given, an :class:`~fastrnn.nn.Embedding` turns ids into vectors.
+        embedding_dim: if given, an :class:`~fastrnn.training.nn.Embedding` turns ids into vectors.
         many_to_one: the output layer reads only the last step.
-        dtype, seed: for every layer (one seed makes the whole model reproducible; an int seed
-            is kept in :attr:`config`, a Generator is not).
+        dtype: float32 or float64, of every layer.
+        seed: an int, a ``numpy.random.Generator`` or None, for every layer (one seed makes the
+            whole model reproducible; an int seed is kept in :attr:`config`, a Generator is
+            not).
         compute_dtype: the precision of the recurrent stack's matrix products: None (the dtype)
-            or ``"bfloat16"`` (see :attr:`fastrnn.RecurrentLayer.compute_dtype`), settable on
-            :attr:`rnn` later; or ``"int8"``: an inference-only model whose stack is a
+            or ``"bfloat16"`` (see
+            :attr:`RecurrentLayer.compute_dtype <fastrnn.layers.RecurrentLayer.compute_dtype>`),
+            settable on :attr:`rnn` later; or ``"int8"``: an inference-only model whose stack is a
             :class:`fastrnn.quantized.QuantizedLayer` (float32 only; what
             :meth:`quantize_dynamic` makes, and what :meth:`load` makes of its files; made
             directly, it holds its random initialisation quantized, for
             :meth:`load_state_dict`). The embedding and the output layer stay in ``dtype``.
         forget_bias: an LSTM's forget-gate bias: after PyTorch's default initialisation, the
             f rows of every ``bias_ih`` are set to it and those of ``bias_hh`` to 0
-            (:func:`fastrnn.init.set_forget_bias`), so the gate starts open
+            (:func:`~fastrnn.training.init.set_forget_bias`), so the gate starts open
             (sigmoid(1) = 0.73). 1.0 by default (Jozefowicz et al., 2015); None keeps
             PyTorch's initialisation untouched. For long lags see
-            :func:`fastrnn.init.set_chrono_bias` (docs/training.md: the adding problem at
+            :func:`~fastrnn.training.init.set_chrono_bias` (docs/training.md: the adding problem at
             T = 400). The other cells have no forget gate: for them it is None (their
             :attr:`config` says so), and any other value given is a ValueError.
+
+    Parameters and their state_dict round trip go under the parts' dotted names
+    (``embedding.weight``, ``rnn.weight_ih_l0``, ..., ``head.weight``, ``head.bias``):
+    :meth:`named_parameters`, :meth:`state_dict`, :meth:`load_state_dict`.
+
+    Raises:
+        TypeError: a size or ``seed`` not an int, a flag not a bool, ``dtype`` not float32 or
+            float64, or ``forget_bias`` not a number.
+        ValueError: an unknown ``cell`` or ``compute_dtype``, a size < 1, ``dropout`` out of
+            ``[0, 1]``, ``"int8"`` with a float64 ``dtype``, or a ``forget_bias`` for a cell
+            without a forget gate or not finite in ``dtype``.
     """
 
     def __init__(
@@ -241,6 +256,8 @@ class SequenceModel(Composite):
         seed: int | np.random.Generator | None = None,
     ) -> None:
         rng = as_rng(seed)  # a Generator is used as is; the config keeps int seeds only
+        #: the constructor's arguments as checked (``dtype`` by name, ``dropout`` as the layer
+        #: took it, an int ``seed`` or None): what :meth:`save` writes
         self.config: dict[str, Any] = _checked_config({
             "cell": cell, "input_size": input_size, "hidden_size": hidden_size,
             "output_size": output_size, "num_layers": num_layers, "embedding_dim": embedding_dim,
@@ -250,6 +267,7 @@ class SequenceModel(Composite):
         })  # fmt: skip
         c = self.config
         r_emb, r_rnn, r_head = rng.spawn(3)
+        #: the :class:`~fastrnn.training.nn.Embedding` of the ids, or None
         self.embedding = (
             Embedding(c["input_size"], c["embedding_dim"], dtype=c["dtype"], seed=r_emb)
             if c["embedding_dim"] is not None
@@ -260,15 +278,19 @@ class SequenceModel(Composite):
         spec = StackSpec(_CELLS[cell], rnn_in, c["hidden_size"], c["num_layers"],
                          c["bidirectional"], dtype=c["dtype"],
                          compute_dtype=None if int8 else c["compute_dtype"])  # fmt: skip
+        #: the recurrent stack, an :class:`~fastrnn.layers.RNN`, :class:`~fastrnn.layers.LSTM` or
+        #: :class:`~fastrnn.layers.GRU` (a :class:`~fastrnn.quantized.QuantizedLayer` for int8)
         self.rnn: RecurrentLayer = from_spec(spec, dropout=dropout, seed=r_rnn)
         c["dropout"] = self.rnn.dropout  # the layer's rule
         if c["forget_bias"] is not None:
             init.set_forget_bias(self.rnn, c["forget_bias"])
         if int8:  # the weights a load_state_dict replaces: quantize_dynamic or load
             self.rnn = quantize_dynamic(self.rnn)
+        #: the output layer, a :class:`~fastrnn.training.nn.Linear`
         self.head = Linear(spec.output_size, c["output_size"], dtype=c["dtype"], seed=r_head)
         self.many_to_one = c["many_to_one"]
         self.dtype = np.dtype(c["dtype"])
+        #: the gradients of the last :meth:`backward`, by dotted name (``rnn.weight_hh_l0``)
         self.grads: dict[str, Array] = {}
         self._T = 0
         if int8:
@@ -291,8 +313,11 @@ class SequenceModel(Composite):
             )
 
     def train(self, mode: bool = True) -> SequenceModel:
-        """Training (default) or inference mode for every layer (an int8 model: inference
-        only, ``train(True)`` raises RuntimeError)."""
+        """Training (default) or inference mode for every layer; returns the model.
+
+        Raises:
+            RuntimeError: ``train(True)`` on an int8 model (inference only).
+        """
         if mode:
             self._inference_only("train")
         for _, m in self._parts():
@@ -306,8 +331,24 @@ class SequenceModel(Composite):
     # ---- forward / backward -----------------------------------------------------------------
 
     def forward(self, x: ArrayLike, state: Any = None) -> tuple[Array, Any]:
-        """``x (T, B, I)`` (or ids ``(T, B)`` with an embedding) -> ``(out, state)``; ``out`` is
-        ``(T, B, output_size)``, or ``(B, output_size)`` when many-to-one."""
+        """Run the model; in training mode it saves what :meth:`backward` needs.
+
+        Args:
+            x: ``(T, B, input_size)`` (float), or integer ids ``(T, B)`` for a model with an
+                embedding. Time-major, as the recurrent layers without ``batch_first``.
+            state: the initial state of the stack (its ``hx``, e.g. the last chunk's final
+                state), or None for zeros.
+
+        Returns:
+            ``(out, state)``: ``out`` ``(T, B, output_size)``, or ``(B, output_size)`` when
+            many-to-one; ``state`` the stack's final state (``h_n`` ``(L*D, B, H)``, for an
+            LSTM ``(h_n, c_n)``).
+
+        Raises:
+            ValueError: ``x`` of the wrong number of axes, ``T == 0`` for a many-to-one model,
+                or an error of the layers (sizes, ids out of the vocabulary, state shapes).
+            TypeError: ids not integers, or ``x`` not float (the layers' rules).
+        """
         xa = np.asarray(x)
         if self.embedding is not None:
             if xa.ndim != 2:
@@ -326,8 +367,19 @@ class SequenceModel(Composite):
     __call__ = forward
 
     def backward(self, dout: ArrayLike) -> dict[str, Array]:
-        """Backpropagation from ``dL/dout`` through the head, all steps and the embedding; fills
-        and returns :attr:`grads` (dotted names)."""
+        """Backpropagation through the head, all steps and the embedding for the last
+        training-mode :meth:`forward` (one backward per forward).
+
+        Args:
+            dout: ``dL/dout``, of ``out``'s shape.
+
+        Returns:
+            :attr:`grads`, filled with every parameter's gradient by dotted name.
+
+        Raises:
+            RuntimeError: no forward to go back through, or an int8 model.
+            ValueError: ``dout`` not of ``out``'s shape.
+        """
         self._inference_only("backward")
         dy = self.head.backward(dout)
         if self.many_to_one:
@@ -341,8 +393,21 @@ class SequenceModel(Composite):
         return self.grads
 
     def loss(self, out: Array, target: ArrayLike, kind: str) -> tuple[float, Array]:
-        """``(loss, dL/dout)``: ``kind`` ``"mse"`` (PyTorch's mean, no 1/2) or
-        ``"cross_entropy"`` (integer targets shaped like ``out`` without its last axis)."""
+        """The loss of ``out`` against ``target`` and its gradient.
+
+        Args:
+            out: the model's output.
+            target: for ``"mse"`` as many values as ``out`` (reshaped to it); for
+                ``"cross_entropy"`` integer class ids of ``out``'s shape without its last axis.
+            kind: ``"mse"`` (:func:`~fastrnn.training.losses.mse`) or ``"cross_entropy"``
+                (:func:`~fastrnn.training.losses.cross_entropy`).
+
+        Returns:
+            ``(loss, dL/dout)``.
+
+        Raises:
+            ValueError: an unknown ``kind``, or the loss's errors.
+        """
         if kind == "mse":
             return losses.mse(out, np.asarray(target, dtype=out.dtype).reshape(out.shape))
         if kind == "cross_entropy":
@@ -360,8 +425,31 @@ class SequenceModel(Composite):
         clip_norm: float | None = None,
         clip_value: float | None = None,
     ) -> StepResult:
-        """Forward, loss, backward, clipping and one optimizer step. ``state``: the initial state
-        (e.g. the previous chunk's, for truncated BPTT); the result carries the final one."""
+        """One training step: forward (training mode), loss, backward, clipping and one
+        optimizer update.
+
+        Args:
+            x: as in :meth:`forward`.
+            target: as in :meth:`loss`.
+            optimizer: an :class:`~fastrnn.training.optim.Optimizer` (updates
+                :meth:`named_parameters` in place).
+            loss: ``"mse"`` or ``"cross_entropy"`` (:meth:`loss`).
+            state: the initial state (e.g. the previous chunk's, for truncated BPTT; no
+                gradient flows into it), or None.
+            clip_norm: clip the gradients' global norm to it
+                (:func:`~fastrnn.training.optim.clip_grad_norm`), or None.
+            clip_value: then clamp each gradient value to ``[-clip_value, clip_value]``
+                (:func:`~fastrnn.training.optim.clip_grad_value`), or None.
+
+        Returns:
+            A :class:`StepResult`: the loss, the gradient norm before clipping and the final
+            state.
+
+        Raises:
+            RuntimeError: an int8 model (inference only).
+            ValueError, TypeError: the errors of :meth:`forward`, :meth:`loss`, the clipping
+                and the optimizer.
+        """
         self._inference_only("train_step")
         self.train()
         out, new_state = self.forward(x, state)
@@ -371,7 +459,12 @@ class SequenceModel(Composite):
         return StepResult(value, norm, new_state)
 
     def evaluate(self, x: ArrayLike, target: ArrayLike, *, loss: str = "mse") -> float:
-        """The loss on ``(x, target)`` in inference mode (training mode is restored)."""
+        """The loss on ``(x, target)`` in inference mode (the mode is restored); arguments and
+        errors as :meth:`forward` and :meth:`loss`.
+
+        Returns:
+            The loss, a float.
+        """
         was = self.rnn.training
         self.eval()
         try:
@@ -389,8 +482,20 @@ class SequenceModel(Composite):
 
         Computed exactly with the kernels: for each t the model is run from the state at t over
         the remaining steps and the loss differentiated w.r.t. that initial state (O(T^2) steps;
-        meant for diagnostics on moderate T). Unidirectional models only; the model's weights
-        and mode are left as they were.
+        meant for diagnostics on moderate T). The model's weights and mode are left as they
+        were.
+
+        Args:
+            x: a many-to-one model's input ``(T, B, input_size)`` (or ids ``(T, B)``).
+            target: as in :meth:`loss`.
+            loss: as in :meth:`loss`.
+
+        Returns:
+            ``(T,)``, float64: ``||dL/dh_t||`` for ``t = 0 .. T-1``.
+
+        Raises:
+            ValueError: a bidirectional or many-to-many model.
+            RuntimeError: an int8 model.
         """
         self._inference_only("hidden_grad_norms")
         if self.rnn.bidirectional:
@@ -436,9 +541,24 @@ class SequenceModel(Composite):
         temperature: float = 1.0,
         seed: int | np.random.Generator | None = None,
     ) -> Array:
-        """One-to-many generation with an embedding model: run the ``prime`` ids ``(T0,)``, then
-        sample ``steps`` ids one at a time from softmax(logits / temperature) (0 = argmax),
-        feeding each back as the next input and carrying the state."""
+        """One-to-many generation with an embedding model, in inference mode (the mode is
+        restored): run the ``prime`` ids, then sample ``steps`` ids one at a time, feeding each
+        back as the next input and carrying the state.
+
+        Args:
+            prime: ids ``(T0,)`` (any shape, flattened), at least one.
+            steps: the number of ids to sample.
+            temperature: each id is drawn from ``softmax(logits / temperature)``; 0 takes the
+                argmax.
+            seed: an int, a ``numpy.random.Generator`` or None, for the draws.
+
+        Returns:
+            The sampled ids, int64 ``(steps,)`` (the prime not included).
+
+        Raises:
+            ValueError: a model without an embedding or many-to-one, an empty ``prime``, or a
+                negative or non-finite ``temperature``.
+        """
         if self.embedding is None or self.many_to_one:
             raise ValueError("generate: needs a many-to-many model with an embedding (token ids)")
         if temperature < 0 or not math.isfinite(temperature):
@@ -483,6 +603,13 @@ class SequenceModel(Composite):
 
         Args:
             dtype: ``"int8"`` (or ``numpy.int8``), the only one.
+
+        Returns:
+            The int8 :class:`SequenceModel`.
+
+        Raises:
+            TypeError: the model is already int8.
+            ValueError: ``dtype`` is not int8.
         """
         if isinstance(self.rnn, QuantizedLayer):
             raise TypeError("quantize_dynamic: the model is already int8")
@@ -500,9 +627,21 @@ class SequenceModel(Composite):
     def save(
         self, path: str | Path, optimizer: optim.Optimizer | None = None, **extra: Any
     ) -> None:
-        """One ``.npz``: configuration, weights, optimizer state (if given) and ``extra`` JSON
-        values (e.g. a vocabulary). An int8 model's file holds its int8 weights and their scales
-        (its config's ``compute_dtype`` is ``"int8"``), and no optimizer."""
+        """Save the model to one ``.npz`` file, for :meth:`load`. An int8 model's file holds its
+        int8 weights and their scales (its config's ``compute_dtype`` is ``"int8"``).
+
+        Args:
+            path: the file to write.
+            optimizer: its state is saved too (to resume training), or None; not for an int8
+                model.
+            **extra: JSON values saved with the model (e.g. ``vocab``, a
+                :class:`~fastrnn.training.text.CharVocab`'s ``chars``).
+
+        Raises:
+            ValueError: an optimizer with an int8 model.
+            TypeError: an ``extra`` value that JSON cannot hold.
+            OSError: the file cannot be written.
+        """
         if optimizer is not None and isinstance(self.rnn, QuantizedLayer):
             raise ValueError("optimizer: an int8 model is inference-only; it saves no optimizer")
         self.config["compute_dtype"] = self.rnn.compute_dtype  # settable on the layer
@@ -512,11 +651,22 @@ class SequenceModel(Composite):
     def load(
         cls, path: str | os.PathLike[str]
     ) -> tuple[SequenceModel, optim.Optimizer | None, dict[str, Any]]:
-        """``(model, optimizer or None, extra)`` from a file of :meth:`save`.
+        """A model saved by :meth:`save`.
 
         The file is read as untrusted input: its header, config and optimizer state, and the
         sizes its config declares against the arrays it holds, are checked before a model of
         those sizes is made; an ``extra['vocab']`` must be a character vocabulary of the
-        embedding's size. Every problem of the file is a ValueError naming it; a path that cannot
-        be opened keeps its OSError (FileNotFoundError, IsADirectoryError)."""
+        embedding's size.
+
+        Args:
+            path: the ``.npz`` file.
+
+        Returns:
+            ``(model, optimizer or None, extra)``: the optimizer if one was saved, and the
+            ``extra`` values.
+
+        Raises:
+            ValueError: any problem of the file, named.
+            OSError: the path cannot be opened (FileNotFoundError, IsADirectoryError).
+        """
         return _saved.load(cls, path, _FORMAT)

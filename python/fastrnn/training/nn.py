@@ -1,10 +1,11 @@
-"""The layers around a recurrent stack: :class:`Linear` (the output layer) and :class:`Embedding`.
+"""The layers around a recurrent stack: :class:`~fastrnn.training.nn.Linear` (the output layer)
+and :class:`~fastrnn.training.nn.Embedding`.
 
-Both follow the conventions of :class:`fastrnn.LSTM`: PyTorch's constructor arguments, parameter
-names, shapes and default initialisation, a forward that saves what the backward needs (in
-training mode), and an explicit :meth:`backward` that returns the input gradient and fills
-:attr:`grads` (the :class:`~fastrnn.module.Module` conventions). Their products and the embedding
-gradient (a scatter-add) run in the compiled core.
+Both follow the conventions of :class:`fastrnn.LSTM <fastrnn.layers.LSTM>`: PyTorch's constructor
+arguments, parameter names, shapes and default initialisation, a forward that saves what the
+backward needs (in training mode), and an explicit ``backward`` that returns the input gradient
+and fills :attr:`~fastrnn.module.Module.grads` (the :class:`~fastrnn.module.Module`
+conventions). Their products and the embedding gradient (a scatter-add) run in the compiled core.
 """
 
 from __future__ import annotations
@@ -42,8 +43,21 @@ def _output_grad(dy: ArrayLike, shape: tuple[int, ...], dtype: np.dtype[Any]) ->
 class Linear(Module):
     """``y = x W^T + b`` over the last axis of ``x`` (any leading shape), as ``torch.nn.Linear``.
 
-    ``weight (out_features, in_features)``, ``bias (out_features,)``; both initialised as PyTorch
-    does, uniform in ``(-1/sqrt(in_features), 1/sqrt(in_features))``.
+    Parameters ``weight (out_features, in_features)`` and ``bias (out_features,)``, both
+    initialised as PyTorch does (:meth:`reset_parameters`); the state_dict round trip, modes and
+    :attr:`~fastrnn.module.Module.grads` are :class:`~fastrnn.module.Module`'s.
+
+    Args:
+        in_features: the size of the last axis of ``x`` (>= 1).
+        out_features: the size of the last axis of ``y`` (>= 1).
+        bias: whether there is a bias.
+        dtype: float32 or float64, of the parameters and the computation.
+        seed: an int, a ``numpy.random.Generator`` or None (fresh entropy), for the
+            initialisation.
+
+    Raises:
+        TypeError: a size not an int, or ``dtype`` not float32 or float64.
+        ValueError: a size < 1.
     """
 
     def __init__(
@@ -76,7 +90,8 @@ class Linear(Module):
         return self._params.get("bias")
 
     def reset_parameters(self, seed: int | np.random.Generator | None = None) -> None:
-        """PyTorch's default: weight and bias uniform in (-1/sqrt(in), 1/sqrt(in))."""
+        """PyTorch's default: weight and bias uniform in ``(-1/sqrt(in_features),
+        1/sqrt(in_features))``, drawn from ``seed`` (as the constructor's)."""
         rng = np.random.default_rng(seed)
         k = 1.0 / np.sqrt(self.in_features)
         shape = (self.out_features, self.in_features)
@@ -85,7 +100,18 @@ class Linear(Module):
             self._params["bias"] = rng.uniform(-k, k, self.out_features).astype(self.dtype)
 
     def forward(self, x: ArrayLike) -> Array:
-        """``x (..., in_features)`` -> ``(..., out_features)``."""
+        """The output ``y = x W^T + b``; in training mode ``x`` is kept for :meth:`backward`.
+
+        Args:
+            x: ``(..., in_features)``, any numeric dtype (computed in the layer's dtype).
+
+        Returns:
+            ``y`` ``(..., out_features)``, in the layer's dtype.
+
+        Raises:
+            ValueError: the last axis of ``x`` is not ``in_features`` (or ``x`` is 0-d).
+            TypeError: ``x`` is not numeric.
+        """
         xa = np.asarray(x)
         if xa.ndim < 1 or xa.shape[-1] != self.in_features:
             raise ValueError(
@@ -107,7 +133,21 @@ class Linear(Module):
     __call__ = forward
 
     def backward(self, dy: ArrayLike) -> Array:
-        """Gradient w.r.t. ``x`` from the one w.r.t. ``y``; fills :attr:`grads`."""
+        """The gradient w.r.t. ``x`` of the last training-mode :meth:`forward` (one backward
+        per forward); fills :attr:`~fastrnn.module.Module.grads` (``weight``, and ``bias`` if
+        there is one).
+
+        Args:
+            dy: the gradient w.r.t. ``y``, ``(..., out_features)``, ``y``'s shape.
+
+        Returns:
+            ``dx``, ``x``'s shape, in the layer's dtype.
+
+        Raises:
+            RuntimeError: no forward to go back through (none in training mode since the last
+                backward).
+            ValueError: ``dy`` not of ``y``'s shape.
+        """
         x = _saved(self._x)
         d2 = _output_grad(dy, (*self._x_shape[:-1], self.out_features), self.dtype)
         dx, dw, db = F.linear_backward(x, self._params["weight"], d2, self._has_bias)
@@ -126,8 +166,26 @@ class Linear(Module):
 
 
 class Embedding(Module):
-    """Token ids to vectors, as ``torch.nn.Embedding``: ``weight (num_embeddings, dim)``,
-    initialised N(0, 1); the ``padding_idx`` row is zero and gets no gradient."""
+    """Token ids to vectors, as ``torch.nn.Embedding``: row ``i`` of ``weight
+    (num_embeddings, embedding_dim)`` is the vector of id ``i``.
+
+    ``weight`` is initialised N(0, 1) (:meth:`reset_parameters`); the state_dict round trip,
+    modes and :attr:`~fastrnn.module.Module.grads` are :class:`~fastrnn.module.Module`'s.
+
+    Args:
+        num_embeddings: the number of ids (>= 1).
+        embedding_dim: the size of a vector (>= 1).
+        padding_idx: an id whose row is zero and gets no gradient (negative: counted from the
+            end, as PyTorch), or None.
+        dtype: float32 or float64.
+        seed: an int, a ``numpy.random.Generator`` or None (fresh entropy), for the
+            initialisation.
+
+    Raises:
+        TypeError: a size or ``padding_idx`` not an int, or ``dtype`` not float32 or float64.
+        ValueError: a size < 1, or ``padding_idx`` outside ``[-num_embeddings,
+            num_embeddings)``.
+    """
 
     def __init__(
         self,
@@ -161,7 +219,8 @@ class Embedding(Module):
         return {"weight": (self.num_embeddings, self.embedding_dim)}
 
     def reset_parameters(self, seed: int | np.random.Generator | None = None) -> None:
-        """PyTorch's default: N(0, 1), the padding row zero."""
+        """PyTorch's default: N(0, 1) drawn from ``seed`` (as the constructor's), the
+        ``padding_idx`` row zero."""
         rng = np.random.default_rng(seed)
         w = rng.standard_normal((self.num_embeddings, self.embedding_dim)).astype(self.dtype)
         if self.padding_idx is not None:
@@ -179,7 +238,19 @@ class Embedding(Module):
         return a.astype(np.int64, copy=False)
 
     def forward(self, ids: ArrayLike) -> Array:
-        """``ids`` (any shape) -> ``ids.shape + (embedding_dim,)``."""
+        """The rows of ``weight`` for ``ids``; in training mode the ids are kept for
+        :meth:`backward`.
+
+        Args:
+            ids: integer ids of any shape, each in ``[0, num_embeddings)``.
+
+        Returns:
+            ``ids.shape + (embedding_dim,)``, in the layer's dtype.
+
+        Raises:
+            TypeError: ``ids`` are not integers.
+            ValueError: an id outside ``[0, num_embeddings)``.
+        """
         a = self._check_ids(ids)
         self._ids = a.copy() if self.training else None
         return self._params["weight"][a]
@@ -187,7 +258,17 @@ class Embedding(Module):
     __call__ = forward
 
     def backward(self, dy: ArrayLike) -> None:
-        """Fills :attr:`grads` ``{"weight": ...}`` from the gradient w.r.t. the output."""
+        """Fills :attr:`~fastrnn.module.Module.grads` ``{"weight": ...}`` for the last training-mode
+        :meth:`forward` (one backward per forward): the rows of ``dy`` summed into the rows of
+        their ids, the ``padding_idx`` row zero. Ids have no gradient, so nothing is returned.
+
+        Args:
+            dy: the gradient w.r.t. the output, ``ids.shape + (embedding_dim,)``.
+
+        Raises:
+            RuntimeError: no forward to go back through.
+            ValueError: ``dy`` not of the output's shape.
+        """
         ids = _saved(self._ids)
         d2 = _output_grad(dy, (*ids.shape, self.embedding_dim), self.dtype)
         pad = -1 if self.padding_idx is None else self.padding_idx

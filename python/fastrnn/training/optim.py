@@ -1,9 +1,9 @@
 """Optimizers and gradient clipping over named parameter arrays, updated in place.
 
-The optimizers keep their state by parameter name, so they work with any set of arrays (a
-layer's :meth:`named_parameters`, or a model's): ``opt.step(params, grads)`` with two mappings
-from names to arrays. Each array's update is one fused pass in the compiled core (float32 or
-float64) and gives PyTorch's numbers: :class:`SGD` is ``torch.optim.SGD`` (momentum, dampening,
+The optimizers keep their state by parameter name, so they work with any set of arrays (a layer's
+:meth:`~fastrnn.module.Module.named_parameters`, or a model's): ``opt.step(params, grads)`` with two
+mappings from names to arrays. Each array's update is one fused pass in the compiled core (float32
+or float64) and gives PyTorch's numbers: :class:`SGD` is ``torch.optim.SGD`` (momentum, dampening,
 Nesterov, weight decay), :class:`Adam` is ``torch.optim.Adam`` (bias-corrected, weight decay added
 to the gradient), i.e. the notes' ``m_hat / (sqrt(v_hat) + eps)`` with ``m_hat = m / (1 - b1^t)``.
 """
@@ -62,22 +62,44 @@ def _pairs(
 
 
 class Optimizer:
-    """Common machinery: state by name, ``state_dict`` / ``load_state_dict``."""
+    """What :class:`SGD` and :class:`Adam` share: the state by parameter name, and its
+    :meth:`Optimizer.state_dict` / :meth:`Optimizer.load_state_dict` round trip (to resume
+    training).
+    """
 
+    #: per parameter name, its slots (:attr:`SLOTS`), made at its first update
     state: dict[str, dict[str, Any]]
+    #: the hyper-parameters, as the constructor took them
     defaults: dict[str, Any]
+    #: the number of :meth:`step` calls so far
     steps: int
-    #: the state of one parameter, all of these slots or none: slot -> kind, ``"moment"`` (a
-    #: finite float array of the parameter's shape and dtype), ``"square"`` (the same, >= 0) or
-    #: ``"count"`` (an int64 scalar: the steps that updated it, 1 to :attr:`steps`)
+    #: the slots of one parameter's state (it has all of them or none), each with its kind:
+    #: ``"moment"`` (a finite float array of the parameter's shape and dtype), ``"square"`` (the
+    #: same, >= 0) or ``"count"`` (an int64 scalar, the steps that updated it, 1 to
+    #: :attr:`~Optimizer.steps`)
     SLOTS: ClassVar[dict[str, str]] = {}
 
     def step(self, params: Mapping[str, Array], grads: Mapping[str, Array]) -> None:
-        """Update every array of ``params`` in place from ``grads`` (same names and shapes)."""
+        """Update every array of ``params`` in place from its gradient (one fused pass per array
+        in the compiled core); :attr:`steps` counts the calls.
+
+        Args:
+            params: name -> parameter array, writeable and C-contiguous, float32 or float64
+                (a model's ``named_parameters()``).
+            grads: name -> gradient, of its parameter's shape and dtype, for every name of
+                ``params`` (more names are ignored).
+
+        Raises:
+            ValueError: a parameter without its gradient, a gradient of another shape, or a
+                parameter not writeable and C-contiguous.
+            TypeError: a value not a NumPy array, or a gradient of another dtype.
+        """
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
-        """Hyper-parameters, step count and per-parameter state (copies), for saving."""
+        """What :meth:`load_state_dict` restores: ``{"type": "SGD" or "Adam", "defaults": the
+        hyper-parameters, "steps": the step count, "state": per parameter name its slots}``, the
+        arrays copies."""
         return {
             "type": type(self).__name__,
             "defaults": dict(self.defaults),
@@ -88,14 +110,23 @@ class Optimizer:
     def load_state_dict(
         self, sd: Mapping[str, Any], params: Mapping[str, Array] | None = None
     ) -> None:
-        """Restore what :meth:`state_dict` returned (to resume training).
+        """Restore what :meth:`state_dict` returned (to resume training); everything is
+        checked before the optimizer changes.
 
-        Everything is checked before the optimizer changes: its type; the hyper-parameters, by
-        the constructor's rules (exactly the keys of :attr:`defaults`); the step count (an int
-        >= 0); each parameter's state (:attr:`SLOTS`: finite float arrays of one shape and
-        dtype, step counts in [1, steps]). With ``params`` (the arrays being optimised, by name)
-        each state must name one of them and have its shape and dtype. A ValueError, or a
-        TypeError for a value of the wrong type, names the entry."""
+        Args:
+            sd: a :meth:`state_dict` of an optimizer of this type: its hyper-parameters, by the
+                constructor's rules (exactly the keys of :attr:`defaults`); the step count (an
+                int >= 0); each parameter's state (:attr:`SLOTS`: finite float arrays of one
+                shape and dtype, step counts in ``[1, steps]``).
+            params: the arrays being optimised, by name, or None; if given, each state must
+                name one of them and have its shape and dtype.
+
+        Raises:
+            ValueError: an entry that breaks these rules (its name in the message), or a
+                ``state_dict`` saved by another optimizer type.
+            TypeError: an entry of the wrong type (``sd`` not a mapping, a step count not an
+                integer, an array not float).
+        """
         if not isinstance(sd, Mapping):
             raise TypeError(f"state_dict: expected a mapping, got {type(sd).__name__}")
         if set(sd) != {"type", "defaults", "steps", "state"}:
@@ -123,8 +154,21 @@ class Optimizer:
     def from_state_dict(
         sd: Mapping[str, Any], params: Mapping[str, Array] | None = None
     ) -> Optimizer:
-        """A new optimizer of the type ``sd`` names (``"SGD"`` or ``"Adam"``) with the
-        hyper-parameters and the state of ``sd``, checked as :meth:`load_state_dict` does."""
+        """A new optimizer of the type ``sd`` names with the hyper-parameters and the state of
+        ``sd``.
+
+        Args:
+            sd: a :meth:`state_dict` of an :class:`SGD` or an :class:`Adam`.
+            params: as in :meth:`load_state_dict`.
+
+        Returns:
+            The :class:`SGD` or :class:`Adam`.
+
+        Raises:
+            ValueError: ``sd["type"]`` is not ``"SGD"`` or ``"Adam"`` (or ``sd`` has none), or
+                ``sd`` breaks a rule of :meth:`load_state_dict`.
+            TypeError: as in :meth:`load_state_dict`.
+        """
         kind = sd.get("type") if isinstance(sd, Mapping) else None
         types: dict[Any, type[Optimizer]] = {"SGD": SGD, "Adam": Adam}
         if kind not in types:
@@ -187,7 +231,23 @@ def _count(name: str, v: Any, steps: int) -> Array:
 
 
 class SGD(Optimizer):
-    """``torch.optim.SGD``: ``p -= lr * d`` with momentum buffers ``buf = m*buf + (1-damp)*g``."""
+    """``torch.optim.SGD``: ``p -= lr * d`` with momentum buffers ``buf = m*buf + (1-damp)*g``.
+
+    ``g`` is the gradient plus ``weight_decay * p``; ``d`` is ``g`` without momentum, ``buf``
+    with it (``buf = g`` at a parameter's first step), ``g + momentum * buf`` with Nesterov.
+
+    Args:
+        lr: the learning rate (>= 0).
+        momentum: the momentum factor (>= 0; 0: no buffer).
+        dampening: the dampening of the momentum (>= 0).
+        weight_decay: the L2 penalty added to the gradient (>= 0).
+        nesterov: Nesterov momentum (needs a momentum and zero dampening).
+
+    Raises:
+        TypeError: a hyper-parameter not a real number, ``nesterov`` not a bool.
+        ValueError: a negative or non-finite hyper-parameter, or ``nesterov`` without momentum
+            or with dampening.
+    """
 
     SLOTS: ClassVar[dict[str, str]] = {"momentum_buffer": "moment"}
 
@@ -212,6 +272,8 @@ class SGD(Optimizer):
         self.steps = 0
 
     def step(self, params: Mapping[str, Array], grads: Mapping[str, Array]) -> None:
+        """One SGD update of every array of ``params`` in place (arguments and errors:
+        :meth:`Optimizer.step`)."""
         d = self.defaults
         for k, p, g in _pairs(params, grads):
             st = self.state.setdefault(k, {})
@@ -227,7 +289,24 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """``torch.optim.Adam`` (no amsgrad): bias-corrected first and second moments."""
+    """``torch.optim.Adam`` (no amsgrad): bias-corrected first and second moments.
+
+    ``p -= lr * m_hat / (sqrt(v_hat) + eps)``, ``m_hat = m / (1 - b1^t)`` and ``v_hat = v / (1 -
+    b2^t)`` for the moments ``m`` and ``v`` of the gradient plus ``weight_decay * p``, ``t`` the
+    parameter's step count.
+
+    Args:
+        lr: the learning rate (>= 0).
+        betas: ``(b1, b2)``, the decay rates of the first and second moments, each in
+            ``[0, 1)``.
+        eps: added to the denominator (>= 0).
+        weight_decay: the L2 penalty added to the gradient (>= 0).
+
+    Raises:
+        TypeError: a hyper-parameter not a real number.
+        ValueError: a negative or non-finite hyper-parameter, or ``betas`` not two numbers in
+            ``[0, 1)``.
+    """
 
     SLOTS: ClassVar[dict[str, str]] = {"exp_avg": "moment", "exp_avg_sq": "square", "step": "count"}
 
@@ -249,6 +328,8 @@ class Adam(Optimizer):
         self.steps = 0
 
     def step(self, params: Mapping[str, Array], grads: Mapping[str, Array]) -> None:
+        """One Adam update of every array of ``params`` in place (arguments and errors:
+        :meth:`Optimizer.step`)."""
         d = self.defaults
         b1, b2 = d["betas"]
         for k, p, g in _pairs(params, grads):
@@ -274,19 +355,44 @@ def _arrays(grads: Iterable[Array] | Mapping[str, Array]) -> list[Array]:
 
 
 def global_norm(grads: Iterable[Array] | Mapping[str, Array]) -> float:
-    """The 2-norm of all the arrays together (summed in double)."""
+    """The 2-norm of all the arrays together, as if concatenated (summed in double).
+
+    Args:
+        grads: float32 or float64 arrays, C-contiguous, or a mapping of them (a model's
+            ``grads``).
+
+    Returns:
+        The norm (0.0 for no arrays).
+
+    Raises:
+        TypeError: an item not a float32 or float64 NumPy array.
+        ValueError: an array not writeable and C-contiguous.
+    """
     return math.sqrt(sum(F.sum_squares(g) for g in _arrays(grads)))
 
 
 def clip_grad_norm(
     grads: Iterable[Array] | Mapping[str, Array], max_norm: float, norm_type: float = 2.0
 ) -> float:
-    """Scale the gradients in place so that their global norm is at most ``max_norm``.
+    """Scale the gradients in place so that their global norm is at most ``max_norm``, as
+    ``torch.nn.utils.clip_grad_norm_``: by ``max_norm / (norm + 1e-6)`` when that is below 1.
 
-    As ``torch.nn.utils.clip_grad_norm_``: factor ``max_norm / (norm + 1e-6)`` when below 1;
-    ``norm_type`` 2 or ``inf``. Returns the norm before clipping; a NaN norm turns every
-    gradient into NaN and an infinite one zeroes them, as PyTorch does (check the returned norm
-    to skip such a step).
+    A NaN norm turns every gradient into NaN and an infinite one zeroes them, as PyTorch does
+    (check the returned norm to skip such a step).
+
+    Args:
+        grads: the arrays (or a mapping of them), as in :func:`global_norm`.
+        max_norm: the largest norm kept (>= 0).
+        norm_type: 2 (the 2-norm of all the arrays together) or ``math.inf`` (the largest
+            absolute value).
+
+    Returns:
+        The norm before clipping.
+
+    Raises:
+        TypeError: as in :func:`global_norm`, or ``max_norm`` not a real number.
+        ValueError: as in :func:`global_norm`, ``max_norm`` negative or not finite, or
+            ``norm_type`` neither 2 nor inf.
     """
     items = _arrays(grads)
     max_norm = _nonneg("max_norm", max_norm)
@@ -304,8 +410,19 @@ def clip_grad_norm(
 
 
 def clip_grad_value(grads: Iterable[Array] | Mapping[str, Array], clip_value: float) -> float:
-    """Clamp every gradient entry to ``[-clip_value, clip_value]`` in place; returns the global
-    2-norm before clipping."""
+    """Clamp every gradient entry to ``[-clip_value, clip_value]`` in place.
+
+    Args:
+        grads: the arrays (or a mapping of them), as in :func:`global_norm`.
+        clip_value: the largest absolute value kept (>= 0).
+
+    Returns:
+        The global 2-norm before clipping.
+
+    Raises:
+        TypeError: as in :func:`global_norm`, or ``clip_value`` not a real number.
+        ValueError: as in :func:`global_norm`, or ``clip_value`` negative or not finite.
+    """
     items = _arrays(grads)
     c = _nonneg("clip_value", clip_value)
     total = global_norm(items)

@@ -1,4 +1,5 @@
-"""Sequence to sequence: an encoder-decoder of fastrnn's layers, with attention (:class:`Seq2Seq`).
+"""Sequence to sequence: an encoder-decoder of fastrnn's layers, with attention
+(:class:`~fastrnn.training.seq2seq.Seq2Seq`).
 
 The many-to-many *transduction* of the notes (a source sequence in, a target sequence of another
 length out, e.g. translation)::
@@ -52,8 +53,10 @@ from .nn import Embedding, Linear
 from .text import CharVocab
 
 __all__ = [
+    "ATTENTIONS",
     "BOS",
     "EOS",
+    "NUM_SPECIAL",
     "PAD",
     "Batch",
     "Hypothesis",
@@ -73,7 +76,7 @@ BOS = 1
 EOS = 2
 #: the target ids that are not characters (a target vocabulary's first ids)
 NUM_SPECIAL = 3
-#: the ``attention`` values of :class:`Seq2Seq` (None: no attention)
+#: the ``attention`` values of :class:`Seq2Seq`, None for no attention
 ATTENTIONS = (None, *SCORES)
 
 
@@ -121,10 +124,15 @@ class Batch:
             the lengths.
         tgt_lengths: ``(B,)``, ``n + 1``, each in ``[1, Tt]``.
 
-    The arrays are checked and copied as read-only int64 arrays on construction (a ValueError
-    or TypeError naming the field; :data:`PAD` within ``src_lengths`` or ``tgt_lengths`` is a
-    ValueError). What lies beyond the lengths is ignored by the model. :meth:`of` makes a
-    batch from id sequences, :meth:`Seq2SeqVocab.batch` from strings.
+    The arrays are checked and copied as read-only int64 arrays on construction. What lies
+    beyond the lengths is ignored by the model. :meth:`of` makes a batch from id sequences,
+    :meth:`Seq2SeqVocab.batch` from strings.
+
+    Raises:
+        TypeError: ids or lengths not integers (the field named).
+        ValueError: ids not ``(T, B)`` with ``T, B >= 1`` or negative, targets not of one shape
+            ``(Tt, B)``, lengths of another shape or out of range, or :data:`PAD` within
+            ``src_lengths`` or ``tgt_lengths``.
     """
 
     src: IntArray
@@ -161,8 +169,21 @@ class Batch:
 
     @classmethod
     def of(cls, sources: Sequence[ArrayLike], targets: Sequence[ArrayLike]) -> Batch:
-        """The batch of source id sequences (each non-empty, ids >= 1) and target id
-        sequences (ids >= :data:`NUM_SPECIAL`, without BOS and EOS: they are added)."""
+        """The batch of id sequences, padded with :data:`PAD`.
+
+        Args:
+            sources: 1-d source id sequences, each non-empty, ids >= 1.
+            targets: 1-d target id sequences, one per source, ids >= :data:`NUM_SPECIAL`,
+                without :data:`BOS` and :data:`EOS` (they are added); may be empty.
+
+        Returns:
+            The :class:`Batch`: ``Ts`` the longest source, ``Tt`` the longest target + 1.
+
+        Raises:
+            ValueError: not one target per source, no sources, an empty source, a sequence not
+                1-d, or an id below its side's first.
+            TypeError: ``sources`` not a sequence, or ids not integers.
+        """
         if len(sources) != len(targets):
             raise ValueError(
                 f"targets: expected one per source ({len(sources)}), got {len(targets)}"
@@ -196,9 +217,21 @@ def _id_row(name: str, ids: ArrayLike, low: int, *, empty: bool) -> IntArray:
 
 
 def pad(sequences: Sequence[ArrayLike], name: str = "sequences") -> tuple[IntArray, IntArray]:
-    """Non-empty id sequences (ids >= 1) as time-major ``(ids (T, B), lengths (B,))``, padded
-    with :data:`PAD` (the source arrays :meth:`Seq2Seq.greedy` and
-    :meth:`~Seq2Seq.beam_search` take)."""
+    """Id sequences as one time-major array padded with :data:`PAD` (the source arrays
+    :meth:`Seq2Seq.greedy` and :meth:`~Seq2Seq.beam_search` take).
+
+    Args:
+        sequences: 1-d integer id sequences, each non-empty, ids >= 1.
+        name: the argument's name in error messages.
+
+    Returns:
+        ``(ids, lengths)``: int64 ``ids (T, B)``, ``T`` the longest sequence, and
+        ``lengths (B,)``.
+
+    Raises:
+        TypeError: ``sequences`` not a sequence (a string is not one), or ids not integers.
+        ValueError: no sequences, an empty one or not 1-d, or an id < 1.
+    """
     if isinstance(sequences, (str, bytes)) or not isinstance(sequences, Sequence):
         raise TypeError(f"{name}: expected a sequence of id sequences, got {type(sequences)}")
     if not sequences:
@@ -212,11 +245,25 @@ def pad(sequences: Sequence[ArrayLike], name: str = "sequences") -> tuple[IntArr
 
 
 class Seq2SeqVocab:
-    """The character vocabularies of a :class:`Seq2Seq`: source id ``i + 1`` is
-    ``src_chars[i]``, target id ``i + NUM_SPECIAL`` is ``tgt_chars[i]`` (0 is :data:`PAD`, 1
-    :data:`BOS`, 2 :data:`EOS`). A character not in a vocabulary is a ValueError naming it.
+    """The character vocabularies of a :class:`~fastrnn.training.seq2seq.Seq2Seq`: source id
+    ``i + 1`` is ``src_chars[i]``, target id ``i + NUM_SPECIAL`` is ``tgt_chars[i]`` (0 is
+    :data:`~fastrnn.training.seq2seq.PAD`, 1 :data:`~fastrnn.training.seq2seq.BOS`, 2
+    :data:`~fastrnn.training.seq2seq.EOS`). A character not in a vocabulary is a ValueError
+    naming it.
 
     Its model has ``src_vocab_size=vocab.src_size`` and ``tgt_vocab_size=vocab.tgt_size``.
+
+    Args:
+        src_chars: the source characters, in id order, each once.
+        tgt_chars: the target characters, likewise.
+
+    Attributes:
+        src: the source :class:`~fastrnn.training.text.CharVocab` (ids without the offset).
+        tgt: the target :class:`~fastrnn.training.text.CharVocab`.
+
+    Raises:
+        TypeError: a vocabulary not a string.
+        ValueError: an empty vocabulary or a character in it twice (the argument named).
     """
 
     def __init__(self, src_chars: str, tgt_chars: str) -> None:
@@ -231,7 +278,8 @@ class Seq2SeqVocab:
 
     @classmethod
     def from_pairs(cls, sources: Iterable[str], targets: Iterable[str]) -> Seq2SeqVocab:
-        """The sorted unique characters of the sources and of the targets."""
+        """The vocabulary of the sorted unique characters of ``sources`` and of ``targets``
+        (strings; neither may be all empty, a ValueError)."""
         src, tgt = "".join(sources), "".join(targets)
         return cls("".join(sorted(set(src))), "".join(sorted(set(tgt))))
 
@@ -257,27 +305,33 @@ class Seq2SeqVocab:
         return f"Seq2SeqVocab({self.src.chars!r}, {self.tgt.chars!r})"
 
     def encode_source(self, text: str) -> IntArray:
-        """The source ids of ``text``."""
+        """The source ids of ``text``, int64 ``(len(text),)``; a character not in the
+        vocabulary is a ValueError."""
         return self.src.encode(text) + 1
 
     def encode_target(self, text: str) -> IntArray:
-        """The target ids of ``text`` (without BOS and EOS)."""
+        """The target ids of ``text``, int64 ``(len(text),)``, without BOS and EOS; a character
+        not in the vocabulary is a ValueError."""
         return self.tgt.encode(text) + NUM_SPECIAL
 
     def decode_source(self, ids: ArrayLike) -> str:
-        """The text of source ids (each >= 1)."""
+        """The text of 1-d source ids (each in ``[1, src_size)``, else a ValueError)."""
         return self.src.decode(_id_row("ids", ids, 1, empty=True) - 1)
 
     def decode_target(self, ids: ArrayLike) -> str:
-        """The text of target ids without BOS and EOS (a :class:`Hypothesis`'s ``ids``)."""
+        """The text of 1-d target ids without BOS and EOS (a :class:`Hypothesis`'s ``ids``;
+        each in ``[NUM_SPECIAL, tgt_size)``, else a ValueError)."""
         return self.tgt.decode(_id_row("ids", ids, NUM_SPECIAL, empty=True) - NUM_SPECIAL)
 
     def sources(self, texts: Sequence[str]) -> tuple[IntArray, IntArray]:
-        """Source strings (each non-empty) as ``(src (Ts, B), src_lengths (B,))``."""
+        """Source strings (each non-empty) as the arrays a decoding takes: ``(src (Ts, B),
+        src_lengths (B,))`` (:func:`pad`); an unknown character is a ValueError naming the
+        string."""
         return pad(self._encoded(texts, "texts", self.encode_source), "texts")
 
     def batch(self, sources: Sequence[str], targets: Sequence[str]) -> Batch:
-        """The :class:`Batch` of source and target strings."""
+        """The :class:`Batch` of source strings (each non-empty) and their target strings
+        (:meth:`Batch.of`); an unknown character is a ValueError naming the string."""
         src = self._encoded(sources, "sources", self.encode_source)
         return Batch.of(src, self._encoded(targets, "targets", self.encode_target))
 
@@ -302,8 +356,21 @@ class Seq2SeqVocab:
         beam_size: int = 1,
         length_penalty: float = 0.0,
     ) -> list[str]:
-        """``model``'s translations of ``texts``: greedy (``beam_size=1``) or beam search
-        (:meth:`Seq2Seq.beam_search`), each at most ``max_len`` decoder steps."""
+        """``model``'s translations of ``texts``.
+
+        Args:
+            model: a :class:`Seq2Seq` of this vocabulary's sizes.
+            texts: source strings, each non-empty.
+            max_len: the most decoder steps per text (EOS counted).
+            beam_size: 1 for :meth:`Seq2Seq.greedy`, more for :meth:`Seq2Seq.beam_search`.
+            length_penalty: the beam search's.
+
+        Returns:
+            The target strings, one per text.
+
+        Raises:
+            ValueError: an unknown character, or the decoding's errors.
+        """
         src, lengths = self.sources(texts)
         if beam_size == 1:
             hyps = model.greedy(src, lengths, max_len)
@@ -319,7 +386,8 @@ class Seq2SeqVocab:
 
     @classmethod
     def from_json(cls, value: Any) -> Seq2SeqVocab:
-        """The vocabulary of :meth:`to_json`'s value."""
+        """The vocabulary of :meth:`to_json`'s value; anything but such a dict is a
+        ValueError (the characters' errors as the constructor's)."""
         if not isinstance(value, dict) or set(value) != {"src", "tgt"}:
             raise ValueError(
                 f"expected an object {{'src': chars, 'tgt': chars}}, got {value!r:.80}"
@@ -453,9 +521,10 @@ class Seq2Seq(Composite):
 
     Args:
         cell: ``"rnn"`` (tanh), ``"rnn_relu"``, ``"lstm"`` or ``"gru"``, for both stacks.
-        src_vocab_size, tgt_vocab_size: the ids of each side, :data:`PAD` (and, on the target
-            side, :data:`BOS` and :data:`EOS`) included (:attr:`Seq2SeqVocab.src_size`,
-            :attr:`~Seq2SeqVocab.tgt_size`).
+        src_vocab_size: the source ids, :data:`PAD` included (:attr:`Seq2SeqVocab.src_size`;
+            >= 2).
+        tgt_vocab_size: the target ids, :data:`PAD`, :data:`BOS` and :data:`EOS` included
+            (:attr:`Seq2SeqVocab.tgt_size`; >= 3).
         embedding_dim: the size of both embeddings (their :data:`PAD` row zero).
         hidden_size: the encoder's ``H``; the decoder's is ``H * D`` (``D = 2`` if
             bidirectional), as its initial state is the encoder's final state with the two
@@ -468,18 +537,31 @@ class Seq2Seq(Composite):
         attn_size: the additive score's hidden size (default: the decoder's hidden size).
         dropout: between the layers of each stack, in training (as the recurrent layers').
         forget_bias: an LSTM's forget-gate bias, in both stacks, set after PyTorch's default
-            initialisation by :func:`fastrnn.init.set_forget_bias` (1.0 by default; Jozefowicz
-            et al., 2015), as :class:`~fastrnn.SequenceModel`'s.
+            initialisation by :func:`~fastrnn.training.init.set_forget_bias` (1.0 by default;
+            Jozefowicz et al., 2015), as :class:`~fastrnn.training.model.SequenceModel`'s.
             None keeps PyTorch's initialisation. The other cells have no forget gate: for them
             it is None (their :attr:`config` says so), and any other value given is a ValueError.
-        dtype, seed: of every layer (an int seed is kept in :attr:`config`, a Generator not).
+        dtype: float32 or float64, of every layer.
+        seed: an int, a ``numpy.random.Generator`` or None, for every layer (an int seed is
+            kept in :attr:`config`, a Generator is not).
 
     Parameters (:meth:`named_parameters`): ``src_embedding.weight``, ``encoder.*`` and
     ``decoder.*`` (PyTorch's names, e.g. ``encoder.weight_ih_l0_reverse``),
     ``tgt_embedding.weight``, ``attention.*`` (:class:`~fastrnn.training.attention.Attention`'s:
     ``weight`` for general; ``query_weight``, ``key_weight``, ``v`` for additive; none for dot),
     ``combine.weight`` ``(Hd, 2 Hd)`` (``(Hd, Hd)`` without attention), ``combine.bias``,
-    ``out.weight`` ``(tgt_vocab_size, Hd)``, ``out.bias``.
+    ``out.weight`` ``(tgt_vocab_size, Hd)``, ``out.bias``; :meth:`state_dict` and
+    :meth:`load_state_dict` use the same names.
+
+    The parts are attributes under the names of the parameters' prefixes.
+
+    Raises:
+        TypeError: a size or ``seed`` not an int, ``bidirectional`` not a bool, ``dtype`` not
+            float32 or float64, or ``forget_bias`` not a number.
+        ValueError: an unknown ``cell`` or ``attention``, a vocabulary smaller than its special
+            ids (``src_vocab_size`` < 2, ``tgt_vocab_size`` < 3), another size < 1,
+            ``attn_size`` without the additive score, ``dropout`` out of ``[0, 1]``, or a
+            ``forget_bias`` for a cell without a forget gate.
     """
 
     def __init__(
@@ -500,6 +582,8 @@ class Seq2Seq(Composite):
         seed: int | np.random.Generator | None = None,
     ) -> None:
         rng = as_rng(seed)  # a Generator is used as is; the config keeps int seeds only
+        #: the constructor's arguments as checked (``dtype`` by name, ``dropout`` as the layers
+        #: took it, an int ``seed`` or None): what :meth:`save` writes
         self.config: dict[str, Any] = _checked_config({
             "cell": cell, "src_vocab_size": src_vocab_size, "tgt_vocab_size": tgt_vocab_size,
             "embedding_dim": embedding_dim, "hidden_size": hidden_size, "num_layers": num_layers,
@@ -529,6 +613,7 @@ class Seq2Seq(Composite):
         self.combine = Linear(width, Hd, dtype=self.dtype, seed=r[5])
         self.out = Linear(Hd, c["tgt_vocab_size"], dtype=self.dtype, seed=r[6])
         self.training = True
+        #: the gradients of the last :meth:`backward`, by dotted name
         self.grads: dict[str, Array] = {}
         self._attended: Array | None = None  # h~ of the last training forward, for backward
 
@@ -546,7 +631,7 @@ class Seq2Seq(Composite):
         return [*parts, ("combine", self.combine), ("out", self.out)]
 
     def train(self, mode: bool = True) -> Seq2Seq:
-        """Training (default) or inference mode for every layer."""
+        """Training (default) or inference mode for every layer; returns the model."""
         self.training = bool(mode)
         for _, m in self._parts():
             m.train(mode)
@@ -610,10 +695,21 @@ class Seq2Seq(Composite):
         return self.out(attended), weights
 
     def forward(self, batch: Batch) -> tuple[Array, Array | None]:
-        """Teacher forcing: ``(logits (Tt, B, tgt_vocab_size), attention weights (Tt, B, Ts))``
-        for ``batch`` (the decoder reads ``tgt_in``). The weights are zero over padded source
-        steps and on padded target steps; None without attention. In training mode it saves
-        what :meth:`backward` needs."""
+        """Teacher forcing: the decoder reads ``batch.tgt_in``; in training mode it saves what
+        :meth:`backward` needs.
+
+        Args:
+            batch: a :class:`Batch` whose ids are within the model's vocabularies.
+
+        Returns:
+            ``(logits, weights)``: ``logits (Tt, B, tgt_vocab_size)`` and the attention weights
+            ``(Tt, B, Ts)``, zero over padded source steps and on padded target steps (None
+            without attention).
+
+        Raises:
+            TypeError: ``batch`` is not a :class:`Batch`.
+            ValueError: an id of ``batch`` beyond its vocabulary.
+        """
         b = self._checked_batch(batch)
         enc_out, state = self._encode(b.src, b.src_lengths)
         dec_out, _ = self.decoder(self.tgt_embedding(b.tgt_in), state, lengths=b.tgt_lengths)
@@ -638,16 +734,39 @@ class Seq2Seq(Composite):
         return batch
 
     def loss(self, logits: Array, batch: Batch) -> tuple[float, Array]:
-        """``(loss, dL/dlogits)``: the cross-entropy of ``logits`` against ``batch.tgt_out``,
-        the mean over the target steps within ``tgt_lengths`` (the others ignored)."""
+        """The cross-entropy of ``logits`` against ``batch.tgt_out``, the mean over the target
+        steps within ``tgt_lengths`` (the others ignored).
+
+        Args:
+            logits: :meth:`forward`'s, ``(Tt, B, tgt_vocab_size)``.
+            batch: the :class:`Batch` they were computed from.
+
+        Returns:
+            ``(loss, dL/dlogits)``, the gradient of ``logits``' shape.
+
+        Raises:
+            ValueError, TypeError: :func:`~fastrnn.training.losses.cross_entropy`'s (logits of
+                another shape than the batch's targets).
+        """
         targets = np.where(_steps(batch.tgt_lengths, batch.tgt_out.shape[0]), batch.tgt_out, PAD)
         return losses.cross_entropy(logits, targets, ignore_index=PAD)
 
     def backward(self, dlogits: ArrayLike) -> dict[str, Array]:
-        """Backpropagation from ``dL/dlogits`` through the output layer, the attention (into
-        both the decoder's outputs and the encoder's), the decoder, its initial state into the
-        encoder's final state, the encoder and the embeddings; fills and returns :attr:`grads`
-        (dotted names)."""
+        """Backpropagation for the last training-mode :meth:`forward` (one backward per
+        forward): through the output layer, the attention (into both the decoder's outputs and
+        the encoder's), the decoder, its initial state into the encoder's final state, the
+        encoder and the embeddings.
+
+        Args:
+            dlogits: ``dL/dlogits``, ``(Tt, B, tgt_vocab_size)``.
+
+        Returns:
+            :attr:`grads`, filled with every parameter's gradient by dotted name.
+
+        Raises:
+            RuntimeError: no forward to go back through.
+            ValueError: ``dlogits`` of another shape than the logits.
+        """
         attended = self._attended
         if attended is None:
             raise RuntimeError("backward: no saved forward (call forward in training mode)")
@@ -676,9 +795,25 @@ class Seq2Seq(Composite):
         clip_norm: float | None = None,
         clip_value: float | None = None,
     ) -> StepResult:
-        """Forward (teacher forcing), loss, backward, clipping (the global norm to
-        ``clip_norm``, then each value to ``clip_value``) and one optimizer step; the result's
-        ``grad_norm`` is the norm before clipping (its ``state`` is None)."""
+        """One training step: :meth:`forward` (teacher forcing, training mode), :meth:`loss`,
+        :meth:`backward`, clipping and one optimizer update.
+
+        Args:
+            batch: a :class:`Batch`.
+            optimizer: an :class:`~fastrnn.training.optim.Optimizer` (updates
+                :meth:`named_parameters` in place).
+            clip_norm: clip the gradients' global norm to it
+                (:func:`~fastrnn.training.optim.clip_grad_norm`), or None.
+            clip_value: then clamp each gradient value to ``[-clip_value, clip_value]``, or
+                None.
+
+        Returns:
+            A :class:`~fastrnn.training.model.StepResult`: the loss and the gradient norm before
+            clipping (its ``state`` is None).
+
+        Raises:
+            TypeError, ValueError: :meth:`forward`'s, the clipping's and the optimizer's.
+        """
         self.train()
         logits, _ = self.forward(batch)
         value, dlogits = self.loss(logits, batch)
@@ -687,7 +822,12 @@ class Seq2Seq(Composite):
         return StepResult(value, norm, None)
 
     def evaluate(self, batch: Batch) -> float:
-        """The loss on ``batch`` in inference mode (the mode is restored)."""
+        """The loss on ``batch`` (a :class:`Batch`) in inference mode (the mode is restored);
+        errors as :meth:`forward`'s.
+
+        Returns:
+            The loss, a float.
+        """
         was = self.training
         self.eval()
         try:
@@ -730,11 +870,25 @@ class Seq2Seq(Composite):
     def greedy(
         self, src: ArrayLike, src_lengths: ArrayLike | None, max_len: int
     ) -> list[Hypothesis]:
-        """Greedy decoding of every source of ``src (Ts, B)`` (``src_lengths (B,)``, None: all
-        ``Ts``): from BOS, each step's most probable id (PAD and BOS excepted) is the next
-        input, until EOS or ``max_len`` steps (the EOS counted). All sources run together, one
-        step at a time, in inference mode (the mode is restored). One :class:`Hypothesis` per
-        source."""
+        """Greedy decoding: from BOS, each step's most probable id (PAD and BOS excepted) is
+        the next input, until EOS or ``max_len`` steps (the EOS counted). All sources run
+        together, one step at a time, in inference mode (the mode is restored).
+
+        Args:
+            src: source ids ``(Ts, B)`` (:func:`pad`, :meth:`Seq2SeqVocab.sources`), within the
+                vocabulary, :data:`PAD` only beyond the lengths.
+            src_lengths: ``(B,)``, each in ``[1, Ts]``; None: all ``Ts``.
+            max_len: the most decoder steps (>= 1).
+
+        Returns:
+            One :class:`Hypothesis` per source.
+
+        Raises:
+            TypeError: ids or lengths not integers, ``max_len`` not an int.
+            ValueError: ``src`` not ``(Ts, B)``, an id beyond the vocabulary or negative, PAD
+                within a length, lengths out of range, ``max_len`` < 1, or outputs that are not
+                finite (NaN weights).
+        """
         s, lengths = self._sources(src, src_lengths)
         max_len = check_int("max_len", max_len, 1)
         Ts, B = s.shape
@@ -798,6 +952,18 @@ class Seq2Seq(Composite):
 
         ``beam_size=1`` is :meth:`greedy`. A larger beam usually finds a more probable output
         than greedy, but need not: it may drop the greedy one's prefix on the way.
+
+        Args:
+            src, src_lengths, max_len: as in :meth:`greedy`.
+            beam_size: the live hypotheses per source (>= 1).
+            length_penalty: ``alpha`` of ``lp(n)`` (>= 0).
+
+        Returns:
+            One :class:`Hypothesis` per source: its best.
+
+        Raises:
+            TypeError, ValueError: as :meth:`greedy`, and for a ``beam_size`` < 1 or a negative
+                ``length_penalty``.
         """
         s, lengths = self._sources(src, src_lengths)
         max_len = check_int("max_len", max_len, 1)
@@ -832,8 +998,20 @@ class Seq2Seq(Composite):
         vocab: Seq2SeqVocab | None = None,
         **extra: Any,
     ) -> None:
-        """One ``.npz``: configuration, weights, optimizer state (if given), the vocabulary (if
-        given; it must match the model's sizes) and ``extra`` JSON values."""
+        """Save the model to one ``.npz`` file, for :meth:`load`.
+
+        Args:
+            path: the file to write.
+            optimizer: its state is saved too (to resume training), or None.
+            vocab: the :class:`Seq2SeqVocab` of the model's sizes, or None.
+            **extra: JSON values saved with the model.
+
+        Raises:
+            TypeError: ``vocab`` not a :class:`Seq2SeqVocab`, or an ``extra`` value JSON cannot
+                hold.
+            ValueError: ``vocab`` of other sizes than the model's.
+            OSError: the file cannot be written.
+        """
         if vocab is not None:
             if not isinstance(vocab, Seq2SeqVocab):
                 raise TypeError(f"vocab: expected a Seq2SeqVocab, got {type(vocab).__name__}")
@@ -848,13 +1026,23 @@ class Seq2Seq(Composite):
     def load(
         cls, path: str | os.PathLike[str]
     ) -> tuple[Seq2Seq, optim.Optimizer | None, dict[str, Any]]:
-        """``(model, optimizer or None, extra)`` from a file of :meth:`save`; ``extra['vocab']``
-        (if saved) is the :class:`Seq2SeqVocab`.
+        """A model saved by :meth:`save`.
 
         The file is read as untrusted input: its header, config and optimizer state, and the
         sizes its config declares against the arrays it holds, are checked before a model of
-        those sizes is made; a vocabulary must have the model's sizes. Every problem of the file
-        is a ValueError naming it; a path that cannot be opened keeps its OSError."""
+        those sizes is made; a vocabulary must have the model's sizes.
+
+        Args:
+            path: the ``.npz`` file.
+
+        Returns:
+            ``(model, optimizer or None, extra)``; ``extra['vocab']`` (if saved) is the
+            :class:`Seq2SeqVocab`.
+
+        Raises:
+            ValueError: any problem of the file, named.
+            OSError: the path cannot be opened.
+        """
         return _saved.load(cls, path, _FORMAT)
 
     def __repr__(self) -> str:

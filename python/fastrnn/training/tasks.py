@@ -65,14 +65,28 @@ def adding_problem(
     n: int, T: int, seed: Seed = None, *, low: float = 0.0, high: float = 1.0,
     dtype: DTypeLike = np.float32,
 ) -> tuple[FloatArray, FloatArray]:  # fmt: skip
-    """``n`` sequences of the adding problem, of length ``T`` (>= 2).
+    """``n`` sequences of the adding problem, of length ``T``.
 
-    Returns ``x`` of shape ``(T, n, 2)`` and ``y`` of shape ``(n, 1)``, both of ``dtype`` (float32
-    or float64). Channel 0 of ``x`` holds values drawn uniformly in ``[low, high)``; channel 1 is a
-    marker, 1.0 at exactly two steps of each sequence, one drawn uniformly in the first half
-    ``[0, T//2)`` and one in the second half ``[T//2, T)``, 0.0 elsewhere. ``y`` is the sum of the
-    two marked values. ``seed`` is an int, a ``numpy.random.Generator`` (advanced by the call) or
-    None; the same int seed gives the same data.
+    Channel 0 of ``x`` holds values drawn uniformly in ``[low, high)``; channel 1 is a marker,
+    1.0 at exactly two steps of each sequence, one drawn uniformly in the first half ``[0,
+    T//2)`` and one in the second half ``[T//2, T)``, 0.0 elsewhere. ``y`` is the sum of the two
+    marked values.
+
+    Args:
+        n: the number of sequences (>= 1).
+        T: their length (>= 2).
+        seed: an int, a ``numpy.random.Generator`` (advanced by the call) or None; the same int
+            seed gives the same data.
+        low, high: the interval of the values, ``low < high``.
+        dtype: float32 or float64.
+
+    Returns:
+        ``(x, y)``: ``x (T, n, 2)`` and ``y (n, 1)``, both of ``dtype``.
+
+    Raises:
+        TypeError: ``n`` or ``T`` not an int, ``low`` or ``high`` not a real number, ``dtype``
+            not float32 or float64.
+        ValueError: ``n`` < 1, ``T`` < 2, a negative seed, or not ``low < high`` (both finite).
     """
     n = check_int("n", n, 1)
     T = check_int("T", T, 2)
@@ -101,6 +115,15 @@ def adding_baseline_mse(low: float = 0.0, high: float = 1.0) -> float:
     That constant is the mean of the target, and its MSE the target's variance: the sum of two
     independent uniform values on ``[low, high)`` has variance ``2 * (high - low)**2 / 12``
     (0.1667 on [0, 1], 0.6667 on [-1, 1]). A model that solves the task gets well below it.
+
+    Args:
+        low, high: the values' interval, as in :func:`adding_problem`.
+
+    Returns:
+        The MSE.
+
+    Raises:
+        TypeError, ValueError: the interval's, as in :func:`adding_problem`.
     """
     lo, hi = _interval(low, high)
     return 2.0 * (hi - lo) ** 2 / 12.0
@@ -109,17 +132,28 @@ def adding_baseline_mse(low: float = 0.0, high: float = 1.0) -> float:
 def copy_memory(
     n: int, T: int, seed: Seed = None, *, num_symbols: int = 8, copy_len: int = 10
 ) -> tuple[IntArray, IntArray]:
-    """``n`` sequences of the copy-memory task with a delay of ``T`` (>= 1) steps.
+    """``n`` sequences of the copy-memory task with a delay of ``T`` steps.
 
-    Returns int64 ids ``x`` and ``y``, both of shape ``(T + 2*copy_len, n)`` (time-major), over a
-    vocabulary of ``num_symbols + 2`` ids: 0 is the blank, ``1..num_symbols`` the symbols and
-    ``num_symbols + 1`` the delimiter.
+    The ids are over a vocabulary of ``num_symbols + 2``: 0 is the blank, ``1..num_symbols`` the
+    symbols and ``num_symbols + 1`` the delimiter.
 
     * Input ``x``: ``copy_len`` symbols drawn uniformly, ``T - 1`` blanks, the delimiter, then
       ``copy_len`` blanks.
     * Target ``y``: blanks for ``T + copy_len`` steps, then the ``copy_len`` symbols of ``x``.
 
-    ``seed`` is as in :func:`adding_problem`.
+    Args:
+        n: the number of sequences (>= 1).
+        T: the delay (>= 1).
+        seed: as in :func:`adding_problem`.
+        num_symbols: the number of distinct symbols (>= 1).
+        copy_len: the symbols to remember (>= 1).
+
+    Returns:
+        ``(x, y)``: int64 ids, both ``(T + 2*copy_len, n)`` (time-major).
+
+    Raises:
+        TypeError: an argument not an int.
+        ValueError: an argument < 1, or a negative seed.
     """
     n = check_int("n", n, 1)
     T = check_int("T", T, 1)
@@ -142,6 +176,16 @@ def copy_memory_baseline(T: int, num_symbols: int = 8, copy_len: int = 10) -> fl
     The baseline predicts the blank with certainty until the delimiter has been seen, then a
     uniform guess over the ``num_symbols`` symbols: ``copy_len * log(num_symbols) / (T +
     2*copy_len)``. A model below it remembers something of the symbols.
+
+    Args:
+        T, num_symbols, copy_len: as in :func:`copy_memory`.
+
+    Returns:
+        The cross-entropy.
+
+    Raises:
+        TypeError: an argument not an int.
+        ValueError: an argument < 1.
     """
     T = check_int("T", T, 1)
     num_symbols = check_int("num_symbols", num_symbols, 1)
@@ -159,7 +203,7 @@ class Pairs(NamedTuple):
     sources: list[str]
     #: the output strings, ``targets[i]`` the translation of ``sources[i]``
     targets: list[str]
-    #: what each example is: its format in :func:`dates`, its task in :func:`digit_strings`
+    #: what each example is, its format in :func:`dates`, its task in :func:`digit_strings`
     kinds: list[str]
 
 
@@ -310,11 +354,21 @@ def _check_two_digit_year(name: str, fmt: str, first: datetime.date, last: datet
 
 
 def format_date(day: datetime.date, fmt: str) -> str:
-    """``day`` written in the date format ``fmt``, one of :data:`DATE_FORMATS`.
+    """``day`` written in the date format ``fmt``: ``format_date(date(2026, 11, 29), "wkd d
+    mon yyyy")`` is ``"sun 29 nov 2026"``. Names are English whatever the locale.
 
-    Names are English whatever the locale; a two-digit year (``"mm/dd/yy"``) is a ValueError
-    outside 1950..2049, which is what it can stand for. ``format_date(date(2026, 11, 29), "wkd d
-    mon yyyy")`` is ``"sun 29 nov 2026"``.
+    Args:
+        day: a ``datetime.date`` (a ``datetime`` counts as its date) or an ISO string
+            ``"YYYY-MM-DD"``.
+        fmt: one of :data:`DATE_FORMATS`.
+
+    Returns:
+        The written date.
+
+    Raises:
+        TypeError: ``fmt`` not a string, or ``day`` neither a date nor a string.
+        ValueError: an unknown format, a string that is not an ISO date, or a two-digit year
+            (``"mm/dd/yy"``) outside 1950..2049, which is what it can stand for.
     """
     template = _check_format("fmt", fmt)
     day = _check_date("day", day)
@@ -336,8 +390,22 @@ def dates(
     Month yyyy")``. Every source names one day only: the two-digit year of ``"mm/dd/yy"`` stands
     for 20yy if yy < 50, else 19yy, so with that format the range must lie in 1950..2049.
     Sources are at most 37 characters long (``"Wednesday, the 23rd of September 2026"``),
-    targets 10; :func:`date_alphabet` lists their characters. ``seed`` is as in
-    :func:`adding_problem`.
+    targets 10; :func:`date_alphabet` lists their characters.
+
+    Args:
+        n: the number of examples (>= 1).
+        seed: as in :func:`adding_problem`.
+        formats: date formats of :data:`DATE_FORMATS` (at least one), or None for all.
+        start, end: the first and last day that can be drawn, dates or ISO strings.
+
+    Returns:
+        The :class:`Pairs` ``(sources, targets, kinds)``.
+
+    Raises:
+        TypeError: ``n`` not an int, ``formats`` not a sequence of strings, ``start`` or
+            ``end`` neither a date nor a string.
+        ValueError: ``n`` < 1, an unknown or no format, an ISO string that is not a date,
+            ``end`` before ``start``, or a range outside 1950..2049 with ``"mm/dd/yy"``.
     """
     n = check_int("n", n, 1)
     fmts = _check_formats(formats)
@@ -359,11 +427,19 @@ def dates(
 
 
 def date_alphabet(formats: Sequence[str] | None = None) -> tuple[str, str]:
-    """The characters :func:`dates` can write with ``formats`` (by default all of them): the
-    sources' and the targets', each a sorted string without repeats.
+    """The characters :func:`dates` can write with ``formats``.
 
     With the default formats and range every one of them occurs in enough data; a narrower range
     may leave some out (the alphabet lists the digits of every year).
+
+    Args:
+        formats: as in :func:`dates` (None: all of :data:`DATE_FORMATS`).
+
+    Returns:
+        ``(source characters, target characters)``, each a sorted string without repeats.
+
+    Raises:
+        TypeError, ValueError: ``formats`` as in :func:`dates`.
     """
     chars = set().union(*(_TEMPLATES[fmt].chars for fmt in _check_formats(formats)))
     return "".join(sorted(chars)), "-" + _DIGITS
@@ -376,9 +452,21 @@ def digit_strings(
     ascending order (``task="sort"``).
 
     Each source has a length drawn uniformly in ``[min_len, max_len]`` and digits drawn
-    uniformly; ``"40213"`` becomes ``"31204"`` reversed, ``"01234"`` sorted. ``kinds`` is
-    ``task`` for every example; :func:`digit_alphabet` lists the characters. ``seed`` is as in
-    :func:`adding_problem`.
+    uniformly; ``"40213"`` becomes ``"31204"`` reversed, ``"01234"`` sorted;
+    :func:`digit_alphabet` lists the characters.
+
+    Args:
+        n: the number of examples (>= 1).
+        seed: as in :func:`adding_problem`.
+        task: one of :data:`DIGIT_TASKS`.
+        min_len, max_len: the range of the sources' lengths, ``1 <= min_len <= max_len``.
+
+    Returns:
+        The :class:`Pairs`; ``kinds`` is ``task`` for every example.
+
+    Raises:
+        TypeError: ``n``, ``min_len`` or ``max_len`` not an int.
+        ValueError: an unknown ``task``, ``n`` or ``min_len`` < 1, or ``max_len < min_len``.
     """
     n = check_int("n", n, 1)
     if task not in DIGIT_TASKS:

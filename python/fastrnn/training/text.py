@@ -94,8 +94,20 @@ def default_corpus(max_chars: int = 1_000_000) -> str:
     concatenated in that order and truncated: the same text for a given Python installation, and
     ``default_corpus(m)`` is a prefix of ``default_corpus(m2)`` for ``m <= m2``. Where none of those
     files can be read (some distributions ship only ``.pyc``), the docstrings of the builtins are
-    used instead; if even those are under 10,000 characters, RuntimeError is raised: pass a text
-    file (``--text FILE``, :func:`load_text`).
+    used instead.
+
+    Args:
+        max_chars: the most characters returned (>= 1).
+
+    Returns:
+        The text.
+
+    Raises:
+        TypeError: ``max_chars`` not an int.
+        ValueError: ``max_chars`` < 1.
+        RuntimeError: no standard-library source is readable and the builtins' docstrings
+            have under 10,000 characters: pass a text file (``--text FILE``,
+            :func:`load_text`).
     """
     max_chars = check_int("max_chars", max_chars, 1)
     root = Path(sysconfig.get_paths()["stdlib"])
@@ -123,10 +135,22 @@ def default_corpus(max_chars: int = 1_000_000) -> str:
 
 
 def load_text(path: str | os.PathLike[str], max_chars: int | None = None) -> str:
-    """The text of a UTF-8 file (undecodable bytes become U+FFFD, line endings ``\\n``), at most
-    ``max_chars`` characters of it. Raises ValueError naming the file for an empty file and for
-    a binary one (a NUL character, which no text file holds; looked for as it reads, so that a
-    device such as /dev/zero is refused at once)."""
+    """The text of a UTF-8 file: undecodable bytes become U+FFFD, line endings ``\\n``.
+
+    Args:
+        path: the file.
+        max_chars: the most characters read, or None for all.
+
+    Returns:
+        The text.
+
+    Raises:
+        ValueError: an empty file, or a binary one (a NUL character, which no text file holds;
+            looked for as it reads, so that a device such as /dev/zero is refused at once),
+            the file named; ``max_chars`` < 1.
+        TypeError: ``max_chars`` not an int or None.
+        OSError: the file cannot be opened or read.
+    """
     if max_chars is not None:
         max_chars = check_int("max_chars", max_chars, 1)
     parts: list[str] = []
@@ -162,6 +186,14 @@ class CharVocab:
     ``unknown=c`` (a character of the vocabulary; :meth:`from_text` adds it if the text lacks it)
     every unknown character is encoded as the id of ``c`` instead, and :meth:`decode` gives ``c``
     back: the round trip then replaces unknown characters by ``c``.
+
+    Args:
+        chars: the characters, in id order, each once.
+        unknown: the character unknown ones are encoded as, one of ``chars``; or None.
+
+    Raises:
+        TypeError: ``chars`` not a string, ``unknown`` not one character or None.
+        ValueError: ``chars`` empty or with a character twice, or ``unknown`` not in it.
     """
 
     def __init__(self, chars: str, unknown: str | None = None) -> None:
@@ -185,7 +217,13 @@ class CharVocab:
 
     @classmethod
     def from_text(cls, text: str, unknown: str | None = None) -> CharVocab:
-        """The vocabulary of the sorted unique characters of ``text`` (plus ``unknown``)."""
+        """The vocabulary of the sorted unique characters of ``text`` (plus ``unknown``, a
+        character, if given).
+
+        Raises:
+            TypeError: ``text`` not a string, or ``unknown`` not one character.
+            ValueError: ``text`` empty.
+        """
         if not isinstance(text, str):
             raise TypeError(f"text: expected a str, got {type(text).__name__}")
         if not text:
@@ -224,7 +262,13 @@ class CharVocab:
         return f"CharVocab({self._chars!r}{extra})"
 
     def encode(self, text: str) -> IntArray:
-        """The ids of the characters of ``text``, a 1-d int64 array of ``len(text)``."""
+        """The ids of the characters of ``text``, int64 ``(len(text),)``.
+
+        Raises:
+            TypeError: ``text`` not a string.
+            ValueError: a character not in the vocabulary (the first named), without
+                :attr:`unknown`.
+        """
         if not isinstance(text, str):
             raise TypeError(f"text: expected a str, got {type(text).__name__}")
         codes = _code_points(text)
@@ -242,7 +286,12 @@ class CharVocab:
         return ids
 
     def decode(self, ids: ArrayLike) -> str:
-        """The text of a 1-d sequence (or a scalar) of ids in ``0 .. size-1``."""
+        """The text of a 1-d sequence (or a scalar) of ids in ``0 .. size-1``.
+
+        Raises:
+            ValueError: ids of 2 or more axes, or out of range.
+            TypeError: ids not integers.
+        """
         a = np.asarray(ids)
         if a.ndim > 1:
             raise ValueError(f"ids: expected a scalar or a 1-d sequence, got shape {a.shape}")
@@ -266,7 +315,13 @@ def _ids(ids: ArrayLike) -> IntArray:
 
 
 def num_stream_batches(n_ids: int, batch_size: int, seq_len: int) -> int:
-    """The number of batches :func:`stream_batches` yields for ``n_ids`` ids."""
+    """The number of batches :func:`stream_batches` yields for ``n_ids`` ids:
+    ``(n_ids // batch_size - 1) // seq_len``, at least 0.
+
+    Raises:
+        TypeError: an argument not an int.
+        ValueError: ``n_ids`` < 0, or ``batch_size`` or ``seq_len`` < 1.
+    """
     n_ids = check_int("n_ids", n_ids, 0)
     batch_size = check_int("batch_size", batch_size, 1)
     seq_len = check_int("seq_len", seq_len, 1)
@@ -283,8 +338,20 @@ def stream_batches(
     both int64 ``(seq_len, batch_size)``, ``y`` the ids that follow ``x``'s in the stream. Chunk
     ``k + 1`` of a stream starts exactly where chunk ``k`` ended, so the final hidden state of one
     batch is the right initial state of the next. A last, partial chunk is dropped; there are
-    :func:`num_stream_batches` batches (none if the text is too short). Arguments are checked at
-    the call, not at the first iteration.
+    :func:`num_stream_batches` batches (none if the text is too short).
+
+    Args:
+        ids: 1-d integer ids (e.g. :meth:`CharVocab.encode`'s).
+        batch_size: the number of streams (>= 1).
+        seq_len: the steps of each chunk (>= 1).
+
+    Returns:
+        An iterator of ``(x, y)``, both int64 ``(seq_len, batch_size)``.
+
+    Raises:
+        ValueError: ``ids`` not 1-d, ``batch_size`` or ``seq_len`` < 1 (checked at the call,
+            not at the first iteration).
+        TypeError: ``ids`` not integers, ``batch_size`` or ``seq_len`` not an int.
     """
     a = _ids(ids)
     batch_size = check_int("batch_size", batch_size, 1)
@@ -306,8 +373,19 @@ def random_windows(
 ) -> tuple[IntArray, IntArray]:
     """``batch_size`` windows of ``seq_len`` ids at independent uniform random offsets.
 
-    Returns ``x`` and ``y``, int64 ``(seq_len, batch_size)``, ``y`` the ids that follow ``x``'s.
-    ``rng`` is a ``numpy.random.Generator`` (``np.random.default_rng(seed)``), advanced by the call.
+    Args:
+        ids: 1-d integer ids, at least ``seq_len + 1``.
+        batch_size: the number of windows (>= 1).
+        seq_len: the steps of each (>= 1).
+        rng: a ``numpy.random.Generator`` (``np.random.default_rng(seed)``), advanced by the
+            call.
+
+    Returns:
+        ``(x, y)``, both int64 ``(seq_len, batch_size)``, ``y`` the ids that follow ``x``'s.
+
+    Raises:
+        ValueError: ``ids`` not 1-d or too short, ``batch_size`` or ``seq_len`` < 1.
+        TypeError: ``ids`` not integers, a size not an int, ``rng`` not a Generator.
     """
     a = _ids(ids)
     batch_size = check_int("batch_size", batch_size, 1)
@@ -327,6 +405,19 @@ def sample_index(logits: ArrayLike, temperature: float, rng: np.random.Generator
     ``temperature`` 0 gives the argmax (greedy decoding; ``rng`` is then not used), 1 the model's
     own distribution; lower values sharpen it, higher flatten it. Computed without overflow for
     any finite logits and temperature; logits of ``-inf`` (masked entries) are never drawn.
+
+    Args:
+        logits: ``(C,)``, at least one finite, none NaN or ``+inf``.
+        temperature: >= 0.
+        rng: a ``numpy.random.Generator``, advanced by the call (unused at temperature 0).
+
+    Returns:
+        The index, in ``[0, C)``.
+
+    Raises:
+        ValueError: ``logits`` empty, not 1-d, with NaN or ``+inf`` or no finite value; a
+            negative or non-finite ``temperature``.
+        TypeError: ``temperature`` not a real number, ``rng`` not a Generator.
     """
     z = np.asarray(logits, dtype=np.float64)
     if z.ndim != 1 or z.size == 0:
@@ -349,8 +440,20 @@ def sample_index(logits: ArrayLike, temperature: float, rng: np.random.Generator
 def train_test_split(ids: ArrayLike, test_fraction: float = 0.1) -> tuple[IntArray, IntArray]:
     """A contiguous split: the first ids for training, the last ``test_fraction`` for testing.
 
-    Both parts are non-empty (ValueError otherwise). Contiguous, not shuffled, so that the test
-    text is unseen text, as it would be for a held-out document.
+    Contiguous, not shuffled, so that the test text is unseen text, as it would be for a
+    held-out document.
+
+    Args:
+        ids: 1-d integer ids.
+        test_fraction: the fraction for testing, in ``(0, 1)`` (rounded to whole ids).
+
+    Returns:
+        ``(train, test)``, both non-empty 1-d int64 arrays.
+
+    Raises:
+        ValueError: ``ids`` not 1-d, ``test_fraction`` out of ``(0, 1)``, or too few ids for
+            both parts to be non-empty.
+        TypeError: ``ids`` not integers, ``test_fraction`` not a real number.
     """
     a = _ids(ids)
     f = check_real("test_fraction", test_fraction)
@@ -379,7 +482,17 @@ def encode_indentation(text: str, width: int = 4) -> str:
     other single character (in the built-in corpus, after 2 to 60 spaces the next one is a space
     with probability 0.51 to 0.97), so sampling at a low temperature, which favours the likeliest
     character at every step, indents deeper forever. Level changes are single, rarer characters.
-    Raises ValueError if ``text`` already holds INDENT or DEDENT.
+
+    Args:
+        text: the text.
+        width: the spaces of one level (>= 1).
+
+    Returns:
+        The encoded text.
+
+    Raises:
+        TypeError: ``text`` not a string, ``width`` not an int.
+        ValueError: ``text`` already holds INDENT or DEDENT, or ``width`` < 1.
     """
     if not isinstance(text, str):
         raise TypeError(f"text: expected a str, got {type(text).__name__}")
@@ -403,7 +516,19 @@ def decode_indentation(text: str, width: int = 4) -> str:
     """The inverse of :func:`encode_indentation`: each line's INDENT and DEDENT characters
     (at its start) move the level, which becomes ``width`` spaces per level. The level never
     goes below 0; INDENT or DEDENT elsewhere in a line (a model's sample may put them there) are
-    dropped, and a line of markers only is blank."""
+    dropped, and a line of markers only is blank.
+
+    Args:
+        text: an encoded text.
+        width: the spaces of one level (>= 1).
+
+    Returns:
+        The text with spaces.
+
+    Raises:
+        TypeError: ``text`` not a string, ``width`` not an int.
+        ValueError: ``width`` < 1.
+    """
     if not isinstance(text, str):
         raise TypeError(f"text: expected a str, got {type(text).__name__}")
     width = check_int("width", width, 1)
