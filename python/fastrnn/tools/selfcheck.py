@@ -5,7 +5,7 @@ relative difference of the outputs and of every gradient is reported (float64 an
 forward (inference) and forward+backward times, kernels vs reference. Exits with status 1 if any
 difference is above its tolerance. Prints the kernel variant (instruction set) in use and those
 this CPU can run; ``--every-isa`` repeats the checks under each of them (``FASTRNN_ISA``, one
-process each).
+process each). Its options are on :mod:`fastrnn.tools.cli`'s page, with the other subcommands'.
 """
 
 from __future__ import annotations
@@ -27,7 +27,11 @@ from .. import functional as F
 from .. import reference as R
 from . import _options
 
+__all__ = ["LABELS", "TOLERANCE", "main", "max_error", "timings"]
+
+#: the largest :func:`max_error` that passes, by dtype
 TOLERANCE = {np.float64: 1e-12, np.float32: 1e-5}
+#: each cell of :data:`fastrnn.functional.CELLS` as the report names it
 LABELS = {
     "rnn_tanh": "RNN tanh",
     "rnn_relu": "RNN relu",
@@ -82,8 +86,18 @@ def _reference(cell: str, p: dict[str, Any]) -> list[np.ndarray | None]:
 
 
 def max_error(cell: str, dtype: Any, shape: tuple[int, int, int, int]) -> float:
-    """Largest |kernel - reference| / max(1, max|reference|) over outputs and all gradients.
-    The reference runs in float64 on the kernel's (rounded) inputs."""
+    """The largest difference of the kernels from :mod:`fastrnn.reference` on one random problem:
+    ``max|kernel - reference| / max(1, max|reference|)`` over the outputs and all gradients.
+
+    Args:
+        cell: one of :data:`fastrnn.functional.CELLS`.
+        dtype: the kernels' dtype, ``np.float32`` or ``np.float64``; the reference runs in
+            float64 on the kernels' (rounded) inputs.
+        shape: ``(T, B, I, H)``: steps, batch, input size, hidden size.
+
+    Returns:
+        The relative error, to compare with :data:`TOLERANCE`.
+    """
     p = _cast(_problem(cell, *shape), dtype)
     ref = _reference(cell, _cast(p, np.float64))
     worst = 0.0
@@ -96,7 +110,7 @@ def max_error(cell: str, dtype: Any, shape: tuple[int, int, int, int]) -> float:
     return worst
 
 
-def median_time(fn: Callable[[], Any], repeat: int, budget: float = 2.0) -> float:
+def _median_time(fn: Callable[[], Any], repeat: int, budget: float = 2.0) -> float:
     """Median of up to `repeat` runs (fewer if they exceed `budget` seconds) after three warm-up
     runs (the first calls of a process also pay for faulting in fresh memory), in milliseconds."""
     for _ in range(3):
@@ -113,7 +127,18 @@ def median_time(fn: Callable[[], Any], repeat: int, budget: float = 2.0) -> floa
 
 
 def timings(cell: str, shape: tuple[int, int, int, int], repeat: int) -> tuple[float, ...]:
-    """(kernel fwd, reference fwd, kernel fwd+bwd, reference fwd+bwd) in ms, float32."""
+    """The times of the kernels and of :mod:`fastrnn.reference` on one float32 problem: the
+    median of up to ``repeat`` runs (fewer past 2 s) after three warm-up runs.
+
+    Args:
+        cell: one of :data:`fastrnn.functional.CELLS`.
+        shape: ``(T, B, I, H)``.
+        repeat: the most timed runs of each.
+
+    Returns:
+        ``(kernel forward, reference forward, kernel forward+backward, reference
+        forward+backward)`` in milliseconds; the kernels' forward is inference (nothing saved).
+    """
     p = _cast(_problem(cell, *shape), np.float32)
     p_inference = {**p, "dy": None}
 
@@ -127,10 +152,10 @@ def timings(cell: str, shape: tuple[int, int, int, int], repeat: int) -> tuple[f
         R.backward(cache, p["dy"], p["dh"], p["dc"])
 
     return (
-        median_time(lambda: _kernels(cell, p_inference, training=False), repeat),
-        median_time(r_fwd, repeat),
-        median_time(lambda: _kernels(cell, p), repeat),
-        median_time(r_step, repeat),
+        _median_time(lambda: _kernels(cell, p_inference, training=False), repeat),
+        _median_time(r_fwd, repeat),
+        _median_time(lambda: _kernels(cell, p), repeat),
+        _median_time(r_step, repeat),
     )
 
 
@@ -157,8 +182,19 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, prog: str = "fastrnn selfcheck") -> int:
-    """Runs the self-check; returns 1 if a cell differs from the reference beyond tolerance.
-    ``prog`` names the command in its help and errors."""
+    """The ``fastrnn selfcheck`` command: the report on stdout.
+
+    Args:
+        argv: the command's arguments (None: ``sys.argv[1:]``); ``-h`` lists them.
+        prog: the command's name in its help and errors.
+
+    Returns:
+        The exit status: 0, or 1 if a cell differs from the reference beyond
+        :data:`TOLERANCE`.
+
+    Raises:
+        SystemExit: ``-h`` (status 0) or a bad argument (a usage error, status 2).
+    """
     ap = _parser(prog)
     args = ap.parse_args(argv)
     if min(args.shape) < 1:

@@ -1,14 +1,15 @@
 """``fastrnn seq2seq``: an encoder-decoder with attention trained on a task that needs no download.
 
-The default task is date normalisation (:func:`fastrnn.tasks.dates`: a date written in one of 14
-human formats, translated to ISO 8601); ``--task reverse`` / ``sort`` take digit strings
-(:func:`fastrnn.tasks.digit_strings`). A :class:`~fastrnn.training.seq2seq.Seq2Seq` is trained
-with teacher forcing and Adam, then decodes a held-out set (a fixed tenth of the task's sources,
-chosen by a hash of the text, is never trained on):
-a few translations are printed, the exact-match rate per format (with the model trained without
-attention beside it, unless ``--no-compare``), and last the line ``held-out exact match: NN.N%``.
-``--plot FILE`` draws the attention weights of one held-out example (source characters against
-output characters).
+The default task is date normalisation (:func:`~fastrnn.training.tasks.dates`: a date written in one
+of 14 human formats, translated to ISO 8601); ``--task reverse`` / ``sort`` take digit strings
+(:func:`~fastrnn.training.tasks.digit_strings`). A :class:`~fastrnn.training.seq2seq.Seq2Seq` is
+trained with teacher forcing and Adam, then decodes a held-out set (a fixed tenth of the task's
+sources, chosen by a hash of the text, is never trained on): a few translations are printed, the
+exact-match rate per format (with the model trained without attention beside it, unless
+``--no-compare``), and last the line ``held-out exact match: NN.N%``. ``--plot FILE`` draws the
+attention weights of one held-out example (source characters against output characters).
+:doc:`Training with fastrnn alone </training>` shows runs of it; its options are on
+:mod:`fastrnn.tools.cli`'s page.
 """
 
 from __future__ import annotations
@@ -196,7 +197,20 @@ def _plot_attention(path: str, source: str, hyp: Hypothesis, output: str) -> Non
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train, decode the held-out set, report."""
+    """Run ``fastrnn seq2seq``: train, decode the held-out set, report on stdout (and draw or
+    save what ``--plot`` and ``--save`` ask for).
+
+    Args:
+        args: the parsed arguments of the ``seq2seq`` subcommand (:func:`add_parser`'s
+            options, with ``args.parser`` the subcommand's parser).
+
+    Returns:
+        The exit status, 0.
+
+    Raises:
+        SystemExit: ``--forget-bias`` with a cell other than LSTM, or digit strings too short
+            to hold any out (a usage error, status 2).
+    """
     from .cli import _set_threads
 
     if args.cell != "lstm" and args.forget_bias not in (None, 1.0):
@@ -258,8 +272,16 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(
     sub: Any, subparser: Any, threads_help: str, forget_bias_value: Callable[[str], float | None]
 ) -> None:
-    """``fastrnn seq2seq``'s options (``subparser`` makes a subcommand, as fastrnn's others;
-    ``forget_bias_value`` reads ``--forget-bias`` as ``fastrnn demo``'s)."""
+    """Add the ``seq2seq`` subcommand and its options to the ``fastrnn`` command's parser.
+
+    Args:
+        sub: the ``fastrnn`` parser's subparsers (what ``add_subparsers`` returned).
+        subparser: makes a subcommand's parser as fastrnn's others are made, called as
+            ``subparser(sub, name, help)``.
+        threads_help: the help of ``--threads``, as the other subcommands'.
+        forget_bias_value: reads ``--forget-bias`` as ``fastrnn demo``'s (a finite number or
+            ``none``; else raises ``argparse.ArgumentTypeError``).
+    """
     p = subparser(sub, "seq2seq", "an encoder-decoder with attention on date normalisation")
     p.add_argument("--task", choices=TASKS, default="dates",
                    help="dates: 14 formats to ISO 8601; reverse/sort: digit strings")  # fmt: skip

@@ -45,7 +45,17 @@ _MODULES: dict[str, tuple[Any, dict[str, Any]]] = {
 class TorchAttention(torch.nn.Module):
     """:class:`fastrnn.training.attention.Attention` in torch ops, with its parameter names:
     ``weight (query_size, key_size)`` (general), ``query_weight (A, query_size)``,
-    ``key_weight (A, key_size)``, ``v (A,)`` (additive), none (dot)."""
+    ``key_weight (A, key_size)``, ``v (A,)`` (additive), none (dot). The parameters are left
+    uninitialised (``torch.empty``): :func:`from_seq2seq` copies them.
+
+    Args:
+        score: ``"dot"``, ``"general"`` or ``"additive"``.
+        query_size, key_size: the features of a query and of a memory entry.
+        attn_size: ``A``, the additive score's hidden size (unused by the others).
+
+    Raises:
+        ValueError: an unknown ``score``.
+    """
 
     def __init__(self, score: str, query_size: int, key_size: int, attn_size: int) -> None:
         super().__init__()
@@ -60,8 +70,17 @@ class TorchAttention(torch.nn.Module):
             raise ValueError(f"score: expected dot, general or additive, got {score!r}")
 
     def forward(self, query: Tensor, values: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        """``query (Tq, B, Q)`` over ``values (Tk, B, K)`` with ``lengths (B,)`` valid steps ->
-        ``(context (Tq, B, K), weights (Tq, B, Tk))``, the weights 0 beyond each length."""
+        """Every query step attends over the valid steps of ``values``.
+
+        Args:
+            query: ``(Tq, B, query_size)``.
+            values: the encoder's outputs ``(Tk, B, key_size)``.
+            lengths: the valid steps of each sequence ``(B,)``, int64.
+
+        Returns:
+            ``(context (Tq, B, key_size), weights (Tq, B, Tk))``, the weights 0 beyond each
+            length.
+        """
         if self.score == "additive":
             keys = values @ self.key_weight.T  # (Tk, B, A)
             qs = query @ self.query_weight.T  # (Tq, B, A)
@@ -83,7 +102,12 @@ class TorchSeq2Seq(torch.nn.Module):
     the parts ``src_embedding``, ``encoder``, ``tgt_embedding``, ``decoder``, ``attention``
     (absent without attention), ``combine``, ``out`` and their parameters under Seq2Seq's names.
     The parameters are torch's default initialisation in ``config["dtype"]``
-    (:func:`from_seq2seq` copies a fastrnn model's)."""
+    (:func:`from_seq2seq` copies a fastrnn model's).
+
+    Args:
+        config: a :class:`~fastrnn.training.seq2seq.Seq2Seq`'s ``config`` (as checked by its
+            constructor; not checked again here).
+    """
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
@@ -122,9 +146,19 @@ class TorchSeq2Seq(torch.nn.Module):
     def forward(
         self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, tgt_lengths: Tensor
     ) -> tuple[Tensor, Tensor | None]:
-        """Teacher forcing: ids ``src (Ts, B)``, ``tgt_in (Tt, B)`` (int64) and their lengths
-        ``(B,)`` (int64, on the CPU) -> ``(logits (Tt, B, tgt_vocab_size), attention weights
-        (Tt, B, Ts) zero on padded target steps, or None)``, as Seq2Seq.forward."""
+        """Teacher forcing, as :meth:`Seq2Seq.forward <fastrnn.training.seq2seq.Seq2Seq.forward>`
+        (:func:`batch_tensors` makes the arguments of a :class:`~fastrnn.training.seq2seq.Batch`).
+
+        Args:
+            src: source ids ``(Ts, B)``, int64.
+            src_lengths: ``(B,)``, int64, on the CPU.
+            tgt_in: the decoder's input ids ``(Tt, B)``, int64.
+            tgt_lengths: ``(B,)``, int64, on the CPU.
+
+        Returns:
+            ``(logits (Tt, B, tgt_vocab_size), weights)``: the attention weights ``(Tt, B, Ts)``,
+            zero on padded target steps, or None without attention.
+        """
         enc_out, state = self._run(self.encoder, self.src_embedding(src), src_lengths, None)
         if isinstance(state, tuple):
             state = tuple(self._bridge(s) for s in state)
@@ -142,8 +176,17 @@ class TorchSeq2Seq(torch.nn.Module):
 
     @staticmethod
     def loss(logits: Tensor, tgt_out: Tensor, tgt_lengths: Tensor) -> Tensor:
-        """The mean cross-entropy of ``logits (Tt, B, V)`` against ``tgt_out (Tt, B)`` over the
-        steps within ``tgt_lengths`` (as Seq2Seq.loss)."""
+        """The mean cross-entropy over the steps within ``tgt_lengths``, as
+        :meth:`Seq2Seq.loss <fastrnn.training.seq2seq.Seq2Seq.loss>`.
+
+        Args:
+            logits: :meth:`forward`'s, ``(Tt, B, V)``.
+            tgt_out: the target ids ``(Tt, B)``, int64.
+            tgt_lengths: ``(B,)``, int64.
+
+        Returns:
+            The loss, a 0-d tensor.
+        """
         steps = torch.arange(tgt_out.shape[0])[:, None] < tgt_lengths[None, :]
         targets = torch.where(steps, tgt_out, PAD)
         return torch.nn.functional.cross_entropy(
@@ -152,8 +195,12 @@ class TorchSeq2Seq(torch.nn.Module):
 
 
 def batch_tensors(batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """A :class:`~fastrnn.training.seq2seq.Batch` as int64 tensors ``(src, src_lengths, tgt_in,
-    tgt_out, tgt_lengths)`` (copies: the batch's arrays are read-only)."""
+    """A :class:`~fastrnn.training.seq2seq.Batch` as int64 tensors (copies: the batch's arrays
+    are read-only).
+
+    Returns:
+        ``(src (Ts, B), src_lengths (B,), tgt_in (Tt, B), tgt_out (Tt, B), tgt_lengths (B,))``.
+    """
     return (
         torch.tensor(batch.src),
         torch.tensor(batch.src_lengths),
@@ -165,7 +212,18 @@ def batch_tensors(batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]
 
 def from_seq2seq(model: Seq2Seq) -> TorchSeq2Seq:
     """A :class:`TorchSeq2Seq` of ``model``'s configuration, in its dtype, holding copies of its
-    parameters (every one, by name; a name either side lacks is a ValueError)."""
+    parameters (every one, by name).
+
+    Args:
+        model: a fastrnn :class:`~fastrnn.training.seq2seq.Seq2Seq`.
+
+    Returns:
+        The torch model.
+
+    Raises:
+        TypeError: ``model`` is not a Seq2Seq.
+        ValueError: a parameter name either model lacks.
+    """
     if not isinstance(model, Seq2Seq):
         raise TypeError(f"model: expected a fastrnn Seq2Seq, got {type(model).__name__}")
     tm = TorchSeq2Seq(model.config)
