@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn.tools import _options, bench, cli, selfcheck
+from fastrnn.tools import _options, cli, selfcheck
 from fastrnn.training import text
 
 
@@ -120,14 +120,24 @@ def _subparsers(ap: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParse
 
 def _all_parsers() -> dict[str, argparse.ArgumentParser]:
     """Every parser a user meets: fastrnn, its subcommands, fastrnn bench, fastrnn selfcheck."""
-    main = cli._parser()
-    parsers = {"fastrnn": main}
-    for name, p in _subparsers(main).items():
-        if name not in ("bench", "selfcheck"):  # forwarded to the parsers below
-            parsers[f"fastrnn {name}"] = p
-    parsers["fastrnn bench"] = bench._parser("fastrnn bench")
-    parsers["fastrnn selfcheck"] = selfcheck._parser("fastrnn selfcheck")
+    parsers = cli._parsers()
+    assert list(parsers) == ["fastrnn", *(f"fastrnn {c}" for c in _subparsers(cli._parser()))]
+    assert parsers["fastrnn bench"].prog == "fastrnn bench"  # bench's own parser, not the stub
     return parsers
+
+
+def test_the_reference_lists_every_option_of_every_command() -> None:
+    """The API reference of fastrnn.tools.cli (its docstring) holds each command's ``-h``, as
+    the parsers make it: every option of every subcommand is findable there."""
+    doc = cli.__doc__ or ""
+    for prog, ap in _all_parsers().items():
+        assert f"``{prog}``::" in doc, prog
+        for action in ap._actions:
+            if action.help == argparse.SUPPRESS:  # an internal option (bench's --worker)
+                continue
+            for option in action.option_strings:
+                assert re.search(rf"\s{re.escape(option)}\b", doc), f"{prog} {option}"
+    assert "</training>`" in doc  # the guide, docs/training.md
 
 
 def _option_help(ap: argparse.ArgumentParser) -> dict[str, str]:

@@ -1,4 +1,9 @@
-"""The ``fastrnn`` command (also ``python -m fastrnn``).
+"""The ``fastrnn`` command (also ``python -m fastrnn``): train the training kit's models on
+tasks that need no download, compare the cells, and time and check the kernels.
+
+The guide, :doc:`Training with fastrnn alone </training>`, shows what each subcommand does, with
+measured runs; this page is the reference: the subcommands, the options of each (below, as
+``fastrnn COMMAND -h`` prints them) and the Python names that other tools reuse.
 
 Subcommands:
 
@@ -16,15 +21,17 @@ Subcommands:
 * ``bench``: the speed comparison (:mod:`fastrnn.tools.bench`, also ``python -m fastrnn.bench``);
   ``selfcheck``: kernels against the NumPy reference (:mod:`fastrnn.tools.selfcheck`).
 
-Every option's help shows its default (``fastrnn COMMAND -h``); options are never abbreviated;
-paths and thread counts are checked before any work.
+Every option's help shows its default; options are never abbreviated; paths, sizes and thread
+counts are checked before any work (a one-line usage error, exit status 2).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
+import textwrap
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -46,6 +53,12 @@ class Progress:
 
     Redrawn in place on a terminal (at most 10 times a second); elsewhere (logs, CI) a line at
     every 10% of the run.
+
+    Args:
+        total: the steps of the run (at least 1 is counted).
+        desc: the label at the start of the line.
+        unit: what the rate counts (``"chars"``: characters per second).
+        stream: where to write (None: ``sys.stderr``).
     """
 
     def __init__(self, total: int, desc: str, unit: str = "step", stream: TextIO | None = None):
@@ -59,7 +72,13 @@ class Progress:
         self._last_decile = -1
 
     def update(self, n: int = 1, units: float | None = None, **metrics: float) -> None:
-        """Advance by ``n`` steps; ``units`` overrides the rate's numerator (e.g. characters)."""
+        """Advance by ``n`` steps and redraw if it is time.
+
+        Args:
+            n: the steps done.
+            units: what they count for the rate (e.g. characters); None: ``n``.
+            **metrics: the latest values to show (``loss=1.23``).
+        """
         self.count += n
         self._units += n if units is None else units
         now = time.perf_counter()
@@ -123,7 +142,8 @@ def _set_threads(n: int | None) -> None:
 # ---------------------------------------------------------------------------------------- demo
 
 
-DEMO_CLIP_NORM = 5.0  # the global gradient norm the demo's training step clips to
+#: the global gradient norm the demo's training step clips to
+DEMO_CLIP_NORM = 5.0
 
 
 def _demo_text(args: argparse.Namespace) -> tuple[str, bool, str]:
@@ -143,24 +163,35 @@ def _demo_text(args: argparse.Namespace) -> tuple[str, bool, str]:
 
 @dataclass
 class DemoTraining:
-    """What ``fastrnn demo`` trains, built from its arguments without printing anything: the
-    text, its vocabulary and split, the model and the optimizer; :meth:`step` is one step of its
-    training loop. ``python -m fastrnn.bench --under-load`` times the same step."""
+    """What ``fastrnn demo`` trains: the text, its vocabulary and split, the model and the
+    optimizer.
+
+    :meth:`build` makes it from the demo's arguments without printing anything; :meth:`step` is
+    one step of its training loop, which ``python -m fastrnn.bench --under-load`` times too.
+    """
 
     corpus: str  #: the training text (indentation encoded if ``encoded``)
+    #: whether ``corpus`` has its indentation encoded
+    #: (:func:`~fastrnn.training.text.encode_indentation`)
     encoded: bool
     about: str  #: the line describing the text
-    vocab: text.CharVocab
-    train_ids: Any
-    test_ids: Any
-    model: SequenceModel
-    opt: optim.Optimizer
-    batch: int
-    seq_len: int
+    vocab: text.CharVocab  #: the characters of ``corpus``
+    train_ids: Any  #: the first 95% of ``corpus``'s ids, int64
+    test_ids: Any  #: the last 5%, held out
+    model: SequenceModel  #: an embedding model, ``--cell``, ``--hidden``, ``--layers``...
+    opt: optim.Optimizer  #: Adam at ``--lr``
+    batch: int  #: parallel streams per batch (``--batch``)
+    seq_len: int  #: steps per chunk, the truncated BPTT length (``--seq-len``)
 
     @classmethod
     def build(cls, args: argparse.Namespace) -> DemoTraining:
-        """From ``fastrnn demo``'s parsed arguments (the thread count is not set here)."""
+        """The demo's training from ``fastrnn demo``'s parsed arguments (:func:`demo_args`);
+        the thread count is not set here.
+
+        Raises:
+            SystemExit: a ``--text`` that is not a text file (a usage error, status 2).
+            RuntimeError: no built-in corpus (:func:`~fastrnn.training.text.default_corpus`).
+        """
         corpus, encoded, about = _demo_text(args)
         vocab = text.CharVocab.from_text(corpus)
         train_ids, test_ids = text.train_test_split(vocab.encode(corpus), 0.05)
@@ -174,16 +205,29 @@ class DemoTraining:
                    optim.Adam(lr=args.lr), args.batch, args.seq_len)  # fmt: skip
 
     def num_batches(self) -> int:
-        """Batches in one pass over the training text (0: too short for one)."""
+        """Batches in one pass over the training text (0: too short for one;
+        :func:`~fastrnn.training.text.num_stream_batches`)."""
         return text.num_stream_batches(len(self.train_ids), self.batch, self.seq_len)
 
     def batches(self) -> Iterator[tuple[Any, Any]]:
-        """One pass over the training text: ``(x, y)`` chunks of the parallel streams."""
+        """One pass over the training text: ``(x, y)`` chunks of the parallel streams, both
+        int64 ``(seq_len, batch)`` (:func:`~fastrnn.training.text.stream_batches`)."""
         return text.stream_batches(self.train_ids, self.batch, self.seq_len)
 
     def step(self, x: Any, y: Any, state: Any) -> StepResult:
         """One training step: forward, cross-entropy, backward (truncated BPTT from ``state``),
-        clipping to :data:`DEMO_CLIP_NORM`, Adam."""
+        clipping to :data:`DEMO_CLIP_NORM`, Adam (:meth:`SequenceModel.train_step
+        <fastrnn.training.model.SequenceModel.train_step>`).
+
+        Args:
+            x: ids ``(seq_len, batch)``, a chunk of :meth:`batches`.
+            y: the ids that follow, ``(seq_len, batch)``.
+            state: the previous chunk's final state, or None.
+
+        Returns:
+            The step's :class:`~fastrnn.training.model.StepResult` (its ``state`` for the next
+            chunk).
+        """
         return self.model.train_step(x, y, self.opt, loss="cross_entropy", state=state,
                                      clip_norm=DEMO_CLIP_NORM)  # fmt: skip
 
@@ -647,6 +691,12 @@ def _gradflow_parser(sub: Any) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    return _parser_and_subcommands()[0]
+
+
+def _parser_and_subcommands() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The ``fastrnn`` parser and its subcommands' parsers by name (``bench`` and ``selfcheck``:
+    placeholders, their modules parse their options)."""
     ap = _options.parser(
         "fastrnn",
         "fastrnn's command line: train a character-level model, compare the cells on the adding "
@@ -673,7 +723,35 @@ def _parser() -> argparse.ArgumentParser:
         "kernels against the NumPy reference, timed (fastrnn selfcheck -h)",
         add_help=False,
     )
-    return ap
+    return ap, dict(sub.choices)
+
+
+def _parsers() -> dict[str, argparse.ArgumentParser]:
+    """Every parser a user meets, by the command it parses: ``fastrnn``, each subcommand's, and
+    those of ``fastrnn bench`` and ``fastrnn selfcheck``."""
+    from . import bench, selfcheck
+
+    ap, subcommands = _parser_and_subcommands()
+    out = {"fastrnn": ap}
+    for name, p in subcommands.items():
+        if name == "bench":
+            p = bench._parser("fastrnn bench")
+        elif name == "selfcheck":
+            p = selfcheck._parser("fastrnn selfcheck")
+        out[f"fastrnn {name}"] = p
+    return out
+
+
+def _options_reference(width: int = 92) -> str:
+    """The options of the command and of each subcommand as reStructuredText: what ``-h``
+    prints, ``width`` columns wide whatever the terminal (appended to this module's docstring,
+    so that the reference shows the parsers as they are)."""
+    parts = ["\nThe options of each command, as its ``-h`` prints them:\n"]
+    for prog, p in _parsers().items():
+        p.formatter_class = functools.partial(_options.HelpFormatter, width=width)
+        block = textwrap.indent(p.format_help().rstrip(), "    ")
+        parts.append(f"``{prog}``::\n\n{block}\n")
+    return "\n".join(parts)
 
 
 # option: the smallest value it takes (every count >= 1; the lag of the adding problem >= 2)
@@ -711,15 +789,37 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 
 def demo_args(options: Sequence[str] = ()) -> argparse.Namespace:
-    """``fastrnn demo``'s arguments, parsed and checked: its defaults with ``options`` on top (a
-    bad option exits with ``fastrnn demo``'s usage error, status 2)."""
+    """``fastrnn demo``'s arguments, parsed and checked, for :meth:`DemoTraining.build`.
+
+    Args:
+        options: command-line options of ``fastrnn demo`` (``["--hidden", "64"]``), on top of
+            its defaults.
+
+    Returns:
+        The parsed arguments.
+
+    Raises:
+        SystemExit: a bad option (``fastrnn demo``'s usage error, status 2).
+    """
     args = _parser().parse_args(["demo", *options])
     _check(args.parser, args)
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``fastrnn`` console script and of ``python -m fastrnn``."""
+    """Entry point of the ``fastrnn`` console script and of ``python -m fastrnn``.
+
+    Args:
+        argv: the command line after ``fastrnn`` (None: ``sys.argv[1:]``); ``bench`` and
+            ``selfcheck`` are forwarded to their own modules.
+
+    Returns:
+        The exit status (0; 1 for a failed self-check; 2 for a text too short for the demo).
+
+    Raises:
+        SystemExit: ``-h``, ``--version`` (status 0) or a bad argument (a usage error,
+            status 2).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "bench":
         from . import bench
@@ -737,6 +837,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _check(args.parser, args)  # errors name the subcommand: "fastrnn demo: error: ..."
     return int(args.func(args))
 
+
+if __doc__ is not None:  # (python -OO removes docstrings)
+    __doc__ += _options_reference()
 
 if __name__ == "__main__":
     sys.exit(main())
