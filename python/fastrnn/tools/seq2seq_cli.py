@@ -159,10 +159,22 @@ def _by_kind(test: tasks.Pairs, outputs: list[str]) -> dict[str, tuple[int, floa
 
 
 def attention_figure(source: str, attention: Any, output: str) -> Any:
-    """The heatmap of one decoded example's attention weights (a matplotlib Figure; needs
-    matplotlib): ``attention`` ``(output steps, len(source))`` (a :class:`Hypothesis`'s), the
-    output characters as rows against the source characters as columns, weights from 0 to 1.
-    ``fastrnn seq2seq --plot`` saves this figure."""
+    """The heatmap of one decoded example's attention weights: the output characters as rows
+    against the source characters as columns, weights from 0 to 1. ``fastrnn seq2seq --plot``
+    saves this figure.
+
+    Args:
+        source: the source text.
+        attention: ``(output steps, len(source))``, a
+            :class:`~fastrnn.training.seq2seq.Hypothesis`'s ``attention``.
+        output: the decoded text (its first ``output steps`` characters label the rows).
+
+    Returns:
+        The matplotlib Figure.
+
+    Raises:
+        ImportError: matplotlib is not installed.
+    """
     import matplotlib.pyplot as plt
 
     rows = list(output)[: attention.shape[0]]
