@@ -36,6 +36,7 @@ from sphinx.ext.autodoc.mock import mock
 from sphinx.pycode import ModuleAnalyzer
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
+from sphinx.util.inspect import TypeAliasForwardRef
 
 PACKAGE = "fastrnn"
 logger = logging.getLogger(__name__)
@@ -163,7 +164,42 @@ def undocumented(modname: str, name: str) -> bool:
 def shown_bases(obj: type) -> list[Any]:
     """The bases a class's description names: not ``object``, not a private mixin."""
     bases = list(getattr(obj, "__orig_bases__", None) or obj.__bases__)
-    return [b for b in bases if b is not object and not getattr(b, "__name__", "").startswith("_")]
+    return [b for b in bases if b is not object and not _private_class(b)]
+
+
+def _private_class(b: Any) -> bool:
+    """A class no page describes: a private name, or defined in a private module (the training
+    kit's ``_parts.Composite``)."""
+    name = getattr(b, "__name__", "")
+    return name.startswith("_") or not is_public(getattr(b, "__module__", "") or "_")
+
+
+def _inherited(cls: type) -> list[str]:
+    """The members a class's description shows of those it inherits: the ones of its private
+    bases (no page describes them: ``SequenceModel.state_dict`` comes from a private mixin), not
+    those of its public bases (each described on its own page)."""
+    bases = cls.__mro__[1:]
+    private = [b for b in bases if _private_class(b)]
+    if not private:
+        return []
+    public = sorted({b.__name__ for b in bases if b not in private})
+    return [f"   :inherited-members: {', '.join(public)}"]
+
+
+def _own_call(cls: type) -> bool:
+    """Whether a class defines ``__call__`` as a method of its own (not ``__call__ = forward``,
+    which the description of ``forward`` covers)."""
+    call = vars(cls).get("__call__")
+    return call is not None and not any(
+        v is call for k, v in vars(cls).items() if k != "__call__" and not k.startswith("_")
+    )
+
+
+def _alias_name(self: Any) -> str:
+    """An alias of ``autodoc_type_aliases`` met inside another type (``dict[str, Array]``,
+    ``ArrayLike | None``, a property's type) written as its name: Sphinx 9 writes the repr of its
+    placeholder there, ``TypeAliasForwardRef('numpy.ndarray')``."""
+    return str(self.name)
 
 
 def _bases(app: Sphinx, name: str, obj: Any, options: Any, bases: list[Any]) -> None:
@@ -238,10 +274,10 @@ class FastrnnModule(SphinxDirective):
                                    subtype="api")  # fmt: skip
                 rst.append(f".. {_auto_directive(obj)}:: {modname}.{name}")
                 if inspect.isclass(obj):
-                    rst.append("   :members:")
+                    rst += ["   :members:", *_inherited(obj)]
                     if shown_bases(obj):
                         rst.append("   :show-inheritance:")
-                    if "__call__" in vars(obj):
+                    if _own_call(obj):
                         rst.append("   :special-members: __call__")
                 rst.append("")
         env = self.env
@@ -297,4 +333,5 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("env-merge-info", merge)
     app.connect("env-check-consistency", check)
     app.connect("autodoc-process-bases", _bases)
+    TypeAliasForwardRef.__repr__ = _alias_name  # type: ignore[method-assign]
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
