@@ -289,6 +289,17 @@ class FastrnnModule(SphinxDirective):
         return self.parse_text_to_nodes("\n".join(rst))  # type: ignore[no-any-return]
 
 
+class CommandOptions(SphinxDirective):
+    """``.. fastrnn-command-options::``: the options of ``fastrnn`` and of each subcommand, as
+    their ``-h`` prints them (:func:`fastrnn.tools.cli.options_reference`)."""
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        cli = importlib.import_module(f"{PACKAGE}.tools.cli")
+        return self.parse_text_to_nodes(cli.options_reference())  # type: ignore[no-any-return]
+
+
 def _store(env: Any) -> dict[str, str]:
     return env.__dict__.setdefault("fastrnn_api_modules", {})  # type: ignore[no-any-return]
 
@@ -329,6 +340,7 @@ def check(app: Sphinx, env: Any) -> None:
 
 def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("fastrnn-module", FastrnnModule)
+    app.add_directive("fastrnn-command-options", CommandOptions)
     app.connect("env-purge-doc", purge)
     app.connect("env-merge-info", merge)
     app.connect("env-check-consistency", check)

@@ -1218,7 +1218,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         "--replot",
         metavar="JSON",
         help="time nothing: draw the chart of a report saved by --json (any table's but "
-        "--under-load's) into --png FILE",
+        "--under-load's) into --png FILE (default: none, time the peers)",
     )
     return ap
 

@@ -2,8 +2,9 @@
 tasks that need no download, compare the cells, and time and check the kernels.
 
 The guide, :doc:`Training with fastrnn alone </training>`, shows what each subcommand does, with
-measured runs; this page is the reference: the subcommands, the options of each (below, as
-``fastrnn COMMAND -h`` prints them) and the Python names that other tools reuse.
+measured runs; :doc:`The fastrnn command </command>` lists the options of each, as
+``fastrnn COMMAND -h`` prints them (:func:`options_reference`); this page is the reference of the
+Python names that other tools reuse.
 
 Subcommands:
 
@@ -43,7 +44,7 @@ from ..training import init, optim, tasks, text
 from ..training.model import SequenceModel, StepResult
 from . import _options, seq2seq_cli
 
-__all__ = ["DEMO_CLIP_NORM", "DemoTraining", "Progress", "demo_args", "main"]
+__all__ = ["DEMO_CLIP_NORM", "DemoTraining", "Progress", "demo_args", "main", "options_reference"]
 
 _NO_PLOT = '(no plot: install matplotlib, pip install "fastrnn[plot]", to get {})'
 
@@ -742,10 +743,19 @@ def _parsers() -> dict[str, argparse.ArgumentParser]:
     return out
 
 
-def _options_reference(width: int = 92) -> str:
-    """The options of the command and of each subcommand as reStructuredText: what ``-h``
-    prints, ``width`` columns wide whatever the terminal (appended to this module's docstring,
-    so that the reference shows the parsers as they are)."""
+def options_reference(width: int = 92) -> str:
+    """The options of the command and of each subcommand, as reStructuredText.
+
+    The documentation's page of the command is this text, made from the parsers when the site is
+    built, so that it shows them as they are.
+
+    Args:
+        width: the columns of the help text, whatever the terminal.
+
+    Returns:
+        For ``fastrnn`` and each subcommand, a title and what its ``-h`` prints, as a literal
+        block.
+    """
     parts = ["\nThe options of each command, as its ``-h`` prints them:\n"]
     for prog, p in _parsers().items():
         p.formatter_class = functools.partial(_options.HelpFormatter, width=width)
@@ -837,9 +847,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     _check(args.parser, args)  # errors name the subcommand: "fastrnn demo: error: ..."
     return int(args.func(args))
 
-
-if __doc__ is not None:  # (python -OO removes docstrings)
-    __doc__ += _options_reference()
 
 if __name__ == "__main__":
     sys.exit(main())
