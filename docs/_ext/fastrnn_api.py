@@ -138,13 +138,24 @@ def target(modname: str, name: str) -> str:
     return f"{home(modname, name)}.{name}"
 
 
-def summary(obj: Any) -> str:
-    """The first sentence-line of an object's docstring (data: nothing)."""
-    if not (inspect.isclass(obj) or callable(obj) or isinstance(obj, types.ModuleType)):
-        return ""
-    doc = inspect.getdoc(obj) or ""
+def summary(modname: str, name: str) -> str:
+    """The first paragraph of a public name's docstring, joined into one line (data: of its
+    ``#:`` comment, read from its home module's source)."""
+    obj = getattr(module(modname), name)
+    if inspect.isclass(obj) or callable(obj) or isinstance(obj, types.ModuleType):
+        doc = inspect.getdoc(obj) or ""
+    else:
+        doc = "\n".join(_attr_docs(home(modname, name)).get(("", name), []))
     first = doc.strip().split("\n\n", 1)[0]
     return " ".join(first.split())
+
+
+def _attr_docs(modname: str) -> dict[tuple[str, str], list[str]]:
+    """The ``#:`` comments (and docstrings below assignments) of a module's source."""
+    try:
+        return dict(ModuleAnalyzer.for_module(modname).find_attr_docs())
+    except PycodeError:  # no source: nothing to read the comments from
+        return {}
 
 
 def undocumented(modname: str, name: str) -> bool:
@@ -154,10 +165,7 @@ def undocumented(modname: str, name: str) -> bool:
     if inspect.isclass(obj) or callable(obj):
         doc = obj.__doc__ if inspect.isclass(obj) else inspect.getdoc(obj)
         return not (doc or "").strip()
-    try:
-        docs = ModuleAnalyzer.for_module(modname).find_attr_docs()
-    except PycodeError:  # no source: nothing to read the comments from
-        return True
+    docs = _attr_docs(modname)
     return not any(line.strip() for line in docs.get(("", name), []))
 
 
@@ -245,7 +253,7 @@ def _table(modname: str) -> list[str]:
     for name in names:
         obj = getattr(module(modname), name)
         role = "mod" if isinstance(obj, types.ModuleType) else "obj"
-        text = summary(obj).replace("\\", "\\\\")
+        text = summary(modname, name).replace("\\", "\\\\")
         link = f":py:{role}:`{name} <{target(modname, name)}>`"
         lines += [f"   * - {link}", f"     - {text}".rstrip()]
     return lines
