@@ -399,3 +399,11 @@ def test_init_recurrent_no_bias_layer() -> None:
     assert not any(k.startswith("bias") for k in layer.state_dict())
     for block in _blocks(layer.weight_hh_l0, 4):
         assert_orthonormal(block, 1e-5)
+
+
+@pytest.mark.parametrize("fn", [init.xavier_uniform, init.xavier_normal, init.orthogonal])
+@pytest.mark.parametrize(("gain", "exc"), [(float("nan"), ValueError), (float("inf"), ValueError),
+                                           ("x", TypeError), (True, TypeError)])  # fmt: skip
+def test_gain_must_be_a_finite_real(fn: Any, gain: Any, exc: type) -> None:
+    with pytest.raises(exc, match="gain"):
+        fn((4, 4), gain=gain, rng=0)

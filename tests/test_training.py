@@ -4,6 +4,7 @@ finite differences and, where installed, torch.nn / torch.optim."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -329,3 +330,21 @@ def test_generate_and_adding_problem_learns():
     np.testing.assert_array_equal(ids, c.generate([1, 2], 20, temperature=0.7, seed=0))
     g = c.generate([1, 2], 5, temperature=0)
     assert g.shape == (5,)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"steps": -1}, ValueError, "steps"),
+        ({"steps": 2.5}, TypeError, "steps"),
+        ({"steps": 3, "temperature": -0.5}, ValueError, "temperature"),
+        ({"steps": 3, "temperature": float("nan")}, ValueError, "temperature"),
+        ({"steps": 3, "temperature": "hot"}, TypeError, "temperature"),
+        ({"steps": 3, "prime": [9]}, ValueError, "ids"),
+    ],
+)
+def test_generate_rejects(kwargs: dict[str, Any], exc: type, match: str) -> None:
+    c = SequenceModel("gru", 5, 8, 5, embedding_dim=3, seed=0)
+    kwargs = {"prime": [1, 2], **kwargs}
+    with pytest.raises(exc, match=match):
+        c.generate(**kwargs)

@@ -171,6 +171,7 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
 
 def _xavier_std(s: tuple[int, ...], gain: float) -> float:
     """Glorot's standard deviation ``gain * sqrt(2 / (fan_in + fan_out))``."""
+    gain = check_real("gain", gain)
     fan_in, fan_out = _fans(s)
     if fan_in + fan_out == 0:
         raise ValueError(f"shape: fan_in + fan_out is zero for shape {s}")
@@ -192,8 +193,9 @@ def xavier_uniform(
         A new array of ``shape``.
 
     Raises:
-        ValueError: ``shape`` has fewer than 2 axes, or ``fan_in + fan_out`` is 0.
-        TypeError: ``dtype`` is not a floating dtype.
+        ValueError: ``shape`` has fewer than 2 axes, or ``fan_in + fan_out`` is 0; ``gain`` is
+            not finite.
+        TypeError: ``dtype`` is not a floating dtype; ``gain`` is not a real number.
     """
     s = _shape(shape, 2)
     return _uniform(s, math.sqrt(3.0) * _xavier_std(s, gain), rng, dtype)
@@ -282,11 +284,12 @@ def orthogonal(
         A new array of ``shape``.
 
     Raises:
-        ValueError: ``shape`` has fewer than 2 axes.
-        TypeError: ``dtype`` is not a floating dtype.
+        ValueError: ``shape`` has fewer than 2 axes; ``gain`` is not finite.
+        TypeError: ``dtype`` is not a floating dtype; ``gain`` is not a real number.
     """
     s = _shape(shape, 2)
     dt = _dtype(dtype)
+    gain = check_real("gain", gain)
     rows = s[0]
     cols = math.prod(s[1:])
     if rows * cols == 0:

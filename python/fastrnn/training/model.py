@@ -24,7 +24,6 @@ the optimizer's state in one ``.npz`` file, so training can resume.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -556,13 +555,15 @@ class SequenceModel(Composite):
             The sampled ids, int64 ``(steps,)`` (the prime not included).
 
         Raises:
-            ValueError: a model without an embedding or many-to-one, an empty ``prime``, or a
-                negative or non-finite ``temperature``.
+            ValueError: a model without an embedding or many-to-one, an empty ``prime`` or an id
+                of it outside the vocabulary, a negative ``steps``, or a negative or non-finite
+                ``temperature``.
+            TypeError: ``steps`` not an int, ``temperature`` not a real number.
         """
         if self.embedding is None or self.many_to_one:
             raise ValueError("generate: needs a many-to-many model with an embedding (token ids)")
-        if temperature < 0 or not math.isfinite(temperature):
-            raise ValueError(f"temperature: expected a finite number >= 0, got {temperature}")
+        steps = check_int("steps", steps, 0)
+        temperature = check_real("temperature", temperature, 0.0)
         p = np.asarray(prime, dtype=np.int64).reshape(-1)
         if p.size == 0:
             raise ValueError("prime: needs at least one id")
