@@ -111,3 +111,29 @@ def test_undocumented_is_found():
     # real objects of the package, with and without their documentation
     assert not api.undocumented("fastrnn.layers", "LSTM")
     assert api.undocumented("fastrnn.reference", "_GATES") is True  # a constant with no '#:'
+
+
+def test_a_namedtuple_without_a_docstring_is_undocumented(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typing import NamedTuple
+
+    class Bare(NamedTuple):
+        a: int
+
+    mod = api.module("fastrnn.layers")
+    monkeypatch.setattr(mod, "Bare", Bare, raising=False)
+    assert api.undocumented("fastrnn.layers", "Bare")
+
+
+def test_table_cells_keep_docstring_text_as_text() -> None:
+    assert api._cell_text("- a list") == "\\ - a list"
+    assert api._cell_text("2. steps") == "\\ 2. steps"
+    assert api._cell_text("the norm |x| of ``|y|``") == "the norm \\|x\\| of ``|y|``"
+    assert api._cell_text(":class:`X` as is") == ":class:`X` as is"
+
+
+def test_aliases_nested_in_types_are_written_by_name() -> None:
+    """Sphinx 9 writes an ``autodoc_type_aliases`` alias inside another type as the repr of its
+    placeholder; the extension makes that repr the alias's name (a Sphinx internal: pinned)."""
+    from sphinx.util.inspect import TypeAliasForwardRef
+
+    assert api._alias_name(TypeAliasForwardRef("numpy.ndarray")) == "numpy.ndarray"

@@ -24,6 +24,7 @@ import ast
 import importlib
 import inspect
 import pkgutil
+import re
 import types
 from functools import cache
 from pathlib import Path
@@ -163,8 +164,9 @@ def undocumented(modname: str, name: str) -> bool:
     class or function, a ``#:`` comment (or a string right below) for data."""
     obj = getattr(module(modname), name)
     if inspect.isclass(obj) or callable(obj):
-        doc = obj.__doc__ if inspect.isclass(obj) else inspect.getdoc(obj)
-        return not (doc or "").strip()
+        doc = (obj.__doc__ if inspect.isclass(obj) else inspect.getdoc(obj)) or ""
+        # a NamedTuple's or dataclass's own __doc__ is its signature, "Name(a, b)": no docstring
+        return not doc.strip() or doc.startswith(f"{getattr(obj, '__name__', name)}(")
     docs = _attr_docs(modname)
     return not any(line.strip() for line in docs.get(("", name), []))
 
@@ -244,6 +246,18 @@ def _aliases(modname: str) -> list[str]:
     return [*out, f".. py:currentmodule:: {modname}", ""] if out else []
 
 
+_LITERAL = re.compile(r"(``.+?``|`[^`]+`)")
+
+
+def _cell_text(text: str) -> str:
+    """A docstring's first paragraph (reStructuredText, as autodoc reads it) as the text of a table
+    cell: what would read as structure only there (a leading list marker; ``|x|`` outside
+    literals, a substitution) kept as text."""
+    parts = _LITERAL.split(text)
+    text = "".join(p if i % 2 else re.sub(r"(?<!\\)\|", r"\\|", p) for i, p in enumerate(parts))
+    return "\\ " + text if re.match(r"([-*+]|\d+[.)]|#\.)\s", text) else text
+
+
 def _table(modname: str) -> list[str]:
     names = public_names(modname)
     if not names:
@@ -253,10 +267,24 @@ def _table(modname: str) -> list[str]:
     for name in names:
         obj = getattr(module(modname), name)
         role = "mod" if isinstance(obj, types.ModuleType) else "obj"
-        text = summary(modname, name).replace("\\", "\\\\")
+        text = _cell_text(summary(modname, name))
         link = f":py:{role}:`{name} <{target(modname, name)}>`"
         lines += [f"   * - {link}", f"     - {text}".rstrip()]
     return lines
+
+
+def _description(modname: str, name: str, obj: Any) -> list[str]:
+    """The autodoc directive that describes a name in its home module."""
+    rst = [f".. {_auto_directive(obj)}:: {modname}.{name}"]
+    if _auto_directive(obj) == "autodata" and "<" in repr(obj):
+        rst.append("   :no-value:")  # a value with no readable repr (<function ...>)
+    if inspect.isclass(obj):
+        rst += ["   :members:", *_inherited(obj)]
+        if shown_bases(obj):
+            rst.append("   :show-inheritance:")
+        if _own_call(obj):
+            rst.append("   :special-members: __call__")
+    return [*rst, ""]
 
 
 class FastrnnModule(SphinxDirective):
@@ -280,14 +308,11 @@ class FastrnnModule(SphinxDirective):
                     logger.warning("%s.%s has no docstring (data: no '#:' comment)", modname,
                                    name, location=self.get_location(), type="fastrnn",
                                    subtype="api")  # fmt: skip
-                rst.append(f".. {_auto_directive(obj)}:: {modname}.{name}")
-                if inspect.isclass(obj):
-                    rst += ["   :members:", *_inherited(obj)]
-                    if shown_bases(obj):
-                        rst.append("   :show-inheritance:")
-                    if _own_call(obj):
-                        rst.append("   :special-members: __call__")
-                rst.append("")
+                rst += _description(modname, name, obj)
+        # rebuild the page when a module it reads changes (its own, and those of the names it
+        # lists: the summaries come from their homes)
+        for m in {modname, *(home(modname, n) for n in public_names(modname))}:
+            self._depend_on(m)
         env = self.env
         store = _store(env)
         if modname in store and store[modname] != env.docname:
@@ -295,6 +320,11 @@ class FastrnnModule(SphinxDirective):
                            env.docname, location=self.get_location())  # fmt: skip
         store[modname] = env.docname
         return self.parse_text_to_nodes("\n".join(rst))  # type: ignore[no-any-return]
+
+    def _depend_on(self, modname: str) -> None:
+        path = getattr(module(modname), "__file__", None)
+        if path:
+            self.env.note_dependency(path)
 
 
 class CommandOptions(SphinxDirective):
@@ -305,6 +335,9 @@ class CommandOptions(SphinxDirective):
 
     def run(self) -> list[nodes.Node]:
         cli = importlib.import_module(f"{PACKAGE}.tools.cli")
+        # the parsers are written in the tools' modules: rebuild when one changes
+        for path in sorted(Path(cli.__file__).parent.glob("*.py")):
+            self.env.note_dependency(str(path))
         return self.parse_text_to_nodes(cli.options_reference())  # type: ignore[no-any-return]
 
 
