@@ -1,13 +1,5 @@
-"""Sphinx configuration of fastrnn's documentation site.
-
-Build it (CONTRIBUTING.md, "Documentation"):
-
-    pip install ".[docs]" && python -m sphinx -W --keep-going -b html docs build/docs/html
-
-Warnings are errors (``-W``). The tutorials under ``tutorials/`` are MyST notebooks: their code
-runs on every build (``nb_execution_mode = "force"``) and their figures are what it draws. Nothing
-is fetched from the network: no intersphinx, the theme's assets are in its package.
-"""
+"""Sphinx configuration of fastrnn's documentation site: how to build it, and what the build
+checks, is CONTRIBUTING.md's "Documentation"."""
 
 from __future__ import annotations
 
@@ -49,7 +41,7 @@ myst_enable_extensions = ["dollarmath", "colon_fence", "deflist", "substitution"
 # the tutorials run on every build; a failing cell fails the build
 nb_execution_mode = "force"
 nb_execution_raise_on_error = True
-nb_execution_timeout = 900
+nb_execution_timeout = 180  # seconds a cell may take (each tutorial is about a minute in all)
 nb_execution_show_tb = True
 nb_merge_streams = True
 # the examples are not timings: one kernel thread unless a page says otherwise (docs/threads.md)
@@ -57,6 +49,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # the tutorials' figures: matplotlib's inline backend, which hands each figure to the notebook
 # as a PNG (Agg, or a backend set in the caller's environment, would show none)
 os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+# the kernel that runs them is this environment's Python (a user-level "python3" kernel of some
+# other Python would run another fastrnn, or none)
+os.environ.setdefault("JUPYTER_PREFER_ENV_PATH", "1")
+# matplotlib's font cache made here, once, so that its "building the font cache" message on a
+# fresh machine does not land in the first tutorial's output
+import matplotlib.font_manager  # noqa: E402, F401
 
 # the API reference: docstrings in Google style (Args, Returns, Raises)
 autodoc_member_order = "bysource"
