@@ -6,16 +6,19 @@
 * Each public object is documented once, in its *home*: the module whose source defines it (or,
   for what a private module defines, the first public module that exports it). Every other module
   that exports it lists it with a link to that home.
-* ``{fastrnn-module} fastrnn.x`` on a page writes module ``fastrnn.x``'s reference: its docstring,
-  a table of all its public names (each linked to where it is documented, with the first line of
-  its docstring), then the description of each name it is the home of (autodoc: signature,
-  arguments, returns, raises).
+* ``.. fastrnn-module:: fastrnn.x`` on a page (docs/api/) writes module ``fastrnn.x``'s
+  reference: its docstring, a table of all its public names (each linked to where it is
+  documented, with the first line of its docstring), then the description of each name it is the
+  home of (autodoc: signature, arguments, returns, raises).
 * Every public name is an entry of the reference under each of its names: ``fastrnn.LSTM`` (an
   index entry and a target on fastrnn's page, next to the table that links to the description)
   as well as ``fastrnn.layers.LSTM`` (the description).
-* When the build ends, every public module must have had its directive and every public name a
-  description and its entries; anything missing is a warning, which ``-W`` makes an error. So a
-  module or name added to the package without its page fails the documentation build.
+* A name described without a docstring of its own (a constant: without a ``#:`` comment) is a
+  warning where it is described; when the build ends, every public module must have had its
+  directive and every public name a description and its entries. Warnings are errors (``-W``),
+  so a module or name added to the package without its page or docstring fails the build.
+* ``.. fastrnn-command-options::`` writes the options of the ``fastrnn`` command, as ``-h``
+  prints them (docs/command.rst).
 """
 
 from __future__ import annotations
