@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from fastrnn.tools import bench
+from helpers import assert_bench_usage_error
 
 
 def test_bench_command(tmp_path: Path) -> None:
@@ -132,8 +133,4 @@ def test_competitor_killed_when_the_loaded_timings_fail(monkeypatch: pytest.Monk
 def test_under_load_arguments_checked_before_timing(
     extra: list[str], msg: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as e:
-        bench.main([*TINY_LOAD, *extra])
-    assert e.value.code == 2
-    out, err = capsys.readouterr()
-    assert out == "" and msg in err
+    assert_bench_usage_error([*TINY_LOAD, *extra], msg, capsys)

@@ -891,12 +891,7 @@ def sum_squares(array: Array) -> float:
 def max_abs(array: Array) -> float:
     """The largest absolute value of ``array`` (0.0 when empty; NaN if it holds a NaN).
 
-    Args:
-        array: float32 or float64, any shape, C-contiguous.
-
-    Raises:
-        TypeError: ``array`` is not a float NumPy array.
-        ValueError: ``array`` is not C-contiguous.
+    ``array`` and the errors: as :func:`sum_squares`'s.
     """
     return _core.max_abs(array)
 
