@@ -142,8 +142,8 @@ class Rng {
 // Problems
 // ------------------------------------------------------------------------------------------------
 
-const CellKind kCells[] = {CellKind::RnnTanh, CellKind::RnnRelu, CellKind::Lstm, CellKind::Gru,
-                           CellKind::GruResetBefore};
+const CellKind kCells[] = {CellKind::RnnTanh,      CellKind::RnnRelu, CellKind::Lstm,
+                           CellKind::LstmPeephole, CellKind::Gru,     CellKind::GruResetBefore};
 
 struct Config {
   std::string name;
@@ -159,7 +159,7 @@ struct Config {
   index_t fd_cap = 0;            ///< at most this many entries per array (0: all)
 };
 
-enum Param { kWih = 0, kWhh, kBih, kBhh, kWhr, kParams };
+enum Param { kWih = 0, kWhh, kBih, kBhh, kWhr, kCellParams, kParams };
 
 struct Problem {
   Config c;
@@ -171,7 +171,9 @@ struct Problem {
   std::vector<std::vector<size_t>> fd_idx;
   index_t fd_skipped = 0;
 
-  bool lstm() const { return c.cell == CellKind::Lstm; }
+  bool lstm() const { return fastrnn::has_cell_state(c.cell); }  ///< either LSTM cell
+  /// the cell's own parameters per layer and direction (LstmPeephole: 3H)
+  index_t cell_params() const { return fastrnn::cell_params_size(c.cell, c.d.H); }
   index_t G() const { return fastrnn::num_gates(c.cell); }
   index_t LD() const { return c.d.L * c.d.D; }
 };
@@ -206,6 +208,7 @@ Problem make_problem_once(const Config& c, std::uint64_t seed) {
         w[kBhh] = r.vec(GH, -k, k);
       }
       if (d.P > 0) w[kWhr] = r.vec(d.P * d.H, -k, k);
+      if (p.cell_params() > 0) w[kCellParams] = r.vec(p.cell_params(), -1, 1);
     }
   }
   p.x = r.vec(d.T * d.B * d.I, -1, 1);
@@ -278,6 +281,10 @@ RefOut ref_forward(const Problem& p, ReluTrace* relu) {
       const Vec& whh = w[kWhh];
       auto bih = [&](index_t j) { return c.bias ? w[kBih][static_cast<size_t>(j)] : 0.0; };
       auto bhh = [&](index_t j) { return c.bias ? w[kBhh][static_cast<size_t>(j)] : 0.0; };
+      // the peephole of block q (p_i, p_f, p_o) for unit j; 0 without (plain LSTM)
+      auto peep = [&](index_t q, index_t j) {
+        return p.cell_params() > 0 ? w[kCellParams][static_cast<size_t>(q * H + j)] : 0.0;
+      };
       for (index_t b = 0; b < B; ++b) {
         for (index_t j = 0; j < Hs; ++j) h[j] = p.h0[(k * B + b) * Hs + j];
         if (p.lstm()) {
@@ -309,12 +316,15 @@ RefOut ref_forward(const Problem& p, ReluTrace* relu) {
               }
               break;
             case CellKind::Lstm:
+            case CellKind::LstmPeephole:
               for (index_t j = 0; j < H; ++j) {
-                const double i = sigmoid(ai[j] + ah[j]);
-                const double f = sigmoid(ai[H + j] + ah[H + j]);
+                const double cp = cst[j];
+                // peepholes: i, f see p_i*c, p_f*c; o sees p_o*c'
+                const double i = sigmoid(ai[j] + ah[j] + peep(0, j) * cp);
+                const double f = sigmoid(ai[H + j] + ah[H + j] + peep(1, j) * cp);
                 const double g = std::tanh(ai[2 * H + j] + ah[2 * H + j]);
-                const double og = sigmoid(ai[3 * H + j] + ah[3 * H + j]);
-                cst[j] = f * cst[j] + i * g;     // c' = f*c + i*g
+                cst[j] = f * cp + i * g;  // c' = f*c + i*g
+                const double og = sigmoid(ai[3 * H + j] + ah[3 * H + j] + peep(2, j) * cst[j]);
                 hc[j] = og * std::tanh(cst[j]);  // o*tanh(c')
               }
               if (d.P > 0) {  // h' = W_hr (o*tanh(c'))
@@ -383,18 +393,20 @@ double ref_loss(const Problem& p, ReluTrace* relu = nullptr) {
 }
 
 /// The differentiable arrays in "slot" order: x, h0, c0 (LSTM), then per layer and direction
-/// w_ih, w_hh, b_ih, b_hh (with biases), w_hr (with a projection). The kernel's gradients are
-/// collected in the same order (run_kernel).
+/// w_ih, w_hh, b_ih, b_hh (with biases), w_hr (with a projection), cell_params (the peepholes).
+/// The kernel's gradients are collected in the same order (run_kernel).
 std::vector<std::pair<std::string, Vec*>> slots(Problem& p) {
   std::vector<std::pair<std::string, Vec*>> s;
   s.push_back({"dx", &p.x});
   s.push_back({"dh0", &p.h0});
   if (p.lstm()) s.push_back({"dc0", &p.c0});
-  static const char* kNames[kParams] = {"dw_ih", "dw_hh", "db_ih", "db_hh", "dw_hr"};
+  static const char* kNames[kParams] = {"dw_ih", "dw_hh", "db_ih",
+                                        "db_hh", "dw_hr", "d_cell_params"};
   for (index_t k = 0; k < p.LD(); ++k) {
     for (int a = 0; a < kParams; ++a) {
       if ((a == kBih || a == kBhh) && !p.c.bias) continue;
       if (a == kWhr && p.c.d.P == 0) continue;
+      if (a == kCellParams && p.cell_params() == 0) continue;
       s.push_back({std::string(kNames[a]) + "[" + std::to_string(k) + "]",
                    &p.w[static_cast<size_t>(k)][static_cast<size_t>(a)]});
     }
@@ -492,6 +504,7 @@ Result<S> run_kernel(const Problem& p, bool backward, bool training = true,
     w.b_ih = c.bias ? v[kBih].data() + off : nullptr;
     w.b_hh = c.bias ? v[kBhh].data() + off : nullptr;
     w.w_hr = d.P > 0 ? v[kWhr].data() + off : nullptr;
+    w.cell_params = p.cell_params() > 0 ? v[kCellParams].data() + off : nullptr;
   }
   const auto x = cvt<S>(p.x, off), h0 = cvt<S>(p.h0, off), c0 = cvt<S>(p.c0, off),
              drop = cvt<S>(p.drop, off);
@@ -546,6 +559,7 @@ Result<S> run_kernel(const Problem& p, bool backward, bool training = true,
       g[kBhh] = grad(GH);
     }
     if (d.P > 0) g[kWhr] = grad(d.P * H);
+    if (p.cell_params() > 0) g[kCellParams] = grad(p.cell_params());
   }
   // pointers only now: r.grads does not move any more
   auto gp = [&](size_t i) { return r.grads[i].data() + off; };
@@ -560,6 +574,7 @@ Result<S> run_kernel(const Problem& p, bool backward, bool training = true,
       wg.db_hh = gp(g[kBhh]);
     }
     if (d.P > 0) wg.dw_hr = gp(g[kWhr]);
+    if (p.cell_params() > 0) wg.d_cell_params = gp(g[kCellParams]);
   }
   fastrnn::BackwardArgs<S> ba;
   ba.weights = W.data();
@@ -1110,9 +1125,8 @@ Config config(CellKind cell, const char* name, const Dims& d) {
   return c;
 }
 
-/// The LSTM projection's correctness problems.
-void lstm_projection_configs(std::vector<Config>& out) {
-  const CellKind cell = CellKind::Lstm;
+/// The LSTM projection's correctness problems (either LSTM cell).
+void lstm_projection_configs(CellKind cell, std::vector<Config>& out) {
   {
     Config x = config(cell, "proj_stack", dims(4, 3, 4, 6, 3, 2, 2));
     x.dropout = true;
@@ -1182,7 +1196,7 @@ std::vector<Config> correctness_configs() {
       x.fd_cap = 4;
       out.push_back(x);
     }
-    if (cell == CellKind::Lstm) lstm_projection_configs(out);
+    if (fastrnn::has_cell_state(cell)) lstm_projection_configs(cell, out);
   }
   return out;
 }
@@ -1203,7 +1217,7 @@ std::vector<Config> thread_configs() {
       x.lengths = {7, 3, 7, 0, 5};
       add(x);
     }
-    if (cell == CellKind::Lstm) {
+    if (fastrnn::has_cell_state(cell)) {
       Config x = config(cell, "threads_proj", dims(7, 5, 33, 80, 50, 2, 2));
       x.dropout = true;
       x.lengths = {2, 7, 7, 6, 0};
