@@ -186,6 +186,7 @@ std::string dims_name(const Config& c) {
   if (d.P) s += " P" + std::to_string(d.P);
   if (d.L > 1) s += " L" + std::to_string(d.L);
   if (d.D > 1) s += " D" + std::to_string(d.D);
+  if (d.reverse) s += " reverse";
   return s + ")";
 }
 
@@ -292,7 +293,9 @@ RefOut ref_forward(const Problem& p, ReluTrace* relu) {
         }
         const index_t len = p.lens[static_cast<size_t>(b)];
         for (index_t s = 0; s < len; ++s) {
-          const index_t t = dir == 0 ? s : len - 1 - s;  // reverse: from the last valid step
+          // the reverse direction (dir 1, or dir 0 of a reverse-only stack) from the last valid
+          // step
+          const index_t t = dir == 0 && !d.reverse ? s : len - 1 - s;
           const double* xt = in.data() + (t * B + b) * In;
           for (index_t j = 0; j < GH; ++j) {
             double a = bih(j), r = bhh(j);
@@ -1133,6 +1136,12 @@ void lstm_projection_configs(CellKind cell, std::vector<Config>& out) {
     x.lengths = {4, 1, 0};
     out.push_back(x);
   }
+  {  // reverse-only, two layers
+    Config x = config(cell, "proj_reverse", dims(4, 3, 4, 6, 3, 2));
+    x.d.reverse = true;
+    x.lengths = {2, 4, 0};
+    out.push_back(x);
+  }
   {
     Config x = config(cell, "proj_wide", dims(6, 5, 9, 21, 17));
     x.lengths = {6, 6, 3, 1, 5};
@@ -1174,6 +1183,19 @@ std::vector<Config> correctness_configs() {
       Config x = config(cell, "wide", dims(5, 6, 7, 19, 0, 1, 2));
       x.lengths = {5, 2, 5, 0, 1, 4};
       x.fd_cap = 40;
+      out.push_back(x);
+    }
+    {  // reverse-only (D = 1): two layers, dropout, each sequence from its last valid step
+      Config x = config(cell, "reverse", dims(5, 4, 4, 5, 0, 2));
+      x.d.reverse = true;
+      x.dropout = true;
+      x.lengths = {3, 5, 0, 2};
+      out.push_back(x);
+    }
+    {  // reverse-only, all T steps, zero initial states
+      Config x = config(cell, "reverse_full", dims(4, 3, 3, 6));
+      x.d.reverse = true;
+      x.h0 = false;
       out.push_back(x);
     }
     // no steps at all: h_n = h0, and the gradients pass straight through
