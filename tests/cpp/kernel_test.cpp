@@ -155,6 +155,7 @@ struct Config {
   bool dy = true;                ///< the loss has sum(y * Ry) (else backward gets dy = nullptr)
   bool dhn = true;               ///< ... sum(h_n * Rh), sum(c_n * Rc)
   std::vector<index_t> lengths;  ///< empty: none
+  fastrnn::CellOptions opt;      ///< clip, input_forget (forward's and backward's)
   bool fd = true;                ///< check backward by finite differences
   index_t fd_cap = 0;            ///< at most this many entries per array (0: all)
 };
@@ -170,6 +171,7 @@ struct Problem {
   std::vector<Vec> fd;
   std::vector<std::vector<size_t>> fd_idx;
   index_t fd_skipped = 0;
+  index_t clipped = 0, clamped = 0;  ///< pre-activations the reference clipped, clamped of them
 
   bool lstm() const { return fastrnn::has_cell_state(c.cell); }  ///< either LSTM cell
   /// the cell's own parameters per layer and direction (LstmPeephole: 3H)
@@ -187,6 +189,12 @@ std::string dims_name(const Config& c) {
   if (d.L > 1) s += " L" + std::to_string(d.L);
   if (d.D > 1) s += " D" + std::to_string(d.D);
   if (d.reverse) s += " reverse";
+  if (c.opt.clip > 0) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, " clip %g", c.opt.clip);
+    s += buf;
+  }
+  if (c.opt.input_forget) s += " input_forget";
   return s + ")";
 }
 
@@ -228,28 +236,50 @@ Problem make_problem_once(const Config& c, std::uint64_t seed) {
   return p;
 }
 
-/// What the reference saw of the ReLU pre-activations (the kinks of the loss).
-struct ReluTrace {
-  std::vector<char> signs;  ///< the sign of every pre-activation, in order
-  double min_abs = std::numeric_limits<double>::infinity();  ///< the smallest |pre-activation|
+/// What the reference saw of the pre-activations at a kink of the loss: ReLU's at 0, and with
+/// CellOptions::clip those of every clipped pre-activation at +-clip (the derivative is 0 beyond).
+struct KinkTrace {
+  std::vector<char> sides;  ///< the side of its kink of every pre-activation at one, in order
+  double relu_dist = std::numeric_limits<double>::infinity();  ///< the smallest |a| of ReLU's a
+  double clip_dist = std::numeric_limits<double>::infinity();  ///< the smallest |a -+ clip|
+  index_t clipped = 0, clamped = 0;  ///< pre-activations clipped, those beyond +-clip of them
 };
 
 struct RefOut {
   Vec y, hn, cn;
 };
 
-RefOut ref_forward(const Problem& p, ReluTrace* relu = nullptr);
+RefOut ref_forward(const Problem& p, KinkTrace* kinks = nullptr);
 
-/// A random problem. For ReLU cells, one whose pre-activations all keep away from the kink at 0:
-/// there the float and double kernels (and the finite differences) may take different sides,
-/// and their gradients then differ by O(1), by the problem's construction, not by an error.
+/// A random problem. For ReLU cells, one whose pre-activations all keep away from the kink at 0
+/// (by 1e-4); with clip, one whose clipped pre-activations all keep away from +-clip (by 1e-3,
+/// 1e-4 for the larger problems without finite differences) and some of which are clamped (5%
+/// at least): near a kink the float and double kernels (and the finite differences) may take
+/// different sides, and their gradients then differ by O(1), by the problem's construction, not
+/// by an error. A clip config that gets no such problem fails (choose another clip).
 Problem make_problem(const Config& c, std::uint64_t seed) {
+  const bool clip = c.opt.clip > 0;
   for (int attempt = 0;; ++attempt) {
     Problem p = make_problem_once(c, seed + static_cast<std::uint64_t>(attempt) * 7919u);
-    if (c.cell != CellKind::RnnRelu || attempt == 100) return p;
-    ReluTrace t;
+    if (c.cell != CellKind::RnnRelu && !clip) return p;
+    KinkTrace t;
     ref_forward(p, &t);
-    if (t.min_abs >= 1e-4) return p;
+    p.clipped = t.clipped;
+    p.clamped = t.clamped;
+    if (t.relu_dist >= 1e-4 && t.clip_dist >= (c.fd ? 1e-3 : 1e-4) && p.clamped * 20 >= p.clipped)
+      return p;
+    if (attempt == 100) {
+      if (clip) {
+        char buf[160];
+        std::snprintf(buf, sizeof buf,
+                      ": no problem in 100 attempts whose pre-activations keep away from +-clip "
+                      "(last: %.1e) with 5%% clamped (last: %lld of %lld)",
+                      t.clip_dist, static_cast<long long>(p.clamped),
+                      static_cast<long long>(p.clipped));
+        fail(dims_name(c) + buf);
+      }
+      return p;
+    }
   }
 }
 
@@ -259,15 +289,32 @@ Problem make_problem(const Config& c, std::uint64_t seed) {
 
 double sigmoid(double a) { return 1.0 / (1.0 + std::exp(-a)); }
 
-/// Straight from fastrnn.hpp. `relu` (optional) receives the trace of the ReLU pre-activations
-/// (for the finite differences: a kink crossed invalidates them).
-RefOut ref_forward(const Problem& p, ReluTrace* relu) {
+/// Straight from fastrnn.hpp. `kinks` (optional) receives the trace of the pre-activations at a
+/// kink (for the finite differences: a kink crossed invalidates them).
+RefOut ref_forward(const Problem& p, KinkTrace* kinks) {
   const Config& c = p.c;
   const Dims& d = c.d;
   const index_t T = d.T, B = d.B, H = d.H, Hs = d.hs(), D = d.D, G = p.G(), GH = G * H;
   RefOut o;
   o.hn.assign(static_cast<size_t>(p.LD() * B * Hs), 0.0);
   if (p.lstm()) o.cn.assign(static_cast<size_t>(p.LD() * B * H), 0.0);
+  // CellOptions::clip: a pre-activation clamped to [-clip, clip] (ReLU's: its kink at -clip is
+  // none, relu is 0 on both sides)
+  const double clip = c.opt.clip;
+  auto clamp = [&](double a, bool relu = false) {
+    if (clip <= 0) return a;
+    if (kinks) {
+      kinks->sides.push_back(a > clip);
+      kinks->clip_dist = std::min(kinks->clip_dist, std::fabs(a - clip));
+      if (!relu) {
+        kinks->sides.push_back(a < -clip);
+        kinks->clip_dist = std::min(kinks->clip_dist, std::fabs(a + clip));
+      }
+      ++kinks->clipped;
+      kinks->clamped += a > clip || (!relu && a < -clip);
+    }
+    return std::min(clip, std::max(-clip, a));
+  };
   Vec in = p.x;
   index_t In = d.I;
   Vec ai(static_cast<size_t>(GH)), ah(static_cast<size_t>(GH)), h(static_cast<size_t>(Hs)),
@@ -306,14 +353,14 @@ RefOut ref_forward(const Problem& p, ReluTrace* relu) {
           }
           switch (c.cell) {
             case CellKind::RnnTanh:
-              for (index_t j = 0; j < H; ++j) hnew[j] = std::tanh(ai[j] + ah[j]);
+              for (index_t j = 0; j < H; ++j) hnew[j] = std::tanh(clamp(ai[j] + ah[j]));
               break;
             case CellKind::RnnRelu:
               for (index_t j = 0; j < H; ++j) {
-                const double a = ai[j] + ah[j];
-                if (relu) {
-                  relu->signs.push_back(a > 0);
-                  relu->min_abs = std::min(relu->min_abs, std::fabs(a));
+                const double a = clamp(ai[j] + ah[j], /*relu=*/true);
+                if (kinks) {
+                  kinks->sides.push_back(a > 0);
+                  kinks->relu_dist = std::min(kinks->relu_dist, std::fabs(a));
                 }
                 hnew[j] = a > 0 ? a : 0.0;
               }
@@ -323,11 +370,14 @@ RefOut ref_forward(const Problem& p, ReluTrace* relu) {
               for (index_t j = 0; j < H; ++j) {
                 const double cp = cst[j];
                 // peepholes: i, f see p_i*c, p_f*c; o sees p_o*c'
-                const double i = sigmoid(ai[j] + ah[j] + peep(0, j) * cp);
-                const double f = sigmoid(ai[H + j] + ah[H + j] + peep(1, j) * cp);
-                const double g = std::tanh(ai[2 * H + j] + ah[2 * H + j]);
+                const double i = sigmoid(clamp(ai[j] + ah[j] + peep(0, j) * cp));
+                const double f = c.opt.input_forget  // input_forget: f = 1 - i
+                                     ? 1 - i
+                                     : sigmoid(clamp(ai[H + j] + ah[H + j] + peep(1, j) * cp));
+                const double g = std::tanh(clamp(ai[2 * H + j] + ah[2 * H + j]));
                 cst[j] = f * cp + i * g;  // c' = f*c + i*g
-                const double og = sigmoid(ai[3 * H + j] + ah[3 * H + j] + peep(2, j) * cst[j]);
+                const double og =
+                    sigmoid(clamp(ai[3 * H + j] + ah[3 * H + j] + peep(2, j) * cst[j]));
                 hc[j] = og * std::tanh(cst[j]);  // o*tanh(c')
               }
               if (d.P > 0) {  // h' = W_hr (o*tanh(c'))
@@ -343,19 +393,19 @@ RefOut ref_forward(const Problem& p, ReluTrace* relu) {
               break;
             case CellKind::Gru:  // n = tanh(W_in x + b_in + r*(W_hn h + b_hn))
               for (index_t j = 0; j < H; ++j) {
-                const double r = sigmoid(ai[j] + ah[j]);
-                const double z = sigmoid(ai[H + j] + ah[H + j]);
-                const double n = std::tanh(ai[2 * H + j] + r * ah[2 * H + j]);
+                const double r = sigmoid(clamp(ai[j] + ah[j]));
+                const double z = sigmoid(clamp(ai[H + j] + ah[H + j]));
+                const double n = std::tanh(clamp(ai[2 * H + j] + r * ah[2 * H + j]));
                 hnew[j] = (1 - z) * n + z * h[j];
               }
               break;
             case CellKind::GruResetBefore:  // n = tanh(W_in x + b_in + W_hn (r*h) + b_hn)
-              for (index_t j = 0; j < H; ++j) rh[j] = sigmoid(ai[j] + ah[j]) * h[j];
+              for (index_t j = 0; j < H; ++j) rh[j] = sigmoid(clamp(ai[j] + ah[j])) * h[j];
               for (index_t j = 0; j < H; ++j) {
-                const double z = sigmoid(ai[H + j] + ah[H + j]);
+                const double z = sigmoid(clamp(ai[H + j] + ah[H + j]));
                 double a = bhh(2 * H + j);
                 for (index_t m = 0; m < H; ++m) a += whh[(2 * H + j) * Hs + m] * rh[m];
-                const double n = std::tanh(ai[2 * H + j] + a);
+                const double n = std::tanh(clamp(ai[2 * H + j] + a));
                 hnew[j] = (1 - z) * n + z * h[j];
               }
               break;
@@ -386,8 +436,8 @@ double dot(const Vec& a, const Vec& b) {
   return s;
 }
 
-double ref_loss(const Problem& p, ReluTrace* relu = nullptr) {
-  const RefOut o = ref_forward(p, relu);
+double ref_loss(const Problem& p, KinkTrace* kinks = nullptr) {
+  const RefOut o = ref_forward(p, kinks);
   double L = 0;
   if (p.c.dy) L += dot(o.y, p.ry);
   if (p.c.dhn) L += dot(o.hn, p.rh);
@@ -417,15 +467,16 @@ std::vector<std::pair<std::string, Vec*>> slots(Problem& p) {
   return s;
 }
 
-/// Central differences of ref_loss, 4 points (error O(eps^4)): once per problem. ReLU cells use
-/// a small step and drop an entry whose perturbation flips the sign of a pre-activation.
+/// Central differences of ref_loss, 4 points (error O(eps^4)): once per problem. ReLU cells and
+/// clip use a smaller step (1e-5, 1e-4) and drop an entry whose perturbation moves a
+/// pre-activation across a kink (ReLU's 0, +-clip).
 void compute_fd(Problem& p) {
   Problem q = p;
   const auto sl = slots(q);
-  const bool relu = p.c.cell == CellKind::RnnRelu;
-  const double eps = relu ? 1e-5 : 1e-3;
-  ReluTrace base, trace;
-  ref_loss(q, relu ? &base : nullptr);
+  const bool relu = p.c.cell == CellKind::RnnRelu, kinks = relu || p.c.opt.clip > 0;
+  const double eps = relu ? 1e-5 : kinks ? 1e-4 : 1e-3;
+  KinkTrace base, trace;
+  ref_loss(q, kinks ? &base : nullptr);
   p.fd.assign(sl.size(), Vec());
   p.fd_idx.assign(sl.size(), {});
   p.fd_skipped = 0;
@@ -448,9 +499,9 @@ void compute_fd(Problem& p) {
       bool kink = false;
       for (int s = 0; s < 4; ++s) {
         v[i] = v0 + steps[s];
-        trace.signs.clear();
-        f[s] = ref_loss(q, relu ? &trace : nullptr);
-        kink = kink || trace.signs != base.signs;
+        trace = KinkTrace();
+        f[s] = ref_loss(q, kinks ? &trace : nullptr);
+        kink = kink || trace.sides != base.sides;
       }
       v[i] = v0;
       if (kink) {
@@ -526,6 +577,7 @@ Result<S> run_kernel(const Problem& p, bool backward, bool training = true,
   fa.h0 = c.h0 ? h0.data() + off : nullptr;
   fa.c0 = lstm && c.h0 ? c0.data() + off : nullptr;
   fa.lengths = lengths;
+  fa.options = c.opt;
   fa.dropout = p.drop.empty() ? nullptr : drop.data() + off;
   fa.y = r.y.data() + off;
   fa.h_n = r.hn.data() + off;
@@ -583,6 +635,7 @@ Result<S> run_kernel(const Problem& p, bool backward, bool training = true,
   ba.weights = W.data();
   ba.x = x.data() + off;
   ba.lengths = lengths;
+  ba.options = c.opt;
   ba.workspace = ws.data() + ws_off;
   ba.dy = c.dy ? ry.data() + off : nullptr;
   ba.dh_n = c.dhn ? rh.data() + off : nullptr;
@@ -1155,6 +1208,50 @@ void lstm_projection_configs(CellKind cell, std::vector<Config>& out) {
   }
 }
 
+/// CellOptions' correctness problems: clip (make_problem keeps the pre-activations away from
+/// +-clip and has some clamped), and for the LSTM cells input_forget, alone and with clip.
+void options_configs(CellKind cell, std::vector<Config>& out) {
+  const bool lstm = fastrnn::has_cell_state(cell);
+  {  // bidirectional (sampled entries: the runtime)
+    Config x = config(cell, "clip", dims(4, 3, 5, 6, 0, 1, 2));
+    x.opt.clip = 1;
+    x.fd_cap = 30;
+    out.push_back(x);
+  }
+  {  // reverse-only, two layers, dropout, lengths; LSTM: coupled gates too
+    Config x = config(cell, "clip_stack", dims(5, 4, 4, 5, 0, 2));
+    x.d.reverse = true;
+    x.dropout = true;
+    x.lengths = {5, 0, 3, 2};
+    x.opt.clip = 0.75;
+    x.opt.input_forget = lstm;
+    out.push_back(x);
+  }
+  {  // H past the widest SIMD packet with a tail: the clamps and their derivatives per chunk
+    Config x = config(cell, "clip_wide", dims(3, 3, 7, 19));
+    x.lengths = {3, 1, 2};
+    x.opt.clip = 0.75;
+    x.fd_cap = 40;
+    out.push_back(x);
+  }
+  if (!lstm) return;
+  {  // coupled gates, no clip: bidirectional, lengths
+    Config x = config(cell, "input_forget", dims(4, 3, 5, 6, 0, 1, 2));
+    x.lengths = {4, 2, 0};
+    x.opt.input_forget = true;
+    x.fd_cap = 30;
+    out.push_back(x);
+  }
+  {  // the projection with both options
+    Config x = config(cell, "proj_options", dims(4, 3, 4, 6, 3, 2, 2));
+    x.opt.clip = 1;
+    x.opt.input_forget = true;
+    x.lengths = {1, 4, 3};
+    x.fd_cap = 30;
+    out.push_back(x);
+  }
+}
+
 /// Correctness problems (checked by finite differences), every cell.
 std::vector<Config> correctness_configs() {
   std::vector<Config> out;
@@ -1219,6 +1316,7 @@ std::vector<Config> correctness_configs() {
       out.push_back(x);
     }
     if (fastrnn::has_cell_state(cell)) lstm_projection_configs(cell, out);
+    options_configs(cell, out);
   }
   return out;
 }
@@ -1237,6 +1335,13 @@ std::vector<Config> thread_configs() {
       Config x = config(cell, "threads", dims(7, 5, 33, rnn ? 120 : 70, 0, 2, 2));
       x.dropout = true;
       x.lengths = {7, 3, 7, 0, 5};
+      add(x);
+      // the same reverse-only (D = 1) with clip, and for the LSTM cells input_forget
+      x.name = "threads_options";
+      x.d.D = 1;
+      x.d.reverse = true;
+      x.opt.clip = 0.5;
+      x.opt.input_forget = fastrnn::has_cell_state(cell);
       add(x);
     }
     if (fastrnn::has_cell_state(cell)) {
@@ -1313,23 +1418,28 @@ int main(int argc, char** argv) {
     std::vector<Problem> probs, tprobs;
     std::vector<RefOut> refs, trefs;
     std::uint64_t pseed = seed;
-    index_t skipped = 0, fd_entries = 0;
+    index_t skipped = 0, fd_entries = 0, clipped = 0, clamped = 0;
     for (const Config& c : correctness_configs()) {
       probs.push_back(make_problem(c, ++pseed * 1000003u));
       refs.push_back(ref_forward(probs.back()));
       compute_fd(probs.back());
       skipped += probs.back().fd_skipped;
       for (const auto& idx : probs.back().fd_idx) fd_entries += static_cast<index_t>(idx.size());
+      clipped += probs.back().clipped;
+      clamped += probs.back().clamped;
     }
     for (const Config& c : thread_configs()) {
       tprobs.push_back(make_problem(c, ++pseed * 1000003u));
       trefs.push_back(ref_forward(tprobs.back()));
+      clipped += tprobs.back().clipped;
+      clamped += tprobs.back().clamped;
     }
     std::printf(
-        "reference: %zu problems, %lld finite-difference entries (%lld skipped at a ReLU "
-        "kink), %zu thread problems: %.2f s\n",
+        "reference: %zu problems, %lld finite-difference entries (%lld skipped at a kink: ReLU's "
+        "0, +-clip), %zu thread problems, %lld of %lld clipped pre-activations clamped: %.2f s\n",
         probs.size(), static_cast<long long>(fd_entries), static_cast<long long>(skipped),
-        tprobs.size(), seconds_since(t0));
+        tprobs.size(), static_cast<long long>(clamped), static_cast<long long>(clipped),
+        seconds_since(t0));
     std::fflush(stdout);
 
     for (const std::string& v : run) {
