@@ -725,6 +725,115 @@ void check_bad_lengths() {
   fastrnn::backward<S>(cell, d, ba);  // the workspace was not consumed by the refused call
 }
 
+/// A backward must get its forward's CellOptions and direction, which the workspace records:
+/// others are refused with std::invalid_argument before any kernel runs, and the refused calls
+/// leave the workspace unused. Invalid options (clip < 0, NaN, infinite; input_forget for a cell
+/// without c), a reverse-only stack with two directions and a peephole LSTM without its
+/// cell_params (or their gradients) are refused too. Each message must name what it refuses.
+template <class S>
+void check_options_refused() {
+  const CellKind cell = CellKind::LstmPeephole;
+  Dims d;
+  d.T = 3;
+  d.B = 2;
+  d.I = 2;
+  d.H = 4;
+  const index_t GH = 4 * d.H, n = d.T * d.B;
+  auto buf = [](index_t size, double v) { return std::vector<S>(static_cast<size_t>(size), S(v)); };
+  const std::vector<S> w_ih = buf(GH * d.I, 0.1), w_hh = buf(GH * d.H, -0.1), x = buf(n * d.I, 0.5),
+                       peep = buf(3 * d.H, 0.25);
+  std::vector<S> y = buf(n * d.H, 0), hn = buf(d.B * d.H, 0), cn = hn, dh0 = hn, dc0 = hn;
+  std::vector<S> dx = buf(n * d.I, 0), dw_ih = buf(GH * d.I, 0), dw_hh = buf(GH * d.H, 0),
+                 dpeep = buf(3 * d.H, 0);
+  std::vector<S> ws = buf(fastrnn::workspace_size<S>(cell, d), 0);
+  fastrnn::Weights<S> w;
+  w.w_ih = w_ih.data();
+  w.w_hh = w_hh.data();
+  w.cell_params = peep.data();
+  fastrnn::WeightGrads<S> g;
+  g.dw_ih = dw_ih.data();
+  g.dw_hh = dw_hh.data();
+  g.d_cell_params = dpeep.data();
+  fastrnn::ForwardArgs<S> fa;
+  fa.weights = &w;
+  fa.x = x.data();
+  fa.y = y.data();
+  fa.h_n = hn.data();
+  fa.c_n = cn.data();
+  fa.workspace = ws.data();
+  fa.options.clip = 1.5;
+  fa.options.input_forget = true;
+  fastrnn::BackwardArgs<S> ba;
+  ba.weights = &w;
+  ba.x = x.data();
+  ba.workspace = ws.data();
+  ba.dx = dx.data();
+  ba.dh0 = dh0.data();
+  ba.dc0 = dc0.data();
+  ba.grads = &g;
+  const std::string ty = type_name(S());
+  // `call` must throw std::invalid_argument with a message that contains `names`
+  auto refused = [&](const std::string& what, const std::string& names, auto&& call) {
+    try {
+      call();
+      fail(ty + " " + what + " did not throw");
+    } catch (const std::invalid_argument& e) {
+      if (std::string(e.what()).find(names) == std::string::npos)
+        fail(ty + " " + what + " threw \"" + e.what() + "\", which does not name " + names);
+    } catch (const std::exception& e) {
+      fail(ty + " " + what + " threw another exception type: " + e.what());
+    }
+  };
+  fastrnn::forward<S>(cell, d, fa);
+  auto opts = [](double clip, bool input_forget) {
+    fastrnn::CellOptions o;
+    o.clip = clip;
+    o.input_forget = input_forget;
+    return o;
+  };
+  for (const fastrnn::CellOptions& o : {opts(0, false), opts(0, true), opts(1.5, false),
+                                        opts(1.25, true), opts(1.5 + 1e-9, true)}) {
+    ba.options = o;
+    refused("backward with clip " + std::to_string(o.clip) + ", input_forget " +
+                std::to_string(o.input_forget) + " after a forward with 1.5, 1",
+            "clip, input_forget", [&] { fastrnn::backward<S>(cell, d, ba); });
+  }
+  ba.options = fa.options;
+  Dims rev = d;
+  rev.reverse = true;
+  refused("reverse-only backward after a forward in time", "reverse",
+          [&] { fastrnn::backward<S>(cell, rev, ba); });
+  g.d_cell_params = nullptr;
+  refused("backward without d_cell_params", "d_cell_params",
+          [&] { fastrnn::backward<S>(cell, d, ba); });
+  g.d_cell_params = dpeep.data();
+  fastrnn::backward<S>(cell, d, ba);  // the workspace was not consumed by the refused calls
+
+  // the forward's own refusals
+  for (double clip :
+       {-1.0, std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity()}) {
+    fa.options = opts(clip, false);
+    refused("forward with clip " + std::to_string(clip), "clip",
+            [&] { fastrnn::forward<S>(cell, d, fa); });
+  }
+  fa.options = opts(0, true);
+  fastrnn::Weights<S> w_gru = w;  // (w_ih, w_hh: 4H rows, GRU reads 3H)
+  w_gru.cell_params = nullptr;
+  fa.weights = &w_gru;
+  refused("GRU forward with input_forget", "input_forget",
+          [&] { fastrnn::forward<S>(CellKind::Gru, d, fa); });
+  fa.weights = &w;
+  fa.options = opts(0, false);
+  w.cell_params = nullptr;
+  refused("forward without cell_params", "cell_params", [&] { fastrnn::forward<S>(cell, d, fa); });
+  w.cell_params = peep.data();
+  Dims rev2 = rev;
+  rev2.D = 2;
+  refused("reverse-only forward with two directions", "reverse",
+          [&] { fastrnn::forward<S>(cell, rev2, fa); });
+  fastrnn::forward<S>(cell, d, fa);  // (the arguments restored)
+}
+
 template <class S>
 constexpr double fwd_tol() {
   return sizeof(S) == 8 ? 1e-10 : 1e-4;
@@ -1471,6 +1580,12 @@ int main(int argc, char** argv) {
         check_bad_lengths<float>();
       } catch (const std::exception& e) {
         fail(tag + " train: exception " + std::string(e.what()));
+      }
+      try {
+        check_options_refused<double>();
+        check_options_refused<float>();
+      } catch (const std::exception& e) {
+        fail(tag + " options refused: exception " + std::string(e.what()));
       }
       const fastrnn::BuildInfo info = fastrnn::build_info();
       std::printf(
