@@ -49,10 +49,7 @@ def workspace_size(
     num_layers: int = 1,
     bidirectional: bool = False,
     proj_size: int = 0,
-    *,
     reverse: bool = False,
-    clip: float = 0.0,
-    input_forget: bool = False,
 ) -> int: ...
 def pack_int8(q: NDArray[np.int8], scale: NDArray[np.float32], gates: int = 1) -> NDArray[np.uint8]:
     """Packs an int8 weight matrix q (m, k) in [-127, 127] with float32 scales (m,) for the int8
@@ -72,7 +69,6 @@ def forward(
     hidden_size: int,
     training: bool,
     compute: Compute = ...,
-    *,
     reverse: bool = False,
     clip: float = 0.0,
     input_forget: bool = False,
@@ -92,7 +88,6 @@ def backward(
     hidden_size: int,
     need_dx: bool = True,
     compute: Compute = ...,
-    *,
     reverse: bool = False,
     clip: float = 0.0,
     input_forget: bool = False,

@@ -260,7 +260,8 @@ def workspace_size(
             s.num_layers,
             s.bidirectional,
             s.proj_size,
-            **_options(s),
+            # clip and input_forget do not change the size (the workspace records them)
+            **({"reverse": True} if s.reverse else {}),
         )
     )
 

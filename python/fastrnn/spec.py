@@ -343,9 +343,8 @@ class StackSpec:
         has = (True, True, self.bias, self.bias, self.proj_size > 0)
         has = (True,) * 5 if all_kinds else has
         own = tuple(f"{n}{sfx}" for n, _ in CELLS[self.cell].params) or None
-        return LayerParams(
-            *(f"{n}{sfx}" if h else None for n, h in zip(_KINDS, has, strict=True)), own
-        )
+        five = [f"{n}{sfx}" if h else None for n, h in zip(_KINDS, has, strict=True)]
+        return LayerParams._make([*five, own])
 
     def _make_shapes(self, k: int) -> LayerParams:
         GH, H, P = self.gates * self.hidden_size, self.hidden_size, self.proj_size
@@ -401,7 +400,7 @@ class StackSpec:
         names = self.entry_names(k)
         five = [None if n is None else value(n) for n in names[:5]]
         own = names.cell_params
-        return LayerParams(*five, None if own is None else tuple(value(n) for n in own))
+        return LayerParams._make([*five, None if own is None else tuple(value(n) for n in own)])
 
     def flatten(self, entries: Sequence[Sequence[Any]]) -> list[Any]:
         """Per-entry parameters (or gradients) as a flat list in PyTorch's order."""
@@ -688,9 +687,9 @@ class StackSpec:
             check_int("proj_size", proj_size, 0),
             float_dtype("dtype", dtype),
             compute_dtype,
-            reverse=reverse,
-            clip=clip,
-            input_forget=input_forget,
+            reverse=check_flag("reverse", reverse),
+            clip=check_clip(clip),
+            input_forget=check_flag("input_forget", input_forget),
         )
 
     @classmethod
