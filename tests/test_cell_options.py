@@ -718,3 +718,22 @@ def test_a_backward_with_other_options_than_its_forward_is_refused(change: dict[
     with pytest.raises(ValueError, match=match):
         F.stack_backward("lstm_peephole", s["x"], s["params"], fw.workspace, s["dy"],
                          **{**opts, **change})  # fmt: skip
+
+
+def test_torch_autograd_function_runs_any_spec() -> None:
+    """fastrnn.torch's modules are torch.nn's (no peepholes, no ONNX options), but its autograd
+    function takes any spec: torch's gradcheck of a peephole stack with every option."""
+    torch = pytest.importorskip("torch")
+    from fastrnn.torch import RNNFunction
+
+    spec = StackSpec("lstm_peephole", 3, 4, 2, proj_size=2, dtype=np.float64, clip=FD_CLIP,
+                     input_forget=True, reverse=True)  # fmt: skip
+    rng = np.random.default_rng(0)
+    weights = [torch.tensor(rng.uniform(-0.5, 0.5, s), requires_grad=True)
+               for s in spec.param_shapes().values()]  # fmt: skip
+    x = torch.tensor(rng.standard_normal((4, 2, 3)), requires_grad=True)
+
+    def f(x: Any, *w: Any) -> Any:
+        return RNNFunction.apply(spec, None, x, None, None, None, *w)[:-1]
+
+    assert torch.autograd.gradcheck(f, (x, *weights))
