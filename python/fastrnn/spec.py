@@ -429,7 +429,9 @@ class StackSpec:
         for k, p in enumerate(params):
             entry = p if isinstance(p, tuple) and 5 <= len(p) <= 6 else _entry(k, p)
             if len(entry) == 6 and entry[5] is not None:
-                entry = (*entry[:5], self._cell_vector(k, entry[5]))
+                own = entry[5]  # the common case, one array in a tuple, without the checks
+                one = type(own) is tuple and len(own) == 1 == len(CELLS[self.cell].params)
+                entry = (*entry[:5], own[0] if one else self._cell_vector(k, own))
             if not self._entry_ready(k, entry):
                 entry = self._checked_entry(k, entry)
             out.append(entry)
@@ -677,7 +679,7 @@ class StackSpec:
             if len(w_ih) != 2:
                 raise ValueError(f"weight_ih_l0: expected shape (G*H, I), got {w_ih}")
             input_size = w_ih[1]
-        return cls.cached(
+        args = (
             cell,
             input_size,
             w_hh[0] // info.gates,
@@ -687,6 +689,11 @@ class StackSpec:
             check_int("proj_size", proj_size, 0),
             float_dtype("dtype", dtype),
             compute_dtype,
+        )
+        if reverse is False and clip is None and input_forget is False:  # the common case
+            return _cached_spec(*args)
+        return _cached_spec(  # ONNX's options, checked here: the cache hashes them
+            *args,
             reverse=check_flag("reverse", reverse),
             clip=check_clip(clip),
             input_forget=check_flag("input_forget", input_forget),
