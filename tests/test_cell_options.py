@@ -12,6 +12,7 @@ none of these; ONNX Runtime's parity is test_onnx's.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterator
 from typing import Any
 
@@ -602,6 +603,7 @@ def test_spec_fields_equality_hash_replace_cached() -> None:
     assert (a.clip, a.input_forget, a.reverse) == (1.0, True, True)
     b = StackSpec("lstm", 3, 4, clip=1.0, input_forget=True, reverse=True)
     assert a == b and hash(a) == hash(b)
+    assert pickle.loads(pickle.dumps(a)) == a
     for change in ({"clip": None}, {"clip": 2.0}, {"input_forget": False}, {"reverse": False}):
         c = a.replace(**change)
         assert c != a and all(getattr(c, k) == v for k, v in change.items())
