@@ -739,3 +739,29 @@ def test_torch_autograd_function_runs_any_spec() -> None:
         return RNNFunction.apply(spec, None, x, None, None, None, *w)[:-1]
 
     assert torch.autograd.gradcheck(f, (x, *weights))
+
+
+def test_bit_identical_across_thread_counts() -> None:
+    """A peephole stack with every option, forward and backward, 1 and 3 threads, at sizes the
+    products split into several tiles."""
+    spec = StackSpec("lstm_peephole", 40, 72, 2, True, proj_size=24, clip=CLIP, input_forget=True)
+    rng = np.random.default_rng(11)
+    k = 1 / np.sqrt(72)
+    params = spec.entries([rng.uniform(-k, k, sh).astype(np.float32)
+                           for sh in spec.param_shapes().values()])  # fmt: skip
+    x = rng.standard_normal((6, 37, 40)).astype(np.float32)
+    lengths = rng.integers(0, 7, 37)
+    dy = rng.standard_normal(spec.output_shape(6, 37)).astype(np.float32)
+    before = fastrnn.get_num_threads()
+    out = []
+    try:
+        for n in (1, 3):
+            fastrnn.set_num_threads(n)
+            fw = F.run_forward(spec, x, params, lengths=lengths)
+            assert fw.workspace is not None
+            bw = F.run_backward(spec, x, params, fw.workspace, dy, lengths=lengths)
+            out.append([fw.y, fw.h_n, fw.c_n, bw.dx, bw.dh0, bw.dc0, *spec.flatten(bw.grads)])
+    finally:
+        fastrnn.set_num_threads(before)
+    for a, b in zip(*out, strict=True):
+        np.testing.assert_array_equal(a, b)
