@@ -23,7 +23,8 @@ namespace fastrnn {
 int num_gates(CellKind cell) noexcept {
   switch (cell) {
     case CellKind::Lstm:
-    case CellKind::LstmPeephole: return 4;
+    case CellKind::LstmPeephole:
+    case CellKind::LayerNormLstm: return 4;
     case CellKind::Gru:
     case CellKind::GruResetBefore: return 3;
     default: return 1;
@@ -31,11 +32,16 @@ int num_gates(CellKind cell) noexcept {
 }
 
 bool has_cell_state(CellKind cell) noexcept {
-  return cell == CellKind::Lstm || cell == CellKind::LstmPeephole;
+  return cell == CellKind::Lstm || cell == CellKind::LstmPeephole ||
+         cell == CellKind::LayerNormLstm;
 }
 
 index_t cell_params_size(CellKind cell, index_t H) noexcept {
-  return cell == CellKind::LstmPeephole ? 3 * H : 0;
+  switch (cell) {
+    case CellKind::LstmPeephole: return 3 * H;
+    case CellKind::LayerNormLstm: return 10 * H;
+    default: return 0;
+  }
 }
 
 const char* cell_name(CellKind cell) noexcept {
@@ -46,6 +52,7 @@ const char* cell_name(CellKind cell) noexcept {
     case CellKind::Gru: return "gru";
     case CellKind::GruResetBefore: return "gru_reset_before";
     case CellKind::LstmPeephole: return "lstm_peephole";
+    case CellKind::LayerNormLstm: return "lnlstm";
   }
   return "unknown";
 }
