@@ -361,7 +361,7 @@ void set_isa(const std::string& name);
 
 /// Memory blocks of at least `bytes` bytes (a multiple of 64), 64-byte aligned, from the cache
 /// the kernels use for their scratch buffers (freed blocks are kept for calls of the same sizes,
-/// already mapped, up to 64 MiB). `got` receives the block's usable size, which free_block needs.
+/// already mapped, up to 256 MiB). `got` receives the block's usable size, which free_block needs.
 void* alloc_block(std::size_t bytes, std::size_t& got);
 void free_block(void* p, std::size_t bytes) noexcept;
 
