@@ -22,8 +22,9 @@ void check_dims(CellKind cell, const Dims& d) {
   if (d.P < 0 || d.P >= d.H) {
     throw std::invalid_argument("proj_size: must be >= 0 and smaller than hidden_size");
   }
-  if (d.P > 0 && !has_cell_state(cell)) {
-    throw std::invalid_argument("proj_size: only LSTM layers have a projection");
+  if (d.P > 0 && cell != CellKind::Lstm && cell != CellKind::LstmPeephole) {
+    throw std::invalid_argument(
+        "proj_size: only LSTM layers (without layer norm) have a projection");
   }
 }
 
@@ -43,6 +44,10 @@ void check_options(CellKind cell, const CellOptions& o) {
   if (!(o.clip >= 0 && o.clip <= 1.7976931348623157e308)) {
     throw std::invalid_argument("clip: must be a finite value >= 0 (0 = no clipping), got " +
                                 std::to_string(o.clip));
+  }
+  if (cell == CellKind::LayerNormLstm && (o.clip > 0 || o.input_forget)) {
+    throw std::invalid_argument(std::string("clip, input_forget: not for the layer-normalised ") +
+                                "cell " + cell_name(cell));
   }
   if (o.input_forget && !has_cell_state(cell)) {
     throw std::invalid_argument(std::string("input_forget: only LSTM cells couple their input "

@@ -14,6 +14,12 @@
 //   kHiddenGradDiffers  true if the gradient w.r.t. the recurrent product differs from the one
 //                   w.r.t. the input projection (GRU reset_after: the n block is scaled by r)
 //   kKind           its CellKind (fastrnn.hpp), written into the workspace's header
+//   kNorm           true for a layer-normalised cell: the driver normalises each row of the input
+//                   projection before the loop (gates = gamma_ih*xhat_ih + b_ih + b_hh, the gain
+//                   the first G blocks of cell_params), puts the whole recurrent product (no bias)
+//                   into hproj, and runs the cell's passes on whole rows (rows [b0, B) of a
+//                   part), so that the cell can reduce over a row; FwdStep/BwdStep carry the
+//                   saved normalised values (norm_h, norm_c, rstd)
 //   kParams         true if the cell has its own parameters (Weights::cell_params, their blocks
 //                   of H named by an enum Param, read through Units::param); their gradients
 //                   come from all T*B rows after the loop: param_gradients(ParamGrads)
@@ -30,6 +36,7 @@
 #include "fastrnn/isa_namespace.hpp"  // first: only kernel units compile this
 
 #include <Eigen/Core>
+#include <cmath>
 #include <tuple>
 #include <type_traits>
 
@@ -65,6 +72,7 @@ EIGEN_STRONG_INLINE void for_each_chunk(index_t H, F&& f) {
 template <class S>
 struct FwdStep {
   index_t B, H, units;
+  index_t b0;         ///< the pass's first row (whole-row cells, kNorm: a part's rows [b0, B))
   S* gates;           ///< (B, G*H) in: x W_ih^T + b_ih, and for the first kIntoGates blocks
                       ///< + h_{t-1} W_hh^T + b_hh; out: activated gates (saved)
   const S* hproj;     ///< (B, (G1-kIntoGates)*H) the other blocks' h_{t-1} W_hh^T + b_hh, or
@@ -78,6 +86,11 @@ struct FwdStep {
   const S* params;    ///< the cell's own parameters (kParams), blocks of H
   S clip;             ///< CellOptions::clip (0: none)
   bool input_forget;  ///< CellOptions::input_forget
+  // layer-normalised cells (kNorm; step_cols does not apply to them): out, saved for backward
+  S* norm_h;  ///< (B, G*H) the normalised recurrent product
+  S* norm_c;  ///< (B, H) the normalised c_t
+  S* rstd;    ///< (B, 3) 1/sqrt(var + eps) of the input projection's row (the driver's), the
+              ///< recurrent product's and c_t's
 
   /// Every array (step_cols moves them all).
   auto arrays() { return std::tie(gates, hproj, hproj2, h_prev, h, c_prev, c, extra, params); }
@@ -90,6 +103,7 @@ struct FwdStep {
 template <class S>
 struct BwdStep {
   index_t B, H, units;
+  index_t b0;       ///< the pass's first row (kNorm cells)
   S* gates;         ///< (B, G*H) in: activated gates; out: dL/d(pre-activation), input side
   S* dgh;           ///< (B, G*H) out: same, recurrent side (kHiddenGradDiffers), else nullptr
   const S* dh;      ///< (B, H) dL/dh_t, total (from y_t and from step t+1)
@@ -103,6 +117,12 @@ struct BwdStep {
   const S* params;  ///< the cell's own parameters (kParams)
   S clip;           ///< CellOptions, as the forward's
   bool input_forget;
+  // layer-normalised cells (kNorm)
+  const S* norm_h;  ///< (B, G*H) the forward's normalised recurrent product
+  S* norm_c;        ///< (B, H) in: the normalised c_t; out: dL/d(y_c) * it (y_c = g_c*chat + b_c)
+  const S* rstd;    ///< (B, 3) the forward's
+  S* dy_c;          ///< (B, H) out: dL/d(y_c)
+  S* dR;            ///< (B, G*H) out: dL/d(h_{t-1} W_hh^T), the recurrent product's gradient
 
   /// Every array (step_cols moves them all).
   auto arrays() {
@@ -120,6 +140,11 @@ struct ParamGrads {
   const S* c_prev;  ///< (R, H) each row's c_{t-1} (LSTM cells)
   const S* c;       ///< (R, H) each row's c_t
   S* out;           ///< the gradients, laid out as Weights::cell_params
+  // layer-normalised cells (kNorm): the saved normalised rows (skipped rows zero)
+  const S* xhat_ih;   ///< (R, G*H) the input projection's
+  const S* xhat_hh;   ///< (R, G*H) the recurrent product's
+  const S* dyc_chat;  ///< (R, H) dL/d(y_c) * chat (the backward wrote it over chat)
+  const S* dy_c;      ///< (R, H) dL/d(y_c)
 };
 
 /// The units [u0, u1) of a step (FwdStep or BwdStep): every array moved by u0 (the cells add the
@@ -157,7 +182,7 @@ template <int G, class Step, class F>
 EIGEN_STRONG_INLINE void for_each_unit(const Step& s, F&& f) {
   using S = std::remove_pointer_t<decltype(s.gates)>;
   const GateLayout layout{s.H};
-  for (index_t b = 0; b < s.B; ++b) {
+  for (index_t b = s.b0; b < s.B; ++b) {
     for_each_chunk<S>(s.units, [&](index_t j, auto n) {
       f(Units<S, decltype(n)::value>{layout, b * layout.size(G) + j, b * s.H + j, j});
     });
@@ -189,11 +214,12 @@ EIGEN_STRONG_INLINE void zero_where_clamped(D&& d, const Y& y, const V& lo, cons
   d = ((y <= lo) || (y >= hi)).select(S(0), d);
 }
 
-/// out[j] = sum over the rows r < R of a[r*lda + j] * b[r*H + j], j < H, in row order
-/// (deterministic); blocks of columns shared among threads. For the gradients of a cell's own
-/// per-unit parameters (ParamGrads).
+/// out[j] = sum over the rows r < R of a[r*lda + j] * b[r*ldb + j] (b nullptr: of a[r*lda + j]),
+/// j < H, in row order (deterministic); blocks of columns shared among threads. For the gradients
+/// of a cell's own per-unit parameters (ParamGrads).
 template <class S>
-void column_dot_sums(const S* a, index_t lda, const S* b, index_t R, index_t H, S* out) {
+void column_dot_sums(const S* a, index_t lda, const S* b, index_t ldb, index_t R, index_t H,
+                     S* out) {
   using Row = Eigen::Map<const Eigen::Array<S, 1, Eigen::Dynamic>>;
   constexpr index_t kCols = 64;
   const index_t blocks = (H + kCols - 1) / kCols;
@@ -203,7 +229,75 @@ void column_dot_sums(const S* a, index_t lda, const S* b, index_t R, index_t H, 
     const index_t c0 = bi * kCols, n = std::min(kCols, H - c0);
     Eigen::Map<Eigen::Array<S, 1, Eigen::Dynamic>> acc(out + c0, n);
     acc.setZero();
-    for (index_t r = 0; r < R; ++r) acc += Row(a + r * lda + c0, n) * Row(b + r * H + c0, n);
+    if (b) {
+      for (index_t r = 0; r < R; ++r) acc += Row(a + r * lda + c0, n) * Row(b + r * ldb + c0, n);
+    } else {
+      for (index_t r = 0; r < R; ++r) acc += Row(a + r * lda + c0, n);
+    }
+  });
+}
+
+/// A sum over a row accumulated in for_each_chunk's chunks: add(values of one chunk), then
+/// total(). The same chunks, hence the same sum, whichever part and buffer computes it.
+template <class S>
+class ChunkSum {
+ public:
+  template <int N>
+  EIGEN_STRONG_INLINE void add(const Eigen::Array<S, N, 1>& v) {
+    if constexpr (N == kP) {
+      acc_ += v;
+    } else {
+      tail_ += v.sum();
+    }
+  }
+  S total() const { return acc_.sum() + tail_; }
+
+ private:
+  static constexpr int kP = Eigen::internal::packet_traits<S>::size;
+  Eigen::Array<S, kP, 1> acc_ = Eigen::Array<S, kP, 1>::Zero();
+  S tail_ = 0;
+};
+
+/// The layer norm's epsilon (PyTorch's LayerNorm and haste's).
+inline constexpr double kLayerNormEps = 1e-5;
+
+/// xhat = (x - mean(x)) / sqrt(var(x) + eps) over a row of n values (two passes: the mean, then
+/// the variance around it); returns 1/sqrt(var + eps). xhat may be x.
+template <class S>
+S layer_norm(const S* x, index_t n, S* xhat) {
+  ChunkSum<S> s1, s2;
+  for_each_chunk<S>(n, [&](index_t j, auto c) {
+    s1.add(Eigen::Array<S, decltype(c)::value, 1>(CSeg<S, decltype(c)::value>(x + j)));
+  });
+  const S mean = s1.total() / static_cast<S>(n);
+  for_each_chunk<S>(n, [&](index_t j, auto c) {
+    s2.add(Eigen::Array<S, decltype(c)::value, 1>(
+        (CSeg<S, decltype(c)::value>(x + j) - mean).square()));
+  });
+  const S rstd = S(1) / std::sqrt(s2.total() / static_cast<S>(n) + static_cast<S>(kLayerNormEps));
+  for_each_chunk<S>(n, [&](index_t j, auto c) {
+    constexpr int N = decltype(c)::value;
+    Seg<S, N>(xhat + j) = (CSeg<S, N>(x + j) - mean) * rstd;
+  });
+  return rstd;
+}
+
+/// The layer norm's backward over a row: with y = gain*xhat + ..., dy given,
+/// dx = rstd * (g - mean(g) - xhat * mean(g*xhat)), g = dy*gain. dx may be dy.
+template <class S>
+void layer_norm_backward(const S* dy, const S* gain, const S* xhat, S rstd, index_t n, S* dx) {
+  ChunkSum<S> s1, s2;
+  for_each_chunk<S>(n, [&](index_t j, auto c) {
+    constexpr int N = decltype(c)::value;
+    const Eigen::Array<S, N, 1> g = CSeg<S, N>(dy + j) * CSeg<S, N>(gain + j);
+    s1.add(g);
+    s2.add(Eigen::Array<S, N, 1>(g * CSeg<S, N>(xhat + j)));
+  });
+  const S m1 = s1.total() / static_cast<S>(n), m2 = s2.total() / static_cast<S>(n);
+  for_each_chunk<S>(n, [&](index_t j, auto c) {
+    constexpr int N = decltype(c)::value;
+    const Eigen::Array<S, N, 1> g = CSeg<S, N>(dy + j) * CSeg<S, N>(gain + j);
+    Seg<S, N>(dx + j) = rstd * (g - m1 - CSeg<S, N>(xhat + j) * m2);
   });
 }
 
@@ -219,6 +313,7 @@ struct RnnCell {
   static constexpr int kIntoGates = kGates;
   static constexpr bool kHiddenGradDiffers = false;
   static constexpr bool kParams = false;
+  static constexpr bool kNorm = false;
   static constexpr CellKind kKind = kRelu ? CellKind::RnnRelu : CellKind::RnnTanh;
   enum Gate : int { kA };  ///< the pre-activation a, then h' itself
 
@@ -287,6 +382,7 @@ struct LstmCellT {
   static constexpr int kIntoGates = kGates;
   static constexpr bool kHiddenGradDiffers = false;
   static constexpr bool kParams = kPeep;
+  static constexpr bool kNorm = false;
   static constexpr CellKind kKind = kPeep ? CellKind::LstmPeephole : CellKind::Lstm;
   enum Gate : int { kI, kF, kG, kO };
   enum Param : int { kPi, kPf, kPo };  ///< the blocks of cell_params (kPeep)
@@ -304,9 +400,10 @@ struct LstmCellT {
   template <class S>
   static void param_gradients(const ParamGrads<S>& a) {
     const GateLayout gl{a.H}, pl{a.H};
-    column_dot_sums(a.dgates + gl.at(kI), gl.size(kGates), a.c_prev, a.R, a.H, a.out + pl.at(kPi));
-    column_dot_sums(a.dgates + gl.at(kF), gl.size(kGates), a.c_prev, a.R, a.H, a.out + pl.at(kPf));
-    column_dot_sums(a.dgates + gl.at(kO), gl.size(kGates), a.c, a.R, a.H, a.out + pl.at(kPo));
+    const index_t GH = gl.size(kGates);
+    column_dot_sums(a.dgates + gl.at(kI), GH, a.c_prev, a.H, a.R, a.H, a.out + pl.at(kPi));
+    column_dot_sums(a.dgates + gl.at(kF), GH, a.c_prev, a.H, a.R, a.H, a.out + pl.at(kPf));
+    column_dot_sums(a.dgates + gl.at(kO), GH, a.c, a.H, a.R, a.H, a.out + pl.at(kPo));
   }
 
  private:
@@ -399,6 +496,130 @@ using LstmCell = LstmCellT<false>;
 using LstmPeepholeCell = LstmCellT<true>;
 
 // ---------------------------------------------------------------------------------------------
+// Layer-normalised LSTM (haste's LayerNormLSTM), gates i f g o:
+//   v  = g_ih*LN(x W_ih^T) + g_hh*LN(h W_hh^T) + b_ih + b_hh     (LN over the row's 4H values)
+//   i, f, o = sigmoid(v.), g = tanh(v.);  c' = f*c + i*g;  h' = o*tanh(g_c*LN(c') + b_c)
+// The driver normalises the input projection (kNorm); a pass here takes whole rows. Its own
+// parameters, blocks of H: g_ih (4 blocks), g_hh (4), g_c, b_c.
+// ---------------------------------------------------------------------------------------------
+struct LnLstmCell {
+  static constexpr int kGates = 4;
+  static constexpr int kGates1 = 4;
+  static constexpr bool kCellState = true;
+  static constexpr bool kExtra = false;
+  static constexpr int kIntoGates = kGates;  // the projection's bias: b_ih + b_hh, every block
+  static constexpr bool kHiddenGradDiffers = false;
+  static constexpr bool kParams = true;
+  static constexpr bool kNorm = true;
+  static constexpr CellKind kKind = CellKind::LayerNormLstm;
+  enum Gate : int { kI, kF, kG, kO };
+  enum Param : int { kGainIh = 0, kGainHh = 4, kGainC = 8, kBiasC = 9 };  ///< blocks of H
+
+  /// Rows [b0, B): v += g_hh*LN(hproj) (saved: norm_h, rstd[1]), the gates, c' (saved), its
+  /// layer norm (norm_c, rstd[2]) and h'.
+  template <class S>
+  static void forward(const FwdStep<S>& s) {
+    const GateLayout L{s.H};
+    const index_t H = s.H, GH = L.size(kGates);
+    const S* gain_hh = s.params + L.at(kGainHh);
+    for (index_t b = s.b0; b < s.B; ++b) {
+      S* v = s.gates + b * GH;
+      S* xh = s.norm_h + b * GH;
+      S* c = s.c + b * H;
+      S* ch = s.norm_c + b * H;
+      const S* cp = s.c_prev + b * H;
+      s.rstd[b * 3 + 1] = layer_norm(s.hproj + b * GH, GH, xh);
+      for_each_chunk<S>(H, [&](index_t j, auto n) {
+        constexpr int N = decltype(n)::value;
+        using V = Eigen::Array<S, N, 1>;
+        Seg<S, N> i(v + L.at(kI, j)), f(v + L.at(kF, j)), g(v + L.at(kG, j)), o(v + L.at(kO, j));
+        i += CSeg<S, N>(gain_hh + L.at(kI, j)) * CSeg<S, N>(xh + L.at(kI, j));  // + g_hh*xhat_hh
+        f += CSeg<S, N>(gain_hh + L.at(kF, j)) * CSeg<S, N>(xh + L.at(kF, j));
+        g += CSeg<S, N>(gain_hh + L.at(kG, j)) * CSeg<S, N>(xh + L.at(kG, j));
+        o += CSeg<S, N>(gain_hh + L.at(kO, j)) * CSeg<S, N>(xh + L.at(kO, j));
+        i = sigmoid(i);
+        f = sigmoid(f);
+        g = g.tanh();
+        o = sigmoid(o);
+        Seg<S, N>(c + j) = V(f * CSeg<S, N>(cp + j) + i * g);  // c' = f*c + i*g
+      });
+      const S rc = layer_norm(static_cast<const S*>(c), H, ch);  // chat = LN(c')
+      s.rstd[b * 3 + 2] = rc;
+      S* h = s.h + b * H;
+      for_each_chunk<S>(H, [&](index_t j, auto n) {
+        constexpr int N = decltype(n)::value;
+        const auto yc = CSeg<S, N>(s.params + L.at(kGainC, j)) * CSeg<S, N>(ch + j) +
+                        CSeg<S, N>(s.params + L.at(kBiasC, j));      // y_c = g_c*chat + b_c
+        Seg<S, N>(h + j) = CSeg<S, N>(v + L.at(kO, j)) * yc.tanh();  // h' = o*tanh(y_c)
+      });
+    }
+  }
+
+  /// Rows [b0, B): gates -> dL/dv (the input side, also the bias gradient), dc_{t-1}, dy_c
+  /// and dy_c*chat (over chat) for g_c and b_c, dR = dL/d(h W_hh^T) through the recurrent
+  /// product's layer norm.
+  template <class S>
+  static void backward(const BwdStep<S>& s) {
+    const GateLayout L{s.H};
+    const index_t H = s.H, GH = L.size(kGates);
+    const S* gain_c = s.params + L.at(kGainC);
+    for (index_t b = s.b0; b < s.B; ++b) {
+      S* v = s.gates + b * GH;
+      S* ch = s.norm_c + b * H;
+      S* dyc = s.dy_c + b * H;
+      S* dc = s.dc + b * H;
+      const S* dh = s.dh + b * H;
+      const S* cp = s.c_prev + b * H;
+      // through h' = o*tanh(y_c): do, dy_c
+      for_each_chunk<S>(H, [&](index_t j, auto n) {
+        constexpr int N = decltype(n)::value;
+        using V = Eigen::Array<S, N, 1>;
+        Seg<S, N> o(v + L.at(kO, j));
+        const V t =
+            (CSeg<S, N>(gain_c + j) * CSeg<S, N>(ch + j) + CSeg<S, N>(s.params + L.at(kBiasC, j)))
+                .tanh();
+        const V d = CSeg<S, N>(dh + j);
+        Seg<S, N>(dyc + j) = d * o * (S(1) - t.square());  // dy_c = dh*o*(1 - tanh^2 y_c)
+        o = d * t * o * (S(1) - o);                        // do = dh*tanh(y_c)*o(1-o)
+      });
+      // dc_t += dL/dc' through its layer norm (dc holds dL/dc_t from step t+1 on entry)
+      layer_norm_backward(static_cast<const S*>(dyc), gain_c, static_cast<const S*>(ch),
+                          s.rstd[b * 3 + 2], H, s.dh_prev + b * H);  // (as scratch: H values)
+      for_each_chunk<S>(H, [&](index_t j, auto n) {
+        constexpr int N = decltype(n)::value;
+        using V = Eigen::Array<S, N, 1>;
+        Seg<S, N> i(v + L.at(kI, j)), f(v + L.at(kF, j)), g(v + L.at(kG, j));
+        Seg<S, N> dcs(dc + j);
+        const V dct = dcs + CSeg<S, N>(s.dh_prev + b * H + j);  // dc_t, total
+        const V di = dct * g * i * (S(1) - i);                  // di = dc * g * i(1-i)
+        dcs = dct * f;                                          // dc_{t-1} = dc * f
+        f = dct * CSeg<S, N>(cp + j) * f * (S(1) - f);          // df = dc * c_{t-1} * f(1-f)
+        g = dct * i * (S(1) - g.square());                      // dg = dc * i * (1 - g^2)
+        i = di;
+        Seg<S, N> chj(ch + j);
+        chj = CSeg<S, N>(dyc + j) * chj;  // dy_c * chat, for g_c's gradient
+      });
+      std::fill(s.dh_prev + b * H, s.dh_prev + (b + 1) * H, S(0));  // no direct h_{t-1} path
+      // dR = dL/d(h W_hh^T) through LN: dv (both sides share it) * g_hh
+      layer_norm_backward(static_cast<const S*>(v), s.params + L.at(kGainHh), s.norm_h + b * GH,
+                          s.rstd[b * 3 + 1], GH, s.dR + b * GH);
+    }
+  }
+
+  /// g_ih: sum dv*xhat_ih, g_hh: sum dv*xhat_hh, g_c: sum dy_c*chat, b_c: sum dy_c.
+  template <class S>
+  static void param_gradients(const ParamGrads<S>& a) {
+    const GateLayout L{a.H};
+    const index_t GH = L.size(kGates);
+    column_dot_sums(a.dgates, GH, a.xhat_ih, GH, a.R, GH, a.out + L.at(kGainIh));
+    column_dot_sums(a.dgates, GH, a.xhat_hh, GH, a.R, GH, a.out + L.at(kGainHh));
+    column_dot_sums(a.dyc_chat, a.H, static_cast<const S*>(nullptr), 0, a.R, a.H,
+                    a.out + L.at(kGainC));
+    column_dot_sums(a.dy_c, a.H, static_cast<const S*>(nullptr), 0, a.R, a.H, a.out + L.at(kBiasC));
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
 // GRU, gates r z n, reset_after=True: n = tanh(xn + r*(W_hn h + b_hn)). Saves hn = W_hn h + b_hn.
 // Options: clip (r, z, and n's whole argument).
 // ---------------------------------------------------------------------------------------------
@@ -410,6 +631,7 @@ struct GruCell {
   static constexpr int kIntoGates = 2;  // r, z
   static constexpr bool kHiddenGradDiffers = true;
   static constexpr bool kParams = false;
+  static constexpr bool kNorm = false;
   static constexpr CellKind kKind = CellKind::Gru;
   enum Gate : int { kR, kZ, kN };
 
@@ -489,6 +711,7 @@ struct GruResetBeforeCell {
   static constexpr int kIntoGates = 2;  // r, z
   static constexpr bool kHiddenGradDiffers = false;
   static constexpr bool kParams = false;
+  static constexpr bool kNorm = false;
   static constexpr CellKind kKind = CellKind::GruResetBefore;
   enum Gate : int { kR, kZ, kN };
 

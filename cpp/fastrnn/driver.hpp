@@ -18,6 +18,12 @@
 //               dh_{t-1} += dgates_h[:G1] W_hh[:G1]        one GEMM
 //   after:      dW_ih = dG^T x, dW_hh = dG_h^T h_{0..T-1} (one call, dG packed once for both),
 //               dx = dG W_ih, biases = column sums
+// Layer-normalised cells (Cell::kNorm): each row of the projection is normalised once, before
+// the loop (gates = g_ih*LN(x W_ih^T) + biases); each step's recurrent product goes whole into
+// hproj, and the cell's pass runs in a phase of its own on whole rows (a part: its rows), so
+// that it can reduce over a row (its layer norms); in backward the cell's pass (rows) gives
+// dR = dL/d(h W_hh^T), the next phase's product dh_{t-1} = dR W_hh (units), and after the loop
+// dL/d(x W_ih^T) comes from the gates' gradients through the projection's layer norm.
 // Nothing is allocated inside the time loops: every buffer is the workspace or made before.
 // Options: the reverse direction (steps in decreasing t), strided rows of y / dy (the directions
 // of a bidirectional layer write their halves of one output), LSTM projection h = W_hr hc, and
@@ -267,16 +273,18 @@ class ForwardLoop {
       : a_(a),
         z_(a.d, G),
         training_(a.ws != nullptr),
-        L_(dir_layout(G, Cell::kCellState, Cell::kExtra, a.d)),
+        L_(dir_layout(G, Cell::kCellState, Cell::kExtra, Cell::kNorm, a.d)),
         bias_(projection_bias(*a.w, z_.gates, G, kInto)),
         chunk_(projection_chunk_steps(z_.T, z_.B)),
-        hproj_(z_.B * z_.gates.size(G1 - kInto)),
+        hproj_(z_.B * z_.gates.size(Cell::kNorm ? G : G1 - kInto)),
         hproj2_(G > G1 ? z_.B * z_.gates.size(G - G1) : 0),
         gate_chunk_(training_ ? 0 : chunk_ * z_.B * z_.GH),
         // inference keeps only the current and previous states (ping-pong), training T+1 slots
         state_buf_(training_ ? 0 : 2 * z_.BHs + (Cell::kCellState ? 2 * z_.BH : 0)),
         step_buf_(!training_ && (Cell::kExtra || z_.proj) ? z_.BH : 0),  // extra or hc
-        hc_buf_(!training_ && z_.proj && Cell::kExtra ? z_.BH : 0) {
+        hc_buf_(!training_ && z_.proj && Cell::kExtra ? z_.BH : 0),
+        // inference, layer-normalised cells: a step's normalised values (not kept)
+        norm_buf_(!training_ && Cell::kNorm ? z_.B * (z_.GH + z_.H + 3) : 0) {
     place_states();
     pack_weights();
   }
@@ -307,13 +315,78 @@ class ForwardLoop {
 
   /// The chunk's input projection gates = x W_ih^T + bias, the part's units of every gate.
   void project_inputs(const Chunk& c, Part part) {
-    const Dest<S> to = Dest<S>::set(c.gates, z_.GH, bias_.empty() ? nullptr : bias_.data());
+    const S* bias = Cell::kNorm || bias_.empty() ? nullptr : bias_.data();  // kNorm: after LN
+    const Dest<S> to = Dest<S>::set(c.gates, z_.GH, bias);
     if (quantized_inputs()) {
       using Q = typename PackedGemm<S>::QuantRows;
       P_ih_.multiply_part(Q{xq_.data(), xs_.data(), c.n * z_.B}, to, part);
     } else {
       P_ih_.multiply_part(Rows<S>{a_.x + c.tlo * z_.B * z_.I, z_.I, c.n * z_.B}, to, part);
     }
+  }
+
+  /// Layer-normalised cells: the part's rows of the chunk's projection normalised, gates =
+  /// g_ih*xhat + b_ih + b_hh (training: xhat and 1/sqrt(var + eps) saved for backward).
+  void normalize_inputs(const Chunk& c, Part part) {
+    const index_t n = c.n * z_.B, GH = z_.GH;
+    const S* gain = a_.w->cell_params;  // g_ih: the first G blocks
+    const S* bias = bias_.empty() ? nullptr : bias_.data();
+    for (index_t r = n * part.index / part.count; r < n * (part.index + 1) / part.count; ++r) {
+      const index_t row = c.tlo * z_.B + r;  // (t, b) of the whole sequence
+      S* v = c.gates + r * GH;
+      S* xh = training_ ? a_.ws + L_.xhat_ih + row * GH : v;
+      const S rstd = layer_norm(static_cast<const S*>(v), GH, xh);
+      if (training_) a_.ws[L_.rstd + row * 3] = rstd;
+      Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>> out(v, GH);
+      const Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>> g(gain, GH), x(xh, GH);
+      if (bias) {
+        out = g * x + Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>(bias, GH);
+      } else {
+        out = g * x;
+      }
+    }
+  }
+
+  /// Step k of a layer-normalised cell: hproj = h_{t-1} W_hh^T (the part's units), then the
+  /// cell on the part's rows, which also writes y's rows (or holds the finished ones).
+  template <class TeamT>
+  void norm_step(const FwdStep<S>& s, index_t t, index_t k, S* h_out, const TeamT& team) {
+    const index_t Bt = s.B;
+    team.run([&](Part part) {
+      if (from_zero_state(k)) {
+        set_bias(hproj_.data(), z_.GH, nullptr, G, Bt, part);
+      } else {
+        P_hh1_.multiply_part(Rows<S>{s.h_prev, z_.Hs, Bt}, Dest<S>::set(hproj_.data(), z_.GH),
+                             part);
+      }
+    });
+    team.run([&](Part part) {
+      const index_t b0 = z_.B * part.index / part.count;
+      const index_t b1 = z_.B * (part.index + 1) / part.count;
+      FwdStep<S> r = s;
+      r.b0 = std::min(b0, Bt);
+      r.B = std::min(b1, Bt);
+      Cell::forward(r);
+      for (index_t b = b0; b < b1; ++b) {
+        if (b >= Bt) {  // finished (or not started): keep the state, save zeros
+          copy_n(h_out + b * z_.Hs, s.h_prev + b * z_.Hs, z_.Hs);
+          copy_n(s.c + b * z_.H, s.c_prev + b * z_.H, z_.H);
+          if (training_) {
+            std::fill(s.norm_h + b * z_.GH, s.norm_h + (b + 1) * z_.GH, S(0));
+            std::fill(s.norm_c + b * z_.H, s.norm_c + (b + 1) * z_.H, S(0));
+            std::fill(s.rstd + b * 3 + 1, s.rstd + b * 3 + 3, S(0));
+          }
+        }
+        if (!h_in_y_) {  // y: h of running rows, zeros for the others
+          S* yrow = a_.y + (t * z_.B + b) * a_.ldy;
+          if (b < Bt) {
+            copy_n(yrow, static_cast<const S*>(h_out + b * z_.Hs), z_.Hs);
+          } else {
+            std::fill(yrow, yrow + z_.Hs, S(0));
+          }
+        }
+      }
+    });
   }
 
   /// Step k of the loop (time t) in the team's phases: gates += h_{t-1} W_hh^T (blocks [kInto,
@@ -328,6 +401,10 @@ class ForwardLoop {
     const Slots sl = slots(t, k);
     const FwdStep<S> s = step_args(c, t, k, Bt, sl);
     S* h_out = h_write(t, sl);
+    if constexpr (Cell::kNorm) {
+      norm_step(s, t, k, h_out, team);
+      return;
+    }
     auto finish = [&](const TeamUnits& u) {
       if (h_in_y_) return;  // h is y's row already (and every row runs)
       hold_finished_rows(s, h_out, u);
@@ -463,6 +540,12 @@ class ForwardLoop {
     }
     S* hc = z_.proj ? (training_ ? hcs_ + t * BH : step_buf_.data()) : nullptr;
     s.h = z_.proj ? hc : h_write(t, sl);
+    if constexpr (Cell::kNorm) {
+      S* ws = a_.ws;
+      s.norm_h = training_ ? ws + L_.xhat_hh + t * z_.B * z_.GH : norm_buf_.data();
+      s.norm_c = training_ ? ws + L_.chat + t * BH : norm_buf_.data() + z_.B * z_.GH;
+      s.rstd = training_ ? ws + L_.rstd + t * z_.B * 3 : norm_buf_.data() + z_.B * (z_.GH + z_.H);
+    }
     if constexpr (Cell::kExtra) {
       s.extra = training_ ? ex_ + t * BH : (z_.proj ? hc_buf_.data() : step_buf_.data());
     }
@@ -542,7 +625,7 @@ class ForwardLoop {
   const DirLayout L_;
   const std::vector<S> bias_;
   const index_t chunk_;
-  Scratch<S> hproj_, hproj2_, gate_chunk_, state_buf_, step_buf_, hc_buf_;
+  Scratch<S> hproj_, hproj2_, gate_chunk_, state_buf_, step_buf_, hc_buf_, norm_buf_;
   Scratch<std::uint8_t> xq_{0};  ///< int8: a chunk's rows of x quantized (quantize_inputs)
   Scratch<float> xs_{0};         ///< int8: their scales
   S* gates_ = nullptr;           ///< training: (T, B, G*H) saved gates
@@ -577,6 +660,7 @@ void forward_steps(ForwardLoop<Cell, S>& loop, const DirForward<S>& a, const Tea
     const auto c = loop.chunk(k0);
     if (loop.quantized_inputs()) team.run([&](Part part) { loop.quantize_inputs(c, part); });
     team.run([&](Part part) { loop.project_inputs(c, part); });
+    if constexpr (Cell::kNorm) team.run([&](Part part) { loop.normalize_inputs(c, part); });
     for (index_t k = k0; k < k0 + c.n; ++k) {
       if (team.leader()) check_interrupt();
       loop.step(c, k, team);
@@ -622,7 +706,7 @@ class BackwardLoop {
   explicit BackwardLoop(const DirBackward<S>& a)
       : a_(a),
         z_(a.d, G),
-        L_(dir_layout(G, Cell::kCellState, Cell::kExtra, a.d)),
+        L_(dir_layout(G, Cell::kCellState, Cell::kExtra, Cell::kNorm, a.d)),
         DH_(kDiffers ? z_.gates.size(G1 - kSame) : 0),
         dG_(a.ws + L_.gates),  // saved gates, overwritten in place by their gradients
         hs_(a.ws + L_.states),
@@ -637,7 +721,9 @@ class BackwardLoop {
         dh_direct_(z_.proj ? z_.BH : 0),       // the LSTM cell's (zero) direct part, H wide; unused
         dh_all_(z_.proj ? z_.T * z_.BHs : 0),  // dL/dh of every step, for dW_hr
         dc_(Cell::kCellState ? z_.BH : 0),
-        dextra_(G > G1 ? z_.BH : 0) {
+        dextra_(G > G1 ? z_.BH : 0),
+        dR_(Cell::kNorm ? z_.T * z_.B * z_.GH : 0),  // every step's dL/d(h W_hh^T), for dW_hh
+        dyc_(Cell::kNorm ? z_.T * z_.BH : 0) {
     copy_or_zero(dh_carry_.data(), a.dh_n, z_.BHs);
     if constexpr (Cell::kCellState) copy_or_zero(dc_.data(), a.dc_n, z_.BH);
     pack_weights();
@@ -658,6 +744,24 @@ class BackwardLoop {
     const index_t t = a_.reverse ? z_.T - 1 - k : k;
     const index_t Bt = a_.active ? a_.active[t] : z_.B;
     BwdStep<S> s = step_args(k, t, Bt, dh_cur_.data());
+    if constexpr (Cell::kNorm) {  // the product (units), then the cell on the part's rows
+      if (later) team.run([&](Part part) { to_previous_step(*later, units(part), part); });
+      team.run([&](Part part) {
+        const index_t b0 = z_.B * part.index / part.count;
+        const index_t b1 = z_.B * (part.index + 1) / part.count;
+        incoming_gradient(t, std::min(b1, Bt), TeamUnits{0, z_.H, 0, z_.Hs}, b0);
+        BwdStep<S> r = s;
+        r.b0 = std::min(b0, Bt);
+        r.B = std::min(b1, Bt);
+        Cell::backward(r);
+        for (index_t b = std::max(b0, Bt); b < b1; ++b) {  // skipped rows: no gradient
+          std::fill(s.gates + b * z_.GH, s.gates + (b + 1) * z_.GH, S(0));
+          std::fill(s.dR + b * z_.GH, s.dR + (b + 1) * z_.GH, S(0));
+          std::fill(s.dy_c + b * z_.H, s.dy_c + (b + 1) * z_.H, S(0));
+        }
+      });
+      return {t, Bt, s.dR};
+    }
     const S* dgh = kDiffers ? s.dgh : dG_ + t * z_.B * z_.GH;
     auto incoming = [&](Part part, const TeamUnits& u) {
       if (later) to_previous_step(*later, u, part);
@@ -732,22 +836,43 @@ class BackwardLoop {
     if constexpr (Cell::kParams) {  // the cell's own parameters, from dG and the saved states
       const S* c_in = Cell::kCellState ? cs_ + first_in * z_.BH : nullptr;
       const S* c_out = Cell::kCellState ? cs_ + (1 - first_in) * z_.BH : nullptr;
-      Cell::param_gradients(ParamGrads<S>{R, H, dG_, c_in, c_out, g.d_cell_params});
+      ParamGrads<S> pg{R, H, dG_, c_in, c_out, g.d_cell_params};
+      if constexpr (Cell::kNorm) {
+        pg.xhat_ih = a_.ws + L_.xhat_ih;
+        pg.xhat_hh = a_.ws + L_.xhat_hh;
+        pg.dyc_chat = a_.ws + L_.chat;
+        pg.dy_c = dyc_.data();
+      }
+      Cell::param_gradients(pg);
+    }
+    if constexpr (Cell::kNorm) {  // dL/d(x W_ih^T) through the projection's layer norm, in place
+      const S* gain = w.cell_params;
+      const S* xh = a_.ws + L_.xhat_ih;
+      const S* rstd = a_.ws + L_.rstd;
+      parallel_rows(R, GH, [&](index_t r0, index_t r1) {
+        for (index_t r = r0; r < r1; ++r) {
+          layer_norm_backward(static_cast<const S*>(dG_ + r * GH), gain, xh + r * GH, rstd[r * 3],
+                              GH, dG_ + r * GH);
+        }
+      });
     }
     if (bf16 && !kNativeBf16) {  // (the native products convert their operands as they read)
       round_rows(dG_, R, GH);
       if constexpr (kDiffers) round_rows(dgh_keep_.data(), R, DH_);
+      if constexpr (Cell::kNorm) round_rows(dR_.data(), R, GH);
       if (z_.proj) round_rows(dh_all_.data(), R, Hs);
     }
     // dW_ih = dG^T x and dW_hh = dG^T h (the blocks [0, kSame)) in one call, sharing dG's
     // packing; a two-stage cell's last blocks take the extra as their recurrent input (an empty
     // product, rows [GH, GH), for the others)
     const S* h_in = hs_ + first_in * z_.BHs;
-    gemm_tn(dG_, GH, R,
-            {TnProduct<S>{g.dw_ih, I, a_.x, I, I, 0, GH},
-             TnProduct<S>{g.dw_hh, Hs, h_in, Hs, Hs, 0, gl.size(std::min(kSame, G1))},
-             TnProduct<S>{g.dw_hh + gl.at(G1) * Hs, Hs, ex_, H, H, G > G1 ? gl.at(G1) : GH, GH}},
-            bf16);
+    gemm_tn(
+        dG_, GH, R,
+        {TnProduct<S>{g.dw_ih, I, a_.x, I, I, 0, GH},
+         TnProduct<S>{g.dw_hh, Hs, h_in, Hs, Hs, 0, Cell::kNorm ? 0 : gl.size(std::min(kSame, G1))},
+         TnProduct<S>{g.dw_hh + gl.at(G1) * Hs, Hs, ex_, H, H, G > G1 ? gl.at(G1) : GH, GH}},
+        bf16);
+    if constexpr (Cell::kNorm) gemm_tn(g.dw_hh, Hs, dR_.data(), GH, h_in, Hs, GH, Hs, R, bf16);
     if constexpr (kDiffers) {  // the blocks whose recurrent gradient differs (n)
       gemm_tn(g.dw_hh + gl.at(kSame) * Hs, Hs, dgh_keep_.data(), DH_, h_in, Hs, DH_, Hs, R, bf16);
     }
@@ -812,10 +937,10 @@ class BackwardLoop {
   }
 
   /// dL/dh_t = dy_t + (what step t+1 sent back), the running rows' units of h.
-  S* incoming_gradient(index_t t, index_t Bt, const TeamUnits& u) {
+  S* incoming_gradient(index_t t, index_t Bt, const TeamUnits& u, index_t b0 = 0) {
     S* dh = dh_cur_.data();
     const index_t Hs = z_.Hs, n = u.v1 - u.v0;
-    for (index_t b = 0; b < Bt; ++b) {
+    for (index_t b = b0; b < Bt; ++b) {
       RowVec<S> out(dh + b * Hs + u.v0, n);
       CRowVec<S> carry(dh_carry_.data() + b * Hs + u.v0, n);
       if (a_.dy) {
@@ -849,6 +974,13 @@ class BackwardLoop {
       s.c = cs_ + wr * BH;
     }
     if constexpr (Cell::kExtra) s.extra = ex_ + t * BH;
+    if constexpr (Cell::kNorm) {
+      s.norm_h = a_.ws + L_.xhat_hh + t * B * z_.GH;
+      s.norm_c = a_.ws + L_.chat + t * BH;
+      s.rstd = a_.ws + L_.rstd + t * B * 3;
+      s.dy_c = dyc_.data() + t * BH;
+      s.dR = dR_.data() + t * B * z_.GH;
+    }
     return s;
   }
 
@@ -861,7 +993,8 @@ class BackwardLoop {
   const S* const cs_;
   const S* const ex_;
   const S* const hcs_;
-  Scratch<S> dgh_step_, dgh_keep_, dh_carry_, dh_cur_, dhc_, dh_direct_, dh_all_, dc_, dextra_;
+  Scratch<S> dgh_step_, dgh_keep_, dh_carry_, dh_cur_, dhc_, dh_direct_, dh_all_, dc_, dextra_, dR_,
+      dyc_;
   PackedGemm<S> P_hh1_, P_hh2_, P_hr_;
 };
 

@@ -28,6 +28,7 @@ decltype(auto) with_cell(CellKind cell, F&& f) {
     case CellKind::Gru: return f(GruCell{});
     case CellKind::GruResetBefore: return f(GruResetBeforeCell{});
     case CellKind::LstmPeephole: return f(LstmPeepholeCell{});
+    case CellKind::LayerNormLstm: return f(LnLstmCell{});
   }
   throw std::invalid_argument("cell: unknown cell kind " + std::to_string(static_cast<int>(cell)));
 }
@@ -37,7 +38,9 @@ index_t rnn_workspace_size(CellKind cell, const Dims& dims) {
   return with_cell(cell, [&](auto c) {
     using Cell = decltype(c);
     // room for dropout multipliers whenever there is more than one layer
-    return stack_layout<S>(Cell::kGates, Cell::kCellState, Cell::kExtra, dims, dims.L > 1).total;
+    return stack_layout<S>(Cell::kGates, Cell::kCellState, Cell::kExtra, Cell::kNorm, dims,
+                           dims.L > 1)
+        .total;
   });
 }
 

@@ -33,6 +33,9 @@
 //     LSTM with peepholes (ONNX's LSTM with input P), the cell's own parameters p_i, p_f, p_o:
 //              i = sigmoid(. + p_i*c), f = sigmoid(. + p_f*c), g = tanh(.);  c' = f*c + i*g;
 //              o = sigmoid(. + p_o*c');  h' = o*tanh(c')
+//     layer-normalised LSTM (haste's), LN(a) = (a - mean(a)) / sqrt(var(a) + 1e-5) over a row:
+//              v = g_ih*LN(W_ih x) + g_hh*LN(W_hh h) + b_ih + b_hh (LN over the 4H values);
+//              i,f,o = sigmoid(v.), g = tanh(v.);  c' = f*c + i*g;  h' = o*tanh(g_c*LN(c') + b_c)
 //   CellOptions may clamp every pre-activation (ONNX's clip) and couple LSTM's gates
 //   (input_forget: f = 1 - i).
 // * Biases are optional (nullptr): a layer built with bias=False has none, and then no bias
@@ -75,6 +78,7 @@ enum class CellKind : int {
   Gru = 3,             ///< GRU with reset_after=True (PyTorch, cuDNN, Keras default)
   GruResetBefore = 4,  ///< GRU with reset_after=False (Cho et al., the course notes)
   LstmPeephole = 5,    ///< LSTM with peepholes (ONNX's LSTM with input P)
+  LayerNormLstm = 6,   ///< layer-normalised LSTM (haste's LayerNormLSTM)
 };
 
 /// Number of gates G of a cell: the weight matrices have G*H rows.
@@ -82,7 +86,8 @@ int num_gates(CellKind cell) noexcept;
 /// True for the LSTM cells, the only ones with a second state c.
 bool has_cell_state(CellKind cell) noexcept;
 /// Scalars of the cell's own parameters per layer and direction (Weights::cell_params): 0 for
-/// most cells; LstmPeephole 3H, the peepholes p_i, p_f, p_o (H each, in that order).
+/// most cells; LstmPeephole 3H, the peepholes p_i, p_f, p_o (H each, in that order);
+/// LayerNormLstm 10H, the gains g_ih (4H), g_hh (4H), g_c (H) and the bias b_c (H).
 index_t cell_params_size(CellKind cell, index_t H) noexcept;
 /// Short name ("lstm", "gru", ...) for messages.
 const char* cell_name(CellKind cell) noexcept;
@@ -183,6 +188,7 @@ struct CellOptions {
   /// derivative is 0 where it was clamped (the saved activation at the activation of a bound);
   /// LSTM's cell state is not clamped. 0: none. Finite and >= 0.
   double clip = 0;
+  /// (Neither applies to the layer-normalised cells.)
   /// LSTM cells only: the forget gate is 1 - i, as ONNX Runtime couples them (the f block's
   /// pre-activation and p_f are unused: their gradients are 0).
   bool input_forget = false;
@@ -233,7 +239,8 @@ struct BackwardArgs {
 
 /// Number of scalars of type S the training workspace needs.
 /// The rules of a stack's sizes, the C++ statement of fastrnn.spec.StackSpec's: T, B >= 0; I, H,
-/// L >= 1; D 1 or 2, reverse only with D 1; 0 <= P < H, and P > 0 only for the LSTM cells. Throws
+/// L >= 1; D 1 or 2, reverse only with D 1; 0 <= P < H, and P > 0 only for the LSTM cells
+/// without layer norm. Throws
 /// std::invalid_argument naming the size. forward, backward and workspace_size check them; a caller
 /// may check first (the bindings do, before they size the output arrays).
 void check_dims(CellKind cell, const Dims& dims);
@@ -354,7 +361,7 @@ void set_isa(const std::string& name);
 
 /// Memory blocks of at least `bytes` bytes (a multiple of 64), 64-byte aligned, from the cache
 /// the kernels use for their scratch buffers (freed blocks are kept for calls of the same sizes,
-/// already mapped, up to 64 MiB). `got` receives the block's usable size, which free_block needs.
+/// already mapped, up to 256 MiB). `got` receives the block's usable size, which free_block needs.
 void* alloc_block(std::size_t bytes, std::size_t& got);
 void free_block(void* p, std::size_t bytes) noexcept;
 

@@ -126,8 +126,8 @@ void stack_forward(const Dims& d, const ForwardArgs<S>& a) {
   const index_t T = d.T, B = d.B, Hs = d.hs(), H = d.H, LD = d.L * d.D, DHs = d.D * Hs;
   const bool training = a.workspace != nullptr;
   const bool dropout = a.dropout != nullptr && d.L > 1;
-  const StackLayout SL =
-      stack_layout<S>(Cell::kGates, Cell::kCellState, Cell::kExtra, d, dropout && training);
+  const StackLayout SL = stack_layout<S>(Cell::kGates, Cell::kCellState, Cell::kExtra, Cell::kNorm,
+                                         d, dropout && training);
   const LengthPlan plan = plan_lengths(a.lengths, T, B);
   const index_t* active = plan.any ? plan.active.data() : nullptr;
 
@@ -205,7 +205,8 @@ void stack_backward(const Dims& d, const BackwardArgs<S>& a) {
       Cell::kKind, d,        a.weights[0].b_ih != nullptr, false, lengths_hash(a.lengths, B),
       a.compute,   a.options};
   const bool dropout = check_header<S>(a.workspace, facts);
-  const StackLayout SL = stack_layout<S>(Cell::kGates, Cell::kCellState, Cell::kExtra, d, dropout);
+  const StackLayout SL =
+      stack_layout<S>(Cell::kGates, Cell::kCellState, Cell::kExtra, Cell::kNorm, d, dropout);
   const LengthPlan plan = plan_lengths(a.lengths, T, B);
   const index_t* active = plan.any ? plan.active.data() : nullptr;
   const index_t layer_out = T * B * DHs;

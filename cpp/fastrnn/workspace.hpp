@@ -49,15 +49,19 @@ inline index_t checked_add(index_t a, index_t b) {
 /// Offsets (in scalars, from the start of its region) of the saved arrays of one layer and
 /// direction, and the region's size.
 ///   gates (T, B, G*H) | states (T+1, B, Hs) | cstates (T+1, B, H) LSTM | extra (T, B, H) GRU |
-///   hc (T, B, H) LSTM with projection: o*tanh(c) before W_hr
+///   hc (T, B, H) LSTM with projection: o*tanh(c) before W_hr |
+///   layer-normalised cells (norm): xhat_ih, xhat_hh (T, B, G*H) the normalised input projection
+///   and recurrent product | chat (T, B, H) the normalised c_t | rstd (T, B, 3) the three rows'
+///   1/sqrt(var + eps)
 /// States live in T+1 slots: the forward direction reads slot t and writes slot t+1 at step t,
 /// the reverse direction reads slot t+1 and writes slot t, so that for both the inputs of the T
 /// steps are one contiguous block (one GEMM for dW_hh).
 struct DirLayout {
-  index_t gates = 0, states = 0, cstates = 0, extra = 0, hc = 0, total = 0;
+  index_t gates = 0, states = 0, cstates = 0, extra = 0, hc = 0, xhat_ih = 0, xhat_hh = 0, chat = 0,
+          rstd = 0, total = 0;
 };
 
-inline DirLayout dir_layout(int gates, bool cell_state, bool extra, const Dims& d) {
+inline DirLayout dir_layout(int gates, bool cell_state, bool extra, bool norm, const Dims& d) {
   const index_t BH = checked_mul(d.B, d.H);
   const index_t TBH = checked_mul(d.T, BH);
   const index_t slots = checked_add(d.T, 1);
@@ -67,7 +71,11 @@ inline DirLayout dir_layout(int gates, bool cell_state, bool extra, const Dims& 
   L.cstates = checked_add(L.states, checked_mul(slots, checked_mul(d.B, d.hs())));
   L.extra = checked_add(L.cstates, cell_state ? checked_mul(slots, BH) : 0);
   L.hc = checked_add(L.extra, extra ? TBH : 0);
-  L.total = checked_add(L.hc, d.P > 0 ? TBH : 0);
+  L.xhat_ih = checked_add(L.hc, d.P > 0 ? TBH : 0);
+  L.xhat_hh = checked_add(L.xhat_ih, norm ? checked_mul(TBH, gates) : 0);
+  L.chat = checked_add(L.xhat_hh, norm ? checked_mul(TBH, gates) : 0);
+  L.rstd = checked_add(L.chat, norm ? TBH : 0);
+  L.total = checked_add(L.rstd, norm ? checked_mul(checked_mul(d.T, d.B), 3) : 0);
   return L;
 }
 
@@ -82,12 +90,13 @@ struct StackLayout {
 inline constexpr std::int64_t kHeaderBytes = 128;
 
 template <class S>
-StackLayout stack_layout(int gates, bool cell_state, bool extra, const Dims& d, bool dropout) {
+StackLayout stack_layout(int gates, bool cell_state, bool extra, bool norm, const Dims& d,
+                         bool dropout) {
   static_assert(kHeaderBytes % sizeof(S) == 0);
   StackLayout L;
   L.header = 0;
   L.dirs = kHeaderBytes / static_cast<index_t>(sizeof(S));
-  L.dir_size = dir_layout(gates, cell_state, extra, d).total;
+  L.dir_size = dir_layout(gates, cell_state, extra, norm, d).total;
   const index_t layer_out = checked_mul(checked_mul(d.T, d.B), checked_mul(d.D, d.hs()));
   L.outputs = checked_add(L.dirs, checked_mul(checked_mul(d.L, d.D), L.dir_size));
   L.masks = checked_add(L.outputs, checked_mul(d.L - 1, layer_out));
