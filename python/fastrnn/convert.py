@@ -301,7 +301,7 @@ def from_onnx(
     Pa = _onnx_peepholes(cell, P, D, Ra.shape[2], Wa.dtype)
     out: list[tuple[Array, ...]] = []
     for d in range(D):
-        weights = (
+        weights: tuple[Array, ...] = (
             _reorder(Wa[d], src, dst, 0),
             _reorder(Ra[d], src, dst, 0),
             _reorder(Ba[d, :GH], src, dst, 0),
