@@ -16,10 +16,13 @@ void check_dims(CellKind cell, const Dims& d) {
   if (d.I < 1 || d.H < 1) throw std::invalid_argument("dims: I and H must be >= 1");
   if (d.L < 1) throw std::invalid_argument("num_layers: must be >= 1");
   if (d.D != 1 && d.D != 2) throw std::invalid_argument("directions: must be 1 or 2");
+  if (d.reverse && d.D != 1) {
+    throw std::invalid_argument("reverse: a reverse-only stack has one direction, not two");
+  }
   if (d.P < 0 || d.P >= d.H) {
     throw std::invalid_argument("proj_size: must be >= 0 and smaller than hidden_size");
   }
-  if (d.P > 0 && cell != CellKind::Lstm) {
+  if (d.P > 0 && !has_cell_state(cell)) {
     throw std::invalid_argument("proj_size: only LSTM layers have a projection");
   }
 }
@@ -33,6 +36,19 @@ void require(const void* p, const char* name) {
 
 std::string entry_name(const char* kind, index_t k, const Dims& d) {
   return std::string(kind) + "_l" + std::to_string(k / d.D) + (k % d.D ? "_reverse" : "");
+}
+
+/// clip finite and >= 0; input_forget only for the cells with a cell state.
+void check_options(CellKind cell, const CellOptions& o) {
+  if (!(o.clip >= 0 && o.clip <= 1.7976931348623157e308)) {
+    throw std::invalid_argument("clip: must be a finite value >= 0 (0 = no clipping), got " +
+                                std::to_string(o.clip));
+  }
+  if (o.input_forget && !has_cell_state(cell)) {
+    throw std::invalid_argument(std::string("input_forget: only LSTM cells couple their input "
+                                            "and forget gates, not ") +
+                                cell_name(cell));
+  }
 }
 
 template <class S>
@@ -55,6 +71,11 @@ void check_weights(CellKind cell, const Weights<S>* w, const Dims& d, Compute c 
     }
     if (c != Compute::Int8 && (w[k].w_hr != nullptr) != (d.P > 0)) {
       throw std::invalid_argument("w_hr: required exactly when proj_size > 0");
+    }
+    if ((w[k].cell_params != nullptr) != (cell_params_size(cell, d.H) > 0)) {
+      throw std::invalid_argument(entry_name("cell_params", k, d) + ": required exactly for a " +
+                                  "cell with its own parameters (" + cell_name(cell) + ": " +
+                                  std::to_string(cell_params_size(cell, d.H)) + " scalars)");
     }
   }
 }
@@ -99,6 +120,7 @@ template <class S>
 void forward(CellKind cell, const Dims& dims, const ForwardArgs<S>& a) {
   check_dims(cell, dims);
   detail::check_compute<S>(a.compute);
+  detail::check_options(cell, a.options);
   detail::check_weights(cell, a.weights, dims, a.compute);
   if (a.compute == Compute::Int8 && a.workspace) {
     throw std::invalid_argument("compute: int8 products are for inference (no workspace)");
@@ -116,6 +138,7 @@ void forward(CellKind cell, const Dims& dims, const ForwardArgs<S>& a) {
 template <class S>
 void backward(CellKind cell, const Dims& dims, const BackwardArgs<S>& a) {
   check_dims(cell, dims);
+  detail::check_options(cell, a.options);
   detail::check_weights(cell, a.weights, dims);
   if (a.compute == Compute::Int8) {
     throw std::invalid_argument("compute: int8 products are for inference; there is no backward");
@@ -135,6 +158,9 @@ void backward(CellKind cell, const Dims& dims, const BackwardArgs<S>& a) {
       detail::require(a.grads[k].db_hh, "db_hh");
     }
     if (dims.P > 0) detail::require(a.grads[k].dw_hr, "dw_hr");
+    if (cell_params_size(cell, dims.H) > 0) {
+      detail::require(a.grads[k].d_cell_params, "d_cell_params");
+    }
   }
   detail::kernels().of<S>().backward(cell, dims, a);
 }

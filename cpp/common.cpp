@@ -22,14 +22,21 @@ namespace fastrnn {
 
 int num_gates(CellKind cell) noexcept {
   switch (cell) {
-    case CellKind::Lstm: return 4;
+    case CellKind::Lstm:
+    case CellKind::LstmPeephole: return 4;
     case CellKind::Gru:
     case CellKind::GruResetBefore: return 3;
     default: return 1;
   }
 }
 
-bool has_cell_state(CellKind cell) noexcept { return cell == CellKind::Lstm; }
+bool has_cell_state(CellKind cell) noexcept {
+  return cell == CellKind::Lstm || cell == CellKind::LstmPeephole;
+}
+
+index_t cell_params_size(CellKind cell, index_t H) noexcept {
+  return cell == CellKind::LstmPeephole ? 3 * H : 0;
+}
 
 const char* cell_name(CellKind cell) noexcept {
   switch (cell) {
@@ -38,6 +45,7 @@ const char* cell_name(CellKind cell) noexcept {
     case CellKind::Lstm: return "lstm";
     case CellKind::Gru: return "gru";
     case CellKind::GruResetBefore: return "gru_reset_before";
+    case CellKind::LstmPeephole: return "lstm_peephole";
   }
   return "unknown";
 }

@@ -60,7 +60,7 @@ std::string param_name(const char* kind, index_t k, index_t D) {
 /// Sizes from x and the options, checked (fastrnn::check_dims) before any array is sized, and
 /// the weight list's length.
 Dims dims_of(CellKind cell, const py::array& x, const py::list& weights, index_t num_layers,
-             bool bidirectional, index_t proj_size, index_t hidden_size) {
+             bool bidirectional, index_t proj_size, index_t hidden_size, bool reverse) {
   if (x.ndim() != 3) {
     throw py::value_error("x: expected a 3-D array (T, B, I), got shape " + shape_of(x));
   }
@@ -72,6 +72,7 @@ Dims dims_of(CellKind cell, const py::array& x, const py::list& weights, index_t
   d.P = proj_size;
   d.L = num_layers;
   d.D = bidirectional ? 2 : 1;
+  d.reverse = reverse;
   check_dims(cell, d);
   if (static_cast<index_t>(py::len(weights)) != d.L * d.D) {
     throw py::value_error("weights: expected " + std::to_string(d.L * d.D) +
@@ -80,7 +81,8 @@ Dims dims_of(CellKind cell, const py::array& x, const py::list& weights, index_t
   return d;
 }
 
-/// The weights of every (layer, direction): tuples (w_ih, w_hh, b_ih, b_hh, w_hr).
+/// The weights of every (layer, direction): tuples (w_ih, w_hh, b_ih, b_hh, w_hr) or (w_ih, w_hh,
+/// b_ih, b_hh, w_hr, cell_params).
 template <class S>
 struct CheckedWeights {
   std::vector<Opt> keep;  // owners of the buffers
@@ -106,14 +108,25 @@ template <class S>
 CheckedWeights<S> checked_weights(CellKind cell, const Dims& d, const py::list& weights,
                                   Compute compute = Compute::Exact) {
   CheckedWeights<S> out;
-  const index_t GH = num_gates(cell) * d.H, Hs = d.hs();
+  const index_t GH = num_gates(cell) * d.H, Hs = d.hs(), NP = cell_params_size(cell, d.H);
   for (index_t k = 0; k < d.L * d.D; ++k) {
     py::object item = weights[static_cast<size_t>(k)];
-    if (!py::isinstance<py::tuple>(item) || py::len(item) != 5) {
+    if (!py::isinstance<py::tuple>(item) || (py::len(item) != 5 && py::len(item) != 6)) {
       throw py::type_error("weights[" + std::to_string(k) +
-                           "]: expected a tuple (w_ih, w_hh, b_ih, b_hh, w_hr)");
+                           "]: expected a tuple (w_ih, w_hh, b_ih, b_hh, w_hr[, cell_params])");
     }
     auto t = py::reinterpret_borrow<py::tuple>(item);
+    const std::string cp_name = param_name("cell_params", k, d.D);
+    py::object cp_obj = py::len(t) == 6 ? py::object(t[5]) : py::object(py::none());
+    if (NP == 0 && !cp_obj.is_none()) {
+      throw py::value_error(cp_name + ": " + cell_name(cell) + " has no parameters of its own");
+    }
+    if (NP > 0 && cp_obj.is_none()) {
+      throw py::type_error(cp_name + ": required for " + cell_name(cell) + " (" +
+                           std::to_string(NP) + " scalars), got None");
+    }
+    Opt cp = checked<S>(cp_obj, cp_name.c_str(), {NP}, true);
+    out.keep.push_back(cp);
     const index_t I = d.input_size(k / d.D);
     if (compute == Compute::Int8) {  // (w_ih, w_hh, w_hr packed; the biases float)
       Opt q_ih, q_hh, q_hr;
@@ -129,6 +142,7 @@ CheckedWeights<S> checked_weights(CellKind cell, const Dims& d, const py::list& 
       }
       w.b_ih = ptr<S>(b_ih);
       w.b_hh = ptr<S>(b_hh);
+      w.cell_params = ptr<S>(cp);
       if (k == 0) out.bias = bool(b_ih);
       out.w.push_back(w);
       for (Opt* o : {&q_ih, &q_hh, &b_ih, &b_hh, &q_hr}) out.keep.push_back(*o);
@@ -142,8 +156,9 @@ CheckedWeights<S> checked_weights(CellKind cell, const Dims& d, const py::list& 
     // fastrnn::forward's and backward's check; here only the buffers of those given
     Opt w_hr = checked<S>(t[4], param_name("weight_hr", k, d.D).c_str(), {d.P, d.H}, true);
     if (k == 0) out.bias = bool(b_ih);
-    out.w.push_back(
-        Weights<S>{ptr<S>(w_ih), ptr<S>(w_hh), ptr<S>(b_ih), ptr<S>(b_hh), ptr<S>(w_hr)});
+    Weights<S> w{ptr<S>(w_ih), ptr<S>(w_hh), ptr<S>(b_ih), ptr<S>(b_hh), ptr<S>(w_hr)};
+    w.cell_params = ptr<S>(cp);
+    out.w.push_back(w);
     for (Opt* o : {&w_ih, &w_hh, &b_ih, &b_hh, &w_hr}) out.keep.push_back(*o);
   }
   return out;
@@ -183,8 +198,10 @@ template <class S>
 py::tuple forward_impl(CellKind cell, const py::array& x_in, const py::list& weights,
                        const py::object& h0, const py::object& c0, const py::object& lengths,
                        const py::object& dropout, index_t num_layers, bool bidirectional,
-                       index_t proj_size, index_t hidden_size, bool training, Compute compute) {
-  const Dims d = dims_of(cell, x_in, weights, num_layers, bidirectional, proj_size, hidden_size);
+                       index_t proj_size, index_t hidden_size, bool training, Compute compute,
+                       bool reverse, const CellOptions& options) {
+  const Dims d =
+      dims_of(cell, x_in, weights, num_layers, bidirectional, proj_size, hidden_size, reverse);
   const index_t LD = d.L * d.D, Hs = d.hs();
   Opt x = checked<S>(x_in, "x", {d.T, d.B, d.I});
   if (compute == Compute::Int8 && !std::is_same_v<S, float>) {
@@ -229,6 +246,7 @@ py::tuple forward_impl(CellKind cell, const py::array& x_in, const py::list& wei
   a.h_n = mut_ptr<S>(h_n);
   a.c_n = mut_ptr<S>(c_n);
   a.compute = compute;
+  a.options = options;
   run_released([&] { forward<S>(cell, d, a); });
   return py::make_tuple(*y, *h_n, or_none(c_n), or_none(ws));
 }
@@ -238,9 +256,12 @@ py::tuple backward_impl(CellKind cell, const py::array& x_in, const py::list& we
                         const py::object& lengths, const py::object& workspace,
                         const py::object& dy, const py::object& dh_n, const py::object& dc_n,
                         index_t num_layers, bool bidirectional, index_t proj_size,
-                        index_t hidden_size, bool need_dx, Compute compute) {
-  const Dims d = dims_of(cell, x_in, weights, num_layers, bidirectional, proj_size, hidden_size);
+                        index_t hidden_size, bool need_dx, Compute compute, bool reverse,
+                        const CellOptions& options) {
+  const Dims d =
+      dims_of(cell, x_in, weights, num_layers, bidirectional, proj_size, hidden_size, reverse);
   const index_t LD = d.L * d.D, Hs = d.hs(), GH = num_gates(cell) * d.H;
+  const index_t NP = cell_params_size(cell, d.H);
   Opt x = checked<S>(x_in, "x", {d.T, d.B, d.I});
   CheckedWeights<S> cw = checked_weights<S>(cell, d, weights);
   Opt len = checked_lengths(lengths, d);
@@ -266,15 +287,18 @@ py::tuple backward_impl(CellKind cell, const py::array& x_in, const py::list& we
   for (index_t k = 0; k < LD; ++k) {
     Opt gw_ih = py::array_t<S>({GH, d.input_size(k / d.D)});
     Opt gw_hh = py::array_t<S>({GH, Hs});
-    Opt gb_ih, gb_hh, gw_hr;
+    Opt gb_ih, gb_hh, gw_hr, gcp;
     if (cw.bias) {
       gb_ih = py::array_t<S>(GH);
       gb_hh = py::array_t<S>(GH);
     }
     if (d.P > 0) gw_hr = py::array_t<S>({d.P, d.H});
-    grads.push_back(WeightGrads<S>{mut_ptr<S>(gw_ih), mut_ptr<S>(gw_hh), mut_ptr<S>(gb_ih),
-                                   mut_ptr<S>(gb_hh), mut_ptr<S>(gw_hr)});
-    for (Opt* o : {&gw_ih, &gw_hh, &gb_ih, &gb_hh, &gw_hr}) keep.push_back(*o);
+    if (NP > 0) gcp = py::array_t<S>(NP);
+    WeightGrads<S> wg{mut_ptr<S>(gw_ih), mut_ptr<S>(gw_hh), mut_ptr<S>(gb_ih), mut_ptr<S>(gb_hh),
+                      mut_ptr<S>(gw_hr)};
+    wg.d_cell_params = mut_ptr<S>(gcp);
+    grads.push_back(wg);
+    for (Opt* o : {&gw_ih, &gw_hh, &gb_ih, &gb_hh, &gw_hr, &gcp}) keep.push_back(*o);
   }
 
   BackwardArgs<S> a;
@@ -287,12 +311,14 @@ py::tuple backward_impl(CellKind cell, const py::array& x_in, const py::list& we
   a.dc0 = mut_ptr<S>(dc0);
   a.grads = grads.data();
   a.compute = compute;
+  a.options = options;
   run_released([&] { backward<S>(cell, d, a); });
   py::list g;
-  for (index_t k = 0; k < LD; ++k) {
-    const size_t o = static_cast<size_t>(5 * k);
-    g.append(py::make_tuple(*keep[o], *keep[o + 1], or_none(keep[o + 2]), or_none(keep[o + 3]),
-                            or_none(keep[o + 4])));
+  for (index_t k = 0; k < LD; ++k) {  // 6-tuples for a cell with its own parameters
+    const size_t o = static_cast<size_t>(6 * k);
+    py::tuple e = py::make_tuple(*keep[o], *keep[o + 1], or_none(keep[o + 2]), or_none(keep[o + 3]),
+                                 or_none(keep[o + 4]));
+    g.append(NP > 0 ? py::tuple(e + py::make_tuple(*keep[o + 5])) : e);
   }
   return py::make_tuple(or_none(dx), *dh0, or_none(dc0), g);
 }
@@ -319,7 +345,8 @@ void register_rnn(py::module_& m) {
       .value("rnn_relu", CellKind::RnnRelu)
       .value("lstm", CellKind::Lstm)
       .value("gru", CellKind::Gru)
-      .value("gru_reset_before", CellKind::GruResetBefore);
+      .value("gru_reset_before", CellKind::GruResetBefore)
+      .value("lstm_peephole", CellKind::LstmPeephole);
   py::enum_<Compute>(m, "Compute",
                      "The precision of the matrix products (fastrnn.hpp's Compute): exact (the "
                      "arrays' dtype) or bfloat16 (float32 arrays only).")
@@ -354,58 +381,71 @@ void register_rnn(py::module_& m) {
       "blocks).");
 
   m.def("num_gates", &num_gates, py::arg("cell"), "Number of stacked gate blocks G of a cell.");
+  m.def("cell_params_size", &cell_params_size, py::arg("cell"), py::arg("H"),
+        "Scalars of a cell's own parameters per layer and direction (0: none; lstm_peephole: "
+        "3H, the peepholes p_i, p_f, p_o).");
 
   m.def(
       "workspace_size",
       [](CellKind cell, index_t T, index_t B, index_t I, index_t H, const py::object& dtype,
-         index_t num_layers, bool bidirectional, index_t proj_size) {
+         index_t num_layers, bool bidirectional, index_t proj_size, bool reverse) {
         const py::dtype dt = py::dtype::from_args(dtype);
-        const Dims d{T, B, I, H, proj_size, num_layers, bidirectional ? 2 : 1};
+        const Dims d{T, B, I, H, proj_size, num_layers, bidirectional ? 2 : 1, reverse};
         if (dt.equal(py::dtype::of<float>())) return workspace_size<float>(cell, d);
         if (dt.equal(py::dtype::of<double>())) return workspace_size<double>(cell, d);
         throw py::type_error("dtype: expected float32 or float64");
       },
       py::arg("cell"), py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"), py::arg("dtype"),
       py::arg("num_layers") = 1, py::arg("bidirectional") = false, py::arg("proj_size") = 0,
-      "Number of scalars of the training workspace.");
+      py::arg("reverse") = false, "Number of scalars of the training workspace.");
 
   m.def(
       "forward",
       [](CellKind cell, const py::object& x, const py::list& weights, const py::object& h0,
          const py::object& c0, const py::object& lengths, const py::object& dropout,
          index_t num_layers, bool bidirectional, index_t proj_size, index_t hidden_size,
-         bool training, Compute compute) {
+         bool training, Compute compute, bool reverse, double clip, bool input_forget) {
+        const CellOptions o{clip, input_forget};
         return on_dtype(x, [&](auto s, const py::array& xa) {
           using S = decltype(s);
           return forward_impl<S>(cell, xa, weights, h0, c0, lengths, dropout, num_layers,
-                                 bidirectional, proj_size, hidden_size, training, compute);
+                                 bidirectional, proj_size, hidden_size, training, compute, reverse,
+                                 o);
         });
       },
       py::arg("cell"), py::arg("x"), py::arg("weights"), py::arg("h0").none(true),
       py::arg("c0").none(true), py::arg("lengths").none(true), py::arg("dropout").none(true),
       py::arg("num_layers"), py::arg("bidirectional"), py::arg("proj_size"), py::arg("hidden_size"),
-      py::arg("training"), py::arg("compute") = Compute::Exact,
-      "Forward through all layers and directions -> (y, h_n, c_n or None, workspace or None).");
+      py::arg("training"), py::arg("compute") = Compute::Exact, py::arg("reverse") = false,
+      py::arg("clip") = 0.0, py::arg("input_forget") = false,
+      "Forward through all layers and directions -> (y, h_n, c_n or None, workspace or None). "
+      "reverse: the one direction runs from the last step to the first; clip (> 0) clamps every "
+      "pre-activation to [-clip, clip]; input_forget (LSTM cells): f = 1 - i.");
 
   m.def(
       "backward",
       [](CellKind cell, const py::object& x, const py::list& weights, const py::object& lengths,
          const py::object& workspace, const py::object& dy, const py::object& dh_n,
          const py::object& dc_n, index_t num_layers, bool bidirectional, index_t proj_size,
-         index_t hidden_size, bool need_dx, Compute compute) {
+         index_t hidden_size, bool need_dx, Compute compute, bool reverse, double clip,
+         bool input_forget) {
+        const CellOptions o{clip, input_forget};
         return on_dtype(x, [&](auto s, const py::array& xa) {
           using S = decltype(s);
           return backward_impl<S>(cell, xa, weights, lengths, workspace, dy, dh_n, dc_n, num_layers,
-                                  bidirectional, proj_size, hidden_size, need_dx, compute);
+                                  bidirectional, proj_size, hidden_size, need_dx, compute, reverse,
+                                  o);
         });
       },
       py::arg("cell"), py::arg("x"), py::arg("weights"), py::arg("lengths").none(true),
       py::arg("workspace"), py::arg("dy").none(true), py::arg("dh_n").none(true),
       py::arg("dc_n").none(true), py::arg("num_layers"), py::arg("bidirectional"),
       py::arg("proj_size"), py::arg("hidden_size"), py::arg("need_dx") = true,
-      py::arg("compute") = Compute::Exact,
+      py::arg("compute") = Compute::Exact, py::arg("reverse") = false, py::arg("clip") = 0.0,
+      py::arg("input_forget") = false,
       "BPTT, consuming the workspace -> (dx or None, dh0, dc0 or None, [(dw_ih, dw_hh, db_ih, "
-      "db_hh, dw_hr) per layer and direction]); need_dx=False skips the input gradient.");
+      "db_hh, dw_hr[, d_cell_params]) per layer and direction]); need_dx=False skips the input "
+      "gradient; reverse, clip and input_forget must be the forward's.");
 
   m.def("set_num_threads", &set_num_threads, py::arg("n"),
         "Sets the threads fastrnn's kernels use (independent of NumPy's or PyTorch's).");

@@ -14,13 +14,17 @@
 //   kHiddenGradDiffers  true if the gradient w.r.t. the recurrent product differs from the one
 //                   w.r.t. the input projection (GRU reset_after: the n block is scaled by r)
 //   kKind           its CellKind (fastrnn.hpp), written into the workspace's header
+//   kParams         true if the cell has its own parameters (Weights::cell_params, their blocks
+//                   of H named by an enum Param, read through Units::param); their gradients
+//                   come from all T*B rows after the loop: param_gradients(ParamGrads)
 //   an enum of its gates' names (kI, kF, kG, kO; kR, kZ, kN), their blocks' order (GateLayout)
 // and static functions that each make ONE pass over the (B, G*H) gates of one step:
 //   forward(FwdStep)      [forward_stage1 first, for two-stage cells]
 //   backward(BwdStep)     [backward_stage1, then the driver's extra GEMM, then backward for
 //                          two-stage cells]
 // Derivatives are written from the saved activated outputs (sigmoid' = s(1-s), tanh' = 1-t^2),
-// each backward line carries its formula.
+// each backward line carries its formula. CellOptions (a step's clip and input_forget): each pass
+// is compiled twice, without them (the common case, nothing to test per element) and with them.
 #pragma once
 
 #include "fastrnn/isa_namespace.hpp"  // first: only kernel units compile this
@@ -31,6 +35,7 @@
 
 #include "fastrnn/fastrnn.hpp"
 #include "fastrnn/gates.hpp"
+#include "fastrnn/parallel.hpp"
 
 namespace fastrnn::detail {
 inline namespace FASTRNN_ISA_NS {
@@ -60,19 +65,24 @@ EIGEN_STRONG_INLINE void for_each_chunk(index_t H, F&& f) {
 template <class S>
 struct FwdStep {
   index_t B, H, units;
-  S* gates;         ///< (B, G*H) in: x W_ih^T + b_ih, and for the first kIntoGates blocks
-                    ///< + h_{t-1} W_hh^T + b_hh; out: activated gates (saved)
-  const S* hproj;   ///< (B, (G1-kIntoGates)*H) the other blocks' h_{t-1} W_hh^T + b_hh, or
-                    ///< nullptr
-  const S* hproj2;  ///< (B, (G-G1)*H) W_hh[G1:] extra_t + b_hh[G1:] (two-stage), else nullptr
-  const S* h_prev;  ///< (B, H)
-  S* h;             ///< (B, H) out
-  const S* c_prev;  ///< (B, H) LSTM only
-  S* c;             ///< (B, H) out, LSTM only
-  S* extra;         ///< (B, H) out, cells with kExtra
+  S* gates;           ///< (B, G*H) in: x W_ih^T + b_ih, and for the first kIntoGates blocks
+                      ///< + h_{t-1} W_hh^T + b_hh; out: activated gates (saved)
+  const S* hproj;     ///< (B, (G1-kIntoGates)*H) the other blocks' h_{t-1} W_hh^T + b_hh, or
+                      ///< nullptr
+  const S* hproj2;    ///< (B, (G-G1)*H) W_hh[G1:] extra_t + b_hh[G1:] (two-stage), else nullptr
+  const S* h_prev;    ///< (B, H)
+  S* h;               ///< (B, H) out
+  const S* c_prev;    ///< (B, H) LSTM only
+  S* c;               ///< (B, H) out, LSTM only
+  S* extra;           ///< (B, H) out, cells with kExtra
+  const S* params;    ///< the cell's own parameters (kParams), blocks of H
+  S clip;             ///< CellOptions::clip (0: none)
+  bool input_forget;  ///< CellOptions::input_forget
 
   /// Every array (step_cols moves them all).
-  auto arrays() { return std::tie(gates, hproj, hproj2, h_prev, h, c_prev, c, extra); }
+  auto arrays() { return std::tie(gates, hproj, hproj2, h_prev, h, c_prev, c, extra, params); }
+  /// Whether the step has CellOptions to apply.
+  bool options() const { return clip > S(0) || input_forget; }
 };
 
 /// What one backward step sees. `gates` holds the saved activated gates on entry and is
@@ -90,9 +100,26 @@ struct BwdStep {
   const S* c;       ///< (B, H) LSTM only
   const S* extra;   ///< (B, H) saved extra, cells with kExtra
   const S* dextra;  ///< (B, H) dL/d(extra) through W_hh[G1:] (two-stage cells)
+  const S* params;  ///< the cell's own parameters (kParams)
+  S clip;           ///< CellOptions, as the forward's
+  bool input_forget;
 
   /// Every array (step_cols moves them all).
-  auto arrays() { return std::tie(gates, dgh, dh, dc, dh_prev, h_prev, c_prev, c, extra, dextra); }
+  auto arrays() {
+    return std::tie(gates, dgh, dh, dc, dh_prev, h_prev, c_prev, c, extra, dextra, params);
+  }
+  bool options() const { return clip > S(0) || input_forget; }
+};
+
+/// What a cell with its own parameters (kParams) needs for their gradients, after the loop: the
+/// R = T*B rows of every step, the saved states in the order of the steps' times.
+template <class S>
+struct ParamGrads {
+  index_t R, H;
+  const S* dgates;  ///< (R, G*H) dL/d(pre-activation) of every row (zero on skipped rows)
+  const S* c_prev;  ///< (R, H) each row's c_{t-1} (LSTM cells)
+  const S* c;       ///< (R, H) each row's c_t
+  S* out;           ///< the gradients, laid out as Weights::cell_params
 };
 
 /// The units [u0, u1) of a step (FwdStep or BwdStep): every array moved by u0 (the cells add the
@@ -115,10 +142,13 @@ struct Units {
   GateLayout layout;
   index_t gate_row;  ///< offset of unit j of gate 0 in a (B, G*H) array
   index_t row;       ///< offset of unit j in a (B, H) array
+  index_t unit;      ///< j
 
   Seg<S, N> gate(S* a, index_t g) const { return Seg<S, N>(a + gate_row + layout.at(g)); }
   Seg<S, N> at(S* a) const { return Seg<S, N>(a + row); }
   CSeg<S, N> at(const S* a) const { return CSeg<S, N>(a + row); }
+  /// Unit j of block k of the cell's own parameters (the same for every row).
+  CSeg<S, N> param(const S* a, index_t k) const { return CSeg<S, N>(a + layout.at(k) + unit); }
 };
 
 /// Calls f(Units<S, N>) over the rows [0, s.B) of a step of a G-gate cell and, in each row, over
@@ -129,7 +159,7 @@ EIGEN_STRONG_INLINE void for_each_unit(const Step& s, F&& f) {
   const GateLayout layout{s.H};
   for (index_t b = 0; b < s.B; ++b) {
     for_each_chunk<S>(s.units, [&](index_t j, auto n) {
-      f(Units<S, decltype(n)::value>{layout, b * layout.size(G) + j, b * s.H + j});
+      f(Units<S, decltype(n)::value>{layout, b * layout.size(G) + j, b * s.H + j, j});
     });
   }
 }
@@ -143,6 +173,40 @@ EIGEN_STRONG_INLINE auto sigmoid(const Eigen::ArrayBase<Derived>& a) {
   return (S(1) + (-a).exp()).inverse();
 }
 
+/// ONNX's clip of a pre-activation: a = min(max(a, -c), c) in place (NaN stays NaN).
+template <class A, class S>
+EIGEN_STRONG_INLINE void clamp_to(A&& a, S c) {
+  a = (a > c).select(c, (a < -c).select(-c, a));
+}
+
+/// The derivative through clip: d = 0 where the saved activation y is at or beyond the
+/// activation of a bound (lo = act(-c), hi = act(c), computed by the forward's code at the same
+/// chunk width, so a clamped element's y equals it exactly): where the pre-activation was clamped
+/// (or within rounding of the bound).
+template <class D, class Y, class V>
+EIGEN_STRONG_INLINE void zero_where_clamped(D&& d, const Y& y, const V& lo, const V& hi) {
+  using S = typename V::Scalar;
+  d = ((y <= lo) || (y >= hi)).select(S(0), d);
+}
+
+/// out[j] = sum over the rows r < R of a[r*lda + j] * b[r*H + j], j < H, in row order
+/// (deterministic); blocks of columns shared among threads. For the gradients of a cell's own
+/// per-unit parameters (ParamGrads).
+template <class S>
+void column_dot_sums(const S* a, index_t lda, const S* b, index_t R, index_t H, S* out) {
+  using Row = Eigen::Map<const Eigen::Array<S, 1, Eigen::Dynamic>>;
+  constexpr index_t kCols = 64;
+  const index_t blocks = (H + kCols - 1) / kCols;
+  const int threads =
+      R * H < kParallelMinWork ? 1 : static_cast<int>(std::min<index_t>(num_threads(), blocks));
+  parallel_for(blocks, threads, [&](index_t bi) {
+    const index_t c0 = bi * kCols, n = std::min(kCols, H - c0);
+    Eigen::Map<Eigen::Array<S, 1, Eigen::Dynamic>> acc(out + c0, n);
+    acc.setZero();
+    for (index_t r = 0; r < R; ++r) acc += Row(a + r * lda + c0, n) * Row(b + r * H + c0, n);
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Vanilla RNN: h' = act(a), a = W_ih x + b_ih + W_hh h + b_hh. The saved "gate" is h' itself.
 // ---------------------------------------------------------------------------------------------
@@ -154,13 +218,25 @@ struct RnnCell {
   static constexpr bool kExtra = false;
   static constexpr int kIntoGates = kGates;
   static constexpr bool kHiddenGradDiffers = false;
+  static constexpr bool kParams = false;
   static constexpr CellKind kKind = kRelu ? CellKind::RnnRelu : CellKind::RnnTanh;
   enum Gate : int { kA };  ///< the pre-activation a, then h' itself
 
   template <class S>
   static void forward(const FwdStep<S>& s) {
+    s.options() ? forward_pass<true>(s) : forward_pass<false>(s);
+  }
+  template <class S>
+  static void backward(const BwdStep<S>& s) {
+    s.options() ? backward_pass<true>(s) : backward_pass<false>(s);
+  }
+
+ private:
+  template <bool kOpts, class S>
+  static void forward_pass(const FwdStep<S>& s) {
     for_each_unit<kGates>(s, [&](auto u) {
       auto a = u.gate(s.gates, kA);
+      if constexpr (kOpts) clamp_to(a, s.clip);  // (options: clip only)
       if constexpr (kRelu) {
         a = (a < S(0)).select(S(0), a);  // relu; NaN stays NaN
       } else {
@@ -170,15 +246,27 @@ struct RnnCell {
     });
   }
 
-  template <class S>
-  static void backward(const BwdStep<S>& s) {
+  template <bool kOpts, class S>
+  static void backward_pass(const BwdStep<S>& s) {
     for_each_unit<kGates>(s, [&](auto u) {
+      using V = typename decltype(u)::Values;
       auto a = u.gate(s.gates, kA);  // h_t on entry
       const auto d = u.at(s.dh);
       if constexpr (kRelu) {
-        a = (a > S(0)).select(d, S(0));  // da = dh * [h > 0]
+        if constexpr (kOpts) {  // clamped above: h = clip (below: h = 0, no gradient either)
+          a = (a > S(0) && a < s.clip).select(d, S(0));  // da = dh * [0 < h < clip]
+        } else {
+          a = (a > S(0)).select(d, S(0));  // da = dh * [h > 0]
+        }
       } else {
-        a = d * (S(1) - a.square());  // da = dh * (1 - h^2)
+        if constexpr (kOpts) {
+          const V hi = V::Constant(s.clip).tanh(), lo = V::Constant(-s.clip).tanh();
+          const V h = a;
+          a = d * (S(1) - a.square());  // da = dh * (1 - h^2), 0 where clamped
+          zero_where_clamped(a, h, lo, hi);
+        } else {
+          a = d * (S(1) - a.square());  // da = dh * (1 - h^2)
+        }
       }
       u.at(s.dh_prev).setZero();  // no direct path from h_t to h_{t-1}
     });
@@ -186,36 +274,79 @@ struct RnnCell {
 };
 
 // ---------------------------------------------------------------------------------------------
-// LSTM, gates i f g o.
+// LSTM, gates i f g o; with kPeep the peepholes p_i, p_f, p_o (ONNX's P): i and f also see
+// p*c_{t-1}, o sees p_o*c_t. Options: clip (every gate's pre-activation) and input_forget
+// (f = 1 - i, as ONNX Runtime).
 // ---------------------------------------------------------------------------------------------
-struct LstmCell {
+template <bool kPeep>
+struct LstmCellT {
   static constexpr int kGates = 4;
   static constexpr int kGates1 = 4;
   static constexpr bool kCellState = true;
   static constexpr bool kExtra = false;
   static constexpr int kIntoGates = kGates;
   static constexpr bool kHiddenGradDiffers = false;
-  static constexpr CellKind kKind = CellKind::Lstm;
+  static constexpr bool kParams = kPeep;
+  static constexpr CellKind kKind = kPeep ? CellKind::LstmPeephole : CellKind::Lstm;
   enum Gate : int { kI, kF, kG, kO };
+  enum Param : int { kPi, kPf, kPo };  ///< the blocks of cell_params (kPeep)
 
   template <class S>
   static void forward(const FwdStep<S>& s) {
+    s.options() ? forward_pass<true>(s) : forward_pass<false>(s);
+  }
+  template <class S>
+  static void backward(const BwdStep<S>& s) {
+    s.options() ? backward_pass<true>(s) : backward_pass<false>(s);
+  }
+
+  /// dp_i = sum dI * c_{t-1}, dp_f = sum dF * c_{t-1}, dp_o = sum dO * c_t over the rows.
+  template <class S>
+  static void param_gradients(const ParamGrads<S>& a) {
+    const GateLayout gl{a.H}, pl{a.H};
+    column_dot_sums(a.dgates + gl.at(kI), gl.size(kGates), a.c_prev, a.R, a.H, a.out + pl.at(kPi));
+    column_dot_sums(a.dgates + gl.at(kF), gl.size(kGates), a.c_prev, a.R, a.H, a.out + pl.at(kPf));
+    column_dot_sums(a.dgates + gl.at(kO), gl.size(kGates), a.c, a.R, a.H, a.out + pl.at(kPo));
+  }
+
+ private:
+  template <bool kOpts, class S>
+  static void forward_pass(const FwdStep<S>& s) {
+    const bool clip = kOpts && s.clip > S(0), coupled = kOpts && s.input_forget;
     for_each_unit<kGates>(s, [&](auto u) {
       using V = typename decltype(u)::Values;
       auto i = u.gate(s.gates, kI), f = u.gate(s.gates, kF), g = u.gate(s.gates, kG),
            o = u.gate(s.gates, kO);
+      const V cp = u.at(s.c_prev);
+      if constexpr (kPeep) {
+        i += u.param(s.params, kPi) * cp;  // + p_i*c_{t-1}
+        f += u.param(s.params, kPf) * cp;  // + p_f*c_{t-1}
+      }
+      if constexpr (kOpts) {
+        if (clip) {
+          clamp_to(i, s.clip);
+          clamp_to(f, s.clip);
+          clamp_to(g, s.clip);
+        }
+      }
       i = sigmoid(i);
-      f = sigmoid(f);
+      f = coupled ? (S(1) - i).eval() : sigmoid(f).eval();  // input_forget: f = 1 - i
       g = g.tanh();
-      o = sigmoid(o);
-      const V cn = f * u.at(s.c_prev) + i * g;  // c' = f*c + i*g
+      if constexpr (!kPeep && !kOpts) o = sigmoid(o);
+      const V cn = f * cp + i * g;  // c' = f*c + i*g
       u.at(s.c) = cn;
+      if constexpr (kPeep) o += u.param(s.params, kPo) * cn;  // + p_o*c'
+      if constexpr (kOpts) {
+        if (clip) clamp_to(o, s.clip);
+      }
+      if constexpr (kPeep || kOpts) o = sigmoid(o);
       u.at(s.h) = o * cn.tanh();  // h' = o*tanh(c')
     });
   }
 
-  template <class S>
-  static void backward(const BwdStep<S>& s) {
+  template <bool kOpts, class S>
+  static void backward_pass(const BwdStep<S>& s) {
+    const bool clip = kOpts && s.clip > S(0), coupled = kOpts && s.input_forget;
     for_each_unit<kGates>(s, [&](auto u) {
       using V = typename decltype(u)::Values;
       auto i = u.gate(s.gates, kI), f = u.gate(s.gates, kF), g = u.gate(s.gates, kG),
@@ -223,20 +354,53 @@ struct LstmCell {
       auto dc = u.at(s.dc);
       const V dh = u.at(s.dh);
       const V tc = u.at(s.c).tanh();
-      const V dct = dc + dh * o * (S(1) - tc.square());  // dc_t += dh*o*(1 - tanh^2 c)
-      const V di = dct * g * i * (S(1) - i);             // di = dc * g * i(1-i)
-      dc = dct * f;                                      // dc_{t-1} = dc * f
-      f = dct * u.at(s.c_prev) * f * (S(1) - f);         // df = dc * c_{t-1} * f(1-f)
-      g = dct * i * (S(1) - g.square());                 // dg = dc * i * (1 - g^2)
-      o = dh * tc * o * (S(1) - o);                      // do = dh * tanh(c) * o(1-o)
-      i = di;
+      const V cp = u.at(s.c_prev);
+      V dct = dc + dh * o * (S(1) - tc.square());  // dc_t += dh*o*(1 - tanh^2 c)
+      V dO = dh * tc * o * (S(1) - o);             // do = dh * tanh(c) * o(1-o)
+      V dI, dF;
+      if constexpr (kOpts) {
+        if (clip) {
+          const V shi = sigmoid(V::Constant(s.clip)), slo = sigmoid(V::Constant(-s.clip));
+          zero_where_clamped(dO, o, slo, shi);
+        }
+      }
+      if constexpr (kPeep) dct += dO * u.param(s.params, kPo);  // o saw c_t: + do*p_o
+      if (coupled) {                                            // f = 1 - i:
+        dI = dct * (g - cp) * i * (S(1) - i);                   // di = dc*(g - c_{t-1})*i(1-i)
+        dF.setZero();                                           // the f block is unused
+      } else {
+        dI = dct * g * i * (S(1) - i);   // di = dc * g * i(1-i)
+        dF = dct * cp * f * (S(1) - f);  // df = dc * c_{t-1} * f(1-f)
+      }
+      V dG = dct * i * (S(1) - g.square());  // dg = dc * i * (1 - g^2)
+      if constexpr (kOpts) {
+        if (clip) {
+          const V shi = sigmoid(V::Constant(s.clip)), slo = sigmoid(V::Constant(-s.clip));
+          const V thi = V::Constant(s.clip).tanh(), tlo = V::Constant(-s.clip).tanh();
+          zero_where_clamped(dI, i, slo, shi);
+          if (!coupled) zero_where_clamped(dF, f, slo, shi);
+          zero_where_clamped(dG, g, tlo, thi);
+        }
+      }
+      dc = dct * f;  // dc_{t-1} = dc * f
+      if constexpr (kPeep) {
+        dc += dI * u.param(s.params, kPi) + dF * u.param(s.params, kPf);  // + di*p_i + df*p_f
+      }
+      i = dI;
+      f = dF;
+      g = dG;
+      o = dO;
       u.at(s.dh_prev).setZero();  // no direct path from h_t to h_{t-1}
     });
   }
 };
 
+using LstmCell = LstmCellT<false>;
+using LstmPeepholeCell = LstmCellT<true>;
+
 // ---------------------------------------------------------------------------------------------
 // GRU, gates r z n, reset_after=True: n = tanh(xn + r*(W_hn h + b_hn)). Saves hn = W_hn h + b_hn.
+// Options: clip (r, z, and n's whole argument).
 // ---------------------------------------------------------------------------------------------
 struct GruCell {
   static constexpr int kGates = 3;
@@ -245,33 +409,66 @@ struct GruCell {
   static constexpr bool kExtra = true;
   static constexpr int kIntoGates = 2;  // r, z
   static constexpr bool kHiddenGradDiffers = true;
+  static constexpr bool kParams = false;
   static constexpr CellKind kKind = CellKind::Gru;
   enum Gate : int { kR, kZ, kN };
 
   template <class S>
   static void forward(const FwdStep<S>& s) {
+    s.options() ? forward_pass<true>(s) : forward_pass<false>(s);
+  }
+  template <class S>
+  static void backward(const BwdStep<S>& s) {
+    s.options() ? backward_pass<true>(s) : backward_pass<false>(s);
+  }
+
+ private:
+  template <bool kOpts, class S>
+  static void forward_pass(const FwdStep<S>& s) {
     for_each_unit<kGates>(s, [&](auto u) {
       auto r = u.gate(s.gates, kR), z = u.gate(s.gates, kZ), n = u.gate(s.gates, kN);
       auto hn = u.at(s.extra);
+      if constexpr (kOpts) {
+        clamp_to(r, s.clip);
+        clamp_to(z, s.clip);
+      }
       r = sigmoid(r);
       z = sigmoid(z);
       hn = u.at(s.hproj);  // the n block's recurrent product
-      n = (n + r * hn).tanh();
+      if constexpr (kOpts) {
+        n += r * hn;
+        clamp_to(n, s.clip);
+        n = n.tanh();
+      } else {
+        n = (n + r * hn).tanh();
+      }
       u.at(s.h) = (S(1) - z) * n + z * u.at(s.h_prev);  // h' = (1-z)*n + z*h
     });
   }
 
-  template <class S>
-  static void backward(const BwdStep<S>& s) {
+  template <bool kOpts, class S>
+  static void backward_pass(const BwdStep<S>& s) {
     for_each_unit<kGates>(s, [&](auto u) {
       using V = typename decltype(u)::Values;
       auto r = u.gate(s.gates, kR), z = u.gate(s.gates, kZ), n = u.gate(s.gates, kN);
       const V dh = u.at(s.dh);
-      u.at(s.dh_prev) = dh * z;                            // dh_{t-1} (direct) = dh*z
-      const V dn = dh * (S(1) - z) * (S(1) - n.square());  // dn = dh*(1-z)*(1-n^2)
-      z = dh * (u.at(s.h_prev) - n) * z * (S(1) - z);      // dz = dh*(h_{t-1}-n)*z(1-z)
-      u.gate(s.dgh, kN) = dn * r;                          // d(W_hn h + b_hn) = dn*r
-      r = dn * u.at(s.extra) * r * (S(1) - r);             // dr = dn * hn * r(1-r)
+      u.at(s.dh_prev) = dh * z;                           // dh_{t-1} (direct) = dh*z
+      V dn = dh * (S(1) - z) * (S(1) - n.square());       // dn = dh*(1-z)*(1-n^2)
+      V dz = dh * (u.at(s.h_prev) - n) * z * (S(1) - z);  // dz = dh*(h_{t-1}-n)*z(1-z)
+      if constexpr (kOpts) {                              // 0 where clamped
+        const V shi = sigmoid(V::Constant(s.clip)), slo = sigmoid(V::Constant(-s.clip));
+        zero_where_clamped(dn, n, V::Constant(-s.clip).tanh().eval(),
+                           V::Constant(s.clip).tanh().eval());
+        zero_where_clamped(dz, z, slo, shi);
+      }
+      z = dz;
+      u.gate(s.dgh, kN) = dn * r;                  // d(W_hn h + b_hn) = dn*r
+      V dr = dn * u.at(s.extra) * r * (S(1) - r);  // dr = dn * hn * r(1-r)
+      if constexpr (kOpts) {
+        zero_where_clamped(dr, r, sigmoid(V::Constant(-s.clip)).eval(),
+                           sigmoid(V::Constant(s.clip)).eval());
+      }
+      r = dr;
       n = dn;
       u.gate(s.dgh, kR) = r;  // r, z: both sides share
       u.gate(s.dgh, kZ) = z;  //   the same gradient
@@ -282,6 +479,7 @@ struct GruCell {
 // ---------------------------------------------------------------------------------------------
 // GRU, gates r z n, reset_after=False: n = tanh(xn + W_hn (r*h) + b_hn). Two stages: stage 1
 // makes r, z and the extra input r*h (saved), the driver multiplies it by W_hn, stage 2 makes n.
+// Options: clip (r, z, and n's whole argument).
 // ---------------------------------------------------------------------------------------------
 struct GruResetBeforeCell {
   static constexpr int kGates = 3;
@@ -290,51 +488,92 @@ struct GruResetBeforeCell {
   static constexpr bool kExtra = true;
   static constexpr int kIntoGates = 2;  // r, z
   static constexpr bool kHiddenGradDiffers = false;
+  static constexpr bool kParams = false;
   static constexpr CellKind kKind = CellKind::GruResetBefore;
   enum Gate : int { kR, kZ, kN };
 
   template <class S>
   static void forward_stage1(const FwdStep<S>& s) {
+    s.options() ? stage1_pass<true>(s) : stage1_pass<false>(s);
+  }
+  template <class S>
+  static void forward(const FwdStep<S>& s) {
+    s.options() ? forward_pass<true>(s) : forward_pass<false>(s);
+  }
+  /// Before the driver forms dextra = dn W_hn: the n and z gradients.
+  template <class S>
+  static void backward_stage1(const BwdStep<S>& s) {
+    s.options() ? backward_stage1_pass<true>(s) : backward_stage1_pass<false>(s);
+  }
+  /// After: dextra = dL/d(r*h) is known; the r gradient and the path through r*h.
+  template <class S>
+  static void backward(const BwdStep<S>& s) {
+    s.options() ? backward_pass<true>(s) : backward_pass<false>(s);
+  }
+
+ private:
+  template <bool kOpts, class S>
+  static void stage1_pass(const FwdStep<S>& s) {
     for_each_unit<kGates>(s, [&](auto u) {
       auto r = u.gate(s.gates, kR), z = u.gate(s.gates, kZ);
+      if constexpr (kOpts) {
+        clamp_to(r, s.clip);
+        clamp_to(z, s.clip);
+      }
       r = sigmoid(r);
       z = sigmoid(z);
       u.at(s.extra) = r * u.at(s.h_prev);  // r*h
     });
   }
 
-  template <class S>
-  static void forward(const FwdStep<S>& s) {
+  template <bool kOpts, class S>
+  static void forward_pass(const FwdStep<S>& s) {
     for_each_unit<kGates>(s, [&](auto u) {
       auto z = u.gate(s.gates, kZ), n = u.gate(s.gates, kN);
-      n = (n + u.at(s.hproj2)).tanh();
+      if constexpr (kOpts) {
+        n += u.at(s.hproj2);
+        clamp_to(n, s.clip);
+        n = n.tanh();
+      } else {
+        n = (n + u.at(s.hproj2)).tanh();
+      }
       u.at(s.h) = (S(1) - z) * n + z * u.at(s.h_prev);
     });
   }
 
-  /// Before the driver forms dextra = dn W_hn: the n and z gradients.
-  template <class S>
-  static void backward_stage1(const BwdStep<S>& s) {
+  template <bool kOpts, class S>
+  static void backward_stage1_pass(const BwdStep<S>& s) {
     for_each_unit<kGates>(s, [&](auto u) {
       using V = typename decltype(u)::Values;
       auto z = u.gate(s.gates, kZ), n = u.gate(s.gates, kN);
       const V dh = u.at(s.dh);
-      u.at(s.dh_prev) = dh * z;                            // dh_{t-1} (direct) = dh * z
-      const V dn = dh * (S(1) - z) * (S(1) - n.square());  // dn = dh*(1-z)*(1-n^2)
-      z = dh * (u.at(s.h_prev) - n) * z * (S(1) - z);      // dz = dh*(h_{t-1}-n)*z(1-z)
+      u.at(s.dh_prev) = dh * z;                           // dh_{t-1} (direct) = dh * z
+      V dn = dh * (S(1) - z) * (S(1) - n.square());       // dn = dh*(1-z)*(1-n^2)
+      V dz = dh * (u.at(s.h_prev) - n) * z * (S(1) - z);  // dz = dh*(h_{t-1}-n)*z(1-z)
+      if constexpr (kOpts) {                              // 0 where clamped
+        zero_where_clamped(dn, n, V::Constant(-s.clip).tanh().eval(),
+                           V::Constant(s.clip).tanh().eval());
+        zero_where_clamped(dz, z, sigmoid(V::Constant(-s.clip)).eval(),
+                           sigmoid(V::Constant(s.clip)).eval());
+      }
+      z = dz;
       n = dn;
     });
   }
 
-  /// After: dextra = dL/d(r*h) is known; the r gradient and the path through r*h.
-  template <class S>
-  static void backward(const BwdStep<S>& s) {
+  template <bool kOpts, class S>
+  static void backward_pass(const BwdStep<S>& s) {
     for_each_unit<kGates>(s, [&](auto u) {
       using V = typename decltype(u)::Values;
       auto r = u.gate(s.gates, kR);
       const V drh = u.at(s.dextra);
-      u.at(s.dh_prev) += drh * r;                 // dh_{t-1} += d(r*h) * r
-      r = drh * u.at(s.h_prev) * r * (S(1) - r);  // dr = d(r*h) * h_{t-1} * r(1-r)
+      u.at(s.dh_prev) += drh * r;                    // dh_{t-1} += d(r*h) * r
+      V dr = drh * u.at(s.h_prev) * r * (S(1) - r);  // dr = d(r*h) * h_{t-1} * r(1-r)
+      if constexpr (kOpts) {
+        zero_where_clamped(dr, r, sigmoid(V::Constant(-s.clip)).eval(),
+                           sigmoid(V::Constant(s.clip)).eval());
+      }
+      r = dr;
     });
   }
 };

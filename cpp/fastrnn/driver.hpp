@@ -134,6 +134,7 @@ struct DirForward {
   bool reverse = false;
   const index_t* active = nullptr;   ///< (T) rows running step t (a prefix), nullptr = all
   Compute compute = Compute::Exact;  ///< the products' precision
+  CellOptions options;               ///< the cells' clip and input_forget
 };
 
 template <class S>
@@ -154,6 +155,7 @@ struct DirBackward {
   bool reverse = false;
   const index_t* active = nullptr;
   Compute compute = Compute::Exact;
+  CellOptions options;
 };
 
 /// dst rows (leading dimension ldd) = src rows (leading dimension lds) for the running rows
@@ -451,6 +453,9 @@ class ForwardLoop {
     s.gates = c.gates + (t - c.tlo) * z_.B * z_.GH;
     s.hproj = hproj_.empty() ? nullptr : hproj_.data();
     s.hproj2 = hproj2_.empty() ? nullptr : hproj2_.data();
+    s.params = a_.w->cell_params;
+    s.clip = static_cast<S>(a_.options.clip);
+    s.input_forget = a_.options.input_forget;
     s.h_prev = h_read(t, k, sl);
     if constexpr (Cell::kCellState) {
       s.c_prev = cs_ + sl.rd * BH;
@@ -724,6 +729,11 @@ class BackwardLoop {
       copy_n(g.db_hh, static_cast<const S*>(g.db_ih), gl.size(kSame));
       if constexpr (kDiffers) column_sums(dgh_keep_.data(), R, DH_, g.db_hh + gl.at(kSame));
     }
+    if constexpr (Cell::kParams) {  // the cell's own parameters, from dG and the saved states
+      const S* c_in = Cell::kCellState ? cs_ + first_in * z_.BH : nullptr;
+      const S* c_out = Cell::kCellState ? cs_ + (1 - first_in) * z_.BH : nullptr;
+      Cell::param_gradients(ParamGrads<S>{R, H, dG_, c_in, c_out, g.d_cell_params});
+    }
     if (bf16 && !kNativeBf16) {  // (the native products convert their operands as they read)
       round_rows(dG_, R, GH);
       if constexpr (kDiffers) round_rows(dgh_keep_.data(), R, DH_);
@@ -829,6 +839,9 @@ class BackwardLoop {
     s.dgh = kDiffers ? dgh_step_.data() + (k % 2) * B * z_.GH : nullptr;
     s.dh = dh;
     s.dh_prev = dh_carry_.data();
+    s.params = a_.w->cell_params;
+    s.clip = static_cast<S>(a_.options.clip);
+    s.input_forget = a_.options.input_forget;
     s.h_prev = hs_ + rd * z_.BHs;
     if constexpr (Cell::kCellState) {
       s.dc = dc_.data();

@@ -27,6 +27,7 @@ decltype(auto) with_cell(CellKind cell, F&& f) {
     case CellKind::Lstm: return f(LstmCell{});
     case CellKind::Gru: return f(GruCell{});
     case CellKind::GruResetBefore: return f(GruResetBeforeCell{});
+    case CellKind::LstmPeephole: return f(LstmPeepholeCell{});
   }
   throw std::invalid_argument("cell: unknown cell kind " + std::to_string(static_cast<int>(cell)));
 }

@@ -30,6 +30,11 @@
 //     GRU      r,z = sigmoid(.);  h' = (1 - z)*n + z*h   with
 //                reset_after  (default):  n = tanh(W_in x + b_in + r*(W_hn h + b_hn))
 //                reset_before           :  n = tanh(W_in x + b_in + W_hn (r*h) + b_hn)
+//     LSTM with peepholes (ONNX's LSTM with input P), the cell's own parameters p_i, p_f, p_o:
+//              i = sigmoid(. + p_i*c), f = sigmoid(. + p_f*c), g = tanh(.);  c' = f*c + i*g;
+//              o = sigmoid(. + p_o*c');  h' = o*tanh(c')
+//   CellOptions may clamp every pre-activation (ONNX's clip) and couple LSTM's gates
+//   (input_forget: f = 1 - i).
 // * Biases are optional (nullptr): a layer built with bias=False has none, and then no bias
 //   gradients.
 // * Initial states are optional (nullptr means zeros: the first step's recurrent products are
@@ -69,12 +74,16 @@ enum class CellKind : int {
   Lstm = 2,
   Gru = 3,             ///< GRU with reset_after=True (PyTorch, cuDNN, Keras default)
   GruResetBefore = 4,  ///< GRU with reset_after=False (Cho et al., the course notes)
+  LstmPeephole = 5,    ///< LSTM with peepholes (ONNX's LSTM with input P)
 };
 
 /// Number of gates G of a cell: the weight matrices have G*H rows.
 int num_gates(CellKind cell) noexcept;
-/// True for LSTM, the only cell with a second state c.
+/// True for the LSTM cells, the only ones with a second state c.
 bool has_cell_state(CellKind cell) noexcept;
+/// Scalars of the cell's own parameters per layer and direction (Weights::cell_params): 0 for
+/// most cells; LstmPeephole 3H, the peepholes p_i, p_f, p_o (H each, in that order).
+index_t cell_params_size(CellKind cell, index_t H) noexcept;
 /// Short name ("lstm", "gru", ...) for messages.
 const char* cell_name(CellKind cell) noexcept;
 
@@ -120,7 +129,8 @@ index_t int8_packed_bytes(index_t m, index_t k, index_t gates);
 void pack_int8(const std::int8_t* q, const float* scale, index_t m, index_t k, index_t gates,
                std::uint8_t* out);
 
-/// Sizes of a recurrent layer stack (PyTorch's torch.nn.RNN/LSTM/GRU with all their options).
+/// Sizes and directions of a recurrent layer stack (PyTorch's torch.nn.RNN/LSTM/GRU with all
+/// their options, and ONNX's reverse-only direction).
 struct Dims {
   index_t T = 0;  ///< time steps
   index_t B = 0;  ///< batch size
@@ -129,6 +139,9 @@ struct Dims {
   index_t P = 0;  ///< LSTM projection size (h has P units); 0 = no projection
   index_t L = 1;  ///< layers
   index_t D = 1;  ///< directions: 1, or 2 (bidirectional)
+  /// D == 1 only: the one direction of every layer runs from the last step to the first (ONNX's
+  /// direction="reverse"); with lengths, each sequence starts at its last valid step
+  bool reverse = false;
   /// size of h: P with a projection, else H
   index_t hs() const { return P > 0 ? P : H; }
   /// input features of layer l
@@ -143,6 +156,8 @@ struct Weights {
   const S* b_ih = nullptr;  ///< (G*H) or nullptr (no bias)
   const S* b_hh = nullptr;  ///< (G*H) or nullptr; both biases or neither, in every layer
   const S* w_hr = nullptr;  ///< (P, H) LSTM projection, required iff P > 0
+  /// (cell_params_size(cell, H)) the cell's own parameters, required iff that is > 0
+  const S* cell_params = nullptr;
   /// Compute::Int8 (float only): the weight matrices packed by pack_int8 (w_ih, w_hh with the
   /// cell's G gates, w_hr with 1), used in place of w_ih, w_hh, w_hr (then ignored, may be null)
   Int8Matrix q_ih, q_hh, q_hr;
@@ -151,11 +166,26 @@ struct Weights {
 /// Where the gradients of one layer and direction go; overwritten, not accumulated.
 template <class S>
 struct WeightGrads {
-  S* dw_ih = nullptr;  ///< (G*H, I_l)
-  S* dw_hh = nullptr;  ///< (G*H, Hs)
-  S* db_ih = nullptr;  ///< (G*H), required when the layers have biases
-  S* db_hh = nullptr;  ///< (G*H), required when the layers have biases
-  S* dw_hr = nullptr;  ///< (P, H), required iff P > 0
+  S* dw_ih = nullptr;          ///< (G*H, I_l)
+  S* dw_hh = nullptr;          ///< (G*H, Hs)
+  S* db_ih = nullptr;          ///< (G*H), required when the layers have biases
+  S* db_hh = nullptr;          ///< (G*H), required when the layers have biases
+  S* dw_hr = nullptr;          ///< (P, H), required iff P > 0
+  S* d_cell_params = nullptr;  ///< (cell_params_size(cell, H)), required iff that is > 0
+};
+
+/// Options of the cells' pointwise math, the same for every layer and direction (ONNX's
+/// attributes of its LSTM, GRU and RNN operators). A backward must get its forward's (the
+/// workspace records them).
+struct CellOptions {
+  /// > 0: every pre-activation (RNN's; LSTM's i, f, g, o with their peephole terms; GRU's r, z
+  /// and n's whole argument) is clamped to [-clip, clip] before its activation, and its
+  /// derivative is 0 where it was clamped (the saved activation at the activation of a bound);
+  /// LSTM's cell state is not clamped. 0: none. Finite and >= 0.
+  double clip = 0;
+  /// LSTM cells only: the forget gate is 1 - i, as ONNX Runtime couples them (the f block's
+  /// pre-activation and p_f are unused: their gradients are 0).
+  bool input_forget = false;
 };
 
 // Layer l, direction d is entry l*D + d of the weight arrays and of the state arrays
@@ -181,6 +211,7 @@ struct ForwardArgs {
   /// per step is kept; one layer's output is the extra memory, O(T*B*D*Hs) with L > 1)
   S* workspace = nullptr;
   Compute compute = Compute::Exact;  ///< the products' precision (recorded in the workspace)
+  CellOptions options;               ///< (recorded in the workspace)
 };
 
 template <class S>
@@ -197,13 +228,14 @@ struct BackwardArgs {
   S* dc0 = nullptr;                       ///< (L*D, B, H) out (LSTM only)
   const WeightGrads<S>* grads = nullptr;  ///< L*D entries, out
   Compute compute = Compute::Exact;       ///< must be the forward's (checked: the workspace)
+  CellOptions options;                    ///< must be the forward's (checked: the workspace)
 };
 
 /// Number of scalars of type S the training workspace needs.
 /// The rules of a stack's sizes, the C++ statement of fastrnn.spec.StackSpec's: T, B >= 0; I, H,
-/// L >= 1; D 1 or 2; 0 <= P < H, and P > 0 only for LSTM. Throws std::invalid_argument naming the
-/// size. forward, backward and workspace_size check them; a caller may check first (the bindings
-/// do, before they size the output arrays).
+/// L >= 1; D 1 or 2, reverse only with D 1; 0 <= P < H, and P > 0 only for the LSTM cells. Throws
+/// std::invalid_argument naming the size. forward, backward and workspace_size check them; a caller
+/// may check first (the bindings do, before they size the output arrays).
 void check_dims(CellKind cell, const Dims& dims);
 
 template <class S>

@@ -110,7 +110,7 @@ DirArgs dir_args(const Dims& d, const Weights<S>* weights, index_t l, index_t di
   r.d = d;
   r.d.I = d.input_size(l);
   r.w = &weights[l * d.D + dir];
-  r.reverse = dir == 1;
+  r.reverse = dir == 1 || d.reverse;  // (reverse: D is 1)
   r.active = active;
   return r;
 }
@@ -165,6 +165,7 @@ void stack_forward(const Dims& d, const ForwardArgs<S>& a) {
       f.c_n = state_entry(c_n, k, B * H);
       f.ws = training ? a.workspace + SL.dir(l, dir, d.D) : nullptr;
       f.compute = a.compute;
+      f.options = a.options;
       forward_dir<Cell>(f);
     }
     if (dropout && l < d.L - 1) {  // inverted dropout between layers (training only)
@@ -192,7 +193,7 @@ void stack_forward(const Dims& d, const ForwardArgs<S>& a) {
   if (training) {
     write_header<S>(a.workspace,
                     HeaderFacts{Cell::kKind, d, a.weights[0].b_ih != nullptr, dropout,
-                                lengths_hash(a.lengths, B), a.compute},
+                                lengths_hash(a.lengths, B), a.compute, a.options},
                     WorkspaceState::Ready);
   }
 }
@@ -201,7 +202,8 @@ template <class Cell, class S>
 void stack_backward(const Dims& d, const BackwardArgs<S>& a) {
   const index_t T = d.T, B = d.B, Hs = d.hs(), H = d.H, LD = d.L * d.D, DHs = d.D * Hs;
   const HeaderFacts facts{
-      Cell::kKind, d, a.weights[0].b_ih != nullptr, false, lengths_hash(a.lengths, B), a.compute};
+      Cell::kKind, d,        a.weights[0].b_ih != nullptr, false, lengths_hash(a.lengths, B),
+      a.compute,   a.options};
   const bool dropout = check_header<S>(a.workspace, facts);
   const StackLayout SL = stack_layout<S>(Cell::kGates, Cell::kCellState, Cell::kExtra, d, dropout);
   const LengthPlan plan = plan_lengths(a.lengths, T, B);
@@ -246,6 +248,7 @@ void stack_backward(const Dims& d, const BackwardArgs<S>& a) {
       b.dh0 = state_entry(dh0, k, B * Hs);
       b.dc0 = state_entry(dc0, k, B * H);
       b.compute = a.compute;
+      b.options = a.options;
       backward_dir<Cell>(b);
     }
     if (l > 0 && dropout) {  // through the dropout that made this layer's input

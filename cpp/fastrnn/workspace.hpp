@@ -97,15 +97,21 @@ StackLayout stack_layout(int gates, bool cell_state, bool extra, const Dims& d, 
 }
 
 struct Header {
-  std::int64_t magic, cell, T, B, I, H, P, L, D, state, info, lengths_hash, reserved[4];
+  std::int64_t magic, cell, T, B, I, H, P, L, D, state, info, lengths_hash;
+  double clip;
+  std::int64_t reserved[3];
 };
 static_assert(sizeof(Header) == kHeaderBytes);
 
-/// info: sizeof(S) | has_bias << 8 | has_dropout << 9 | compute << 10
+inline constexpr std::int64_t kInfoReverse = 1 << 14, kInfoInputForget = 1 << 15;
+
+/// info: sizeof(S) | has_bias << 8 | has_dropout << 9 | compute << 10 | reverse << 14 |
+/// input_forget << 15 (and the header's `clip`: CellOptions::clip's bits)
 inline std::int64_t header_info(size_t scalar_size, bool has_bias, bool has_dropout,
-                                Compute compute) {
+                                Compute compute, bool reverse, bool input_forget) {
   return static_cast<std::int64_t>(scalar_size) | (has_bias ? 256 : 0) | (has_dropout ? 512 : 0) |
-         (static_cast<std::int64_t>(compute) << 10);
+         (static_cast<std::int64_t>(compute) << 10) | (reverse ? kInfoReverse : 0) |
+         (input_forget ? kInfoInputForget : 0);
 }
 
 inline const char* compute_name(Compute c) {
@@ -128,6 +134,7 @@ struct HeaderFacts {
   bool has_bias, has_dropout;
   std::int64_t lengths_hash;
   Compute compute;
+  CellOptions options;
 };
 
 template <class S>
@@ -143,8 +150,10 @@ void write_header(S* ws, const HeaderFacts& f, WorkspaceState state) {
   h.L = f.d.L;
   h.D = f.d.D;
   h.state = static_cast<std::int64_t>(state);
-  h.info = header_info(sizeof(S), f.has_bias, f.has_dropout, f.compute);
+  h.info = header_info(sizeof(S), f.has_bias, f.has_dropout, f.compute, f.d.reverse,
+                       f.options.input_forget);
   h.lengths_hash = f.lengths_hash;
+  h.clip = f.options.clip;
   std::memcpy(ws, &h, sizeof h);
 }
 
@@ -193,6 +202,20 @@ bool check_header(const S* ws, const HeaderFacts& f) {
                                             "products in ") +
                                 compute_name(ws_compute) + ", this backward asks for " +
                                 compute_name(f.compute));
+  }
+  const bool ws_reverse = (h.info & kInfoReverse) != 0;
+  if (ws_reverse != d.reverse) {
+    throw std::invalid_argument(std::string("reverse: the forward of this workspace ran ") +
+                                (ws_reverse ? "reverse-only" : "forward in time") +
+                                ", this backward asks for " +
+                                (d.reverse ? "reverse-only" : "forward in time"));
+  }
+  const bool ws_coupled = (h.info & kInfoInputForget) != 0;
+  if (ws_coupled != f.options.input_forget || h.clip != f.options.clip) {
+    throw std::invalid_argument(
+        "clip, input_forget: this backward's (" + std::to_string(f.options.clip) + ", " +
+        (f.options.input_forget ? "true" : "false") + ") are not the forward's (" +
+        std::to_string(h.clip) + ", " + (ws_coupled ? "true" : "false") + ")");
   }
   if (h.lengths_hash != f.lengths_hash) {
     throw std::invalid_argument("lengths: not the lengths the forward of this workspace used");
