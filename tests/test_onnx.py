@@ -242,7 +242,11 @@ def lstm_node_model(
         inits.append(onnx.numpy_helper.from_array(w["P"], "P"))
     else:
         inputs.append(h.make_tensor_value_info("P", F32, [D, 3 * H]))
-    outputs = [h.make_tensor_value_info(n, F32, None) for n in ("Y", "Y_h", "Y_c")]
+    outputs = [
+        h.make_tensor_value_info("Y", F32, ["T", D, "B", H]),
+        h.make_tensor_value_info("Y_h", F32, [D, "B", H]),
+        h.make_tensor_value_info("Y_c", F32, [D, "B", H]),
+    ]
     graph = h.make_graph([node], "g", inputs, outputs, inits)
     model = h.make_model(graph, opset_imports=[h.make_opsetid("", 14)])
     model.ir_version = 8
@@ -285,32 +289,44 @@ def test_import_a_hand_written_lstm_with_every_option(direction: str) -> None:
     np.testing.assert_allclose(c_n, c_ort, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize(
-    ("op", "activations", "alpha"),
-    [
-        ("RNN", ["relu"], None),
-        ("RNN", ["RELU", "Relu"], None),
-        ("RNN", ["Tanh"], [0.5]),
-        ("GRU", ["SIGMOID", "tanh"], [1.0, 2.0]),
-    ],
-)
-def test_activations_in_any_case(op: str, activations: list[str], alpha: Any) -> None:
-    """The activations ONNX Runtime reads in any letter case, alpha/beta unread by them."""
-    m = fastrnn.RNN(4, 5, bidirectional=len(activations) == 2, seed=0) if op == "RNN" else (
-        fastrnn.GRU(4, 5, reset_after=False, seed=0)
-    )  # fmt: skip
+def with_activations(m: Any, activations: list[str], alpha: Any = None) -> Any:
+    """``m`` exported, its node's activations (and activation_alpha) replaced."""
     model = fonnx.export(m)
-    node = next(n for n in model.graph.node if n.op_type == op)
+    node = next(n for n in model.graph.node if n.op_type in ("LSTM", "GRU", "RNN"))
     for a in [a for a in node.attribute if a.name == "activations"]:
         node.attribute.remove(a)
     node.attribute.append(onnx.helper.make_attribute("activations", activations))
     if alpha is not None:
         node.attribute.append(onnx.helper.make_attribute("activation_alpha", alpha))
+    return model
+
+
+@pytest.mark.parametrize(
+    ("op", "activations", "alpha"),
+    [
+        ("RNN", ["relu"], None),
+        ("RNN", ["RELU", "Relu"], None),
+        ("RNN", ["tanh"], [0.5]),
+        ("GRU", ["SIGMOID", "tanh"], [1.0, 2.0]),
+        ("LSTM", ["sigmoid", "TANH", "Tanh"], [1.0]),
+    ],
+)
+def test_activations_in_any_case(op: str, activations: list[str], alpha: Any) -> None:
+    """fastrnn's activations spelled out in any letter case (as ONNX Runtime reads LSTM's and
+    GRU's; its RNN takes only Relu, Tanh, ...), alpha/beta unread by them."""
+    m = {
+        "RNN": fastrnn.RNN(4, 5, bidirectional=len(activations) == 2, seed=0),
+        "GRU": fastrnn.GRU(4, 5, reset_after=False, seed=0),
+        "LSTM": fastrnn.LSTM(4, 5, seed=0),
+    }[op]
+    model = with_activations(m, activations, alpha)
     layer = fonnx.load(model)
     relu = activations[0].lower() == "relu"
-    assert layer.cell == ("rnn_relu" if relu else "rnn_tanh" if op == "RNN" else "gru_reset_before")
+    assert layer.cell == ("rnn_relu" if relu else "rnn_tanh") if op == "RNN" else m.cell
     x = np.random.default_rng(0).standard_normal((T, B, 4)).astype(np.float32)
-    (y_ort, _) = run_ort(model, {"X": x})
+    if op == "RNN":  # ONNX Runtime's RNN refuses "relu", "RELU", "tanh"
+        model = with_activations(m, [a.capitalize() for a in activations], alpha)
+    y_ort = run_ort(model, {"X": x})[0]
     np.testing.assert_allclose(y_ort, layer(x)[0], rtol=1e-5, atol=1e-5)
 
 
