@@ -287,6 +287,28 @@ def test_import_a_hand_written_lstm_with_every_option(direction: str) -> None:
                                atol=1e-5)  # fmt: skip
     np.testing.assert_allclose(h_n, h_ort, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(c_n, c_ort, rtol=1e-5, atol=1e-5)
+    y64, _ = fonnx.load(model, dtype=np.float64)(x, (h0, c0), lengths=LENGTHS)
+    np.testing.assert_allclose(y64, y, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_export_a_peephole_lstm_without_bias(direction: str) -> None:
+    """bias=False: B is zeros, P is still written."""
+    spec = fastrnn.StackSpec(
+        "lstm_peephole", 4, 5, 2, bias=False, bidirectional=direction == "bidirectional",
+        reverse=direction == "reverse", input_forget=True, clip=CLIP,
+    )  # fmt: skip
+    m = from_spec(spec, seed=5).eval()
+    model = fonnx.export(m, sequence_lens=True)
+    assert {t.name for t in model.graph.initializer} >= {"P_l0", "P_l1", "B_l0"}
+    x = np.random.default_rng(3).standard_normal((T, B, 4)).astype(np.float32)
+    outs = run_ort(model, {"X": x, "sequence_lens": LENGTHS.astype(np.int32)})
+    y, (h_n, c_n) = m(x, lengths=LENGTHS)
+    for a, b in zip(outs, (y, h_n, c_n), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    back = fonnx.load(model)
+    assert back.bias and back.cell == "lstm_peephole"  # ONNX's B is always there: zeros
+    assert not back.state_dict()["bias_ih_l0"].any()
 
 
 def with_activations(m: Any, activations: list[str], alpha: Any = None) -> Any:
