@@ -33,10 +33,12 @@ def problem(cell: str, shape: tuple[int, ...]) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     G = F.num_gates(cell)
     k = 1 / np.sqrt(H)
+    own = F.StackSpec(cell, I, H).cell_params_size  # lstm_peephole's peepholes
     p = {
         "x": rng.standard_normal((T, B, I)).astype(np.float32),
         "params": [rng.uniform(-k, k, s).astype(np.float32)
                    for s in ((G * H, I), (G * H, H), (G * H,), (G * H,))],
+        "own": [rng.uniform(-k, k, own).astype(np.float32)] if own else None,
         "dy": rng.standard_normal((T, B, H)).astype(np.float32),
     }  # fmt: skip
     return p
@@ -46,7 +48,8 @@ def reference(cell: str, name: str, p: dict[str, Any]) -> dict[str, Any]:
     if (cell, name) not in _REF:
         x = p["x"].astype(np.float64)
         params = [a.astype(np.float64) for a in p["params"]]
-        y, _, _, cache = R.forward(cell, x, *params)
+        own = None if p["own"] is None else [a.astype(np.float64) for a in p["own"]]
+        y, _, _, cache = R.forward(cell, x, *params, cell_params=own)
         g = R.backward(cache, p["dy"].astype(np.float64))
         _REF[(cell, name)] = {"y": y, **g}
     return _REF[(cell, name)]
@@ -63,7 +66,9 @@ def check(actual: np.ndarray, expected: np.ndarray, what: str) -> None:
 def test_forward_inference(benchmark: Any, cell: str, name: str) -> None:
     benchmark.group = f"forward {name}"
     p = problem(cell, SHAPES[name])
-    res = benchmark(lambda: F.forward(cell, p["x"], *p["params"], training=False))
+    res = benchmark(
+        lambda: F.forward(cell, p["x"], *p["params"], cell_params=p["own"], training=False)
+    )
     check(res.y, reference(cell, name, p)["y"], "y")
 
 
@@ -74,8 +79,8 @@ def test_forward_backward(benchmark: Any, cell: str, name: str) -> None:
     p = problem(cell, SHAPES[name])
 
     def step() -> Any:
-        fw = F.forward(cell, p["x"], *p["params"])
-        return F.backward(cell, p["x"], *p["params"], fw.workspace, p["dy"])
+        fw = F.forward(cell, p["x"], *p["params"], cell_params=p["own"])
+        return F.backward(cell, p["x"], *p["params"], fw.workspace, p["dy"], cell_params=p["own"])
 
     res = benchmark(step)
     ref = reference(cell, name, p)

@@ -48,7 +48,7 @@ def run_both(p: Any, dtype: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     kern = {
         "y": fw.y, "h_n": fw.h_n, "c_n": fw.c_n, "dx": bw.dx, "dh0": bw.dh0, "dc0": bw.dc0,
         "weight_ih": bw.dweight_ih, "weight_hh": bw.dweight_hh,
-        "bias_ih": bw.dbias_ih, "bias_hh": bw.dbias_hh,
+        "bias_ih": bw.dbias_ih, "bias_hh": bw.dbias_hh, "cell_params": bw.dcell_params,
     }  # fmt: skip
     ref = {"y": y, "h_n": h_n, "c_n": c_n, **g}
     return kern, ref

@@ -212,7 +212,7 @@ def test_stack_gradients_match_finite_differences(kind: str) -> None:
     )
     checks = [(s["x"], bw.dx), (s["h0"], bw.dh0)]
     for p, g in zip(s["params"], bw.grads, strict=True):
-        checks += [(a, b) for a, b in zip(p, g, strict=True) if a is not None]
+        checks += [(a, b) for a, b in zip(F.LayerParams(*p), g, strict=True) if a is not None]
     rng = np.random.default_rng(0)
     for arr, grad in checks:
         for _ in range(6):  # random entries of every array

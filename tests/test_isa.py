@@ -27,6 +27,7 @@ PARITY = [
     "test_int8.py",
     "test_functional.py",
     "test_functional_stack.py",
+    "test_cell_options.py",
     "test_gradcheck.py",
     "test_extremes.py",
     "test_properties.py",

@@ -9,7 +9,7 @@
 # the default dispatch mode: one "neon" variant on aarch64), then runs the test with
 # OMP_NUM_THREADS=1 and =2. Runnable from any directory and again (incremental). Extra CMake
 # arguments: FASTRNN_CMAKE_ARGS="-DFASTRNN_WERROR=ON ...". Exits non-zero on any failure.
-# Time (2 cores): the apt-get install ~40 s the first time, the build ~20 s, each test run ~25 s
+# Time (2 cores): the apt-get install ~40 s the first time, the build ~20 s, each test run ~50 s
 # under qemu (about 2/3 of it the reference's finite differences, which do not depend on the CPU).
 set -euo pipefail
 # shellcheck source=tools/build_env.sh

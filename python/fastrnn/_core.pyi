@@ -13,6 +13,7 @@ class Cell:
     lstm: Cell
     gru: Cell
     gru_reset_before: Cell
+    lstm_peephole: Cell
     @property
     def name(self) -> str: ...
     @property
@@ -31,9 +32,13 @@ class Compute:
     def value(self) -> int: ...
 
 _A = NDArray[Any]
-_Weights = list[tuple[_A, _A, _A | None, _A | None, _A | None]]
+# per (layer, direction): (w_ih, w_hh, b_ih, b_hh, w_hr), or with a 6th item, the cell's own
+# parameters as one 1-D vector of cell_params_size(cell, H) scalars (None for cells without any;
+# required for lstm_peephole)
+_Weights = list[tuple[Any, ...]]
 
 def num_gates(cell: Cell) -> int: ...
+def cell_params_size(cell: Cell, H: int) -> int: ...
 def workspace_size(
     cell: Cell,
     T: int,
@@ -44,6 +49,7 @@ def workspace_size(
     num_layers: int = 1,
     bidirectional: bool = False,
     proj_size: int = 0,
+    reverse: bool = False,
 ) -> int: ...
 def pack_int8(q: NDArray[np.int8], scale: NDArray[np.float32], gates: int = 1) -> NDArray[np.uint8]:
     """Packs an int8 weight matrix q (m, k) in [-127, 127] with float32 scales (m,) for the int8
@@ -63,6 +69,9 @@ def forward(
     hidden_size: int,
     training: bool,
     compute: Compute = ...,
+    reverse: bool = False,
+    clip: float = 0.0,
+    input_forget: bool = False,
 ) -> tuple[_A, _A, _A | None, _A | None]: ...
 def backward(
     cell: Cell,
@@ -79,7 +88,10 @@ def backward(
     hidden_size: int,
     need_dx: bool = True,
     compute: Compute = ...,
-) -> tuple[_A | None, _A, _A | None, list[tuple[_A, _A, _A | None, _A | None, _A | None]]]: ...
+    reverse: bool = False,
+    clip: float = 0.0,
+    input_forget: bool = False,
+) -> tuple[_A | None, _A, _A | None, list[tuple[Any, ...]]]: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 

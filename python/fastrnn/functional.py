@@ -6,7 +6,12 @@ Everything here takes and returns plain NumPy arrays, time-major, one layer, one
 * ``weight_ih (G*H, I)``, ``weight_hh (G*H, H)``, ``bias_ih``, ``bias_hh (G*H,)`` or None, in
   PyTorch's layout and gate order (see :mod:`fastrnn.reference` for the formulas);
 * ``cell``: one of :data:`CELLS`: ``"rnn_tanh"``, ``"rnn_relu"``, ``"lstm"``, ``"gru"`` (PyTorch's
-  GRU, ``reset_after=True``) or ``"gru_reset_before"`` (the original GRU, ``reset_after=False``).
+  GRU, ``reset_after=True``), ``"gru_reset_before"`` (the original GRU, ``reset_after=False``) or
+  ``"lstm_peephole"`` (ONNX's LSTM with peepholes: its ``cell_params`` are
+  ``(weight_peephole (3H,),)``);
+* ONNX's options, keyword-only: ``reverse`` (a unidirectional stack runs backwards in time),
+  ``clip`` (gate pre-activations clamped to ``[-clip, clip]``) and ``input_forget`` (LSTM's
+  ``f = 1 - i``): :class:`~fastrnn.spec.StackSpec` states them.
 
 All arrays of a call must have the same dtype, float32 or float64: nothing is converted silently
 (a mismatch is a ``TypeError`` naming the argument). Non-contiguous or misaligned arrays are
@@ -105,6 +110,9 @@ class BackwardResult(NamedTuple):
     dweight_hh: Array  #: (G*H, H)
     dbias_ih: Array | None  #: (G*H,) or None without biases
     dbias_hh: Array | None  #: (G*H,) or None without biases
+    #: the gradients of the cell's own parameters (``lstm_peephole``:
+    #: ``(dweight_peephole (3H,),)``), None for the other cells
+    dcell_params: tuple[Array, ...] | None = None
 
 
 #: The most threads fastrnn's kernels use (:func:`set_num_threads` refuses more; a larger
@@ -207,6 +215,10 @@ def workspace_size(
     I: int | None = None,
     H: int | None = None,
     dtype: DTypeLike | None = None,
+    *,
+    reverse: bool = False,
+    clip: float | None = None,
+    input_forget: bool = False,
 ) -> int:
     """The number of elements of the training workspace of one call (the 1-D array a
     training-mode forward returns): ``workspace_size(spec, T, B)`` for a stack, or
@@ -217,15 +229,25 @@ def workspace_size(
             ``dtype``.
         T, B: the steps and sequences of the call, ints >= 0.
         I, H, dtype: the input size, hidden size and dtype of one layer (with a cell name only).
+        reverse, clip, input_forget: the layer's options (with a cell name only; a spec holds
+            its own), as :func:`forward`'s.
 
     Raises:
-        TypeError: a cell name without ``I``, ``H`` and ``dtype``; ``T`` or ``B`` not an int.
+        TypeError: a cell name without ``I``, ``H`` and ``dtype``, or a spec with an option;
+            ``T`` or ``B`` not an int.
         ValueError: ``T`` or ``B`` negative; and the :class:`~fastrnn.spec.StackSpec` rules.
     """
     if not isinstance(cell, StackSpec):
         if I is None or H is None or dtype is None:
             raise TypeError("workspace_size: give a StackSpec, or a cell with I, H and dtype")
-        cell = StackSpec(cell, I, H, dtype=dtype)
+        cell = StackSpec(
+            cell, I, H, dtype=dtype, reverse=reverse, clip=clip, input_forget=input_forget
+        )
+    elif reverse or clip is not None or input_forget:
+        raise TypeError(
+            "workspace_size: reverse, clip and input_forget go with a cell name; a StackSpec "
+            "holds its own (spec.replace(...))"
+        )
     s = cell
     return int(
         _core.workspace_size(
@@ -238,8 +260,30 @@ def workspace_size(
             s.num_layers,
             s.bidirectional,
             s.proj_size,
+            s.reverse,  # clip and input_forget do not change the size (the workspace records them)
         )
     )
+
+
+def _options(spec: StackSpec) -> tuple[bool, float, bool]:
+    """The kernels' last arguments, the spec's ONNX options: ``(reverse, clip, input_forget)``,
+    clip 0 for none (positional: the binding's keywords cost a microsecond a call)."""
+    return spec.reverse, 0.0 if spec.clip is None else spec.clip, spec.input_forget
+
+
+def _grads(spec: StackSpec, grads: list[tuple[Any, ...]]) -> list[LayerParams]:
+    """The kernels' gradients (5-tuples, or 6-tuples ending with the one vector of the cell's
+    own parameters) as :class:`~fastrnn.spec.LayerParams`, that vector split into the tuple of
+    ``cell_params``."""
+    if not spec.cell_params_size:
+        return [LayerParams(*g) for g in grads]
+    out = []
+    for k, g in enumerate(grads):
+        shapes = spec.entry_shapes(k).cell_params
+        ends = np.cumsum([s[0] for s in shapes])[:-1]
+        own = (g[5],) if len(shapes) == 1 else tuple(np.split(g[5], ends))
+        out.append(LayerParams._make([*g[:5], own]))
+    return out
 
 
 def _input(name: str, x: Any) -> tuple[Array, np.dtype[Any]]:
@@ -315,6 +359,7 @@ def _forward(
         spec.hidden_size,
         bool(training),
         compute,
+        *_options(spec),
     )
     return ForwardResult(y, h_n, c_n, ws)
 
@@ -415,8 +460,9 @@ def run_backward(
         spec.hidden_size,
         bool(need_dx),
         _COMPUTE_BF16 if spec.bf16 else _COMPUTE_EXACT,
+        *_options(spec),
     )
-    return StackBackwardResult(dx, dh0, dc0, [LayerParams(*g) for g in grads])
+    return StackBackwardResult(dx, dh0, dc0, _grads(spec, grads))
 
 
 def _spec(
@@ -427,6 +473,9 @@ def _spec(
     bidirectional: bool,
     proj_size: int,
     compute_dtype: Any,
+    reverse: bool,
+    clip: float | None,
+    input_forget: bool,
 ) -> tuple[StackSpec, Array]:
     xa, dt = _input("x", x)
     spec = StackSpec.of_params(
@@ -438,6 +487,9 @@ def _spec(
         bidirectional=bidirectional,
         proj_size=proj_size,
         compute_dtype=compute_dtype,
+        reverse=reverse,
+        clip=clip,
+        input_forget=input_forget,
     )
     return spec, xa
 
@@ -456,6 +508,9 @@ def stack_forward(
     dropout_masks: ArrayLike | None = None,
     training: bool = True,
     compute_dtype: Any = None,
+    reverse: bool = False,
+    clip: float | None = None,
+    input_forget: bool = False,
 ) -> ForwardResult:
     """Run a stack of recurrent layers (torch.nn.RNN/LSTM/GRU with every option) over ``x``.
 
@@ -463,7 +518,8 @@ def stack_forward(
         cell: one of :data:`CELLS`.
         x: ``(T, B, I)`` input, time-major.
         params: ``num_layers * D`` :class:`~fastrnn.spec.LayerParams` (or 5-tuples), layer by layer,
-            the forward direction before the reverse one (D = 2 when ``bidirectional``).
+            the forward direction before the reverse one (D = 2 when ``bidirectional``);
+            ``lstm_peephole``'s with their ``cell_params``, ``(weight_peephole (3H,),)``.
         h0: ``(L*D, B, Hs)`` initial hidden states, None for zeros.
         c0: ``(L*D, B, H)`` initial cell states (LSTM only), None for zeros.
         num_layers, bidirectional, proj_size: as in PyTorch (``proj_size`` for LSTM only).
@@ -476,6 +532,10 @@ def stack_forward(
         compute_dtype: the precision of the matrix products: None for x's dtype, or
             ``"bfloat16"`` (float32 only; :data:`fastrnn.spec.COMPUTE_DTYPES`). The backward of
             the workspace must be given the same.
+        reverse, clip, input_forget: ONNX's options (:class:`~fastrnn.spec.StackSpec`): the
+            one direction runs backwards in time (not with ``bidirectional``); gate
+            pre-activations clamped to ``[-clip, clip]`` (None: not); LSTM's ``f = 1 - i``.
+            The backward of the workspace must be given the same.
 
     Returns:
         :class:`ForwardResult` with ``y (T, B, D*Hs)``, ``h_n (L*D, B, Hs)``,
@@ -490,7 +550,10 @@ def stack_forward(
     :class:`~fastrnn.spec.StackSpec`, whose rules every argument must meet; :func:`run_forward`
     takes the spec.
     """
-    spec, xa = _spec(cell, x, params, num_layers, bidirectional, proj_size, compute_dtype)
+    spec, xa = _spec(
+        cell, x, params, num_layers, bidirectional, proj_size, compute_dtype, reverse, clip,
+        input_forget,
+    )  # fmt: skip
     return run_forward(
         spec, xa, params, h0, c0, lengths=lengths, dropout_masks=dropout_masks, training=training
     )
@@ -511,12 +574,16 @@ def stack_backward(
     lengths: ArrayLike | None = None,
     need_dx: bool = True,
     compute_dtype: Any = None,
+    reverse: bool = False,
+    clip: float | None = None,
+    input_forget: bool = False,
 ) -> StackBackwardResult:
     """Backpropagation through time through every layer and direction of :func:`stack_forward`.
 
     Args:
         cell, x, params: those of the forward that filled ``workspace``; and its options
-            (``num_layers``, ``bidirectional``, ``proj_size``, ``lengths``, ``compute_dtype``).
+            (``num_layers``, ``bidirectional``, ``proj_size``, ``lengths``, ``compute_dtype``,
+            ``reverse``, ``clip``, ``input_forget``).
         workspace: the training-mode forward's workspace; consumed (a second backward on it
             raises).
         dy: ``(T, B, D*Hs)`` gradient of the loss w.r.t. ``y``, None for zeros; its padded steps
@@ -529,14 +596,18 @@ def stack_backward(
     Returns:
         :class:`StackBackwardResult` ``(dx (T, B, I), dh0 (L*D, B, Hs), dc0 (L*D, B, H) or None,
         grads)``, ``grads`` one :class:`~fastrnn.spec.LayerParams` of gradients per (layer,
-        direction), freshly allocated.
+        direction), freshly allocated (``lstm_peephole``'s ``cell_params``:
+        ``(dweight_peephole,)``).
 
     Raises:
-        ValueError: ``workspace`` was consumed already, or made for other sizes.
+        ValueError: ``workspace`` was consumed already, or made for other sizes or options.
         TypeError, ValueError: an argument breaks a rule of :class:`~fastrnn.spec.StackSpec`,
             naming it.
     """
-    spec, xa = _spec(cell, x, params, num_layers, bidirectional, proj_size, compute_dtype)
+    spec, xa = _spec(
+        cell, x, params, num_layers, bidirectional, proj_size, compute_dtype, reverse, clip,
+        input_forget,
+    )  # fmt: skip
     return run_backward(
         spec, xa, params, workspace, dy, dh_n, dc_n, lengths=lengths, need_dx=need_dx
     )
@@ -565,8 +636,12 @@ def forward(
     h0: ArrayLike | None = None,
     c0: ArrayLike | None = None,
     *,
+    cell_params: Sequence[ArrayLike] | None = None,
     training: bool = True,
     compute_dtype: Any = None,
+    reverse: bool = False,
+    clip: float | None = None,
+    input_forget: bool = False,
 ) -> ForwardResult:
     """Run one recurrent layer (one direction) over all steps of ``x``.
 
@@ -578,9 +653,11 @@ def forward(
         bias_ih, bias_hh: ``(G*H,)`` each, or both None.
         h0: ``(B, H)`` initial hidden state, None for zeros.
         c0: ``(B, H)`` initial cell state (LSTM only), None for zeros.
+        cell_params: the cell's own parameters, ``lstm_peephole``'s ``(weight_peephole (3H,),)``
+            (required for it); None for the other cells.
         training: save what :func:`backward` needs into a workspace. When False nothing per step
             is kept (memory beyond the output stays O(B*H)) and ``workspace`` is None.
-        compute_dtype: the products' precision, as :func:`stack_forward`.
+        compute_dtype, reverse, clip, input_forget: as :func:`stack_forward`'s.
 
     Returns:
         :class:`ForwardResult` ``(y (T, B, H), h_n (B, H), c_n (B, H) or None, workspace or
@@ -594,11 +671,14 @@ def forward(
     r = stack_forward(
         cell,
         x,
-        [(weight_ih, weight_hh, bias_ih, bias_hh, None)],
+        [LayerParams(weight_ih, weight_hh, bias_ih, bias_hh, None, cell_params)],
         _state("h0", h0, x, weight_hh, cell),
         _state("c0", c0, x, weight_hh, cell),
         training=training,
         compute_dtype=compute_dtype,
+        reverse=reverse,
+        clip=clip,
+        input_forget=input_forget,
     )
     return ForwardResult(r.y, r.h_n[0], None if r.c_n is None else r.c_n[0], r.workspace)
 
@@ -615,7 +695,11 @@ def backward(
     dh_n: ArrayLike | None = None,
     dc_n: ArrayLike | None = None,
     *,
+    cell_params: Sequence[ArrayLike] | None = None,
     compute_dtype: Any = None,
+    reverse: bool = False,
+    clip: float | None = None,
+    input_forget: bool = False,
 ) -> BackwardResult:
     """Backpropagation through time for the one-layer :func:`forward` that filled ``workspace``.
 
@@ -625,7 +709,7 @@ def backward(
         dy: ``(T, B, H)`` gradient of the loss w.r.t. ``y``, None for zeros.
         dh_n, dc_n: ``(B, H)`` gradients w.r.t. the final states, None for zeros
             (``dc_n`` for LSTM only).
-        compute_dtype: as given to :func:`forward`.
+        cell_params, compute_dtype, reverse, clip, input_forget: as given to :func:`forward`.
 
     Returns:
         :class:`BackwardResult` with the gradients w.r.t. ``x``, the initial states and every
@@ -640,12 +724,15 @@ def backward(
     r = stack_backward(
         cell,
         x,
-        [(weight_ih, weight_hh, bias_ih, bias_hh, None)],
+        [LayerParams(weight_ih, weight_hh, bias_ih, bias_hh, None, cell_params)],
         workspace,
         dy,
         _state("dh_n", dh_n, x, weight_hh, cell),
         _state("dc_n", dc_n, x, weight_hh, cell),
         compute_dtype=compute_dtype,
+        reverse=reverse,
+        clip=clip,
+        input_forget=input_forget,
     )
     g = r.grads[0]
     assert r.dx is not None
@@ -657,6 +744,7 @@ def backward(
         g.weight_hh,
         g.bias_ih,
         g.bias_hh,
+        g.cell_params,
     )
 
 

@@ -10,7 +10,10 @@ returns the one w.r.t. the inputs, and fills :attr:`~fastrnn.module.Module.grads
 
 Every option of PyTorch's modules is supported: ``num_layers``, ``bidirectional``, ``batch_first``,
 ``bias``, ``dropout`` (between layers, in training mode, from the layer's seed) and ``proj_size``
-(LSTM), plus variable-length batches through ``layer(x, hx, lengths=...)``. All layers and
+(LSTM), plus variable-length batches through ``layer(x, hx, lengths=...)``; and ONNX's,
+keyword-only: ``reverse`` (the one direction runs backwards in time), ``clip`` (gate
+pre-activations clamped to ``[-clip, clip]``), LSTM's ``input_forget`` (``f = 1 - i``) and
+``peephole`` (the gates see the cell state, through ``weight_peephole_l0 (3H,)``). All layers and
 directions run in one call into the compiled core, forward and backward.
 """
 
@@ -157,6 +160,12 @@ class RecurrentLayer(Module):
     bidirectional: _SpecField[bool] = _SpecField()  #: every layer also runs backwards in time
     proj_size: _SpecField[int] = _SpecField()  #: P, LSTM's projection size, 0 for none
     dtype: _SpecField[np.dtype[Any]] = _SpecField()  #: float32 or float64, the arrays'
+    #: the one direction of every layer runs from the last step to the first (ONNX's reverse)
+    reverse: _SpecField[bool] = _SpecField()
+    #: the bound of the gate pre-activations (ONNX's clip), None for none
+    clip: _SpecField[float | None] = _SpecField()
+    #: LSTM's forget gate is ``1 - i`` (ONNX's input_forget); False for the other cells
+    input_forget: _SpecField[bool] = _SpecField()
 
     @property
     def cell(self) -> str:
@@ -180,11 +189,12 @@ class RecurrentLayer(Module):
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """PyTorch's parameters, in its order: per layer, per direction, w_ih, w_hh, b_ih, b_hh,
-        w_hr."""
+        w_hr, then the cell's own (``weight_peephole``)."""
         return self.spec.param_shapes()
 
     def reset_parameters(self, seed: int | np.random.Generator | None = None) -> None:
-        """PyTorch's default initialisation: every parameter uniform(-1/sqrt(H), 1/sqrt(H)).
+        """PyTorch's default initialisation: every parameter (the peepholes too)
+        uniform(-1/sqrt(H), 1/sqrt(H)).
 
         Args:
             seed: an int >= 0, a ``numpy.random.Generator``, or None for fresh entropy.
@@ -392,11 +402,22 @@ class RecurrentLayer(Module):
             v = getattr(self, name)
             if v != default:
                 s += f", {name}={v}"
+        s += self._cell_repr()
+        if self.reverse:
+            s += ", reverse=True"
+        if self.clip is not None:
+            s += f", clip={self.clip!r}"
+        if self.input_forget:
+            s += ", input_forget=True"
         if self.dtype != np.float32:
             s += f", dtype={self.dtype.name}"
         if self.spec.bf16:
             s += ", compute_dtype='bfloat16'"
         return s
+
+    def _cell_repr(self) -> str:
+        """The cell's own options in the repr (LSTM's peephole), before ONNX's."""
+        return ""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._extra_repr()})"
@@ -417,6 +438,10 @@ class RNN(RecurrentLayer):
         batch_first: inputs and outputs are ``(B, T, F)`` rather than ``(T, B, F)``.
         dropout: the probability of zeroing an output of each layer but the last, in training.
         bidirectional: every layer also runs backwards in time (D = 2).
+        clip: ONNX's clip: every pre-activation clamped to ``[-clip, clip]`` before ``act``
+            (a finite number > 0), None for none (:class:`~fastrnn.spec.StackSpec`).
+        reverse: ONNX's reverse direction: the one direction of every layer runs from the last
+            step to the first (not with ``bidirectional``).
         dtype: float32 or float64, of the parameters and of every array of a call.
         compute_dtype: the precision of the matrix products: None for ``dtype``, or
             ``"bfloat16"`` (a float32 layer; :attr:`~RecurrentLayer.compute_dtype`).
@@ -439,6 +464,8 @@ class RNN(RecurrentLayer):
         dropout: float = 0.0,
         bidirectional: bool = False,
         *,
+        clip: float | None = None,
+        reverse: bool = False,
         dtype: DTypeLike = np.float32,
         compute_dtype: Any = None,
         seed: int | np.random.Generator | None = None,
@@ -458,6 +485,8 @@ class RNN(RecurrentLayer):
             0,
             dtype,
             compute_dtype,
+            reverse=reverse,
+            clip=clip,
         )
         super().__init__(spec, batch_first=batch_first, dropout=dropout, seed=seed)
 
@@ -470,13 +499,20 @@ class LSTM(RecurrentLayer):
     """Long short-term memory layer, gates ``i, f, g, o`` (PyTorch's order).
 
     The arguments of ``torch.nn.LSTM``, in its order, then keyword-only ones; all but
-    ``proj_size`` are :class:`RNN`'s (``input_size, hidden_size, num_layers, bias, batch_first,
-    dropout, bidirectional``; ``dtype, compute_dtype, seed``). States are tuples ``(h, c)``,
-    ``h`` of size ``Hs``, ``c`` of size ``H``.
+    ``proj_size``, ``peephole`` and ``input_forget`` are :class:`RNN`'s (``input_size,
+    hidden_size, num_layers, bias, batch_first, dropout, bidirectional``; ``clip, reverse, dtype,
+    compute_dtype, seed``; LSTM's ``clip`` clamps the pre-activations of i, f, g and o, not the
+    cell state). States are tuples ``(h, c)``, ``h`` of size ``Hs``, ``c`` of size ``H``.
 
     Args:
         proj_size: P, the size of a projection ``h = W_hr (o * tanh(c))`` (0 for none),
             ``0 <= P < hidden_size``; then ``Hs = P``.
+        peephole: ONNX's peepholes (cell ``"lstm_peephole"``): ``i = s(. + p_i * c)``,
+            ``f = s(. + p_f * c)`` with the previous cell state, ``o = s(. + p_o * c')`` with
+            the new one; ``p_i, p_f, p_o`` are the blocks of the parameter
+            ``weight_peephole_l0 (3H,)`` (``_reverse``, per layer, after ``weight_hr_l0``).
+        input_forget: ONNX's coupled gates, as ONNX Runtime computes them: ``f = 1 - i`` (the
+            f block's weights, biases and peephole are unused; their gradients are zero).
 
     Raises:
         TypeError, ValueError: an argument breaks a rule of :class:`~fastrnn.spec.StackSpec` or
@@ -496,12 +532,16 @@ class LSTM(RecurrentLayer):
         bidirectional: bool = False,
         proj_size: int = 0,
         *,
+        peephole: bool = False,
+        input_forget: bool = False,
+        clip: float | None = None,
+        reverse: bool = False,
         dtype: DTypeLike = np.float32,
         compute_dtype: Any = None,
         seed: int | np.random.Generator | None = None,
     ) -> None:
         spec = StackSpec(
-            "lstm",
+            "lstm_peephole" if check_flag("peephole", peephole) else "lstm",
             input_size,
             hidden_size,
             num_layers,
@@ -510,8 +550,19 @@ class LSTM(RecurrentLayer):
             proj_size,
             dtype,
             compute_dtype,
+            reverse=reverse,
+            clip=clip,
+            input_forget=input_forget,
         )
         super().__init__(spec, batch_first=batch_first, dropout=dropout, seed=seed)
+
+    @property
+    def peephole(self) -> bool:
+        """Whether the gates see the cell state (cell ``"lstm_peephole"``)."""
+        return self.spec.cell == "lstm_peephole"
+
+    def _cell_repr(self) -> str:
+        return ", peephole=True" if self.peephole else ""
 
 
 class GRU(RecurrentLayer):
@@ -519,8 +570,9 @@ class GRU(RecurrentLayer):
 
     The arguments of ``torch.nn.GRU``, in its order, then keyword-only ones; all but
     ``reset_after`` are :class:`RNN`'s (``input_size, hidden_size, num_layers, bias, batch_first,
-    dropout, bidirectional``; ``dtype, compute_dtype, seed``). The course notes' update gate is
-    our ``1 - z``: see :func:`fastrnn.convert.gru_notes_to_torch`.
+    dropout, bidirectional``; ``clip, reverse, dtype, compute_dtype, seed``; GRU's ``clip``
+    clamps the pre-activations of r and z and the whole argument of n's tanh). The course notes'
+    update gate is our ``1 - z``: see :func:`fastrnn.convert.gru_notes_to_torch`.
 
     Args:
         reset_after: True (the default; PyTorch's, cuDNN's and Keras') applies the reset gate
@@ -544,6 +596,8 @@ class GRU(RecurrentLayer):
         bidirectional: bool = False,
         *,
         reset_after: bool = True,
+        clip: float | None = None,
+        reverse: bool = False,
         dtype: DTypeLike = np.float32,
         compute_dtype: Any = None,
         seed: int | np.random.Generator | None = None,
@@ -551,7 +605,17 @@ class GRU(RecurrentLayer):
         self.reset_after = check_flag("reset_after", reset_after)
         cell = "gru" if self.reset_after else "gru_reset_before"
         spec = StackSpec(
-            cell, input_size, hidden_size, num_layers, bidirectional, bias, 0, dtype, compute_dtype
+            cell,
+            input_size,
+            hidden_size,
+            num_layers,
+            bidirectional,
+            bias,
+            0,
+            dtype,
+            compute_dtype,
+            reverse=reverse,
+            clip=clip,
         )
         super().__init__(spec, batch_first=batch_first, dropout=dropout, seed=seed)
 
@@ -582,12 +646,14 @@ def from_spec(
     """
     if not isinstance(spec, StackSpec):
         raise TypeError(f"spec: expected a fastrnn.StackSpec, got {type(spec).__name__}")
+    lstm = {"proj_size": spec.proj_size, "input_forget": spec.input_forget}
     kinds: dict[str, tuple[Callable[..., RecurrentLayer], dict[str, Any]]] = {
         "rnn_tanh": (RNN, {"nonlinearity": "tanh"}),
         "rnn_relu": (RNN, {"nonlinearity": "relu"}),
-        "lstm": (LSTM, {"proj_size": spec.proj_size}),
+        "lstm": (LSTM, lstm),
         "gru": (GRU, {"reset_after": True}),
         "gru_reset_before": (GRU, {"reset_after": False}),
+        "lstm_peephole": (LSTM, {**lstm, "peephole": True}),
     }
     cls, kw = kinds[spec.cell]
     return cls(
@@ -598,6 +664,8 @@ def from_spec(
         batch_first=batch_first,
         dropout=dropout,
         bidirectional=spec.bidirectional,
+        clip=spec.clip,
+        reverse=spec.reverse,
         dtype=spec.dtype,
         compute_dtype=spec.compute_dtype,
         seed=seed,

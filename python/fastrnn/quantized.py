@@ -2,7 +2,8 @@
 
 ``fastrnn.quantize_dynamic(layer)`` turns a trained :class:`~fastrnn.layers.RNN`,
 :class:`~fastrnn.layers.LSTM` or :class:`~fastrnn.layers.GRU` (any options: layers, directions,
-``proj_size``, both GRU forms, ``batch_first``) into an inference-only layer with the same call and
+``proj_size``, both GRU forms, ``batch_first``, peepholes, ONNX's ``reverse``, ``clip`` and
+``input_forget``) into an inference-only layer with the same call and
 outputs whose weight matrices are int8 with one float32 scale per output row (per gate and unit)::
 
     W ~ q * scale[:, None],   scale = max|row| / 127,   q = rint(W / scale) in [-127, 127]
@@ -10,9 +11,10 @@ outputs whose weight matrices are int8 with one float32 scale per output row (pe
 At every matrix product the activation operand (the inputs, ``h``, GRU's ``r*h``, LSTM's
 ``o*tanh(c)`` before the projection) is quantized the same way, per row (per step and sequence),
 the int8 products are summed exactly in int32 and the sum is dequantized straight into the
-float32 gates: ``sum * scale_x[row] * scale_w[col]``. Biases, activations and LSTM's cell state
-stay float32 (:func:`fastrnn.reference.quantize_rows` and :func:`fastrnn.reference.int8_matmul`
-state the arithmetic; the kernels compute exactly those integers).
+float32 gates: ``sum * scale_x[row] * scale_w[col]``. Biases, peepholes, activations and LSTM's
+cell state stay float32 (:func:`fastrnn.reference.quantize_rows` and
+:func:`fastrnn.reference.int8_matmul` state the arithmetic; the kernels compute exactly those
+integers).
 
 The layer's ``state_dict()`` holds the int8 weights under PyTorch's names
 (``weight_ih_l0``: int8 ``(G*H, I)``), their scales (``weight_ih_l0_scale``: float32 ``(G*H,)``)
@@ -60,7 +62,8 @@ def quantized_param_shapes(spec: StackSpec) -> dict[str, tuple[int, ...]]:
 
     Returns:
         ``{name: shape}``: each weight matrix (int8, ``weight_ih_l0 (G*H, I)``...) followed by
-        its scales (``<name>_scale``, float32, one per row: ``(G*H,)``), the biases (float32).
+        its scales (``<name>_scale``, float32, one per row: ``(G*H,)``), the biases and the
+        peepholes (``weight_peephole_l0``, float32).
     """
     out: dict[str, tuple[int, ...]] = {}
     for name, shape in spec.param_shapes().items():
@@ -192,7 +195,8 @@ class QuantizedLayer(RecurrentLayer):
     def packed_entries(self) -> list[tuple[Any, ...]]:
         """``(w_ih, w_hh, b_ih, b_hh, w_hr)`` per (layer, direction), the weight matrices packed
         for the int8 kernels (1-D uint8 arrays), the biases float32, None where the stack has no
-        such parameter; kept while the parameters are the same."""
+        such parameter, and for a cell with parameters of its own (``lstm_peephole``) a 6th
+        item, those as one float32 vector; kept while the parameters are the same."""
         cached = self.__dict__.get("_qentries_of")
         if cached is None or cached[0] is not self._params:
             p = self._params
@@ -201,7 +205,7 @@ class QuantizedLayer(RecurrentLayer):
             for k in range(self.spec.num_entries):
                 names = self.spec.entry_names(k)
                 e: list[Any] = []
-                for i, n in enumerate(names):
+                for i, n in enumerate(names[:5]):
                     if n is None:
                         e.append(None)
                     elif i in (0, 1, 4):
@@ -209,6 +213,8 @@ class QuantizedLayer(RecurrentLayer):
                         e.append(F.pack_int8(q, G if i < 2 else 1))
                     else:
                         e.append(p[n])
+                if names.cell_params is not None:  # the kernels' one vector (float32)
+                    e.append(np.concatenate([p[n] for n in names.cell_params]))
                 entries.append(tuple(e))
             cached = (p, entries)
             self._qentries_of = cached
@@ -297,6 +303,14 @@ class QuantizedRNN(QuantizedLayer):
 class QuantizedLSTM(QuantizedLayer):
     """int8 :class:`~fastrnn.layers.LSTM` (see :class:`~fastrnn.quantized.QuantizedLayer`)."""
 
+    @property
+    def peephole(self) -> bool:
+        """Whether the gates see the cell state, as the float layer's."""
+        return self.spec.cell == "lstm_peephole"
+
+    def _cell_repr(self) -> str:
+        return ", peephole=True" if self.peephole else ""
+
 
 class QuantizedGRU(QuantizedLayer):
     """int8 :class:`~fastrnn.layers.GRU` (see :class:`~fastrnn.quantized.QuantizedLayer`)."""
@@ -316,6 +330,7 @@ _CLASSES = {
     "lstm": QuantizedLSTM,
     "gru": QuantizedGRU,
     "gru_reset_before": QuantizedGRU,
+    "lstm_peephole": QuantizedLSTM,
 }
 
 

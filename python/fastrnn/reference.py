@@ -16,10 +16,17 @@ Conventions (the same as the compiled kernels and PyTorch):
     gru                   r, z = s(.) ;  n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
                           h' = (1 - z) * n + z * h
     gru_reset_before      as gru but  n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)
+    lstm_peephole         as lstm, with p = weight_peephole = [p_i | p_f | p_o]  (3H,):
+                          i = s(. + p_i * c), f = s(. + p_f * c), o = s(. + p_o * c')
 
   The course notes write the GRU update as ``h' = (1 - z) * h + z * n``: their ``z`` is our
   ``1 - z`` (the same model with the z weights and bias negated, see
   :func:`fastrnn.convert.gru_notes_to_torch`).
+* ONNX's options, for every layer of a stack: ``clip`` clamps each gate pre-activation (the
+  argument of its activation, peephole terms included; GRU's n: its whole argument) to
+  ``[-clip, clip]``, with a zero derivative where it clamps (LSTM's c is not clipped);
+  ``input_forget`` (LSTM) makes ``f = 1 - i`` (ONNX Runtime's coupling: the f block is unused);
+  ``reverse`` runs a unidirectional stack's one direction from the last step to the first.
 
 Entry points: :func:`stack_forward` / :func:`stack_backward` for stacks of layers with every
 option of torch.nn.RNN/LSTM/GRU (layers, directions, variable lengths, LSTM projections,
@@ -85,8 +92,16 @@ __all__ = [
 Array = NDArray[np.floating[Any]]
 
 #: The cells' names, as in :data:`fastrnn.functional.CELLS`.
-CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_before")
-_GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3, "gru_reset_before": 3}
+CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_before", "lstm_peephole")
+_GATES = {
+    "rnn_tanh": 1,
+    "rnn_relu": 1,
+    "lstm": 4,
+    "gru": 3,
+    "gru_reset_before": 3,
+    "lstm_peephole": 4,
+}
+_LSTMS = ("lstm", "lstm_peephole")  # the cells with a cell state (and a forget gate)
 
 
 def num_gates(cell: str) -> int:
@@ -267,13 +282,31 @@ def _split(v: Array, n: int) -> list[Array]:
     return np.split(v, n, axis=-1)
 
 
+def _clip(a: Array, clip: float | None) -> tuple[Array, Any]:
+    """ONNX's clip of a pre-activation: ``a`` clamped to ``[-clip, clip]`` (None: unchanged),
+    and where the clamp's derivative is 1, ``|a| <= clip`` (None: everywhere); elsewhere it is
+    0."""
+    if clip is None:
+        return a, None
+    return np.clip(a, -clip, clip), np.abs(a) <= clip
+
+
+def _through(da: Array, keep: Any) -> Array:
+    """The gradient ``da`` of a clamped pre-activation passed back through the clamp: zero where
+    it clamped (``keep`` from :func:`_clip`)."""
+    return da if keep is None else np.where(keep, da, 0)
+
+
 # ------------------------------------------------------------------------------------------------
 # One time step of each cell. `p` holds the parameters: w_ih, w_hh, b_ih, b_hh (biases as zeros
-# when the layer has none). A step returns the new state(s) and a cache for its backward.
+# when the layer has none), LSTM's w_hr and w_peep (None without). A step returns the new
+# state(s) and a cache for its backward. `clip` is ONNX's (None: none).
 # ------------------------------------------------------------------------------------------------
 
 
-def rnn_step(x: Array, h: Array, p: dict[str, Array], relu: bool) -> tuple[Array, tuple[Any, ...]]:
+def rnn_step(
+    x: Array, h: Array, p: dict[str, Array], relu: bool, clip: float | None = None
+) -> tuple[Array, tuple[Any, ...]]:
     """One RNN step, ``h' = act(W_ih x + b_ih + W_hh h + b_hh)``.
 
     Args:
@@ -281,13 +314,14 @@ def rnn_step(x: Array, h: Array, p: dict[str, Array], relu: bool) -> tuple[Array
         h: ``(B, H)``, the previous state.
         p: ``w_ih (H, I)``, ``w_hh (H, H)``, ``b_ih``, ``b_hh (H,)`` (zeros for none).
         relu: ``act`` is relu, else tanh.
+        clip: the pre-activation clamped to ``[-clip, clip]`` before ``act``; None: not.
 
     Returns:
         ``(h' (B, H), cache)``, the cache for :func:`rnn_step_backward`.
     """
-    a = _mm(x, p["w_ih"]) + p["b_ih"] + _mm(h, p["w_hh"]) + p["b_hh"]
+    a, keep = _clip(_mm(x, p["w_ih"]) + p["b_ih"] + _mm(h, p["w_hh"]) + p["b_hh"], clip)
     h_new = np.maximum(a, 0) if relu else np.tanh(a)
-    return h_new, (x, h, h_new)
+    return h_new, (x, h, h_new, keep)
 
 
 def rnn_step_backward(
@@ -298,15 +332,22 @@ def rnn_step_backward(
     Returns:
         ``(dx (B, I), dh (B, H), grads)``, ``grads`` keyed as ``p``.
     """
-    x, h, h_new = cache
+    x, h, h_new = cache[:3]
+    keep = cache[3] if len(cache) > 3 else None  # the clamp's mask (a cache without: no clip)
     da = np.where(h_new > 0, dh_new, 0) if relu else dh_new * (1 - h_new**2)
+    da = _through(da, keep)
     qa = _q(da)
     grads = {"w_ih": qa.T @ _q(x), "w_hh": qa.T @ _q(h), "b_ih": da.sum(0), "b_hh": da.sum(0)}
     return qa @ _q(p["w_ih"]), qa @ _q(p["w_hh"]), grads
 
 
 def lstm_step(
-    x: Array, h: Array, c: Array, p: dict[str, Array]
+    x: Array,
+    h: Array,
+    c: Array,
+    p: dict[str, Array],
+    clip: float | None = None,
+    input_forget: bool = False,
 ) -> tuple[Array, Array, tuple[Any, ...]]:
     """One LSTM step: gates i, f, g, o; ``c' = f*c + i*g``; ``h' = o*tanh(c')``.
 
@@ -314,20 +355,39 @@ def lstm_step(
         x: ``(B, I)``.
         h: ``(B, Hs)``, the previous hidden state.
         c: ``(B, H)``, the previous cell state.
-        p: ``w_ih (4H, I)``, ``w_hh (4H, Hs)``, ``b_ih``, ``b_hh (4H,)``, and ``w_hr (P, H)``
-            (or None) for a projection ``h' = W_hr (o*tanh(c'))``.
+        p: ``w_ih (4H, I)``, ``w_hh (4H, Hs)``, ``b_ih``, ``b_hh (4H,)``, ``w_hr (P, H)``
+            (or None) for a projection ``h' = W_hr (o*tanh(c'))``, and ``w_peep (3H,)`` (or
+            None) for peepholes ``[p_i | p_f | p_o]``: ``p_i * c`` and ``p_f * c`` added to the
+            pre-activations of i and f, ``p_o * c'`` to that of o.
+        clip: each gate's pre-activation (its peephole term included) clamped to
+            ``[-clip, clip]``; None: not. ``c'`` is not clipped.
+        input_forget: ``f = 1 - i`` (ONNX Runtime's coupled gates): the f block is unused.
 
     Returns:
         ``(h' (B, Hs), c' (B, H), cache)``, the cache for :func:`lstm_step_backward`.
     """
     a = _mm(x, p["w_ih"]) + p["b_ih"] + _mm(h, p["w_hh"]) + p["b_hh"]
     ai, af, ag, ao = _split(a, 4)
-    i, f, g, o = sigmoid(ai), sigmoid(af), np.tanh(ag), sigmoid(ao)
+    peep = p.get("w_peep")
+    if peep is not None:
+        p_i, p_f, p_o = _split(peep, 3)
+        ai = ai + p_i * c
+        af = af + p_f * c
+    ai, keep_i = _clip(ai, clip)
+    af, keep_f = _clip(af, clip)
+    ag, keep_g = _clip(ag, clip)
+    i, g = sigmoid(ai), np.tanh(ag)
+    f = 1 - i if input_forget else sigmoid(af)
     c_new = f * c + i * g
+    if peep is not None:
+        ao = ao + p_o * c_new  # the output gate sees the new cell state
+    ao, keep_o = _clip(ao, clip)
+    o = sigmoid(ao)
     hc = o * np.tanh(c_new)
     # with a projection (proj_size): h' = W_hr (o * tanh(c'))
     h_new = hc if p.get("w_hr") is None else _mm(hc, p["w_hr"])
-    return h_new, c_new, (x, h, c, i, f, g, o, c_new, hc)
+    keep = (keep_i, keep_f, keep_g, keep_o)
+    return h_new, c_new, (x, h, c, i, f, g, o, c_new, hc, keep, input_forget)
 
 
 def lstm_step_backward(
@@ -338,29 +398,43 @@ def lstm_step_backward(
     Returns:
         ``(dx (B, I), dh (B, Hs), dc (B, H), grads)``, ``grads`` keyed as ``p``.
     """
-    x, h, c, i, f, g, o, c_new, hc = cache
+    x, h, c, i, f, g, o, c_new, hc, keep, input_forget = cache
+    keep_i, keep_f, keep_g, keep_o = keep
+    peep = p.get("w_peep")
     grads = {}
     if p.get("w_hr") is not None:  # h' = W_hr hc
         grads["w_hr"] = _q(dh_new).T @ _q(hc)
         dh_new = _q(dh_new) @ _q(p["w_hr"])
     tc = np.tanh(c_new)
     do = dh_new * tc
+    dao = _through(do * o * (1 - o), keep_o)
     dc_total = dc_new + dh_new * o * (1 - tc**2)
+    if peep is not None:
+        p_i, p_f, p_o = _split(peep, 3)
+        dc_total = dc_total + dao * p_o  # o's peephole sees c'
     di = dc_total * g
     df = dc_total * c
     dg = dc_total * i
     dc = dc_total * f
-    # through the activations to the pre-activations
-    da = np.concatenate(
-        [di * i * (1 - i), df * f * (1 - f), dg * (1 - g**2), do * o * (1 - o)], axis=-1
-    )
+    if input_forget:  # f = 1 - i: f's gradient goes to i, its own pre-activation gets none
+        di = di - df
+        daf = np.zeros_like(df)
+    else:
+        daf = _through(df * f * (1 - f), keep_f)
+    dai = _through(di * i * (1 - i), keep_i)
+    dag = _through(dg * (1 - g**2), keep_g)
+    if peep is not None:  # i and f's peepholes see c
+        dc = dc + dai * p_i + daf * p_f
+        grads["w_peep"] = np.concatenate([(dai * c).sum(0), (daf * c).sum(0), (dao * c_new).sum(0)])
+    # the pre-activations' gradients to the products and biases
+    da = np.concatenate([dai, daf, dag, dao], axis=-1)
     qa = _q(da)
     grads.update({"w_ih": qa.T @ _q(x), "w_hh": qa.T @ _q(h), "b_ih": da.sum(0), "b_hh": da.sum(0)})
     return qa @ _q(p["w_ih"]), qa @ _q(p["w_hh"]), dc, grads
 
 
 def gru_step(
-    x: Array, h: Array, p: dict[str, Array], reset_after: bool
+    x: Array, h: Array, p: dict[str, Array], reset_after: bool, clip: float | None = None
 ) -> tuple[Array, tuple[Any, ...]]:
     """One GRU step, gates r, z, n; ``h' = (1 - z)*n + z*h``.
 
@@ -370,6 +444,8 @@ def gru_step(
         p: ``w_ih (3H, I)``, ``w_hh (3H, H)``, ``b_ih``, ``b_hh (3H,)``.
         reset_after: the reset gate after the recurrent product (PyTorch's ``"gru"``), else
             before it (``"gru_reset_before"``).
+        clip: the pre-activations of r, z and the whole argument of n's tanh clamped to
+            ``[-clip, clip]``; None: not.
 
     Returns:
         ``(h' (B, H), cache)``, the cache for :func:`gru_step_backward`.
@@ -382,16 +458,18 @@ def gru_step(
         h_r, h_z, h_n = _split(_mm(h, p["w_hh"]), 3)
     else:  # h for r and z; r*h for n
         h_r, h_z = _split(_mm(h, _rows(p["w_hh"], slice(0, 2 * H))), 2)
-    r = sigmoid(x_r + b_ir + h_r + b_hr)
-    z = sigmoid(x_z + b_iz + h_z + b_hz)
+    ar, keep_r = _clip(x_r + b_ir + h_r + b_hr, clip)
+    az, keep_z = _clip(x_z + b_iz + h_z + b_hz, clip)
+    r, z = sigmoid(ar), sigmoid(az)
     if reset_after:
         hn = h_n + b_hn  # the recurrent part of n, before the reset gate
-        n = np.tanh(x_n + b_in + r * hn)
+        an, keep_n = _clip(x_n + b_in + r * hn, clip)
     else:
         hn = _mm(r * h, _rows(p["w_hh"], slice(2 * H, 3 * H))) + b_hn  # the reset gate first
-        n = np.tanh(x_n + b_in + hn)
+        an, keep_n = _clip(x_n + b_in + hn, clip)
+    n = np.tanh(an)
     h_new = (1 - z) * n + z * h
-    return h_new, (x, h, r, z, n, hn)
+    return h_new, (x, h, r, z, n, hn, (keep_r, keep_z, keep_n))
 
 
 def gru_step_backward(
@@ -402,14 +480,14 @@ def gru_step_backward(
     Returns:
         ``(dx (B, I), dh (B, H), grads)``, ``grads`` keyed as ``p``.
     """
-    x, h, r, z, n, hn = cache
+    x, h, r, z, n, hn, (keep_r, keep_z, keep_n) = cache
     w_hr, w_hz, w_hn = _split(_q(p["w_hh"]).T, 3)
     xq, hq = _q(x), _q(h)
     dn = dh_new * (1 - z)
     dz = dh_new * (h - n)
     dh = dh_new * z
-    dan = dn * (1 - n**2)  # pre-activation of n
-    daz = dz * z * (1 - z)
+    dan = _through(dn * (1 - n**2), keep_n)  # pre-activation of n
+    daz = _through(dz * z * (1 - z), keep_z)
     if reset_after:
         dhn = dan * r  # gradient of W_hn h + b_hn
         dr = dan * hn
@@ -421,7 +499,7 @@ def gru_step_backward(
         dr = drh * h
         dh = dh + drh * r
         dw_hn = _q(dhn).T @ _q(r * h)
-    dar = dr * r * (1 - r)
+    dar = _through(dr * r * (1 - r), keep_r)
     dh = dh + _q(dar) @ w_hr.T + _q(daz) @ w_hz.T
     da_x = np.concatenate([dar, daz, dan], axis=-1)  # input side
     da_h = np.concatenate([dar, daz, dhn], axis=-1)  # recurrent side
@@ -439,20 +517,28 @@ def gru_step_backward(
 # ------------------------------------------------------------------------------------------------
 
 
-def _step(cell: str, x: Array, h: Array, c: Array, p: dict[str, Any]) -> tuple[Any, ...]:
-    if cell == "lstm":
-        return lstm_step(x, h, c, p)
+def _step(
+    cell: str,
+    x: Array,
+    h: Array,
+    c: Array,
+    p: dict[str, Any],
+    clip: float | None = None,
+    input_forget: bool = False,
+) -> tuple[Any, ...]:
+    if cell in _LSTMS:  # lstm_peephole: p["w_peep"] is its weight_peephole
+        return lstm_step(x, h, c, p, clip, input_forget)
     if cell.startswith("gru"):
-        h_new, st = gru_step(x, h, p, reset_after=cell == "gru")
+        h_new, st = gru_step(x, h, p, reset_after=cell == "gru", clip=clip)
     else:
-        h_new, st = rnn_step(x, h, p, relu=cell == "rnn_relu")
+        h_new, st = rnn_step(x, h, p, relu=cell == "rnn_relu", clip=clip)
     return h_new, c, st
 
 
 def _step_backward(
     cell: str, dh: Array, dc: Array, st: Any, p: dict[str, Any]
 ) -> tuple[Array, Array, Array, dict[str, Array]]:
-    if cell == "lstm":
+    if cell in _LSTMS:
         return lstm_step_backward(dh, dc, st, p)
     if cell.startswith("gru"):
         dx, dh_prev, g = gru_step_backward(dh, st, p, reset_after=cell == "gru")
@@ -473,7 +559,16 @@ class DirCache(NamedTuple):
 
 
 def run_direction(
-    cell: str, x: Array, p: dict[str, Any], h0: Array, c0: Array, lengths: Array, reverse: bool
+    cell: str,
+    x: Array,
+    p: dict[str, Any],
+    h0: Array,
+    c0: Array,
+    lengths: Array,
+    reverse: bool,
+    *,
+    clip: float | None = None,
+    input_forget: bool = False,
 ) -> tuple[Array, Array, Array, DirCache]:
     """One direction of one layer over padded sequences.
 
@@ -488,6 +583,8 @@ def run_direction(
         p: the parameters, as the step functions take them.
         lengths: ``(B,)`` integers in ``[0, T]``.
         reverse: run from each sequence's last step to its first.
+        clip, input_forget: ONNX's options, as the step functions take them (the caches keep
+            what the backward needs of them).
 
     Returns:
         ``(y (T, B, Hs), h_n (B, Hs), c_n (B, H), cache)``.
@@ -499,7 +596,7 @@ def run_direction(
     steps, times, masks = [], [], []
     for t in reversed(range(T)) if reverse else range(T):
         run = (lengths > t)[:, None]
-        h_new, c_new, st = _step(cell, x[t], h, c, p)
+        h_new, c_new, st = _step(cell, x[t], h, c, p, clip, input_forget)
         h = np.where(run, h_new, h)
         c = np.where(run, c_new, c)
         y[t] = np.where(run, h_new, 0)
@@ -550,7 +647,7 @@ class Cache(NamedTuple):
 
 
 def _param_dict(params: Any, dtype: Any) -> dict[str, Any]:
-    w_ih, w_hh, b_ih, b_hh, w_hr = (list(params) + [None] * 5)[:5]
+    w_ih, w_hh, b_ih, b_hh, w_hr, own = (list(params) + [None] * 6)[:6]
     zeros = np.zeros(w_ih.shape[0], dtype=dtype)
     return {
         "w_ih": w_ih,
@@ -558,6 +655,8 @@ def _param_dict(params: Any, dtype: Any) -> dict[str, Any]:
         "b_ih": zeros if b_ih is None else b_ih,
         "b_hh": zeros if b_hh is None else b_hh,
         "w_hr": w_hr,
+        # the cell's own parameters (lstm_peephole: (weight_peephole,)) as one vector
+        "w_peep": own if own is None or isinstance(own, np.ndarray) else np.concatenate(own),
     }
 
 
@@ -573,20 +672,32 @@ def stack_forward(
     lengths: Any = None,
     dropout_masks: Array | None = None,
     compute_dtype: str | None = None,
+    reverse: bool = False,
+    clip: float | None = None,
+    input_forget: bool = False,
 ) -> tuple[Array, Array, Array | None, Cache]:
     """A stack of layers, as torch.nn.RNN/LSTM/GRU: ``params`` holds ``num_layers * D`` tuples
-    ``(w_ih, w_hh, b_ih, b_hh, w_hr)`` (biases and ``w_hr`` may be None), layer by layer, forward
-    direction first. The directions of a layer are concatenated on the last axis; the outputs of
-    every layer but the last are multiplied by ``dropout_masks[l]``; ``compute_dtype`` is the
-    precision of the products (:func:`compute_precision`; the backward of the cache uses it too).
-    Returns ``(y, h_n, c_n, cache)`` with ``y (T, B, D*Hs)`` and states ``(L*D, B, Hs)``
-    (``c_n (L*D, B, H)``, None except LSTM); ``x`` is ``(T, B, I)``, ``h0``, ``c0`` as the
-    states (None: zeros), ``lengths (B,)`` (None: all ``T``), ``dropout_masks (L-1, T, B, D*Hs)``.
+    ``(w_ih, w_hh, b_ih, b_hh, w_hr[, cell_params])`` (biases and ``w_hr`` may be None;
+    ``cell_params`` is ``lstm_peephole``'s ``(weight_peephole,)``, as
+    :class:`fastrnn.spec.LayerParams` holds it), layer by layer, forward direction first. The
+    directions of a layer are concatenated on the last axis; the outputs of every layer but the
+    last are multiplied by ``dropout_masks[l]``; ``compute_dtype`` is the precision of the
+    products (:func:`compute_precision`; the backward of the cache uses it too); ``reverse``,
+    ``clip`` and ``input_forget`` are ONNX's options (the module's docstring). Returns ``(y,
+    h_n, c_n, cache)`` with ``y (T, B, D*Hs)`` and states ``(L*D, B, Hs)`` (``c_n (L*D, B,
+    H)``, None except LSTM); ``x`` is ``(T, B, I)``, ``h0``, ``c0`` as the states (None: zeros),
+    ``lengths (B,)`` (None: all ``T``), ``dropout_masks (L-1, T, B, D*Hs)``.
 
     Raises:
         ValueError: ``cell`` is not one of :data:`CELLS`, or ``compute_dtype`` not one of
-            :data:`COMPUTE_DTYPES`.
+            :data:`COMPUTE_DTYPES`; ``reverse`` with ``bidirectional``; ``input_forget`` for a
+            cell without a forget gate.
     """
+    num_gates(cell)
+    if reverse and bidirectional:
+        raise ValueError("reverse: not with bidirectional")
+    if input_forget and cell not in _LSTMS:
+        raise ValueError(f"input_forget: {cell} has no forget gate")
     with compute_precision(compute_dtype):
         return _stack_forward(
             cell,
@@ -599,6 +710,7 @@ def stack_forward(
             lengths,
             dropout_masks,
             compute_dtype,
+            (reverse, clip, input_forget),
         )
 
 
@@ -613,8 +725,9 @@ def _stack_forward(
     lengths: Any,
     dropout_masks: Array | None,
     compute_dtype: str | None,
+    options: tuple[bool, float | None, bool],
 ) -> tuple[Array, Array, Array | None, Cache]:
-    num_gates(cell)
+    reverse, clip, input_forget = options
     T, B, _ = x.shape
     D = 2 if bidirectional else 1
     lens = np.full(B, T) if lengths is None else np.asarray(lengths)
@@ -631,7 +744,10 @@ def _stack_forward(
             k = l * D + d
             h = np.zeros((B, Hs), x.dtype) if h0 is None else h0[k]
             c = np.zeros((B, H), x.dtype) if c0 is None else c0[k]
-            y_d, h_n[k], c_n[k], dc = run_direction(cell, inp, ps[k], h, c, lens, d == 1)
+            backwards = d == 1 or reverse  # a bidirectional layer's second, or reverse's one
+            y_d, h_n[k], c_n[k], dc = run_direction(
+                cell, inp, ps[k], h, c, lens, backwards, clip=clip, input_forget=input_forget
+            )
             outs.append(y_d)
             dirs.append(dc)
         inp = np.concatenate(outs, axis=-1)
@@ -648,16 +764,18 @@ def _stack_forward(
         ps[0]["w_hr"] is not None,
         compute_dtype,
     )
-    return inp, h_n, (c_n if cell == "lstm" else None), cache
+    return inp, h_n, (c_n if cell in _LSTMS else None), cache
 
 
 def stack_backward(
     cache: Cache, dy: Array | None = None, dh_n: Array | None = None, dc_n: Array | None = None
 ) -> dict[str, Any]:
     """Gradients of :func:`stack_forward`: a dict with ``dx``, ``dh0``, ``dc0`` (None except
-    LSTM) and ``params``, a list of dicts ``weight_ih, weight_hh, bias_ih, bias_hh, weight_hr``
-    (None where the layer has no such parameter) per layer and direction. The products run in
-    the forward's ``compute_dtype``."""
+    LSTM) and ``params``, a list of dicts ``weight_ih, weight_hh, bias_ih, bias_hh, weight_hr,
+    cell_params`` (None where the layer has no such parameter; ``cell_params`` is
+    ``lstm_peephole``'s ``(dweight_peephole,)``) per layer and direction. The products run in
+    the forward's ``compute_dtype``; ``reverse``, ``clip`` and ``input_forget`` are the
+    forward's."""
     with compute_precision(cache.compute_dtype):
         return _stack_backward(cache, dy, dh_n, dc_n)
 
@@ -689,12 +807,14 @@ def _stack_backward(
                 "bias_ih": g["b_ih"] if cache.has_bias else None,
                 "bias_hh": g["b_hh"] if cache.has_bias else None,
                 "weight_hr": g.get("w_hr"),
+                "cell_params": (g["w_peep"],) if "w_peep" in g else None,
             }
         assert din is not None
         if l > 0 and cache.masks:
             din = din * cache.masks[l - 1]
         dout = din
-    return {"dx": dout, "dh0": dh0, "dc0": dc0 if cache.cell == "lstm" else None, "params": grads}
+    dc0_out = dc0 if cache.cell in _LSTMS else None
+    return {"dx": dout, "dh0": dh0, "dc0": dc0_out, "params": grads}
 
 
 def forward(
@@ -706,22 +826,32 @@ def forward(
     bias_hh: Array | None = None,
     h0: Array | None = None,
     c0: Array | None = None,
+    *,
+    cell_params: Any = None,
+    reverse: bool = False,
+    clip: float | None = None,
+    input_forget: bool = False,
 ) -> tuple[Array, Array, Array | None, Cache]:
     """Run one layer of ``cell`` over ``x (T, B, I)``: ``weight_ih (G*H, I)``, ``weight_hh (G*H,
-    H)``, biases ``(G*H,)`` or None, states ``(B, H)`` (None: zeros).
+    H)``, biases ``(G*H,)`` or None, states ``(B, H)`` (None: zeros); ``cell_params`` the cell's
+    own (``lstm_peephole``: ``(weight_peephole (3H,),)``), ``reverse``, ``clip`` and
+    ``input_forget`` as :func:`stack_forward`'s.
 
     Returns:
         ``(y (T, B, H), h_n, c_n, cache)``; ``c_n`` is None except for LSTM.
 
     Raises:
-        ValueError: ``cell`` is not one of :data:`CELLS`.
+        ValueError: ``cell`` is not one of :data:`CELLS`; and as :func:`stack_forward`.
     """
     y, h_n, c_n, cache = stack_forward(
         cell,
         x,
-        [(weight_ih, weight_hh, bias_ih, bias_hh, None)],
+        [(weight_ih, weight_hh, bias_ih, bias_hh, None, cell_params)],
         None if h0 is None else h0[None],
         None if c0 is None else c0[None],
+        reverse=reverse,
+        clip=clip,
+        input_forget=input_forget,
     )
     return y, h_n[0], (None if c_n is None else c_n[0]), cache
 
@@ -734,7 +864,8 @@ def backward(
     ``dy (T, B, H)``, ``dh_n`` and ``dc_n (B, H)`` are the gradients of the loss with respect to
     the outputs and the final states (None: zeros). Returns a dict with ``dx``, ``dh0``, ``dc0``
     (None except LSTM) and the parameter gradients ``weight_ih``, ``weight_hh``, ``bias_ih``,
-    ``bias_hh`` (the biases None when the layer has none).
+    ``bias_hh`` (the biases None when the layer has none) and ``cell_params`` (None but for
+    ``lstm_peephole``: ``(dweight_peephole,)``).
     """
     g = stack_backward(
         cache,
@@ -751,6 +882,7 @@ def backward(
         "weight_hh": p["weight_hh"],
         "bias_ih": p["bias_ih"],
         "bias_hh": p["bias_hh"],
+        "cell_params": p["cell_params"],
     }
 
 

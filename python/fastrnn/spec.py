@@ -13,6 +13,12 @@ Sizes: ``T`` steps, ``B`` sequences, ``I = input_size``, ``H = hidden_size``, ``
 (LSTM only; 0 for none), ``Hs`` = the size of the hidden state and output of one direction (``P`` if
 set, else ``H``), ``D`` = 2 if bidirectional else 1, ``L = num_layers``, ``G`` = the cell's gate
 count (:data:`CELLS`).
+
+Besides PyTorch's options a stack has ONNX's: ``reverse`` (its one direction runs backwards in
+time), ``clip`` (every gate pre-activation clamped to ``[-clip, clip]``) and ``input_forget``
+(LSTM's forget gate coupled to its input gate, ``f = 1 - i``); and a cell may have parameters of
+its own besides the five of PyTorch (``lstm_peephole``'s ``weight_peephole_l0``, after
+``weight_hr_l0`` in PyTorch's order).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from ._args import check_flag, check_int, float_dtype, to_numpy
+from ._args import check_flag, check_int, check_real, float_dtype, to_numpy
 
 __all__ = ["CELLS", "COMPUTE_DTYPES", "CellInfo", "LayerParams", "Layout", "StackSpec"]
 
@@ -38,6 +44,9 @@ class CellInfo(NamedTuple):
     gate_names: tuple[str, ...]  #: the stacked gate blocks of its weights, in their order
     has_cell_state: bool  #: a second state c of size H (LSTM)
     can_project: bool  #: may have ``proj_size`` (LSTM)
+    #: the cell's own parameter vectors, each ``(name, blocks)``: a vector named ``<name>_l0``
+    #: (``_reverse``) of ``blocks * H`` scalars per (layer, direction); none for PyTorch's cells
+    params: tuple[tuple[str, int], ...] = ()
 
     @property
     def gates(self) -> int:
@@ -46,15 +55,18 @@ class CellInfo(NamedTuple):
 
 
 #: The cells, by the name the API takes, and what the contract needs of each. PyTorch's RNN
-#: (tanh, relu), LSTM and GRU (reset gate after the recurrent product), and the original GRU of
-#: Cho et al. (reset gate before it). Gate blocks in PyTorch's order: LSTM input, forget, cell
-#: (g), output; GRU reset, update (z), new (n).
+#: (tanh, relu), LSTM and GRU (reset gate after the recurrent product), the original GRU of
+#: Cho et al. (reset gate before it), and ONNX's LSTM with peepholes (``lstm_peephole``: the
+#: gates i and f also see ``p * c`` of the previous cell state, o that of the new one; its
+#: ``weight_peephole (3H,)`` holds ``p_i, p_f, p_o``). Gate blocks in PyTorch's order: LSTM
+#: input, forget, cell (g), output; GRU reset, update (z), new (n).
 CELLS: dict[str, CellInfo] = {
     "rnn_tanh": CellInfo(("h",), False, False),
     "rnn_relu": CellInfo(("h",), False, False),
     "lstm": CellInfo(("i", "f", "g", "o"), True, True),
     "gru": CellInfo(("r", "z", "n"), False, False),
     "gru_reset_before": CellInfo(("r", "z", "n"), False, False),
+    "lstm_peephole": CellInfo(("i", "f", "g", "o"), True, True, (("weight_peephole", 3),)),
 }
 
 
@@ -67,9 +79,12 @@ class LayerParams(NamedTuple):
     bias_ih: Any = None  #: (G*H,) or None
     bias_hh: Any = None  #: (G*H,) or None
     weight_hr: Any = None  #: (P, H) LSTM projection, with proj_size only
+    #: the cell's own parameters (:attr:`CellInfo.params`): a tuple of one array per kind
+    #: (``lstm_peephole``: ``(weight_peephole (3H,),)``), or None for PyTorch's cells
+    cell_params: Any = None
 
 
-_KINDS = LayerParams._fields
+_KINDS = LayerParams._fields[:5]  # PyTorch's five kinds
 
 
 #: The precisions a stack's matrix products may run in, besides its own dtype, ``"bfloat16"``
@@ -109,6 +124,21 @@ def check_compute_dtype(value: Any, dtype: np.dtype[Any]) -> str:
     return str(dtype.name)
 
 
+def check_clip(clip: Any) -> float | None:
+    """``clip`` as a stack takes it: None (no clipping), or a finite real number > 0 as a float.
+
+    Raises:
+        TypeError: ``clip`` is neither None nor a real number (a bool is not).
+        ValueError: ``clip`` is not finite, or not > 0 (None is no clipping).
+    """
+    if clip is None:
+        return None
+    c = check_real("clip", clip)
+    if c <= 0:
+        raise ValueError(f"clip: must be > 0 (None for no clipping), got {clip!r}")
+    return c
+
+
 def check_cell(cell: Any) -> str:
     """``cell`` if it is one of :data:`CELLS`, else a ValueError listing them."""
     if not isinstance(cell, str) or cell not in CELLS:
@@ -130,12 +160,28 @@ class StackSpec:
         compute_dtype: the precision of the matrix products: None (or ``dtype``) for ``dtype``
             itself, or ``"bfloat16"`` for a float32 stack (:data:`COMPUTE_DTYPES`); stored as its
             name.
+        reverse: keyword-only; the one direction of every layer runs from the last step to the
+            first (ONNX's ``direction="reverse"``; with lengths each sequence starts at its own
+            last step). Not with ``bidirectional``. Its parameters and states are named as a
+            forward direction's (``weight_ih_l0``).
+        clip: keyword-only; None for none, or a finite number > 0: every gate pre-activation
+            is clamped to ``[-clip, clip]`` before its activation (ONNX's ``clip``: RNN's one
+            pre-activation, LSTM's i, f, g, o with their peephole terms, GRU's r, z and n's
+            whole argument; LSTM's cell state is not clipped); its derivative is zero where it
+            clamps. Stored as a float.
+        input_forget: keyword-only; LSTM cells only: the forget gate is ``f = 1 - i`` (ONNX's
+            ``input_forget``, as ONNX Runtime computes it); the f block's weights, biases and
+            peephole are unused (their gradients are zero).
 
     Raises:
-        TypeError: a size is not an int (a bool is not); ``dtype`` is not float32 or float64.
+        TypeError: a size is not an int (a bool is not); ``dtype`` is not float32 or float64;
+            a switch (``bidirectional``, ``bias``, ``reverse``, ``input_forget``) is not a bool;
+            ``clip`` is not None or a real number.
         ValueError: ``cell`` is not one of :data:`CELLS`; a size is below its minimum;
             ``proj_size`` is given for a cell that cannot project or is not below
-            ``hidden_size``; ``compute_dtype`` is not one of the above.
+            ``hidden_size``; ``compute_dtype`` is not one of the above; ``reverse`` with
+            ``bidirectional``; ``clip`` not finite or not > 0; ``input_forget`` for a cell
+            without a cell state.
 
     The rules of a call's arrays are the ``check_*`` methods below; every API of fastrnn applies
     them, with these messages.
@@ -150,6 +196,9 @@ class StackSpec:
     proj_size: int
     dtype: np.dtype[Any]
     compute_dtype: str
+    reverse: bool
+    clip: float | None
+    input_forget: bool
 
     def __init__(
         self,
@@ -162,6 +211,10 @@ class StackSpec:
         proj_size: int = 0,
         dtype: DTypeLike = np.float32,
         compute_dtype: Any = None,
+        *,
+        reverse: bool = False,
+        clip: float | None = None,
+        input_forget: bool = False,
     ) -> None:
         info = CELLS[check_cell(cell)]
         put = object.__setattr__
@@ -181,9 +234,23 @@ class StackSpec:
         put(self, "proj_size", proj)
         put(self, "dtype", float_dtype("dtype", dtype))
         put(self, "compute_dtype", check_compute_dtype(compute_dtype, self.dtype))
+        put(self, "reverse", check_flag("reverse", reverse))
+        if self.reverse and self.bidirectional:
+            raise ValueError(
+                "reverse: runs the one direction of a unidirectional stack backwards in time; "
+                "a bidirectional stack already runs both (give one of them)"
+            )
+        put(self, "clip", check_clip(clip))
+        put(self, "input_forget", check_flag("input_forget", input_forget))
+        if self.input_forget and not info.has_cell_state:
+            raise ValueError(
+                f"input_forget: couples an LSTM's forget gate to its input gate; {cell} has no "
+                "forget gate"
+            )
         # derived once (not fields: equality and hash are the fields')
         put(self, "_entry_names", tuple(self._make_names(k) for k in range(self.num_entries)))
         put(self, "_entry_shapes", tuple(self._make_shapes(k) for k in range(self.num_entries)))
+        put(self, "_core_shapes", tuple(self._make_core_shapes(k) for k in range(self.num_entries)))
 
     # ---- sizes --------------------------------------------------------------------------------
 
@@ -256,18 +323,28 @@ class StackSpec:
 
     def entry_names(self, k: int) -> LayerParams:
         """The parameter names of entry ``k`` (layer ``k // D``, direction ``k % D``); None where
-        the stack has no such parameter."""
+        the stack has no such parameter; ``cell_params`` a tuple of names (``lstm_peephole``:
+        ``("weight_peephole_l0",)``) or None."""
         return self._entry_names[k]  # type: ignore[attr-defined,no-any-return]
 
     def entry_shapes(self, k: int) -> LayerParams:
-        """The parameter shapes of entry ``k``; None where the stack has no such parameter."""
+        """The parameter shapes of entry ``k``; None where the stack has no such parameter;
+        ``cell_params`` a tuple of shapes (``lstm_peephole``: ``((3*H,),)``) or None."""
         return self._entry_shapes[k]  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def cell_params_size(self) -> int:
+        """The scalars of the cell's own parameters per entry (``lstm_peephole``: 3H; 0 for
+        PyTorch's cells): the length of the one vector the kernels take for them."""
+        return sum(n for _, n in CELLS[self.cell].params) * self.hidden_size
 
     def _make_names(self, k: int, all_kinds: bool = False) -> LayerParams:
         sfx = f"_l{k // self.num_directions}{'_reverse' if k % self.num_directions else ''}"
         has = (True, True, self.bias, self.bias, self.proj_size > 0)
         has = (True,) * 5 if all_kinds else has
-        return LayerParams(*(f"{n}{sfx}" if h else None for n, h in zip(_KINDS, has, strict=True)))
+        own = tuple(f"{n}{sfx}" for n, _ in CELLS[self.cell].params) or None
+        five = [f"{n}{sfx}" if h else None for n, h in zip(_KINDS, has, strict=True)]
+        return LayerParams._make([*five, own])
 
     def _make_shapes(self, k: int) -> LayerParams:
         GH, H, P = self.gates * self.hidden_size, self.hidden_size, self.proj_size
@@ -278,18 +355,25 @@ class StackSpec:
             (GH,) if self.bias else None,
             (GH,) if self.bias else None,
             (P, H) if P else None,
+            tuple((n * H,) for _, n in CELLS[self.cell].params) or None,
         )
+
+    def _make_core_shapes(self, k: int) -> tuple[Any, ...]:
+        """The shapes of an entry as the kernels take it: the five, then the one vector of the
+        cell's own parameters (None without)."""
+        own = self.cell_params_size
+        return (*self.entry_shapes(k)[:5], (own,) if own else None)
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """Every parameter's name and shape, in PyTorch's order (per layer, per direction:
-        ``weight_ih, weight_hh, bias_ih, bias_hh, weight_hr``)."""
+        ``weight_ih, weight_hh, bias_ih, bias_hh, weight_hr``, then the cell's own, e.g.
+        ``weight_peephole``)."""
         return dict(self._named_shapes())
 
     def _named_shapes(self) -> Iterator[tuple[str, tuple[int, ...]]]:
         for k in range(self.num_entries):
-            for name, shape in zip(self.entry_names(k), self.entry_shapes(k), strict=True):
-                if name is not None:
-                    yield name, shape
+            names, shapes = _present(self.entry_names(k)), _present(self.entry_shapes(k))
+            yield from zip(names, shapes, strict=True)
 
     def entries(self, flat: Sequence[Any]) -> list[LayerParams]:
         """A flat list of the parameters in PyTorch's order (``param_shapes``, torch's
@@ -298,39 +382,44 @@ class StackSpec:
         Raises:
             ValueError: ``flat`` does not hold the stack's number of parameters.
         """
-        per = sum(n is not None for n in self.entry_names(0))
+        per = sum(1 for _ in _present(self.entry_names(0)))
         if len(flat) != per * self.num_entries:
             raise ValueError(
                 f"params: expected {per * self.num_entries} arrays in PyTorch's order, got "
                 f"{len(flat)}"
             )
         it = iter(flat)
-        return [
-            LayerParams(*(next(it) if n is not None else None for n in self.entry_names(k)))
-            for k in range(self.num_entries)
-        ]
+        return [self._entry_of(k, lambda _: next(it)) for k in range(self.num_entries)]
 
     def entries_of(self, named: Mapping[str, Any]) -> list[LayerParams]:
         """The parameters held by name (``state_dict()``) as one :class:`LayerParams` per entry."""
-        return [
-            LayerParams(*(None if n is None else named[n] for n in self.entry_names(k)))
-            for k in range(self.num_entries)
-        ]
+        return [self._entry_of(k, named.__getitem__) for k in range(self.num_entries)]
+
+    def _entry_of(self, k: int, value: Any) -> LayerParams:
+        """Entry ``k`` with ``value(name)`` for each of its parameters, in PyTorch's order."""
+        names = self.entry_names(k)
+        five = [None if n is None else value(n) for n in names[:5]]
+        own = names.cell_params
+        return LayerParams._make([*five, None if own is None else tuple(value(n) for n in own)])
 
     def flatten(self, entries: Sequence[Sequence[Any]]) -> list[Any]:
         """Per-entry parameters (or gradients) as a flat list in PyTorch's order."""
-        return [a for e in entries for a in e if a is not None]
+        return [a for e in entries for a in _present(e)]
 
     def check_params(self, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        """``params`` (one :class:`LayerParams` or 5-sequence per entry) as 5-tuples of
-        C-contiguous, aligned arrays of the spec's dtype (copied only where needed).
+        """``params`` (one :class:`LayerParams` or 5-sequence per entry) as the kernels take
+        them: tuples ``(w_ih, w_hh, b_ih, b_hh, w_hr[, cell])`` of C-contiguous, aligned arrays
+        of the spec's dtype (copied only where needed), ``cell`` the cell's own parameters as one
+        vector (``lstm_peephole``: ``weight_peephole`` itself; required) or None.
 
         Raises:
-            TypeError: an entry is not a sequence of 2 to 5 arrays; a parameter is None where the
-                stack has it, or of another dtype than the spec's.
+            TypeError: an entry is not a sequence of 2 to 6 items; a parameter is None where the
+                stack has it, or of another dtype than the spec's; ``cell_params`` is not a
+                tuple of one array per kind of the cell's own parameters.
             ValueError: not one entry per (layer, direction); a parameter of another shape
-                (:meth:`param_shapes`), or present where the stack has none; one bias without
-                the other.
+                (:meth:`param_shapes`), or present where the stack has none (``weight_hr``
+                without ``proj_size``, ``cell_params`` for a cell without any); one bias
+                without the other.
         """
         if len(params) != self.num_entries:
             raise ValueError(
@@ -338,18 +427,55 @@ class StackSpec:
             )
         out = []
         for k, p in enumerate(params):
-            entry = p if isinstance(p, tuple) and len(p) == 5 else _entry(k, p)
+            entry = p if isinstance(p, tuple) and 5 <= len(p) <= 6 else _entry(k, p)
+            if len(entry) == 6 and entry[5] is not None:
+                own = entry[5]  # the common case, one array in a tuple, without the checks
+                one = type(own) is tuple and len(own) == 1 == len(CELLS[self.cell].params)
+                entry = (*entry[:5], own[0] if one else self._cell_vector(k, own))
             if not self._entry_ready(k, entry):
                 entry = self._checked_entry(k, entry)
             out.append(entry)
         return out
 
+    def _cell_vector(self, k: int, own: Any) -> Any:
+        """The cell parameters of entry ``k`` (a tuple, one array per kind) as the kernels' one
+        vector: the array itself for one kind (checked with the entry), else the kinds'
+        concatenation (each checked here)."""
+        names = self.entry_names(k).cell_params
+        if names is None:
+            raise ValueError(
+                f"cell_params: the {self.cell} cell has no parameters of its own; entry {k} "
+                f"gives {type(own).__name__}"
+            )
+        if isinstance(own, (str, bytes, np.ndarray)) or not isinstance(own, Sequence):
+            raise TypeError(
+                f"cell_params: expected a tuple of {len(names)} array(s) {names} in entry {k}, got "
+                f"{type(own).__name__}"
+            )
+        if len(own) != len(names):
+            raise TypeError(
+                f"cell_params: expected a tuple of {len(names)} array(s) {names} in entry {k}, got "
+                f"{len(own)}"
+            )
+        if len(names) == 1:
+            return own[0]
+        shapes = self.entry_shapes(k).cell_params
+        parts = [self._required(n, a, s) for n, a, s in zip(names, own, shapes, strict=True)]
+        return np.concatenate(parts)
+
+    def _required(self, name: str, a: Any, shape: tuple[int, ...]) -> Array:
+        if a is None:
+            raise TypeError(f"{name}: required, got None")
+        return self.array(name, a, shape)
+
     def _entry_ready(self, k: int, entry: tuple[Any, ...]) -> bool:
         """The common case, checked fast: every array present or absent as it should be, of the
         right shape, dtype and memory layout."""
         dt = self.dtype
-        shapes = self._entry_shapes[k]  # type: ignore[attr-defined]
-        for a, shape in zip(entry, shapes, strict=True):
+        shapes = self._core_shapes[k]  # type: ignore[attr-defined]
+        if len(entry) == 5 and shapes[5] is not None:
+            return False
+        for a, shape in zip(entry, shapes, strict=False):
             if shape is None:
                 if a is not None:
                     return False
@@ -362,7 +488,6 @@ class StackSpec:
         return True
 
     def _checked_entry(self, k: int, entry: tuple[Any, ...]) -> tuple[Any, ...]:
-        shapes = self.entry_shapes(k)
         if (entry[2] is None) != (entry[3] is None) or (entry[2] is not None) != self.bias:
             raise ValueError(
                 f"bias_ih, bias_hh: give both biases or neither, in every layer (bias="
@@ -371,15 +496,16 @@ class StackSpec:
             )
         checked: list[Any] = []
         full_names = self._make_names(k, all_kinds=True)
-        for name, a, shape in zip(full_names, entry, shapes, strict=True):
+        own = full_names.cell_params
+        names = (*full_names[:5], None if own is None else ", ".join(own))
+        entry = (*entry, None) if len(entry) == 5 else entry
+        for name, a, shape in zip(names, entry, self._core_shapes[k], strict=True):  # type: ignore[attr-defined]
             if shape is None:
                 if a is not None:
                     raise ValueError(f"{name}: only with proj_size > 0")
                 checked.append(None)
-            elif a is None:
-                raise TypeError(f"{name}: required, got None")
             else:
-                checked.append(self.array(name, a, shape))
+                checked.append(self._required(name, a, shape))
         return tuple(checked)
 
     # ---- the arrays of a call -----------------------------------------------------------------
@@ -525,9 +651,13 @@ class StackSpec:
         bidirectional: bool = False,
         proj_size: int = 0,
         compute_dtype: Any = None,
+        reverse: bool = False,
+        clip: float | None = None,
+        input_forget: bool = False,
     ) -> StackSpec:
         """The spec of a stack given by its parameters (one entry per layer and direction):
-        hidden size, bias and (unless given) input size read from the first entry.
+        hidden size, bias and (unless given) input size read from the first entry; the other
+        fields are the keywords (as the constructor's).
 
         Raises:
             TypeError: an entry is not a sequence of arrays; and the constructor's errors.
@@ -538,7 +668,7 @@ class StackSpec:
         if not len(params):
             raise ValueError("params: expected at least one (layer, direction) entry")
         first = params[0]
-        first = first if isinstance(first, tuple) and len(first) == 5 else _entry(0, first)
+        first = first if isinstance(first, tuple) and 5 <= len(first) <= 6 else _entry(0, first)
         w_hh = first[1].shape if type(first[1]) is np.ndarray else np.shape(to_numpy(first[1]))
         if len(w_hh) != 2 or w_hh[0] % info.gates:
             raise ValueError(
@@ -549,7 +679,7 @@ class StackSpec:
             if len(w_ih) != 2:
                 raise ValueError(f"weight_ih_l0: expected shape (G*H, I), got {w_ih}")
             input_size = w_ih[1]
-        return cls.cached(
+        args = (
             cell,
             input_size,
             w_hh[0] // info.gates,
@@ -560,12 +690,21 @@ class StackSpec:
             float_dtype("dtype", dtype),
             compute_dtype,
         )
+        if reverse is False and clip is None and input_forget is False:  # the common case
+            return _cached_spec(*args)
+        return _cached_spec(  # ONNX's options, checked here: the cache hashes them
+            *args,
+            reverse=check_flag("reverse", reverse),
+            clip=check_clip(clip),
+            input_forget=check_flag("input_forget", input_forget),
+        )
 
     @classmethod
-    def cached(cls, *args: Any) -> StackSpec:
-        """``StackSpec(*args)``, shared by the calls that give the same arguments (of the same
-        types: ``True`` is not ``1``): specs are immutable, and a call's spec costs nothing then."""
-        return _cached_spec(*args)
+    def cached(cls, *args: Any, **kwargs: Any) -> StackSpec:
+        """``StackSpec(*args, **kwargs)``, shared by the calls that give the same arguments (of
+        the same types: ``True`` is not ``1``): specs are immutable, and a call's spec costs
+        nothing then."""
+        return _cached_spec(*args, **kwargs)
 
 
 class Layout:
@@ -618,19 +757,29 @@ class Layout:
 
 
 @functools.lru_cache(maxsize=256, typed=True)
-def _cached_spec(*args: Any) -> StackSpec:
+def _cached_spec(*args: Any, **kwargs: Any) -> StackSpec:
     """Specs are immutable: the functional API's calls with the same sizes share one."""
-    return StackSpec(*args)
+    return StackSpec(*args, **kwargs)
 
 
 def _entry(k: int, p: Any) -> tuple[Any, ...]:
-    """One (layer, direction) entry of a parameter list as a 5-tuple."""
-    if isinstance(p, (str, bytes)) or not isinstance(p, Sequence) or not 2 <= len(p) <= 5:
+    """One (layer, direction) entry of a parameter list as a :class:`LayerParams` (6-tuple)."""
+    if isinstance(p, (str, bytes)) or not isinstance(p, Sequence) or not 2 <= len(p) <= 6:
         raise TypeError(
-            f"params[{k}]: expected a LayerParams or a sequence (w_ih, w_hh, b_ih, b_hh, w_hr), "
-            f"got {type(p).__name__}"
+            f"params[{k}]: expected a LayerParams or a sequence (w_ih, w_hh, b_ih, b_hh, w_hr[, "
+            f"cell_params]), got {type(p).__name__}"
         )
-    return tuple(LayerParams(*p))
+    return LayerParams(*p)
+
+
+def _present(entry: Sequence[Any]) -> Iterator[Any]:
+    """The items of a :class:`LayerParams`-like entry that are there, in PyTorch's order: the
+    five kinds but None, then each of the cell's own (``cell_params``, a tuple or None)."""
+    for a in entry[:5]:
+        if a is not None:
+            yield a
+    if len(entry) > 5 and entry[5] is not None:
+        yield from entry[5]
 
 
 def _ready(a: Any, dtype: np.dtype[Any]) -> bool:

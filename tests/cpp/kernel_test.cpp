@@ -3,15 +3,20 @@
 // No test framework and no Python: one program, linked with the whole core (every variant),
 // built with -DFASTRNN_BUILD_TESTS=ON (CMakeLists.txt) and run natively and under qemu
 // (tools/cross_aarch64.sh, tools/baseline_x86.sh). For each variant in isa_available():
-//   * forward of every cell, float and double, against a naive forward in double (plain loops,
-//     straight from the formulas of fastrnn.hpp): with and without biases and initial states,
-//     two layers with dropout multipliers, bidirectional, LSTM projection, variable lengths
-//     (some 0, some < T), T = 0, and shapes past the SIMD widths and the kernels' blockings;
+//   * forward of every cell (the peephole LSTM with its own parameters, cell_params, among them),
+//     float and double, against a naive forward in double (plain loops, straight from the
+//     formulas of fastrnn.hpp): with and without biases and initial states, two layers with
+//     dropout multipliers, bidirectional, reverse-only (Dims::reverse), LSTM projection, variable
+//     lengths (some 0, some < T), T = 0, CellOptions (clip, with some pre-activations clamped;
+//     input_forget), and shapes past the SIMD widths and the kernels' blockings;
 //   * backward in double against central finite differences of the loss
 //         L = sum(y * Ry) + sum(h_n * Rh) + sum(c_n * Rc)
 //     computed with the naive forward (so backward is checked independently of the kernels'
-//     forward), and backward in float against backward in double;
+//     forward), and backward in float against backward in double; every gradient, the
+//     peepholes' d_cell_params too;
 //   * inference forward (no workspace) bit-identical to training forward;
+//   * a backward with other CellOptions or another direction than its forward's workspace, and
+//     invalid options, refused (std::invalid_argument);
 //   * determinism: bit-identical results for 1 and 2 threads, on a repeated run and with the
 //     arrays at other addresses (offsets that break their SIMD alignment);
 //   * the ISA API (isa_compiled, isa_available, isa, set_isa) and some train:: kernels;
@@ -22,7 +27,9 @@
 // It prints one line per variant with the largest errors seen and exits non-zero on any failure.
 // Errors are relative to max(1, max |expected|) over an array; tolerances: forward 1e-10 (double)
 // and 1e-4 (float); double backward against the finite differences (4-point central, step 1e-3,
-// 1e-5 for ReLU; ~1e-9 accurate) 1e-7; float backward against double backward 1e-3.
+// 1e-5 for ReLU, 1e-4 with clip; ~1e-9 accurate) 1e-7; float backward against double backward
+// 1e-3. The loss has kinks (ReLU's at 0, clip's at +-clip): the problems keep their
+// pre-activations away from them (make_problem), and a finite difference across one is skipped.
 //
 // Usage: fastrnn_kernel_test [seed] [variant ...]   (the seed also from FASTRNN_TEST_SEED, fixed by
 // default; the variants: all that this CPU runs by default).
@@ -142,8 +149,8 @@ class Rng {
 // Problems
 // ------------------------------------------------------------------------------------------------
 
-const CellKind kCells[] = {CellKind::RnnTanh, CellKind::RnnRelu, CellKind::Lstm, CellKind::Gru,
-                           CellKind::GruResetBefore};
+const CellKind kCells[] = {CellKind::RnnTanh,      CellKind::RnnRelu, CellKind::Lstm,
+                           CellKind::LstmPeephole, CellKind::Gru,     CellKind::GruResetBefore};
 
 struct Config {
   std::string name;
@@ -155,11 +162,12 @@ struct Config {
   bool dy = true;                ///< the loss has sum(y * Ry) (else backward gets dy = nullptr)
   bool dhn = true;               ///< ... sum(h_n * Rh), sum(c_n * Rc)
   std::vector<index_t> lengths;  ///< empty: none
+  fastrnn::CellOptions opt;      ///< clip, input_forget (forward's and backward's)
   bool fd = true;                ///< check backward by finite differences
   index_t fd_cap = 0;            ///< at most this many entries per array (0: all)
 };
 
-enum Param { kWih = 0, kWhh, kBih, kBhh, kWhr, kParams };
+enum Param { kWih = 0, kWhh, kBih, kBhh, kWhr, kCellParams, kParams };
 
 struct Problem {
   Config c;
@@ -170,8 +178,11 @@ struct Problem {
   std::vector<Vec> fd;
   std::vector<std::vector<size_t>> fd_idx;
   index_t fd_skipped = 0;
+  index_t clipped = 0, clamped = 0;  ///< pre-activations the reference clipped, clamped of them
 
-  bool lstm() const { return c.cell == CellKind::Lstm; }
+  bool lstm() const { return fastrnn::has_cell_state(c.cell); }  ///< either LSTM cell
+  /// the cell's own parameters per layer and direction (LstmPeephole: 3H)
+  index_t cell_params() const { return fastrnn::cell_params_size(c.cell, c.d.H); }
   index_t G() const { return fastrnn::num_gates(c.cell); }
   index_t LD() const { return c.d.L * c.d.D; }
 };
@@ -184,6 +195,13 @@ std::string dims_name(const Config& c) {
   if (d.P) s += " P" + std::to_string(d.P);
   if (d.L > 1) s += " L" + std::to_string(d.L);
   if (d.D > 1) s += " D" + std::to_string(d.D);
+  if (d.reverse) s += " reverse";
+  if (c.opt.clip > 0) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, " clip %g", c.opt.clip);
+    s += buf;
+  }
+  if (c.opt.input_forget) s += " input_forget";
   return s + ")";
 }
 
@@ -206,6 +224,7 @@ Problem make_problem_once(const Config& c, std::uint64_t seed) {
         w[kBhh] = r.vec(GH, -k, k);
       }
       if (d.P > 0) w[kWhr] = r.vec(d.P * d.H, -k, k);
+      if (p.cell_params() > 0) w[kCellParams] = r.vec(p.cell_params(), -1, 1);
     }
   }
   p.x = r.vec(d.T * d.B * d.I, -1, 1);
@@ -224,28 +243,50 @@ Problem make_problem_once(const Config& c, std::uint64_t seed) {
   return p;
 }
 
-/// What the reference saw of the ReLU pre-activations (the kinks of the loss).
-struct ReluTrace {
-  std::vector<char> signs;  ///< the sign of every pre-activation, in order
-  double min_abs = std::numeric_limits<double>::infinity();  ///< the smallest |pre-activation|
+/// What the reference saw of the pre-activations at a kink of the loss: ReLU's at 0, and with
+/// CellOptions::clip those of every clipped pre-activation at +-clip (the derivative is 0 beyond).
+struct KinkTrace {
+  std::vector<char> sides;  ///< the side of its kink of every pre-activation at one, in order
+  double relu_dist = std::numeric_limits<double>::infinity();  ///< the smallest |a| of ReLU's a
+  double clip_dist = std::numeric_limits<double>::infinity();  ///< the smallest |a -+ clip|
+  index_t clipped = 0, clamped = 0;  ///< pre-activations clipped, those beyond +-clip of them
 };
 
 struct RefOut {
   Vec y, hn, cn;
 };
 
-RefOut ref_forward(const Problem& p, ReluTrace* relu = nullptr);
+RefOut ref_forward(const Problem& p, KinkTrace* kinks = nullptr);
 
-/// A random problem. For ReLU cells, one whose pre-activations all keep away from the kink at 0:
-/// there the float and double kernels (and the finite differences) may take different sides,
-/// and their gradients then differ by O(1), by the problem's construction, not by an error.
+/// A random problem. For ReLU cells, one whose pre-activations all keep away from the kink at 0
+/// (by 1e-4); with clip, one whose clipped pre-activations all keep away from +-clip (by 1e-3,
+/// 1e-4 for the larger problems without finite differences) and some of which are clamped (5%
+/// at least): near a kink the float and double kernels (and the finite differences) may take
+/// different sides, and their gradients then differ by O(1), by the problem's construction, not
+/// by an error. A clip config that gets no such problem fails (choose another clip).
 Problem make_problem(const Config& c, std::uint64_t seed) {
+  const bool clip = c.opt.clip > 0;
   for (int attempt = 0;; ++attempt) {
     Problem p = make_problem_once(c, seed + static_cast<std::uint64_t>(attempt) * 7919u);
-    if (c.cell != CellKind::RnnRelu || attempt == 100) return p;
-    ReluTrace t;
+    if (c.cell != CellKind::RnnRelu && !clip) return p;
+    KinkTrace t;
     ref_forward(p, &t);
-    if (t.min_abs >= 1e-4) return p;
+    p.clipped = t.clipped;
+    p.clamped = t.clamped;
+    if (t.relu_dist >= 1e-4 && t.clip_dist >= (c.fd ? 1e-3 : 1e-4) && p.clamped * 20 >= p.clipped)
+      return p;
+    if (attempt == 100) {
+      if (clip) {
+        char buf[160];
+        std::snprintf(buf, sizeof buf,
+                      ": no problem in 100 attempts whose pre-activations keep away from +-clip "
+                      "(last: %.1e) with 5%% clamped (last: %lld of %lld)",
+                      t.clip_dist, static_cast<long long>(p.clamped),
+                      static_cast<long long>(p.clipped));
+        fail(dims_name(c) + buf);
+      }
+      return p;
+    }
   }
 }
 
@@ -255,15 +296,32 @@ Problem make_problem(const Config& c, std::uint64_t seed) {
 
 double sigmoid(double a) { return 1.0 / (1.0 + std::exp(-a)); }
 
-/// Straight from fastrnn.hpp. `relu` (optional) receives the trace of the ReLU pre-activations
-/// (for the finite differences: a kink crossed invalidates them).
-RefOut ref_forward(const Problem& p, ReluTrace* relu) {
+/// Straight from fastrnn.hpp. `kinks` (optional) receives the trace of the pre-activations at a
+/// kink (for the finite differences: a kink crossed invalidates them).
+RefOut ref_forward(const Problem& p, KinkTrace* kinks) {
   const Config& c = p.c;
   const Dims& d = c.d;
   const index_t T = d.T, B = d.B, H = d.H, Hs = d.hs(), D = d.D, G = p.G(), GH = G * H;
   RefOut o;
   o.hn.assign(static_cast<size_t>(p.LD() * B * Hs), 0.0);
   if (p.lstm()) o.cn.assign(static_cast<size_t>(p.LD() * B * H), 0.0);
+  // CellOptions::clip: a pre-activation clamped to [-clip, clip] (ReLU's: its kink at -clip is
+  // none, relu is 0 on both sides)
+  const double clip = c.opt.clip;
+  auto clamp = [&](double a, bool relu = false) {
+    if (clip <= 0) return a;
+    if (kinks) {
+      kinks->sides.push_back(a > clip);
+      kinks->clip_dist = std::min(kinks->clip_dist, std::fabs(a - clip));
+      if (!relu) {
+        kinks->sides.push_back(a < -clip);
+        kinks->clip_dist = std::min(kinks->clip_dist, std::fabs(a + clip));
+      }
+      ++kinks->clipped;
+      kinks->clamped += a > clip || (!relu && a < -clip);
+    }
+    return std::min(clip, std::max(-clip, a));
+  };
   Vec in = p.x;
   index_t In = d.I;
   Vec ai(static_cast<size_t>(GH)), ah(static_cast<size_t>(GH)), h(static_cast<size_t>(Hs)),
@@ -278,6 +336,10 @@ RefOut ref_forward(const Problem& p, ReluTrace* relu) {
       const Vec& whh = w[kWhh];
       auto bih = [&](index_t j) { return c.bias ? w[kBih][static_cast<size_t>(j)] : 0.0; };
       auto bhh = [&](index_t j) { return c.bias ? w[kBhh][static_cast<size_t>(j)] : 0.0; };
+      // the peephole of block q (p_i, p_f, p_o) for unit j; 0 without (plain LSTM)
+      auto peep = [&](index_t q, index_t j) {
+        return p.cell_params() > 0 ? w[kCellParams][static_cast<size_t>(q * H + j)] : 0.0;
+      };
       for (index_t b = 0; b < B; ++b) {
         for (index_t j = 0; j < Hs; ++j) h[j] = p.h0[(k * B + b) * Hs + j];
         if (p.lstm()) {
@@ -285,7 +347,9 @@ RefOut ref_forward(const Problem& p, ReluTrace* relu) {
         }
         const index_t len = p.lens[static_cast<size_t>(b)];
         for (index_t s = 0; s < len; ++s) {
-          const index_t t = dir == 0 ? s : len - 1 - s;  // reverse: from the last valid step
+          // the reverse direction (dir 1, or dir 0 of a reverse-only stack) from the last valid
+          // step
+          const index_t t = dir == 0 && !d.reverse ? s : len - 1 - s;
           const double* xt = in.data() + (t * B + b) * In;
           for (index_t j = 0; j < GH; ++j) {
             double a = bih(j), r = bhh(j);
@@ -296,25 +360,31 @@ RefOut ref_forward(const Problem& p, ReluTrace* relu) {
           }
           switch (c.cell) {
             case CellKind::RnnTanh:
-              for (index_t j = 0; j < H; ++j) hnew[j] = std::tanh(ai[j] + ah[j]);
+              for (index_t j = 0; j < H; ++j) hnew[j] = std::tanh(clamp(ai[j] + ah[j]));
               break;
             case CellKind::RnnRelu:
               for (index_t j = 0; j < H; ++j) {
-                const double a = ai[j] + ah[j];
-                if (relu) {
-                  relu->signs.push_back(a > 0);
-                  relu->min_abs = std::min(relu->min_abs, std::fabs(a));
+                const double a = clamp(ai[j] + ah[j], /*relu=*/true);
+                if (kinks) {
+                  kinks->sides.push_back(a > 0);
+                  kinks->relu_dist = std::min(kinks->relu_dist, std::fabs(a));
                 }
                 hnew[j] = a > 0 ? a : 0.0;
               }
               break;
             case CellKind::Lstm:
+            case CellKind::LstmPeephole:
               for (index_t j = 0; j < H; ++j) {
-                const double i = sigmoid(ai[j] + ah[j]);
-                const double f = sigmoid(ai[H + j] + ah[H + j]);
-                const double g = std::tanh(ai[2 * H + j] + ah[2 * H + j]);
-                const double og = sigmoid(ai[3 * H + j] + ah[3 * H + j]);
-                cst[j] = f * cst[j] + i * g;     // c' = f*c + i*g
+                const double cp = cst[j];
+                // peepholes: i, f see p_i*c, p_f*c; o sees p_o*c'
+                const double i = sigmoid(clamp(ai[j] + ah[j] + peep(0, j) * cp));
+                const double f = c.opt.input_forget  // input_forget: f = 1 - i
+                                     ? 1 - i
+                                     : sigmoid(clamp(ai[H + j] + ah[H + j] + peep(1, j) * cp));
+                const double g = std::tanh(clamp(ai[2 * H + j] + ah[2 * H + j]));
+                cst[j] = f * cp + i * g;  // c' = f*c + i*g
+                const double og =
+                    sigmoid(clamp(ai[3 * H + j] + ah[3 * H + j] + peep(2, j) * cst[j]));
                 hc[j] = og * std::tanh(cst[j]);  // o*tanh(c')
               }
               if (d.P > 0) {  // h' = W_hr (o*tanh(c'))
@@ -330,19 +400,19 @@ RefOut ref_forward(const Problem& p, ReluTrace* relu) {
               break;
             case CellKind::Gru:  // n = tanh(W_in x + b_in + r*(W_hn h + b_hn))
               for (index_t j = 0; j < H; ++j) {
-                const double r = sigmoid(ai[j] + ah[j]);
-                const double z = sigmoid(ai[H + j] + ah[H + j]);
-                const double n = std::tanh(ai[2 * H + j] + r * ah[2 * H + j]);
+                const double r = sigmoid(clamp(ai[j] + ah[j]));
+                const double z = sigmoid(clamp(ai[H + j] + ah[H + j]));
+                const double n = std::tanh(clamp(ai[2 * H + j] + r * ah[2 * H + j]));
                 hnew[j] = (1 - z) * n + z * h[j];
               }
               break;
             case CellKind::GruResetBefore:  // n = tanh(W_in x + b_in + W_hn (r*h) + b_hn)
-              for (index_t j = 0; j < H; ++j) rh[j] = sigmoid(ai[j] + ah[j]) * h[j];
+              for (index_t j = 0; j < H; ++j) rh[j] = sigmoid(clamp(ai[j] + ah[j])) * h[j];
               for (index_t j = 0; j < H; ++j) {
-                const double z = sigmoid(ai[H + j] + ah[H + j]);
+                const double z = sigmoid(clamp(ai[H + j] + ah[H + j]));
                 double a = bhh(2 * H + j);
                 for (index_t m = 0; m < H; ++m) a += whh[(2 * H + j) * Hs + m] * rh[m];
-                const double n = std::tanh(ai[2 * H + j] + a);
+                const double n = std::tanh(clamp(ai[2 * H + j] + a));
                 hnew[j] = (1 - z) * n + z * h[j];
               }
               break;
@@ -373,8 +443,8 @@ double dot(const Vec& a, const Vec& b) {
   return s;
 }
 
-double ref_loss(const Problem& p, ReluTrace* relu = nullptr) {
-  const RefOut o = ref_forward(p, relu);
+double ref_loss(const Problem& p, KinkTrace* kinks = nullptr) {
+  const RefOut o = ref_forward(p, kinks);
   double L = 0;
   if (p.c.dy) L += dot(o.y, p.ry);
   if (p.c.dhn) L += dot(o.hn, p.rh);
@@ -383,18 +453,20 @@ double ref_loss(const Problem& p, ReluTrace* relu = nullptr) {
 }
 
 /// The differentiable arrays in "slot" order: x, h0, c0 (LSTM), then per layer and direction
-/// w_ih, w_hh, b_ih, b_hh (with biases), w_hr (with a projection). The kernel's gradients are
-/// collected in the same order (run_kernel).
+/// w_ih, w_hh, b_ih, b_hh (with biases), w_hr (with a projection), cell_params (the peepholes).
+/// The kernel's gradients are collected in the same order (run_kernel).
 std::vector<std::pair<std::string, Vec*>> slots(Problem& p) {
   std::vector<std::pair<std::string, Vec*>> s;
   s.push_back({"dx", &p.x});
   s.push_back({"dh0", &p.h0});
   if (p.lstm()) s.push_back({"dc0", &p.c0});
-  static const char* kNames[kParams] = {"dw_ih", "dw_hh", "db_ih", "db_hh", "dw_hr"};
+  static const char* kNames[kParams] = {"dw_ih", "dw_hh", "db_ih",
+                                        "db_hh", "dw_hr", "d_cell_params"};
   for (index_t k = 0; k < p.LD(); ++k) {
     for (int a = 0; a < kParams; ++a) {
       if ((a == kBih || a == kBhh) && !p.c.bias) continue;
       if (a == kWhr && p.c.d.P == 0) continue;
+      if (a == kCellParams && p.cell_params() == 0) continue;
       s.push_back({std::string(kNames[a]) + "[" + std::to_string(k) + "]",
                    &p.w[static_cast<size_t>(k)][static_cast<size_t>(a)]});
     }
@@ -402,15 +474,16 @@ std::vector<std::pair<std::string, Vec*>> slots(Problem& p) {
   return s;
 }
 
-/// Central differences of ref_loss, 4 points (error O(eps^4)): once per problem. ReLU cells use
-/// a small step and drop an entry whose perturbation flips the sign of a pre-activation.
+/// Central differences of ref_loss, 4 points (error O(eps^4)): once per problem. ReLU cells and
+/// clip use a smaller step (1e-5, 1e-4) and drop an entry whose perturbation moves a
+/// pre-activation across a kink (ReLU's 0, +-clip).
 void compute_fd(Problem& p) {
   Problem q = p;
   const auto sl = slots(q);
-  const bool relu = p.c.cell == CellKind::RnnRelu;
-  const double eps = relu ? 1e-5 : 1e-3;
-  ReluTrace base, trace;
-  ref_loss(q, relu ? &base : nullptr);
+  const bool relu = p.c.cell == CellKind::RnnRelu, kinks = relu || p.c.opt.clip > 0;
+  const double eps = relu ? 1e-5 : kinks ? 1e-4 : 1e-3;
+  KinkTrace base, trace;
+  ref_loss(q, kinks ? &base : nullptr);
   p.fd.assign(sl.size(), Vec());
   p.fd_idx.assign(sl.size(), {});
   p.fd_skipped = 0;
@@ -433,9 +506,9 @@ void compute_fd(Problem& p) {
       bool kink = false;
       for (int s = 0; s < 4; ++s) {
         v[i] = v0 + steps[s];
-        trace.signs.clear();
-        f[s] = ref_loss(q, relu ? &trace : nullptr);
-        kink = kink || trace.signs != base.signs;
+        trace = KinkTrace();
+        f[s] = ref_loss(q, kinks ? &trace : nullptr);
+        kink = kink || trace.sides != base.sides;
       }
       v[i] = v0;
       if (kink) {
@@ -492,6 +565,7 @@ Result<S> run_kernel(const Problem& p, bool backward, bool training = true,
     w.b_ih = c.bias ? v[kBih].data() + off : nullptr;
     w.b_hh = c.bias ? v[kBhh].data() + off : nullptr;
     w.w_hr = d.P > 0 ? v[kWhr].data() + off : nullptr;
+    w.cell_params = p.cell_params() > 0 ? v[kCellParams].data() + off : nullptr;
   }
   const auto x = cvt<S>(p.x, off), h0 = cvt<S>(p.h0, off), c0 = cvt<S>(p.c0, off),
              drop = cvt<S>(p.drop, off);
@@ -510,6 +584,7 @@ Result<S> run_kernel(const Problem& p, bool backward, bool training = true,
   fa.h0 = c.h0 ? h0.data() + off : nullptr;
   fa.c0 = lstm && c.h0 ? c0.data() + off : nullptr;
   fa.lengths = lengths;
+  fa.options = c.opt;
   fa.dropout = p.drop.empty() ? nullptr : drop.data() + off;
   fa.y = r.y.data() + off;
   fa.h_n = r.hn.data() + off;
@@ -546,6 +621,7 @@ Result<S> run_kernel(const Problem& p, bool backward, bool training = true,
       g[kBhh] = grad(GH);
     }
     if (d.P > 0) g[kWhr] = grad(d.P * H);
+    if (p.cell_params() > 0) g[kCellParams] = grad(p.cell_params());
   }
   // pointers only now: r.grads does not move any more
   auto gp = [&](size_t i) { return r.grads[i].data() + off; };
@@ -560,11 +636,13 @@ Result<S> run_kernel(const Problem& p, bool backward, bool training = true,
       wg.db_hh = gp(g[kBhh]);
     }
     if (d.P > 0) wg.dw_hr = gp(g[kWhr]);
+    if (p.cell_params() > 0) wg.d_cell_params = gp(g[kCellParams]);
   }
   fastrnn::BackwardArgs<S> ba;
   ba.weights = W.data();
   ba.x = x.data() + off;
   ba.lengths = lengths;
+  ba.options = c.opt;
   ba.workspace = ws.data() + ws_off;
   ba.dy = c.dy ? ry.data() + off : nullptr;
   ba.dh_n = c.dhn ? rh.data() + off : nullptr;
@@ -652,6 +730,115 @@ void check_bad_lengths() {
   expect(ty + " backward with a length > T", past_t, [&] { fastrnn::backward<S>(cell, d, ba); });
   ba.lengths = ok;
   fastrnn::backward<S>(cell, d, ba);  // the workspace was not consumed by the refused call
+}
+
+/// A backward must get its forward's CellOptions and direction, which the workspace records:
+/// others are refused with std::invalid_argument before any kernel runs, and the refused calls
+/// leave the workspace unused. Invalid options (clip < 0, NaN, infinite; input_forget for a cell
+/// without c), a reverse-only stack with two directions and a peephole LSTM without its
+/// cell_params (or their gradients) are refused too. Each message must name what it refuses.
+template <class S>
+void check_options_refused() {
+  const CellKind cell = CellKind::LstmPeephole;
+  Dims d;
+  d.T = 3;
+  d.B = 2;
+  d.I = 2;
+  d.H = 4;
+  const index_t GH = 4 * d.H, n = d.T * d.B;
+  auto buf = [](index_t size, double v) { return std::vector<S>(static_cast<size_t>(size), S(v)); };
+  const std::vector<S> w_ih = buf(GH * d.I, 0.1), w_hh = buf(GH * d.H, -0.1), x = buf(n * d.I, 0.5),
+                       peep = buf(3 * d.H, 0.25);
+  std::vector<S> y = buf(n * d.H, 0), hn = buf(d.B * d.H, 0), cn = hn, dh0 = hn, dc0 = hn;
+  std::vector<S> dx = buf(n * d.I, 0), dw_ih = buf(GH * d.I, 0), dw_hh = buf(GH * d.H, 0),
+                 dpeep = buf(3 * d.H, 0);
+  std::vector<S> ws = buf(fastrnn::workspace_size<S>(cell, d), 0);
+  fastrnn::Weights<S> w;
+  w.w_ih = w_ih.data();
+  w.w_hh = w_hh.data();
+  w.cell_params = peep.data();
+  fastrnn::WeightGrads<S> g;
+  g.dw_ih = dw_ih.data();
+  g.dw_hh = dw_hh.data();
+  g.d_cell_params = dpeep.data();
+  fastrnn::ForwardArgs<S> fa;
+  fa.weights = &w;
+  fa.x = x.data();
+  fa.y = y.data();
+  fa.h_n = hn.data();
+  fa.c_n = cn.data();
+  fa.workspace = ws.data();
+  fa.options.clip = 1.5;
+  fa.options.input_forget = true;
+  fastrnn::BackwardArgs<S> ba;
+  ba.weights = &w;
+  ba.x = x.data();
+  ba.workspace = ws.data();
+  ba.dx = dx.data();
+  ba.dh0 = dh0.data();
+  ba.dc0 = dc0.data();
+  ba.grads = &g;
+  const std::string ty = type_name(S());
+  // `call` must throw std::invalid_argument with a message that contains `names`
+  auto refused = [&](const std::string& what, const std::string& names, auto&& call) {
+    try {
+      call();
+      fail(ty + " " + what + " did not throw");
+    } catch (const std::invalid_argument& e) {
+      if (std::string(e.what()).find(names) == std::string::npos)
+        fail(ty + " " + what + " threw \"" + e.what() + "\", which does not name " + names);
+    } catch (const std::exception& e) {
+      fail(ty + " " + what + " threw another exception type: " + e.what());
+    }
+  };
+  fastrnn::forward<S>(cell, d, fa);
+  auto opts = [](double clip, bool input_forget) {
+    fastrnn::CellOptions o;
+    o.clip = clip;
+    o.input_forget = input_forget;
+    return o;
+  };
+  for (const fastrnn::CellOptions& o : {opts(0, false), opts(0, true), opts(1.5, false),
+                                        opts(1.25, true), opts(1.5 + 1e-9, true)}) {
+    ba.options = o;
+    refused("backward with clip " + std::to_string(o.clip) + ", input_forget " +
+                std::to_string(o.input_forget) + " after a forward with 1.5, 1",
+            "clip, input_forget", [&] { fastrnn::backward<S>(cell, d, ba); });
+  }
+  ba.options = fa.options;
+  Dims rev = d;
+  rev.reverse = true;
+  refused("reverse-only backward after a forward in time", "reverse",
+          [&] { fastrnn::backward<S>(cell, rev, ba); });
+  g.d_cell_params = nullptr;
+  refused("backward without d_cell_params", "d_cell_params",
+          [&] { fastrnn::backward<S>(cell, d, ba); });
+  g.d_cell_params = dpeep.data();
+  fastrnn::backward<S>(cell, d, ba);  // the workspace was not consumed by the refused calls
+
+  // the forward's own refusals
+  for (double clip :
+       {-1.0, std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity()}) {
+    fa.options = opts(clip, false);
+    refused("forward with clip " + std::to_string(clip), "clip",
+            [&] { fastrnn::forward<S>(cell, d, fa); });
+  }
+  fa.options = opts(0, true);
+  fastrnn::Weights<S> w_gru = w;  // (w_ih, w_hh: 4H rows, GRU reads 3H)
+  w_gru.cell_params = nullptr;
+  fa.weights = &w_gru;
+  refused("GRU forward with input_forget", "input_forget",
+          [&] { fastrnn::forward<S>(CellKind::Gru, d, fa); });
+  fa.weights = &w;
+  fa.options = opts(0, false);
+  w.cell_params = nullptr;
+  refused("forward without cell_params", "cell_params", [&] { fastrnn::forward<S>(cell, d, fa); });
+  w.cell_params = peep.data();
+  Dims rev2 = rev;
+  rev2.D = 2;
+  refused("reverse-only forward with two directions", "reverse",
+          [&] { fastrnn::forward<S>(cell, rev2, fa); });
+  fastrnn::forward<S>(cell, d, fa);  // (the arguments restored)
 }
 
 template <class S>
@@ -1110,13 +1297,18 @@ Config config(CellKind cell, const char* name, const Dims& d) {
   return c;
 }
 
-/// The LSTM projection's correctness problems.
-void lstm_projection_configs(std::vector<Config>& out) {
-  const CellKind cell = CellKind::Lstm;
+/// The LSTM projection's correctness problems (either LSTM cell).
+void lstm_projection_configs(CellKind cell, std::vector<Config>& out) {
   {
     Config x = config(cell, "proj_stack", dims(4, 3, 4, 6, 3, 2, 2));
     x.dropout = true;
     x.lengths = {4, 1, 0};
+    out.push_back(x);
+  }
+  {  // reverse-only, two layers
+    Config x = config(cell, "proj_reverse", dims(4, 3, 4, 6, 3, 2));
+    x.d.reverse = true;
+    x.lengths = {2, 4, 0};
     out.push_back(x);
   }
   {
@@ -1128,6 +1320,50 @@ void lstm_projection_configs(std::vector<Config>& out) {
   {
     Config x = config(cell, "proj_direct", dims(2, 1, 37, 70, 33));
     x.fd_cap = 4;
+    out.push_back(x);
+  }
+}
+
+/// CellOptions' correctness problems: clip (make_problem keeps the pre-activations away from
+/// +-clip and has some clamped), and for the LSTM cells input_forget, alone and with clip.
+void options_configs(CellKind cell, std::vector<Config>& out) {
+  const bool lstm = fastrnn::has_cell_state(cell);
+  {  // bidirectional (sampled entries: the runtime)
+    Config x = config(cell, "clip", dims(4, 3, 5, 6, 0, 1, 2));
+    x.opt.clip = 1;
+    x.fd_cap = 30;
+    out.push_back(x);
+  }
+  {  // reverse-only, two layers, dropout, lengths; LSTM: coupled gates too
+    Config x = config(cell, "clip_stack", dims(5, 4, 4, 5, 0, 2));
+    x.d.reverse = true;
+    x.dropout = true;
+    x.lengths = {5, 0, 3, 2};
+    x.opt.clip = 0.75;
+    x.opt.input_forget = lstm;
+    out.push_back(x);
+  }
+  {  // H past the widest SIMD packet with a tail: the clamps and their derivatives per chunk
+    Config x = config(cell, "clip_wide", dims(3, 3, 7, 19));
+    x.lengths = {3, 1, 2};
+    x.opt.clip = 0.75;
+    x.fd_cap = 40;
+    out.push_back(x);
+  }
+  if (!lstm) return;
+  {  // coupled gates, no clip: bidirectional, lengths
+    Config x = config(cell, "input_forget", dims(4, 3, 5, 6, 0, 1, 2));
+    x.lengths = {4, 2, 0};
+    x.opt.input_forget = true;
+    x.fd_cap = 30;
+    out.push_back(x);
+  }
+  {  // the projection with both options
+    Config x = config(cell, "proj_options", dims(4, 3, 4, 6, 3, 2, 2));
+    x.opt.clip = 1;
+    x.opt.input_forget = true;
+    x.lengths = {1, 4, 3};
+    x.fd_cap = 30;
     out.push_back(x);
   }
 }
@@ -1162,6 +1398,19 @@ std::vector<Config> correctness_configs() {
       x.fd_cap = 40;
       out.push_back(x);
     }
+    {  // reverse-only (D = 1): two layers, dropout, each sequence from its last valid step
+      Config x = config(cell, "reverse", dims(5, 4, 4, 5, 0, 2));
+      x.d.reverse = true;
+      x.dropout = true;
+      x.lengths = {3, 5, 0, 2};
+      out.push_back(x);
+    }
+    {  // reverse-only, all T steps, zero initial states
+      Config x = config(cell, "reverse_full", dims(4, 3, 3, 6));
+      x.d.reverse = true;
+      x.h0 = false;
+      out.push_back(x);
+    }
     // no steps at all: h_n = h0, and the gradients pass straight through
     out.push_back(config(cell, "T0", dims(0, 2, 3, 4, 0, 1, 2)));
     // the shapes of the Python tests that reach the kernels' blockings (sampled entries)
@@ -1182,7 +1431,8 @@ std::vector<Config> correctness_configs() {
       x.fd_cap = 4;
       out.push_back(x);
     }
-    if (cell == CellKind::Lstm) lstm_projection_configs(out);
+    if (fastrnn::has_cell_state(cell)) lstm_projection_configs(cell, out);
+    options_configs(cell, out);
   }
   return out;
 }
@@ -1202,8 +1452,15 @@ std::vector<Config> thread_configs() {
       x.dropout = true;
       x.lengths = {7, 3, 7, 0, 5};
       add(x);
+      // the same reverse-only (D = 1) with clip, and for the LSTM cells input_forget
+      x.name = "threads_options";
+      x.d.D = 1;
+      x.d.reverse = true;
+      x.opt.clip = 0.5;
+      x.opt.input_forget = fastrnn::has_cell_state(cell);
+      add(x);
     }
-    if (cell == CellKind::Lstm) {
+    if (fastrnn::has_cell_state(cell)) {
       Config x = config(cell, "threads_proj", dims(7, 5, 33, 80, 50, 2, 2));
       x.dropout = true;
       x.lengths = {2, 7, 7, 6, 0};
@@ -1277,23 +1534,28 @@ int main(int argc, char** argv) {
     std::vector<Problem> probs, tprobs;
     std::vector<RefOut> refs, trefs;
     std::uint64_t pseed = seed;
-    index_t skipped = 0, fd_entries = 0;
+    index_t skipped = 0, fd_entries = 0, clipped = 0, clamped = 0;
     for (const Config& c : correctness_configs()) {
       probs.push_back(make_problem(c, ++pseed * 1000003u));
       refs.push_back(ref_forward(probs.back()));
       compute_fd(probs.back());
       skipped += probs.back().fd_skipped;
       for (const auto& idx : probs.back().fd_idx) fd_entries += static_cast<index_t>(idx.size());
+      clipped += probs.back().clipped;
+      clamped += probs.back().clamped;
     }
     for (const Config& c : thread_configs()) {
       tprobs.push_back(make_problem(c, ++pseed * 1000003u));
       trefs.push_back(ref_forward(tprobs.back()));
+      clipped += tprobs.back().clipped;
+      clamped += tprobs.back().clamped;
     }
     std::printf(
-        "reference: %zu problems, %lld finite-difference entries (%lld skipped at a ReLU "
-        "kink), %zu thread problems: %.2f s\n",
+        "reference: %zu problems, %lld finite-difference entries (%lld skipped at a kink: ReLU's "
+        "0, +-clip), %zu thread problems, %lld of %lld clipped pre-activations clamped: %.2f s\n",
         probs.size(), static_cast<long long>(fd_entries), static_cast<long long>(skipped),
-        tprobs.size(), seconds_since(t0));
+        tprobs.size(), static_cast<long long>(clamped), static_cast<long long>(clipped),
+        seconds_since(t0));
     std::fflush(stdout);
 
     for (const std::string& v : run) {
@@ -1325,6 +1587,12 @@ int main(int argc, char** argv) {
         check_bad_lengths<float>();
       } catch (const std::exception& e) {
         fail(tag + " train: exception " + std::string(e.what()));
+      }
+      try {
+        check_options_refused<double>();
+        check_options_refused<float>();
+      } catch (const std::exception& e) {
+        fail(tag + " options refused: exception " + std::string(e.what()));
       }
       const fastrnn::BuildInfo info = fastrnn::build_info();
       std::printf(

@@ -38,6 +38,7 @@ LABELS = {
     "lstm": "LSTM",
     "gru": "GRU",
     "gru_reset_before": "GRU reset_before",
+    "lstm_peephole": "LSTM peephole",
 }
 
 
@@ -45,10 +46,13 @@ def _problem(cell: str, T: int, B: int, I: int, H: int, seed: int = 0) -> dict[s
     rng = np.random.default_rng(seed)
     G = F.num_gates(cell)
     k = 1 / np.sqrt(H)
-    lstm = cell == "lstm"
+    spec = F.StackSpec(cell, I, H)
+    lstm = spec.has_cell_state
+    own = spec.cell_params_size  # the cell's own parameters (lstm_peephole's 3H)
     return {
         "x": rng.standard_normal((T, B, I)),
         "params": [rng.uniform(-k, k, s) for s in ((G * H, I), (G * H, H), (G * H,), (G * H,))],
+        "cell_params": [rng.uniform(-k, k, own)] if own else None,
         "h0": rng.uniform(-1, 1, (B, H)),
         "c0": rng.uniform(-1, 1, (B, H)) if lstm else None,
         "dy": rng.standard_normal((T, B, H)),
@@ -70,19 +74,24 @@ def _cast(p: dict[str, Any], dtype: Any) -> dict[str, Any]:
 
 def _kernels(cell: str, p: dict[str, Any], training: bool = True) -> list[np.ndarray | None]:
     w_ih, w_hh, b_ih, b_hh = p["params"]
-    fw = F.forward(cell, p["x"], w_ih, w_hh, b_ih, b_hh, p["h0"], p["c0"], training=training)
+    own = p["cell_params"]
+    fw = F.forward(cell, p["x"], w_ih, w_hh, b_ih, b_hh, p["h0"], p["c0"], cell_params=own,
+                   training=training)  # fmt: skip
     if fw.workspace is None:
         return [fw.y]
-    bw = F.backward(cell, p["x"], w_ih, w_hh, b_ih, b_hh, fw.workspace, p["dy"], p["dh"], p["dc"])
-    return [fw.y, fw.h_n, fw.c_n, *bw]
+    bw = F.backward(cell, p["x"], w_ih, w_hh, b_ih, b_hh, fw.workspace, p["dy"], p["dh"], p["dc"],
+                    cell_params=own)  # fmt: skip
+    return [fw.y, fw.h_n, fw.c_n, *bw[:7], *(bw.dcell_params or ())]
 
 
 def _reference(cell: str, p: dict[str, Any]) -> list[np.ndarray | None]:
     w_ih, w_hh, b_ih, b_hh = p["params"]
-    y, h, c, cache = R.forward(cell, p["x"], w_ih, w_hh, b_ih, b_hh, p["h0"], p["c0"])
+    own = p["cell_params"]
+    y, h, c, cache = R.forward(cell, p["x"], w_ih, w_hh, b_ih, b_hh, p["h0"], p["c0"],
+                               cell_params=own)  # fmt: skip
     g = R.backward(cache, p["dy"], p["dh"], p["dc"])
     keys = ("dx", "dh0", "dc0", "weight_ih", "weight_hh", "bias_ih", "bias_hh")
-    return [y, h, c, *(g[k] for k in keys)]
+    return [y, h, c, *(g[k] for k in keys), *(g["cell_params"] or ())]
 
 
 def max_error(cell: str, dtype: Any, shape: tuple[int, int, int, int]) -> float:
@@ -143,13 +152,14 @@ def timings(cell: str, shape: tuple[int, int, int, int], repeat: int) -> tuple[f
     p_inference = {**p, "dy": None}
 
     w_ih, w_hh, b_ih, b_hh = p["params"]
+    own = p["cell_params"]
 
     def r_fwd() -> None:
-        R.forward(cell, p["x"], w_ih, w_hh, b_ih, b_hh, p["h0"], p["c0"])
+        R.forward(cell, p["x"], w_ih, w_hh, b_ih, b_hh, p["h0"], p["c0"], cell_params=own)
 
     def r_step() -> None:
-        cache = R.forward(cell, p["x"], w_ih, w_hh, b_ih, b_hh, p["h0"], p["c0"])[3]
-        R.backward(cache, p["dy"], p["dh"], p["dc"])
+        cache = R.forward(cell, p["x"], w_ih, w_hh, b_ih, b_hh, p["h0"], p["c0"], cell_params=own)
+        R.backward(cache[3], p["dy"], p["dh"], p["dc"])
 
     return (
         _median_time(lambda: _kernels(cell, p_inference, training=False), repeat),

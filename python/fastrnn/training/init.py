@@ -401,7 +401,8 @@ def init_recurrent(
             projections ``weight_hr_l*`` ``(P, H)``.
         weight_hh: scheme of the recurrent matrices ``weight_hh_l*`` ``(G*H, Hs)``.
         bias: ``"zeros"`` or ``"default"`` for ``bias_ih_l*`` and ``bias_hh_l*`` (ignored if the
-            layer has no biases).
+            layer has no biases), and for the vectors of a cell's own parameters (a peephole
+            LSTM's ``weight_peephole_l*``: zeros start it as a plain LSTM), biases or not.
         forget_bias: LSTM only: the f block (rows ``H:2H``) of every ``bias_ih`` is set to it
             and that of ``bias_hh`` to 0, so that the forget gate's bias sums to ``forget_bias``
             (1.0 is the usual choice, which keeps the cell's memory early in training).
@@ -421,7 +422,8 @@ def init_recurrent(
     Raises:
         TypeError: ``layer`` is not a fastrnn recurrent layer.
         ValueError: an unknown scheme (naming the argument), a weight scheme for ``bias``, or
-            ``forget_bias`` for a layer that is not an LSTM with biases.
+            ``forget_bias`` for a layer that is not an LSTM with biases and a forget gate of
+            its own (``input_forget=False``).
     """
     if not isinstance(layer, RecurrentLayer):
         raise TypeError(f"layer: expected a fastrnn.RNN, LSTM or GRU, got {type(layer).__name__}")
@@ -434,14 +436,16 @@ def init_recurrent(
 
     g = np.random.default_rng(rng)
     H, G = spec.hidden_size, spec.gates
-    schemes = LayerParams(weight_ih, weight_hh, bias, bias, weight_ih)
-    blocks = LayerParams(G, G, 1, 1, 1)
+    schemes = LayerParams(weight_ih, weight_hh, bias, bias, weight_ih, bias)
+    blocks = LayerParams(G, G, 1, 1, 1, 1)
     new: dict[str, Array] = {}
     for k in range(spec.num_entries):
-        names = spec.entry_names(k)
-        for name, shape, scheme, nb in zip(
-            names, spec.entry_shapes(k), schemes, blocks, strict=True
-        ):
+        names, shapes = spec.entry_names(k), spec.entry_shapes(k)
+        # the five of PyTorch, then each vector of the cell's own parameters (bias's scheme)
+        own = zip(names.cell_params or (), shapes.cell_params or (), strict=True)
+        items = [*zip(names[:5], shapes[:5], schemes[:5], blocks[:5], strict=True)]
+        items += [(name, shape, schemes.cell_params, 1) for name, shape in own]
+        for name, shape, scheme, nb in items:
             if name is not None:
                 new[name] = _init_matrix(scheme, shape, nb, H, g, spec.dtype)
     if forget_bias is not None:
@@ -470,8 +474,8 @@ def set_forget_bias(layer: _Layer, forget_bias: float) -> _Layer:
 
     Raises:
         TypeError: ``layer`` is not a fastrnn recurrent layer.
-        ValueError: ``layer`` is not an LSTM with biases, or ``forget_bias`` is not a finite
-            number.
+        ValueError: ``layer`` is not an LSTM with biases and a forget gate of its own
+            (``input_forget=False``), or ``forget_bias`` is not a finite number.
     """
     if not isinstance(layer, RecurrentLayer):
         raise TypeError(f"layer: expected a fastrnn.LSTM, got {type(layer).__name__}")
@@ -539,6 +543,11 @@ def _check_forget_bias(spec: StackSpec, kind: str, forget_bias: Any) -> None:
         raise ValueError(f"forget_bias: only for LSTM layers, got a {kind} layer")
     if not spec.bias:
         raise ValueError("forget_bias: the layer has no biases (bias=False)")
+    if spec.input_forget:
+        raise ValueError(
+            "forget_bias: the layer's forget gate is 1 - i (input_forget=True), it has no bias "
+            "of its own"
+        )
     try:
         check_real("forget_bias", forget_bias)
     except TypeError as e:
