@@ -485,11 +485,12 @@ def load(model: Any, node_name: str | None = None, *, dtype: Any = np.float32) -
     ``LSTM(peephole=True)``, whatever its values) as initializers. ``activations`` are taken
     when they are what a fastrnn cell computes, in any letter case: ONNX's defaults (LSTM
     Sigmoid, Tanh, Tanh; GRU Sigmoid, Tanh; RNN Tanh) spelled out, or RNN Relu, the same in both
-    directions (ONNX Runtime reads LSTM's and GRU's in any case, RNN's only as written here). ``activation_alpha`` and ``activation_beta`` are taken and ignored: only other
-    activations than those (Affine, LeakyRelu, ThresholdedRelu, ScaledTanh, HardSigmoid, Elu)
-    read them, so they change none of these (ONNX Runtime ignores them too). The inputs
-    ``X``, ``sequence_lens``, ``initial_h`` and ``initial_c`` are the layer call's ``x``,
-    ``lengths`` and ``hx``.
+    directions (ONNX Runtime reads LSTM's and GRU's in any case, RNN's only as written here).
+    ``activation_alpha`` and ``activation_beta`` are taken and ignored: only other activations
+    than those (Affine, LeakyRelu, ThresholdedRelu, ScaledTanh, HardSigmoid, Elu) read them, so
+    they change none of these (ONNX Runtime ignores them too). The inputs ``X``,
+    ``sequence_lens``, ``initial_h`` and ``initial_c`` are the layer call's ``x``, ``lengths``
+    and ``hx``.
 
     Args:
         model: a path or an ``onnx.ModelProto``; the weights must be initializers held in the
