@@ -111,6 +111,49 @@ def test_onnx_lstm_gate_order_is_iofc() -> None:
     ]  # z, r, h
 
 
+def test_onnx_peepholes_round_trip_and_order() -> None:
+    """fastrnn's weight_peephole (blocks i, f, o) is a row of ONNX's P (blocks i, o, f)."""
+    rng = np.random.default_rng(3)
+    params = [
+        (
+            *(rng.standard_normal(s) for s in ((4 * H, I), (4 * H, H), (4 * H,), (4 * H,))),
+            np.repeat([0.0, 1.0, 2.0], H) + d,  # p_i = d, p_f = 1 + d, p_o = 2 + d
+        )
+        for d in range(2)
+    ]
+    onnx = convert.to_onnx("lstm_peephole", params)
+    assert onnx["P"].shape == (2, 3 * H)
+    assert [list(onnx["P"][d, ::H]) for d in range(2)] == [[0.0, 2.0, 1.0], [1.0, 3.0, 2.0]]
+    plain = convert.to_onnx("lstm", [p[:4] for p in params])
+    for k in ("W", "R", "B"):
+        np.testing.assert_array_equal(onnx[k], plain[k])
+    back = convert.from_onnx("lstm_peephole", onnx["W"], onnx["R"], onnx["B"], onnx["P"])
+    for p, q in zip(params, back, strict=True):
+        assert len(q) == 5
+        for a, b in zip(p, q, strict=True):
+            np.testing.assert_array_equal(a, b)
+    # ONNX's default P is zeros
+    zero = convert.from_onnx("lstm_peephole", onnx["W"], onnx["R"])
+    assert all(np.array_equal(q[4], np.zeros(3 * H)) for q in zero)
+
+
+def test_onnx_peephole_errors() -> None:
+    W, R = np.zeros((1, 4 * H, I)), np.zeros((1, 4 * H, H))
+    with pytest.raises(ValueError, match=r"P: peepholes are only for cell 'lstm_peephole', not"):
+        convert.from_onnx("lstm", W, R, None, np.zeros((1, 3 * H)))
+    with pytest.raises(ValueError, match=rf"P: expected shape \(1, {3 * H}\), got \(1, {H}\)"):
+        convert.from_onnx("lstm_peephole", W, R, None, np.zeros((1, H)))
+    with pytest.raises(TypeError, match=r"P: expected a floating-point array, got int64"):
+        convert.from_onnx("lstm_peephole", W, R, None, np.zeros((1, 3 * H), np.int64))
+    entry = (W[0], R[0], None, None)
+    with pytest.raises(TypeError, match=r"params\[0\].weight_peephole: an lstm_peephole entry"):
+        convert.to_onnx("lstm_peephole", [entry])
+    with pytest.raises(ValueError, match=r"params\[0\].weight_peephole: expected shape"):
+        convert.to_onnx("lstm_peephole", [(*entry, np.zeros(H))])
+    with pytest.raises(ValueError, match=r"cell: expected one of .*lstm_peephole.*, got 'lsm'"):
+        convert.to_onnx("lsm", [entry])
+
+
 def test_notes_gru_convention() -> None:
     rng = np.random.default_rng(2)
     p = [rng.standard_normal(s) for s in ((3 * H, I), (3 * H, H), (3 * H,), (3 * H,))]

@@ -890,11 +890,6 @@ ONNX_CASES: dict[str, tuple[Callable[[Any], None], str, bool]] = {
         r"GRU: direction 'bidirectional' needs W and R of 2 direction\(s\), got 1",
         False,
     ),
-    "reverse": (
-        _attr("direction", "reverse"),
-        r"direction='reverse' alone has no fastrnn layer equivalent",
-        True,
-    ),
     "layout": (_attr("layout", 2), r"GRU: attribute 'layout' must be 0 or 1, got 2", False),
     "linear_before_reset": (
         _attr("linear_before_reset", -1),
@@ -926,7 +921,25 @@ ONNX_CASES: dict[str, tuple[Callable[[Any], None], str, bool]] = {
         r"GRU activations \['HardSigmoid', 'Tanh'\] have no fastrnn equivalent",
         True,
     ),
-    "clip": (_attr("clip", 1.0), r"attribute 'clip' has no fastrnn equivalent", True),
+    "clip 0": (_attr("clip", 0.0), r"GRU: attribute 'clip' must be > 0, got 0.0", False),
+    "clip negative": (_attr("clip", -1.0), r"GRU: attribute 'clip' must be > 0, got -1.0", False),
+    "clip nan": (_attr("clip", float("nan")), r"GRU: attribute 'clip' must be > 0, got nan", False),
+    "clip int": (
+        _attr("clip", 1),
+        r"GRU: attribute 'clip' must be of type FLOAT, got INT",
+        False,
+    ),
+    "activation_alpha ints": (
+        _attr("activation_alpha", [1, 2]),
+        r"GRU: attribute 'activation_alpha' must be of type FLOATS, got INTS",
+        False,
+    ),
+    "activations scaled tanh": (
+        _attr("activations", ["Sigmoid", "ScaledTanh"]),
+        r"GRU activations \['Sigmoid', 'ScaledTanh'\] have no fastrnn equivalent \(fastrnn's "
+        r"GRU: Sigmoid, Tanh, ONNX's default\)",
+        True,
+    ),
     "unknown attribute": (
         _attr("input_forget", 1),
         r"GRU: attribute 'input_forget' is not one of ONNX's GRU attributes",
@@ -1074,15 +1087,38 @@ def test_onnx_lstm_and_rnn_cases(tmp_path: Path) -> None:
     import onnx
 
     model = onnx_model("lstm")
-    _inputs("...", "...", "...", "...", "", "", "", "P", init={"P": np.zeros((1, 12), np.float32)})(
-        model
+    _inputs("...", "...", "...", "...", "", "", "", "P")(model)
+    model.graph.input.append(
+        onnx.helper.make_tensor_value_info("P", onnx.TensorProto.FLOAT, [1, 12])
     )
     path = tmp_path / "lstm.onnx"
     path.write_bytes(model.SerializeToString())
     with raises_naming(
-        path, r"LSTM: LSTM peepholes \(input P\) has no", fastrnn.onnx.UnsupportedError
+        path,
+        r"LSTM input 7 \(P, 'P'\) is not an initializer: peepholes given at run time have no "
+        r"fastrnn equivalent",
+        fastrnn.onnx.UnsupportedError,
     ):
         fastrnn.onnx.load(path)
+    for P, problem in [
+        (np.zeros((1, 8), np.float32), r"LSTM: P must have shape \(1, 12\), got \(1, 8\)"),
+        (np.zeros((12,), np.float32), r"LSTM: P must have shape \(1, 12\), got \(12,\)"),
+        (np.full((1, 12), np.nan, np.float32), r"LSTM input 7 \(P, 'P'\): contains NaN"),
+        (np.zeros((1, 12), np.int32), r"LSTM input 7 \(P, 'P'\): expected a FLOAT, DOUBLE"),
+    ]:
+        model = onnx_model("lstm")
+        _inputs("...", "...", "...", "...", "", "", "", "P", init={"P": P})(model)
+        with pytest.raises(ValueError, match=rf"^model: {problem}") as e:
+            fastrnn.onnx.load(model)
+        assert not isinstance(e.value, NotImplementedError)
+    model = onnx_model("lstm")
+    _inputs("...", "...", "...", "...", "", "", "c0", init={"c0": np.ones((1, 1, 4), np.float32)})(
+        model
+    )
+    with pytest.raises(
+        fastrnn.onnx.UnsupportedError, match=r"LSTM: a constant initial_c .* has no fastrnn"
+    ):
+        fastrnn.onnx.load(model)
     model = onnx_model("lstm")
     _attr("input_forget", 2)(model)
     with pytest.raises(ValueError, match=r"LSTM: attribute 'input_forget' must be 0 or 1, got 2"):

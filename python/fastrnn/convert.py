@@ -8,7 +8,9 @@ fastrnn stores one layer and direction as ``weight_ih (G*H, I)``, ``weight_hh (G
 * Keras: ``kernel (I, G*H)``, ``recurrent_kernel (H, G*H)``, one ``bias (G*H,)`` (GRU with
   ``reset_after=True``: ``(2, 3H)``, input and recurrent rows); gates LSTM i f c o, GRU z r h.
 * ONNX: ``W (D, G*H, I)``, ``R (D, G*H, H)``, ``B (D, 2*G*H) = [Wb, Rb]``, directions stacked on
-  the first axis (forward, reverse); gates LSTM i o f c, GRU z r h.
+  the first axis (forward, reverse); gates LSTM i o f c, GRU z r h. An LSTM with peepholes
+  (fastrnn's ``"lstm_peephole"``) also has ``P (D, 3H)``, blocks i, o, f, where fastrnn's
+  ``weight_peephole (3H,)`` of each direction has blocks i, f, o.
 
 The update gate ``z`` means the same in PyTorch, Keras and ONNX (``h' = (1-z)*n + z*h``). Keras'
 and ONNX's GRU ``reset_after=True`` / ``linear_before_reset=1`` is PyTorch's GRU (fastrnn's
@@ -43,6 +45,10 @@ GATE_ORDER = {
     "keras": {"lstm": "ifgo", "gru": "zrn", "rnn": "n"},
     "onnx": {"lstm": "iofg", "gru": "zrn", "rnn": "n"},  # ONNX writes LSTM i, o, f, c
 }
+
+
+#: the peephole blocks of fastrnn's ``weight_peephole`` and of ONNX's ``P``
+_PEEPHOLE_ORDER = {"torch": "ifo", "onnx": "iof"}
 
 
 def _family(cell: str) -> str:
@@ -180,25 +186,43 @@ def to_keras(
     return out
 
 
+def _onnx_family(cell: str) -> str:
+    """The gate family of a cell ONNX has: :func:`_family`'s, and ``"lstm_peephole"`` (ONNX's
+    LSTM with ``P``)."""
+    if cell == "lstm_peephole":
+        return "lstm"
+    try:
+        return _family(cell)
+    except ValueError:
+        raise ValueError(
+            "cell: expected one of rnn_tanh, rnn_relu, lstm, lstm_peephole, gru, "
+            f"gru_reset_before, got {cell!r}"
+        ) from None
+
+
 def to_onnx(cell: str, params: list[Any]) -> dict[str, Array]:
     """fastrnn's weights of one layer as the inputs of an ONNX ``LSTM``/``GRU``/``RNN`` node.
 
     Args:
         cell: the fastrnn cell.
         params: one tuple ``(weight_ih (G*H, I), weight_hh (G*H, H), bias_ih, bias_hh)`` per
-            direction, forward first; the biases ``(G*H,)`` or None.
+            direction, forward first; the biases ``(G*H,)`` or None. With ``"lstm_peephole"``
+            each tuple has a fifth item, ``weight_peephole (3H,)`` (blocks i, f, o).
 
     Returns:
         ``{"W": (D, G*H, I), "R": (D, G*H, H), "B": (D, 2*G*H)}`` in ONNX's gate order, ``B``
-        zeros when the layer has no bias.
+        zeros when the layer has no bias; with ``"lstm_peephole"`` also ``"P": (D, 3H)``
+        (blocks i, o, f).
 
     Raises:
-        TypeError: a weight is not floating-point.
-        ValueError: ``cell`` is unknown, or a weight is not 2-D.
+        TypeError: a weight is not floating-point; an ``"lstm_peephole"`` tuple has no
+            ``weight_peephole``.
+        ValueError: ``cell`` is unknown, a weight is not 2-D, or a ``weight_peephole`` is not
+            ``(3H,)``.
     """
-    fam = _family(cell)
+    fam = _onnx_family(cell)
     src, dst = GATE_ORDER["torch"][fam], GATE_ORDER["onnx"][fam]
-    Ws, Rs, Bs = [], [], []
+    Ws, Rs, Bs, Ps = [], [], [], []
     for k, p in enumerate(params):
         w_ih, w_hh, b_ih, b_hh = (list(p) + [None] * 4)[:4]
         w = _as2d(f"params[{k}].weight_ih", w_ih)
@@ -216,30 +240,56 @@ def to_onnx(cell: str, params: list[Any]) -> dict[str, Array]:
                     ]
                 )
             )
-    return {"W": np.stack(Ws), "R": np.stack(Rs), "B": np.stack(Bs)}
+        if cell == "lstm_peephole":
+            Ps.append(_peephole_to_onnx(k, p, r.shape[1]))
+    out = {"W": np.stack(Ws), "R": np.stack(Rs), "B": np.stack(Bs)}
+    if cell == "lstm_peephole":
+        out["P"] = np.stack(Ps)
+    return out
+
+
+def _peephole_to_onnx(k: int, p: Any, H: int) -> Array:
+    """Entry ``k``'s ``weight_peephole`` (its fifth item, blocks i, f, o) as a row of ONNX's
+    ``P`` (blocks i, o, f)."""
+    name = f"params[{k}].weight_peephole"
+    if len(p) < 5 or p[4] is None:
+        raise TypeError(f"{name}: an lstm_peephole entry needs a fifth item, weight_peephole")
+    a = _as_float(name, p[4])
+    if a.shape != (3 * H,):
+        raise ValueError(f"{name}: expected shape ({3 * H},), got {a.shape}")
+    return _reorder(a, _PEEPHOLE_ORDER["torch"], _PEEPHOLE_ORDER["onnx"], 0)
 
 
 def from_onnx(
-    cell: str, W: ArrayLike, R: ArrayLike, B: ArrayLike | None = None
-) -> list[tuple[Array, Array, Array, Array]]:
+    cell: str,
+    W: ArrayLike,
+    R: ArrayLike,
+    B: ArrayLike | None = None,
+    P: ArrayLike | None = None,
+) -> list[tuple[Array, ...]]:
     """The inputs of an ONNX ``LSTM``/``GRU``/``RNN`` node as fastrnn's weights.
 
     Args:
         cell: the fastrnn cell; for GRU, from the node's ``linear_before_reset``: 1 is ``"gru"``,
-            0 (ONNX's default) ``"gru_reset_before"``.
+            0 (ONNX's default) ``"gru_reset_before"``; an LSTM with peepholes (input ``P``) is
+            ``"lstm_peephole"``.
         W: ``(D, G*H, I)``.
         R: ``(D, G*H, H)``.
         B: ``(D, 2*G*H)``, or None for zeros.
+        P: ``(D, 3H)`` (blocks i, o, f), ``"lstm_peephole"`` only; None for zeros (ONNX's
+            default).
 
     Returns:
         One tuple ``(weight_ih (G*H, I), weight_hh (G*H, H), bias_ih (G*H,), bias_hh (G*H,))``
-        per direction, in PyTorch's gate order.
+        per direction, in PyTorch's gate order; with ``"lstm_peephole"`` a fifth item,
+        ``weight_peephole (3H,)`` (blocks i, f, o).
 
     Raises:
         TypeError: an array is not floating-point.
-        ValueError: ``cell`` is unknown, or the shapes do not match.
+        ValueError: ``cell`` is unknown, the shapes do not match, or ``P`` is given for another
+            cell than ``"lstm_peephole"``.
     """
-    fam = _family(cell)
+    fam = _onnx_family(cell)
     src, dst = GATE_ORDER["onnx"][fam], GATE_ORDER["torch"][fam]
     Wa, Ra = _as_float("W", W), _as_float("R", R)
     if Wa.ndim != 3 or Ra.ndim != 3 or Wa.shape[0] != Ra.shape[0] or Wa.shape[1] != Ra.shape[1]:
@@ -248,17 +298,32 @@ def from_onnx(
     Ba = np.zeros((D, 2 * GH), Wa.dtype) if B is None else _as_float("B", B)
     if Ba.shape != (D, 2 * GH):
         raise ValueError(f"B: expected shape {(D, 2 * GH)}, got {Ba.shape}")
-    out = []
+    Pa = _onnx_peepholes(cell, P, D, Ra.shape[2], Wa.dtype)
+    out: list[tuple[Array, ...]] = []
     for d in range(D):
-        out.append(
-            (
-                _reorder(Wa[d], src, dst, 0),
-                _reorder(Ra[d], src, dst, 0),
-                _reorder(Ba[d, :GH], src, dst, 0),
-                _reorder(Ba[d, GH:], src, dst, 0),
-            )
+        weights: tuple[Array, ...] = (
+            _reorder(Wa[d], src, dst, 0),
+            _reorder(Ra[d], src, dst, 0),
+            _reorder(Ba[d, :GH], src, dst, 0),
+            _reorder(Ba[d, GH:], src, dst, 0),
         )
+        if Pa is not None:
+            weights += (_reorder(Pa[d], _PEEPHOLE_ORDER["onnx"], _PEEPHOLE_ORDER["torch"], 0),)
+        out.append(weights)
     return out
+
+
+def _onnx_peepholes(cell: str, P: ArrayLike | None, D: int, H: int, dtype: Any) -> Array | None:
+    """ONNX's ``P`` checked: ``(D, 3H)`` for ``"lstm_peephole"`` (zeros for None), None for the
+    other cells."""
+    if cell != "lstm_peephole":
+        if P is not None:
+            raise ValueError(f"P: peepholes are only for cell 'lstm_peephole', not {cell!r}")
+        return None
+    Pa = np.zeros((D, 3 * H), dtype) if P is None else _as_float("P", P)
+    if Pa.shape != (D, 3 * H):
+        raise ValueError(f"P: expected shape {(D, 3 * H)}, got {Pa.shape}")
+    return Pa
 
 
 def gru_notes_to_torch(

@@ -11,6 +11,24 @@ operators, one node per layer, so that ONNX Runtime (or any ONNX backend) can se
 
 The weights are exported in float32. ``proj_size`` has no ONNX equivalent and is refused.
 :func:`load` builds a fastrnn layer from the weights and attributes of one such node.
+
+What each of the operators' attributes and inputs is in fastrnn, both ways (:func:`load`'s
+docstring states what it refuses):
+
+=====================================  ========================================================
+ONNX                                   fastrnn
+=====================================  ========================================================
+``direction="forward"``                the default
+``direction="reverse"``                ``reverse=True``
+``direction="bidirectional"``          ``bidirectional=True``
+``layout=1``                           ``batch_first=True`` (:func:`export` transposes instead)
+``clip``                               ``clip`` (written as a float32; ``inf`` loads as None)
+LSTM ``input_forget=1``                ``LSTM(input_forget=True)``
+LSTM input ``P`` (an initializer)      ``LSTM(peephole=True)``, ``weight_peephole_l0`` (blocks
+                                       i, f, o; ``P``'s are i, o, f)
+GRU ``linear_before_reset`` 1 / 0      ``GRU(reset_after=True)`` / ``reset_after=False``
+RNN ``activations`` Tanh / Relu        ``RNN(nonlinearity="tanh")`` / ``"relu"``
+=====================================  ========================================================
 """
 
 from __future__ import annotations
@@ -49,6 +67,7 @@ _OP = {
     "rnn_tanh": "RNN",
     "rnn_relu": "RNN",
     "lstm": "LSTM",
+    "lstm_peephole": "LSTM",
     "gru": "GRU",
     "gru_reset_before": "GRU",
 }
@@ -77,14 +96,16 @@ class _Graph:
 
 def _node_attrs(spec: StackSpec) -> dict[str, Any]:
     D = spec.num_directions
-    attrs: dict[str, Any] = {
-        "hidden_size": spec.hidden_size,
-        "direction": "bidirectional" if D == 2 else "forward",
-    }
+    direction = "bidirectional" if D == 2 else "reverse" if spec.reverse else "forward"
+    attrs: dict[str, Any] = {"hidden_size": spec.hidden_size, "direction": direction}
     if _OP[spec.cell] == "GRU":
         attrs["linear_before_reset"] = 1 if spec.cell == "gru" else 0
     if spec.cell == "rnn_relu":
         attrs["activations"] = ["Relu"] * D
+    if spec.clip is not None:
+        attrs["clip"] = float(spec.clip)
+    if spec.input_forget:
+        attrs["input_forget"] = 1
     return attrs
 
 
@@ -112,11 +133,20 @@ def _layer_node(
     spec, op, sfx = layer.spec, _OP[layer.spec.cell], f"_l{layer_idx}"
     D = spec.num_directions
     params = spec.entries_of(dict(layer.named_parameters()))[layer_idx * D : (layer_idx + 1) * D]
-    w = convert.to_onnx(spec.cell, [p[:4] for p in params])
+    peephole = spec.cell == "lstm_peephole"
+    w = convert.to_onnx(
+        spec.cell, [tuple(p[:4]) + (tuple(p.cell_params) if peephole else ()) for p in params]
+    )
     node_in = [x] + [g.const(k + sfx, w[k].astype(np.float32)) for k in ("W", "R", "B")]
     node_in.append("sequence_lens" if sequence_lens else "")
     if initial_states:
         node_in += _initial_state_inputs(g, spec, layer_idx)
+    else:
+        node_in += ["", ""] if spec.has_cell_state else [""]
+    if peephole:
+        node_in.append(g.const("P" + sfx, w["P"].astype(np.float32)))
+    while not node_in[-1]:  # trailing optional inputs are left out
+        node_in.pop()
     outs = ["Y4" + sfx, "Y_h" + sfx] + (["Y_c" + sfx] if spec.has_cell_state else [])
     g.node(op, node_in, outs, name=f"{op.lower()}{sfx}", **_node_attrs(spec))
     # (T, D, B, H) -> (T, B, D*H), the next layer's input
@@ -135,6 +165,9 @@ def export(
 ) -> Any:
     """Export ``layer`` (eval semantics: no dropout) as an ONNX model (the module's docstring
     lists its inputs and outputs).
+
+    Each node carries the layer's options (the module's table): ``direction="reverse"`` for
+    ``reverse``, ``clip`` (as a float32), ``input_forget=1`` and the peepholes as the input ``P``.
 
     Args:
         layer: a :class:`~fastrnn.layers.RNN`, :class:`~fastrnn.layers.LSTM` or
@@ -192,9 +225,10 @@ def export(
 
 
 class UnsupportedError(NotImplementedError, ValueError):
-    """A valid ONNX node that computes what no fastrnn layer does (clipping, peepholes, a
-    reverse-only direction, other activations, constant lengths or initial states): a
-    NotImplementedError, and a ValueError as every problem of a model :func:`load` reads."""
+    """A valid ONNX node that computes what no fastrnn layer does (activations other than
+    fastrnn's, peepholes not held in the model, constant lengths or initial states; the list is
+    :func:`load`'s): a NotImplementedError, and a ValueError as every problem of a model
+    :func:`load` reads."""
 
 
 #: each operator's attributes (ONNX's LSTM, GRU, RNN, opset 14) and their AttributeProto types
@@ -207,20 +241,23 @@ _ATTRS = {
     "GRU": {**_COMMON_ATTRS, "linear_before_reset": "INT"},
     "RNN": _COMMON_ATTRS,
 }
-#: each operator's activation functions per direction, ONNX's defaults
-_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}
+#: each operator's activation functions per direction, ONNX's defaults (lower case: ONNX Runtime
+#: reads the names in any case)
+_ACTIVATIONS = {"LSTM": ["sigmoid", "tanh", "tanh"], "GRU": ["sigmoid", "tanh"], "RNN": ["tanh"]}
 #: the activation functions ONNX defines for them (lower case)
 _ONNX_ACTIVATIONS = {
     "relu", "tanh", "sigmoid", "affine", "leakyrelu", "thresholdedrelu", "scaledtanh",
     "hardsigmoid", "elu", "softsign", "softplus",
 }  # fmt: skip
-#: the node's inputs after X, W, R, B, by position, and why a constant one is refused
-_OPTIONAL_INPUTS = {
+#: the node's inputs after X, W, R, B that a layer takes at each call, by position, and why a
+#: constant one is refused
+_CALL_INPUTS = {
     4: ("sequence_lens", "a constant sequence_lens (a layer takes lengths at each call)"),
     5: ("initial_h", "a constant initial_h (a layer takes its initial state at each call)"),
     6: ("initial_c", "a constant initial_c (a layer takes its initial state at each call)"),
-    7: ("P", "LSTM peepholes (input P)"),
 }
+#: LSTM's input P, the peepholes, by position
+_P = 7
 #: the TensorProto data types of weights: FLOAT, DOUBLE, FLOAT16
 _FLOATS: dict[int, np.dtype[Any]] = {
     1: np.dtype(np.float32), 11: np.dtype(np.float64), 10: np.dtype(np.float16),
@@ -274,9 +311,10 @@ def _attributes(onnx: Any, node: Any) -> dict[str, Any]:
     return out
 
 
-def _check_supported(op: str, attrs: dict[str, Any]) -> int:
-    """The attributes' values: a ValueError for one ONNX does not define, UnsupportedError for
-    what no fastrnn cell computes. Returns D, the node's directions."""
+def _options(op: str, attrs: dict[str, Any]) -> dict[str, Any]:
+    """The node's direction, clipping and coupled gates as the spec's ``bidirectional``,
+    ``reverse``, ``clip`` and ``input_forget``; a ValueError for a value ONNX does not define
+    (or ONNX Runtime refuses: a clip that is not > 0)."""
     direction = attrs.get("direction", "forward")
     if direction not in ("forward", "reverse", "bidirectional"):
         raise ValueError(
@@ -285,14 +323,15 @@ def _check_supported(op: str, attrs: dict[str, Any]) -> int:
     for flag in ("layout", "linear_before_reset", "input_forget"):
         if attrs.get(flag, 0) not in (0, 1):
             raise ValueError(f"{op}: attribute {flag!r} must be 0 or 1, got {attrs[flag]}")
-    if direction == "reverse":
-        raise UnsupportedError("direction='reverse' alone has no fastrnn layer equivalent")
-    for unsupported in ("clip", "activation_alpha", "activation_beta"):
-        if unsupported in attrs:
-            raise UnsupportedError(f"attribute {unsupported!r} has no fastrnn equivalent")
-    if attrs.get("input_forget", 0):
-        raise UnsupportedError("input_forget=1 has no fastrnn equivalent")
-    return 2 if direction == "bidirectional" else 1
+    clip = attrs.get("clip")
+    if clip is not None and not clip > 0:  # NaN too
+        raise ValueError(f"{op}: attribute 'clip' must be > 0, got {clip}")
+    return {
+        "bidirectional": direction == "bidirectional",
+        "reverse": direction == "reverse",
+        "clip": None if clip is None or math.isinf(clip) else float(clip),
+        "input_forget": attrs.get("input_forget", 0) == 1,
+    }
 
 
 def _tensor(onnx: Any, t: Any, what: str) -> Any:
@@ -323,9 +362,9 @@ def _tensor(onnx: Any, t: Any, what: str) -> Any:
     return a.astype(np.float32) if dt == np.float16 else a
 
 
-def _weights(onnx: Any, graph: Any, node: Any) -> tuple[Any, Any, Any]:
-    """W, R and B (or None) from the graph's initializers; the optional inputs after them must
-    not be constants (a layer takes lengths and initial states at each call)."""
+def _weights(onnx: Any, graph: Any, node: Any) -> tuple[Any, Any, Any, Any]:
+    """W, R, B (or None) and P (or None) from the graph's initializers; the inputs a layer takes
+    at each call must not be constants."""
     op, ins = node.op_type, list(node.input)
     limit = 8 if op == "LSTM" else 6
     if not 3 <= len(ins) <= limit or not ins[1] or not ins[2]:
@@ -341,17 +380,28 @@ def _weights(onnx: Any, graph: Any, node: Any) -> tuple[Any, Any, Any]:
             raise ValueError(f"{op} input {i} ({what}, {ins[i]!r}) {problem}")
         return _tensor(onnx, found[0], f"{op} input {i} ({what}, {ins[i]!r})")
 
-    for i, (what, why) in _OPTIONAL_INPUTS.items():
-        if i < len(ins) and ins[i] and (what == "P" or ins[i] in inits):
+    for i, (_, why) in _CALL_INPUTS.items():
+        if i < len(ins) and ins[i] and ins[i] in inits:
             raise UnsupportedError(f"{op}: {why} has no fastrnn equivalent")
+    P = None
+    if len(ins) > _P and ins[_P]:
+        if ins[_P] not in inits:
+            raise UnsupportedError(
+                f"{op} input {_P} (P, {ins[_P]!r}) is not an initializer: peepholes given at "
+                "run time have no fastrnn equivalent (a layer holds its peepholes: make P an "
+                "initializer of the model)"
+            )
+        P = init(_P, "P")
     B = init(3, "B") if len(ins) > 3 and ins[3] else None
-    return init(1, "W"), init(2, "R"), B
+    return init(1, "W"), init(2, "R"), B, P
 
 
-def _check_weight_shapes(op: str, attrs: dict[str, Any], D: int, W: Any, R: Any, B: Any) -> None:
-    """W ``(D, G*H, I)``, R ``(D, G*H, H)``, B ``(D, 2*G*H)`` consistent with each other and with
-    the node's ``hidden_size`` and ``direction``: a crafted node cannot declare sizes its arrays
-    do not have."""
+def _check_weight_shapes(
+    op: str, attrs: dict[str, Any], D: int, W: Any, R: Any, B: Any, P: Any
+) -> None:
+    """W ``(D, G*H, I)``, R ``(D, G*H, H)``, B ``(D, 2*G*H)``, P ``(D, 3*H)`` consistent with each
+    other and with the node's ``hidden_size`` and ``direction``: a crafted node cannot declare
+    sizes its arrays do not have."""
     G = {"LSTM": 4, "GRU": 3, "RNN": 1}[op]
     if W.ndim != 3 or R.ndim != 3 or W.shape[0] not in (1, 2):
         raise ValueError(f"{op}: W and R must be 3-D (D, G*H, ...), got {W.shape} and {R.shape}")
@@ -369,10 +419,12 @@ def _check_weight_shapes(op: str, attrs: dict[str, Any], D: int, W: Any, R: Any,
         )
     if B is not None and B.shape != (D, 2 * GH):
         raise ValueError(f"{op}: B must have shape {(D, 2 * GH)}, got {B.shape}")
+    if P is not None and P.shape != (D, 3 * H):
+        raise ValueError(f"{op}: P must have shape {(D, 3 * H)}, got {P.shape}")
 
 
-def _cell_of(op: str, attrs: dict[str, Any], D: int) -> str:
-    """The fastrnn cell of an ONNX node, from its operator and activations."""
+def _cell_of(op: str, attrs: dict[str, Any], D: int, peephole: bool) -> str:
+    """The fastrnn cell of an ONNX node, from its operator, activations and peepholes."""
     acts = attrs.get("activations", _ACTIVATIONS[op] * D)
     per = len(_ACTIVATIONS[op])
     if len(acts) != per * D or any(a.lower() not in _ONNX_ACTIVATIONS for a in acts):
@@ -380,14 +432,21 @@ def _cell_of(op: str, attrs: dict[str, Any], D: int) -> str:
             f"{op}: activations {acts}: expected {per * D} of ONNX's activation functions "
             f"({per} per direction)"
         )
+    lower = [a.lower() for a in acts]
     if op == "RNN":
-        if set(acts) - {"Tanh", "Relu"} or len(set(acts)) > 1:
-            raise UnsupportedError(f"RNN activations {acts} have no fastrnn equivalent")
-        return "rnn_relu" if acts[0] == "Relu" else "rnn_tanh"
-    if acts != _ACTIVATIONS[op] * D:
-        raise UnsupportedError(f"{op} activations {acts} have no fastrnn equivalent")
+        if set(lower) - {"tanh", "relu"} or len(set(lower)) > 1:
+            raise UnsupportedError(
+                f"RNN activations {acts} have no fastrnn equivalent (fastrnn's RNN: Tanh or Relu, "
+                "the same in both directions)"
+            )
+        return "rnn_relu" if lower[0] == "relu" else "rnn_tanh"
+    if lower != _ACTIVATIONS[op] * D:
+        raise UnsupportedError(
+            f"{op} activations {acts} have no fastrnn equivalent (fastrnn's {op}: "
+            f"{', '.join(a.capitalize() for a in _ACTIVATIONS[op])}, ONNX's default)"
+        )
     if op == "LSTM":
-        return "lstm"
+        return "lstm_peephole" if peephole else "lstm"
     return "gru" if attrs.get("linear_before_reset", 0) == 1 else "gru_reset_before"
 
 
@@ -395,15 +454,19 @@ def _layer_of(onnx: Any, graph: Any, node: Any, dtype: Any) -> RecurrentLayer:
     """The layer of ``node``, every attribute and initializer it reads checked first."""
     op = node.op_type
     attrs = _attributes(onnx, node)
-    D = _check_supported(op, attrs)
-    cell = _cell_of(op, attrs, D)
-    W, R, B = _weights(onnx, graph, node)
-    _check_weight_shapes(op, attrs, D, W, R, B)  # before a layer of those sizes is made
-    spec = StackSpec(cell, W.shape[2], R.shape[2], bidirectional=D == 2, dtype=dtype)
+    options = _options(op, attrs)
+    D = 2 if options["bidirectional"] else 1
+    W, R, B, P = _weights(onnx, graph, node)
+    cell = _cell_of(op, attrs, D, P is not None)
+    _check_weight_shapes(op, attrs, D, W, R, B, P)  # before a layer of those sizes is made
+    spec = StackSpec(cell, W.shape[2], R.shape[2], dtype=dtype, **options)
     layer = from_spec(spec, batch_first=attrs.get("layout", 0) == 1)
     sd: dict[str, Any] = {}
-    for d, params in enumerate(convert.from_onnx(spec.cell, W, R, B)):
-        sd.update(zip(spec.entry_names(d)[:4], params, strict=True))
+    for d, params in enumerate(convert.from_onnx(spec.cell, W, R, B, P)):
+        names = spec.entry_names(d)
+        sd.update(zip(names[:4], params[:4], strict=True))
+        if P is not None:
+            sd.update(zip(names.cell_params, params[4:], strict=True))
     layer.load_state_dict(sd)
     return layer
 
@@ -415,6 +478,20 @@ def load(model: Any, node_name: str | None = None, *, dtype: Any = np.float32) -
     checked (types, values, the sizes declared against the data held, finite weights) before a
     layer is made.
 
+    What is taken (the module's table): every attribute of the three operators --
+    ``hidden_size``, ``direction`` (``"reverse"``: ``reverse=True``), ``layout``
+    (``batch_first``), ``clip`` (> 0; ``inf`` is no clipping), LSTM's ``input_forget``, GRU's
+    ``linear_before_reset`` -- and the inputs ``W``, ``R``, ``B`` and LSTM's ``P`` (peepholes:
+    ``LSTM(peephole=True)``, whatever its values) as initializers. ``activations`` are taken
+    when they are what a fastrnn cell computes, in any letter case: ONNX's defaults (LSTM
+    Sigmoid, Tanh, Tanh; GRU Sigmoid, Tanh; RNN Tanh) spelled out, or RNN Relu, the same in both
+    directions (ONNX Runtime reads LSTM's and GRU's in any case, RNN's only as written here).
+    ``activation_alpha`` and ``activation_beta`` are taken and ignored: only other activations
+    than those (Affine, LeakyRelu, ThresholdedRelu, ScaledTanh, HardSigmoid, Elu) read them, so
+    they change none of these (ONNX Runtime ignores them too). The inputs ``X``,
+    ``sequence_lens``, ``initial_h`` and ``initial_c`` are the layer call's ``x``, ``lengths``
+    and ``hx``.
+
     Args:
         model: a path or an ``onnx.ModelProto``; the weights must be initializers held in the
             model (float32, float64 or float16; a file's external data is not read).
@@ -423,16 +500,19 @@ def load(model: Any, node_name: str | None = None, *, dtype: Any = np.float32) -
 
     Returns:
         An :class:`~fastrnn.layers.RNN`, :class:`~fastrnn.layers.LSTM` or
-        :class:`~fastrnn.layers.GRU` with the node's sizes, direction and layout
-        (``batch_first``).
+        :class:`~fastrnn.layers.GRU` with the node's sizes, direction, layout (``batch_first``),
+        clipping, coupled gates and peepholes.
 
     Raises:
         ImportError: the ``onnx`` package is not installed.
         TypeError: ``dtype`` is not float32 or float64.
-        UnsupportedError: what no fastrnn layer computes: clipping, peepholes,
-            ``input_forget``, a reverse-only direction, activations other than the defaults (and
-            Relu for RNN), constant ``sequence_lens`` or initial states.
-        ValueError: any other problem of the model (no such node, a bad attribute or
+        UnsupportedError: what no fastrnn layer computes: activations other than the above
+            (any other function, or RNN's Tanh in one direction and Relu in the other); a
+            ``P`` that is not an initializer (peepholes fed at run time); ``sequence_lens``,
+            ``initial_h`` or ``initial_c`` held as initializers (constants: a layer takes them
+            at each call).
+        ValueError: any other problem of the model (no such node, a bad attribute -- one ONNX
+            does not define, or a ``clip`` not > 0, which ONNX Runtime refuses too -- or a bad
             initializer), naming the file (or ``model``).
         OSError: a path that cannot be opened.
     """
