@@ -45,7 +45,8 @@ void check_options(CellKind cell, const CellOptions& o) {
     throw std::invalid_argument("clip: must be a finite value >= 0 (0 = no clipping), got " +
                                 std::to_string(o.clip));
   }
-  if (cell == CellKind::LayerNormLstm && (o.clip > 0 || o.input_forget)) {
+  const bool norm = cell == CellKind::LayerNormLstm || cell == CellKind::LayerNormGru;
+  if (norm && (o.clip > 0 || o.input_forget)) {
     throw std::invalid_argument(std::string("clip, input_forget: not for the layer-normalised ") +
                                 "cell " + cell_name(cell));
   }

@@ -26,7 +26,8 @@ int num_gates(CellKind cell) noexcept {
     case CellKind::LstmPeephole:
     case CellKind::LayerNormLstm: return 4;
     case CellKind::Gru:
-    case CellKind::GruResetBefore: return 3;
+    case CellKind::GruResetBefore:
+    case CellKind::LayerNormGru: return 3;
     default: return 1;
   }
 }
@@ -40,6 +41,7 @@ index_t cell_params_size(CellKind cell, index_t H) noexcept {
   switch (cell) {
     case CellKind::LstmPeephole: return 3 * H;
     case CellKind::LayerNormLstm: return 10 * H;
+    case CellKind::LayerNormGru: return 6 * H;
     default: return 0;
   }
 }
@@ -53,6 +55,7 @@ const char* cell_name(CellKind cell) noexcept {
     case CellKind::GruResetBefore: return "gru_reset_before";
     case CellKind::LstmPeephole: return "lstm_peephole";
     case CellKind::LayerNormLstm: return "lnlstm";
+    case CellKind::LayerNormGru: return "lngru";
   }
   return "unknown";
 }

@@ -347,7 +347,8 @@ void register_rnn(py::module_& m) {
       .value("gru", CellKind::Gru)
       .value("gru_reset_before", CellKind::GruResetBefore)
       .value("lstm_peephole", CellKind::LstmPeephole)
-      .value("lnlstm", CellKind::LayerNormLstm);
+      .value("lnlstm", CellKind::LayerNormLstm)
+      .value("lngru", CellKind::LayerNormGru);
   py::enum_<Compute>(m, "Compute",
                      "The precision of the matrix products (fastrnn.hpp's Compute): exact (the "
                      "arrays' dtype) or bfloat16 (float32 arrays only).")

@@ -86,7 +86,9 @@ struct FwdStep {
   const S* params;    ///< the cell's own parameters (kParams), blocks of H
   S clip;             ///< CellOptions::clip (0: none)
   bool input_forget;  ///< CellOptions::input_forget
-  // layer-normalised cells (kNorm; step_cols does not apply to them): out, saved for backward
+  // layer-normalised cells (kNorm; step_cols does not apply to them)
+  const S* b_hh;  ///< (G*H) b_hh or nullptr: the blocks [kIntoGates, G) add theirs themselves
+  // out, saved for backward
   S* norm_h;  ///< (B, G*H) the normalised recurrent product
   S* norm_c;  ///< (B, H) the normalised c_t
   S* rstd;    ///< (B, 3) 1/sqrt(var + eps) of the input projection's row (the driver's), the
@@ -123,6 +125,8 @@ struct BwdStep {
   const S* rstd;    ///< (B, 3) the forward's
   S* dy_c;          ///< (B, H) out: dL/d(y_c)
   S* dR;            ///< (B, G*H) out: dL/d(h_{t-1} W_hh^T), the recurrent product's gradient
+                    ///< (with kHiddenGradDiffers, `dgh` is then (B, DH): the differing blocks'
+                    ///< recurrent side, kept for db_hh)
 
   /// Every array (step_cols moves them all).
   auto arrays() {
@@ -145,6 +149,7 @@ struct ParamGrads {
   const S* xhat_hh;   ///< (R, G*H) the recurrent product's
   const S* dyc_chat;  ///< (R, H) dL/d(y_c) * chat (the backward wrote it over chat)
   const S* dy_c;      ///< (R, H) dL/d(y_c)
+  const S* dgh_keep;  ///< (R, DH) the recurrent side of the blocks whose gradient differs
 };
 
 /// The units [u0, u1) of a step (FwdStep or BwdStep): every array moved by u0 (the cells add the
@@ -616,6 +621,99 @@ struct LnLstmCell {
     column_dot_sums(a.dyc_chat, a.H, static_cast<const S*>(nullptr), 0, a.R, a.H,
                     a.out + L.at(kGainC));
     column_dot_sums(a.dy_c, a.H, static_cast<const S*>(nullptr), 0, a.R, a.H, a.out + L.at(kBiasC));
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Layer-normalised GRU (reset_after), gates r z n, LN as LnLstmCell's over the row's 3H values:
+//   a  = g_ih*LN(x W_ih^T) + b_ih,  m = g_hh*LN(h W_hh^T)
+//   r, z = sigmoid(a. + m. + b_h.),  n = tanh(a_n + r*(m_n + b_hn));  h' = (1-z)*n + z*h
+// Saves hn = m_n + b_hn. Its own parameters, blocks of H: g_ih (3 blocks), g_hh (3).
+// ---------------------------------------------------------------------------------------------
+struct LnGruCell {
+  static constexpr int kGates = 3;
+  static constexpr int kGates1 = 3;
+  static constexpr bool kCellState = false;
+  static constexpr bool kExtra = true;
+  static constexpr int kIntoGates = 2;  // r, z: the projection's bias b_ih + b_hh; n: b_in
+  static constexpr bool kHiddenGradDiffers = true;
+  static constexpr bool kParams = true;
+  static constexpr bool kNorm = true;
+  static constexpr CellKind kKind = CellKind::LayerNormGru;
+  enum Gate : int { kR, kZ, kN };
+  enum Param : int { kGainIh = 0, kGainHh = 3 };  ///< blocks of H
+
+  /// Rows [b0, B): the recurrent product's layer norm (norm_h, rstd[1]), the gates, h'.
+  template <class S>
+  static void forward(const FwdStep<S>& s) {
+    const GateLayout L{s.H};
+    const index_t H = s.H, GH = L.size(kGates);
+    const S* gain = s.params + L.at(kGainHh);
+    for (index_t b = s.b0; b < s.B; ++b) {
+      S* v = s.gates + b * GH;
+      S* xh = s.norm_h + b * GH;
+      S* hn = s.extra + b * H;
+      const S* hp = s.h_prev + b * H;
+      S* h = s.h + b * H;
+      s.rstd[b * 3 + 1] = layer_norm(s.hproj + b * GH, GH, xh);
+      for_each_chunk<S>(H, [&](index_t j, auto c) {
+        constexpr int N = decltype(c)::value;
+        using V = Eigen::Array<S, N, 1>;
+        Seg<S, N> r(v + L.at(kR, j)), z(v + L.at(kZ, j)), n(v + L.at(kN, j));
+        r += CSeg<S, N>(gain + L.at(kR, j)) * CSeg<S, N>(xh + L.at(kR, j));  // + g_hh*xhat
+        z += CSeg<S, N>(gain + L.at(kZ, j)) * CSeg<S, N>(xh + L.at(kZ, j));
+        V m = CSeg<S, N>(gain + L.at(kN, j)) * CSeg<S, N>(xh + L.at(kN, j));
+        if (s.b_hh) m += CSeg<S, N>(s.b_hh + L.at(kN, j));  // hn = m_n + b_hn
+        Seg<S, N>(hn + j) = m;
+        r = sigmoid(r);
+        z = sigmoid(z);
+        n = (n + r * m).tanh();
+        Seg<S, N>(h + j) = (S(1) - z) * n + z * CSeg<S, N>(hp + j);  // h' = (1-z)*n + z*h
+      });
+    }
+  }
+
+  /// Rows [b0, B): gates -> dL/d(pre-activation) (input side), the direct dh_{t-1} = dh*z,
+  /// dgh = dn*r (the n block's recurrent side, kept), dR through the recurrent layer norm.
+  template <class S>
+  static void backward(const BwdStep<S>& s) {
+    const GateLayout L{s.H};
+    const index_t H = s.H, GH = L.size(kGates);
+    for (index_t b = s.b0; b < s.B; ++b) {
+      S* v = s.gates + b * GH;
+      S* dR = s.dR + b * GH;
+      const S* dh = s.dh + b * H;
+      const S* hp = s.h_prev + b * H;
+      for_each_chunk<S>(H, [&](index_t j, auto c) {
+        constexpr int N = decltype(c)::value;
+        using V = Eigen::Array<S, N, 1>;
+        Seg<S, N> r(v + L.at(kR, j)), z(v + L.at(kZ, j)), n(v + L.at(kN, j));
+        const V d = CSeg<S, N>(dh + j);
+        Seg<S, N>(s.dh_prev + b * H + j) = d * z;           // dh_{t-1} (direct) = dh*z
+        const V dn = d * (S(1) - z) * (S(1) - n.square());  // dn = dh*(1-z)*(1-n^2)
+        z = d * (CSeg<S, N>(hp + j) - n) * z * (S(1) - z);  // dz = dh*(h_{t-1}-n)*z(1-z)
+        const V dm = dn * r;                                // d(m_n + b_hn) = dn*r
+        Seg<S, N>(s.dgh + b * H + j) = dm;
+        r = dn * CSeg<S, N>(s.extra + b * H + j) * r * (S(1) - r);  // dr = dn*hn*r(1-r)
+        n = dn;
+        Seg<S, N>(dR + L.at(kR, j)) = r;  // the recurrent side before its layer norm:
+        Seg<S, N>(dR + L.at(kZ, j)) = z;  //   r, z as the input side, n scaled by r
+        Seg<S, N>(dR + L.at(kN, j)) = dm;
+      });
+      layer_norm_backward(static_cast<const S*>(dR), s.params + L.at(kGainHh), s.norm_h + b * GH,
+                          s.rstd[b * 3 + 1], GH, dR);
+    }
+  }
+
+  /// g_ih: sum da*xhat_ih; g_hh: sum (dr, dz, dn*r)*xhat_hh.
+  template <class S>
+  static void param_gradients(const ParamGrads<S>& a) {
+    const GateLayout L{a.H};
+    const index_t GH = L.size(kGates);
+    column_dot_sums(a.dgates, GH, a.xhat_ih, GH, a.R, GH, a.out + L.at(kGainIh));
+    column_dot_sums(a.dgates, GH, a.xhat_hh, GH, a.R, L.size(2), a.out + L.at(kGainHh));
+    column_dot_sums(a.dgh_keep, a.H, a.xhat_hh + L.at(kN), GH, a.R, a.H,
+                    a.out + L.at(kGainHh + kN));
   }
 };
 

@@ -370,10 +370,14 @@ class ForwardLoop {
       for (index_t b = b0; b < b1; ++b) {
         if (b >= Bt) {  // finished (or not started): keep the state, save zeros
           copy_n(h_out + b * z_.Hs, s.h_prev + b * z_.Hs, z_.Hs);
-          copy_n(s.c + b * z_.H, s.c_prev + b * z_.H, z_.H);
+          if constexpr (Cell::kCellState) copy_n(s.c + b * z_.H, s.c_prev + b * z_.H, z_.H);
           if (training_) {
             std::fill(s.norm_h + b * z_.GH, s.norm_h + (b + 1) * z_.GH, S(0));
-            std::fill(s.norm_c + b * z_.H, s.norm_c + (b + 1) * z_.H, S(0));
+            if constexpr (Cell::kCellState) {
+              std::fill(s.norm_c + b * z_.H, s.norm_c + (b + 1) * z_.H, S(0));
+            }
+            if constexpr (Cell::kExtra)
+              std::fill(s.extra + b * z_.H, s.extra + (b + 1) * z_.H, S(0));
             std::fill(s.rstd + b * 3 + 1, s.rstd + b * 3 + 3, S(0));
           }
         }
@@ -545,6 +549,7 @@ class ForwardLoop {
       s.norm_h = training_ ? ws + L_.xhat_hh + t * z_.B * z_.GH : norm_buf_.data();
       s.norm_c = training_ ? ws + L_.chat + t * BH : norm_buf_.data() + z_.B * z_.GH;
       s.rstd = training_ ? ws + L_.rstd + t * z_.B * 3 : norm_buf_.data() + z_.B * (z_.GH + z_.H);
+      s.b_hh = a_.w->b_hh;
     }
     if constexpr (Cell::kExtra) {
       s.extra = training_ ? ex_ + t * BH : (z_.proj ? hc_buf_.data() : step_buf_.data());
@@ -713,7 +718,7 @@ class BackwardLoop {
         cs_(Cell::kCellState ? a.ws + L_.cstates : nullptr),
         ex_(Cell::kExtra ? a.ws + L_.extra : nullptr),
         hcs_(z_.proj ? a.ws + L_.hc : nullptr),
-        dgh_step_(kDiffers ? 2 * z_.B * z_.GH : 0),
+        dgh_step_(kDiffers && !Cell::kNorm ? 2 * z_.B * z_.GH : 0),
         dgh_keep_(kDiffers ? z_.T * z_.B * DH_ : 0),
         dh_carry_(z_.BHs),
         dh_cur_(z_.BHs),
@@ -723,7 +728,7 @@ class BackwardLoop {
         dc_(Cell::kCellState ? z_.BH : 0),
         dextra_(G > G1 ? z_.BH : 0),
         dR_(Cell::kNorm ? z_.T * z_.B * z_.GH : 0),  // every step's dL/d(h W_hh^T), for dW_hh
-        dyc_(Cell::kNorm ? z_.T * z_.BH : 0) {
+        dyc_(Cell::kNorm && Cell::kCellState ? z_.T * z_.BH : 0) {
     copy_or_zero(dh_carry_.data(), a.dh_n, z_.BHs);
     if constexpr (Cell::kCellState) copy_or_zero(dc_.data(), a.dc_n, z_.BH);
     pack_weights();
@@ -757,7 +762,9 @@ class BackwardLoop {
         for (index_t b = std::max(b0, Bt); b < b1; ++b) {  // skipped rows: no gradient
           std::fill(s.gates + b * z_.GH, s.gates + (b + 1) * z_.GH, S(0));
           std::fill(s.dR + b * z_.GH, s.dR + (b + 1) * z_.GH, S(0));
-          std::fill(s.dy_c + b * z_.H, s.dy_c + (b + 1) * z_.H, S(0));
+          if constexpr (Cell::kCellState)
+            std::fill(s.dy_c + b * z_.H, s.dy_c + (b + 1) * z_.H, S(0));
+          if constexpr (kDiffers) std::fill(s.dgh + b * DH_, s.dgh + (b + 1) * DH_, S(0));
         }
       });
       return {t, Bt, s.dR};
@@ -842,6 +849,7 @@ class BackwardLoop {
         pg.xhat_hh = a_.ws + L_.xhat_hh;
         pg.dyc_chat = a_.ws + L_.chat;
         pg.dy_c = dyc_.data();
+        pg.dgh_keep = kDiffers ? dgh_keep_.data() : nullptr;
       }
       Cell::param_gradients(pg);
     }
@@ -873,7 +881,7 @@ class BackwardLoop {
          TnProduct<S>{g.dw_hh + gl.at(G1) * Hs, Hs, ex_, H, H, G > G1 ? gl.at(G1) : GH, GH}},
         bf16);
     if constexpr (Cell::kNorm) gemm_tn(g.dw_hh, Hs, dR_.data(), GH, h_in, Hs, GH, Hs, R, bf16);
-    if constexpr (kDiffers) {  // the blocks whose recurrent gradient differs (n)
+    if constexpr (kDiffers && !Cell::kNorm) {  // the blocks whose recurrent gradient differs (n)
       gemm_tn(g.dw_hh + gl.at(kSame) * Hs, Hs, dgh_keep_.data(), DH_, h_in, Hs, DH_, Hs, R, bf16);
     }
     if (z_.proj) gemm_tn(g.dw_hr, H, dh_all_.data(), Hs, hcs_, H, Hs, H, R, bf16);
@@ -913,7 +921,7 @@ class BackwardLoop {
         std::fill(row + u.u0, row + u.u1, S(0));
       }
     }
-    if constexpr (kDiffers) {  // zero on skipped rows
+    if constexpr (kDiffers && !Cell::kNorm) {  // zero on skipped rows
       for (index_t gi = kSame; gi < G1; ++gi) {
         copy_running_rows(dgh_keep_.data() + st.t * z_.B * DH_ + z_.gates.at(gi - kSame), DH_,
                           st.dgh + z_.gates.at(gi), z_.GH, z_.B, st.Bt, u.u0, u.u1);
@@ -961,7 +969,9 @@ class BackwardLoop {
     s.H = z_.H;
     s.units = z_.H;
     s.gates = dG_ + t * B * z_.GH;
-    s.dgh = kDiffers ? dgh_step_.data() + (k % 2) * B * z_.GH : nullptr;
+    s.dgh = !kDiffers     ? nullptr
+            : Cell::kNorm ? dgh_keep_.data() + t * B * DH_  // the cell writes the kept blocks
+                          : dgh_step_.data() + (k % 2) * B * z_.GH;
     s.dh = dh;
     s.dh_prev = dh_carry_.data();
     s.params = a_.w->cell_params;

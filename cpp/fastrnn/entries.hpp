@@ -29,6 +29,7 @@ decltype(auto) with_cell(CellKind cell, F&& f) {
     case CellKind::GruResetBefore: return f(GruResetBeforeCell{});
     case CellKind::LstmPeephole: return f(LstmPeepholeCell{});
     case CellKind::LayerNormLstm: return f(LnLstmCell{});
+    case CellKind::LayerNormGru: return f(LnGruCell{});
   }
   throw std::invalid_argument("cell: unknown cell kind " + std::to_string(static_cast<int>(cell)));
 }

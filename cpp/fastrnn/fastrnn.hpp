@@ -36,6 +36,9 @@
 //     layer-normalised LSTM (haste's), LN(a) = (a - mean(a)) / sqrt(var(a) + 1e-5) over a row:
 //              v = g_ih*LN(W_ih x) + g_hh*LN(W_hh h) + b_ih + b_hh (LN over the 4H values);
 //              i,f,o = sigmoid(v.), g = tanh(v.);  c' = f*c + i*g;  h' = o*tanh(g_c*LN(c') + b_c)
+//     layer-normalised GRU (reset_after), LN over the 3H values of a row:
+//              a = g_ih*LN(W_ih x) + b_ih, m = g_hh*LN(W_hh h);  r,z = sigmoid(a. + m. + b_h.);
+//              n = tanh(a_n + r*(m_n + b_hn));  h' = (1 - z)*n + z*h
 //   CellOptions may clamp every pre-activation (ONNX's clip) and couple LSTM's gates
 //   (input_forget: f = 1 - i).
 // * Biases are optional (nullptr): a layer built with bias=False has none, and then no bias
@@ -79,6 +82,7 @@ enum class CellKind : int {
   GruResetBefore = 4,  ///< GRU with reset_after=False (Cho et al., the course notes)
   LstmPeephole = 5,    ///< LSTM with peepholes (ONNX's LSTM with input P)
   LayerNormLstm = 6,   ///< layer-normalised LSTM (haste's LayerNormLSTM)
+  LayerNormGru = 7,    ///< layer-normalised GRU (reset_after)
 };
 
 /// Number of gates G of a cell: the weight matrices have G*H rows.
@@ -87,7 +91,8 @@ int num_gates(CellKind cell) noexcept;
 bool has_cell_state(CellKind cell) noexcept;
 /// Scalars of the cell's own parameters per layer and direction (Weights::cell_params): 0 for
 /// most cells; LstmPeephole 3H, the peepholes p_i, p_f, p_o (H each, in that order);
-/// LayerNormLstm 10H, the gains g_ih (4H), g_hh (4H), g_c (H) and the bias b_c (H).
+/// LayerNormLstm 10H, the gains g_ih (4H), g_hh (4H), g_c (H) and the bias b_c (H);
+/// LayerNormGru 6H, the gains g_ih (3H) and g_hh (3H).
 index_t cell_params_size(CellKind cell, index_t H) noexcept;
 /// Short name ("lstm", "gru", ...) for messages.
 const char* cell_name(CellKind cell) noexcept;

@@ -52,7 +52,7 @@ inline index_t checked_add(index_t a, index_t b) {
 ///   hc (T, B, H) LSTM with projection: o*tanh(c) before W_hr |
 ///   layer-normalised cells (norm): xhat_ih, xhat_hh (T, B, G*H) the normalised input projection
 ///   and recurrent product | chat (T, B, H) the normalised c_t | rstd (T, B, 3) the three rows'
-///   1/sqrt(var + eps)
+///   1/sqrt(var + eps) (chat: cells with a cell state)
 /// States live in T+1 slots: the forward direction reads slot t and writes slot t+1 at step t,
 /// the reverse direction reads slot t+1 and writes slot t, so that for both the inputs of the T
 /// steps are one contiguous block (one GEMM for dW_hh).
@@ -74,7 +74,7 @@ inline DirLayout dir_layout(int gates, bool cell_state, bool extra, bool norm, c
   L.xhat_ih = checked_add(L.hc, d.P > 0 ? TBH : 0);
   L.xhat_hh = checked_add(L.xhat_ih, norm ? checked_mul(TBH, gates) : 0);
   L.chat = checked_add(L.xhat_hh, norm ? checked_mul(TBH, gates) : 0);
-  L.rstd = checked_add(L.chat, norm ? TBH : 0);
+  L.rstd = checked_add(L.chat, norm && cell_state ? TBH : 0);
   L.total = checked_add(L.rstd, norm ? checked_mul(checked_mul(d.T, d.B), 3) : 0);
   return L;
 }
