@@ -894,6 +894,115 @@ void check_options_refused() {
   fastrnn::forward<S>(cell, d, fa);  // (the arguments restored)
 }
 
+/// The layer-normalised LSTM has no projection and no CellOptions: proj_size > 0 (workspace_size,
+/// forward), clip and input_forget (forward, and backward after a valid forward) are refused with
+/// std::invalid_argument naming them (and the cell for the options), as are missing cell_params
+/// or d_cell_params; the refused backwards leave the workspace unused.
+template <class S>
+void check_lnlstm_refused() {
+  const CellKind cell = CellKind::LayerNormLstm;
+  Dims d;
+  d.T = 3;
+  d.B = 2;
+  d.I = 2;
+  d.H = 4;
+  const index_t GH = 4 * d.H, n = d.T * d.B, NP = fastrnn::cell_params_size(cell, d.H);
+  auto buf = [](index_t size, double v) { return std::vector<S>(static_cast<size_t>(size), S(v)); };
+  const std::vector<S> w_ih = buf(GH * d.I, 0.1), w_hh = buf(GH * d.H, -0.1), x = buf(n * d.I, 0.5),
+                       w_hr = buf(2 * d.H, 0.5);
+  std::vector<S> params = buf(NP, 1);  // gains 1, then b_c 0
+  std::fill(params.end() - d.H, params.end(), S(0));
+  std::vector<S> y = buf(n * d.H, 0), hn = buf(d.B * d.H, 0), cn = hn, dh0 = hn, dc0 = hn;
+  std::vector<S> dx = buf(n * d.I, 0), dw_ih = buf(GH * d.I, 0), dw_hh = buf(GH * d.H, 0),
+                 dparams = buf(NP, 0);
+  std::vector<S> ws = buf(fastrnn::workspace_size<S>(cell, d), 0);
+  fastrnn::Weights<S> w;
+  w.w_ih = w_ih.data();
+  w.w_hh = w_hh.data();
+  w.cell_params = params.data();
+  fastrnn::WeightGrads<S> g;
+  g.dw_ih = dw_ih.data();
+  g.dw_hh = dw_hh.data();
+  g.d_cell_params = dparams.data();
+  fastrnn::ForwardArgs<S> fa;
+  fa.weights = &w;
+  fa.x = x.data();
+  fa.y = y.data();
+  fa.h_n = hn.data();
+  fa.c_n = cn.data();
+  fa.workspace = ws.data();
+  fastrnn::BackwardArgs<S> ba;
+  ba.weights = &w;
+  ba.x = x.data();
+  ba.workspace = ws.data();
+  ba.dx = dx.data();
+  ba.dh0 = dh0.data();
+  ba.dc0 = dc0.data();
+  ba.grads = &g;
+  const std::string ty = type_name(S());
+  // `call` must throw std::invalid_argument with a message that contains each of `names`
+  auto refused = [&](const std::string& what, std::vector<std::string> names, auto&& call) {
+    try {
+      call();
+      fail(ty + " lnlstm " + what + " did not throw");
+    } catch (const std::invalid_argument& e) {
+      for (const std::string& name : names) {
+        if (std::string(e.what()).find(name) == std::string::npos)
+          fail(ty + " lnlstm " + what + " threw \"" + e.what() + "\", which does not name " + name);
+      }
+    } catch (const std::exception& e) {
+      fail(ty + " lnlstm " + what + " threw another exception type: " + e.what());
+    }
+  };
+  Dims proj = d;
+  proj.P = 2;
+  fastrnn::workspace_size<S>(CellKind::Lstm, proj);  // (the sizes are valid for the LSTM)
+  refused("workspace_size with proj_size 2", {"proj_size"},
+          [&] { fastrnn::workspace_size<S>(cell, proj); });
+  fastrnn::Weights<S> wp = w;
+  wp.w_hr = w_hr.data();
+  fa.weights = &wp;
+  refused("forward with proj_size 2", {"proj_size"}, [&] { fastrnn::forward<S>(cell, proj, fa); });
+  fa.weights = &w;
+  auto opts = [](double clip, bool input_forget) {
+    fastrnn::CellOptions o;
+    o.clip = clip;
+    o.input_forget = input_forget;
+    return o;
+  };
+  const fastrnn::CellOptions bad[] = {opts(1, false), opts(0, true), opts(0.5, true)};
+  auto opt_names = [](const fastrnn::CellOptions& o) {
+    std::vector<std::string> v{"lnlstm"};
+    if (o.clip > 0) v.push_back("clip");
+    if (o.input_forget) v.push_back("input_forget");
+    return v;
+  };
+  auto opt_what = [](const fastrnn::CellOptions& o) {
+    return "with clip " + std::to_string(o.clip) + ", input_forget " +
+           std::to_string(o.input_forget);
+  };
+  for (const fastrnn::CellOptions& o : bad) {
+    fa.options = o;
+    refused("forward " + opt_what(o), opt_names(o), [&] { fastrnn::forward<S>(cell, d, fa); });
+  }
+  fa.options = fastrnn::CellOptions();
+  w.cell_params = nullptr;
+  refused("forward without cell_params", {"cell_params"},
+          [&] { fastrnn::forward<S>(cell, d, fa); });
+  w.cell_params = params.data();
+  fastrnn::forward<S>(cell, d, fa);
+  for (const fastrnn::CellOptions& o : bad) {
+    ba.options = o;
+    refused("backward " + opt_what(o), opt_names(o), [&] { fastrnn::backward<S>(cell, d, ba); });
+  }
+  ba.options = fastrnn::CellOptions();
+  g.d_cell_params = nullptr;
+  refused("backward without d_cell_params", {"d_cell_params"},
+          [&] { fastrnn::backward<S>(cell, d, ba); });
+  g.d_cell_params = dparams.data();
+  fastrnn::backward<S>(cell, d, ba);  // the workspace was not consumed by the refused calls
+}
+
 template <class S>
 constexpr double fwd_tol() {
   return sizeof(S) == 8 ? 1e-10 : 1e-4;
@@ -1669,6 +1778,8 @@ int main(int argc, char** argv) {
       try {
         check_options_refused<double>();
         check_options_refused<float>();
+        check_lnlstm_refused<double>();
+        check_lnlstm_refused<float>();
       } catch (const std::exception& e) {
         fail(tag + " options refused: exception " + std::string(e.what()));
       }
