@@ -3,20 +3,22 @@
 // No test framework and no Python: one program, linked with the whole core (every variant),
 // built with -DFASTRNN_BUILD_TESTS=ON (CMakeLists.txt) and run natively and under qemu
 // (tools/cross_aarch64.sh, tools/baseline_x86.sh). For each variant in isa_available():
-//   * forward of every cell (the peephole LSTM with its own parameters, cell_params, among them),
-//     float and double, against a naive forward in double (plain loops, straight from the
-//     formulas of fastrnn.hpp): with and without biases and initial states, two layers with
-//     dropout multipliers, bidirectional, reverse-only (Dims::reverse), LSTM projection, variable
-//     lengths (some 0, some < T), T = 0, CellOptions (clip, with some pre-activations clamped;
-//     input_forget), and shapes past the SIMD widths and the kernels' blockings;
+//   * forward of every cell (the peephole LSTM and the layer-normalised LSTM with their own
+//     parameters, cell_params, among them), float and double, against a naive forward in double
+//     (plain loops, straight from the formulas of fastrnn.hpp): with and without biases and
+//     initial states, two layers with dropout multipliers, bidirectional, reverse-only
+//     (Dims::reverse), LSTM projection, variable lengths (some 0, some < T), T = 0, CellOptions
+//     (clip, with some pre-activations clamped; input_forget), and shapes past the SIMD widths
+//     and the kernels' blockings (the layer norms' rows of 4H and H with a tail);
 //   * backward in double against central finite differences of the loss
 //         L = sum(y * Ry) + sum(h_n * Rh) + sum(c_n * Rc)
 //     computed with the naive forward (so backward is checked independently of the kernels'
 //     forward), and backward in float against backward in double; every gradient, the
-//     peepholes' d_cell_params too;
+//     peepholes' and the layer norms' gains' and bias' d_cell_params too;
 //   * inference forward (no workspace) bit-identical to training forward;
 //   * a backward with other CellOptions or another direction than its forward's workspace, and
-//     invalid options, refused (std::invalid_argument);
+//     invalid options, refused (std::invalid_argument); the layer-normalised LSTM's projection
+//     and CellOptions too;
 //   * determinism: bit-identical results for 1 and 2 threads, on a repeated run and with the
 //     arrays at other addresses (offsets that break their SIMD alignment);
 //   * the ISA API (isa_compiled, isa_available, isa, set_isa) and some train:: kernels;
@@ -27,9 +29,10 @@
 // It prints one line per variant with the largest errors seen and exits non-zero on any failure.
 // Errors are relative to max(1, max |expected|) over an array; tolerances: forward 1e-10 (double)
 // and 1e-4 (float); double backward against the finite differences (4-point central, step 1e-3,
-// 1e-5 for ReLU, 1e-4 with clip; ~1e-9 accurate) 1e-7; float backward against double backward
-// 1e-3. The loss has kinks (ReLU's at 0, clip's at +-clip): the problems keep their
-// pre-activations away from them (make_problem), and a finite difference across one is skipped.
+// 1e-5 for ReLU, 1e-4 with clip and for the layer-normalised LSTM, 1e-6 for its h0 when that is
+// zero; ~1e-9 accurate) 1e-7; float backward against double backward 1e-3. The loss has kinks
+// (ReLU's at 0, clip's at +-clip): the problems keep their pre-activations away from them
+// (make_problem), and a finite difference across one is skipped.
 //
 // Usage: fastrnn_kernel_test [seed] [variant ...]   (the seed also from FASTRNN_TEST_SEED, fixed by
 // default; the variants: all that this CPU runs by default).
