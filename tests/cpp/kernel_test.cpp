@@ -3,20 +3,22 @@
 // No test framework and no Python: one program, linked with the whole core (every variant),
 // built with -DFASTRNN_BUILD_TESTS=ON (CMakeLists.txt) and run natively and under qemu
 // (tools/cross_aarch64.sh, tools/baseline_x86.sh). For each variant in isa_available():
-//   * forward of every cell (the peephole LSTM with its own parameters, cell_params, among them),
-//     float and double, against a naive forward in double (plain loops, straight from the
-//     formulas of fastrnn.hpp): with and without biases and initial states, two layers with
-//     dropout multipliers, bidirectional, reverse-only (Dims::reverse), LSTM projection, variable
-//     lengths (some 0, some < T), T = 0, CellOptions (clip, with some pre-activations clamped;
-//     input_forget), and shapes past the SIMD widths and the kernels' blockings;
+//   * forward of every cell (the peephole LSTM and the layer-normalised LSTM with their own
+//     parameters, cell_params, among them), float and double, against a naive forward in double
+//     (plain loops, straight from the formulas of fastrnn.hpp): with and without biases and
+//     initial states, two layers with dropout multipliers, bidirectional, reverse-only
+//     (Dims::reverse), LSTM projection, variable lengths (some 0, some < T), T = 0, CellOptions
+//     (clip, with some pre-activations clamped; input_forget), and shapes past the SIMD widths
+//     and the kernels' blockings (the layer norms' rows of 4H and H with a tail);
 //   * backward in double against central finite differences of the loss
 //         L = sum(y * Ry) + sum(h_n * Rh) + sum(c_n * Rc)
 //     computed with the naive forward (so backward is checked independently of the kernels'
 //     forward), and backward in float against backward in double; every gradient, the
-//     peepholes' d_cell_params too;
+//     peepholes' and the layer norms' gains' and bias' d_cell_params too;
 //   * inference forward (no workspace) bit-identical to training forward;
 //   * a backward with other CellOptions or another direction than its forward's workspace, and
-//     invalid options, refused (std::invalid_argument);
+//     invalid options, refused (std::invalid_argument); the layer-normalised LSTM's projection
+//     and CellOptions too;
 //   * determinism: bit-identical results for 1 and 2 threads, on a repeated run and with the
 //     arrays at other addresses (offsets that break their SIMD alignment);
 //   * the ISA API (isa_compiled, isa_available, isa, set_isa) and some train:: kernels;
@@ -27,9 +29,10 @@
 // It prints one line per variant with the largest errors seen and exits non-zero on any failure.
 // Errors are relative to max(1, max |expected|) over an array; tolerances: forward 1e-10 (double)
 // and 1e-4 (float); double backward against the finite differences (4-point central, step 1e-3,
-// 1e-5 for ReLU, 1e-4 with clip; ~1e-9 accurate) 1e-7; float backward against double backward
-// 1e-3. The loss has kinks (ReLU's at 0, clip's at +-clip): the problems keep their
-// pre-activations away from them (make_problem), and a finite difference across one is skipped.
+// 1e-5 for ReLU, 1e-4 with clip and for the layer-normalised LSTM, 1e-6 for its h0 when that is
+// zero; ~1e-9 accurate) 1e-7; float backward against double backward 1e-3. The loss has kinks
+// (ReLU's at 0, clip's at +-clip): the problems keep their pre-activations away from them
+// (make_problem), and a finite difference across one is skipped.
 //
 // Usage: fastrnn_kernel_test [seed] [variant ...]   (the seed also from FASTRNN_TEST_SEED, fixed by
 // default; the variants: all that this CPU runs by default).
@@ -150,7 +153,15 @@ class Rng {
 // ------------------------------------------------------------------------------------------------
 
 const CellKind kCells[] = {CellKind::RnnTanh,      CellKind::RnnRelu, CellKind::Lstm,
-                           CellKind::LstmPeephole, CellKind::Gru,     CellKind::GruResetBefore};
+                           CellKind::LstmPeephole, CellKind::Gru,     CellKind::GruResetBefore,
+                           CellKind::LayerNormLstm};
+
+/// The cells with PyTorch's LSTM projection (proj_size) and CellOptions: all but the
+/// layer-normalised LSTM (which refuses both: check_lnlstm_refused).
+bool has_projection(CellKind cell) {
+  return cell == CellKind::Lstm || cell == CellKind::LstmPeephole;
+}
+bool has_options(CellKind cell) { return cell != CellKind::LayerNormLstm; }
 
 struct Config {
   std::string name;
@@ -180,8 +191,9 @@ struct Problem {
   index_t fd_skipped = 0;
   index_t clipped = 0, clamped = 0;  ///< pre-activations the reference clipped, clamped of them
 
-  bool lstm() const { return fastrnn::has_cell_state(c.cell); }  ///< either LSTM cell
-  /// the cell's own parameters per layer and direction (LstmPeephole: 3H)
+  bool lstm() const { return fastrnn::has_cell_state(c.cell); }  ///< an LSTM cell (c)
+  bool ln() const { return c.cell == CellKind::LayerNormLstm; }  ///< the layer-normalised LSTM
+  /// the cell's own parameters per layer and direction (LstmPeephole: 3H; LayerNormLstm: 10H)
   index_t cell_params() const { return fastrnn::cell_params_size(c.cell, c.d.H); }
   index_t G() const { return fastrnn::num_gates(c.cell); }
   index_t LD() const { return c.d.L * c.d.D; }
@@ -224,7 +236,13 @@ Problem make_problem_once(const Config& c, std::uint64_t seed) {
         w[kBhh] = r.vec(GH, -k, k);
       }
       if (d.P > 0) w[kWhr] = r.vec(d.P * d.H, -k, k);
-      if (p.cell_params() > 0) w[kCellParams] = r.vec(p.cell_params(), -1, 1);
+      if (p.ln()) {  // the gains g_ih, g_hh (4H each), g_c (H) around 1, the bias b_c around 0
+        w[kCellParams] = r.vec(9 * d.H, 0.5, 1.5);
+        const Vec bc = r.vec(d.H, -0.5, 0.5);
+        w[kCellParams].insert(w[kCellParams].end(), bc.begin(), bc.end());
+      } else if (p.cell_params() > 0) {  // the peepholes
+        w[kCellParams] = r.vec(p.cell_params(), -1, 1);
+      }
     }
   }
   p.x = r.vec(d.T * d.B * d.I, -1, 1);
@@ -296,6 +314,17 @@ Problem make_problem(const Config& c, std::uint64_t seed) {
 
 double sigmoid(double a) { return 1.0 / (1.0 + std::exp(-a)); }
 
+/// The layer norm of a row of n values: (a - mean(a)) / sqrt(var(a) + 1e-5), var biased.
+void layer_norm(const double* a, index_t n, double* out) {
+  double mean = 0, var = 0;
+  for (index_t j = 0; j < n; ++j) mean += a[j];
+  mean /= static_cast<double>(n);
+  for (index_t j = 0; j < n; ++j) var += (a[j] - mean) * (a[j] - mean);
+  var /= static_cast<double>(n);
+  const double rstd = 1 / std::sqrt(var + 1e-5);
+  for (index_t j = 0; j < n; ++j) out[j] = (a[j] - mean) * rstd;
+}
+
 /// Straight from fastrnn.hpp. `kinks` (optional) receives the trace of the pre-activations at a
 /// kink (for the finite differences: a kink crossed invalidates them).
 RefOut ref_forward(const Problem& p, KinkTrace* kinks) {
@@ -327,6 +356,8 @@ RefOut ref_forward(const Problem& p, KinkTrace* kinks) {
   Vec ai(static_cast<size_t>(GH)), ah(static_cast<size_t>(GH)), h(static_cast<size_t>(Hs)),
       cst(static_cast<size_t>(H)), hnew(static_cast<size_t>(Hs)), hc(static_cast<size_t>(H)),
       rh(static_cast<size_t>(H));
+  Vec ni(static_cast<size_t>(GH)), nh(static_cast<size_t>(GH)), og(static_cast<size_t>(H)),
+      nc(static_cast<size_t>(H));  // the layer-normalised LSTM's normalised rows, its o
   for (index_t l = 0; l < d.L; ++l) {
     Vec out(static_cast<size_t>(T * B * D * Hs), 0.0);
     for (index_t dir = 0; dir < D; ++dir) {
@@ -340,6 +371,11 @@ RefOut ref_forward(const Problem& p, KinkTrace* kinks) {
       auto peep = [&](index_t q, index_t j) {
         return p.cell_params() > 0 ? w[kCellParams][static_cast<size_t>(q * H + j)] : 0.0;
       };
+      // the layer-normalised LSTM's parameters: g_ih (4H), g_hh (4H), g_c (H), b_c (H)
+      const double* g_ih = p.ln() ? w[kCellParams].data() : nullptr;
+      const double* g_hh = p.ln() ? g_ih + GH : nullptr;
+      const double* g_c = p.ln() ? g_hh + GH : nullptr;
+      const double* b_c = p.ln() ? g_c + H : nullptr;
       for (index_t b = 0; b < B; ++b) {
         for (index_t j = 0; j < Hs; ++j) h[j] = p.h0[(k * B + b) * Hs + j];
         if (p.lstm()) {
@@ -351,8 +387,8 @@ RefOut ref_forward(const Problem& p, KinkTrace* kinks) {
           // step
           const index_t t = dir == 0 && !d.reverse ? s : len - 1 - s;
           const double* xt = in.data() + (t * B + b) * In;
-          for (index_t j = 0; j < GH; ++j) {
-            double a = bih(j), r = bhh(j);
+          for (index_t j = 0; j < GH; ++j) {  // (the layer norm's products without the biases)
+            double a = p.ln() ? 0.0 : bih(j), r = p.ln() ? 0.0 : bhh(j);
             for (index_t m = 0; m < In; ++m) a += wih[j * In + m] * xt[m];
             for (index_t m = 0; m < Hs; ++m) r += whh[j * Hs + m] * h[m];
             ai[j] = a;
@@ -397,6 +433,22 @@ RefOut ref_forward(const Problem& p, KinkTrace* kinks) {
               } else {
                 for (index_t j = 0; j < H; ++j) hnew[j] = hc[j];
               }
+              break;
+            case CellKind::LayerNormLstm:
+              // v = g_ih*LN(x W_ih^T) + g_hh*LN(h W_hh^T) + b_ih + b_hh, LN over the 4H values
+              layer_norm(ai.data(), GH, ni.data());
+              layer_norm(ah.data(), GH, nh.data());
+              for (index_t j = 0; j < GH; ++j) {
+                ai[j] = g_ih[j] * ni[j] + g_hh[j] * nh[j] + bih(j) + bhh(j);
+              }
+              for (index_t j = 0; j < H; ++j) {
+                const double i = sigmoid(ai[j]), f = sigmoid(ai[H + j]);
+                const double g = std::tanh(ai[2 * H + j]);
+                og[j] = sigmoid(ai[3 * H + j]);
+                cst[j] = f * cst[j] + i * g;  // c' = f*c + i*g
+              }
+              layer_norm(cst.data(), H, nc.data());  // h' = o*tanh(g_c*LN(c') + b_c)
+              for (index_t j = 0; j < H; ++j) hnew[j] = og[j] * std::tanh(g_c[j] * nc[j] + b_c[j]);
               break;
             case CellKind::Gru:  // n = tanh(W_in x + b_in + r*(W_hn h + b_hn))
               for (index_t j = 0; j < H; ++j) {
@@ -476,12 +528,15 @@ std::vector<std::pair<std::string, Vec*>> slots(Problem& p) {
 
 /// Central differences of ref_loss, 4 points (error O(eps^4)): once per problem. ReLU cells and
 /// clip use a smaller step (1e-5, 1e-4) and drop an entry whose perturbation moves a
-/// pre-activation across a kink (ReLU's 0, +-clip).
+/// pre-activation across a kink (ReLU's 0, +-clip). The layer-normalised LSTM's layer norms curve
+/// more (step 1e-4: errors ~1e-6 at 1e-3), and most near a zero row, where its derivative is
+/// 1/sqrt(1e-5): the recurrent product of zero initial states, which moves off zero by
+/// eps * W_hh's column when h0 moves (the h0 slot of such a problem: step 1e-6; at 1e-4 ~1e-4).
 void compute_fd(Problem& p) {
   Problem q = p;
   const auto sl = slots(q);
   const bool relu = p.c.cell == CellKind::RnnRelu, kinks = relu || p.c.opt.clip > 0;
-  const double eps = relu ? 1e-5 : kinks ? 1e-4 : 1e-3;
+  const double eps0 = relu ? 1e-5 : kinks || p.ln() ? 1e-4 : 1e-3;
   KinkTrace base, trace;
   ref_loss(q, kinks ? &base : nullptr);
   p.fd.assign(sl.size(), Vec());
@@ -499,6 +554,7 @@ void compute_fd(Problem& p) {
     }
     Vec& g = p.fd[si];
     g.assign(n, std::numeric_limits<double>::quiet_NaN());
+    const double eps = p.ln() && !p.c.h0 && sl[si].second == &q.h0 ? 1e-6 : eps0;
     for (size_t i : idx) {
       const double v0 = v[i];
       double f[4];
@@ -839,6 +895,115 @@ void check_options_refused() {
   refused("reverse-only forward with two directions", "reverse",
           [&] { fastrnn::forward<S>(cell, rev2, fa); });
   fastrnn::forward<S>(cell, d, fa);  // (the arguments restored)
+}
+
+/// The layer-normalised LSTM has no projection and no CellOptions: proj_size > 0 (workspace_size,
+/// forward), clip and input_forget (forward, and backward after a valid forward) are refused with
+/// std::invalid_argument naming them (and the cell for the options), as are missing cell_params
+/// or d_cell_params; the refused backwards leave the workspace unused.
+template <class S>
+void check_lnlstm_refused() {
+  const CellKind cell = CellKind::LayerNormLstm;
+  Dims d;
+  d.T = 3;
+  d.B = 2;
+  d.I = 2;
+  d.H = 4;
+  const index_t GH = 4 * d.H, n = d.T * d.B, NP = fastrnn::cell_params_size(cell, d.H);
+  auto buf = [](index_t size, double v) { return std::vector<S>(static_cast<size_t>(size), S(v)); };
+  const std::vector<S> w_ih = buf(GH * d.I, 0.1), w_hh = buf(GH * d.H, -0.1), x = buf(n * d.I, 0.5),
+                       w_hr = buf(2 * d.H, 0.5);
+  std::vector<S> params = buf(NP, 1);  // gains 1, then b_c 0
+  std::fill(params.end() - d.H, params.end(), S(0));
+  std::vector<S> y = buf(n * d.H, 0), hn = buf(d.B * d.H, 0), cn = hn, dh0 = hn, dc0 = hn;
+  std::vector<S> dx = buf(n * d.I, 0), dw_ih = buf(GH * d.I, 0), dw_hh = buf(GH * d.H, 0),
+                 dparams = buf(NP, 0);
+  std::vector<S> ws = buf(fastrnn::workspace_size<S>(cell, d), 0);
+  fastrnn::Weights<S> w;
+  w.w_ih = w_ih.data();
+  w.w_hh = w_hh.data();
+  w.cell_params = params.data();
+  fastrnn::WeightGrads<S> g;
+  g.dw_ih = dw_ih.data();
+  g.dw_hh = dw_hh.data();
+  g.d_cell_params = dparams.data();
+  fastrnn::ForwardArgs<S> fa;
+  fa.weights = &w;
+  fa.x = x.data();
+  fa.y = y.data();
+  fa.h_n = hn.data();
+  fa.c_n = cn.data();
+  fa.workspace = ws.data();
+  fastrnn::BackwardArgs<S> ba;
+  ba.weights = &w;
+  ba.x = x.data();
+  ba.workspace = ws.data();
+  ba.dx = dx.data();
+  ba.dh0 = dh0.data();
+  ba.dc0 = dc0.data();
+  ba.grads = &g;
+  const std::string ty = type_name(S());
+  // `call` must throw std::invalid_argument with a message that contains each of `names`
+  auto refused = [&](const std::string& what, std::vector<std::string> names, auto&& call) {
+    try {
+      call();
+      fail(ty + " lnlstm " + what + " did not throw");
+    } catch (const std::invalid_argument& e) {
+      for (const std::string& name : names) {
+        if (std::string(e.what()).find(name) == std::string::npos)
+          fail(ty + " lnlstm " + what + " threw \"" + e.what() + "\", which does not name " + name);
+      }
+    } catch (const std::exception& e) {
+      fail(ty + " lnlstm " + what + " threw another exception type: " + e.what());
+    }
+  };
+  Dims proj = d;
+  proj.P = 2;
+  fastrnn::workspace_size<S>(CellKind::Lstm, proj);  // (the sizes are valid for the LSTM)
+  refused("workspace_size with proj_size 2", {"proj_size"},
+          [&] { fastrnn::workspace_size<S>(cell, proj); });
+  fastrnn::Weights<S> wp = w;
+  wp.w_hr = w_hr.data();
+  fa.weights = &wp;
+  refused("forward with proj_size 2", {"proj_size"}, [&] { fastrnn::forward<S>(cell, proj, fa); });
+  fa.weights = &w;
+  auto opts = [](double clip, bool input_forget) {
+    fastrnn::CellOptions o;
+    o.clip = clip;
+    o.input_forget = input_forget;
+    return o;
+  };
+  const fastrnn::CellOptions bad[] = {opts(1, false), opts(0, true), opts(0.5, true)};
+  auto opt_names = [](const fastrnn::CellOptions& o) {
+    std::vector<std::string> v{"lnlstm"};
+    if (o.clip > 0) v.push_back("clip");
+    if (o.input_forget) v.push_back("input_forget");
+    return v;
+  };
+  auto opt_what = [](const fastrnn::CellOptions& o) {
+    return "with clip " + std::to_string(o.clip) + ", input_forget " +
+           std::to_string(o.input_forget);
+  };
+  for (const fastrnn::CellOptions& o : bad) {
+    fa.options = o;
+    refused("forward " + opt_what(o), opt_names(o), [&] { fastrnn::forward<S>(cell, d, fa); });
+  }
+  fa.options = fastrnn::CellOptions();
+  w.cell_params = nullptr;
+  refused("forward without cell_params", {"cell_params"},
+          [&] { fastrnn::forward<S>(cell, d, fa); });
+  w.cell_params = params.data();
+  fastrnn::forward<S>(cell, d, fa);
+  for (const fastrnn::CellOptions& o : bad) {
+    ba.options = o;
+    refused("backward " + opt_what(o), opt_names(o), [&] { fastrnn::backward<S>(cell, d, ba); });
+  }
+  ba.options = fastrnn::CellOptions();
+  g.d_cell_params = nullptr;
+  refused("backward without d_cell_params", {"d_cell_params"},
+          [&] { fastrnn::backward<S>(cell, d, ba); });
+  g.d_cell_params = dparams.data();
+  fastrnn::backward<S>(cell, d, ba);  // the workspace was not consumed by the refused calls
 }
 
 template <class S>
@@ -1368,6 +1533,27 @@ void options_configs(CellKind cell, std::vector<Config>& out) {
   }
 }
 
+/// The layer-normalised LSTM's own correctness problems (besides every cell's): rows of 4H and H
+/// with a tail past the SIMD widths (H odd), and zero initial states in a stack (the first step's
+/// layer norm of a zero recurrent product, whose derivative is 1/sqrt(1e-5)).
+void lnlstm_configs(std::vector<Config>& out) {
+  const CellKind cell = CellKind::LayerNormLstm;
+  {
+    Config x = config(cell, "wide_37", dims(4, 3, 9, 37, 0, 1, 2));
+    x.lengths = {4, 1, 3};
+    x.fd_cap = 30;
+    out.push_back(x);
+  }
+  {
+    Config x = config(cell, "wide_stack_zero_states", dims(3, 4, 7, 19, 0, 2));
+    x.h0 = false;
+    x.dropout = true;
+    x.lengths = {3, 0, 2, 1};
+    x.fd_cap = 30;
+    out.push_back(x);
+  }
+}
+
 /// Correctness problems (checked by finite differences), every cell.
 std::vector<Config> correctness_configs() {
   std::vector<Config> out;
@@ -1431,8 +1617,9 @@ std::vector<Config> correctness_configs() {
       x.fd_cap = 4;
       out.push_back(x);
     }
-    if (fastrnn::has_cell_state(cell)) lstm_projection_configs(cell, out);
-    options_configs(cell, out);
+    if (has_projection(cell)) lstm_projection_configs(cell, out);
+    if (has_options(cell)) options_configs(cell, out);
+    if (cell == CellKind::LayerNormLstm) lnlstm_configs(out);
   }
   return out;
 }
@@ -1452,15 +1639,18 @@ std::vector<Config> thread_configs() {
       x.dropout = true;
       x.lengths = {7, 3, 7, 0, 5};
       add(x);
-      // the same reverse-only (D = 1) with clip, and for the LSTM cells input_forget
-      x.name = "threads_options";
+      // the same reverse-only (D = 1) with clip, and for the LSTM cells input_forget (the
+      // layer-normalised LSTM, which has no options: reverse-only)
+      x.name = has_options(cell) ? "threads_options" : "threads_reverse";
       x.d.D = 1;
       x.d.reverse = true;
-      x.opt.clip = 0.5;
-      x.opt.input_forget = fastrnn::has_cell_state(cell);
+      if (has_options(cell)) {
+        x.opt.clip = 0.5;
+        x.opt.input_forget = fastrnn::has_cell_state(cell);
+      }
       add(x);
     }
-    if (fastrnn::has_cell_state(cell)) {
+    if (has_projection(cell)) {
       Config x = config(cell, "threads_proj", dims(7, 5, 33, 80, 50, 2, 2));
       x.dropout = true;
       x.lengths = {2, 7, 7, 6, 0};
@@ -1591,6 +1781,8 @@ int main(int argc, char** argv) {
       try {
         check_options_refused<double>();
         check_options_refused<float>();
+        check_lnlstm_refused<double>();
+        check_lnlstm_refused<float>();
       } catch (const std::exception& e) {
         fail(tag + " options refused: exception " + std::string(e.what()));
       }
