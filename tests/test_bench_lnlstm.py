@@ -167,11 +167,11 @@ def test_rows_targets_and_the_table() -> None:
     assert "ln/lstm" in text and "x TorchScript" in text
     assert "ORT, the NumPy reference and fastrnn.torch have no layer-normalised LSTM" in text
     assert ("target fastrnn lnlstm / fastrnn lstm <= 1.30x (S1 S2 fwd and fwd+bwd): met 4 of 8; "
-            "not met: S2 fwd 1t 1.40x, S2 fwd+bwd 1t 1.40x, S2 fwd 2t 1.40x, "
+            "not met: S2 fwd 1t 1.40x, S2 fwd 2t 1.40x, S2 fwd+bwd 1t 1.40x, "
             "S2 fwd+bwd 2t 1.40x") in text  # fmt: skip
     assert ("target TorchScript LayerNormLSTM / fastrnn lnlstm >= 5.00x (S1 fwd+bwd, 1 and 2 "
             "thread(s)): met 1 of 2; not met: S1 fwd+bwd 2t 4.00x") in text  # fmt: skip
-    assert "max relative deviation 1.0e-06 (tolerance 0.001): they agree" in text
+    assert "max relative deviation 1.0e-06 (tolerance 0.01): they agree" in text
 
 
 def test_the_table_without_lstm_or_torch_and_with_a_difference() -> None:

@@ -32,8 +32,10 @@ PEERS = ("fastrnn", "torch")
 #: the torch peer's name in the tables
 TORCH_PEER = "TorchScript LayerNormLSTM"
 #: the largest relative deviation (max |fastrnn - torch| / max |torch| of each output) for the
-#: check to pass, in float32
-CHECK_TOLERANCE = 1e-3
+#: check to pass. float32's rounding over the steps, each through three layer norms, reaches a
+#: few 1e-4 on S2 (each peer as far from a float64 run as from the other); a wrong parameter
+#: (the gains g_ih and g_hh swapped) is off by about 2
+CHECK_TOLERANCE = 1e-2
 
 
 @dataclass(frozen=True)
