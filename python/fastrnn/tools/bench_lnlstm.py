@@ -92,7 +92,7 @@ def cell_params(p: dict[str, np.ndarray]) -> np.ndarray:
 
 
 class FastrnnLN:
-    """fastrnn's lnlstm on one case's data ``d`` (a :class:`fastrnn.tools.bench._Inputs`) and
+    """fastrnn's lnlstm on one case's data ``d`` (a ``fastrnn.tools.bench._Inputs``) and
     parameters ``p``, through the kernels' binding (one layer, one direction)."""
 
     def __init__(self, d: Any, p: dict[str, np.ndarray]) -> None:
@@ -262,9 +262,9 @@ def _row(ms: dict[tuple[Any, ...], float], me: Any, key: tuple[Any, ...],
 
 
 def rows(report: dict[str, Any], ms: dict[tuple[Any, ...], float]) -> list[dict[str, Any]]:
-    """A row per kernel variant, shape, pass and thread count fastrnn timed lnlstm at (see
-    :func:`_row`; ``"isa"``: the variant under ``--isa``, else None); ``ms`` the report's
-    timings by ``(peer, threads, shape, cell, passes)``."""
+    """A row per kernel variant, shape, pass and thread count fastrnn timed lnlstm at (its
+    milliseconds, ratios and check; ``"isa"``: the variant under ``--isa``, else None); ``ms``
+    the report's timings by ``(peer, threads, shape, cell, passes)``."""
     checks = {(r["threads"], c["shape_name"], c["passes"]): c["check"]
               for r in report["runs"] if r["peer"] == "torch"
               for c in r["results"] if "check" in c}  # fmt: skip
