@@ -31,7 +31,7 @@ CELL = "lnlstm"
 PEERS = ("fastrnn", "torch")
 #: the torch peer's name in the tables
 TORCH_PEER = "TorchScript LayerNormLSTM"
-#: the largest relative deviation (max |fastrnn - torch| / max |torch| of each output) for the
+#: the largest relative deviation (``max |fastrnn - torch| / max |torch|`` of each output) for the
 #: check to pass. float32's rounding over the steps, each through three layer norms, reaches a
 #: few 1e-4 on S2 (each peer as far from a float64 run as from the other); a wrong parameter
 #: (the gains g_ih and g_hh swapped) is off by about 2
@@ -224,8 +224,8 @@ def case(peer: str, d: Any, passes: str) -> Any:
 def check(d: Any, passes: str) -> dict[str, Any]:
     """In the torch worker, untimed: the TorchScript peer's outputs against fastrnn's (its
     kernels on one thread) on the case's data and weights. Returns ``{"check": {"max_rel_dev",
-    "worst", "compared", "agree"}}``: the largest over the outputs compared of max |fastrnn -
-    torch| / max |torch|, the output it was found in, the names compared, and whether it is
+    "worst", "compared", "agree"}}``: the largest over the outputs compared of ``max |fastrnn
+    - torch| / max |torch|``, the output it was found in, the names compared, and whether it is
     within :data:`CHECK_TOLERANCE`."""
     from fastrnn import _core
 
