@@ -212,3 +212,20 @@ def test_bench_command_with_lnlstm(tmp_path: Path) -> None:
         assert r["agree"] and r["max_rel_dev"] < 1e-4
     overhead = [r["overhead_us"] for r in report["runs"] if "overhead_us" in r]
     assert [set(o) for o in overhead] == [{"lstm"}]  # no layer class of lnlstm to call
+
+
+def test_a_table_per_kernel_variant() -> None:
+    """--isa: fastrnn's rows under each variant, against the same plain LSTM variant's."""
+    results = [{"shape_name": "S1", "shape": list(bench.SHAPES["S1"]), "cell": c,
+                "passes": "forward", "ms": v, "n": 1} for c, v in (("lstm", 10.0),
+                                                                     ("lnlstm", 12.0))]  # fmt: skip
+    runs = [{"peer": "fastrnn", "threads": 1, "isa": isa, "gemm_peak": 100.0,
+             "results": [{**r, "ms": r["ms"] * k} for r in results]}
+            for isa, k in (("x86-64-v3", 2.0), ("x86-64-v4", 1.0))]  # fmt: skip
+    report = {"peers": ["fastrnn"], "threads": [1], "isas": ["x86-64-v3", "x86-64-v4"],
+              "memory": [], "runs": runs}  # fmt: skip
+    report["lnlstm"] = bench_lnlstm.rows(report, bench._timings(report))
+    got = [(r["isa"], r["lnlstm_ms"], r["ratio_to_lstm"]) for r in report["lnlstm"]]
+    assert got == [("x86-64-v3", 24.0, pytest.approx(1.2)), ("x86-64-v4", 12.0, pytest.approx(1.2))]
+    text = bench.table(report)
+    assert text.count("fastrnn kernel variant x86-64-v3:") == 2  # the speed and the lnlstm tables
