@@ -16,7 +16,10 @@ OUT`` times nothing and draws the chart of a saved report of any table but ``--u
 their own, which reports its peak resident memory during two calls beyond what it held before
 them (the inputs and the model: Linux's VmHWM, reset first). ``--isa x86-64-v3 x86-64-v4`` (or
 ``--isa all``) times fastrnn's kernels under each of those variants (FASTRNN_ISA, a process each)
-against the same peers' timings of the run, one table per variant.
+against the same peers' timings of the run, one table per variant. ``--cells lnlstm`` adds the
+layer-normalised LSTM (not timed by default), by fastrnn and its torch peer only, a TorchScript
+LayerNormLSTM checked to compute fastrnn's outputs, with its ratio to fastrnn's plain LSTM and
+the speed-up under the table (:mod:`fastrnn.tools.bench_lnlstm`).
 
 ``--under-load`` runs the "under load" scenario instead: one training step of ``fastrnn demo``
 (its model, text, batch, Adam and clipping, built by the demo's own code; ``--load-demo`` passes
