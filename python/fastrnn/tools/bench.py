@@ -16,7 +16,10 @@ OUT`` times nothing and draws the chart of a saved report of any table but ``--u
 their own, which reports its peak resident memory during two calls beyond what it held before
 them (the inputs and the model: Linux's VmHWM, reset first). ``--isa x86-64-v3 x86-64-v4`` (or
 ``--isa all``) times fastrnn's kernels under each of those variants (FASTRNN_ISA, a process each)
-against the same peers' timings of the run, one table per variant.
+against the same peers' timings of the run, one table per variant. ``--cells lnlstm`` adds the
+layer-normalised LSTM (not timed by default), by fastrnn and its torch peer only, a TorchScript
+LayerNormLSTM checked to compute fastrnn's outputs, with its ratio to fastrnn's plain LSTM and
+the speed-up under the table (:mod:`fastrnn.tools.bench_lnlstm`).
 
 ``--under-load`` runs the "under load" scenario instead: one training step of ``fastrnn demo``
 (its model, text, batch, Adam and clipping, built by the demo's own code; ``--load-demo`` passes
@@ -76,8 +79,13 @@ SHAPES = {  # T, B, I, H
 #: shapes whose calls get initial states, for every peer: a generation loop carries the state
 #: from step to step
 WITH_STATES = ("S5",)
-#: the cells timed, each with its number of gates G (the FLOPs of :func:`flops`)
-CELLS = {"lstm": 4, "gru": 3, "rnn": 1}
+#: the cells timed, each with its number of gates G (the FLOPs of :func:`flops`); ``lnlstm``,
+#: the layer-normalised LSTM, by fastrnn and its TorchScript peer only (:mod:`.bench_lnlstm`)
+CELLS = {"lstm": 4, "gru": 3, "rnn": 1, "lnlstm": 4}
+#: the cells timed when --cells is not given
+DEFAULT_CELLS = ("lstm", "gru", "rnn")
+#: the cells of the float32 tables only (not of --compute-dtype bfloat16 or int8)
+FLOAT32_ONLY_CELLS = ("lnlstm",)
 #: the default shapes of ``--compute-dtype bfloat16``
 BF16_SHAPES = ("S1", "S2", "S4")
 #: the default shapes of ``--compute-dtype int8``
@@ -340,6 +348,10 @@ _LAYER_CASES = {
 def _case(peer: str, cell: str, shape: tuple[int, ...], passes: str, states: bool = False) -> Any:
     """A callable running one case for a peer, or None if the peer cannot run it. states: every
     call gets initial states (h0, and c0 for LSTM), the same for every peer."""
+    if cell == "lnlstm":
+        from . import bench_lnlstm
+
+        return bench_lnlstm.case(peer, _Inputs.draw(cell, shape, states), passes)
     if passes == "train-step":
         return _train_step(peer, cell, shape) if peer in ("torch", "fastrnn.torch") else None
     if peer == "fastrnn.torch":
@@ -437,10 +449,23 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
             continue
         low = (spec.get("min_seconds", MIN_SECONDS), spec.get("min_runs", 1))
         secs, n = _time_runs(fn, spec["repeat"], spec["budget"], *low)
-        out["results"].append({**case, "ms": secs * 1e3, "n": n})
+        out["results"].append({**case, "ms": secs * 1e3, "n": n, **_verify(peer, case)})
     if spec.get("overhead") and not spec.get("memory"):
-        out["overhead_us"] = _overhead(sorted({c["cell"] for c in spec["cases"]}))
+        cells = {c["cell"] for c in spec["cases"]} - set(FLOAT32_ONLY_CELLS)  # no layer class
+        out["overhead_us"] = _overhead(sorted(cells))
     return out
+
+
+def _verify(peer: str, case: dict[str, Any]) -> dict[str, Any]:
+    """After a case's timing, untimed: the torch peer's lnlstm outputs checked against
+    fastrnn's (:func:`fastrnn.tools.bench_lnlstm.check`), nothing for the other cases."""
+    if peer != "torch" or case.get("cell") != "lnlstm" or case["passes"] == "train-step":
+        return {}
+    from . import bench_lnlstm
+
+    states = case["shape_name"] in WITH_STATES
+    return bench_lnlstm.check(_Inputs.draw("lnlstm", tuple(case["shape"]), states),
+                              case["passes"])  # fmt: skip
 
 
 def _overhead(cells: list[str]) -> dict[str, float]:
@@ -567,8 +592,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     isas = _isas(args.isa)
     machine = _machine()
     runs = _timing_runs(args, peers, cases, isas)
-    return {"machine": machine, "peers": peers, "threads": args.threads, "runs": runs,
-            "isas": isas, "memory": _memory_runs(args, peers)}  # fmt: skip
+    report = {"machine": machine, "peers": peers, "threads": args.threads, "runs": runs,
+              "isas": isas, "memory": _memory_runs(args, peers)}  # fmt: skip
+    if "lnlstm" in args.cells:
+        from . import bench_lnlstm
+
+        report["lnlstm"] = bench_lnlstm.rows(report, _timings(report))
+    return report
 
 
 # ------------------------------------------------------------------------------ under load
@@ -822,8 +852,9 @@ def _speed_tables(
     others: list[str],
 ) -> list[str]:
     """fastrnn's times against each other peer's, one table per kernel variant."""
+    cw = max([5, *(len(k[3]) for k in ms)])  # the cell column: lnlstm is wider
     head = (
-        f"{'shape':<5} {'cell':<5} {'pass':<8} {'thr':>3} {'fastrnn ms':>10} {'GFLOP/s':>8} "
+        f"{'shape':<5} {'cell':<{cw}} {'pass':<8} {'thr':>3} {'fastrnn ms':>10} {'GFLOP/s':>8} "
         f"{'%peak':>6}"
     )
     for p in others:
@@ -839,7 +870,7 @@ def _speed_tables(
         for threads, shape, cell, passes in keys:
             t = ms[(me, threads, shape, cell, passes)]
             gf = flops(cell, SHAPES[shape], passes) / t / 1e6
-            row = (f"{shape:<5} {cell:<5} {_pass(passes):<8} "
+            row = (f"{shape:<5} {cell:<{cw}} {_pass(passes):<8} "
                    f"{threads:>3} {_ms(t, 10)} {gf:>8.1f} "
                    f"{100 * gf / peak[threads]:>5.0f}%")  # fmt: skip
             for p in others:
@@ -884,14 +915,15 @@ def _memory_table(memory: list[dict[str, Any]]) -> list[str]:
     mem = {(m["peer"], m["shape_name"], m["cell"], m["passes"]): m["peak_mib"] for m in memory}
     if not mem:
         return []
+    cw = max([5, *(len(k[2]) for k in mem)])  # the cell column: lnlstm is wider
     lines = ["", "Peak resident memory of a call beyond the inputs and the model (MiB, one "
              "process per case; fastrnn's forward includes its output):",
-             f"{'shape':<5} {'cell':<5} {'pass':<8} {'fastrnn':>9} {'torch':>9} "
+             f"{'shape':<5} {'cell':<{cw}} {'pass':<8} {'fastrnn':>9} {'torch':>9} "
              f"{'fastrnn/torch':>14}"]  # fmt: skip
     for shape, cell, passes in sorted({k[1:] for k in mem}):
         fm = mem.get(("fastrnn", shape, cell, passes))
         om = mem.get(("torch", shape, cell, passes))
-        lines.append(f"{shape:<5} {cell:<5} {_pass(passes):<8} "
+        lines.append(f"{shape:<5} {cell:<{cw}} {_pass(passes):<8} "
                      + (f"{fm:>9.1f}" if fm is not None else f"{'-':>9}")
                      + (f" {om:>9.1f}" if om is not None else f" {'-':>9}")
                      + (f" {fm / om:>13.2f}x" if fm is not None and om else ""))  # fmt: skip
@@ -899,13 +931,18 @@ def _memory_table(memory: list[dict[str, Any]]) -> list[str]:
 
 
 def table(report: dict[str, Any]) -> str:
-    """The report as text: the speed tables, the GEMM peak, the call overhead, the training
-    steps and the peak memory."""
+    """The report as text: the speed tables, the layer-normalised LSTM's (lnlstm) ratios,
+    targets and check, the GEMM peak, the call overhead, the training steps and the peak
+    memory."""
     runs = report["runs"]
     peak = {r["threads"]: r["gemm_peak"] for r in runs if "gemm_peak" in r}
     ms = _timings(report)
     others = [p for p in report["peers"] if p not in ("fastrnn", "fastrnn.torch")]
     lines = _speed_tables(ms, peak, report.get("isas", [None]), others)
+    if report.get("lnlstm"):
+        from . import bench_lnlstm
+
+        lines += bench_lnlstm.table_lines(report)
     lines += ["", *_peak_and_overhead(runs, peak)]
     lines += _train_step_table(ms)
     lines += _memory_table(report.get("memory", []))
@@ -1153,7 +1190,12 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     choose("--shapes", SHAPES, None, f"problem sizes to time, T,B,I,H: {shapes} (default: "
            f"all; {bf16_shapes} with --compute-dtype bfloat16, {int8_shapes} with "
            "--compute-dtype int8)")  # fmt: skip
-    choose("--cells", CELLS, list(CELLS), "cells to time")
+    choose("--cells", CELLS, list(DEFAULT_CELLS),
+           f"cells to time (default: {' '.join(DEFAULT_CELLS)}); lnlstm, the layer-normalised "
+           "LSTM, is timed by fastrnn and torch only (a TorchScript LayerNormLSTM after PyTorch's "
+           "benchmarks/fastrnns/custom_lstms.py, checked to compute fastrnn's outputs), with "
+           "its time over fastrnn's plain LSTM's of the run (time lstm too) under the table; "
+           "float32 tables only")  # fmt: skip
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2], metavar="N",
                     help="thread counts, each timed in processes of its own")  # fmt: skip
     choose("--peers", PEERS, list(PEERS),
@@ -1293,6 +1335,10 @@ def _check(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         _mode(SEQ2SEQ).check_unused(ap, args)
     if args.compute_dtype in MODES:
         _mode(args.compute_dtype).check(ap, args)
+        only = [c for c in args.cells if c in FLOAT32_ONLY_CELLS]
+        if only:
+            ap.error(f"--cells {' '.join(only)}: not with --compute-dtype {args.compute_dtype} "
+                     "(float32 tables only)")  # fmt: skip
     if args.shapes is None:
         default = {"bfloat16": BF16_SHAPES, "int8": INT8_SHAPES}.get(args.compute_dtype, SHAPES)
         args.shapes = list(default)
