@@ -576,7 +576,9 @@ class LSTM(RecurrentLayer):
 
 class LayerNormLSTM(RecurrentLayer):
     """Layer-normalised LSTM (haste's ``LayerNormLSTM``; Ba et al., 2016), gates ``i, f, g, o``
-    (PyTorch's order), cell ``"lnlstm"``::
+    (PyTorch's order), cell ``"lnlstm"``.
+
+    A step::
 
         v  = g_ih * LN(W_ih x) + g_hh * LN(W_hh h) + b_ih + b_hh
         i, f, o = sigmoid(v_i, v_f, v_o),  g = tanh(v_g)
@@ -624,7 +626,7 @@ class LayerNormLSTM(RecurrentLayer):
         TypeError, ValueError: an argument breaks a rule of :class:`~fastrnn.spec.StackSpec` or
             :class:`RecurrentLayer`, naming it.
 
-    Example::
+    A two-layer stack, forward and backward::
 
         layer = fastrnn.LayerNormLSTM(8, 16, num_layers=2, seed=0)
         y, (h_n, c_n) = layer(np.zeros((5, 3, 8), np.float32))   # y (5, 3, 16)
