@@ -784,6 +784,14 @@ def test_projection_clip_and_input_forget_are_refused() -> None:
         fastrnn.LayerNormLSTM(3, 4, proj_size=2)  # type: ignore[call-arg]
 
 
+def test_onnx_export_is_refused() -> None:
+    pytest.importorskip("onnx")
+    import fastrnn.onnx
+
+    with pytest.raises(NotImplementedError, match="operators have no lnlstm cell"):
+        fastrnn.onnx.export(fastrnn.LayerNormLSTM(3, 4))
+
+
 def test_bad_layer_norm_vectors_name_the_argument() -> None:
     s = make_stack(2, 1, np.float32)
     x, params = s["x"], s["params"]
