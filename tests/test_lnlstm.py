@@ -36,8 +36,9 @@ LN_NAMES = ("layer_norm_weight_ih", "layer_norm_weight_hh", "layer_norm_weight_c
 # The kernels' float32 tolerance against the float64 reference, in units of helpers.RTOL's 1e-5:
 # a layer norm divides by its row's spread, and its backward by it again, so float32 rounding
 # grows more than through the other cells. On this file's problems (4 seeds, every shape,
-# lengths, states and bias) the kernels were off by up to 7.4e-5 of the largest value, the
-# same NumPy reference run in float32 by up to 3.2e-5; float64 keeps helpers' 1e-12.
+# lengths, states and bias) the kernels were off by up to 8.2e-5 of the largest value (the
+# x86-64-v2 to v4-amx variants), the same NumPy reference run in float32 by up to 3.2e-5;
+# float64 keeps helpers' 1e-12.
 F32_FACTOR = 20.0
 
 # (L, D, reverse): one and two layers, one and two directions, reverse-only
