@@ -2,8 +2,9 @@
 
 * :class:`~fastrnn.layers.RNN`, :class:`~fastrnn.layers.LSTM`, :class:`~fastrnn.layers.GRU`:
   layers with PyTorch's arguments, weight names and outputs, plus an explicit
-  :meth:`~fastrnn.layers.RecurrentLayer.backward`; :func:`~fastrnn.quantized.quantize_dynamic`
-  makes int8 inference layers of them.
+  :meth:`~fastrnn.layers.RecurrentLayer.backward`; :class:`~fastrnn.layers.LayerNormLSTM`, the
+  layer-normalised LSTM (haste's); :func:`~fastrnn.quantized.quantize_dynamic` makes int8
+  inference layers of them.
 * :mod:`fastrnn.torch` (imported on its own, needs torch): ``torch.nn.LSTM/GRU/RNN`` drop-ins
   whose forward and backward run these kernels.
 * :mod:`fastrnn.functional`: the kernels as plain functions of arrays, for use as a backend.
@@ -27,8 +28,14 @@ import sys
 
 from . import _core, functional, reference, spec, training
 from .functional import build_info, get_num_threads, set_num_threads
-from .layers import GRU, LSTM, RNN
-from .quantized import QuantizedGRU, QuantizedLSTM, QuantizedRNN, quantize_dynamic
+from .layers import GRU, LSTM, RNN, LayerNormLSTM
+from .quantized import (
+    QuantizedGRU,
+    QuantizedLayerNormLSTM,
+    QuantizedLSTM,
+    QuantizedRNN,
+    quantize_dynamic,
+)
 from .spec import StackSpec
 from .training import (
     Embedding,
@@ -59,9 +66,11 @@ __all__ = [
     "LSTM",
     "RNN",
     "Embedding",
+    "LayerNormLSTM",
     "Linear",
     "QuantizedGRU",
     "QuantizedLSTM",
+    "QuantizedLayerNormLSTM",
     "QuantizedRNN",
     "Seq2Seq",
     "SequenceModel",

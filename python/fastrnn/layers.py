@@ -13,8 +13,10 @@ Every option of PyTorch's modules is supported: ``num_layers``, ``bidirectional`
 (LSTM), plus variable-length batches through ``layer(x, hx, lengths=...)``; and ONNX's,
 keyword-only: ``reverse`` (the one direction runs backwards in time), ``clip`` (gate
 pre-activations clamped to ``[-clip, clip]``), LSTM's ``input_forget`` (``f = 1 - i``) and
-``peephole`` (the gates see the cell state, through ``weight_peephole_l0 (3H,)``). All layers and
-directions run in one call into the compiled core, forward and backward.
+``peephole`` (the gates see the cell state, through ``weight_peephole_l0 (3H,)``). And
+``fastrnn.LayerNormLSTM``, the layer-normalised LSTM of haste (``LayerNormLSTM``), with LSTM's
+arguments but ``proj_size``. All layers and directions run in one call into the compiled core,
+forward and backward.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from ._args import as_rng, check_flag, check_real, float_array
 from .module import Module
 from .spec import LayerParams, Layout, StackSpec
 
-__all__ = ["GRU", "LSTM", "RNN", "RecurrentLayer", "from_spec"]
+__all__ = ["GRU", "LSTM", "RNN", "LayerNormLSTM", "RecurrentLayer", "from_spec"]
 
 Array = NDArray[Any]
 State = Array | tuple[Array, Array]
@@ -194,7 +196,9 @@ class RecurrentLayer(Module):
 
     def reset_parameters(self, seed: int | np.random.Generator | None = None) -> None:
         """PyTorch's default initialisation: every parameter (the peepholes too)
-        uniform(-1/sqrt(H), 1/sqrt(H)).
+        uniform(-1/sqrt(H), 1/sqrt(H)), but those that start at a constant
+        (:meth:`StackSpec.param_constants <fastrnn.spec.StackSpec.param_constants>`: a
+        :class:`LayerNormLSTM`'s layer-norm gains 1 and bias 0, ``torch.nn.LayerNorm``'s).
 
         Args:
             seed: an int >= 0, a ``numpy.random.Generator``, or None for fresh entropy.
@@ -204,8 +208,13 @@ class RecurrentLayer(Module):
         """
         rng = np.random.default_rng(seed)
         k = 1.0 / np.sqrt(self.hidden_size)
+        constants = self.spec.param_constants()
         self._params = {
-            name: rng.uniform(-k, k, shape).astype(self.dtype)
+            name: (
+                np.full(shape, constants[name], self.dtype)
+                if name in constants
+                else rng.uniform(-k, k, shape).astype(self.dtype)
+            )
             for name, shape in self.param_shapes().items()
         }
 
@@ -565,6 +574,96 @@ class LSTM(RecurrentLayer):
         return ", peephole=True" if self.peephole else ""
 
 
+class LayerNormLSTM(RecurrentLayer):
+    """Layer-normalised LSTM (haste's ``LayerNormLSTM``; Ba et al., 2016), gates ``i, f, g, o``
+    (PyTorch's order), cell ``"lnlstm"``.
+
+    A step::
+
+        v  = g_ih * LN(W_ih x) + g_hh * LN(W_hh h) + b_ih + b_hh
+        i, f, o = sigmoid(v_i, v_f, v_o),  g = tanh(v_g)
+        c' = f * c + i * g
+        h' = o * tanh(g_c * LN(c') + b_c)
+
+    ``LN`` normalises a row (the 4H values of a product, the H of ``c'``) to zero mean and unit
+    variance, ``(a - mean) / sqrt(var + 1e-5)`` (biased variance, as ``torch.nn.LayerNorm``);
+    the carried cell state is ``c'`` itself. Besides LSTM's ``weight_ih_l0 (4H, I)``,
+    ``weight_hh_l0 (4H, H)``, ``bias_ih_l0`` and ``bias_hh_l0 (4H,)``, each layer and direction
+    has ``layer_norm_weight_ih_l0 (4H,)`` (``g_ih``), ``layer_norm_weight_hh_l0 (4H,)``
+    (``g_hh``), ``layer_norm_weight_c_l0 (H,)`` (``g_c``) and ``layer_norm_bias_c_l0 (H,)``
+    (``b_c``) (``_reverse`` for the second direction), which start at 1, 1, 1 and 0 (the other
+    parameters uniform(-1/sqrt(H), 1/sqrt(H)), PyTorch's default).
+
+    In PyTorch's terms (the ``LayerNormLSTMCell`` of PyTorch's ``benchmarks/fastrnns``): its
+    ``layernorm_i.weight`` is ``g_ih``, ``layernorm_h.weight`` ``g_hh``, ``layernorm_i.bias +
+    layernorm_h.bias`` is ``b_ih + b_hh``, ``layernorm_c`` ``(g_c, b_c)``; but that cell carries
+    the normalised ``LN(c')`` to the next step, this one (and haste's) ``c'``.
+
+    The arguments of :class:`LSTM` but ``proj_size``, ``peephole``, ``input_forget`` and
+    ``clip`` (``input_size, hidden_size, num_layers, bias, batch_first, dropout,
+    bidirectional``; ``reverse, dtype, compute_dtype, seed``); states are tuples ``(h, c)`` of
+    shape ``(L*D, B, H)`` each, as an LSTM's. ``compute_dtype="bfloat16"`` rounds the products'
+    operands only (the layer norms run in float32); :func:`fastrnn.quantize_dynamic` makes an
+    int8 :class:`~fastrnn.quantized.QuantizedLayerNormLSTM` of it.
+
+    Args:
+        input_size: I, the size of an input step.
+        hidden_size: H, the size of the hidden and cell states.
+        num_layers: L, stacked layers; layer ``l > 0`` reads the outputs of layer ``l - 1``.
+        bias: whether the layers have ``bias_ih`` and ``bias_hh`` (the layer norms' ``b_c``
+            is there either way).
+        batch_first: inputs and outputs are ``(B, T, F)`` rather than ``(T, B, F)``.
+        dropout: the probability of zeroing an output of each layer but the last, in training.
+        bidirectional: every layer also runs backwards in time (D = 2).
+        reverse: the one direction of every layer runs from the last step to the first (not
+            with ``bidirectional``).
+        dtype: float32 or float64, of the parameters and of every array of a call.
+        compute_dtype: the precision of the matrix products: None for ``dtype``, or
+            ``"bfloat16"`` (a float32 layer; :attr:`~RecurrentLayer.compute_dtype`).
+        seed: the seed of the initial weights and the dropout masks (:class:`RecurrentLayer`).
+
+    Raises:
+        TypeError, ValueError: an argument breaks a rule of :class:`~fastrnn.spec.StackSpec` or
+            :class:`RecurrentLayer`, naming it.
+
+    A two-layer stack, forward and backward::
+
+        layer = fastrnn.LayerNormLSTM(8, 16, num_layers=2, seed=0)
+        y, (h_n, c_n) = layer(np.zeros((5, 3, 8), np.float32))   # y (5, 3, 16)
+        dx, (dh0, dc0) = layer.backward(np.ones_like(y))
+        layer.grads["layer_norm_weight_c_l1"].shape               # (16,)
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        *,
+        reverse: bool = False,
+        dtype: DTypeLike = np.float32,
+        compute_dtype: Any = None,
+        seed: int | np.random.Generator | None = None,
+    ) -> None:
+        spec = StackSpec(
+            "lnlstm",
+            input_size,
+            hidden_size,
+            num_layers,
+            bidirectional,
+            bias,
+            0,
+            dtype,
+            compute_dtype,
+            reverse=reverse,
+        )
+        super().__init__(spec, batch_first=batch_first, dropout=dropout, seed=seed)
+
+
 class GRU(RecurrentLayer):
     """Gated recurrent unit, gates ``r, z, n`` (PyTorch's order), ``h' = (1 - z)*n + z*h``.
 
@@ -638,7 +737,7 @@ def from_spec(
         batch_first, dropout, seed: as :class:`RecurrentLayer`'s.
 
     Returns:
-        An :class:`RNN`, :class:`LSTM` or :class:`GRU`.
+        An :class:`RNN`, :class:`LSTM`, :class:`GRU` or :class:`LayerNormLSTM`.
 
     Raises:
         TypeError: ``spec`` is not a :class:`~fastrnn.spec.StackSpec`.
@@ -654,8 +753,11 @@ def from_spec(
         "gru": (GRU, {"reset_after": True}),
         "gru_reset_before": (GRU, {"reset_after": False}),
         "lstm_peephole": (LSTM, {**lstm, "peephole": True}),
+        "lnlstm": (LayerNormLSTM, {}),
     }
     cls, kw = kinds[spec.cell]
+    if spec.clip is not None:  # the cells that take it; LayerNormLSTM has no such argument
+        kw = {**kw, "clip": spec.clip}
     return cls(
         spec.input_size,
         spec.hidden_size,
@@ -664,7 +766,6 @@ def from_spec(
         batch_first=batch_first,
         dropout=dropout,
         bidirectional=spec.bidirectional,
-        clip=spec.clip,
         reverse=spec.reverse,
         dtype=spec.dtype,
         compute_dtype=spec.compute_dtype,

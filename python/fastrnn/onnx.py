@@ -181,11 +181,17 @@ def export(
 
     Raises:
         ImportError: the ``onnx`` package is not installed.
-        NotImplementedError: the layer has a projection (``proj_size``).
+        NotImplementedError: the layer has a projection (``proj_size``), or a cell no ONNX
+            operator computes (the layer-normalised LSTM, :class:`~fastrnn.layers.LayerNormLSTM`).
     """
     onnx = _onnx()
     TP = onnx.TensorProto
     spec = layer.spec
+    if spec.cell not in _OP:
+        raise NotImplementedError(
+            f"layer: ONNX's RNN, LSTM and GRU operators have no {spec.cell} cell (no layer "
+            "norms); a LayerNormLSTM cannot be exported"
+        )
     if spec.proj_size:
         raise NotImplementedError("proj_size: ONNX's LSTM operator has no projection")
     LD, H, DH, lstm = spec.num_entries, spec.hidden_size, spec.output_size, spec.has_cell_state

@@ -1,9 +1,10 @@
 """int8 inference: :func:`quantize_dynamic` and the quantized layers it returns.
 
 ``fastrnn.quantize_dynamic(layer)`` turns a trained :class:`~fastrnn.layers.RNN`,
-:class:`~fastrnn.layers.LSTM` or :class:`~fastrnn.layers.GRU` (any options: layers, directions,
-``proj_size``, both GRU forms, ``batch_first``, peepholes, ONNX's ``reverse``, ``clip`` and
-``input_forget``) into an inference-only layer with the same call and
+:class:`~fastrnn.layers.LSTM`, :class:`~fastrnn.layers.GRU` or
+:class:`~fastrnn.layers.LayerNormLSTM` (any options: layers, directions, ``proj_size``, both GRU
+forms, ``batch_first``, peepholes, ONNX's ``reverse``, ``clip`` and ``input_forget``) into an
+inference-only layer with the same call and
 outputs whose weight matrices are int8 with one float32 scale per output row (per gate and unit)::
 
     W ~ q * scale[:, None],   scale = max|row| / 127,   q = rint(W / scale) in [-127, 127]
@@ -11,10 +12,10 @@ outputs whose weight matrices are int8 with one float32 scale per output row (pe
 At every matrix product the activation operand (the inputs, ``h``, GRU's ``r*h``, LSTM's
 ``o*tanh(c)`` before the projection) is quantized the same way, per row (per step and sequence),
 the int8 products are summed exactly in int32 and the sum is dequantized straight into the
-float32 gates: ``sum * scale_x[row] * scale_w[col]``. Biases, peepholes, activations and LSTM's
-cell state stay float32 (:func:`fastrnn.reference.quantize_rows` and
-:func:`fastrnn.reference.int8_matmul` state the arithmetic; the kernels compute exactly those
-integers).
+float32 gates: ``sum * scale_x[row] * scale_w[col]``. Biases, peepholes, the layer norms (their
+gains, biases and arithmetic), activations and LSTM's cell state stay float32
+(:func:`fastrnn.reference.quantize_rows` and :func:`fastrnn.reference.int8_matmul` state the
+arithmetic; the kernels compute exactly those integers).
 
 The layer's ``state_dict()`` holds the int8 weights under PyTorch's names
 (``weight_ih_l0``: int8 ``(G*H, I)``), their scales (``weight_ih_l0_scale``: float32 ``(G*H,)``)
@@ -40,6 +41,7 @@ __all__ = [
     "QuantizedGRU",
     "QuantizedLSTM",
     "QuantizedLayer",
+    "QuantizedLayerNormLSTM",
     "QuantizedRNN",
     "quantize_dynamic",
     "quantized_param_shapes",
@@ -195,7 +197,8 @@ class QuantizedLayer(RecurrentLayer):
     def packed_entries(self) -> list[tuple[Any, ...]]:
         """``(w_ih, w_hh, b_ih, b_hh, w_hr)`` per (layer, direction), the weight matrices packed
         for the int8 kernels (1-D uint8 arrays), the biases float32, None where the stack has no
-        such parameter, and for a cell with parameters of its own (``lstm_peephole``) a 6th
+        such parameter, and for a cell with parameters of its own (``lstm_peephole``,
+        ``lnlstm``) a 6th
         item, those as one float32 vector; kept while the parameters are the same."""
         cached = self.__dict__.get("_qentries_of")
         if cached is None or cached[0] is not self._params:
@@ -312,6 +315,11 @@ class QuantizedLSTM(QuantizedLayer):
         return ", peephole=True" if self.peephole else ""
 
 
+class QuantizedLayerNormLSTM(QuantizedLayer):
+    """int8 :class:`~fastrnn.layers.LayerNormLSTM` (see :class:`~fastrnn.quantized.QuantizedLayer`):
+    its products in int8, each normalised in float32; the layer-norm vectors stay float32."""
+
+
 class QuantizedGRU(QuantizedLayer):
     """int8 :class:`~fastrnn.layers.GRU` (see :class:`~fastrnn.quantized.QuantizedLayer`)."""
 
@@ -331,6 +339,7 @@ _CLASSES = {
     "gru": QuantizedGRU,
     "gru_reset_before": QuantizedGRU,
     "lstm_peephole": QuantizedLSTM,
+    "lnlstm": QuantizedLayerNormLSTM,
 }
 
 
@@ -338,15 +347,16 @@ def quantize_dynamic(layer: RecurrentLayer, dtype: Any = "int8") -> QuantizedLay
     """An int8 copy of ``layer`` for inference (dynamic quantization, PyTorch's name).
 
     Args:
-        layer: a :class:`~fastrnn.layers.RNN`, :class:`~fastrnn.layers.LSTM` or
-            :class:`~fastrnn.layers.GRU` (float32 or float64; the quantized layer computes in
-            float32 around its int8 products).
+        layer: a :class:`~fastrnn.layers.RNN`, :class:`~fastrnn.layers.LSTM`,
+            :class:`~fastrnn.layers.GRU` or :class:`~fastrnn.layers.LayerNormLSTM` (float32 or
+            float64; the quantized layer computes in float32 around its int8 products).
         dtype: ``"int8"`` (or ``numpy.int8``), the only one.
 
     Returns:
-        A :class:`QuantizedRNN`, :class:`QuantizedLSTM` or :class:`QuantizedGRU` with the same
-        options and call; ``layer`` is unchanged. Each weight matrix is quantized per row
-        (:func:`fastrnn.reference.quantize_rows`); the biases are kept in float32.
+        A :class:`QuantizedRNN`, :class:`QuantizedLSTM`, :class:`QuantizedGRU` or
+        :class:`QuantizedLayerNormLSTM` with the same options and call; ``layer`` is unchanged.
+        Each weight matrix is quantized per row (:func:`fastrnn.reference.quantize_rows`); the
+        biases are kept in float32.
 
     Raises:
         TypeError: ``layer`` is not a fastrnn recurrent layer, or is quantized already.

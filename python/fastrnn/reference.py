@@ -18,6 +18,12 @@ Conventions (the same as the compiled kernels and PyTorch):
     gru_reset_before      as gru but  n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)
     lstm_peephole         as lstm, with p = weight_peephole = [p_i | p_f | p_o]  (3H,):
                           i = s(. + p_i * c), f = s(. + p_f * c), o = s(. + p_o * c')
+    lnlstm                v = g_ih * LN(W_ih x) + g_hh * LN(W_hh h) + b_ih + b_hh
+                          i, f, o = s(v.), g = tanh(v.) ;  c' = f * c + i * g
+                          h' = o * tanh(g_c * LN(c') + b_c)
+                          LN(a) = (a - mean(a)) / sqrt(var(a) + 1e-5) over a row's 4H (or H)
+                          values, var biased (torch.nn.LayerNorm's); its cell_params are
+                          (g_ih (4H,), g_hh (4H,), g_c (H,), b_c (H,)), haste's LayerNormLSTM
 
   The course notes write the GRU update as ``h' = (1 - z) * h + z * n``: their ``z`` is our
   ``1 - z`` (the same model with the z weights and bias negated, see
@@ -52,6 +58,7 @@ from ._args import check_lengths
 __all__ = [
     "CELLS",
     "COMPUTE_DTYPES",
+    "LAYER_NORM_EPS",
     "QUANT_MIN",
     "Cache",
     "DirCache",
@@ -73,6 +80,8 @@ __all__ = [
     "int8_matmul",
     "linear_backward",
     "linear_forward",
+    "lnlstm_step",
+    "lnlstm_step_backward",
     "lstm_step",
     "lstm_step_backward",
     "mse_loss",
@@ -92,7 +101,7 @@ __all__ = [
 Array = NDArray[np.floating[Any]]
 
 #: The cells' names, as in :data:`fastrnn.functional.CELLS`.
-CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_before", "lstm_peephole")
+CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_before", "lstm_peephole", "lnlstm")
 _GATES = {
     "rnn_tanh": 1,
     "rnn_relu": 1,
@@ -100,8 +109,14 @@ _GATES = {
     "gru": 3,
     "gru_reset_before": 3,
     "lstm_peephole": 4,
+    "lnlstm": 4,
 }
-_LSTMS = ("lstm", "lstm_peephole")  # the cells with a cell state (and a forget gate)
+_LSTMS = ("lstm", "lstm_peephole")  # ONNX's LSTMs: lstm_step, input_forget
+_CELL_STATE = (*_LSTMS, "lnlstm")  # the cells with a cell state c
+
+#: The layer norm's epsilon, in the variance: ``LN(a) = (a - mean) / sqrt(var + eps)``
+#: (``torch.nn.LayerNorm``'s default and haste's).
+LAYER_NORM_EPS = 1e-5
 
 
 def num_gates(cell: str) -> int:
@@ -299,8 +314,8 @@ def _through(da: Array, keep: Any) -> Array:
 
 # ------------------------------------------------------------------------------------------------
 # One time step of each cell. `p` holds the parameters: w_ih, w_hh, b_ih, b_hh (biases as zeros
-# when the layer has none), LSTM's w_hr and w_peep (None without). A step returns the new
-# state(s) and a cache for its backward. `clip` is ONNX's (None: none).
+# when the layer has none), LSTM's w_hr and w_peep, lnlstm's w_ln (None without). A step returns
+# the new state(s) and a cache for its backward. `clip` is ONNX's (None: none).
 # ------------------------------------------------------------------------------------------------
 
 
@@ -433,6 +448,94 @@ def lstm_step_backward(
     return qa @ _q(p["w_ih"]), qa @ _q(p["w_hh"]), dc, grads
 
 
+def _layer_norm(a: Array) -> tuple[Array, Array]:
+    """``(a - mean) / sqrt(var + eps)`` over the last axis (biased variance, two passes: the
+    mean, then the variance around it), and ``rstd = 1 / sqrt(var + eps)`` ``(..., 1)``."""
+    mean = a.mean(axis=-1, keepdims=True)
+    centred = a - mean
+    rstd = 1.0 / np.sqrt(np.square(centred).mean(axis=-1, keepdims=True) + LAYER_NORM_EPS)
+    return centred * rstd, rstd
+
+
+def _layer_norm_backward(dxhat: Array, xhat: Array, rstd: Array) -> Array:
+    """The gradient of the layer norm's input from ``dxhat = dL/dxhat`` (the gain already
+    applied): ``rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))`` over the last
+    axis."""
+    m1 = dxhat.mean(axis=-1, keepdims=True)
+    m2 = (dxhat * xhat).mean(axis=-1, keepdims=True)
+    out: Array = rstd * (dxhat - m1 - xhat * m2)
+    return out
+
+
+def lnlstm_step(
+    x: Array, h: Array, c: Array, p: dict[str, Array]
+) -> tuple[Array, Array, tuple[Any, ...]]:
+    """One step of the layer-normalised LSTM (haste's ``LayerNormLSTM``), gates i, f, g, o:
+    ``v = g_ih * LN(W_ih x) + g_hh * LN(W_hh h) + b_ih + b_hh``; ``c' = f*c + i*g``;
+    ``h' = o * tanh(g_c * LN(c') + b_c)``. The carried cell state is ``c'`` itself, not its
+    normalised value.
+
+    Args:
+        x: ``(B, I)``.
+        h: ``(B, H)``, the previous hidden state.
+        c: ``(B, H)``, the previous cell state.
+        p: ``w_ih (4H, I)``, ``w_hh (4H, H)``, ``b_ih``, ``b_hh (4H,)`` (zeros for none) and
+            ``w_ln (10H,)``: ``[g_ih (4H) | g_hh (4H) | g_c (H) | b_c (H)]``.
+
+    Returns:
+        ``(h' (B, H), c' (B, H), cache)``, the cache for :func:`lnlstm_step_backward`.
+    """
+    H = c.shape[-1]
+    g_ih, g_hh, g_c, b_c = np.split(p["w_ln"], [4 * H, 8 * H, 9 * H])
+    xhat_ih, rstd_ih = _layer_norm(_mm(x, p["w_ih"]))
+    xhat_hh, rstd_hh = _layer_norm(_mm(h, p["w_hh"]))
+    v = g_ih * xhat_ih + g_hh * xhat_hh + p["b_ih"] + p["b_hh"]
+    ai, af, ag, ao = _split(v, 4)
+    i, f, g, o = sigmoid(ai), sigmoid(af), np.tanh(ag), sigmoid(ao)
+    c_new = f * c + i * g
+    chat, rstd_c = _layer_norm(c_new)
+    tc = np.tanh(g_c * chat + b_c)
+    h_new = o * tc
+    norms = (xhat_ih, rstd_ih, xhat_hh, rstd_hh, chat, rstd_c)
+    return h_new, c_new, (x, h, c, i, f, g, o, tc, norms)
+
+
+def lnlstm_step_backward(
+    dh_new: Array, dc_new: Array, cache: tuple[Any, ...], p: dict[str, Array]
+) -> tuple[Array, Array, Array, dict[str, Array]]:
+    """The gradients of one :func:`lnlstm_step` from ``dh_new`` and ``dc_new`` ``(B, H)``.
+
+    Returns:
+        ``(dx (B, I), dh (B, H), dc (B, H), grads)``, ``grads`` keyed as ``p`` (``w_ln``: the
+        gradients of ``[g_ih | g_hh | g_c | b_c]``).
+    """
+    x, h, c, i, f, g, o, tc, norms = cache
+    xhat_ih, rstd_ih, xhat_hh, rstd_hh, chat, rstd_c = norms
+    H = c.shape[-1]
+    g_ih, g_hh, g_c, _ = np.split(p["w_ln"], [4 * H, 8 * H, 9 * H])
+    dao = dh_new * tc * o * (1 - o)  # h' = o * tanh(y_c)
+    dyc = dh_new * o * (1 - tc**2)  # y_c = g_c * chat + b_c
+    dc_total = dc_new + _layer_norm_backward(dyc * g_c, chat, rstd_c)  # through LN(c')
+    dai = dc_total * g * i * (1 - i)
+    daf = dc_total * c * f * (1 - f)
+    dag = dc_total * i * (1 - g**2)
+    dc = dc_total * f
+    dv = np.concatenate([dai, daf, dag, dao], axis=-1)
+    # through the two layer norms to the products' outputs x W_ih^T and h W_hh^T
+    dxw = _layer_norm_backward(dv * g_ih, xhat_ih, rstd_ih)
+    dhw = _layer_norm_backward(dv * g_hh, xhat_hh, rstd_hh)
+    qx, qh = _q(dxw), _q(dhw)
+    dln = [(dv * xhat_ih).sum(0), (dv * xhat_hh).sum(0), (dyc * chat).sum(0), dyc.sum(0)]
+    grads = {
+        "w_ih": qx.T @ _q(x),
+        "w_hh": qh.T @ _q(h),
+        "b_ih": dv.sum(0),
+        "b_hh": dv.sum(0),
+        "w_ln": np.concatenate(dln),
+    }
+    return qx @ _q(p["w_ih"]), qh @ _q(p["w_hh"]), dc, grads
+
+
 def gru_step(
     x: Array, h: Array, p: dict[str, Array], reset_after: bool, clip: float | None = None
 ) -> tuple[Array, tuple[Any, ...]]:
@@ -528,6 +631,8 @@ def _step(
 ) -> tuple[Any, ...]:
     if cell in _LSTMS:  # lstm_peephole: p["w_peep"] is its weight_peephole
         return lstm_step(x, h, c, p, clip, input_forget)
+    if cell == "lnlstm":  # p["w_ln"]: its four layer-norm vectors, concatenated
+        return lnlstm_step(x, h, c, p)
     if cell.startswith("gru"):
         h_new, st = gru_step(x, h, p, reset_after=cell == "gru", clip=clip)
     else:
@@ -540,6 +645,8 @@ def _step_backward(
 ) -> tuple[Array, Array, Array, dict[str, Array]]:
     if cell in _LSTMS:
         return lstm_step_backward(dh, dc, st, p)
+    if cell == "lnlstm":
+        return lnlstm_step_backward(dh, dc, st, p)
     if cell.startswith("gru"):
         dx, dh_prev, g = gru_step_backward(dh, st, p, reset_after=cell == "gru")
     else:
@@ -646,18 +753,30 @@ class Cache(NamedTuple):
     compute_dtype: str | None = None
 
 
-def _param_dict(params: Any, dtype: Any) -> dict[str, Any]:
+def _param_dict(cell: str, params: Any, dtype: Any) -> dict[str, Any]:
     w_ih, w_hh, b_ih, b_hh, w_hr, own = (list(params) + [None] * 6)[:6]
     zeros = np.zeros(w_ih.shape[0], dtype=dtype)
+    # the cell's own parameters (lstm_peephole: (weight_peephole,); lnlstm: its four layer-norm
+    # vectors) as one vector, under the step's key
+    vector = own if own is None or isinstance(own, np.ndarray) else np.concatenate(own)
     return {
         "w_ih": w_ih,
         "w_hh": w_hh,
         "b_ih": zeros if b_ih is None else b_ih,
         "b_hh": zeros if b_hh is None else b_hh,
         "w_hr": w_hr,
-        # the cell's own parameters (lstm_peephole: (weight_peephole,)) as one vector
-        "w_peep": own if own is None or isinstance(own, np.ndarray) else np.concatenate(own),
+        "w_ln" if cell == "lnlstm" else "w_peep": vector,
     }
+
+
+def _cell_grads(cell: str, g: dict[str, Array], H: int) -> tuple[Array, ...] | None:
+    """The gradients of the cell's own parameters as :class:`fastrnn.spec.LayerParams` holds
+    them: lstm_peephole's ``(dweight_peephole,)``, lnlstm's four vectors, None for the others."""
+    if "w_peep" in g:
+        return (g["w_peep"],)
+    if cell == "lnlstm":
+        return tuple(np.split(g["w_ln"], [4 * H, 8 * H, 9 * H]))
+    return None
 
 
 def stack_forward(
@@ -678,24 +797,27 @@ def stack_forward(
 ) -> tuple[Array, Array, Array | None, Cache]:
     """A stack of layers, as torch.nn.RNN/LSTM/GRU: ``params`` holds ``num_layers * D`` tuples
     ``(w_ih, w_hh, b_ih, b_hh, w_hr[, cell_params])`` (biases and ``w_hr`` may be None;
-    ``cell_params`` is ``lstm_peephole``'s ``(weight_peephole,)``, as
-    :class:`fastrnn.spec.LayerParams` holds it), layer by layer, forward direction first. The
-    directions of a layer are concatenated on the last axis; the outputs of every layer but the
-    last are multiplied by ``dropout_masks[l]``; ``compute_dtype`` is the precision of the
-    products (:func:`compute_precision`; the backward of the cache uses it too); ``reverse``,
-    ``clip`` and ``input_forget`` are ONNX's options (the module's docstring). Returns ``(y,
-    h_n, c_n, cache)`` with ``y (T, B, D*Hs)`` and states ``(L*D, B, Hs)`` (``c_n (L*D, B,
-    H)``, None except LSTM); ``x`` is ``(T, B, I)``, ``h0``, ``c0`` as the states (None: zeros),
-    ``lengths (B,)`` (None: all ``T``), ``dropout_masks (L-1, T, B, D*Hs)``.
+    ``cell_params`` is ``lstm_peephole``'s ``(weight_peephole,)`` or ``lnlstm``'s
+    ``(g_ih, g_hh, g_c, b_c)``, as :class:`fastrnn.spec.LayerParams` holds it), layer by layer,
+    forward direction first. The directions of a layer are concatenated on the last axis; the
+    outputs of every layer but the last are multiplied by ``dropout_masks[l]``;
+    ``compute_dtype`` is the precision of the products (:func:`compute_precision`; the backward
+    of the cache uses it too); ``reverse``, ``clip`` and ``input_forget`` are ONNX's options
+    (the module's docstring). Returns ``(y, h_n, c_n, cache)`` with ``y (T, B, D*Hs)`` and
+    states ``(L*D, B, Hs)`` (``c_n (L*D, B, H)``, None but for the LSTM cells); ``x`` is ``(T,
+    B, I)``, ``h0``, ``c0`` as the states (None: zeros), ``lengths (B,)`` (None: all ``T``),
+    ``dropout_masks (L-1, T, B, D*Hs)``.
 
     Raises:
         ValueError: ``cell`` is not one of :data:`CELLS`, or ``compute_dtype`` not one of
             :data:`COMPUTE_DTYPES`; ``reverse`` with ``bidirectional``; ``input_forget`` for a
-            cell without a forget gate.
+            cell without a forget gate; ``clip`` or ``input_forget`` for ``lnlstm``.
     """
     num_gates(cell)
     if reverse and bidirectional:
         raise ValueError("reverse: not with bidirectional")
+    if cell == "lnlstm" and (clip is not None or input_forget):
+        raise ValueError("clip, input_forget: not for the layer-normalised LSTM (lnlstm)")
     if input_forget and cell not in _LSTMS:
         raise ValueError(f"input_forget: {cell} has no forget gate")
     with compute_precision(compute_dtype):
@@ -731,7 +853,7 @@ def _stack_forward(
     T, B, _ = x.shape
     D = 2 if bidirectional else 1
     lens = np.full(B, T) if lengths is None else np.asarray(lengths)
-    ps = [_param_dict(p, x.dtype) for p in params]
+    ps = [_param_dict(cell, p, x.dtype) for p in params]
     H = ps[0]["w_hh"].shape[0] // num_gates(cell)
     Hs = ps[0]["w_hh"].shape[1]
     h_n = np.zeros((num_layers * D, B, Hs), x.dtype)
@@ -764,7 +886,7 @@ def _stack_forward(
         ps[0]["w_hr"] is not None,
         compute_dtype,
     )
-    return inp, h_n, (c_n if cell in _LSTMS else None), cache
+    return inp, h_n, (c_n if cell in _CELL_STATE else None), cache
 
 
 def stack_backward(
@@ -773,7 +895,8 @@ def stack_backward(
     """Gradients of :func:`stack_forward`: a dict with ``dx``, ``dh0``, ``dc0`` (None except
     LSTM) and ``params``, a list of dicts ``weight_ih, weight_hh, bias_ih, bias_hh, weight_hr,
     cell_params`` (None where the layer has no such parameter; ``cell_params`` is
-    ``lstm_peephole``'s ``(dweight_peephole,)``) per layer and direction. The products run in
+    ``lstm_peephole``'s ``(dweight_peephole,)``, ``lnlstm``'s gradients of its four layer-norm
+    vectors) per layer and direction. The products run in
     the forward's ``compute_dtype``; ``reverse``, ``clip`` and ``input_forget`` are the
     forward's."""
     with compute_precision(cache.compute_dtype):
@@ -807,13 +930,13 @@ def _stack_backward(
                 "bias_ih": g["b_ih"] if cache.has_bias else None,
                 "bias_hh": g["b_hh"] if cache.has_bias else None,
                 "weight_hr": g.get("w_hr"),
-                "cell_params": (g["w_peep"],) if "w_peep" in g else None,
+                "cell_params": _cell_grads(cache.cell, g, H),
             }
         assert din is not None
         if l > 0 and cache.masks:
             din = din * cache.masks[l - 1]
         dout = din
-    dc0_out = dc0 if cache.cell in _LSTMS else None
+    dc0_out = dc0 if cache.cell in _CELL_STATE else None
     return {"dx": dout, "dh0": dh0, "dc0": dc0_out, "params": grads}
 
 
@@ -834,7 +957,8 @@ def forward(
 ) -> tuple[Array, Array, Array | None, Cache]:
     """Run one layer of ``cell`` over ``x (T, B, I)``: ``weight_ih (G*H, I)``, ``weight_hh (G*H,
     H)``, biases ``(G*H,)`` or None, states ``(B, H)`` (None: zeros); ``cell_params`` the cell's
-    own (``lstm_peephole``: ``(weight_peephole (3H,),)``), ``reverse``, ``clip`` and
+    own (``lstm_peephole``: ``(weight_peephole (3H,),)``; ``lnlstm``: ``(g_ih (4H,), g_hh (4H,),
+    g_c (H,), b_c (H,))``), ``reverse``, ``clip`` and
     ``input_forget`` as :func:`stack_forward`'s.
 
     Returns:
@@ -865,7 +989,7 @@ def backward(
     the outputs and the final states (None: zeros). Returns a dict with ``dx``, ``dh0``, ``dc0``
     (None except LSTM) and the parameter gradients ``weight_ih``, ``weight_hh``, ``bias_ih``,
     ``bias_hh`` (the biases None when the layer has none) and ``cell_params`` (None but for
-    ``lstm_peephole``: ``(dweight_peephole,)``).
+    ``lstm_peephole``: ``(dweight_peephole,)``, and ``lnlstm``: its four vectors' gradients).
     """
     g = stack_backward(
         cache,

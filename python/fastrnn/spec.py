@@ -18,7 +18,7 @@ Besides PyTorch's options a stack has ONNX's: ``reverse`` (its one direction run
 time), ``clip`` (every gate pre-activation clamped to ``[-clip, clip]``) and ``input_forget``
 (LSTM's forget gate coupled to its input gate, ``f = 1 - i``); and a cell may have parameters of
 its own besides the five of PyTorch (``lstm_peephole``'s ``weight_peephole_l0``, after
-``weight_hr_l0`` in PyTorch's order).
+``weight_hr_l0`` in PyTorch's order; ``lnlstm``'s four layer-norm vectors).
 """
 
 from __future__ import annotations
@@ -47,6 +47,12 @@ class CellInfo(NamedTuple):
     #: the cell's own parameter vectors, each ``(name, blocks)``: a vector named ``<name>_l0``
     #: (``_reverse``) of ``blocks * H`` scalars per (layer, direction); none for PyTorch's cells
     params: tuple[tuple[str, int], ...] = ()
+    #: the value each of :attr:`params` starts at, one per vector (``lnlstm``'s layer-norm gains
+    #: 1 and bias 0, as ``torch.nn.LayerNorm``'s), or ``()``: every vector drawn as the biases
+    #: are (``lstm_peephole``'s)
+    init: tuple[float, ...] = ()
+    #: takes ONNX's ``clip`` (and ``input_forget``, with a cell state); not ``lnlstm``
+    onnx_options: bool = True
 
     @property
     def gates(self) -> int:
@@ -56,10 +62,15 @@ class CellInfo(NamedTuple):
 
 #: The cells, by the name the API takes, and what the contract needs of each. PyTorch's RNN
 #: (tanh, relu), LSTM and GRU (reset gate after the recurrent product), the original GRU of
-#: Cho et al. (reset gate before it), and ONNX's LSTM with peepholes (``lstm_peephole``: the
+#: Cho et al. (reset gate before it), ONNX's LSTM with peepholes (``lstm_peephole``: the
 #: gates i and f also see ``p * c`` of the previous cell state, o that of the new one; its
-#: ``weight_peephole (3H,)`` holds ``p_i, p_f, p_o``). Gate blocks in PyTorch's order: LSTM
-#: input, forget, cell (g), output; GRU reset, update (z), new (n).
+#: ``weight_peephole (3H,)`` holds ``p_i, p_f, p_o``) and the layer-normalised LSTM (``lnlstm``,
+#: haste's ``LayerNormLSTM``: ``v = g_ih * LN(W_ih x) + g_hh * LN(W_hh h) + b_ih + b_hh``,
+#: ``c' = f*c + i*g``, ``h' = o * tanh(g_c * LN(c') + b_c)``, LN over a row without an affine
+#: part, eps 1e-5; its ``layer_norm_weight_ih (4H,)``, ``layer_norm_weight_hh (4H,)``,
+#: ``layer_norm_weight_c (H,)``, ``layer_norm_bias_c (H,)`` start at 1, 1, 1, 0; no projection,
+#: no clip, no input_forget). Gate blocks in PyTorch's order: LSTM input, forget, cell (g),
+#: output; GRU reset, update (z), new (n).
 CELLS: dict[str, CellInfo] = {
     "rnn_tanh": CellInfo(("h",), False, False),
     "rnn_relu": CellInfo(("h",), False, False),
@@ -67,6 +78,19 @@ CELLS: dict[str, CellInfo] = {
     "gru": CellInfo(("r", "z", "n"), False, False),
     "gru_reset_before": CellInfo(("r", "z", "n"), False, False),
     "lstm_peephole": CellInfo(("i", "f", "g", "o"), True, True, (("weight_peephole", 3),)),
+    "lnlstm": CellInfo(
+        ("i", "f", "g", "o"),
+        True,
+        False,
+        params=(
+            ("layer_norm_weight_ih", 4),
+            ("layer_norm_weight_hh", 4),
+            ("layer_norm_weight_c", 1),
+            ("layer_norm_bias_c", 1),
+        ),
+        init=(1.0, 1.0, 1.0, 0.0),
+        onnx_options=False,
+    ),
 }
 
 
@@ -80,7 +104,8 @@ class LayerParams(NamedTuple):
     bias_hh: Any = None  #: (G*H,) or None
     weight_hr: Any = None  #: (P, H) LSTM projection, with proj_size only
     #: the cell's own parameters (:attr:`CellInfo.params`): a tuple of one array per kind
-    #: (``lstm_peephole``: ``(weight_peephole (3H,),)``), or None for PyTorch's cells
+    #: (``lstm_peephole``: ``(weight_peephole (3H,),)``; ``lnlstm``: its four layer-norm
+    #: vectors ``(4H,), (4H,), (H,), (H,)``), or None for PyTorch's cells
     cell_params: Any = None
 
 
@@ -155,7 +180,8 @@ class StackSpec:
         input_size, hidden_size, num_layers: each an int >= 1.
         bidirectional: two directions per layer.
         bias: each layer has ``bias_ih`` and ``bias_hh`` (both, or neither anywhere).
-        proj_size: LSTM's output projection, ``0 <= proj_size < hidden_size``.
+        proj_size: LSTM's output projection, ``0 <= proj_size < hidden_size`` (``lstm`` and
+            ``lstm_peephole``).
         dtype: float32 or float64: of the parameters and of every array of a call.
         compute_dtype: the precision of the matrix products: None (or ``dtype``) for ``dtype``
             itself, or ``"bfloat16"`` for a float32 stack (:data:`COMPUTE_DTYPES`); stored as its
@@ -168,10 +194,10 @@ class StackSpec:
             is clamped to ``[-clip, clip]`` before its activation (ONNX's ``clip``: RNN's one
             pre-activation, LSTM's i, f, g, o with their peephole terms, GRU's r, z and n's
             whole argument; LSTM's cell state is not clipped); its derivative is zero where it
-            clamps. Stored as a float.
-        input_forget: keyword-only; LSTM cells only: the forget gate is ``f = 1 - i`` (ONNX's
-            ``input_forget``, as ONNX Runtime computes it); the f block's weights, biases and
-            peephole are unused (their gradients are zero).
+            clamps. Stored as a float. Not for ``lnlstm``.
+        input_forget: keyword-only; ``lstm`` and ``lstm_peephole`` only: the forget gate is
+            ``f = 1 - i`` (ONNX's ``input_forget``, as ONNX Runtime computes it); the f block's
+            weights, biases and peephole are unused (their gradients are zero).
 
     Raises:
         TypeError: a size is not an int (a bool is not); ``dtype`` is not float32 or float64;
@@ -181,7 +207,7 @@ class StackSpec:
             ``proj_size`` is given for a cell that cannot project or is not below
             ``hidden_size``; ``compute_dtype`` is not one of the above; ``reverse`` with
             ``bidirectional``; ``clip`` not finite or not > 0; ``input_forget`` for a cell
-            without a cell state.
+            without a cell state; ``clip`` or ``input_forget`` for ``lnlstm``.
 
     The rules of a call's arrays are the ``check_*`` methods below; every API of fastrnn applies
     them, with these messages.
@@ -226,6 +252,11 @@ class StackSpec:
         put(self, "bias", check_flag("bias", bias))
         proj = check_int("proj_size", proj_size, 0)
         if proj and not info.can_project:
+            if info.has_cell_state:
+                raise ValueError(
+                    f"proj_size: the layer-normalised LSTM ({cell}) has no projection; use "
+                    "proj_size=0"
+                )
             raise ValueError(f"proj_size: only LSTM layers have a projection, not {cell}")
         if proj >= self.hidden_size:
             raise ValueError(
@@ -242,6 +273,12 @@ class StackSpec:
             )
         put(self, "clip", check_clip(clip))
         put(self, "input_forget", check_flag("input_forget", input_forget))
+        if not info.onnx_options and (self.clip is not None or self.input_forget):
+            which = "clip" if self.clip is not None else "input_forget"
+            raise ValueError(
+                f"{which}: ONNX's clip and input_forget are not for the layer-normalised LSTM "
+                f"({cell}); leave them out"
+            )
         if self.input_forget and not info.has_cell_state:
             raise ValueError(
                 f"input_forget: couples an LSTM's forget gate to its input gate; {cell} has no "
@@ -334,9 +371,23 @@ class StackSpec:
 
     @property
     def cell_params_size(self) -> int:
-        """The scalars of the cell's own parameters per entry (``lstm_peephole``: 3H; 0 for
-        PyTorch's cells): the length of the one vector the kernels take for them."""
+        """The scalars of the cell's own parameters per entry (``lstm_peephole``: 3H;
+        ``lnlstm``: 10H; 0 for PyTorch's cells): the length of the one vector the kernels take
+        for them."""
         return sum(n for _, n in CELLS[self.cell].params) * self.hidden_size
+
+    def param_constants(self) -> dict[str, float]:
+        """The parameters that start at a constant (:attr:`CellInfo.init`), by name, and their
+        value: ``lnlstm``'s ``layer_norm_weight_*`` 1.0 and ``layer_norm_bias_c_*`` 0.0 (as
+        ``torch.nn.LayerNorm``'s); empty for the other cells, whose parameters are all drawn."""
+        init = CELLS[self.cell].init
+        if not init:
+            return {}
+        out: dict[str, float] = {}
+        for k in range(self.num_entries):
+            names = self.entry_names(k).cell_params or ()
+            out.update(zip(names, init, strict=True))
+        return out
 
     def _make_names(self, k: int, all_kinds: bool = False) -> LayerParams:
         sfx = f"_l{k // self.num_directions}{'_reverse' if k % self.num_directions else ''}"

@@ -12,10 +12,11 @@ Subcommands:
   library, no download) or ``--text FILE``, report loss and speed, print samples
   (``--quantize int8``: of the model with its recurrent layers in int8, its held-out loss next to
   the float model's).
-* ``adding``: RNN, GRU and LSTM of the same size on the adding problem; final test MSE against
-  the constant predictor's (``--quantize int8``: and the int8 models'), and the learning curves
-  (PNG with matplotlib).
-* ``gradflow``: ``||dL/dh_t||`` against t for RNN, GRU and LSTM at initialisation (PNG).
+* ``adding``: RNN, GRU and LSTM of the same size on the adding problem (``--cells``: also the
+  layer-normalised LSTM, ``lnlstm``); final test MSE against the constant predictor's
+  (``--quantize int8``: and the int8 models'), and the learning curves (PNG with matplotlib).
+* ``gradflow``: ``||dL/dh_t||`` against t for RNN, GRU and LSTM (``--cells``) at
+  initialisation (PNG).
 * ``seq2seq``: an encoder-decoder with attention trained on date normalisation (or digit
   strings); held-out translations, exact match per format beside the same model without
   attention, the attention heatmap of an example (:mod:`fastrnn.tools.seq2seq_cli`).
@@ -128,9 +129,9 @@ def _plot(path: str, what: str, draw: Any) -> None:
 
 
 def _forget_bias(args: argparse.Namespace, cell: str) -> float | None:
-    """SequenceModel's ``forget_bias`` for ``cell``: ``--forget-bias`` for an LSTM, None for the
-    cells without a forget gate."""
-    return args.forget_bias if cell == "lstm" else None
+    """SequenceModel's ``forget_bias`` for ``cell``: ``--forget-bias`` for an LSTM (``lstm``,
+    ``lnlstm``), None for the cells without a forget gate."""
+    return args.forget_bias if cell in _FORGET_GATE else None
 
 
 def _set_threads(n: int | None) -> None:
@@ -400,10 +401,10 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def _adding_model(cell: str, args: argparse.Namespace) -> SequenceModel:
-    """The model ``fastrnn adding`` trains for ``cell``: an LSTM's gate biases by
-    ``--forget-bias`` (``chrono``: :func:`~fastrnn.training.init.set_chrono_bias` with ``t_max``
-    the sequence length)."""
-    chrono = cell == "lstm" and args.forget_bias == _CHRONO
+    """The model ``fastrnn adding`` trains for ``cell``: an LSTM's (``lstm``, ``lnlstm``) gate
+    biases by ``--forget-bias`` (``chrono``: :func:`~fastrnn.training.init.set_chrono_bias` with
+    ``t_max`` the sequence length)."""
+    chrono = cell in _FORGET_GATE and args.forget_bias == _CHRONO
     model = SequenceModel(cell, 2, args.hidden, 1, many_to_one=True, seed=args.seed,
                           compute_dtype=args.compute_dtype,
                           forget_bias=None if chrono else _forget_bias(args, cell))  # fmt: skip
@@ -442,7 +443,7 @@ def adding(args: argparse.Namespace) -> int:
     how = ("PyTorch's default initialisation" if fb is None else
            f"chrono initialisation of its gate biases (t_max {args.T})" if fb == _CHRONO else
            f"forget-gate bias {fb:g}")  # fmt: skip
-    lstm = f"; LSTM: {how}" if "lstm" in args.cells else ""
+    lstm = f"; LSTM: {how}" if set(_FORGET_GATE) & set(args.cells) else ""
     print(f"adding problem, T={args.T}: hidden {args.hidden}, batch {args.batch}, "
           f"{args.steps} Adam steps (lr {args.lr}, clip norm 1), test set of 1000"
           f"{lstm}")  # fmt: skip
@@ -481,7 +482,8 @@ def gradflow(args: argparse.Namespace) -> int:
         m = SequenceModel(cell, 2, args.hidden, 1, many_to_one=True, seed=args.seed,
                           dtype=np.float64, forget_bias=None)  # fmt: skip
         if args.init == "orthogonal":
-            init.init_recurrent(m.rnn, forget_bias=1.0 if cell == "lstm" else None, rng=args.seed)
+            fb = 1.0 if cell in _FORGET_GATE else None
+            init.init_recurrent(m.rnn, forget_bias=fb, rng=args.seed)
         if args.scale != 1:
             sd = m.rnn.state_dict()
             m.rnn.load_state_dict(
@@ -521,7 +523,8 @@ def _version() -> str:
     return f"fastrnn {__version__} (kernel variant {build_info()['isa']})"
 
 
-_CELLS = ["rnn", "rnn_relu", "gru", "lstm"]
+_CELLS = ["rnn", "rnn_relu", "gru", "lstm", "lnlstm"]
+_FORGET_GATE = ("lstm", "lnlstm")  # the cells with a forget gate (--forget-bias)
 _COMPUTE_HELP = (
     "precision of the recurrent layers' matrix products: float32, or bfloat16 (products of "
     "bfloat16-rounded operands summed in float32; on the CPU's bf16 units where it has them)"

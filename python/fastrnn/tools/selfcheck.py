@@ -39,6 +39,7 @@ LABELS = {
     "gru": "GRU",
     "gru_reset_before": "GRU reset_before",
     "lstm_peephole": "LSTM peephole",
+    "lnlstm": "LSTM layer norm",
 }
 
 
@@ -48,11 +49,13 @@ def _problem(cell: str, T: int, B: int, I: int, H: int, seed: int = 0) -> dict[s
     k = 1 / np.sqrt(H)
     spec = F.StackSpec(cell, I, H)
     lstm = spec.has_cell_state
-    own = spec.cell_params_size  # the cell's own parameters (lstm_peephole's 3H)
+    # the cell's own parameters (lstm_peephole's 3H; lnlstm's layer norms, about their 1 and 0)
+    own = spec.entry_shapes(0).cell_params or ()
+    start = list(spec.param_constants().values()) or [0.0] * len(own)
     return {
         "x": rng.standard_normal((T, B, I)),
         "params": [rng.uniform(-k, k, s) for s in ((G * H, I), (G * H, H), (G * H,), (G * H,))],
-        "cell_params": [rng.uniform(-k, k, own)] if own else None,
+        "cell_params": [c + rng.uniform(-k, k, s) for c, s in zip(start, own, strict=True)] or None,
         "h0": rng.uniform(-1, 1, (B, H)),
         "c0": rng.uniform(-1, 1, (B, H)) if lstm else None,
         "dy": rng.standard_normal((T, B, H)),

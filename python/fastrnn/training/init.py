@@ -391,8 +391,9 @@ def init_recurrent(
     rng: RngLike = None,
 ) -> _Layer:
     """Re-initialise every parameter of an :class:`~fastrnn.layers.RNN`,
-    :class:`~fastrnn.layers.LSTM` or :class:`~fastrnn.layers.GRU` layer (all layers and
-    directions); returns the layer.
+    :class:`~fastrnn.layers.LSTM`, :class:`~fastrnn.layers.GRU` or
+    :class:`~fastrnn.layers.LayerNormLSTM` layer (all layers and directions); returns the
+    layer.
 
     Args:
         layer: the layer; its parameters are replaced through ``layer.load_state_dict`` and keep
@@ -402,10 +403,14 @@ def init_recurrent(
         weight_hh: scheme of the recurrent matrices ``weight_hh_l*`` ``(G*H, Hs)``.
         bias: ``"zeros"`` or ``"default"`` for ``bias_ih_l*`` and ``bias_hh_l*`` (ignored if the
             layer has no biases), and for the vectors of a cell's own parameters (a peephole
-            LSTM's ``weight_peephole_l*``: zeros start it as a plain LSTM), biases or not.
-        forget_bias: LSTM only: the f block (rows ``H:2H``) of every ``bias_ih`` is set to it
-            and that of ``bias_hh`` to 0, so that the forget gate's bias sums to ``forget_bias``
-            (1.0 is the usual choice, which keeps the cell's memory early in training).
+            LSTM's ``weight_peephole_l*``: zeros start it as a plain LSTM), biases or not; but
+            those that start at a constant (:meth:`StackSpec.param_constants
+            <fastrnn.spec.StackSpec.param_constants>`: a LayerNormLSTM's layer-norm gains 1 and
+            ``layer_norm_bias_c`` 0, as ``torch.nn.LayerNorm``) take it, whatever the schemes.
+        forget_bias: LSTM (and LayerNormLSTM) only: the f block (rows ``H:2H``) of every
+            ``bias_ih`` is set to it and that of ``bias_hh`` to 0, so that the forget gate's bias
+            sums to ``forget_bias`` (1.0 is the usual choice, which keeps the cell's memory
+            early in training).
         rng: seed or ``numpy.random.Generator``; the same seed gives the same weights.
 
     Returns:
@@ -426,7 +431,9 @@ def init_recurrent(
             its own (``input_forget=False``).
     """
     if not isinstance(layer, RecurrentLayer):
-        raise TypeError(f"layer: expected a fastrnn.RNN, LSTM or GRU, got {type(layer).__name__}")
+        raise TypeError(
+            f"layer: expected a fastrnn.RNN, LSTM, GRU or LayerNormLSTM, got {type(layer).__name__}"
+        )
     spec = layer.spec
     _check_scheme("weight_ih", weight_ih, SCHEMES)
     _check_scheme("weight_hh", weight_hh, SCHEMES)
@@ -438,6 +445,7 @@ def init_recurrent(
     H, G = spec.hidden_size, spec.gates
     schemes = LayerParams(weight_ih, weight_hh, bias, bias, weight_ih, bias)
     blocks = LayerParams(G, G, 1, 1, 1, 1)
+    constants = spec.param_constants()
     new: dict[str, Array] = {}
     for k in range(spec.num_entries):
         names, shapes = spec.entry_names(k), spec.entry_shapes(k)
@@ -446,7 +454,9 @@ def init_recurrent(
         items = [*zip(names[:5], shapes[:5], schemes[:5], blocks[:5], strict=True)]
         items += [(name, shape, schemes.cell_params, 1) for name, shape in own]
         for name, shape, scheme, nb in items:
-            if name is not None:
+            if name in constants:
+                new[name] = np.full(shape, constants[name], spec.dtype)
+            elif name is not None:
                 new[name] = _init_matrix(scheme, shape, nb, H, g, spec.dtype)
     if forget_bias is not None:
         _gate_biases(spec, new, "f", [forget_bias] * spec.num_entries)
@@ -466,7 +476,9 @@ def set_forget_bias(layer: _Layer, forget_bias: float) -> _Layer:
     LSTMs by default.
 
     Args:
-        layer: an :class:`~fastrnn.layers.LSTM` with biases.
+        layer: an :class:`~fastrnn.layers.LSTM` or :class:`~fastrnn.layers.LayerNormLSTM` with
+            biases (a LayerNormLSTM's gate biases are added after its layer norms, as an
+            LSTM's after its products).
         forget_bias: the forget gate's bias, a finite number.
 
     Returns:

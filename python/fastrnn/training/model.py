@@ -45,8 +45,12 @@ from .text import CharVocab
 __all__ = ["SequenceModel", "StepResult"]
 
 Array = NDArray[Any]
-#: the model's cell names -> the stack's
+#: the cell names of the models (SequenceModel's and Seq2Seq's) -> the stack's
 _CELLS = {"rnn": "rnn_tanh", "rnn_relu": "rnn_relu", "lstm": "lstm", "gru": "gru"}
+#: SequenceModel's: those and the layer-normalised LSTM
+_MODEL_CELLS = {**_CELLS, "lnlstm": "lnlstm"}
+#: the cells with a forget gate (SequenceModel's forget_bias)
+_FORGET_GATE = ("lstm", "lnlstm")
 #: the compute_dtype of an inference-only model whose recurrent stack is quantized
 INT8 = "int8"
 
@@ -87,12 +91,12 @@ def _checked_compute_dtype(value: Any, dtype: np.dtype[Any]) -> str:
 
 
 def _checked_forget_bias(value: Any, cell: str, dtype: np.dtype[Any]) -> float | None:
-    """``forget_bias`` as the config holds it: a float for an LSTM, finite in the parameters'
-    ``dtype`` (1e308 would be inf in float32), or None (PyTorch's default initialisation
-    untouched, and always for the other cells)."""
-    if value is None or (value is _DEFAULT_FORGET_BIAS and cell != "lstm"):
+    """``forget_bias`` as the config holds it: a float for an LSTM (``lstm``, ``lnlstm``), finite
+    in the parameters' ``dtype`` (1e308 would be inf in float32), or None (PyTorch's default
+    initialisation untouched, and always for the other cells)."""
+    if value is None or (value is _DEFAULT_FORGET_BIAS and cell not in _FORGET_GATE):
         return None
-    if cell != "lstm":
+    if cell not in _FORGET_GATE:
         raise ValueError(
             f"forget_bias: only an LSTM has a forget gate, got {value!r} for cell {cell!r} "
             "(leave it out or pass None)"
@@ -116,8 +120,8 @@ def _checked_config(c: Mapping[str, Any]) -> dict[str, Any]:
     before anything is allocated (``dropout`` is the recurrent layer's to check)."""
     cell, emb, seed = c["cell"], c["embedding_dim"], c["seed"]
     dtype = float_dtype("dtype", c["dtype"])
-    if not isinstance(cell, str) or cell not in _CELLS:
-        raise ValueError(f"cell: expected one of {sorted(_CELLS)}, got {cell!r}")
+    if not isinstance(cell, str) or cell not in _MODEL_CELLS:
+        raise ValueError(f"cell: expected one of {sorted(_MODEL_CELLS)}, got {cell!r}")
     return {
         "cell": cell,
         "input_size": check_int("input_size", c["input_size"], 1),
@@ -163,7 +167,7 @@ def _param_shapes(config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     spec's; an int8 stack's weights have a scale per row, as :class:`fastrnn.QuantizedLSTM`)."""
     emb = config["embedding_dim"]
     spec = StackSpec(
-        _CELLS[config["cell"]], emb if emb is not None else config["input_size"],
+        _MODEL_CELLS[config["cell"]], emb if emb is not None else config["input_size"],
         config["hidden_size"], config["num_layers"], config["bidirectional"],
         dtype=config["dtype"],
     )  # fmt: skip
@@ -197,7 +201,8 @@ class SequenceModel(Composite):
     """``[Embedding] -> RNN/LSTM/GRU stack -> Linear``.
 
     Args:
-        cell: ``"rnn"`` (tanh), ``"rnn_relu"``, ``"lstm"`` or ``"gru"``.
+        cell: ``"rnn"`` (tanh), ``"rnn_relu"``, ``"lstm"``, ``"gru"`` or ``"lnlstm"`` (the
+            layer-normalised LSTM, :class:`~fastrnn.layers.LayerNormLSTM`).
         input_size: features per step, or the vocabulary size when ``embedding_dim`` is given
             (the input is then integer ids ``(T, B)``).
         hidden_size, num_layers, dropout, bidirectional: as the recurrent layers.
@@ -216,11 +221,11 @@ class SequenceModel(Composite):
             :meth:`quantize_dynamic` makes, and what :meth:`load` makes of its files; made
             directly, it holds its random initialisation quantized, for
             :meth:`load_state_dict`). The embedding and the output layer stay in ``dtype``.
-        forget_bias: an LSTM's forget-gate bias: after PyTorch's default initialisation, the
-            f rows of every ``bias_ih`` are set to it and those of ``bias_hh`` to 0
-            (:func:`~fastrnn.training.init.set_forget_bias`), so the gate starts open
-            (sigmoid(1) = 0.73). 1.0 by default (Jozefowicz et al., 2015); None keeps
-            PyTorch's initialisation untouched. For long lags see
+        forget_bias: an LSTM's (``"lstm"``, ``"lnlstm"``) forget-gate bias: after the layer's
+            default initialisation, the f rows of every ``bias_ih`` are set to it and those of
+            ``bias_hh`` to 0 (:func:`~fastrnn.training.init.set_forget_bias`), so the gate starts
+            open (sigmoid(1) = 0.73). 1.0 by default (Jozefowicz et al., 2015); None keeps the
+            default initialisation untouched. For long lags see
             :func:`~fastrnn.training.init.set_chrono_bias` (docs/training.md: the adding problem at
             T = 400). The other cells have no forget gate: for them it is None (their
             :attr:`config` says so), and any other value given is a ValueError.
@@ -274,11 +279,12 @@ class SequenceModel(Composite):
         )
         rnn_in = c["embedding_dim"] if c["embedding_dim"] is not None else c["input_size"]
         int8 = c["compute_dtype"] == INT8
-        spec = StackSpec(_CELLS[cell], rnn_in, c["hidden_size"], c["num_layers"],
+        spec = StackSpec(_MODEL_CELLS[cell], rnn_in, c["hidden_size"], c["num_layers"],
                          c["bidirectional"], dtype=c["dtype"],
                          compute_dtype=None if int8 else c["compute_dtype"])  # fmt: skip
-        #: the recurrent stack, an :class:`~fastrnn.layers.RNN`, :class:`~fastrnn.layers.LSTM` or
-        #: :class:`~fastrnn.layers.GRU` (a :class:`~fastrnn.quantized.QuantizedLayer` for int8)
+        #: the recurrent stack, an :class:`~fastrnn.layers.RNN`, :class:`~fastrnn.layers.LSTM`,
+        #: :class:`~fastrnn.layers.GRU` or :class:`~fastrnn.layers.LayerNormLSTM` (a
+        #: :class:`~fastrnn.quantized.QuantizedLayer` for int8)
         self.rnn: RecurrentLayer = from_spec(spec, dropout=dropout, seed=r_rnn)
         c["dropout"] = self.rnn.dropout  # the layer's rule
         if c["forget_bias"] is not None:

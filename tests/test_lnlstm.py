@@ -1,0 +1,825 @@
+"""The layer-normalised LSTM, cell ``lnlstm`` (haste's ``LayerNormLSTM``), and its layer
+:class:`fastrnn.LayerNormLSTM`.
+
+The kernels against the NumPy reference (outputs, final states and every gradient, the four
+layer-norm vectors' too; float32 and float64; full and variable lengths; one and two layers, one
+and two directions, reverse-only; with and without initial states, biases, dropout masks), the
+kernels and the reference against float64 central differences, and PyTorch: the cell written
+here with ``torch.nn.LayerNorm`` (PyTorch's ``benchmarks/fastrnns/custom_lstms.py``
+``LayerNormLSTMCell``, carrying ``c'`` as haste does), the same weights, outputs and every
+gradient by torch's autograd equal to 1e-9 in float64. Then threads (bit-identical results),
+training against inference, bfloat16 products, int8 inference, the layer, the training kit and
+the errors.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn import functional as F
+from fastrnn import reference as R
+from fastrnn.spec import CELLS, LayerParams, StackSpec
+from fastrnn.training import init
+from helpers import assert_close, central_difference, contracted_loss
+
+T, B, I, H = 5, 5, 3, 6
+LENGTHS = np.array([2, 5, 0, 3, 5])  # unsorted, zero and full lengths
+LN_NAMES = ("layer_norm_weight_ih", "layer_norm_weight_hh", "layer_norm_weight_c",
+            "layer_norm_bias_c")  # fmt: skip
+
+# The kernels' float32 tolerance against the float64 reference, in units of helpers.RTOL's 1e-5:
+# a layer norm divides by its row's spread, and its backward by it again, so float32 rounding
+# grows more than through the other cells. On this file's problems (4 seeds, every shape,
+# lengths, states and bias) the kernels were off by up to 8.2e-5 of the largest value (the
+# x86-64-v2 to v4-amx variants), the same NumPy reference run in float32 by up to 3.2e-5;
+# float64 keeps helpers' 1e-12.
+F32_FACTOR = 20.0
+
+# (L, D, reverse): one and two layers, one and two directions, reverse-only
+SHAPES = [(1, 1, False), (1, 2, False), (2, 1, False), (2, 2, False), (1, 1, True), (2, 1, True)]
+
+
+def _shape_id(L: int, D: int, reverse: bool) -> str:
+    return f"L{L}-{'bi' if D == 2 else 'reverse' if reverse else 'uni'}"
+
+
+def make_stack(
+    L: int, D: int, dtype: Any, *, bias: bool = True, seed: int = 0, states: bool = True
+) -> dict[str, Any]:
+    """A random stack as stack_forward takes it: weights and biases uniform(-1/sqrt(H),
+    1/sqrt(H)), the layer norms' gains 1 + U(-0.3, 0.3) and b_c U(-0.3, 0.3); the inputs, states
+    (or None) and the gradients of the outputs."""
+    rng = np.random.default_rng(seed)
+    spec = StackSpec("lnlstm", I, H, L, D == 2, bias)
+    k = 1 / np.sqrt(H)
+    constants = spec.param_constants()
+    flat = [
+        (
+            constants[n] + rng.uniform(-0.3, 0.3, s) if n in constants else rng.uniform(-k, k, s)
+        ).astype(dtype)
+        for n, s in spec.param_shapes().items()
+    ]
+    return {
+        "params": spec.entries(flat),
+        "x": rng.standard_normal((T, B, I)).astype(dtype),
+        "h0": rng.uniform(-1, 1, (L * D, B, H)).astype(dtype) if states else None,
+        "c0": rng.uniform(-1, 1, (L * D, B, H)).astype(dtype) if states else None,
+        "dy": rng.standard_normal((T, B, D * H)).astype(dtype),
+        "dh": rng.standard_normal((L * D, B, H)).astype(dtype),
+        "dc": rng.standard_normal((L * D, B, H)).astype(dtype),
+    }
+
+
+def close(actual: Any, expected: Any, dtype: Any, what: str) -> None:
+    """helpers.assert_close at the dtype's tolerance, float32's widened by F32_FACTOR."""
+    factor = F32_FACTOR if np.dtype(dtype) == np.float32 else 1.0
+    assert_close(actual, expected, dtype, what, factor)
+
+
+def _f64(a: Any) -> Any:
+    """A float64 copy of an array, of each array of a (nested) tuple; None stays None."""
+    if a is None:
+        return None
+    if isinstance(a, LayerParams):
+        return LayerParams(*(_f64(v) for v in a))
+    if isinstance(a, (tuple, list)):
+        return type(a)(_f64(v) for v in a)
+    if isinstance(a, dict):
+        return {k: _f64(v) for k, v in a.items()}
+    return np.asarray(a, np.float64)
+
+
+def _opts(L: int, D: int, reverse: bool, lengths: Any = None) -> dict[str, Any]:
+    return {"num_layers": L, "bidirectional": D == 2, "reverse": reverse, "lengths": lengths}
+
+
+def _kernels(s: dict[str, Any], opts: dict[str, Any], **extra: Any) -> tuple[Any, Any]:
+    fw = F.stack_forward("lnlstm", s["x"], s["params"], s["h0"], s["c0"], **opts, **extra)
+    same = {k: v for k, v in extra.items() if k == "compute_dtype"}  # the backward's too
+    bw = F.stack_backward("lnlstm", s["x"], s["params"], fw.workspace, s["dy"], s["dh"], s["dc"],
+                          **opts, **same)  # fmt: skip
+    return fw, bw
+
+
+def _reference(s: dict[str, Any], opts: dict[str, Any], **extra: Any) -> tuple[Any, ...]:
+    y, h_n, c_n, cache = R.stack_forward("lnlstm", _f64(s["x"]), [_f64(p) for p in s["params"]],
+                                         _f64(s["h0"]), _f64(s["c0"]), **opts, **extra)  # fmt: skip
+    g = R.stack_backward(cache, _f64(s["dy"]), _f64(s["dh"]), _f64(s["dc"]))
+    return y, h_n, c_n, g
+
+
+def _grads(bw: Any) -> Iterator[tuple[str, Any]]:
+    """(name, gradient) of every parameter of a kernels' backward, the four layer norms' too."""
+    for k, g in enumerate(bw.grads):
+        for name in LayerParams._fields[:5]:
+            yield f"{name}[{k}]", getattr(g, name)
+        assert g.cell_params is not None and len(g.cell_params) == 4
+        for name, a in zip(LN_NAMES, g.cell_params, strict=True):
+            yield f"{name}[{k}]", a
+
+
+def _ref_grads(g: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    for k, p in enumerate(g["params"]):
+        for name in LayerParams._fields[:5]:
+            yield f"{name}[{k}]", p[name]
+        for name, a in zip(LN_NAMES, p["cell_params"], strict=True):
+            yield f"{name}[{k}]", a
+
+
+def compare(s: dict[str, Any], opts: dict[str, Any], dtype: Any, **extra: Any) -> None:
+    """The kernels against the float64 reference: y, h_n, c_n, dx, dh0, dc0, every gradient."""
+    fw, bw = _kernels(s, opts, **extra)
+    y, h_n, c_n, g = _reference(s, opts, **extra)
+    for got, want, name in [(fw.y, y, "y"), (fw.h_n, h_n, "h_n"), (fw.c_n, c_n, "c_n"),
+                            (bw.dx, g["dx"], "dx"), (bw.dh0, g["dh0"], "dh0"),
+                            (bw.dc0, g["dc0"], "dc0")]:  # fmt: skip
+        assert got.dtype == dtype, name
+        close(got, want, dtype, name)
+    got_grads, want_grads = list(_grads(bw)), list(_ref_grads(g))
+    assert [n for n, _ in got_grads] == [n for n, _ in want_grads]
+    for (name, a), (_, b) in zip(got_grads, want_grads, strict=True):
+        assert (a is None) == (b is None), name
+        if a is not None:
+            assert a.dtype == dtype, name
+            close(a, b, dtype, name)
+
+
+# ---- the kernels against the reference ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("states", [True, False], ids=["h0c0", "zero-states"])
+@pytest.mark.parametrize("lengths", [None, LENGTHS], ids=["full", "lengths"])
+@pytest.mark.parametrize(("L", "D", "reverse"), SHAPES, ids=[_shape_id(*s) for s in SHAPES])
+def test_stack_against_reference(
+    L: int, D: int, reverse: bool, lengths: Any, states: bool, dtype: Any
+) -> None:
+    s = make_stack(L, D, dtype, states=states)
+    compare(s, _opts(L, D, reverse, lengths), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize(("L", "D", "reverse"), [(2, 2, False), (2, 1, True)], ids=["bi", "rev"])
+def test_no_bias_against_reference(L: int, D: int, reverse: bool, dtype: Any) -> None:
+    s = make_stack(L, D, dtype, bias=False, seed=1)
+    assert all(p.bias_ih is None and p.bias_hh is None for p in s["params"])
+    compare(s, _opts(L, D, reverse, LENGTHS), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize(("L", "D"), [(2, 2), (3, 1)], ids=["L2-bi", "L3-uni"])
+def test_dropout_masks_against_reference(L: int, D: int, dtype: Any) -> None:
+    """Dropout masks between layers: forward and every gradient as the reference's."""
+    s = make_stack(L, D, dtype, seed=2)
+    rng = np.random.default_rng(9)
+    masks = ((rng.random((L - 1, T, B, D * H)) > 0.3) / 0.7).astype(dtype)
+    compare(s, _opts(L, D, False, LENGTHS), dtype, dropout_masks=masks)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "reverse"])
+def test_one_layer_api(reverse: bool, dtype: Any) -> None:
+    """functional.forward/backward with the four vectors as cell_params, against the
+    reference; the workspace's size is workspace_size's."""
+    s = make_stack(1, 1, dtype)
+    w_ih, w_hh, b_ih, b_hh, _, own = s["params"][0]
+    x, h0, c0 = s["x"], s["h0"][0], s["c0"][0]
+    fw = F.forward("lnlstm", x, w_ih, w_hh, b_ih, b_hh, h0, c0, cell_params=own, reverse=reverse)
+    bw = F.backward("lnlstm", x, w_ih, w_hh, b_ih, b_hh, fw.workspace, s["dy"], s["dh"][0],
+                    s["dc"][0], cell_params=own, reverse=reverse)  # fmt: skip
+    y, h_n, c_n, cache = R.forward("lnlstm", *_f64((x, w_ih, w_hh, b_ih, b_hh, h0, c0)),
+                                   cell_params=_f64(own), reverse=reverse)  # fmt: skip
+    g = R.backward(cache, *_f64((s["dy"], s["dh"][0], s["dc"][0])))
+    for got, want, name in [(fw.y, y, "y"), (fw.h_n, h_n, "h_n"), (fw.c_n, c_n, "c_n"),
+                            (bw.dx, g["dx"], "dx"), (bw.dh0, g["dh0"], "dh0"),
+                            (bw.dc0, g["dc0"], "dc0"), (bw.dweight_ih, g["weight_ih"], "w_ih"),
+                            (bw.dweight_hh, g["weight_hh"], "w_hh"),
+                            (bw.dbias_ih, g["bias_ih"], "b_ih"),
+                            (bw.dbias_hh, g["bias_hh"], "b_hh")]:  # fmt: skip
+        close(got, want, dtype, name)
+    assert bw.dcell_params is not None and len(bw.dcell_params) == 4
+    for got, want, name in zip(bw.dcell_params, g["cell_params"], LN_NAMES, strict=True):
+        close(got, want, dtype, name)
+    size = F.workspace_size("lnlstm", T, B, I, H, dtype, reverse=reverse)
+    assert fw.workspace is not None and fw.workspace.size == size
+    assert size > F.workspace_size("lstm", T, B, I, H, dtype)  # the normalised values too
+
+
+# ---- finite differences ------------------------------------------------------------------------
+
+
+def _loss(s: dict[str, Any], opts: dict[str, Any], **extra: Any) -> Any:
+    def f() -> float:
+        r = F.stack_forward("lnlstm", s["x"], s["params"], s["h0"], s["c0"], training=False,
+                            **opts, **extra)  # fmt: skip
+        return contracted_loss(r.y, r.h_n, r.c_n, s["dy"], s["dh"], s["dc"])
+
+    return f
+
+
+def _arrays(s: dict[str, Any], grads: Any) -> Iterator[tuple[str, Any, Any]]:
+    """(name, array of the problem, its gradient) for x, the states and every parameter."""
+    yield "x", s["x"], grads.dx
+    yield "h0", s["h0"], grads.dh0
+    yield "c0", s["c0"], grads.dc0
+    for k, (p, g) in enumerate(zip(s["params"], grads.grads, strict=True)):
+        for name in LayerParams._fields[:5]:
+            if getattr(p, name) is not None:
+                yield f"{name}[{k}]", getattr(p, name), getattr(g, name)
+        for name, a, ga in zip(LN_NAMES, p.cell_params, g.cell_params, strict=True):
+            yield f"{name}[{k}]", a, ga
+
+
+@pytest.mark.parametrize(("D", "reverse"), [(2, False), (1, True)], ids=["bi", "reverse"])
+def test_kernel_gradients_match_finite_differences(D: int, reverse: bool) -> None:
+    """Every element of every array, two layers with lengths and dropout masks: float64 central
+    differences of the kernels' forward."""
+    s = make_stack(2, D, np.float64, seed=5)
+    opts = _opts(2, D, reverse, LENGTHS)
+    masks = (np.random.default_rng(3).random((1, T, B, D * H)) > 0.25) / 0.75
+    _, bw = _kernels(s, opts, dropout_masks=masks)
+    f = _loss(s, opts, dropout_masks=masks)
+    for name, a, g in _arrays(s, bw):
+        num = np.zeros_like(a)
+        for idx in np.ndindex(a.shape):
+            num[idx] = central_difference(f, a, idx, 1e-6)
+        assert_close(g, num, what=name, rtol=1e-6)
+
+
+def test_reference_gradients_match_finite_differences() -> None:
+    """The oracle's own backward against central differences of its forward: up to 8 elements
+    of every array, two bidirectional layers with lengths."""
+    s = make_stack(2, 2, np.float64, seed=5)
+    opts = _opts(2, 2, False, LENGTHS)
+    _, _, _, g = _reference(s, opts)
+
+    def f() -> float:
+        r = R.stack_forward("lnlstm", s["x"], s["params"], s["h0"], s["c0"], **opts)
+        return contracted_loss(r[0], r[1], r[2], s["dy"], s["dh"], s["dc"])
+
+    grads = F.StackBackwardResult(
+        g["dx"], g["dh0"], g["dc0"], [LayerParams(**e) for e in g["params"]]
+    )
+    rng = np.random.default_rng(0)
+    for name, a, ga in _arrays(s, grads):
+        for i in rng.choice(a.size, min(8, a.size), replace=False):
+            idx = np.unravel_index(i, a.shape)
+            assert_close(ga[idx], central_difference(f, a, idx, 1e-6), what=f"{name} {idx}",
+                         rtol=1e-6)  # fmt: skip
+
+
+# ---- PyTorch -----------------------------------------------------------------------------------
+
+
+def _torch_stack(torch: Any, s: dict[str, Any], L: int, D: int, reverse: bool, lengths: Any,
+                 masks: Any, carry_normalised: bool = False) -> Any:  # fmt: skip
+    """The stack in torch, float64: one LayerNormLSTMCell of PyTorch's benchmarks
+    (benchmarks/fastrnns/custom_lstms.py: torch.nn.LayerNorm(4H), LayerNorm(4H), LayerNorm(H),
+    elementwise affine, eps 1e-5) per layer and direction, with its parameters as leaves; a
+    sequence's state is held past its length (its outputs zero there) and the reverse direction
+    starts at its last step, as packed sequences run. The benchmark's cell carries the
+    normalised ``LN(c')`` to the next step (``carry_normalised``); haste's and fastrnn's carry
+    ``c'``, the default here."""
+    nn = torch.nn
+
+    class LayerNormLSTMCell(nn.Module):
+        def __init__(self, input_size: int, hidden_size: int) -> None:
+            super().__init__()
+            self.weight_ih = nn.Parameter(torch.zeros(4 * hidden_size, input_size))
+            self.weight_hh = nn.Parameter(torch.zeros(4 * hidden_size, hidden_size))
+            self.layernorm_i = nn.LayerNorm(4 * hidden_size)
+            self.layernorm_h = nn.LayerNorm(4 * hidden_size)
+            self.layernorm_c = nn.LayerNorm(hidden_size)
+
+        def forward(self, x: Any, state: tuple[Any, Any]) -> tuple[Any, tuple[Any, Any]]:
+            hx, cx = state
+            igates = self.layernorm_i(torch.mm(x, self.weight_ih.t()))
+            hgates = self.layernorm_h(torch.mm(hx, self.weight_hh.t()))
+            ingate, forgetgate, cellgate, outgate = (igates + hgates).chunk(4, 1)
+            ingate = torch.sigmoid(ingate)
+            forgetgate = torch.sigmoid(forgetgate)
+            cellgate = torch.tanh(cellgate)
+            outgate = torch.sigmoid(outgate)
+            c_new = (forgetgate * cx) + (ingate * cellgate)
+            cy = self.layernorm_c(c_new)
+            hy = outgate * torch.tanh(cy)
+            return hy, (hy, cy if carry_normalised else c_new)
+
+    cells = []
+    for k, p in enumerate(s["params"]):
+        cell = LayerNormLSTMCell(p.weight_ih.shape[1], H).double()
+        g_ih, g_hh, g_c, b_c = p.cell_params
+        zeros = np.zeros(4 * H)
+        with torch.no_grad():
+            for t, a in [(cell.weight_ih, p.weight_ih), (cell.weight_hh, p.weight_hh),
+                         (cell.layernorm_i.weight, g_ih), (cell.layernorm_h.weight, g_hh),
+                         (cell.layernorm_i.bias, zeros if p.bias_ih is None else p.bias_ih),
+                         (cell.layernorm_h.bias, zeros if p.bias_hh is None else p.bias_hh),
+                         (cell.layernorm_c.weight, g_c), (cell.layernorm_c.bias, b_c)]:  # fmt: skip
+                t.copy_(torch.from_numpy(np.asarray(a, np.float64)))
+        cells.append(cell)
+        assert k < L * D
+    x = torch.tensor(s["x"], dtype=torch.float64, requires_grad=True)
+    h0 = torch.tensor(s["h0"], requires_grad=True)
+    c0 = torch.tensor(s["c0"], requires_grad=True)
+    lens = torch.full((B,), T) if lengths is None else torch.as_tensor(lengths)
+    inp, h_n, c_n = x, [], []
+    for layer in range(L):
+        outs = []
+        for d in range(D):
+            k = layer * D + d
+            h, c = h0[k], c0[k]
+            ys: list[Any] = [None] * T
+            backwards = d == 1 or reverse
+            for t in reversed(range(T)) if backwards else range(T):
+                run = (lens > t)[:, None]
+                h_new, (_, c_new) = cells[k](inp[t], (h, c))
+                h, c = torch.where(run, h_new, h), torch.where(run, c_new, c)
+                ys[t] = torch.where(run, h_new, torch.zeros_like(h_new))
+            outs.append(torch.stack(ys))
+            h_n.append(h)
+            c_n.append(c)
+        inp = torch.cat(outs, dim=-1)
+        if masks is not None and layer < L - 1:
+            inp = inp * torch.from_numpy(masks[layer])
+    y, h_n, c_n = inp, torch.stack(h_n), torch.stack(c_n)
+    loss = (y * torch.from_numpy(s["dy"])).sum() + (h_n * torch.from_numpy(s["dh"])).sum()
+    loss = loss + (c_n * torch.from_numpy(s["dc"])).sum()
+    loss.backward()
+    return y, h_n, c_n, x, h0, c0, cells
+
+
+TORCH_CASES = [
+    pytest.param(1, 1, False, None, False, True, id="L1-uni"),
+    pytest.param(2, 2, False, LENGTHS, True, True, id="L2-bi-lengths-dropout"),
+    pytest.param(2, 1, True, LENGTHS, False, True, id="L2-reverse-lengths"),
+    pytest.param(2, 2, False, None, True, False, id="L2-bi-dropout-no-bias"),
+]
+
+
+@pytest.mark.parametrize(("L", "D", "reverse", "lengths", "dropout", "bias"), TORCH_CASES)
+def test_against_torch(L: int, D: int, reverse: bool, lengths: Any, dropout: bool,
+                       bias: bool) -> None:  # fmt: skip
+    """The kernels against torch's autograd through the cell written with torch.nn.LayerNorm,
+    the same float64 weights: outputs, final states and every gradient to 1e-9 (layernorm_i's
+    bias is b_ih, layernorm_h's b_hh, their weights the gains g_ih and g_hh, layernorm_c's
+    g_c and b_c)."""
+    torch = pytest.importorskip("torch")
+    s = make_stack(L, D, np.float64, seed=7, bias=bias)
+    masks = None
+    if dropout:
+        masks = (np.random.default_rng(4).random((L - 1, T, B, D * H)) > 0.3) / 0.7
+    opts = _opts(L, D, reverse, lengths)
+    fw, bw = _kernels(s, opts, dropout_masks=masks)
+    y, h_n, c_n, x, h0, c0, cells = _torch_stack(torch, s, L, D, reverse, lengths, masks)
+    tol = 1e-9
+    for got, want, name in [(fw.y, y, "y"), (fw.h_n, h_n, "h_n"), (fw.c_n, c_n, "c_n"),
+                            (bw.dx, x.grad, "dx"), (bw.dh0, h0.grad, "dh0"),
+                            (bw.dc0, c0.grad, "dc0")]:  # fmt: skip
+        assert_close(got, want, what=name, rtol=tol)
+    for k, (g, cell) in enumerate(zip(bw.grads, cells, strict=True)):
+        g_ih, g_hh, g_c, b_c = g.cell_params
+        pairs = [(g.weight_ih, cell.weight_ih), (g.weight_hh, cell.weight_hh),
+                 (g_ih, cell.layernorm_i.weight), (g_hh, cell.layernorm_h.weight),
+                 (g_c, cell.layernorm_c.weight), (b_c, cell.layernorm_c.bias)]  # fmt: skip
+        if bias:
+            pairs += [(g.bias_ih, cell.layernorm_i.bias), (g.bias_hh, cell.layernorm_h.bias)]
+        else:
+            assert g.bias_ih is None and g.bias_hh is None
+        assert g.weight_hr is None
+        for i, (got, want) in enumerate(pairs):
+            assert_close(got, want.grad, what=f"entry {k} parameter {i}", rtol=tol)
+
+
+def test_pytorch_benchmark_cell_carries_the_normalised_state() -> None:
+    """PyTorch's benchmark cell as written there passes ``LN(c')`` on as the cell state: it
+    agrees with lnlstm (haste's, which passes ``c'``) at the first step only."""
+    torch = pytest.importorskip("torch")
+    s = make_stack(1, 1, np.float64, seed=8)
+    fw = F.stack_forward("lnlstm", s["x"], s["params"], s["h0"], s["c0"], training=False)
+    y = _torch_stack(torch, s, 1, 1, False, None, None, carry_normalised=True)[0]
+    y = y.detach().numpy()
+    np.testing.assert_allclose(fw.y[0], y[0], rtol=0, atol=1e-12)
+    assert np.abs(fw.y[1:] - y[1:]).max() > 1e-3
+
+
+def test_torch_autograd_function_runs_an_lnlstm_spec() -> None:
+    """fastrnn.torch's modules are torch.nn's (no layer norms), but its autograd function takes
+    any spec: torch's gradcheck of a two-layer bidirectional lnlstm stack."""
+    torch = pytest.importorskip("torch")
+    from fastrnn.torch import RNNFunction
+
+    spec = StackSpec("lnlstm", 3, 4, 2, True, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    constants = spec.param_constants()
+    weights = [torch.tensor(constants.get(n, 0.0) + rng.uniform(-0.5, 0.5, s), requires_grad=True)
+               for n, s in spec.param_shapes().items()]  # fmt: skip
+    x = torch.tensor(rng.standard_normal((4, 2, 3)), requires_grad=True)
+
+    def f(x: Any, *w: Any) -> Any:
+        return RNNFunction.apply(spec, None, x, None, None, None, *w)[:-1]
+
+    assert torch.autograd.gradcheck(f, (x, *weights))
+
+
+# ---- threads, training and inference -----------------------------------------------------------
+
+
+def test_bit_identical_across_thread_counts() -> None:
+    """Two bidirectional layers with lengths, forward and backward, 1, 2 and 3 threads, at sizes
+    whose products split into several tiles and rows into several parts."""
+    spec = StackSpec("lnlstm", 40, 72, 2, True)
+    rng = np.random.default_rng(11)
+    k = 1 / np.sqrt(72)
+    constants = spec.param_constants()
+    params = spec.entries([(constants.get(n, 0.0) + rng.uniform(-k, k, sh)).astype(np.float32)
+                           for n, sh in spec.param_shapes().items()])  # fmt: skip
+    x = rng.standard_normal((6, 37, 40)).astype(np.float32)
+    lengths = rng.integers(0, 7, 37)
+    dy = rng.standard_normal(spec.output_shape(6, 37)).astype(np.float32)
+    before = fastrnn.get_num_threads()
+    out = []
+    try:
+        for n in (1, 2, 3):
+            fastrnn.set_num_threads(n)
+            fw = F.run_forward(spec, x, params, lengths=lengths)
+            assert fw.workspace is not None
+            bw = F.run_backward(spec, x, params, fw.workspace, dy, lengths=lengths)
+            inf = F.run_forward(spec, x, params, lengths=lengths, training=False)
+            out.append([fw.y, fw.h_n, fw.c_n, inf.y, bw.dx, bw.dh0, bw.dc0,
+                        *spec.flatten(bw.grads)])  # fmt: skip
+    finally:
+        fastrnn.set_num_threads(before)
+    for a, b, c in zip(*out, strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize(("L", "D", "reverse"), [(2, 2, False), (2, 1, True)], ids=["bi", "rev"])
+def test_training_and_inference_outputs_are_bit_identical(
+    L: int, D: int, reverse: bool, dtype: Any
+) -> None:
+    """A training forward (workspace) and an inference one (none) give the same bits; so do
+    the layer in train and eval mode (no dropout)."""
+    s = make_stack(L, D, dtype, seed=6)
+    opts = _opts(L, D, reverse, LENGTHS)
+    tr = F.stack_forward("lnlstm", s["x"], s["params"], s["h0"], s["c0"], **opts)
+    inf = F.stack_forward("lnlstm", s["x"], s["params"], s["h0"], s["c0"], training=False, **opts)
+    assert tr.workspace is not None and inf.workspace is None
+    for a, b in ((tr.y, inf.y), (tr.h_n, inf.h_n), (tr.c_n, inf.c_n)):
+        np.testing.assert_array_equal(a, b)
+    layer = fastrnn.LayerNormLSTM(I, H, L, bidirectional=D == 2, reverse=reverse, dtype=dtype,
+                                  seed=0)  # fmt: skip
+    y_train, (h_train, c_train) = layer(s["x"], lengths=LENGTHS)
+    y_eval, (h_eval, c_eval) = layer.eval()(s["x"], lengths=LENGTHS)
+    np.testing.assert_array_equal(y_train, y_eval)
+    np.testing.assert_array_equal(h_train, h_eval)
+    np.testing.assert_array_equal(c_train, c_eval)
+
+
+# ---- other precisions --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("L", "D", "reverse"), [(2, 2, False), (2, 1, True)], ids=["bi", "rev"])
+def test_bf16_products_against_the_bf16_reference(L: int, D: int, reverse: bool) -> None:
+    """compute_dtype bfloat16: the kernels compute the reference's bfloat16 products (to float32
+    rounding, far below bfloat16's own error), forward and backward; the layer norms stay
+    float32."""
+    s = make_stack(L, D, np.float32, seed=6)
+    opts = _opts(L, D, reverse, LENGTHS)
+    fw, bw = _kernels(s, opts, compute_dtype="bfloat16")
+    want = _reference(s, opts, compute_dtype="bfloat16")
+    exact = _reference(s, opts)
+    got_all = [fw.y, bw.dx, *(a for _, a in _grads(bw) if a is not None)]
+    want_all = [want[0], want[3]["dx"], *(a for _, a in _ref_grads(want[3]) if a is not None)]
+    exact_all = [exact[0], exact[3]["dx"], *(a for _, a in _ref_grads(exact[3]) if a is not None)]
+    for got, w, e in zip(got_all, want_all, exact_all, strict=True):
+        scale = max(1.0, float(np.abs(w).max()))
+        d = np.abs(got - w) / scale
+        bf16_error = float(np.sqrt(np.mean(np.square(w - e)))) / scale
+        assert float(np.median(d)) <= 1e-5
+        assert float(np.sqrt(np.mean(np.square(d)))) <= max(0.2 * bf16_error, 1e-5)
+    y_bf16, y_exact = want[0], exact[0]
+    assert float(np.sqrt(np.mean(np.square(y_bf16 - y_exact)))) > 1e-4  # bfloat16 does round
+
+
+def test_bf16_layer() -> None:
+    """A float32 layer with compute_dtype bfloat16 runs forward and backward; a float64 one
+    refuses it."""
+    layer = fastrnn.LayerNormLSTM(I, H, 2, bidirectional=True, compute_dtype="bfloat16", seed=0)
+    assert layer.compute_dtype == "bfloat16" and "compute_dtype='bfloat16'" in repr(layer)
+    x = np.random.default_rng(1).standard_normal((T, B, I)).astype(np.float32)
+    y, _ = layer(x, lengths=LENGTHS)
+    dx, _ = layer.backward(np.ones_like(y))
+    assert np.isfinite(dx).all() and np.isfinite(layer.grads["layer_norm_weight_ih_l1"]).all()
+    with pytest.raises(ValueError, match="compute_dtype: bfloat16 products need a float32"):
+        fastrnn.LayerNormLSTM(I, H, dtype=np.float64, compute_dtype="bfloat16")
+
+
+def test_int8_layer_against_the_reference() -> None:
+    """quantize_dynamic of a LayerNormLSTM: the reference fed the same int8 weights (the layer
+    norms' vectors, like the biases, stay float32)."""
+    layer = fastrnn.LayerNormLSTM(I, 16, 2, bidirectional=True, seed=0).eval()
+    sd = layer.state_dict()
+    rng = np.random.default_rng(2)
+    for name in sd:
+        if name.startswith("layer_norm"):
+            sd[name] = sd[name] + rng.uniform(-0.3, 0.3, sd[name].shape).astype(np.float32)
+    layer.load_state_dict(sd)
+    q = fastrnn.quantize_dynamic(layer)
+    assert isinstance(q, fastrnn.QuantizedLayerNormLSTM)
+    assert q.layer_norm_weight_ih_l1_reverse.dtype == np.float32
+    assert "layer_norm_weight_ih_l0_scale" not in q.param_shapes()
+    assert q.weight_hh_l0.dtype == np.int8
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    y, (h_n, c_n) = q(x, lengths=LENGTHS)
+    p = dict(q.named_parameters())
+    entries = []
+    for k in range(q.spec.num_entries):
+        names = q.spec.entry_names(k)
+        e: list[Any] = [R.QuantizedWeight(p[n], p[n + "_scale"]) if i in (0, 1) else p[n]
+                        for i, n in enumerate(names[:4])]  # fmt: skip
+        entries.append((*e, None, tuple(p[n] for n in names.cell_params)))
+    y_ref, h_ref, c_ref, _ = R.stack_forward("lnlstm", x, entries, num_layers=2,
+                                             bidirectional=True, lengths=LENGTHS)  # fmt: skip
+    np.testing.assert_allclose(y, y_ref, rtol=0, atol=2e-5)
+    np.testing.assert_allclose(h_n, h_ref, rtol=0, atol=2e-5)
+    np.testing.assert_allclose(c_n, c_ref, rtol=0, atol=2e-5)
+    y_float, _ = layer(x, lengths=LENGTHS)
+    d = np.abs(y - y_float)
+    assert 0 < float(d.mean()) < 0.01 and float(d.max()) < 0.2  # int8's own error
+    assert repr(q).startswith("QuantizedLayerNormLSTM(3, 16, num_layers=2")
+    back = q.dequantize()
+    assert isinstance(back, fastrnn.LayerNormLSTM) and back.spec == layer.spec
+
+
+# ---- the layer ---------------------------------------------------------------------------------
+
+
+def test_layer_parameters_and_initialisation() -> None:
+    layer = fastrnn.LayerNormLSTM(3, 4, 2, bidirectional=True, seed=0)
+    assert layer.cell == "lnlstm" and layer.spec.has_cell_state and layer.proj_size == 0
+    names = list(layer.param_shapes())
+    assert names[:8] == ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0",
+                         "layer_norm_weight_ih_l0", "layer_norm_weight_hh_l0",
+                         "layer_norm_weight_c_l0", "layer_norm_bias_c_l0"]  # fmt: skip
+    assert names[8] == "weight_ih_l0_reverse" and len(names) == 32
+    shapes = layer.param_shapes()
+    assert shapes["layer_norm_weight_ih_l1_reverse"] == (16,)
+    assert shapes["layer_norm_weight_hh_l1"] == (16,)
+    assert shapes["layer_norm_weight_c_l0"] == (4,) and shapes["layer_norm_bias_c_l1"] == (4,)
+    assert shapes["weight_ih_l1"] == (16, 8)
+    assert list(layer.state_dict()) == names
+    bound = 1 / np.sqrt(4)
+    for name, p in layer.named_parameters():
+        assert p.dtype == np.float32
+        if name.startswith("layer_norm_weight"):
+            assert (p == 1).all(), name  # torch.nn.LayerNorm's weight
+        elif name.startswith("layer_norm_bias"):
+            assert (p == 0).all(), name  # and bias
+        else:
+            assert np.abs(p).max() <= bound and np.abs(p).max() > 0, name
+    assert StackSpec("lnlstm", 3, 4).param_constants() == {
+        "layer_norm_weight_ih_l0": 1.0, "layer_norm_weight_hh_l0": 1.0,
+        "layer_norm_weight_c_l0": 1.0, "layer_norm_bias_c_l0": 0.0,
+    }  # fmt: skip
+    assert StackSpec("lstm_peephole", 3, 4).param_constants() == {}
+    # the same seed, the same weights; reset_parameters keeps the constants
+    again = fastrnn.LayerNormLSTM(3, 4, 2, bidirectional=True, seed=0)
+    for (n, a), (_, b) in zip(layer.named_parameters(), again.named_parameters(), strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=n)
+    layer.reset_parameters(5)
+    assert (layer.layer_norm_weight_c_l1 == 1).all() and not layer.layer_norm_bias_c_l0.any()
+    assert not np.array_equal(layer.weight_ih_l0, again.weight_ih_l0)
+    no_bias = fastrnn.LayerNormLSTM(3, 4, bias=False)
+    assert list(no_bias.param_shapes()) == ["weight_ih_l0", "weight_hh_l0",
+                                            *(f"{n}_l0" for n in LN_NAMES)]  # fmt: skip
+
+
+def test_init_recurrent_keeps_the_layer_norms_constants_and_sets_the_forget_bias() -> None:
+    layer = fastrnn.LayerNormLSTM(3, 4, 2, seed=0)
+    init.init_recurrent(layer, bias="default", forget_bias=1.0, rng=0)
+    assert (layer.layer_norm_weight_ih_l1 == 1).all() and not layer.layer_norm_bias_c_l1.any()
+    assert (layer.bias_ih_l1[4:8] == 1.0).all() and not layer.bias_hh_l1[4:8].any()
+    block = layer.weight_hh_l0[:4].astype(np.float64)  # orthogonal, gate by gate
+    np.testing.assert_allclose(block @ block.T, np.eye(4), atol=1e-6)
+    init.set_chrono_bias(layer, 50, rng=0)
+    assert (layer.bias_ih_l0[4:8] > 0).all()
+    init.set_forget_bias(layer, 2.0)
+    assert (layer.bias_ih_l0[4:8] == 2.0).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize(
+    "kw", [{"num_layers": 2, "bidirectional": True, "batch_first": True}, {"reverse": True}]
+)
+def test_layer_forward_backward_against_reference(kw: dict[str, Any], dtype: Any) -> None:
+    layer = fastrnn.LayerNormLSTM(I, H, dtype=dtype, seed=1, **kw)
+    spec = layer.spec
+    sd = layer.state_dict()
+    rng = np.random.default_rng(8)
+    for name in sd:  # the layer norms away from their start, to see their gradients' effect
+        if name.startswith("layer_norm"):
+            sd[name] = sd[name] + rng.uniform(-0.3, 0.3, sd[name].shape).astype(dtype)
+    layer.load_state_dict(sd)
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    xb = x.swapaxes(0, 1) if layer.batch_first else x
+    y, (h_n, c_n) = layer(xb, lengths=LENGTHS)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx, (dh0, dc0) = layer.backward(dy)
+    params = spec.entries_of(_f64(dict(layer.named_parameters())))
+    y_ref, h_ref, c_ref, cache = R.stack_forward(
+        "lnlstm", _f64(x), params, num_layers=spec.num_layers, bidirectional=spec.bidirectional,
+        lengths=LENGTHS, reverse=spec.reverse,
+    )  # fmt: skip
+    g = R.stack_backward(cache, _f64(dy.swapaxes(0, 1) if layer.batch_first else dy))
+    if layer.batch_first:
+        y, dx = y.swapaxes(0, 1), dx.swapaxes(0, 1)
+    close(y, y_ref, dtype, "y")
+    close(h_n, h_ref, dtype, "h_n")
+    close(c_n, c_ref, dtype, "c_n")
+    close(dx, g["dx"], dtype, "dx")
+    close(dh0, g["dh0"], dtype, "dh0")
+    close(dc0, g["dc0"], dtype, "dc0")
+    want = spec.flatten([LayerParams(**e) for e in g["params"]])
+    assert list(layer.grads) == list(layer.param_shapes())
+    for (name, got), w in zip(layer.grads.items(), want, strict=True):
+        close(got, w, dtype, name)
+
+
+def test_layer_unbatched_state_and_repr() -> None:
+    layer = fastrnn.LayerNormLSTM(I, H, 2, seed=0)
+    x = np.random.default_rng(0).standard_normal((T, I)).astype(np.float32)
+    y, (h, c) = layer(x)
+    assert y.shape == (T, H) and h.shape == (2, H) and c.shape == (2, H)
+    y2, _ = layer(x[:, None])
+    np.testing.assert_array_equal(y2[:, 0], y)
+    y3, _ = layer(x[2:], (h, c))  # a carried state
+    assert y3.shape == (T - 2, H)
+    with pytest.raises(TypeError, match=r"hx: expected a tuple \(h, c\) for LSTM"):
+        layer(x, h)
+    assert repr(layer) == "LayerNormLSTM(3, 6, num_layers=2)"
+    assert repr(fastrnn.LayerNormLSTM(3, 4, bias=False, reverse=True, dtype=np.float64)) == (
+        "LayerNormLSTM(3, 4, bias=False, reverse=True, dtype=float64)"
+    )
+    for name, value in (("reverse", True), ("proj_size", 1), ("clip", 1.0)):
+        with pytest.raises(AttributeError, match=f"{name}: read-only"):
+            setattr(layer, name, value)
+    assert layer.clip is None and layer.input_forget is False
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"reverse": True}, {"num_layers": 2, "bidirectional": True}, {"bias": False}]
+)
+def test_from_spec_and_pickling(options: dict[str, Any]) -> None:
+    spec = StackSpec("lnlstm", 3, 4, dtype=np.float64, **options)
+    layer = fastrnn.layers.from_spec(spec, seed=0)
+    assert type(layer) is fastrnn.LayerNormLSTM and layer.spec == spec
+    assert pickle.loads(pickle.dumps(spec)) == spec
+    copy = pickle.loads(pickle.dumps(layer))
+    x = np.ones((2, 1, 3))
+    np.testing.assert_array_equal(copy(x)[0], layer(x)[0])
+    again = StackSpec.of_params("lnlstm", layer._entries(), np.float64, num_layers=spec.num_layers,
+                                bidirectional=spec.bidirectional, reverse=spec.reverse)  # fmt: skip
+    assert again == spec
+
+
+def test_state_dict_rules_name_the_layer_norm_vectors() -> None:
+    layer = fastrnn.LayerNormLSTM(3, 4)
+    sd = layer.state_dict()
+    with pytest.raises(ValueError, match=r"state_dict\['layer_norm_weight_hh_l0'\]: expected "):
+        layer.load_state_dict({**sd, "layer_norm_weight_hh_l0": np.ones(4, np.float32)})
+    sd.pop("layer_norm_bias_c_l0")
+    with pytest.raises(ValueError, match=r"missing keys \['layer_norm_bias_c_l0'\]"):
+        layer.load_state_dict(sd)
+
+
+# ---- the spec, the reference's and the self-check's lists --------------------------------------
+
+
+def test_cell_table_and_names() -> None:
+    info = CELLS["lnlstm"]
+    assert info.gate_names == ("i", "f", "g", "o") and info.has_cell_state
+    assert not info.can_project and not info.onnx_options
+    assert info.params == (("layer_norm_weight_ih", 4), ("layer_norm_weight_hh", 4),
+                           ("layer_norm_weight_c", 1), ("layer_norm_bias_c", 1))  # fmt: skip
+    assert info.init == (1.0, 1.0, 1.0, 0.0)
+    spec = StackSpec("lnlstm", 3, 5, bidirectional=True)
+    assert spec.cell_params_size == 50 == F._core.cell_params_size(F._core.Cell.lnlstm, 5)
+    assert spec.entry_names(1).cell_params == tuple(f"{n}_l0_reverse" for n in LN_NAMES)
+    assert spec.entry_shapes(0).cell_params == ((20,), (20,), (5,), (5,))
+    assert "lnlstm" in F.CELLS and "lnlstm" in R.CELLS and R.num_gates("lnlstm") == 4
+    assert F.num_gates("lnlstm") == 4
+
+
+def test_selfcheck_lists_and_checks_it() -> None:
+    from fastrnn.tools import selfcheck
+
+    assert set(selfcheck.LABELS) == set(F.CELLS)
+    for dtype in (np.float64, np.float32):
+        err = selfcheck.max_error("lnlstm", dtype, (6, 3, 5, 7))
+        assert err <= selfcheck.TOLERANCE[dtype], err
+
+
+# ---- the training kit --------------------------------------------------------------------------
+
+
+def test_sequence_model_trains_saves_and_quantizes(tmp_path: Any) -> None:
+    from fastrnn.training import optim, tasks
+
+    model = fastrnn.SequenceModel("lnlstm", 2, 16, 1, many_to_one=True, seed=0)
+    assert isinstance(model.rnn, fastrnn.LayerNormLSTM)
+    assert model.config["forget_bias"] == 1.0 and (model.rnn.bias_ih_l0[16:32] == 1).all()
+    assert (model.rnn.layer_norm_weight_ih_l0 == 1).all()
+    opt = optim.Adam(lr=1e-2)
+    rng = np.random.default_rng(1)
+    x, y = tasks.adding_problem(32, 20, rng)
+    first = model.train_step(x, y, opt, clip_norm=1.0).loss
+    for _ in range(30):
+        last = model.train_step(x, y, opt, clip_norm=1.0).loss
+    assert last < first
+    assert "rnn.layer_norm_bias_c_l0" in model.grads
+    path = tmp_path / "m.npz"
+    model.save(path)
+    back, _, _ = fastrnn.SequenceModel.load(path)
+    assert back.config == model.config
+    np.testing.assert_array_equal(back.forward(x)[0], model.eval().forward(x)[0])
+    q = model.quantize_dynamic()
+    assert isinstance(q.rnn, fastrnn.QuantizedLayerNormLSTM)
+    assert abs(q.evaluate(x, y) - model.evaluate(x, y)) < 0.05
+    none = fastrnn.SequenceModel("lnlstm", 2, 4, 1, forget_bias=None, seed=0)
+    assert none.config["forget_bias"] is None
+    with pytest.raises(ValueError, match="cell: expected one of"):
+        fastrnn.SequenceModel("lstm_peephole", 2, 4, 1)
+
+
+# ---- errors ------------------------------------------------------------------------------------
+
+
+def test_projection_clip_and_input_forget_are_refused() -> None:
+    s = make_stack(1, 1, np.float32)
+    with pytest.raises(ValueError, match=r"proj_size: the layer-normalised LSTM \(lnlstm\) has no"):
+        StackSpec("lnlstm", 3, 4, proj_size=2)
+    with pytest.raises(ValueError, match=r"proj_size: the layer-normalised LSTM \(lnlstm\) has no"):
+        F.stack_forward("lnlstm", s["x"], s["params"], proj_size=2)
+    for kw, name in (({"clip": 1.0}, "clip"), ({"input_forget": True}, "input_forget")):
+        match = f"{name}: ONNX's clip and input_forget are not for the layer-normalised LSTM"
+        with pytest.raises(ValueError, match=match):
+            StackSpec("lnlstm", 3, 4, **kw)
+        with pytest.raises(ValueError, match=match):
+            F.stack_forward("lnlstm", s["x"], s["params"], **kw)
+        with pytest.raises(ValueError, match=match):
+            F.workspace_size("lnlstm", T, B, I, H, np.float32, **kw)
+        with pytest.raises(ValueError, match="clip, input_forget: not for the layer-normalised"):
+            R.stack_forward("lnlstm", s["x"], s["params"], **kw)
+        with pytest.raises(TypeError, match=f"unexpected keyword argument '{name}'"):
+            fastrnn.LayerNormLSTM(3, 4, **kw)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'proj_size'"):
+        fastrnn.LayerNormLSTM(3, 4, proj_size=2)  # type: ignore[call-arg]
+
+
+def test_onnx_export_is_refused() -> None:
+    pytest.importorskip("onnx")
+    import fastrnn.onnx
+
+    with pytest.raises(NotImplementedError, match="operators have no lnlstm cell"):
+        fastrnn.onnx.export(fastrnn.LayerNormLSTM(3, 4))
+
+
+def test_bad_layer_norm_vectors_name_the_argument() -> None:
+    s = make_stack(2, 1, np.float32)
+    x, params = s["x"], s["params"]
+    own = params[1].cell_params
+
+    def run(k: int, cell_params: Any) -> None:
+        bad = list(params)
+        bad[k] = params[k]._replace(cell_params=cell_params)
+        F.stack_forward("lnlstm", x, bad, num_layers=2)
+
+    for i, (name, n) in enumerate(zip(LN_NAMES, (24, 24, 6, 6), strict=True)):
+        wrong = tuple(np.ones(n + 1, np.float32) if j == i else a for j, a in enumerate(own))
+        with pytest.raises(
+            ValueError, match=rf"{name}_l1: expected shape \({n},\), got \({n + 1},\)"
+        ):
+            run(1, wrong)
+        f64 = tuple(a.astype(np.float64) if j == i else a for j, a in enumerate(own))
+        with pytest.raises(TypeError, match=rf"{name}_l1: expected dtype float32 .*float64"):
+            run(1, f64)
+        missing = tuple(None if j == i else a for j, a in enumerate(own))
+        with pytest.raises(TypeError, match=rf"{name}_l1: required, got None"):
+            run(1, missing)
+    with pytest.raises(TypeError, match=r"cell_params: expected a tuple of 4 array\(s\).*got 3"):
+        run(0, own[:3])
+    with pytest.raises(TypeError, match=r"cell_params: expected a tuple of 4 array\(s\)"):
+        run(0, np.concatenate(own))
+    with pytest.raises(TypeError, match="layer_norm_weight_ih_l0, layer_norm_weight_hh_l0, "):
+        F.stack_forward("lnlstm", x, [p[:5] for p in params], num_layers=2)
+    with pytest.raises(TypeError, match="layer_norm_weight_ih_l0, "):
+        F.forward("lnlstm", x, *params[0][:4])
