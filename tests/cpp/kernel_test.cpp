@@ -152,16 +152,21 @@ class Rng {
 // Problems
 // ------------------------------------------------------------------------------------------------
 
-const CellKind kCells[] = {CellKind::RnnTanh,      CellKind::RnnRelu, CellKind::Lstm,
-                           CellKind::LstmPeephole, CellKind::Gru,     CellKind::GruResetBefore,
-                           CellKind::LayerNormLstm};
+const CellKind kCells[] = {CellKind::RnnTanh,       CellKind::RnnRelu,     CellKind::Lstm,
+                           CellKind::LstmPeephole,  CellKind::Gru,         CellKind::GruResetBefore,
+                           CellKind::LayerNormLstm, CellKind::LayerNormGru};
 
-/// The cells with PyTorch's LSTM projection (proj_size) and CellOptions: all but the
-/// layer-normalised LSTM (which refuses both: check_lnlstm_refused).
+/// The layer-normalised cells (LayerNormLstm, LayerNormGru).
+bool is_norm(CellKind cell) {
+  return cell == CellKind::LayerNormLstm || cell == CellKind::LayerNormGru;
+}
+/// The cells with PyTorch's LSTM projection (proj_size): the LSTM and the peephole LSTM. The
+/// cells with CellOptions: all but the layer-normalised ones (which refuse both: the LSTM's
+/// check_lnlstm_refused).
 bool has_projection(CellKind cell) {
   return cell == CellKind::Lstm || cell == CellKind::LstmPeephole;
 }
-bool has_options(CellKind cell) { return cell != CellKind::LayerNormLstm; }
+bool has_options(CellKind cell) { return !is_norm(cell); }
 
 struct Config {
   std::string name;
@@ -192,8 +197,10 @@ struct Problem {
   index_t clipped = 0, clamped = 0;  ///< pre-activations the reference clipped, clamped of them
 
   bool lstm() const { return fastrnn::has_cell_state(c.cell); }  ///< an LSTM cell (c)
-  bool ln() const { return c.cell == CellKind::LayerNormLstm; }  ///< the layer-normalised LSTM
-  /// the cell's own parameters per layer and direction (LstmPeephole: 3H; LayerNormLstm: 10H)
+  bool ln() const { return is_norm(c.cell); }  ///< a layer-normalised cell (LSTM or GRU)
+  bool lnlstm() const { return c.cell == CellKind::LayerNormLstm; }  ///< the layer-normalised LSTM
+  /// the cell's own parameters per layer and direction (LstmPeephole: 3H; LayerNormLstm: 10H;
+  /// LayerNormGru: 6H)
   index_t cell_params() const { return fastrnn::cell_params_size(c.cell, c.d.H); }
   index_t G() const { return fastrnn::num_gates(c.cell); }
   index_t LD() const { return c.d.L * c.d.D; }
@@ -236,10 +243,12 @@ Problem make_problem_once(const Config& c, std::uint64_t seed) {
         w[kBhh] = r.vec(GH, -k, k);
       }
       if (d.P > 0) w[kWhr] = r.vec(d.P * d.H, -k, k);
-      if (p.ln()) {  // the gains g_ih, g_hh (4H each), g_c (H) around 1, the bias b_c around 0
-        w[kCellParams] = r.vec(9 * d.H, 0.5, 1.5);
-        const Vec bc = r.vec(d.H, -0.5, 0.5);
-        w[kCellParams].insert(w[kCellParams].end(), bc.begin(), bc.end());
+      if (p.ln()) {  // the gains g_ih, g_hh (GH each) and the LSTM's g_c (H) around 1, b_c near 0
+        w[kCellParams] = r.vec(2 * GH + (p.lnlstm() ? d.H : 0), 0.5, 1.5);
+        if (p.lnlstm()) {
+          const Vec bc = r.vec(d.H, -0.5, 0.5);
+          w[kCellParams].insert(w[kCellParams].end(), bc.begin(), bc.end());
+        }
       } else if (p.cell_params() > 0) {  // the peepholes
         w[kCellParams] = r.vec(p.cell_params(), -1, 1);
       }
@@ -357,7 +366,7 @@ RefOut ref_forward(const Problem& p, KinkTrace* kinks) {
       cst(static_cast<size_t>(H)), hnew(static_cast<size_t>(Hs)), hc(static_cast<size_t>(H)),
       rh(static_cast<size_t>(H));
   Vec ni(static_cast<size_t>(GH)), nh(static_cast<size_t>(GH)), og(static_cast<size_t>(H)),
-      nc(static_cast<size_t>(H));  // the layer-normalised LSTM's normalised rows, its o
+      nc(static_cast<size_t>(H));  // the layer-normalised cells' normalised rows, the LSTM's o
   for (index_t l = 0; l < d.L; ++l) {
     Vec out(static_cast<size_t>(T * B * D * Hs), 0.0);
     for (index_t dir = 0; dir < D; ++dir) {
@@ -371,11 +380,11 @@ RefOut ref_forward(const Problem& p, KinkTrace* kinks) {
       auto peep = [&](index_t q, index_t j) {
         return p.cell_params() > 0 ? w[kCellParams][static_cast<size_t>(q * H + j)] : 0.0;
       };
-      // the layer-normalised LSTM's parameters: g_ih (4H), g_hh (4H), g_c (H), b_c (H)
+      // the layer-normalised cells' parameters: g_ih (GH), g_hh (GH); the LSTM's g_c (H), b_c (H)
       const double* g_ih = p.ln() ? w[kCellParams].data() : nullptr;
       const double* g_hh = p.ln() ? g_ih + GH : nullptr;
-      const double* g_c = p.ln() ? g_hh + GH : nullptr;
-      const double* b_c = p.ln() ? g_c + H : nullptr;
+      const double* g_c = p.lnlstm() ? g_hh + GH : nullptr;
+      const double* b_c = p.lnlstm() ? g_c + H : nullptr;
       for (index_t b = 0; b < B; ++b) {
         for (index_t j = 0; j < Hs; ++j) h[j] = p.h0[(k * B + b) * Hs + j];
         if (p.lstm()) {
@@ -449,6 +458,22 @@ RefOut ref_forward(const Problem& p, KinkTrace* kinks) {
               }
               layer_norm(cst.data(), H, nc.data());  // h' = o*tanh(g_c*LN(c') + b_c)
               for (index_t j = 0; j < H; ++j) hnew[j] = og[j] * std::tanh(g_c[j] * nc[j] + b_c[j]);
+              break;
+            case CellKind::LayerNormGru:
+              // a = g_ih*LN(x W_ih^T) + b_ih, m = g_hh*LN(h W_hh^T), LN over the 3H values
+              layer_norm(ai.data(), GH, ni.data());
+              layer_norm(ah.data(), GH, nh.data());
+              for (index_t j = 0; j < GH; ++j) {
+                ai[j] = g_ih[j] * ni[j] + bih(j);
+                ah[j] = g_hh[j] * nh[j];
+              }
+              for (index_t j = 0; j < H; ++j) {  // r, z = sigmoid(a. + m. + b_h.)
+                const double r = sigmoid(ai[j] + ah[j] + bhh(j));
+                const double z = sigmoid(ai[H + j] + ah[H + j] + bhh(H + j));
+                // n = tanh(a_n + r*(m_n + b_hn)); h' = (1-z)*n + z*h
+                const double n = std::tanh(ai[2 * H + j] + r * (ah[2 * H + j] + bhh(2 * H + j)));
+                hnew[j] = (1 - z) * n + z * h[j];
+              }
               break;
             case CellKind::Gru:  // n = tanh(W_in x + b_in + r*(W_hn h + b_hn))
               for (index_t j = 0; j < H; ++j) {
@@ -528,10 +553,11 @@ std::vector<std::pair<std::string, Vec*>> slots(Problem& p) {
 
 /// Central differences of ref_loss, 4 points (error O(eps^4)): once per problem. ReLU cells and
 /// clip use a smaller step (1e-5, 1e-4) and drop an entry whose perturbation moves a
-/// pre-activation across a kink (ReLU's 0, +-clip). The layer-normalised LSTM's layer norms curve
-/// more (step 1e-4: errors ~1e-6 at 1e-3), and most near a zero row, where its derivative is
-/// 1/sqrt(1e-5): the recurrent product of zero initial states, which moves off zero by
-/// eps * W_hh's column when h0 moves (the h0 slot of such a problem: step 1e-6; at 1e-4 ~1e-4).
+/// pre-activation across a kink (ReLU's 0, +-clip). The layer-normalised cells' layer norms curve
+/// more (step 1e-4: errors at 1e-3 ~1e-6 for the LSTM, ~6e-8 for the GRU), and most near a zero
+/// row, where its derivative is 1/sqrt(1e-5): the recurrent product of zero initial states, which
+/// moves off zero by eps * W_hh's column when h0 moves (the h0 slot of such a problem: step 1e-6;
+/// at 1e-4 errors ~1e-4 for the LSTM, ~1e-6 for the GRU).
 void compute_fd(Problem& p) {
   Problem q = p;
   const auto sl = slots(q);
@@ -1533,11 +1559,10 @@ void options_configs(CellKind cell, std::vector<Config>& out) {
   }
 }
 
-/// The layer-normalised LSTM's own correctness problems (besides every cell's): rows of 4H and H
-/// with a tail past the SIMD widths (H odd), and zero initial states in a stack (the first step's
-/// layer norm of a zero recurrent product, whose derivative is 1/sqrt(1e-5)).
-void lnlstm_configs(std::vector<Config>& out) {
-  const CellKind cell = CellKind::LayerNormLstm;
+/// The layer-normalised cells' own correctness problems (besides every cell's): rows of G*H (and
+/// the LSTM's H) with a tail past the SIMD widths (H odd), and zero initial states in a stack
+/// (the first step's layer norm of a zero recurrent product, whose derivative is 1/sqrt(1e-5)).
+void norm_configs(CellKind cell, std::vector<Config>& out) {
   {
     Config x = config(cell, "wide_37", dims(4, 3, 9, 37, 0, 1, 2));
     x.lengths = {4, 1, 3};
@@ -1619,7 +1644,7 @@ std::vector<Config> correctness_configs() {
     }
     if (has_projection(cell)) lstm_projection_configs(cell, out);
     if (has_options(cell)) options_configs(cell, out);
-    if (cell == CellKind::LayerNormLstm) lnlstm_configs(out);
+    if (is_norm(cell)) norm_configs(cell, out);
   }
   return out;
 }
@@ -1640,7 +1665,7 @@ std::vector<Config> thread_configs() {
       x.lengths = {7, 3, 7, 0, 5};
       add(x);
       // the same reverse-only (D = 1) with clip, and for the LSTM cells input_forget (the
-      // layer-normalised LSTM, which has no options: reverse-only)
+      // layer-normalised cells, which have no options: reverse-only)
       x.name = has_options(cell) ? "threads_options" : "threads_reverse";
       x.d.D = 1;
       x.d.reverse = true;
