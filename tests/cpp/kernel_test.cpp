@@ -161,8 +161,8 @@ bool is_norm(CellKind cell) {
   return cell == CellKind::LayerNormLstm || cell == CellKind::LayerNormGru;
 }
 /// The cells with PyTorch's LSTM projection (proj_size): the LSTM and the peephole LSTM. The
-/// cells with CellOptions: all but the layer-normalised ones (which refuse both: the LSTM's
-/// check_lnlstm_refused).
+/// cells with CellOptions: all but the layer-normalised ones (which refuse both:
+/// check_norm_refused).
 bool has_projection(CellKind cell) {
   return cell == CellKind::Lstm || cell == CellKind::LstmPeephole;
 }
@@ -923,24 +923,27 @@ void check_options_refused() {
   fastrnn::forward<S>(cell, d, fa);  // (the arguments restored)
 }
 
-/// The layer-normalised LSTM has no projection and no CellOptions: proj_size > 0 (workspace_size,
-/// forward), clip and input_forget (forward, and backward after a valid forward) are refused with
-/// std::invalid_argument naming them (and the cell for the options), as are missing cell_params
-/// or d_cell_params; the refused backwards leave the workspace unused.
+/// The layer-normalised cells (`cell`: LayerNormLstm, LayerNormGru) have no projection and no
+/// CellOptions: proj_size > 0 (workspace_size, forward), clip and input_forget (forward, and
+/// backward after a valid forward) are refused with std::invalid_argument naming them (and the
+/// cell for the options), as are missing cell_params or d_cell_params; the refused backwards
+/// leave the workspace unused.
 template <class S>
-void check_lnlstm_refused() {
-  const CellKind cell = CellKind::LayerNormLstm;
+void check_norm_refused(CellKind cell) {
+  const bool lstm = fastrnn::has_cell_state(cell);
+  const std::string cname = fastrnn::cell_name(cell);
   Dims d;
   d.T = 3;
   d.B = 2;
   d.I = 2;
   d.H = 4;
-  const index_t GH = 4 * d.H, n = d.T * d.B, NP = fastrnn::cell_params_size(cell, d.H);
+  const index_t GH = fastrnn::num_gates(cell) * d.H, n = d.T * d.B,
+                NP = fastrnn::cell_params_size(cell, d.H);
   auto buf = [](index_t size, double v) { return std::vector<S>(static_cast<size_t>(size), S(v)); };
   const std::vector<S> w_ih = buf(GH * d.I, 0.1), w_hh = buf(GH * d.H, -0.1), x = buf(n * d.I, 0.5),
                        w_hr = buf(2 * d.H, 0.5);
-  std::vector<S> params = buf(NP, 1);  // gains 1, then b_c 0
-  std::fill(params.end() - d.H, params.end(), S(0));
+  std::vector<S> params = buf(NP, 1);  // gains 1, then the LSTM's b_c 0
+  if (lstm) std::fill(params.end() - d.H, params.end(), S(0));
   std::vector<S> y = buf(n * d.H, 0), hn = buf(d.B * d.H, 0), cn = hn, dh0 = hn, dc0 = hn;
   std::vector<S> dx = buf(n * d.I, 0), dw_ih = buf(GH * d.I, 0), dw_hh = buf(GH * d.H, 0),
                  dparams = buf(NP, 0);
@@ -958,7 +961,7 @@ void check_lnlstm_refused() {
   fa.x = x.data();
   fa.y = y.data();
   fa.h_n = hn.data();
-  fa.c_n = cn.data();
+  fa.c_n = lstm ? cn.data() : nullptr;
   fa.workspace = ws.data();
   fastrnn::BackwardArgs<S> ba;
   ba.weights = &w;
@@ -966,21 +969,21 @@ void check_lnlstm_refused() {
   ba.workspace = ws.data();
   ba.dx = dx.data();
   ba.dh0 = dh0.data();
-  ba.dc0 = dc0.data();
+  ba.dc0 = lstm ? dc0.data() : nullptr;
   ba.grads = &g;
-  const std::string ty = type_name(S());
+  const std::string ty = std::string(type_name(S())) + " " + cname;
   // `call` must throw std::invalid_argument with a message that contains each of `names`
   auto refused = [&](const std::string& what, std::vector<std::string> names, auto&& call) {
     try {
       call();
-      fail(ty + " lnlstm " + what + " did not throw");
+      fail(ty + " " + what + " did not throw");
     } catch (const std::invalid_argument& e) {
       for (const std::string& name : names) {
         if (std::string(e.what()).find(name) == std::string::npos)
-          fail(ty + " lnlstm " + what + " threw \"" + e.what() + "\", which does not name " + name);
+          fail(ty + " " + what + " threw \"" + e.what() + "\", which does not name " + name);
       }
     } catch (const std::exception& e) {
-      fail(ty + " lnlstm " + what + " threw another exception type: " + e.what());
+      fail(ty + " " + what + " threw another exception type: " + e.what());
     }
   };
   Dims proj = d;
@@ -1000,8 +1003,8 @@ void check_lnlstm_refused() {
     return o;
   };
   const fastrnn::CellOptions bad[] = {opts(1, false), opts(0, true), opts(0.5, true)};
-  auto opt_names = [](const fastrnn::CellOptions& o) {
-    std::vector<std::string> v{"lnlstm"};
+  auto opt_names = [&](const fastrnn::CellOptions& o) {
+    std::vector<std::string> v{cname};
     if (o.clip > 0) v.push_back("clip");
     if (o.input_forget) v.push_back("input_forget");
     return v;
@@ -1806,8 +1809,10 @@ int main(int argc, char** argv) {
       try {
         check_options_refused<double>();
         check_options_refused<float>();
-        check_lnlstm_refused<double>();
-        check_lnlstm_refused<float>();
+        for (CellKind cell : {CellKind::LayerNormLstm, CellKind::LayerNormGru}) {
+          check_norm_refused<double>(cell);
+          check_norm_refused<float>(cell);
+        }
       } catch (const std::exception& e) {
         fail(tag + " options refused: exception " + std::string(e.what()));
       }
