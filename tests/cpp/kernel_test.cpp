@@ -3,13 +3,13 @@
 // No test framework and no Python: one program, linked with the whole core (every variant),
 // built with -DFASTRNN_BUILD_TESTS=ON (CMakeLists.txt) and run natively and under qemu
 // (tools/cross_aarch64.sh, tools/baseline_x86.sh). For each variant in isa_available():
-//   * forward of every cell (the peephole LSTM and the layer-normalised LSTM with their own
-//     parameters, cell_params, among them), float and double, against a naive forward in double
+//   * forward of every cell (the peephole LSTM and the layer-normalised LSTM and GRU with their
+//     own parameters, cell_params, among them), float and double, against a naive forward in double
 //     (plain loops, straight from the formulas of fastrnn.hpp): with and without biases and
 //     initial states, two layers with dropout multipliers, bidirectional, reverse-only
 //     (Dims::reverse), LSTM projection, variable lengths (some 0, some < T), T = 0, CellOptions
 //     (clip, with some pre-activations clamped; input_forget), and shapes past the SIMD widths
-//     and the kernels' blockings (the layer norms' rows of 4H and H with a tail);
+//     and the kernels' blockings (the layer norms' rows of G*H and the LSTM's H with a tail);
 //   * backward in double against central finite differences of the loss
 //         L = sum(y * Ry) + sum(h_n * Rh) + sum(c_n * Rc)
 //     computed with the naive forward (so backward is checked independently of the kernels'
@@ -17,7 +17,7 @@
 //     peepholes' and the layer norms' gains' and bias' d_cell_params too;
 //   * inference forward (no workspace) bit-identical to training forward;
 //   * a backward with other CellOptions or another direction than its forward's workspace, and
-//     invalid options, refused (std::invalid_argument); the layer-normalised LSTM's projection
+//     invalid options, refused (std::invalid_argument); the layer-normalised cells' projection
 //     and CellOptions too;
 //   * determinism: bit-identical results for 1 and 2 threads, on a repeated run and with the
 //     arrays at other addresses (offsets that break their SIMD alignment);
@@ -29,8 +29,8 @@
 // It prints one line per variant with the largest errors seen and exits non-zero on any failure.
 // Errors are relative to max(1, max |expected|) over an array; tolerances: forward 1e-10 (double)
 // and 1e-4 (float); double backward against the finite differences (4-point central, step 1e-3,
-// 1e-5 for ReLU, 1e-4 with clip and for the layer-normalised LSTM, 1e-6 for its h0 when that is
-// zero; ~1e-9 accurate) 1e-7; float backward against double backward 1e-3. The loss has kinks
+// 1e-5 for ReLU, 1e-4 with clip and for the layer-normalised cells, 1e-6 for their h0 when that
+// is zero; ~1e-9 accurate) 1e-7; float backward against double backward 1e-3. The loss has kinks
 // (ReLU's at 0, clip's at +-clip): the problems keep their pre-activations away from them
 // (make_problem), and a finite difference across one is skipped.
 //
