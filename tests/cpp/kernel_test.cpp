@@ -3,13 +3,13 @@
 // No test framework and no Python: one program, linked with the whole core (every variant),
 // built with -DFASTRNN_BUILD_TESTS=ON (CMakeLists.txt) and run natively and under qemu
 // (tools/cross_aarch64.sh, tools/baseline_x86.sh). For each variant in isa_available():
-//   * forward of every cell (the peephole LSTM and the layer-normalised LSTM with their own
-//     parameters, cell_params, among them), float and double, against a naive forward in double
+//   * forward of every cell (the peephole LSTM and the layer-normalised LSTM and GRU with their
+//     own parameters, cell_params, among them), float and double, against a naive forward in double
 //     (plain loops, straight from the formulas of fastrnn.hpp): with and without biases and
 //     initial states, two layers with dropout multipliers, bidirectional, reverse-only
 //     (Dims::reverse), LSTM projection, variable lengths (some 0, some < T), T = 0, CellOptions
 //     (clip, with some pre-activations clamped; input_forget), and shapes past the SIMD widths
-//     and the kernels' blockings (the layer norms' rows of 4H and H with a tail);
+//     and the kernels' blockings (the layer norms' rows of G*H and the LSTM's H with a tail);
 //   * backward in double against central finite differences of the loss
 //         L = sum(y * Ry) + sum(h_n * Rh) + sum(c_n * Rc)
 //     computed with the naive forward (so backward is checked independently of the kernels'
@@ -17,7 +17,7 @@
 //     peepholes' and the layer norms' gains' and bias' d_cell_params too;
 //   * inference forward (no workspace) bit-identical to training forward;
 //   * a backward with other CellOptions or another direction than its forward's workspace, and
-//     invalid options, refused (std::invalid_argument); the layer-normalised LSTM's projection
+//     invalid options, refused (std::invalid_argument); the layer-normalised cells' projection
 //     and CellOptions too;
 //   * determinism: bit-identical results for 1 and 2 threads, on a repeated run and with the
 //     arrays at other addresses (offsets that break their SIMD alignment);
@@ -29,8 +29,8 @@
 // It prints one line per variant with the largest errors seen and exits non-zero on any failure.
 // Errors are relative to max(1, max |expected|) over an array; tolerances: forward 1e-10 (double)
 // and 1e-4 (float); double backward against the finite differences (4-point central, step 1e-3,
-// 1e-5 for ReLU, 1e-4 with clip and for the layer-normalised LSTM, 1e-6 for its h0 when that is
-// zero; ~1e-9 accurate) 1e-7; float backward against double backward 1e-3. The loss has kinks
+// 1e-5 for ReLU, 1e-4 with clip and for the layer-normalised cells, 1e-6 for their h0 when that
+// is zero; ~1e-9 accurate) 1e-7; float backward against double backward 1e-3. The loss has kinks
 // (ReLU's at 0, clip's at +-clip): the problems keep their pre-activations away from them
 // (make_problem), and a finite difference across one is skipped.
 //
@@ -152,16 +152,21 @@ class Rng {
 // Problems
 // ------------------------------------------------------------------------------------------------
 
-const CellKind kCells[] = {CellKind::RnnTanh,      CellKind::RnnRelu, CellKind::Lstm,
-                           CellKind::LstmPeephole, CellKind::Gru,     CellKind::GruResetBefore,
-                           CellKind::LayerNormLstm};
+const CellKind kCells[] = {CellKind::RnnTanh,       CellKind::RnnRelu,     CellKind::Lstm,
+                           CellKind::LstmPeephole,  CellKind::Gru,         CellKind::GruResetBefore,
+                           CellKind::LayerNormLstm, CellKind::LayerNormGru};
 
-/// The cells with PyTorch's LSTM projection (proj_size) and CellOptions: all but the
-/// layer-normalised LSTM (which refuses both: check_lnlstm_refused).
+/// The layer-normalised cells (LayerNormLstm, LayerNormGru).
+bool is_norm(CellKind cell) {
+  return cell == CellKind::LayerNormLstm || cell == CellKind::LayerNormGru;
+}
+/// The cells with PyTorch's LSTM projection (proj_size): the LSTM and the peephole LSTM. The
+/// cells with CellOptions: all but the layer-normalised ones (which refuse both:
+/// check_norm_refused).
 bool has_projection(CellKind cell) {
   return cell == CellKind::Lstm || cell == CellKind::LstmPeephole;
 }
-bool has_options(CellKind cell) { return cell != CellKind::LayerNormLstm; }
+bool has_options(CellKind cell) { return !is_norm(cell); }
 
 struct Config {
   std::string name;
@@ -192,8 +197,10 @@ struct Problem {
   index_t clipped = 0, clamped = 0;  ///< pre-activations the reference clipped, clamped of them
 
   bool lstm() const { return fastrnn::has_cell_state(c.cell); }  ///< an LSTM cell (c)
-  bool ln() const { return c.cell == CellKind::LayerNormLstm; }  ///< the layer-normalised LSTM
-  /// the cell's own parameters per layer and direction (LstmPeephole: 3H; LayerNormLstm: 10H)
+  bool ln() const { return is_norm(c.cell); }  ///< a layer-normalised cell (LSTM or GRU)
+  bool lnlstm() const { return c.cell == CellKind::LayerNormLstm; }  ///< the layer-normalised LSTM
+  /// the cell's own parameters per layer and direction (LstmPeephole: 3H; LayerNormLstm: 10H;
+  /// LayerNormGru: 6H)
   index_t cell_params() const { return fastrnn::cell_params_size(c.cell, c.d.H); }
   index_t G() const { return fastrnn::num_gates(c.cell); }
   index_t LD() const { return c.d.L * c.d.D; }
@@ -236,10 +243,12 @@ Problem make_problem_once(const Config& c, std::uint64_t seed) {
         w[kBhh] = r.vec(GH, -k, k);
       }
       if (d.P > 0) w[kWhr] = r.vec(d.P * d.H, -k, k);
-      if (p.ln()) {  // the gains g_ih, g_hh (4H each), g_c (H) around 1, the bias b_c around 0
-        w[kCellParams] = r.vec(9 * d.H, 0.5, 1.5);
-        const Vec bc = r.vec(d.H, -0.5, 0.5);
-        w[kCellParams].insert(w[kCellParams].end(), bc.begin(), bc.end());
+      if (p.ln()) {  // the gains g_ih, g_hh (GH each) and the LSTM's g_c (H) around 1, b_c near 0
+        w[kCellParams] = r.vec(2 * GH + (p.lnlstm() ? d.H : 0), 0.5, 1.5);
+        if (p.lnlstm()) {
+          const Vec bc = r.vec(d.H, -0.5, 0.5);
+          w[kCellParams].insert(w[kCellParams].end(), bc.begin(), bc.end());
+        }
       } else if (p.cell_params() > 0) {  // the peepholes
         w[kCellParams] = r.vec(p.cell_params(), -1, 1);
       }
@@ -357,7 +366,7 @@ RefOut ref_forward(const Problem& p, KinkTrace* kinks) {
       cst(static_cast<size_t>(H)), hnew(static_cast<size_t>(Hs)), hc(static_cast<size_t>(H)),
       rh(static_cast<size_t>(H));
   Vec ni(static_cast<size_t>(GH)), nh(static_cast<size_t>(GH)), og(static_cast<size_t>(H)),
-      nc(static_cast<size_t>(H));  // the layer-normalised LSTM's normalised rows, its o
+      nc(static_cast<size_t>(H));  // the layer-normalised cells' normalised rows, the LSTM's o
   for (index_t l = 0; l < d.L; ++l) {
     Vec out(static_cast<size_t>(T * B * D * Hs), 0.0);
     for (index_t dir = 0; dir < D; ++dir) {
@@ -371,11 +380,11 @@ RefOut ref_forward(const Problem& p, KinkTrace* kinks) {
       auto peep = [&](index_t q, index_t j) {
         return p.cell_params() > 0 ? w[kCellParams][static_cast<size_t>(q * H + j)] : 0.0;
       };
-      // the layer-normalised LSTM's parameters: g_ih (4H), g_hh (4H), g_c (H), b_c (H)
+      // the layer-normalised cells' parameters: g_ih (GH), g_hh (GH); the LSTM's g_c (H), b_c (H)
       const double* g_ih = p.ln() ? w[kCellParams].data() : nullptr;
       const double* g_hh = p.ln() ? g_ih + GH : nullptr;
-      const double* g_c = p.ln() ? g_hh + GH : nullptr;
-      const double* b_c = p.ln() ? g_c + H : nullptr;
+      const double* g_c = p.lnlstm() ? g_hh + GH : nullptr;
+      const double* b_c = p.lnlstm() ? g_c + H : nullptr;
       for (index_t b = 0; b < B; ++b) {
         for (index_t j = 0; j < Hs; ++j) h[j] = p.h0[(k * B + b) * Hs + j];
         if (p.lstm()) {
@@ -449,6 +458,22 @@ RefOut ref_forward(const Problem& p, KinkTrace* kinks) {
               }
               layer_norm(cst.data(), H, nc.data());  // h' = o*tanh(g_c*LN(c') + b_c)
               for (index_t j = 0; j < H; ++j) hnew[j] = og[j] * std::tanh(g_c[j] * nc[j] + b_c[j]);
+              break;
+            case CellKind::LayerNormGru:
+              // a = g_ih*LN(x W_ih^T) + b_ih, m = g_hh*LN(h W_hh^T), LN over the 3H values
+              layer_norm(ai.data(), GH, ni.data());
+              layer_norm(ah.data(), GH, nh.data());
+              for (index_t j = 0; j < GH; ++j) {
+                ai[j] = g_ih[j] * ni[j] + bih(j);
+                ah[j] = g_hh[j] * nh[j];
+              }
+              for (index_t j = 0; j < H; ++j) {  // r, z = sigmoid(a. + m. + b_h.)
+                const double r = sigmoid(ai[j] + ah[j] + bhh(j));
+                const double z = sigmoid(ai[H + j] + ah[H + j] + bhh(H + j));
+                // n = tanh(a_n + r*(m_n + b_hn)); h' = (1-z)*n + z*h
+                const double n = std::tanh(ai[2 * H + j] + r * (ah[2 * H + j] + bhh(2 * H + j)));
+                hnew[j] = (1 - z) * n + z * h[j];
+              }
               break;
             case CellKind::Gru:  // n = tanh(W_in x + b_in + r*(W_hn h + b_hn))
               for (index_t j = 0; j < H; ++j) {
@@ -528,10 +553,11 @@ std::vector<std::pair<std::string, Vec*>> slots(Problem& p) {
 
 /// Central differences of ref_loss, 4 points (error O(eps^4)): once per problem. ReLU cells and
 /// clip use a smaller step (1e-5, 1e-4) and drop an entry whose perturbation moves a
-/// pre-activation across a kink (ReLU's 0, +-clip). The layer-normalised LSTM's layer norms curve
-/// more (step 1e-4: errors ~1e-6 at 1e-3), and most near a zero row, where its derivative is
-/// 1/sqrt(1e-5): the recurrent product of zero initial states, which moves off zero by
-/// eps * W_hh's column when h0 moves (the h0 slot of such a problem: step 1e-6; at 1e-4 ~1e-4).
+/// pre-activation across a kink (ReLU's 0, +-clip). The layer-normalised cells' layer norms curve
+/// more (step 1e-4: errors at 1e-3 ~1e-6 for the LSTM, ~6e-8 for the GRU), and most near a zero
+/// row, where its derivative is 1/sqrt(1e-5): the recurrent product of zero initial states, which
+/// moves off zero by eps * W_hh's column when h0 moves (the h0 slot of such a problem: step 1e-6;
+/// at 1e-4 errors ~1e-4 for the LSTM, ~1e-6 for the GRU).
 void compute_fd(Problem& p) {
   Problem q = p;
   const auto sl = slots(q);
@@ -897,24 +923,27 @@ void check_options_refused() {
   fastrnn::forward<S>(cell, d, fa);  // (the arguments restored)
 }
 
-/// The layer-normalised LSTM has no projection and no CellOptions: proj_size > 0 (workspace_size,
-/// forward), clip and input_forget (forward, and backward after a valid forward) are refused with
-/// std::invalid_argument naming them (and the cell for the options), as are missing cell_params
-/// or d_cell_params; the refused backwards leave the workspace unused.
+/// The layer-normalised cells (`cell`: LayerNormLstm, LayerNormGru) have no projection and no
+/// CellOptions: proj_size > 0 (workspace_size, forward), clip and input_forget (forward, and
+/// backward after a valid forward) are refused with std::invalid_argument naming them (and the
+/// cell for the options), as are missing cell_params or d_cell_params; the refused backwards
+/// leave the workspace unused.
 template <class S>
-void check_lnlstm_refused() {
-  const CellKind cell = CellKind::LayerNormLstm;
+void check_norm_refused(CellKind cell) {
+  const bool lstm = fastrnn::has_cell_state(cell);
+  const std::string cname = fastrnn::cell_name(cell);
   Dims d;
   d.T = 3;
   d.B = 2;
   d.I = 2;
   d.H = 4;
-  const index_t GH = 4 * d.H, n = d.T * d.B, NP = fastrnn::cell_params_size(cell, d.H);
+  const index_t GH = fastrnn::num_gates(cell) * d.H, n = d.T * d.B,
+                NP = fastrnn::cell_params_size(cell, d.H);
   auto buf = [](index_t size, double v) { return std::vector<S>(static_cast<size_t>(size), S(v)); };
   const std::vector<S> w_ih = buf(GH * d.I, 0.1), w_hh = buf(GH * d.H, -0.1), x = buf(n * d.I, 0.5),
                        w_hr = buf(2 * d.H, 0.5);
-  std::vector<S> params = buf(NP, 1);  // gains 1, then b_c 0
-  std::fill(params.end() - d.H, params.end(), S(0));
+  std::vector<S> params = buf(NP, 1);  // gains 1, then the LSTM's b_c 0
+  if (lstm) std::fill(params.end() - d.H, params.end(), S(0));
   std::vector<S> y = buf(n * d.H, 0), hn = buf(d.B * d.H, 0), cn = hn, dh0 = hn, dc0 = hn;
   std::vector<S> dx = buf(n * d.I, 0), dw_ih = buf(GH * d.I, 0), dw_hh = buf(GH * d.H, 0),
                  dparams = buf(NP, 0);
@@ -932,7 +961,7 @@ void check_lnlstm_refused() {
   fa.x = x.data();
   fa.y = y.data();
   fa.h_n = hn.data();
-  fa.c_n = cn.data();
+  fa.c_n = lstm ? cn.data() : nullptr;
   fa.workspace = ws.data();
   fastrnn::BackwardArgs<S> ba;
   ba.weights = &w;
@@ -940,21 +969,21 @@ void check_lnlstm_refused() {
   ba.workspace = ws.data();
   ba.dx = dx.data();
   ba.dh0 = dh0.data();
-  ba.dc0 = dc0.data();
+  ba.dc0 = lstm ? dc0.data() : nullptr;
   ba.grads = &g;
-  const std::string ty = type_name(S());
+  const std::string ty = std::string(type_name(S())) + " " + cname;
   // `call` must throw std::invalid_argument with a message that contains each of `names`
   auto refused = [&](const std::string& what, std::vector<std::string> names, auto&& call) {
     try {
       call();
-      fail(ty + " lnlstm " + what + " did not throw");
+      fail(ty + " " + what + " did not throw");
     } catch (const std::invalid_argument& e) {
       for (const std::string& name : names) {
         if (std::string(e.what()).find(name) == std::string::npos)
-          fail(ty + " lnlstm " + what + " threw \"" + e.what() + "\", which does not name " + name);
+          fail(ty + " " + what + " threw \"" + e.what() + "\", which does not name " + name);
       }
     } catch (const std::exception& e) {
-      fail(ty + " lnlstm " + what + " threw another exception type: " + e.what());
+      fail(ty + " " + what + " threw another exception type: " + e.what());
     }
   };
   Dims proj = d;
@@ -974,8 +1003,8 @@ void check_lnlstm_refused() {
     return o;
   };
   const fastrnn::CellOptions bad[] = {opts(1, false), opts(0, true), opts(0.5, true)};
-  auto opt_names = [](const fastrnn::CellOptions& o) {
-    std::vector<std::string> v{"lnlstm"};
+  auto opt_names = [&](const fastrnn::CellOptions& o) {
+    std::vector<std::string> v{cname};
     if (o.clip > 0) v.push_back("clip");
     if (o.input_forget) v.push_back("input_forget");
     return v;
@@ -1533,11 +1562,10 @@ void options_configs(CellKind cell, std::vector<Config>& out) {
   }
 }
 
-/// The layer-normalised LSTM's own correctness problems (besides every cell's): rows of 4H and H
-/// with a tail past the SIMD widths (H odd), and zero initial states in a stack (the first step's
-/// layer norm of a zero recurrent product, whose derivative is 1/sqrt(1e-5)).
-void lnlstm_configs(std::vector<Config>& out) {
-  const CellKind cell = CellKind::LayerNormLstm;
+/// The layer-normalised cells' own correctness problems (besides every cell's): rows of G*H (and
+/// the LSTM's H) with a tail past the SIMD widths (H odd), and zero initial states in a stack
+/// (the first step's layer norm of a zero recurrent product, whose derivative is 1/sqrt(1e-5)).
+void norm_configs(CellKind cell, std::vector<Config>& out) {
   {
     Config x = config(cell, "wide_37", dims(4, 3, 9, 37, 0, 1, 2));
     x.lengths = {4, 1, 3};
@@ -1619,7 +1647,7 @@ std::vector<Config> correctness_configs() {
     }
     if (has_projection(cell)) lstm_projection_configs(cell, out);
     if (has_options(cell)) options_configs(cell, out);
-    if (cell == CellKind::LayerNormLstm) lnlstm_configs(out);
+    if (is_norm(cell)) norm_configs(cell, out);
   }
   return out;
 }
@@ -1640,7 +1668,7 @@ std::vector<Config> thread_configs() {
       x.lengths = {7, 3, 7, 0, 5};
       add(x);
       // the same reverse-only (D = 1) with clip, and for the LSTM cells input_forget (the
-      // layer-normalised LSTM, which has no options: reverse-only)
+      // layer-normalised cells, which have no options: reverse-only)
       x.name = has_options(cell) ? "threads_options" : "threads_reverse";
       x.d.D = 1;
       x.d.reverse = true;
@@ -1781,8 +1809,10 @@ int main(int argc, char** argv) {
       try {
         check_options_refused<double>();
         check_options_refused<float>();
-        check_lnlstm_refused<double>();
-        check_lnlstm_refused<float>();
+        for (CellKind cell : {CellKind::LayerNormLstm, CellKind::LayerNormGru}) {
+          check_norm_refused<double>(cell);
+          check_norm_refused<float>(cell);
+        }
       } catch (const std::exception& e) {
         fail(tag + " options refused: exception " + std::string(e.what()));
       }
