@@ -23,6 +23,7 @@
 //   kParams         true if the cell has its own parameters (Weights::cell_params, their blocks
 //                   of H named by an enum Param, read through Units::param); their gradients
 //                   come from all T*B rows after the loop: param_gradients(ParamGrads)
+//                   (kNorm cells add theirs up in the loop: BwdStep::param_acc)
 //   an enum of its gates' names (kI, kF, kG, kO; kR, kZ, kN), their blocks' order (GateLayout)
 // and static functions that each make ONE pass over the (B, G*H) gates of one step:
 //   forward(FwdStep)      [forward_stage1 first, for two-stage cells]
@@ -121,12 +122,15 @@ struct BwdStep {
   bool input_forget;
   // layer-normalised cells (kNorm)
   const S* norm_h;  ///< (B, G*H) the forward's normalised recurrent product
-  S* norm_c;        ///< (B, H) in: the normalised c_t; out: dL/d(y_c) * it (y_c = g_c*chat + b_c)
+  const S* norm_c;  ///< (B, H) the normalised c_t
   const S* rstd;    ///< (B, 3) the forward's
-  S* dy_c;          ///< (B, H) out: dL/d(y_c)
-  S* dR;            ///< (B, G*H) out: dL/d(h_{t-1} W_hh^T), the recurrent product's gradient
-                    ///< (with kHiddenGradDiffers, `dgh` is then (B, DH): the differing blocks'
-                    ///< recurrent side, kept for db_hh)
+  /// the gradients of the cell's own parameters that the pass adds up (its layer norms' gains
+  /// and biases): one row laid out as cell_params per block of kNormRowBlock rows, row b's at
+  /// param_acc + (b / kNormRowBlock) * cell_params_size (the driver sums the blocks in order)
+  S* param_acc;
+  S* dR;  ///< (B, G*H) out: dL/d(h_{t-1} W_hh^T), the recurrent product's gradient
+          ///< (with kHiddenGradDiffers, `dgh` is then (B, DH): the differing blocks'
+          ///< recurrent side, kept for db_hh)
 
   /// Every array (step_cols moves them all).
   auto arrays() {
@@ -144,12 +148,6 @@ struct ParamGrads {
   const S* c_prev;  ///< (R, H) each row's c_{t-1} (LSTM cells)
   const S* c;       ///< (R, H) each row's c_t
   S* out;           ///< the gradients, laid out as Weights::cell_params
-  // layer-normalised cells (kNorm): the saved normalised rows (skipped rows zero)
-  const S* xhat_ih;   ///< (R, G*H) the input projection's
-  const S* xhat_hh;   ///< (R, G*H) the recurrent product's
-  const S* dyc_chat;  ///< (R, H) dL/d(y_c) * chat (the backward wrote it over chat)
-  const S* dy_c;      ///< (R, H) dL/d(y_c)
-  const S* dgh_keep;  ///< (R, DH) the recurrent side of the blocks whose gradient differs
 };
 
 /// The units [u0, u1) of a step (FwdStep or BwdStep): every array moved by u0 (the cells add the
@@ -266,6 +264,11 @@ class ChunkSum {
 /// The layer norm's epsilon (PyTorch's LayerNorm and haste's).
 inline constexpr double kLayerNormEps = 1e-5;
 
+/// Rows of a block of a layer-normalised cell's pass: its teams' parts take whole blocks of rows
+/// (the accumulators of BwdStep::param_acc are per block, each added to by one part in a fixed
+/// order: results independent of the thread count).
+inline constexpr index_t kNormRowBlock = 8;
+
 /// xhat = (x - mean(x)) / sqrt(var(x) + eps) over a row of n values (two passes: the mean, then
 /// the variance around it); returns 1/sqrt(var + eps). xhat may be x.
 template <class S>
@@ -287,16 +290,21 @@ S layer_norm(const S* x, index_t n, S* xhat) {
   return rstd;
 }
 
-/// The layer norm's backward over a row: with y = gain*xhat + ..., dy given,
-/// dx = rstd * (g - mean(g) - xhat * mean(g*xhat)), g = dy*gain. dx may be dy.
+/// The layer norm's backward over a row: with y = gain*xhat + bias, dy given,
+/// dx = rstd * (g - mean(g) - xhat * mean(g*xhat)), g = dy*gain. dx may be dy. dgain and dbias
+/// (if given) accumulate the row's gradients of gain (+= dy*xhat) and bias (+= dy).
 template <class S>
-void layer_norm_backward(const S* dy, const S* gain, const S* xhat, S rstd, index_t n, S* dx) {
+void layer_norm_backward(const S* dy, const S* gain, const S* xhat, S rstd, index_t n, S* dx,
+                         S* dgain = nullptr, S* dbias = nullptr) {
   ChunkSum<S> s1, s2;
   for_each_chunk<S>(n, [&](index_t j, auto c) {
     constexpr int N = decltype(c)::value;
-    const Eigen::Array<S, N, 1> g = CSeg<S, N>(dy + j) * CSeg<S, N>(gain + j);
+    const CSeg<S, N> d(dy + j), x(xhat + j);
+    const Eigen::Array<S, N, 1> g = d * CSeg<S, N>(gain + j);
     s1.add(g);
-    s2.add(Eigen::Array<S, N, 1>(g * CSeg<S, N>(xhat + j)));
+    s2.add(Eigen::Array<S, N, 1>(g * x));
+    if (dgain) Seg<S, N>(dgain + j) += d * x;
+    if (dbias) Seg<S, N>(dbias + j) += d;
   });
   const S m1 = s1.total() / static_cast<S>(n), m2 = s2.total() / static_cast<S>(n);
   for_each_chunk<S>(n, [&](index_t j, auto c) {
@@ -518,7 +526,7 @@ struct LnLstmCell {
   static constexpr bool kNorm = true;
   static constexpr CellKind kKind = CellKind::LayerNormLstm;
   enum Gate : int { kI, kF, kG, kO };
-  enum Param : int { kGainIh = 0, kGainHh = 4, kGainC = 8, kBiasC = 9 };  ///< blocks of H
+  enum Param : int { kGainIh = 0, kGainHh = 4, kGainC = 8, kBiasC = 9, kParamBlocks = 10 };
 
   /// Rows [b0, B): v += g_hh*LN(hproj) (saved: norm_h, rstd[1]), the gates, c' (saved), its
   /// layer norm (norm_c, rstd[2]) and h'.
@@ -560,9 +568,9 @@ struct LnLstmCell {
     }
   }
 
-  /// Rows [b0, B): gates -> dL/dv (the input side, also the bias gradient), dc_{t-1}, dy_c
-  /// and dy_c*chat (over chat) for g_c and b_c, dR = dL/d(h W_hh^T) through the recurrent
-  /// product's layer norm.
+  /// Rows [b0, B): gates -> dL/dv (the input side, also the bias gradient), dc_{t-1},
+  /// dR = dL/d(h W_hh^T) through the recurrent product's layer norm; g_hh's, g_c's and b_c's
+  /// gradients added to the row's block of param_acc.
   template <class S>
   static void backward(const BwdStep<S>& s) {
     const GateLayout L{s.H};
@@ -570,8 +578,9 @@ struct LnLstmCell {
     const S* gain_c = s.params + L.at(kGainC);
     for (index_t b = s.b0; b < s.B; ++b) {
       S* v = s.gates + b * GH;
-      S* ch = s.norm_c + b * H;
-      S* dyc = s.dy_c + b * H;
+      const S* ch = s.norm_c + b * H;
+      S* dyc = s.dh_prev + b * H;  // scratch (H values): dy_c, then dL/dc' through the LN
+      S* acc = s.param_acc + (b / kNormRowBlock) * L.size(kParamBlocks);
       S* dc = s.dc + b * H;
       const S* dh = s.dh + b * H;
       const S* cp = s.c_prev + b * H;
@@ -588,8 +597,8 @@ struct LnLstmCell {
         o = d * t * o * (S(1) - o);                        // do = dh*tanh(y_c)*o(1-o)
       });
       // dc_t += dL/dc' through its layer norm (dc holds dL/dc_t from step t+1 on entry)
-      layer_norm_backward(static_cast<const S*>(dyc), gain_c, static_cast<const S*>(ch),
-                          s.rstd[b * 3 + 2], H, s.dh_prev + b * H);  // (as scratch: H values)
+      layer_norm_backward(static_cast<const S*>(dyc), gain_c, ch, s.rstd[b * 3 + 2], H, dyc,
+                          acc + L.at(kGainC), acc + L.at(kBiasC));
       for_each_chunk<S>(H, [&](index_t j, auto n) {
         constexpr int N = decltype(n)::value;
         using V = Eigen::Array<S, N, 1>;
@@ -601,26 +610,12 @@ struct LnLstmCell {
         f = dct * CSeg<S, N>(cp + j) * f * (S(1) - f);          // df = dc * c_{t-1} * f(1-f)
         g = dct * i * (S(1) - g.square());                      // dg = dc * i * (1 - g^2)
         i = di;
-        Seg<S, N> chj(ch + j);
-        chj = CSeg<S, N>(dyc + j) * chj;  // dy_c * chat, for g_c's gradient
       });
       std::fill(s.dh_prev + b * H, s.dh_prev + (b + 1) * H, S(0));  // no direct h_{t-1} path
       // dR = dL/d(h W_hh^T) through LN: dv (both sides share it) * g_hh
       layer_norm_backward(static_cast<const S*>(v), s.params + L.at(kGainHh), s.norm_h + b * GH,
-                          s.rstd[b * 3 + 1], GH, s.dR + b * GH);
+                          s.rstd[b * 3 + 1], GH, s.dR + b * GH, acc + L.at(kGainHh));
     }
-  }
-
-  /// g_ih: sum dv*xhat_ih, g_hh: sum dv*xhat_hh, g_c: sum dy_c*chat, b_c: sum dy_c.
-  template <class S>
-  static void param_gradients(const ParamGrads<S>& a) {
-    const GateLayout L{a.H};
-    const index_t GH = L.size(kGates);
-    column_dot_sums(a.dgates, GH, a.xhat_ih, GH, a.R, GH, a.out + L.at(kGainIh));
-    column_dot_sums(a.dgates, GH, a.xhat_hh, GH, a.R, GH, a.out + L.at(kGainHh));
-    column_dot_sums(a.dyc_chat, a.H, static_cast<const S*>(nullptr), 0, a.R, a.H,
-                    a.out + L.at(kGainC));
-    column_dot_sums(a.dy_c, a.H, static_cast<const S*>(nullptr), 0, a.R, a.H, a.out + L.at(kBiasC));
   }
 };
 
@@ -641,7 +636,7 @@ struct LnGruCell {
   static constexpr bool kNorm = true;
   static constexpr CellKind kKind = CellKind::LayerNormGru;
   enum Gate : int { kR, kZ, kN };
-  enum Param : int { kGainIh = 0, kGainHh = 3 };  ///< blocks of H
+  enum Param : int { kGainIh = 0, kGainHh = 3, kParamBlocks = 6 };  ///< blocks of H
 
   /// Rows [b0, B): the recurrent product's layer norm (norm_h, rstd[1]), the gates, h'.
   template <class S>
@@ -674,7 +669,8 @@ struct LnGruCell {
   }
 
   /// Rows [b0, B): gates -> dL/d(pre-activation) (input side), the direct dh_{t-1} = dh*z,
-  /// dgh = dn*r (the n block's recurrent side, kept), dR through the recurrent layer norm.
+  /// dgh = dn*r (the n block's recurrent side, kept), dR through the recurrent layer norm;
+  /// g_hh's gradient added to the row's block of param_acc.
   template <class S>
   static void backward(const BwdStep<S>& s) {
     const GateLayout L{s.H};
@@ -700,20 +696,10 @@ struct LnGruCell {
         Seg<S, N>(dR + L.at(kZ, j)) = z;  //   r, z as the input side, n scaled by r
         Seg<S, N>(dR + L.at(kN, j)) = dm;
       });
+      S* acc = s.param_acc + (b / kNormRowBlock) * L.size(kParamBlocks);
       layer_norm_backward(static_cast<const S*>(dR), s.params + L.at(kGainHh), s.norm_h + b * GH,
-                          s.rstd[b * 3 + 1], GH, dR);
+                          s.rstd[b * 3 + 1], GH, dR, acc + L.at(kGainHh));
     }
-  }
-
-  /// g_ih: sum da*xhat_ih; g_hh: sum (dr, dz, dn*r)*xhat_hh.
-  template <class S>
-  static void param_gradients(const ParamGrads<S>& a) {
-    const GateLayout L{a.H};
-    const index_t GH = L.size(kGates);
-    column_dot_sums(a.dgates, GH, a.xhat_ih, GH, a.R, GH, a.out + L.at(kGainIh));
-    column_dot_sums(a.dgates, GH, a.xhat_hh, GH, a.R, L.size(2), a.out + L.at(kGainHh));
-    column_dot_sums(a.dgh_keep, a.H, a.xhat_hh + L.at(kN), GH, a.R, a.H,
-                    a.out + L.at(kGainHh + kN));
   }
 };
 

@@ -42,6 +42,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fastrnn/cells.hpp"
@@ -218,6 +219,14 @@ TeamUnits team_units(index_t H, index_t Hs, Part part) {
           P::part_begin(Hs, i + 1, n)};
 }
 
+/// The rows [b0, b1) of B that part i of n takes in a layer-normalised cell's pass: whole blocks
+/// of kNormRowBlock rows (cells.hpp), whatever the split.
+inline std::pair<index_t, index_t> norm_rows(index_t B, Part part) {
+  const index_t blocks = (B + kNormRowBlock - 1) / kNormRowBlock;
+  const index_t k0 = blocks * part.index / part.count, k1 = blocks * (part.index + 1) / part.count;
+  return {std::min(B, k0 * kNormRowBlock), std::min(B, k1 * kNormRowBlock)};
+}
+
 /// The sizes of one layer and direction as the time loops use them (G gates of H units).
 struct DirSizes {
   DirSizes(const Dims& d, int G)
@@ -361,8 +370,7 @@ class ForwardLoop {
       }
     });
     team.run([&](Part part) {
-      const index_t b0 = z_.B * part.index / part.count;
-      const index_t b1 = z_.B * (part.index + 1) / part.count;
+      const auto [b0, b1] = norm_rows(z_.B, part);
       FwdStep<S> r = s;
       r.b0 = std::min(b0, Bt);
       r.B = std::min(b1, Bt);
@@ -728,7 +736,11 @@ class BackwardLoop {
         dc_(Cell::kCellState ? z_.BH : 0),
         dextra_(G > G1 ? z_.BH : 0),
         dR_(Cell::kNorm ? z_.T * z_.B * z_.GH : 0),  // every step's dL/d(h W_hh^T), for dW_hh
-        dyc_(Cell::kNorm && Cell::kCellState ? z_.T * z_.BH : 0) {
+        // the in-loop sums of the cell's own parameters' gradients, per block of rows
+        param_acc_(Cell::kNorm ? (z_.B + kNormRowBlock - 1) / kNormRowBlock *
+                                     cell_params_size(Cell::kKind, z_.H)
+                               : 0) {
+    std::fill(param_acc_.data(), param_acc_.data() + param_acc_.size(), S(0));
     copy_or_zero(dh_carry_.data(), a.dh_n, z_.BHs);
     if constexpr (Cell::kCellState) copy_or_zero(dc_.data(), a.dc_n, z_.BH);
     pack_weights();
@@ -752,8 +764,7 @@ class BackwardLoop {
     if constexpr (Cell::kNorm) {  // the product (units), then the cell on the part's rows
       if (later) team.run([&](Part part) { to_previous_step(*later, units(part), part); });
       team.run([&](Part part) {
-        const index_t b0 = z_.B * part.index / part.count;
-        const index_t b1 = z_.B * (part.index + 1) / part.count;
+        const auto [b0, b1] = norm_rows(z_.B, part);
         incoming_gradient(t, std::min(b1, Bt), TeamUnits{0, z_.H, 0, z_.Hs}, b0);
         BwdStep<S> r = s;
         r.b0 = std::min(b0, Bt);
@@ -762,8 +773,6 @@ class BackwardLoop {
         for (index_t b = std::max(b0, Bt); b < b1; ++b) {  // skipped rows: no gradient
           std::fill(s.gates + b * z_.GH, s.gates + (b + 1) * z_.GH, S(0));
           std::fill(s.dR + b * z_.GH, s.dR + (b + 1) * z_.GH, S(0));
-          if constexpr (Cell::kCellState)
-            std::fill(s.dy_c + b * z_.H, s.dy_c + (b + 1) * z_.H, S(0));
           if constexpr (kDiffers) std::fill(s.dgh + b * DH_, s.dgh + (b + 1) * DH_, S(0));
         }
       });
@@ -840,30 +849,12 @@ class BackwardLoop {
       copy_n(g.db_hh, static_cast<const S*>(g.db_ih), gl.size(kSame));
       if constexpr (kDiffers) column_sums(dgh_keep_.data(), R, DH_, g.db_hh + gl.at(kSame));
     }
-    if constexpr (Cell::kParams) {  // the cell's own parameters, from dG and the saved states
+    if constexpr (Cell::kParams && !Cell::kNorm) {  // the cell's own parameters, after the loop
       const S* c_in = Cell::kCellState ? cs_ + first_in * z_.BH : nullptr;
       const S* c_out = Cell::kCellState ? cs_ + (1 - first_in) * z_.BH : nullptr;
-      ParamGrads<S> pg{R, H, dG_, c_in, c_out, g.d_cell_params};
-      if constexpr (Cell::kNorm) {
-        pg.xhat_ih = a_.ws + L_.xhat_ih;
-        pg.xhat_hh = a_.ws + L_.xhat_hh;
-        pg.dyc_chat = a_.ws + L_.chat;
-        pg.dy_c = dyc_.data();
-        pg.dgh_keep = kDiffers ? dgh_keep_.data() : nullptr;
-      }
-      Cell::param_gradients(pg);
+      Cell::param_gradients(ParamGrads<S>{R, H, dG_, c_in, c_out, g.d_cell_params});
     }
-    if constexpr (Cell::kNorm) {  // dL/d(x W_ih^T) through the projection's layer norm, in place
-      const S* gain = w.cell_params;
-      const S* xh = a_.ws + L_.xhat_ih;
-      const S* rstd = a_.ws + L_.rstd;
-      parallel_rows(R, GH, [&](index_t r0, index_t r1) {
-        for (index_t r = r0; r < r1; ++r) {
-          layer_norm_backward(static_cast<const S*>(dG_ + r * GH), gain, xh + r * GH, rstd[r * 3],
-                              GH, dG_ + r * GH);
-        }
-      });
-    }
+    if constexpr (Cell::kNorm) norm_gradients();
     if (bf16 && !kNativeBf16) {  // (the native products convert their operands as they read)
       round_rows(dG_, R, GH);
       if constexpr (kDiffers) round_rows(dgh_keep_.data(), R, DH_);
@@ -899,6 +890,35 @@ class BackwardLoop {
 
  private:
   TeamUnits units(Part part) const { return team_units<S>(z_.H, z_.Hs, part); }
+
+  /// Layer-normalised cells, after the loop: dG = dL/d(x W_ih^T) through the projection's layer
+  /// norm, in place, with g_ih's gradient summed per block of kRows rows (any thread a block,
+  /// the blocks then added in order); the gains the steps added up (param_acc_) likewise.
+  void norm_gradients() {
+    constexpr index_t kRows = 64;
+    const index_t R = z_.T * z_.B, GH = z_.GH, NP = cell_params_size(Cell::kKind, z_.H);
+    const index_t blocks = (R + kRows - 1) / kRows;
+    const S* gain = a_.w->cell_params;  // g_ih: the first G blocks
+    const S* xh = a_.ws + L_.xhat_ih;
+    const S* rstd = a_.ws + L_.rstd;
+    Scratch<S> partial(blocks * GH);
+    const int threads =
+        R * GH < kParallelMinWork ? 1 : static_cast<int>(std::min<index_t>(num_threads(), blocks));
+    parallel_for(blocks, threads, [&](index_t k) {
+      S* acc = partial.data() + k * GH;
+      std::fill(acc, acc + GH, S(0));
+      for (index_t r = k * kRows; r < std::min(R, (k + 1) * kRows); ++r) {
+        layer_norm_backward(static_cast<const S*>(dG_ + r * GH), gain, xh + r * GH, rstd[r * 3], GH,
+                            dG_ + r * GH, acc);
+      }
+    });
+    S* out = a_.g->d_cell_params;
+    column_dot_sums(static_cast<const S*>(partial.data()), GH, static_cast<const S*>(nullptr), 0,
+                    blocks, GH, out);
+    const index_t row_blocks = param_acc_.size() / NP;
+    column_dot_sums(static_cast<const S*>(param_acc_.data()) + GH, NP,
+                    static_cast<const S*>(nullptr), 0, row_blocks, NP - GH, out + GH);
+  }
 
   /// rows x cols values at m rounded to bfloat16 in place, rows shared among the threads.
   static void round_rows(S* m, index_t rows, index_t cols) {
@@ -988,7 +1008,7 @@ class BackwardLoop {
       s.norm_h = a_.ws + L_.xhat_hh + t * B * z_.GH;
       s.norm_c = a_.ws + L_.chat + t * BH;
       s.rstd = a_.ws + L_.rstd + t * B * 3;
-      s.dy_c = dyc_.data() + t * BH;
+      s.param_acc = param_acc_.data();
       s.dR = dR_.data() + t * B * z_.GH;
     }
     return s;
@@ -1004,7 +1024,7 @@ class BackwardLoop {
   const S* const ex_;
   const S* const hcs_;
   Scratch<S> dgh_step_, dgh_keep_, dh_carry_, dh_cur_, dhc_, dh_direct_, dh_all_, dc_, dextra_, dR_,
-      dyc_;
+      param_acc_;
   PackedGemm<S> P_hh1_, P_hh2_, P_hr_;
 };
 
