@@ -335,8 +335,8 @@ def _through(da: Array, keep: Any) -> Array:
 
 # ------------------------------------------------------------------------------------------------
 # One time step of each cell. `p` holds the parameters: w_ih, w_hh, b_ih, b_hh (biases as zeros
-# when the layer has none), LSTM's w_hr and w_peep, lnlstm's and lngru's w_ln (None without). A step returns
-# the new state(s) and a cache for its backward. `clip` is ONNX's (None: none).
+# when the layer has none), LSTM's w_hr and w_peep, lnlstm's and lngru's w_ln (None without). A
+# step returns the new state(s) and a cache for its backward. `clip` is ONNX's (None: none).
 # ------------------------------------------------------------------------------------------------
 
 
@@ -883,10 +883,10 @@ def stack_forward(
 ) -> tuple[Array, Array, Array | None, Cache]:
     """A stack of layers, as torch.nn.RNN/LSTM/GRU: ``params`` holds ``num_layers * D`` tuples
     ``(w_ih, w_hh, b_ih, b_hh, w_hr[, cell_params])`` (biases and ``w_hr`` may be None;
-    ``cell_params`` is ``lstm_peephole``'s ``(weight_peephole,)`` or ``lnlstm``'s
-    ``(g_ih, g_hh, g_c, b_c)`` or ``lngru``'s ``(g_ih, g_hh)``, as :class:`fastrnn.spec.LayerParams` holds it), layer by layer,
-    forward direction first. The directions of a layer are concatenated on the last axis; the
-    outputs of every layer but the last are multiplied by ``dropout_masks[l]``;
+    ``cell_params`` is ``lstm_peephole``'s ``(weight_peephole,)``, ``lnlstm``'s ``(g_ih, g_hh,
+    g_c, b_c)`` or ``lngru``'s ``(g_ih, g_hh)``, as :class:`fastrnn.spec.LayerParams` holds it),
+    layer by layer, forward direction first. The directions of a layer are concatenated on the
+    last axis; the outputs of every layer but the last are multiplied by ``dropout_masks[l]``;
     ``compute_dtype`` is the precision of the products (:func:`compute_precision`; the backward
     of the cache uses it too); ``reverse``, ``clip`` and ``input_forget`` are ONNX's options
     (the module's docstring). Returns ``(y, h_n, c_n, cache)`` with ``y (T, B, D*Hs)`` and

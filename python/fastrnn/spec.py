@@ -396,7 +396,8 @@ class StackSpec:
     def param_constants(self) -> dict[str, float]:
         """The parameters that start at a constant (:attr:`CellInfo.init`), by name, and their
         value: ``lnlstm``'s and ``lngru``'s ``layer_norm_weight_*`` 1.0, ``lnlstm``'s
-        ``layer_norm_bias_c_*`` 0.0 (as ``torch.nn.LayerNorm``'s); empty for the other cells, whose parameters are all drawn."""
+        ``layer_norm_bias_c_*`` 0.0 (as ``torch.nn.LayerNorm``'s); empty for the other cells,
+        whose parameters are all drawn."""
         init = CELLS[self.cell].init
         if not init:
             return {}
