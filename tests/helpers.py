@@ -1,5 +1,6 @@
 """What the tests share: tolerances and the closeness check, central finite differences, random
-problems for the functional API, and the layer kinds of the parity tests.
+problems for the functional API, the layer kinds of the parity tests, and the problems and
+comparisons of the layer-normalised cells' suites (:class:`LayerNormCase`).
 
 Tests import from here (``from helpers import ...``); conftest.py holds only fixtures and hooks.
 """
@@ -14,6 +15,7 @@ import numpy as np
 
 import fastrnn
 from fastrnn import functional as F
+from fastrnn import reference as R
 
 # the cells of the generic suites (the fixture `cell`): PyTorch's, whose parameters are the five
 # of torch.nn; a cell with parameters of its own (lstm_peephole) is tested by test_cell_options.py
@@ -276,3 +278,165 @@ def assert_bench_usage_error(argv: list[str], msg: str, capsys: Any) -> None:
     assert e.value.code == 2
     out, err = capsys.readouterr()
     assert out == "" and msg in err
+
+
+# ---------------------------------------------------------------- the layer-normalised cells
+
+
+def as_f64(a: Any) -> Any:
+    """A float64 copy of an array, of each array of a (nested) tuple, list, dict or LayerParams;
+    None stays None."""
+    if a is None:
+        return None
+    if isinstance(a, fastrnn.spec.LayerParams):
+        return fastrnn.spec.LayerParams(*(as_f64(v) for v in a))
+    if isinstance(a, (tuple, list)):
+        return type(a)(as_f64(v) for v in a)
+    if isinstance(a, dict):
+        return {k: as_f64(v) for k, v in a.items()}
+    return np.asarray(a, np.float64)
+
+
+def stack_opts(L: int, D: int, reverse: bool, lengths: Any = None) -> dict[str, Any]:
+    """The stack calls' keywords of a shape: layers, directions, reverse, lengths."""
+    return {"num_layers": L, "bidirectional": D == 2, "reverse": reverse, "lengths": lengths}
+
+
+class LayerNormCase:
+    """The problems and comparisons of a layer-normalised cell's suite (test_lnlstm.py,
+    test_lngru.py), for one cell: random stacks with the layer norms' vectors away from their
+    start, the kernels and the float64 reference run on them, every output and gradient compared
+    (the cell state's only for a cell that has one), and the loss and arrays of finite
+    differences."""
+
+    T, B, I, H = 5, 5, 3, 6
+    LENGTHS = np.array([2, 5, 0, 3, 5])  # unsorted, zero and full lengths
+    # (L, D, reverse): one and two layers, one and two directions, reverse-only
+    SHAPES = ((1, 1, False), (1, 2, False), (2, 1, False), (2, 2, False), (1, 1, True),
+              (2, 1, True))  # fmt: skip
+
+    def __init__(self, cell: str, f32_factor: float) -> None:
+        info = fastrnn.spec.CELLS[cell]
+        self.cell = cell
+        self.f32_factor = f32_factor  # float32's tolerance, in units of RTOL's 1e-5
+        self.has_c = info.has_cell_state
+        self.names = tuple(name for name, _ in info.params)  # the layer-norm vectors
+
+    @staticmethod
+    def shape_id(L: int, D: int, reverse: bool) -> str:
+        return f"L{L}-{'bi' if D == 2 else 'reverse' if reverse else 'uni'}"
+
+    def make_stack(
+        self, L: int, D: int, dtype: Any, *, bias: bool = True, seed: int = 0, states: bool = True
+    ) -> dict[str, Any]:
+        """A random stack as stack_forward takes it: weights and biases uniform(-1/sqrt(H),
+        1/sqrt(H)), the layer norms' vectors their start + U(-0.3, 0.3); the inputs, states (or
+        None; ``c0`` and ``dc`` None without a cell state) and the gradients of the outputs."""
+        T, B, I, H = self.T, self.B, self.I, self.H
+        rng = np.random.default_rng(seed)
+        spec = fastrnn.spec.StackSpec(self.cell, I, H, L, D == 2, bias)
+        k = 1 / np.sqrt(H)
+        constants = spec.param_constants()
+        flat = [
+            (
+                constants[n] + rng.uniform(-0.3, 0.3, s)
+                if n in constants
+                else rng.uniform(-k, k, s)
+            ).astype(dtype)
+            for n, s in spec.param_shapes().items()
+        ]
+        c = states and self.has_c
+        return {
+            "params": spec.entries(flat),
+            "x": rng.standard_normal((T, B, I)).astype(dtype),
+            "h0": rng.uniform(-1, 1, (L * D, B, H)).astype(dtype) if states else None,
+            "c0": rng.uniform(-1, 1, (L * D, B, H)).astype(dtype) if c else None,
+            "dy": rng.standard_normal((T, B, D * H)).astype(dtype),
+            "dh": rng.standard_normal((L * D, B, H)).astype(dtype),
+            "dc": rng.standard_normal((L * D, B, H)).astype(dtype) if self.has_c else None,
+        }
+
+    def close(self, actual: Any, expected: Any, dtype: Any, what: str) -> None:
+        """assert_close at the dtype's tolerance, float32's widened by the case's factor."""
+        factor = self.f32_factor if np.dtype(dtype) == np.float32 else 1.0
+        assert_close(actual, expected, dtype, what, factor)
+
+    def kernels(self, s: dict[str, Any], opts: dict[str, Any], **extra: Any) -> tuple[Any, Any]:
+        """The kernels' forward and backward of a stack (``compute_dtype`` for both)."""
+        fw = F.stack_forward(self.cell, s["x"], s["params"], s["h0"], s["c0"], **opts, **extra)
+        same = {k: v for k, v in extra.items() if k == "compute_dtype"}
+        bw = F.stack_backward(self.cell, s["x"], s["params"], fw.workspace, s["dy"], s["dh"],
+                              s["dc"], **opts, **same)  # fmt: skip
+        return fw, bw
+
+    def reference(self, s: dict[str, Any], opts: dict[str, Any], **extra: Any) -> tuple[Any, ...]:
+        """The float64 reference's ``(y, h_n, c_n, gradients)`` of a stack."""
+        y, h_n, c_n, cache = R.stack_forward(
+            self.cell, as_f64(s["x"]), [as_f64(p) for p in s["params"]], as_f64(s["h0"]),
+            as_f64(s["c0"]), **opts, **extra,
+        )  # fmt: skip
+        g = R.stack_backward(cache, as_f64(s["dy"]), as_f64(s["dh"]), as_f64(s["dc"]))
+        return y, h_n, c_n, g
+
+    def grads(self, bw: Any) -> Any:
+        """(name, gradient) of every parameter of a kernels' backward, the layer norms' too."""
+        for k, g in enumerate(bw.grads):
+            for name in fastrnn.spec.LayerParams._fields[:5]:
+                yield f"{name}[{k}]", getattr(g, name)
+            assert g.cell_params is not None and len(g.cell_params) == len(self.names)
+            for name, a in zip(self.names, g.cell_params, strict=True):
+                yield f"{name}[{k}]", a
+
+    def ref_grads(self, g: dict[str, Any]) -> Any:
+        """(name, gradient) of every parameter of the reference's gradients."""
+        for k, p in enumerate(g["params"]):
+            for name in fastrnn.spec.LayerParams._fields[:5]:
+                yield f"{name}[{k}]", p[name]
+            for name, a in zip(self.names, p["cell_params"], strict=True):
+                yield f"{name}[{k}]", a
+
+    def compare(self, s: dict[str, Any], opts: dict[str, Any], dtype: Any, **extra: Any) -> None:
+        """The kernels against the float64 reference: y, h_n, dx, dh0 (c_n, dc0 with a cell
+        state), every gradient."""
+        fw, bw = self.kernels(s, opts, **extra)
+        y, h_n, c_n, g = self.reference(s, opts, **extra)
+        pairs = [(fw.y, y, "y"), (fw.h_n, h_n, "h_n"), (bw.dx, g["dx"], "dx"),
+                 (bw.dh0, g["dh0"], "dh0")]  # fmt: skip
+        if self.has_c:
+            pairs += [(fw.c_n, c_n, "c_n"), (bw.dc0, g["dc0"], "dc0")]
+        else:
+            assert fw.c_n is None and bw.dc0 is None and c_n is None and g["dc0"] is None
+        for got, want, name in pairs:
+            assert got.dtype == dtype, name
+            self.close(got, want, dtype, name)
+        got_grads, want_grads = list(self.grads(bw)), list(self.ref_grads(g))
+        assert [n for n, _ in got_grads] == [n for n, _ in want_grads]
+        for (name, a), (_, b) in zip(got_grads, want_grads, strict=True):
+            assert (a is None) == (b is None), name
+            if a is not None:
+                assert a.dtype == dtype, name
+                self.close(a, b, dtype, name)
+
+    def loss(self, s: dict[str, Any], opts: dict[str, Any], **extra: Any) -> Callable[[], float]:
+        """The scalar whose gradients a backward of ``s``'s dy, dh (dc) returns, of the
+        kernels' inference forward."""
+
+        def f() -> float:
+            r = F.stack_forward(self.cell, s["x"], s["params"], s["h0"], s["c0"], training=False,
+                                **opts, **extra)  # fmt: skip
+            return contracted_loss(r.y, r.h_n, r.c_n, s["dy"], s["dh"], s["dc"])
+
+        return f
+
+    def arrays(self, s: dict[str, Any], grads: Any) -> Any:
+        """(name, array of the problem, its gradient) for x, the states and every parameter."""
+        yield "x", s["x"], grads.dx
+        yield "h0", s["h0"], grads.dh0
+        if self.has_c:
+            yield "c0", s["c0"], grads.dc0
+        for k, (p, g) in enumerate(zip(s["params"], grads.grads, strict=True)):
+            for name in fastrnn.spec.LayerParams._fields[:5]:
+                if getattr(p, name) is not None:
+                    yield f"{name}[{k}]", getattr(p, name), getattr(g, name)
+            for name, a, ga in zip(self.names, p.cell_params, g.cell_params, strict=True):
+                yield f"{name}[{k}]", a, ga

@@ -29,6 +29,7 @@ PARITY = [
     "test_functional_stack.py",
     "test_cell_options.py",
     "test_lnlstm.py",
+    "test_lngru.py",
     "test_gradcheck.py",
     "test_extremes.py",
     "test_properties.py",

@@ -15,7 +15,6 @@ the errors.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -26,12 +25,14 @@ from fastrnn import functional as F
 from fastrnn import reference as R
 from fastrnn.spec import CELLS, LayerParams, StackSpec
 from fastrnn.training import init
-from helpers import assert_close, central_difference, contracted_loss
-
-T, B, I, H = 5, 5, 3, 6
-LENGTHS = np.array([2, 5, 0, 3, 5])  # unsorted, zero and full lengths
-LN_NAMES = ("layer_norm_weight_ih", "layer_norm_weight_hh", "layer_norm_weight_c",
-            "layer_norm_bias_c")  # fmt: skip
+from helpers import (
+    LayerNormCase,
+    as_f64,
+    assert_close,
+    central_difference,
+    contracted_loss,
+    stack_opts,
+)
 
 # The kernels' float32 tolerance against the float64 reference, in units of helpers.RTOL's 1e-5:
 # a layer norm divides by its row's spread, and its backward by it again, so float32 rounding
@@ -41,113 +42,24 @@ LN_NAMES = ("layer_norm_weight_ih", "layer_norm_weight_hh", "layer_norm_weight_c
 # float64 keeps helpers' 1e-12.
 F32_FACTOR = 20.0
 
-# (L, D, reverse): one and two layers, one and two directions, reverse-only
-SHAPES = [(1, 1, False), (1, 2, False), (2, 1, False), (2, 2, False), (1, 1, True), (2, 1, True)]
-
-
-def _shape_id(L: int, D: int, reverse: bool) -> str:
-    return f"L{L}-{'bi' if D == 2 else 'reverse' if reverse else 'uni'}"
-
-
-def make_stack(
-    L: int, D: int, dtype: Any, *, bias: bool = True, seed: int = 0, states: bool = True
-) -> dict[str, Any]:
-    """A random stack as stack_forward takes it: weights and biases uniform(-1/sqrt(H),
-    1/sqrt(H)), the layer norms' gains 1 + U(-0.3, 0.3) and b_c U(-0.3, 0.3); the inputs, states
-    (or None) and the gradients of the outputs."""
-    rng = np.random.default_rng(seed)
-    spec = StackSpec("lnlstm", I, H, L, D == 2, bias)
-    k = 1 / np.sqrt(H)
-    constants = spec.param_constants()
-    flat = [
-        (
-            constants[n] + rng.uniform(-0.3, 0.3, s) if n in constants else rng.uniform(-k, k, s)
-        ).astype(dtype)
-        for n, s in spec.param_shapes().items()
-    ]
-    return {
-        "params": spec.entries(flat),
-        "x": rng.standard_normal((T, B, I)).astype(dtype),
-        "h0": rng.uniform(-1, 1, (L * D, B, H)).astype(dtype) if states else None,
-        "c0": rng.uniform(-1, 1, (L * D, B, H)).astype(dtype) if states else None,
-        "dy": rng.standard_normal((T, B, D * H)).astype(dtype),
-        "dh": rng.standard_normal((L * D, B, H)).astype(dtype),
-        "dc": rng.standard_normal((L * D, B, H)).astype(dtype),
-    }
-
-
-def close(actual: Any, expected: Any, dtype: Any, what: str) -> None:
-    """helpers.assert_close at the dtype's tolerance, float32's widened by F32_FACTOR."""
-    factor = F32_FACTOR if np.dtype(dtype) == np.float32 else 1.0
-    assert_close(actual, expected, dtype, what, factor)
-
-
-def _f64(a: Any) -> Any:
-    """A float64 copy of an array, of each array of a (nested) tuple; None stays None."""
-    if a is None:
-        return None
-    if isinstance(a, LayerParams):
-        return LayerParams(*(_f64(v) for v in a))
-    if isinstance(a, (tuple, list)):
-        return type(a)(_f64(v) for v in a)
-    if isinstance(a, dict):
-        return {k: _f64(v) for k, v in a.items()}
-    return np.asarray(a, np.float64)
-
-
-def _opts(L: int, D: int, reverse: bool, lengths: Any = None) -> dict[str, Any]:
-    return {"num_layers": L, "bidirectional": D == 2, "reverse": reverse, "lengths": lengths}
-
-
-def _kernels(s: dict[str, Any], opts: dict[str, Any], **extra: Any) -> tuple[Any, Any]:
-    fw = F.stack_forward("lnlstm", s["x"], s["params"], s["h0"], s["c0"], **opts, **extra)
-    same = {k: v for k, v in extra.items() if k == "compute_dtype"}  # the backward's too
-    bw = F.stack_backward("lnlstm", s["x"], s["params"], fw.workspace, s["dy"], s["dh"], s["dc"],
-                          **opts, **same)  # fmt: skip
-    return fw, bw
-
-
-def _reference(s: dict[str, Any], opts: dict[str, Any], **extra: Any) -> tuple[Any, ...]:
-    y, h_n, c_n, cache = R.stack_forward("lnlstm", _f64(s["x"]), [_f64(p) for p in s["params"]],
-                                         _f64(s["h0"]), _f64(s["c0"]), **opts, **extra)  # fmt: skip
-    g = R.stack_backward(cache, _f64(s["dy"]), _f64(s["dh"]), _f64(s["dc"]))
-    return y, h_n, c_n, g
-
-
-def _grads(bw: Any) -> Iterator[tuple[str, Any]]:
-    """(name, gradient) of every parameter of a kernels' backward, the four layer norms' too."""
-    for k, g in enumerate(bw.grads):
-        for name in LayerParams._fields[:5]:
-            yield f"{name}[{k}]", getattr(g, name)
-        assert g.cell_params is not None and len(g.cell_params) == 4
-        for name, a in zip(LN_NAMES, g.cell_params, strict=True):
-            yield f"{name}[{k}]", a
-
-
-def _ref_grads(g: dict[str, Any]) -> Iterator[tuple[str, Any]]:
-    for k, p in enumerate(g["params"]):
-        for name in LayerParams._fields[:5]:
-            yield f"{name}[{k}]", p[name]
-        for name, a in zip(LN_NAMES, p["cell_params"], strict=True):
-            yield f"{name}[{k}]", a
-
-
-def compare(s: dict[str, Any], opts: dict[str, Any], dtype: Any, **extra: Any) -> None:
-    """The kernels against the float64 reference: y, h_n, c_n, dx, dh0, dc0, every gradient."""
-    fw, bw = _kernels(s, opts, **extra)
-    y, h_n, c_n, g = _reference(s, opts, **extra)
-    for got, want, name in [(fw.y, y, "y"), (fw.h_n, h_n, "h_n"), (fw.c_n, c_n, "c_n"),
-                            (bw.dx, g["dx"], "dx"), (bw.dh0, g["dh0"], "dh0"),
-                            (bw.dc0, g["dc0"], "dc0")]:  # fmt: skip
-        assert got.dtype == dtype, name
-        close(got, want, dtype, name)
-    got_grads, want_grads = list(_grads(bw)), list(_ref_grads(g))
-    assert [n for n, _ in got_grads] == [n for n, _ in want_grads]
-    for (name, a), (_, b) in zip(got_grads, want_grads, strict=True):
-        assert (a is None) == (b is None), name
-        if a is not None:
-            assert a.dtype == dtype, name
-            close(a, b, dtype, name)
+# the problems and comparisons, shared with test_lngru.py (helpers.LayerNormCase)
+CASE = LayerNormCase("lnlstm", F32_FACTOR)
+T, B, I, H = CASE.T, CASE.B, CASE.I, CASE.H
+LENGTHS = CASE.LENGTHS
+LN_NAMES = CASE.names
+SHAPES = CASE.SHAPES
+_shape_id = CASE.shape_id
+make_stack = CASE.make_stack
+close = CASE.close
+_kernels = CASE.kernels
+_reference = CASE.reference
+_grads = CASE.grads
+_ref_grads = CASE.ref_grads
+compare = CASE.compare
+_loss = CASE.loss
+_arrays = CASE.arrays
+_f64 = as_f64
+_opts = stack_opts
 
 
 # ---- the kernels against the reference ---------------------------------------------------------
@@ -212,28 +124,6 @@ def test_one_layer_api(reverse: bool, dtype: Any) -> None:
 
 
 # ---- finite differences ------------------------------------------------------------------------
-
-
-def _loss(s: dict[str, Any], opts: dict[str, Any], **extra: Any) -> Any:
-    def f() -> float:
-        r = F.stack_forward("lnlstm", s["x"], s["params"], s["h0"], s["c0"], training=False,
-                            **opts, **extra)  # fmt: skip
-        return contracted_loss(r.y, r.h_n, r.c_n, s["dy"], s["dh"], s["dc"])
-
-    return f
-
-
-def _arrays(s: dict[str, Any], grads: Any) -> Iterator[tuple[str, Any, Any]]:
-    """(name, array of the problem, its gradient) for x, the states and every parameter."""
-    yield "x", s["x"], grads.dx
-    yield "h0", s["h0"], grads.dh0
-    yield "c0", s["c0"], grads.dc0
-    for k, (p, g) in enumerate(zip(s["params"], grads.grads, strict=True)):
-        for name in LayerParams._fields[:5]:
-            if getattr(p, name) is not None:
-                yield f"{name}[{k}]", getattr(p, name), getattr(g, name)
-        for name, a, ga in zip(LN_NAMES, p.cell_params, g.cell_params, strict=True):
-            yield f"{name}[{k}]", a, ga
 
 
 @pytest.mark.parametrize(("D", "reverse"), [(2, False), (1, True)], ids=["bi", "reverse"])

@@ -2,9 +2,9 @@
 
 * :class:`~fastrnn.layers.RNN`, :class:`~fastrnn.layers.LSTM`, :class:`~fastrnn.layers.GRU`:
   layers with PyTorch's arguments, weight names and outputs, plus an explicit
-  :meth:`~fastrnn.layers.RecurrentLayer.backward`; :class:`~fastrnn.layers.LayerNormLSTM`, the
-  layer-normalised LSTM (haste's); :func:`~fastrnn.quantized.quantize_dynamic` makes int8
-  inference layers of them.
+  :meth:`~fastrnn.layers.RecurrentLayer.backward`; :class:`~fastrnn.layers.LayerNormLSTM` and
+  :class:`~fastrnn.layers.LayerNormGRU`, the layer-normalised LSTM (haste's) and GRU;
+  :func:`~fastrnn.quantized.quantize_dynamic` makes int8 inference layers of them.
 * :mod:`fastrnn.torch` (imported on its own, needs torch): ``torch.nn.LSTM/GRU/RNN`` drop-ins
   whose forward and backward run these kernels.
 * :mod:`fastrnn.functional`: the kernels as plain functions of arrays, for use as a backend.
@@ -28,9 +28,10 @@ import sys
 
 from . import _core, functional, reference, spec, training
 from .functional import build_info, get_num_threads, set_num_threads
-from .layers import GRU, LSTM, RNN, LayerNormLSTM
+from .layers import GRU, LSTM, RNN, LayerNormGRU, LayerNormLSTM
 from .quantized import (
     QuantizedGRU,
+    QuantizedLayerNormGRU,
     QuantizedLayerNormLSTM,
     QuantizedLSTM,
     QuantizedRNN,
@@ -66,10 +67,12 @@ __all__ = [
     "LSTM",
     "RNN",
     "Embedding",
+    "LayerNormGRU",
     "LayerNormLSTM",
     "Linear",
     "QuantizedGRU",
     "QuantizedLSTM",
+    "QuantizedLayerNormGRU",
     "QuantizedLayerNormLSTM",
     "QuantizedRNN",
     "Seq2Seq",

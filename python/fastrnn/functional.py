@@ -8,10 +8,11 @@ Everything here takes and returns plain NumPy arrays, time-major, one layer, one
 * ``cell``: one of :data:`CELLS`: ``"rnn_tanh"``, ``"rnn_relu"``, ``"lstm"``, ``"gru"`` (PyTorch's
   GRU, ``reset_after=True``), ``"gru_reset_before"`` (the original GRU, ``reset_after=False``),
   ``"lstm_peephole"`` (ONNX's LSTM with peepholes: its ``cell_params`` are
-  ``(weight_peephole (3H,),)``) or ``"lnlstm"`` (the layer-normalised LSTM, haste's: its
+  ``(weight_peephole (3H,),)``), ``"lnlstm"`` (the layer-normalised LSTM, haste's: its
   ``cell_params`` are ``(layer_norm_weight_ih (4H,), layer_norm_weight_hh (4H,),
   layer_norm_weight_c (H,), layer_norm_bias_c (H,))``; no ``proj_size``, ``clip`` or
-  ``input_forget``);
+  ``input_forget``) or ``"lngru"`` (the layer-normalised GRU, reset after: its ``cell_params``
+  are ``(layer_norm_weight_ih (3H,), layer_norm_weight_hh (3H,))``; no ``clip``);
 * ONNX's options, keyword-only: ``reverse`` (a unidirectional stack runs backwards in time),
   ``clip`` (gate pre-activations clamped to ``[-clip, clip]``) and ``input_forget`` (LSTM's
   ``f = 1 - i``): :class:`~fastrnn.spec.StackSpec` states them.
@@ -114,8 +115,8 @@ class BackwardResult(NamedTuple):
     dbias_ih: Array | None  #: (G*H,) or None without biases
     dbias_hh: Array | None  #: (G*H,) or None without biases
     #: the gradients of the cell's own parameters (``lstm_peephole``:
-    #: ``(dweight_peephole (3H,),)``; ``lnlstm``: its four layer-norm vectors'), None for the
-    #: other cells
+    #: ``(dweight_peephole (3H,),)``; ``lnlstm``, ``lngru``: their layer-norm vectors'), None for
+    #: the other cells
     dcell_params: tuple[Array, ...] | None = None
 
 
@@ -524,7 +525,7 @@ def stack_forward(
         params: ``num_layers * D`` :class:`~fastrnn.spec.LayerParams` (or 5-tuples), layer by layer,
             the forward direction before the reverse one (D = 2 when ``bidirectional``);
             ``lstm_peephole``'s with their ``cell_params``, ``(weight_peephole (3H,),)``,
-            ``lnlstm``'s with its four layer-norm vectors.
+            ``lnlstm``'s with its four layer-norm vectors, ``lngru``'s with its two.
         h0: ``(L*D, B, Hs)`` initial hidden states, None for zeros.
         c0: ``(L*D, B, H)`` initial cell states (LSTM only), None for zeros.
         num_layers, bidirectional, proj_size: as in PyTorch (``proj_size`` for LSTM only).
@@ -602,7 +603,7 @@ def stack_backward(
         :class:`StackBackwardResult` ``(dx (T, B, I), dh0 (L*D, B, Hs), dc0 (L*D, B, H) or None,
         grads)``, ``grads`` one :class:`~fastrnn.spec.LayerParams` of gradients per (layer,
         direction), freshly allocated (``lstm_peephole``'s ``cell_params``:
-        ``(dweight_peephole,)``; ``lnlstm``'s: its four vectors' gradients).
+        ``(dweight_peephole,)``; ``lnlstm``'s, ``lngru``'s: their vectors' gradients).
 
     Raises:
         ValueError: ``workspace`` was consumed already, or made for other sizes or options.
@@ -660,8 +661,9 @@ def forward(
         c0: ``(B, H)`` initial cell state (LSTM only), None for zeros.
         cell_params: the cell's own parameters, ``lstm_peephole``'s ``(weight_peephole (3H,),)``
             or ``lnlstm``'s ``(layer_norm_weight_ih (4H,), layer_norm_weight_hh (4H,),
-            layer_norm_weight_c (H,), layer_norm_bias_c (H,))`` (required for them); None for the
-            other cells.
+            layer_norm_weight_c (H,), layer_norm_bias_c (H,))`` or ``lngru``'s
+            ``(layer_norm_weight_ih (3H,), layer_norm_weight_hh (3H,))`` (required for them); None
+            for the other cells.
         training: save what :func:`backward` needs into a workspace. When False nothing per step
             is kept (memory beyond the output stays O(B*H)) and ``workspace`` is None.
         compute_dtype, reverse, clip, input_forget: as :func:`stack_forward`'s.

@@ -15,8 +15,9 @@ keyword-only: ``reverse`` (the one direction runs backwards in time), ``clip`` (
 pre-activations clamped to ``[-clip, clip]``), LSTM's ``input_forget`` (``f = 1 - i``) and
 ``peephole`` (the gates see the cell state, through ``weight_peephole_l0 (3H,)``). And
 ``fastrnn.LayerNormLSTM``, the layer-normalised LSTM of haste (``LayerNormLSTM``), with LSTM's
-arguments but ``proj_size``. All layers and directions run in one call into the compiled core,
-forward and backward.
+arguments but ``proj_size``, and ``fastrnn.LayerNormGRU``, PyTorch's GRU with its two products
+layer-normalised, with GRU's arguments but ``reset_after``. All layers and directions run in
+one call into the compiled core, forward and backward.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from ._args import as_rng, check_flag, check_real, float_array
 from .module import Module
 from .spec import LayerParams, Layout, StackSpec
 
-__all__ = ["GRU", "LSTM", "RNN", "LayerNormLSTM", "RecurrentLayer", "from_spec"]
+__all__ = ["GRU", "LSTM", "RNN", "LayerNormGRU", "LayerNormLSTM", "RecurrentLayer", "from_spec"]
 
 Array = NDArray[Any]
 State = Array | tuple[Array, Array]
@@ -198,7 +199,8 @@ class RecurrentLayer(Module):
         """PyTorch's default initialisation: every parameter (the peepholes too)
         uniform(-1/sqrt(H), 1/sqrt(H)), but those that start at a constant
         (:meth:`StackSpec.param_constants <fastrnn.spec.StackSpec.param_constants>`: a
-        :class:`LayerNormLSTM`'s layer-norm gains 1 and bias 0, ``torch.nn.LayerNorm``'s).
+        :class:`LayerNormLSTM`'s and :class:`LayerNormGRU`'s layer-norm gains 1 and bias 0,
+        ``torch.nn.LayerNorm``'s).
 
         Args:
             seed: an int >= 0, a ``numpy.random.Generator``, or None for fresh entropy.
@@ -723,6 +725,95 @@ class GRU(RecurrentLayer):
         return s + ("" if self.reset_after else ", reset_after=False")
 
 
+class LayerNormGRU(RecurrentLayer):
+    """Layer-normalised GRU: PyTorch's GRU (gates ``r, z, n``, the reset gate after the
+    recurrent product) with its input and recurrent products each normalised, cell ``"lngru"``.
+
+    A step::
+
+        a = g_ih * LN(W_ih x) + b_ih              m = g_hh * LN(W_hh h)
+        r = sigmoid(a_r + m_r + b_hr),  z = sigmoid(a_z + m_z + b_hz)
+        n = tanh(a_n + r * (m_n + b_hn))
+        h' = (1 - z) * n + z * h
+
+    ``LN`` normalises a product's row of 3H values to zero mean and unit variance, ``(a - mean) /
+    sqrt(var + 1e-5)`` (biased variance, as ``torch.nn.LayerNorm``), before its gain; the biases
+    are added after it, ``b_hn`` inside the reset gate's product as in PyTorch's GRU. Besides
+    GRU's ``weight_ih_l0 (3H, I)``, ``weight_hh_l0 (3H, H)``, ``bias_ih_l0`` and ``bias_hh_l0
+    (3H,)``, each layer and direction has ``layer_norm_weight_ih_l0 (3H,)`` (``g_ih``) and
+    ``layer_norm_weight_hh_l0 (3H,)`` (``g_hh``) (``_reverse`` for the second direction), which
+    start at 1 (the other parameters uniform(-1/sqrt(H), 1/sqrt(H)), PyTorch's default). In
+    PyTorch's terms: ``torch.nn.LayerNorm(3H)`` on ``x W_ih^T`` (its weight ``g_ih``, its bias
+    ``b_ih``) and another on ``h W_hh^T`` (weight ``g_hh``, no bias), then the GRU's gates with
+    ``b_hh``.
+
+    The arguments of :class:`GRU` but ``reset_after`` (always True) and ``clip``
+    (``input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional``;
+    ``reverse, dtype, compute_dtype, seed``); states are ``(L*D, B, H)``, as a GRU's.
+    ``compute_dtype="bfloat16"`` rounds the products' operands only (the layer norms run in
+    float32); :func:`fastrnn.quantize_dynamic` makes an int8
+    :class:`~fastrnn.quantized.QuantizedLayerNormGRU` of it.
+
+    Args:
+        input_size: I, the size of an input step.
+        hidden_size: H, the size of the hidden state.
+        num_layers: L, stacked layers; layer ``l > 0`` reads the outputs of layer ``l - 1``.
+        bias: whether the layers have ``bias_ih`` and ``bias_hh``.
+        batch_first: inputs and outputs are ``(B, T, F)`` rather than ``(T, B, F)``.
+        dropout: the probability of zeroing an output of each layer but the last, in training.
+        bidirectional: every layer also runs backwards in time (D = 2).
+        reverse: the one direction of every layer runs from the last step to the first (not
+            with ``bidirectional``).
+        dtype: float32 or float64, of the parameters and of every array of a call.
+        compute_dtype: the precision of the matrix products: None for ``dtype``, or
+            ``"bfloat16"`` (a float32 layer; :attr:`~RecurrentLayer.compute_dtype`).
+        seed: the seed of the initial weights and the dropout masks (:class:`RecurrentLayer`).
+
+    Raises:
+        TypeError, ValueError: an argument breaks a rule of :class:`~fastrnn.spec.StackSpec` or
+            :class:`RecurrentLayer`, naming it.
+
+    A two-layer stack, forward and backward::
+
+        layer = fastrnn.LayerNormGRU(8, 16, num_layers=2, seed=0)
+        y, h_n = layer(np.zeros((5, 3, 8), np.float32))          # y (5, 3, 16)
+        dx, dh0 = layer.backward(np.ones_like(y))
+        layer.grads["layer_norm_weight_hh_l1"].shape              # (48,)
+    """
+
+    #: the reset gate after the recurrent product (:class:`GRU`'s ``reset_after``), always
+    reset_after = True
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        *,
+        reverse: bool = False,
+        dtype: DTypeLike = np.float32,
+        compute_dtype: Any = None,
+        seed: int | np.random.Generator | None = None,
+    ) -> None:
+        spec = StackSpec(
+            "lngru",
+            input_size,
+            hidden_size,
+            num_layers,
+            bidirectional,
+            bias,
+            0,
+            dtype,
+            compute_dtype,
+            reverse=reverse,
+        )
+        super().__init__(spec, batch_first=batch_first, dropout=dropout, seed=seed)
+
+
 def from_spec(
     spec: StackSpec,
     *,
@@ -737,7 +828,8 @@ def from_spec(
         batch_first, dropout, seed: as :class:`RecurrentLayer`'s.
 
     Returns:
-        An :class:`RNN`, :class:`LSTM`, :class:`GRU` or :class:`LayerNormLSTM`.
+        An :class:`RNN`, :class:`LSTM`, :class:`GRU`, :class:`LayerNormLSTM` or
+        :class:`LayerNormGRU`.
 
     Raises:
         TypeError: ``spec`` is not a :class:`~fastrnn.spec.StackSpec`.
@@ -754,9 +846,10 @@ def from_spec(
         "gru_reset_before": (GRU, {"reset_after": False}),
         "lstm_peephole": (LSTM, {**lstm, "peephole": True}),
         "lnlstm": (LayerNormLSTM, {}),
+        "lngru": (LayerNormGRU, {}),
     }
     cls, kw = kinds[spec.cell]
-    if spec.clip is not None:  # the cells that take it; LayerNormLSTM has no such argument
+    if spec.clip is not None:  # the cells that take it; the layer-normalised ones have no such
         kw = {**kw, "clip": spec.clip}
     return cls(
         spec.input_size,

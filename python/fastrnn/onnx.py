@@ -182,7 +182,8 @@ def export(
     Raises:
         ImportError: the ``onnx`` package is not installed.
         NotImplementedError: the layer has a projection (``proj_size``), or a cell no ONNX
-            operator computes (the layer-normalised LSTM, :class:`~fastrnn.layers.LayerNormLSTM`).
+            operator computes (the layer-normalised cells, :class:`~fastrnn.layers.LayerNormLSTM`
+            and :class:`~fastrnn.layers.LayerNormGRU`).
     """
     onnx = _onnx()
     TP = onnx.TensorProto
@@ -190,7 +191,7 @@ def export(
     if spec.cell not in _OP:
         raise NotImplementedError(
             f"layer: ONNX's RNN, LSTM and GRU operators have no {spec.cell} cell (no layer "
-            "norms); a LayerNormLSTM cannot be exported"
+            f"norms); a {type(layer).__name__} cannot be exported"
         )
     if spec.proj_size:
         raise NotImplementedError("proj_size: ONNX's LSTM operator has no projection")

@@ -1,10 +1,10 @@
 """int8 inference: :func:`quantize_dynamic` and the quantized layers it returns.
 
 ``fastrnn.quantize_dynamic(layer)`` turns a trained :class:`~fastrnn.layers.RNN`,
-:class:`~fastrnn.layers.LSTM`, :class:`~fastrnn.layers.GRU` or
-:class:`~fastrnn.layers.LayerNormLSTM` (any options: layers, directions, ``proj_size``, both GRU
-forms, ``batch_first``, peepholes, ONNX's ``reverse``, ``clip`` and ``input_forget``) into an
-inference-only layer with the same call and
+:class:`~fastrnn.layers.LSTM`, :class:`~fastrnn.layers.GRU`,
+:class:`~fastrnn.layers.LayerNormLSTM` or :class:`~fastrnn.layers.LayerNormGRU` (any options:
+layers, directions, ``proj_size``, both GRU forms, ``batch_first``, peepholes, ONNX's
+``reverse``, ``clip`` and ``input_forget``) into an inference-only layer with the same call and
 outputs whose weight matrices are int8 with one float32 scale per output row (per gate and unit)::
 
     W ~ q * scale[:, None],   scale = max|row| / 127,   q = rint(W / scale) in [-127, 127]
@@ -41,6 +41,7 @@ __all__ = [
     "QuantizedGRU",
     "QuantizedLSTM",
     "QuantizedLayer",
+    "QuantizedLayerNormGRU",
     "QuantizedLayerNormLSTM",
     "QuantizedRNN",
     "quantize_dynamic",
@@ -198,7 +199,7 @@ class QuantizedLayer(RecurrentLayer):
         """``(w_ih, w_hh, b_ih, b_hh, w_hr)`` per (layer, direction), the weight matrices packed
         for the int8 kernels (1-D uint8 arrays), the biases float32, None where the stack has no
         such parameter, and for a cell with parameters of its own (``lstm_peephole``,
-        ``lnlstm``) a 6th
+        ``lnlstm``, ``lngru``) a 6th
         item, those as one float32 vector; kept while the parameters are the same."""
         cached = self.__dict__.get("_qentries_of")
         if cached is None or cached[0] is not self._params:
@@ -320,6 +321,14 @@ class QuantizedLayerNormLSTM(QuantizedLayer):
     its products in int8, each normalised in float32; the layer-norm vectors stay float32."""
 
 
+class QuantizedLayerNormGRU(QuantizedLayer):
+    """int8 :class:`~fastrnn.layers.LayerNormGRU` (see :class:`~fastrnn.quantized.QuantizedLayer`):
+    its products in int8, each normalised in float32; the layer-norm gains stay float32."""
+
+    #: the reset gate after the recurrent product, as the float layer's (always)
+    reset_after = True
+
+
 class QuantizedGRU(QuantizedLayer):
     """int8 :class:`~fastrnn.layers.GRU` (see :class:`~fastrnn.quantized.QuantizedLayer`)."""
 
@@ -340,6 +349,7 @@ _CLASSES = {
     "gru_reset_before": QuantizedGRU,
     "lstm_peephole": QuantizedLSTM,
     "lnlstm": QuantizedLayerNormLSTM,
+    "lngru": QuantizedLayerNormGRU,
 }
 
 
@@ -348,13 +358,15 @@ def quantize_dynamic(layer: RecurrentLayer, dtype: Any = "int8") -> QuantizedLay
 
     Args:
         layer: a :class:`~fastrnn.layers.RNN`, :class:`~fastrnn.layers.LSTM`,
-            :class:`~fastrnn.layers.GRU` or :class:`~fastrnn.layers.LayerNormLSTM` (float32 or
-            float64; the quantized layer computes in float32 around its int8 products).
+            :class:`~fastrnn.layers.GRU`, :class:`~fastrnn.layers.LayerNormLSTM` or
+            :class:`~fastrnn.layers.LayerNormGRU` (float32 or float64; the quantized layer
+            computes in float32 around its int8 products).
         dtype: ``"int8"`` (or ``numpy.int8``), the only one.
 
     Returns:
-        A :class:`QuantizedRNN`, :class:`QuantizedLSTM`, :class:`QuantizedGRU` or
-        :class:`QuantizedLayerNormLSTM` with the same options and call; ``layer`` is unchanged.
+        A :class:`QuantizedRNN`, :class:`QuantizedLSTM`, :class:`QuantizedGRU`,
+        :class:`QuantizedLayerNormLSTM` or :class:`QuantizedLayerNormGRU` with the same options
+        and call; ``layer`` is unchanged.
         Each weight matrix is quantized per row (:func:`fastrnn.reference.quantize_rows`); the
         biases are kept in float32.
 

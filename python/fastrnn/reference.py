@@ -24,6 +24,11 @@ Conventions (the same as the compiled kernels and PyTorch):
                           LN(a) = (a - mean(a)) / sqrt(var(a) + 1e-5) over a row's 4H (or H)
                           values, var biased (torch.nn.LayerNorm's); its cell_params are
                           (g_ih (4H,), g_hh (4H,), g_c (H,), b_c (H,)), haste's LayerNormLSTM
+    lngru                 a = g_ih * LN(W_ih x) + b_ih ;  m = g_hh * LN(W_hh h)  (LN over 3H)
+                          r = s(a_r + m_r + b_hr), z = s(a_z + m_z + b_hz)
+                          n = tanh(a_n + r * (m_n + b_hn)) ;  h' = (1 - z) * n + z * h
+                          (gru's formula on the normalised products); its cell_params are
+                          (g_ih (3H,), g_hh (3H,))
 
   The course notes write the GRU update as ``h' = (1 - z) * h + z * n``: their ``z`` is our
   ``1 - z`` (the same model with the z weights and bias negated, see
@@ -80,6 +85,8 @@ __all__ = [
     "int8_matmul",
     "linear_backward",
     "linear_forward",
+    "lngru_step",
+    "lngru_step_backward",
     "lnlstm_step",
     "lnlstm_step_backward",
     "lstm_step",
@@ -101,7 +108,16 @@ __all__ = [
 Array = NDArray[np.floating[Any]]
 
 #: The cells' names, as in :data:`fastrnn.functional.CELLS`.
-CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_before", "lstm_peephole", "lnlstm")
+CELLS = (
+    "rnn_tanh",
+    "rnn_relu",
+    "lstm",
+    "gru",
+    "gru_reset_before",
+    "lstm_peephole",
+    "lnlstm",
+    "lngru",
+)
 _GATES = {
     "rnn_tanh": 1,
     "rnn_relu": 1,
@@ -110,9 +126,14 @@ _GATES = {
     "gru_reset_before": 3,
     "lstm_peephole": 4,
     "lnlstm": 4,
+    "lngru": 3,
 }
 _LSTMS = ("lstm", "lstm_peephole")  # ONNX's LSTMs: lstm_step, input_forget
 _CELL_STATE = (*_LSTMS, "lnlstm")  # the cells with a cell state c
+#: the layer-normalised cells: the blocks of H at which their cell_params' vector splits into its
+#: vectors, and the name their messages give them
+_LAYER_NORM = {"lnlstm": (4, 8, 9), "lngru": (3,)}
+_LN_TITLES = {"lnlstm": "the layer-normalised LSTM", "lngru": "the layer-normalised GRU"}
 
 #: The layer norm's epsilon, in the variance: ``LN(a) = (a - mean) / sqrt(var + eps)``
 #: (``torch.nn.LayerNorm``'s default and haste's).
@@ -314,8 +335,8 @@ def _through(da: Array, keep: Any) -> Array:
 
 # ------------------------------------------------------------------------------------------------
 # One time step of each cell. `p` holds the parameters: w_ih, w_hh, b_ih, b_hh (biases as zeros
-# when the layer has none), LSTM's w_hr and w_peep, lnlstm's w_ln (None without). A step returns
-# the new state(s) and a cache for its backward. `clip` is ONNX's (None: none).
+# when the layer has none), LSTM's w_hr and w_peep, lnlstm's and lngru's w_ln (None without). A
+# step returns the new state(s) and a cache for its backward. `clip` is ONNX's (None: none).
 # ------------------------------------------------------------------------------------------------
 
 
@@ -536,6 +557,64 @@ def lnlstm_step_backward(
     return qx @ _q(p["w_ih"]), qh @ _q(p["w_hh"]), dc, grads
 
 
+def lngru_step(x: Array, h: Array, p: dict[str, Array]) -> tuple[Array, tuple[Any, ...]]:
+    """One step of the layer-normalised GRU (``lngru``), gates r, z, n, the reset gate after
+    the recurrent product (PyTorch's GRU): ``a = g_ih * LN(W_ih x) + b_ih``, ``m = g_hh *
+    LN(W_hh h)``; ``r = s(a_r + m_r + b_hr)``, ``z = s(a_z + m_z + b_hz)``, ``n = tanh(a_n + r *
+    (m_n + b_hn))``, ``h' = (1 - z)*n + z*h``.
+
+    Args:
+        x: ``(B, I)``.
+        h: ``(B, H)``, the previous state.
+        p: ``w_ih (3H, I)``, ``w_hh (3H, H)``, ``b_ih``, ``b_hh (3H,)`` (zeros for none) and
+            ``w_ln (6H,)``: ``[g_ih (3H) | g_hh (3H)]``.
+
+    Returns:
+        ``(h' (B, H), cache)``, the cache for :func:`lngru_step_backward`.
+    """
+    g_ih, g_hh = np.split(p["w_ln"], 2)
+    xhat_ih, rstd_ih = _layer_norm(_mm(x, p["w_ih"]))
+    xhat_hh, rstd_hh = _layer_norm(_mm(h, p["w_hh"]))
+    a_r, a_z, a_n = _split(g_ih * xhat_ih + p["b_ih"], 3)
+    m_r, m_z, m_n = _split(g_hh * xhat_hh, 3)
+    b_hr, b_hz, b_hn = _split(p["b_hh"], 3)
+    r, z = sigmoid(a_r + m_r + b_hr), sigmoid(a_z + m_z + b_hz)
+    hn = m_n + b_hn  # the recurrent part of n, before the reset gate
+    n = np.tanh(a_n + r * hn)
+    h_new = (1 - z) * n + z * h
+    return h_new, (x, h, r, z, n, hn, (xhat_ih, rstd_ih, xhat_hh, rstd_hh))
+
+
+def lngru_step_backward(
+    dh_new: Array, cache: tuple[Any, ...], p: dict[str, Array]
+) -> tuple[Array, Array, dict[str, Array]]:
+    """The gradients of one :func:`lngru_step` from ``dh_new = dL/dh' (B, H)``.
+
+    Returns:
+        ``(dx (B, I), dh (B, H), grads)``, ``grads`` keyed as ``p`` (``w_ln``: the gradients of
+        ``[g_ih | g_hh]``).
+    """
+    x, h, r, z, n, hn, (xhat_ih, rstd_ih, xhat_hh, rstd_hh) = cache
+    g_ih, g_hh = np.split(p["w_ln"], 2)
+    dan = dh_new * (1 - z) * (1 - n**2)  # pre-activation of n
+    daz = dh_new * (h - n) * z * (1 - z)
+    dhn = dan * r  # gradient of m_n + b_hn
+    dar = dan * hn * r * (1 - r)
+    da = np.concatenate([dar, daz, dan], axis=-1)  # input side: a = g_ih * xhat_ih + b_ih
+    dm = np.concatenate([dar, daz, dhn], axis=-1)  # recurrent side: m = g_hh * xhat_hh
+    # through the two layer norms to the products' outputs x W_ih^T and h W_hh^T
+    qx = _q(_layer_norm_backward(da * g_ih, xhat_ih, rstd_ih))
+    qh = _q(_layer_norm_backward(dm * g_hh, xhat_hh, rstd_hh))
+    grads = {
+        "w_ih": qx.T @ _q(x),
+        "w_hh": qh.T @ _q(h),
+        "b_ih": da.sum(0),
+        "b_hh": dm.sum(0),
+        "w_ln": np.concatenate([(da * xhat_ih).sum(0), (dm * xhat_hh).sum(0)]),
+    }
+    return qx @ _q(p["w_ih"]), dh_new * z + qh @ _q(p["w_hh"]), grads
+
+
 def gru_step(
     x: Array, h: Array, p: dict[str, Array], reset_after: bool, clip: float | None = None
 ) -> tuple[Array, tuple[Any, ...]]:
@@ -633,6 +712,9 @@ def _step(
         return lstm_step(x, h, c, p, clip, input_forget)
     if cell == "lnlstm":  # p["w_ln"]: its four layer-norm vectors, concatenated
         return lnlstm_step(x, h, c, p)
+    if cell == "lngru":  # p["w_ln"]: its two gains
+        h_new, st = lngru_step(x, h, p)
+        return h_new, c, st
     if cell.startswith("gru"):
         h_new, st = gru_step(x, h, p, reset_after=cell == "gru", clip=clip)
     else:
@@ -647,6 +729,9 @@ def _step_backward(
         return lstm_step_backward(dh, dc, st, p)
     if cell == "lnlstm":
         return lnlstm_step_backward(dh, dc, st, p)
+    if cell == "lngru":
+        dx, dh_prev, g = lngru_step_backward(dh, st, p)
+        return dx, dh_prev, dc, g
     if cell.startswith("gru"):
         dx, dh_prev, g = gru_step_backward(dh, st, p, reset_after=cell == "gru")
     else:
@@ -756,8 +841,8 @@ class Cache(NamedTuple):
 def _param_dict(cell: str, params: Any, dtype: Any) -> dict[str, Any]:
     w_ih, w_hh, b_ih, b_hh, w_hr, own = (list(params) + [None] * 6)[:6]
     zeros = np.zeros(w_ih.shape[0], dtype=dtype)
-    # the cell's own parameters (lstm_peephole: (weight_peephole,); lnlstm: its four layer-norm
-    # vectors) as one vector, under the step's key
+    # the cell's own parameters (lstm_peephole: (weight_peephole,); lnlstm, lngru: their
+    # layer-norm vectors) as one vector, under the step's key
     vector = own if own is None or isinstance(own, np.ndarray) else np.concatenate(own)
     return {
         "w_ih": w_ih,
@@ -765,17 +850,18 @@ def _param_dict(cell: str, params: Any, dtype: Any) -> dict[str, Any]:
         "b_ih": zeros if b_ih is None else b_ih,
         "b_hh": zeros if b_hh is None else b_hh,
         "w_hr": w_hr,
-        "w_ln" if cell == "lnlstm" else "w_peep": vector,
+        "w_ln" if cell in _LAYER_NORM else "w_peep": vector,
     }
 
 
 def _cell_grads(cell: str, g: dict[str, Array], H: int) -> tuple[Array, ...] | None:
     """The gradients of the cell's own parameters as :class:`fastrnn.spec.LayerParams` holds
-    them: lstm_peephole's ``(dweight_peephole,)``, lnlstm's four vectors, None for the others."""
+    them: lstm_peephole's ``(dweight_peephole,)``, lnlstm's four vectors, lngru's two, None for
+    the others."""
     if "w_peep" in g:
         return (g["w_peep"],)
-    if cell == "lnlstm":
-        return tuple(np.split(g["w_ln"], [4 * H, 8 * H, 9 * H]))
+    if cell in _LAYER_NORM:
+        return tuple(np.split(g["w_ln"], [n * H for n in _LAYER_NORM[cell]]))
     return None
 
 
@@ -797,10 +883,10 @@ def stack_forward(
 ) -> tuple[Array, Array, Array | None, Cache]:
     """A stack of layers, as torch.nn.RNN/LSTM/GRU: ``params`` holds ``num_layers * D`` tuples
     ``(w_ih, w_hh, b_ih, b_hh, w_hr[, cell_params])`` (biases and ``w_hr`` may be None;
-    ``cell_params`` is ``lstm_peephole``'s ``(weight_peephole,)`` or ``lnlstm``'s
-    ``(g_ih, g_hh, g_c, b_c)``, as :class:`fastrnn.spec.LayerParams` holds it), layer by layer,
-    forward direction first. The directions of a layer are concatenated on the last axis; the
-    outputs of every layer but the last are multiplied by ``dropout_masks[l]``;
+    ``cell_params`` is ``lstm_peephole``'s ``(weight_peephole,)``, ``lnlstm``'s ``(g_ih, g_hh,
+    g_c, b_c)`` or ``lngru``'s ``(g_ih, g_hh)``, as :class:`fastrnn.spec.LayerParams` holds it),
+    layer by layer, forward direction first. The directions of a layer are concatenated on the
+    last axis; the outputs of every layer but the last are multiplied by ``dropout_masks[l]``;
     ``compute_dtype`` is the precision of the products (:func:`compute_precision`; the backward
     of the cache uses it too); ``reverse``, ``clip`` and ``input_forget`` are ONNX's options
     (the module's docstring). Returns ``(y, h_n, c_n, cache)`` with ``y (T, B, D*Hs)`` and
@@ -811,13 +897,14 @@ def stack_forward(
     Raises:
         ValueError: ``cell`` is not one of :data:`CELLS`, or ``compute_dtype`` not one of
             :data:`COMPUTE_DTYPES`; ``reverse`` with ``bidirectional``; ``input_forget`` for a
-            cell without a forget gate; ``clip`` or ``input_forget`` for ``lnlstm``.
+            cell without a forget gate; ``clip`` or ``input_forget`` for ``lnlstm`` or
+            ``lngru``.
     """
     num_gates(cell)
     if reverse and bidirectional:
         raise ValueError("reverse: not with bidirectional")
-    if cell == "lnlstm" and (clip is not None or input_forget):
-        raise ValueError("clip, input_forget: not for the layer-normalised LSTM (lnlstm)")
+    if cell in _LAYER_NORM and (clip is not None or input_forget):
+        raise ValueError(f"clip, input_forget: not for {_LN_TITLES[cell]} ({cell})")
     if input_forget and cell not in _LSTMS:
         raise ValueError(f"input_forget: {cell} has no forget gate")
     with compute_precision(compute_dtype):
@@ -896,7 +983,7 @@ def stack_backward(
     LSTM) and ``params``, a list of dicts ``weight_ih, weight_hh, bias_ih, bias_hh, weight_hr,
     cell_params`` (None where the layer has no such parameter; ``cell_params`` is
     ``lstm_peephole``'s ``(dweight_peephole,)``, ``lnlstm``'s gradients of its four layer-norm
-    vectors) per layer and direction. The products run in
+    vectors, ``lngru``'s of its two) per layer and direction. The products run in
     the forward's ``compute_dtype``; ``reverse``, ``clip`` and ``input_forget`` are the
     forward's."""
     with compute_precision(cache.compute_dtype):
@@ -958,7 +1045,7 @@ def forward(
     """Run one layer of ``cell`` over ``x (T, B, I)``: ``weight_ih (G*H, I)``, ``weight_hh (G*H,
     H)``, biases ``(G*H,)`` or None, states ``(B, H)`` (None: zeros); ``cell_params`` the cell's
     own (``lstm_peephole``: ``(weight_peephole (3H,),)``; ``lnlstm``: ``(g_ih (4H,), g_hh (4H,),
-    g_c (H,), b_c (H,))``), ``reverse``, ``clip`` and
+    g_c (H,), b_c (H,))``; ``lngru``: ``(g_ih (3H,), g_hh (3H,))``), ``reverse``, ``clip`` and
     ``input_forget`` as :func:`stack_forward`'s.
 
     Returns:
@@ -989,7 +1076,8 @@ def backward(
     the outputs and the final states (None: zeros). Returns a dict with ``dx``, ``dh0``, ``dc0``
     (None except LSTM) and the parameter gradients ``weight_ih``, ``weight_hh``, ``bias_ih``,
     ``bias_hh`` (the biases None when the layer has none) and ``cell_params`` (None but for
-    ``lstm_peephole``: ``(dweight_peephole,)``, and ``lnlstm``: its four vectors' gradients).
+    ``lstm_peephole``: ``(dweight_peephole,)``, and ``lnlstm``, ``lngru``: their vectors'
+    gradients).
     """
     g = stack_backward(
         cache,

@@ -18,7 +18,7 @@ Besides PyTorch's options a stack has ONNX's: ``reverse`` (its one direction run
 time), ``clip`` (every gate pre-activation clamped to ``[-clip, clip]``) and ``input_forget``
 (LSTM's forget gate coupled to its input gate, ``f = 1 - i``); and a cell may have parameters of
 its own besides the five of PyTorch (``lstm_peephole``'s ``weight_peephole_l0``, after
-``weight_hr_l0`` in PyTorch's order; ``lnlstm``'s four layer-norm vectors).
+``weight_hr_l0`` in PyTorch's order; ``lnlstm``'s four layer-norm vectors, ``lngru``'s two).
 """
 
 from __future__ import annotations
@@ -47,11 +47,11 @@ class CellInfo(NamedTuple):
     #: the cell's own parameter vectors, each ``(name, blocks)``: a vector named ``<name>_l0``
     #: (``_reverse``) of ``blocks * H`` scalars per (layer, direction); none for PyTorch's cells
     params: tuple[tuple[str, int], ...] = ()
-    #: the value each of :attr:`params` starts at, one per vector (``lnlstm``'s layer-norm gains
-    #: 1 and bias 0, as ``torch.nn.LayerNorm``'s), or ``()``: every vector drawn as the biases
-    #: are (``lstm_peephole``'s)
+    #: the value each of :attr:`params` starts at, one per vector (``lnlstm``'s and ``lngru``'s
+    #: layer-norm gains 1 and bias 0, as ``torch.nn.LayerNorm``'s), or ``()``: every vector drawn
+    #: as the biases are (``lstm_peephole``'s)
     init: tuple[float, ...] = ()
-    #: takes ONNX's ``clip`` (and ``input_forget``, with a cell state); not ``lnlstm``
+    #: takes ONNX's ``clip`` (and ``input_forget``, with a cell state); not ``lnlstm``, ``lngru``
     onnx_options: bool = True
 
     @property
@@ -69,8 +69,13 @@ class CellInfo(NamedTuple):
 #: ``c' = f*c + i*g``, ``h' = o * tanh(g_c * LN(c') + b_c)``, LN over a row without an affine
 #: part, eps 1e-5; its ``layer_norm_weight_ih (4H,)``, ``layer_norm_weight_hh (4H,)``,
 #: ``layer_norm_weight_c (H,)``, ``layer_norm_bias_c (H,)`` start at 1, 1, 1, 0; no projection,
-#: no clip, no input_forget). Gate blocks in PyTorch's order: LSTM input, forget, cell (g),
-#: output; GRU reset, update (z), new (n).
+#: no clip, no input_forget) and the layer-normalised GRU (``lngru``: PyTorch's GRU with
+#: ``a = g_ih * LN(W_ih x) + b_ih`` for ``W_ih x + b_ih`` and ``m = g_hh * LN(W_hh h)`` for
+#: ``W_hh h``, the biases ``b_hh`` after the layer norm: ``r = s(a_r + m_r + b_hr)``, ``z``
+#: likewise, ``n = tanh(a_n + r * (m_n + b_hn))``, ``h' = (1-z)*n + z*h``; its
+#: ``layer_norm_weight_ih (3H,)``, ``layer_norm_weight_hh (3H,)`` start at 1; no clip). Gate
+#: blocks in PyTorch's order: LSTM input, forget, cell (g), output; GRU reset, update (z), new
+#: (n).
 CELLS: dict[str, CellInfo] = {
     "rnn_tanh": CellInfo(("h",), False, False),
     "rnn_relu": CellInfo(("h",), False, False),
@@ -91,7 +96,18 @@ CELLS: dict[str, CellInfo] = {
         init=(1.0, 1.0, 1.0, 0.0),
         onnx_options=False,
     ),
+    "lngru": CellInfo(
+        ("r", "z", "n"),
+        False,
+        False,
+        params=(("layer_norm_weight_ih", 3), ("layer_norm_weight_hh", 3)),
+        init=(1.0, 1.0),
+        onnx_options=False,
+    ),
 }
+
+#: The cells without ONNX's options, as the messages name them
+_TITLES = {"lnlstm": "the layer-normalised LSTM", "lngru": "the layer-normalised GRU"}
 
 
 class LayerParams(NamedTuple):
@@ -105,7 +121,8 @@ class LayerParams(NamedTuple):
     weight_hr: Any = None  #: (P, H) LSTM projection, with proj_size only
     #: the cell's own parameters (:attr:`CellInfo.params`): a tuple of one array per kind
     #: (``lstm_peephole``: ``(weight_peephole (3H,),)``; ``lnlstm``: its four layer-norm
-    #: vectors ``(4H,), (4H,), (H,), (H,)``), or None for PyTorch's cells
+    #: vectors ``(4H,), (4H,), (H,), (H,)``; ``lngru``: its two, ``(3H,), (3H,)``), or None for
+    #: PyTorch's cells
     cell_params: Any = None
 
 
@@ -194,7 +211,7 @@ class StackSpec:
             is clamped to ``[-clip, clip]`` before its activation (ONNX's ``clip``: RNN's one
             pre-activation, LSTM's i, f, g, o with their peephole terms, GRU's r, z and n's
             whole argument; LSTM's cell state is not clipped); its derivative is zero where it
-            clamps. Stored as a float. Not for ``lnlstm``.
+            clamps. Stored as a float. Not for ``lnlstm`` and ``lngru``.
         input_forget: keyword-only; ``lstm`` and ``lstm_peephole`` only: the forget gate is
             ``f = 1 - i`` (ONNX's ``input_forget``, as ONNX Runtime computes it); the f block's
             weights, biases and peephole are unused (their gradients are zero).
@@ -207,7 +224,7 @@ class StackSpec:
             ``proj_size`` is given for a cell that cannot project or is not below
             ``hidden_size``; ``compute_dtype`` is not one of the above; ``reverse`` with
             ``bidirectional``; ``clip`` not finite or not > 0; ``input_forget`` for a cell
-            without a cell state; ``clip`` or ``input_forget`` for ``lnlstm``.
+            without a cell state; ``clip`` or ``input_forget`` for ``lnlstm`` or ``lngru``.
 
     The rules of a call's arrays are the ``check_*`` methods below; every API of fastrnn applies
     them, with these messages.
@@ -276,7 +293,7 @@ class StackSpec:
         if not info.onnx_options and (self.clip is not None or self.input_forget):
             which = "clip" if self.clip is not None else "input_forget"
             raise ValueError(
-                f"{which}: ONNX's clip and input_forget are not for the layer-normalised LSTM "
+                f"{which}: ONNX's clip and input_forget are not for {_TITLES.get(cell, cell)} "
                 f"({cell}); leave them out"
             )
         if self.input_forget and not info.has_cell_state:
@@ -372,14 +389,15 @@ class StackSpec:
     @property
     def cell_params_size(self) -> int:
         """The scalars of the cell's own parameters per entry (``lstm_peephole``: 3H;
-        ``lnlstm``: 10H; 0 for PyTorch's cells): the length of the one vector the kernels take
-        for them."""
+        ``lnlstm``: 10H; ``lngru``: 6H; 0 for PyTorch's cells): the length of the one vector the
+        kernels take for them."""
         return sum(n for _, n in CELLS[self.cell].params) * self.hidden_size
 
     def param_constants(self) -> dict[str, float]:
         """The parameters that start at a constant (:attr:`CellInfo.init`), by name, and their
-        value: ``lnlstm``'s ``layer_norm_weight_*`` 1.0 and ``layer_norm_bias_c_*`` 0.0 (as
-        ``torch.nn.LayerNorm``'s); empty for the other cells, whose parameters are all drawn."""
+        value: ``lnlstm``'s and ``lngru``'s ``layer_norm_weight_*`` 1.0, ``lnlstm``'s
+        ``layer_norm_bias_c_*`` 0.0 (as ``torch.nn.LayerNorm``'s); empty for the other cells,
+        whose parameters are all drawn."""
         init = CELLS[self.cell].init
         if not init:
             return {}

@@ -13,8 +13,9 @@ Subcommands:
   (``--quantize int8``: of the model with its recurrent layers in int8, its held-out loss next to
   the float model's).
 * ``adding``: RNN, GRU and LSTM of the same size on the adding problem (``--cells``: also the
-  layer-normalised LSTM, ``lnlstm``); final test MSE against the constant predictor's
-  (``--quantize int8``: and the int8 models'), and the learning curves (PNG with matplotlib).
+  layer-normalised LSTM and GRU, ``lnlstm`` and ``lngru``); final test MSE against the constant
+  predictor's (``--quantize int8``: and the int8 models'), and the learning curves (PNG with
+  matplotlib).
 * ``gradflow``: ``||dL/dh_t||`` against t for RNN, GRU and LSTM (``--cells``) at
   initialisation (PNG).
 * ``seq2seq``: an encoder-decoder with attention trained on date normalisation (or digit
@@ -523,7 +524,7 @@ def _version() -> str:
     return f"fastrnn {__version__} (kernel variant {build_info()['isa']})"
 
 
-_CELLS = ["rnn", "rnn_relu", "gru", "lstm", "lnlstm"]
+_CELLS = ["rnn", "rnn_relu", "gru", "lstm", "lnlstm", "lngru"]
 _FORGET_GATE = ("lstm", "lnlstm")  # the cells with a forget gate (--forget-bias)
 _COMPUTE_HELP = (
     "precision of the recurrent layers' matrix products: float32, or bfloat16 (products of "

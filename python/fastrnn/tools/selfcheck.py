@@ -40,6 +40,7 @@ LABELS = {
     "gru_reset_before": "GRU reset_before",
     "lstm_peephole": "LSTM peephole",
     "lnlstm": "LSTM layer norm",
+    "lngru": "GRU layer norm",
 }
 
 
@@ -49,7 +50,8 @@ def _problem(cell: str, T: int, B: int, I: int, H: int, seed: int = 0) -> dict[s
     k = 1 / np.sqrt(H)
     spec = F.StackSpec(cell, I, H)
     lstm = spec.has_cell_state
-    # the cell's own parameters (lstm_peephole's 3H; lnlstm's layer norms, about their 1 and 0)
+    # the cell's own parameters (lstm_peephole's 3H; lnlstm's, lngru's layer norms, about their
+    # starting 1 and 0)
     own = spec.entry_shapes(0).cell_params or ()
     start = list(spec.param_constants().values()) or [0.0] * len(own)
     return {

@@ -391,9 +391,9 @@ def init_recurrent(
     rng: RngLike = None,
 ) -> _Layer:
     """Re-initialise every parameter of an :class:`~fastrnn.layers.RNN`,
-    :class:`~fastrnn.layers.LSTM`, :class:`~fastrnn.layers.GRU` or
-    :class:`~fastrnn.layers.LayerNormLSTM` layer (all layers and directions); returns the
-    layer.
+    :class:`~fastrnn.layers.LSTM`, :class:`~fastrnn.layers.GRU`,
+    :class:`~fastrnn.layers.LayerNormLSTM` or :class:`~fastrnn.layers.LayerNormGRU` layer (all
+    layers and directions); returns the layer.
 
     Args:
         layer: the layer; its parameters are replaced through ``layer.load_state_dict`` and keep
@@ -405,8 +405,9 @@ def init_recurrent(
             layer has no biases), and for the vectors of a cell's own parameters (a peephole
             LSTM's ``weight_peephole_l*``: zeros start it as a plain LSTM), biases or not; but
             those that start at a constant (:meth:`StackSpec.param_constants
-            <fastrnn.spec.StackSpec.param_constants>`: a LayerNormLSTM's layer-norm gains 1 and
-            ``layer_norm_bias_c`` 0, as ``torch.nn.LayerNorm``) take it, whatever the schemes.
+            <fastrnn.spec.StackSpec.param_constants>`: a LayerNormLSTM's and a LayerNormGRU's
+            layer-norm gains 1, a LayerNormLSTM's ``layer_norm_bias_c`` 0, as
+            ``torch.nn.LayerNorm``) take it, whatever the schemes.
         forget_bias: LSTM (and LayerNormLSTM) only: the f block (rows ``H:2H``) of every
             ``bias_ih`` is set to it and that of ``bias_hh`` to 0, so that the forget gate's bias
             sums to ``forget_bias`` (1.0 is the usual choice, which keeps the cell's memory
@@ -432,7 +433,8 @@ def init_recurrent(
     """
     if not isinstance(layer, RecurrentLayer):
         raise TypeError(
-            f"layer: expected a fastrnn.RNN, LSTM, GRU or LayerNormLSTM, got {type(layer).__name__}"
+            "layer: expected a fastrnn.RNN, LSTM, GRU, LayerNormLSTM or LayerNormGRU, got "
+            f"{type(layer).__name__}"
         )
     spec = layer.spec
     _check_scheme("weight_ih", weight_ih, SCHEMES)

@@ -47,8 +47,8 @@ __all__ = ["SequenceModel", "StepResult"]
 Array = NDArray[Any]
 #: the cell names of the models (SequenceModel's and Seq2Seq's) -> the stack's
 _CELLS = {"rnn": "rnn_tanh", "rnn_relu": "rnn_relu", "lstm": "lstm", "gru": "gru"}
-#: SequenceModel's: those and the layer-normalised LSTM
-_MODEL_CELLS = {**_CELLS, "lnlstm": "lnlstm"}
+#: SequenceModel's: those and the layer-normalised LSTM and GRU
+_MODEL_CELLS = {**_CELLS, "lnlstm": "lnlstm", "lngru": "lngru"}
 #: the cells with a forget gate (SequenceModel's forget_bias)
 _FORGET_GATE = ("lstm", "lnlstm")
 #: the compute_dtype of an inference-only model whose recurrent stack is quantized
@@ -201,8 +201,9 @@ class SequenceModel(Composite):
     """``[Embedding] -> RNN/LSTM/GRU stack -> Linear``.
 
     Args:
-        cell: ``"rnn"`` (tanh), ``"rnn_relu"``, ``"lstm"``, ``"gru"`` or ``"lnlstm"`` (the
-            layer-normalised LSTM, :class:`~fastrnn.layers.LayerNormLSTM`).
+        cell: ``"rnn"`` (tanh), ``"rnn_relu"``, ``"lstm"``, ``"gru"``, ``"lnlstm"`` (the
+            layer-normalised LSTM, :class:`~fastrnn.layers.LayerNormLSTM`) or ``"lngru"`` (the
+            layer-normalised GRU, :class:`~fastrnn.layers.LayerNormGRU`).
         input_size: features per step, or the vocabulary size when ``embedding_dim`` is given
             (the input is then integer ids ``(T, B)``).
         hidden_size, num_layers, dropout, bidirectional: as the recurrent layers.
@@ -283,8 +284,9 @@ class SequenceModel(Composite):
                          c["bidirectional"], dtype=c["dtype"],
                          compute_dtype=None if int8 else c["compute_dtype"])  # fmt: skip
         #: the recurrent stack, an :class:`~fastrnn.layers.RNN`, :class:`~fastrnn.layers.LSTM`,
-        #: :class:`~fastrnn.layers.GRU` or :class:`~fastrnn.layers.LayerNormLSTM` (a
-        #: :class:`~fastrnn.quantized.QuantizedLayer` for int8)
+        #: :class:`~fastrnn.layers.GRU`, :class:`~fastrnn.layers.LayerNormLSTM` or
+        #: :class:`~fastrnn.layers.LayerNormGRU` (a :class:`~fastrnn.quantized.QuantizedLayer`
+        #: for int8)
         self.rnn: RecurrentLayer = from_spec(spec, dropout=dropout, seed=r_rnn)
         c["dropout"] = self.rnn.dropout  # the layer's rule
         if c["forget_bias"] is not None:
