@@ -57,6 +57,15 @@ void check_options(CellKind cell, const CellOptions& o) {
   }
 }
 
+/// zoneout of c: the LSTM cells but the peephole one (its p_o's gradient needs c~_t).
+void check_zoneout(CellKind cell, const void* zoneout_c) {
+  if (zoneout_c && (!has_cell_state(cell) || cell == CellKind::LstmPeephole)) {
+    throw std::invalid_argument(std::string("zoneout_c: only the LSTM cells without peepholes "
+                                            "have a zoneout of their cell state, not ") +
+                                cell_name(cell));
+  }
+}
+
 template <class S>
 void check_weights(CellKind cell, const Weights<S>* w, const Dims& d, Compute c = Compute::Exact) {
   require(w, "weights");
@@ -127,6 +136,7 @@ void forward(CellKind cell, const Dims& dims, const ForwardArgs<S>& a) {
   check_dims(cell, dims);
   detail::check_compute<S>(a.compute);
   detail::check_options(cell, a.options);
+  detail::check_zoneout(cell, a.zoneout_c);
   detail::check_weights(cell, a.weights, dims, a.compute);
   if (a.compute == Compute::Int8 && a.workspace) {
     throw std::invalid_argument("compute: int8 products are for inference (no workspace)");
@@ -145,6 +155,7 @@ template <class S>
 void backward(CellKind cell, const Dims& dims, const BackwardArgs<S>& a) {
   check_dims(cell, dims);
   detail::check_options(cell, a.options);
+  detail::check_zoneout(cell, a.zoneout_c);
   detail::check_weights(cell, a.weights, dims);
   if (a.compute == Compute::Int8) {
     throw std::invalid_argument("compute: int8 products are for inference; there is no backward");

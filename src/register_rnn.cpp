@@ -17,6 +17,7 @@
 #include <sstream>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "checks.hpp"
@@ -185,6 +186,28 @@ Opt checked_lengths(const py::object& lengths, const Dims& d) {
   return a;
 }
 
+/// Zoneout multipliers (L*D, T, B, Hs) and (L*D, T, B, H) (LSTM cells), or None.
+std::pair<Opt, Opt> checked_zoneout_impl(CellKind cell, const Dims& d, const py::object& zh,
+                                         const py::object& zc, bool is_float) {
+  const index_t LD = d.L * d.D;
+  auto one = [&](const py::object& o, const char* name, index_t W) -> Opt {
+    if (o.is_none()) return std::nullopt;
+    return is_float ? checked<float>(o, name, {LD, d.T, d.B, W}, true)
+                    : checked<double>(o, name, {LD, d.T, d.B, W}, true);
+  };
+  if (!zc.is_none() && !has_cell_state(cell)) {
+    throw py::value_error(std::string("zoneout_c: only an LSTM has a cell state, not ") +
+                          cell_name(cell));
+  }
+  return {one(zh, "zoneout_h", d.hs()), one(zc, "zoneout_c", d.H)};
+}
+
+template <class S>
+std::pair<Opt, Opt> checked_zoneout(CellKind cell, const Dims& d, const py::object& zh,
+                                    const py::object& zc) {
+  return checked_zoneout_impl(cell, d, zh, zc, std::is_same_v<S, float>);
+}
+
 /// The fields ForwardArgs and BackwardArgs share: weights, x, lengths, workspace.
 template <class Args, class S>
 void set_shared(Args& a, const CheckedWeights<S>& cw, const Opt& x, const Opt& len, Opt& ws) {
@@ -199,7 +222,8 @@ py::tuple forward_impl(CellKind cell, const py::array& x_in, const py::list& wei
                        const py::object& h0, const py::object& c0, const py::object& lengths,
                        const py::object& dropout, index_t num_layers, bool bidirectional,
                        index_t proj_size, index_t hidden_size, bool training, Compute compute,
-                       bool reverse, const CellOptions& options) {
+                       bool reverse, const CellOptions& options, const py::object& zoneout_h,
+                       const py::object& zoneout_c) {
   const Dims d =
       dims_of(cell, x_in, weights, num_layers, bidirectional, proj_size, hidden_size, reverse);
   const index_t LD = d.L * d.D, Hs = d.hs();
@@ -247,6 +271,9 @@ py::tuple forward_impl(CellKind cell, const py::array& x_in, const py::list& wei
   a.c_n = mut_ptr<S>(c_n);
   a.compute = compute;
   a.options = options;
+  const auto [zh, zc] = checked_zoneout<S>(cell, d, zoneout_h, zoneout_c);
+  a.zoneout_h = ptr<S>(zh);
+  a.zoneout_c = ptr<S>(zc);
   run_released([&] { forward<S>(cell, d, a); });
   return py::make_tuple(*y, *h_n, or_none(c_n), or_none(ws));
 }
@@ -257,7 +284,8 @@ py::tuple backward_impl(CellKind cell, const py::array& x_in, const py::list& we
                         const py::object& dy, const py::object& dh_n, const py::object& dc_n,
                         index_t num_layers, bool bidirectional, index_t proj_size,
                         index_t hidden_size, bool need_dx, Compute compute, bool reverse,
-                        const CellOptions& options) {
+                        const CellOptions& options, const py::object& zoneout_h,
+                        const py::object& zoneout_c) {
   const Dims d =
       dims_of(cell, x_in, weights, num_layers, bidirectional, proj_size, hidden_size, reverse);
   const index_t LD = d.L * d.D, Hs = d.hs(), GH = num_gates(cell) * d.H;
@@ -312,6 +340,9 @@ py::tuple backward_impl(CellKind cell, const py::array& x_in, const py::list& we
   a.grads = grads.data();
   a.compute = compute;
   a.options = options;
+  const auto [zh, zc] = checked_zoneout<S>(cell, d, zoneout_h, zoneout_c);
+  a.zoneout_h = ptr<S>(zh);
+  a.zoneout_c = ptr<S>(zc);
   run_released([&] { backward<S>(cell, d, a); });
   py::list g;
   for (index_t k = 0; k < LD; ++k) {  // 6-tuples for a cell with its own parameters
@@ -406,13 +437,14 @@ void register_rnn(py::module_& m) {
       [](CellKind cell, const py::object& x, const py::list& weights, const py::object& h0,
          const py::object& c0, const py::object& lengths, const py::object& dropout,
          index_t num_layers, bool bidirectional, index_t proj_size, index_t hidden_size,
-         bool training, Compute compute, bool reverse, double clip, bool input_forget) {
+         bool training, Compute compute, bool reverse, double clip, bool input_forget,
+         const py::object& zoneout_h, const py::object& zoneout_c) {
         const CellOptions o{clip, input_forget};
         return on_dtype(x, [&](auto s, const py::array& xa) {
           using S = decltype(s);
           return forward_impl<S>(cell, xa, weights, h0, c0, lengths, dropout, num_layers,
                                  bidirectional, proj_size, hidden_size, training, compute, reverse,
-                                 o);
+                                 o, zoneout_h, zoneout_c);
         });
       },
       py::arg("cell"), py::arg("x"), py::arg("weights"), py::arg("h0").none(true),
@@ -420,6 +452,7 @@ void register_rnn(py::module_& m) {
       py::arg("num_layers"), py::arg("bidirectional"), py::arg("proj_size"), py::arg("hidden_size"),
       py::arg("training"), py::arg("compute") = Compute::Exact, py::arg("reverse") = false,
       py::arg("clip") = 0.0, py::arg("input_forget") = false,
+      py::arg("zoneout_h").none(true) = py::none(), py::arg("zoneout_c").none(true) = py::none(),
       "Forward through all layers and directions -> (y, h_n, c_n or None, workspace or None). "
       "reverse: the one direction runs from the last step to the first; clip (> 0) clamps every "
       "pre-activation to [-clip, clip]; input_forget (LSTM cells): f = 1 - i.");
@@ -430,13 +463,13 @@ void register_rnn(py::module_& m) {
          const py::object& workspace, const py::object& dy, const py::object& dh_n,
          const py::object& dc_n, index_t num_layers, bool bidirectional, index_t proj_size,
          index_t hidden_size, bool need_dx, Compute compute, bool reverse, double clip,
-         bool input_forget) {
+         bool input_forget, const py::object& zoneout_h, const py::object& zoneout_c) {
         const CellOptions o{clip, input_forget};
         return on_dtype(x, [&](auto s, const py::array& xa) {
           using S = decltype(s);
           return backward_impl<S>(cell, xa, weights, lengths, workspace, dy, dh_n, dc_n, num_layers,
                                   bidirectional, proj_size, hidden_size, need_dx, compute, reverse,
-                                  o);
+                                  o, zoneout_h, zoneout_c);
         });
       },
       py::arg("cell"), py::arg("x"), py::arg("weights"), py::arg("lengths").none(true),
@@ -444,7 +477,8 @@ void register_rnn(py::module_& m) {
       py::arg("dc_n").none(true), py::arg("num_layers"), py::arg("bidirectional"),
       py::arg("proj_size"), py::arg("hidden_size"), py::arg("need_dx") = true,
       py::arg("compute") = Compute::Exact, py::arg("reverse") = false, py::arg("clip") = 0.0,
-      py::arg("input_forget") = false,
+      py::arg("input_forget") = false, py::arg("zoneout_h").none(true) = py::none(),
+      py::arg("zoneout_c").none(true) = py::none(),
       "BPTT, consuming the workspace -> (dx or None, dh0, dc0 or None, [(dw_ih, dw_hh, db_ih, "
       "db_hh, dw_hr[, d_cell_params]) per layer and direction]); need_dx=False skips the input "
       "gradient; reverse, clip and input_forget must be the forward's.");

@@ -128,15 +128,16 @@ struct BwdStep {
   /// and biases): one row laid out as cell_params per block of kNormRowBlock rows, row b's at
   /// param_acc + (b / kNormRowBlock) * cell_params_size (the driver sums the blocks in order)
   S* param_acc;
-  S* dR;  ///< (B, G*H) out: dL/d(h_{t-1} W_hh^T), the recurrent product's gradient
-          ///< (with kHiddenGradDiffers, `dgh` is then (B, DH): the differing blocks'
-          ///< recurrent side, kept for db_hh)
+  bool recompute_c;  ///< LSTM cells under zoneout of c: c~_t = f*c_{t-1} + i*g, not `c`
+  S* dR;             ///< (B, G*H) out: dL/d(h_{t-1} W_hh^T), the recurrent product's gradient
+                     ///< (with kHiddenGradDiffers, `dgh` is then (B, DH): the differing blocks'
+                     ///< recurrent side, kept for db_hh)
 
   /// Every array (step_cols moves them all).
   auto arrays() {
     return std::tie(gates, dgh, dh, dc, dh_prev, h_prev, c_prev, c, extra, dextra, params);
   }
-  bool options() const { return clip > S(0) || input_forget; }
+  bool options() const { return clip > S(0) || input_forget || recompute_c; }
 };
 
 /// What a cell with its own parameters (kParams) needs for their gradients, after the loop: the
@@ -463,8 +464,13 @@ struct LstmCellT {
            o = u.gate(s.gates, kO);
       auto dc = u.at(s.dc);
       const V dh = u.at(s.dh);
-      const V tc = u.at(s.c).tanh();
       const V cp = u.at(s.c_prev);
+      V tc;
+      if constexpr (kOpts) {  // zoneout of c: the saved c_t is not the cell's c~_t
+        tc = (s.recompute_c ? V(f * cp + i * g) : V(u.at(s.c))).tanh();
+      } else {
+        tc = u.at(s.c).tanh();
+      }
       V dct = dc + dh * o * (S(1) - tc.square());  // dc_t += dh*o*(1 - tanh^2 c)
       V dO = dh * tc * o * (S(1) - o);             // do = dh * tanh(c) * o(1-o)
       V dI, dF;

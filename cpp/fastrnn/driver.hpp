@@ -142,6 +142,8 @@ struct DirForward {
   const index_t* active = nullptr;   ///< (T) rows running step t (a prefix), nullptr = all
   Compute compute = Compute::Exact;  ///< the products' precision
   CellOptions options;               ///< the cells' clip and input_forget
+  const S* zoneout_h = nullptr;      ///< (T, B, Hs) this direction's multipliers, sorted rows
+  const S* zoneout_c = nullptr;      ///< (T, B, H)
 };
 
 template <class S>
@@ -163,7 +165,24 @@ struct DirBackward {
   const index_t* active = nullptr;
   Compute compute = Compute::Exact;
   CellOptions options;
+  const S* zoneout_h = nullptr;  ///< as DirForward's
+  const S* zoneout_c = nullptr;
 };
+
+/// Zoneout of a (B, W) state after a step: s = m*prev + (1 - m)*s on the rows [b0, b1) and the
+/// columns [c0, c1); m the step's (B, W) multipliers.
+template <class S>
+void zoneout_rows(S* s, const S* prev, const S* m, index_t W, index_t b0, index_t b1, index_t c0,
+                  index_t c1) {
+  using A = Eigen::Map<Eigen::Array<S, Eigen::Dynamic, 1>>;
+  using CA = Eigen::Map<const Eigen::Array<S, Eigen::Dynamic, 1>>;
+  for (index_t b = b0; b < b1; ++b) {
+    const index_t o = b * W + c0, n = c1 - c0;
+    A v(s + o, n);
+    const CA mk(m + o, n);
+    v = mk * CA(prev + o, n) + (S(1) - mk) * v;
+  }
+}
 
 /// dst rows (leading dimension ldd) = src rows (leading dimension lds) for the running rows
 /// b < Bt, zeros for the others up to B; the columns [c0, c1) only (a part's units).
@@ -356,6 +375,16 @@ class ForwardLoop {
     }
   }
 
+  /// Zoneout of c after the cell (LSTM cells), rows [b0, b1) < Bt, units [u0, u1).
+  void zoneout_c(const FwdStep<S>& s, index_t t, index_t Bt, index_t b0, index_t b1, index_t u0,
+                 index_t u1) const {
+    if constexpr (Cell::kCellState) {
+      if (a_.zoneout_c) {
+        zoneout_rows(s.c, s.c_prev, a_.zoneout_c + t * z_.BH, z_.H, b0, std::min(b1, Bt), u0, u1);
+      }
+    }
+  }
+
   /// Step k of a layer-normalised cell: hproj = h_{t-1} W_hh^T (the part's units), then the
   /// cell on the part's rows, which also writes y's rows (or holds the finished ones).
   template <class TeamT>
@@ -375,6 +404,10 @@ class ForwardLoop {
       r.b0 = std::min(b0, Bt);
       r.B = std::min(b1, Bt);
       Cell::forward(r);
+      zoneout_c(s, t, Bt, r.b0, r.B, 0, z_.H);
+      if (a_.zoneout_h) {
+        zoneout_rows(h_out, s.h_prev, a_.zoneout_h + t * z_.B * z_.Hs, z_.Hs, r.b0, r.B, 0, z_.Hs);
+      }
       for (index_t b = b0; b < b1; ++b) {
         if (b >= Bt) {  // finished (or not started): keep the state, save zeros
           copy_n(h_out + b * z_.Hs, s.h_prev + b * z_.Hs, z_.Hs);
@@ -417,7 +450,11 @@ class ForwardLoop {
       norm_step(s, t, k, h_out, team);
       return;
     }
+    const index_t BHs = z_.B * z_.Hs, BH = z_.BH;
     auto finish = [&](const TeamUnits& u) {
+      if (a_.zoneout_h) {  // h_t = m*h_{t-1} + (1-m)*h~_t, running rows
+        zoneout_rows(h_out, s.h_prev, a_.zoneout_h + t * BHs, z_.Hs, 0, Bt, u.v0, u.v1);
+      }
       if (h_in_y_) return;  // h is y's row already (and every row runs)
       hold_finished_rows(s, h_out, u);
       copy_running_rows(a_.y + t * z_.B * a_.ldy, a_.ldy, static_cast<const S*>(h_out), z_.Hs, z_.B,
@@ -430,6 +467,7 @@ class ForwardLoop {
         Cell::forward_stage1(step_cols(s, u.u0, u.u1));
       } else {
         Cell::forward(step_cols(s, u.u0, u.u1));
+        zoneout_c(s, t, Bt, 0, Bt, u.u0, u.u1);
         if (!z_.proj) finish(u);
       }
     });
@@ -737,6 +775,8 @@ class BackwardLoop {
         dextra_(G > G1 ? z_.BH : 0),
         dR_(Cell::kNorm ? z_.T * z_.B * z_.GH : 0),  // every step's dL/d(h W_hh^T), for dW_hh
         // the in-loop sums of the cell's own parameters' gradients, per block of rows
+        zo_keep_h_(a.zoneout_h ? z_.BHs : 0),
+        zo_keep_c_(Cell::kCellState && a.zoneout_c ? z_.BH : 0),
         param_acc_(Cell::kNorm ? (z_.B + kNormRowBlock - 1) / kNormRowBlock *
                                      cell_params_size(Cell::kKind, z_.H)
                                : 0) {
@@ -769,7 +809,7 @@ class BackwardLoop {
         BwdStep<S> r = s;
         r.b0 = std::min(b0, Bt);
         r.B = std::min(b1, Bt);
-        Cell::backward(r);
+        through_c_zoneout(t, r.b0, r.B, 0, z_.H, [&] { Cell::backward(r); });
         for (index_t b = std::max(b0, Bt); b < b1; ++b) {  // skipped rows: no gradient
           std::fill(s.gates + b * z_.GH, s.gates + (b + 1) * z_.GH, S(0));
           std::fill(s.dR + b * z_.GH, s.dR + (b + 1) * z_.GH, S(0));
@@ -795,7 +835,7 @@ class BackwardLoop {
         const TeamUnits u = units(part);
         P_hr_.multiply_part(Rows<S>{dh_cur_.data(), z_.Hs, Bt}, Dest<S>::set(dhc_.data(), z_.H),
                             part);
-        Cell::backward(step_cols(s, u.u0, u.u1));
+        through_c_zoneout(t, 0, Bt, u.u0, u.u1, [&] { Cell::backward(step_cols(s, u.u0, u.u1)); });
       });
     } else if constexpr (G > G1) {
       team.run([&](Part part) {
@@ -814,7 +854,7 @@ class BackwardLoop {
       team.run([&](Part part) {
         const TeamUnits u = units(part);
         incoming(part, u);
-        Cell::backward(step_cols(s, u.u0, u.u1));
+        through_c_zoneout(t, 0, Bt, u.u0, u.u1, [&] { Cell::backward(step_cols(s, u.u0, u.u1)); });
       });
     }
     return {t, Bt, dgh};
@@ -935,6 +975,13 @@ class BackwardLoop {
     S* carry = dh_carry_.data();
     P_hh1_.multiply_part(Rows<S>{st.dgh, z_.GH, st.Bt},
                          z_.proj ? Dest<S>::set(carry, z_.Hs) : Dest<S>::add(carry, z_.Hs), part);
+    if (a_.zoneout_h) {  // + m*dh_t, the path past the cell
+      const index_t n = u.v1 - u.v0;
+      for (index_t b = 0; b < st.Bt; ++b) {
+        RowVec<S>(carry + b * z_.Hs + u.v0, n) +=
+            CRowVec<S>(zo_keep_h_.data() + b * z_.Hs + u.v0, n);
+      }
+    }
     for (index_t b = st.Bt; b < z_.B; ++b) {
       for (index_t gi = 0; gi < G; ++gi) {
         S* row = dG_ + (st.t * z_.B + b) * z_.GH + z_.gates.at(gi);
@@ -976,8 +1023,39 @@ class BackwardLoop {
       } else {
         out = carry;
       }
+      if (a_.zoneout_h) {  // h_t = m*h_{t-1} + (1-m)*h~_t: m*dh_t kept for dh_{t-1}
+        const index_t o = b * Hs + u.v0;
+        CRowVec<S> m(a_.zoneout_h + t * z_.B * Hs + o, n);
+        RowVec<S>(zo_keep_h_.data() + o, n) = m.cwiseProduct(out);
+        out = out - m.cwiseProduct(out);
+      }
     }
     return dh;
+  }
+
+  /// The cell's backward `pass` (rows [b0, b1) < Bt, units [u0, u1)) under zoneout of c:
+  /// dL/dc~_t = (1-m)*dc_t into the cell, m*dc_t added to the dc_{t-1} it gives.
+  template <class F>
+  void through_c_zoneout(index_t t, index_t b0, index_t b1, index_t u0, index_t u1, F&& pass) {
+    if constexpr (Cell::kCellState) {
+      if (a_.zoneout_c) {
+        const index_t H = z_.H, n = u1 - u0;
+        for (index_t b = b0; b < b1; ++b) {
+          const index_t o = b * H + u0;
+          CRowVec<S> m(a_.zoneout_c + t * z_.BH + o, n);
+          RowVec<S> dc(dc_.data() + o, n), keep(zo_keep_c_.data() + o, n);
+          keep = m.cwiseProduct(dc);
+          dc -= keep;
+        }
+        pass();
+        for (index_t b = b0; b < b1; ++b) {
+          const index_t o = b * H + u0;
+          RowVec<S>(dc_.data() + o, n) += CRowVec<S>(zo_keep_c_.data() + o, n);
+        }
+        return;
+      }
+    }
+    pass();
   }
 
   /// What the cell sees at step k (time t), Bt running rows, dL/dh_t = dh.
@@ -997,6 +1075,7 @@ class BackwardLoop {
     s.params = a_.w->cell_params;
     s.clip = static_cast<S>(a_.options.clip);
     s.input_forget = a_.options.input_forget;
+    s.recompute_c = a_.zoneout_c != nullptr;  // the saved c_t is zoned out: c~_t from the gates
     s.h_prev = hs_ + rd * z_.BHs;
     if constexpr (Cell::kCellState) {
       s.dc = dc_.data();
@@ -1024,7 +1103,7 @@ class BackwardLoop {
   const S* const ex_;
   const S* const hcs_;
   Scratch<S> dgh_step_, dgh_keep_, dh_carry_, dh_cur_, dhc_, dh_direct_, dh_all_, dc_, dextra_, dR_,
-      param_acc_;
+      zo_keep_h_, zo_keep_c_, param_acc_;
   PackedGemm<S> P_hh1_, P_hh2_, P_hr_;
 };
 

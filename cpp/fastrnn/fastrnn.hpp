@@ -223,6 +223,14 @@ struct ForwardArgs {
   S* workspace = nullptr;
   Compute compute = Compute::Exact;  ///< the products' precision (recorded in the workspace)
   CellOptions options;               ///< (recorded in the workspace)
+  /// Zoneout (Krueger et al.): after each step of a running sequence, h_t = m*h_{t-1} +
+  /// (1 - m)*h~_t, h~_t the cell's new state (with a projection: after it), and for the LSTM
+  /// cells c_t = m_c*c_{t-1} + (1 - m_c)*c~_t (the cell's h~ is made from c~). The multipliers,
+  /// in [0, 1]: in training draws of 0 or 1 (probability p), in inference p itself (the
+  /// expectation). (L*D, T, B, Hs) and (L*D, T, B, H), in the caller's batch order; nullptr =
+  /// none. Not with LstmPeephole's zoneout_c. A backward must get the same arrays.
+  const S* zoneout_h = nullptr;
+  const S* zoneout_c = nullptr;
 };
 
 template <class S>
@@ -240,6 +248,8 @@ struct BackwardArgs {
   const WeightGrads<S>* grads = nullptr;  ///< L*D entries, out
   Compute compute = Compute::Exact;       ///< must be the forward's (checked: the workspace)
   CellOptions options;                    ///< must be the forward's (checked: the workspace)
+  const S* zoneout_h = nullptr;           ///< the forward's (given or not: checked)
+  const S* zoneout_c = nullptr;           ///< the forward's (given or not: checked)
 };
 
 /// Number of scalars of type S the training workspace needs.

@@ -101,6 +101,19 @@ const S* sorted_steps(const LengthPlan& p, const index_t* lengths, const S* src,
   return buf.data();
 }
 
+/// Zoneout multipliers (L*D, T, B, W) in sorted row order: gathered into `buf` with lengths,
+/// else `src` itself (nullptr: none).
+template <class S>
+const S* sorted_multipliers(const LengthPlan& p, const S* src, Scratch<S>& buf, index_t LD,
+                            index_t T, index_t B, index_t W) {
+  if (!p.any || !src) return src;
+  for (index_t k = 0; k < LD; ++k) {
+    gather_rows(p, static_cast<const index_t*>(nullptr), src + k * T * B * W,
+                buf.data() + k * T * B * W, T, B, W);
+  }
+  return buf.data();
+}
+
 /// What the driver needs of layer l, direction dir (entry l*D + dir) in both passes: the sizes
 /// with this layer's input size, its weights, the direction and the running rows per step.
 template <class DirArgs, class S>
@@ -138,6 +151,11 @@ void stack_forward(const Dims& d, const ForwardArgs<S>& a) {
   Scratch<S> y_sorted(plan.any ? T * B * DHs : 0);
   Scratch<S> hn_sorted(plan.any ? LD * B * Hs : 0);
   Scratch<S> cn_sorted(plan.any && Cell::kCellState ? LD * B * H : 0);
+  Scratch<S> zh_sorted(plan.any && a.zoneout_h ? LD * T * B * Hs : 0);
+  Scratch<S> zc_sorted(plan.any && a.zoneout_c && Cell::kCellState ? LD * T * B * H : 0);
+  const S* zh = sorted_multipliers(plan, a.zoneout_h, zh_sorted, LD, T, B, Hs);
+  const S* zc =
+      Cell::kCellState ? sorted_multipliers(plan, a.zoneout_c, zc_sorted, LD, T, B, H) : nullptr;
   const S* x = sorted_steps(plan, a.lengths, a.x, x_sorted, T, B, d.I);
   const S* h0 = sorted_states(plan, a.h0, h0_sorted, LD, B, Hs);
   const S* c0 = Cell::kCellState ? sorted_states(plan, a.c0, c0_sorted, LD, B, H) : nullptr;
@@ -166,6 +184,8 @@ void stack_forward(const Dims& d, const ForwardArgs<S>& a) {
       f.ws = training ? a.workspace + SL.dir(l, dir, d.D) : nullptr;
       f.compute = a.compute;
       f.options = a.options;
+      f.zoneout_h = zh ? zh + k * T * B * Hs : nullptr;
+      f.zoneout_c = zc ? zc + k * T * B * H : nullptr;
       forward_dir<Cell>(f);
     }
     if (dropout && l < d.L - 1) {  // inverted dropout between layers (training only)
@@ -193,7 +213,8 @@ void stack_forward(const Dims& d, const ForwardArgs<S>& a) {
   if (training) {
     write_header<S>(a.workspace,
                     HeaderFacts{Cell::kKind, d, a.weights[0].b_ih != nullptr, dropout,
-                                lengths_hash(a.lengths, B), a.compute, a.options},
+                                lengths_hash(a.lengths, B), a.compute, a.options,
+                                a.zoneout_h != nullptr, zc != nullptr},
                     WorkspaceState::Ready);
   }
 }
@@ -201,9 +222,15 @@ void stack_forward(const Dims& d, const ForwardArgs<S>& a) {
 template <class Cell, class S>
 void stack_backward(const Dims& d, const BackwardArgs<S>& a) {
   const index_t T = d.T, B = d.B, Hs = d.hs(), H = d.H, LD = d.L * d.D, DHs = d.D * Hs;
-  const HeaderFacts facts{
-      Cell::kKind, d,        a.weights[0].b_ih != nullptr, false, lengths_hash(a.lengths, B),
-      a.compute,   a.options};
+  const HeaderFacts facts{Cell::kKind,
+                          d,
+                          a.weights[0].b_ih != nullptr,
+                          false,
+                          lengths_hash(a.lengths, B),
+                          a.compute,
+                          a.options,
+                          a.zoneout_h != nullptr,
+                          Cell::kCellState && a.zoneout_c != nullptr};
   const bool dropout = check_header<S>(a.workspace, facts);
   const StackLayout SL =
       stack_layout<S>(Cell::kGates, Cell::kCellState, Cell::kExtra, Cell::kNorm, d, dropout);
@@ -220,7 +247,12 @@ void stack_backward(const Dims& d, const BackwardArgs<S>& a) {
   Scratch<S> dh0_sorted(plan.any ? LD * B * Hs : 0);
   Scratch<S> dc0_sorted(plan.any && Cell::kCellState ? LD * B * H : 0);
   Scratch<S> dinner(d.L > 1 ? (d.L > 2 ? 2 : 1) * layer_out : 0);
+  Scratch<S> zh_sorted(plan.any && a.zoneout_h ? LD * T * B * Hs : 0);
+  Scratch<S> zc_sorted(plan.any && a.zoneout_c && Cell::kCellState ? LD * T * B * H : 0);
   claim_workspace(a.workspace);
+  const S* zh = sorted_multipliers(plan, a.zoneout_h, zh_sorted, LD, T, B, Hs);
+  const S* zc =
+      Cell::kCellState ? sorted_multipliers(plan, a.zoneout_c, zc_sorted, LD, T, B, H) : nullptr;
 
   const S* x = sorted_steps(plan, a.lengths, a.x, x_sorted, T, B, d.I);
   const S* dy = sorted_steps(plan, a.lengths, a.dy, dy_sorted, T, B, DHs);
@@ -250,6 +282,8 @@ void stack_backward(const Dims& d, const BackwardArgs<S>& a) {
       b.dc0 = state_entry(dc0, k, B * H);
       b.compute = a.compute;
       b.options = a.options;
+      b.zoneout_h = zh ? zh + k * T * B * Hs : nullptr;
+      b.zoneout_c = zc ? zc + k * T * B * H : nullptr;
       backward_dir<Cell>(b);
     }
     if (l > 0 && dropout) {  // through the dropout that made this layer's input

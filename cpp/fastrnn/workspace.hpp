@@ -112,7 +112,8 @@ struct Header {
 };
 static_assert(sizeof(Header) == kHeaderBytes);
 
-inline constexpr std::int64_t kInfoReverse = 1 << 14, kInfoInputForget = 1 << 15;
+inline constexpr std::int64_t kInfoReverse = 1 << 14, kInfoInputForget = 1 << 15,
+                              kInfoZoneoutH = 1 << 16, kInfoZoneoutC = 1 << 17;
 
 /// info: sizeof(S) | has_bias << 8 | has_dropout << 9 | compute << 10 | reverse << 14 |
 /// input_forget << 15 (and the header's `clip`: CellOptions::clip's bits)
@@ -144,6 +145,7 @@ struct HeaderFacts {
   std::int64_t lengths_hash;
   Compute compute;
   CellOptions options;
+  bool zoneout_h = false, zoneout_c = false;
 };
 
 template <class S>
@@ -160,7 +162,8 @@ void write_header(S* ws, const HeaderFacts& f, WorkspaceState state) {
   h.D = f.d.D;
   h.state = static_cast<std::int64_t>(state);
   h.info = header_info(sizeof(S), f.has_bias, f.has_dropout, f.compute, f.d.reverse,
-                       f.options.input_forget);
+                       f.options.input_forget) |
+           (f.zoneout_h ? kInfoZoneoutH : 0) | (f.zoneout_c ? kInfoZoneoutC : 0);
   h.lengths_hash = f.lengths_hash;
   h.clip = f.options.clip;
   std::memcpy(ws, &h, sizeof h);
@@ -225,6 +228,11 @@ bool check_header(const S* ws, const HeaderFacts& f) {
         "clip, input_forget: this backward's (" + std::to_string(f.options.clip) + ", " +
         (f.options.input_forget ? "true" : "false") + ") are not the forward's (" +
         std::to_string(h.clip) + ", " + (ws_coupled ? "true" : "false") + ")");
+  }
+  if (((h.info & kInfoZoneoutH) != 0) != f.zoneout_h ||
+      ((h.info & kInfoZoneoutC) != 0) != f.zoneout_c) {
+    throw std::invalid_argument(
+        "zoneout_h, zoneout_c: give the backward the zoneout multipliers its forward had");
   }
   if (h.lengths_hash != f.lengths_hash) {
     throw std::invalid_argument("lengths: not the lengths the forward of this workspace used");
