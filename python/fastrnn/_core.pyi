@@ -72,6 +72,8 @@ def forward(
     reverse: bool = False,
     clip: float = 0.0,
     input_forget: bool = False,
+    zoneout_h: _A | None = None,
+    zoneout_c: _A | None = None,
 ) -> tuple[_A, _A, _A | None, _A | None]: ...
 def backward(
     cell: Cell,
@@ -91,6 +93,8 @@ def backward(
     reverse: bool = False,
     clip: float = 0.0,
     input_forget: bool = False,
+    zoneout_h: _A | None = None,
+    zoneout_c: _A | None = None,
 ) -> tuple[_A | None, _A, _A | None, list[tuple[Any, ...]]]: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...

@@ -306,6 +306,7 @@ def run_forward(
     *,
     lengths: ArrayLike | None = None,
     dropout_masks: ArrayLike | None = None,
+    zoneout_masks: tuple[ArrayLike | None, ArrayLike | None] | None = None,
     training: bool = True,
 ) -> ForwardResult:
     """Run the stack described by ``spec`` over ``x``: the entry point every other API goes
@@ -319,6 +320,7 @@ def run_forward(
         c0: ``(L*D, B, H)`` or None.
         lengths: ``(B,)`` or None.
         dropout_masks: ``(L-1, T, B, D*Hs)`` or None.
+        zoneout_masks: ``(h (L*D, T, B, Hs), c (L*D, T, B, H))`` (either None) or None.
         training: as :func:`stack_forward`'s, as are the others.
 
     Returns:
@@ -332,7 +334,10 @@ def run_forward(
     T, B = xa.shape[:2]
     compute = _COMPUTE_BF16 if spec.bf16 else _COMPUTE_EXACT
     masks = spec.check_masks(dropout_masks, T, B)
-    return _forward(spec, xa, spec.check_params(params), h0, c0, lengths, masks, training, compute)
+    zoneout = spec.check_zoneout_masks(zoneout_masks, T, B)
+    return _forward(
+        spec, xa, spec.check_params(params), h0, c0, lengths, masks, training, compute, zoneout
+    )
 
 
 def _forward(
@@ -345,6 +350,7 @@ def _forward(
     masks: Array | None,
     training: bool,
     compute: Any,
+    zoneout: tuple[Array | None, Array | None] = (None, None),
 ) -> ForwardResult:
     """The kernels' forward on a checked input and checked parameter entries; the states and
     lengths are checked here (run_forward and run_forward_int8 differ only in the entries and
@@ -365,6 +371,7 @@ def _forward(
         bool(training),
         compute,
         *_options(spec),
+        *zoneout,
     )
     return ForwardResult(y, h_n, c_n, ws)
 
@@ -421,12 +428,14 @@ def run_backward(
     dc_n: ArrayLike | None = None,
     *,
     lengths: ArrayLike | None = None,
+    zoneout_masks: tuple[ArrayLike | None, ArrayLike | None] | None = None,
     need_dx: bool = True,
 ) -> StackBackwardResult:
     """Backpropagation through time for :func:`run_forward`.
 
     Args:
-        spec, x, params, lengths: those of the forward that filled ``workspace``.
+        spec, x, params, lengths, zoneout_masks: those of the forward that filled
+            ``workspace`` (the same zoneout masks, or none if it had none).
         workspace: the forward's workspace (consumed); dy, dh_n, dc_n, need_dx: as
             :func:`stack_backward`'s.
 
@@ -436,8 +445,9 @@ def run_backward(
     Raises:
         TypeError: ``workspace`` is not a NumPy array of the spec's dtype; an argument breaks a
             rule of :class:`~fastrnn.spec.StackSpec`.
-        ValueError: ``workspace`` was already consumed or was made for other arguments; an
-            argument breaks a rule of :class:`~fastrnn.spec.StackSpec`.
+        ValueError: ``workspace`` was already consumed or was made for other arguments (zoneout
+            masks given to one of the forward and the backward only, too); an argument breaks a
+            rule of :class:`~fastrnn.spec.StackSpec`.
     """
     xa = spec.check_input(x)
     T, B = xa.shape[:2]
@@ -450,6 +460,7 @@ def run_backward(
         raise TypeError(
             f"workspace: expected dtype {spec.dtype} (the dtype of x), got {workspace.dtype}"
         )
+    zoneout = spec.check_zoneout_masks(zoneout_masks, T, B)
     dx, dh0, dc0, grads = _core.backward(
         _CELL[spec.cell],
         xa,
@@ -466,6 +477,7 @@ def run_backward(
         bool(need_dx),
         _COMPUTE_BF16 if spec.bf16 else _COMPUTE_EXACT,
         *_options(spec),
+        *zoneout,
     )
     return StackBackwardResult(dx, dh0, dc0, _grads(spec, grads))
 
@@ -511,6 +523,7 @@ def stack_forward(
     proj_size: int = 0,
     lengths: ArrayLike | None = None,
     dropout_masks: ArrayLike | None = None,
+    zoneout_masks: tuple[ArrayLike | None, ArrayLike | None] | None = None,
     training: bool = True,
     compute_dtype: Any = None,
     reverse: bool = False,
@@ -534,6 +547,13 @@ def stack_forward(
             direction starts at the sequence's own last step (PyTorch's packed sequences).
         dropout_masks: ``(L-1, T, B, D*Hs)`` multipliers for the outputs of layers 0..L-2
             (inverted dropout: 0 or 1/(1-p)), None for no dropout.
+        zoneout_masks: ``(h, c)``, the zoneout multipliers (Krueger et al.) of the hidden
+            states ``(L*D, T, B, Hs)`` and of the cell states ``(L*D, T, B, H)`` (``lstm`` and
+            ``lnlstm`` only), time-major in the batch order of ``x``, either None; None for no
+            zoneout. After each step of a running sequence ``h_t = m*h_{t-1} + (1 - m)*h~_t``
+            (``h~_t`` the cell's new state, after the projection; ``c`` likewise, the cell's
+            ``h~`` made from its own ``c~``): ``m`` 0 or 1 in training (1 with probability p),
+            p in inference. The backward of the workspace must be given the same.
         training: save what :func:`stack_backward` needs in a workspace.
         compute_dtype: the precision of the matrix products: None for x's dtype, or
             ``"bfloat16"`` (float32 only; :data:`fastrnn.spec.COMPUTE_DTYPES`). The backward of
@@ -561,7 +581,15 @@ def stack_forward(
         input_forget,
     )  # fmt: skip
     return run_forward(
-        spec, xa, params, h0, c0, lengths=lengths, dropout_masks=dropout_masks, training=training
+        spec,
+        xa,
+        params,
+        h0,
+        c0,
+        lengths=lengths,
+        dropout_masks=dropout_masks,
+        zoneout_masks=zoneout_masks,
+        training=training,
     )
 
 
@@ -578,6 +606,7 @@ def stack_backward(
     bidirectional: bool = False,
     proj_size: int = 0,
     lengths: ArrayLike | None = None,
+    zoneout_masks: tuple[ArrayLike | None, ArrayLike | None] | None = None,
     need_dx: bool = True,
     compute_dtype: Any = None,
     reverse: bool = False,
@@ -588,8 +617,8 @@ def stack_backward(
 
     Args:
         cell, x, params: those of the forward that filled ``workspace``; and its options
-            (``num_layers``, ``bidirectional``, ``proj_size``, ``lengths``, ``compute_dtype``,
-            ``reverse``, ``clip``, ``input_forget``).
+            (``num_layers``, ``bidirectional``, ``proj_size``, ``lengths``, ``zoneout_masks``,
+            ``compute_dtype``, ``reverse``, ``clip``, ``input_forget``).
         workspace: the training-mode forward's workspace; consumed (a second backward on it
             raises).
         dy: ``(T, B, D*Hs)`` gradient of the loss w.r.t. ``y``, None for zeros; its padded steps
@@ -615,7 +644,16 @@ def stack_backward(
         input_forget,
     )  # fmt: skip
     return run_backward(
-        spec, xa, params, workspace, dy, dh_n, dc_n, lengths=lengths, need_dx=need_dx
+        spec,
+        xa,
+        params,
+        workspace,
+        dy,
+        dh_n,
+        dc_n,
+        lengths=lengths,
+        zoneout_masks=zoneout_masks,
+        need_dx=need_dx,
     )
 
 

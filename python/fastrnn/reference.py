@@ -38,6 +38,11 @@ Conventions (the same as the compiled kernels and PyTorch):
   ``[-clip, clip]``, with a zero derivative where it clamps (LSTM's c is not clipped);
   ``input_forget`` (LSTM) makes ``f = 1 - i`` (ONNX Runtime's coupling: the f block is unused);
   ``reverse`` runs a unidirectional stack's one direction from the last step to the first.
+* Zoneout (Krueger et al., 2017), multipliers ``m`` per step and unit (0/1 draws in training, the
+  probability p in inference): after each step of a running sequence ``h_t = m*h_{t-1} + (1 -
+  m)*h~_t``, ``h~_t`` the step's new state (after the projection), and the LSTM cells' ``c_t =
+  m_c*c_{t-1} + (1 - m_c)*c~_t`` (the step's ``h~`` is made from its own ``c~``); the output is
+  ``h_t``.
 
 Entry points: :func:`stack_forward` / :func:`stack_backward` for stacks of layers with every
 option of torch.nn.RNN/LSTM/GRU (layers, directions, variable lengths, LSTM projections,
@@ -748,6 +753,7 @@ class DirCache(NamedTuple):
     times: list[int]  # the time of each processed step
     active: list[Any]  # (B, 1) boolean masks of the running sequences, per processed step
     shape: tuple[int, int, int, int, int]  # T, B, I, H, Hs
+    zoneout: tuple[Any, Any] = (None, None)  # the (T, B, Hs) and (T, B, H) multipliers, or None
 
 
 def run_direction(
@@ -761,6 +767,7 @@ def run_direction(
     *,
     clip: float | None = None,
     input_forget: bool = False,
+    zoneout: tuple[Any, Any] = (None, None),
 ) -> tuple[Array, Array, Array, DirCache]:
     """One direction of one layer over padded sequences.
 
@@ -777,25 +784,33 @@ def run_direction(
         reverse: run from each sequence's last step to its first.
         clip, input_forget: ONNX's options, as the step functions take them (the caches keep
             what the backward needs of them).
+        zoneout: the multipliers ``(m (T, B, Hs), m_c (T, B, H))``, either None: after a
+            running step ``h = m[t]*h + (1 - m[t])*h~`` (``c`` likewise), the output ``h``.
 
     Returns:
         ``(y (T, B, Hs), h_n (B, Hs), c_n (B, H), cache)``.
     """
     T, B, I = x.shape
     Hs = h0.shape[1]
+    zh, zc = zoneout
     y = np.zeros((T, B, Hs), x.dtype)
     h, c = h0, c0
     steps, times, masks = [], [], []
     for t in reversed(range(T)) if reverse else range(T):
         run = (lengths > t)[:, None]
         h_new, c_new, st = _step(cell, x[t], h, c, p, clip, input_forget)
+        if zh is not None:
+            h_new = zh[t] * h + (1 - zh[t]) * h_new
+        if zc is not None:
+            c_new = zc[t] * c + (1 - zc[t]) * c_new
         h = np.where(run, h_new, h)
         c = np.where(run, c_new, c)
         y[t] = np.where(run, h_new, 0)
         steps.append(st)
         times.append(t)
         masks.append(run)
-    return y, h, c, DirCache(cell, p, steps, times, masks, (T, B, I, p["w_hh"].shape[0], Hs))
+    shape = (T, B, I, p["w_hh"].shape[0], Hs)
+    return y, h, c, DirCache(cell, p, steps, times, masks, shape, (zh, zc))
 
 
 def backprop_direction(
@@ -812,14 +827,19 @@ def backprop_direction(
     dx = np.zeros((T, B, I), dy.dtype)
     dh, dc = dh_n, dc_n
     total = {k: np.zeros_like(v) for k, v in p.items() if v is not None}
+    zh, zc = cache.zoneout
     processed = zip(cache.steps, cache.times, cache.active, strict=True)
     for st, t, run in reversed(list(processed)):
         # only running sequences pass their gradient through the step; the others keep it
-        dh_step = np.where(run, dh + dy[t], 0)
-        dc_step = np.where(run, dc, 0)
+        dh_t, dc_t = dh + dy[t], dc
+        # zoneout: h_t = m*h_{t-1} + (1 - m)*h~_t splits dh_t between h~_t and h_{t-1}
+        mh = 0 if zh is None else zh[t]
+        mc = 0 if zc is None else zc[t]
+        dh_step = np.where(run, (1 - mh) * dh_t, 0)
+        dc_step = np.where(run, (1 - mc) * dc_t, 0)
         dx[t], dh_prev, dc_prev, g = _step_backward(cell, dh_step, dc_step, st, p)
-        dh = np.where(run, dh_prev, dh)
-        dc = np.where(run, dc_prev, dc)
+        dh = np.where(run, dh_prev + mh * dh_t, dh)
+        dc = np.where(run, dc_prev + mc * dc_t, dc)
         for k in total:
             total[k] += g[k]
     return dx, dh, dc, total
@@ -880,6 +900,7 @@ def stack_forward(
     reverse: bool = False,
     clip: float | None = None,
     input_forget: bool = False,
+    zoneout_masks: tuple[Any, Any] | None = None,
 ) -> tuple[Array, Array, Array | None, Cache]:
     """A stack of layers, as torch.nn.RNN/LSTM/GRU: ``params`` holds ``num_layers * D`` tuples
     ``(w_ih, w_hh, b_ih, b_hh, w_hr[, cell_params])`` (biases and ``w_hr`` may be None;
@@ -892,7 +913,9 @@ def stack_forward(
     (the module's docstring). Returns ``(y, h_n, c_n, cache)`` with ``y (T, B, D*Hs)`` and
     states ``(L*D, B, Hs)`` (``c_n (L*D, B, H)``, None but for the LSTM cells); ``x`` is ``(T,
     B, I)``, ``h0``, ``c0`` as the states (None: zeros), ``lengths (B,)`` (None: all ``T``),
-    ``dropout_masks (L-1, T, B, D*Hs)``.
+    ``dropout_masks (L-1, T, B, D*Hs)``; ``zoneout_masks`` the zoneout multipliers ``(h (L*D,
+    T, B, Hs), c (L*D, T, B, H))`` (either None; ``c`` for ``lstm`` and ``lnlstm``), kept in the
+    cache for the backward.
 
     Raises:
         ValueError: ``cell`` is not one of :data:`CELLS`, or ``compute_dtype`` not one of
@@ -920,6 +943,7 @@ def stack_forward(
             dropout_masks,
             compute_dtype,
             (reverse, clip, input_forget),
+            (None, None) if zoneout_masks is None else zoneout_masks,
         )
 
 
@@ -935,6 +959,7 @@ def _stack_forward(
     dropout_masks: Array | None,
     compute_dtype: str | None,
     options: tuple[bool, float | None, bool],
+    zoneout: tuple[Any, Any],
 ) -> tuple[Array, Array, Array | None, Cache]:
     reverse, clip, input_forget = options
     T, B, _ = x.shape
@@ -954,8 +979,18 @@ def _stack_forward(
             h = np.zeros((B, Hs), x.dtype) if h0 is None else h0[k]
             c = np.zeros((B, H), x.dtype) if c0 is None else c0[k]
             backwards = d == 1 or reverse  # a bidirectional layer's second, or reverse's one
+            zk = tuple(None if z is None else np.asarray(z)[k] for z in zoneout)
             y_d, h_n[k], c_n[k], dc = run_direction(
-                cell, inp, ps[k], h, c, lens, backwards, clip=clip, input_forget=input_forget
+                cell,
+                inp,
+                ps[k],
+                h,
+                c,
+                lens,
+                backwards,
+                clip=clip,
+                input_forget=input_forget,
+                zoneout=(zk[0], zk[1]),
             )
             outs.append(y_d)
             dirs.append(dc)

@@ -3,8 +3,8 @@
 A recurrent stack is ``num_layers`` layers of one cell, each run in one or two directions; layer
 ``l > 0`` reads the concatenated outputs of layer ``l - 1``. Everything that follows from its
 description is here and nowhere else: the parameters' names (PyTorch's: ``weight_ih_l0``,
-``bias_hh_l1_reverse``, ``weight_hr_l0``), their order and shapes, the shapes of the states, outputs
-and dropout masks, and every rule on the arguments of a call, each with its message. The layers
+``bias_hh_l1_reverse``, ``weight_hr_l0``), their order and shapes, the shapes of the states, outputs,
+dropout masks and zoneout masks, and every rule on the arguments of a call, each with its message. The layers
 (:mod:`fastrnn.layers`), the PyTorch modules (:mod:`fastrnn.torch`), the interop and the training
 kit describe their stack with a spec and let :mod:`fastrnn.functional` run it; the compiled core
 checks its buffers again (the C++ safety net), nothing else does.
@@ -682,6 +682,68 @@ class StackSpec:
         if self.num_layers < 2:
             raise ValueError("dropout_masks: masks apply between layers; num_layers is 1")
         return self.array("dropout_masks", masks, self.mask_shape(T, B))
+
+    # zoneout (Krueger et al., 2017): after each step of a running sequence a unit keeps its
+    # previous value with probability p, h_t = m*h_{t-1} + (1 - m)*h~_t (h~_t the cell's new
+    # state, after the projection), and for the LSTM cells c_t = m_c*c_{t-1} + (1 - m_c)*c~_t
+    # (the cell's h~ made from its own c~). m: 0/1 draws in training, p itself in inference.
+
+    @property
+    def has_zoneout_cell(self) -> bool:
+        """Whether the cell's state c may be zoned out: ``lstm`` and ``lnlstm`` (not
+        ``lstm_peephole``, whose output gate reads the new cell state)."""
+        return self.cell in ("lstm", "lnlstm")
+
+    def zoneout_shape(self, T: int, B: int, kind: str = "h") -> tuple[int, int, int, int]:
+        """The shape of the zoneout multipliers of the hidden (``kind="h"``: ``(L*D, T, B,
+        Hs)``) or cell (``"c"``: ``(L*D, T, B, H)``) states, time-major, in the caller's batch
+        order."""
+        return (self.num_entries, T, B, self.state_size if kind == "h" else self.hidden_size)
+
+    def check_zoneout(self, name: str, p: Any, kind: str = "h") -> float:
+        """A zoneout probability of the hidden (``kind="h"``) or cell (``"c"``) state: a number
+        in ``[0, 1)``, the latter 0 but for :attr:`has_zoneout_cell`.
+
+        Raises:
+            ValueError: ``p`` is not a number in ``[0, 1)``; a non-zero ``p`` of ``c`` for a cell
+                without :attr:`has_zoneout_cell`.
+        """
+        try:
+            f = check_real(name, p, 0.0, 1.0)
+        except TypeError as e:
+            raise ValueError(f"{name}: expected a number in [0, 1), got {p!r}") from e
+        if f >= 1:
+            raise ValueError(f"{name}: expected a number in [0, 1), got {p!r}")
+        if kind == "c" and f > 0 and not self.has_zoneout_cell:
+            raise ValueError(f"{name}: only lstm and lnlstm zone out a cell state, not {self.cell}")
+        return f
+
+    def check_zoneout_masks(self, masks: Any, T: int, B: int) -> tuple[Array | None, Array | None]:
+        """Zoneout multipliers ``(h, c)`` (either None; all of ``masks`` None for none): ``h`` of
+        :meth:`zoneout_shape` ``"h"``, ``c`` of ``"c"`` (only :attr:`has_zoneout_cell`), each in
+        [0, 1] (0/1 in training, p in inference). A backward must be given the forward's.
+
+        Raises:
+            TypeError: ``masks`` is not a pair; a mask has another dtype than the spec's.
+            ValueError: a mask of another shape; ``c`` for a cell without
+                :attr:`has_zoneout_cell`.
+        """
+        if masks is None:
+            return None, None
+        if not isinstance(masks, (tuple, list)) or len(masks) != 2:
+            raise TypeError(
+                f"zoneout_masks: expected a pair (h, c) of arrays or None, got "
+                f"{type(masks).__name__}"
+            )
+        zh, zc = masks
+        if zc is not None and not self.has_zoneout_cell:
+            raise ValueError(
+                f"zoneout_masks[1]: only lstm and lnlstm zone out a cell state, not {self.cell}"
+            )
+        return (
+            None if zh is None else self.array("zoneout_masks[0]", zh, self.zoneout_shape(T, B)),
+            None if zc is None else self.array("zoneout_masks[1]", zc, self.zoneout_shape(T, B, "c")),
+        )
 
     @staticmethod
     def check_lengths(lengths: ArrayLike | None, T: int, B: int) -> Array | None:
