@@ -10,7 +10,8 @@ returns the one w.r.t. the inputs, and fills :attr:`~fastrnn.module.Module.grads
 
 Every option of PyTorch's modules is supported: ``num_layers``, ``bidirectional``, ``batch_first``,
 ``bias``, ``dropout`` (between layers, in training mode, from the layer's seed) and ``proj_size``
-(LSTM), plus variable-length batches through ``layer(x, hx, lengths=...)``; and ONNX's,
+(LSTM), plus haste's zoneout (keyword-only ``zoneout``, and the LSTMs' ``zoneout_cell``), plus
+variable-length batches through ``layer(x, hx, lengths=...)``; and ONNX's,
 keyword-only: ``reverse`` (the one direction runs backwards in time), ``clip`` (gate
 pre-activations clamped to ``[-clip, clip]``), LSTM's ``input_forget`` (``f = 1 - i``) and
 ``peephole`` (the gates see the cell state, through ``weight_peephole_l0 (3H,)``). And
@@ -71,7 +72,7 @@ class _SpecField(Generic[_T]):
 class _Saved:
     """What a training-mode forward keeps for its one backward."""
 
-    __slots__ = ("batch_shape", "lengths", "params", "spec", "thread", "workspace", "x")
+    __slots__ = ("batch_shape", "lengths", "params", "spec", "thread", "workspace", "x", "zoneout")
 
     def __init__(
         self,
@@ -81,6 +82,7 @@ class _Saved:
         workspace: Array,
         batch_shape: tuple[int, ...],
         lengths: Array | None,
+        zoneout: tuple[Array | None, Array | None] | None,
     ) -> None:
         self.spec = spec  # the forward's (compute_dtype may change before the backward)
         self.x = x
@@ -88,13 +90,14 @@ class _Saved:
         self.workspace = workspace
         self.batch_shape = batch_shape  # shape of y as the caller saw it
         self.lengths = lengths
+        self.zoneout = zoneout  # the forward's zoneout masks, which its backward must be given
         self.thread = threading.get_ident()  # the thread whose backward this is
 
 
 class RecurrentLayer(Module):
     """What :class:`RNN`, :class:`LSTM` and :class:`GRU` share: a :class:`~fastrnn.spec.StackSpec`
     (:attr:`RecurrentLayer.spec`) with PyTorch's call conventions (``batch_first``, unbatched input,
-    ``hx``), dropout between layers, and an explicit :meth:`RecurrentLayer.backward`.
+    ``hx``), dropout between layers, zoneout, and an explicit :meth:`RecurrentLayer.backward`.
 
     Sizes in the shapes below: ``T`` steps, ``B`` sequences, ``I`` input size, ``H`` hidden size,
     ``Hs`` the hidden state's size (``proj_size`` if set, else ``H``), ``L`` layers, ``D`` = 2 if
@@ -105,17 +108,26 @@ class RecurrentLayer(Module):
         batch_first: inputs and outputs are ``(B, T, F)`` rather than ``(T, B, F)``.
         dropout: the probability of zeroing an output of each layer but the last, in training
             mode (masks drawn from the layer's generator; a warning when ``num_layers`` is 1).
-        seed: the seed (int >= 0 or a ``numpy.random.Generator``) of the initial weights and the
-            dropout masks; None for fresh entropy.
+        zoneout: the zoneout probability of the hidden state (Krueger et al.; haste's
+            ``zoneout``), in [0, 1): after each step a unit keeps its previous value with this
+            probability, in training (masks drawn from the layer's generator); in eval mode
+            ``h_t = p*h_{t-1} + (1 - p)*h~_t``, the expectation. 0: none.
+        zoneout_cell: the same for the cell state of ``lstm`` and ``lnlstm`` (not
+            ``lstm_peephole``); 0 for every other cell.
+        seed: the seed (int >= 0 or a ``numpy.random.Generator``) of the initial weights, the
+            dropout masks and the zoneout masks; None for fresh entropy.
 
     Raises:
         TypeError: ``spec`` is not a :class:`~fastrnn.spec.StackSpec`; ``seed`` is not an int or
             a Generator.
-        ValueError: ``dropout`` is not a number in [0, 1]; ``seed`` is negative.
+        ValueError: ``dropout`` is not a number in [0, 1]; ``zoneout`` or ``zoneout_cell`` not a
+            number in [0, 1), ``zoneout_cell`` > 0 for a cell without it; ``seed`` is negative.
     """
 
     batch_first: bool
     dropout: float
+    zoneout: float  #: the hidden state's zoneout probability (0: none)
+    zoneout_cell: float  #: the cell state's zoneout probability (LSTM, LayerNormLSTM; 0: none)
 
     def __init__(
         self,
@@ -123,6 +135,8 @@ class RecurrentLayer(Module):
         *,
         batch_first: bool = False,
         dropout: float = 0.0,
+        zoneout: float = 0.0,
+        zoneout_cell: float = 0.0,
         seed: int | np.random.Generator | None = None,
     ) -> None:
         if not isinstance(spec, StackSpec):
@@ -141,11 +155,14 @@ class RecurrentLayer(Module):
                 UserWarning,
                 stacklevel=3,
             )
+        self.zoneout = spec.check_zoneout("zoneout", zoneout)
+        self.zoneout_cell = spec.check_zoneout("zoneout_cell", zoneout_cell, "c")
         self.training = True
         self.grads = {}
         self._saved: _Saved | None = None
-        # one seed makes both the initial weights and the dropout masks reproducible
-        init_rng, self._dropout_rng = as_rng(seed).spawn(2)
+        # one seed makes the initial weights, the dropout and the zoneout masks reproducible
+        # (the third child leaves the first two as they were before zoneout)
+        init_rng, self._dropout_rng, self._zoneout_rng = as_rng(seed).spawn(3)
         self.reset_parameters(init_rng)
 
     @property
@@ -258,6 +275,25 @@ class RecurrentLayer(Module):
         masks: Array = keep.astype(self.dtype) * self.dtype.type(1 / (1 - self.dropout))
         return masks
 
+    def _zoneout_masks(self, T: int, B: int) -> tuple[Array | None, Array | None] | None:
+        """The zoneout multipliers of a call (:meth:`StackSpec.check_zoneout_masks
+        <fastrnn.spec.StackSpec.check_zoneout_masks>`): in training 1 (keep the previous value)
+        with probability p, else 0, drawn from the layer's generator (h's, then c's); in eval p
+        itself; None for p = 0."""
+        if not (self.zoneout or self.zoneout_cell):
+            return None
+        out: list[Array | None] = []
+        for kind, p in (("h", self.zoneout), ("c", self.zoneout_cell)):
+            shape = self.spec.zoneout_shape(T, B, kind)
+            if not p:
+                out.append(None)
+            elif self.training:
+                keep = self._zoneout_rng.random(shape, dtype=np.float32) < p
+                out.append(keep.astype(self.dtype))
+            else:
+                out.append(np.full(shape, p, self.dtype))
+        return out[0], out[1]
+
     def forward(
         self, x: ArrayLike, hx: Any = None, lengths: ArrayLike | None = None
     ) -> tuple[Array, State]:
@@ -289,6 +325,7 @@ class RecurrentLayer(Module):
         layout, xt, batched, h0, c0, la = self._call_inputs(x, hx, lengths)
         T, B = xt.shape[:2]
         params = self._entries()
+        zoneout = self._zoneout_masks(T, B)
         res = F.run_forward(
             spec,
             xt,
@@ -297,6 +334,7 @@ class RecurrentLayer(Module):
             c0,
             lengths=la,
             dropout_masks=self._dropout_masks(T, B),
+            zoneout_masks=zoneout,
             training=self.training,
         )
         y = layout.to_caller(res.y, batched)
@@ -306,7 +344,7 @@ class RecurrentLayer(Module):
             # keep x for the weight gradients; a private copy if it is the caller's own buffer,
             # so that modifying x after forward cannot change the gradients
             x_saved = xt.copy() if np.may_share_memory(xt, np.asarray(x)) else xt
-            self._saved = _Saved(spec, x_saved, params, res.workspace, y.shape, la)
+            self._saved = _Saved(spec, x_saved, params, res.workspace, y.shape, la, zoneout)
         return y, self._states_out(res.h_n, res.c_n, batched)
 
     __call__ = forward
@@ -391,7 +429,15 @@ class RecurrentLayer(Module):
 
         self._saved = None  # one backward per forward
         r = F.run_backward(
-            saved.spec, saved.x, saved.params, saved.workspace, dyt, dh, dc, lengths=saved.lengths
+            saved.spec,
+            saved.x,
+            saved.params,
+            saved.workspace,
+            dyt,
+            dh,
+            dc,
+            lengths=saved.lengths,
+            zoneout_masks=saved.zoneout,
         )
         self.grads = dict(zip(self.param_shapes(), self.spec.flatten(r.grads), strict=True))
         assert r.dx is not None
@@ -414,6 +460,10 @@ class RecurrentLayer(Module):
             if v != default:
                 s += f", {name}={v}"
         s += self._cell_repr()
+        if self.zoneout:
+            s += f", zoneout={self.zoneout!r}"
+        if self.zoneout_cell:
+            s += f", zoneout_cell={self.zoneout_cell!r}"
         if self.reverse:
             s += ", reverse=True"
         if self.clip is not None:
@@ -449,6 +499,8 @@ class RNN(RecurrentLayer):
         batch_first: inputs and outputs are ``(B, T, F)`` rather than ``(T, B, F)``.
         dropout: the probability of zeroing an output of each layer but the last, in training.
         bidirectional: every layer also runs backwards in time (D = 2).
+        zoneout: the zoneout probability of the hidden state, in [0, 1)
+            (:class:`RecurrentLayer`).
         clip: ONNX's clip: every pre-activation clamped to ``[-clip, clip]`` before ``act``
             (a finite number > 0), None for none (:class:`~fastrnn.spec.StackSpec`).
         reverse: ONNX's reverse direction: the one direction of every layer runs from the last
@@ -456,7 +508,8 @@ class RNN(RecurrentLayer):
         dtype: float32 or float64, of the parameters and of every array of a call.
         compute_dtype: the precision of the matrix products: None for ``dtype``, or
             ``"bfloat16"`` (a float32 layer; :attr:`~RecurrentLayer.compute_dtype`).
-        seed: the seed of the initial weights and the dropout masks (:class:`RecurrentLayer`).
+        seed: the seed of the initial weights, the dropout and zoneout masks
+            (:class:`RecurrentLayer`).
 
     Raises:
         ValueError: ``nonlinearity`` is neither ``"tanh"`` nor ``"relu"``; and the rules of
@@ -475,6 +528,7 @@ class RNN(RecurrentLayer):
         dropout: float = 0.0,
         bidirectional: bool = False,
         *,
+        zoneout: float = 0.0,
         clip: float | None = None,
         reverse: bool = False,
         dtype: DTypeLike = np.float32,
@@ -499,7 +553,7 @@ class RNN(RecurrentLayer):
             reverse=reverse,
             clip=clip,
         )
-        super().__init__(spec, batch_first=batch_first, dropout=dropout, seed=seed)
+        super().__init__(spec, batch_first=batch_first, dropout=dropout, zoneout=zoneout, seed=seed)
 
     def _extra_repr(self) -> str:
         s = super()._extra_repr()
@@ -524,6 +578,10 @@ class LSTM(RecurrentLayer):
             ``weight_peephole_l0 (3H,)`` (``_reverse``, per layer, after ``weight_hr_l0``).
         input_forget: ONNX's coupled gates, as ONNX Runtime computes them: ``f = 1 - i`` (the
             f block's weights, biases and peephole are unused; their gradients are zero).
+        zoneout: the zoneout probability of the hidden state, in [0, 1)
+            (:class:`RecurrentLayer`).
+        zoneout_cell: the zoneout probability of the cell state, in [0, 1) (not with
+            ``peephole``).
 
     Raises:
         TypeError, ValueError: an argument breaks a rule of :class:`~fastrnn.spec.StackSpec` or
@@ -543,6 +601,8 @@ class LSTM(RecurrentLayer):
         bidirectional: bool = False,
         proj_size: int = 0,
         *,
+        zoneout: float = 0.0,
+        zoneout_cell: float = 0.0,
         peephole: bool = False,
         input_forget: bool = False,
         clip: float | None = None,
@@ -565,7 +625,14 @@ class LSTM(RecurrentLayer):
             clip=clip,
             input_forget=input_forget,
         )
-        super().__init__(spec, batch_first=batch_first, dropout=dropout, seed=seed)
+        super().__init__(
+            spec,
+            batch_first=batch_first,
+            dropout=dropout,
+            zoneout=zoneout,
+            zoneout_cell=zoneout_cell,
+            seed=seed,
+        )
 
     @property
     def peephole(self) -> bool:
@@ -617,12 +684,15 @@ class LayerNormLSTM(RecurrentLayer):
         batch_first: inputs and outputs are ``(B, T, F)`` rather than ``(T, B, F)``.
         dropout: the probability of zeroing an output of each layer but the last, in training.
         bidirectional: every layer also runs backwards in time (D = 2).
+        zoneout, zoneout_cell: the zoneout probabilities of the hidden and cell states, in
+            [0, 1) (:class:`RecurrentLayer`).
         reverse: the one direction of every layer runs from the last step to the first (not
             with ``bidirectional``).
         dtype: float32 or float64, of the parameters and of every array of a call.
         compute_dtype: the precision of the matrix products: None for ``dtype``, or
             ``"bfloat16"`` (a float32 layer; :attr:`~RecurrentLayer.compute_dtype`).
-        seed: the seed of the initial weights and the dropout masks (:class:`RecurrentLayer`).
+        seed: the seed of the initial weights, the dropout and zoneout masks
+            (:class:`RecurrentLayer`).
 
     Raises:
         TypeError, ValueError: an argument breaks a rule of :class:`~fastrnn.spec.StackSpec` or
@@ -646,6 +716,8 @@ class LayerNormLSTM(RecurrentLayer):
         dropout: float = 0.0,
         bidirectional: bool = False,
         *,
+        zoneout: float = 0.0,
+        zoneout_cell: float = 0.0,
         reverse: bool = False,
         dtype: DTypeLike = np.float32,
         compute_dtype: Any = None,
@@ -663,7 +735,14 @@ class LayerNormLSTM(RecurrentLayer):
             compute_dtype,
             reverse=reverse,
         )
-        super().__init__(spec, batch_first=batch_first, dropout=dropout, seed=seed)
+        super().__init__(
+            spec,
+            batch_first=batch_first,
+            dropout=dropout,
+            zoneout=zoneout,
+            zoneout_cell=zoneout_cell,
+            seed=seed,
+        )
 
 
 class GRU(RecurrentLayer):
@@ -680,6 +759,8 @@ class GRU(RecurrentLayer):
             after the recurrent product, ``n = tanh(W_in x + b_in + r*(W_hn h + b_hn))``; False
             is the original formula of Cho et al. and the course notes,
             ``n = tanh(W_in x + b_in + W_hn (r*h) + b_hn)``.
+        zoneout: the zoneout probability of the hidden state, in [0, 1)
+            (:class:`RecurrentLayer`).
 
     Raises:
         TypeError, ValueError: an argument breaks a rule of :class:`~fastrnn.spec.StackSpec` or
@@ -696,6 +777,7 @@ class GRU(RecurrentLayer):
         dropout: float = 0.0,
         bidirectional: bool = False,
         *,
+        zoneout: float = 0.0,
         reset_after: bool = True,
         clip: float | None = None,
         reverse: bool = False,
@@ -718,7 +800,7 @@ class GRU(RecurrentLayer):
             reverse=reverse,
             clip=clip,
         )
-        super().__init__(spec, batch_first=batch_first, dropout=dropout, seed=seed)
+        super().__init__(spec, batch_first=batch_first, dropout=dropout, zoneout=zoneout, seed=seed)
 
     def _extra_repr(self) -> str:
         s = super()._extra_repr()
@@ -762,12 +844,15 @@ class LayerNormGRU(RecurrentLayer):
         batch_first: inputs and outputs are ``(B, T, F)`` rather than ``(T, B, F)``.
         dropout: the probability of zeroing an output of each layer but the last, in training.
         bidirectional: every layer also runs backwards in time (D = 2).
+        zoneout: the zoneout probability of the hidden state, in [0, 1)
+            (:class:`RecurrentLayer`).
         reverse: the one direction of every layer runs from the last step to the first (not
             with ``bidirectional``).
         dtype: float32 or float64, of the parameters and of every array of a call.
         compute_dtype: the precision of the matrix products: None for ``dtype``, or
             ``"bfloat16"`` (a float32 layer; :attr:`~RecurrentLayer.compute_dtype`).
-        seed: the seed of the initial weights and the dropout masks (:class:`RecurrentLayer`).
+        seed: the seed of the initial weights, the dropout and zoneout masks
+            (:class:`RecurrentLayer`).
 
     Raises:
         TypeError, ValueError: an argument breaks a rule of :class:`~fastrnn.spec.StackSpec` or
@@ -794,6 +879,7 @@ class LayerNormGRU(RecurrentLayer):
         dropout: float = 0.0,
         bidirectional: bool = False,
         *,
+        zoneout: float = 0.0,
         reverse: bool = False,
         dtype: DTypeLike = np.float32,
         compute_dtype: Any = None,
@@ -811,7 +897,7 @@ class LayerNormGRU(RecurrentLayer):
             compute_dtype,
             reverse=reverse,
         )
-        super().__init__(spec, batch_first=batch_first, dropout=dropout, seed=seed)
+        super().__init__(spec, batch_first=batch_first, dropout=dropout, zoneout=zoneout, seed=seed)
 
 
 def from_spec(
@@ -819,13 +905,16 @@ def from_spec(
     *,
     batch_first: bool = False,
     dropout: float = 0.0,
+    zoneout: float = 0.0,
+    zoneout_cell: float = 0.0,
     seed: int | np.random.Generator | None = None,
 ) -> RecurrentLayer:
     """The layer that runs ``spec``, freshly initialised from ``seed``.
 
     Args:
         spec: the stack (its cell chooses the class, its fields the arguments).
-        batch_first, dropout, seed: as :class:`RecurrentLayer`'s.
+        batch_first, dropout, zoneout, zoneout_cell, seed: as :class:`RecurrentLayer`'s
+            (``zoneout_cell`` for ``lstm`` and ``lnlstm``).
 
     Returns:
         An :class:`RNN`, :class:`LSTM`, :class:`GRU`, :class:`LayerNormLSTM` or
@@ -833,7 +922,8 @@ def from_spec(
 
     Raises:
         TypeError: ``spec`` is not a :class:`~fastrnn.spec.StackSpec`.
-        TypeError, ValueError: as :class:`RecurrentLayer`'s (an invalid ``dropout`` or ``seed``).
+        TypeError, ValueError: as :class:`RecurrentLayer`'s (an invalid ``dropout``, ``zoneout``,
+            ``zoneout_cell`` or ``seed``).
     """
     if not isinstance(spec, StackSpec):
         raise TypeError(f"spec: expected a fastrnn.StackSpec, got {type(spec).__name__}")
@@ -851,6 +941,8 @@ def from_spec(
     cls, kw = kinds[spec.cell]
     if spec.clip is not None:  # the cells that take it; the layer-normalised ones have no such
         kw = {**kw, "clip": spec.clip}
+    if spec.check_zoneout("zoneout_cell", zoneout_cell, "c"):  # the LSTMs' (the spec's rule)
+        kw = {**kw, "zoneout_cell": zoneout_cell}
     return cls(
         spec.input_size,
         spec.hidden_size,
@@ -859,6 +951,7 @@ def from_spec(
         batch_first=batch_first,
         dropout=dropout,
         bidirectional=spec.bidirectional,
+        zoneout=zoneout,
         reverse=spec.reverse,
         dtype=spec.dtype,
         compute_dtype=spec.compute_dtype,

@@ -3,8 +3,9 @@
 A recurrent stack is ``num_layers`` layers of one cell, each run in one or two directions; layer
 ``l > 0`` reads the concatenated outputs of layer ``l - 1``. Everything that follows from its
 description is here and nowhere else: the parameters' names (PyTorch's: ``weight_ih_l0``,
-``bias_hh_l1_reverse``, ``weight_hr_l0``), their order and shapes, the shapes of the states, outputs,
-dropout masks and zoneout masks, and every rule on the arguments of a call, each with its message. The layers
+``bias_hh_l1_reverse``, ``weight_hr_l0``), their order and shapes, the shapes of the states,
+outputs, dropout masks and zoneout masks, and every rule on the arguments of a call, each with its
+message. The layers
 (:mod:`fastrnn.layers`), the PyTorch modules (:mod:`fastrnn.torch`), the interop and the training
 kit describe their stack with a spec and let :mod:`fastrnn.functional` run it; the compiled core
 checks its buffers again (the C++ safety net), nothing else does.
@@ -742,7 +743,9 @@ class StackSpec:
             )
         return (
             None if zh is None else self.array("zoneout_masks[0]", zh, self.zoneout_shape(T, B)),
-            None if zc is None else self.array("zoneout_masks[1]", zc, self.zoneout_shape(T, B, "c")),
+            None
+            if zc is None
+            else self.array("zoneout_masks[1]", zc, self.zoneout_shape(T, B, "c")),
         )
 
     @staticmethod
