@@ -28,6 +28,7 @@ PARITY = [
     "test_functional.py",
     "test_functional_stack.py",
     "test_cell_options.py",
+    "test_zoneout.py",
     "test_lnlstm.py",
     "test_lngru.py",
     "test_gradcheck.py",

@@ -102,6 +102,7 @@ class QuantizedLayer(RecurrentLayer):
         self._spec = spec.replace(dtype=np.float32, compute_dtype=None)
         self.batch_first = check_flag("batch_first", batch_first)
         self.dropout = 0.0
+        self.zoneout = self.zoneout_cell = 0.0
         self.training = False
         self.grads = {}
         self._saved = None
@@ -372,7 +373,7 @@ def quantize_dynamic(layer: RecurrentLayer, dtype: Any = "int8") -> QuantizedLay
 
     Raises:
         TypeError: ``layer`` is not a fastrnn recurrent layer, or is quantized already.
-        ValueError: ``dtype`` is not int8.
+        ValueError: ``dtype`` is not int8; ``layer`` has zoneout.
     """
     if isinstance(layer, QuantizedLayer):
         raise TypeError("layer: already quantized")
@@ -387,6 +388,12 @@ def quantize_dynamic(layer: RecurrentLayer, dtype: Any = "int8") -> QuantizedLay
         ok = False
     if not ok:
         raise ValueError(f"dtype: only 'int8' is supported, got {dtype!r}")
+    if layer.zoneout or layer.zoneout_cell:
+        raise ValueError(
+            "layer: the int8 layers have no zoneout (its inference is the expectation "
+            f"h_t = p*h_(t-1) + (1 - p)*h~_t); got zoneout={layer.zoneout}, "
+            f"zoneout_cell={layer.zoneout_cell}"
+        )
     params: dict[str, Any] = {}
     for name, p in layer.named_parameters():
         if _is_weight(name):
