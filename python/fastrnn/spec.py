@@ -5,10 +5,9 @@ A recurrent stack is ``num_layers`` layers of one cell, each run in one or two d
 description is here and nowhere else: the parameters' names (PyTorch's: ``weight_ih_l0``,
 ``bias_hh_l1_reverse``, ``weight_hr_l0``), their order and shapes, the shapes of the states,
 outputs, dropout masks and zoneout masks, and every rule on the arguments of a call, each with its
-message. The layers
-(:mod:`fastrnn.layers`), the PyTorch modules (:mod:`fastrnn.torch`), the interop and the training
-kit describe their stack with a spec and let :mod:`fastrnn.functional` run it; the compiled core
-checks its buffers again (the C++ safety net), nothing else does.
+message. The layers (:mod:`fastrnn.layers`), the PyTorch modules (:mod:`fastrnn.torch`), the
+interop and the training kit describe their stack with a spec and let :mod:`fastrnn.functional`
+run it; the compiled core checks its buffers again (the C++ safety net), nothing else does.
 
 Sizes: ``T`` steps, ``B`` sequences, ``I = input_size``, ``H = hidden_size``, ``P = proj_size``
 (LSTM only; 0 for none), ``Hs`` = the size of the hidden state and output of one direction (``P`` if
