@@ -41,6 +41,9 @@ def test_million_steps_in_one_call_memory_bounded_by_the_output() -> None:
 def test_ctrl_c_interrupts_a_long_call_quickly() -> None:
     out = run("""
         import os, signal, threading, time, numpy as np, fastrnn
+        # Ctrl-C's handler whatever this process inherited: a shell's background job ('&')
+        # starts with SIGINT ignored, and Python then installs no KeyboardInterrupt handler
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         m = fastrnn.GRU(32, 128, num_layers=2, seed=0)
         x = np.random.default_rng(0).standard_normal((200_000, 4, 32)).astype(np.float32)
         sent = []
