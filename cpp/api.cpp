@@ -57,11 +57,11 @@ void check_options(CellKind cell, const CellOptions& o) {
   }
 }
 
-/// zoneout of c: the LSTM cells but the peephole one (its p_o's gradient needs c~_t).
+/// zoneout of c: only has_zoneout_cell's cells.
 void check_zoneout(CellKind cell, const void* zoneout_c) {
-  if (zoneout_c && (!has_cell_state(cell) || cell == CellKind::LstmPeephole)) {
-    throw std::invalid_argument(std::string("zoneout_c: only the LSTM cells without peepholes "
-                                            "have a zoneout of their cell state, not ") +
+  if (zoneout_c && !has_zoneout_cell(cell)) {
+    throw std::invalid_argument(std::string("zoneout_c: only lstm and lnlstm zone out a cell "
+                                            "state, not ") +
                                 cell_name(cell));
   }
 }

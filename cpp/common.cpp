@@ -37,6 +37,10 @@ bool has_cell_state(CellKind cell) noexcept {
          cell == CellKind::LayerNormLstm;
 }
 
+bool has_zoneout_cell(CellKind cell) noexcept {
+  return has_cell_state(cell) && cell != CellKind::LstmPeephole;
+}
+
 index_t cell_params_size(CellKind cell, index_t H) noexcept {
   switch (cell) {
     case CellKind::LstmPeephole: return 3 * H;

@@ -186,26 +186,22 @@ Opt checked_lengths(const py::object& lengths, const Dims& d) {
   return a;
 }
 
-/// Zoneout multipliers (L*D, T, B, Hs) and (L*D, T, B, H) (LSTM cells), or None.
-std::pair<Opt, Opt> checked_zoneout_impl(CellKind cell, const Dims& d, const py::object& zh,
-                                         const py::object& zc, bool is_float) {
+/// Zoneout multipliers (L*D, T, B, Hs) and (L*D, T, B, H), or None (the core checks that the
+/// cell has a zoneout of c: has_zoneout_cell).
+std::pair<Opt, Opt> checked_zoneout_impl(const Dims& d, const py::object& zh, const py::object& zc,
+                                         bool is_float) {
   const index_t LD = d.L * d.D;
   auto one = [&](const py::object& o, const char* name, index_t W) -> Opt {
     if (o.is_none()) return std::nullopt;
     return is_float ? checked<float>(o, name, {LD, d.T, d.B, W}, true)
                     : checked<double>(o, name, {LD, d.T, d.B, W}, true);
   };
-  if (!zc.is_none() && !has_cell_state(cell)) {
-    throw py::value_error(std::string("zoneout_c: only an LSTM has a cell state, not ") +
-                          cell_name(cell));
-  }
   return {one(zh, "zoneout_h", d.hs()), one(zc, "zoneout_c", d.H)};
 }
 
 template <class S>
-std::pair<Opt, Opt> checked_zoneout(CellKind cell, const Dims& d, const py::object& zh,
-                                    const py::object& zc) {
-  return checked_zoneout_impl(cell, d, zh, zc, std::is_same_v<S, float>);
+std::pair<Opt, Opt> checked_zoneout(const Dims& d, const py::object& zh, const py::object& zc) {
+  return checked_zoneout_impl(d, zh, zc, std::is_same_v<S, float>);
 }
 
 /// The fields ForwardArgs and BackwardArgs share: weights, x, lengths, workspace.
@@ -271,7 +267,7 @@ py::tuple forward_impl(CellKind cell, const py::array& x_in, const py::list& wei
   a.c_n = mut_ptr<S>(c_n);
   a.compute = compute;
   a.options = options;
-  const auto [zh, zc] = checked_zoneout<S>(cell, d, zoneout_h, zoneout_c);
+  const auto [zh, zc] = checked_zoneout<S>(d, zoneout_h, zoneout_c);
   a.zoneout_h = ptr<S>(zh);
   a.zoneout_c = ptr<S>(zc);
   run_released([&] { forward<S>(cell, d, a); });
@@ -340,7 +336,7 @@ py::tuple backward_impl(CellKind cell, const py::array& x_in, const py::list& we
   a.grads = grads.data();
   a.compute = compute;
   a.options = options;
-  const auto [zh, zc] = checked_zoneout<S>(cell, d, zoneout_h, zoneout_c);
+  const auto [zh, zc] = checked_zoneout<S>(d, zoneout_h, zoneout_c);
   a.zoneout_h = ptr<S>(zh);
   a.zoneout_c = ptr<S>(zc);
   run_released([&] { backward<S>(cell, d, a); });
@@ -416,7 +412,9 @@ void register_rnn(py::module_& m) {
   m.def("num_gates", &num_gates, py::arg("cell"), "Number of stacked gate blocks G of a cell.");
   m.def("cell_params_size", &cell_params_size, py::arg("cell"), py::arg("H"),
         "Scalars of a cell's own parameters per layer and direction (0: none; lstm_peephole: "
-        "3H, the peepholes p_i, p_f, p_o).");
+        "3H, the peepholes p_i, p_f, p_o; lnlstm 10H; lngru 6H).");
+  m.def("has_zoneout_cell", &has_zoneout_cell, py::arg("cell"),
+        "Whether the cell's state c may be zoned out (zoneout_c): lstm and lnlstm.");
 
   m.def(
       "workspace_size",

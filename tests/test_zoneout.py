@@ -22,7 +22,7 @@ import fastrnn
 from fastrnn import functional as F
 from fastrnn import reference as R
 from fastrnn.layers import from_spec
-from fastrnn.spec import LayerParams, StackSpec
+from fastrnn.spec import CELLS, LayerParams, StackSpec
 from helpers import assert_close, central_difference, contracted_loss
 
 T, B, I, H = 5, 5, 3, 4
@@ -457,6 +457,30 @@ def test_zoneout_cell_only_for_lstm_and_lnlstm() -> None:
         from_spec(fastrnn.GRU(I, H).spec, zoneout_cell=0.1)
     with pytest.raises(ValueError, match=r"zoneout_cell: .*lngru"):
         StackSpec("lngru", I, H).check_zoneout("zoneout_cell", 0.1, "c")
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_zoneout_cell_rule_is_the_cores(cell: str) -> None:
+    """CellInfo.zoneout_cell states the core's has_zoneout_cell, and the core refuses a zoneout
+    of c for the other cells even past the spec's check."""
+    core_cell = getattr(F._core.Cell, cell)
+    assert CELLS[cell].zoneout_cell == F._core.has_zoneout_cell(core_cell)
+    if CELLS[cell].zoneout_cell:
+        return
+    spec = StackSpec(cell, I, H, dtype=np.float32)
+    x = np.zeros((T, B, I), np.float32)
+    params = spec.check_params(
+        spec.entries([np.zeros(v, np.float32) for v in spec.param_shapes().values()])
+    )
+    zh = np.zeros(spec.zoneout_shape(T, B), np.float32)
+    zc = np.zeros((1, T, B, H), np.float32)
+
+    def core(zo: tuple[Any, Any]) -> Any:  # past the spec's check_zoneout_masks
+        return F._forward(spec, x, params, None, None, None, None, True, F._COMPUTE_EXACT, zo)
+
+    with pytest.raises(ValueError, match=rf"^zoneout_c: only lstm and lnlstm .*not {cell}$"):
+        core((zh, zc))
+    core((zh, None))  # h's zoneout is fine
 
 
 def test_mask_errors() -> None:

@@ -89,6 +89,9 @@ enum class CellKind : int {
 int num_gates(CellKind cell) noexcept;
 /// True for the LSTM cells, the only ones with a second state c.
 bool has_cell_state(CellKind cell) noexcept;
+/// True for the cells whose cell state may be zoned out (ForwardArgs::zoneout_c): the LSTM cells
+/// but LstmPeephole, whose p_o's gradient needs the new cell state before zoneout.
+bool has_zoneout_cell(CellKind cell) noexcept;
 /// Scalars of the cell's own parameters per layer and direction (Weights::cell_params): 0 for
 /// most cells; LstmPeephole 3H, the peepholes p_i, p_f, p_o (H each, in that order);
 /// LayerNormLstm 10H, the gains g_ih (4H), g_hh (4H), g_c (H) and the bias b_c (H);

@@ -53,6 +53,10 @@ class CellInfo(NamedTuple):
     init: tuple[float, ...] = ()
     #: takes ONNX's ``clip`` (and ``input_forget``, with a cell state); not ``lnlstm``, ``lngru``
     onnx_options: bool = True
+    #: its cell state may be zoned out (``zoneout_cell``): ``lstm`` and ``lnlstm``, not
+    #: ``lstm_peephole``, whose output gate's peephole reads the new cell state (the core's
+    #: ``has_zoneout_cell``)
+    zoneout_cell: bool = False
 
     @property
     def gates(self) -> int:
@@ -79,7 +83,7 @@ class CellInfo(NamedTuple):
 CELLS: dict[str, CellInfo] = {
     "rnn_tanh": CellInfo(("h",), False, False),
     "rnn_relu": CellInfo(("h",), False, False),
-    "lstm": CellInfo(("i", "f", "g", "o"), True, True),
+    "lstm": CellInfo(("i", "f", "g", "o"), True, True, zoneout_cell=True),
     "gru": CellInfo(("r", "z", "n"), False, False),
     "gru_reset_before": CellInfo(("r", "z", "n"), False, False),
     "lstm_peephole": CellInfo(("i", "f", "g", "o"), True, True, (("weight_peephole", 3),)),
@@ -95,6 +99,7 @@ CELLS: dict[str, CellInfo] = {
         ),
         init=(1.0, 1.0, 1.0, 0.0),
         onnx_options=False,
+        zoneout_cell=True,
     ),
     "lngru": CellInfo(
         ("r", "z", "n"),
@@ -690,9 +695,12 @@ class StackSpec:
 
     @property
     def has_zoneout_cell(self) -> bool:
-        """Whether the cell's state c may be zoned out: ``lstm`` and ``lnlstm`` (not
-        ``lstm_peephole``, whose output gate reads the new cell state)."""
-        return self.cell in ("lstm", "lnlstm")
+        """Whether the cell's state c may be zoned out (:attr:`CellInfo.zoneout_cell`)."""
+        return CELLS[self.cell].zoneout_cell
+
+    def _no_zoneout_cell(self, name: str) -> ValueError:
+        cells = " and ".join(c for c, info in CELLS.items() if info.zoneout_cell)
+        return ValueError(f"{name}: only {cells} zone out a cell state, not {self.cell}")
 
     def zoneout_shape(self, T: int, B: int, kind: str = "h") -> tuple[int, int, int, int]:
         """The shape of the zoneout multipliers of the hidden (``kind="h"``: ``(L*D, T, B,
@@ -715,7 +723,7 @@ class StackSpec:
         if f >= 1:
             raise ValueError(f"{name}: expected a number in [0, 1), got {p!r}")
         if kind == "c" and f > 0 and not self.has_zoneout_cell:
-            raise ValueError(f"{name}: only lstm and lnlstm zone out a cell state, not {self.cell}")
+            raise self._no_zoneout_cell(name)
         return f
 
     def check_zoneout_masks(self, masks: Any, T: int, B: int) -> tuple[Array | None, Array | None]:
@@ -737,9 +745,7 @@ class StackSpec:
             )
         zh, zc = masks
         if zc is not None and not self.has_zoneout_cell:
-            raise ValueError(
-                f"zoneout_masks[1]: only lstm and lnlstm zone out a cell state, not {self.cell}"
-            )
+            raise self._no_zoneout_cell("zoneout_masks[1]")
         return (
             None if zh is None else self.array("zoneout_masks[0]", zh, self.zoneout_shape(T, B)),
             None
