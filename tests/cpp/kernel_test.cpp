@@ -8,8 +8,10 @@
 //     (plain loops, straight from the formulas of fastrnn.hpp): with and without biases and
 //     initial states, two layers with dropout multipliers, bidirectional, reverse-only
 //     (Dims::reverse), LSTM projection, variable lengths (some 0, some < T), T = 0, CellOptions
-//     (clip, with some pre-activations clamped; input_forget), and shapes past the SIMD widths
-//     and the kernels' blockings (the layer norms' rows of G*H and the LSTM's H with a tail);
+//     (clip, with some pre-activations clamped; input_forget), zoneout of h (every cell) and of c
+//     (has_zoneout_cell), training's 0/1 multipliers and inference's p, and shapes past the SIMD
+//     widths and the kernels' blockings (the layer norms' rows of G*H and the LSTM's H with a
+//     tail);
 //   * backward in double against central finite differences of the loss
 //         L = sum(y * Ry) + sum(h_n * Rh) + sum(c_n * Rc)
 //     computed with the naive forward (so backward is checked independently of the kernels'
@@ -179,6 +181,9 @@ struct Config {
   bool dhn = true;               ///< ... sum(h_n * Rh), sum(c_n * Rc)
   std::vector<index_t> lengths;  ///< empty: none
   fastrnn::CellOptions opt;      ///< clip, input_forget (forward's and backward's)
+  double zoneout_h = 0;          ///< zoneout probability of h (0: no multipliers)
+  double zoneout_c = 0;          ///< ... of c (has_zoneout_cell)
+  bool zoneout_eval = false;     ///< inference's multipliers, p itself (else 0/1 draws)
   bool fd = true;                ///< check backward by finite differences
   index_t fd_cap = 0;            ///< at most this many entries per array (0: all)
 };
@@ -189,6 +194,7 @@ struct Problem {
   Config c;
   std::vector<std::vector<Vec>> w;  ///< [l*D + d][Param]
   Vec x, h0, c0, drop, ry, rh, rc;  ///< h0, c0 zeros when not given (c0 LSTM only)
+  Vec zh, zc;                       ///< zoneout (L*D, T, B, Hs), (L*D, T, B, H); empty: none
   std::vector<index_t> lens;        ///< effective lengths (all T without lengths)
   // finite-difference gradients, computed once (slot order, see slots()); NaN: not checked
   std::vector<Vec> fd;
@@ -221,6 +227,12 @@ std::string dims_name(const Config& c) {
     s += buf;
   }
   if (c.opt.input_forget) s += " input_forget";
+  if (c.zoneout_h > 0 || c.zoneout_c > 0) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, " zoneout %g/%g%s", c.zoneout_h, c.zoneout_c,
+                  c.zoneout_eval ? " eval" : "");
+    s += buf;
+  }
   return s + ")";
 }
 
@@ -263,6 +275,16 @@ Problem make_problem_once(const Config& c, std::uint64_t seed) {
     p.drop.resize(static_cast<size_t>((d.L - 1) * d.T * d.B * d.D * Hs));
     for (double& m : p.drop) m = r.uniform() < 0.2 ? 0.0 : 1.25;  // p = 0.2: 0 or 1/(1-p)
   }
+  // zoneout: 1 (keep the previous state) with probability p in training, p itself in inference
+  auto zoneout = [&](double prob, index_t W) {
+    Vec m(static_cast<size_t>(LD * d.T * d.B * W), prob);
+    if (!c.zoneout_eval) {
+      for (double& v : m) v = r.uniform() < prob ? 1.0 : 0.0;
+    }
+    return m;
+  };
+  if (c.zoneout_h > 0) p.zh = zoneout(c.zoneout_h, Hs);
+  if (c.zoneout_c > 0) p.zc = zoneout(c.zoneout_c, d.H);
   p.ry = r.vec(d.T * d.B * d.D * Hs, -1, 1);
   p.rh = r.vec(LD * d.B * Hs, -1, 1);
   if (p.lstm()) p.rc = r.vec(LD * d.B * d.H, -1, 1);
@@ -396,6 +418,7 @@ RefOut ref_forward(const Problem& p, KinkTrace* kinks) {
           // step
           const index_t t = dir == 0 && !d.reverse ? s : len - 1 - s;
           const double* xt = in.data() + (t * B + b) * In;
+          const Vec cprev = cst;              // (zoneout of c)
           for (index_t j = 0; j < GH; ++j) {  // (the layer norm's products without the biases)
             double a = p.ln() ? 0.0 : bih(j), r = p.ln() ? 0.0 : bhh(j);
             for (index_t m = 0; m < In; ++m) a += wih[j * In + m] * xt[m];
@@ -493,6 +516,16 @@ RefOut ref_forward(const Problem& p, KinkTrace* kinks) {
                 hnew[j] = (1 - z) * n + z * h[j];
               }
               break;
+          }
+          // zoneout: h_t = m*h_{t-1} + (1-m)*h~_t (after the projection), c_t likewise (the
+          // cell's h~ made from its own c~)
+          if (!p.zh.empty()) {
+            const double* m = p.zh.data() + ((k * T + t) * B + b) * Hs;
+            for (index_t j = 0; j < Hs; ++j) hnew[j] = m[j] * h[j] + (1 - m[j]) * hnew[j];
+          }
+          if (!p.zc.empty()) {
+            const double* m = p.zc.data() + ((k * T + t) * B + b) * H;
+            for (index_t j = 0; j < H; ++j) cst[j] = m[j] * cprev[j] + (1 - m[j]) * cst[j];
           }
           h = hnew;
           for (index_t j = 0; j < Hs; ++j) out[(t * B + b) * D * Hs + dir * Hs + j] = h[j];
@@ -650,7 +683,9 @@ Result<S> run_kernel(const Problem& p, bool backward, bool training = true,
     w.cell_params = p.cell_params() > 0 ? v[kCellParams].data() + off : nullptr;
   }
   const auto x = cvt<S>(p.x, off), h0 = cvt<S>(p.h0, off), c0 = cvt<S>(p.c0, off),
-             drop = cvt<S>(p.drop, off);
+             drop = cvt<S>(p.drop, off), zh = cvt<S>(p.zh, off), zc = cvt<S>(p.zc, off);
+  const S* zoneout_h = p.zh.empty() ? nullptr : zh.data() + off;
+  const S* zoneout_c = p.zc.empty() ? nullptr : zc.data() + off;
   const auto ry = cvt<S>(p.ry, off), rh = cvt<S>(p.rh, off), rc = cvt<S>(p.rc, off);
   const index_t* lengths = c.lengths.empty() ? nullptr : c.lengths.data();
 
@@ -668,6 +703,8 @@ Result<S> run_kernel(const Problem& p, bool backward, bool training = true,
   fa.lengths = lengths;
   fa.options = c.opt;
   fa.dropout = p.drop.empty() ? nullptr : drop.data() + off;
+  fa.zoneout_h = zoneout_h;
+  fa.zoneout_c = zoneout_c;
   fa.y = r.y.data() + off;
   fa.h_n = r.hn.data() + off;
   fa.c_n = lstm ? r.cn.data() + off : nullptr;
@@ -725,6 +762,8 @@ Result<S> run_kernel(const Problem& p, bool backward, bool training = true,
   ba.x = x.data() + off;
   ba.lengths = lengths;
   ba.options = c.opt;
+  ba.zoneout_h = zoneout_h;
+  ba.zoneout_c = zoneout_c;
   ba.workspace = ws.data() + ws_off;
   ba.dy = c.dy ? ry.data() + off : nullptr;
   ba.dh_n = c.dhn ? rh.data() + off : nullptr;
@@ -1582,6 +1621,51 @@ void norm_configs(CellKind cell, std::vector<Config>& out) {
   }
 }
 
+/// Zoneout's correctness problems, every cell: h's multipliers, and c's for has_zoneout_cell.
+void zoneout_configs(CellKind cell, std::vector<Config>& out) {
+  const double pc = fastrnn::has_zoneout_cell(cell) ? 0.4 : 0;
+  {  // training's 0/1 multipliers: two bidirectional layers, dropout, lengths (one 0)
+    Config x = config(cell, "zoneout_stack", dims(5, 4, 4, 5, 0, 2, 2));
+    x.dropout = true;
+    x.lengths = {5, 0, 3, 2};
+    x.zoneout_h = 0.3;
+    x.zoneout_c = pc;
+    x.fd_cap = 40;
+    out.push_back(x);
+  }
+  {  // inference's p: reverse-only, H past the SIMD widths with a tail
+    Config x = config(cell, "zoneout_eval", dims(4, 3, 7, 19));
+    x.d.reverse = true;
+    x.lengths = {4, 1, 3};
+    x.zoneout_h = 0.3;
+    x.zoneout_c = pc;
+    x.zoneout_eval = true;
+    x.fd_cap = 40;
+    out.push_back(x);
+  }
+  if (pc > 0) {  // c's alone, zero initial states
+    Config x = config(cell, "zoneout_c", dims(4, 3, 5, 6));
+    x.h0 = false;
+    x.zoneout_c = 0.5;
+    out.push_back(x);
+  }
+  if (has_projection(cell)) {  // h zoned out after the projection (Hs < H)
+    Config x = config(cell, "zoneout_proj", dims(4, 3, 4, 6, 3, 1, 2));
+    x.lengths = {4, 2, 3};
+    x.zoneout_h = 0.3;
+    x.zoneout_c = pc;
+    out.push_back(x);
+  }
+  if (has_options(cell)) {  // with clip (and the LSTM's input_forget)
+    Config x = config(cell, "zoneout_clip", dims(4, 3, 5, 6));
+    x.opt.clip = 1;
+    x.opt.input_forget = fastrnn::has_cell_state(cell);
+    x.zoneout_h = 0.3;
+    x.zoneout_c = pc;
+    out.push_back(x);
+  }
+}
+
 /// Correctness problems (checked by finite differences), every cell.
 std::vector<Config> correctness_configs() {
   std::vector<Config> out;
@@ -1648,6 +1732,7 @@ std::vector<Config> correctness_configs() {
     if (has_projection(cell)) lstm_projection_configs(cell, out);
     if (has_options(cell)) options_configs(cell, out);
     if (is_norm(cell)) norm_configs(cell, out);
+    zoneout_configs(cell, out);
   }
   return out;
 }
@@ -1682,6 +1767,14 @@ std::vector<Config> thread_configs() {
       Config x = config(cell, "threads_proj", dims(7, 5, 33, 80, 50, 2, 2));
       x.dropout = true;
       x.lengths = {2, 7, 7, 6, 0};
+      add(x);
+    }
+    {  // zoneout of h and (has_zoneout_cell) c, in the threads' parts of the units / rows
+      Config x = config(cell, "threads_zoneout", dims(7, 5, 33, 70, 0, 2, 2));
+      x.dropout = true;
+      x.lengths = {7, 3, 7, 0, 5};
+      x.zoneout_h = 0.3;
+      x.zoneout_c = fastrnn::has_zoneout_cell(cell) ? 0.3 : 0;
       add(x);
     }
     // batch 1, one step: the unpacked (direct) products, shared among threads
