@@ -525,8 +525,52 @@ def test_backward_needs_the_forwards_masks() -> None:
     assert bw.dx.shape == s["x"].shape
 
 
-def test_quantize_dynamic_refuses_zoneout() -> None:
-    with pytest.raises(ValueError, match="layer: the int8 layers have no zoneout"):
-        fastrnn.quantize_dynamic(fastrnn.GRU(I, H, zoneout=0.1))
-    q = fastrnn.quantize_dynamic(fastrnn.LSTM(I, H))
-    assert (q.zoneout, q.zoneout_cell) == (0.0, 0.0) and "zoneout" not in repr(q)
+@pytest.mark.parametrize(
+    ("cls", "cell", "kw"),
+    [
+        (fastrnn.LSTM, "lstm", {"zoneout": 0.3, "zoneout_cell": 0.2}),
+        (fastrnn.GRU, "gru", {"zoneout": 0.3}),
+        (fastrnn.LayerNormLSTM, "lnlstm", {"zoneout": 0.2, "zoneout_cell": 0.4}),
+    ],
+    ids=["lstm", "gru", "lnlstm"],
+)
+def test_int8_layer_keeps_zoneout(cls: Any, cell: str, kw: dict[str, Any]) -> None:
+    """quantize_dynamic of a layer with zoneout: the int8 layer runs inference's expectation
+    (multipliers p), as the reference fed the same int8 weights and p-filled masks; the float
+    layer in eval is within int8's error of it, and without zoneout they differ; dequantize
+    keeps the probabilities."""
+    layer = cls(I, 16, 2, bidirectional=True, seed=0, **kw).eval()
+    q = fastrnn.quantize_dynamic(layer)
+    assert (q.zoneout, q.zoneout_cell) == (layer.zoneout, layer.zoneout_cell)
+    assert f"zoneout={kw['zoneout']}" in repr(q)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    lengths = np.array([5, 2, 4, 0, 3])
+    y, state = q(x, lengths=lengths)
+    p = dict(q.named_parameters())
+    entries = []
+    for k in range(q.spec.num_entries):
+        names = q.spec.entry_names(k)
+        e: list[Any] = [R.QuantizedWeight(p[n], p[n + "_scale"]) if i in (0, 1) else p[n]
+                        for i, n in enumerate(names[:4])]  # fmt: skip
+        cp = names.cell_params  # the layer-normalised cells' vectors, float32 as the biases
+        entries.append((*e, None) if cp is None else (*e, None, tuple(p[n] for n in cp)))
+    masks = tuple(
+        None if not pz else np.full(q.spec.zoneout_shape(T, B, kind), pz, np.float32)
+        for kind, pz in (("h", layer.zoneout), ("c", layer.zoneout_cell))
+    )
+    y_ref, h_ref, c_ref, _ = R.stack_forward(cell, x, entries, num_layers=2, bidirectional=True,
+                                             lengths=lengths, zoneout_masks=masks)  # fmt: skip
+    np.testing.assert_allclose(y, y_ref, rtol=0, atol=2e-5)
+    h_n = state[0] if isinstance(state, tuple) else state
+    np.testing.assert_allclose(h_n, h_ref, rtol=0, atol=2e-5)
+    if isinstance(state, tuple):
+        np.testing.assert_allclose(state[1], c_ref, rtol=0, atol=2e-5)
+    y_float, _ = layer(x, lengths=lengths)
+    y_plain, _ = fastrnn.quantize_dynamic(from_spec(layer.spec, seed=0))(x, lengths=lengths)
+    # int8's own error is well below zoneout's effect
+    assert float(np.abs(y - y_float).max()) < 0.1 * float(np.abs(y_plain - y).max())
+    back = q.dequantize()
+    assert (back.zoneout, back.zoneout_cell) == (layer.zoneout, layer.zoneout_cell)
+    q_none = fastrnn.quantize_dynamic(fastrnn.GRU(I, H))
+    assert (q_none.zoneout, q_none.zoneout_cell) == (0.0, 0.0) and "zoneout" not in repr(q_none)

@@ -402,11 +402,13 @@ def run_forward_int8(
     c0: ArrayLike | None = None,
     *,
     lengths: ArrayLike | None = None,
+    zoneout_masks: tuple[ArrayLike | None, ArrayLike | None] | None = None,
 ) -> ForwardResult:
     """Inference of the float32 stack ``spec`` with int8 products (:mod:`fastrnn.quantized`):
     ``params`` one ``(w_ih, w_hh, b_ih, b_hh, w_hr)`` per (layer, direction) with the weight
     matrices packed by :func:`pack_int8` (``w_ih``, ``w_hh`` with the cell's gates, ``w_hr``
-    with 1) and float32 biases (or None); the other arguments as :func:`run_forward`."""
+    with 1) and float32 biases (or None); the other arguments as :func:`run_forward` (zoneout's
+    multipliers in inference: ``p``)."""
     if spec.dtype != np.float32:
         raise TypeError(f"spec: int8 products need a float32 stack, got {spec.dtype}")
     xa = spec.check_input(x)
@@ -415,7 +417,8 @@ def run_forward_int8(
             f"params: expected {spec.num_entries} (layer, direction) entries, got {len(params)}"
         )
     entries = [tuple(p) for p in params]  # the packed weights' checks are the binding's
-    return _forward(spec, xa, entries, h0, c0, lengths, None, False, _INT8)
+    zoneout = spec.check_zoneout_masks(zoneout_masks, *xa.shape[:2])
+    return _forward(spec, xa, entries, h0, c0, lengths, None, False, _INT8, zoneout)
 
 
 def run_backward(

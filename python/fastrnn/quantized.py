@@ -89,20 +89,33 @@ class QuantizedLayer(RecurrentLayer):
         spec: the stack (computed as float32 around the int8 products, whatever its dtype).
         params: the parameters, checked and copied as by :meth:`load_state_dict`.
         batch_first: as :class:`~fastrnn.layers.RecurrentLayer`'s.
+        zoneout, zoneout_cell: the zoneout probabilities of the float layer (as
+            :class:`~fastrnn.layers.RecurrentLayer`'s): inference's expectation
+            ``h_t = p*h_(t-1) + (1 - p)*h~_t`` (and ``c``'s likewise).
 
     Raises:
         TypeError: ``spec`` is not a :class:`~fastrnn.spec.StackSpec`; and as
             :meth:`load_state_dict`.
-        ValueError: as :meth:`load_state_dict`.
+        ValueError: ``zoneout`` or ``zoneout_cell`` not a number in [0, 1) (``zoneout_cell``
+            > 0 for a cell without it); and as :meth:`load_state_dict`.
     """
 
-    def __init__(self, spec: StackSpec, params: Mapping[str, Any], *, batch_first: bool = False):
+    def __init__(
+        self,
+        spec: StackSpec,
+        params: Mapping[str, Any],
+        *,
+        batch_first: bool = False,
+        zoneout: float = 0.0,
+        zoneout_cell: float = 0.0,
+    ):
         if not isinstance(spec, StackSpec):
             raise TypeError(f"spec: expected a fastrnn.StackSpec, got {type(spec).__name__}")
         self._spec = spec.replace(dtype=np.float32, compute_dtype=None)
         self.batch_first = check_flag("batch_first", batch_first)
         self.dropout = 0.0
-        self.zoneout = self.zoneout_cell = 0.0
+        self.zoneout = spec.check_zoneout("zoneout", zoneout)
+        self.zoneout_cell = spec.check_zoneout("zoneout_cell", zoneout_cell, "c")
         self.training = False
         self.grads = {}
         self._saved = None
@@ -235,7 +248,8 @@ class QuantizedLayer(RecurrentLayer):
         up to the activations' quantization)."""
         from .layers import from_spec
 
-        layer = from_spec(self.spec, batch_first=self.batch_first, seed=0)
+        layer = from_spec(self.spec, batch_first=self.batch_first, zoneout=self.zoneout,
+                          zoneout_cell=self.zoneout_cell, seed=0)  # fmt: skip
         sd = {}
         for name in layer.param_shapes():
             sd[name] = (
@@ -270,7 +284,10 @@ class QuantizedLayer(RecurrentLayer):
         """As :meth:`fastrnn.layers.RecurrentLayer.forward` (arguments, shapes, errors), float32 in
         and out, the products in int8."""
         layout, xt, batched, h0, c0, la = self._call_inputs(x, hx, lengths)
-        res = F.run_forward_int8(self.spec, xt, self.packed_entries(), h0, c0, lengths=la)
+        zo = self._zoneout_masks(*xt.shape[:2])
+        res = F.run_forward_int8(
+            self.spec, xt, self.packed_entries(), h0, c0, lengths=la, zoneout_masks=zo
+        )
         y = layout.to_caller(res.y, batched)
         return y, self._states_out(res.h_n, res.c_n, batched)
 
@@ -373,7 +390,7 @@ def quantize_dynamic(layer: RecurrentLayer, dtype: Any = "int8") -> QuantizedLay
 
     Raises:
         TypeError: ``layer`` is not a fastrnn recurrent layer, or is quantized already.
-        ValueError: ``dtype`` is not int8; ``layer`` has zoneout.
+        ValueError: ``dtype`` is not int8.
     """
     if isinstance(layer, QuantizedLayer):
         raise TypeError("layer: already quantized")
@@ -388,12 +405,6 @@ def quantize_dynamic(layer: RecurrentLayer, dtype: Any = "int8") -> QuantizedLay
         ok = False
     if not ok:
         raise ValueError(f"dtype: only 'int8' is supported, got {dtype!r}")
-    if layer.zoneout or layer.zoneout_cell:
-        raise ValueError(
-            "layer: the int8 layers have no zoneout (its inference is the expectation "
-            f"h_t = p*h_(t-1) + (1 - p)*h~_t); got zoneout={layer.zoneout}, "
-            f"zoneout_cell={layer.zoneout_cell}"
-        )
     params: dict[str, Any] = {}
     for name, p in layer.named_parameters():
         if _is_weight(name):
@@ -401,4 +412,6 @@ def quantize_dynamic(layer: RecurrentLayer, dtype: Any = "int8") -> QuantizedLay
             params[name], params[name + SCALE_SUFFIX] = q.q, q.scale
         else:
             params[name] = p.astype(np.float32)
-    return _CLASSES[layer.spec.cell](layer.spec, params, batch_first=layer.batch_first)
+    cls = _CLASSES[layer.spec.cell]
+    return cls(layer.spec, params, batch_first=layer.batch_first, zoneout=layer.zoneout,
+               zoneout_cell=layer.zoneout_cell)  # fmt: skip
