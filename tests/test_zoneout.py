@@ -6,7 +6,9 @@ The kernels against the NumPy reference (outputs, final states, every gradient; 
 float64; full and variable lengths; reverse, bidirectional, two layers with dropout, projection;
 every cell), the kernels against float64 central differences, the layers (eval is the
 expectation formula, training draws reproducible from the seed and fresh at each call, p = 0 is
-no zoneout bit for bit, the masks kept for the backward), thread determinism and the errors.
+no zoneout bit for bit, the masks kept for the backward), thread determinism and the errors;
+the rule of c's zoneout shared by Python and the core, the int8 layers (the expectation) and
+SequenceModel (training, save/load, older files, quantize_dynamic).
 """
 
 from __future__ import annotations
@@ -574,3 +576,79 @@ def test_int8_layer_keeps_zoneout(cls: Any, cell: str, kw: dict[str, Any]) -> No
     assert (back.zoneout, back.zoneout_cell) == (layer.zoneout, layer.zoneout_cell)
     q_none = fastrnn.quantize_dynamic(fastrnn.GRU(I, H))
     assert (q_none.zoneout, q_none.zoneout_cell) == (0.0, 0.0) and "zoneout" not in repr(q_none)
+
+
+# ---- the training kit --------------------------------------------------------------------------
+
+
+def _model(**kw: Any) -> Any:
+    from fastrnn.training import SequenceModel
+
+    return SequenceModel("lstm", 3, 8, 2, num_layers=2, seed=4, **kw)
+
+
+def test_sequence_model_trains_with_zoneout(tmp_path: Any) -> None:
+    """SequenceModel(zoneout=, zoneout_cell=): its stack zones out (the config keeps the
+    probabilities), training steps are reproducible from the seed and differ from the model's
+    without zoneout; eval is deterministic; save/load, a file written before zoneout existed and
+    quantize_dynamic keep what they should."""
+    from fastrnn.training import SequenceModel, optim
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 4, 3)).astype(np.float32)
+    target = rng.standard_normal((6, 4, 2)).astype(np.float32)
+
+    def losses(m: Any) -> list[float]:
+        opt = optim.Adam(lr=1e-2)
+        return [m.train_step(x, target, opt).loss for _ in range(3)]
+
+    m = _model(zoneout=0.3, zoneout_cell=0.2)
+    assert (m.config["zoneout"], m.config["zoneout_cell"]) == (0.3, 0.2)
+    assert (m.rnn.zoneout, m.rnn.zoneout_cell) == (0.3, 0.2)
+    zoned = losses(m)
+    assert zoned == losses(_model(zoneout=0.3, zoneout_cell=0.2))  # reproducible
+    assert zoned != losses(_model())
+    m.eval()
+    y1, _ = m.forward(x)
+    y2, _ = m.forward(x)
+    np.testing.assert_array_equal(y1, y2)
+    m.save(tmp_path / "m.npz")
+    back, _, _ = SequenceModel.load(tmp_path / "m.npz")
+    assert back.config == m.config and back.rnn.zoneout_cell == 0.2
+    np.testing.assert_array_equal(back.eval().forward(x)[0], y1)
+    q = m.quantize_dynamic()
+    assert (q.rnn.zoneout, q.rnn.zoneout_cell) == (0.3, 0.2)
+    assert float(np.abs(q.forward(x)[0] - y1).max()) < 0.05
+    with pytest.raises(ValueError, match=r"^zoneout_cell: only lstm and lnlstm .* not gru"):
+        SequenceModel("gru", 3, 8, 2, zoneout_cell=0.1)
+    with pytest.raises(ValueError, match=r"^zoneout: expected a number in \[0, 1\)"):
+        SequenceModel("gru", 3, 8, 2, zoneout=1.0)
+
+
+def test_sequence_model_file_without_zoneout_loads(tmp_path: Any) -> None:
+    """A SequenceModel file written before zoneout existed (no such config keys) loads as a
+    model without zoneout; a bad zoneout in a file is named."""
+    import json
+
+    from fastrnn.training import SequenceModel
+
+    m = _model()
+    m.save(tmp_path / "new.npz")
+
+    def rewrite(dst: str, **config: Any) -> Any:
+        with np.load(tmp_path / "new.npz", allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(str(arrays["meta"]))
+        for k, v in config.items():
+            if v is None:
+                del meta["config"][k]
+            else:
+                meta["config"][k] = v
+        arrays["meta"] = np.array(json.dumps(meta))
+        np.savez(tmp_path / dst, **arrays)
+        return tmp_path / dst
+
+    back, _, _ = SequenceModel.load(rewrite("old.npz", zoneout=None, zoneout_cell=None))
+    assert back.config == m.config and (back.rnn.zoneout, back.rnn.zoneout_cell) == (0.0, 0.0)
+    with pytest.raises(ValueError, match=r"zoneout: expected a number in \[0, 1\)"):
+        SequenceModel.load(rewrite("bad.npz", zoneout=2.0))

@@ -718,7 +718,7 @@ class StackSpec:
         """
         try:
             f = check_real(name, p, 0.0, 1.0)
-        except TypeError as e:
+        except (TypeError, ValueError) as e:
             raise ValueError(f"{name}: expected a number in [0, 1), got {p!r}") from e
         if f >= 1:
             raise ValueError(f"{name}: expected a number in [0, 1), got {p!r}")

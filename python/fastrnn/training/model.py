@@ -62,8 +62,9 @@ class _DefaultForgetBias(float):
 
 _DEFAULT_FORGET_BIAS = _DefaultForgetBias(1.0)
 #: config keys added after files of this format were first written: the value a file without the
-#: key stands for (forget_bias: those models were made with PyTorch's default initialisation)
-_ADDED_KEYS: dict[str, Any] = {"forget_bias": None}
+#: key stands for (forget_bias: those models were made with PyTorch's default initialisation;
+#: zoneout: they had none)
+_ADDED_KEYS: dict[str, Any] = {"forget_bias": None, "zoneout": 0.0, "zoneout_cell": 0.0}
 
 
 def _is_int8(value: Any) -> bool:
@@ -117,7 +118,8 @@ def _checked_forget_bias(value: Any, cell: str, dtype: np.dtype[Any]) -> float |
 def _checked_config(c: Mapping[str, Any]) -> dict[str, Any]:
     """SequenceModel's arguments (every key of its constructor), checked and normalised as its
     config holds them: the rules the constructor and :meth:`SequenceModel.load` share, applied
-    before anything is allocated (``dropout`` is the recurrent layer's to check)."""
+    before anything is allocated (``dropout``, ``zoneout`` and ``zoneout_cell`` are the
+    recurrent layer's to check)."""
     cell, emb, seed = c["cell"], c["embedding_dim"], c["seed"]
     dtype = float_dtype("dtype", c["dtype"])
     if not isinstance(cell, str) or cell not in _MODEL_CELLS:
@@ -131,6 +133,8 @@ def _checked_config(c: Mapping[str, Any]) -> dict[str, Any]:
         "embedding_dim": None if emb is None else check_int("embedding_dim", emb, 1),
         "many_to_one": check_bool("many_to_one", c["many_to_one"]),
         "dropout": c["dropout"],
+        "zoneout": c["zoneout"],
+        "zoneout_cell": c["zoneout_cell"],
         "bidirectional": check_bool("bidirectional", c["bidirectional"]),
         "dtype": dtype.name,
         "compute_dtype": _checked_compute_dtype(c["compute_dtype"], dtype),
@@ -207,6 +211,9 @@ class SequenceModel(Composite):
         input_size: features per step, or the vocabulary size when ``embedding_dim`` is given
             (the input is then integer ids ``(T, B)``).
         hidden_size, num_layers, dropout, bidirectional: as the recurrent layers.
+        zoneout, zoneout_cell: the recurrent stack's zoneout probabilities of the hidden and
+            (``"lstm"``, ``"lnlstm"``) cell states, in ``[0, 1)`` (as the recurrent layers':
+            0/1 draws in training, the expectation in eval and in an int8 model).
         output_size: outputs of the final Linear layer (classes, or regression targets).
         embedding_dim: if given, an :class:`~fastrnn.training.nn.Embedding` turns ids into vectors.
         many_to_one: the output layer reads only the last step.
@@ -239,8 +246,9 @@ class SequenceModel(Composite):
         TypeError: a size or ``seed`` not an int, a flag not a bool, ``dtype`` not float32 or
             float64, or ``forget_bias`` not a number.
         ValueError: an unknown ``cell`` or ``compute_dtype``, a size < 1, ``dropout`` out of
-            ``[0, 1]``, ``"int8"`` with a float64 ``dtype``, or a ``forget_bias`` for a cell
-            without a forget gate or not finite in ``dtype``.
+            ``[0, 1]``, ``zoneout`` or ``zoneout_cell`` out of ``[0, 1)`` (``zoneout_cell`` > 0
+            for a cell without a cell state), ``"int8"`` with a float64 ``dtype``, or a
+            ``forget_bias`` for a cell without a forget gate or not finite in ``dtype``.
     """
 
     def __init__(
@@ -254,6 +262,8 @@ class SequenceModel(Composite):
         embedding_dim: int | None = None,
         many_to_one: bool = False,
         dropout: float = 0.0,
+        zoneout: float = 0.0,
+        zoneout_cell: float = 0.0,
         bidirectional: bool = False,
         dtype: Any = np.float32,
         compute_dtype: Any = None,
@@ -261,12 +271,13 @@ class SequenceModel(Composite):
         seed: int | np.random.Generator | None = None,
     ) -> None:
         rng = as_rng(seed)  # a Generator is used as is; the config keeps int seeds only
-        #: the constructor's arguments as checked (``dtype`` by name, ``dropout`` as the layer
-        #: took it, an int ``seed`` or None): what :meth:`save` writes
+        #: the constructor's arguments as checked (``dtype`` by name, ``dropout`` and the zoneout
+        #: probabilities as the layer took them, an int ``seed`` or None): what :meth:`save` writes
         self.config: dict[str, Any] = _checked_config({
             "cell": cell, "input_size": input_size, "hidden_size": hidden_size,
             "output_size": output_size, "num_layers": num_layers, "embedding_dim": embedding_dim,
-            "many_to_one": many_to_one, "dropout": dropout, "bidirectional": bidirectional,
+            "many_to_one": many_to_one, "dropout": dropout, "zoneout": zoneout,
+            "zoneout_cell": zoneout_cell, "bidirectional": bidirectional,
             "dtype": dtype, "compute_dtype": compute_dtype, "forget_bias": forget_bias,
             "seed": None if isinstance(seed, np.random.Generator) else seed,
         })  # fmt: skip
@@ -287,8 +298,12 @@ class SequenceModel(Composite):
         #: :class:`~fastrnn.layers.GRU`, :class:`~fastrnn.layers.LayerNormLSTM` or
         #: :class:`~fastrnn.layers.LayerNormGRU` (a :class:`~fastrnn.quantized.QuantizedLayer`
         #: for int8)
-        self.rnn: RecurrentLayer = from_spec(spec, dropout=dropout, seed=r_rnn)
-        c["dropout"] = self.rnn.dropout  # the layer's rule
+        self.rnn: RecurrentLayer = from_spec(
+            spec, dropout=dropout, zoneout=c["zoneout"], zoneout_cell=c["zoneout_cell"], seed=r_rnn
+        )
+        # the layer's rules
+        c["dropout"], c["zoneout"] = self.rnn.dropout, self.rnn.zoneout
+        c["zoneout_cell"] = self.rnn.zoneout_cell
         if c["forget_bias"] is not None:
             init.set_forget_bias(self.rnn, c["forget_bias"])
         if int8:  # the weights a load_state_dict replaces: quantize_dynamic or load
