@@ -812,3 +812,51 @@ def test_learns_to_reverse_digit_strings(cell: str, attention: str) -> None:
         s = draw(32, rng)
         m.train_step(v.batch(s, [x[::-1] for x in s]), opt, clip_norm=1.0)
     assert accuracy() >= 0.95
+
+
+# ---- zoneout -----------------------------------------------------------------------------------
+
+
+def test_zoneout_trains_reproducibly_and_decodes_as_teacher_forcing(tmp_path: Path) -> None:
+    """Seq2Seq(zoneout=, zoneout_cell=): both stacks zone out (the config keeps it), training is
+    reproducible from the seed and differs from the model's without; decoding, one step at a
+    time in eval, scores a hypothesis as eval-mode teacher forcing does (zoneout's expectation
+    the same either way); save/load keeps it, a file written before zoneout existed loads
+    without, and bad probabilities are named."""
+    m = decoding_model("lstm", "general", zoneout=0.2, zoneout_cell=0.1)
+    assert (m.config["zoneout"], m.config["zoneout_cell"]) == (0.2, 0.1)
+    for layer in (m.encoder, m.decoder):
+        assert (layer.zoneout, layer.zoneout_cell) == (0.2, 0.1)
+    again = decoding_model("lstm", "general", zoneout=0.2, zoneout_cell=0.1).state_dict()
+    plain = decoding_model("lstm", "general").state_dict()
+    sd = m.state_dict()
+    for k, v in sd.items():
+        np.testing.assert_array_equal(v, again[k])
+    assert any(not np.array_equal(v, plain[k]) for k, v in sd.items())
+    src, lengths = _sources()
+    hyps = m.greedy(src, lengths, 8)
+    assert any(len(h.ids) > 0 for h in hyps)
+    m.eval()
+    for j, h in enumerate(hyps):
+        one = Batch.of([src[: lengths[j], j]], [h.ids])
+        logits, _ = m.forward(one)
+        z = logits[:, 0] - logits[:, 0].max(-1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+        want = sum(logp[t, one.tgt_out[t, 0]] for t in range(len(h.ids) + h.finished))
+        assert h.score == pytest.approx(want, rel=1e-10)
+    m.save(tmp_path / "z.npz")
+    back, _, _ = Seq2Seq.load(tmp_path / "z.npz")
+    assert back.config == m.config and back.decoder.zoneout_cell == 0.1
+    for got, want_h in zip(back.greedy(src, lengths, 8), hyps, strict=True):
+        _same(got, want_h)
+
+    def drop(arrays: Any, meta: Any) -> None:
+        del meta["config"]["zoneout"], meta["config"]["zoneout_cell"]
+
+    old, _, _ = Seq2Seq.load(_rewrite(tmp_path, tmp_path / "z.npz", drop))
+    assert (old.config["zoneout"], old.config["zoneout_cell"]) == (0.0, 0.0)
+    assert old.encoder.zoneout == 0.0
+    with pytest.raises(ValueError, match=r"zoneout: expected a number in \[0, 1\)"):
+        Seq2Seq.load(_rewrite(tmp_path, tmp_path / "z.npz", _config("zoneout", 1.5)))
+    with pytest.raises(ValueError, match=r"^zoneout_cell: only lstm and lnlstm .* not gru"):
+        make_model("gru", zoneout_cell=0.1)

@@ -420,7 +420,8 @@ class Hypothesis:
 def _checked_config(c: Mapping[str, Any]) -> dict[str, Any]:
     """Seq2Seq's arguments (every key of its constructor), checked and normalised as its config
     holds them: the rules the constructor and :meth:`Seq2Seq.load` share, applied before
-    anything is allocated (``dropout`` is the recurrent layers' to check)."""
+    anything is allocated (``dropout``, ``zoneout`` and ``zoneout_cell`` are the recurrent
+    layers' to check)."""
     cell, attention, attn_size, seed = c["cell"], c["attention"], c["attn_size"], c["seed"]
     dtype = float_dtype("dtype", c["dtype"])
     if not isinstance(cell, str) or cell not in _CELLS:
@@ -444,6 +445,8 @@ def _checked_config(c: Mapping[str, Any]) -> dict[str, Any]:
         "attention": attention,
         "attn_size": attn_size,
         "dropout": c["dropout"],
+        "zoneout": c["zoneout"],
+        "zoneout_cell": c["zoneout_cell"],
         "forget_bias": _checked_forget_bias(c["forget_bias"], cell, dtype),
         "dtype": dtype.name,
         "seed": None if seed is None else check_int("seed", seed, 0),
@@ -505,8 +508,12 @@ def _check_vocab_sizes(vocab: Seq2SeqVocab, config: Mapping[str, Any]) -> None:
 
 
 #: the file of :meth:`Seq2Seq.save` (:mod:`fastrnn.training._saved`)
+#: config keys added after files of this format were first written: the value a file without the
+#: key stands for (zoneout: those models had none)
+_ADDED_KEYS: dict[str, Any] = {"zoneout": 0.0, "zoneout_cell": 0.0}
+
 _FORMAT = _saved.ModelFormat("Seq2Seq", "fastrnn.Seq2Seq/1", _checked_config, _param_shapes,
-                             _check_extra)  # fmt: skip
+                             _check_extra, added_keys=_ADDED_KEYS)  # fmt: skip
 
 
 def _log_softmax(z: Array) -> NDArray[np.float64]:
@@ -536,6 +543,9 @@ class Seq2Seq(Composite):
             attention).
         attn_size: the additive score's hidden size (default: the decoder's hidden size).
         dropout: between the layers of each stack, in training (as the recurrent layers').
+        zoneout, zoneout_cell: the zoneout probabilities of both stacks' hidden and (``"lstm"``,
+            ``"lnlstm"``) cell states, in ``[0, 1)`` (as the recurrent layers': 0/1 draws in
+            training, the expectation when decoding).
         forget_bias: an LSTM's forget-gate bias, in both stacks, set after PyTorch's default
             initialisation by :func:`~fastrnn.training.init.set_forget_bias` (1.0 by default;
             Jozefowicz et al., 2015), as :class:`~fastrnn.training.model.SequenceModel`'s.
@@ -560,8 +570,9 @@ class Seq2Seq(Composite):
             float32 or float64, or ``forget_bias`` not a number.
         ValueError: an unknown ``cell`` or ``attention``, a vocabulary smaller than its special
             ids (``src_vocab_size`` < 2, ``tgt_vocab_size`` < 3), another size < 1,
-            ``attn_size`` without the additive score, ``dropout`` out of ``[0, 1]``, or a
-            ``forget_bias`` for a cell without a forget gate.
+            ``attn_size`` without the additive score, ``dropout`` out of ``[0, 1]``, ``zoneout``
+            or ``zoneout_cell`` out of ``[0, 1)`` (``zoneout_cell`` > 0 for a cell without a cell
+            state), or a ``forget_bias`` for a cell without a forget gate.
     """
 
     def __init__(
@@ -577,18 +588,22 @@ class Seq2Seq(Composite):
         attention: str | None = "general",
         attn_size: int | None = None,
         dropout: float = 0.0,
+        zoneout: float = 0.0,
+        zoneout_cell: float = 0.0,
         forget_bias: float | None = _DEFAULT_FORGET_BIAS,
         dtype: Any = np.float32,
         seed: int | np.random.Generator | None = None,
     ) -> None:
         rng = as_rng(seed)  # a Generator is used as is; the config keeps int seeds only
-        #: the constructor's arguments as checked (``dtype`` by name, ``dropout`` as the layers
-        #: took it, an int ``seed`` or None): what :meth:`save` writes
+        #: the constructor's arguments as checked (``dtype`` by name, ``dropout`` and the zoneout
+        #: probabilities as the layers took them, an int ``seed`` or None): what :meth:`save`
+        #: writes
         self.config: dict[str, Any] = _checked_config({
             "cell": cell, "src_vocab_size": src_vocab_size, "tgt_vocab_size": tgt_vocab_size,
             "embedding_dim": embedding_dim, "hidden_size": hidden_size, "num_layers": num_layers,
             "bidirectional": bidirectional, "attention": attention, "attn_size": attn_size,
-            "dropout": dropout, "forget_bias": forget_bias, "dtype": dtype,
+            "dropout": dropout, "zoneout": zoneout, "zoneout_cell": zoneout_cell,
+            "forget_bias": forget_bias, "dtype": dtype,
             "seed": None if isinstance(seed, np.random.Generator) else seed,
         })  # fmt: skip
         c = self.config
@@ -597,10 +612,13 @@ class Seq2Seq(Composite):
         Hd, E = dec.hidden_size, c["embedding_dim"]
         r = rng.spawn(7)
         self.src_embedding = Embedding(c["src_vocab_size"], E, PAD, dtype=self.dtype, seed=r[0])
-        self.encoder: RecurrentLayer = from_spec(enc, dropout=c["dropout"], seed=r[1])
-        c["dropout"] = self.encoder.dropout  # the layer's rule
+        reg = {"dropout": c["dropout"], "zoneout": c["zoneout"], "zoneout_cell": c["zoneout_cell"]}
+        self.encoder: RecurrentLayer = from_spec(enc, **reg, seed=r[1])
+        # the layer's rules
+        c["dropout"], c["zoneout"] = self.encoder.dropout, self.encoder.zoneout
+        c["zoneout_cell"] = self.encoder.zoneout_cell
         self.tgt_embedding = Embedding(c["tgt_vocab_size"], E, PAD, dtype=self.dtype, seed=r[2])
-        self.decoder: RecurrentLayer = from_spec(dec, dropout=c["dropout"], seed=r[3])
+        self.decoder: RecurrentLayer = from_spec(dec, **reg, seed=r[3])
         if c["forget_bias"] is not None:
             for layer in (self.encoder, self.decoder):
                 init.set_forget_bias(layer, c["forget_bias"])
