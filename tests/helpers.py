@@ -303,11 +303,11 @@ def stack_opts(L: int, D: int, reverse: bool, lengths: Any = None) -> dict[str, 
 
 
 class LayerNormCase:
-    """The problems and comparisons of a layer-normalised cell's suite (test_lnlstm.py,
-    test_lngru.py), for one cell: random stacks with the layer norms' vectors away from their
-    start, the kernels and the float64 reference run on them, every output and gradient compared
-    (the cell state's only for a cell that has one), and the loss and arrays of finite
-    differences."""
+    """The problems and comparisons of a layer-normalised cell's suite
+    (test_layer_norm_cells.py), for one cell: random stacks with the layer norms' vectors away
+    from their start, the kernels and the float64 reference run on them, every output and
+    gradient compared (the cell state's only for a cell that has one), and the loss and arrays
+    of finite differences."""
 
     T, B, I, H = 5, 5, 3, 6
     LENGTHS = np.array([2, 5, 0, 3, 5])  # unsorted, zero and full lengths
