@@ -571,39 +571,101 @@ def test_training_and_inference_outputs_are_bit_identical(
 
 # ---- other precisions --------------------------------------------------------------------------
 
+# compute_dtype="bfloat16" against the reference's bfloat16 products. The kernels and the
+# reference (in float64) round the same operands to bfloat16, but an operand that lies within
+# float32 rounding of a bfloat16 rounding boundary rounds the other way in one of them: a bfloat16
+# step in one term. A layer norm spreads that step over its whole row, and the recurrence over the
+# steps after it: the sequence's outputs and every gradient it adds to move by up to 0.64 of
+# bfloat16's own error (rms, the most seen), and a gain's or bias's gradient, a sum over every
+# sequence and step, moves in every element, its median too. No bound on an array, or on its
+# median element, holds for every seed: the old check (per array, median <= 1e-5 and rms <= 0.2 of
+# the bfloat16 error, at seed 6) failed for lnlstm at seeds 1, 16 and 20 of 0..20 (21 of 0..199),
+# for lngru, its median bound widened to 1% of that error, at 5 of 0..199. The NumPy reference run
+# in float32 flips about as often; without layer norms a flip stays in few elements (the plain
+# cells' medians stayed within 5e-6 over 200 such problems).
+#
+# Flips are rare and stay in their sequence, so the comparison is by sequence (_bf16_errors), and
+# at least half of them must agree to float32 rounding: every array within BF16_AGREE (rms,
+# relative to its largest magnitude, at least 1). Over seeds 0..199, both cells and stacks, under
+# each kernel variant (x86-64-v2 to v4-amx): a sequence's largest error had median 1.4e-7, 3% of
+# the sequences flipped (1e-5 to 5.1e-3), never more than 2 of a problem's 4; the kernels with
+# exact products were off by 8.6e-4 and more in every sequence, the reference with bfloat16
+# products in its forward only (or its backward only) by 4.2e-4 and more.
+BF16_AGREE = 1e-5
+# 1, 16 and 20: where the old check failed for lnlstm (under x86-64-v4-amx its bidirectional
+# problem has one flipped sequence at 1 and 20, two at 16); 6: the old check's seed
+BF16_SEEDS = (0, 1, 6, 16, 20)
+
+
+def _rms(a: Any) -> float:
+    """The root mean square of an array's elements, in float64."""
+    return float(np.sqrt(np.mean(np.square(np.asarray(a, np.float64)))))
+
+
+def _one_sequence(a: Any, b: int) -> Any:
+    """``a`` (None, or an array with the batch on its axis 1) with every sequence but ``b``
+    zero."""
+    if a is None:
+        return None
+    out = np.zeros_like(a)
+    out[:, b] = a[:, b]
+    return out
+
+
+def _bf16_errors(
+    ln: LnCell, s: dict[str, Any], opts: dict[str, Any], compute_dtype: str | None
+) -> list[float]:
+    """For each sequence b of nonzero length: the largest distance between the kernels (their
+    products in ``compute_dtype``) and the bfloat16 reference over b's arrays, each the rms of
+    the difference relative to the reference's largest magnitude (at least 1). b's arrays: its
+    outputs and final states, and the backward of b's output gradients alone (the other
+    sequences' zero): its dx, its initial states' gradients and its share of every parameter's
+    gradient (the backward is linear in the output gradients, and the other sequences'
+    contributions are exact zeros). The forward runs on the whole batch."""
+    errors = []
+    for b in map(int, np.flatnonzero(opts["lengths"])):
+        one = {**s, **{k: _one_sequence(s[k], b) for k in ("dy", "dh", "dc")}}
+        fw, bw = ln.case.kernels(one, opts, compute_dtype=compute_dtype)
+        y, h_n, c_n, g = ln.case.reference(one, opts, compute_dtype="bfloat16")
+        got = [fw.y, fw.h_n, fw.c_n, bw.dx, bw.dh0, bw.dc0]
+        want = [y, h_n, c_n, g["dx"], g["dh0"], g["dc0"]]
+        pairs = [(a[:, b], w[:, b]) for a, w in zip(got, want, strict=True) if w is not None]
+        assert len(pairs) == (6 if ln.has_c else 4)
+        for (name, a), (_, w) in zip(ln.case.grads(bw), ln.case.ref_grads(g), strict=True):
+            assert (a is None) == (w is None), name
+            if w is not None:
+                pairs.append((a, w))
+        errors.append(max(_rms(a - w) / max(1.0, float(np.abs(w).max())) for a, w in pairs))
+    return errors
+
 
 @TWO_LAYERS
+@pytest.mark.parametrize("seed", BF16_SEEDS)
 def test_bf16_products_against_the_bf16_reference(
-    ln: LnCell, L: int, D: int, reverse: bool
+    ln: LnCell, L: int, D: int, reverse: bool, seed: int
 ) -> None:
-    """compute_dtype bfloat16: the kernels compute the reference's bfloat16 products (to float32
-    rounding, far below bfloat16's own error), forward and backward; the layer norms stay
-    float32. A gain's or bias's gradient sums T*B rows, and where the kernels' float32 operand
-    differs from the reference's in its last bit, its bfloat16 rounding may go the other way: a
-    bfloat16 step in one term. Over the 3H elements of such a vector the median difference is
-    then up to 2e-5 (lngru, seed 6: 0.7% of bfloat16's own error), so lngru's median bound is
-    1e-5 or 1% of that error, the larger; lnlstm's is 1e-5."""
-    s = ln.case.make_stack(L, D, np.float32, seed=6)
+    """compute_dtype bfloat16, forward and backward (the layer norms stay float32): at least
+    half of the sequences agree with the reference's bfloat16 products to float32 rounding in
+    every output, state and gradient (BF16_AGREE; the others may have flipped a rounding, see
+    above); and the reference's bfloat16 outputs are not float32's."""
+    s = ln.case.make_stack(L, D, np.float32, seed=seed)
     opts = stack_opts(L, D, reverse, LENGTHS)
-    fw, bw = ln.case.kernels(s, opts, compute_dtype="bfloat16")
-    want = ln.case.reference(s, opts, compute_dtype="bfloat16")
-    exact = ln.case.reference(s, opts)
+    errors = _bf16_errors(ln, s, opts, "bfloat16")
+    assert len(errors) == np.count_nonzero(LENGTHS)
+    assert 2 * sum(e <= BF16_AGREE for e in errors) >= len(errors), errors
+    y_bf16 = ln.case.reference(s, opts, compute_dtype="bfloat16")[0]
+    y_exact = ln.case.reference(s, opts)[0]
+    assert _rms(y_bf16 - y_exact) > 1e-4  # bfloat16 does round
 
-    def flat(y: Any, dx: Any, grads: Any) -> list[Any]:
-        return [y, dx, *(a for _, a in grads if a is not None)]
 
-    got_all = flat(fw.y, bw.dx, ln.case.grads(bw))
-    want_all = flat(want[0], want[3]["dx"], ln.case.ref_grads(want[3]))
-    exact_all = flat(exact[0], exact[3]["dx"], ln.case.ref_grads(exact[3]))
-    median_share = {"lnlstm": 0.0, "lngru": 0.01}[ln.cell]
-    for got, w, e in zip(got_all, want_all, exact_all, strict=True):
-        scale = max(1.0, float(np.abs(w).max()))
-        d = np.abs(got - w) / scale
-        bf16_error = float(np.sqrt(np.mean(np.square(w - e)))) / scale
-        assert float(np.median(d)) <= max(1e-5, median_share * bf16_error)
-        assert float(np.sqrt(np.mean(np.square(d)))) <= max(0.2 * bf16_error, 1e-5)
-    y_bf16, y_exact = want[0], exact[0]
-    assert float(np.sqrt(np.mean(np.square(y_bf16 - y_exact)))) > 1e-4  # bfloat16 does round
+@TWO_LAYERS
+def test_the_bf16_comparison_sees_exact_products(ln: LnCell, L: int, D: int, reverse: bool) -> None:
+    """The comparison above fails for the kernels with exact (float32) products: no sequence
+    agrees with the bfloat16 reference, each off by more than 10x BF16_AGREE (a missing
+    bfloat16 rounding is a difference of the order of bfloat16's own error)."""
+    s = ln.case.make_stack(L, D, np.float32, seed=0)
+    errors = _bf16_errors(ln, s, stack_opts(L, D, reverse, LENGTHS), None)
+    assert min(errors) > 10 * BF16_AGREE, errors
 
 
 def test_bf16_layer(ln: LnCell) -> None:
