@@ -148,7 +148,8 @@ class Problem:
         def cast(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else a.astype(dtype)
 
-        return Problem(self.cell, *[cast(getattr(self, f)) for f in _FIELDS])
+        arrays: list[Any] = [cast(getattr(self, f)) for f in _FIELDS]
+        return Problem(self.cell, *arrays)
 
 
 _FIELDS = ("x", "weight_ih", "weight_hh", "bias_ih", "bias_hh", "h0", "c0", "dy", "dh_n", "dc_n")
@@ -303,11 +304,11 @@ def stack_opts(L: int, D: int, reverse: bool, lengths: Any = None) -> dict[str, 
 
 
 class LayerNormCase:
-    """The problems and comparisons of a layer-normalised cell's suite (test_lnlstm.py,
-    test_lngru.py), for one cell: random stacks with the layer norms' vectors away from their
-    start, the kernels and the float64 reference run on them, every output and gradient compared
-    (the cell state's only for a cell that has one), and the loss and arrays of finite
-    differences."""
+    """The problems and comparisons of a layer-normalised cell's suite
+    (test_layer_norm_cells.py), for one cell: random stacks with the layer norms' vectors away
+    from their start, the kernels and the float64 reference run on them, every output and
+    gradient compared (the cell state's only for a cell that has one), and the loss and arrays
+    of finite differences."""
 
     T, B, I, H = 5, 5, 3, 6
     LENGTHS = np.array([2, 5, 0, 3, 5])  # unsorted, zero and full lengths
@@ -364,6 +365,7 @@ class LayerNormCase:
     def kernels(self, s: dict[str, Any], opts: dict[str, Any], **extra: Any) -> tuple[Any, Any]:
         """The kernels' forward and backward of a stack (``compute_dtype`` for both)."""
         fw = F.stack_forward(self.cell, s["x"], s["params"], s["h0"], s["c0"], **opts, **extra)
+        assert fw.workspace is not None
         same = {k: v for k, v in extra.items() if k == "compute_dtype"}
         bw = F.stack_backward(self.cell, s["x"], s["params"], fw.workspace, s["dy"], s["dh"],
                               s["dc"], **opts, **same)  # fmt: skip

@@ -30,8 +30,9 @@ from helpers import assert_close, central_difference, contracted_loss
 T, B, I, H = 5, 5, 3, 4
 LENGTHS = np.array([2, 5, 0, 3, 5])  # unsorted, zero and full lengths
 P_H, P_C = 0.3, 0.4
-# the layer-normalised cells' float32 tolerance, test_lnlstm's F32_FACTOR (its comment: a layer
-# norm's backward divides by its row's spread twice); helpers' 1e-5 for every other cell
+# the layer-normalised cells' float32 tolerance, lnlstm's f32_factor in test_layer_norm_cells.py
+# (its comment: a layer norm's backward divides by its row's spread twice); helpers' 1e-5 for
+# every other cell
 
 
 def _factor(cell: str, dtype: Any) -> float:
