@@ -7,6 +7,7 @@ Tests import from here (``from helpers import ...``); conftest.py holds only fix
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -279,6 +280,40 @@ def assert_bench_usage_error(argv: list[str], msg: str, capsys: Any) -> None:
     assert e.value.code == 2
     out, err = capsys.readouterr()
     assert out == "" and msg in err
+
+
+def int8_reference_entries(q: Any) -> list[tuple[Any, ...]]:
+    """A quantized layer's parameters as the reference's ``stack_forward`` takes them:
+    ``QuantizedWeight`` for the weight matrices (``w_ih``, ``w_hh``, ``w_hr``), the float32
+    biases and the cell's own vectors (a tuple, or None) as they are."""
+    p = dict(q.named_parameters())
+    out = []
+    for k in range(q.spec.num_entries):
+        names = q.spec.entry_names(k)
+        e: list[Any] = [
+            None if n is None else R.QuantizedWeight(p[n], p[n + "_scale"]) if i in (0, 1, 4)
+            else p[n]
+            for i, n in enumerate(names[:5])
+        ]  # fmt: skip
+        cp = names.cell_params
+        out.append((*e, None if cp is None else tuple(p[n] for n in cp)))
+    return out
+
+
+def rewrite_config(src: Any, dst: Any, **change: Any) -> Any:
+    """A saved model's file ``src`` written to ``dst`` with its config's keys changed (a value
+    None: the key dropped, as in a file written before the key existed); returns ``dst``."""
+    with np.load(src) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays["meta"]))
+    for k, v in change.items():
+        if v is None:
+            del meta["config"][k]
+        else:
+            meta["config"][k] = v
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(dst, **arrays)
+    return dst
 
 
 # ---------------------------------------------------------------- the layer-normalised cells

@@ -24,7 +24,7 @@ from fastrnn import functional as F
 from fastrnn import reference as R
 from fastrnn.spec import CELLS, LayerParams, StackSpec
 from fastrnn.training import init
-from helpers import assert_close, central_difference, contracted_loss
+from helpers import assert_close, central_difference, contracted_loss, int8_reference_entries
 
 T, B, I, H = 5, 5, 3, 6
 LENGTHS = np.array([2, 5, 0, 3, 5])  # unsorted, zero and full lengths
@@ -457,15 +457,14 @@ def test_int8_layer_against_the_reference() -> None:
     assert "weight_peephole_l0_scale" not in q.param_shapes()
     x = np.random.default_rng(7).standard_normal((T, B, I)).astype(np.float32)
     y, (h_n, c_n) = q(x, lengths=LENGTHS)
-    p = dict(q.named_parameters())
-    entries = []
-    for k in range(q.spec.num_entries):
-        names = q.spec.entry_names(k)
-        e: list[Any] = [R.QuantizedWeight(p[n], p[n + "_scale"]) if i in (0, 1, 4) else p[n]
-                        for i, n in enumerate(names[:5])]  # fmt: skip
-        entries.append((*e, tuple(p[n] for n in names.cell_params)))
     y_ref, h_ref, c_ref, _ = R.stack_forward(
-        "lstm_peephole", x, entries, num_layers=2, lengths=LENGTHS, clip=0.75, input_forget=True
+        "lstm_peephole",
+        x,
+        int8_reference_entries(q),
+        num_layers=2,
+        lengths=LENGTHS,
+        clip=0.75,
+        input_forget=True,
     )
     np.testing.assert_allclose(y, y_ref, rtol=0, atol=2e-5)
     np.testing.assert_allclose(h_n, h_ref, rtol=0, atol=2e-5)

@@ -17,6 +17,7 @@ import fastrnn
 from fastrnn import init
 from fastrnn.tools import cli
 from fastrnn.training.model import SequenceModel
+from helpers import rewrite_config
 
 H = 5
 
@@ -218,28 +219,13 @@ def test_save_and_load_keep_it(tmp_path: Path, value: float | None) -> None:
         assert json.loads(str(z["meta"]))["config"]["forget_bias"] == value
 
 
-def _rewrite_config(src: Path, dst: Path, **change: Any) -> None:
-    """``src`` written to ``dst`` with its config's keys changed (a value None: the key
-    dropped)."""
-    with np.load(src) as z:
-        arrays = {k: z[k] for k in z.files}
-    meta = json.loads(str(arrays["meta"]))
-    for k, v in change.items():
-        if v is None:
-            del meta["config"][k]
-        else:
-            meta["config"][k] = v
-    arrays["meta"] = np.array(json.dumps(meta))
-    np.savez(dst, **arrays)
-
-
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_files_without_the_key_load(tmp_path: Path, cell: str) -> None:
     """A file written before forget_bias existed loads, as a model made with PyTorch's default
     (which it was), with the file's weights."""
     m = SequenceModel(cell, 2, H, 1, seed=0, forget_bias=None)
     m.save(tmp_path / "new.npz")
-    _rewrite_config(tmp_path / "new.npz", tmp_path / "old.npz", forget_bias=None)
+    rewrite_config(tmp_path / "new.npz", tmp_path / "old.npz", forget_bias=None)
     back, _, _ = SequenceModel.load(tmp_path / "old.npz")
     assert back.config["forget_bias"] is None and back.config == m.config
     for k, v in m.state_dict().items():
@@ -251,7 +237,7 @@ def test_a_bad_forget_bias_in_a_file(tmp_path: Path) -> None:
                                ("lstm", "x", "expected a number"),
                                ("lstm", 1e999, "must be finite")):  # fmt: skip
         SequenceModel(cell, 2, H, 1, seed=0).save(tmp_path / "m.npz")
-        _rewrite_config(tmp_path / "m.npz", tmp_path / "bad.npz", forget_bias=bad)
+        rewrite_config(tmp_path / "m.npz", tmp_path / "bad.npz", forget_bias=bad)
         path = re.escape(str(tmp_path / "bad.npz"))
         with pytest.raises(ValueError, match=rf"^path: {path}: a bad config \(forget_bias: "
                            f"{problem}"):  # fmt: skip

@@ -21,6 +21,7 @@ from fastrnn import _core
 from fastrnn import functional as F
 from fastrnn import reference as R
 from fastrnn.quantized import QuantizedLayer
+from helpers import int8_reference_entries
 
 # (T, B, I, H): batch 1 and 3 (the vector kernels), 20 and 37 (AMX tiles where the CPU has them,
 # with partial tiles), a depth past several tile steps, H not a multiple of the 16-row panels
@@ -51,28 +52,11 @@ def _layer(cell: str, I: int, H: int, seed: int = 0, **kw: Any) -> fastrnn.layer
     return cls(I, H, **base, **kw, seed=seed).eval()
 
 
-def _reference_entries(q: QuantizedLayer) -> list[tuple[Any, ...]]:
-    """The layer's parameters as the reference takes them: QuantizedWeight for the matrices."""
-    p = dict(q.named_parameters())
-    out = []
-    for k in range(q.spec.num_entries):
-        e: list[Any] = []
-        for i, n in enumerate(q.spec.entry_names(k)):
-            if n is None:
-                e.append(None)
-            elif i in (0, 1, 4):
-                e.append(R.QuantizedWeight(p[n], p[n + "_scale"]))
-            else:
-                e.append(p[n])
-        out.append(tuple(e))
-    return out
-
-
 def _reference(q: QuantizedLayer, x: Any, h0: Any = None, c0: Any = None, lengths: Any = None):
     return R.stack_forward(
         q.spec.cell,
         x,
-        _reference_entries(q),
+        int8_reference_entries(q),
         h0,
         c0,
         num_layers=q.num_layers,

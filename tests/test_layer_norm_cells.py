@@ -45,6 +45,7 @@ from helpers import (
     assert_close,
     central_difference,
     contracted_loss,
+    int8_reference_entries,
     stack_opts,
 )
 
@@ -703,14 +704,7 @@ def test_int8_layer_against_the_reference(ln: LnCell) -> None:
     assert q.weight_hh_l0.dtype == np.int8
     x = rng.standard_normal((T, B, I)).astype(np.float32)
     y, hx = q(x, lengths=LENGTHS)
-    p = dict(q.named_parameters())
-    entries = []
-    for k in range(q.spec.num_entries):
-        names = q.spec.entry_names(k)
-        e: list[Any] = [R.QuantizedWeight(p[n], p[n + "_scale"]) if i in (0, 1) else p[n]
-                        for i, n in enumerate(names[:4])]  # fmt: skip
-        entries.append((*e, None, tuple(p[n] for n in names.cell_params)))
-    y_ref, h_ref, c_ref, _ = R.stack_forward(ln.cell, x, entries, num_layers=2,
+    y_ref, h_ref, c_ref, _ = R.stack_forward(ln.cell, x, int8_reference_entries(q), num_layers=2,
                                              bidirectional=True, lengths=LENGTHS)  # fmt: skip
     assert (c_ref is not None) == ln.has_c
     np.testing.assert_allclose(y, y_ref, rtol=0, atol=2e-5)

@@ -25,7 +25,13 @@ from fastrnn import functional as F
 from fastrnn import reference as R
 from fastrnn.layers import from_spec
 from fastrnn.spec import CELLS, LayerParams, StackSpec
-from helpers import assert_close, central_difference, contracted_loss
+from helpers import (
+    assert_close,
+    central_difference,
+    contracted_loss,
+    int8_reference_entries,
+    rewrite_config,
+)
 
 T, B, I, H = 5, 5, 3, 4
 LENGTHS = np.array([2, 5, 0, 3, 5])  # unsorted, zero and full lengths
@@ -550,20 +556,19 @@ def test_int8_layer_keeps_zoneout(cls: Any, cell: str, kw: dict[str, Any]) -> No
     x = rng.standard_normal((T, B, I)).astype(np.float32)
     lengths = np.array([5, 2, 4, 0, 3])
     y, state = q(x, lengths=lengths)
-    p = dict(q.named_parameters())
-    entries = []
-    for k in range(q.spec.num_entries):
-        names = q.spec.entry_names(k)
-        e: list[Any] = [R.QuantizedWeight(p[n], p[n + "_scale"]) if i in (0, 1) else p[n]
-                        for i, n in enumerate(names[:4])]  # fmt: skip
-        cp = names.cell_params  # the layer-normalised cells' vectors, float32 as the biases
-        entries.append((*e, None) if cp is None else (*e, None, tuple(p[n] for n in cp)))
     masks = tuple(
         None if not pz else np.full(q.spec.zoneout_shape(T, B, kind), pz, np.float32)
         for kind, pz in (("h", layer.zoneout), ("c", layer.zoneout_cell))
     )
-    y_ref, h_ref, c_ref, _ = R.stack_forward(cell, x, entries, num_layers=2, bidirectional=True,
-                                             lengths=lengths, zoneout_masks=masks)  # fmt: skip
+    y_ref, h_ref, c_ref, _ = R.stack_forward(
+        cell,
+        x,
+        int8_reference_entries(q),
+        num_layers=2,
+        bidirectional=True,
+        lengths=lengths,
+        zoneout_masks=masks,
+    )
     np.testing.assert_allclose(y, y_ref, rtol=0, atol=2e-5)
     h_n = state[0] if isinstance(state, tuple) else state
     np.testing.assert_allclose(h_n, h_ref, rtol=0, atol=2e-5)
@@ -629,25 +634,13 @@ def test_sequence_model_trains_with_zoneout(tmp_path: Any) -> None:
 def test_sequence_model_file_without_zoneout_loads(tmp_path: Any) -> None:
     """A SequenceModel file written before zoneout existed (no such config keys) loads as a
     model without zoneout; a bad zoneout in a file is named."""
-    import json
-
     from fastrnn.training import SequenceModel
 
     m = _model()
     m.save(tmp_path / "new.npz")
 
     def rewrite(dst: str, **config: Any) -> Any:
-        with np.load(tmp_path / "new.npz", allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        meta = json.loads(str(arrays["meta"]))
-        for k, v in config.items():
-            if v is None:
-                del meta["config"][k]
-            else:
-                meta["config"][k] = v
-        arrays["meta"] = np.array(json.dumps(meta))
-        np.savez(tmp_path / dst, **arrays)
-        return tmp_path / dst
+        return rewrite_config(tmp_path / "new.npz", tmp_path / dst, **config)
 
     back, _, _ = SequenceModel.load(rewrite("old.npz", zoneout=None, zoneout_cell=None))
     assert back.config == m.config and (back.rnn.zoneout, back.rnn.zoneout_cell) == (0.0, 0.0)
