@@ -270,8 +270,21 @@ def test_dropout_is_seeded_train_only_and_matches_the_reference() -> None:
 
 
 def test_dropout_on_one_layer_warns_like_torch() -> None:
-    with pytest.warns(UserWarning, match="dropout"):
-        fastrnn.GRU(3, 4, dropout=0.5)
+    """The warning names the caller's line, whichever of fastrnn's constructors it went
+    through."""
+    makers = [
+        lambda: fastrnn.GRU(3, 4, dropout=0.5),
+        lambda: fastrnn.RNN(3, 4, dropout=0.5),
+        lambda: fastrnn.LSTM(3, 4, dropout=0.5),
+        lambda: fastrnn.LayerNormLSTM(3, 4, dropout=0.5),
+        lambda: fastrnn.LayerNormGRU(3, 4, dropout=0.5),
+        lambda: fastrnn.layers.from_spec(fastrnn.StackSpec("lstm", 3, 4), dropout=0.5),
+        lambda: fastrnn.SequenceModel("gru", 3, 4, 2, dropout=0.5),
+    ]
+    for make in makers:
+        with pytest.warns(UserWarning, match="dropout") as record:
+            make()
+        assert [w.filename for w in record] == [__file__]
     assert repr(fastrnn.GRU(3, 4, num_layers=2, dropout=0.5, bidirectional=True)) == (
         "GRU(3, 4, num_layers=2, dropout=0.5, bidirectional=True)"
     )

@@ -23,6 +23,7 @@ one call into the compiled core, forward and backward.
 
 from __future__ import annotations
 
+import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -94,6 +95,15 @@ class _Saved:
         self.thread = threading.get_ident()  # the thread whose backward this is
 
 
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` of a warning from the function calling this one that names the first
+    frame outside fastrnn (the user's call, whichever constructors and helpers it went through)."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith("fastrnn."):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 class RecurrentLayer(Module):
     """What :class:`RNN`, :class:`LSTM` and :class:`GRU` share: a :class:`~fastrnn.spec.StackSpec`
     (:attr:`RecurrentLayer.spec`) with PyTorch's call conventions (``batch_first``, unbatched input,
@@ -153,7 +163,7 @@ class RecurrentLayer(Module):
                 f"dropout expects num_layers greater than 1, but got dropout={self.dropout} and "
                 f"num_layers={self.num_layers}",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=_caller_stacklevel(),
             )
         self.zoneout = spec.check_zoneout("zoneout", zoneout)
         self.zoneout_cell = spec.check_zoneout("zoneout_cell", zoneout_cell, "c")
@@ -164,6 +174,20 @@ class RecurrentLayer(Module):
         # (the third child leaves the first two as they were before zoneout)
         init_rng, self._dropout_rng, self._zoneout_rng = as_rng(seed).spawn(3)
         self.reset_parameters(init_rng)
+
+    def _init_args(
+        self, cell: str, input_size: int, hidden_size: int, num_layers: int, bias: bool,
+        batch_first: bool, dropout: float, bidirectional: bool, dtype: DTypeLike,
+        compute_dtype: Any, seed: int | np.random.Generator | None, *, proj_size: int = 0,
+        zoneout: float = 0.0, zoneout_cell: float = 0.0, **options: Any,
+    ) -> None:  # fmt: skip
+        """The torch-like constructors' one body (:class:`RNN`, :class:`LSTM`, ...): the
+        :class:`~fastrnn.spec.StackSpec` of their arguments (``options``: its keyword-only
+        ``reverse``, ``clip``, ``input_forget``), then :class:`RecurrentLayer`'s."""
+        spec = StackSpec(cell, input_size, hidden_size, num_layers, bidirectional, bias, proj_size,
+                         dtype, compute_dtype, **options)  # fmt: skip
+        RecurrentLayer.__init__(self, spec, batch_first=batch_first, dropout=dropout,
+                                zoneout=zoneout, zoneout_cell=zoneout_cell, seed=seed)  # fmt: skip
 
     @property
     def spec(self) -> StackSpec:
@@ -540,20 +564,9 @@ class RNN(RecurrentLayer):
                 f"nonlinearity: unknown nonlinearity {nonlinearity!r}; select 'tanh' or 'relu'"
             )
         self.nonlinearity = nonlinearity
-        spec = StackSpec(
-            f"rnn_{nonlinearity}",
-            input_size,
-            hidden_size,
-            num_layers,
-            bidirectional,
-            bias,
-            0,
-            dtype,
-            compute_dtype,
-            reverse=reverse,
-            clip=clip,
-        )
-        super().__init__(spec, batch_first=batch_first, dropout=dropout, zoneout=zoneout, seed=seed)
+        self._init_args(f"rnn_{nonlinearity}", input_size, hidden_size, num_layers, bias,
+                        batch_first, dropout, bidirectional, dtype, compute_dtype, seed,
+                        zoneout=zoneout, reverse=reverse, clip=clip)  # fmt: skip
 
     def _extra_repr(self) -> str:
         s = super()._extra_repr()
@@ -611,28 +624,11 @@ class LSTM(RecurrentLayer):
         compute_dtype: Any = None,
         seed: int | np.random.Generator | None = None,
     ) -> None:
-        spec = StackSpec(
-            "lstm_peephole" if check_flag("peephole", peephole) else "lstm",
-            input_size,
-            hidden_size,
-            num_layers,
-            bidirectional,
-            bias,
-            proj_size,
-            dtype,
-            compute_dtype,
-            reverse=reverse,
-            clip=clip,
-            input_forget=input_forget,
-        )
-        super().__init__(
-            spec,
-            batch_first=batch_first,
-            dropout=dropout,
-            zoneout=zoneout,
-            zoneout_cell=zoneout_cell,
-            seed=seed,
-        )
+        cell = "lstm_peephole" if check_flag("peephole", peephole) else "lstm"
+        self._init_args(cell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                        bidirectional, dtype, compute_dtype, seed, proj_size=proj_size,
+                        zoneout=zoneout, zoneout_cell=zoneout_cell, reverse=reverse, clip=clip,
+                        input_forget=input_forget)  # fmt: skip
 
     @property
     def peephole(self) -> bool:
@@ -723,26 +719,9 @@ class LayerNormLSTM(RecurrentLayer):
         compute_dtype: Any = None,
         seed: int | np.random.Generator | None = None,
     ) -> None:
-        spec = StackSpec(
-            "lnlstm",
-            input_size,
-            hidden_size,
-            num_layers,
-            bidirectional,
-            bias,
-            0,
-            dtype,
-            compute_dtype,
-            reverse=reverse,
-        )
-        super().__init__(
-            spec,
-            batch_first=batch_first,
-            dropout=dropout,
-            zoneout=zoneout,
-            zoneout_cell=zoneout_cell,
-            seed=seed,
-        )
+        self._init_args("lnlstm", input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                        bidirectional, dtype, compute_dtype, seed, zoneout=zoneout,
+                        zoneout_cell=zoneout_cell, reverse=reverse)  # fmt: skip
 
 
 class GRU(RecurrentLayer):
@@ -787,20 +766,9 @@ class GRU(RecurrentLayer):
     ) -> None:
         self.reset_after = check_flag("reset_after", reset_after)
         cell = "gru" if self.reset_after else "gru_reset_before"
-        spec = StackSpec(
-            cell,
-            input_size,
-            hidden_size,
-            num_layers,
-            bidirectional,
-            bias,
-            0,
-            dtype,
-            compute_dtype,
-            reverse=reverse,
-            clip=clip,
-        )
-        super().__init__(spec, batch_first=batch_first, dropout=dropout, zoneout=zoneout, seed=seed)
+        self._init_args(cell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                        bidirectional, dtype, compute_dtype, seed, zoneout=zoneout, reverse=reverse,
+                        clip=clip)  # fmt: skip
 
     def _extra_repr(self) -> str:
         s = super()._extra_repr()
@@ -885,19 +853,9 @@ class LayerNormGRU(RecurrentLayer):
         compute_dtype: Any = None,
         seed: int | np.random.Generator | None = None,
     ) -> None:
-        spec = StackSpec(
-            "lngru",
-            input_size,
-            hidden_size,
-            num_layers,
-            bidirectional,
-            bias,
-            0,
-            dtype,
-            compute_dtype,
-            reverse=reverse,
-        )
-        super().__init__(spec, batch_first=batch_first, dropout=dropout, zoneout=zoneout, seed=seed)
+        self._init_args("lngru", input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                        bidirectional, dtype, compute_dtype, seed, zoneout=zoneout,
+                        reverse=reverse)  # fmt: skip
 
 
 def from_spec(
