@@ -24,7 +24,13 @@ from fastrnn import functional as F
 from fastrnn import reference as R
 from fastrnn.spec import CELLS, LayerParams, StackSpec
 from fastrnn.training import init
-from helpers import assert_close, central_difference, contracted_loss, int8_reference_entries
+from helpers import (
+    as_f64,
+    assert_close,
+    central_difference,
+    contracted_loss,
+    int8_reference_entries,
+)
 
 T, B, I, H = 5, 5, 3, 6
 LENGTHS = np.array([2, 5, 0, 3, 5])  # unsorted, zero and full lengths
@@ -91,19 +97,6 @@ def make_stack(
     }
 
 
-def _f64(a: Any) -> Any:
-    """A float64 copy of an array, of each array of a (nested) tuple or dict; None stays None."""
-    if a is None:
-        return None
-    if isinstance(a, LayerParams):
-        return LayerParams(*(_f64(v) for v in a))
-    if isinstance(a, (tuple, list)):
-        return type(a)(_f64(v) for v in a)
-    if isinstance(a, dict):
-        return {k: _f64(v) for k, v in a.items()}
-    return np.asarray(a, np.float64)
-
-
 def _kernels(cell: str, s: dict[str, Any], opts: dict[str, Any]) -> tuple[Any, Any]:
     fw = F.stack_forward(cell, s["x"], s["params"], s["h0"], s["c0"], **opts)
     bw = F.stack_backward(
@@ -115,9 +108,14 @@ def _kernels(cell: str, s: dict[str, Any], opts: dict[str, Any]) -> tuple[Any, A
 def _reference(cell: str, s: dict[str, Any], opts: dict[str, Any]) -> tuple[Any, ...]:
     ropts = {k: v for k, v in opts.items() if k != "proj_size"}
     y, h_n, c_n, cache = R.stack_forward(
-        cell, _f64(s["x"]), [_f64(p) for p in s["params"]], _f64(s["h0"]), _f64(s["c0"]), **ropts
+        cell,
+        as_f64(s["x"]),
+        as_f64(s["params"]),
+        as_f64(s["h0"]),
+        as_f64(s["c0"]),
+        **ropts,
     )
-    g = R.stack_backward(cache, _f64(s["dy"]), _f64(s["dh"]), _f64(s["dc"]))
+    g = R.stack_backward(cache, as_f64(s["dy"]), as_f64(s["dh"]), as_f64(s["dc"]))
     return y, h_n, c_n, g
 
 
@@ -209,9 +207,9 @@ def test_one_layer_api(options: dict[str, Any], dtype: Any) -> None:
     fw = F.forward("lstm_peephole", x, w_ih, w_hh, b_ih, b_hh, h0, c0, cell_params=own, **options)
     bw = F.backward("lstm_peephole", x, w_ih, w_hh, b_ih, b_hh, fw.workspace, s["dy"],
                     s["dh"][0], s["dc"][0], cell_params=own, **options)  # fmt: skip
-    y, h_n, c_n, cache = R.forward("lstm_peephole", *_f64((x, w_ih, w_hh, b_ih, b_hh, h0, c0)),
-                                   cell_params=_f64(own), **options)  # fmt: skip
-    g = R.backward(cache, *_f64((s["dy"], s["dh"][0], s["dc"][0])))
+    y, h_n, c_n, cache = R.forward("lstm_peephole", *as_f64((x, w_ih, w_hh, b_ih, b_hh, h0, c0)),
+                                   cell_params=as_f64(own), **options)  # fmt: skip
+    g = R.backward(cache, *as_f64((s["dy"], s["dh"][0], s["dc"][0])))
     for got, want, name in [(fw.y, y, "y"), (fw.h_n, h_n, "h_n"), (fw.c_n, c_n, "c_n"),
                             (bw.dx, g["dx"], "dx"), (bw.dh0, g["dh0"], "dh0"),
                             (bw.dc0, g["dc0"], "dc0"), (bw.dweight_ih, g["weight_ih"], "w_ih"),
@@ -433,9 +431,9 @@ def test_bf16_products_against_the_bf16_reference(kind: str) -> None:
     fw = F.stack_forward(cell, s["x"], s["params"], s["h0"], s["c0"], compute_dtype="bfloat16",
                          **opts)  # fmt: skip
     ropts = {k: v for k, v in opts.items() if k != "proj_size"}
-    p64 = [_f64(p) for p in s["params"]]
+    p64 = as_f64(s["params"])
     want, exact = (
-        R.stack_forward(cell, _f64(s["x"]), p64, _f64(s["h0"]), _f64(s["c0"]),
+        R.stack_forward(cell, as_f64(s["x"]), p64, as_f64(s["h0"]), as_f64(s["c0"]),
                         compute_dtype=compute, **ropts)[0]
         for compute in ("bfloat16", None)
     )  # fmt: skip
@@ -513,12 +511,12 @@ def test_layer_forward_backward_against_reference(kind: str, factory: Any, dtype
     y, state = layer(x, lengths=LENGTHS)
     dy = rng.standard_normal(y.shape).astype(dtype)
     dx, _ = layer.backward(dy)
-    params = spec.entries_of(_f64(dict(layer.named_parameters())))
+    params = spec.entries_of(as_f64(dict(layer.named_parameters())))
     y_ref, h_ref, _, cache = R.stack_forward(
-        spec.cell, _f64(x), params, num_layers=spec.num_layers, bidirectional=spec.bidirectional,
+        spec.cell, as_f64(x), params, num_layers=spec.num_layers, bidirectional=spec.bidirectional,
         lengths=LENGTHS, reverse=spec.reverse, clip=spec.clip, input_forget=spec.input_forget,
     )  # fmt: skip
-    g = R.stack_backward(cache, _f64(dy))
+    g = R.stack_backward(cache, as_f64(dy))
     assert_close(y, y_ref, dtype, "y")
     assert_close(state[0] if spec.has_cell_state else state, h_ref, dtype, "h_n")
     assert_close(dx, g["dx"], dtype, "dx")

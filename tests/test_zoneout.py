@@ -26,6 +26,7 @@ from fastrnn import reference as R
 from fastrnn.layers import from_spec
 from fastrnn.spec import CELLS, LayerParams, StackSpec
 from helpers import (
+    as_f64,
     assert_close,
     central_difference,
     contracted_loss,
@@ -110,16 +111,6 @@ def dropout_masks(spec: StackSpec, kind: str, Tn: int = T, Bn: int = B) -> Any:
     return (keep * 2.0).astype(spec.dtype)
 
 
-def _f64(a: Any) -> Any:
-    if a is None:
-        return None
-    if isinstance(a, LayerParams):
-        return LayerParams(*(_f64(v) for v in a))
-    if isinstance(a, (tuple, list)):
-        return type(a)(_f64(v) for v in a)
-    return np.asarray(a, np.float64)
-
-
 def kernels(spec: StackSpec, s: dict[str, Any], zo: Any, dm: Any, lengths: Any) -> Any:
     fw = F.run_forward(
         spec, s["x"], s["params"], s["h0"], s["c0"], lengths=lengths, dropout_masks=dm,
@@ -134,11 +125,11 @@ def kernels(spec: StackSpec, s: dict[str, Any], zo: Any, dm: Any, lengths: Any) 
 
 def reference(spec: StackSpec, s: dict[str, Any], zo: Any, dm: Any, lengths: Any) -> Any:
     y, h_n, c_n, cache = R.stack_forward(
-        spec.cell, _f64(s["x"]), [_f64(p) for p in s["params"]], _f64(s["h0"]), _f64(s["c0"]),
+        spec.cell, as_f64(s["x"]), as_f64(s["params"]), as_f64(s["h0"]), as_f64(s["c0"]),
         num_layers=spec.num_layers, bidirectional=spec.bidirectional, lengths=lengths,
-        dropout_masks=_f64(dm), reverse=spec.reverse, zoneout_masks=_f64(zo),
+        dropout_masks=as_f64(dm), reverse=spec.reverse, zoneout_masks=as_f64(zo),
     )  # fmt: skip
-    g = R.stack_backward(cache, _f64(s["dy"]), _f64(s["dh"]), _f64(s["dc"]))
+    g = R.stack_backward(cache, as_f64(s["dy"]), as_f64(s["dh"]), as_f64(s["dc"]))
     return y, h_n, c_n, g
 
 
@@ -337,13 +328,13 @@ def test_layer_training_against_reference(kind: str, dtype: Any) -> None:
     twin = LAYERS[kind](**_zo(kind), dtype=dtype, seed=3, batch_first=True)
     dm = twin._dropout_masks(Tn, Bn)
     ry, _, _, cache = R.stack_forward(
-        spec.cell, _f64(x.transpose(1, 0, 2)), [_f64(p) for p in layer._entries()],
+        spec.cell, as_f64(x.transpose(1, 0, 2)), [as_f64(p) for p in layer._entries()],
         num_layers=spec.num_layers, bidirectional=spec.bidirectional, lengths=lengths,
-        dropout_masks=_f64(dm), zoneout_masks=_f64(saved.zoneout),
+        dropout_masks=as_f64(dm), zoneout_masks=as_f64(saved.zoneout),
     )  # fmt: skip
     k = _factor(spec.cell, dtype)
     assert_close(y.transpose(1, 0, 2), ry, dtype, "y", k)
-    g = R.stack_backward(cache, _f64(dy.transpose(1, 0, 2)))
+    g = R.stack_backward(cache, as_f64(dy.transpose(1, 0, 2)))
     assert_close(dx.transpose(1, 0, 2), g["dx"], dtype, "dx", k)
     for e in range(spec.num_entries):  # the products' gradients of every layer and direction
         names = spec.entry_names(e)
